@@ -1,0 +1,94 @@
+#!/bin/sh
+# Starts and stops a pool of antigw-fcgi processes: spawn-fcgi opens the
+# socket and hands it to multiwatch, which keeps ANTIGW_PROCESSES children
+# alive. Used by quickstart.sh and the integration tests.
+#
+#   pool.sh start|stop|status
+# Environment:
+#   ANTIGW_VAR        state directory (required): run/fcgi.sock, run/pool.pid, log/fcgi.log
+#   ANTIGW_BIN        the antigw-fcgi binary (required)
+#   ANTIGW_CONFIG     configuration file (passed to every process)
+#   ANTIGW_PROCESSES  processes in the pool (default 2)
+#   ANTIGW_THREADS    threads per process (default: server.threads from the config)
+#   ANTIGW_SOCKET     socket path (default $ANTIGW_VAR/run/fcgi.sock)
+#   ANTIGW_STOP_WAIT  seconds to wait for in-flight requests on stop (default 30)
+set -eu
+
+: "${ANTIGW_VAR:?ANTIGW_VAR must name the state directory}"
+run=$ANTIGW_VAR/run
+sock=${ANTIGW_SOCKET:-$run/fcgi.sock}
+pidfile=$run/pool.pid
+log=$ANTIGW_VAR/log/fcgi.log
+
+running() {
+    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+start() {
+    : "${ANTIGW_BIN:?ANTIGW_BIN must name the antigw-fcgi binary}"
+    if running; then
+        echo "pool already running (pid $(cat "$pidfile"))"
+        return 0
+    fi
+    mkdir -p "$run" "$ANTIGW_VAR/log"
+    set -- "$ANTIGW_BIN"
+    [ -n "${ANTIGW_CONFIG:-}" ] && set -- "$@" -c "$ANTIGW_CONFIG"
+    [ -n "${ANTIGW_THREADS:-}" ] && set -- "$@" -t "$ANTIGW_THREADS"
+    # -n keeps spawn-fcgi in the foreground (it execs multiwatch), so stderr
+    # stays open and reaches the log; in fork mode it would go to /dev/null.
+    rm -f "$sock"
+    nohup spawn-fcgi -n -s "$sock" -M 0660 -- "$(command -v multiwatch)" \
+        -f "${ANTIGW_PROCESSES:-2}" -- "$@" >>"$log" 2>&1 &
+    echo $! > "$pidfile"
+    i=0
+    while [ ! -S "$sock" ]; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! running; then
+            echo "pool did not start; see $log" >&2
+            tail -5 "$log" >&2 || true
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+stop() {
+    if ! running; then
+        rm -f "$pidfile"
+        return 0
+    fi
+    pid=$(cat "$pidfile")
+    # multiwatch passes a graceful stop (USR1) to its children: they finish
+    # the requests in flight, then exit; multiwatch exits after them.
+    kill -TERM "$pid" 2>/dev/null || true
+    i=0
+    wait_max=$(( ${ANTIGW_STOP_WAIT:-30} * 10 ))
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt "$wait_max" ]; then
+            echo "pool still running after ${ANTIGW_STOP_WAIT:-30}s: killing it" >&2
+            pkill -KILL -P "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        sleep 0.1
+    done
+    rm -f "$pidfile" "$sock"
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+status)
+    if running; then
+        echo "pool running (pid $(cat "$pidfile"), socket $sock)"
+    else
+        echo "pool stopped"
+        exit 1
+    fi
+    ;;
+*)
+    echo "usage: $0 start|stop|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,544 @@
+#include "handlers.h"
+
+#include "ac-config.h"
+
+#include "apierr.h"
+#include "crypto.h"
+#include "fcgi_io.h"
+#include "json.h"
+#include "provider.h"
+#include "relay.h"
+#include "route.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+
+/* Client JSON deeper than this is refused before anything else looks at it. */
+#define MAX_JSON_DEPTH 128
+/* Longest model name accepted from a client. */
+#define MAX_MODEL_LEN 256
+
+typedef struct {
+    const agw_app *app;
+    agw_app_worker *worker;
+    agw_fcgi_conn conn;
+    agw_proto proto;        /* the error shape this client understands */
+    agw_buf cors;           /* response header lines for CORS, possibly empty */
+    uint64_t start_us;
+    const char *method;
+    agw_str path;
+} request;
+
+void *agw_app_worker_init(void *app, int index)
+{
+    (void)app;
+    agw_app_worker *w = xcalloc(1, sizeof *w);
+    w->upstream = agw_upstream_new();
+    w->index = index;
+    return w;
+}
+
+void agw_app_worker_done(void *app, void *state)
+{
+    (void)app;
+    agw_app_worker *w = state;
+    agw_upstream_free(w->upstream);
+    free(w);
+}
+
+/* ---- small responses ---- */
+
+static void respond_json(request *r, int status, agw_str extra_headers, agw_str body)
+{
+    agw_buf h = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if (agw_buf_append_str(&h, agw_buf_view(&r->cors)) == AGW_OK &&
+        agw_buf_append_str(&h, extra_headers) == AGW_OK)
+        (void)agw_fcgi_respond(&r->conn, status, "application/json", agw_buf_view(&h), body);
+    agw_buf_free(&h);
+}
+
+static void respond_error_code(request *r, int status, const char *code, const char *fmt, ...)
+    AGW_PRINTF(4, 5);
+
+static void respond_error_code(request *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if (agw_apierr_body(&body, r->proto, status, agw_str_c(msg), code) == AGW_OK)
+        respond_json(r, status, (agw_str){ "", 0 }, agw_buf_view(&body));
+    agw_buf_free(&body);
+}
+
+#define respond_error(r, status, ...) respond_error_code((r), (status), NULL, __VA_ARGS__)
+
+/* Prints a client-supplied string into a message safely: at most `max` bytes. */
+static int clip(agw_str s, int max)
+{
+    return s.len > (size_t)max ? max : (int)s.len;
+}
+
+/* ---- CORS ---- */
+
+static agw_err build_cors(request *r)
+{
+    const char *allowed = r->app->cfg->server.cors_origins;
+    const char *origin = agw_fcgi_param(&r->conn, "HTTP_ORIGIN");
+    if (!allowed || !*allowed || !origin || !*origin)
+        return AGW_OK;
+    if (strcmp(allowed, "*") == 0)
+        return agw_buf_append_str(&r->cors, AGW_STR_LIT("Access-Control-Allow-Origin: *\r\n"));
+    agw_str o = agw_str_c(origin);
+    if (!agw_header_value_ok(o))
+        return AGW_OK;
+    for (const char *p = allowed; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        agw_str item = { p, n };
+        while (item.len && *item.ptr == ' ') {
+            item.ptr++;
+            item.len--;
+        }
+        while (item.len && item.ptr[item.len - 1] == ' ')
+            item.len--;
+        if (agw_str_eq(item, o)) {
+            agw_err e;
+            if ((e = agw_buf_append_str(&r->cors, AGW_STR_LIT("Access-Control-Allow-Origin: "))) ||
+                (e = agw_buf_append_str(&r->cors, o)))
+                return e;
+            return agw_buf_append_str(&r->cors, AGW_STR_LIT("\r\nVary: Origin\r\n"));
+        }
+        p += n + (end ? 1 : 0);
+    }
+    return AGW_OK;
+}
+
+/* ---- authentication (single-key mode) ---- */
+
+/* The key the client presented: `Authorization: Bearer` or `x-api-key`. */
+static agw_str presented_key(request *r)
+{
+    const char *auth = agw_fcgi_param(&r->conn, "HTTP_AUTHORIZATION");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *k = auth + 7;
+        while (*k == ' ')
+            k++;
+        return agw_str_c(k);
+    }
+    const char *x = agw_fcgi_param(&r->conn, "HTTP_X_API_KEY");
+    if (x && *x)
+        return agw_str_c(x);
+    return (agw_str){ NULL, 0 };
+}
+
+static int authenticate(request *r)
+{
+    const char *want = r->app->cfg->auth.api_key;
+    if (!want)
+        return 1;
+    agw_str got = presented_key(r);
+    if (!got.ptr || !got.len) {
+        respond_error_code(r, 401, "missing_api_key",
+                           "missing API key: send Authorization: Bearer <key> or x-api-key");
+        return 0;
+    }
+    if (!agw_secret_eq(got, agw_str_c(want))) {
+        respond_error_code(r, 401, "invalid_api_key", "invalid API key");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- the sink that writes the relay to FastCGI ---- */
+
+static agw_err sink_head(void *ud, int status, const char *ct, agw_str headers)
+{
+    return agw_fcgi_head(ud, status, ct, headers);
+}
+static agw_err sink_write(void *ud, const char *p, size_t n)
+{
+    return agw_fcgi_write(ud, p, n);
+}
+static agw_err sink_flush(void *ud)
+{
+    return agw_fcgi_flush(ud);
+}
+static int sink_gone(void *ud)
+{
+    return agw_fcgi_client_gone(ud);
+}
+
+/* ---- model calls: /v1/chat/completions and /v1/messages ---- */
+
+/* The body to send upstream: the client's bytes with only the model value
+ * replaced (or added), so nothing else is re-serialised (DESIGN.md §9). */
+static agw_err rewrite_model(agw_str body, agw_str old_value, agw_str model, agw_buf *out)
+{
+    agw_err e;
+    if (old_value.ptr) {
+        size_t head = (size_t)(old_value.ptr - body.ptr);
+        if ((e = agw_buf_append(out, body.ptr, head)) || (e = agw_buf_append(out, "\"", 1)) ||
+            (e = agw_buf_append_json_escaped(out, model)) || (e = agw_buf_append(out, "\"", 1)))
+            return e;
+        return agw_buf_append(out, old_value.ptr + old_value.len, body.len - head - old_value.len);
+    }
+    /* No model member: add one right after the opening brace. */
+    const char *brace = memchr(body.ptr, '{', body.len);
+    size_t head = (size_t)(brace - body.ptr) + 1;
+    const char *p = brace + 1;
+    while (p < body.ptr + body.len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    int empty = p < body.ptr + body.len && *p == '}';
+    if ((e = agw_buf_append(out, body.ptr, head)) ||
+        (e = agw_buf_append_str(out, AGW_STR_LIT("\"model\":\""))) ||
+        (e = agw_buf_append_json_escaped(out, model)) ||
+        (e = agw_buf_append(out, empty ? "\"" : "\",", empty ? 1 : 2)))
+        return e;
+    return agw_buf_append(out, body.ptr + head, body.len - head);
+}
+
+static void handle_model_call(request *r, agw_provider_op op)
+{
+    const agw_config *cfg = r->app->cfg;
+    agw_provider_type want = op == AGW_OP_CHAT ? AGW_PROVIDER_OPENAI : AGW_PROVIDER_ANTHROPIC;
+    agw_buf model_buf = AGW_BUF_INIT(4096);
+    agw_buf upstream_body = AGW_BUF_INIT(cfg->server.max_body_bytes + 1024);
+    agw_provider_call call;
+    memset(&call, 0, sizeof call);
+
+    agw_err e = agw_fcgi_read_body(&r->conn, cfg->server.max_body_bytes);
+    if (e == AGW_ETOOBIG) {
+        respond_error_code(r, 413, "request_too_large", "request body is larger than %lu bytes",
+                           (unsigned long)cfg->server.max_body_bytes);
+        goto out;
+    }
+    if (e) {
+        agw_log_warn("reading the request body failed: %s", agw_strerror(e));
+        goto out;
+    }
+    agw_str body = agw_buf_view(&r->conn.body);
+    char why[160];
+    if (body.len == 0) {
+        respond_error(r, 400, "request body is empty: a JSON object is required");
+        goto out;
+    }
+    if (agw_json_validate(body, MAX_JSON_DEPTH, why, sizeof why) != AGW_OK) {
+        respond_error(r, 400, "request body is not valid JSON: %s", why);
+        goto out;
+    }
+    agw_str model_raw = { NULL, 0 }, stream_raw;
+    e = agw_json_find(body, AGW_STR_LIT("model"), &model_raw);
+    if (e == AGW_EINVAL) {
+        respond_error(r, 400, "request body must be a JSON object");
+        goto out;
+    }
+    agw_str model;
+    if (e == AGW_ENOTFOUND) {
+        model_raw.ptr = NULL;
+        model = agw_str_c(cfg->defaults.model);
+    } else {
+        if (agw_json_type_of(model_raw) != AGW_JSON_STRING) {
+            respond_error(r, 400, "'model' must be a string");
+            goto out;
+        }
+        if (agw_json_string_decode(model_raw, &model_buf) != AGW_OK ||
+            model_buf.len > MAX_MODEL_LEN || memchr(agw_buf_view(&model_buf).ptr, '\0', model_buf.len) ||
+            !agw_header_value_ok(agw_buf_view(&model_buf))) {
+            respond_error(r, 400, "'model' must be a printable name of at most %d bytes",
+                          MAX_MODEL_LEN);
+            goto out;
+        }
+        model = agw_buf_view(&model_buf);
+        if (model.len == 0)
+            model = agw_str_c(cfg->defaults.model);
+    }
+    int stream = 0;
+    if (agw_json_find(body, AGW_STR_LIT("stream"), &stream_raw) == AGW_OK) {
+        agw_json_type t = agw_json_type_of(stream_raw);
+        if (t != AGW_JSON_TRUE && t != AGW_JSON_FALSE && t != AGW_JSON_NULL) {
+            respond_error(r, 400, "'stream' must be a boolean");
+            goto out;
+        }
+        stream = t == AGW_JSON_TRUE;
+    }
+
+    agw_route route;
+    if (agw_route_resolve(cfg, model, want, &route) != AGW_OK) {
+        respond_error_code(r, 404, "model_not_found",
+                           "model '%.*s' is not served by any configured provider", clip(model, 200),
+                           model.ptr);
+        goto out;
+    }
+    if (route.provider->type != want) {
+        respond_error_code(r, 400, "unsupported_model",
+                           "model '%.*s' is served by provider '%s' (%s), which this endpoint "
+                           "cannot reach: use the %s endpoint for it",
+                           clip(model, 200), model.ptr, route.provider->name,
+                           agw_provider_type_name(route.provider->type),
+                           route.provider->type == AGW_PROVIDER_ANTHROPIC ? "/v1/messages"
+                                                                          : "/v1/chat/completions");
+        goto out;
+    }
+
+    /* The client's bytes go upstream untouched unless the model value changes:
+     * a prefix stripped, a default filled in, or escapes in the name. */
+    agw_str send = body;
+    int untouched = model_raw.ptr && route.model.ptr == model.ptr && route.model.len == model.len &&
+                    model_raw.len == model.len + 2 &&
+                    memcmp(model_raw.ptr + 1, model.ptr, model.len) == 0;
+    if (!untouched) {
+        if (rewrite_model(body, model_raw, route.model, &upstream_body) != AGW_OK) {
+            respond_error(r, 413, "request body too large after rewriting the model");
+            goto out;
+        }
+        send = agw_buf_view(&upstream_body);
+    }
+
+    agw_client_hints hints = {
+        .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
+        .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
+    };
+    if (agw_provider_prepare(route.provider, op, &hints, &call) != AGW_OK) {
+        respond_error(r, 400, "invalid anthropic-version or anthropic-beta header");
+        goto out;
+    }
+
+    agw_relay_req rq = {
+        .proto = r->proto,
+        .url = call.url,
+        .headers = (const char *const *)call.headers,
+        .body = send,
+        .stream = stream,
+        .connect_timeout_ms = cfg->server.connect_timeout_ms,
+        .idle_timeout_ms = (long)cfg->server.idle_timeout_s * 1000,
+        .commit_ms = cfg->server.stream_commit_ms,
+        .ping_ms = (long)cfg->server.sse_ping_s * 1000,
+        .response_headers = agw_buf_view(&r->cors),
+    };
+    agw_client_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
+    agw_relay_result res;
+    agw_relay_run(r->worker->upstream, &rq, &sink, &res);
+    agw_log_info("%s %.*s provider=%s model=%.*s status=%d stream=%d events=%lu bytes=%lu "
+                 "ttfb_ms=%lu ms=%lu%s%s%s",
+                 r->method, clip(r->path, 100), r->path.ptr, route.provider->name,
+                 clip(route.model, 100), route.model.ptr, res.status, res.streamed,
+                 (unsigned long)res.events, (unsigned long)res.bytes_out,
+                 (unsigned long)(res.first_byte_us / 1000),
+                 (unsigned long)((agw_mono_us() - r->start_us) / 1000),
+                 res.client_gone ? " client_gone=1" : "", res.detail[0] ? " detail=" : "",
+                 res.detail);
+out:
+    agw_provider_call_free(&call);
+    agw_buf_free(&model_buf);
+    agw_buf_free(&upstream_body);
+}
+
+/* ---- GET /v1/models ---- */
+
+static int seen_before(const agw_config *cfg, size_t pi, size_t mi)
+{
+    const char *id = cfg->providers[pi].models[mi];
+    for (size_t i = 0; i <= pi; i++) {
+        const agw_provider_cfg *p = &cfg->providers[i];
+        size_t upto = i == pi ? mi : p->n_models;
+        if (!p->enabled)
+            continue;
+        for (size_t j = 0; j < upto; j++)
+            if (strcmp(p->models[j], id) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+static void handle_models(request *r)
+{
+    const agw_config *cfg = r->app->cfg;
+    int anthropic = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION") != NULL;
+    agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
+    agw_err e = agw_buf_append_str(&b, anthropic ? AGW_STR_LIT("{\"data\":[")
+                                                 : AGW_STR_LIT("{\"object\":\"list\",\"data\":["));
+    char created[32];
+    struct tm tm;
+    time_t t = (time_t)r->app->started_at;
+    gmtime_r(&t, &tm);
+    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const char *first = NULL, *last = NULL;
+    for (size_t i = 0; !e && i < cfg->n_providers; i++) {
+        const agw_provider_cfg *p = &cfg->providers[i];
+        if (!p->enabled)
+            continue;
+        for (size_t j = 0; !e && j < p->n_models; j++) {
+            const char *id = p->models[j];
+            /* Patterns say which names route where; they are not models. */
+            if (agw_route_is_pattern(id) || seen_before(cfg, i, j))
+                continue;
+            if (last)
+                e = agw_buf_append(&b, ",", 1);
+            if (!first)
+                first = id;
+            last = id;
+            if (!e && anthropic)
+                e = agw_buf_append_str(&b, AGW_STR_LIT("{\"type\":\"model\",\"id\":\""));
+            else if (!e)
+                e = agw_buf_append_str(&b, AGW_STR_LIT("{\"id\":\""));
+            if (!e)
+                e = agw_buf_append_json_escaped(&b, agw_str_c(id));
+            if (!e && anthropic) {
+                if (!(e = agw_buf_append_str(&b, AGW_STR_LIT("\",\"display_name\":\""))) &&
+                    !(e = agw_buf_append_json_escaped(&b, agw_str_c(id))))
+                    e = agw_buf_appendf(&b, "\",\"created_at\":\"%s\"}", created);
+            } else if (!e) {
+                if (!(e = agw_buf_appendf(&b, "\",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"",
+                                          (long long)r->app->started_at)) &&
+                    !(e = agw_buf_append_json_escaped(&b, agw_str_c(p->name))))
+                    e = agw_buf_append(&b, "\"}", 2);
+            }
+        }
+    }
+    if (!e && anthropic) {
+        if (!(e = agw_buf_append_str(&b, AGW_STR_LIT("],\"has_more\":false,\"first_id\":"))))
+            for (int k = 0; k < 2 && !e; k++) {
+                const char *id = k == 0 ? first : last;
+                if (!id) {
+                    e = agw_buf_append_str(&b, AGW_STR_LIT("null"));
+                } else if (!(e = agw_buf_append(&b, "\"", 1)) &&
+                           !(e = agw_buf_append_json_escaped(&b, agw_str_c(id)))) {
+                    e = agw_buf_append(&b, "\"", 1);
+                }
+                if (!e && k == 0)
+                    e = agw_buf_append_str(&b, AGW_STR_LIT(",\"last_id\":"));
+            }
+        if (!e)
+            e = agw_buf_append(&b, "}", 1);
+    } else if (!e) {
+        e = agw_buf_append(&b, "]}", 2);
+    }
+    if (e)
+        respond_error(r, 500, "model list too large");
+    else
+        respond_json(r, 200, (agw_str){ "", 0 }, agw_buf_view(&b));
+    agw_buf_free(&b);
+}
+
+/* ---- GET /health ---- */
+
+static void handle_health(request *r)
+{
+    const agw_config *cfg = r->app->cfg;
+    agw_buf b = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    size_t usable = 0;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        usable += cfg->providers[i].enabled != 0;
+    agw_err e = agw_buf_appendf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"providers\":[",
+                                usable ? "ok" : "unavailable", PACKAGE_VERSION);
+    for (size_t i = 0; !e && i < cfg->n_providers; i++) {
+        const agw_provider_cfg *p = &cfg->providers[i];
+        if ((i && (e = agw_buf_append(&b, ",", 1))) ||
+            (e = agw_buf_append_str(&b, AGW_STR_LIT("{\"name\":\""))) ||
+            (e = agw_buf_append_json_escaped(&b, agw_str_c(p->name))))
+            break;
+        e = agw_buf_appendf(&b, "\",\"type\":\"%s\",\"enabled\":%s}",
+                            agw_provider_type_name(p->type), p->enabled ? "true" : "false");
+    }
+    if (!e)
+        e = usable ? agw_buf_append(&b, "]}", 2)
+                   : agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"no provider is configured "
+                                                        "and enabled\"}"));
+    if (e)
+        respond_error(r, 500, "health report too large");
+    else
+        respond_json(r, usable ? 200 : 503, (agw_str){ "", 0 }, agw_buf_view(&b));
+    agw_buf_free(&b);
+}
+
+/* ---- dispatch ---- */
+
+typedef enum { EP_NONE = 0, EP_CHAT, EP_MESSAGES, EP_MODELS, EP_HEALTH } endpoint;
+
+static const struct {
+    agw_str path;
+    endpoint ep;
+    const char *method;
+    int needs_auth;
+} routes[] = {
+    { AGW_STR_LIT("/v1/chat/completions"), EP_CHAT, "POST", 1 },
+    { AGW_STR_LIT("/v1/messages"), EP_MESSAGES, "POST", 1 },
+    { AGW_STR_LIT("/v1/models"), EP_MODELS, "GET", 1 },
+    { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
+};
+
+void agw_app_handle(void *app_ptr, agw_worker *w, FCGX_Request *req)
+{
+    request r;
+    memset(&r, 0, sizeof r);
+    r.app = app_ptr;
+    r.worker = agw_worker_state(w);
+    r.start_us = agw_mono_us();
+    agw_buf_init(&r.cors, 4096);
+    agw_fcgi_conn_init(&r.conn, req);
+    r.method = agw_fcgi_param(&r.conn, "REQUEST_METHOD");
+    if (!r.method)
+        r.method = "GET";
+    r.path = agw_fcgi_path(&r.conn);
+    while (r.path.len > 1 && r.path.ptr[r.path.len - 1] == '/')
+        r.path.len--;
+    r.proto = agw_str_starts(r.path, AGW_STR_LIT("/v1/messages")) ? AGW_PROTO_ANTHROPIC
+                                                                  : AGW_PROTO_OPENAI;
+    if (build_cors(&r) != AGW_OK)
+        agw_buf_reset(&r.cors);
+
+    size_t i;
+    for (i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (agw_str_eq(r.path, routes[i].path))
+            break;
+    if (i == sizeof routes / sizeof routes[0]) {
+        respond_error_code(&r, 404, "unknown_url", "no endpoint at %.*s %.*s", 10, r.method,
+                           clip(r.path, 200), r.path.ptr);
+        goto out;
+    }
+    if (strcmp(r.method, "OPTIONS") == 0) {
+        /* A CORS preflight: browsers send no credentials with it. */
+        agw_buf h = AGW_BUF_INIT(4096);
+        if (agw_buf_append_str(&h, agw_buf_view(&r.cors)) == AGW_OK &&
+            agw_buf_appendf(&h, "Allow: %s, OPTIONS\r\nAccess-Control-Allow-Methods: %s, OPTIONS\r\n"
+                                "Access-Control-Allow-Headers: authorization, content-type, "
+                                "x-api-key, anthropic-version, anthropic-beta\r\n"
+                                "Access-Control-Max-Age: 600\r\n",
+                            routes[i].method, routes[i].method) == AGW_OK)
+            (void)agw_fcgi_respond(&r.conn, 204, "text/plain", agw_buf_view(&h), (agw_str){ "", 0 });
+        agw_buf_free(&h);
+        goto out;
+    }
+    if (strcmp(r.method, routes[i].method) != 0 &&
+        !(strcmp(r.method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0)) {
+        char allow[64];
+        snprintf(allow, sizeof allow, "Allow: %s, OPTIONS\r\n", routes[i].method);
+        agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+        char msg[128];
+        snprintf(msg, sizeof msg, "%.*s takes %s, not %.10s", clip(r.path, 60), r.path.ptr,
+                 routes[i].method, r.method);
+        if (agw_apierr_body(&body, r.proto, 405, agw_str_c(msg), "method_not_allowed") == AGW_OK)
+            respond_json(&r, 405, agw_str_c(allow), agw_buf_view(&body));
+        agw_buf_free(&body);
+        goto out;
+    }
+    if (routes[i].needs_auth && !authenticate(&r))
+        goto out;
+    switch (routes[i].ep) {
+    case EP_CHAT: handle_model_call(&r, AGW_OP_CHAT); break;
+    case EP_MESSAGES: handle_model_call(&r, AGW_OP_MESSAGES); break;
+    case EP_MODELS: handle_models(&r); break;
+    case EP_HEALTH: handle_health(&r); break;
+    case EP_NONE: break;
+    }
+out:
+    if (r.conn.status >= 400)
+        agw_log_debug("%s %.*s -> %d", r.method, clip(r.path, 100), r.path.ptr, r.conn.status);
+    agw_fcgi_conn_release(&r.conn);
+    agw_buf_free(&r.cors);
+}

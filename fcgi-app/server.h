@@ -1,0 +1,48 @@
+/*
+ * server: the antigw-fcgi process: T worker threads accepting FastCGI
+ * connections on fd 0 (the socket spawn-fcgi hands over), and a clean stop.
+ *
+ * Stop protocol (FASTCGI.md §6, recipe "no signals at all"): every async
+ * signal is blocked in every thread; the main thread takes TERM, INT, HUP,
+ * QUIT and USR1 (multiwatch's graceful signal) with sigwait. Workers poll
+ * {fd 0, a stop pipe} and call FCGX_Accept_r only when fd 0 is readable; the
+ * listening socket is non-blocking, so a worker that loses the race to another
+ * process gets EAGAIN and polls again. On stop the pipe becomes readable, idle
+ * workers return at once, busy ones finish their request, then the process
+ * exits 0. A second signal, or shutdown_grace_s passing, exits at once.
+ * No signal ever lands in a thread blocked in a response write (which libfcgi
+ * would turn into a truncated stream).
+ */
+#ifndef AGW_SERVER_H
+#define AGW_SERVER_H
+
+#include <fcgiapp.h>
+
+typedef struct agw_worker agw_worker;
+
+/* Serves one accepted request; the server finishes it afterwards. */
+typedef void (*agw_request_fn)(void *app, agw_worker *w, FCGX_Request *req);
+/* Per-thread set-up and tear-down of the app's worker state. */
+typedef void *(*agw_worker_init_fn)(void *app, int index);
+typedef void (*agw_worker_done_fn)(void *app, void *state);
+
+typedef struct {
+    int threads;
+    int shutdown_grace_s;
+    void *app;
+    agw_request_fn handle;
+    agw_worker_init_fn worker_init;
+    agw_worker_done_fn worker_done;
+} agw_server_opts;
+
+/* The state worker_init returned for this worker. */
+void *agw_worker_state(agw_worker *w);
+
+/* 1 when fd 0 is a listening socket (started by spawn-fcgi or systemd). */
+int agw_server_fd0_listening(void);
+
+/* Runs until stopped; returns the process exit code. Call from the main thread
+ * before any other thread exists. */
+int agw_server_run(const agw_server_opts *o);
+
+#endif

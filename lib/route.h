@@ -1,0 +1,36 @@
+/*
+ * route: which configured provider serves a model name, and under what name.
+ *
+ * Order (SPEC "Routing"): a prefix naming a provider type (`openai/gpt-4o`) or a
+ * provider name (`work-openai/gpt-4o`) picks among those providers and is
+ * stripped; otherwise the first enabled provider whose model list matches
+ * (entries may be fnmatch globs such as `gpt-*`); otherwise defaults.provider.
+ * At every step providers of `prefer` type come first, so a model served by
+ * both an OpenAI and an Anthropic provider goes to the one that speaks the
+ * client's protocol. A prefix that names neither a type nor a provider is part
+ * of the model name (`meta-llama/Llama-3` is a model).
+ *
+ * The route borrows: `provider` points into the config, `model` into the
+ * caller's model string.
+ */
+#ifndef AGW_ROUTE_H
+#define AGW_ROUTE_H
+
+#include "config.h"
+
+typedef struct {
+    const agw_provider_cfg *provider;
+    agw_str model; /* the name to send upstream (prefix stripped) */
+} agw_route;
+
+/* AGW_ENOTFOUND when no enabled provider serves the model. */
+AGW_WARN_UNUSED agw_err agw_route_resolve(const agw_config *cfg, agw_str model,
+                                          agw_provider_type prefer, agw_route *out);
+
+/* 1 when one of the provider's model entries equals or glob-matches `model`. */
+int agw_route_provider_serves(const agw_provider_cfg *p, agw_str model);
+
+/* 1 when a model-list entry is a glob pattern rather than a literal name. */
+int agw_route_is_pattern(const char *entry);
+
+#endif

@@ -1,0 +1,140 @@
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct agw_store {
+    sqlite3 *db;
+};
+
+/* Migration N brings the schema from version N-1 to N. Append only: a released
+ * migration is never edited, since files in the field have already run it. */
+static const char *const migrations[] = {
+    /* 1: settings, and one row per relayed request */
+    "CREATE TABLE settings ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE usage ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts INTEGER NOT NULL,"
+    "  key_id INTEGER,"
+    "  provider TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  input_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  output_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms INTEGER,"
+    "  streamed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX usage_ts ON usage(ts);",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+int agw_store_latest_version(void)
+{
+    return N_MIGRATIONS;
+}
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    return v;
+}
+
+int agw_store_version(agw_store *s)
+{
+    return user_version(s->db);
+}
+
+static agw_err exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        if (err)
+            snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return AGW_EIO;
+    }
+    return AGW_OK;
+}
+
+static agw_err migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    if (user_version(db) == N_MIGRATIONS)
+        return AGW_OK; /* the common case, without taking the write lock */
+    agw_err e = exec(db, "BEGIN IMMEDIATE", err, errlen);
+    if (e)
+        return e;
+    /* Re-read under the lock: another process may have migrated meanwhile. */
+    int v = user_version(db);
+    if (v > N_MIGRATIONS) {
+        snprintf(err, errlen, "database schema version %d is newer than this program's %d", v,
+                 N_MIGRATIONS);
+        (void)exec(db, "ROLLBACK", NULL, 0);
+        return AGW_EINVAL;
+    }
+    for (; v < N_MIGRATIONS; v++) {
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
+        if ((e = exec(db, migrations[v], err, errlen)) || (e = exec(db, bump, err, errlen))) {
+            (void)exec(db, "ROLLBACK", NULL, 0);
+            return e;
+        }
+    }
+    return exec(db, "COMMIT", err, errlen);
+}
+
+agw_err agw_store_open(const char *path, agw_store **out, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    *out = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                            SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return AGW_EIO;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    agw_err e = exec(db,
+                     "PRAGMA journal_mode=WAL;"
+                     "PRAGMA synchronous=NORMAL;"
+                     "PRAGMA foreign_keys=ON;"
+                     "PRAGMA journal_size_limit=67108864;",
+                     err, errlen);
+    if (!e)
+        e = migrate(db, err, errlen);
+    if (e) {
+        sqlite3_close(db);
+        return e;
+    }
+    agw_store *s = xcalloc(1, sizeof *s);
+    s->db = db;
+    *out = s;
+    return AGW_OK;
+}
+
+void agw_store_close(agw_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}
+
+sqlite3 *agw_store_db(agw_store *s)
+{
+    return s->db;
+}

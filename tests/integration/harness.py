@@ -1,0 +1,290 @@
+"""The integration harness: real lighttpd from deploy/lighttpd.conf, the real
+antigw-fcgi pool under spawn-fcgi + multiwatch (deploy/pool.sh), a real SQLite
+file, and mock upstreams on 127.0.0.1 (tests/mock/upstream.py).
+
+Tests are plain functions registered with @test; each runs with a time limit,
+and the results are printed as TAP so automake counts every case. Standard
+library only: the project's install step provides python3 and nothing else.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+SRCDIR = os.environ.get("ANTIGW_SRCDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILDDIR = os.environ.get("ANTIGW_BUILDDIR") or SRCDIR
+FCGI_BIN = os.path.join(BUILDDIR, "fcgi-app", "antigw-fcgi")
+MOCK = os.path.join(SRCDIR, "tests", "mock", "upstream.py")
+POOL = os.path.join(SRCDIR, "deploy", "pool.sh")
+LIGHTTPD_CONF = os.path.join(SRCDIR, "deploy", "lighttpd.conf")
+
+CLIENT_KEY = "agw-test-client-key-0123456789"
+OPENAI_KEY = "sk-provider-openai-secret"
+ANTHROPIC_KEY = "sk-ant-provider-secret"
+
+_tests = []
+
+
+def test(timeout=30):
+    def wrap(fn):
+        _tests.append((fn.__name__, fn, timeout))
+        return fn
+    return wrap
+
+
+class Timeout(Exception):
+    pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def lighttpd_bin():
+    return shutil.which("lighttpd") or "/usr/sbin/lighttpd"
+
+
+class Mock:
+    """One mock upstream process."""
+
+    def __init__(self, workdir, name, *args):
+        self.name = name
+        portfile = os.path.join(workdir, name + ".port")
+        self.log = open(os.path.join(workdir, name + ".log"), "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, MOCK, "--port", "0", "--portfile", portfile, "--name", name,
+             "--quiet"] + list(args), stdout=self.log, stderr=self.log)
+        wait_for(lambda: os.path.exists(portfile), 10, "mock " + name)
+        self.port = int(open(portfile).read())
+
+    def get(self, what):
+        with urllib.request.urlopen("http://127.0.0.1:%d/_mock/%s" % (self.port, what)) as r:
+            return json.loads(r.read())
+
+    def reset(self):
+        req = urllib.request.Request("http://127.0.0.1:%d/_mock/reset" % self.port,
+                                     data=b"", method="POST")
+        urllib.request.urlopen(req).read()
+
+    def requests(self):
+        return self.get("requests")
+
+    def stats(self):
+        return self.get("stats")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+class Gateway:
+    """lighttpd + the antigw-fcgi pool, from the shipped deploy files."""
+
+    def __init__(self, workdir, config_text, processes=2, threads=32):
+        self.var = os.path.join(workdir, "var")
+        for d in ("run", "log", "www"):
+            os.makedirs(os.path.join(self.var, d), exist_ok=True)
+        self.config = os.path.join(self.var, "antigw.cfg")
+        with open(self.config, "w") as f:
+            f.write(config_text)
+        self.port = free_port()
+        self.processes = processes
+        self.threads = threads
+        self.env = dict(os.environ, ANTIGW_VAR=self.var, ANTIGW_BIND="127.0.0.1",
+                        ANTIGW_PORT=str(self.port), ANTIGW_BIN=FCGI_BIN,
+                        ANTIGW_CONFIG=self.config, ANTIGW_PROCESSES=str(processes),
+                        ANTIGW_THREADS=str(threads), ANTIGW_STOP_WAIT="20")
+        self.lighttpd = None
+
+    def start_pool(self):
+        subprocess.run([POOL, "start"], env=self.env, check=True)
+
+    def stop_pool(self):
+        subprocess.run([POOL, "stop"], env=self.env, check=True)
+
+    def start(self):
+        self.start_pool()
+        self.lighttpd = subprocess.Popen([lighttpd_bin(), "-D", "-f", LIGHTTPD_CONF], env=self.env)
+
+        def up():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/health")
+                return c.getresponse().status in (200, 503)
+            except OSError:
+                return False
+        wait_for(up, 15, "gateway on port %d" % self.port)
+
+    def stop(self):
+        if self.lighttpd:
+            self.lighttpd.terminate()
+            try:
+                self.lighttpd.wait(10)
+            except subprocess.TimeoutExpired:
+                self.lighttpd.kill()
+        self.stop_pool()
+
+    def pool_pid(self):
+        with open(os.path.join(self.var, "run", "pool.pid")) as f:
+            return int(f.read())
+
+    def log_text(self):
+        with open(os.path.join(self.var, "log", "fcgi.log"), errors="replace") as f:
+            return f.read()
+
+    def conn(self, timeout=30):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def call(self, method, path, body=None, headers=None, key=CLIENT_KEY, auth="bearer",
+             timeout=30):
+        """One request; returns (status, headers dict lower-cased, body bytes)."""
+        h = {}
+        if key is not None:
+            if auth == "bearer":
+                h["Authorization"] = "Bearer " + key
+            else:
+                h["x-api-key"] = key
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode()
+        h.update(headers or {})
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def stream(self, path, body, headers=None, key=CLIENT_KEY, on_line=None, timeout=30):
+        """A streamed request read line by line as it arrives. Returns
+        (status, headers, [(arrival_time, raw_line_bytes), ...])."""
+        h = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+        h.update(headers or {})
+        c = self.conn(timeout)
+        lines = []
+        try:
+            c.request("POST", path, body=json.dumps(body).encode(), headers=h)
+            r = c.getresponse()
+            while True:
+                line = r.readline()
+                if not line:
+                    break
+                lines.append((time.monotonic(), line))
+                if on_line and on_line(line, lines, c) is False:
+                    break
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, lines
+        finally:
+            c.close()
+
+
+def sse_events(lines):
+    """Splits raw SSE lines into events: [(event_name or None, data string)]."""
+    events, name, data = [], None, []
+    for _, raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line == "":
+            if data:
+                events.append((name, "\n".join(data)))
+            name, data = None, []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:][1:] if line[5:].startswith(" ") else line[5:])
+    return events
+
+
+def directive(**kw):
+    return "[[mock:" + ",".join("%s=%s" % (k, v) for k, v in kw.items()) + "]]"
+
+
+def chat(content, model="gpt-4o-mini", stream=False, **extra):
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
+    if stream:
+        body["stream"] = True
+    body.update(extra)
+    return body
+
+
+def messages(content, model="claude-sonnet-4-20250514", stream=False, **extra):
+    body = {"model": model, "max_tokens": 256,
+            "messages": [{"role": "user", "content": content}]}
+    if stream:
+        body["stream"] = True
+    body.update(extra)
+    return body
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(got, want, what="value"):
+    if got != want:
+        raise AssertionError("%s: got %r, want %r" % (what, got, want))
+
+
+def run_all(ctx):
+    """Runs every registered test; prints TAP; returns the number that failed."""
+    print("1..%d" % len(_tests), flush=True)
+    failed = 0
+
+    def on_alarm(signum, frame):
+        raise Timeout("test exceeded its time limit")
+    signal.signal(signal.SIGALRM, on_alarm)
+    only = os.environ.get("ANTIGW_TEST_ONLY")
+    for i, (name, fn, limit) in enumerate(_tests, 1):
+        if only and name not in only.split(","):
+            print("ok %d - %s # SKIP not selected" % (i, name), flush=True)
+            continue
+        start = time.monotonic()
+        signal.alarm(limit)
+        try:
+            fn(ctx)
+            signal.alarm(0)
+            print("ok %d - %s (%.2fs)" % (i, name, time.monotonic() - start), flush=True)
+        except BaseException as e:  # one test's failure must not stop the others
+            signal.alarm(0)
+            failed += 1
+            print("not ok %d - %s" % (i, name), flush=True)
+            for line in traceback.format_exception(type(e), e, e.__traceback__):
+                for sub in line.rstrip("\n").split("\n"):
+                    print("# " + sub, flush=True)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+    return failed
+
+
+def make_workdir():
+    return tempfile.mkdtemp(prefix="antigw-it-")

@@ -1,0 +1,557 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the passthrough gateway through real lighttpd and the
+real antigw-fcgi pool, against mock OpenAI and Anthropic upstreams."""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway, Mock,  # noqa: E402
+                     chat, check, directive, eq, free_port, make_workdir, messages, run_all,
+                     sse_events, test, wait_for)
+
+PROCESSES, THREADS = 2, 32
+MAX_BODY = 2 * 1024 * 1024
+
+
+def config(openai_port, anthropic_port, dead_port):
+    return """
+server: {
+  log_level = "info";
+  max_body_bytes = %d;
+  threads = %d;
+  connect_timeout_ms = 2000;
+  idle_timeout_seconds = 2;
+  sse_ping_seconds = 1;
+  stream_commit_ms = 10000;
+  shutdown_grace_seconds = 20;
+};
+auth: { api_key = "%s"; };
+database: { path = "antigw.db"; };
+providers = (
+  { name = "mock-openai"; type = "openai"; base_url = "http://127.0.0.1:%d/v1/";
+    api_key = "%s"; models = [ "gpt-4o-mini", "gpt-*", "o[0-9]*" ]; },
+  { name = "mock-anthropic"; type = "anthropic"; base_url = "http://127.0.0.1:%d";
+    api_key = "%s"; models = [ "claude-sonnet-4-20250514", "claude-*" ]; },
+  { name = "dead"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";
+    api_key = "x"; models = [ "dead-*" ]; }
+);
+""" % (MAX_BODY, THREADS, CLIENT_KEY, openai_port, OPENAI_KEY, anthropic_port, ANTHROPIC_KEY,
+       dead_port)
+
+
+class Ctx:
+    pass
+
+
+def last_request(mock, path):
+    reqs = [r for r in mock.requests() if r["path"] == path]
+    check(reqs, "the mock saw no request to " + path)
+    return reqs[-1]
+
+
+def header(req, name):
+    vals = [v for k, v in req["headers"] if k.lower() == name.lower()]
+    return vals[-1] if vals else None
+
+
+def body_of(req):
+    return base64.b64decode(req["body_b64"])
+
+
+# ---- basics ----
+
+@test()
+def health_reports_providers(ctx):
+    status, _, body = ctx.gw.call("GET", "/health", key=None)
+    eq(status, 200, "status")
+    doc = json.loads(body)
+    eq(doc["status"], "ok", "health status")
+    eq([p["name"] for p in doc["providers"]], ["mock-openai", "mock-anthropic", "dead"], "providers")
+
+
+@test()
+def models_list_in_both_shapes(ctx):
+    status, _, body = ctx.gw.call("GET", "/v1/models")
+    eq(status, 200, "status")
+    doc = json.loads(body)
+    eq(doc["object"], "list", "object")
+    ids = [m["id"] for m in doc["data"]]
+    eq(ids, ["gpt-4o-mini", "claude-sonnet-4-20250514"], "ids (patterns are not models)")
+    check(all(m["object"] == "model" and isinstance(m["created"], int) for m in doc["data"]))
+    eq(doc["data"][0]["owned_by"], "mock-openai", "owned_by")
+    status, _, body = ctx.gw.call("GET", "/v1/models", headers={"anthropic-version": "2023-06-01"})
+    doc = json.loads(body)
+    eq([m["type"] for m in doc["data"]], ["model", "model"], "anthropic shape")
+    eq((doc["has_more"], doc["first_id"], doc["last_id"]),
+       (False, "gpt-4o-mini", "claude-sonnet-4-20250514"), "anthropic paging fields")
+
+
+# ---- OpenAI passthrough ----
+
+@test()
+def openai_non_stream_passthrough(ctx):
+    ctx.openai.reset()
+    body = json.dumps(chat("hi " + directive(events=4), temperature=0.5, seed=12345678901234567890,
+                           extra_field={"kept": [1, 2.50, "x"]})).encode()
+    status, h, data = ctx.gw.call("POST", "/v1/chat/completions", body=body,
+                                  headers={"Content-Type": "application/json"})
+    eq(status, 200, "status")
+    check(h["content-type"].startswith("application/json"), h["content-type"])
+    doc = json.loads(data)
+    eq(doc["object"], "chat.completion", "object")
+    eq(doc["choices"][0]["message"]["content"], "Hello0 Hello1 Hello2 Hello3", "content")
+    req = last_request(ctx.openai, "/v1/chat/completions")
+    eq(body_of(req), body, "the body goes upstream byte for byte")
+    eq(header(req, "authorization"), "Bearer " + OPENAI_KEY, "provider key upstream")
+    raw = json.dumps(req["headers"]) + body_of(req).decode()
+    check(CLIENT_KEY not in raw, "the client key must never go upstream")
+
+
+@test()
+def model_prefix_is_stripped(ctx):
+    ctx.openai.reset()
+    body = json.dumps(chat("x", model="openai/gpt-4o-mini")).encode()
+    status, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=body)
+    eq(status, 200, "status")
+    sent = body_of(last_request(ctx.openai, "/v1/chat/completions"))
+    eq(sent, body.replace(b'"openai/gpt-4o-mini"', b'"gpt-4o-mini"'), "only the model changes")
+    # A provider name works as a prefix too.
+    status, _, _ = ctx.gw.call("POST", "/v1/chat/completions",
+                               body=chat("x", model="mock-openai/o3-mini"))
+    eq(status, 200, "status with provider-name prefix")
+    eq(json.loads(body_of(last_request(ctx.openai, "/v1/chat/completions")))["model"], "o3-mini",
+       "model upstream")
+
+
+@test()
+def openai_stream_events_arrive_as_sent(ctx):
+    n, gap = 6, 200
+    status, h, lines = ctx.gw.stream("/v1/chat/completions",
+                                     chat(directive(events=n, delay_ms=gap), stream=True))
+    eq(status, 200, "status")
+    check(h["content-type"].startswith("text/event-stream"), h["content-type"])
+    data_times = [t for t, raw in lines if raw.startswith(b"data: {")]
+    events = sse_events(lines)
+    eq(events[-1], (None, "[DONE]"), "last event")
+    text = "".join(json.loads(d)["choices"][0]["delta"].get("content") or ""
+                   for _, d in events[:-1] if json.loads(d)["choices"])
+    eq(text, "".join(("" if i == 0 else " ") + "Hello%d" % i for i in range(n)), "assembled text")
+    # role chunk + n deltas + finish chunk; the deltas are `gap` ms apart upstream.
+    deltas = data_times[1:n + 1]
+    gaps = [(b - a) * 1000 for a, b in zip(deltas, deltas[1:])]
+    check(all(gap * 0.5 < g < gap * 2.0 for g in gaps), "gaps between events (ms): %r" % gaps)
+    total = data_times[-1] - data_times[0]
+    check(total > (n - 1) * gap / 1000 * 0.8, "the first event came long before the last")
+
+
+@test()
+def stream_bytes_survive_utf8_splits_and_crlf(ctx):
+    for d in (dict(split=1, events=3), dict(crlf=1, events=3), dict(split=1, crlf=1)):
+        content = directive(**d)
+        _, _, direct = Gateway.__dict__["stream"](
+            DirectMock(ctx.openai.port), "/v1/chat/completions", chat(content, stream=True),
+            key=OPENAI_KEY)
+        status, _, via = ctx.gw.stream("/v1/chat/completions", chat(content, stream=True))
+        eq(status, 200, "status")
+        norm = lambda ls: re.sub(rb"chatcmpl-mock\d+|\"created\":\d+", b"X",
+                                 b"".join(raw for _, raw in ls))
+        eq(norm(via), norm(direct), "bytes through the gateway for %r" % d)
+
+
+class DirectMock:
+    """Lets Gateway.stream() talk to a mock directly, for byte comparisons."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def conn(self, timeout=30):
+        import http.client
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+
+@test()
+def unicode_and_nul_survive_the_body(ctx):
+    content = "nul:\u0000 pair:\U0001F600 sep:\u2028 é " + directive(echo=1)
+    status, _, data = ctx.gw.call("POST", "/v1/chat/completions", body=chat(content))
+    eq(status, 200, "status")
+    eq(json.loads(data)["choices"][0]["message"]["content"], content, "echoed content")
+
+
+# ---- Anthropic passthrough ----
+
+@test()
+def anthropic_non_stream_and_headers(ctx):
+    ctx.anthropic.reset()
+    status, _, data = ctx.gw.call(
+        "POST", "/v1/messages", body=messages("hi " + directive(events=2)), auth="x-api-key",
+        headers={"anthropic-version": "2023-06-01", "anthropic-beta": "prompt-caching-2024-07-31"})
+    eq(status, 200, "status")
+    doc = json.loads(data)
+    eq((doc["type"], doc["content"][0]["text"]), ("message", "Hello0 Hello1"), "message")
+    req = last_request(ctx.anthropic, "/v1/messages")
+    eq(header(req, "x-api-key"), ANTHROPIC_KEY, "provider key upstream")
+    eq(header(req, "anthropic-version"), "2023-06-01", "anthropic-version kept")
+    eq(header(req, "anthropic-beta"), "prompt-caching-2024-07-31", "anthropic-beta kept")
+    check(header(req, "authorization") is None, "no Authorization header to Anthropic")
+    check(CLIENT_KEY not in json.dumps(req["headers"]), "client key never upstream")
+    # Without a client anthropic-version the gateway still sends one.
+    ctx.gw.call("POST", "/v1/messages", body=messages("x"))
+    eq(header(last_request(ctx.anthropic, "/v1/messages"), "anthropic-version"), "2023-06-01",
+       "default anthropic-version")
+
+
+@test()
+def anthropic_stream_keeps_every_event(ctx):
+    content = directive(events=3, thinking=1)
+    hdrs = {"anthropic-version": "2023-06-01", "x-api-key": ANTHROPIC_KEY}
+    _, _, direct = Gateway.__dict__["stream"](DirectMock(ctx.anthropic.port), "/v1/messages",
+                                              messages(content, stream=True), headers=hdrs,
+                                              key="unused")
+    status, h, via = ctx.gw.stream("/v1/messages", messages(content, stream=True),
+                                   headers={"anthropic-version": "2023-06-01"})
+    eq(status, 200, "status")
+    norm = lambda ls: re.sub(rb"msg_mock\d+", b"X", b"".join(raw for _, raw in ls))
+    eq(norm(via), norm(direct), "the stream passes byte for byte")
+    names = [n for n, _ in sse_events(via)]
+    for want in ("message_start", "ping", "content_block_delta", "message_delta", "message_stop"):
+        check(want in names, "missing event " + want)
+    check(b"signature_delta" in norm(via) and b"thinking_delta" in norm(via), "thinking kept")
+
+
+# ---- upstream errors ----
+
+@test()
+def upstream_error_status_body_and_retry_after(ctx):
+    status, h, data = ctx.gw.call("POST", "/v1/chat/completions",
+                                  body=chat(directive(status=429, retry_after=7)))
+    eq(status, 429, "status")
+    eq(h.get("retry-after"), "7", "retry-after")
+    eq(json.loads(data)["error"]["code"], "rate_limit_exceeded", "upstream error body kept")
+    status, h, data = ctx.gw.call("POST", "/v1/messages",
+                                  body=messages(directive(status=529)))
+    eq(status, 529, "anthropic status kept on passthrough")
+    eq(json.loads(data)["error"]["type"], "overloaded_error", "anthropic error body")
+    # A stream request that fails before any byte keeps the status too.
+    status, _, lines = ctx.gw.stream("/v1/chat/completions",
+                                     chat(directive(status=503), stream=True))
+    eq(status, 503, "stream request status")
+
+
+@test()
+def upstream_garbage_becomes_502(ctx):
+    status, h, data = ctx.gw.call("POST", "/v1/chat/completions", body=chat(directive(garbage=1)))
+    eq(status, 502, "status")
+    eq(json.loads(data)["error"]["type"], "server_error", "openai shape")
+    status, h, data = ctx.gw.call("POST", "/v1/messages", body=messages(directive(garbage=1)))
+    eq(status, 502, "status")
+    doc = json.loads(data)
+    eq((doc["type"], doc["error"]["type"]), ("error", "api_error"), "anthropic shape")
+
+
+@test()
+def upstream_reset_mid_stream_ends_with_error_event(ctx):
+    status, _, lines = ctx.gw.stream("/v1/chat/completions",
+                                     chat(directive(events=5, reset_after=3), stream=True))
+    eq(status, 200, "status")
+    events = sse_events(lines)
+    check((None, "[DONE]") not in events, "no clean end after a reset")
+    last = json.loads(events[-1][1])
+    check("error" in last and last["error"]["type"] == "server_error", "error event: %r" % last)
+    status, _, lines = ctx.gw.stream("/v1/messages",
+                                     messages(directive(events=5, reset_after=4), stream=True))
+    events = sse_events(lines)
+    eq(events[-1][0], "error", "anthropic error event")
+    check("message_stop" not in [n for n, _ in events], "no message_stop after a reset")
+    eq(json.loads(events[-1][1])["type"], "error", "anthropic error payload")
+
+
+@test()
+def stream_without_final_event_is_not_clean(ctx):
+    _, _, lines = ctx.gw.stream("/v1/chat/completions", chat(directive(no_done=1), stream=True))
+    events = sse_events(lines)
+    check("error" in json.loads(events[-1][1]), "an error event ends the stream")
+    _, _, lines = ctx.gw.stream("/v1/messages", messages(directive(no_done=1), stream=True))
+    eq(sse_events(lines)[-1][0], "error", "anthropic")
+
+
+@test()
+def upstream_unreachable_is_502_and_timeout_504(ctx):
+    status, _, data = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", model="dead-1"))
+    eq(status, 502, "unreachable")
+    check("unreachable" in json.loads(data)["error"]["message"], data)
+    status, _, data = ctx.gw.call("POST", "/v1/chat/completions",
+                                  body=chat(directive(stall_ms=4000)))
+    eq(status, 504, "idle timeout")
+    status, _, data = ctx.gw.call("POST", "/v1/messages", body=messages(directive(stall_ms=4000)))
+    eq(status, 504, "idle timeout, anthropic")
+    eq(json.loads(data)["type"], "error", "anthropic shape")
+
+
+# ---- the client leaving ----
+
+@test(timeout=40)
+def client_disconnect_stops_upstream(ctx):
+    ctx.openai.reset()
+    closed_at = {}
+
+    def on_line(line, lines, conn):
+        if sum(1 for _, l in lines if l.startswith(b"data: {")) >= 3:
+            closed_at["t"] = time.time()
+            conn.sock.close()
+            return False
+    try:
+        ctx.gw.stream("/v1/chat/completions",
+                      chat(directive(events=100, delay_ms=200), stream=True), on_line=on_line)
+    except OSError:
+        pass
+    stats = wait_for(lambda: (lambda s: s if s["aborted"] else None)(ctx.openai.stats()), 10,
+                     "the upstream transfer to stop")
+    lag = stats["aborted"][0]["time"] - closed_at["t"]
+    check(lag < 1.0, "upstream stopped %.2fs after the client left" % lag)
+    check(stats["aborted"][0]["events_sent"] < 20, "the stream was cut short")
+    # Every worker still serves.
+    for _ in range(PROCESSES * 4):
+        eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"))[0], 200, "next request")
+
+
+# ---- bad input ----
+
+@test()
+def bad_input_gets_protocol_shaped_errors(ctx):
+    gw = ctx.gw
+    def openai_err(status, data):
+        doc = json.loads(data)
+        check(set(doc["error"]) >= {"message", "type", "param", "code"}, data)
+        return doc["error"]
+
+    def anthropic_err(data):
+        doc = json.loads(data)
+        eq(doc["type"], "error", "anthropic envelope")
+        return doc["error"]
+
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=b'{"model": "gpt-4o-mini", "messages": [')
+    eq(s, 400, "broken JSON")
+    check("JSON" in openai_err(s, d)["message"])
+    s, _, d = gw.call("POST", "/v1/messages", body=b'{"model": nope}')
+    eq((s, anthropic_err(d)["type"]), (400, "invalid_request_error"), "broken JSON, anthropic")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=b"[1,2]")
+    eq(s, 400, "array body")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=b"")
+    eq(s, 400, "empty body")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body={"model": 42, "messages": []})
+    eq(s, 400, "model of the wrong type")
+    check("model" in openai_err(s, d)["message"])
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=dict(chat("x"), stream="yes"))
+    eq(s, 400, "stream of the wrong type")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=b"[" * 5000 + b"]" * 5000)
+    eq(s, 400, "nesting too deep")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=chat("x", model="no-such-model"))
+    eq((s, openai_err(s, d)["code"]), (404, "model_not_found"), "unknown model")
+    check("no-such-model" in openai_err(s, d)["message"])
+    s, _, d = gw.call("POST", "/v1/messages", body=messages("x", model="no-such-model"))
+    eq((s, anthropic_err(d)["type"]), (404, "not_found_error"), "unknown model, anthropic")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=chat("x", model="claude-3-haiku"))
+    eq(s, 400, "model on a provider of the other protocol")
+    s, _, d = gw.call("GET", "/v1/nothing-here")
+    eq(s, 404, "unknown path")
+    openai_err(s, d)
+    s, h, d = gw.call("GET", "/v1/chat/completions")
+    eq(s, 405, "wrong method")
+    check("POST" in h.get("allow", ""), "Allow header")
+    s, _, d = gw.call("PUT", "/v1/messages", body=b"{}")
+    eq((s, anthropic_err(d)["type"]), (405, "invalid_request_error"), "wrong method, anthropic")
+    s, _, d = gw.call("POST", "/v1/chat/completions",
+                      body=b'{"model":"gpt-4o-mini","pad":"' + b"a" * (MAX_BODY + 10) + b'"}')
+    eq(s, 413, "body over max_body_bytes")
+    openai_err(s, d)
+    s, _, d = gw.call("POST", "/v1/messages",
+                      body=b'{"pad":"' + b"a" * (MAX_BODY + 10) + b'"}')
+    eq((s, anthropic_err(d)["type"]), (413, "request_too_large"), "413, anthropic")
+    s, _, d = gw.call("POST", "/v1/messages", body=messages("x"),
+                      headers={"anthropic-version": "2023-06-01\x7f"})
+    check(s == 400, "a control character in anthropic-version: %d" % s)
+
+
+@test()
+def client_keys_are_checked(ctx):
+    gw = ctx.gw
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=chat("x"), key=None)
+    eq(s, 401, "missing key")
+    eq(json.loads(d)["error"]["type"], "authentication_error", "openai shape")
+    s, _, d = gw.call("POST", "/v1/chat/completions", body=chat("x"), key="wrong")
+    eq(s, 401, "wrong bearer key")
+    s, _, d = gw.call("POST", "/v1/messages", body=messages("x"), key="wrong", auth="x-api-key")
+    eq(s, 401, "wrong x-api-key")
+    eq(json.loads(d)["error"]["type"], "authentication_error", "anthropic shape")
+    eq(json.loads(d)["type"], "error", "anthropic envelope")
+    s, _, d = gw.call("POST", "/v1/messages", body=messages("x"), key=CLIENT_KEY, auth="x-api-key")
+    eq(s, 200, "right x-api-key")
+    s, _, d = gw.call("GET", "/v1/models", key=CLIENT_KEY + "x")
+    eq(s, 401, "models need the key too")
+
+
+# ---- size and concurrency ----
+
+@test()
+def one_megabyte_body_passes_intact(ctx):
+    ctx.openai.reset()
+    filler = "".join(chr(0x20 + (i * 7919) % 90) for i in range(1024 * 1024))
+    body = json.dumps(chat(filler + " é€\U0001F600")).encode()
+    check(len(body) > 1024 * 1024, "the body is over 1 MB")
+    s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=body)
+    eq(s, 200, "status")
+    got = body_of(last_request(ctx.openai, "/v1/chat/completions"))
+    eq(hashlib.sha256(got).hexdigest(), hashlib.sha256(body).hexdigest(), "sha256 of the body")
+    check(header(last_request(ctx.openai, "/v1/chat/completions"), "expect") is None,
+          "no Expect: 100-continue")
+
+
+@test(timeout=60)
+def fifty_concurrent_streams_complete(ctx):
+    results = [None] * 50
+
+    def one(i):
+        try:
+            if i % 2:
+                s, _, lines = ctx.gw.stream("/v1/messages", messages(
+                    directive(events=10, delay_ms=50, text="a%d_" % i), stream=True))
+                ev = sse_events(lines)
+                text = "".join(json.loads(d)["delta"].get("text", "") for n, d in ev
+                               if n == "content_block_delta")
+                ok = ev[-1][0] == "message_stop"
+            else:
+                s, _, lines = ctx.gw.stream("/v1/chat/completions", chat(
+                    directive(events=10, delay_ms=50, text="o%d_" % i), stream=True))
+                ev = sse_events(lines)
+                text = "".join(json.loads(d)["choices"][0]["delta"].get("content") or ""
+                               for _, d in ev[:-1] if json.loads(d)["choices"])
+                ok = ev[-1][1] == "[DONE]"
+            word = ("a%d_" if i % 2 else "o%d_") % i
+            want = "".join(("" if k == 0 else " ") + word + str(k) for k in range(10))
+            results[i] = (s == 200 and ok and text == want, (s, ok, text[:40]))
+        except Exception as e:  # recorded, asserted below
+            results[i] = (False, repr(e))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = [(i, r) for i, r in enumerate(results) if not r or not r[0]]
+    eq(bad, [], "streams that failed")
+
+
+@test(timeout=60)
+def upstream_connections_are_reused(ctx):
+    ctx.openai.reset()
+    for _ in range(200):
+        s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"))
+        eq(s, 200, "status")
+    accepts = ctx.openai.stats()["accepts"]
+    check(0 < accepts <= PROCESSES * THREADS,
+          "200 requests opened %d upstream connections (limit %d)" % (accepts, PROCESSES * THREADS))
+
+
+# ---- the binary and the pool ----
+
+@test()
+def version_and_check_config(ctx):
+    out = subprocess.run([FCGI_BIN, "--version"], capture_output=True, text=True)
+    eq(out.returncode, 0, "--version exit")
+    check(re.match(r"antigw-fcgi \d+\.\d+\.\d+", out.stdout), out.stdout)
+    bad = os.path.join(ctx.work, "bad.cfg")
+    with open(bad, "w") as f:
+        f.write('server: {\n  threads = 4;\n  thread = 5;\n};\n')
+    out = subprocess.run([FCGI_BIN, "--check-config", "-c", bad], capture_output=True, text=True)
+    eq(out.returncode, 1, "bad config exit")
+    check("bad.cfg:3" in out.stderr and "server.thread" in out.stderr, out.stderr)
+    out = subprocess.run([FCGI_BIN, "--check-config", "-c", ctx.gw.config],
+                         capture_output=True, text=True)
+    eq(out.returncode, 0, "good config: " + out.stderr)
+    out = subprocess.run([FCGI_BIN], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    eq(out.returncode, 2, "refuses to run without a listening socket")
+
+
+@test()
+def database_is_created_with_wal(ctx):
+    db = os.path.join(ctx.gw.var, "antigw.db")
+    check(os.path.exists(db), "database file")
+    import sqlite3
+    c = sqlite3.connect(db)
+    eq(c.execute("PRAGMA journal_mode").fetchone()[0], "wal", "journal mode")
+    check(c.execute("PRAGMA user_version").fetchone()[0] >= 1, "migrated")
+    c.close()
+
+
+@test(timeout=60)
+def graceful_stop_finishes_streams_in_flight(ctx):
+    result = {}
+
+    def long_stream():
+        s, _, lines = ctx.gw.stream("/v1/chat/completions",
+                                    chat(directive(events=15, delay_ms=100), stream=True))
+        result["status"], result["events"] = s, sse_events(lines)
+    t = threading.Thread(target=long_stream)
+    t.start()
+    time.sleep(0.5)
+    pid = ctx.gw.pool_pid()
+    stopped = time.monotonic()
+    ctx.gw.stop_pool()
+    took = time.monotonic() - stopped
+    t.join(20)
+    eq(result.get("status"), 200, "status")
+    eq(result["events"][-1], (None, "[DONE]"), "the stream in flight completed")
+    check(took < 15, "the pool stopped in %.1fs" % took)
+    check(not os.path.exists("/proc/%d" % pid), "multiwatch exited")
+    ctx.gw.start_pool()
+    wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
+
+
+@test()
+def no_sanitizer_or_crash_reports(ctx):
+    log = ctx.gw.log_text()
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer", "fatal at",
+                "died to often"):
+        check(bad not in log, "the pool's log mentions %r:\n%s" % (bad, log[-3000:]))
+
+
+def main():
+    for tool in ("spawn-fcgi", "multiwatch"):
+        if not shutil.which(tool):
+            print("Bail out! %s is not installed (deploy/quickstart.sh check installs it)" % tool)
+            return 1
+    ctx = Ctx()
+    ctx.work = make_workdir()
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
+    ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
+    ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1]),
+                     processes=PROCESSES, threads=THREADS)
+    failed = 1
+    try:
+        ctx.gw.start()
+        failed = run_all(ctx)
+    finally:
+        ctx.gw.stop()
+        ctx.openai.stop()
+        ctx.anthropic.stop()
+        dead.close()
+        if failed == 0 and not os.environ.get("ANTIGW_KEEP_WORKDIR"):
+            shutil.rmtree(ctx.work, ignore_errors=True)
+        else:
+            print("# work directory kept: " + ctx.work)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
