@@ -173,8 +173,11 @@ start_all() {
     say "  client key:  $key"
     say "  OpenAI SDK:    OPENAI_BASE_URL=$url/v1 OPENAI_API_KEY=$key"
     say "  Anthropic SDK: ANTHROPIC_BASE_URL=$url ANTHROPIC_API_KEY=$key"
-    if grep -q '^  { name = ' "$ANTIGW_CONFIG" || grep -q '^[[:space:]]*{[[:space:]]*name' "$ANTIGW_CONFIG"; then
-        say "  providers:   $(grep -o 'name = "[^"]*"; type = "[^"]*"' "$ANTIGW_CONFIG" | sed 's/name = "\([^"]*\)"; type = "\([^"]*\)"/\1 (\2)/' | paste -sd, - | sed 's/,/, /g')"
+    local providers
+    providers=$("$ANTIGW_BIN" --check-config -c "$ANTIGW_CONFIG" |
+        sed -n 's/^provider \([^ ]*\) \([^ ]*\) \(.*\)$/\1 (\2, \3)/p' | paste -sd';' - | sed 's/;/; /g')
+    if [ -n "$providers" ]; then
+        say "  providers:   $providers"
     else
         say "  No provider is configured, so model calls answer 404. Add one:"
         say "    OPENAI_API_KEY=sk-... deploy/quickstart.sh   (or ANTHROPIC_API_KEY=...)"

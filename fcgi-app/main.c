@@ -85,7 +85,11 @@ int main(int argc, char **argv)
         cfg = agw_config_defaults(".");
     }
     if (check_only) {
-        printf("%s: ok (%lu providers)\n", cfg->path, (unsigned long)cfg->n_providers);
+        printf("%s: ok, %lu providers\n", cfg->path, (unsigned long)cfg->n_providers);
+        for (size_t i = 0; i < cfg->n_providers; i++)
+            printf("provider %s %s %s%s\n", cfg->providers[i].name,
+                   agw_provider_type_name(cfg->providers[i].type), cfg->providers[i].base_url,
+                   cfg->providers[i].enabled ? "" : " (disabled)");
         agw_config_free(cfg);
         return 0;
     }

@@ -3,8 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -42,17 +42,35 @@ static void *worker_main(void *arg)
     w->state = o->worker_init ? o->worker_init(o->app, w->index) : NULL;
     if (FCGX_InitRequest(&req, 0, 0) != 0)
         agw_fatal(__FILE__, __LINE__, "FCGX_InitRequest failed");
+    /* Each worker waits in its own epoll set with EPOLLEXCLUSIVE on the shared
+     * listening socket, so a new connection wakes one idle worker of the whole
+     * pool instead of every thread of every process (a plain poll() would wake
+     * them all, and 250 of 256 would find nothing to accept). */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event listen_ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0 };
+    struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = stop_pipe[0] };
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, 0, &listen_ev) != 0 ||
+        epoll_ctl(ep, EPOLL_CTL_ADD, stop_pipe[0], &stop_ev) != 0)
+        agw_fatal(__FILE__, __LINE__, "epoll set-up failed: %s", strerror(errno));
     for (;;) {
-        struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = stop_pipe[0], .events = POLLIN } };
-        if (poll(p, 2, -1) < 0) {
+        struct epoll_event ready[2];
+        int n = epoll_wait(ep, ready, 2, -1);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
-            agw_log_error("worker %d: poll: %s", w->index, strerror(errno));
+            agw_log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
             break;
         }
-        if (p[1].revents)
+        int stop = 0, incoming = 0;
+        for (int i = 0; i < n; i++) {
+            if (ready[i].data.fd == stop_pipe[0])
+                stop = 1;
+            else
+                incoming = 1;
+        }
+        if (stop)
             break;
-        if (!(p[0].revents & POLLIN))
+        if (!incoming)
             continue;
         int rc = FCGX_Accept_r(&req);
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
@@ -66,6 +84,7 @@ static void *worker_main(void *arg)
         o->handle(o->app, w, &req);
         FCGX_Finish_r(&req);
     }
+    close(ep);
     FCGX_Free(&req, 1);
     if (o->worker_done)
         o->worker_done(o->app, w->state);

@@ -4,10 +4,11 @@
  *
  * Stop protocol (FASTCGI.md §6, recipe "no signals at all"): every async
  * signal is blocked in every thread; the main thread takes TERM, INT, HUP,
- * QUIT and USR1 (multiwatch's graceful signal) with sigwait. Workers poll
- * {fd 0, a stop pipe} and call FCGX_Accept_r only when fd 0 is readable; the
- * listening socket is non-blocking, so a worker that loses the race to another
- * process gets EAGAIN and polls again. On stop the pipe becomes readable, idle
+ * QUIT and USR1 (multiwatch's graceful signal) with sigwait. Each worker
+ * waits in its own epoll set on {fd 0 with EPOLLEXCLUSIVE, a stop pipe}, so a
+ * connection wakes one idle worker of the pool rather than all of them, and
+ * calls FCGX_Accept_r only when fd 0 is readable; the listening socket is
+ * non-blocking, so a worker that loses the race gets EAGAIN and waits again. On stop the pipe becomes readable, idle
  * workers return at once, busy ones finish their request, then the process
  * exits 0. A second signal, or shutdown_grace_s passing, exits at once.
  * No signal ever lands in a thread blocked in a response write (which libfcgi
