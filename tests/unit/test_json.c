@@ -1,0 +1,551 @@
+/* Unit tests for lib/json: strict validation, top-level lookup, string
+ * decoding and iteration over validated documents. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "json.h"
+
+#define S(lit) lit, sizeof(lit) - 1
+#define V(lit) ((agw_str){ "" lit, sizeof(lit) - 1 })
+/* A view of a char array holding a string (minus its terminator). */
+#define A(arr) ((agw_str){ arr, sizeof(arr) - 1 })
+
+typedef struct {
+    const char *s;
+    size_t len;
+} doc_t;
+
+static agw_err validate(agw_str d)
+{
+    return agw_json_validate(d, 64, NULL, 0);
+}
+
+static void assert_span(agw_str got, const char *want, size_t n)
+{
+    assert_int_equal(got.len, n);
+    assert_memory_equal(got.ptr, want, n);
+}
+
+static void test_valid_corpus(void **state)
+{
+    static const doc_t docs[] = {
+        { S("0") }, { S("-0") }, { S("-0.0") }, { S("1e400") }, { S("-1e-400") },
+        { S("12345678901234567890") }, { S("-1.5e-3") }, { S("1E+2") }, { S("0.0e-0") },
+        { S("[]") }, { S("{}") }, { S(" \t\r\n{ } \n") }, { S("\"\"") }, { S("true") },
+        { S("false") }, { S("null") }, { S("[1,2,[3,{\"a\":null}],\"x\"]") },
+        { S("\"\\u0000\"") }, { S("\"\\uD83D\\uDE00\"") }, { S("\"\\uD800\"") },
+        { S("\"\\uDC00x\"") }, { S("\"\\ud83d\\ude00\"") },
+        { S("\"\\/\\b\\f\\n\\r\\t\\\\\\\"\"") }, { S("{\"a\":1,\"a\":2}") },
+        { S("\"\xC3\xA9\xF0\x9F\x98\x80\"") }, { S("\"\x7F\"") }, { S("\"\xF4\x8F\xBF\xBF\"") },
+        { S("\"\xEF\xBF\xBF\xEE\x80\x80\xED\x9F\xBF\"") }, { S("\"\xC2\x80\xDF\xBF\"") },
+        { S("\"\xE0\xA0\x80\xF0\x90\x80\x80\"") },
+        { S("{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true}") },
+        { S("\"a long plain ascii string crossing several eight byte blocks!\"") },
+        { S("[\"12345678\\\"12345678\"]") },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        char err[64] = "untouched";
+        agw_err e = agw_json_validate((agw_str){ docs[i].s, docs[i].len }, 64, err, sizeof(err));
+        if (e != AGW_OK)
+            fail_msg("doc %zu (%s) rejected: %s", i, docs[i].s, err);
+        assert_string_equal(err, "untouched");
+    }
+}
+
+static void test_invalid_corpus(void **state)
+{
+    static const doc_t docs[] = {
+        { S("") }, { S(" ") }, { S("[1,]") }, { S("{\"a\":1,}") }, { S("[,1]") }, { S("{,}") },
+        { S("01") }, { S("-01") }, { S("00") }, { S("1.") }, { S(".5") }, { S("+1") }, { S("-") },
+        { S("1e") }, { S("1e+") }, { S("0x10") }, { S("1.e3") }, { S("--1") }, { S("[1 2]") },
+        { S("{\"a\" 1}") }, { S("{a:1}") }, { S("{'a':1}") }, { S("{\"a\":}") }, { S("{1:2}") },
+        { S("\"\\x\"") }, { S("\"\\u12G4\"") }, { S("\"\\u123\"") }, { S("\"\\U0041\"") },
+        { S("\"\\") }, { S("\"abc") }, { S("\"\x01\"") }, { S("\"\t\"") }, { S("\"a\nb\"") },
+        { S("NaN") }, { S("Infinity") }, { S("-Infinity") }, { S("tru") }, { S("nul") },
+        { S("True") }, { S("[") }, { S("]") }, { S("{") }, { S("}") }, { S("1 2") },
+        { S("{\"a\":1}}") }, { S("[1]]") }, { S("[1}") }, { S("{\"a\":1]") }, { S("/* c */1") },
+        { S("1 // c") }, { S("\xEF\xBB\xBF{}") }, { S("1\0") }, { S("\"a\0b\"") }, { S("[]\0") },
+        { S("true false") }, { S("\f1") }, { S("\v1") }, { S("[1,\xC2\xA0" "2]") },
+        /* overlong encodings */
+        { S("\"\xC0\xAF\"") }, { S("\"\xC1\xBF\"") }, { S("\"\xE0\x80\xAF\"") },
+        { S("\"\xE0\x9F\xBF\"") }, { S("\"\xF0\x80\x80\xAF\"") }, { S("\"\xF0\x8F\xBF\xBF\"") },
+        /* UTF-16 surrogates encoded in UTF-8 */
+        { S("\"\xED\xA0\x80\"") }, { S("\"\xED\xBF\xBF\"") }, { S("\"\xED\xA0\xBD\xED\xB8\x80\"") },
+        /* beyond U+10FFFF, invalid lead bytes, stray continuations, truncation */
+        { S("\"\xF4\x90\x80\x80\"") }, { S("\"\xF5\x80\x80\x80\"") }, { S("\"\xFF\"") },
+        { S("\"\xFE\"") }, { S("\"\x80\"") }, { S("\"\xBF\"") }, { S("\"\xE2\x82\"") },
+        { S("\"\xC3\"") }, { S("\"\xC3") }, { S("\"\xF0\x9F\x98\"") }, { S("\"\xE2\x28\xA1\"") },
+        { S("\"\xC3\x28\"") },
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        char err[64] = "";
+        agw_err e = agw_json_validate((agw_str){ docs[i].s, docs[i].len }, 64, err, sizeof(err));
+        if (e != AGW_EINVAL)
+            fail_msg("doc %zu (%s) gave %d", i, docs[i].s, (int)e);
+        assert_true(strncmp(err, "offset ", 7) == 0);
+    }
+}
+
+static void assert_error(const char *doc, size_t len, const char *want)
+{
+    char err[80];
+    assert_int_equal(agw_json_validate((agw_str){ doc, len }, 64, err, sizeof(err)), AGW_EINVAL);
+    assert_string_equal(err, want);
+}
+
+static void test_error_messages(void **state)
+{
+    char small[5];
+    (void)state;
+
+    assert_error(S("[1,]"), "offset 3: expected a value");
+    assert_error(S("{\"a\":1,}"), "offset 7: expected a string key");
+    assert_error(S("01"), "offset 1: leading zero in number");
+    assert_error(S("[1.]"), "offset 3: malformed number");
+    assert_error(S("\"ab\\x\""), "offset 3: invalid escape in string");
+    assert_error(S("{\"a\" 1}"), "offset 5: expected ':'");
+    assert_error(S("[1 2]"), "offset 3: expected ',' or ']'");
+    assert_error(S("{\"a\":1 2}"), "offset 7: expected ',' or '}'");
+    assert_error(S("\"abc"), "offset 4: unterminated string");
+    assert_error(S("\"x\x01\""), "offset 2: control character in string");
+    assert_error(S("\"xy\xC0\xAF\""), "offset 3: invalid UTF-8 in string");
+    assert_error(S("[tru]"), "offset 1: invalid literal");
+    assert_error(S("{} x"), "offset 3: unexpected data after the value");
+    assert_error(S(""), "offset 0: expected a value");
+    assert_error(S("  "), "offset 2: expected a value");
+    assert_int_equal(agw_json_validate(V("[1,]"), 64, small, sizeof(small)), AGW_EINVAL);
+    assert_string_equal(small, "offs");
+    assert_int_equal(agw_json_validate(V("[1,]"), 64, NULL, 100), AGW_EINVAL);
+    assert_int_equal(agw_json_validate(V("[1,]"), 64, small, 0), AGW_EINVAL);
+}
+
+static char *nested(int depth, char **close_out)
+{
+    char *s = malloc((size_t)depth * 2 + 1);
+    assert_non_null(s);
+    for (int i = 0; i < depth; i++) {
+        s[i] = '[';
+        s[depth * 2 - 1 - i] = ']';
+    }
+    s[depth * 2] = '\0';
+    if (close_out)
+        *close_out = s + depth;
+    return s;
+}
+
+static void test_depth(void **state)
+{
+    char err[64];
+    char *s;
+    (void)state;
+
+    assert_int_equal(agw_json_validate(V("[[[]]]"), 3, NULL, 0), AGW_OK);
+    assert_int_equal(agw_json_validate(V("[[[[]]]]"), 3, err, sizeof(err)), AGW_ETOOBIG);
+    assert_string_equal(err, "offset 3: nesting too deep");
+    assert_int_equal(agw_json_validate(V("{\"a\":{\"b\":{}}}"), 3, NULL, 0), AGW_OK);
+    assert_int_equal(agw_json_validate(V("{\"a\":{\"b\":{}}}"), 2, NULL, 0), AGW_ETOOBIG);
+    assert_int_equal(agw_json_validate(V("[{\"a\":[1]},{\"b\":[2]}]"), 3, NULL, 0), AGW_OK);
+    assert_int_equal(agw_json_validate(V("[{\"a\":[1]},{\"b\":[[2]]}]"), 3, NULL, 0), AGW_ETOOBIG);
+    assert_int_equal(agw_json_validate(V("1"), 0, NULL, 0), AGW_OK);
+    assert_int_equal(agw_json_validate(V("[]"), 0, NULL, 0), AGW_ETOOBIG);
+    assert_int_equal(agw_json_validate(V("[]"), -5, NULL, 0), AGW_ETOOBIG);
+    /* The first problem in the text decides the code. */
+    assert_int_equal(agw_json_validate(V("[[[1,]]]"), 3, NULL, 0), AGW_EINVAL);
+    assert_int_equal(agw_json_validate(V("[[[1,]]]"), 2, NULL, 0), AGW_ETOOBIG);
+    assert_int_equal(agw_json_validate(V("[1,][[[]]]"), 2, NULL, 0), AGW_EINVAL);
+
+    s = nested(AGW_JSON_MAX_DEPTH, NULL);
+    assert_int_equal(agw_json_validate((agw_str){ s, strlen(s) }, AGW_JSON_MAX_DEPTH, NULL, 0), AGW_OK);
+    assert_int_equal(agw_json_validate((agw_str){ s, strlen(s) }, 1 << 30, NULL, 0), AGW_OK);
+    assert_int_equal(agw_json_validate((agw_str){ s, strlen(s) }, AGW_JSON_MAX_DEPTH - 1, NULL, 0),
+                     AGW_ETOOBIG);
+    free(s);
+    s = nested(AGW_JSON_MAX_DEPTH + 1, NULL);
+    assert_int_equal(agw_json_validate((agw_str){ s, strlen(s) }, 1 << 30, NULL, 0), AGW_ETOOBIG);
+    free(s);
+    /* Object/array bits for every level past the first stack word. */
+    {
+        char buf[4 * 200 + 8];
+        size_t n = 0;
+        for (int i = 0; i < 200; i++) {
+            memcpy(buf + n, i % 3 ? "[" : "{\"k\":", i % 3 ? 1 : 5);
+            n += i % 3 ? 1 : 5;
+        }
+        for (int i = 199; i >= 0; i--)
+            buf[n++] = i % 3 ? ']' : '}';
+        assert_int_equal(agw_json_validate((agw_str){ buf, n }, 200, NULL, 0), AGW_OK);
+        assert_int_equal(agw_json_validate((agw_str){ buf, n }, 199, NULL, 0), AGW_ETOOBIG);
+        buf[n - 2] = '}';
+        assert_int_equal(agw_json_validate((agw_str){ buf, n }, 200, NULL, 0), AGW_EINVAL);
+    }
+}
+
+static void test_hostile_nesting_unvalidated(void **state)
+{
+    size_t n = 1000000;
+    char *s = malloc(n);
+    agw_json_iter it;
+    agw_str k, v;
+    (void)state;
+
+    memset(s, '[', n);
+    assert_int_equal(agw_json_validate((agw_str){ s, n }, 100, NULL, 0), AGW_ETOOBIG);
+    assert_int_equal(agw_json_iter_init(&it, (agw_str){ s, n }), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+    s[0] = '{';
+    assert_int_equal(agw_json_find((agw_str){ s, n }, V("model"), &v), AGW_ENOTFOUND);
+    free(s);
+}
+
+static void test_find(void **state)
+{
+    static const char body[] =
+        "{ \"messages\" : [{\"role\":\"user\",\"model\":\"inner\",\"content\":\"\\\"model\\\": \\\"no\\\"\"}],"
+        "\n  \"model\"\t:\t\"gpt-4o\" ,\"stream\":true,\"n\":1e400,\"big\":12345678901234567890,"
+        "\"o\":{\"x\":[1,{\"y\":\"}\"}]},\"z\":null}  ";
+    agw_str d = { body, sizeof(body) - 1 }, v;
+    (void)state;
+
+    assert_int_equal(validate(d), AGW_OK);
+    assert_int_equal(agw_json_find(d, V("model"), &v), AGW_OK);
+    assert_span(v, S("\"gpt-4o\""));
+    assert_int_equal(agw_json_find(d, V("stream"), &v), AGW_OK);
+    assert_span(v, S("true"));
+    assert_int_equal(agw_json_find(d, V("n"), &v), AGW_OK);
+    assert_span(v, S("1e400"));
+    assert_int_equal(agw_json_find(d, V("big"), &v), AGW_OK);
+    assert_span(v, S("12345678901234567890"));
+    assert_int_equal(agw_json_find(d, V("o"), &v), AGW_OK);
+    assert_span(v, S("{\"x\":[1,{\"y\":\"}\"}]}"));
+    assert_int_equal(agw_json_find(d, V("z"), &v), AGW_OK);
+    assert_span(v, S("null"));
+    assert_int_equal(agw_json_find(d, V("messages"), &v), AGW_OK);
+    assert_int_equal(v.ptr[0], '[');
+    assert_int_equal(v.ptr[v.len - 1], ']');
+    assert_int_equal(agw_json_find(d, V("role"), &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find(d, V("x"), &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find(d, V("mode"), &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find(d, V("models"), &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find(d, V(""), &v), AGW_ENOTFOUND);
+
+    assert_int_equal(agw_json_find(V("{\"model\":\"a\",\"model\":\"b\"}"), V("model"), &v), AGW_OK);
+    assert_span(v, S("\"b\""));
+    assert_int_equal(agw_json_find(V("{\"mod\\u0065l\":\"esc\"}"), V("model"), &v), AGW_OK);
+    assert_span(v, S("\"esc\""));
+    assert_int_equal(agw_json_find(V("{\"model\":1,\"m\\u006fdel\":2}"), V("model"), &v), AGW_OK);
+    assert_span(v, S("2"));
+    assert_int_equal(agw_json_find(V("{\"a\\u0000b\":1,\"a\":2}"), (agw_str){ "a\0b", 3 }, &v), AGW_OK);
+    assert_span(v, S("1"));
+    assert_int_equal(agw_json_find(V("{\"a\\u0000b\":1}"), V("a"), &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find(V("{\"\":7}"), V(""), &v), AGW_OK);
+    assert_span(v, S("7"));
+    assert_int_equal(agw_json_find(V("{\"\\ud83d\\ude00\":1}"), V("\xF0\x9F\x98\x80"), &v), AGW_OK);
+    assert_int_equal(agw_json_find(V("{}"), V("model"), &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find(V(" {\"model\":[]} "), V("model"), &v), AGW_OK);
+    assert_span(v, S("[]"));
+
+    assert_int_equal(agw_json_find(V("[{\"model\":1}]"), V("model"), &v), AGW_EINVAL);
+    assert_int_equal(agw_json_find(V("\"model\""), V("model"), &v), AGW_EINVAL);
+    assert_int_equal(agw_json_find(V("1"), V("model"), &v), AGW_EINVAL);
+    assert_int_equal(agw_json_find(V(""), V("model"), &v), AGW_EINVAL);
+    assert_int_equal(agw_json_find((agw_str){ NULL, 0 }, V("model"), &v), AGW_EINVAL);
+}
+
+static void assert_removal(const char *doc, size_t len, agw_str key, const char *want, size_t wantlen)
+{
+    agw_str v, m;
+    char out[256];
+    size_t n;
+
+    assert_int_equal(agw_json_find_member((agw_str){ doc, len }, key, &v, &m), AGW_OK);
+    assert_true(m.ptr >= doc && m.ptr + m.len <= doc + len);
+    n = (size_t)(m.ptr - doc);
+    memcpy(out, doc, n);
+    memcpy(out + n, m.ptr + m.len, len - n - m.len);
+    n = len - m.len;
+    assert_int_equal(n, wantlen);
+    assert_memory_equal(out, want, n);
+    assert_int_equal(validate((agw_str){ out, n }), AGW_OK);
+}
+
+static void test_find_member(void **state)
+{
+    agw_str v, m;
+    (void)state;
+
+    assert_removal(S("{\"a\":1, \"b\":2, \"c\":3}"), V("a"), S("{\"b\":2, \"c\":3}"));
+    assert_removal(S("{\"a\":1, \"b\":2, \"c\":3}"), V("b"), S("{\"a\":1, \"c\":3}"));
+    assert_removal(S("{\"a\":1, \"b\":2, \"c\":3}"), V("c"), S("{\"a\":1, \"b\":2}"));
+    assert_removal(S("{ \"a\" : 1 }"), V("a"), S("{  }"));
+    assert_removal(S("{\n \"a\": [1, 2] ,\n \"b\": {}\n}"), V("a"), S("{\n \"b\": {}\n}"));
+    assert_removal(S("{\"a\":1,\"a\":2}"), V("a"), S("{\"a\":1}"));
+    assert_removal(S("{\"stream_options\":{\"include_usage\":true},\"model\":\"x\"}"), V("stream_options"),
+                   S("{\"model\":\"x\"}"));
+    assert_int_equal(agw_json_find_member(V("{\"a\":1}"), V("b"), &v, &m), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find_member(V("{\"a\":1}"), V("a"), &v, NULL), AGW_OK);
+    assert_span(v, S("1"));
+}
+
+static void test_find_path(void **state)
+{
+    static const char body[] =
+        "{\"stream_options\":{\"include_usage\":true,\"x\":{\"y\":[1]}},\"model\":\"m\",\"s\":\"str\"}";
+    agw_str d = { body, sizeof(body) - 1 }, v;
+    (void)state;
+
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "stream_options", "include_usage", NULL }, &v),
+                     AGW_OK);
+    assert_span(v, S("true"));
+    assert_true(agw_json_is_true(v));
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "stream_options", "x", "y", NULL }, &v), AGW_OK);
+    assert_span(v, S("[1]"));
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "model", NULL }, &v), AGW_OK);
+    assert_span(v, S("\"m\""));
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "stream_options", "nope", NULL }, &v),
+                     AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "nope", "x", NULL }, &v), AGW_ENOTFOUND);
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "s", "x", NULL }, &v), AGW_EINVAL);
+    assert_int_equal(agw_json_find_path(d, (const char *[]){ "stream_options", "x", "y", "z", NULL }, &v),
+                     AGW_EINVAL);
+    assert_int_equal(agw_json_find_path(V("  {\"a\":1} \n"), (const char *[]){ NULL }, &v), AGW_OK);
+    assert_span(v, S("{\"a\":1}"));
+}
+
+static void assert_decodes(const char *tok, size_t toklen, const char *want, size_t wantlen)
+{
+    agw_buf b = AGW_BUF_INIT(1024);
+    agw_str t = { tok, toklen };
+
+    assert_int_equal(agw_json_string_decode(t, &b), AGW_OK);
+    assert_int_equal(b.len, wantlen);
+    if (wantlen)
+        assert_memory_equal(b.data, want, wantlen);
+    assert_true(agw_json_string_eq(t, (agw_str){ want, wantlen }));
+    if (wantlen) {
+        assert_false(agw_json_string_eq(t, (agw_str){ want, wantlen - 1 }));
+        char *alt = malloc(wantlen);
+        memcpy(alt, want, wantlen);
+        alt[wantlen - 1] ^= 1;
+        assert_false(agw_json_string_eq(t, (agw_str){ alt, wantlen }));
+        free(alt);
+    }
+    {
+        char *longer = malloc(wantlen + 1);
+        if (wantlen)
+            memcpy(longer, want, wantlen);
+        longer[wantlen] = 'x';
+        assert_false(agw_json_string_eq(t, (agw_str){ longer, wantlen + 1 }));
+        free(longer);
+    }
+    agw_buf_free(&b);
+}
+
+static void test_string_decode(void **state)
+{
+    agw_buf b = AGW_BUF_INIT(1024);
+    (void)state;
+
+    assert_decodes(S("\"\""), S(""));
+    assert_decodes(S("\"plain\""), S("plain"));
+    assert_decodes(S("\"a\\u0000b\""), S("a\0b"));
+    assert_decodes(S("\"\\u0000\""), S("\0"));
+    assert_decodes(S("\"\\uD83D\\uDE00\""), S("\xF0\x9F\x98\x80"));
+    assert_decodes(S("\"\\ud83d\\ude00!\""), S("\xF0\x9F\x98\x80!"));
+    assert_decodes(S("\"\\uDBFF\\uDFFF\""), S("\xF4\x8F\xBF\xBF"));
+    assert_decodes(S("\"\\uD800\""), S("\xEF\xBF\xBD"));
+    assert_decodes(S("\"\\uDC00\""), S("\xEF\xBF\xBD"));
+    assert_decodes(S("\"\\uD800\\u0041\""), S("\xEF\xBF\xBD" "A"));
+    assert_decodes(S("\"\\uD800\\uD83D\\uDE00\""), S("\xEF\xBF\xBD\xF0\x9F\x98\x80"));
+    assert_decodes(S("\"\\uDE00\\uD83D\""), S("\xEF\xBF\xBD\xEF\xBF\xBD"));
+    assert_decodes(S("\"\\uD83Dx\\uDE00\""), S("\xEF\xBF\xBDx\xEF\xBF\xBD"));
+    assert_decodes(S("\"\\u00e9\\u00C9\\u20AC\\u007f\\u0080\\u07FF\\u0800\\uFFFF\""),
+                   S("\xC3\xA9\xC3\x89\xE2\x82\xAC\x7F\xC2\x80\xDF\xBF\xE0\xA0\x80\xEF\xBF\xBF"));
+    assert_decodes(S("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\""), S("\"\\/\b\f\n\r\t"));
+    assert_decodes(S("\"caf\xC3\xA9 \\n\""), S("caf\xC3\xA9 \n"));
+
+    /* Appends, and leaves out alone on a malformed token. */
+    assert_int_equal(agw_buf_append(&b, "pre:", 4), AGW_OK);
+    assert_int_equal(agw_json_string_decode(V("\"x\""), &b), AGW_OK);
+    assert_int_equal(agw_json_string_decode(V("\"ok\\x\""), &b), AGW_EINVAL);
+    assert_int_equal(agw_json_string_decode(V("\"ok\\u12\""), &b), AGW_EINVAL);
+    assert_int_equal(agw_json_string_decode(V("\"\\\""), &b), AGW_EINVAL);
+    assert_int_equal(agw_json_string_decode(V("x"), &b), AGW_EINVAL);
+    assert_int_equal(agw_json_string_decode(V("\""), &b), AGW_EINVAL);
+    assert_int_equal(agw_json_string_decode(V("'a'"), &b), AGW_EINVAL);
+    assert_int_equal(agw_json_string_decode(V("\"a"), &b), AGW_EINVAL);
+    assert_int_equal(b.len, 5);
+    assert_string_equal(b.data, "pre:x");
+    assert_false(agw_json_string_eq(V("\"ok\\x\""), V("ok\\x")));
+    assert_false(agw_json_string_eq(V("x"), V("x")));
+    agw_buf_free(&b);
+
+    agw_buf_init(&b, 4);
+    assert_int_equal(agw_json_string_decode(V("\"\\u20AC\\u20AC\""), &b), AGW_ETOOBIG);
+    assert_int_equal(b.len, 0);
+    agw_buf_free(&b);
+}
+
+static void test_types(void **state)
+{
+    (void)state;
+
+    assert_int_equal(agw_json_type_of(V("{}")), AGW_JSON_OBJECT);
+    assert_int_equal(agw_json_type_of(V(" [1]")), AGW_JSON_ARRAY);
+    assert_int_equal(agw_json_type_of(V("\"s\"")), AGW_JSON_STRING);
+    assert_int_equal(agw_json_type_of(V("-1")), AGW_JSON_NUMBER);
+    assert_int_equal(agw_json_type_of(V("0")), AGW_JSON_NUMBER);
+    assert_int_equal(agw_json_type_of(V("true")), AGW_JSON_TRUE);
+    assert_int_equal(agw_json_type_of(V("false")), AGW_JSON_FALSE);
+    assert_int_equal(agw_json_type_of(V("null")), AGW_JSON_NULL);
+    assert_int_equal(agw_json_type_of(V("")), AGW_JSON_INVALID);
+    assert_int_equal(agw_json_type_of(V("  ")), AGW_JSON_INVALID);
+    assert_int_equal(agw_json_type_of(V("x")), AGW_JSON_INVALID);
+    assert_int_equal(agw_json_type_of((agw_str){ NULL, 0 }), AGW_JSON_INVALID);
+    assert_true(agw_json_is_true(V(" true\n")));
+    assert_false(agw_json_is_true(V("truex")));
+    assert_false(agw_json_is_true(V("\"true\"")));
+    assert_true(agw_json_is_false(V("false")));
+    assert_false(agw_json_is_false(V("null")));
+    assert_true(agw_json_is_null(V("null")));
+    assert_false(agw_json_is_null(V("")));
+}
+
+static void test_int64(void **state)
+{
+    int64_t x = 99;
+    (void)state;
+
+    assert_int_equal(agw_json_int64(V("0"), &x), AGW_OK);
+    assert_true(x == 0);
+    assert_int_equal(agw_json_int64(V("-0"), &x), AGW_OK);
+    assert_true(x == 0);
+    assert_int_equal(agw_json_int64(V(" 4096 "), &x), AGW_OK);
+    assert_true(x == 4096);
+    assert_int_equal(agw_json_int64(V("-42"), &x), AGW_OK);
+    assert_true(x == -42);
+    assert_int_equal(agw_json_int64(V("9223372036854775807"), &x), AGW_OK);
+    assert_true(x == INT64_MAX);
+    assert_int_equal(agw_json_int64(V("-9223372036854775808"), &x), AGW_OK);
+    assert_true(x == INT64_MIN);
+    x = 5;
+    assert_int_equal(agw_json_int64(V("9223372036854775808"), &x), AGW_ETOOBIG);
+    assert_int_equal(agw_json_int64(V("-9223372036854775809"), &x), AGW_ETOOBIG);
+    assert_int_equal(agw_json_int64(V("12345678901234567890"), &x), AGW_ETOOBIG);
+    assert_int_equal(agw_json_int64(V("123456789012345678901x"), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V("1.0"), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V("1e3"), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V("\"1\""), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V("-"), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V("01"), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V(""), &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64((agw_str){ NULL, 0 }, &x), AGW_EINVAL);
+    assert_int_equal(agw_json_int64(V("true"), &x), AGW_EINVAL);
+    assert_true(x == 5);
+}
+
+static void test_iter(void **state)
+{
+    static const char body[] =
+        "{ \"a\" : 1 , \"b\":[1,[2]], \"c\":\"]}\\\"\\\\\" ,\"d\":{\"e\":{}} ,\"f\":-1.5e3,\"g\":null}";
+    static const char *const keys[] = { "\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"f\"", "\"g\"" };
+    static const char *const vals[] = { "1", "[1,[2]]", "\"]}\\\"\\\\\"", "{\"e\":{}}", "-1.5e3", "null" };
+    agw_json_iter it;
+    agw_str k, v;
+    int i = 0;
+    (void)state;
+
+    assert_int_equal(validate(A(body)), AGW_OK);
+    assert_int_equal(agw_json_iter_init(&it, A(body)), AGW_OK);
+    while (agw_json_iter_next(&it, &k, &v)) {
+        assert_true(i < 6);
+        assert_span(k, keys[i], strlen(keys[i]));
+        assert_span(v, vals[i], strlen(vals[i]));
+        i++;
+    }
+    assert_int_equal(i, 6);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+
+    assert_int_equal(agw_json_iter_init(&it, V(" [ 1, \"x\" ,{\"k\":[]} , [] ,true] ")), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 1);
+    assert_int_equal(k.len, 0);
+    assert_span(v, S("1"));
+    assert_int_equal(agw_json_iter_next(&it, NULL, &v), 1);
+    assert_span(v, S("\"x\""));
+    assert_int_equal(agw_json_iter_next(&it, NULL, &v), 1);
+    assert_span(v, S("{\"k\":[]}"));
+    assert_int_equal(agw_json_iter_next(&it, NULL, &v), 1);
+    assert_span(v, S("[]"));
+    assert_int_equal(agw_json_iter_next(&it, NULL, &v), 1);
+    assert_span(v, S("true"));
+    assert_int_equal(agw_json_iter_next(&it, NULL, &v), 0);
+
+    assert_int_equal(agw_json_iter_init(&it, V("{}")), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+    assert_int_equal(agw_json_iter_init(&it, V("[ ]")), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+    assert_int_equal(agw_json_iter_init(&it, V("\"x\"")), AGW_EINVAL);
+    assert_int_equal(agw_json_iter_init(&it, V("  ")), AGW_EINVAL);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+
+    /* Unvalidated garbage ends iteration instead of reading past the view. */
+    assert_int_equal(agw_json_iter_init(&it, V("{\"a\":\"unterminated")), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+    assert_int_equal(agw_json_iter_init(&it, V("{\"a\" 1}")), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+    assert_int_equal(agw_json_iter_init(&it, V("[1 2]")), AGW_OK);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 1);
+    assert_int_equal(agw_json_iter_next(&it, &k, &v), 0);
+}
+
+/* Every strict prefix of a valid document is invalid, and validation never
+ * reads past the view (checked under ASan by copying each prefix alone). */
+static void test_prefixes(void **state)
+{
+    static const char body[] =
+        "{\"model\":\"claude\",\"max_tokens\":1024,\"messages\":[{\"role\":\"user\","
+        "\"content\":\"h\xC3\xA9llo \\u00e9 \\ud83d\\ude00 \xF0\x9F\x98\x80\"}],\"t\":-0.5e+10,\"s\":false}";
+    (void)state;
+
+    assert_int_equal(validate(A(body)), AGW_OK);
+    for (size_t n = 0; n < sizeof(body) - 1; n++) {
+        char *c = malloc(n ? n : 1);
+        agw_str v;
+        memcpy(c, body, n);
+        assert_int_equal(validate((agw_str){ c, n }), AGW_EINVAL);
+        if (agw_json_find((agw_str){ c, n }, V("s"), &v) == AGW_OK)
+            assert_true(v.ptr >= c && v.ptr + v.len <= c + n);
+        free(c);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_corpus),
+        cmocka_unit_test(test_invalid_corpus),
+        cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_hostile_nesting_unvalidated),
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_find_member),
+        cmocka_unit_test(test_find_path),
+        cmocka_unit_test(test_string_decode),
+        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_int64),
+        cmocka_unit_test(test_iter),
+        cmocka_unit_test(test_prefixes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
