@@ -144,6 +144,15 @@ static agw_err group(loader *ld, config_t *c, const char *name, config_setting_t
     return AGW_OK;
 }
 
+/* 1 when s can go into an HTTP header: no control characters. */
+static int header_safe(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 /* Empty strings mean "unset" for optional secrets. */
 static void empty_to_null(char **s)
 {
@@ -169,14 +178,18 @@ static agw_err load_provider(loader *ld, const config_setting_t *p, size_t idx,
 {
     static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
                                          "enabled", "models", "default_model", NULL };
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "providers.[%lu].", (unsigned long)idx);
+    /* Keys in messages: providers[N].field until the name is known, then
+     * providers.NAME.field, so the operator can find the entry either way. */
+    char prefix[96], key[128];
+    snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
     agw_err e;
     memset(out, 0, sizeof *out);
     out->weight = 100;
     out->enabled = 1;
-    if (!config_setting_is_group(p))
-        return fail(ld, p, prefix, "each provider must be a group { ... }");
+    if (!config_setting_is_group(p)) {
+        snprintf(key, sizeof key, "providers[%lu]", (unsigned long)idx);
+        return fail(ld, p, key, "each provider must be a group { ... }");
+    }
     if ((e = check_known(ld, p, prefix, known)))
         return e;
     char *type = NULL;
@@ -194,48 +207,58 @@ static agw_err load_provider(loader *ld, const config_setting_t *p, size_t idx,
     out->weight = (int)weight;
     if (!out->name || !valid_name(out->name)) {
         free(type);
-        return fail(ld, p, prefix,
-                    "name is required and may hold only letters, digits, '.', '_' and '-'");
+        snprintf(key, sizeof key, "%sname", prefix);
+        return fail(ld, config_setting_get_member(p, "name") ? config_setting_get_member(p, "name") : p,
+                    key, "required, and may hold only letters, digits, '.', '_' and '-'");
     }
-    snprintf(prefix, sizeof prefix, "providers.%s.", out->name);
+    snprintf(prefix, sizeof prefix, "providers.%.60s.", out->name);
     int t = agw_provider_type_parse(type);
-    if (t < 0) {
-        e = fail(ld, config_setting_get_member(p, "type") ? config_setting_get_member(p, "type") : p,
-                 "type", "provider %s: type must be openai, anthropic, kiro or copilot", out->name);
-        free(type);
-        return e;
-    }
     free(type);
+    if (t < 0) {
+        snprintf(key, sizeof key, "%stype", prefix);
+        return fail(ld, config_setting_get_member(p, "type") ? config_setting_get_member(p, "type") : p,
+                    key, "must be openai, anthropic, kiro or copilot");
+    }
     out->type = (agw_provider_type)t;
+    snprintf(key, sizeof key, "%sbase_url", prefix);
     if (!out->base_url) {
         if (out->type == AGW_PROVIDER_OPENAI)
             out->base_url = xstrdup("https://api.openai.com/v1");
         else if (out->type == AGW_PROVIDER_ANTHROPIC)
             out->base_url = xstrdup("https://api.anthropic.com");
         else
-            return fail(ld, p, prefix, "base_url is required for this provider type");
+            return fail(ld, p, key, "required for this provider type");
     }
-    if (strncmp(out->base_url, "http://", 7) != 0 && strncmp(out->base_url, "https://", 8) != 0)
-        return fail(ld, config_setting_get_member(p, "base_url"), "base_url",
-                    "provider %s: must start with http:// or https://", out->name);
+    size_t scheme = strncmp(out->base_url, "http://", 7) == 0    ? 7
+                    : strncmp(out->base_url, "https://", 8) == 0 ? 8
+                                                                  : 0;
+    if (!scheme || !out->base_url[scheme] || out->base_url[scheme] == '/' ||
+        !header_safe(out->base_url))
+        return fail(ld, config_setting_get_member(p, "base_url"), key,
+                    "must be an http:// or https:// URL with a host");
     size_t bl = strlen(out->base_url);
     while (bl > 0 && out->base_url[bl - 1] == '/')
         out->base_url[--bl] = '\0';
     if (!out->api_key)
         out->api_key = xstrdup("");
+    if (!header_safe(out->api_key)) {
+        snprintf(key, sizeof key, "%sapi_key", prefix);
+        return fail(ld, config_setting_get_member(p, "api_key"), key,
+                    "must not contain control characters");
+    }
     empty_to_null(&out->default_model);
+    snprintf(key, sizeof key, "%smodels", prefix);
 
     config_setting_t *models = config_setting_get_member(p, "models");
     if (models) {
         if (!config_setting_is_array(models) && !config_setting_is_list(models))
-            return fail(ld, models, "models", "provider %s: must be a list of strings", out->name);
+            return fail(ld, models, key, "must be a list of strings");
         int n = config_setting_length(models);
         out->models = xcalloc((size_t)n + 1, sizeof *out->models);
         for (int i = 0; i < n; i++) {
             config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
             if (config_setting_type(m) != CONFIG_TYPE_STRING || !*config_setting_get_string(m))
-                return fail(ld, m, "models", "provider %s: each model must be a non-empty string",
-                            out->name);
+                return fail(ld, m, key, "each model must be a non-empty string");
             out->models[out->n_models++] = xstrdup(config_setting_get_string(m));
         }
     }

@@ -107,6 +107,8 @@ agw_err agw_fcgi_head(agw_fcgi_conn *c, int status, const char *content_type, ag
     char line[256];
     int n = snprintf(line, sizeof line, "Status: %d %s\r\nContent-Type: %s\r\n", status,
                      agw_http_reason(status), content_type);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return AGW_EINVAL; /* never write more than `line` holds */
     agw_err e;
     if ((e = agw_fcgi_write(c, line, (size_t)n)) || (e = agw_fcgi_write(c, headers.ptr, headers.len)))
         return e;

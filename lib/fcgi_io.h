@@ -41,8 +41,8 @@ void agw_fcgi_conn_release(agw_fcgi_conn *c);
 /* A parameter's value, or NULL. HTTP headers are HTTP_NAME_IN_CAPS. */
 const char *agw_fcgi_param(const agw_fcgi_conn *c, const char *name);
 
-/* The request path without the query string (from REQUEST_URI, else
- * SCRIPT_NAME + PATH_INFO). */
+/* The request path without the query string: REQUEST_URI, else SCRIPT_NAME
+ * (which holds the whole path when a server sends no REQUEST_URI), else "/". */
 agw_str agw_fcgi_path(const agw_fcgi_conn *c);
 
 /* Reads the body to EOF into c->body. CONTENT_LENGTH is only a hint (it may be

@@ -42,7 +42,8 @@ AGW_WARN_UNUSED agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_prov
                                              agw_provider_call *out);
 void agw_provider_call_free(agw_provider_call *c);
 
-/* 1 when `v` may be copied into an HTTP header value (printable ASCII and tab). */
+/* 1 when `v` may be copied into an HTTP header value: no control characters
+ * (tab allowed) and no DEL; bytes >= 0x80 pass, as HTTP field values allow. */
 int agw_header_value_ok(agw_str v);
 
 #endif

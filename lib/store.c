@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct agw_store {
     sqlite3 *db;
@@ -96,6 +97,24 @@ static agw_err migrate(sqlite3 *db, char *err, size_t errlen)
     return exec(db, "COMMIT", err, errlen);
 }
 
+/* Switching a new file to WAL needs a moment alone with it, and SQLite
+ * answers SQLITE_BUSY at once instead of waiting out busy_timeout; many
+ * processes starting together would then fail. Retry for up to 5 s. */
+static agw_err enable_wal(sqlite3 *db, char *err, size_t errlen)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return AGW_OK;
+        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt >= 500) {
+            snprintf(err, errlen, "cannot enable WAL: %s", sqlite3_errmsg(db));
+            return AGW_EIO;
+        }
+        struct timespec pause = { 0, 10 * 1000 * 1000 };
+        nanosleep(&pause, NULL);
+    }
+}
+
 agw_err agw_store_open(const char *path, agw_store **out, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
@@ -108,12 +127,13 @@ agw_err agw_store_open(const char *path, agw_store **out, char *err, size_t errl
         return AGW_EIO;
     }
     sqlite3_busy_timeout(db, 5000);
-    agw_err e = exec(db,
-                     "PRAGMA journal_mode=WAL;"
-                     "PRAGMA synchronous=NORMAL;"
-                     "PRAGMA foreign_keys=ON;"
-                     "PRAGMA journal_size_limit=67108864;",
-                     err, errlen);
+    agw_err e = enable_wal(db, err, errlen);
+    if (!e)
+        e = exec(db,
+                 "PRAGMA synchronous=NORMAL;"
+                 "PRAGMA foreign_keys=ON;"
+                 "PRAGMA journal_size_limit=67108864;",
+                 err, errlen);
     if (!e)
         e = migrate(db, err, errlen);
     if (e) {

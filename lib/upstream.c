@@ -74,6 +74,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     }
     while (value.len && (value.ptr[value.len - 1] == ' ' || value.ptr[value.len - 1] == '\t'))
         value.len--;
+    if (name.len + value.len + 2 > u->header_bytes.max - u->header_bytes.len)
+        return len; /* over the header cap: drop it (a failed append would free the others) */
     size_t i = u->n_headers;
     u->name_off[i] = u->header_bytes.len;
     u->name_len[i] = name.len;

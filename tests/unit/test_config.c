@@ -1,0 +1,787 @@
+/* Unit tests for lib/config: every key parsed into its field, defaults, each
+ * validation error with its file:line: key: message, path resolution, loading
+ * from a file (missing file, @include) and provider lookup. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* ---- helpers ---- */
+
+static agw_config *parse_ok(const char *text, const char *base_dir)
+{
+    agw_config *cfg = NULL;
+    char err[AGW_ERR_LEN] = "";
+    agw_err e = agw_config_parse(text, base_dir, &cfg, err, sizeof err);
+    if (e != AGW_OK)
+        fail_msg("parse failed (%d): %s", (int)e, err);
+    assert_non_null(cfg);
+    return cfg;
+}
+
+/* Parses text that must fail with AGW_EINVAL and exactly `want` in err. */
+static void expect_error(const char *text, const char *want)
+{
+    agw_config *cfg = (agw_config *)0x1; /* must be reset to NULL on failure */
+    char err[AGW_ERR_LEN];
+    memset(err, 'Z', sizeof err);
+    agw_err e = agw_config_parse(text, "/base", &cfg, err, sizeof err);
+    assert_int_equal(e, AGW_EINVAL);
+    assert_null(cfg);
+    assert_string_equal(err, want);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* ---- provider type names ---- */
+
+static void test_provider_type_names(void **state)
+{
+    (void)state;
+    assert_string_equal(agw_provider_type_name(AGW_PROVIDER_OPENAI), "openai");
+    assert_string_equal(agw_provider_type_name(AGW_PROVIDER_ANTHROPIC), "anthropic");
+    assert_string_equal(agw_provider_type_name(AGW_PROVIDER_KIRO), "kiro");
+    assert_string_equal(agw_provider_type_name(AGW_PROVIDER_COPILOT), "copilot");
+    assert_string_equal(agw_provider_type_name(AGW_PROVIDER_TYPE_COUNT), "unknown");
+    assert_string_equal(agw_provider_type_name((agw_provider_type)-1), "unknown");
+    for (int t = 0; t < AGW_PROVIDER_TYPE_COUNT; t++)
+        assert_int_equal(agw_provider_type_parse(agw_provider_type_name((agw_provider_type)t)), t);
+    assert_int_equal(agw_provider_type_parse("OpenAI"), -1);
+    assert_int_equal(agw_provider_type_parse("openai "), -1);
+    assert_int_equal(agw_provider_type_parse(""), -1);
+    assert_int_equal(agw_provider_type_parse(NULL), -1);
+}
+
+/* ---- a full config ---- */
+
+static const char full_cfg[] =
+    "server = {\n"
+    "  log_level = \"debug\";\n"
+    "  max_body_bytes = 2097152;\n"
+    "  threads = 8;\n"
+    "  connect_timeout_ms = 1500;\n"
+    "  idle_timeout_seconds = 120;\n"
+    "  sse_ping_seconds = 15;\n"
+    "  stream_commit_ms = 750;\n"
+    "  shutdown_grace_seconds = 30;\n"
+    "  cors_origins = \"https://a.example,https://b.example\";\n"
+    "};\n"
+    "auth = { api_key = \"client-key\"; admin_key = \"admin-key\"; };\n"
+    "database = { path = \"data/gw.db\"; };\n"
+    "defaults = {\n"
+    "  provider = \"work-anthropic\";\n"
+    "  model = \"gpt-4o\";\n"
+    "  lb_strategy = \"round-robin\";\n"
+    "  health_check_enabled = false;\n"
+    "  health_check_seconds = 30;\n"
+    "};\n"
+    "tenant = { enabled = true; };\n"
+    "secrets = { key_file = \"keys/master.key\"; };\n"
+    "providers = (\n"
+    "  { name = \"work-openai\"; type = \"openai\"; base_url = \"https://oa.example/v1//\";\n"
+    "    api_key = \"sk-1\"; weight = 5; enabled = false;\n"
+    "    models = [ \"gpt-4o\", \"gpt-*\" ]; default_model = \"gpt-4o\"; },\n"
+    "  { name = \"work-anthropic\"; type = \"anthropic\"; api_key = \"ak\";\n"
+    "    models = ( \"claude-*\" ); },\n"
+    "  { name = \"k.1_x\"; type = \"kiro\"; base_url = \"http://127.0.0.1:9/\"; weight = 0; },\n"
+    "  { name = \"cp\"; type = \"copilot\"; base_url = \"https://cp.example\"; default_model = \"\"; }\n"
+    ");\n";
+
+static void test_full_config(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok(full_cfg, "/etc/antigw");
+    assert_string_equal(cfg->path, "(string)");
+    assert_int_equal(cfg->server.log_level, AGW_LOG_DEBUG);
+    assert_int_equal(cfg->server.max_body_bytes, 2097152);
+    assert_int_equal(cfg->server.threads, 8);
+    assert_int_equal(cfg->server.connect_timeout_ms, 1500);
+    assert_int_equal(cfg->server.idle_timeout_s, 120);
+    assert_int_equal(cfg->server.sse_ping_s, 15);
+    assert_int_equal(cfg->server.stream_commit_ms, 750);
+    assert_int_equal(cfg->server.shutdown_grace_s, 30);
+    assert_string_equal(cfg->server.cors_origins, "https://a.example,https://b.example");
+    assert_string_equal(cfg->auth.api_key, "client-key");
+    assert_string_equal(cfg->auth.admin_key, "admin-key");
+    assert_string_equal(cfg->database.path, "/etc/antigw/data/gw.db");
+    assert_string_equal(cfg->defaults.provider, "work-anthropic");
+    assert_string_equal(cfg->defaults.model, "gpt-4o");
+    assert_string_equal(cfg->defaults.lb_strategy, "round-robin");
+    assert_int_equal(cfg->defaults.health_check_enabled, 0);
+    assert_int_equal(cfg->defaults.health_check_seconds, 30);
+    assert_int_equal(cfg->tenant.enabled, 1);
+    assert_string_equal(cfg->secrets.key_file, "/etc/antigw/keys/master.key");
+
+    assert_int_equal(cfg->n_providers, 4);
+    const agw_provider_cfg *p = &cfg->providers[0];
+    assert_string_equal(p->name, "work-openai");
+    assert_int_equal(p->type, AGW_PROVIDER_OPENAI);
+    assert_string_equal(p->base_url, "https://oa.example/v1"); /* slashes trimmed */
+    assert_string_equal(p->api_key, "sk-1");
+    assert_int_equal(p->weight, 5);
+    assert_int_equal(p->enabled, 0);
+    assert_int_equal(p->n_models, 2);
+    assert_string_equal(p->models[0], "gpt-4o");
+    assert_string_equal(p->models[1], "gpt-*");
+    assert_string_equal(p->default_model, "gpt-4o");
+
+    p = &cfg->providers[1];
+    assert_string_equal(p->name, "work-anthropic");
+    assert_int_equal(p->type, AGW_PROVIDER_ANTHROPIC);
+    assert_string_equal(p->base_url, "https://api.anthropic.com"); /* the type's default */
+    assert_string_equal(p->api_key, "ak");
+    assert_int_equal(p->weight, 100);
+    assert_int_equal(p->enabled, 1);
+    assert_int_equal(p->n_models, 1);
+    assert_string_equal(p->models[0], "claude-*");
+    assert_null(p->default_model);
+
+    p = &cfg->providers[2];
+    assert_string_equal(p->name, "k.1_x");
+    assert_int_equal(p->type, AGW_PROVIDER_KIRO);
+    assert_string_equal(p->base_url, "http://127.0.0.1:9");
+    assert_string_equal(p->api_key, ""); /* absent key: empty, never NULL */
+    assert_int_equal(p->weight, 0);
+    assert_int_equal(p->n_models, 0);
+
+    p = &cfg->providers[3];
+    assert_int_equal(p->type, AGW_PROVIDER_COPILOT);
+    assert_string_equal(p->base_url, "https://cp.example");
+    assert_null(p->default_model); /* "" means unset */
+    agw_config_free(cfg);
+}
+
+static void check_defaults(const agw_config *cfg)
+{
+    assert_int_equal(cfg->server.log_level, AGW_LOG_INFO);
+    assert_int_equal(cfg->server.max_body_bytes, 10u << 20);
+    assert_int_equal(cfg->server.threads, 16);
+    assert_int_equal(cfg->server.connect_timeout_ms, 10000);
+    assert_int_equal(cfg->server.idle_timeout_s, 300);
+    assert_int_equal(cfg->server.sse_ping_s, 10);
+    assert_int_equal(cfg->server.stream_commit_ms, 2000);
+    assert_int_equal(cfg->server.shutdown_grace_s, 60);
+    assert_string_equal(cfg->server.cors_origins, "*");
+    assert_null(cfg->auth.api_key);
+    assert_null(cfg->auth.admin_key);
+    assert_null(cfg->defaults.provider);
+    assert_string_equal(cfg->defaults.model, "claude-sonnet-4-20250514");
+    assert_string_equal(cfg->defaults.lb_strategy, "smart");
+    assert_int_equal(cfg->defaults.health_check_enabled, 1);
+    assert_int_equal(cfg->defaults.health_check_seconds, 60);
+    assert_int_equal(cfg->tenant.enabled, 0);
+    assert_null(cfg->secrets.key_file);
+    assert_int_equal(cfg->n_providers, 0);
+}
+
+static void test_defaults_when_absent(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("", "/srv/gw");
+    check_defaults(cfg);
+    assert_string_equal(cfg->database.path, "/srv/gw/antigw.db");
+    agw_config_free(cfg);
+
+    /* Empty groups change nothing either. */
+    cfg = parse_ok("server = { }; auth = { }; database = { }; defaults = { };\n"
+                   "tenant = { }; secrets = { }; providers = ( );\n",
+                   NULL);
+    check_defaults(cfg);
+    assert_string_equal(cfg->database.path, "./antigw.db"); /* NULL base_dir = "." */
+    agw_config_free(cfg);
+
+    cfg = agw_config_defaults("/d");
+    check_defaults(cfg);
+    assert_string_equal(cfg->path, "(defaults)");
+    assert_string_equal(cfg->database.path, "/d/antigw.db");
+    agw_config_free(cfg);
+}
+
+static void test_empty_strings_mean_unset(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("auth = { api_key = \"\"; admin_key = \"\"; };\n"
+                               "defaults = { provider = \"\"; };\n"
+                               "secrets = { key_file = \"\"; };\n"
+                               "server = { cors_origins = \"\"; };\n",
+                               "/b");
+    assert_null(cfg->auth.api_key);
+    assert_null(cfg->auth.admin_key);
+    assert_null(cfg->defaults.provider);
+    assert_null(cfg->secrets.key_file);
+    /* For CORS "" is a value of its own: no CORS headers. */
+    assert_string_equal(cfg->server.cors_origins, "");
+    agw_config_free(cfg);
+}
+
+static void test_range_bounds_accepted(void **state)
+{
+    (void)state;
+    /* Every bound itself is inside the range. */
+    agw_config *cfg = parse_ok("server = { max_body_bytes = 1024; threads = 1; connect_timeout_ms = 1;\n"
+                               " idle_timeout_seconds = 1; sse_ping_seconds = 0; stream_commit_ms = 0;\n"
+                               " shutdown_grace_seconds = 0; };\n"
+                               "defaults = { health_check_seconds = 1; };\n"
+                               "providers = ( { name = \"a\"; type = \"openai\"; weight = 1000000; } );\n",
+                               "/b");
+    assert_int_equal(cfg->server.max_body_bytes, 1024);
+    assert_int_equal(cfg->server.threads, 1);
+    assert_int_equal(cfg->server.sse_ping_s, 0);
+    assert_int_equal(cfg->server.stream_commit_ms, 0);
+    assert_int_equal(cfg->providers[0].weight, 1000000);
+    agw_config_free(cfg);
+
+    cfg = parse_ok("server = { max_body_bytes = 1073741824; threads = 1024; connect_timeout_ms = 600000;\n"
+                   " idle_timeout_seconds = 86400; sse_ping_seconds = 3600; stream_commit_ms = 600000;\n"
+                   " shutdown_grace_seconds = 86400; };\n"
+                   "defaults = { health_check_seconds = 86400; };\n",
+                   "/b");
+    assert_int_equal(cfg->server.max_body_bytes, 1u << 30);
+    assert_int_equal(cfg->server.threads, 1024);
+    assert_int_equal(cfg->server.idle_timeout_s, 86400);
+    assert_int_equal(cfg->defaults.health_check_seconds, 86400);
+    agw_config_free(cfg);
+
+    /* A 64-bit literal inside the range is an integer too. */
+    cfg = parse_ok("server = { max_body_bytes = 4096L; };\n", "/b");
+    assert_int_equal(cfg->server.max_body_bytes, 4096);
+    agw_config_free(cfg);
+}
+
+static void test_every_log_level_and_strategy(void **state)
+{
+    (void)state;
+    static const char *const levels[] = { "error", "warn", "info", "debug" };
+    for (int i = 0; i < 4; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "server = { log_level = \"%s\"; };", levels[i]);
+        agw_config *cfg = parse_ok(text, "/b");
+        assert_int_equal(cfg->server.log_level, i);
+        agw_config_free(cfg);
+    }
+    static const char *const lbs[] = { "weighted", "round-robin", "least-used", "priority", "smart" };
+    for (int i = 0; i < 5; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "defaults = { lb_strategy = \"%s\"; };", lbs[i]);
+        agw_config *cfg = parse_ok(text, "/b");
+        assert_string_equal(cfg->defaults.lb_strategy, lbs[i]);
+        agw_config_free(cfg);
+    }
+}
+
+/* ---- errors: one per kind, with line and key ---- */
+
+static void test_err_unknown_top_level(void **state)
+{
+    (void)state;
+    expect_error("server = { };\n"
+                 "serverx = { threads = 4; };\n",
+                 "(string):2: serverx: unknown setting");
+    expect_error("# comment\n\nproviders = ( );\nlog_level = \"info\";\n",
+                 "(string):4: log_level: unknown setting");
+}
+
+static void test_err_unknown_key_in_group(void **state)
+{
+    (void)state;
+    expect_error("server = {\n"
+                 "  threads = 4;\n"
+                 "  thread = 5;\n"
+                 "};\n",
+                 "(string):3: server.thread: unknown setting");
+    expect_error("\nauth = { api_key = \"k\";\n user = \"x\"; };\n",
+                 "(string):3: auth.user: unknown setting");
+    expect_error("database = { file = \"x\"; };\n", "(string):1: database.file: unknown setting");
+    expect_error("defaults = {\n model = \"m\";\n lb = \"smart\"; };\n",
+                 "(string):3: defaults.lb: unknown setting");
+    expect_error("tenant = { enable = true; };\n", "(string):1: tenant.enable: unknown setting");
+    expect_error("secrets = { keyfile = \"k\"; };\n", "(string):1: secrets.keyfile: unknown setting");
+    expect_error("providers = (\n"
+                 "  { name = \"a\"; type = \"openai\"; },\n"
+                 "  { name = \"b\"; type = \"openai\";\n"
+                 "    apikey = \"x\"; }\n"
+                 ");\n",
+                 "(string):4: providers[1].apikey: unknown setting");
+}
+
+static void test_err_wrong_type(void **state)
+{
+    (void)state;
+    expect_error("server = {\n threads = \"4\";\n};\n",
+                 "(string):2: server.threads: must be an integer");
+    expect_error("server = {\n threads = 4.0;\n};\n",
+                 "(string):2: server.threads: must be an integer");
+    expect_error("server = { log_level = 3; };\n", "(string):1: server.log_level: must be a string");
+    expect_error("auth = {\n\n api_key = 5; };\n", "(string):3: auth.api_key: must be a string");
+    expect_error("tenant = { enabled = 1; };\n", "(string):1: tenant.enabled: must be true or false");
+    expect_error("defaults = { health_check_enabled = \"yes\"; };\n",
+                 "(string):1: defaults.health_check_enabled: must be true or false");
+    expect_error("server = 5;\n", "(string):1: server: must be a group { ... }");
+    expect_error("\nauth = ( );\n", "(string):2: auth: must be a group { ... }");
+    expect_error("providers = 5;\n", "(string):1: providers: must be a list ( { ... }, { ... } )");
+    expect_error("providers = (\n \"x\" );\n",
+                 "(string):2: providers[0]: each provider must be a group { ... }");
+    expect_error("providers = ( { name = \"a\"; type = \"openai\";\n enabled = \"no\"; } );\n",
+                 "(string):2: providers[0].enabled: must be true or false");
+    expect_error("providers = ( { name = \"a\"; type = \"openai\";\n models = \"gpt-4o\"; } );\n",
+                 "(string):2: providers.a.models: must be a list of strings");
+    expect_error("providers = ( { name = \"a\"; type = \"openai\";\n models = ( \"x\",\n 5 ); } );\n",
+                 "(string):3: providers.a.models: each model must be a non-empty string");
+    expect_error("providers = ( { name = \"a\"; type = \"openai\";\n models = [ \"\" ]; } );\n",
+                 "(string):2: providers.a.models: each model must be a non-empty string");
+}
+
+static void test_err_out_of_range(void **state)
+{
+    (void)state;
+    expect_error("server = {\n threads = 0;\n};\n",
+                 "(string):2: server.threads: must be between 1 and 1024 (got 0)");
+    expect_error("server = { threads = 1025; };\n",
+                 "(string):1: server.threads: must be between 1 and 1024 (got 1025)");
+    expect_error("server = { max_body_bytes = 1023; };\n",
+                 "(string):1: server.max_body_bytes: must be between 1024 and 1073741824 (got 1023)");
+    /* A 64-bit value must not be truncated to int before the range check. */
+    expect_error("server = {\n\n max_body_bytes = 5000000000L; };\n",
+                 "(string):3: server.max_body_bytes: must be between 1024 and 1073741824 (got 5000000000)");
+    expect_error("server = { connect_timeout_ms = 600001; };\n",
+                 "(string):1: server.connect_timeout_ms: must be between 1 and 600000 (got 600001)");
+    expect_error("server = { idle_timeout_seconds = 0; };\n",
+                 "(string):1: server.idle_timeout_seconds: must be between 1 and 86400 (got 0)");
+    expect_error("server = { sse_ping_seconds = -1; };\n",
+                 "(string):1: server.sse_ping_seconds: must be between 0 and 3600 (got -1)");
+    expect_error("server = { stream_commit_ms = 600001; };\n",
+                 "(string):1: server.stream_commit_ms: must be between 0 and 600000 (got 600001)");
+    expect_error("server = { shutdown_grace_seconds = 86401; };\n",
+                 "(string):1: server.shutdown_grace_seconds: must be between 0 and 86400 (got 86401)");
+    expect_error("defaults = { health_check_seconds = 0; };\n",
+                 "(string):1: defaults.health_check_seconds: must be between 1 and 86400 (got 0)");
+    expect_error("providers = ( { name = \"a\"; type = \"openai\";\n weight = -1; } );\n",
+                 "(string):2: providers[0].weight: must be between 0 and 1000000 (got -1)");
+}
+
+static void test_err_bad_log_level(void **state)
+{
+    (void)state;
+    expect_error("server = {\n  threads = 2;\n  log_level = \"verbose\";\n};\n",
+                 "(string):3: server.log_level: must be error, warn, info or debug");
+    expect_error("server = { log_level = \"INFO\"; };\n",
+                 "(string):1: server.log_level: must be error, warn, info or debug");
+}
+
+static void test_err_bad_lb_strategy(void **state)
+{
+    (void)state;
+    expect_error("defaults = {\n  model = \"m\";\n  lb_strategy = \"fastest\";\n};\n",
+                 "(string):3: defaults.lb_strategy: must be weighted, round-robin, least-used, "
+                 "priority or smart");
+}
+
+static void test_err_provider_name(void **state)
+{
+    (void)state;
+    /* Missing name: reported at the provider's group. */
+    expect_error("providers = (\n"
+                 "  { type = \"openai\"; }\n"
+                 ");\n",
+                 "(string):2: providers[0].name: required, and may hold only letters, "
+                 "digits, '.', '_' and '-'");
+    /* Bad characters: a space, a slash (it would clash with model prefixes), empty. */
+    expect_error("providers = (\n"
+                 "  { name = \"a\"; type = \"openai\"; },\n"
+                 "  { name = \"my provider\"; type = \"openai\"; }\n"
+                 ");\n",
+                 "(string):3: providers[1].name: required, and may hold only letters, "
+                 "digits, '.', '_' and '-'");
+    expect_error("providers = ( { name = \"a/b\"; type = \"openai\"; } );\n",
+                 "(string):1: providers[0].name: required, and may hold only letters, "
+                 "digits, '.', '_' and '-'");
+    expect_error("providers = ( { name = \"\"; type = \"openai\"; } );\n",
+                 "(string):1: providers[0].name: required, and may hold only letters, "
+                 "digits, '.', '_' and '-'");
+    expect_error("providers = ( { name = 7; type = \"openai\"; } );\n",
+                 "(string):1: providers[0].name: must be a string");
+}
+
+static void test_err_provider_type(void **state)
+{
+    (void)state;
+    expect_error("providers = (\n"
+                 "  { name = \"p1\";\n"
+                 "    type = \"gemini\"; }\n"
+                 ");\n",
+                 "(string):3: providers.p1.type: must be openai, anthropic, kiro or copilot");
+    /* Missing type: reported at the group. */
+    expect_error("providers = (\n"
+                 "  { name = \"p1\"; }\n"
+                 ");\n",
+                 "(string):2: providers.p1.type: must be openai, anthropic, kiro or copilot");
+}
+
+static void test_err_provider_base_url(void **state)
+{
+    (void)state;
+    expect_error("providers = (\n"
+                 "  { name = \"p1\"; type = \"openai\";\n"
+                 "    base_url = \"ftp://example.com\"; }\n"
+                 ");\n",
+                 "(string):3: providers.p1.base_url: must be an http:// or https:// URL with a host");
+    expect_error("providers = ( { name = \"p1\"; type = \"anthropic\"; base_url = \"HTTPS://x\"; } );\n",
+                 "(string):1: providers.p1.base_url: must be an http:// or https:// URL with a host");
+    expect_error("providers = ( { name = \"p1\"; type = \"anthropic\"; base_url = \"\"; } );\n",
+                 "(string):1: providers.p1.base_url: must be an http:// or https:// URL with a host");
+    /* A scheme alone is not a URL (trimming slashes would leave "https:"). */
+    expect_error("providers = ( { name = \"p1\"; type = \"openai\"; base_url = \"https://\"; } );\n",
+                 "(string):1: providers.p1.base_url: must be an http:// or https:// URL with a host");
+    expect_error("providers = ( { name = \"p1\"; type = \"openai\"; base_url = \"http://h\\r\\nX: y\"; } );\n",
+                 "(string):1: providers.p1.base_url: must be an http:// or https:// URL with a host");
+    /* The key goes into a request header: no CR/LF smuggling. */
+    expect_error("providers = ( { name = \"p1\"; type = \"openai\"; api_key = \"sk\\r\\nX: y\"; } );\n",
+                 "(string):1: providers.p1.api_key: must not contain control characters");
+    /* kiro and copilot have no public default endpoint. */
+    expect_error("providers = (\n { name = \"k\"; type = \"kiro\"; } );\n",
+                 "(string):2: providers.k.base_url: required for this provider type");
+    expect_error("providers = ( { name = \"c\"; type = \"copilot\"; } );\n",
+                 "(string):1: providers.c.base_url: required for this provider type");
+}
+
+static void test_err_duplicate_provider(void **state)
+{
+    (void)state;
+    expect_error("providers = (\n"
+                 "  { name = \"dup\"; type = \"openai\"; },\n"
+                 "  { name = \"other\"; type = \"openai\"; },\n"
+                 "  { name = \"dup\"; type = \"anthropic\"; }\n"
+                 ");\n",
+                 "(string):4: providers: provider name dup is used twice");
+}
+
+static void test_err_default_provider_missing(void **state)
+{
+    (void)state;
+    expect_error("defaults = {\n"
+                 "  provider = \"nope\";\n"
+                 "};\n"
+                 "providers = ( { name = \"yes\"; type = \"openai\"; } );\n",
+                 "(string):2: defaults.provider: no provider is named nope");
+    /* Names are case-sensitive. */
+    expect_error("defaults = { provider = \"YES\"; };\n"
+                 "providers = ( { name = \"yes\"; type = \"openai\"; } );\n",
+                 "(string):1: defaults.provider: no provider is named YES");
+}
+
+static void test_err_database_path_empty(void **state)
+{
+    (void)state;
+    expect_error("database = {\n path = \"\"; };\n", "(string):2: database.path: must not be empty");
+}
+
+static void test_err_syntax(void **state)
+{
+    (void)state;
+    expect_error("server = {\n  threads = 4;\n  log_level = ;\n};\n",
+                 "(string):3: syntax: syntax error");
+    expect_error("server = {\n  threads = 4;\n", "(string):3: syntax: syntax error");
+}
+
+static void test_err_reporting_edges(void **state)
+{
+    (void)state;
+    /* err may be NULL; *out is still cleared. */
+    agw_config *cfg = (agw_config *)0x1;
+    assert_int_equal(agw_config_parse("bogus = 1;", "/b", &cfg, NULL, 0), AGW_EINVAL);
+    assert_null(cfg);
+    /* A short err buffer is truncated and NUL-terminated. */
+    char small[12];
+    memset(small, 'Z', sizeof small);
+    assert_int_equal(agw_config_parse("bogus = 1;", "/b", &cfg, small, sizeof small), AGW_EINVAL);
+    assert_string_equal(small, "(string):1:");
+    /* A failure after providers were allocated must not leak (ASan checks). */
+    assert_int_equal(agw_config_parse("providers = ( { name = \"a\"; type = \"openai\"; models = [\"x\"]; },\n"
+                                      "{ name = \"b\"; type = \"zzz\"; } );",
+                                      "/b", &cfg, NULL, 0),
+                     AGW_EINVAL);
+    assert_null(cfg);
+    agw_config_free(NULL); /* harmless */
+}
+
+/* ---- paths ---- */
+
+static void test_paths(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("database = { path = \"gw.db\"; };\n"
+                               "secrets = { key_file = \"../k/secret.key\"; };\n",
+                               "/etc/antigw");
+    assert_string_equal(cfg->database.path, "/etc/antigw/gw.db");
+    assert_string_equal(cfg->secrets.key_file, "/etc/antigw/../k/secret.key");
+    agw_config_free(cfg);
+
+    cfg = parse_ok("database = { path = \"/var/lib/antigw/gw.db\"; };\n"
+                   "secrets = { key_file = \"/etc/k\"; };\n",
+                   "/etc/antigw");
+    assert_string_equal(cfg->database.path, "/var/lib/antigw/gw.db");
+    assert_string_equal(cfg->secrets.key_file, "/etc/k");
+    agw_config_free(cfg);
+
+    cfg = parse_ok("database = { path = \"gw.db\"; };\n", NULL);
+    assert_string_equal(cfg->database.path, "./gw.db");
+    agw_config_free(cfg);
+}
+
+static void test_base_url_trim_and_defaults(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok(
+        "providers = (\n"
+        " { name = \"o\"; type = \"openai\"; },\n"
+        " { name = \"a\"; type = \"anthropic\"; },\n"
+        " { name = \"o2\"; type = \"openai\"; base_url = \"http://127.0.0.1:8080/v1/\"; },\n"
+        " { name = \"a2\"; type = \"anthropic\"; base_url = \"https://proxy.example/anthropic///\"; },\n"
+        " { name = \"a3\"; type = \"anthropic\"; base_url = \"https://proxy.example\"; }\n"
+        ");\n",
+        "/b");
+    assert_string_equal(cfg->providers[0].base_url, "https://api.openai.com/v1");
+    assert_string_equal(cfg->providers[1].base_url, "https://api.anthropic.com");
+    assert_string_equal(cfg->providers[2].base_url, "http://127.0.0.1:8080/v1");
+    assert_string_equal(cfg->providers[3].base_url, "https://proxy.example/anthropic");
+    assert_string_equal(cfg->providers[4].base_url, "https://proxy.example");
+    agw_config_free(cfg);
+}
+
+/* ---- lookup ---- */
+
+static void test_provider_lookup(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok(full_cfg, "/etc/antigw");
+    const agw_provider_cfg *p = agw_config_provider(cfg, AGW_STR_LIT("work-anthropic"));
+    assert_non_null(p);
+    assert_ptr_equal(p, &cfg->providers[1]);
+    assert_ptr_equal(agw_config_provider(cfg, AGW_STR_LIT("cp")), &cfg->providers[3]);
+    /* A slice of a longer string (a model prefix) works: no NUL needed. */
+    const char *model = "work-openai/gpt-4o";
+    assert_ptr_equal(agw_config_provider(cfg, (agw_str){ model, 11 }), &cfg->providers[0]);
+    /* Exact names only. */
+    assert_null(agw_config_provider(cfg, AGW_STR_LIT("work-openai/")));
+    assert_null(agw_config_provider(cfg, AGW_STR_LIT("work")));
+    assert_null(agw_config_provider(cfg, AGW_STR_LIT("Work-OpenAI")));
+    assert_null(agw_config_provider(cfg, AGW_STR_LIT("")));
+    assert_null(agw_config_provider(cfg, AGW_STR_LIT("cp\0")));
+    agw_config_free(cfg);
+
+    agw_config *d = agw_config_defaults(NULL);
+    assert_null(agw_config_provider(d, AGW_STR_LIT("x")));
+    agw_config_free(d);
+}
+
+/* ---- loading files ---- */
+
+typedef struct {
+    char dir[64];
+} tmp_fixture;
+
+static int tmp_setup(void **state)
+{
+    tmp_fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/agw-config-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+/* Removes the fixed set of names the tests create, then the directory. */
+static int tmp_teardown(void **state)
+{
+    tmp_fixture *f = *state;
+    static const char *const names[] = { "main.cfg", "providers.cfg", "bad.cfg", "inc_bad.cfg",
+                                         "plain.cfg", "sub/inner.cfg", "sub", NULL };
+    char path[256];
+    for (const char *const *n = names; *n; n++) {
+        snprintf(path, sizeof path, "%s/%s", f->dir, *n);
+        if (unlink(path) != 0)
+            rmdir(path);
+    }
+    int rc = rmdir(f->dir);
+    free(f);
+    return rc;
+}
+
+static void test_load_missing_file(void **state)
+{
+    tmp_fixture *f = *state;
+    char path[256], err[AGW_ERR_LEN] = "";
+    snprintf(path, sizeof path, "%s/does-not-exist.cfg", f->dir);
+    agw_config *cfg = (agw_config *)0x1;
+    assert_int_equal(agw_config_load(path, &cfg, err, sizeof err), AGW_EIO);
+    assert_null(cfg);
+    char want[512];
+    snprintf(want, sizeof want, "%s: cannot read: No such file or directory", path);
+    assert_string_equal(err, want);
+}
+
+static void test_load_with_include(void **state)
+{
+    tmp_fixture *f = *state;
+    char path[256], inc[256], err[AGW_ERR_LEN] = "";
+    snprintf(path, sizeof path, "%s/main.cfg", f->dir);
+    snprintf(inc, sizeof inc, "%s/providers.cfg", f->dir);
+    write_file(inc, "providers = (\n"
+                    "  { name = \"inc\"; type = \"openai\"; models = [ \"gpt-*\" ]; }\n"
+                    ");\n");
+    /* The include names a file relative to main.cfg's directory, which is not
+     * the working directory of the test. */
+    write_file(path, "server = { threads = 3; };\n"
+                     "database = { path = \"db/x.db\"; };\n"
+                     "@include \"providers.cfg\"\n"
+                     "defaults = { provider = \"inc\"; };\n");
+    agw_config *cfg = NULL;
+    agw_err e = agw_config_load(path, &cfg, err, sizeof err);
+    if (e != AGW_OK)
+        fail_msg("load failed: %s", err);
+    assert_string_equal(cfg->path, path);
+    assert_int_equal(cfg->server.threads, 3);
+    char want[512];
+    snprintf(want, sizeof want, "%s/db/x.db", f->dir);
+    assert_string_equal(cfg->database.path, want);
+    assert_int_equal(cfg->n_providers, 1);
+    assert_string_equal(cfg->providers[0].name, "inc");
+    assert_string_equal(cfg->providers[0].models[0], "gpt-*");
+    assert_string_equal(cfg->defaults.provider, "inc");
+    agw_config_free(cfg);
+}
+
+static void test_load_errors_name_the_file(void **state)
+{
+    tmp_fixture *f = *state;
+    char path[256], inc[256], err[AGW_ERR_LEN] = "", want[600];
+    agw_config *cfg = NULL;
+
+    /* A validation error in the main file. */
+    snprintf(path, sizeof path, "%s/bad.cfg", f->dir);
+    write_file(path, "server = {\n  threads = 2;\n  bogus = 1;\n};\n");
+    assert_int_equal(agw_config_load(path, &cfg, err, sizeof err), AGW_EINVAL);
+    assert_null(cfg);
+    snprintf(want, sizeof want, "%s:3: server.bogus: unknown setting", path);
+    assert_string_equal(err, want);
+
+    /* A syntax error in the main file. */
+    write_file(path, "server = {\n  threads = ;\n};\n");
+    assert_int_equal(agw_config_load(path, &cfg, err, sizeof err), AGW_EINVAL);
+    snprintf(want, sizeof want, "%s:2: syntax: syntax error", path);
+    assert_string_equal(err, want);
+
+    /* A validation error inside an included file names that file and its own
+     * line. libconfig 1.5 records the include name as written in the
+     * @include; later versions may record the resolved path: both name it. */
+    snprintf(inc, sizeof inc, "%s/inc_bad.cfg", f->dir);
+    write_file(inc, "providers = (\n  { name = \"x\"; type = \"openai\";\n    wieght = 1; }\n);\n");
+    write_file(path, "# main\n@include \"inc_bad.cfg\"\n");
+    assert_int_equal(agw_config_load(path, &cfg, err, sizeof err), AGW_EINVAL);
+    assert_null(cfg);
+    snprintf(want, sizeof want, "%s:3: providers[0].wieght: unknown setting", inc);
+    if (strcmp(err, want) != 0)
+        assert_string_equal(err, "inc_bad.cfg:3: providers[0].wieght: unknown setting");
+}
+
+static void test_load_relative_path_in_cwd(void **state)
+{
+    tmp_fixture *f = *state;
+    char old[512], err[AGW_ERR_LEN] = "";
+    assert_non_null(getcwd(old, sizeof old));
+    char path[256];
+    snprintf(path, sizeof path, "%s/plain.cfg", f->dir);
+    write_file(path, "database = { path = \"p.db\"; };\n");
+    assert_int_equal(chdir(f->dir), 0);
+    agw_config *cfg = NULL;
+    agw_err e = agw_config_load("plain.cfg", &cfg, err, sizeof err);
+    assert_int_equal(chdir(old), 0);
+    if (e != AGW_OK)
+        fail_msg("load failed: %s", err);
+    /* A bare file name: its directory is "." */
+    assert_string_equal(cfg->database.path, "./p.db");
+    assert_string_equal(cfg->path, "plain.cfg");
+    agw_config_free(cfg);
+}
+
+/* The shipped example documents every key with its default: loading it must
+ * give exactly the built-in defaults. */
+static void test_example_file_matches_defaults(void **state)
+{
+    (void)state;
+    char path[1024];
+    const char *src = getenv("ANTIGW_SRCDIR");
+    if (src && *src) {
+        snprintf(path, sizeof path, "%s/antigw.cfg.example", src);
+    } else {
+        /* __FILE__ is .../tests/unit/test_config.c */
+        snprintf(path, sizeof path, "%s", __FILE__);
+        char *cut = strstr(path, "tests/unit/test_config.c");
+        if (!cut)
+            skip();
+        strcpy(cut, "antigw.cfg.example");
+    }
+    if (access(path, R_OK) != 0)
+        skip();
+    char err[AGW_ERR_LEN] = "";
+    agw_config *cfg = NULL;
+    agw_err e = agw_config_load(path, &cfg, err, sizeof err);
+    if (e != AGW_OK)
+        fail_msg("example failed to load: %s", err);
+    check_defaults(cfg);
+    agw_config_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_provider_type_names),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_defaults_when_absent),
+        cmocka_unit_test(test_empty_strings_mean_unset),
+        cmocka_unit_test(test_range_bounds_accepted),
+        cmocka_unit_test(test_every_log_level_and_strategy),
+        cmocka_unit_test(test_err_unknown_top_level),
+        cmocka_unit_test(test_err_unknown_key_in_group),
+        cmocka_unit_test(test_err_wrong_type),
+        cmocka_unit_test(test_err_out_of_range),
+        cmocka_unit_test(test_err_bad_log_level),
+        cmocka_unit_test(test_err_bad_lb_strategy),
+        cmocka_unit_test(test_err_provider_name),
+        cmocka_unit_test(test_err_provider_type),
+        cmocka_unit_test(test_err_provider_base_url),
+        cmocka_unit_test(test_err_duplicate_provider),
+        cmocka_unit_test(test_err_default_provider_missing),
+        cmocka_unit_test(test_err_database_path_empty),
+        cmocka_unit_test(test_err_syntax),
+        cmocka_unit_test(test_err_reporting_edges),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_base_url_trim_and_defaults),
+        cmocka_unit_test(test_provider_lookup),
+        cmocka_unit_test_setup_teardown(test_load_missing_file, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_load_with_include, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_load_errors_name_the_file, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_load_relative_path_in_cwd, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_example_file_matches_defaults),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

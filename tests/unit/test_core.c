@@ -1,0 +1,679 @@
+/* Unit tests for lib/core: the capped buffer, JSON string escaping, string
+ * views, random ids, log levels and the log line format. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core.h"
+
+/* Exact-bytes check of a buffer against a literal (the literal may hold NULs). */
+#define ASSERT_BUF(b, lit)                                        \
+    do {                                                          \
+        assert_int_equal((b).len, sizeof(lit) - 1);               \
+        assert_non_null((b).data);                                \
+        assert_memory_equal((b).data, (lit), sizeof(lit) - 1);   \
+        assert_int_equal((b).data[(b).len], '\0');                \
+    } while (0)
+
+/* ---- agw_strerror ---- */
+
+static void test_strerror(void **state)
+{
+    (void)state;
+    assert_string_equal(agw_strerror(AGW_OK), "ok");
+    assert_string_equal(agw_strerror(AGW_ETOOBIG), "size limit exceeded");
+    assert_string_equal(agw_strerror(AGW_EINVAL), "invalid input");
+    assert_string_equal(agw_strerror(AGW_ENOTFOUND), "not found");
+    assert_string_equal(agw_strerror(AGW_EIO), "i/o error");
+    assert_string_equal(agw_strerror(AGW_EPEER), "peer failure");
+    assert_string_equal(agw_strerror(AGW_ETIMEOUT), "timed out");
+    /* A value outside the enum must still give a string, never NULL. */
+    assert_string_equal(agw_strerror((agw_err)99), "unknown error");
+}
+
+/* ---- agw_buf: cap ---- */
+
+static void test_buf_init_is_empty(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(16);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(b.max, 16);
+    /* The view of a never-allocated buffer is a valid empty string. */
+    agw_str v = agw_buf_view(&b);
+    assert_non_null(v.ptr);
+    assert_int_equal(v.len, 0);
+    /* Freeing a buffer that never allocated is harmless. */
+    agw_buf_free(&b);
+    assert_int_equal(b.max, 16);
+}
+
+static void test_buf_cap_exact_then_over(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(10);
+    assert_int_equal(agw_buf_append(&b, "01234", 5), AGW_OK);
+    assert_int_equal(agw_buf_append(&b, "56789", 5), AGW_OK);
+    /* Exactly at the cap is allowed and still NUL-terminated. */
+    ASSERT_BUF(b, "0123456789");
+    /* One byte more fails, and the contract says the buffer is freed... */
+    assert_int_equal(agw_buf_append(&b, "x", 1), AGW_ETOOBIG);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(b.max, 10);
+    /* ...and stays usable with the same max. */
+    assert_int_equal(agw_buf_append(&b, "abc", 3), AGW_OK);
+    ASSERT_BUF(b, "abc");
+    agw_buf_free(&b);
+}
+
+static void test_buf_cap_single_append_over(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(10);
+    assert_int_equal(agw_buf_append(&b, "0123456789A", 11), AGW_ETOOBIG);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    /* A huge length must be refused by the cap check without overflowing the
+     * len + n arithmetic and without reading the source (it is only 1 byte). */
+    assert_int_equal(agw_buf_append(&b, "xxxxx", 5), AGW_OK);
+    assert_int_equal(agw_buf_append(&b, "x", SIZE_MAX), AGW_ETOOBIG);
+    assert_null(b.data);
+    assert_int_equal(agw_buf_append(&b, "x", SIZE_MAX - 2), AGW_ETOOBIG);
+    assert_int_equal(b.len, 0);
+}
+
+static void test_buf_cap_zero(void **state)
+{
+    (void)state;
+    /* max 0: an empty append is fine, a single byte is not. */
+    agw_buf b = AGW_BUF_INIT(0);
+    assert_int_equal(agw_buf_append(&b, "", 0), AGW_OK);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(agw_buf_append(&b, "a", 1), AGW_ETOOBIG);
+    assert_null(b.data);
+    agw_buf_free(&b);
+}
+
+static void test_buf_growth_keeps_bytes(void **state)
+{
+    (void)state;
+    /* Many small appends across several reallocations, with NULs inside. */
+    agw_buf b = AGW_BUF_INIT(1u << 20);
+    char expect[5000];
+    for (size_t i = 0; i < sizeof expect; i++) {
+        char c = (char)(i % 251);
+        expect[i] = c;
+        assert_int_equal(agw_buf_append(&b, &c, 1), AGW_OK);
+    }
+    assert_int_equal(b.len, sizeof expect);
+    assert_true(b.cap > b.len);
+    assert_memory_equal(b.data, expect, sizeof expect);
+    assert_int_equal(b.data[b.len], '\0');
+    agw_buf_free(&b);
+    assert_null(b.data);
+    assert_int_equal(b.max, 1u << 20);
+}
+
+static void test_buf_append_str(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(64);
+    assert_int_equal(agw_buf_append_str(&b, AGW_STR_LIT("a\0b")), AGW_OK);
+    assert_int_equal(agw_buf_append_str(&b, agw_str_c(NULL)), AGW_OK);
+    assert_int_equal(agw_buf_append_str(&b, agw_str_c("cd")), AGW_OK);
+    ASSERT_BUF(b, "a\0bcd");
+    agw_buf_free(&b);
+}
+
+/* ---- appendf ---- */
+
+static void test_appendf_small(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(64);
+    assert_int_equal(agw_buf_appendf(&b, "%d-%s-%lu", 42, "x", (unsigned long)7), AGW_OK);
+    assert_int_equal(agw_buf_appendf(&b, "%s", ""), AGW_OK);
+    assert_int_equal(agw_buf_appendf(&b, "|%c", 'z'), AGW_OK);
+    ASSERT_BUF(b, "42-x-7|z");
+    agw_buf_free(&b);
+}
+
+/* appendf formats into a 256-byte stack buffer first; outputs of 255, 256 and
+ * more bytes take the two different paths, and both must give exact bytes. */
+static void check_appendf_len(size_t n, const char *prefix)
+{
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)('a' + i % 26);
+    s[n] = '\0';
+    agw_buf b = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_append(&b, prefix, strlen(prefix)), AGW_OK);
+    assert_int_equal(agw_buf_appendf(&b, "%s", s), AGW_OK);
+    assert_int_equal(b.len, strlen(prefix) + n);
+    assert_memory_equal(b.data, prefix, strlen(prefix));
+    assert_memory_equal(b.data + strlen(prefix), s, n);
+    assert_int_equal(b.data[b.len], '\0');
+    /* And the buffer is still appendable afterwards. */
+    assert_int_equal(agw_buf_appendf(&b, "%d", 5), AGW_OK);
+    assert_int_equal(b.len, strlen(prefix) + n + 1);
+    assert_int_equal(b.data[b.len - 1], '5');
+    assert_int_equal(b.data[b.len], '\0');
+    agw_buf_free(&b);
+    free(s);
+}
+
+static void test_appendf_growth(void **state)
+{
+    (void)state;
+    check_appendf_len(255, "");
+    check_appendf_len(256, "");
+    check_appendf_len(257, "");
+    check_appendf_len(300, "pre:");
+    check_appendf_len(10000, "0123456789");
+}
+
+static void test_appendf_over_cap(void **state)
+{
+    (void)state;
+    /* Small path over the cap. */
+    agw_buf b = AGW_BUF_INIT(8);
+    assert_int_equal(agw_buf_appendf(&b, "%s", "12345"), AGW_OK);
+    assert_int_equal(agw_buf_appendf(&b, "%s", "6789"), AGW_ETOOBIG);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    agw_buf_free(&b);
+
+    /* Large (> 256 bytes) path over the cap. */
+    char big[400];
+    memset(big, 'q', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    agw_buf c = AGW_BUF_INIT(300);
+    assert_int_equal(agw_buf_appendf(&c, "%s", "abc"), AGW_OK);
+    assert_int_equal(agw_buf_appendf(&c, "%s", big), AGW_ETOOBIG);
+    assert_null(c.data);
+    assert_int_equal(c.len, 0);
+    /* Exactly the cap through the large path is fine. */
+    big[300] = '\0';
+    assert_int_equal(agw_buf_appendf(&c, "%s", big), AGW_OK);
+    assert_int_equal(c.len, 300);
+    assert_int_equal(c.data[300], '\0');
+    agw_buf_free(&c);
+}
+
+/* ---- JSON escaping ---- */
+
+typedef struct {
+    const char *in;
+    size_t inlen;
+    const char *out;
+    size_t outlen;
+} esc_case;
+
+#define ESC(i, o) { (i), sizeof(i) - 1, (o), sizeof(o) - 1 }
+#define FFFD "\xEF\xBF\xBD"
+
+static void test_json_escape_cases(void **state)
+{
+    (void)state;
+    static const esc_case cases[] = {
+        ESC("", ""),
+        ESC("plain text 123", "plain text 123"),
+        ESC("a\"b\\c", "a\\\"b\\\\c"),
+        ESC("/", "/"),
+        ESC("\n\r\t\b\f", "\\n\\r\\t\\b\\f"),
+        ESC("\x01\x1f\x0b", "\\u0001\\u001f\\u000b"),
+        ESC("a\0b", "a\\u0000b"),
+        ESC("\0", "\\u0000"),
+        /* DEL is legal in JSON strings and passes unescaped. */
+        ESC("\x7f", "\x7f"),
+        /* Valid multi-byte UTF-8 (2, 3, 4 bytes, and the extremes) passes as is. */
+        ESC("\xC3\xA9", "\xC3\xA9"),
+        ESC("\xE2\x82\xAC", "\xE2\x82\xAC"),
+        ESC("\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"),
+        ESC("\xC2\x80", "\xC2\x80"),
+        ESC("\xEF\xBF\xBF", "\xEF\xBF\xBF"),
+        ESC("\xF4\x8F\xBF\xBF", "\xF4\x8F\xBF\xBF"),
+        ESC("\xED\x9F\xBF", "\xED\x9F\xBF"),
+        ESC("\xEE\x80\x80", "\xEE\x80\x80"),
+        /* Each invalid byte becomes one U+FFFD. */
+        ESC("\x80", FFFD),
+        ESC("\xFF", FFFD),
+        ESC("\xF5\x80\x80\x80", FFFD FFFD FFFD FFFD),
+        ESC("\xC3", FFFD),
+        ESC("a\xC3", "a" FFFD),
+        ESC("\xC3(", FFFD "("),
+        ESC("\xE2\x82", FFFD FFFD),
+        ESC("\xE2\x28\xA1", FFFD "(" FFFD),
+        /* Overlong encodings. */
+        ESC("\xC0\xAF", FFFD FFFD),
+        ESC("\xC1\xBF", FFFD FFFD),
+        ESC("\xE0\x80\xAF", FFFD FFFD FFFD),
+        ESC("\xF0\x80\x80\xAF", FFFD FFFD FFFD FFFD),
+        /* UTF-16 surrogates encoded in UTF-8 (CESU-8). */
+        ESC("\xED\xA0\x80", FFFD FFFD FFFD),
+        ESC("\xED\xBF\xBF", FFFD FFFD FFFD),
+        ESC("\xED\xA0\xBD\xED\xB8\x80", FFFD FFFD FFFD FFFD FFFD FFFD),
+        /* Past U+10FFFF. */
+        ESC("\xF4\x90\x80\x80", FFFD FFFD FFFD FFFD),
+        /* Mixed: the escape of one byte must not swallow its neighbours. */
+        ESC("x\"\xC3\xA9\n\xFFy", "x\\\"\xC3\xA9\\n" FFFD "y"),
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        agw_buf b = AGW_BUF_INIT(1024);
+        assert_int_equal(agw_buf_append(&b, "<", 1), AGW_OK);
+        assert_int_equal(agw_buf_append_json_escaped(&b, (agw_str){ cases[i].in, cases[i].inlen }),
+                         AGW_OK);
+        assert_int_equal(agw_buf_append(&b, ">", 1), AGW_OK);
+        if (b.len != cases[i].outlen + 2 || memcmp(b.data + 1, cases[i].out, cases[i].outlen) != 0)
+            fail_msg("case %lu: escaped output differs (got %lu bytes, want %lu)",
+                     (unsigned long)i, (unsigned long)b.len - 2, (unsigned long)cases[i].outlen);
+        assert_int_equal(b.data[0], '<');
+        assert_int_equal(b.data[b.len - 1], '>');
+        assert_int_equal(b.data[b.len], '\0');
+        agw_buf_free(&b);
+    }
+}
+
+static void test_json_escape_all_controls(void **state)
+{
+    (void)state;
+    /* Every byte below 0x20 is escaped; the short forms where JSON has them. */
+    char in[32];
+    for (int i = 0; i < 32; i++)
+        in[i] = (char)i;
+    agw_buf b = AGW_BUF_INIT(4096);
+    assert_int_equal(agw_buf_append_json_escaped(&b, (agw_str){ in, sizeof in }), AGW_OK);
+    agw_buf want = AGW_BUF_INIT(4096);
+    for (int i = 0; i < 32; i++) {
+        const char *s = NULL;
+        switch (i) {
+        case '\b': s = "\\b"; break;
+        case '\t': s = "\\t"; break;
+        case '\n': s = "\\n"; break;
+        case '\f': s = "\\f"; break;
+        case '\r': s = "\\r"; break;
+        }
+        if (s)
+            assert_int_equal(agw_buf_append(&want, s, 2), AGW_OK);
+        else
+            assert_int_equal(agw_buf_appendf(&want, "\\u%04x", i), AGW_OK);
+    }
+    assert_int_equal(b.len, want.len);
+    assert_memory_equal(b.data, want.data, want.len);
+    agw_buf_free(&b);
+    agw_buf_free(&want);
+}
+
+static void test_json_escape_over_cap(void **state)
+{
+    (void)state;
+    /* 4 input bytes that escape to 24: the cap (22) applies to the output. */
+    agw_buf b = AGW_BUF_INIT(22);
+    assert_int_equal(agw_buf_append_json_escaped(&b, AGW_STR_LIT("\x01\x02\x03\x04")), AGW_ETOOBIG);
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    /* The same buffer then works for output that fits exactly (22 bytes). */
+    assert_int_equal(agw_buf_append_json_escaped(&b, AGW_STR_LIT("\x01\x02\x03\"\"")), AGW_OK);
+    ASSERT_BUF(b, "\\u0001\\u0002\\u0003\\\"\\\"");
+    agw_buf_free(&b);
+}
+
+/* ---- consume / reset / detach ---- */
+
+static void test_buf_consume(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(64);
+    assert_int_equal(agw_buf_append(&b, "hello world", 11), AGW_OK);
+    char *before = b.data;
+    size_t cap = b.cap;
+    agw_buf_consume(&b, 0);
+    ASSERT_BUF(b, "hello world");
+    agw_buf_consume(&b, 6);
+    ASSERT_BUF(b, "world");
+    /* The allocation is kept. */
+    assert_ptr_equal(b.data, before);
+    assert_int_equal(b.cap, cap);
+    agw_buf_consume(&b, 5);
+    assert_int_equal(b.len, 0);
+    assert_ptr_equal(b.data, before);
+    assert_int_equal(b.data[0], '\0');
+    /* More than len empties it too. */
+    assert_int_equal(agw_buf_append(&b, "abc", 3), AGW_OK);
+    agw_buf_consume(&b, 100);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.data[0], '\0');
+    /* Consuming an unallocated buffer does nothing. */
+    agw_buf e = AGW_BUF_INIT(4);
+    agw_buf_consume(&e, 0);
+    assert_null(e.data);
+    agw_buf_free(&b);
+}
+
+static void test_buf_reset(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(64);
+    assert_int_equal(agw_buf_append(&b, "abc", 3), AGW_OK);
+    char *p = b.data;
+    agw_buf_reset(&b);
+    assert_ptr_equal(b.data, p);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.data[0], '\0');
+    assert_int_equal(agw_buf_append(&b, "z", 1), AGW_OK);
+    ASSERT_BUF(b, "z");
+    agw_buf_free(&b);
+}
+
+static void test_buf_detach(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(64);
+    assert_int_equal(agw_buf_append(&b, "a\0bc", 4), AGW_OK);
+    size_t len = 99;
+    char *p = agw_buf_detach(&b, &len);
+    assert_non_null(p);
+    assert_int_equal(len, 4);
+    assert_memory_equal(p, "a\0bc", 5); /* includes the trailing NUL */
+    /* The buffer is empty, owns nothing, keeps its max and is reusable. */
+    assert_null(b.data);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.cap, 0);
+    assert_int_equal(b.max, 64);
+    assert_int_equal(agw_buf_append(&b, "x", 1), AGW_OK);
+    assert_true(b.data != p);
+    ASSERT_BUF(b, "x");
+    free(p);
+    /* len may be NULL. */
+    p = agw_buf_detach(&b, NULL);
+    assert_string_equal(p, "x");
+    free(p);
+    /* An empty never-allocated buffer detaches to NULL with len 0. */
+    len = 99;
+    assert_null(agw_buf_detach(&b, &len));
+    assert_int_equal(len, 0);
+}
+
+/* ---- string views ---- */
+
+static void test_str_eq_nocase(void **state)
+{
+    (void)state;
+    assert_true(agw_str_eq_nocase(AGW_STR_LIT("Content-Type"), AGW_STR_LIT("content-type")));
+    assert_true(agw_str_eq_nocase(AGW_STR_LIT("RETRY-AFTER"), AGW_STR_LIT("retry-after")));
+    assert_true(agw_str_eq_nocase(AGW_STR_LIT(""), AGW_STR_LIT("")));
+    assert_true(agw_str_eq_nocase((agw_str){ NULL, 0 }, AGW_STR_LIT("")));
+    assert_true(agw_str_eq_nocase(AGW_STR_LIT("a\0B"), AGW_STR_LIT("A\0b")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("abc"), AGW_STR_LIT("abcd")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("abc"), AGW_STR_LIT("abd")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("a\0c"), AGW_STR_LIT("a\0d")));
+    /* Only ASCII letters fold: these pairs differ by 0x20 but are not letters,
+     * so a sloppy "c | 0x20" comparison would wrongly call them equal. */
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("["), AGW_STR_LIT("{")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("@"), AGW_STR_LIT("`")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("^"), AGW_STR_LIT("~")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("\xC4"), AGW_STR_LIT("\xE4")));
+    assert_false(agw_str_eq_nocase(AGW_STR_LIT("-"), AGW_STR_LIT("\r")));
+}
+
+static void test_str_starts_eq(void **state)
+{
+    (void)state;
+    assert_true(agw_str_starts(AGW_STR_LIT("openai/gpt-4o"), AGW_STR_LIT("openai/")));
+    assert_true(agw_str_starts(AGW_STR_LIT("openai"), AGW_STR_LIT("openai")));
+    assert_true(agw_str_starts(AGW_STR_LIT("x"), AGW_STR_LIT("")));
+    assert_false(agw_str_starts(AGW_STR_LIT("open"), AGW_STR_LIT("openai")));
+    assert_false(agw_str_starts(AGW_STR_LIT("Openai/x"), AGW_STR_LIT("openai/")));
+    assert_false(agw_str_starts(AGW_STR_LIT(""), AGW_STR_LIT("a")));
+
+    assert_true(agw_str_eq(AGW_STR_LIT("ab"), agw_str_c("ab")));
+    assert_true(agw_str_eq((agw_str){ NULL, 0 }, AGW_STR_LIT("")));
+    assert_false(agw_str_eq(AGW_STR_LIT("ab"), AGW_STR_LIT("aB")));
+    assert_false(agw_str_eq(AGW_STR_LIT("a\0b"), AGW_STR_LIT("a\0c")));
+
+    agw_str n = agw_str_c(NULL);
+    assert_non_null(n.ptr);
+    assert_int_equal(n.len, 0);
+    assert_int_equal(AGW_STR_LIT("a\0b").len, 3);
+}
+
+static void test_str_dup(void **state)
+{
+    (void)state;
+    char *p = agw_str_dup(AGW_STR_LIT("ab\0cd"));
+    assert_memory_equal(p, "ab\0cd", 6);
+    free(p);
+    /* A view that is a slice, not a C string: the copy must stop at len. */
+    const char *whole = "model-name-and-more";
+    p = agw_str_dup((agw_str){ whole, 10 });
+    assert_string_equal(p, "model-name");
+    free(p);
+    p = agw_str_dup((agw_str){ NULL, 0 });
+    assert_string_equal(p, "");
+    free(p);
+}
+
+/* ---- random ids ---- */
+
+static int is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static void test_random_hex(void **state)
+{
+    (void)state;
+    char out[40];
+    memset(out, '#', sizeof out);
+    assert_int_equal(agw_random_hex(out, 16), AGW_OK);
+    assert_int_equal(strlen(out), 32);
+    assert_true(is_lower_hex(out, 32));
+    /* Nothing written past the NUL. */
+    assert_int_equal(out[33], '#');
+
+    /* nbytes 0 gives the empty string. */
+    char z[1] = { '#' };
+    assert_int_equal(agw_random_hex(z, 0), AGW_OK);
+    assert_int_equal(z[0], '\0');
+
+    /* More than one internal 64-byte chunk. */
+    char big[2 * 200 + 2];
+    memset(big, '#', sizeof big);
+    assert_int_equal(agw_random_hex(big, 200), AGW_OK);
+    assert_int_equal(strlen(big), 400);
+    assert_true(is_lower_hex(big, 400));
+    assert_int_equal(big[401], '#');
+    /* The second chunk is random too, not a repeat of the first. */
+    assert_memory_not_equal(big, big + 128, 128);
+}
+
+static void test_random_hex_unique(void **state)
+{
+    (void)state;
+    /* 200 ids of 64 bits: a collision would be a broken RNG, not bad luck. */
+    enum { N = 200 };
+    char ids[N][17];
+    int hist[16] = { 0 };
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(agw_random_hex(ids[i], 8), AGW_OK);
+        for (int k = 0; k < 16; k++)
+            hist[ids[i][k] <= '9' ? ids[i][k] - '0' : ids[i][k] - 'a' + 10]++;
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ids[i], ids[j]);
+    }
+    /* All 16 digits appear among 3200 of them (each misses with p ~ 1e-89). */
+    for (int k = 0; k < 16; k++)
+        assert_true(hist[k] > 0);
+}
+
+/* ---- logging ---- */
+
+static void test_log_level_parse(void **state)
+{
+    (void)state;
+    assert_int_equal(agw_log_level_parse("error"), AGW_LOG_ERROR);
+    assert_int_equal(agw_log_level_parse("warn"), AGW_LOG_WARN);
+    assert_int_equal(agw_log_level_parse("info"), AGW_LOG_INFO);
+    assert_int_equal(agw_log_level_parse("debug"), AGW_LOG_DEBUG);
+    assert_int_equal(agw_log_level_parse("INFO"), -1);
+    assert_int_equal(agw_log_level_parse("warning"), -1);
+    assert_int_equal(agw_log_level_parse("inf"), -1);
+    assert_int_equal(agw_log_level_parse("info "), -1);
+    assert_int_equal(agw_log_level_parse(""), -1);
+    assert_int_equal(agw_log_level_parse(NULL), -1);
+
+    agw_log_level old = agw_log_get_level();
+    agw_log_set_level(AGW_LOG_DEBUG);
+    assert_int_equal(agw_log_get_level(), AGW_LOG_DEBUG);
+    agw_log_set_level(AGW_LOG_ERROR);
+    assert_int_equal(agw_log_get_level(), AGW_LOG_ERROR);
+    agw_log_set_level(old);
+}
+
+/* Runs fn with stderr pointed at a pipe and returns what was written. */
+static size_t capture_stderr(void (*fn)(void), char *out, size_t cap)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(p[1], STDERR_FILENO) >= 0);
+    close(p[1]);
+    fn();
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    size_t n = 0;
+    ssize_t r;
+    while (n < cap - 1 && (r = read(p[0], out + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    close(p[0]);
+    out[n] = '\0';
+    return n;
+}
+
+static void log_some(void)
+{
+    agw_log_set_level(AGW_LOG_INFO);
+    agw_log_debug("hidden %d", 1);          /* below the level: nothing */
+    agw_log(AGW_LOG_DEBUG, "hidden too");   /* the function filters as well */
+    agw_log_warn("disk %s at %d%%", "full", 99);
+}
+
+static void test_log_line(void **state)
+{
+    (void)state;
+    agw_log_level old = agw_log_get_level();
+    char out[4096];
+    size_t n = capture_stderr(log_some, out, sizeof out);
+    agw_log_set_level(old);
+    /* Exactly one line: "YYYY-MM-DDTHH:MM:SS.mmmZ antigw[pid] warn: msg\n". */
+    char tail[128];
+    snprintf(tail, sizeof tail, "Z antigw[%d] warn: disk full at 99%%\n", (int)getpid());
+    assert_int_equal(n, 23 + strlen(tail));
+    assert_string_equal(out + 23, tail);
+    assert_int_equal(out[4], '-');
+    assert_int_equal(out[7], '-');
+    assert_int_equal(out[10], 'T');
+    assert_int_equal(out[13], ':');
+    assert_int_equal(out[16], ':');
+    assert_int_equal(out[19], '.');
+}
+
+static void log_long(void)
+{
+    char msg[3000];
+    memset(msg, 'm', sizeof msg - 1);
+    msg[sizeof msg - 1] = '\0';
+    agw_log_error("%s", msg);
+}
+
+static void test_log_long_line_truncated(void **state)
+{
+    (void)state;
+    char out[8192];
+    size_t n = capture_stderr(log_long, out, sizeof out);
+    /* Truncated to the 2048-byte line buffer, still one whole line. */
+    assert_int_equal(n, 2047);
+    assert_int_equal(out[n - 1], '\n');
+    assert_null(memchr(out, '\n', n - 1));
+    assert_int_equal(out[n - 2], 'm');
+}
+
+/* ---- memory helpers and clocks (smoke: they must not lie) ---- */
+
+static void test_x_alloc(void **state)
+{
+    (void)state;
+    char *s = xstrdup("abc");
+    assert_string_equal(s, "abc");
+    free(s);
+    int *z = xcalloc(4, sizeof *z);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(z[i], 0);
+    z = xrealloc(z, 100 * sizeof *z);
+    z[99] = 7;
+    assert_int_equal(z[0], 0);
+    free(z);
+    /* Zero-size requests return a real pointer, never NULL. */
+    void *p = xmalloc(0);
+    assert_non_null(p);
+    free(p);
+}
+
+static void test_clocks(void **state)
+{
+    (void)state;
+    uint64_t a = agw_mono_us(), b = agw_mono_us();
+    assert_true(b >= a);
+    uint64_t ms = agw_mono_ms();
+    assert_true(ms >= a / 1000u);
+    assert_true(agw_wall_s() > 1600000000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_buf_init_is_empty),
+        cmocka_unit_test(test_buf_cap_exact_then_over),
+        cmocka_unit_test(test_buf_cap_single_append_over),
+        cmocka_unit_test(test_buf_cap_zero),
+        cmocka_unit_test(test_buf_growth_keeps_bytes),
+        cmocka_unit_test(test_buf_append_str),
+        cmocka_unit_test(test_appendf_small),
+        cmocka_unit_test(test_appendf_growth),
+        cmocka_unit_test(test_appendf_over_cap),
+        cmocka_unit_test(test_json_escape_cases),
+        cmocka_unit_test(test_json_escape_all_controls),
+        cmocka_unit_test(test_json_escape_over_cap),
+        cmocka_unit_test(test_buf_consume),
+        cmocka_unit_test(test_buf_reset),
+        cmocka_unit_test(test_buf_detach),
+        cmocka_unit_test(test_str_eq_nocase),
+        cmocka_unit_test(test_str_starts_eq),
+        cmocka_unit_test(test_str_dup),
+        cmocka_unit_test(test_random_hex),
+        cmocka_unit_test(test_random_hex_unique),
+        cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_log_line),
+        cmocka_unit_test(test_log_long_line_truncated),
+        cmocka_unit_test(test_x_alloc),
+        cmocka_unit_test(test_clocks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

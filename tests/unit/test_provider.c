@@ -1,0 +1,200 @@
+/* Unit tests for lib/provider: the upstream URL for each provider type and
+ * operation, and the credential/version headers that go with it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "provider.h"
+
+static const char cfg_text[] =
+    "providers = (\n"
+    "  { name = \"oa\"; type = \"openai\"; base_url = \"https://oa.example/v1/\"; api_key = \"sk-oa\"; },\n"
+    "  { name = \"an\"; type = \"anthropic\"; api_key = \"sk-ant\"; },\n"
+    "  { name = \"oa-nokey\"; type = \"openai\"; base_url = \"http://127.0.0.1:8080/v1\"; },\n"
+    "  { name = \"an-nokey\"; type = \"anthropic\"; base_url = \"http://127.0.0.1:9/proxy\"; api_key = \"\"; },\n"
+    "  { name = \"ki\"; type = \"kiro\"; base_url = \"https://kiro.example\"; api_key = \"k\"; },\n"
+    "  { name = \"cp\"; type = \"copilot\"; base_url = \"https://cp.example\"; api_key = \"c\"; }\n"
+    ");\n";
+
+static int setup(void **state)
+{
+    agw_config *cfg = NULL;
+    char err[AGW_ERR_LEN];
+    if (agw_config_parse(cfg_text, "/tmp", &cfg, err, sizeof err) != AGW_OK)
+        return -1;
+    *state = cfg;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    agw_config_free(*state);
+    return 0;
+}
+
+static const agw_provider_cfg *prov(void **state, const char *name)
+{
+    const agw_provider_cfg *p = agw_config_provider(*state, agw_str_c(name));
+    assert_non_null(p);
+    return p;
+}
+
+/* Prepares and checks the URL and the exact, ordered header list (NULL-ended). */
+static void expect_call(const agw_provider_cfg *p, agw_provider_op op, const agw_client_hints *h,
+                        const char *url, const char *const *headers)
+{
+    agw_provider_call c;
+    memset(&c, 0x55, sizeof c);
+    assert_int_equal(agw_provider_prepare(p, op, h, &c), AGW_OK);
+    assert_string_equal(c.url, url);
+    size_t i = 0;
+    for (; headers[i]; i++) {
+        if (!c.headers[i])
+            fail_msg("header %lu missing, want \"%s\"", (unsigned long)i, headers[i]);
+        assert_string_equal(c.headers[i], headers[i]);
+    }
+    if (c.headers[i])
+        fail_msg("unexpected extra header \"%s\"", c.headers[i]);
+    agw_provider_call_free(&c);
+    assert_null(c.url);
+    assert_null(c.headers[0]);
+}
+
+static void expect_einval(const agw_provider_cfg *p, agw_provider_op op, const agw_client_hints *h)
+{
+    agw_provider_call c;
+    memset(&c, 0x55, sizeof c);
+    assert_int_equal(agw_provider_prepare(p, op, h, &c), AGW_EINVAL);
+    /* Nothing allocated, and the struct is safe to free. */
+    assert_null(c.url);
+    for (int i = 0; i <= AGW_PROVIDER_MAX_HEADERS; i++)
+        assert_null(c.headers[i]);
+    agw_provider_call_free(&c);
+}
+
+static void test_openai(void **state)
+{
+    const agw_provider_cfg *p = prov(state, "oa");
+    expect_call(p, AGW_OP_CHAT, NULL, "https://oa.example/v1/chat/completions",
+                (const char *const[]){ "Authorization: Bearer sk-oa", "Content-Type: application/json",
+                                       NULL });
+    /* A GET: no body, so no Content-Type. */
+    expect_call(p, AGW_OP_MODELS, NULL, "https://oa.example/v1/models",
+                (const char *const[]){ "Authorization: Bearer sk-oa", NULL });
+    /* Anthropic hints mean nothing to an OpenAI upstream. */
+    agw_client_hints h = { "2024-01-01", "tools-2024-04-04" };
+    expect_call(p, AGW_OP_CHAT, &h, "https://oa.example/v1/chat/completions",
+                (const char *const[]){ "Authorization: Bearer sk-oa", "Content-Type: application/json",
+                                       NULL });
+    expect_einval(p, AGW_OP_MESSAGES, NULL);
+    expect_einval(p, AGW_OP_COUNT_TOKENS, NULL);
+}
+
+static void test_anthropic_default_version(void **state)
+{
+    const agw_provider_cfg *p = prov(state, "an");
+    expect_call(p, AGW_OP_MESSAGES, NULL, "https://api.anthropic.com/v1/messages",
+                (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
+                                       "Content-Type: application/json", NULL });
+    /* Hints present but empty: still the default version and no beta header. */
+    agw_client_hints empty = { "", "" };
+    expect_call(p, AGW_OP_MESSAGES, &empty, "https://api.anthropic.com/v1/messages",
+                (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
+                                       "Content-Type: application/json", NULL });
+    agw_client_hints none = { NULL, NULL };
+    expect_call(p, AGW_OP_COUNT_TOKENS, &none, "https://api.anthropic.com/v1/messages/count_tokens",
+                (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
+                                       "Content-Type: application/json", NULL });
+    expect_call(p, AGW_OP_MODELS, NULL, "https://api.anthropic.com/v1/models",
+                (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01", NULL });
+    expect_einval(p, AGW_OP_CHAT, NULL);
+}
+
+static void test_anthropic_client_hints(void **state)
+{
+    const agw_provider_cfg *p = prov(state, "an");
+    agw_client_hints h = { "2024-10-22", "prompt-caching-2024-07-31,tools-2024-04-04" };
+    expect_call(p, AGW_OP_MESSAGES, &h, "https://api.anthropic.com/v1/messages",
+                (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2024-10-22",
+                                       "anthropic-beta: prompt-caching-2024-07-31,tools-2024-04-04",
+                                       "Content-Type: application/json", NULL });
+    /* A tab is allowed inside a header value. */
+    agw_client_hints tab = { NULL, "a\tb" };
+    expect_call(p, AGW_OP_MODELS, &tab, "https://api.anthropic.com/v1/models",
+                (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
+                                       "anthropic-beta: a\tb", NULL });
+}
+
+static void test_hint_injection_refused(void **state)
+{
+    const agw_provider_cfg *p = prov(state, "an");
+    static const char *const bad[] = { "2023-06-01\r\nX-Evil: 1", "2023-06-01\n", "\r", "a\x01z",
+                                       "x\x7f", "x\x1b[0m" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        agw_client_hints v = { bad[i], NULL };
+        expect_einval(p, AGW_OP_MESSAGES, &v);
+        agw_client_hints b = { "2023-06-01", bad[i] };
+        expect_einval(p, AGW_OP_MESSAGES, &b);
+        expect_einval(p, AGW_OP_MODELS, &b);
+    }
+}
+
+static void test_no_key_no_credential_header(void **state)
+{
+    expect_call(prov(state, "oa-nokey"), AGW_OP_CHAT, NULL, "http://127.0.0.1:8080/v1/chat/completions",
+                (const char *const[]){ "Content-Type: application/json", NULL });
+    expect_call(prov(state, "oa-nokey"), AGW_OP_MODELS, NULL, "http://127.0.0.1:8080/v1/models",
+                (const char *const[]){ NULL });
+    expect_call(prov(state, "an-nokey"), AGW_OP_MESSAGES, NULL, "http://127.0.0.1:9/proxy/v1/messages",
+                (const char *const[]){ "anthropic-version: 2023-06-01", "Content-Type: application/json",
+                                       NULL });
+}
+
+static void test_types_without_ops(void **state)
+{
+    /* kiro and copilot have no operations in this module (yet): EINVAL, not a
+     * half-built call. */
+    for (int op = AGW_OP_CHAT; op <= AGW_OP_MODELS; op++) {
+        expect_einval(prov(state, "ki"), (agw_provider_op)op, NULL);
+        expect_einval(prov(state, "cp"), (agw_provider_op)op, NULL);
+    }
+}
+
+static void test_header_value_ok(void **state)
+{
+    (void)state;
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("")), 1);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("2023-06-01")), 1);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a b\tc ~!@#$%^&*()")), 1);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\t")), 1);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\rb")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\nb")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\r\nb")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("ab\n")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\0b")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\x1f")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\x7f")), 0);
+    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\x0b")), 0);
+    /* Only the view's bytes are checked. */
+    assert_int_equal(agw_header_value_ok((agw_str){ "ok\r\n", 2 }), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_openai, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anthropic_default_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anthropic_client_hints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hint_injection_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_key_no_credential_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_types_without_ops, setup, teardown),
+        cmocka_unit_test(test_header_value_ok),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

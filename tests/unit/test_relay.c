@@ -1,0 +1,1279 @@
+/* Unit tests for lib/relay: an upstream call relayed to a fake client sink,
+ * against a small HTTP/1.1 server that runs in a thread of this test on
+ * 127.0.0.1. Streams byte-exact, broken streams ending in an error event in
+ * the client's protocol, error statuses, timeouts, a departed client, the
+ * early SSE commit, and the response-header allow list. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "relay.h"
+
+/* ======================================================================
+ * The in-test HTTP server: an acceptor thread and one thread per
+ * connection, each serving requests in order (keep-alive) through a
+ * handler. Every blocking wait also watches a wake pipe, so stopping never
+ * hangs. `progress` is a counter the test's callbacks bump, so a handler can
+ * move in lockstep with what the client has seen instead of sleeping.
+ * ====================================================================== */
+
+#define MAX_CONNS 32
+#define SRV_WAIT_MS 10000
+
+enum { KEEP = 1, CLOSE = 0, CLOSED = -1 };
+
+typedef struct {
+    char method[16];
+    char path[512];
+    char *head;          /* request line and headers, NUL-terminated */
+    unsigned char *body; /* body_len bytes (+ a NUL) */
+    size_t body_len;
+} http_req;
+
+typedef struct srv srv;
+typedef int (*srv_handler)(srv *s, int fd, const http_req *rq);
+
+struct srv {
+    int lfd, port, wake[2];
+    pthread_t acceptor;
+    pthread_t conns[MAX_CONNS];
+    int n_conns;
+    srv_handler handler;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+    int accepts, requests, progress;
+    int heads;     /* the sink's head calls */
+    int peer_gone; /* a handler saw the client close or reset its connection */
+    http_req last; /* a copy of the last request, stored before it is answered */
+};
+
+typedef struct {
+    srv *s;
+    int fd;
+} conn_arg;
+
+static void req_free(http_req *r)
+{
+    free(r->head);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* 1 readable, 0 timeout, -1 stop or error. */
+static int wait_fd(srv *s, int fd, int timeout_ms)
+{
+    struct pollfd p[2] = { { fd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
+    for (;;) {
+        int r = poll(p, 2, timeout_ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r;
+        return p[1].revents ? -1 : 1;
+    }
+}
+
+static ssize_t srv_recv(srv *s, int fd, void *buf, size_t n)
+{
+    if (wait_fd(s, fd, 30000) != 1)
+        return -1;
+    return recv(fd, buf, n, 0);
+}
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int send_str(int fd, const char *s)
+{
+    return send_all(fd, s, strlen(s));
+}
+
+/* Reads one request; 0 at EOF, on error or on stop. */
+static int read_request(srv *s, int fd, http_req *rq)
+{
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    char *end = NULL;
+    memset(rq, 0, sizeof *rq);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        ssize_t r = srv_recv(s, fd, buf + len, cap - len - 1);
+        if (r <= 0) {
+            free(buf);
+            return 0;
+        }
+        len += (size_t)r;
+        buf[len] = '\0';
+        if ((end = strstr(buf, "\r\n\r\n")))
+            break;
+    }
+    size_t head_len = (size_t)(end + 4 - buf);
+    rq->head = strndup(buf, head_len);
+    if (sscanf(buf, "%15s %511s", rq->method, rq->path) != 2) {
+        free(buf);
+        req_free(rq);
+        return 0;
+    }
+    size_t cl = 0;
+    const char *h = strcasestr(rq->head, "\r\ncontent-length:");
+    if (h)
+        cl = strtoul(h + 17, NULL, 10);
+    rq->body = malloc(cl + 1);
+    size_t have = len - head_len < cl ? len - head_len : cl;
+    memcpy(rq->body, buf + head_len, have);
+    free(buf);
+    while (have < cl) {
+        ssize_t r = srv_recv(s, fd, rq->body + have, cl - have);
+        if (r <= 0) {
+            req_free(rq);
+            return 0;
+        }
+        have += (size_t)r;
+    }
+    rq->body[cl] = '\0';
+    rq->body_len = cl;
+    return 1;
+}
+
+static void *conn_main(void *arg)
+{
+    conn_arg a = *(conn_arg *)arg;
+    free(arg);
+    for (;;) {
+        http_req rq;
+        if (!read_request(a.s, a.fd, &rq))
+            break;
+        pthread_mutex_lock(&a.s->mu);
+        a.s->requests++;
+        req_free(&a.s->last);
+        a.s->last = rq;
+        a.s->last.head = strdup(rq.head);
+        a.s->last.body = malloc(rq.body_len + 1);
+        memcpy(a.s->last.body, rq.body, rq.body_len + 1);
+        pthread_mutex_unlock(&a.s->mu);
+        int keep = a.s->handler(a.s, a.fd, &rq);
+        req_free(&rq);
+        if (keep == CLOSED) {
+            a.fd = -1;
+            break;
+        }
+        if (keep == CLOSE)
+            break;
+    }
+    if (a.fd >= 0)
+        close(a.fd);
+    return NULL;
+}
+
+static void *acceptor_main(void *arg)
+{
+    srv *s = arg;
+    for (;;) {
+        struct pollfd p[2] = { { s->lfd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[1].revents)
+            break;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pthread_mutex_lock(&s->mu);
+        if (s->n_conns == MAX_CONNS) {
+            pthread_mutex_unlock(&s->mu);
+            close(fd);
+            continue;
+        }
+        s->accepts++;
+        int idx = s->n_conns++;
+        pthread_mutex_unlock(&s->mu);
+        conn_arg *ca = malloc(sizeof *ca);
+        ca->s = s;
+        ca->fd = fd;
+        if (pthread_create(&s->conns[idx], NULL, conn_main, ca) != 0)
+            abort();
+    }
+    return NULL;
+}
+
+static int srv_start(srv *s, srv_handler h)
+{
+    memset(s, 0, sizeof *s);
+    s->handler = h;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pipe(s->wake) != 0)
+        return -1;
+    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    socklen_t sl = sizeof sa;
+    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(s->lfd, 16) != 0 ||
+        getsockname(s->lfd, (struct sockaddr *)&sa, &sl) != 0)
+        return -1;
+    s->port = ntohs(sa.sin_port);
+    return pthread_create(&s->acceptor, NULL, acceptor_main, s) == 0 ? 0 : -1;
+}
+
+static void srv_stop(srv *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (write(s->wake[1], "x", 1) != 1)
+        abort();
+    pthread_join(s->acceptor, NULL);
+    for (int i = 0; i < s->n_conns; i++)
+        pthread_join(s->conns[i], NULL);
+    close(s->lfd);
+    close(s->wake[0]);
+    close(s->wake[1]);
+    req_free(&s->last);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+}
+
+static void srv_bump(srv *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->progress++;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int srv_get(srv *s, const int *field)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = *field;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+/* Blocks until the client closes the connection (or the server stops). */
+static void wait_peer_close(srv *s, int fd)
+{
+    char b[256];
+    for (;;) {
+        if (wait_fd(s, fd, 30000) != 1)
+            return;
+        ssize_t r = recv(fd, b, sizeof b, 0);
+        if (r <= 0) {
+            pthread_mutex_lock(&s->mu);
+            s->peer_gone = 1;
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+    }
+}
+
+/* Closes with a TCP RST instead of a FIN. */
+static int close_with_reset(int fd)
+{
+    struct linger lg = { 1, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    return CLOSED;
+}
+
+static int send_chunk(int fd, const char *data)
+{
+    char hdr[32];
+    snprintf(hdr, sizeof hdr, "%lx\r\n", (unsigned long)strlen(data));
+    return send_str(fd, hdr) || send_str(fd, data) || send_str(fd, "\r\n") ? -1 : 0;
+}
+
+/* Waits until *field >= n, polling the connection so a client that closed
+ * it ends the wait at once (then peer_gone is set). 1 reached, 0 otherwise. */
+static int wait_field_or_close(srv *s, int fd, const int *field, int n)
+{
+    for (int waited = 0; waited < SRV_WAIT_MS; waited += 20) {
+        if (srv_get(s, field) >= n)
+            return 1;
+        int r = wait_fd(s, fd, 20);
+        if (r < 0)
+            return 0;
+        if (r == 1) {
+            char b[64];
+            if (recv(fd, b, sizeof b, MSG_DONTWAIT) <= 0) {
+                pthread_mutex_lock(&s->mu);
+                s->peer_gone = 1;
+                pthread_mutex_unlock(&s->mu);
+                return 0;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ======================================================================
+ * Canned upstream answers for the relay.
+ * ====================================================================== */
+
+static const char *const oa_events[] = {
+    "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+    "data: {\"id\":\"c1\",\"choices\":[{\"delta\":{\"content\":\"lo \\u00e9\"}}]}\n\n",
+    ": keep-alive comment\n\ndata: {\"id\":\"c1\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+};
+static const char *const an_events[] = {
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m1\"}}\n\n",
+    "event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"Hi\"}}\r\n\r\n",
+    "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+};
+static const char json_body[] =
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"choices\":[{\"message\":"
+    "{\"role\":\"assistant\",\"content\":\"Hi \\\"there\\\"\"}}],\"usage\":{\"total_tokens\":3}}";
+static const char rl_error[] =
+    "{\"error\":{\"message\":\"Rate limit reached\",\"type\":\"rate_limit_error\",\"param\":null,"
+    "\"code\":\"rate_limit_exceeded\"}}";
+static const char oa_err_event[] =
+    "data: {\"error\":{\"message\":\"model overloaded\",\"type\":\"server_error\"}}\n\n";
+static const char an_err_event[] =
+    "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+    "\"message\":\"Overloaded\"}}\n\n";
+
+#define SSE_HEAD                                                                       \
+    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"            \
+    "Transfer-Encoding: chunked\r\nx-request-id: req-1\r\nSet-Cookie: sid=secret\r\n"  \
+    "X-RateLimit-Remaining-Tokens: 99\r\nopenai-processing-ms: 12\r\n\r\n"
+
+/* Sends the events one chunk each, each after the sink has written the
+ * previous one (the sink bumps `progress` per write). */
+static int stream_events(srv *s, int fd, const char *const *ev, int n, int end_chunked)
+{
+    int base = srv_get(s, &s->progress);
+    for (int i = 0; i < n; i++) {
+        if (i && !wait_field_or_close(s, fd, &s->progress, base + i))
+            return CLOSE;
+        if (send_chunk(fd, ev[i]))
+            return CLOSE;
+    }
+    if (!end_chunked)
+        return KEEP;
+    return send_str(fd, "0\r\n\r\n") ? CLOSE : KEEP;
+}
+
+static int send_response(int fd, int status, const char *reason, const char *ct, const char *extra,
+                         const char *body, size_t len)
+{
+    char head[1024];
+    snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sContent-Length: %lu\r\n\r\n",
+             status, reason, ct, extra, (unsigned long)len);
+    return send_str(fd, head) || send_all(fd, body, len) ? CLOSE : KEEP;
+}
+
+static int handle(srv *s, int fd, const http_req *rq)
+{
+    const char *p = rq->path;
+    if (!strcmp(p, "/oa-stream")) {
+        if (send_str(fd, SSE_HEAD))
+            return CLOSE;
+        return stream_events(s, fd, oa_events, 4, 1);
+    }
+    if (!strcmp(p, "/an-stream")) {
+        if (send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         "Transfer-Encoding: chunked\r\nrequest-id: req-an\r\n"
+                         "anthropic-ratelimit-tokens-remaining: 5000\r\n\r\n"))
+            return CLOSE;
+        return stream_events(s, fd, an_events, 5, 1);
+    }
+    if (!strcmp(p, "/oa-nodone") || !strcmp(p, "/an-nodone")) {
+        /* A cleanly ended HTTP response whose stream lacks its final event. */
+        if (send_str(fd, SSE_HEAD))
+            return CLOSE;
+        return p[1] == 'o' ? stream_events(s, fd, oa_events, 3, 1) : stream_events(s, fd, an_events, 4, 1);
+    }
+    if (!strcmp(p, "/oa-own-error") || !strcmp(p, "/an-own-error")) {
+        /* The upstream ends the stream with its own error event. */
+        const char *ev[2] = { p[1] == 'o' ? oa_events[0] : an_events[0],
+                              p[1] == 'o' ? oa_err_event : an_err_event };
+        if (send_str(fd, SSE_HEAD))
+            return CLOSE;
+        return stream_events(s, fd, ev, 2, 1);
+    }
+    if (!strcmp(p, "/oa-reset")) {
+        int base = srv_get(s, &s->progress);
+        if (send_str(fd, SSE_HEAD) || stream_events(s, fd, oa_events, 2, 0) != KEEP)
+            return CLOSE;
+        /* Once both events were written to the client: the reset. */
+        wait_field_or_close(s, fd, &s->progress, base + 2);
+        return close_with_reset(fd);
+    }
+    if (!strcmp(p, "/oa-partial-end")) {
+        /* One whole event, then half of the next, then a clean end of the
+         * HTTP response: the stream was cut inside an event. */
+        static const char *const ev[2] = { "data: {\"id\":\"c1\",\"n\":1}\n\n", "data: {\"id\":\"c1\",\"n\":2" };
+        if (send_str(fd, SSE_HEAD))
+            return CLOSE;
+        return stream_events(s, fd, ev, 2, 1);
+    }
+    if (!strcmp(p, "/oa-huge-event")) {
+        /* A single event line that never ends: 5 MiB, past the 4 MiB limit. */
+        if (send_str(fd, SSE_HEAD) || send_chunk(fd, "data: "))
+            return CLOSE;
+        char *blk = malloc(65536 + 1);
+        memset(blk, 'x', 65536);
+        blk[65536] = '\0';
+        for (int i = 0; i < 80; i++)
+            if (send_chunk(fd, blk))
+                break;
+        free(blk);
+        wait_peer_close(s, fd);
+        return CLOSE;
+    }
+    if (!strcmp(p, "/evil-header")) {
+        /* A bare CR inside a header line, after an allowed name prefix. */
+        return send_response(fd, 200, "OK", "application/json",
+                             "x-ratelimit-a\rSet-Cookie: evil=1\r\nx-request-id: ok\r\n", "{}", 2);
+    }
+    if (!strcmp(p, "/endless")) {
+        if (send_str(fd, SSE_HEAD))
+            return CLOSE;
+        int base = srv_get(s, &s->progress);
+        for (int i = 0; i < 1000; i++) {
+            if (i && !wait_field_or_close(s, fd, &s->progress, base + i))
+                return CLOSE;
+            if (send_chunk(fd, oa_events[0])) {
+                pthread_mutex_lock(&s->mu);
+                s->peer_gone = 1;
+                pthread_mutex_unlock(&s->mu);
+                return CLOSE;
+            }
+        }
+        return CLOSE;
+    }
+    if (!strcmp(p, "/json"))
+        return send_response(fd, 200, "OK", "application/json", "x-request-id: r2\r\nServer: up\r\n",
+                             json_body, strlen(json_body));
+    if (!strcmp(p, "/garbage"))
+        return send_response(fd, 200, "OK", "text/html", "", "<html>upstream broke</html>", 27);
+    if (!strcmp(p, "/429"))
+        return send_response(fd, 429, "Too Many Requests", "application/json",
+                             "retry-after: 7\r\nx-ratelimit-reset-requests: 1s\r\nSet-Cookie: a=b\r\n",
+                             rl_error, strlen(rl_error));
+    if (!strcmp(p, "/500html"))
+        return send_response(fd, 500, "Internal Server Error", "text/html", "retry-after: 3\r\n",
+                             "<html>oops \"bad\"</html>", 23);
+    if (!strcmp(p, "/503long")) {
+        char body[300];
+        memset(body, 'x', sizeof body);
+        return send_response(fd, 503, "Service Unavailable", "text/plain", "", body, sizeof body);
+    }
+    if (!strcmp(p, "/500json-noerror"))
+        return send_response(fd, 500, "Internal Server Error", "application/json", "",
+                             "{\"detail\":\"no\"}", 15);
+    if (!strcmp(p, "/hang")) {
+        wait_peer_close(s, fd);
+        return CLOSE;
+    }
+    if (!strncmp(p, "/late-", 6)) {
+        /* Silent until the client got its head (the sink bumps `heads`), then
+         * answers: /late-500, /late-sse, /late-json, /late-ping (waits for a
+         * ping to be written too, then streams). */
+        int need_writes = !strcmp(p, "/late-ping") ? 2 : 0;
+        if (!wait_field_or_close(s, fd, &s->heads, 1) ||
+            !wait_field_or_close(s, fd, &s->progress, need_writes))
+            return CLOSE;
+        if (!strcmp(p, "/late-500"))
+            return send_response(fd, 500, "Internal Server Error", "text/html", "", "<html>down</html>",
+                                 17);
+        if (!strcmp(p, "/late-json"))
+            return send_response(fd, 200, "OK", "application/json", "", json_body, strlen(json_body));
+        if (send_str(fd, SSE_HEAD))
+            return CLOSE;
+        return stream_events(s, fd, oa_events, 4, 1);
+    }
+    send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    return KEEP;
+}
+
+/* ======================================================================
+ * The fake client sink.
+ * ====================================================================== */
+
+typedef struct {
+    srv *s;
+    int heads, status;
+    char ct[128];
+    agw_buf head_lines;
+    agw_buf out;
+    int writes, write_attempts, writes_before_head, flushes;
+    int fail_after_writes; /* this many writes succeed, then the client is gone; -1 never */
+    int departed;          /* gone() answers this */
+    int gone_calls;
+} sink_rec;
+
+static agw_err sink_head(void *ud, int status, const char *ct, agw_str headers)
+{
+    sink_rec *k = ud;
+    k->heads++;
+    k->status = status;
+    snprintf(k->ct, sizeof k->ct, "%s", ct);
+    agw_buf_reset(&k->head_lines);
+    if (agw_buf_append_str(&k->head_lines, headers))
+        return AGW_ETOOBIG;
+    pthread_mutex_lock(&k->s->mu);
+    k->s->heads++;
+    pthread_cond_broadcast(&k->s->cv);
+    pthread_mutex_unlock(&k->s->mu);
+    return k->departed ? AGW_EPEER : AGW_OK;
+}
+
+static agw_err sink_write(void *ud, const char *p, size_t n)
+{
+    sink_rec *k = ud;
+    k->write_attempts++;
+    if (!k->heads)
+        k->writes_before_head++;
+    if (k->departed)
+        return AGW_EPEER;
+    if (k->fail_after_writes >= 0 && k->writes >= k->fail_after_writes) {
+        k->departed = 1;
+        return AGW_EPEER;
+    }
+    if (agw_buf_append(&k->out, p, n))
+        return AGW_ETOOBIG;
+    k->writes++;
+    srv_bump(k->s);
+    return AGW_OK;
+}
+
+static agw_err sink_flush(void *ud)
+{
+    sink_rec *k = ud;
+    k->flushes++;
+    return k->departed ? AGW_EPEER : AGW_OK;
+}
+
+static int sink_gone(void *ud)
+{
+    sink_rec *k = ud;
+    k->gone_calls++;
+    return k->departed;
+}
+
+/* ======================================================================
+ * Fixture.
+ * ====================================================================== */
+
+typedef struct {
+    srv s;
+    agw_upstream *u;
+    sink_rec k;
+    agw_client_sink sink;
+    agw_relay_req rq;
+    char url[256];
+    agw_relay_result res;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f || srv_start(&f->s, handle) != 0)
+        return -1;
+    f->u = agw_upstream_new();
+    f->k.s = &f->s;
+    f->k.fail_after_writes = -1;
+    agw_buf_init(&f->k.head_lines, 1u << 20);
+    agw_buf_init(&f->k.out, 64u << 20);
+    f->sink = (agw_client_sink){ &f->k, sink_head, sink_write, sink_flush, sink_gone };
+    f->rq.proto = AGW_PROTO_OPENAI;
+    f->rq.url = f->url;
+    f->rq.body = AGW_STR_LIT("{\"model\":\"m\",\"stream\":true}");
+    f->rq.connect_timeout_ms = 5000;
+    f->rq.idle_timeout_ms = 10000;
+    f->rq.response_headers = AGW_STR_LIT("Access-Control-Allow-Origin: *\r\n");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    agw_upstream_free(f->u);
+    srv_stop(&f->s);
+    agw_buf_free(&f->k.head_lines);
+    agw_buf_free(&f->k.out);
+    free(f);
+    return 0;
+}
+
+static void run(fixture *f, const char *path)
+{
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d%s", f->s.port, path);
+    agw_relay_run(f->u, &f->rq, &f->sink, &f->res);
+}
+
+static void assert_bytes(agw_str got, const char *want, size_t wantlen)
+{
+    if (got.len != wantlen || memcmp(got.ptr, want, wantlen) != 0)
+        fail_msg("got  [%.*s] (%lu bytes)\nwant [%.*s] (%lu bytes)", (int)got.len, got.ptr,
+                 (unsigned long)got.len, (int)wantlen, want, (unsigned long)wantlen);
+}
+
+static void assert_out(fixture *f, const char *want)
+{
+    assert_bytes(agw_buf_view(&f->k.out), want, strlen(want));
+}
+
+static void assert_head(fixture *f, int status, const char *ct, const char *lines)
+{
+    assert_int_equal(f->k.heads, 1);
+    assert_int_equal(f->k.status, status);
+    assert_string_equal(f->k.ct, ct);
+    assert_bytes(agw_buf_view(&f->k.head_lines), lines, strlen(lines));
+    assert_int_equal(f->k.writes_before_head, 0);
+}
+
+/* The output must be `prefix`, then text we cannot predict (libcurl's words
+ * for a failure), then `suffix`. */
+static void assert_out_around(fixture *f, const char *prefix, const char *suffix)
+{
+    agw_str o = agw_buf_view(&f->k.out);
+    size_t pl = strlen(prefix), sl = strlen(suffix);
+    if (o.len < pl + sl || memcmp(o.ptr, prefix, pl) != 0 || memcmp(o.ptr + o.len - sl, suffix, sl) != 0)
+        fail_msg("got [%.*s]\nwant [%s...%s]", (int)o.len, o.ptr, prefix, suffix);
+    /* The middle is one JSON string's content: no raw quote or newline. */
+    for (size_t i = pl; i < o.len - sl; i++)
+        if (o.ptr[i] == '\n' || (o.ptr[i] == '"' && o.ptr[i - 1] != '\\'))
+            fail_msg("unescaped byte in the error message: [%.*s]", (int)o.len, o.ptr);
+}
+
+static char *join(const char *const *parts, int n)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += strlen(parts[i]);
+    char *s = malloc(len + 1);
+    s[0] = '\0';
+    for (int i = 0; i < n; i++)
+        strcat(s, parts[i]);
+    return s;
+}
+
+#define SSE_CT "text/event-stream; charset=utf-8"
+#define CORS "Access-Control-Allow-Origin: *\r\n"
+#define SSE_LINES CORS "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+#define OA_PASSED "x-request-id: req-1\r\nX-RateLimit-Remaining-Tokens: 99\r\nopenai-processing-ms: 12\r\n"
+#define OA_TRUNC_EVENT                                                                            \
+    "data: {\"error\":{\"message\":\"upstream stream ended before its final event\","             \
+    "\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n"
+#define AN_TRUNC_EVENT                                                                            \
+    "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\","                  \
+    "\"message\":\"upstream stream ended before its final event\"}}\n\n"
+
+/* ======================================================================
+ * Tests
+ * ====================================================================== */
+
+static void test_openai_stream_passthrough(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    run(f, "/oa-stream");
+    char *want = join(oa_events, 4);
+    assert_out(f, want);
+    assert_head(f, 200, SSE_CT, SSE_LINES OA_PASSED);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.streamed, 1);
+    assert_int_equal(f->res.complete, 1);
+    assert_int_equal(f->res.client_gone, 0);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_DONE);
+    assert_int_equal(f->res.events, 4);
+    assert_int_equal(f->res.bytes_out, strlen(want));
+    /* Flushed at every event (each came in its own chunk), not at the end only. */
+    assert_true(f->k.flushes >= (int)f->res.events);
+    /* The request went upstream unchanged. */
+    assert_string_equal(f->s.last.method, "POST");
+    assert_int_equal(f->s.last.body_len, f->rq.body.len);
+    assert_memory_equal(f->s.last.body, f->rq.body.ptr, f->rq.body.len);
+    free(want);
+}
+
+static void test_anthropic_stream_passthrough(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.stream = 1;
+    f->rq.response_headers = (agw_str){ NULL, 0 };
+    run(f, "/an-stream");
+    char *want = join(an_events, 5);
+    assert_out(f, want);
+    assert_head(f, 200, SSE_CT,
+                "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nrequest-id: req-an\r\n"
+                "anthropic-ratelimit-tokens-remaining: 5000\r\n");
+    assert_int_equal(f->res.complete, 1);
+    assert_int_equal(f->res.events, 5);
+    assert_true(f->k.flushes >= (int)f->res.events);
+    free(want);
+}
+
+static void test_stream_without_final_event(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    run(f, "/oa-nodone");
+    char *events = join(oa_events, 3);
+    agw_buf want = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&want, "%s%s", events, OA_TRUNC_EVENT), AGW_OK);
+    assert_out(f, want.data);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.complete, 0);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_DONE);
+    agw_buf_free(&want);
+    free(events);
+}
+
+static void test_anthropic_stream_without_message_stop(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.stream = 1;
+    run(f, "/an-nodone");
+    char *events = join(an_events, 4);
+    agw_buf want = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&want, "%s%s", events, AN_TRUNC_EVENT), AGW_OK);
+    assert_out(f, want.data);
+    assert_int_equal(f->res.complete, 0);
+    agw_buf_free(&want);
+    free(events);
+}
+
+static void test_stream_with_upstream_error_event(void **state)
+{
+    fixture *f = *state;
+    /* The upstream's own error event already tells the client: no second one. */
+    f->rq.stream = 1;
+    run(f, "/oa-own-error");
+    agw_buf want = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&want, "%s%s", oa_events[0], oa_err_event), AGW_OK);
+    assert_out(f, want.data);
+    assert_int_equal(f->res.complete, 0);
+    agw_buf_free(&want);
+}
+
+static void test_anthropic_stream_with_upstream_error_event(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.stream = 1;
+    run(f, "/an-own-error");
+    agw_buf want = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&want, "%s%s", an_events[0], an_err_event), AGW_OK);
+    assert_out(f, want.data);
+    assert_int_equal(f->res.complete, 0);
+    agw_buf_free(&want);
+}
+
+static void test_stream_reset_mid_stream(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    run(f, "/oa-reset");
+    agw_buf prefix = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&prefix, "%s%s%s", oa_events[0], oa_events[1],
+                                     "data: {\"error\":{\"message\":\"upstream connection broken: "),
+                     AGW_OK);
+    assert_out_around(f, prefix.data, "\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_BROKEN);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.complete, 0);
+    assert_int_equal(f->res.client_gone, 0);
+    assert_true(f->k.flushes >= 3); /* the error event was flushed too */
+    agw_buf_free(&prefix);
+}
+
+/* Finds `ev` at the end of the output and checks that what comes before it
+ * ends an event (a blank line), so a client's SSE parser sees the error as an
+ * event of its own rather than glued onto an unfinished line. */
+static void assert_ends_with_separate_event(fixture *f, const char *ev)
+{
+    agw_str o = agw_buf_view(&f->k.out);
+    size_t el = strlen(ev);
+    if (o.len < el || memcmp(o.ptr + o.len - el, ev, el) != 0)
+        fail_msg("output does not end with the error event: [%.*s]", (int)(o.len < 400 ? o.len : 400),
+                 o.ptr + (o.len < 400 ? 0 : o.len - 400));
+    size_t before = o.len - el;
+    if (before == 0)
+        return;
+    const char *b = o.ptr + before;
+    int blank = (before >= 2 && b[-1] == '\n' && (b[-2] == '\n' || b[-2] == '\r')) ||
+                (before >= 2 && b[-1] == '\r' && b[-2] == '\r');
+    if (!blank) {
+        size_t from = before < 60 ? 0 : before - 60;
+        fail_msg("the error event is glued to an unfinished event: [...%.*s]", (int)(before - from + 30),
+                 o.ptr + from);
+    }
+}
+
+static void test_stream_cut_inside_event(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    run(f, "/oa-partial-end");
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.complete, 0);
+    /* The whole first event went through as it was. */
+    static const char first[] = "data: {\"id\":\"c1\",\"n\":1}\n\n";
+    assert_true(f->k.out.len > strlen(first));
+    assert_memory_equal(f->k.out.data, first, strlen(first));
+    /* The stream ends with the error event, and it must be parseable as one:
+     * written right after the half event ("data: {...\"n\":2"), it would
+     * become part of that event's data line. */
+    assert_ends_with_separate_event(f, OA_TRUNC_EVENT);
+}
+
+static void test_stream_event_over_limit(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    run(f, "/oa-huge-event");
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_STOPPED);
+    assert_int_equal(f->res.client_gone, 0);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.complete, 0);
+    assert_string_equal(f->res.detail, "upstream SSE event over 4194304 bytes");
+    static const char ev[] = "data: {\"error\":{\"message\":\"upstream SSE event over 4194304 bytes\","
+                             "\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
+    agw_str o = agw_buf_view(&f->k.out);
+    /* Only whole events reach the client: the unfinished huge one is held
+     * back and dropped, so the error event is all there is. */
+    assert_int_equal(o.len, strlen(ev));
+    assert_memory_equal(o.ptr, ev, strlen(ev));
+    /* The relay stopped near the limit, not after the whole 5 MiB. */
+    assert_true(o.len < (4u << 20) + (256u << 10));
+}
+
+static void test_nonstream_json(void **state)
+{
+    fixture *f = *state;
+    run(f, "/json");
+    assert_out(f, json_body);
+    assert_head(f, 200, "application/json", CORS "x-request-id: r2\r\n");
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.streamed, 0);
+    assert_int_equal(f->res.complete, 1);
+    assert_int_equal(f->res.bytes_out, strlen(json_body));
+    assert_int_equal(f->res.events, 0);
+}
+
+static void test_nonstream_garbage(void **state)
+{
+    fixture *f = *state;
+    run(f, "/garbage");
+    assert_head(f, 502, "application/json", CORS);
+    assert_out(f, "{\"error\":{\"message\":\"upstream answered with invalid JSON\","
+                  "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    assert_int_equal(f->res.status, 502);
+    assert_int_equal(f->res.complete, 0);
+}
+
+static void test_nonstream_garbage_anthropic(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    run(f, "/garbage");
+    assert_head(f, 502, "application/json", CORS);
+    assert_out(f, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+                  "\"message\":\"upstream answered with invalid JSON\"}}");
+}
+
+static void test_429_json_error_kept(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1; /* even for a stream request: the error comes before any event */
+    run(f, "/429");
+    /* Status, body and retry-after as the upstream sent them; the cookie not. */
+    assert_head(f, 429, "application/json", CORS "retry-after: 7\r\nx-ratelimit-reset-requests: 1s\r\n");
+    assert_out(f, rl_error);
+    assert_int_equal(f->res.status, 429);
+    assert_int_equal(f->res.streamed, 0);
+    assert_int_equal(f->res.complete, 0);
+}
+
+static void test_500_html_wrapped(void **state)
+{
+    fixture *f = *state;
+    run(f, "/500html");
+    assert_head(f, 500, "application/json", CORS "retry-after: 3\r\n");
+    assert_out(f, "{\"error\":{\"message\":\"upstream returned HTTP 500: <html>oops \\\"bad\\\"</html>\","
+                  "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    assert_int_equal(f->res.status, 500);
+
+    /* The same in Anthropic's shape. */
+    agw_buf_reset(&f->k.out);
+    f->k.heads = 0;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    run(f, "/500html");
+    assert_head(f, 500, "application/json", CORS "retry-after: 3\r\n");
+    assert_out(f, "{\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+                  "\"message\":\"upstream returned HTTP 500: <html>oops \\\"bad\\\"</html>\"}}");
+}
+
+static void test_long_error_body_shortened(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    run(f, "/503long");
+    agw_buf want = AGW_BUF_INIT(4096);
+    char xs[201];
+    memset(xs, 'x', 200);
+    xs[200] = '\0';
+    assert_int_equal(agw_buf_appendf(&want, "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+                                            "\"message\":\"upstream returned HTTP 503: %s\"}}",
+                                     xs),
+                     AGW_OK);
+    assert_head(f, 503, "application/json", CORS);
+    assert_out(f, want.data);
+    agw_buf_free(&want);
+}
+
+static void test_json_without_error_member_wrapped(void **state)
+{
+    fixture *f = *state;
+    /* Valid JSON, but not an error object of the client's protocol. */
+    run(f, "/500json-noerror");
+    assert_head(f, 500, "application/json", CORS);
+    assert_out(f, "{\"error\":{\"message\":\"upstream returned HTTP 500: {\\\"detail\\\":\\\"no\\\"}\","
+                  "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+}
+
+static void test_connect_refused_502(void **state)
+{
+    fixture *f = *state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/v1/chat/completions", ntohs(sa.sin_port));
+    f->rq.stream = 1;
+    agw_relay_run(f->u, &f->rq, &f->sink, &f->res);
+    assert_head(f, 502, "application/json", CORS);
+    assert_out_around(f, "{\"error\":{\"message\":\"upstream unreachable: ",
+                      "\",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    assert_int_equal(f->res.status, 502);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_CONNECT);
+    assert_true(f->res.detail[0] != '\0');
+}
+
+static void test_idle_timeout_504(void **state)
+{
+    fixture *f = *state;
+    f->rq.idle_timeout_ms = 300;
+    run(f, "/hang");
+    assert_head(f, 504, "application/json", CORS);
+    assert_out(f, "{\"error\":{\"message\":\"upstream timed out: no data from upstream for 300 ms\","
+                  "\"type\":\"timeout_error\",\"param\":null,\"code\":null}}");
+    assert_int_equal(f->res.status, 504);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_TIMEOUT);
+}
+
+static void test_idle_timeout_504_anthropic(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.idle_timeout_ms = 300;
+    run(f, "/hang");
+    assert_head(f, 504, "application/json", CORS);
+    assert_out(f, "{\"type\":\"error\",\"error\":{\"type\":\"timeout_error\","
+                  "\"message\":\"upstream timed out: no data from upstream for 300 ms\"}}");
+}
+
+static void test_client_gone_mid_stream(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    f->k.fail_after_writes = 3;
+    run(f, "/endless");
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_STOPPED);
+    assert_int_equal(f->res.client_gone, 1);
+    assert_int_equal(f->res.complete, 0);
+    assert_int_equal(f->res.status, 200);
+    /* Three events reached the client; after the failed fourth write nothing
+     * more was attempted (no error event to a departed client). */
+    char *want = join((const char *const[]){ oa_events[0], oa_events[0], oa_events[0] }, 3);
+    assert_out(f, want);
+    assert_int_equal(f->res.bytes_out, strlen(want));
+    assert_int_equal(f->k.write_attempts, 4);
+    free(want);
+    /* The upstream transfer was stopped: the server sees its connection close
+     * instead of being asked for the next 996 events. */
+    for (int i = 0; i < 250 && !srv_get(&f->s, &f->s.peer_gone); i++)
+        usleep(20 * 1000);
+    assert_int_equal(srv_get(&f->s, &f->s.peer_gone), 1);
+}
+
+static void test_client_gone_while_upstream_silent(void **state)
+{
+    fixture *f = *state;
+    /* The client is gone before anything was sent: the periodic check stops
+     * the upstream call, and nothing is written. */
+    f->rq.stream = 1;
+    f->k.departed = 1;
+    run(f, "/hang");
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_STOPPED);
+    assert_int_equal(f->res.client_gone, 1);
+    assert_int_equal(f->res.status, 0);
+    assert_int_equal(f->k.heads, 0);
+    assert_int_equal(f->k.write_attempts, 0);
+    assert_true(f->k.gone_calls >= 1);
+}
+
+static void test_commit_then_upstream_500(void **state)
+{
+    fixture *f = *state;
+    /* The upstream stays silent past commit_ms: the client gets the 200 SSE
+     * head and a comment first; the later 500 can only be an error event. */
+    f->rq.stream = 1;
+    f->rq.commit_ms = 100;
+    run(f, "/late-500");
+    assert_head(f, 200, SSE_CT, SSE_LINES);
+    assert_out(f, ": waiting for upstream\n\n"
+                  "data: {\"error\":{\"message\":\"upstream returned HTTP 500: <html>down</html>\","
+                  "\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.streamed, 1);
+    assert_int_equal(f->res.complete, 0);
+    assert_true(f->k.flushes >= 2);
+}
+
+static void test_commit_then_upstream_500_anthropic(void **state)
+{
+    fixture *f = *state;
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.stream = 1;
+    f->rq.commit_ms = 100;
+    run(f, "/late-500");
+    assert_head(f, 200, SSE_CT, SSE_LINES);
+    assert_out(f, ": waiting for upstream\n\n"
+                  "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\","
+                  "\"message\":\"upstream returned HTTP 500: <html>down</html>\"}}\n\n");
+}
+
+static void test_commit_then_stream(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    f->rq.commit_ms = 100;
+    run(f, "/late-sse");
+    char *events = join(oa_events, 4);
+    agw_buf want = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&want, ": waiting for upstream\n\n%s", events), AGW_OK);
+    assert_out(f, want.data);
+    /* One head only; it was sent before the upstream's headers existed. */
+    assert_head(f, 200, SSE_CT, SSE_LINES);
+    assert_int_equal(f->res.complete, 1);
+    agw_buf_free(&want);
+    free(events);
+}
+
+static void test_commit_then_json(void **state)
+{
+    fixture *f = *state;
+    /* Committed to SSE, then the upstream answered plain JSON: it arrives as
+     * one data event. */
+    f->rq.stream = 1;
+    f->rq.commit_ms = 100;
+    run(f, "/late-json");
+    agw_buf want = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_appendf(&want, ": waiting for upstream\n\ndata: %s\n\n", json_body), AGW_OK);
+    assert_out(f, want.data);
+    assert_int_equal(f->res.complete, 1);
+    agw_buf_free(&want);
+}
+
+static void test_pings_while_waiting(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    f->rq.commit_ms = 50;
+    f->rq.ping_ms = 50;
+    run(f, "/late-ping");
+    /* The waiting comment, at least one ping before the upstream answered,
+     * then the stream unchanged. A quiet moment between two events may get
+     * a ping too, so pings are taken out before comparing the rest. */
+    static const char waiting[] = ": waiting for upstream\n\n";
+    static const char ping[] = ": ping\n\n";
+    agw_str got = agw_buf_view(&f->k.out);
+    assert_true(got.len > strlen(waiting) + strlen(ping));
+    assert_memory_equal(got.ptr, waiting, strlen(waiting));
+    assert_memory_equal(got.ptr + strlen(waiting), ping, strlen(ping));
+    agw_buf rest = AGW_BUF_INIT(1u << 20);
+    for (size_t i = strlen(waiting); i < got.len;) {
+        if (got.len - i >= strlen(ping) && memcmp(got.ptr + i, ping, strlen(ping)) == 0) {
+            i += strlen(ping);
+            continue;
+        }
+        assert_int_equal(agw_buf_append(&rest, got.ptr + i, 1), AGW_OK);
+        i++;
+    }
+    char *events = join(oa_events, 4);
+    assert_bytes(agw_buf_view(&rest), events, strlen(events));
+    assert_head(f, 200, SSE_CT, SSE_LINES);
+    assert_int_equal(f->res.complete, 1);
+    agw_buf_free(&rest);
+    free(events);
+}
+
+static void test_non_stream_request_never_commits_early(void **state)
+{
+    fixture *f = *state;
+    /* commit_ms applies to stream requests only. */
+    f->rq.stream = 0;
+    f->rq.commit_ms = 10;
+    f->rq.idle_timeout_ms = 300;
+    run(f, "/hang");
+    assert_head(f, 504, "application/json", CORS);
+    assert_int_equal(f->res.streamed, 0);
+}
+
+static void test_header_passes(void **state)
+{
+    (void)state;
+    static const char *const allow[] = { "retry-after", "Retry-After", "RETRY-AFTER-MS",
+                                         "x-request-id", "Request-Id", "openai-processing-ms",
+                                         "x-ratelimit-limit-requests", "X-RateLimit-Remaining-Tokens",
+                                         "anthropic-ratelimit-requests-remaining" };
+    for (size_t i = 0; i < sizeof allow / sizeof allow[0]; i++)
+        if (!agw_relay_header_passes(agw_str_c(allow[i]), AGW_STR_LIT("7")))
+            fail_msg("%s should pass", allow[i]);
+    static const char *const deny[] = { "set-cookie", "content-type", "content-length",
+                                        "transfer-encoding", "connection", "server", "authorization",
+                                        "x-ratelimit-", "anthropic-ratelimit-", "x-request-idx",
+                                        "retry", "x-ratelimit", "", "www-authenticate" };
+    for (size_t i = 0; i < sizeof deny / sizeof deny[0]; i++)
+        if (agw_relay_header_passes(agw_str_c(deny[i]), AGW_STR_LIT("7")))
+            fail_msg("%s should not pass", deny[i]);
+    /* Values: control characters (CR/LF injection) are dropped, tabs allowed,
+     * at most 1024 bytes. */
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("retry-after"), AGW_STR_LIT("7\r\nSet-Cookie: a=b")), 0);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("retry-after"), AGW_STR_LIT("7\n")), 0);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("retry-after"), AGW_STR_LIT("\r")), 0);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("retry-after"), AGW_STR_LIT("a\0b")), 0);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("retry-after"), AGW_STR_LIT("\x7f")), 0);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("x-request-id"), AGW_STR_LIT("a\tb")), 1);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("x-request-id"), AGW_STR_LIT("")), 1);
+    char v[1026];
+    memset(v, 'v', sizeof v);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("x-request-id"), (agw_str){ v, 1024 }), 1);
+    assert_int_equal(agw_relay_header_passes(AGW_STR_LIT("x-request-id"), (agw_str){ v, 1025 }), 0);
+}
+
+static void test_header_name_injection_end_to_end(void **state)
+{
+    fixture *f = *state;
+    /* The upstream sends "x-ratelimit-a<CR>Set-Cookie: evil=1": a name that
+     * starts with an allowed prefix and smuggles a second header line behind
+     * a bare CR. agw_relay_header_passes checks values only, so this relies
+     * on libcurl refusing such a line (7.88 fails the transfer, hence 502).
+     * Whatever happens, the client's head must not carry a bare CR. */
+    run(f, "/evil-header");
+    assert_int_equal(f->k.heads, 1);
+    agw_str h = agw_buf_view(&f->k.head_lines);
+    for (size_t i = 0; i < h.len; i++)
+        if (h.ptr[i] == '\r' && (i + 1 >= h.len || h.ptr[i + 1] != '\n'))
+            fail_msg("bare CR in the head lines: [%.*s]", (int)h.len, h.ptr);
+    assert_null(strstr(h.ptr, "Set-Cookie"));
+    if (f->k.status == 200)
+        assert_non_null(strstr(h.ptr, "x-request-id: ok\r\n"));
+    else
+        assert_int_equal(f->k.status, 502);
+}
+
+static int global_setup(void **state)
+{
+    (void)state;
+    return agw_upstream_global_init() == AGW_OK ? 0 : -1;
+}
+
+static int global_teardown(void **state)
+{
+    (void)state;
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_openai_stream_passthrough),
+        T(test_anthropic_stream_passthrough),
+        T(test_stream_without_final_event),
+        T(test_anthropic_stream_without_message_stop),
+        T(test_stream_with_upstream_error_event),
+        T(test_anthropic_stream_with_upstream_error_event),
+        T(test_stream_reset_mid_stream),
+        T(test_stream_cut_inside_event),
+        T(test_stream_event_over_limit),
+        T(test_nonstream_json),
+        T(test_nonstream_garbage),
+        T(test_nonstream_garbage_anthropic),
+        T(test_429_json_error_kept),
+        T(test_500_html_wrapped),
+        T(test_long_error_body_shortened),
+        T(test_json_without_error_member_wrapped),
+        T(test_connect_refused_502),
+        T(test_idle_timeout_504),
+        T(test_idle_timeout_504_anthropic),
+        T(test_client_gone_mid_stream),
+        T(test_client_gone_while_upstream_silent),
+        T(test_commit_then_upstream_500),
+        T(test_commit_then_upstream_500_anthropic),
+        T(test_commit_then_stream),
+        T(test_commit_then_json),
+        T(test_pings_while_waiting),
+        T(test_non_stream_request_never_commits_early),
+        cmocka_unit_test(test_header_passes),
+        T(test_header_name_injection_end_to_end),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, global_setup, global_teardown);
+}

@@ -1,0 +1,415 @@
+/* Unit tests for lib/store: pragmas on every connection, migrations run once,
+ * newer schemas refused, concurrent first opens, failures reported. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store.h"
+
+typedef struct {
+    char dir[64];
+} fixture;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/agw-store-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+/* Removes the whole temporary tree (database, -wal and -shm files). */
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    int rc = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return rc;
+}
+
+static void db_path(const fixture *f, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", f->dir, name);
+}
+
+/* The first column of the first row of a query, as text ("" when no row). */
+static void query_text(sqlite3 *db, const char *sql, char *out, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    out[0] = '\0';
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, n, "%s", t ? (const char *)t : "");
+    }
+    sqlite3_finalize(st);
+}
+
+static long long query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static agw_store *open_ok(const char *path)
+{
+    agw_store *s = NULL;
+    char err[256] = "";
+    agw_err e = agw_store_open(path, &s, err, sizeof err);
+    if (e != AGW_OK)
+        fail_msg("open %s: %d %s", path, (int)e, err);
+    assert_non_null(s);
+    return s;
+}
+
+/* ---- tests ---- */
+
+static void test_open_creates_with_pragmas(void **state)
+{
+    fixture *f = *state;
+    char path[256], txt[64];
+    db_path(f, "gw.db", path, sizeof path);
+    struct stat st;
+    assert_int_equal(stat(path, &st), -1);
+
+    agw_store *s = open_ok(path);
+    assert_int_equal(stat(path, &st), 0);
+    sqlite3 *db = agw_store_db(s);
+    assert_non_null(db);
+    query_text(db, "PRAGMA journal_mode", txt, sizeof txt);
+    assert_string_equal(txt, "wal");
+    assert_int_equal(query_int(db, "PRAGMA synchronous"), 1); /* NORMAL */
+    assert_int_equal(query_int(db, "PRAGMA busy_timeout"), 5000);
+    assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1);
+    assert_int_equal(query_int(db, "PRAGMA journal_size_limit"), 67108864);
+    assert_true(agw_store_latest_version() >= 1);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), agw_store_latest_version());
+    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    /* Migration 1 made the two tables and the index. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
+                                   "AND name IN ('settings','usage')"),
+                     2);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' "
+                                   "AND name='usage_ts'"),
+                     1);
+    agw_store_close(s);
+
+    /* WAL is a property of the file: a plain connection sees it too. */
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    query_text(raw, "PRAGMA journal_mode", txt, sizeof txt);
+    assert_string_equal(txt, "wal");
+    sqlite3_close(raw);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+    fixture *f = *state;
+    char path[256], txt[128];
+    db_path(f, "gw.db", path, sizeof path);
+    agw_store *s = open_ok(path);
+    assert_int_equal(sqlite3_exec(agw_store_db(s),
+                                  "INSERT INTO usage(ts, provider, model, status) "
+                                  "VALUES (1700000000, 'p', 'gpt-4o', 200);"
+                                  "INSERT INTO settings(key, value, updated_at) VALUES ('k','v',1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    agw_store_close(s);
+
+    /* Reopening must not run migration 1 again (that would fail on the
+     * existing tables or, worse, recreate them empty). */
+    s = open_ok(path);
+    sqlite3 *db = agw_store_db(s);
+    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    assert_int_equal(query_int(db, "SELECT count(*) FROM usage"), 1);
+    query_text(db, "SELECT model || '/' || status || '/' || streamed FROM usage", txt, sizeof txt);
+    assert_string_equal(txt, "gpt-4o/200/0"); /* the column default applied */
+    query_text(db, "SELECT value FROM settings WHERE key='k'", txt, sizeof txt);
+    assert_string_equal(txt, "v");
+    /* Every connection gets the pragmas, not only the one that created the file. */
+    assert_int_equal(query_int(db, "PRAGMA synchronous"), 1);
+    assert_int_equal(query_int(db, "PRAGMA busy_timeout"), 5000);
+    agw_store_close(s);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    fixture *f = *state;
+    char path[256];
+    db_path(f, "future.db", path, sizeof path);
+    int future = agw_store_latest_version() + 1;
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", future);
+    assert_int_equal(sqlite3_exec(raw, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+
+    agw_store *s = (agw_store *)0x1;
+    char err[256] = "";
+    assert_int_equal(agw_store_open(path, &s, err, sizeof err), AGW_EINVAL);
+    assert_null(s);
+    char want[256];
+    snprintf(want, sizeof want, "database schema version %d is newer than this program's %d",
+             future, agw_store_latest_version());
+    assert_string_equal(err, want);
+
+    /* The file was left alone: same version, no tables of ours. */
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(query_int(raw, "PRAGMA user_version"), future);
+    assert_int_equal(query_int(raw, "SELECT count(*) FROM sqlite_master"), 0);
+    sqlite3_close(raw);
+}
+
+static void test_failed_migration_rolls_back(void **state)
+{
+    fixture *f = *state;
+    char path[256];
+    db_path(f, "clash.db", path, sizeof path);
+    /* A version-0 file that already has a "settings" table: migration 1 fails
+     * half way, and the transaction must leave nothing behind. */
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "CREATE TABLE settings(x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+
+    agw_store *s = (agw_store *)0x1;
+    char err[256] = "";
+    assert_int_equal(agw_store_open(path, &s, err, sizeof err), AGW_EIO);
+    assert_null(s);
+    assert_string_equal(err, "table settings already exists");
+
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(query_int(raw, "PRAGMA user_version"), 0);
+    assert_int_equal(query_int(raw, "SELECT count(*) FROM sqlite_master WHERE name='usage'"), 0);
+    sqlite3_close(raw);
+}
+
+static void test_not_a_database(void **state)
+{
+    fixture *f = *state;
+    char path[256];
+    db_path(f, "junk.db", path, sizeof path);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 64; i++)
+        fputs("this is not an SQLite database, just text\n", fp);
+    fclose(fp);
+    agw_store *s = (agw_store *)0x1;
+    char err[256] = "";
+    assert_int_equal(agw_store_open(path, &s, err, sizeof err), AGW_EIO);
+    assert_null(s);
+    assert_string_equal(err, "cannot enable WAL: file is not a database");
+}
+
+typedef struct {
+    const char *path;
+    pthread_barrier_t *barrier;
+    agw_err e;
+    int version;
+    char err[256];
+} opener;
+
+static void *open_thread(void *arg)
+{
+    opener *o = arg;
+    agw_store *s = NULL;
+    pthread_barrier_wait(o->barrier);
+    o->e = agw_store_open(o->path, &s, o->err, sizeof o->err);
+    if (o->e == AGW_OK) {
+        o->version = agw_store_version(s);
+        agw_store_close(s);
+    }
+    return NULL;
+}
+
+static void test_concurrent_first_open(void **state)
+{
+    fixture *f = *state;
+    /* Several fresh files, each opened by threads released at the same moment:
+     * all must succeed and the migration must run exactly once (a second run
+     * would fail with "table settings already exists"). */
+    enum { ROUNDS = 40, THREADS = 4 };
+    int failures = 0;
+    char first_err[300] = "";
+    for (int round = 0; round < ROUNDS; round++) {
+        char path[256], name[32];
+        snprintf(name, sizeof name, "race%d.db", round);
+        db_path(f, name, path, sizeof path);
+        pthread_barrier_t barrier;
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, THREADS), 0);
+        opener o[THREADS];
+        pthread_t t[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            memset(&o[i], 0, sizeof o[i]);
+            o[i].path = path;
+            o[i].barrier = &barrier;
+            assert_int_equal(pthread_create(&t[i], NULL, open_thread, &o[i]), 0);
+        }
+        for (int i = 0; i < THREADS; i++)
+            assert_int_equal(pthread_join(t[i], NULL), 0);
+        pthread_barrier_destroy(&barrier);
+        for (int i = 0; i < THREADS; i++) {
+            if (o[i].e != AGW_OK) {
+                if (!failures++)
+                    snprintf(first_err, sizeof first_err, "round %d thread %d: %s", round, i,
+                             o[i].err);
+                continue;
+            }
+            assert_int_equal(o[i].version, agw_store_latest_version());
+        }
+        agw_store *s = open_ok(path);
+        assert_int_equal(query_int(agw_store_db(s), "SELECT count(*) FROM sqlite_master "
+                                                    "WHERE type='table'"),
+                         2);
+        agw_store_close(s);
+    }
+    if (failures)
+        fail_msg("%d of %d concurrent opens failed; first: %s", failures, ROUNDS * THREADS,
+                 first_err);
+}
+
+typedef struct {
+    sqlite3 *db;
+    int rc;
+} releaser;
+
+/* Holds the other connection's write lock a little, then commits it. */
+static void *release_later(void *arg)
+{
+    releaser *r = arg;
+    usleep(200 * 1000);
+    r->rc = sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    return NULL;
+}
+
+/* Another connection (say, a second process in the middle of its first
+ * start) holds the write lock of a new, not yet WAL, file for 200 ms. The
+ * open has a 5000 ms busy timeout, so it must wait and then succeed rather
+ * than fail at once with "database is locked". This is the deterministic form
+ * of the race in test_concurrent_first_open. */
+static void test_open_waits_for_writer_on_new_file(void **state)
+{
+    fixture *f = *state;
+    char path[256];
+    db_path(f, "busy.db", path, sizeof path);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    releaser r = { raw, -1 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, release_later, &r), 0);
+
+    agw_store *s = NULL;
+    char err[256] = "";
+    agw_err e = agw_store_open(path, &s, err, sizeof err);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.rc, SQLITE_OK);
+    sqlite3_close(raw);
+    if (e != AGW_OK)
+        fail_msg("open under a 200 ms lock failed: %d %s", (int)e, err);
+    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    agw_store_close(s);
+}
+
+static void test_two_connections_share_data(void **state)
+{
+    fixture *f = *state;
+    char path[256];
+    db_path(f, "shared.db", path, sizeof path);
+    agw_store *a = open_ok(path), *b = open_ok(path);
+    assert_int_equal(sqlite3_exec(agw_store_db(a),
+                                  "INSERT INTO settings(key, value, updated_at) VALUES ('x','1',1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(query_int(agw_store_db(b), "SELECT count(*) FROM settings WHERE key='x'"), 1);
+    agw_store_close(a);
+    agw_store_close(b);
+}
+
+static void test_open_unwritable_path(void **state)
+{
+    fixture *f = *state;
+    char path[512], err[600] = "", want[600];
+    agw_store *s = (agw_store *)0x1;
+
+    /* A directory that does not exist. */
+    snprintf(path, sizeof path, "%s/no/such/dir/gw.db", f->dir);
+    assert_int_equal(agw_store_open(path, &s, err, sizeof err), AGW_EIO);
+    assert_null(s);
+    snprintf(want, sizeof want, "%s: unable to open database file", path);
+    assert_string_equal(err, want);
+
+    /* A parent that is a regular file (fails even for root, unlike chmod). */
+    char file[256];
+    db_path(f, "plainfile", file, sizeof file);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/gw.db", file);
+    err[0] = '\0';
+    s = (agw_store *)0x1;
+    assert_int_equal(agw_store_open(path, &s, err, sizeof err), AGW_EIO);
+    assert_null(s);
+    snprintf(want, sizeof want, "%s: unable to open database file", path);
+    assert_string_equal(err, want);
+
+    /* The directory itself is not a database file either. */
+    err[0] = '\0';
+    s = (agw_store *)0x1;
+    assert_int_equal(agw_store_open(f->dir, &s, err, sizeof err), AGW_EIO);
+    assert_null(s);
+    assert_true(err[0] != '\0');
+}
+
+static void test_close_null(void **state)
+{
+    (void)state;
+    agw_store_close(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_creates_with_pragmas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_waits_for_writer_on_new_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_connections_share_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_unwritable_path, setup, teardown),
+        cmocka_unit_test(test_close_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
