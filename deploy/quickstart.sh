@@ -197,8 +197,19 @@ status() {
     fi
 }
 
+# The SDK conformance suite (tests/sdk) runs the official npm SDKs on Node.js >= 20.
+# NodeSource's nodejs bundles npm and conflicts with Debian's npm package: look for
+# the commands, not the packages.
+install_node() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        install_packages nodejs npm
+    fi
+    (cd "$top/tests/sdk" && npm ci --prefer-offline --no-audit --no-fund >/dev/null)
+}
+
 check() {
     install_packages $RUN_PKGS $TEST_PKGS
+    install_node
     cd "$top"
     ./autogen.sh >/dev/null
     # 1. The normal build and every test.

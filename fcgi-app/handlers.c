@@ -3,9 +3,12 @@
 #include "ac-config.h"
 
 #include "apierr.h"
+#include "bridge.h"
 #include "crypto.h"
 #include "fcgi_io.h"
 #include "json.h"
+#include "proto_anthropic.h"
+#include "proto_openai.h"
 #include "provider.h"
 #include "relay.h"
 #include "route.h"
@@ -202,116 +205,109 @@ static agw_err rewrite_model(agw_str body, agw_str old_value, agw_str model, agw
     return agw_buf_append(out, body.ptr + head, body.len - head);
 }
 
-static void handle_model_call(request *r, agw_provider_op op)
+/* What every model call has in common once its body has been checked. */
+typedef struct {
+    agw_str body;          /* the client's bytes */
+    agw_str model_raw;     /* the "model" value token, NULL ptr when absent */
+    agw_str model;         /* the model name as the client meant it */
+    int stream;
+    agw_route route;
+    agw_buf model_buf;     /* owns the decoded model name */
+} model_call;
+
+/* Reads and checks the body, finds the model and the provider. Returns 0
+ * when it has already answered the client with an error. */
+static int prepare_model_call(request *r, agw_provider_type want, model_call *mc)
 {
     const agw_config *cfg = r->app->cfg;
-    agw_provider_type want = op == AGW_OP_CHAT ? AGW_PROVIDER_OPENAI : AGW_PROVIDER_ANTHROPIC;
-    agw_buf model_buf = AGW_BUF_INIT(4096);
-    agw_buf upstream_body = AGW_BUF_INIT(cfg->server.max_body_bytes + 1024);
-    agw_provider_call call;
-    memset(&call, 0, sizeof call);
-
     agw_err e = agw_fcgi_read_body(&r->conn, cfg->server.max_body_bytes);
     if (e == AGW_ETOOBIG) {
         respond_error_code(r, 413, "request_too_large", "request body is larger than %lu bytes",
                            (unsigned long)cfg->server.max_body_bytes);
-        goto out;
+        return 0;
     }
     if (e) {
         agw_log_warn("reading the request body failed: %s", agw_strerror(e));
-        goto out;
+        return 0;
     }
-    agw_str body = agw_buf_view(&r->conn.body);
+    mc->body = agw_buf_view(&r->conn.body);
     char why[160];
-    if (body.len == 0) {
+    if (mc->body.len == 0) {
         respond_error(r, 400, "request body is empty: a JSON object is required");
-        goto out;
+        return 0;
     }
-    if (agw_json_validate(body, MAX_JSON_DEPTH, why, sizeof why) != AGW_OK) {
+    if (agw_json_validate(mc->body, MAX_JSON_DEPTH, why, sizeof why) != AGW_OK) {
         respond_error(r, 400, "request body is not valid JSON: %s", why);
-        goto out;
+        return 0;
     }
-    agw_str model_raw = { NULL, 0 }, stream_raw;
-    e = agw_json_find(body, AGW_STR_LIT("model"), &model_raw);
+    e = agw_json_find(mc->body, AGW_STR_LIT("model"), &mc->model_raw);
     if (e == AGW_EINVAL) {
         respond_error(r, 400, "request body must be a JSON object");
-        goto out;
+        return 0;
     }
-    agw_str model;
     if (e == AGW_ENOTFOUND) {
-        model_raw.ptr = NULL;
-        model = agw_str_c(cfg->defaults.model);
+        mc->model_raw = (agw_str){ NULL, 0 };
+        mc->model = agw_str_c(cfg->defaults.model);
     } else {
-        if (agw_json_type_of(model_raw) != AGW_JSON_STRING) {
+        if (agw_json_type_of(mc->model_raw) != AGW_JSON_STRING) {
             respond_error(r, 400, "'model' must be a string");
-            goto out;
+            return 0;
         }
-        if (agw_json_string_decode(model_raw, &model_buf) != AGW_OK ||
-            model_buf.len > MAX_MODEL_LEN || memchr(agw_buf_view(&model_buf).ptr, '\0', model_buf.len) ||
-            !agw_header_value_ok(agw_buf_view(&model_buf))) {
+        if (agw_json_string_decode(mc->model_raw, &mc->model_buf) != AGW_OK ||
+            mc->model_buf.len > MAX_MODEL_LEN ||
+            memchr(agw_buf_view(&mc->model_buf).ptr, '\0', mc->model_buf.len) ||
+            !agw_header_value_ok(agw_buf_view(&mc->model_buf))) {
             respond_error(r, 400, "'model' must be a printable name of at most %d bytes",
                           MAX_MODEL_LEN);
-            goto out;
+            return 0;
         }
-        model = agw_buf_view(&model_buf);
-        if (model.len == 0)
-            model = agw_str_c(cfg->defaults.model);
+        mc->model = agw_buf_view(&mc->model_buf);
+        if (mc->model.len == 0)
+            mc->model = agw_str_c(cfg->defaults.model);
     }
-    int stream = 0;
-    if (agw_json_find(body, AGW_STR_LIT("stream"), &stream_raw) == AGW_OK) {
+    agw_str stream_raw;
+    if (agw_json_find(mc->body, AGW_STR_LIT("stream"), &stream_raw) == AGW_OK) {
         agw_json_type t = agw_json_type_of(stream_raw);
         if (t != AGW_JSON_TRUE && t != AGW_JSON_FALSE && t != AGW_JSON_NULL) {
             respond_error(r, 400, "'stream' must be a boolean");
-            goto out;
+            return 0;
         }
-        stream = t == AGW_JSON_TRUE;
+        mc->stream = t == AGW_JSON_TRUE;
     }
-
-    agw_route route;
-    if (agw_route_resolve(cfg, model, want, &route) != AGW_OK) {
+    if (agw_route_resolve(cfg, mc->model, want, &mc->route) != AGW_OK) {
         respond_error_code(r, 404, "model_not_found",
-                           "model '%.*s' is not served by any configured provider", clip(model, 200),
-                           model.ptr);
-        goto out;
+                           "model '%.*s' is not served by any configured provider",
+                           clip(mc->model, 200), mc->model.ptr);
+        return 0;
     }
-    if (route.provider->type != want) {
-        respond_error_code(r, 400, "unsupported_model",
-                           "model '%.*s' is served by provider '%s' (%s), which this endpoint "
-                           "cannot reach: use the %s endpoint for it",
-                           clip(model, 200), model.ptr, route.provider->name,
-                           agw_provider_type_name(route.provider->type),
-                           route.provider->type == AGW_PROVIDER_ANTHROPIC ? "/v1/messages"
-                                                                          : "/v1/chat/completions");
-        goto out;
+    agw_provider_type t = mc->route.provider->type;
+    if (t != AGW_PROVIDER_OPENAI && t != AGW_PROVIDER_ANTHROPIC) {
+        respond_error_code(r, 501, "provider_type_unsupported",
+                           "model '%.*s' routes to provider '%s' of type %s, which this gateway "
+                           "cannot call yet",
+                           clip(mc->model, 200), mc->model.ptr, mc->route.provider->name,
+                           agw_provider_type_name(t));
+        return 0;
     }
+    return 1;
+}
 
-    /* The client's bytes go upstream untouched unless the model value changes:
-     * a prefix stripped, a default filled in, or escapes in the name. */
-    agw_str send = body;
-    int untouched = model_raw.ptr && route.model.ptr == model.ptr && route.model.len == model.len &&
-                    model_raw.len == model.len + 2 &&
-                    memcmp(model_raw.ptr + 1, model.ptr, model.len) == 0;
-    if (!untouched) {
-        if (rewrite_model(body, model_raw, route.model, &upstream_body) != AGW_OK) {
-            respond_error(r, 413, "request body too large after rewriting the model");
-            goto out;
-        }
-        send = agw_buf_view(&upstream_body);
-    }
+static agw_proto provider_proto(const agw_provider_cfg *p)
+{
+    return p->type == AGW_PROVIDER_ANTHROPIC ? AGW_PROTO_ANTHROPIC : AGW_PROTO_OPENAI;
+}
 
-    agw_client_hints hints = {
-        .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
-        .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
-    };
-    if (agw_provider_prepare(route.provider, op, &hints, &call) != AGW_OK) {
-        respond_error(r, 400, "invalid anthropic-version or anthropic-beta header");
-        goto out;
-    }
-
+/* Sends the prepared upstream call through the relay and logs the outcome. */
+static void relay_call(request *r, const model_call *mc, const agw_provider_call *call,
+                       agw_str send, int stream, const agw_relay_codec *codec,
+                       agw_relay_result *res)
+{
+    const agw_config *cfg = r->app->cfg;
     agw_relay_req rq = {
         .proto = r->proto,
-        .url = call.url,
-        .headers = (const char *const *)call.headers,
+        .codec = codec,
+        .url = call->url,
+        .headers = (const char *const *)call->headers,
         .body = send,
         .stream = stream,
         .connect_timeout_ms = cfg->server.connect_timeout_ms,
@@ -321,21 +317,147 @@ static void handle_model_call(request *r, agw_provider_op op)
         .response_headers = agw_buf_view(&r->cors),
     };
     agw_client_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
-    agw_relay_result res;
-    agw_relay_run(r->worker->upstream, &rq, &sink, &res);
-    agw_log_info("%s %.*s provider=%s model=%.*s status=%d stream=%d events=%lu bytes=%lu "
+    agw_relay_run(r->worker->upstream, &rq, &sink, res);
+    agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
                  "ttfb_ms=%lu ms=%lu%s%s%s",
-                 r->method, clip(r->path, 100), r->path.ptr, route.provider->name,
-                 clip(route.model, 100), route.model.ptr, res.status, res.streamed,
-                 (unsigned long)res.events, (unsigned long)res.bytes_out,
-                 (unsigned long)(res.first_byte_us / 1000),
+                 r->method, clip(r->path, 100), r->path.ptr, mc->route.provider->name,
+                 clip(mc->route.model, 100), mc->route.model.ptr, codec ? " converted=1" : "",
+                 res->status, res->streamed, (unsigned long)res->events,
+                 (unsigned long)res->bytes_out, (unsigned long)(res->first_byte_us / 1000),
                  (unsigned long)((agw_mono_us() - r->start_us) / 1000),
-                 res.client_gone ? " client_gone=1" : "", res.detail[0] ? " detail=" : "",
-                 res.detail);
+                 res->client_gone ? " client_gone=1" : "", res->detail[0] ? " detail=" : "",
+                 res->detail);
+}
+
+/* Same protocol in and out: the client's bytes go upstream untouched unless
+ * the model value changes (a prefix stripped, a default filled in, or escapes
+ * in the name). */
+static void passthrough(request *r, model_call *mc, agw_provider_op op, int stream)
+{
+    agw_buf upstream_body = AGW_BUF_INIT(r->app->cfg->server.max_body_bytes + 1024);
+    agw_provider_call call;
+    memset(&call, 0, sizeof call);
+    agw_str send = mc->body;
+    agw_str m = mc->model, rm = mc->route.model;
+    int untouched = mc->model_raw.ptr && rm.ptr == m.ptr && rm.len == m.len &&
+                    mc->model_raw.len == m.len + 2 && memcmp(mc->model_raw.ptr + 1, m.ptr, m.len) == 0;
+    if (!untouched) {
+        if (rewrite_model(mc->body, mc->model_raw, rm, &upstream_body) != AGW_OK) {
+            respond_error(r, 413, "request body too large after rewriting the model");
+            goto out;
+        }
+        send = agw_buf_view(&upstream_body);
+    }
+    agw_client_hints hints = {
+        .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
+        .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
+    };
+    if (agw_provider_prepare(mc->route.provider, op, &hints, &call) != AGW_OK) {
+        respond_error(r, 400, "invalid anthropic-version or anthropic-beta header");
+        goto out;
+    }
+    agw_relay_result res;
+    relay_call(r, mc, &call, send, stream, NULL, &res);
 out:
     agw_provider_call_free(&call);
-    agw_buf_free(&model_buf);
     agw_buf_free(&upstream_body);
+}
+
+/* Different protocols: decode the client's request into the IR, encode it for
+ * the provider, and let a bridge convert the answer back. */
+static void convert(request *r, model_call *mc)
+{
+    agw_arena arena = AGW_ARENA_INIT;
+    agw_ir_request ir;
+    agw_buf upstream_body = AGW_BUF_INIT(r->app->cfg->server.max_body_bytes * 2 + 65536);
+    agw_provider_call call;
+    agw_bridge *bridge = NULL;
+    memset(&call, 0, sizeof call);
+    char why[512];
+    why[0] = '\0';
+    agw_err e = r->proto == AGW_PROTO_OPENAI
+                    ? agw_openai_decode_request(mc->body, &arena, &ir, why, sizeof why)
+                    : agw_anthropic_decode_request(mc->body, &arena, &ir, why, sizeof why);
+    if (e) {
+        respond_error(r, 400, "%s", why[0] ? why : "the request cannot be converted");
+        goto out;
+    }
+    ir.model = mc->route.model;
+    agw_proto upstream = provider_proto(mc->route.provider);
+    why[0] = '\0';
+    e = upstream == AGW_PROTO_OPENAI
+            ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
+            : agw_anthropic_encode_request(&ir, &upstream_body, why, sizeof why);
+    if (e) {
+        respond_error(r, e == AGW_ETOOBIG ? 413 : 400, "%s for provider '%s'",
+                      why[0] ? why : "the request cannot be expressed", mc->route.provider->name);
+        goto out;
+    }
+    agw_client_hints hints = { NULL, NULL };
+    if (r->proto == AGW_PROTO_ANTHROPIC)
+        hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
+    if (agw_provider_prepare(mc->route.provider,
+                             upstream == AGW_PROTO_OPENAI ? AGW_OP_CHAT : AGW_OP_MESSAGES, &hints,
+                             &call) != AGW_OK) {
+        respond_error(r, 400, "invalid anthropic-beta header");
+        goto out;
+    }
+    bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
+                            agw_wall_s());
+    agw_relay_result res;
+    relay_call(r, mc, &call, agw_buf_view(&upstream_body), ir.stream, agw_bridge_codec(bridge),
+               &res);
+out:
+    agw_bridge_free(bridge);
+    agw_provider_call_free(&call);
+    agw_buf_free(&upstream_body);
+    agw_arena_free(&arena);
+}
+
+static void handle_model_call(request *r, agw_provider_op op)
+{
+    agw_provider_type want = op == AGW_OP_CHAT ? AGW_PROVIDER_OPENAI : AGW_PROVIDER_ANTHROPIC;
+    model_call mc;
+    memset(&mc, 0, sizeof mc);
+    agw_buf_init(&mc.model_buf, 4096);
+    if (prepare_model_call(r, want, &mc)) {
+        if (mc.route.provider->type == want)
+            passthrough(r, &mc, op, mc.stream);
+        else
+            convert(r, &mc);
+    }
+    agw_buf_free(&mc.model_buf);
+}
+
+/* POST /v1/messages/count_tokens: the provider counts when it is Anthropic;
+ * otherwise a local estimate, marked as such in a header and a field. */
+static void handle_count_tokens(request *r)
+{
+    model_call mc;
+    memset(&mc, 0, sizeof mc);
+    agw_buf_init(&mc.model_buf, 4096);
+    if (!prepare_model_call(r, AGW_PROVIDER_ANTHROPIC, &mc))
+        goto out;
+    if (mc.route.provider->type == AGW_PROVIDER_ANTHROPIC) {
+        passthrough(r, &mc, AGW_OP_COUNT_TOKENS, 0);
+        goto out;
+    }
+    agw_arena arena = AGW_ARENA_INIT;
+    agw_ir_request ir;
+    char why[512];
+    why[0] = '\0';
+    if (agw_anthropic_decode_request(mc.body, &arena, &ir, why, sizeof why) != AGW_OK) {
+        respond_error(r, 400, "%s", why[0] ? why : "the request cannot be read");
+    } else {
+        char body[96];
+        snprintf(body, sizeof body, "{\"input_tokens\":%lld,\"estimated\":true}",
+                 (long long)agw_ir_estimate_tokens(&ir));
+        respond_json(r, 200, AGW_STR_LIT("X-AntiGateway-Token-Count: estimate\r\n"),
+                     agw_str_c(body));
+    }
+    agw_arena_free(&arena);
+out:
+    agw_buf_free(&mc.model_buf);
 }
 
 /* ---- GET /v1/models ---- */
@@ -458,7 +580,7 @@ static void handle_health(request *r)
 
 /* ---- dispatch ---- */
 
-typedef enum { EP_NONE = 0, EP_CHAT, EP_MESSAGES, EP_MODELS, EP_HEALTH } endpoint;
+typedef enum { EP_NONE = 0, EP_CHAT, EP_MESSAGES, EP_COUNT_TOKENS, EP_MODELS, EP_HEALTH } endpoint;
 
 static const struct {
     agw_str path;
@@ -468,6 +590,7 @@ static const struct {
 } routes[] = {
     { AGW_STR_LIT("/v1/chat/completions"), EP_CHAT, "POST", 1 },
     { AGW_STR_LIT("/v1/messages"), EP_MESSAGES, "POST", 1 },
+    { AGW_STR_LIT("/v1/messages/count_tokens"), EP_COUNT_TOKENS, "POST", 1 },
     { AGW_STR_LIT("/v1/models"), EP_MODELS, "GET", 1 },
     { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
 };
@@ -532,6 +655,7 @@ void agw_app_handle(void *app_ptr, agw_worker *w, FCGX_Request *req)
     switch (routes[i].ep) {
     case EP_CHAT: handle_model_call(&r, AGW_OP_CHAT); break;
     case EP_MESSAGES: handle_model_call(&r, AGW_OP_MESSAGES); break;
+    case EP_COUNT_TOKENS: handle_count_tokens(&r); break;
     case EP_MODELS: handle_models(&r); break;
     case EP_HEALTH: handle_health(&r); break;
     case EP_NONE: break;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
@@ -140,6 +141,8 @@ static size_t utf8_seq_len(const unsigned char *p, size_t avail)
 
 agw_err agw_buf_append_json_escaped(agw_buf *b, agw_str s)
 {
+    if (s.len == 0)
+        return AGW_OK; /* also covers the NULL view of an absent value */
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s.ptr;
     size_t i = 0, run = 0;
@@ -216,6 +219,63 @@ char *agw_buf_detach(agw_buf *b, size_t *len)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+/* ---- arena ---- */
+
+struct agw_arena_chunk {
+    agw_arena_chunk *next;
+    size_t used, size;
+    max_align_t data[]; /* flexible: the bytes handed out */
+};
+
+#define ARENA_CHUNK 16384u
+
+void *agw_arena_alloc(agw_arena *a, size_t n)
+{
+    const size_t align = sizeof(max_align_t);
+    n = (n + align - 1) / align * align;
+    if (n == 0)
+        n = align;
+    agw_arena_chunk *c = a->head;
+    if (!c || c->size - c->used < n) {
+        size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        c = xmalloc(sizeof *c + size);
+        c->size = size;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+void *agw_arena_array(agw_arena *a, size_t k, size_t n)
+{
+    if (n && k > SIZE_MAX / n)
+        agw_fatal(__FILE__, __LINE__, "arena array overflow");
+    return agw_arena_alloc(a, k * n);
+}
+
+agw_str agw_arena_str(agw_arena *a, agw_str s)
+{
+    char *p = agw_arena_alloc(a, s.len + 1);
+    if (s.len)
+        memcpy(p, s.ptr, s.len);
+    return (agw_str){ p, s.len };
+}
+
+void agw_arena_free(agw_arena *a)
+{
+    agw_arena_chunk *c = a->head;
+    while (c) {
+        agw_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
 }
 
 /* ---- memory ---- */

@@ -134,6 +134,25 @@ static inline agw_str agw_buf_view(const agw_buf *b)
     return (agw_str){ b->data ? b->data : "", b->len };
 }
 
+/* ---- arena: request-scoped memory freed in one call ---- */
+
+/* Allocations live until agw_arena_free(); nothing is freed one by one. Used
+ * for everything a request decodes (DESIGN.md: per-request pool). The zero
+ * value AGW_ARENA_INIT is an empty arena. Allocation aborts on OOM like xmalloc. */
+typedef struct agw_arena_chunk agw_arena_chunk;
+typedef struct {
+    agw_arena_chunk *head;
+} agw_arena;
+#define AGW_ARENA_INIT { NULL }
+
+/* n bytes aligned for any type (zeroed). */
+void *agw_arena_alloc(agw_arena *a, size_t n);
+/* An array of k elements of size n, zeroed; aborts if k*n overflows. */
+void *agw_arena_array(agw_arena *a, size_t k, size_t n);
+/* A copy of s in the arena (with a NUL after it, not counted). */
+agw_str agw_arena_str(agw_arena *a, agw_str s);
+void agw_arena_free(agw_arena *a);
+
 /* ---- memory: abort on OOM ---- */
 
 #define xmalloc(n) agw_xmalloc((n), __FILE__, __LINE__)

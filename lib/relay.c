@@ -26,6 +26,9 @@ typedef struct {
     agw_sse_parser sse;
     agw_buf body;           /* MODE_BODY / MODE_ERROR: the collected answer */
     agw_buf scratch;        /* head lines and error events we write */
+    agw_buf converted;      /* codec output for the event being relayed */
+    agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
+    int codec_failed;       /* the codec rejected the upstream's stream */
 } relay;
 
 int agw_relay_header_passes(agw_str name, agw_str value)
@@ -106,6 +109,20 @@ static int on_event(void *ud, const agw_sse_event *ev)
     relay *r = ud;
     r->events_in_chunk++;
     r->res->events++;
+    if (r->rq->codec) {
+        const agw_relay_codec *c = r->rq->codec;
+        agw_buf_reset(&r->converted);
+        agw_err e = c->event(c->ud, ev->event, ev->data, &r->converted);
+        if (e) {
+            r->codec_failed = 1;
+            snprintf(r->res->detail, sizeof r->res->detail,
+                     "upstream stream could not be converted: %s", agw_strerror(e));
+            return 1;
+        }
+        if (r->converted.len && r->rq->stream &&
+            client_write(r, r->converted.data, r->converted.len))
+            return 1;
+    }
     if (r->rq->proto == AGW_PROTO_ANTHROPIC) {
         if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")))
             r->saw_end = 1;
@@ -120,6 +137,52 @@ static int on_event(void *ud, const agw_sse_event *ev)
             r->saw_error_event = 1;
     }
     return 0;
+}
+
+/* The length of p up to and including the end of its last blank line (the
+ * end of an SSE event), or 0. A blank line can only end an event: event
+ * fields cannot hold raw line breaks. */
+static size_t complete_events_len(const char *p, size_t n)
+{
+    for (size_t i = n; i-- > 1;) {
+        if (p[i] == '\n') {
+            if (p[i - 1] == '\n' || (i >= 2 && p[i - 1] == '\r' && (p[i - 2] == '\n' || p[i - 2] == '\r')))
+                return i + 1;
+        } else if (p[i] == '\r' && p[i - 1] == '\r') {
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Passthrough: forwards whole events only, so that when the upstream breaks
+ * in the middle of one, the client never sees half an event glued to the
+ * error event that follows. */
+static int forward_complete_events(relay *r, const char *p, size_t n)
+{
+    if (r->pending.len == 0) {
+        size_t done = complete_events_len(p, n);
+        if (done && client_write(r, p, done))
+            return 1;
+        p += done;
+        n -= done;
+        if (n && agw_buf_append(&r->pending, p, n))
+            goto too_big;
+        return 0;
+    }
+    if (agw_buf_append(&r->pending, p, n))
+        goto too_big;
+    size_t done = complete_events_len(r->pending.data, r->pending.len);
+    if (done) {
+        if (client_write(r, r->pending.data, done))
+            return 1;
+        agw_buf_consume(&r->pending, done);
+    }
+    return 0;
+too_big:
+    snprintf(r->res->detail, sizeof r->res->detail, "upstream SSE event over %u bytes",
+             AGW_LIMIT_SSE_EVENT);
+    return 1;
 }
 
 static int is_event_stream(agw_str ct)
@@ -141,7 +204,7 @@ static int on_data(void *ud, const char *p, size_t n)
             r->mode = MODE_BODY;
         if (r->mode == MODE_ERROR)
             r->body.max = AGW_LIMIT_ERROR_BODY;
-        if (r->mode == MODE_STREAM) {
+        if (r->mode == MODE_STREAM && (r->rq->stream || !r->rq->codec)) {
             r->res->streamed = 1;
             if (!r->committed && send_head(r, 200, "text/event-stream; charset=utf-8", 1))
                 return 1;
@@ -151,14 +214,16 @@ static int on_data(void *ud, const char *p, size_t n)
     case MODE_STREAM: {
         r->events_in_chunk = 0;
         agw_err e = agw_sse_feed(&r->sse, p, n, on_event, r);
-        if (client_write(r, p, n))
+        if (r->codec_failed || (r->rq->codec && r->sink->gone(r->sink->ud)))
+            return 1;
+        if (!r->rq->codec && forward_complete_events(r, p, n))
             return 1;
         if (e == AGW_ETOOBIG) {
             snprintf(r->res->detail, sizeof r->res->detail, "upstream SSE event over %u bytes",
                      AGW_LIMIT_SSE_EVENT);
             return 1;
         }
-        if (r->events_in_chunk && r->sink->flush(r->sink->ud))
+        if (r->events_in_chunk && r->committed && r->sink->flush(r->sink->ud))
             return 1;
         return 0;
     }
@@ -237,6 +302,60 @@ static void relay_error_body(relay *r, int status)
     agw_buf_free(&text);
 }
 
+/* The end of a converted answer (rq->codec set): the codec turns what the
+ * upstream said into the client's protocol; the relay only delivers it. */
+static void finish_converted(relay *r, long status)
+{
+    const agw_relay_codec *c = r->rq->codec;
+    agw_buf *out = &r->converted;
+    agw_buf_reset(out);
+    if (r->mode == MODE_ERROR) {
+        int client_status = (int)status;
+        if (r->committed) {
+            agw_str b = agw_buf_view(&r->body);
+            agw_buf msg = AGW_BUF_INIT(1024);
+            if (agw_buf_appendf(&msg, "upstream returned HTTP %ld: ", status) == AGW_OK &&
+                agw_buf_append(&msg, b.ptr, b.len < 300 ? b.len : 300) == AGW_OK)
+                send_error_event(r, (int)status, agw_buf_view(&msg));
+            agw_buf_free(&msg);
+        } else if (c->error(c->ud, (int)status, agw_buf_view(&r->body), &client_status, out) ==
+                       AGW_OK &&
+                   send_head(r, client_status, "application/json", 1) == AGW_OK) {
+            (void)client_write(r, out->data, out->len);
+        } else {
+            send_error(r, 502, AGW_STR_LIT("upstream error could not be converted"), 1);
+        }
+        return;
+    }
+    if (r->mode != MODE_STREAM) {
+        /* The upstream was asked for a stream and answered otherwise. */
+        if (r->committed)
+            send_error_event(r, 502, AGW_STR_LIT("upstream answered without a stream"));
+        else
+            send_error(r, 502, AGW_STR_LIT("upstream answered without a stream"), 1);
+        return;
+    }
+    int final_status = 200;
+    agw_err e = c->finish(c->ud, out, &final_status);
+    if (r->rq->stream) {
+        if (out->len)
+            (void)client_write(r, out->data, out->len);
+        if (e == AGW_OK)
+            r->res->complete = 1;
+        else
+            send_error_event(r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
+        (void)r->sink->flush(r->sink->ud);
+        return;
+    }
+    if (e != AGW_OK) {
+        send_error(r, 502, AGW_STR_LIT("upstream stream ended before its final event"), 1);
+        return;
+    }
+    if (send_head(r, final_status, "application/json", 1) == AGW_OK &&
+        client_write(r, out->data, out->len) == AGW_OK)
+        r->res->complete = final_status >= 200 && final_status <= 299;
+}
+
 void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,
                    agw_relay_result *res)
 {
@@ -251,6 +370,8 @@ void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_si
     agw_sse_init(&r.sse, AGW_LIMIT_SSE_EVENT);
     agw_buf_init(&r.body, AGW_LIMIT_UPSTREAM_BODY);
     agw_buf_init(&r.scratch, AGW_LIMIT_SMALL);
+    agw_buf_init(&r.converted, AGW_LIMIT_UPSTREAM_BODY);
+    agw_buf_init(&r.pending, AGW_LIMIT_SSE_EVENT + (64u << 10));
 
     agw_upstream_req ur = {
         .url = rq->url,
@@ -301,9 +422,18 @@ void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_si
     if (r.mode == MODE_UNDECIDED) /* an answer with no body at all */
         r.mode = status >= 200 && status <= 299 ? MODE_BODY : MODE_ERROR;
 
+    if (rq->codec) {
+        finish_converted(&r, status);
+        goto out;
+    }
+
     switch (r.mode) {
     case MODE_STREAM:
         if (agw_sse_finish(&r.sse) == AGW_OK && r.saw_end) {
+            /* Bytes after the final event (a trailing comment, a stray line
+             * end) belong to a complete stream: pass them on. */
+            if (r.pending.len)
+                (void)client_write(&r, r.pending.data, r.pending.len);
             res->complete = 1;
         } else if (!r.saw_error_event) {
             send_error_event(&r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
@@ -350,4 +480,6 @@ out:
     agw_sse_free(&r.sse);
     agw_buf_free(&r.body);
     agw_buf_free(&r.scratch);
+    agw_buf_free(&r.converted);
+    agw_buf_free(&r.pending);
 }

@@ -40,8 +40,26 @@ typedef struct {
     int (*gone)(void *ud);
 } agw_client_sink;
 
+/* A conversion between protocols, plugged into the relay (see bridge.h). The
+ * relay owns transport (timing, heads, flushes, departures, failures); the
+ * codec owns bytes. Without one the relay passes the upstream's bytes through. */
 typedef struct {
-    agw_proto proto;            /* the client's protocol (== the upstream's here) */
+    void *ud;
+    /* One upstream SSE event; appends what the client gets for it (possibly
+     * nothing, e.g. while folding for a non-streaming client). */
+    agw_err (*event)(void *ud, agw_str name, agw_str data, agw_buf *out);
+    /* The upstream stream ended. Streaming client: appends the last bytes.
+     * Non-streaming client: the whole response body and its status (200, or
+     * the error status when the upstream reported an error mid-stream).
+     * AGW_EPEER when the upstream stream ended before its final event. */
+    agw_err (*finish)(void *ud, agw_buf *out, int *status);
+    /* A non-2xx upstream answer -> the client's status and error body. */
+    agw_err (*error)(void *ud, int status, agw_str body, int *client_status, agw_buf *out);
+} agw_relay_codec;
+
+typedef struct {
+    agw_proto proto;            /* the client's protocol */
+    const agw_relay_codec *codec; /* NULL: same protocol, bytes pass through */
     const char *url;
     const char *const *headers; /* NULL-terminated, for the upstream */
     agw_str body;               /* NULL ptr: GET */

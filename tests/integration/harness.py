@@ -288,3 +288,61 @@ def run_all(ctx):
 
 def make_workdir():
     return tempfile.mkdtemp(prefix="antigw-it-")
+
+
+# The [server] settings of standard_config(), in the order they are written;
+# None leaves a setting out (the gateway's own default applies).
+_SERVER_DEFAULTS = (
+    ("log_level", "info"),
+    ("max_body_bytes", None),
+    ("threads", 32),
+    ("connect_timeout_ms", 5000),
+    ("idle_timeout_seconds", 30),
+    ("sse_ping_seconds", 5),
+    ("stream_commit_ms", 10000),
+    ("shutdown_grace_seconds", 20),
+)
+
+
+def _cfg_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"%s"' % v
+    return "%d" % v
+
+
+def standard_config(openai_port, anthropic_port, dead_port=None, **overrides):
+    """The antigw.cfg text the integration suites run the gateway with: the
+    client key CLIENT_KEY, the SQLite file antigw.db in the working directory,
+    and the providers
+      mock-openai     (openai, http://127.0.0.1:openai_port/v1/, OPENAI_KEY)
+                      models gpt-4o-mini, gpt-*, o[0-9]*
+      mock-anthropic  (anthropic, http://127.0.0.1:anthropic_port, ANTHROPIC_KEY)
+                      models claude-sonnet-4-20250514, claude-*
+      dead            (openai, http://127.0.0.1:dead_port/v1, models dead-*),
+                      only when dead_port is given: a port nothing answers on.
+    overrides set server settings by name (see _SERVER_DEFAULTS): a value
+    replaces the default, None leaves the setting out, and names without a
+    default are added after the others. Strings are quoted, numbers and
+    booleans written bare."""
+    settings = dict(_SERVER_DEFAULTS)
+    settings.update(overrides)
+    server = "".join("  %s = %s;\n" % (k, _cfg_value(v)) for k, v in settings.items()
+                     if v is not None)
+    providers = [
+        '  { name = "mock-openai"; type = "openai"; base_url = "http://127.0.0.1:%d/v1/";\n'
+        '    api_key = "%s"; models = [ "gpt-4o-mini", "gpt-*", "o[0-9]*" ]; }'
+        % (openai_port, OPENAI_KEY),
+        '  { name = "mock-anthropic"; type = "anthropic"; base_url = "http://127.0.0.1:%d";\n'
+        '    api_key = "%s"; models = [ "claude-sonnet-4-20250514", "claude-*" ]; }'
+        % (anthropic_port, ANTHROPIC_KEY),
+    ]
+    if dead_port is not None:
+        providers.append(
+            '  { name = "dead"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";\n'
+            '    api_key = "x"; models = [ "dead-*" ]; }' % dead_port)
+    return ("\nserver: {\n%s};\n"
+            'auth: { api_key = "%s"; };\n'
+            'database: { path = "antigw.db"; };\n'
+            "providers = (\n%s\n);\n") % (server, CLIENT_KEY, ",\n".join(providers))

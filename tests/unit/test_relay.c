@@ -8,342 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
 
 #include "relay.h"
-
-/* ======================================================================
- * The in-test HTTP server: an acceptor thread and one thread per
- * connection, each serving requests in order (keep-alive) through a
- * handler. Every blocking wait also watches a wake pipe, so stopping never
- * hangs. `progress` is a counter the test's callbacks bump, so a handler can
- * move in lockstep with what the client has seen instead of sleeping.
- * ====================================================================== */
-
-#define MAX_CONNS 32
-#define SRV_WAIT_MS 10000
-
-enum { KEEP = 1, CLOSE = 0, CLOSED = -1 };
-
-typedef struct {
-    char method[16];
-    char path[512];
-    char *head;          /* request line and headers, NUL-terminated */
-    unsigned char *body; /* body_len bytes (+ a NUL) */
-    size_t body_len;
-} http_req;
-
-typedef struct srv srv;
-typedef int (*srv_handler)(srv *s, int fd, const http_req *rq);
-
-struct srv {
-    int lfd, port, wake[2];
-    pthread_t acceptor;
-    pthread_t conns[MAX_CONNS];
-    int n_conns;
-    srv_handler handler;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stopping;
-    int accepts, requests, progress;
-    int heads;     /* the sink's head calls */
-    int peer_gone; /* a handler saw the client close or reset its connection */
-    http_req last; /* a copy of the last request, stored before it is answered */
-};
-
-typedef struct {
-    srv *s;
-    int fd;
-} conn_arg;
-
-static void req_free(http_req *r)
-{
-    free(r->head);
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-/* 1 readable, 0 timeout, -1 stop or error. */
-static int wait_fd(srv *s, int fd, int timeout_ms)
-{
-    struct pollfd p[2] = { { fd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
-    for (;;) {
-        int r = poll(p, 2, timeout_ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r;
-        return p[1].revents ? -1 : 1;
-    }
-}
-
-static ssize_t srv_recv(srv *s, int fd, void *buf, size_t n)
-{
-    if (wait_fd(s, fd, 30000) != 1)
-        return -1;
-    return recv(fd, buf, n, 0);
-}
-
-static int send_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int send_str(int fd, const char *s)
-{
-    return send_all(fd, s, strlen(s));
-}
-
-/* Reads one request; 0 at EOF, on error or on stop. */
-static int read_request(srv *s, int fd, http_req *rq)
-{
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    char *end = NULL;
-    memset(rq, 0, sizeof *rq);
-    for (;;) {
-        if (len + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        ssize_t r = srv_recv(s, fd, buf + len, cap - len - 1);
-        if (r <= 0) {
-            free(buf);
-            return 0;
-        }
-        len += (size_t)r;
-        buf[len] = '\0';
-        if ((end = strstr(buf, "\r\n\r\n")))
-            break;
-    }
-    size_t head_len = (size_t)(end + 4 - buf);
-    rq->head = strndup(buf, head_len);
-    if (sscanf(buf, "%15s %511s", rq->method, rq->path) != 2) {
-        free(buf);
-        req_free(rq);
-        return 0;
-    }
-    size_t cl = 0;
-    const char *h = strcasestr(rq->head, "\r\ncontent-length:");
-    if (h)
-        cl = strtoul(h + 17, NULL, 10);
-    rq->body = malloc(cl + 1);
-    size_t have = len - head_len < cl ? len - head_len : cl;
-    memcpy(rq->body, buf + head_len, have);
-    free(buf);
-    while (have < cl) {
-        ssize_t r = srv_recv(s, fd, rq->body + have, cl - have);
-        if (r <= 0) {
-            req_free(rq);
-            return 0;
-        }
-        have += (size_t)r;
-    }
-    rq->body[cl] = '\0';
-    rq->body_len = cl;
-    return 1;
-}
-
-static void *conn_main(void *arg)
-{
-    conn_arg a = *(conn_arg *)arg;
-    free(arg);
-    for (;;) {
-        http_req rq;
-        if (!read_request(a.s, a.fd, &rq))
-            break;
-        pthread_mutex_lock(&a.s->mu);
-        a.s->requests++;
-        req_free(&a.s->last);
-        a.s->last = rq;
-        a.s->last.head = strdup(rq.head);
-        a.s->last.body = malloc(rq.body_len + 1);
-        memcpy(a.s->last.body, rq.body, rq.body_len + 1);
-        pthread_mutex_unlock(&a.s->mu);
-        int keep = a.s->handler(a.s, a.fd, &rq);
-        req_free(&rq);
-        if (keep == CLOSED) {
-            a.fd = -1;
-            break;
-        }
-        if (keep == CLOSE)
-            break;
-    }
-    if (a.fd >= 0)
-        close(a.fd);
-    return NULL;
-}
-
-static void *acceptor_main(void *arg)
-{
-    srv *s = arg;
-    for (;;) {
-        struct pollfd p[2] = { { s->lfd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p[1].revents)
-            break;
-        int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        pthread_mutex_lock(&s->mu);
-        if (s->n_conns == MAX_CONNS) {
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
-            continue;
-        }
-        s->accepts++;
-        int idx = s->n_conns++;
-        pthread_mutex_unlock(&s->mu);
-        conn_arg *ca = malloc(sizeof *ca);
-        ca->s = s;
-        ca->fd = fd;
-        if (pthread_create(&s->conns[idx], NULL, conn_main, ca) != 0)
-            abort();
-    }
-    return NULL;
-}
-
-static int srv_start(srv *s, srv_handler h)
-{
-    memset(s, 0, sizeof *s);
-    s->handler = h;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    if (pipe(s->wake) != 0)
-        return -1;
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = 0;
-    socklen_t sl = sizeof sa;
-    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(s->lfd, 16) != 0 ||
-        getsockname(s->lfd, (struct sockaddr *)&sa, &sl) != 0)
-        return -1;
-    s->port = ntohs(sa.sin_port);
-    return pthread_create(&s->acceptor, NULL, acceptor_main, s) == 0 ? 0 : -1;
-}
-
-static void srv_stop(srv *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->stopping = 1;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    if (write(s->wake[1], "x", 1) != 1)
-        abort();
-    pthread_join(s->acceptor, NULL);
-    for (int i = 0; i < s->n_conns; i++)
-        pthread_join(s->conns[i], NULL);
-    close(s->lfd);
-    close(s->wake[0]);
-    close(s->wake[1]);
-    req_free(&s->last);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-}
-
-static void srv_bump(srv *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->progress++;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static int srv_get(srv *s, const int *field)
-{
-    pthread_mutex_lock(&s->mu);
-    int v = *field;
-    pthread_mutex_unlock(&s->mu);
-    return v;
-}
-
-/* Blocks until the client closes the connection (or the server stops). */
-static void wait_peer_close(srv *s, int fd)
-{
-    char b[256];
-    for (;;) {
-        if (wait_fd(s, fd, 30000) != 1)
-            return;
-        ssize_t r = recv(fd, b, sizeof b, 0);
-        if (r <= 0) {
-            pthread_mutex_lock(&s->mu);
-            s->peer_gone = 1;
-            pthread_mutex_unlock(&s->mu);
-            return;
-        }
-    }
-}
-
-/* Closes with a TCP RST instead of a FIN. */
-static int close_with_reset(int fd)
-{
-    struct linger lg = { 1, 0 };
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
-    return CLOSED;
-}
-
-static int send_chunk(int fd, const char *data)
-{
-    char hdr[32];
-    snprintf(hdr, sizeof hdr, "%lx\r\n", (unsigned long)strlen(data));
-    return send_str(fd, hdr) || send_str(fd, data) || send_str(fd, "\r\n") ? -1 : 0;
-}
-
-/* Waits until *field >= n, polling the connection so a client that closed
- * it ends the wait at once (then peer_gone is set). 1 reached, 0 otherwise. */
-static int wait_field_or_close(srv *s, int fd, const int *field, int n)
-{
-    for (int waited = 0; waited < SRV_WAIT_MS; waited += 20) {
-        if (srv_get(s, field) >= n)
-            return 1;
-        int r = wait_fd(s, fd, 20);
-        if (r < 0)
-            return 0;
-        if (r == 1) {
-            char b[64];
-            if (recv(fd, b, sizeof b, MSG_DONTWAIT) <= 0) {
-                pthread_mutex_lock(&s->mu);
-                s->peer_gone = 1;
-                pthread_mutex_unlock(&s->mu);
-                return 0;
-            }
-        }
-    }
-    return 0;
-}
+#include "testsrv.h"
 
 /* ======================================================================
  * Canned upstream answers for the relay.
@@ -381,18 +57,18 @@ static const char an_err_event[] =
 
 /* Sends the events one chunk each, each after the sink has written the
  * previous one (the sink bumps `progress` per write). */
-static int stream_events(srv *s, int fd, const char *const *ev, int n, int end_chunked)
+static int stream_events(testsrv *s, int fd, const char *const *ev, int n, int end_chunked)
 {
-    int base = srv_get(s, &s->progress);
+    int base = testsrv_get(s, &s->progress);
     for (int i = 0; i < n; i++) {
-        if (i && !wait_field_or_close(s, fd, &s->progress, base + i))
-            return CLOSE;
-        if (send_chunk(fd, ev[i]))
-            return CLOSE;
+        if (i && !testsrv_wait_field_or_close(s, fd, &s->progress, base + i))
+            return TESTSRV_CLOSE;
+        if (testsrv_send_chunk(fd, ev[i]))
+            return TESTSRV_CLOSE;
     }
     if (!end_chunked)
-        return KEEP;
-    return send_str(fd, "0\r\n\r\n") ? CLOSE : KEEP;
+        return TESTSRV_KEEP;
+    return testsrv_send_str(fd, "0\r\n\r\n") ? TESTSRV_CLOSE : TESTSRV_KEEP;
 }
 
 static int send_response(int fd, int status, const char *reason, const char *ct, const char *extra,
@@ -401,67 +77,67 @@ static int send_response(int fd, int status, const char *reason, const char *ct,
     char head[1024];
     snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sContent-Length: %lu\r\n\r\n",
              status, reason, ct, extra, (unsigned long)len);
-    return send_str(fd, head) || send_all(fd, body, len) ? CLOSE : KEEP;
+    return testsrv_send_str(fd, head) || testsrv_send_all(fd, body, len) ? TESTSRV_CLOSE : TESTSRV_KEEP;
 }
 
-static int handle(srv *s, int fd, const http_req *rq)
+static int handle(testsrv *s, int fd, const testsrv_req *rq)
 {
     const char *p = rq->path;
     if (!strcmp(p, "/oa-stream")) {
-        if (send_str(fd, SSE_HEAD))
-            return CLOSE;
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
         return stream_events(s, fd, oa_events, 4, 1);
     }
     if (!strcmp(p, "/an-stream")) {
-        if (send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         "Transfer-Encoding: chunked\r\nrequest-id: req-an\r\n"
-                         "anthropic-ratelimit-tokens-remaining: 5000\r\n\r\n"))
-            return CLOSE;
+        if (testsrv_send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                 "Transfer-Encoding: chunked\r\nrequest-id: req-an\r\n"
+                                 "anthropic-ratelimit-tokens-remaining: 5000\r\n\r\n"))
+            return TESTSRV_CLOSE;
         return stream_events(s, fd, an_events, 5, 1);
     }
     if (!strcmp(p, "/oa-nodone") || !strcmp(p, "/an-nodone")) {
         /* A cleanly ended HTTP response whose stream lacks its final event. */
-        if (send_str(fd, SSE_HEAD))
-            return CLOSE;
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
         return p[1] == 'o' ? stream_events(s, fd, oa_events, 3, 1) : stream_events(s, fd, an_events, 4, 1);
     }
     if (!strcmp(p, "/oa-own-error") || !strcmp(p, "/an-own-error")) {
         /* The upstream ends the stream with its own error event. */
         const char *ev[2] = { p[1] == 'o' ? oa_events[0] : an_events[0],
                               p[1] == 'o' ? oa_err_event : an_err_event };
-        if (send_str(fd, SSE_HEAD))
-            return CLOSE;
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
         return stream_events(s, fd, ev, 2, 1);
     }
     if (!strcmp(p, "/oa-reset")) {
-        int base = srv_get(s, &s->progress);
-        if (send_str(fd, SSE_HEAD) || stream_events(s, fd, oa_events, 2, 0) != KEEP)
-            return CLOSE;
+        int base = testsrv_get(s, &s->progress);
+        if (testsrv_send_str(fd, SSE_HEAD) || stream_events(s, fd, oa_events, 2, 0) != TESTSRV_KEEP)
+            return TESTSRV_CLOSE;
         /* Once both events were written to the client: the reset. */
-        wait_field_or_close(s, fd, &s->progress, base + 2);
-        return close_with_reset(fd);
+        testsrv_wait_field_or_close(s, fd, &s->progress, base + 2);
+        return testsrv_close_with_reset(fd);
     }
     if (!strcmp(p, "/oa-partial-end")) {
         /* One whole event, then half of the next, then a clean end of the
          * HTTP response: the stream was cut inside an event. */
         static const char *const ev[2] = { "data: {\"id\":\"c1\",\"n\":1}\n\n", "data: {\"id\":\"c1\",\"n\":2" };
-        if (send_str(fd, SSE_HEAD))
-            return CLOSE;
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
         return stream_events(s, fd, ev, 2, 1);
     }
     if (!strcmp(p, "/oa-huge-event")) {
         /* A single event line that never ends: 5 MiB, past the 4 MiB limit. */
-        if (send_str(fd, SSE_HEAD) || send_chunk(fd, "data: "))
-            return CLOSE;
+        if (testsrv_send_str(fd, SSE_HEAD) || testsrv_send_chunk(fd, "data: "))
+            return TESTSRV_CLOSE;
         char *blk = malloc(65536 + 1);
         memset(blk, 'x', 65536);
         blk[65536] = '\0';
         for (int i = 0; i < 80; i++)
-            if (send_chunk(fd, blk))
+            if (testsrv_send_chunk(fd, blk))
                 break;
         free(blk);
-        wait_peer_close(s, fd);
-        return CLOSE;
+        testsrv_wait_peer_close(s, fd);
+        return TESTSRV_CLOSE;
     }
     if (!strcmp(p, "/evil-header")) {
         /* A bare CR inside a header line, after an allowed name prefix. */
@@ -469,20 +145,18 @@ static int handle(srv *s, int fd, const http_req *rq)
                              "x-ratelimit-a\rSet-Cookie: evil=1\r\nx-request-id: ok\r\n", "{}", 2);
     }
     if (!strcmp(p, "/endless")) {
-        if (send_str(fd, SSE_HEAD))
-            return CLOSE;
-        int base = srv_get(s, &s->progress);
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
+        int base = testsrv_get(s, &s->progress);
         for (int i = 0; i < 1000; i++) {
-            if (i && !wait_field_or_close(s, fd, &s->progress, base + i))
-                return CLOSE;
-            if (send_chunk(fd, oa_events[0])) {
-                pthread_mutex_lock(&s->mu);
-                s->peer_gone = 1;
-                pthread_mutex_unlock(&s->mu);
-                return CLOSE;
+            if (i && !testsrv_wait_field_or_close(s, fd, &s->progress, base + i))
+                return TESTSRV_CLOSE;
+            if (testsrv_send_chunk(fd, oa_events[0])) {
+                testsrv_set_peer_gone(s);
+                return TESTSRV_CLOSE;
             }
         }
-        return CLOSE;
+        return TESTSRV_CLOSE;
     }
     if (!strcmp(p, "/json"))
         return send_response(fd, 200, "OK", "application/json", "x-request-id: r2\r\nServer: up\r\n",
@@ -505,28 +179,28 @@ static int handle(srv *s, int fd, const http_req *rq)
         return send_response(fd, 500, "Internal Server Error", "application/json", "",
                              "{\"detail\":\"no\"}", 15);
     if (!strcmp(p, "/hang")) {
-        wait_peer_close(s, fd);
-        return CLOSE;
+        testsrv_wait_peer_close(s, fd);
+        return TESTSRV_CLOSE;
     }
     if (!strncmp(p, "/late-", 6)) {
         /* Silent until the client got its head (the sink bumps `heads`), then
          * answers: /late-500, /late-sse, /late-json, /late-ping (waits for a
          * ping to be written too, then streams). */
         int need_writes = !strcmp(p, "/late-ping") ? 2 : 0;
-        if (!wait_field_or_close(s, fd, &s->heads, 1) ||
-            !wait_field_or_close(s, fd, &s->progress, need_writes))
-            return CLOSE;
+        if (!testsrv_wait_field_or_close(s, fd, &s->heads, 1) ||
+            !testsrv_wait_field_or_close(s, fd, &s->progress, need_writes))
+            return TESTSRV_CLOSE;
         if (!strcmp(p, "/late-500"))
             return send_response(fd, 500, "Internal Server Error", "text/html", "", "<html>down</html>",
                                  17);
         if (!strcmp(p, "/late-json"))
             return send_response(fd, 200, "OK", "application/json", "", json_body, strlen(json_body));
-        if (send_str(fd, SSE_HEAD))
-            return CLOSE;
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
         return stream_events(s, fd, oa_events, 4, 1);
     }
-    send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-    return KEEP;
+    testsrv_send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    return TESTSRV_KEEP;
 }
 
 /* ======================================================================
@@ -534,7 +208,7 @@ static int handle(srv *s, int fd, const http_req *rq)
  * ====================================================================== */
 
 typedef struct {
-    srv *s;
+    testsrv *s;
     int heads, status;
     char ct[128];
     agw_buf head_lines;
@@ -554,10 +228,7 @@ static agw_err sink_head(void *ud, int status, const char *ct, agw_str headers)
     agw_buf_reset(&k->head_lines);
     if (agw_buf_append_str(&k->head_lines, headers))
         return AGW_ETOOBIG;
-    pthread_mutex_lock(&k->s->mu);
-    k->s->heads++;
-    pthread_cond_broadcast(&k->s->cv);
-    pthread_mutex_unlock(&k->s->mu);
+    testsrv_bump_heads(k->s);
     return k->departed ? AGW_EPEER : AGW_OK;
 }
 
@@ -576,7 +247,7 @@ static agw_err sink_write(void *ud, const char *p, size_t n)
     if (agw_buf_append(&k->out, p, n))
         return AGW_ETOOBIG;
     k->writes++;
-    srv_bump(k->s);
+    testsrv_bump(k->s);
     return AGW_OK;
 }
 
@@ -599,7 +270,7 @@ static int sink_gone(void *ud)
  * ====================================================================== */
 
 typedef struct {
-    srv s;
+    testsrv s;
     agw_upstream *u;
     sink_rec k;
     agw_client_sink sink;
@@ -611,7 +282,7 @@ typedef struct {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    if (!f || srv_start(&f->s, handle) != 0)
+    if (!f || testsrv_start(&f->s, handle) != 0)
         return -1;
     f->u = agw_upstream_new();
     f->k.s = &f->s;
@@ -633,7 +304,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     agw_upstream_free(f->u);
-    srv_stop(&f->s);
+    testsrv_stop(&f->s);
     agw_buf_free(&f->k.head_lines);
     agw_buf_free(&f->k.out);
     free(f);
@@ -1045,9 +716,9 @@ static void test_client_gone_mid_stream(void **state)
     free(want);
     /* The upstream transfer was stopped: the server sees its connection close
      * instead of being asked for the next 996 events. */
-    for (int i = 0; i < 250 && !srv_get(&f->s, &f->s.peer_gone); i++)
+    for (int i = 0; i < 250 && !testsrv_get(&f->s, &f->s.peer_gone); i++)
         usleep(20 * 1000);
-    assert_int_equal(srv_get(&f->s, &f->s.peer_gone), 1);
+    assert_int_equal(testsrv_get(&f->s, &f->s.peer_gone), 1);
 }
 
 static void test_client_gone_while_upstream_silent(void **state)

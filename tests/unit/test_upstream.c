@@ -6,333 +6,18 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
 
 #include "upstream.h"
-
-/* ======================================================================
- * The in-test HTTP server: an acceptor thread and one thread per
- * connection, each serving requests in order (keep-alive) through a
- * handler. Every blocking wait also watches a wake pipe, so stopping never
- * hangs. `progress` is a counter the test's callbacks bump, so a handler can
- * move in lockstep with what the client has seen instead of sleeping.
- * ====================================================================== */
-
-#define MAX_CONNS 32
-#define SRV_WAIT_MS 10000
-
-enum { KEEP = 1, CLOSE = 0, CLOSED = -1 };
-
-typedef struct {
-    char method[16];
-    char path[512];
-    char *head;          /* request line and headers, NUL-terminated */
-    unsigned char *body; /* body_len bytes (+ a NUL) */
-    size_t body_len;
-} http_req;
-
-typedef struct srv srv;
-typedef int (*srv_handler)(srv *s, int fd, const http_req *rq);
-
-struct srv {
-    int lfd, port, wake[2];
-    pthread_t acceptor;
-    pthread_t conns[MAX_CONNS];
-    int n_conns;
-    srv_handler handler;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int stopping;
-    int accepts, requests, progress;
-    int peer_gone; /* a handler saw the client close or reset its connection */
-    http_req last; /* a copy of the last request, stored before it is answered */
-};
-
-typedef struct {
-    srv *s;
-    int fd;
-} conn_arg;
-
-static void req_free(http_req *r)
-{
-    free(r->head);
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-/* 1 readable, 0 timeout, -1 stop or error. */
-static int wait_fd(srv *s, int fd, int timeout_ms)
-{
-    struct pollfd p[2] = { { fd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
-    for (;;) {
-        int r = poll(p, 2, timeout_ms);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return r;
-        return p[1].revents ? -1 : 1;
-    }
-}
-
-static ssize_t srv_recv(srv *s, int fd, void *buf, size_t n)
-{
-    if (wait_fd(s, fd, 30000) != 1)
-        return -1;
-    return recv(fd, buf, n, 0);
-}
-
-static int send_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n) {
-        ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int send_str(int fd, const char *s)
-{
-    return send_all(fd, s, strlen(s));
-}
-
-/* Reads one request; 0 at EOF, on error or on stop. */
-static int read_request(srv *s, int fd, http_req *rq)
-{
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    char *end = NULL;
-    memset(rq, 0, sizeof *rq);
-    for (;;) {
-        if (len + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-        ssize_t r = srv_recv(s, fd, buf + len, cap - len - 1);
-        if (r <= 0) {
-            free(buf);
-            return 0;
-        }
-        len += (size_t)r;
-        buf[len] = '\0';
-        if ((end = strstr(buf, "\r\n\r\n")))
-            break;
-    }
-    size_t head_len = (size_t)(end + 4 - buf);
-    rq->head = strndup(buf, head_len);
-    if (sscanf(buf, "%15s %511s", rq->method, rq->path) != 2) {
-        free(buf);
-        req_free(rq);
-        return 0;
-    }
-    size_t cl = 0;
-    const char *h = strcasestr(rq->head, "\r\ncontent-length:");
-    if (h)
-        cl = strtoul(h + 17, NULL, 10);
-    rq->body = malloc(cl + 1);
-    size_t have = len - head_len < cl ? len - head_len : cl;
-    memcpy(rq->body, buf + head_len, have);
-    free(buf);
-    while (have < cl) {
-        ssize_t r = srv_recv(s, fd, rq->body + have, cl - have);
-        if (r <= 0) {
-            req_free(rq);
-            return 0;
-        }
-        have += (size_t)r;
-    }
-    rq->body[cl] = '\0';
-    rq->body_len = cl;
-    return 1;
-}
-
-static void *conn_main(void *arg)
-{
-    conn_arg a = *(conn_arg *)arg;
-    free(arg);
-    for (;;) {
-        http_req rq;
-        if (!read_request(a.s, a.fd, &rq))
-            break;
-        pthread_mutex_lock(&a.s->mu);
-        a.s->requests++;
-        req_free(&a.s->last);
-        a.s->last = rq;
-        a.s->last.head = strdup(rq.head);
-        a.s->last.body = malloc(rq.body_len + 1);
-        memcpy(a.s->last.body, rq.body, rq.body_len + 1);
-        pthread_mutex_unlock(&a.s->mu);
-        int keep = a.s->handler(a.s, a.fd, &rq);
-        req_free(&rq);
-        if (keep == CLOSED) {
-            a.fd = -1;
-            break;
-        }
-        if (keep == CLOSE)
-            break;
-    }
-    if (a.fd >= 0)
-        close(a.fd);
-    return NULL;
-}
-
-static void *acceptor_main(void *arg)
-{
-    srv *s = arg;
-    for (;;) {
-        struct pollfd p[2] = { { s->lfd, POLLIN, 0 }, { s->wake[0], POLLIN, 0 } };
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p[1].revents)
-            break;
-        int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        pthread_mutex_lock(&s->mu);
-        if (s->n_conns == MAX_CONNS) {
-            pthread_mutex_unlock(&s->mu);
-            close(fd);
-            continue;
-        }
-        s->accepts++;
-        int idx = s->n_conns++;
-        pthread_mutex_unlock(&s->mu);
-        conn_arg *ca = malloc(sizeof *ca);
-        ca->s = s;
-        ca->fd = fd;
-        if (pthread_create(&s->conns[idx], NULL, conn_main, ca) != 0)
-            abort();
-    }
-    return NULL;
-}
-
-static int srv_start(srv *s, srv_handler h)
-{
-    memset(s, 0, sizeof *s);
-    s->handler = h;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    if (pipe(s->wake) != 0)
-        return -1;
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = 0;
-    socklen_t sl = sizeof sa;
-    if (s->lfd < 0 || bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(s->lfd, 16) != 0 ||
-        getsockname(s->lfd, (struct sockaddr *)&sa, &sl) != 0)
-        return -1;
-    s->port = ntohs(sa.sin_port);
-    return pthread_create(&s->acceptor, NULL, acceptor_main, s) == 0 ? 0 : -1;
-}
-
-static void srv_stop(srv *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->stopping = 1;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    if (write(s->wake[1], "x", 1) != 1)
-        abort();
-    pthread_join(s->acceptor, NULL);
-    for (int i = 0; i < s->n_conns; i++)
-        pthread_join(s->conns[i], NULL);
-    close(s->lfd);
-    close(s->wake[0]);
-    close(s->wake[1]);
-    req_free(&s->last);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-}
-
-static void srv_bump(srv *s)
-{
-    pthread_mutex_lock(&s->mu);
-    s->progress++;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-}
-
-/* Waits until progress >= n (the client saw that much); 0 on timeout/stop. */
-static int srv_wait_progress(srv *s, int n)
-{
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += SRV_WAIT_MS / 1000;
-    pthread_mutex_lock(&s->mu);
-    int rc = 0;
-    while (s->progress < n && !s->stopping && rc == 0)
-        rc = pthread_cond_timedwait(&s->cv, &s->mu, &dl);
-    int ok = s->progress >= n;
-    pthread_mutex_unlock(&s->mu);
-    return ok;
-}
-
-static int srv_get(srv *s, const int *field)
-{
-    pthread_mutex_lock(&s->mu);
-    int v = *field;
-    pthread_mutex_unlock(&s->mu);
-    return v;
-}
-
-/* Blocks until the client closes the connection (or the server stops). */
-static void wait_peer_close(srv *s, int fd)
-{
-    char b[256];
-    for (;;) {
-        if (wait_fd(s, fd, 30000) != 1)
-            return;
-        ssize_t r = recv(fd, b, sizeof b, 0);
-        if (r <= 0) {
-            pthread_mutex_lock(&s->mu);
-            s->peer_gone = 1;
-            pthread_mutex_unlock(&s->mu);
-            return;
-        }
-    }
-}
-
-/* Closes with a TCP RST instead of a FIN. */
-static int close_with_reset(int fd)
-{
-    struct linger lg = { 1, 0 };
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
-    return CLOSED;
-}
-
-static int send_chunk(int fd, const char *data)
-{
-    char hdr[32];
-    snprintf(hdr, sizeof hdr, "%lx\r\n", (unsigned long)strlen(data));
-    return send_str(fd, hdr) || send_str(fd, data) || send_str(fd, "\r\n") ? -1 : 0;
-}
+#include "testsrv.h"
 
 /* ======================================================================
  * Canned responses for this file.
@@ -350,7 +35,7 @@ static const char *const sse_events[] = {
 #define BIG_HEADER_LEN 8000
 #define MANY_HEADERS 70
 
-static int handle(srv *s, int fd, const http_req *rq)
+static int handle(testsrv *s, int fd, const testsrv_req *rq)
 {
     char buf[1024];
     const char *p = rq->path;
@@ -359,33 +44,31 @@ static int handle(srv *s, int fd, const http_req *rq)
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Custom:   hello world  \r\n"
                  "x-request-id: req-123\r\nContent-Length: %lu\r\n\r\n%s",
                  (unsigned long)strlen(ok_body), ok_body);
-        return send_str(fd, buf) ? CLOSE : KEEP;
+        return testsrv_send_str(fd, buf) ? TESTSRV_CLOSE : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/close")) {
         snprintf(buf, sizeof buf,
                  "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %lu\r\n\r\n%s",
                  (unsigned long)strlen(ok_body), ok_body);
-        send_str(fd, buf);
-        return CLOSE;
+        testsrv_send_str(fd, buf);
+        return TESTSRV_CLOSE;
     }
     if (!strcmp(p, "/sse")) {
         /* One chunk per event, each sent only after the client has seen the
          * previous one: several deliveries, without sleeping. */
-        if (send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         "Transfer-Encoding: chunked\r\n\r\n"))
-            return CLOSE;
-        int base = srv_get(s, &s->progress);
+        if (testsrv_send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n"))
+            return TESTSRV_CLOSE;
+        int base = testsrv_get(s, &s->progress);
         for (int i = 0; i < 3; i++) {
-            if (i && !srv_wait_progress(s, base + i))
+            if (i && !testsrv_wait_progress(s, base + i))
                 break;
-            if (send_chunk(fd, sse_events[i])) {
-                pthread_mutex_lock(&s->mu);
-                s->peer_gone = 1;
-                pthread_mutex_unlock(&s->mu);
-                return CLOSE;
+            if (testsrv_send_chunk(fd, sse_events[i])) {
+                testsrv_set_peer_gone(s);
+                return TESTSRV_CLOSE;
             }
         }
-        return send_str(fd, "0\r\n\r\n") ? CLOSE : KEEP;
+        return testsrv_send_str(fd, "0\r\n\r\n") ? TESTSRV_CLOSE : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/429")) {
         snprintf(buf, sizeof buf,
@@ -393,49 +76,55 @@ static int handle(srv *s, int fd, const http_req *rq)
                  "X-RateLimit-Remaining-Requests: 0\r\nContent-Type: application/json\r\n"
                  "Content-Length: %lu\r\n\r\n%s",
                  (unsigned long)strlen(rl_body), rl_body);
-        return send_str(fd, buf) ? CLOSE : KEEP;
+        return testsrv_send_str(fd, buf) ? TESTSRV_CLOSE : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/teapot")) {
-        return send_str(fd, "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n") ? CLOSE : KEEP;
+        return testsrv_send_str(fd, "HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n")
+                   ? TESTSRV_CLOSE
+                   : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/reset")) {
         /* Promise 1000 bytes, send 100, wait until the client has them, reset. */
         char body[100];
         memset(body, 'r', sizeof body);
-        int base = srv_get(s, &s->progress);
-        if (send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                         "Content-Length: 1000\r\n\r\n") ||
-            send_all(fd, body, sizeof body))
-            return CLOSE;
-        srv_wait_progress(s, base + 1);
-        return close_with_reset(fd);
+        int base = testsrv_get(s, &s->progress);
+        if (testsrv_send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                                 "Content-Length: 1000\r\n\r\n") ||
+            testsrv_send_all(fd, body, sizeof body))
+            return TESTSRV_CLOSE;
+        testsrv_wait_progress(s, base + 1);
+        return testsrv_close_with_reset(fd);
     }
     if (!strcmp(p, "/hang")) {
-        wait_peer_close(s, fd);
-        return CLOSE;
+        testsrv_wait_peer_close(s, fd);
+        return TESTSRV_CLOSE;
     }
     if (!strcmp(p, "/badchunk")) {
-        send_str(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nhello\r\n0\r\n\r\n");
-        wait_peer_close(s, fd);
-        return CLOSE;
+        testsrv_send_str(fd,
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nhello\r\n0\r\n\r\n");
+        testsrv_wait_peer_close(s, fd);
+        return TESTSRV_CLOSE;
     }
     if (!strcmp(p, "/interim")) {
-        return send_str(fd, "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
-                            "HTTP/1.1 201 Created\r\nX-Final: 2\r\nContent-Length: 2\r\n\r\nok")
-                   ? CLOSE
-                   : KEEP;
+        return testsrv_send_str(fd, "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n"
+                                    "HTTP/1.1 201 Created\r\nX-Final: 2\r\nContent-Length: 2\r\n\r\nok")
+                   ? TESTSRV_CLOSE
+                   : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/204")) {
-        return send_str(fd, "HTTP/1.1 204 No Content\r\nX-Empty: yes\r\n\r\n") ? CLOSE : KEEP;
+        return testsrv_send_str(fd, "HTTP/1.1 204 No Content\r\nX-Empty: yes\r\n\r\n")
+                   ? TESTSRV_CLOSE
+                   : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/redirect")) {
-        return send_str(fd, "HTTP/1.1 302 Found\r\nLocation: /ok\r\nContent-Length: 0\r\n\r\n") ? CLOSE
-                                                                                                 : KEEP;
+        return testsrv_send_str(fd, "HTTP/1.1 302 Found\r\nLocation: /ok\r\nContent-Length: 0\r\n\r\n")
+                   ? TESTSRV_CLOSE
+                   : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/http10")) {
         /* No length: the body ends when the connection closes. */
-        send_str(fd, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close");
-        return CLOSE;
+        testsrv_send_str(fd, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-close");
+        return TESTSRV_CLOSE;
     }
     if (!strcmp(p, "/gzip")) {
         /* gzip of {"ok":true,"text":"gzip works"} (made with mtime 0). */
@@ -447,7 +136,9 @@ static int handle(srv *s, int fd, const http_req *rq)
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
                  "Content-Length: %lu\r\n\r\n",
                  (unsigned long)(sizeof gz - 1));
-        return send_str(fd, buf) || send_all(fd, gz, sizeof gz - 1) ? CLOSE : KEEP;
+        return testsrv_send_str(fd, buf) || testsrv_send_all(fd, gz, sizeof gz - 1)
+                   ? TESTSRV_CLOSE
+                   : TESTSRV_KEEP;
     }
     if (!strcmp(p, "/many")) {
         agw_buf b = AGW_BUF_INIT(1u << 20);
@@ -455,7 +146,7 @@ static int handle(srv *s, int fd, const http_req *rq)
         for (int i = 0; i < MANY_HEADERS; i++)
             e |= agw_buf_appendf(&b, "X-H%d: v%d\r\n", i, i);
         e |= agw_buf_appendf(&b, "Content-Length: 2\r\n\r\nok");
-        int rc = e || send_all(fd, b.data, b.len) ? CLOSE : KEEP;
+        int rc = e || testsrv_send_all(fd, b.data, b.len) ? TESTSRV_CLOSE : TESTSRV_KEEP;
         agw_buf_free(&b);
         return rc;
     }
@@ -471,12 +162,12 @@ static int handle(srv *s, int fd, const http_req *rq)
         }
         free(v);
         e |= agw_buf_appendf(&b, "X-Late: yes\r\nContent-Length: 2\r\n\r\nok");
-        int rc = e || send_all(fd, b.data, b.len) ? CLOSE : KEEP;
+        int rc = e || testsrv_send_all(fd, b.data, b.len) ? TESTSRV_CLOSE : TESTSRV_KEEP;
         agw_buf_free(&b);
         return rc;
     }
-    send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-    return KEEP;
+    testsrv_send_str(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    return TESTSRV_KEEP;
 }
 
 /* ======================================================================
@@ -488,7 +179,7 @@ typedef struct collect collect;
 #define MAX_COLLECT 8
 
 typedef struct {
-    srv s;
+    testsrv s;
     agw_upstream *u;
     collect *cols[MAX_COLLECT]; /* freed by teardown, so failing tests leak nothing */
     int n_cols;
@@ -509,7 +200,7 @@ struct collect {
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    if (!f || srv_start(&f->s, handle) != 0)
+    if (!f || testsrv_start(&f->s, handle) != 0)
         return -1;
     f->u = agw_upstream_new();
     *state = f;
@@ -526,7 +217,7 @@ static int teardown(void **state)
     /* Freeing the handle closes its cached connections, so the server's
      * connection threads see EOF before the server stops. */
     agw_upstream_free(f->u);
-    srv_stop(&f->s);
+    testsrv_stop(&f->s);
     free(f);
     return 0;
 }
@@ -542,7 +233,7 @@ static int on_data(void *ud, const char *p, size_t n)
     }
     if (agw_buf_append(&c->body, p, n) != AGW_OK)
         return 1;
-    srv_bump(&c->f->s);
+    testsrv_bump(&c->f->s);
     return c->stop_after_calls && c->calls >= c->stop_after_calls;
 }
 
@@ -835,8 +526,8 @@ static void test_keepalive_reuse(void **state)
         assert_int_equal(res.outcome, AGW_UPSTREAM_DONE);
     }
     /* Three requests, one TCP connection. */
-    assert_int_equal(srv_get(&f->s, &f->s.requests), 3);
-    assert_int_equal(srv_get(&f->s, &f->s.accepts), 1);
+    assert_int_equal(testsrv_get(&f->s, &f->s.requests), 3);
+    assert_int_equal(testsrv_get(&f->s, &f->s.accepts), 1);
 }
 
 static void test_connection_close_not_reused(void **state)
@@ -851,7 +542,7 @@ static void test_connection_close_not_reused(void **state)
     c = new_collect(f);
     perform(f, "/ok", NO_BODY, NULL, 5000, c, &res);
     assert_int_equal(res.outcome, AGW_UPSTREAM_DONE);
-    assert_int_equal(srv_get(&f->s, &f->s.accepts), 2);
+    assert_int_equal(testsrv_get(&f->s, &f->s.accepts), 2);
 }
 
 static void test_post_body_exact(void **state)
@@ -940,7 +631,7 @@ static void test_redirect_not_followed(void **state)
     assert_int_equal(res.outcome, AGW_UPSTREAM_DONE);
     assert_int_equal(res.status, 302);
     assert_view(agw_upstream_header(f->u, AGW_STR_LIT("location")), "/ok");
-    assert_int_equal(srv_get(&f->s, &f->s.requests), 1);
+    assert_int_equal(testsrv_get(&f->s, &f->s.requests), 1);
 }
 
 static void test_http10_until_close(void **state)
