@@ -1575,6 +1575,14 @@ static agw_err sd_tool_calls(sdec *c, agw_str calls)
     return AGW_OK;
 }
 
+static int sd_has_tool_calls(const agw_openai_stream_decoder *d)
+{
+    for (size_t i = 0; i < sizeof d->tool_blocks / sizeof d->tool_blocks[0]; i++)
+        if (d->tool_blocks[i] >= 0)
+            return 1;
+    return 0;
+}
+
 static agw_ir_stop stop_from_finish(agw_str tok)
 {
     if (agw_json_string_eq(tok, AGW_STR_LIT("length")))
@@ -1619,6 +1627,11 @@ static agw_err sd_choice(sdec *c, agw_str choice)
         /* A refusal outranks the "stop" that usually follows it. */
         if (d->stop != AGW_IR_STOP_REFUSAL)
             d->stop = stop_from_finish(v[2]);
+        /* With a named tool_choice OpenAI ends a tool call with "stop"; for
+         * Anthropic clients an answer holding tool calls ends in tool_use,
+         * which agent loops check before running the tools. */
+        if (d->stop == AGW_IR_STOP_END_TURN && sd_has_tool_calls(d))
+            d->stop = AGW_IR_STOP_TOOL_USE;
         d->have_stop = 1;
         TRY(sd_close(c));
     }
@@ -1916,6 +1929,7 @@ agw_err agw_openai_encode_stream_event(agw_openai_stream_encoder *e, const agw_i
         }
         if (ev->index >= OAI_MAX_ENC_BLOCKS)
             return AGW_EINVAL;
+        e->tool_args_sent[ev->index] = 0;
         return enc_tool_start(e, ev, out);
     case AGW_IR_EV_BLOCK_DELTA:
         if (ev->delta.len == 0 || ev->delta_kind == AGW_IR_DELTA_SIGNATURE)
@@ -1927,11 +1941,20 @@ agw_err agw_openai_encode_stream_event(agw_openai_stream_encoder *e, const agw_i
         case AGW_IR_DELTA_JSON:
             if (ev->index < 0 || ev->index >= OAI_MAX_ENC_BLOCKS || e->tool_index[ev->index] < 0)
                 return AGW_EINVAL;
+            e->tool_args_sent[ev->index] = 1;
             return enc_tool_delta(e, e->tool_index[ev->index], ev->delta, out);
         case AGW_IR_DELTA_SIGNATURE: return AGW_OK;
         }
         return AGW_EINVAL;
     case AGW_IR_EV_BLOCK_STOP:
+        /* A call without input streams only "" from Anthropic; the client
+         * must still be able to parse the arguments it assembled. */
+        if (ev->index >= 0 && ev->index < OAI_MAX_ENC_BLOCKS && e->tool_index[ev->index] >= 0 &&
+            !e->tool_args_sent[ev->index]) {
+            e->tool_args_sent[ev->index] = 1;
+            return enc_tool_delta(e, e->tool_index[ev->index], AGW_STR_LIT("{}"), out);
+        }
+        return AGW_OK;
     case AGW_IR_EV_PING:
         return AGW_OK;
     case AGW_IR_EV_MESSAGE_DELTA:

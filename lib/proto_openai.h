@@ -100,6 +100,7 @@ typedef struct {
     int role_sent;
     int n_tool_calls;
     int tool_index[256];   /* IR block index -> OpenAI tool call index, -1 none */
+    unsigned char tool_args_sent[256]; /* IR block index: a non-empty arguments piece went out */
     agw_ir_usage usage;
     agw_ir_stop stop;
     int done;
