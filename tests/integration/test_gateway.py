@@ -355,6 +355,25 @@ def converted_errors_keep_status_and_shape(ctx):
 
 
 @test()
+def converted_streams_survive_utf8_splits_and_crlf(ctx):
+    want = "".join(("" if i == 0 else " ") + "Grüße€%d" % i for i in range(3))
+    for extra in (dict(split=1), dict(split=1, crlf=1)):
+        _, _, lines = ctx.gw.stream("/v1/chat/completions",
+                                    chat(directive(**extra), stream=True,
+                                         model="claude-sonnet-4-20250514"))
+        events = sse_events(lines)
+        eq(events[-1], (None, "[DONE]"), "clean end for %r" % extra)
+        text = "".join(json.loads(d)["choices"][0]["delta"].get("content") or ""
+                       for _, d in events[:-1] if json.loads(d)["choices"])
+        eq(text, want, "assembled text for %r" % extra)
+        _, _, lines = ctx.gw.stream("/v1/messages",
+                                    messages(directive(**extra), stream=True, model="gpt-4o-mini"))
+        text = "".join(json.loads(d)["delta"].get("text", "") for n, d in sse_events(lines)
+                       if n == "content_block_delta")
+        eq(text, want, "assembled text, Anthropic client, for %r" % extra)
+
+
+@test()
 def count_tokens_forwarded_or_estimated(ctx):
     s, h, data = ctx.gw.call("POST", "/v1/messages/count_tokens",
                              body={"model": "claude-sonnet-4-20250514",
