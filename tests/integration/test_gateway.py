@@ -578,7 +578,8 @@ def version_and_check_config(ctx):
     out = subprocess.run([FCGI_BIN, "--check-config", "-c", ctx.gw.config],
                          capture_output=True, text=True)
     eq(out.returncode, 0, "good config: " + out.stderr)
-    out = subprocess.run([FCGI_BIN], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    out = subprocess.run([FCGI_BIN, "-c", ctx.gw.config], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
     eq(out.returncode, 2, "refuses to run without a listening socket")
 
 

@@ -23,7 +23,10 @@ from harness import (ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, SRCDIR, BUILDDIR, Ga
 SDK_DIR = os.path.join(SRCDIR, "tests", "sdk")
 SANITIZER_MARKS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "fatal at",
                    "died to often")
-MIN_NODE = 20  # what the pinned openai and @anthropic-ai/sdk versions support
+# The pinned SDKs name Node 20 as their supported floor and run on Node 20 in
+# CI; Debian 12's own nodejs is 18, on which the whole suite was verified to
+# pass too, so a fresh Debian machine runs it rather than bailing out.
+MIN_NODE = 18
 NODE_TIMEOUT = int(os.environ.get("ANTIGW_SDK_TIMEOUT", "600"))
 
 
