@@ -1,12 +1,15 @@
 #!/bin/sh
-# Starts and stops a pool of antigw-fcgi processes: spawn-fcgi opens the
-# socket and hands it to multiwatch, which keeps ANTIGW_PROCESSES children
-# alive. Used by quickstart.sh and the integration tests.
+# Starts and stops a pool of antigw-fcgi (or antigw-admin) processes:
+# spawn-fcgi opens the socket and hands it to multiwatch, which keeps
+# ANTIGW_PROCESSES children alive. Used by quickstart.sh and the integration
+# tests.
 #
 #   pool.sh start|stop|status
 # Environment:
 #   ANTIGW_VAR        state directory (required): run/fcgi.sock, run/pool.pid, log/fcgi.log
-#   ANTIGW_BIN        the antigw-fcgi binary (required)
+#   ANTIGW_POOL_NAME  "fcgi" (default) or another name, e.g. "admin": then the
+#                     socket, pid file and log are run/NAME.sock, run/NAME.pid, log/NAME.log
+#   ANTIGW_BIN        the antigw-fcgi (or antigw-admin) binary (required)
 #   ANTIGW_CONFIG     configuration file (passed to every process)
 #   ANTIGW_PROCESSES  processes in the pool (default 2)
 #   ANTIGW_THREADS    threads per process (default: server.threads from the config)
@@ -16,9 +19,10 @@ set -eu
 
 : "${ANTIGW_VAR:?ANTIGW_VAR must name the state directory}"
 run=$ANTIGW_VAR/run
-sock=${ANTIGW_SOCKET:-$run/fcgi.sock}
-pidfile=$run/pool.pid
-log=$ANTIGW_VAR/log/fcgi.log
+name=${ANTIGW_POOL_NAME:-fcgi}
+sock=${ANTIGW_SOCKET:-$run/$name.sock}
+if [ "$name" = fcgi ]; then pidfile=$run/pool.pid; else pidfile=$run/$name.pid; fi
+log=$ANTIGW_VAR/log/$name.log
 
 running() {
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
@@ -27,7 +31,7 @@ running() {
 start() {
     : "${ANTIGW_BIN:?ANTIGW_BIN must name the antigw-fcgi binary}"
     if running; then
-        echo "pool already running (pid $(cat "$pidfile"))"
+        echo "$name pool already running (pid $(cat "$pidfile"))"
         return 0
     fi
     mkdir -p "$run" "$ANTIGW_VAR/log"
@@ -44,7 +48,7 @@ start() {
     while [ ! -S "$sock" ]; do
         i=$((i + 1))
         if [ $i -gt 100 ] || ! running; then
-            echo "pool did not start; see $log" >&2
+            echo "$name pool did not start; see $log" >&2
             tail -5 "$log" >&2 || true
             return 1
         fi
@@ -66,7 +70,7 @@ stop() {
     while kill -0 "$pid" 2>/dev/null; do
         i=$((i + 1))
         if [ $i -gt "$wait_max" ]; then
-            echo "pool still running after ${ANTIGW_STOP_WAIT:-30}s: killing it" >&2
+            echo "$name pool still running after ${ANTIGW_STOP_WAIT:-30}s: killing it" >&2
             pkill -KILL -P "$pid" 2>/dev/null || true
             kill -KILL "$pid" 2>/dev/null || true
             break
@@ -81,9 +85,9 @@ start) start ;;
 stop) stop ;;
 status)
     if running; then
-        echo "pool running (pid $(cat "$pidfile"), socket $sock)"
+        echo "$name pool running (pid $(cat "$pidfile"), socket $sock)"
     else
-        echo "pool stopped"
+        echo "$name pool stopped"
         exit 1
     fi
     ;;

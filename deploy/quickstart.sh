@@ -9,11 +9,15 @@
 # Environment:
 #   ANTIGW_PORT         port for lighttpd (default 8080), on 127.0.0.1
 #   ANTIGW_API_KEY      the client key (default: generated once, kept in var/client-key)
+#   ANTIGW_ADMIN_KEY    the admin API key (default: generated once, printed once, kept in
+#                       var/admin-key)
+#   ANTIGW_TENANT=1     tenant mode: clients use per-team keys made through /admin/keys
 #   OPENAI_API_KEY      declares an OpenAI provider; OPENAI_BASE_URL overrides its URL
 #   ANTHROPIC_API_KEY   declares an Anthropic provider; ANTHROPIC_BASE_URL likewise
 #   ANTIGW_PROCESSES    processes in the pool (default 2); ANTIGW_THREADS per process
 #
-# State lives in var/ inside the checkout: antigw.cfg, antigw.db, sockets, logs.
+# State lives in var/ inside the checkout: antigw.cfg, antigw.db, the secrets key
+# (secret.key, mode 0600), sockets, logs.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +34,9 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 RUN_PKGS="build-essential autoconf automake libtool pkg-config libfcgi-dev libcurl4-openssl-dev
 libcjson-dev libsqlite3-dev libssl-dev libconfig-dev lighttpd spawn-fcgi multiwatch curl
 ca-certificates sqlite3"
-TEST_PKGS="libcmocka-dev python3 clang"
+# libclang-rt-dev carries libFuzzer and the sanitizer runtimes clang links;
+# clang only recommends it, and recommends are not installed here.
+TEST_PKGS="libcmocka-dev python3 clang libclang-rt-dev"
 
 install_packages() {
     local missing=() p
@@ -81,6 +87,36 @@ client_key() {
     tr -d '\n' < "$var/client-key"
 }
 
+# The admin key: ANTIGW_ADMIN_KEY, else one generated on the first start and
+# kept in var/admin-key (mode 0600). ADMIN_KEY_NEW=1 when it was just made, so
+# it is printed once.
+ADMIN_KEY_NEW=0
+admin_key() {
+    if [ -n "${ANTIGW_ADMIN_KEY:-}" ]; then
+        printf '%s' "$ANTIGW_ADMIN_KEY"
+        return
+    fi
+    tr -d '\n' < "$var/admin-key"
+}
+
+make_admin_key() {
+    if [ -z "${ANTIGW_ADMIN_KEY:-}" ] && [ ! -s "$var/admin-key" ]; then
+        (umask 077 && printf 'agw-admin-%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
+            > "$var/admin-key")
+        ADMIN_KEY_NEW=1
+    fi
+}
+
+# The key that encrypts provider secrets in the database (AES-256-GCM):
+# 32 random bytes as hex, readable by this user only. Losing it makes the
+# stored provider keys unreadable; keep it with your backups of var/.
+make_secret_key() {
+    if [ ! -s "$var/secret.key" ]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$var/secret.key")
+    fi
+    chmod 600 "$var/secret.key"
+}
+
 cfg_string() { # a libconfig string literal
     local s=${1//\\/\\\\}
     printf '"%s"' "${s//\"/\\\"}"
@@ -113,13 +149,19 @@ write_config() {
         return
     fi
     key=$(client_key)
+    local admin tenant=false
+    admin=$(admin_key)
+    [ "${ANTIGW_TENANT:-0}" = 1 ] && tenant=true
     (
         umask 077
         {
             printf '%s\n' "$MARK"
-            # The example, with the client key and the declared providers filled in.
+            # The example, with the keys, tenant mode and the declared providers filled in.
             sed -e "s|^  api_key = \"\";|  api_key = $(cfg_string "$key" | sed 's/[&|]/\\&/g');|" \
+                -e "s|^  admin_key = \"\";|  admin_key = $(cfg_string "$admin" | sed 's/[&|]/\\&/g');|" \
+                -e "s|^  enabled = false;|  enabled = $tenant;|" \
                 -e '/^providers = ( );$/d' "$top/antigw.cfg.example"
+            printf 'secrets: { key_file = "secret.key"; };\n'
             providers_block
         } > "$cfg.tmp"
     )
@@ -130,6 +172,12 @@ write_config() {
 
 export ANTIGW_VAR=$var ANTIGW_BIND=127.0.0.1 ANTIGW_PORT=$port
 export ANTIGW_BIN=$top/build/fcgi-app/antigw-fcgi ANTIGW_CONFIG=$var/antigw.cfg
+ADMIN_BIN=$top/build/admin-cgi/antigw-admin
+
+admin_pool() { # pool.sh for antigw-admin: one process (multiwatch restarts it), 4 threads
+    ANTIGW_POOL_NAME=admin ANTIGW_BIN=$ADMIN_BIN ANTIGW_PROCESSES=1 ANTIGW_THREADS=4 \
+        "$top/deploy/pool.sh" "$@"
+}
 
 lighttpd_bin() { command -v lighttpd || echo /usr/sbin/lighttpd; }
 
@@ -143,7 +191,10 @@ stop_all() {
         for _ in $(seq 50); do lighttpd_running || break; sleep 0.1; done
     fi
     rm -f "$var/run/lighttpd.pid"
-    [ -d "$var/run" ] && "$top/deploy/pool.sh" stop
+    if [ -d "$var/run" ]; then
+        "$top/deploy/pool.sh" stop
+        admin_pool stop
+    fi
     return 0
 }
 
@@ -152,10 +203,15 @@ start_all() {
     build
     mkdir -p "$var/run" "$var/log" "$var/www"
     chmod 700 "$var"
+    make_admin_key
+    make_secret_key
     write_config
     "$ANTIGW_BIN" --check-config -c "$ANTIGW_CONFIG" >/dev/null
+    "$ADMIN_BIN" --check-config -c "$ANTIGW_CONFIG" >/dev/null ||
+        die "antigw-admin rejected $ANTIGW_CONFIG (it needs auth.admin_key)"
     stop_all
     "$top/deploy/pool.sh" start
+    admin_pool start
     "$(lighttpd_bin)" -tt -f "$top/deploy/lighttpd.conf" >/dev/null ||
         die "lighttpd rejected deploy/lighttpd.conf"
     "$(lighttpd_bin)" -f "$top/deploy/lighttpd.conf" ||
@@ -170,9 +226,24 @@ start_all() {
     local key
     key=$(sed -n 's/^  api_key = "\(.*\)";$/\1/p' "$ANTIGW_CONFIG" | head -1)
     say "AntiGateway is running at $url"
-    say "  client key:  $key"
-    say "  OpenAI SDK:    OPENAI_BASE_URL=$url/v1 OPENAI_API_KEY=$key"
-    say "  Anthropic SDK: ANTHROPIC_BASE_URL=$url ANTHROPIC_API_KEY=$key"
+    if grep -q '^  enabled = true;' "$ANTIGW_CONFIG"; then
+        say "  tenant mode: clients use keys made through the admin API, e.g."
+        say "    curl -s -H \"Authorization: Bearer \$(cat $var/admin-key)\" \\"
+        say "      -d '{\"name\":\"team-a\",\"qpm\":60}' $url/admin/keys"
+        say "  (the answer's \"key\" is shown only then)"
+    else
+        say "  client key:  $key"
+        say "  OpenAI SDK:    OPENAI_BASE_URL=$url/v1 OPENAI_API_KEY=$key"
+        say "  Anthropic SDK: ANTHROPIC_BASE_URL=$url ANTHROPIC_API_KEY=$key"
+    fi
+    if [ "$ADMIN_KEY_NEW" = 1 ]; then
+        say "  admin API:   $url/admin/  admin key (shown this once; kept in var/admin-key):"
+        say "    $(admin_key)"
+    elif [ -n "${ANTIGW_ADMIN_KEY:-}" ]; then
+        say "  admin API:   $url/admin/  with the admin key from ANTIGW_ADMIN_KEY"
+    else
+        say "  admin API:   $url/admin/  with the admin key in var/admin-key"
+    fi
     local providers
     providers=$("$ANTIGW_BIN" --check-config -c "$ANTIGW_CONFIG" |
         sed -n 's/^provider \([^ ]*\) \([^ ]*\) \(.*\)$/\1 (\2, \3)/p' | paste -sd';' - | sed 's/;/; /g')
@@ -192,22 +263,27 @@ status() {
     if lighttpd_running; then say "lighttpd running (pid $(cat "$var/run/lighttpd.pid")) on $url"
     else say "lighttpd stopped"; fi
     ANTIGW_VAR=$var "$top/deploy/pool.sh" status || true
+    ANTIGW_VAR=$var admin_pool status || true
     if lighttpd_running; then
         say "health: $(curl -s "$url/health" || echo unreachable)"
     fi
 }
 
-# The SDK conformance suite (tests/sdk) runs the official npm SDKs on Node.js >= 20.
+# The SDK conformance suite (tests/sdk) runs the official npm SDKs on Node.js
+# (20 from NodeSource where installed; Debian 12's own 18 works too).
 # NodeSource's nodejs bundles npm and conflicts with Debian's npm package: look for
 # the commands, not the packages.
 install_node() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         install_packages nodejs npm
     fi
-    (cd "$top/tests/sdk" && npm ci --prefer-offline --no-audit --no-fund >/dev/null)
+    (cd "$top/tests/sdk" && npm ci --prefer-offline --no-audit --no-fund >/dev/null) ||
+        die "npm ci in tests/sdk failed (is the npm registry reachable?)"
 }
 
 check() {
+    # The tests start their own gateways; the quickstart's paths must not leak into them.
+    unset ANTIGW_VAR ANTIGW_BIND ANTIGW_PORT ANTIGW_BIN ANTIGW_CONFIG
     install_packages $RUN_PKGS $TEST_PKGS
     install_node
     cd "$top"
@@ -223,10 +299,15 @@ check() {
         { tail -n 60 build-asan/test-suite.log 2>/dev/null; return 1; }
     # 3. The parsers under libFuzzer, briefly.
     (cd build-check && make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-15}")
-    summarize build-check "plain build" && summarize build-asan "sanitizer build"
+    # 4. The release tarball: builds and passes the suite from a read-only
+    #    source tree, installs and uninstalls cleanly.
+    (cd build-check && make -s distcheck > distcheck.log 2>&1) ||
+        { tail -n 60 build-check/distcheck.log; return 1; }
+    echo "distcheck: ok"
+    summarize build-check plain && summarize build-asan sanitizers
 }
 
-# Prints the totals of a test run as one "N passed, N failed" line.
+# Prints the totals of a test run as one "label: N passed, N failed" line.
 summarize() {
     local log=$1/test-suite.log pass fail skip
     pass=$(sed -n 's/^# PASS: *//p' "$log" | head -1)

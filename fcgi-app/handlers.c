@@ -4,6 +4,7 @@
 
 #include "apierr.h"
 #include "bridge.h"
+#include "catalog.h"
 #include "crypto.h"
 #include "fcgi_io.h"
 #include "json.h"
@@ -12,6 +13,8 @@
 #include "provider.h"
 #include "relay.h"
 #include "route.h"
+#include "tenant.h"
+#include "usage.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,20 +29,33 @@
 typedef struct {
     const agw_app *app;
     agw_app_worker *worker;
+    const agw_catalog *cat; /* held for the whole request: a stream keeps its providers */
+    const agw_config *cfg;  /* the catalog's view: settings plus config and database providers */
     agw_fcgi_conn conn;
     agw_proto proto;        /* the error shape this client understands */
-    agw_buf cors;           /* response header lines for CORS, possibly empty */
+    agw_buf cors;           /* header lines every answer carries: CORS, and in tenant
+                               mode the key's x-ratelimit-* once it was admitted */
     uint64_t start_us;
     const char *method;
     agw_str path;
+    /* tenant mode */
+    const agw_tenant_key *key; /* the client's key (valid while `cat` is held) */
+    agw_limit_ticket ticket;   /* admission; finished when the call has ended */
+    /* usage: a model call that got past authentication leaves one record */
+    agw_usage_record usage;
+    int usage_due;             /* a record is owed and not yet submitted */
 } request;
 
-void *agw_app_worker_init(void *app, int index)
+void *agw_app_worker_init(void *app_ptr, int index)
 {
-    (void)app;
+    const agw_app *app = app_ptr;
     agw_app_worker *w = xcalloc(1, sizeof *w);
     w->upstream = agw_upstream_new();
     w->index = index;
+    char err[AGW_ERR_LEN];
+    /* Opened here, after the threads started, never across a fork (FASTCGI.md §8). */
+    if (agw_store_open(app->cfg->database.path, &w->store, err, sizeof err) != AGW_OK)
+        agw_fatal(__FILE__, __LINE__, "worker %d: database: %s", index, err);
     return w;
 }
 
@@ -48,6 +64,7 @@ void agw_app_worker_done(void *app, void *state)
     (void)app;
     agw_app_worker *w = state;
     agw_upstream_free(w->upstream);
+    agw_store_close(w->store);
     free(w);
 }
 
@@ -90,7 +107,7 @@ static int clip(agw_str s, int max)
 
 static agw_err build_cors(request *r)
 {
-    const char *allowed = r->app->cfg->server.cors_origins;
+    const char *allowed = r->cfg->server.cors_origins;
     const char *origin = agw_fcgi_param(&r->conn, "HTTP_ORIGIN");
     if (!allowed || !*allowed || !origin || !*origin)
         return AGW_OK;
@@ -139,10 +156,40 @@ static agw_str presented_key(request *r)
     return (agw_str){ NULL, 0 };
 }
 
+/* Tenant mode (DESIGN.md §4 step 3): the key's hash through the catalog's
+ * cache. 401 for a missing or unknown key, 403 for one that may not be used. */
+static int authenticate_tenant(request *r, agw_str got)
+{
+    const agw_tenant_key *k;
+    agw_err e = agw_catalog_key(r->cat, agw_store_db(r->worker->store), got, &k);
+    if (e == AGW_EIO) {
+        respond_error_code(r, 503, "database_unavailable",
+                           "the key cannot be checked right now: try again");
+        return 0;
+    }
+    if (e) {
+        respond_error_code(r, 401, "invalid_api_key", "invalid API key");
+        return 0;
+    }
+    switch (agw_tenant_key_check(k, agw_wall_s())) {
+    case AGW_TENANT_KEY_DISABLED:
+        respond_error_code(r, 403, "key_disabled", "this API key is disabled");
+        return 0;
+    case AGW_TENANT_KEY_EXPIRED:
+        respond_error_code(r, 403, "key_expired", "this API key has expired");
+        return 0;
+    case AGW_TENANT_KEY_OK:
+        break;
+    }
+    r->key = k;
+    r->usage.key_id = k->id;
+    return 1;
+}
+
 static int authenticate(request *r)
 {
-    const char *want = r->app->cfg->auth.api_key;
-    if (!want)
+    const char *want = r->cfg->auth.api_key;
+    if (!want && !r->cfg->tenant.enabled)
         return 1;
     agw_str got = presented_key(r);
     if (!got.ptr || !got.len) {
@@ -150,6 +197,8 @@ static int authenticate(request *r)
                            "missing API key: send Authorization: Bearer <key> or x-api-key");
         return 0;
     }
+    if (r->cfg->tenant.enabled)
+        return authenticate_tenant(r, got);
     if (!agw_secret_eq(got, agw_str_c(want))) {
         respond_error_code(r, 401, "invalid_api_key", "invalid API key");
         return 0;
@@ -211,15 +260,48 @@ typedef struct {
     agw_str model_raw;     /* the "model" value token, NULL ptr when absent */
     agw_str model;         /* the model name as the client meant it */
     int stream;
+    agw_provider_op op;    /* what the client asked for */
     agw_route route;
     agw_buf model_buf;     /* owns the decoded model name */
 } model_call;
 
 /* Reads and checks the body, finds the model and the provider. Returns 0
  * when it has already answered the client with an error. */
+static int key_allows(const agw_provider_cfg *p, const void *ud)
+{
+    return agw_tenant_provider_allowed(ud, p->name);
+}
+
+/* Routing under the client key's restrictions: 403 when the model would
+ * route somewhere the key may not go, 404 when it routes nowhere. */
+static int route_model(request *r, agw_provider_type want, model_call *mc)
+{
+    const agw_config *cfg = r->cfg;
+    agw_route_limits lim = { NULL, NULL, NULL };
+    if (r->key) {
+        lim.first_choice = r->key->default_provider;
+        lim.allowed = key_allows;
+        lim.ud = r->key;
+    }
+    if (agw_route_resolve_limited(cfg, mc->model, want, r->key ? &lim : NULL, &mc->route) ==
+        AGW_OK)
+        return 1;
+    agw_route anywhere;
+    if (r->key && agw_route_resolve(cfg, mc->model, want, &anywhere) == AGW_OK) {
+        respond_error_code(r, 403, "provider_not_allowed",
+                           "model '%.*s' is served by provider '%s', which this API key may not "
+                           "use", clip(mc->model, 200), mc->model.ptr, anywhere.provider->name);
+        return 0;
+    }
+    respond_error_code(r, 404, "model_not_found",
+                       "model '%.*s' is not served by any configured provider",
+                       clip(mc->model, 200), mc->model.ptr);
+    return 0;
+}
+
 static int prepare_model_call(request *r, agw_provider_type want, model_call *mc)
 {
-    const agw_config *cfg = r->app->cfg;
+    const agw_config *cfg = r->cfg;
     agw_err e = agw_fcgi_read_body(&r->conn, cfg->server.max_body_bytes);
     if (e == AGW_ETOOBIG) {
         respond_error_code(r, 413, "request_too_large", "request body is larger than %lu bytes",
@@ -265,6 +347,7 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
         if (mc->model.len == 0)
             mc->model = agw_str_c(cfg->defaults.model);
     }
+    agw_usage_record_names(&r->usage, AGW_STR_LIT(""), mc->model);
     agw_str stream_raw;
     if (agw_json_find(mc->body, AGW_STR_LIT("stream"), &stream_raw) == AGW_OK) {
         agw_json_type t = agw_json_type_of(stream_raw);
@@ -274,9 +357,12 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
         }
         mc->stream = t == AGW_JSON_TRUE;
     }
-    if (agw_route_resolve(cfg, mc->model, want, &mc->route) != AGW_OK) {
-        respond_error_code(r, 404, "model_not_found",
-                           "model '%.*s' is not served by any configured provider",
+    if (!route_model(r, want, mc))
+        return 0;
+    agw_usage_record_names(&r->usage, agw_str_c(mc->route.provider->name), mc->route.model);
+    if (r->key && !agw_tenant_model_allowed(r->key, mc->model) &&
+        !agw_tenant_model_allowed(r->key, mc->route.model)) {
+        respond_error_code(r, 403, "model_not_allowed", "this API key may not use model '%.*s'",
                            clip(mc->model, 200), mc->model.ptr);
         return 0;
     }
@@ -297,15 +383,133 @@ static agw_proto provider_proto(const agw_provider_cfg *p)
     return p->type == AGW_PROVIDER_ANTHROPIC ? AGW_PROTO_ANTHROPIC : AGW_PROTO_OPENAI;
 }
 
-/* Sends the prepared upstream call through the relay and logs the outcome. */
-static void relay_call(request *r, const model_call *mc, const agw_provider_call *call,
-                       agw_str send, int stream, const agw_relay_codec *codec,
-                       agw_relay_result *res)
+/* ---- tenant limits and usage ---- */
+
+/* The key's limits as response headers (SPEC "Rate limits"). */
+static void ratelimit_headers(request *r)
 {
-    const agw_config *cfg = r->app->cfg;
+    const agw_limit_ticket *t = &r->ticket;
+    agw_err e = AGW_OK;
+    if (t->policy.qpm > 0)
+        e = agw_buf_appendf(&r->cors,
+                            "x-ratelimit-limit-requests: %lld\r\n"
+                            "x-ratelimit-remaining-requests: %lld\r\n",
+                            (long long)t->policy.qpm, (long long)t->remaining_requests);
+    if (!e && t->policy.tpm > 0)
+        e = agw_buf_appendf(&r->cors,
+                            "x-ratelimit-limit-tokens: %lld\r\n"
+                            "x-ratelimit-remaining-tokens: %lld\r\n",
+                            (long long)t->policy.tpm, (long long)t->remaining_tokens);
+    if (e)
+        agw_buf_reset(&r->cors);
+}
+
+/* QPM and TPM admission across the pool (limiter.h). Returns 0 when the
+ * client already got its 429 (or 503 when the limiter has no room). */
+static int admit(request *r, const model_call *mc)
+{
+    if (!r->key || (r->key->limits.qpm <= 0 && r->key->limits.tpm <= 0))
+        return 1;
+    /* Counting tokens costs no tokens: count_tokens takes a request unit only. */
+    int64_t estimate = mc->op == AGW_OP_COUNT_TOKENS ? 0 : agw_limit_estimate(mc->body);
+    if (agw_limit_admit(r->app->shm, (uint64_t)r->key->id, &r->key->limits, estimate,
+                        agw_shm_now_ns(), &r->ticket) != AGW_OK) {
+        agw_log_error("limiter table full: key %lld refused", (long long)r->key->id);
+        respond_error_code(r, 503, "limiter_full",
+                           "the gateway cannot track this key's limits right now: try again");
+        return 0;
+    }
+    ratelimit_headers(r);
+    if (r->ticket.verdict == AGW_LIMIT_ADMITTED)
+        return 1;
+    int by_qpm = r->ticket.verdict == AGW_LIMIT_BY_QPM;
+    uint64_t secs = (r->ticket.retry_after_ms + 999) / 1000;
+    char retry[48];
+    snprintf(retry, sizeof retry, "Retry-After: %llu\r\n",
+             (unsigned long long)(secs ? secs : 1));
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "rate limit reached for this API key: %lld %s per minute; retry after %llu s",
+             (long long)(by_qpm ? r->key->limits.qpm : r->key->limits.tpm),
+             by_qpm ? "requests" : "tokens", (unsigned long long)(secs ? secs : 1));
+    agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if (agw_apierr_body(&body, r->proto, 429, agw_str_c(msg), "rate_limit_exceeded") == AGW_OK)
+        respond_json(r, 429, agw_str_c(retry), agw_buf_view(&body));
+    agw_buf_free(&body);
+    return 0;
+}
+
+static void tap_event(void *ud, agw_str name, agw_str data)
+{
+    agw_usage_tap_event(ud, name, data);
+}
+
+static void tap_body(void *ud, agw_str body)
+{
+    agw_usage_tap_body(ud, body);
+}
+
+static int64_t nonneg(int64_t v)
+{
+    return v > 0 ? v : 0;
+}
+
+/* After a provider call: the usage record and the TPM settlement. The record
+ * is committed before the response ends (usage.h "Durability"), unless the
+ * client is gone and nobody waits for the end. */
+static void account(request *r, const model_call *mc, const agw_relay_result *res,
+                    const agw_usage_tap *tap, const agw_bridge *bridge)
+{
+    agw_usage_record *u = &r->usage;
+    agw_ir_usage got = tap->usage;
+    if (bridge) {
+        agw_ir_usage b = agw_bridge_usage(bridge);
+        agw_ir_usage_merge(&got, &b);
+    }
+    u->status = res->status;
+    u->streamed = res->streamed;
+    if (tap->first_output_us > r->start_us)
+        u->ttft_ms = (int64_t)((tap->first_output_us - r->start_us) / 1000);
+    if (got.input >= 0 || got.output >= 0) {
+        u->input_tokens = nonneg(got.input);
+        u->output_tokens = nonneg(got.output);
+        u->cache_read_tokens = nonneg(got.cache_read);
+        u->cache_write_tokens = nonneg(got.cache_write);
+    } else if (res->status >= 200 && res->status <= 299 && mc->op != AGW_OP_COUNT_TOKENS) {
+        /* No usage from the provider (an OpenAI stream whose client did not
+         * ask for it): the record says what was estimated (usage.h). */
+        u->input_tokens = (int64_t)((mc->body.len + 3) / 4);
+        u->output_tokens = (tap->output_bytes + 3) / 4;
+        u->tokens_estimated = 1;
+    }
+    agw_limit_finish(&r->ticket,
+                     u->input_tokens + u->output_tokens + u->cache_read_tokens +
+                         u->cache_write_tokens,
+                     agw_shm_now_ns());
+    u->latency_ms = (int64_t)((agw_mono_us() - r->start_us) / 1000);
+    r->usage_due = 0;
+    if (agw_usage_submit(r->app->usage, u, !res->client_gone) != AGW_OK)
+        agw_log_error("usage record of %s %.*s could not be stored", r->method,
+                      clip(r->path, 100), r->path.ptr);
+}
+
+/* Sends the prepared upstream call through the relay, accounts for it and
+ * logs the outcome. `bridge` is the converting codec's owner, NULL for a
+ * passthrough. */
+static void relay_call(request *r, const model_call *mc, const agw_provider_call *call,
+                       agw_str send, int stream, agw_bridge *bridge, agw_relay_result *res)
+{
+    const agw_config *cfg = r->cfg;
+    const agw_relay_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
+    agw_usage_tap tap;
+    agw_usage_tap_init(&tap, provider_proto(mc->route.provider));
+    agw_relay_tap watch = { &tap, tap_event, tap_body };
     agw_relay_req rq = {
         .proto = r->proto,
         .codec = codec,
+        .tap = &watch,
+        .hold_final = 1,
+        .own_ratelimit_headers = cfg->tenant.enabled,
         .url = call->url,
         .headers = (const char *const *)call->headers,
         .body = send,
@@ -318,6 +522,7 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
     };
     agw_client_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
     agw_relay_run(r->worker->upstream, &rq, &sink, res);
+    account(r, mc, res, &tap, bridge);
     agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
                  "ttfb_ms=%lu ms=%lu%s%s%s",
                  r->method, clip(r->path, 100), r->path.ptr, mc->route.provider->name,
@@ -334,7 +539,7 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
  * in the name). */
 static void passthrough(request *r, model_call *mc, agw_provider_op op, int stream)
 {
-    agw_buf upstream_body = AGW_BUF_INIT(r->app->cfg->server.max_body_bytes + 1024);
+    agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
     agw_provider_call call;
     memset(&call, 0, sizeof call);
     agw_str send = mc->body;
@@ -369,7 +574,7 @@ static void convert(request *r, model_call *mc)
 {
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request ir;
-    agw_buf upstream_body = AGW_BUF_INIT(r->app->cfg->server.max_body_bytes * 2 + 65536);
+    agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes * 2 + 65536);
     agw_provider_call call;
     agw_bridge *bridge = NULL;
     memset(&call, 0, sizeof call);
@@ -405,8 +610,7 @@ static void convert(request *r, model_call *mc)
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
                             agw_wall_s());
     agw_relay_result res;
-    relay_call(r, mc, &call, agw_buf_view(&upstream_body), ir.stream, agw_bridge_codec(bridge),
-               &res);
+    relay_call(r, mc, &call, agw_buf_view(&upstream_body), ir.stream, bridge, &res);
 out:
     agw_bridge_free(bridge);
     agw_provider_call_free(&call);
@@ -420,7 +624,9 @@ static void handle_model_call(request *r, agw_provider_op op)
     model_call mc;
     memset(&mc, 0, sizeof mc);
     agw_buf_init(&mc.model_buf, 4096);
-    if (prepare_model_call(r, want, &mc)) {
+    mc.op = op;
+    r->usage_due = 1;
+    if (prepare_model_call(r, want, &mc) && admit(r, &mc)) {
         if (mc.route.provider->type == want)
             passthrough(r, &mc, op, mc.stream);
         else
@@ -436,7 +642,9 @@ static void handle_count_tokens(request *r)
     model_call mc;
     memset(&mc, 0, sizeof mc);
     agw_buf_init(&mc.model_buf, 4096);
-    if (!prepare_model_call(r, AGW_PROVIDER_ANTHROPIC, &mc))
+    mc.op = AGW_OP_COUNT_TOKENS;
+    r->usage_due = 1;
+    if (!prepare_model_call(r, AGW_PROVIDER_ANTHROPIC, &mc) || !admit(r, &mc))
         goto out;
     if (mc.route.provider->type == AGW_PROVIDER_ANTHROPIC) {
         passthrough(r, &mc, AGW_OP_COUNT_TOKENS, 0);
@@ -462,13 +670,20 @@ out:
 
 /* ---- GET /v1/models ---- */
 
-static int seen_before(const agw_config *cfg, size_t pi, size_t mi)
+/* A provider whose models this client may see: enabled, and allowed by its key. */
+static int listed(const request *r, const agw_provider_cfg *p)
 {
+    return p->enabled && (!r->key || agw_tenant_provider_allowed(r->key, p->name));
+}
+
+static int seen_before(const request *r, size_t pi, size_t mi)
+{
+    const agw_config *cfg = r->cfg;
     const char *id = cfg->providers[pi].models[mi];
     for (size_t i = 0; i <= pi; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
         size_t upto = i == pi ? mi : p->n_models;
-        if (!p->enabled)
+        if (!listed(r, p))
             continue;
         for (size_t j = 0; j < upto; j++)
             if (strcmp(p->models[j], id) == 0)
@@ -479,7 +694,7 @@ static int seen_before(const agw_config *cfg, size_t pi, size_t mi)
 
 static void handle_models(request *r)
 {
-    const agw_config *cfg = r->app->cfg;
+    const agw_config *cfg = r->cfg;
     int anthropic = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION") != NULL;
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
     agw_err e = agw_buf_append_str(&b, anthropic ? AGW_STR_LIT("{\"data\":[")
@@ -492,12 +707,13 @@ static void handle_models(request *r)
     const char *first = NULL, *last = NULL;
     for (size_t i = 0; !e && i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
-        if (!p->enabled)
+        if (!listed(r, p))
             continue;
         for (size_t j = 0; !e && j < p->n_models; j++) {
             const char *id = p->models[j];
             /* Patterns say which names route where; they are not models. */
-            if (agw_route_is_pattern(id) || seen_before(cfg, i, j))
+            if (agw_route_is_pattern(id) || seen_before(r, i, j) ||
+                (r->key && !agw_tenant_model_allowed(r->key, agw_str_c(id))))
                 continue;
             if (last)
                 e = agw_buf_append(&b, ",", 1);
@@ -551,7 +767,7 @@ static void handle_models(request *r)
 
 static void handle_health(request *r)
 {
-    const agw_config *cfg = r->app->cfg;
+    const agw_config *cfg = r->cfg;
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     size_t usable = 0;
     for (size_t i = 0; i < cfg->n_providers; i++)
@@ -595,13 +811,16 @@ static const struct {
     { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
 };
 
-void agw_app_handle(void *app_ptr, agw_worker *w, FCGX_Request *req)
+void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
 {
     request r;
     memset(&r, 0, sizeof r);
     r.app = app_ptr;
-    r.worker = agw_worker_state(w);
+    r.worker = agw_server_worker_state(w);
     r.start_us = agw_mono_us();
+    r.cat = agw_catalog_acquire(r.app->catalog, agw_store_db(r.worker->store));
+    r.cfg = agw_catalog_config(r.cat);
+    agw_usage_record_init(&r.usage);
     agw_buf_init(&r.cors, 4096);
     agw_fcgi_conn_init(&r.conn, req);
     r.method = agw_fcgi_param(&r.conn, "REQUEST_METHOD");
@@ -663,6 +882,17 @@ void agw_app_handle(void *app_ptr, agw_worker *w, FCGX_Request *req)
 out:
     if (r.conn.status >= 400)
         agw_log_debug("%s %.*s -> %d", r.method, clip(r.path, 100), r.path.ptr, r.conn.status);
+    /* Admitted but never sent upstream (e.g. a request the converter
+     * refused): the token reservation goes back, the request unit stays. */
+    agw_limit_finish(&r.ticket, 0, agw_shm_now_ns());
+    if (r.usage_due) {
+        /* Refused by the gateway itself (403, 429, bad input): recorded
+         * without waiting for the commit (usage.h). */
+        r.usage.status = r.conn.status;
+        r.usage.latency_ms = (int64_t)((agw_mono_us() - r.start_us) / 1000);
+        (void)agw_usage_submit(r.app->usage, &r.usage, 0);
+    }
+    agw_catalog_release(r.app->catalog, r.cat);
     agw_fcgi_conn_release(&r.conn);
     agw_buf_free(&r.cors);
 }

@@ -3,28 +3,37 @@
  * (DESIGN.md §4): path and method, client authentication, body limits, JSON
  * checks, model routing, then the relay to the chosen provider.
  *
- * agw_app is built once at start and read-only afterwards; each worker thread
- * has an agw_app_worker with its own libcurl handle.
+ * agw_app is built once at start and read-only afterwards (the catalog and the
+ * usage writer synchronise themselves); each worker thread has an
+ * agw_app_worker with its own libcurl handle and SQLite connection.
  */
 #ifndef AGW_HANDLERS_H
 #define AGW_HANDLERS_H
 
+#include "catalog.h"
 #include "config.h"
-#include "server.h"
+#include "fcgi_server.h"
+#include "shm.h"
+#include "store.h"
 #include "upstream.h"
+#include "usage.h"
 
 typedef struct {
-    const agw_config *cfg;
-    int64_t started_at;   /* Unix time this process loaded its config */
+    const agw_config *cfg;         /* antigw.cfg as loaded; requests route with the catalog's view */
+    int64_t started_at;            /* Unix time this process loaded its config */
+    agw_shm *shm;                  /* the pool's shared segment: generation, limiter */
+    agw_catalog_holder *catalog;   /* providers (config + database) and client keys */
+    agw_usage_writer *usage;       /* this process's usage records */
 } agw_app;
 
 typedef struct {
     agw_upstream *upstream;
+    agw_store *store;              /* this thread's connection: key lookups, catalog reloads */
     int index;
 } agw_app_worker;
 
 void *agw_app_worker_init(void *app, int index);
 void agw_app_worker_done(void *app, void *state);
-void agw_app_handle(void *app, agw_worker *w, FCGX_Request *req);
+void agw_app_handle(void *app, agw_server_worker *w, FCGX_Request *req);
 
 #endif

@@ -2,16 +2,19 @@
  * antigw-fcgi: the data plane. Started by spawn-fcgi (fd 0 is the listening
  * FastCGI socket), usually as several processes under multiwatch.
  */
+#include "catalog.h"
 #include "config.h"
 #include "core.h"
+#include "crypto.h"
 #include "handlers.h"
-#include "server.h"
+#include "fcgi_server.h"
 #include "store.h"
 #include "upstream.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ac-config.h"
@@ -37,6 +40,59 @@ static const char *default_config_path(void)
     static char sys[512];
     snprintf(sys, sizeof sys, "%s/antigw/antigw.cfg", SYSCONFDIR);
     return access(sys, R_OK) == 0 ? sys : NULL;
+}
+
+/* Everything a process shares between its threads, opened before they start:
+ * the schema (migrated once here, so the first request never pays for it),
+ * the shared segment, the secrets key, the first catalog and the usage writer. */
+static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
+{
+    char err[AGW_ERR_LEN];
+    int have_secrets = 0;
+    memset(secrets, 0, sizeof *secrets);
+    if (cfg->secrets.key_file) {
+        if (agw_secret_key_load(cfg->secrets.key_file, secrets, err, sizeof err) != AGW_OK) {
+            agw_log_error("secrets.key_file: %s", err);
+            return 1;
+        }
+        have_secrets = 1;
+    }
+    agw_store *store = NULL;
+    if (agw_store_open(cfg->database.path, &store, err, sizeof err) != AGW_OK) {
+        agw_log_error("database: %s", err);
+        return 1;
+    }
+    char *state = agw_shm_path_for_db(cfg->database.path);
+    agw_err e = agw_shm_attach(state, &app->shm, err, sizeof err);
+    free(state);
+    if (e) {
+        agw_log_error("shared state: %s", err);
+        agw_store_close(store);
+        return 1;
+    }
+    e = agw_catalog_holder_new(cfg, app->shm, have_secrets ? secrets : NULL,
+                               agw_store_db(store), &app->catalog, err, sizeof err);
+    agw_store_close(store);
+    if (e) {
+        agw_log_error("catalog: %s", err);
+        return 1;
+    }
+    if (agw_usage_writer_start(cfg->database.path, 0, 0, &app->usage, err, sizeof err) !=
+        AGW_OK) {
+        agw_log_error("usage writer: %s", err);
+        return 1;
+    }
+    if (cfg->tenant.enabled)
+        agw_log_info("tenant mode: clients authenticate with keys from the database");
+    return 0;
+}
+
+static void stop(agw_app *app, agw_secret_key *secrets)
+{
+    agw_usage_writer_stop(app->usage);
+    agw_catalog_holder_free(app->catalog);
+    agw_shm_detach(app->shm);
+    agw_secret_key_wipe(secrets);
 }
 
 int main(int argc, char **argv)
@@ -109,21 +165,19 @@ int main(int argc, char **argv)
     if (cfg->n_providers == 0)
         agw_log_warn("no providers configured in %s: model calls will get 404", cfg->path);
 
-    /* Migrate once here, so the first request never pays for it. */
-    agw_store *store = NULL;
-    if (agw_store_open(cfg->database.path, &store, err, sizeof err) != AGW_OK) {
-        agw_log_error("database: %s", err);
-        agw_config_free(cfg);
-        return 1;
-    }
-    agw_store_close(store);
-
     if (agw_upstream_global_init() != AGW_OK) {
         agw_log_error("libcurl initialisation failed");
         agw_config_free(cfg);
         return 1;
     }
     agw_app app = { .cfg = cfg, .started_at = agw_wall_s() };
+    agw_secret_key secrets;
+    int code = start(cfg, &app, &secrets);
+    if (code) {
+        stop(&app, &secrets);
+        agw_config_free(cfg);
+        return code;
+    }
     agw_server_opts opts = {
         .threads = cfg->server.threads,
         .shutdown_grace_s = cfg->server.shutdown_grace_s,
@@ -132,7 +186,8 @@ int main(int argc, char **argv)
         .worker_init = agw_app_worker_init,
         .worker_done = agw_app_worker_done,
     };
-    int code = agw_server_run(&opts);
+    code = agw_server_run(&opts);
+    stop(&app, &secrets); /* the usage writer commits what is queued */
     agw_config_free(cfg);
     return code;
 }

@@ -21,6 +21,7 @@ typedef struct {
     int committed;          /* the client's head is out */
     int saw_end;            /* the upstream's terminal event ([DONE] / message_stop) */
     int saw_error_event;    /* the upstream ended the stream with its own error event */
+    int saw_terminal;       /* a [DONE] or message_stop of either protocol (hold_final) */
     size_t events_in_chunk;
     uint64_t start_us, last_write_us, last_gone_check_us;
     agw_sse_parser sse;
@@ -61,6 +62,9 @@ static agw_err send_head(relay *r, int status, const char *content_type, int wit
     agw_str name, value;
     for (size_t i = 0; !e && with_upstream && agw_upstream_header_at(r->u, i, &name, &value); i++) {
         if (!agw_relay_header_passes(name, value))
+            continue;
+        if (r->rq->own_ratelimit_headers && name.len > 12 &&
+            agw_str_eq_nocase((agw_str){ name.ptr, 12 }, AGW_STR_LIT("x-ratelimit-")))
             continue;
         if (!(e = agw_buf_append_str(h, name)) && !(e = agw_buf_append(h, ": ", 2)) &&
             !(e = agw_buf_append_str(h, value)))
@@ -109,6 +113,11 @@ static int on_event(void *ud, const agw_sse_event *ev)
     relay *r = ud;
     r->events_in_chunk++;
     r->res->events++;
+    if (r->rq->tap && r->rq->tap->event)
+        r->rq->tap->event(r->rq->tap->ud, ev->event, ev->data);
+    if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")) ||
+        agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")))
+        r->saw_terminal = 1;
     if (r->rq->codec) {
         const agw_relay_codec *c = r->rq->codec;
         agw_buf_reset(&r->converted);
@@ -223,7 +232,8 @@ static int on_data(void *ud, const char *p, size_t n)
                      AGW_LIMIT_SSE_EVENT);
             return 1;
         }
-        if (r->events_in_chunk && r->committed && r->sink->flush(r->sink->ud))
+        if (r->events_in_chunk && r->committed && !(r->rq->hold_final && r->saw_terminal) &&
+            r->sink->flush(r->sink->ud))
             return 1;
         return 0;
     }
@@ -344,7 +354,8 @@ static void finish_converted(relay *r, long status)
             r->res->complete = 1;
         else
             send_error_event(r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
-        (void)r->sink->flush(r->sink->ud);
+        if (!(r->rq->hold_final && r->res->complete))
+            (void)r->sink->flush(r->sink->ud);
         return;
     }
     if (e != AGW_OK) {
@@ -438,10 +449,12 @@ void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_si
         } else if (!r.saw_error_event) {
             send_error_event(&r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
         }
-        if (r.saw_end || r.saw_error_event)
+        if ((r.saw_end && !rq->hold_final) || r.saw_error_event)
             (void)sink->flush(sink->ud);
         break;
     case MODE_BODY:
+        if (rq->tap && rq->tap->body)
+            rq->tap->body(rq->tap->ud, agw_buf_view(&r.body));
         if (agw_json_validate(agw_buf_view(&r.body), 512, NULL, 0) != AGW_OK) {
             if (r.committed)
                 send_error_event(&r, 502, AGW_STR_LIT("upstream answered with invalid JSON"));

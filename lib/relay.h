@@ -57,9 +57,27 @@ typedef struct {
     agw_err (*error)(void *ud, int status, agw_str body, int *client_status, agw_buf *out);
 } agw_relay_codec;
 
+/* Watches the upstream's answer without changing it (usage accounting). */
+typedef struct {
+    void *ud;
+    /* Each SSE event of a streamed answer, as the upstream sent it. */
+    void (*event)(void *ud, agw_str name, agw_str data);
+    /* A 2xx answer that was not a stream, once it is complete. */
+    void (*body)(void *ud, agw_str body);
+} agw_relay_tap;
+
 typedef struct {
     agw_proto proto;            /* the client's protocol */
     const agw_relay_codec *codec; /* NULL: same protocol, bytes pass through */
+    const agw_relay_tap *tap;   /* NULL: nobody watches */
+    /* The caller flushes the end of a successful stream itself: the chunk
+     * holding the terminal event ([DONE] / message_stop) is written but not
+     * flushed, so the client cannot see the end before the caller's
+     * bookkeeping (the usage record's commit) is done. */
+    int hold_final;
+    /* The gateway sends its own x-ratelimit-* headers: the upstream's (the
+     * provider account's limits) are not passed on. */
+    int own_ratelimit_headers;
     const char *url;
     const char *const *headers; /* NULL-terminated, for the upstream */
     agw_str body;               /* NULL ptr: GET */

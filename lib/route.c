@@ -28,14 +28,20 @@ int agw_route_provider_serves(const agw_provider_cfg *p, agw_str model)
  * Returns the first that serves `model`, or with `any` set, the first at all. */
 typedef int (*provider_filter)(const agw_provider_cfg *p, const void *arg);
 
+static int usable(const agw_provider_cfg *p, const agw_route_limits *lim)
+{
+    return p && p->enabled && (!lim || !lim->allowed || lim->allowed(p, lim->ud));
+}
+
 static const agw_provider_cfg *pick(const agw_config *cfg, provider_filter want, const void *arg,
-                                    agw_provider_type prefer, agw_str model, int any)
+                                    agw_provider_type prefer, agw_str model, int any,
+                                    const agw_route_limits *lim)
 {
     const agw_provider_cfg *fallback = NULL;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < cfg->n_providers; i++) {
             const agw_provider_cfg *p = &cfg->providers[i];
-            if (!p->enabled || (pass == 0) != (p->type == prefer))
+            if (!usable(p, lim) || (pass == 0) != (p->type == prefer))
                 continue;
             if (want && !want(p, arg))
                 continue;
@@ -61,6 +67,12 @@ static int is_named(const agw_provider_cfg *p, const void *arg)
 agw_err agw_route_resolve(const agw_config *cfg, agw_str model, agw_provider_type prefer,
                           agw_route *out)
 {
+    return agw_route_resolve_limited(cfg, model, prefer, NULL, out);
+}
+
+agw_err agw_route_resolve_limited(const agw_config *cfg, agw_str model, agw_provider_type prefer,
+                                  const agw_route_limits *lim, agw_route *out)
+{
     const char *slash = model.len ? memchr(model.ptr, '/', model.len) : NULL;
     if (slash) {
         agw_str prefix = { model.ptr, (size_t)(slash - model.ptr) };
@@ -71,12 +83,12 @@ agw_err agw_route_resolve(const agw_config *cfg, agw_str model, agw_provider_typ
             if (agw_str_eq(prefix, agw_str_c(agw_provider_type_name((agw_provider_type)t)))) {
                 agw_provider_type type = (agw_provider_type)t;
                 matched_prefix = 1;
-                p = pick(cfg, is_type, &type, type, rest, 1);
+                p = pick(cfg, is_type, &type, type, rest, 1, lim);
             }
         }
         if (!matched_prefix && agw_config_provider(cfg, prefix)) {
             matched_prefix = 1;
-            p = pick(cfg, is_named, &prefix, prefer, rest, 1);
+            p = pick(cfg, is_named, &prefix, prefer, rest, 1, lim);
         }
         if (matched_prefix) {
             if (!p || rest.len == 0)
@@ -86,10 +98,17 @@ agw_err agw_route_resolve(const agw_config *cfg, agw_str model, agw_provider_typ
             return AGW_OK;
         }
     }
-    const agw_provider_cfg *p = pick(cfg, NULL, NULL, prefer, model, 0);
+    const agw_provider_cfg *p = NULL;
+    if (lim && lim->first_choice) {
+        p = agw_config_provider(cfg, agw_str_c(lim->first_choice));
+        if (!usable(p, lim))
+            p = NULL;
+    }
+    if (!p)
+        p = pick(cfg, NULL, NULL, prefer, model, 0, lim);
     if (!p && cfg->defaults.provider) {
         p = agw_config_provider(cfg, agw_str_c(cfg->defaults.provider));
-        if (p && !p->enabled)
+        if (!usable(p, lim))
             p = NULL;
     }
     if (!p)

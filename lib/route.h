@@ -27,6 +27,21 @@ typedef struct {
 AGW_WARN_UNUSED agw_err agw_route_resolve(const agw_config *cfg, agw_str model,
                                           agw_provider_type prefer, agw_route *out);
 
+/* What a client key changes about routing (SPEC "Routing" step 2, tenant.h):
+ * its default provider is tried before the model lists, for a model without
+ * a provider prefix, and only providers `allowed` accepts are considered at
+ * any step (NULL accepts all). */
+typedef struct {
+    const char *first_choice;   /* a provider name, or NULL */
+    int (*allowed)(const agw_provider_cfg *p, const void *ud);
+    const void *ud;
+} agw_route_limits;
+
+/* agw_route_resolve under `lim` (NULL = none). */
+AGW_WARN_UNUSED agw_err agw_route_resolve_limited(const agw_config *cfg, agw_str model,
+                                                  agw_provider_type prefer,
+                                                  const agw_route_limits *lim, agw_route *out);
+
 /* 1 when one of the provider's model entries equals or glob-matches `model`. */
 int agw_route_provider_serves(const agw_provider_cfg *p, agw_str model);
 

@@ -33,6 +33,52 @@ static const char *const migrations[] = {
     "  streamed INTEGER NOT NULL DEFAULT 0"
     ");"
     "CREATE INDEX usage_ts ON usage(ts);",
+
+    /* 2: multi-tenancy (issue 3): providers and client keys managed through
+     * antigw-admin, its audit log, and usage rows that say when their token
+     * counts are the gateway's estimate. AUTOINCREMENT keeps ids from ever
+     * being reused: the shared-memory limiter keys its state by api_keys.id,
+     * so a new key must never inherit a deleted key's window. */
+    "CREATE TABLE providers ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  type TEXT NOT NULL CHECK (type IN ('openai','anthropic','kiro','copilot')),"
+    "  base_url TEXT NOT NULL,"
+    "  secret_enc BLOB,"          /* AES-256-GCM: nonce | ciphertext | tag, aad 'provider:'||name */
+    "  secret_hint TEXT,"         /* 'sk-...abcd'; NULL when there is no secret */
+    "  weight INTEGER NOT NULL DEFAULT 100,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  models TEXT NOT NULL DEFAULT '[]',"   /* JSON array of names and globs */
+    "  default_model TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE api_keys ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  key_hash BLOB NOT NULL UNIQUE CHECK (length(key_hash) = 32),"  /* SHA-256 of the key */
+    "  key_prefix TEXT NOT NULL,"  /* the first characters, for display */
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  allowed_models TEXT,"       /* JSON array, NULL = any */
+    "  allowed_providers TEXT,"    /* JSON array, NULL = any */
+    "  default_provider TEXT,"
+    "  qpm_limit INTEGER NOT NULL DEFAULT 0 CHECK (qpm_limit >= 0),"
+    "  tpm_limit INTEGER NOT NULL DEFAULT 0 CHECK (tpm_limit >= 0),"
+    "  expires_at INTEGER,"        /* Unix seconds, NULL = never */
+    "  metadata TEXT,"             /* JSON object, NULL = none */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE audit_log ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  ts INTEGER NOT NULL,"
+    "  action TEXT NOT NULL,"      /* create | update | delete */
+    "  object_type TEXT NOT NULL," /* provider | key */
+    "  object_id TEXT NOT NULL,"
+    "  detail TEXT NOT NULL DEFAULT '{}'" /* JSON; never a secret */
+    ");"
+    "ALTER TABLE usage ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX usage_key_ts ON usage(key_id, ts);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -24,6 +24,7 @@ SRCDIR = os.environ.get("ANTIGW_SRCDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILDDIR = os.environ.get("ANTIGW_BUILDDIR") or SRCDIR
 FCGI_BIN = os.path.join(BUILDDIR, "fcgi-app", "antigw-fcgi")
+ADMIN_BIN = os.path.join(BUILDDIR, "admin-cgi", "antigw-admin")
 MOCK = os.path.join(SRCDIR, "tests", "mock", "upstream.py")
 POOL = os.path.join(SRCDIR, "deploy", "pool.sh")
 LIGHTTPD_CONF = os.path.join(SRCDIR, "deploy", "lighttpd.conf")
@@ -103,9 +104,11 @@ class Mock:
 
 
 class Gateway:
-    """lighttpd + the antigw-fcgi pool, from the shipped deploy files."""
+    """lighttpd + the antigw-fcgi pool, from the shipped deploy files; with
+    admin=True also antigw-admin on its own socket (its config needs
+    auth.admin_key)."""
 
-    def __init__(self, workdir, config_text, processes=2, threads=32):
+    def __init__(self, workdir, config_text, processes=2, threads=32, admin=False):
         self.var = os.path.join(workdir, "var")
         for d in ("run", "log", "www"):
             os.makedirs(os.path.join(self.var, d), exist_ok=True)
@@ -120,6 +123,19 @@ class Gateway:
                         ANTIGW_CONFIG=self.config, ANTIGW_PROCESSES=str(processes),
                         ANTIGW_THREADS=str(threads), ANTIGW_STOP_WAIT="20")
         self.lighttpd = None
+        self.admin = admin
+        self.admin_env = dict(self.env, ANTIGW_POOL_NAME="admin", ANTIGW_BIN=ADMIN_BIN,
+                              ANTIGW_PROCESSES="1", ANTIGW_THREADS="4")
+
+    def start_admin(self):
+        subprocess.run([POOL, "start"], env=self.admin_env, check=True)
+
+    def stop_admin(self):
+        subprocess.run([POOL, "stop"], env=self.admin_env, check=True)
+
+    def admin_log_text(self):
+        with open(os.path.join(self.var, "log", "admin.log"), errors="replace") as f:
+            return f.read()
 
     def start_pool(self):
         subprocess.run([POOL, "start"], env=self.env, check=True)
@@ -129,6 +145,8 @@ class Gateway:
 
     def start(self):
         self.start_pool()
+        if self.admin:
+            self.start_admin()
         self.lighttpd = subprocess.Popen([lighttpd_bin(), "-D", "-f", LIGHTTPD_CONF], env=self.env)
 
         def up():
@@ -148,6 +166,8 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.lighttpd.kill()
         self.stop_pool()
+        if self.admin:
+            self.stop_admin()
 
     def pool_pid(self):
         with open(os.path.join(self.var, "run", "pool.pid")) as f:

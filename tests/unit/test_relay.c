@@ -2,7 +2,8 @@
  * against a small HTTP/1.1 server that runs in a thread of this test on
  * 127.0.0.1. Streams byte-exact, broken streams ending in an error event in
  * the client's protocol, error statuses, timeouts, a departed client, the
- * early SSE commit, and the response-header allow list. */
+ * early SSE commit, the response-header allow list, and the hooks tenant
+ * mode uses (the usage tap, hold_final, own x-ratelimit-* headers). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -570,6 +571,68 @@ static void test_nonstream_json(void **state)
     assert_int_equal(f->res.events, 0);
 }
 
+/* The usage tap sees every upstream event (and a non-streamed body) as sent. */
+typedef struct {
+    int events, bodies;
+    char last_data[256];
+    size_t body_len;
+} tap_rec;
+
+static void tap_event(void *ud, agw_str name, agw_str data)
+{
+    tap_rec *t = ud;
+    (void)name;
+    t->events++;
+    snprintf(t->last_data, sizeof t->last_data, "%.*s", (int)data.len, data.ptr);
+}
+
+static void tap_body(void *ud, agw_str body)
+{
+    tap_rec *t = ud;
+    t->bodies++;
+    t->body_len = body.len;
+}
+
+/* hold_final: the chunk with [DONE] is written but not flushed (the caller
+ * flushes it after committing the usage record); own_ratelimit_headers drops
+ * the upstream's x-ratelimit-* lines. */
+static void test_tap_hold_final_and_own_ratelimit(void **state)
+{
+    fixture *f = *state;
+    tap_rec t;
+    memset(&t, 0, sizeof t);
+    agw_relay_tap tap = { &t, tap_event, tap_body };
+    f->rq.stream = 1;
+    f->rq.tap = &tap;
+    f->rq.hold_final = 1;
+    f->rq.own_ratelimit_headers = 1;
+    run(f, "/oa-stream");
+    char *want = join(oa_events, 4);
+    assert_out(f, want); /* every byte written, unchanged */
+    free(want);
+    assert_int_equal(f->res.complete, 1);
+    assert_int_equal(t.events, 4);
+    assert_string_equal(t.last_data, "[DONE]");
+    assert_int_equal(t.bodies, 0);
+    assert_int_equal(f->k.flushes, 3); /* each chunk but the last */
+    assert_head(f, 200, SSE_CT,
+                SSE_LINES "x-request-id: req-1\r\nopenai-processing-ms: 12\r\n");
+}
+
+static void test_tap_sees_a_json_body(void **state)
+{
+    fixture *f = *state;
+    tap_rec t;
+    memset(&t, 0, sizeof t);
+    agw_relay_tap tap = { &t, tap_event, tap_body };
+    f->rq.tap = &tap;
+    run(f, "/json");
+    assert_out(f, json_body);
+    assert_int_equal(t.bodies, 1);
+    assert_int_equal(t.body_len, strlen(json_body));
+    assert_int_equal(t.events, 0);
+}
+
 static void test_nonstream_garbage(void **state)
 {
     fixture *f = *state;
@@ -925,6 +988,8 @@ int main(void)
         T(test_stream_cut_inside_event),
         T(test_stream_event_over_limit),
         T(test_nonstream_json),
+        T(test_tap_hold_final_and_own_ratelimit),
+        T(test_tap_sees_a_json_body),
         T(test_nonstream_garbage),
         T(test_nonstream_garbage_anthropic),
         T(test_429_json_error_kept),

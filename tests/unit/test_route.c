@@ -291,6 +291,71 @@ static void test_is_pattern(void **state)
     assert_int_equal(agw_route_is_pattern(""), 0);
 }
 
+/* A client key's restrictions (tenant mode): its default provider first for
+ * an unprefixed model, and only the providers it may use at any step. */
+static int only_named(const agw_provider_cfg *p, const void *ud)
+{
+    for (const char *const *n = ud; *n; n++)
+        if (strcmp(p->name, *n) == 0)
+            return 1;
+    return 0;
+}
+
+static void test_route_limits(void **state)
+{
+    const agw_config *cfg = *state;
+    agw_route r;
+    agw_route_limits first = { "an", NULL, NULL };
+    /* gpt-4o is on oa's list, but the key prefers an. */
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               &first, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "an");
+    /* An explicit prefix still decides. */
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("oa2/x"), AGW_PROVIDER_OPENAI,
+                                               &first, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa2");
+    /* A disabled or unknown first choice is skipped. */
+    agw_route_limits off = { "off", NULL, NULL }, nobody = { "nobody", NULL, NULL };
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               &off, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa");
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               &nobody, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa");
+    /* Allowed providers: gpt-4o goes to oa2, the next provider that lists it. */
+    static const char *const oa2[] = { "oa2", "an", NULL };
+    agw_route_limits allowed = { NULL, only_named, oa2 };
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               &allowed, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa2");
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("o3-mini"), AGW_PROVIDER_OPENAI,
+                                               &allowed, &r),
+                     AGW_ENOTFOUND);
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("oa/gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               &allowed, &r),
+                     AGW_ENOTFOUND);
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("openai/gpt-4o"),
+                                               AGW_PROVIDER_OPENAI, &allowed, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa2");
+    /* A first choice the key may not use is not taken. */
+    agw_route_limits both = { "oa", only_named, oa2 };
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               &both, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa2");
+    /* NULL limits are plain routing. */
+    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                               NULL, &r),
+                     AGW_OK);
+    assert_string_equal(r.provider->name, "oa");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +373,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_provider_serves, setup, teardown),
         cmocka_unit_test(test_literal_entries_are_not_globs),
         cmocka_unit_test(test_is_pattern),
+        cmocka_unit_test_setup_teardown(test_route_limits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

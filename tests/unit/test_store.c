@@ -288,9 +288,10 @@ static void test_concurrent_first_open(void **state)
             assert_int_equal(o[i].version, agw_store_latest_version());
         }
         agw_store *s = open_ok(path);
+        /* settings, usage (1); providers, api_keys, audit_log (2) */
         assert_int_equal(query_int(agw_store_db(s), "SELECT count(*) FROM sqlite_master "
-                                                    "WHERE type='table'"),
-                         2);
+                                                    "WHERE type='table' AND name NOT LIKE 'sqlite_%'"),
+                         5);
         agw_store_close(s);
     }
     if (failures)
@@ -391,6 +392,67 @@ static void test_open_unwritable_path(void **state)
     assert_true(err[0] != '\0');
 }
 
+/* Migration 2 (issue 3) on a file that stopped at version 1 with data in it:
+ * the usage rows survive, the new tables and column appear, and ids of keys
+ * are never reused (the limiter keys shared memory by them). */
+static void test_migration_2_upgrades_a_version_1_file(void **state)
+{
+    fixture *f = *state;
+    char path[256], txt[64];
+    db_path(f, "v1.db", path, sizeof path);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                                  " updated_at INTEGER NOT NULL);"
+                                  "CREATE TABLE usage (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+                                  " key_id INTEGER, provider TEXT NOT NULL, model TEXT NOT NULL,"
+                                  " status INTEGER NOT NULL, input_tokens INTEGER NOT NULL DEFAULT 0,"
+                                  " output_tokens INTEGER NOT NULL DEFAULT 0,"
+                                  " cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
+                                  " cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+                                  " latency_ms INTEGER NOT NULL DEFAULT 0, ttft_ms INTEGER,"
+                                  " streamed INTEGER NOT NULL DEFAULT 0);"
+                                  "CREATE INDEX usage_ts ON usage(ts);"
+                                  "INSERT INTO usage(ts, provider, model, status) VALUES (1, 'p', 'm', 200);"
+                                  "PRAGMA user_version=1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+
+    agw_store *s = open_ok(path);
+    sqlite3 *db = agw_store_db(s);
+    assert_true(agw_store_latest_version() >= 2);
+    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
+                                   "name IN ('providers','api_keys','audit_log')"),
+                     3);
+    query_text(db, "SELECT model || '/' || tokens_estimated FROM usage", txt, sizeof txt);
+    assert_string_equal(txt, "m/0");
+    /* Ids are never reused after a delete. */
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO api_keys(name, key_hash, key_prefix, created_at,"
+                                  " updated_at) VALUES ('a', zeroblob(32), 'agw-', 0, 0);"
+                                  "DELETE FROM api_keys;"
+                                  "INSERT INTO api_keys(name, key_hash, key_prefix, created_at,"
+                                  " updated_at) VALUES ('b', zeroblob(32), 'agw-', 0, 0);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(query_int(db, "SELECT id FROM api_keys"), 2);
+    /* The schema's own guards. */
+    assert_int_not_equal(sqlite3_exec(db,
+                                      "INSERT INTO api_keys(name, key_hash, key_prefix, created_at,"
+                                      " updated_at) VALUES ('c', x'00', 'agw-', 0, 0)",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db,
+                                      "INSERT INTO providers(name, type, base_url, created_at,"
+                                      " updated_at) VALUES ('x', 'azure', 'http://x', 0, 0)",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+    agw_store_close(s);
+}
+
 static void test_close_null(void **state)
 {
     (void)state;
@@ -409,6 +471,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_waits_for_writer_on_new_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_connections_share_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_unwritable_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_2_upgrades_a_version_1_file, setup,
+                                        teardown),
         cmocka_unit_test(test_close_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-#include "server.h"
+#include "fcgi_server.h"
 #include "core.h"
 
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-struct agw_worker {
+struct agw_server_worker {
     pthread_t tid;
     int index;
     void *state;
@@ -22,7 +22,7 @@ static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t live_cond = PTHREAD_COND_INITIALIZER;
 static int live_workers;
 
-void *agw_worker_state(agw_worker *w)
+void *agw_server_worker_state(agw_server_worker *w)
 {
     return w->state;
 }
@@ -36,7 +36,7 @@ int agw_server_fd0_listening(void)
 
 static void *worker_main(void *arg)
 {
-    agw_worker *w = arg;
+    agw_server_worker *w = arg;
     const agw_server_opts *o = w->opts;
     FCGX_Request req;
     w->state = o->worker_init ? o->worker_init(o->app, w->index) : NULL;
@@ -124,7 +124,7 @@ int agw_server_run(const agw_server_opts *o)
         return 1;
     }
 
-    agw_worker *workers = xcalloc((size_t)o->threads, sizeof *workers);
+    agw_server_worker *workers = xcalloc((size_t)o->threads, sizeof *workers);
     live_workers = o->threads;
     for (int i = 0; i < o->threads; i++) {
         workers[i].index = i;

@@ -1,0 +1,644 @@
+#include "admin.h"
+
+#include "json.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <time.h>
+
+/* ---- workers ---- */
+
+void *agw_admin_worker_init(void *app_ptr, int index)
+{
+    const agw_admin_app *app = app_ptr;
+    agw_admin_worker *w = xcalloc(1, sizeof *w);
+    char err[AGW_ERR_LEN];
+    if (agw_store_open(app->cfg->database.path, &w->store, err, sizeof err) != AGW_OK)
+        agw_fatal(__FILE__, __LINE__, "admin worker %d: database: %s", index, err);
+    return w;
+}
+
+void agw_admin_worker_done(void *app, void *state)
+{
+    (void)app;
+    agw_admin_worker *w = state;
+    agw_store_close(w->store);
+    free(w);
+}
+
+/* ---- answers ---- */
+
+void agw_admin_reply(agw_admin_req *r, int status, cJSON *doc)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        agw_fatal(__FILE__, __LINE__, "out of memory printing JSON");
+    (void)agw_fcgi_respond(&r->conn, status, "application/json",
+                           AGW_STR_LIT("Cache-Control: no-store\r\n"), agw_str_c(text));
+    cJSON_free(text);
+}
+
+void agw_admin_fail(agw_admin_req *r, int status, const char *field, const char *fmt, ...)
+{
+    if (r->in_tx)
+        agw_admin_rollback(r);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *type = status == 401   ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 409 ? "conflict_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    cJSON *doc = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(doc, "error");
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddStringToObject(e, "message", msg);
+    if (field)
+        cJSON_AddStringToObject(e, "field", field);
+    else
+        cJSON_AddNullToObject(e, "field");
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    if (!text)
+        agw_fatal(__FILE__, __LINE__, "out of memory printing JSON");
+    agw_str extra = status == 401 ? AGW_STR_LIT("WWW-Authenticate: Bearer\r\nCache-Control: no-store\r\n")
+                                  : AGW_STR_LIT("Cache-Control: no-store\r\n");
+    (void)agw_fcgi_respond(&r->conn, status, "application/json", extra, agw_str_c(text));
+    cJSON_free(text);
+}
+
+void agw_admin_method_not_allowed(agw_admin_req *r, const char *allow)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s is not allowed here: use %s", r->method, allow);
+    char head[128];
+    snprintf(head, sizeof head, "Allow: %s\r\n", allow);
+    cJSON *doc = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(doc, "error");
+    cJSON_AddStringToObject(e, "type", "invalid_request_error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddNullToObject(e, "field");
+    char *text = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    if (!text)
+        agw_fatal(__FILE__, __LINE__, "out of memory printing JSON");
+    (void)agw_fcgi_respond(&r->conn, 405, "application/json", agw_str_c(head), agw_str_c(text));
+    cJSON_free(text);
+}
+
+/* ---- reading bodies ---- */
+
+/* Walks the raw document (already validated) for what cJSON would hide: a
+ * member repeated in one object (cJSON keeps both, lookups see the first,
+ * other parsers the last) and strings holding U+0000 (cJSON cuts them there). */
+static int scan_json(agw_str doc, int depth, char *why, size_t whylen, char *field, size_t fieldlen)
+{
+    agw_json_type t = agw_json_type_of(doc);
+    agw_buf a = AGW_BUF_INIT(AGW_ADMIN_MAX_BODY), b = AGW_BUF_INIT(AGW_ADMIN_MAX_BODY);
+    int ok = 1;
+    if (t == AGW_JSON_STRING) {
+        if (agw_json_string_decode(doc, &a) != AGW_OK || memchr(a.data ? a.data : "", '\0', a.len)) {
+            snprintf(why, whylen, "strings may not contain U+0000");
+            ok = 0;
+        }
+    } else if ((t == AGW_JSON_OBJECT || t == AGW_JSON_ARRAY) && depth < AGW_ADMIN_MAX_DEPTH) {
+        agw_json_iter it, it2;
+        agw_str k, v, k2, v2;
+        size_t i = 0;
+        if (agw_json_iter_init(&it, doc) != AGW_OK)
+            ok = 0;
+        while (ok && agw_json_iter_next(&it, &k, &v)) {
+            if (t == AGW_JSON_OBJECT) {
+                agw_buf_reset(&a);
+                if (agw_json_string_decode(k, &a) != AGW_OK ||
+                    memchr(a.data ? a.data : "", '\0', a.len)) {
+                    snprintf(why, whylen, "member names may not contain U+0000");
+                    ok = 0;
+                    break;
+                }
+                /* Compare with every earlier member: objects here are small. */
+                if (agw_json_iter_init(&it2, doc) != AGW_OK)
+                    break;
+                for (size_t j = 0; j < i && agw_json_iter_next(&it2, &k2, &v2); j++) {
+                    agw_buf_reset(&b);
+                    if (agw_json_string_decode(k2, &b) == AGW_OK &&
+                        agw_str_eq(agw_buf_view(&a), agw_buf_view(&b))) {
+                        snprintf(why, whylen, "member '%.*s' appears more than once",
+                                 (int)(a.len > 100 ? 100 : a.len), a.data);
+                        if (depth == 0)
+                            snprintf(field, fieldlen, "%.*s", (int)(a.len > 100 ? 100 : a.len),
+                                     a.data);
+                        ok = 0;
+                        break;
+                    }
+                }
+                if (i++ > 1024) {
+                    snprintf(why, whylen, "objects may have at most 1024 members");
+                    ok = 0;
+                }
+            }
+            if (ok && !scan_json(v, depth + 1, why, whylen, field, fieldlen)) {
+                if (depth == 0 && t == AGW_JSON_OBJECT && !field[0] && a.len < 100)
+                    snprintf(field, fieldlen, "%.*s", (int)a.len, a.data ? a.data : "");
+                ok = 0;
+            }
+        }
+    }
+    agw_buf_free(&a);
+    agw_buf_free(&b);
+    return ok;
+}
+
+cJSON *agw_admin_body(agw_admin_req *r, const char *const *known)
+{
+    agw_err e = agw_fcgi_read_body(&r->conn, AGW_ADMIN_MAX_BODY);
+    if (e == AGW_ETOOBIG) {
+        agw_admin_fail(r, 413, NULL, "the body is larger than %u bytes", AGW_ADMIN_MAX_BODY);
+        return NULL;
+    }
+    if (e) {
+        agw_admin_fail(r, 400, NULL, "the body could not be read");
+        return NULL;
+    }
+    agw_str body = agw_buf_view(&r->conn.body);
+    char why[200];
+    if (body.len == 0) {
+        agw_admin_fail(r, 400, NULL, "a JSON object is required");
+        return NULL;
+    }
+    if (agw_json_validate(body, AGW_ADMIN_MAX_DEPTH, why, sizeof why) != AGW_OK) {
+        agw_admin_fail(r, 400, NULL, "malformed JSON: %s", why);
+        return NULL;
+    }
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT) {
+        agw_admin_fail(r, 400, NULL, "the body must be a JSON object");
+        return NULL;
+    }
+    char field[128] = "";
+    if (!scan_json(body, 0, why, sizeof why, field, sizeof field)) {
+        agw_admin_fail(r, 400, field[0] ? field : NULL, "%s", why);
+        return NULL;
+    }
+    cJSON *doc = cJSON_ParseWithLength(body.ptr, body.len);
+    if (!doc) {
+        agw_admin_fail(r, 400, NULL, "malformed JSON");
+        return NULL;
+    }
+    for (const cJSON *m = doc->child; m; m = m->next) {
+        int ok = 0;
+        for (const char *const *k = known; *k && !ok; k++)
+            ok = strcmp(m->string, *k) == 0;
+        if (!ok) {
+            agw_admin_fail(r, 400, m->string, "unknown field '%.100s'", m->string);
+            cJSON_Delete(doc);
+            return NULL;
+        }
+    }
+    return doc;
+}
+
+/* Printable UTF-8: no C0 controls and no DEL (these values end up in URLs,
+ * headers and logs). */
+static int clean_text(const char *s)
+{
+    agw_str v = agw_str_c(s);
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char c = (unsigned char)v.ptr[i];
+        if (c < 0x20 || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+int agw_admin_string(agw_admin_req *r, const cJSON *obj, const char *name, size_t max_len,
+                     int nullable, const char **out, int *is_null)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (is_null)
+        *is_null = 0;
+    if (!m)
+        return 0;
+    if (nullable && cJSON_IsNull(m)) {
+        *out = NULL;
+        if (is_null)
+            *is_null = 1;
+        return 1;
+    }
+    if (!cJSON_IsString(m)) {
+        agw_admin_fail(r, 400, name, "'%s' must be a string%s", name, nullable ? " or null" : "");
+        return -1;
+    }
+    if (strlen(m->valuestring) > max_len) {
+        agw_admin_fail(r, 400, name, "'%s' is longer than %lu bytes", name, (unsigned long)max_len);
+        return -1;
+    }
+    if (!clean_text(m->valuestring)) {
+        agw_admin_fail(r, 400, name, "'%s' may not contain control characters", name);
+        return -1;
+    }
+    *out = m->valuestring;
+    return 1;
+}
+
+int agw_admin_int(agw_admin_req *r, const cJSON *obj, const char *name, int64_t lo, int64_t hi,
+                  int nullable, int64_t *out, int *is_null)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (is_null)
+        *is_null = 0;
+    if (!m)
+        return 0;
+    if (nullable && cJSON_IsNull(m)) {
+        if (is_null)
+            *is_null = 1;
+        return 1;
+    }
+    /* cJSON keeps numbers as doubles: an integer is a whole number within
+     * 2^53, where doubles are exact. */
+    double d = m->valuedouble;
+    if (!cJSON_IsNumber(m) || d != d || d < -9007199254740992.0 || d > 9007199254740992.0 ||
+        (double)(int64_t)d != d) {
+        agw_admin_fail(r, 400, name, "'%s' must be an integer%s", name, nullable ? " or null" : "");
+        return -1;
+    }
+    int64_t v = (int64_t)d;
+    if (v < lo || v > hi) {
+        agw_admin_fail(r, 400, name, "'%s' must be between %lld and %lld", name, (long long)lo,
+                       (long long)hi);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+int agw_admin_bool(agw_admin_req *r, const cJSON *obj, const char *name, int *out)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!m)
+        return 0;
+    if (!cJSON_IsBool(m)) {
+        agw_admin_fail(r, 400, name, "'%s' must be true or false", name);
+        return -1;
+    }
+    *out = cJSON_IsTrue(m);
+    return 1;
+}
+
+int agw_admin_string_array(agw_admin_req *r, const cJSON *obj, const char *name,
+                           size_t max_items, size_t max_len, int nullable, const cJSON **out,
+                           int *is_null)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (is_null)
+        *is_null = 0;
+    if (!m)
+        return 0;
+    if (nullable && cJSON_IsNull(m)) {
+        *out = NULL;
+        if (is_null)
+            *is_null = 1;
+        return 1;
+    }
+    if (!cJSON_IsArray(m)) {
+        agw_admin_fail(r, 400, name, "'%s' must be an array of strings%s", name,
+                       nullable ? " or null" : "");
+        return -1;
+    }
+    size_t n = 0;
+    for (const cJSON *e = m->child; e; e = e->next, n++) {
+        if (n >= max_items) {
+            agw_admin_fail(r, 400, name, "'%s' may hold at most %lu entries", name,
+                           (unsigned long)max_items);
+            return -1;
+        }
+        if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) > max_len ||
+            !clean_text(e->valuestring)) {
+            agw_admin_fail(r, 400, name,
+                           "'%s'[%lu] must be a non-empty string of at most %lu printable bytes",
+                           name, (unsigned long)n, (unsigned long)max_len);
+            return -1;
+        }
+    }
+    *out = m;
+    return 1;
+}
+
+int64_t agw_admin_parse_id(agw_str s)
+{
+    if (s.len == 0 || s.len > 18 || s.ptr[0] == '0')
+        return 0;
+    int64_t v = 0;
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.ptr[i] < '0' || s.ptr[i] > '9')
+            return 0;
+        v = v * 10 + (s.ptr[i] - '0');
+    }
+    return v;
+}
+
+/* ---- the database ---- */
+
+void agw_admin_db_fail(agw_admin_req *r, const char *what)
+{
+    agw_log_error("admin: %s: %s", what, sqlite3_errmsg(r->db));
+    agw_admin_fail(r, 500, NULL, "database error while %s", what);
+}
+
+int agw_admin_begin(agw_admin_req *r)
+{
+    if (sqlite3_exec(r->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        agw_log_error("admin: BEGIN IMMEDIATE: %s", sqlite3_errmsg(r->db));
+        agw_admin_fail(r, 503, NULL, "the database is busy: try again");
+        return 0;
+    }
+    r->in_tx = 1;
+    return 1;
+}
+
+void agw_admin_rollback(agw_admin_req *r)
+{
+    if (r->in_tx)
+        sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
+    r->in_tx = 0;
+}
+
+int agw_admin_commit(agw_admin_req *r)
+{
+    if (sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "committing");
+        return 0;
+    }
+    r->in_tx = 0;
+    /* After the commit, never before: a responder that sees the new number
+     * must find the change in the database. */
+    agw_shm_generation_bump(r->app->shm);
+    return 1;
+}
+
+int agw_admin_audit(agw_admin_req *r, const char *action, const char *object_type,
+                    const char *object_id, cJSON *detail)
+{
+    char *text = cJSON_PrintUnformatted(detail ? detail : cJSON_CreateObject());
+    cJSON_Delete(detail);
+    sqlite3_stmt *st;
+    int ok = sqlite3_prepare_v2(r->db,
+                                "INSERT INTO audit_log(ts, action, object_type, object_id, detail)"
+                                " VALUES (?, ?, ?, ?, ?)",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, agw_wall_s());
+        sqlite3_bind_text(st, 2, action, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, object_type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, object_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, text ? text : "{}", -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    cJSON_free(text);
+    if (!ok)
+        agw_admin_db_fail(r, "writing the audit log");
+    return ok;
+}
+
+cJSON *agw_admin_json_column(sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return NULL;
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    return t ? cJSON_ParseWithLength(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
+}
+
+int agw_admin_provider_exists(agw_admin_req *r, const char *name)
+{
+    if (agw_config_provider(r->app->cfg, agw_str_c(name)))
+        return 1;
+    sqlite3_stmt *st;
+    int found = 0;
+    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM providers WHERE name = ?", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        found = sqlite3_step(st) == SQLITE_ROW;
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+void agw_admin_secret_hint(const char *secret, char out[32])
+{
+    size_t n = secret ? strlen(secret) : 0;
+    /* Show enough to tell keys apart, never enough to matter: the first
+     * three and last four of a long key, the last two of a short one. */
+    if (n == 0)
+        out[0] = '\0';
+    else if (n >= 16)
+        snprintf(out, 32, "%.3s...%s", secret, secret + n - 4);
+    else if (n >= 8)
+        snprintf(out, 32, "...%s", secret + n - 2);
+    else
+        snprintf(out, 32, "...");
+}
+
+/* ---- query strings ---- */
+
+static int unhex(int c)
+{
+    return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
+}
+
+/* Percent-decodes [p, p+n) ('+' is a space) into a malloc'd string; NULL for
+ * a bad escape or a NUL. */
+static char *decode(const char *p, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] == '%') {
+            int a = i + 1 < n ? unhex((unsigned char)p[i + 1]) : -1;
+            int b = i + 2 < n ? unhex((unsigned char)p[i + 2]) : -1;
+            if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+                free(out);
+                return NULL;
+            }
+            *o++ = (char)(a << 4 | b);
+            i += 2;
+        } else {
+            *o++ = p[i] == '+' ? ' ' : p[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+void agw_admin_query_free(agw_admin_param *params, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(params[i].value);
+        params[i].value = NULL;
+    }
+}
+
+int agw_admin_query(agw_admin_req *r, agw_admin_param *params, size_t n)
+{
+    const char *q = r->query;
+    while (*q) {
+        const char *end = strchr(q, '&');
+        size_t len = end ? (size_t)(end - q) : strlen(q);
+        if (len) {
+            const char *eq = memchr(q, '=', len);
+            size_t klen = eq ? (size_t)(eq - q) : len;
+            char *key = decode(q, klen);
+            char *val = eq ? decode(eq + 1, len - klen - 1) : xstrdup("");
+            if (!key || !val) {
+                free(key);
+                free(val);
+                agw_admin_query_free(params, n);
+                agw_admin_fail(r, 400, NULL, "malformed query string");
+                return 0;
+            }
+            size_t i;
+            for (i = 0; i < n && strcmp(params[i].name, key) != 0; i++)
+                ;
+            if (i == n || params[i].value) {
+                char field[64];
+                snprintf(field, sizeof field, "%.60s", key);
+                free(key);
+                free(val);
+                agw_admin_query_free(params, n);
+                agw_admin_fail(r, 400, field,
+                               i == n ? "unknown query parameter '%s'"
+                                      : "query parameter '%s' given more than once",
+                               field);
+                return 0;
+            }
+            free(key);
+            params[i].value = val;
+        }
+        q += len + (end ? 1 : 0);
+    }
+    return 1;
+}
+
+int64_t agw_admin_parse_time(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 40)
+        return -1;
+    int digits = 1;
+    for (size_t i = 0; i < n; i++)
+        digits &= isdigit((unsigned char)s[i]) != 0;
+    if (digits) {
+        if (n > 12)
+            return -1;
+        return strtoll(s, NULL, 10);
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int consumed = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &consumed) != 3 ||
+        consumed != 10)
+        return -1;
+    const char *p = s + 10;
+    int offset = 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        consumed = 0;
+        if (sscanf(p + 1, "%2d:%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 3 ||
+            consumed != 8)
+            return -1;
+        p += 9;
+        if (*p == '.') /* fractions of a second are dropped */
+            for (p++; isdigit((unsigned char)*p); p++)
+                ;
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int oh, om;
+            consumed = 0;
+            if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &consumed) != 2 || consumed != 5 || oh > 23 ||
+                om > 59)
+                return -1;
+            offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+            p += 6;
+        } else {
+            return -1;
+        }
+    }
+    if (*p)
+        return -1;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+        return -1;
+    int mday = tm.tm_mday, mon = tm.tm_mon;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != mday || tm.tm_mon != mon - 1)
+        return -1; /* timegm normalised an impossible date like 02-30 */
+    return (int64_t)t - offset;
+}
+
+/* ---- dispatch ---- */
+
+static int authorized(agw_admin_req *r)
+{
+    const char *auth = agw_fcgi_param(&r->conn, "HTTP_AUTHORIZATION");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+        agw_admin_fail(r, 401, NULL, "missing admin key: send Authorization: Bearer <admin key>");
+        return 0;
+    }
+    const char *k = auth + 7;
+    while (*k == ' ')
+        k++;
+    if (!agw_secret_eq(agw_str_c(k), agw_str_c(r->app->admin_key))) {
+        agw_admin_fail(r, 401, NULL, "invalid admin key");
+        return 0;
+    }
+    return 1;
+}
+
+void agw_admin_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
+{
+    agw_admin_worker *worker = agw_server_worker_state(w);
+    agw_admin_req r;
+    memset(&r, 0, sizeof r);
+    r.app = app_ptr;
+    r.db = agw_store_db(worker->store);
+    agw_fcgi_conn_init(&r.conn, req);
+    r.method = agw_fcgi_param(&r.conn, "REQUEST_METHOD");
+    if (!r.method)
+        r.method = "GET";
+    r.query = agw_fcgi_param(&r.conn, "QUERY_STRING");
+    if (!r.query)
+        r.query = "";
+    r.path = agw_fcgi_path(&r.conn);
+    while (r.path.len > 1 && r.path.ptr[r.path.len - 1] == '/')
+        r.path.len--;
+    uint64_t start = agw_mono_us();
+
+    /* The key first: without it nobody learns even which paths exist. */
+    if (!authorized(&r))
+        goto out;
+    static const agw_str prov = AGW_STR_LIT("/admin/providers"), keys = AGW_STR_LIT("/admin/keys");
+    if (agw_str_eq(r.path, prov) ||
+        (agw_str_starts(r.path, prov) && r.path.ptr[prov.len] == '/'))
+        agw_admin_providers(&r, (agw_str){ r.path.ptr + prov.len, r.path.len - prov.len });
+    else if (agw_str_eq(r.path, keys) ||
+             (agw_str_starts(r.path, keys) && r.path.ptr[keys.len] == '/'))
+        agw_admin_keys(&r, (agw_str){ r.path.ptr + keys.len, r.path.len - keys.len });
+    else if (agw_str_eq(r.path, AGW_STR_LIT("/admin/usage")))
+        agw_admin_usage(&r);
+    else if (agw_str_eq(r.path, AGW_STR_LIT("/admin/audit")))
+        agw_admin_audit_list(&r);
+    else
+        agw_admin_fail(&r, 404, NULL, "no admin endpoint at %.*s",
+                       (int)(r.path.len > 200 ? 200 : r.path.len), r.path.ptr);
+out:
+    if (r.in_tx) /* every path commits or fails; this is the belt to those braces */
+        agw_admin_rollback(&r);
+    agw_log_info("admin %s %.*s -> %d (%lu ms)", r.method,
+                 (int)(r.path.len > 200 ? 200 : r.path.len), r.path.ptr, r.conn.status,
+                 (unsigned long)((agw_mono_us() - start) / 1000));
+    agw_fcgi_conn_release(&r.conn);
+}

@@ -1,0 +1,142 @@
+/*
+ * admin: antigw-admin, the control plane (SPEC "Endpoints: control plane";
+ * issue 3). Everything under /admin needs `Authorization: Bearer <admin key>`,
+ * checked in constant time before the path is even looked at.
+ *
+ * Resources: providers (admin_providers.c), client keys (admin_keys.c),
+ * usage totals and the audit log (admin_usage.c). This file holds what they
+ * share: the request, JSON answers and errors, the strict reading of request
+ * bodies, transactions and the audit row.
+ *
+ * Writes: one BEGIN IMMEDIATE transaction per request holds every check that
+ * reads the database (names taken, ids present), the change and its audit
+ * row, so a refused request leaves the database exactly as it was. After the
+ * COMMIT the shared generation counter is bumped, which makes every responder
+ * reload (catalog.h).
+ *
+ * Errors: {"error":{"type","message","field"}} with 400 (malformed JSON, wrong
+ * type, unknown or repeated member, bad value), 401 (admin key), 404 (unknown
+ * path or id), 405, 409 (a name taken, or a read-only provider from
+ * antigw.cfg), 413, 500. `field` names the offending member or query
+ * parameter, or is null.
+ */
+#ifndef AGW_ADMIN_H
+#define AGW_ADMIN_H
+
+#include "config.h"
+#include "crypto.h"
+#include "fcgi_io.h"
+#include "fcgi_server.h"
+#include "shm.h"
+#include "store.h"
+
+#include <cJSON.h>
+
+/* The largest admin request body. */
+#define AGW_ADMIN_MAX_BODY (1u << 20)
+/* JSON nesting accepted in a body (metadata objects included). */
+#define AGW_ADMIN_MAX_DEPTH 16
+
+typedef struct {
+    const agw_config *cfg;
+    const char *admin_key;
+    agw_shm *shm;
+    const agw_secret_key *secrets; /* NULL when secrets.key_file is not set */
+} agw_admin_app;
+
+typedef struct {
+    agw_store *store;
+} agw_admin_worker;
+
+typedef struct {
+    const agw_admin_app *app;
+    sqlite3 *db;
+    agw_fcgi_conn conn;
+    const char *method;
+    agw_str path;            /* the whole path, without the query */
+    const char *query;       /* QUERY_STRING, "" when none */
+    int in_tx;               /* a transaction is open */
+} agw_admin_req;
+
+void *agw_admin_worker_init(void *app, int index);
+void agw_admin_worker_done(void *app, void *state);
+void agw_admin_handle(void *app, agw_server_worker *w, FCGX_Request *req);
+
+/* ---- answers ---- */
+
+/* Sends `doc` (taking ownership) with `status`. */
+void agw_admin_reply(agw_admin_req *r, int status, cJSON *doc);
+/* An error answer; `field` may be NULL. Rolls back an open transaction. */
+void agw_admin_fail(agw_admin_req *r, int status, const char *field, const char *fmt, ...)
+    AGW_PRINTF(4, 5);
+void agw_admin_method_not_allowed(agw_admin_req *r, const char *allow);
+
+/* ---- request bodies ---- */
+
+/* The body as a JSON object, checked strictly: valid JSON within the depth
+ * limit, an object, no member repeated in any object, no string holding
+ * U+0000, and every top-level member named in `known` (NULL-terminated).
+ * NULL when it answered 4xx. The caller frees the result. */
+cJSON *agw_admin_body(agw_admin_req *r, const char *const *known);
+
+/* Typed members. Each returns 1 when present (for a nullable member *is_null
+ * says whether it was null), 0 when absent, -1 when it answered 400 naming
+ * the member. Strings must be UTF-8 without control characters. */
+int agw_admin_string(agw_admin_req *r, const cJSON *obj, const char *name, size_t max_len,
+                     int nullable, const char **out, int *is_null);
+int agw_admin_int(agw_admin_req *r, const cJSON *obj, const char *name, int64_t lo, int64_t hi,
+                  int nullable, int64_t *out, int *is_null);
+int agw_admin_bool(agw_admin_req *r, const cJSON *obj, const char *name, int *out);
+/* An array of 1..max_len-byte strings (at most max_items), or null. */
+int agw_admin_string_array(agw_admin_req *r, const cJSON *obj, const char *name,
+                           size_t max_items, size_t max_len, int nullable, const cJSON **out,
+                           int *is_null);
+
+/* A positive integer id from a path segment; 0 when it is not one. */
+int64_t agw_admin_parse_id(agw_str s);
+
+/* ---- the database ---- */
+
+/* BEGIN IMMEDIATE; 0 when it answered 503. */
+int agw_admin_begin(agw_admin_req *r);
+/* COMMIT and bump the generation; 0 when it answered 500 (rolled back). */
+int agw_admin_commit(agw_admin_req *r);
+void agw_admin_rollback(agw_admin_req *r);
+/* The audit row of this change (inside the transaction); takes `detail`.
+ * 0 when it answered 500. */
+int agw_admin_audit(agw_admin_req *r, const char *action, const char *object_type,
+                    const char *object_id, cJSON *detail);
+/* Answers 500 for a failed statement (the message names no secret). */
+void agw_admin_db_fail(agw_admin_req *r, const char *what);
+
+/* A JSON array (as stored) from a column, or null; a cJSON array or NULL. */
+cJSON *agw_admin_json_column(sqlite3_stmt *st, int col);
+/* 1 when a provider of that name exists in antigw.cfg or the database. */
+int agw_admin_provider_exists(agw_admin_req *r, const char *name);
+/* "sk-...abcd" style hint of a secret; "" for an empty one. */
+void agw_admin_secret_hint(const char *secret, char out[32]);
+
+/* ---- resources ---- */
+
+void agw_admin_providers(agw_admin_req *r, agw_str rest);
+void agw_admin_keys(agw_admin_req *r, agw_str rest);
+void agw_admin_usage(agw_admin_req *r);
+void agw_admin_audit_list(agw_admin_req *r);
+
+/* ---- query strings ---- */
+
+typedef struct {
+    const char *name;   /* the parameter */
+    char *value;        /* decoded, malloc'd; NULL when absent */
+} agw_admin_param;
+
+/* Decodes the query into `params` (names given, values filled). 0 when it
+ * answered 400: an unknown or repeated parameter, or a bad escape. */
+int agw_admin_query(agw_admin_req *r, agw_admin_param *params, size_t n);
+void agw_admin_query_free(agw_admin_param *params, size_t n);
+
+/* Unix seconds from "1717171717", "2024-05-31" or "2024-05-31T12:00:00Z"
+ * (an offset like +02:00 instead of Z is honoured). -1 when invalid. */
+int64_t agw_admin_parse_time(const char *s);
+
+#endif

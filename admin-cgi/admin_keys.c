@@ -1,0 +1,523 @@
+/*
+ * /admin/keys: client keys for tenant mode (tenant.h). A key is returned once,
+ * in the answer that creates it; the database keeps its SHA-256 and a display
+ * prefix. Limits accept `qpm`/`tpm` as aliases of qpm_limit/tpm_limit (SPEC).
+ */
+#include "admin.h"
+
+#include "limiter.h"
+#include "tenant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_NAME 128
+#define MAX_LIST 1000
+#define MAX_ENTRY 256
+#define MAX_METADATA (16u << 10)
+
+static const char *const fields[] = { "name",      "enabled",   "allowed_models",
+                                      "allowed_providers", "default_provider", "qpm_limit",
+                                      "qpm",       "tpm_limit", "tpm",
+                                      "expires_at", "metadata", NULL };
+
+typedef struct {
+    int64_t id;
+    char *name;
+    char prefix[AGW_KEY_DISPLAY_LEN + 1];
+    int enabled;
+    char *allowed_models, *allowed_providers; /* JSON text; NULL = any */
+    char *default_provider;
+    int64_t qpm, tpm;
+    int64_t expires_at;                       /* 0 = never */
+    char *metadata;                           /* JSON text; NULL = none */
+    int64_t created_at, updated_at;
+} krow;
+
+static void krow_free(krow *k)
+{
+    free(k->name);
+    free(k->allowed_models);
+    free(k->allowed_providers);
+    free(k->default_provider);
+    free(k->metadata);
+    memset(k, 0, sizeof *k);
+}
+
+static char *col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+/* 1 found, 0 not, -1 answered 500. */
+static int load(agw_admin_req *r, int64_t id, krow *k)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT id, name, key_prefix, enabled, allowed_models, allowed_providers,"
+                           " default_provider, qpm_limit, tpm_limit, expires_at, metadata,"
+                           " created_at, updated_at FROM api_keys WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "reading a key");
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st), found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        k->id = sqlite3_column_int64(st, 0);
+        k->name = col(st, 1);
+        snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
+        k->enabled = sqlite3_column_int(st, 3) != 0;
+        k->allowed_models = col(st, 4);
+        k->allowed_providers = col(st, 5);
+        k->default_provider = col(st, 6);
+        k->qpm = sqlite3_column_int64(st, 7);
+        k->tpm = sqlite3_column_int64(st, 8);
+        k->expires_at = sqlite3_column_type(st, 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 9);
+        k->metadata = col(st, 10);
+        k->created_at = sqlite3_column_int64(st, 11);
+        k->updated_at = sqlite3_column_int64(st, 12);
+    } else if (rc != SQLITE_DONE) {
+        found = -1;
+    }
+    sqlite3_finalize(st);
+    if (found < 0)
+        agw_admin_db_fail(r, "reading a key");
+    return found;
+}
+
+static void add_json_text(cJSON *o, const char *name, const char *text)
+{
+    cJSON *v = text ? cJSON_Parse(text) : NULL;
+    cJSON_AddItemToObject(o, name, v ? v : cJSON_CreateNull());
+}
+
+static cJSON *row_json(const krow *k)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)k->id);
+    cJSON_AddStringToObject(o, "name", k->name);
+    cJSON_AddStringToObject(o, "key_prefix", k->prefix);
+    cJSON_AddBoolToObject(o, "enabled", k->enabled);
+    add_json_text(o, "allowed_models", k->allowed_models);
+    add_json_text(o, "allowed_providers", k->allowed_providers);
+    if (k->default_provider)
+        cJSON_AddStringToObject(o, "default_provider", k->default_provider);
+    else
+        cJSON_AddNullToObject(o, "default_provider");
+    cJSON_AddNumberToObject(o, "qpm_limit", (double)k->qpm);
+    cJSON_AddNumberToObject(o, "tpm_limit", (double)k->tpm);
+    if (k->expires_at)
+        cJSON_AddNumberToObject(o, "expires_at", (double)k->expires_at);
+    else
+        cJSON_AddNullToObject(o, "expires_at");
+    add_json_text(o, "metadata", k->metadata);
+    cJSON_AddNumberToObject(o, "created_at", (double)k->created_at);
+    cJSON_AddNumberToObject(o, "updated_at", (double)k->updated_at);
+    return o;
+}
+
+static int name_free(agw_admin_req *r, const char *name, int64_t self)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM api_keys WHERE name = ? AND id != ?", -1, &st,
+                           NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "checking the name");
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, self);
+    int taken = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (taken) {
+        agw_admin_fail(r, 409, "name", "a key named '%s' already exists", name);
+        return 0;
+    }
+    return 1;
+}
+
+/* A limit under its name or its alias; 1 given, 0 absent, -1 answered. */
+static int limit(agw_admin_req *r, const cJSON *body, const char *name, const char *alias,
+                 int64_t *out)
+{
+    int a = cJSON_GetObjectItemCaseSensitive(body, name) != NULL;
+    int b = cJSON_GetObjectItemCaseSensitive(body, alias) != NULL;
+    if (a && b) {
+        agw_admin_fail(r, 400, alias, "give '%s' or its alias '%s', not both", name, alias);
+        return -1;
+    }
+    return agw_admin_int(r, body, a ? name : alias, 0, AGW_LIMIT_MAX, 0, out, NULL);
+}
+
+static char *print(const cJSON *v)
+{
+    char *t = cJSON_PrintUnformatted(v);
+    char *s = xstrdup(t);
+    cJSON_free(t);
+    return s;
+}
+
+/* Reads the members into k (k holds the current values on update). 0 when it answered. */
+static int apply(agw_admin_req *r, const cJSON *body, krow *k, int creating, cJSON *changed)
+{
+    const char *s;
+    int is_null, rc, b;
+    int64_t v;
+    const cJSON *arr;
+    if ((rc = agw_admin_string(r, body, "name", MAX_NAME, 0, &s, NULL)) < 0)
+        return 0;
+    if (rc) {
+        if (!*s) {
+            agw_admin_fail(r, 400, "name", "'name' may not be empty");
+            return 0;
+        }
+        free(k->name);
+        k->name = xstrdup(s);
+    } else if (creating) {
+        agw_admin_fail(r, 400, "name", "'name' is required");
+        return 0;
+    }
+    if ((rc = agw_admin_bool(r, body, "enabled", &b)) < 0)
+        return 0;
+    if (rc)
+        k->enabled = b;
+    else if (creating)
+        k->enabled = 1;
+    if ((rc = agw_admin_string_array(r, body, "allowed_models", MAX_LIST, MAX_ENTRY, 1, &arr,
+                                     &is_null)) < 0)
+        return 0;
+    if (rc) {
+        free(k->allowed_models);
+        /* An empty list restricts nothing (tenant.h): store it as "any". */
+        k->allowed_models = is_null || !arr->child ? NULL : print(arr);
+    }
+    if ((rc = agw_admin_string_array(r, body, "allowed_providers", MAX_LIST, MAX_ENTRY, 1, &arr,
+                                     &is_null)) < 0)
+        return 0;
+    if (rc) {
+        if (!is_null)
+            for (const cJSON *e = arr->child; e; e = e->next)
+                if (!agw_admin_provider_exists(r, e->valuestring)) {
+                    agw_admin_fail(r, 400, "allowed_providers", "no provider is named '%s'",
+                                   e->valuestring);
+                    return 0;
+                }
+        free(k->allowed_providers);
+        k->allowed_providers = is_null || !arr->child ? NULL : print(arr);
+    }
+    if ((rc = agw_admin_string(r, body, "default_provider", MAX_ENTRY, 1, &s, &is_null)) < 0)
+        return 0;
+    if (rc) {
+        if (!is_null && *s && !agw_admin_provider_exists(r, s)) {
+            agw_admin_fail(r, 400, "default_provider", "no provider is named '%s'", s);
+            return 0;
+        }
+        free(k->default_provider);
+        k->default_provider = is_null || !*s ? NULL : xstrdup(s);
+    }
+    if ((rc = limit(r, body, "qpm_limit", "qpm", &v)) < 0)
+        return 0;
+    if (rc)
+        k->qpm = v;
+    if ((rc = limit(r, body, "tpm_limit", "tpm", &v)) < 0)
+        return 0;
+    if (rc)
+        k->tpm = v;
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expires_at");
+    if (exp && cJSON_IsString(exp)) {
+        int64_t t = agw_admin_parse_time(exp->valuestring);
+        if (t <= 0) {
+            agw_admin_fail(r, 400, "expires_at",
+                           "'expires_at' must be Unix seconds, an RFC 3339 time or null");
+            return 0;
+        }
+        k->expires_at = t;
+    } else if ((rc = agw_admin_int(r, body, "expires_at", 1, INT64_C(1) << 40, 1, &v,
+                                   &is_null)) < 0) {
+        return 0;
+    } else if (rc) {
+        k->expires_at = is_null ? 0 : v;
+    }
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(body, "metadata");
+    if (meta) {
+        if (!cJSON_IsObject(meta) && !cJSON_IsNull(meta)) {
+            agw_admin_fail(r, 400, "metadata", "'metadata' must be an object or null");
+            return 0;
+        }
+        char *text = cJSON_IsNull(meta) ? NULL : print(meta);
+        if (text && strlen(text) > MAX_METADATA) {
+            free(text);
+            agw_admin_fail(r, 400, "metadata", "'metadata' is larger than %u bytes", MAX_METADATA);
+            return 0;
+        }
+        free(k->metadata);
+        k->metadata = text;
+    }
+    /* The key's first choice must be a provider it may use. */
+    if (k->default_provider && k->allowed_providers) {
+        char **list;
+        size_t n;
+        int ok = 0;
+        if (agw_tenant_string_list(agw_str_c(k->allowed_providers), &list, &n) == AGW_OK) {
+            for (size_t i = 0; i < n; i++)
+                ok |= strcmp(list[i], k->default_provider) == 0;
+            agw_tenant_string_list_free(list, n);
+        }
+        if (!ok) {
+            agw_admin_fail(r, 400, "default_provider",
+                           "default_provider '%s' is not in allowed_providers", k->default_provider);
+            return 0;
+        }
+    }
+    for (const char *const *f = fields; *f; f++)
+        if (cJSON_GetObjectItemCaseSensitive(body, *f))
+            cJSON_AddItemToArray(changed, cJSON_CreateString(*f));
+    return 1;
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int store(agw_admin_req *r, krow *k, const unsigned char *hash)
+{
+    sqlite3_stmt *st;
+    const char *sql =
+        hash ? "INSERT INTO api_keys(name, enabled, allowed_models, allowed_providers,"
+               " default_provider, qpm_limit, tpm_limit, expires_at, metadata, created_at,"
+               " updated_at, key_hash, key_prefix)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)"
+             : "UPDATE api_keys SET name = ?1, enabled = ?2, allowed_models = ?3,"
+               " allowed_providers = ?4, default_provider = ?5, qpm_limit = ?6, tpm_limit = ?7,"
+               " expires_at = ?8, metadata = ?9, updated_at = ?10 WHERE id = ?11";
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "storing the key");
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, k->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, k->enabled);
+    bind_opt_text(st, 3, k->allowed_models);
+    bind_opt_text(st, 4, k->allowed_providers);
+    bind_opt_text(st, 5, k->default_provider);
+    sqlite3_bind_int64(st, 6, k->qpm);
+    sqlite3_bind_int64(st, 7, k->tpm);
+    if (k->expires_at)
+        sqlite3_bind_int64(st, 8, k->expires_at);
+    else
+        sqlite3_bind_null(st, 8);
+    bind_opt_text(st, 9, k->metadata);
+    sqlite3_bind_int64(st, 10, agw_wall_s());
+    if (hash) {
+        sqlite3_bind_blob(st, 11, hash, AGW_SHA256_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(st, 12, k->prefix, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_int64(st, 11, k->id);
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        agw_admin_fail(r, 409, "name", "a key named '%s' already exists", k->name);
+        return 0;
+    }
+    if (rc != SQLITE_DONE) {
+        agw_admin_db_fail(r, "storing the key");
+        return 0;
+    }
+    if (hash)
+        k->id = sqlite3_last_insert_rowid(r->db);
+    return 1;
+}
+
+/* Audit, reload, commit; then the answer (with the key itself when `key`). */
+static void finish(agw_admin_req *r, int64_t id, const char *action, cJSON *detail, int status,
+                   const char *key)
+{
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)id);
+    krow fresh;
+    memset(&fresh, 0, sizeof fresh);
+    if (!agw_admin_audit(r, action, "key", oid, detail))
+        goto out;
+    if (load(r, id, &fresh) != 1) {
+        if (r->in_tx)
+            agw_admin_fail(r, 500, NULL, "the change could not be stored");
+        goto out;
+    }
+    if (!agw_admin_commit(r))
+        goto out;
+    cJSON *doc = row_json(&fresh);
+    if (key)
+        cJSON_AddStringToObject(doc, "key", key);
+    agw_admin_reply(r, status, doc);
+out:
+    krow_free(&fresh);
+}
+
+static cJSON *detail_of(const krow *k, cJSON *changed)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "name", k->name);
+    if (changed)
+        cJSON_AddItemToObject(d, "fields", changed);
+    return d;
+}
+
+static void create(agw_admin_req *r)
+{
+    cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
+    krow k;
+    memset(&k, 0, sizeof k);
+    char key[AGW_KEY_LEN + 1];
+    unsigned char hash[AGW_SHA256_LEN];
+    key[0] = '\0';
+    if (!body || !agw_admin_begin(r) || !apply(r, body, &k, 1, changed) ||
+        !name_free(r, k.name, 0))
+        goto out;
+    if (agw_tenant_key_generate(key) != AGW_OK) {
+        agw_admin_fail(r, 500, NULL, "no randomness for a new key");
+        goto out;
+    }
+    agw_tenant_key_hash(agw_str_c(key), hash);
+    agw_tenant_key_display(agw_str_c(key), k.prefix);
+    if (!store(r, &k, hash))
+        goto out;
+    finish(r, k.id, "create", detail_of(&k, NULL), 201, key);
+out:
+    memset(key, 0, sizeof key);
+    cJSON_Delete(changed);
+    cJSON_Delete(body);
+    krow_free(&k);
+}
+
+static void update(agw_admin_req *r, int64_t id)
+{
+    cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
+    krow k;
+    memset(&k, 0, sizeof k);
+    if (!body || !agw_admin_begin(r))
+        goto out;
+    int found = load(r, id, &k);
+    if (found <= 0) {
+        if (found == 0)
+            agw_admin_fail(r, 404, NULL, "no key with id %lld", (long long)id);
+        goto out;
+    }
+    if (!apply(r, body, &k, 0, changed) || !name_free(r, k.name, id) || !store(r, &k, NULL))
+        goto out;
+    finish(r, id, "update", detail_of(&k, changed), 200, NULL);
+    changed = NULL; /* owned by the audit detail */
+out:
+    cJSON_Delete(changed);
+    cJSON_Delete(body);
+    krow_free(&k);
+}
+
+static void delete_one(agw_admin_req *r, int64_t id)
+{
+    krow k;
+    memset(&k, 0, sizeof k);
+    if (!agw_admin_begin(r))
+        goto out;
+    int found = load(r, id, &k);
+    if (found <= 0) {
+        if (found == 0)
+            agw_admin_fail(r, 404, NULL, "no key with id %lld", (long long)id);
+        goto out;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, "DELETE FROM api_keys WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        agw_admin_db_fail(r, "deleting the key");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        agw_admin_db_fail(r, "deleting the key");
+        goto out;
+    }
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)id);
+    if (!agw_admin_audit(r, "delete", "key", oid, detail_of(&k, NULL)) || !agw_admin_commit(r))
+        goto out;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddNumberToObject(doc, "id", (double)id);
+    cJSON_AddBoolToObject(doc, "deleted", 1);
+    agw_admin_reply(r, 200, doc);
+out:
+    krow_free(&k);
+}
+
+static void list(agw_admin_req *r)
+{
+    cJSON *doc = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(doc, "data");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, "SELECT id FROM api_keys ORDER BY id", -1, &st, NULL) !=
+        SQLITE_OK) {
+        cJSON_Delete(doc);
+        agw_admin_db_fail(r, "listing keys");
+        return;
+    }
+    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+    int rc = SQLITE_DONE;
+    int found = 1;
+    while (found >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        krow k;
+        memset(&k, 0, sizeof k);
+        if ((found = load(r, sqlite3_column_int64(st, 0), &k)) == 1)
+            cJSON_AddItemToArray(data, row_json(&k));
+        krow_free(&k);
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    if (found < 0) { /* answered already */
+        cJSON_Delete(doc);
+        return;
+    }
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(doc);
+        agw_admin_db_fail(r, "listing keys");
+        return;
+    }
+    agw_admin_reply(r, 200, doc);
+}
+
+void agw_admin_keys(agw_admin_req *r, agw_str rest)
+{
+    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    if (rest.len == 0) {
+        if (get)
+            list(r);
+        else if (strcmp(r->method, "POST") == 0)
+            create(r);
+        else
+            agw_admin_method_not_allowed(r, "GET, POST");
+        return;
+    }
+    agw_str id = { rest.ptr + 1, rest.len - 1 };
+    int64_t n = agw_admin_parse_id(id);
+    krow k;
+    memset(&k, 0, sizeof k);
+    int found = n ? load(r, n, &k) : 0;
+    if (found < 0)
+        return;
+    if (!get && strcmp(r->method, "PUT") != 0 && strcmp(r->method, "DELETE") != 0)
+        agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
+    else if (!found)
+        agw_admin_fail(r, 404, NULL, "no key with id '%.*s'", (int)(id.len > 100 ? 100 : id.len),
+                       id.ptr);
+    else if (get)
+        agw_admin_reply(r, 200, row_json(&k));
+    else if (strcmp(r->method, "PUT") == 0)
+        update(r, n);
+    else
+        delete_one(r, n);
+    krow_free(&k);
+}

@@ -1,0 +1,616 @@
+/*
+ * /admin/providers: providers in the database, plus the read-only ones of
+ * antigw.cfg (id "cfg:<name>").
+ *
+ * A provider's API key is stored sealed (crypto.h, AES-256-GCM with the
+ * associated data "provider:<name>") next to a hint ("sk-...abcd"); answers
+ * carry the hint, never the key. A rename re-seals the key under the new name.
+ */
+#include "admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define MAX_NAME 64
+#define MAX_URL 2048
+#define MAX_SECRET 8192
+#define MAX_MODELS 1000
+#define MAX_MODEL_NAME 256
+
+static const char *const fields[] = { "name",    "type",   "base_url", "api_key",      "weight",
+                                      "enabled", "models", "default_model", NULL };
+
+typedef struct {
+    int64_t id;
+    char *name, *type, *base_url, *default_model, *models;
+    agw_buf secret_enc;        /* empty: no key */
+    char hint[32];
+    int64_t weight;
+    int enabled;
+    int64_t created_at, updated_at;
+} prow;
+
+static void prow_init(prow *p)
+{
+    memset(p, 0, sizeof *p);
+    agw_buf_init(&p->secret_enc, MAX_SECRET + AGW_AEAD_OVERHEAD);
+}
+
+static void prow_free(prow *p)
+{
+    free(p->name);
+    free(p->type);
+    free(p->base_url);
+    free(p->default_model);
+    free(p->models);
+    agw_buf_free(&p->secret_enc);
+}
+
+static char *col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+/* 1 found, 0 not found, -1 answered 500. */
+static int load(agw_admin_req *r, int64_t id, prow *p)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT id, name, type, base_url, secret_enc, secret_hint, weight, enabled,"
+                           " models, default_model, created_at, updated_at FROM providers WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "reading a provider");
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st), found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        p->id = sqlite3_column_int64(st, 0);
+        p->name = col(st, 1);
+        p->type = col(st, 2);
+        p->base_url = col(st, 3);
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL &&
+            agw_buf_append(&p->secret_enc, sqlite3_column_blob(st, 4),
+                           (size_t)sqlite3_column_bytes(st, 4)) != AGW_OK)
+            found = -2;
+        const unsigned char *h = sqlite3_column_text(st, 5);
+        snprintf(p->hint, sizeof p->hint, "%s", h ? (const char *)h : "");
+        p->weight = sqlite3_column_int64(st, 6);
+        p->enabled = sqlite3_column_int(st, 7) != 0;
+        p->models = col(st, 8);
+        p->default_model = col(st, 9);
+        p->created_at = sqlite3_column_int64(st, 10);
+        p->updated_at = sqlite3_column_int64(st, 11);
+    } else if (rc != SQLITE_DONE) {
+        found = -2;
+    }
+    sqlite3_finalize(st);
+    if (found == -2) {
+        agw_admin_db_fail(r, "reading a provider");
+        return -1;
+    }
+    return found;
+}
+
+static cJSON *row_json(const prow *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)p->id);
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "name", p->name);
+    cJSON_AddStringToObject(o, "type", p->type);
+    cJSON_AddStringToObject(o, "base_url", p->base_url);
+    cJSON_AddBoolToObject(o, "has_api_key", p->secret_enc.len > 0);
+    if (p->secret_enc.len)
+        cJSON_AddStringToObject(o, "api_key_hint", p->hint);
+    else
+        cJSON_AddNullToObject(o, "api_key_hint");
+    cJSON_AddNumberToObject(o, "weight", (double)p->weight);
+    cJSON_AddBoolToObject(o, "enabled", p->enabled);
+    cJSON *models = p->models ? cJSON_Parse(p->models) : NULL;
+    cJSON_AddItemToObject(o, "models", models ? models : cJSON_CreateArray());
+    if (p->default_model)
+        cJSON_AddStringToObject(o, "default_model", p->default_model);
+    else
+        cJSON_AddNullToObject(o, "default_model");
+    cJSON_AddStringToObject(o, "source", "database");
+    cJSON_AddBoolToObject(o, "read_only", 0);
+    cJSON_AddNumberToObject(o, "created_at", (double)p->created_at);
+    cJSON_AddNumberToObject(o, "updated_at", (double)p->updated_at);
+    return o;
+}
+
+static cJSON *cfg_json(const agw_provider_cfg *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    char id[MAX_NAME + 8], hint[32];
+    snprintf(id, sizeof id, "cfg:%s", p->name);
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "name", p->name);
+    cJSON_AddStringToObject(o, "type", agw_provider_type_name(p->type));
+    cJSON_AddStringToObject(o, "base_url", p->base_url);
+    int has = p->api_key && p->api_key[0];
+    cJSON_AddBoolToObject(o, "has_api_key", has);
+    agw_admin_secret_hint(p->api_key, hint);
+    if (has)
+        cJSON_AddStringToObject(o, "api_key_hint", hint);
+    else
+        cJSON_AddNullToObject(o, "api_key_hint");
+    cJSON_AddNumberToObject(o, "weight", p->weight);
+    cJSON_AddBoolToObject(o, "enabled", p->enabled);
+    cJSON *models = cJSON_CreateArray();
+    for (size_t i = 0; i < p->n_models; i++)
+        cJSON_AddItemToArray(models, cJSON_CreateString(p->models[i]));
+    cJSON_AddItemToObject(o, "models", models);
+    if (p->default_model)
+        cJSON_AddStringToObject(o, "default_model", p->default_model);
+    else
+        cJSON_AddNullToObject(o, "default_model");
+    cJSON_AddStringToObject(o, "source", "config");
+    cJSON_AddBoolToObject(o, "read_only", 1);
+    cJSON_AddNullToObject(o, "created_at");
+    cJSON_AddNullToObject(o, "updated_at");
+    return o;
+}
+
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_NAME)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* 1 when `name` is free for provider `self` (0 = a new one); otherwise
+ * answered 409 (or 500). */
+static int name_free(agw_admin_req *r, const char *name, int64_t self)
+{
+    if (agw_config_provider(r->app->cfg, agw_str_c(name))) {
+        agw_admin_fail(r, 409, "name", "a provider named '%s' is declared in %s", name,
+                       r->app->cfg->path);
+        return 0;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, "SELECT id FROM providers WHERE name = ? AND id != ?", -1, &st,
+                           NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "checking the name");
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, self);
+    int taken = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (taken) {
+        agw_admin_fail(r, 409, "name", "a provider named '%s' already exists", name);
+        return 0;
+    }
+    return 1;
+}
+
+/* Seals `secret` for provider `name` into p (hint included); "" clears it. */
+static int seal(agw_admin_req *r, prow *p, const char *name, const char *secret)
+{
+    agw_buf_reset(&p->secret_enc);
+    p->hint[0] = '\0';
+    if (!secret || !*secret)
+        return 1;
+    if (!r->app->secrets) {
+        agw_admin_fail(r, 400, "api_key",
+                       "provider keys are stored encrypted, and secrets.key_file is not set in %s",
+                       r->app->cfg->path);
+        return 0;
+    }
+    agw_buf aad = AGW_BUF_INIT(MAX_NAME + 16);
+    agw_err e = agw_buf_appendf(&aad, "provider:%s", name);
+    if (!e)
+        e = agw_aead_seal(r->app->secrets, agw_buf_view(&aad), agw_str_c(secret), &p->secret_enc);
+    agw_buf_free(&aad);
+    if (e) {
+        agw_admin_fail(r, 500, NULL, "the key could not be encrypted");
+        return 0;
+    }
+    agw_admin_secret_hint(secret, p->hint);
+    return 1;
+}
+
+/* The stored key of p in plain text (for a rename), or NULL having answered. */
+static char *unseal(agw_admin_req *r, const prow *p)
+{
+    agw_buf aad = AGW_BUF_INIT(MAX_NAME + 16), plain = AGW_BUF_INIT(MAX_SECRET + 1);
+    agw_err e = r->app->secrets ? agw_buf_appendf(&aad, "provider:%s", p->name) : AGW_EINVAL;
+    if (!e)
+        e = agw_aead_open(r->app->secrets, agw_buf_view(&aad), agw_buf_view(&p->secret_enc),
+                          &plain);
+    agw_buf_free(&aad);
+    if (e) {
+        agw_buf_free(&plain);
+        agw_admin_fail(r, 409, "name",
+                       "the provider's stored key does not decrypt with secrets.key_file, so it "
+                       "cannot be renamed: set api_key too");
+        return NULL;
+    }
+    return plain.data ? agw_buf_detach(&plain, NULL) : xstrdup("");
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+/* Reads the members common to POST and PUT into p. `creating` makes name and
+ * type required. *secret gets the new key ("" = remove, NULL = unchanged).
+ * 0 when it answered. `changed` collects the names of the members given. */
+static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, const char **secret,
+                 cJSON *changed)
+{
+    const char *s;
+    int is_null, rc;
+    int64_t v;
+    const cJSON *arr;
+    *secret = NULL;
+    if ((rc = agw_admin_string(r, body, "name", 1024, 0, &s, NULL)) < 0)
+        return 0;
+    if (rc) {
+        if (!valid_name(s)) {
+            agw_admin_fail(r, 400, "name",
+                           "'name' must be 1 to %d letters, digits, '.', '_' or '-'", MAX_NAME);
+            return 0;
+        }
+        free(p->name);
+        p->name = xstrdup(s);
+    } else if (creating) {
+        agw_admin_fail(r, 400, "name", "'name' is required");
+        return 0;
+    }
+    if ((rc = agw_admin_string(r, body, "type", 64, 0, &s, NULL)) < 0)
+        return 0;
+    if (rc) {
+        if (agw_provider_type_parse(s) < 0) {
+            agw_admin_fail(r, 400, "type", "'type' must be openai, anthropic, kiro or copilot");
+            return 0;
+        }
+        free(p->type);
+        p->type = xstrdup(s);
+    } else if (creating) {
+        agw_admin_fail(r, 400, "type", "'type' is required");
+        return 0;
+    }
+    if ((rc = agw_admin_string(r, body, "base_url", MAX_URL, 0, &s, NULL)) < 0)
+        return 0;
+    if (rc) {
+        if ((strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) ||
+            strpbrk(s, " \"<>\\^`{|}")) {
+            agw_admin_fail(r, 400, "base_url",
+                           "'base_url' must be an http:// or https:// URL without spaces");
+            return 0;
+        }
+        free(p->base_url);
+        p->base_url = xstrdup(s);
+        size_t n = strlen(p->base_url);
+        while (n > 8 && p->base_url[n - 1] == '/')
+            p->base_url[--n] = '\0';
+    } else if (creating) {
+        int t = agw_provider_type_parse(p->type);
+        if (t == AGW_PROVIDER_OPENAI)
+            p->base_url = xstrdup("https://api.openai.com/v1");
+        else if (t == AGW_PROVIDER_ANTHROPIC)
+            p->base_url = xstrdup("https://api.anthropic.com");
+        else {
+            agw_admin_fail(r, 400, "base_url", "'base_url' is required for type %s", p->type);
+            return 0;
+        }
+    }
+    if ((rc = agw_admin_string(r, body, "api_key", MAX_SECRET, 1, &s, &is_null)) < 0)
+        return 0;
+    if (rc)
+        *secret = is_null ? "" : s;
+    if ((rc = agw_admin_int(r, body, "weight", 0, 1000000, 0, &v, NULL)) < 0)
+        return 0;
+    if (rc)
+        p->weight = v;
+    else if (creating)
+        p->weight = 100;
+    int b;
+    if ((rc = agw_admin_bool(r, body, "enabled", &b)) < 0)
+        return 0;
+    if (rc)
+        p->enabled = b;
+    else if (creating)
+        p->enabled = 1;
+    if ((rc = agw_admin_string_array(r, body, "models", MAX_MODELS, MAX_MODEL_NAME, 0, &arr,
+                                     NULL)) < 0)
+        return 0;
+    if (rc) {
+        free(p->models);
+        char *t = cJSON_PrintUnformatted(arr);
+        p->models = xstrdup(t);
+        cJSON_free(t);
+    } else if (creating) {
+        p->models = xstrdup("[]");
+    }
+    if ((rc = agw_admin_string(r, body, "default_model", MAX_MODEL_NAME, 1, &s, &is_null)) < 0)
+        return 0;
+    if (rc) {
+        free(p->default_model);
+        p->default_model = is_null || !*s ? NULL : xstrdup(s);
+    }
+    for (const char *const *f = fields; *f; f++)
+        if (cJSON_GetObjectItemCaseSensitive(body, *f))
+            cJSON_AddItemToArray(changed, cJSON_CreateString(*f));
+    return 1;
+}
+
+static int store(agw_admin_req *r, prow *p, int creating)
+{
+    sqlite3_stmt *st;
+    const char *sql =
+        creating ? "INSERT INTO providers(name, type, base_url, secret_enc, secret_hint, weight,"
+                   " enabled, models, default_model, created_at, updated_at)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"
+                 : "UPDATE providers SET name = ?1, type = ?2, base_url = ?3, secret_enc = ?4,"
+                   " secret_hint = ?5, weight = ?6, enabled = ?7, models = ?8, default_model = ?9,"
+                   " updated_at = ?10 WHERE id = ?11";
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "storing the provider");
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->base_url, -1, SQLITE_STATIC);
+    if (p->secret_enc.len) {
+        sqlite3_bind_blob(st, 4, p->secret_enc.data, (int)p->secret_enc.len, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, p->hint, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 4);
+        sqlite3_bind_null(st, 5);
+    }
+    sqlite3_bind_int64(st, 6, p->weight);
+    sqlite3_bind_int(st, 7, p->enabled);
+    sqlite3_bind_text(st, 8, p->models, -1, SQLITE_STATIC);
+    if (p->default_model)
+        sqlite3_bind_text(st, 9, p->default_model, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 9);
+    sqlite3_bind_int64(st, 10, agw_wall_s());
+    if (!creating)
+        sqlite3_bind_int64(st, 11, p->id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        agw_admin_fail(r, 409, "name", "a provider named '%s' already exists", p->name);
+        return 0;
+    }
+    if (rc != SQLITE_DONE) {
+        agw_admin_db_fail(r, "storing the provider");
+        return 0;
+    }
+    if (creating)
+        p->id = sqlite3_last_insert_rowid(r->db);
+    return 1;
+}
+
+static cJSON *audit_detail(const prow *p, cJSON *changed)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "name", p->name);
+    if (changed)
+        cJSON_AddItemToObject(d, "fields", changed);
+    return d;
+}
+
+static int finish_write(agw_admin_req *r, int64_t id, const char *action, cJSON *detail,
+                        int status)
+{
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)id);
+    prow fresh;
+    prow_init(&fresh);
+    if (!agw_admin_audit(r, action, "provider", oid, detail) || load(r, id, &fresh) != 1 ||
+        !agw_admin_commit(r)) {
+        if (r->in_tx)
+            agw_admin_fail(r, 500, NULL, "the change could not be stored");
+        prow_free(&fresh);
+        return 0;
+    }
+    agw_admin_reply(r, status, row_json(&fresh));
+    prow_free(&fresh);
+    return 1;
+}
+
+static void create(agw_admin_req *r)
+{
+    cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
+    prow p;
+    prow_init(&p);
+    const char *secret;
+    if (!body || !agw_admin_begin(r))
+        goto out;
+    if (!apply(r, body, &p, 1, &secret, changed) || !name_free(r, p.name, 0) ||
+        !seal(r, &p, p.name, secret) || !store(r, &p, 1))
+        goto out;
+    finish_write(r, p.id, "create", audit_detail(&p, NULL), 201);
+out:
+    cJSON_Delete(changed);
+    cJSON_Delete(body);
+    prow_free(&p);
+}
+
+static void update(agw_admin_req *r, int64_t id)
+{
+    cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
+    prow p;
+    prow_init(&p);
+    const char *secret;
+    char *old_name = NULL, *kept = NULL;
+    if (!body || !agw_admin_begin(r))
+        goto out;
+    int found = load(r, id, &p);
+    if (found <= 0) {
+        if (found == 0)
+            agw_admin_fail(r, 404, NULL, "no provider with id '%lld'", (long long)id);
+        goto out;
+    }
+    old_name = xstrdup(p.name);
+    if (!apply(r, body, &p, 0, &secret, changed) || !name_free(r, p.name, id))
+        goto out;
+    if (secret) {
+        if (!seal(r, &p, p.name, secret))
+            goto out;
+    } else if (p.secret_enc.len && strcmp(old_name, p.name) != 0) {
+        /* The key is bound to the name: open it under the old, seal it under the new. */
+        char *new_name = p.name;
+        p.name = old_name;
+        kept = unseal(r, &p);
+        p.name = new_name;
+        if (!kept || !seal(r, &p, p.name, kept))
+            goto out;
+    }
+    if (!store(r, &p, 0))
+        goto out;
+    finish_write(r, id, "update", audit_detail(&p, changed), 200);
+    changed = NULL; /* owned by the audit detail */
+out:
+    wipe_free(kept);
+    free(old_name);
+    cJSON_Delete(changed);
+    cJSON_Delete(body);
+    prow_free(&p);
+}
+
+static void delete_one(agw_admin_req *r, int64_t id)
+{
+    prow p;
+    prow_init(&p);
+    if (!agw_admin_begin(r))
+        goto out;
+    int found = load(r, id, &p);
+    if (found <= 0) {
+        if (found == 0)
+            agw_admin_fail(r, 404, NULL, "no provider with id '%lld'", (long long)id);
+        goto out;
+    }
+    sqlite3_stmt *st;
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)id);
+    if (sqlite3_prepare_v2(r->db, "DELETE FROM providers WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK) {
+        agw_admin_db_fail(r, "deleting the provider");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        agw_admin_db_fail(r, "deleting the provider");
+        goto out;
+    }
+    if (!agw_admin_audit(r, "delete", "provider", oid, audit_detail(&p, NULL)) ||
+        !agw_admin_commit(r))
+        goto out;
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "id", oid);
+    cJSON_AddBoolToObject(doc, "deleted", 1);
+    agw_admin_reply(r, 200, doc);
+out:
+    prow_free(&p);
+}
+
+static void list(agw_admin_req *r)
+{
+    cJSON *doc = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(doc, "data");
+    const agw_config *cfg = r->app->cfg;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        cJSON_AddItemToArray(data, cfg_json(&cfg->providers[i]));
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, "SELECT id FROM providers ORDER BY id", -1, &st, NULL) !=
+        SQLITE_OK) {
+        cJSON_Delete(doc);
+        agw_admin_db_fail(r, "listing providers");
+        return;
+    }
+    /* One read transaction, so the list is one committed state. */
+    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+    int rc = SQLITE_DONE;
+    int found = 1;
+    while (found >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        prow p;
+        prow_init(&p);
+        if ((found = load(r, sqlite3_column_int64(st, 0), &p)) == 1)
+            cJSON_AddItemToArray(data, row_json(&p));
+        prow_free(&p);
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    if (found < 0) { /* answered already */
+        cJSON_Delete(doc);
+        return;
+    }
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(doc);
+        agw_admin_db_fail(r, "listing providers");
+        return;
+    }
+    agw_admin_reply(r, 200, doc);
+}
+
+void agw_admin_providers(agw_admin_req *r, agw_str rest)
+{
+    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    if (rest.len == 0) {
+        if (get)
+            list(r);
+        else if (strcmp(r->method, "POST") == 0)
+            create(r);
+        else
+            agw_admin_method_not_allowed(r, "GET, POST");
+        return;
+    }
+    agw_str id = { rest.ptr + 1, rest.len - 1 };
+    if (agw_str_starts(id, AGW_STR_LIT("cfg:"))) {
+        agw_str name = { id.ptr + 4, id.len - 4 };
+        const agw_provider_cfg *p = agw_config_provider(r->app->cfg, name);
+        if (!p)
+            agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'",
+                           (int)(id.len > 100 ? 100 : id.len), id.ptr);
+        else if (get)
+            agw_admin_reply(r, 200, cfg_json(p));
+        else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "DELETE") == 0)
+            agw_admin_fail(r, 409, NULL,
+                           "provider '%s' is declared in %s and is read-only here: edit the file",
+                           p->name, r->app->cfg->path);
+        else
+            agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
+        return;
+    }
+    int64_t n = agw_admin_parse_id(id);
+    prow p;
+    prow_init(&p);
+    int found = n ? load(r, n, &p) : 0;
+    if (found < 0) {
+        prow_free(&p);
+        return;
+    }
+    if (strcmp(r->method, "PUT") != 0 && strcmp(r->method, "DELETE") != 0 && !get) {
+        agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
+    } else if (!found) {
+        agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'",
+                       (int)(id.len > 100 ? 100 : id.len), id.ptr);
+    } else if (get) {
+        agw_admin_reply(r, 200, row_json(&p));
+    } else if (strcmp(r->method, "PUT") == 0) {
+        update(r, n);
+    } else {
+        delete_one(r, n);
+    }
+    prow_free(&p);
+}

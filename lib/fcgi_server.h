@@ -1,0 +1,55 @@
+/*
+ * fcgi_server: a FastCGI responder process: T worker threads accepting
+ * FastCGI connections on fd 0 (the socket spawn-fcgi hands over), and a clean
+ * stop. Both apps run on it: antigw-fcgi (the data plane, many threads) and
+ * antigw-admin (the control plane, a few). One server per process: the stop
+ * pipe and the live-worker count are process-wide.
+ *
+ * Stop protocol (FASTCGI.md §6, recipe "no signals at all"): every async
+ * signal is blocked in every thread; the main thread takes TERM, INT, HUP,
+ * QUIT and USR1 (multiwatch's graceful signal) with sigwait. Each worker
+ * waits in its own epoll set on {fd 0 with EPOLLEXCLUSIVE, a stop pipe}, so a
+ * connection wakes one idle worker of the pool rather than all of them, and
+ * calls FCGX_Accept_r only when fd 0 is readable; the listening socket is
+ * non-blocking, so a worker that loses the race gets EAGAIN and waits again.
+ * On stop the pipe becomes readable, idle workers return at once, busy ones
+ * finish their request, then the process exits 0. A second signal, or
+ * shutdown_grace_s passing, exits at once.
+ * No signal ever lands in a thread blocked in a response write (which libfcgi
+ * would turn into a truncated stream).
+ */
+#ifndef AGW_FCGI_SERVER_H
+#define AGW_FCGI_SERVER_H
+
+#include <fcgiapp.h>
+
+typedef struct agw_server_worker agw_server_worker;
+
+/* Serves one accepted request; the server finishes it afterwards. */
+typedef void (*agw_server_request_fn)(void *app, agw_server_worker *w, FCGX_Request *req);
+/* Per-thread set-up and tear-down of the app's worker state. */
+typedef void *(*agw_server_worker_init_fn)(void *app, int index);
+typedef void (*agw_server_worker_done_fn)(void *app, void *state);
+
+typedef struct {
+    int threads;
+    int shutdown_grace_s;
+    void *app;
+    agw_server_request_fn handle;
+    agw_server_worker_init_fn worker_init;
+    agw_server_worker_done_fn worker_done;
+} agw_server_opts;
+
+/* The state worker_init returned for this worker. */
+void *agw_server_worker_state(agw_server_worker *w);
+
+/* 1 when fd 0 is a listening socket (started by spawn-fcgi or systemd). */
+int agw_server_fd0_listening(void);
+
+/* Runs until stopped; returns the process exit code. Call from the main
+ * thread before any other thread exists, or only threads that block every
+ * signal (the usage writer does): signals must reach the thread waiting in
+ * sigwait, never a thread that would take them with libfcgi's handler. */
+int agw_server_run(const agw_server_opts *o);
+
+#endif

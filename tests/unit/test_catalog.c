@@ -1,0 +1,320 @@
+/* Unit tests for lib/catalog: the routing view (antigw.cfg's providers, then
+ * the database's with their keys decrypted), what is left out and why,
+ * reloads on a new generation while old catalogs stay valid for whoever holds
+ * them, and the key cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "catalog.h"
+#include "route.h"
+#include "store.h"
+
+typedef struct {
+    char dir[64];
+    char db[128], state[128];
+    agw_config *cfg;
+    agw_store *store;
+    agw_shm *shm;
+    agw_secret_key key;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/agw-cat-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->db, sizeof f->db, "%s/antigw.db", f->dir);
+    snprintf(f->state, sizeof f->state, "%s/antigw.db.state", f->dir);
+    char err[512];
+    if (agw_config_parse("providers = ( { name = \"cfg-a\"; type = \"openai\";"
+                         " base_url = \"http://127.0.0.1:1/v1\"; api_key = \"sk-cfg\";"
+                         " models = [ \"gpt-*\" ]; } );",
+                         f->dir, &f->cfg, err, sizeof err) != AGW_OK ||
+        agw_store_open(f->db, &f->store, err, sizeof err) != AGW_OK ||
+        agw_shm_attach(f->state, &f->shm, err, sizeof err) != AGW_OK) {
+        fprintf(stderr, "setup: %s\n", err);
+        return -1;
+    }
+    for (int i = 0; i < 32; i++)
+        f->key.k[i] = (unsigned char)(i * 7);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    agw_store_close(f->store);
+    agw_shm_detach(f->shm);
+    agw_config_free(f->cfg);
+    char p[200];
+    const char *const suffix[] = { "", "-wal", "-shm", ".state" };
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", f->db, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static sqlite3 *db(fixture *f)
+{
+    return agw_store_db(f->store);
+}
+
+/* A database provider, its key sealed for `seal_as` (its own name when NULL). */
+static void add_provider(fixture *f, const char *name, const char *secret, const char *seal_as,
+                         const agw_secret_key *with, int enabled)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db(f),
+                                        "INSERT INTO providers(name, type, base_url, secret_enc,"
+                                        " secret_hint, weight, enabled, models, created_at,"
+                                        " updated_at) VALUES (?, 'anthropic',"
+                                        " 'http://127.0.0.1:2', ?, 'h', 5, ?,"
+                                        " '[\"claude-*\"]', 0, 0)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    agw_buf sealed = AGW_BUF_INIT(4096), aad = AGW_BUF_INIT(256);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if (secret) {
+        assert_int_equal(agw_buf_appendf(&aad, "provider:%s", seal_as ? seal_as : name), AGW_OK);
+        assert_int_equal(agw_aead_seal(with ? with : &f->key, agw_buf_view(&aad),
+                                       agw_str_c(secret), &sealed),
+                         AGW_OK);
+        sqlite3_bind_blob(st, 2, sealed.data, (int)sealed.len, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(st, 2);
+    }
+    sqlite3_bind_int(st, 3, enabled);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    agw_buf_free(&sealed);
+    agw_buf_free(&aad);
+}
+
+static void add_key(fixture *f, const char *key, int enabled)
+{
+    unsigned char h[AGW_SHA256_LEN];
+    agw_tenant_key_hash(agw_str_c(key), h);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db(f),
+                                        "INSERT INTO api_keys(name, key_hash, key_prefix, enabled,"
+                                        " created_at, updated_at) VALUES (?, ?, 'agw-', ?, 0, 0)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, h, sizeof h, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, enabled);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
+static agw_catalog_holder *holder(fixture *f, const agw_secret_key *secrets)
+{
+    agw_catalog_holder *h = NULL;
+    char err[512];
+    if (agw_catalog_holder_new(f->cfg, f->shm, secrets, db(f), &h, err, sizeof err) != AGW_OK)
+        fail_msg("holder: %s", err);
+    return h;
+}
+
+static void test_view_joins_config_and_database(void **state)
+{
+    fixture *f = *state;
+    add_provider(f, "db-b", "sk-ant-db-secret", NULL, NULL, 1);
+    add_provider(f, "db-open", NULL, NULL, NULL, 0);
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *c = agw_catalog_acquire(h, db(f));
+    const agw_config *v = agw_catalog_config(c);
+    assert_int_equal(v->n_providers, 3);
+    assert_int_equal(agw_catalog_config_providers(c), 1);
+    assert_string_equal(v->providers[0].name, "cfg-a");
+    assert_string_equal(v->providers[1].name, "db-b");
+    assert_string_equal(v->providers[1].api_key, "sk-ant-db-secret");
+    assert_int_equal(v->providers[1].type, AGW_PROVIDER_ANTHROPIC);
+    assert_int_equal(v->providers[1].weight, 5);
+    assert_int_equal(v->providers[1].n_models, 1);
+    assert_string_equal(v->providers[2].api_key, "");
+    assert_int_equal(v->providers[2].enabled, 0);
+    /* The view routes like a config: database providers by name and model. */
+    agw_route r;
+    assert_int_equal(agw_route_resolve(v, AGW_STR_LIT("claude-3"), AGW_PROVIDER_OPENAI, &r), AGW_OK);
+    assert_string_equal(r.provider->name, "db-b");
+    assert_int_equal(agw_route_resolve(v, AGW_STR_LIT("db-b/x"), AGW_PROVIDER_OPENAI, &r), AGW_OK);
+    assert_int_equal(r.model.len, 1);
+    /* Settings come from the base. */
+    assert_int_equal(v->server.threads, f->cfg->server.threads);
+    agw_catalog_release(h, c);
+    agw_catalog_holder_free(h);
+}
+
+static void test_what_is_left_out(void **state)
+{
+    fixture *f = *state;
+    agw_secret_key other;
+    memset(&other, 0x55, sizeof other);
+    add_provider(f, "wrong-key", "sk-x", NULL, &other, 1);   /* sealed with another key */
+    add_provider(f, "moved", "sk-x", "elsewhere", NULL, 1);  /* sealed for another name */
+    add_provider(f, "cfg-a", NULL, NULL, NULL, 1);           /* collides with antigw.cfg */
+    add_provider(f, "fine", "sk-fine", NULL, NULL, 1);
+    assert_int_equal(sqlite3_exec(db(f),
+                                  "INSERT INTO providers(name, type, base_url, models, created_at,"
+                                  " updated_at) VALUES ('badlist', 'openai', 'http://x', 'nope', 0, 0)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *c = agw_catalog_acquire(h, db(f));
+    const agw_config *v = agw_catalog_config(c);
+    assert_int_equal(v->n_providers, 2);
+    assert_string_equal(v->providers[1].name, "fine");
+    agw_catalog_release(h, c);
+    agw_catalog_holder_free(h);
+    /* Without a key file, a provider with a secret cannot be used. */
+    h = holder(f, NULL);
+    c = agw_catalog_acquire(h, db(f));
+    assert_int_equal(agw_catalog_config(c)->n_providers, 1);
+    agw_catalog_release(h, c);
+    agw_catalog_holder_free(h);
+}
+
+static void test_reload_on_generation(void **state)
+{
+    fixture *f = *state;
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *old = agw_catalog_acquire(h, db(f));
+    assert_int_equal(agw_catalog_config(old)->n_providers, 1);
+    /* A change without a bump is not seen... */
+    add_provider(f, "new", "sk-new", NULL, NULL, 1);
+    const agw_catalog *same = agw_catalog_acquire(h, db(f));
+    assert_ptr_equal(same, old);
+    agw_catalog_release(h, same);
+    /* ...a bump makes the next acquire rebuild. */
+    agw_shm_generation_bump(f->shm);
+    const agw_catalog *fresh = agw_catalog_acquire(h, db(f));
+    assert_ptr_not_equal(fresh, old);
+    assert_int_equal(agw_catalog_generation(fresh), agw_shm_generation(f->shm));
+    assert_int_equal(agw_catalog_config(fresh)->n_providers, 2);
+    /* The old one is still whole for whoever holds it (a stream in flight). */
+    assert_int_equal(agw_catalog_config(old)->n_providers, 1);
+    assert_string_equal(agw_catalog_config(old)->providers[0].name, "cfg-a");
+    agw_catalog_release(h, old); /* freed here: ASan would see a use after this */
+    /* Without a connection nothing is rebuilt: the current one is returned. */
+    agw_shm_generation_bump(f->shm);
+    const agw_catalog *nodb = agw_catalog_acquire(h, NULL);
+    assert_ptr_equal(nodb, fresh);
+    agw_catalog_release(h, nodb);
+    agw_catalog_release(h, fresh);
+    agw_catalog_holder_free(h);
+}
+
+static void test_key_cache(void **state)
+{
+    fixture *f = *state;
+    add_key(f, "agw-alpha", 1);
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *c = agw_catalog_acquire(h, db(f));
+    const agw_tenant_key *k, *k2;
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT("agw-alpha"), &k), AGW_OK);
+    assert_string_equal(k->name, "agw-alpha");
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT("agw-beta"), &k2), AGW_ENOTFOUND);
+    assert_null(k2);
+    /* Cached within the generation: the database is not asked again... */
+    assert_int_equal(sqlite3_exec(db(f), "UPDATE api_keys SET enabled = 0", NULL, NULL, NULL),
+                     SQLITE_OK);
+    add_key(f, "agw-beta", 1);
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT("agw-alpha"), &k2), AGW_OK);
+    assert_ptr_equal(k2, k);
+    assert_int_equal(k2->enabled, 1);
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT("agw-beta"), &k2), AGW_ENOTFOUND);
+    agw_catalog_release(h, c);
+    /* ...until the generation moves. */
+    agw_shm_generation_bump(f->shm);
+    c = agw_catalog_acquire(h, db(f));
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT("agw-alpha"), &k), AGW_OK);
+    assert_int_equal(k->enabled, 0);
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT("agw-beta"), &k), AGW_OK);
+    /* Empty and absurdly long keys are refused without a lookup. */
+    char big[AGW_KEY_MAX_PRESENTED + 2];
+    memset(big, 'a', sizeof big);
+    assert_int_equal(agw_catalog_key(c, db(f), (agw_str){ big, sizeof big }, &k), AGW_ENOTFOUND);
+    assert_int_equal(agw_catalog_key(c, db(f), AGW_STR_LIT(""), &k), AGW_ENOTFOUND);
+    agw_catalog_release(h, c);
+    agw_catalog_holder_free(h);
+}
+
+/* Many threads acquiring, looking keys up and releasing while the
+ * generation moves: no catalog is freed under a reader (ASan checks). */
+typedef struct {
+    fixture *f;
+    agw_catalog_holder *h;
+    int failures;
+} churner;
+
+static void *churn(void *arg)
+{
+    churner *c = arg;
+    agw_store *s;
+    char err[256];
+    if (agw_store_open(c->f->db, &s, err, sizeof err) != AGW_OK) {
+        c->failures++;
+        return NULL;
+    }
+    for (int i = 0; i < 300; i++) {
+        const agw_catalog *cat = agw_catalog_acquire(c->h, agw_store_db(s));
+        const agw_tenant_key *k;
+        if (agw_catalog_key(cat, agw_store_db(s), AGW_STR_LIT("agw-alpha"), &k) != AGW_OK ||
+            strcmp(k->name, "agw-alpha") != 0 || agw_catalog_config(cat)->n_providers < 1)
+            c->failures++;
+        if (i % 50 == 0)
+            agw_shm_generation_bump(c->f->shm);
+        agw_catalog_release(c->h, cat);
+    }
+    agw_store_close(s);
+    return NULL;
+}
+
+static void test_concurrent_reloads(void **state)
+{
+    fixture *f = *state;
+    add_key(f, "agw-alpha", 1);
+    agw_catalog_holder *h = holder(f, &f->key);
+    enum { N = 6 };
+    churner c[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = (churner){ f, h, 0 };
+        pthread_create(&t[i], NULL, churn, &c[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].failures, 0);
+    }
+    agw_catalog_holder_free(h);
+}
+
+int main(void)
+{
+    agw_log_set_level(AGW_LOG_WARN); /* no line per reload */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_view_joins_config_and_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_what_is_left_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_on_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_reloads, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

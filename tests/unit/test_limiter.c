@@ -1,0 +1,350 @@
+/* Unit tests for lib/limiter: the GCRA arithmetic (burst, refill, cost,
+ * debt, saturation), the TPM estimate, and admission against the shared
+ * segment: exact under threads and processes, QPM refunds when TPM refuses,
+ * settlement, and the rate-limit hit counter. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "limiter.h"
+
+#define SEC UINT64_C(1000000000)
+#define T0 (1000 * SEC) /* an arbitrary monotonic "now" */
+
+typedef struct {
+    char dir[64];
+    char path[128];
+    agw_shm *shm;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/agw-limit-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/x.state", f->dir);
+    char err[256];
+    if (agw_shm_attach(f->path, &f->shm, err, sizeof err) != AGW_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    agw_shm_detach(f->shm);
+    unlink(f->path);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- GCRA ---- */
+
+static void test_gcra_init(void **state)
+{
+    (void)state;
+    agw_gcra g;
+    agw_gcra_init(&g, 60);
+    assert_int_equal(g.interval_ns, SEC);
+    assert_int_equal(g.burst_ns, 60 * SEC);
+    agw_gcra_init(&g, 7); /* 60/7 s, rounded down; the burst stays exactly 7 */
+    assert_int_equal(g.interval_ns, 8571428571u);
+    assert_int_equal(g.burst_ns, 7 * UINT64_C(8571428571));
+    agw_gcra_init(&g, AGW_LIMIT_MAX);
+    assert_int_equal(g.interval_ns, 60);
+    agw_gcra_init(&g, 0); /* clamped, never a division by zero */
+    assert_int_equal(g.limit, 1);
+}
+
+static void test_gcra_burst_then_refill(void **state)
+{
+    (void)state;
+    agw_gcra g;
+    agw_gcra_init(&g, 60);
+    uint64_t tat = 0, wait;
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(agw_gcra_available(&g, tat, T0), 60 - i);
+        assert_int_equal(agw_gcra_decide(&g, tat, T0, 1, &tat, &wait), 1);
+    }
+    /* The 61st at the same moment: refused, one unit (1 s) away. */
+    uint64_t before = tat;
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 1, &tat, &wait), 0);
+    assert_int_equal(tat, before); /* a refusal takes nothing */
+    assert_int_equal(wait, SEC);
+    assert_int_equal(agw_gcra_available(&g, tat, T0), 0);
+    /* 999 ms later still nothing; at 1 s exactly one more. */
+    assert_int_equal(agw_gcra_decide(&g, tat, T0 + SEC - 1, 1, &tat, &wait), 0);
+    assert_int_equal(wait, 1);
+    assert_int_equal(agw_gcra_decide(&g, tat, T0 + SEC, 1, &tat, &wait), 1);
+    assert_int_equal(agw_gcra_decide(&g, tat, T0 + SEC, 1, &tat, &wait), 0);
+    /* A minute of silence refills the whole bucket, and no more. */
+    assert_int_equal(agw_gcra_available(&g, tat, T0 + 120 * SEC), 60);
+}
+
+static void test_gcra_costs(void **state)
+{
+    (void)state;
+    agw_gcra g;
+    agw_gcra_init(&g, 1000); /* 60 ms per token */
+    uint64_t tat = 0, wait;
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 600, &tat, &wait), 1);
+    assert_int_equal(agw_gcra_available(&g, tat, T0), 400);
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 600, &tat, &wait), 0);
+    assert_int_equal(wait, 200 * g.interval_ns);
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 400, &tat, &wait), 1);
+    assert_int_equal(agw_gcra_available(&g, tat, T0), 0);
+    /* Cost 0 passes while the bucket is not below zero. */
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 0, &tat, &wait), 1);
+    /* More than the whole bucket can never pass. */
+    assert_int_equal(agw_gcra_decide(&g, 0, T0, 1001, &tat, &wait), 0);
+    /* Saturation: an absurd cost does not wrap around the clock. */
+    uint64_t t2 = 0;
+    assert_int_equal(agw_gcra_decide(&g, 0, T0, UINT64_MAX / 2, &t2, &wait), 0);
+    assert_true(wait > 0);
+}
+
+static void test_gcra_adjust(void **state)
+{
+    (void)state;
+    agw_gcra g;
+    agw_gcra_init(&g, 1000);
+    uint64_t tat = 0, wait;
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 900, &tat, &wait), 1);
+    /* Settled at 100 real tokens: 800 come back. */
+    tat = agw_gcra_adjust(&g, tat, T0, 100 - 900);
+    assert_int_equal(agw_gcra_available(&g, tat, T0), 900);
+    /* Settled above the estimate: the bucket goes below zero... */
+    tat = agw_gcra_adjust(&g, tat, T0, 1500);
+    assert_int_equal(agw_gcra_available(&g, tat, T0), 0);
+    assert_int_equal(agw_gcra_decide(&g, tat, T0, 0, &tat, &wait), 0);
+    /* ...by at most one bucket: after two minutes it is full again. */
+    tat = agw_gcra_adjust(&g, tat, T0, 1000000);
+    assert_true(tat <= T0 + 2 * g.burst_ns);
+    assert_int_equal(agw_gcra_available(&g, tat, T0 + 120 * SEC), 1000);
+    /* Giving back to a full bucket changes nothing that matters. */
+    uint64_t past = agw_gcra_adjust(&g, 0, T0, -50);
+    assert_int_equal(agw_gcra_available(&g, past, T0), 1000);
+    assert_int_equal(agw_gcra_adjust(&g, 5, T0, 0), 5);
+    assert_int_equal(agw_gcra_adjust(&g, 5, T0, INT64_MIN), 0);
+}
+
+static void test_estimate(void **state)
+{
+    (void)state;
+    agw_str b = AGW_STR_LIT("{\"model\":\"m\",\"max_tokens\":100}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + 100);
+    b = AGW_STR_LIT("{\"max_completion_tokens\":50,\"max_tokens\":100}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + 50);
+    b = AGW_STR_LIT("{\"max_tokens\":\"lots\"}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4));
+    b = AGW_STR_LIT("{\"max_tokens\":-5}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4));
+    b = AGW_STR_LIT("{\"max_tokens\":99999999999999}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + AGW_LIMIT_MAX);
+    b = AGW_STR_LIT("{\"messages\":[{\"max_tokens\":9}]}"); /* only the top level counts */
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4));
+}
+
+/* ---- admission ---- */
+
+typedef struct {
+    agw_shm *shm;
+    pthread_barrier_t *barrier;
+    agw_limit_policy policy;
+    int64_t estimate;
+    int admitted, refused, errors;
+} worker;
+
+static void *admit_many(void *arg)
+{
+    worker *w = arg;
+    pthread_barrier_wait(w->barrier);
+    for (int i = 0; i < 50; i++) {
+        agw_limit_ticket t;
+        if (agw_limit_admit(w->shm, 1, &w->policy, w->estimate, T0, &t) != AGW_OK)
+            w->errors++;
+        else if (t.verdict == AGW_LIMIT_ADMITTED) {
+            w->admitted++;
+            agw_limit_finish(&t, -1, T0);
+        } else {
+            w->refused++;
+        }
+    }
+    return NULL;
+}
+
+static void test_admit_qpm_exact_in_threads(void **state)
+{
+    fixture *f = *state;
+    enum { N = 8 };
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N);
+    worker w[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (worker){ f->shm, &barrier, { 60, 0 }, 0, 0, 0, 0 };
+        pthread_create(&t[i], NULL, admit_many, &w[i]);
+    }
+    int admitted = 0, refused = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        admitted += w[i].admitted;
+        refused += w[i].refused;
+        assert_int_equal(w[i].errors, 0);
+    }
+    pthread_barrier_destroy(&barrier);
+    assert_int_equal(admitted, 60);
+    assert_int_equal(refused, N * 50 - 60);
+    assert_int_equal(agw_shm_rate_limit_hits(f->shm), (uint64_t)refused);
+}
+
+static void test_admit_tpm_exact_across_processes(void **state)
+{
+    fixture *f = *state;
+    enum { KIDS = 4 };
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t kids[KIDS];
+    for (int i = 0; i < KIDS; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            agw_shm *s = NULL;
+            char err[256];
+            if (agw_shm_attach(f->path, &s, err, sizeof err) != AGW_OK)
+                _exit(2);
+            int admitted = 0;
+            agw_limit_policy p = { 0, 10000 };
+            for (int j = 0; j < 100; j++) {
+                agw_limit_ticket t;
+                if (agw_limit_admit(s, 1, &p, 300, T0, &t) != AGW_OK)
+                    _exit(3);
+                if (t.verdict == AGW_LIMIT_ADMITTED) {
+                    admitted++;
+                    agw_limit_finish(&t, 300, T0); /* real == estimate */
+                }
+            }
+            if (write(fds[1], &admitted, sizeof admitted) != sizeof admitted)
+                _exit(4);
+            _exit(0);
+        }
+    }
+    close(fds[1]);
+    int total = 0, n;
+    for (int i = 0; i < KIDS; i++) {
+        int st;
+        assert_int_equal(waitpid(kids[i], &st, 0), kids[i]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        assert_int_equal(read(fds[0], &n, sizeof n), sizeof n);
+        total += n;
+    }
+    close(fds[0]);
+    assert_int_equal(total, 10000 / 300); /* 33: exactly what the bucket holds */
+}
+
+static void test_tpm_refusal_refunds_the_request(void **state)
+{
+    fixture *f = *state;
+    agw_limit_policy p = { 2, 100 };
+    agw_limit_ticket t;
+    assert_int_equal(agw_limit_admit(f->shm, 5, &p, 80, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    assert_int_equal(t.remaining_requests, 1);
+    assert_int_equal(t.remaining_tokens, 20);
+    agw_limit_ticket u;
+    assert_int_equal(agw_limit_admit(f->shm, 5, &p, 80, T0, &u), AGW_OK);
+    assert_int_equal(u.verdict, AGW_LIMIT_BY_TPM);
+    assert_null(u.slot);
+    assert_int_equal(u.remaining_requests, 1); /* its request unit came back */
+    assert_true(u.retry_after_ms > 0);
+    /* So a cheap request still fits the request limit. */
+    agw_limit_ticket v;
+    assert_int_equal(agw_limit_admit(f->shm, 5, &p, 10, T0, &v), AGW_OK);
+    assert_int_equal(v.verdict, AGW_LIMIT_ADMITTED);
+    agw_limit_ticket w;
+    assert_int_equal(agw_limit_admit(f->shm, 5, &p, 0, T0, &w), AGW_OK);
+    assert_int_equal(w.verdict, AGW_LIMIT_BY_QPM);
+    assert_int_equal(w.remaining_requests, 0);
+    assert_int_equal(w.remaining_tokens, 10); /* shown, not taken */
+    assert_int_equal(w.retry_after_ms, 30000); /* one request refills in 30 s */
+    agw_limit_finish(&t, -1, T0);
+    agw_limit_finish(&v, -1, T0);
+    agw_limit_finish(&w, -1, T0); /* refused tickets are fine to finish */
+}
+
+static void test_settle_and_pins(void **state)
+{
+    fixture *f = *state;
+    agw_limit_policy p = { 0, 1000 };
+    agw_limit_ticket t;
+    assert_int_equal(agw_limit_admit(f->shm, 9, &p, 900, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    agw_shm_limit_slot *slot = t.slot;
+    assert_true((atomic_load(&slot->owner) & AGW_SHM_MAX_PINS) == 1); /* pinned in flight */
+    agw_limit_finish(&t, 100, T0);
+    assert_null(t.slot);
+    assert_true((atomic_load(&slot->owner) & AGW_SHM_MAX_PINS) == 0);
+    agw_gcra g;
+    agw_gcra_init(&g, 1000);
+    assert_int_equal(agw_gcra_available(&g, atomic_load(&slot->tat[1]), T0), 900);
+    agw_limit_finish(&t, 100, T0); /* twice is harmless */
+    /* An estimate over the limit is capped at the limit, so a lone request passes. */
+    assert_int_equal(agw_limit_admit(f->shm, 10, &p, 5000, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    assert_int_equal(t.reserved, 1000);
+    agw_limit_finish(&t, -1, T0);
+    /* No limits: no slot, nothing pinned. */
+    agw_limit_policy none = { 0, 0 };
+    assert_int_equal(agw_limit_admit(f->shm, 11, &none, 5, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    assert_null(t.slot);
+    assert_int_equal(t.remaining_requests, -1);
+    assert_int_equal(t.remaining_tokens, -1);
+}
+
+static void test_limits_per_key(void **state)
+{
+    fixture *f = *state;
+    agw_limit_policy p = { 1, 0 };
+    agw_limit_ticket a, b, c;
+    assert_int_equal(agw_limit_admit(f->shm, 20, &p, 0, T0, &a), AGW_OK);
+    assert_int_equal(agw_limit_admit(f->shm, 21, &p, 0, T0, &b), AGW_OK);
+    assert_int_equal(agw_limit_admit(f->shm, 20, &p, 0, T0, &c), AGW_OK);
+    assert_int_equal(a.verdict, AGW_LIMIT_ADMITTED);
+    assert_int_equal(b.verdict, AGW_LIMIT_ADMITTED); /* another key has its own bucket */
+    assert_int_equal(c.verdict, AGW_LIMIT_BY_QPM);
+    assert_int_equal(c.retry_after_ms, 60000);
+    agw_limit_finish(&a, -1, T0);
+    agw_limit_finish(&b, -1, T0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gcra_init),
+        cmocka_unit_test(test_gcra_burst_then_refill),
+        cmocka_unit_test(test_gcra_costs),
+        cmocka_unit_test(test_gcra_adjust),
+        cmocka_unit_test(test_estimate),
+        cmocka_unit_test_setup_teardown(test_admit_qpm_exact_in_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admit_tpm_exact_across_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tpm_refusal_refunds_the_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settle_and_pins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_per_key, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,313 @@
+/* Unit tests for lib/usage: reading token counts on the side of OpenAI and
+ * Anthropic answers (streamed and not), the record's names, and the batch
+ * writer: durable submits are committed when they return, others within the
+ * flush interval, many rows share few transactions, nothing is lost on stop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store.h"
+#include "usage.h"
+
+typedef struct {
+    char dir[64];
+    char db[128];
+    agw_store *reader; /* another connection, as another process would see it */
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/agw-usage-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->db, sizeof f->db, "%s/u.db", f->dir);
+    char err[256];
+    if (agw_store_open(f->db, &f->reader, err, sizeof err) != AGW_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    agw_store_close(f->reader);
+    char p[200];
+    const char *const suffix[] = { "", "-wal", "-shm" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", f->db, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static long long count(fixture *f, const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM usage%s%s", where ? " WHERE " : "",
+             where ? where : "");
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(agw_store_db(f->reader), sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---- the tap ---- */
+
+static void test_tap_openai(void **state)
+{
+    (void)state;
+    agw_usage_tap t;
+    agw_usage_tap_init(&t, AGW_PROTO_OPENAI);
+    assert_int_equal(agw_usage_tap_reported(&t), 0);
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 },
+                        AGW_STR_LIT("{\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}],"
+                                    "\"usage\":null}"));
+    assert_int_equal(t.first_output_us, 0); /* an empty delta is not output */
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 },
+                        AGW_STR_LIT("{\"choices\":[{\"delta\":{\"content\":\"Hello\"}}]}"));
+    assert_true(t.first_output_us > 0);
+    assert_int_equal(t.output_bytes, 5);
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 },
+                        AGW_STR_LIT("{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
+                                    "\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}"));
+    assert_true(t.output_bytes > 5);
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 }, AGW_STR_LIT("not json {"));
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 }, AGW_STR_LIT("[DONE]"));
+    assert_int_equal(agw_usage_tap_reported(&t), 0);
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 },
+                        AGW_STR_LIT("{\"choices\":[],\"usage\":{\"prompt_tokens\":30,"
+                                    "\"completion_tokens\":7,\"prompt_tokens_details\":"
+                                    "{\"cached_tokens\":12}}}"));
+    assert_int_equal(agw_usage_tap_reported(&t), 1);
+    assert_int_equal(t.usage.input, 18); /* cached ones kept apart */
+    assert_int_equal(t.usage.cache_read, 12);
+    assert_int_equal(t.usage.output, 7);
+
+    agw_usage_tap_init(&t, AGW_PROTO_OPENAI);
+    agw_usage_tap_body(&t, AGW_STR_LIT("{\"id\":\"x\",\"usage\":{\"prompt_tokens\":3,"
+                                       "\"completion_tokens\":4}}"));
+    assert_int_equal(t.usage.input, 3);
+    assert_int_equal(t.usage.output, 4);
+    assert_int_equal(t.usage.cache_read, 0);
+    agw_usage_tap_init(&t, AGW_PROTO_OPENAI);
+    agw_usage_tap_body(&t, AGW_STR_LIT("{\"usage\":{\"prompt_tokens\":-3,\"completion_tokens\":"
+                                       "\"4\"}}"));
+    assert_int_equal(agw_usage_tap_reported(&t), 0);
+}
+
+static void test_tap_anthropic(void **state)
+{
+    (void)state;
+    agw_usage_tap t;
+    agw_usage_tap_init(&t, AGW_PROTO_ANTHROPIC);
+    agw_usage_tap_event(&t, AGW_STR_LIT("message_start"),
+                        AGW_STR_LIT("{\"type\":\"message_start\",\"message\":{\"usage\":"
+                                    "{\"input_tokens\":21,\"cache_creation_input_tokens\":4,"
+                                    "\"cache_read_input_tokens\":9,\"output_tokens\":1}}}"));
+    assert_int_equal(t.usage.input, 21);
+    assert_int_equal(t.usage.cache_write, 4);
+    assert_int_equal(t.usage.cache_read, 9);
+    assert_int_equal(t.first_output_us, 0);
+    agw_usage_tap_event(&t, AGW_STR_LIT("content_block_delta"),
+                        AGW_STR_LIT("{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                                    "{\"type\":\"text_delta\",\"text\":\"Hi\"}}"));
+    assert_true(t.first_output_us > 0);
+    agw_usage_tap_event(&t, AGW_STR_LIT("message_delta"),
+                        AGW_STR_LIT("{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}"));
+    agw_usage_tap_event(&t, AGW_STR_LIT("message_delta"),
+                        AGW_STR_LIT("{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":8}}"));
+    assert_int_equal(t.usage.output, 8); /* cumulative: the last one counts */
+    assert_int_equal(t.usage.input, 21);
+    assert_int_equal(agw_usage_tap_reported(&t), 1);
+
+    agw_usage_tap_init(&t, AGW_PROTO_ANTHROPIC);
+    agw_usage_tap_body(&t, AGW_STR_LIT("{\"type\":\"message\",\"usage\":{\"input_tokens\":2,"
+                                       "\"output_tokens\":3,\"cache_read_input_tokens\":1}}"));
+    assert_int_equal(t.usage.input, 2);
+    assert_int_equal(t.usage.output, 3);
+    assert_int_equal(t.usage.cache_read, 1);
+    agw_usage_tap_init(&t, AGW_PROTO_ANTHROPIC);
+    agw_usage_tap_body(&t, AGW_STR_LIT("<html>"));
+    agw_usage_tap_event(&t, AGW_STR_LIT("ping"), AGW_STR_LIT("{\"type\":\"ping\"}"));
+    assert_int_equal(agw_usage_tap_reported(&t), 0);
+}
+
+static void test_record_names(void **state)
+{
+    (void)state;
+    agw_usage_record r;
+    agw_usage_record_init(&r);
+    assert_true(r.ts > 1600000000);
+    assert_int_equal(r.ttft_ms, -1);
+    agw_usage_record_names(&r, AGW_STR_LIT("p"), AGW_STR_LIT("m"));
+    assert_string_equal(r.provider, "p");
+    assert_string_equal(r.model, "m");
+    /* Too long: cut, never inside a UTF-8 sequence. */
+    char model[400];
+    memset(model, 'a', sizeof model);
+    memcpy(model + 253, "\xe2\x82\xac", 3); /* a euro sign across the cut at 255 */
+    agw_usage_record_names(&r, AGW_STR_LIT(""), (agw_str){ model, sizeof model });
+    assert_int_equal(strlen(r.model), 253);
+}
+
+/* ---- the writer ---- */
+
+static agw_usage_writer *start(fixture *f, unsigned flush_ms, size_t batch)
+{
+    agw_usage_writer *w = NULL;
+    char err[256];
+    if (agw_usage_writer_start(f->db, flush_ms, batch, &w, err, sizeof err) != AGW_OK)
+        fail_msg("writer: %s", err);
+    return w;
+}
+
+static agw_usage_record sample(int64_t key, int64_t out)
+{
+    agw_usage_record r;
+    agw_usage_record_init(&r);
+    r.key_id = key;
+    agw_usage_record_names(&r, AGW_STR_LIT("prov"), AGW_STR_LIT("model"));
+    r.status = 200;
+    r.input_tokens = 3;
+    r.output_tokens = out;
+    r.latency_ms = 5;
+    return r;
+}
+
+static void test_durable_submit_is_committed(void **state)
+{
+    fixture *f = *state;
+    /* A flush interval of a minute: only the durable request makes it commit. */
+    agw_usage_writer *w = start(f, 60000, 100000);
+    agw_usage_record r = sample(1, 42);
+    r.ttft_ms = 12;
+    r.streamed = 1;
+    assert_int_equal(agw_usage_submit(w, &r, 1), AGW_OK);
+    assert_int_equal(count(f, "output_tokens = 42 AND key_id = 1 AND ttft_ms = 12 AND streamed = 1"),
+                     1);
+    r = sample(0, 43);
+    r.ttft_ms = -1;
+    r.input_tokens = -1; /* unknown counts are stored as 0 */
+    assert_int_equal(agw_usage_submit(w, &r, 1), AGW_OK);
+    assert_int_equal(count(f, "output_tokens = 43 AND key_id IS NULL AND ttft_ms IS NULL AND "
+                              "input_tokens = 0"),
+                     1);
+    agw_usage_stats st;
+    agw_usage_writer_stats(w, &st);
+    assert_int_equal(st.committed, 2);
+    assert_int_equal(st.dropped, 0);
+    agw_usage_writer_stop(w);
+}
+
+static void test_flush_interval(void **state)
+{
+    fixture *f = *state;
+    agw_usage_writer *w = start(f, 100, 100000);
+    agw_usage_record r = sample(2, 1);
+    assert_int_equal(agw_usage_submit(w, &r, 0), AGW_OK);
+    /* Not durable: it appears within the flush interval, not at once. */
+    uint64_t t0 = agw_mono_ms();
+    while (count(f, "key_id = 2") == 0) {
+        assert_true(agw_mono_ms() - t0 < 5000);
+        usleep(10000);
+    }
+    agw_usage_writer_stop(w);
+}
+
+typedef struct {
+    agw_usage_writer *w;
+    int id, durable;
+    int errors;
+} submitter;
+
+static void *submit_many(void *arg)
+{
+    submitter *s = arg;
+    for (int i = 0; i < 500; i++) {
+        agw_usage_record r = sample(100 + s->id, i);
+        if (agw_usage_submit(s->w, &r, s->durable && i % 10 == 0) != AGW_OK)
+            s->errors++;
+    }
+    return NULL;
+}
+
+static void test_batches_and_stop_loses_nothing(void **state)
+{
+    fixture *f = *state;
+    agw_usage_writer *w = start(f, 250, 0);
+    enum { N = 8 };
+    submitter s[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        s[i] = (submitter){ w, i, i % 2, 0 };
+        pthread_create(&t[i], NULL, submit_many, &s[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(s[i].errors, 0);
+    }
+    agw_usage_writer_stop(w); /* commits whatever is still queued */
+    assert_int_equal(count(f, "key_id >= 100"), N * 500);
+}
+
+static void test_stats_count_commits(void **state)
+{
+    fixture *f = *state;
+    agw_usage_writer *w = start(f, 50, 0);
+    for (int i = 0; i < 2000; i++) {
+        agw_usage_record r = sample(7, i);
+        assert_int_equal(agw_usage_submit(w, &r, 0), AGW_OK);
+    }
+    agw_usage_record last = sample(7, 99999);
+    assert_int_equal(agw_usage_submit(w, &last, 1), AGW_OK);
+    agw_usage_stats st;
+    agw_usage_writer_stats(w, &st);
+    assert_int_equal(st.submitted, 2001);
+    assert_int_equal(st.committed, 2001);
+    assert_true(st.commits >= 1 && st.commits <= 2001 / 10);
+    agw_usage_writer_stop(w);
+    assert_int_equal(count(f, "key_id = 7"), 2001);
+    agw_usage_writer_stop(NULL);
+}
+
+static void test_start_fails_cleanly(void **state)
+{
+    (void)state;
+    agw_usage_writer *w = (agw_usage_writer *)1;
+    char err[256] = "";
+    assert_int_not_equal(agw_usage_writer_start("/nonexistent-dir/x.db", 0, 0, &w, err, sizeof err),
+                         AGW_OK);
+    assert_null(w);
+    assert_true(err[0] != '\0');
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tap_openai),
+        cmocka_unit_test(test_tap_anthropic),
+        cmocka_unit_test(test_record_names),
+        cmocka_unit_test_setup_teardown(test_durable_submit_is_committed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_interval, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches_and_stop_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_count_commits, setup, teardown),
+        cmocka_unit_test(test_start_fails_cleanly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
