@@ -209,7 +209,16 @@ struct agw_usage_writer {
     int waiting;                /* durable submitters waiting for a commit */
     int stop;
     agw_usage_stats stats;
+
+    /* Checkpoints run on their own connection and thread: a checkpoint
+     * fsyncs, and a commit that triggered one (SQLite's auto-checkpoint)
+     * would hold up every request waiting for that commit. */
+    pthread_t ckpt_thread;
+    pthread_cond_t ckpt_wake;
+    agw_store *ckpt_store;
 };
+
+#define CHECKPOINT_MS 1000
 
 #define INSERT_SQL                                                                         \
     "INSERT INTO usage(ts, key_id, provider, model, status, input_tokens, output_tokens,"  \
@@ -330,6 +339,30 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+static void *checkpoint_main(void *arg)
+{
+    agw_usage_writer *w = arg;
+    sqlite3 *db = agw_store_db(w->ckpt_store);
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec ts;
+        deadline_in(&ts, CHECKPOINT_MS);
+        pthread_cond_timedwait(&w->ckpt_wake, &w->mu, &ts);
+        if (w->stop)
+            break;
+        pthread_mutex_unlock(&w->mu);
+        /* PASSIVE never waits for readers or writers; what it cannot copy
+         * now it copies next time. SQLITE_BUSY only means another process
+         * is checkpointing. */
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            agw_log_warn("usage: checkpoint failed: %s", sqlite3_errmsg(db));
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
 agw_err agw_usage_writer_start(const char *db_path, unsigned flush_ms, size_t batch,
                                agw_usage_writer **out, char *err, size_t errlen)
 {
@@ -338,11 +371,20 @@ agw_err agw_usage_writer_start(const char *db_path, unsigned flush_ms, size_t ba
     agw_err e = agw_store_open(db_path, &store, err, errlen);
     if (e)
         return e;
+    agw_store *ckpt;
+    if ((e = agw_store_open(db_path, &ckpt, err, errlen))) {
+        agw_store_close(store);
+        return e;
+    }
     agw_usage_writer *w = xcalloc(1, sizeof *w);
     w->store = store;
-    if (sqlite3_prepare_v2(agw_store_db(store), INSERT_SQL, -1, &w->insert, NULL) != SQLITE_OK) {
+    w->ckpt_store = ckpt;
+    if (sqlite3_exec(agw_store_db(store), "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        sqlite3_prepare_v2(agw_store_db(store), INSERT_SQL, -1, &w->insert, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "usage: %s", sqlite3_errmsg(agw_store_db(store)));
         agw_store_close(store);
+        agw_store_close(ckpt);
         free(w);
         return AGW_EIO;
     }
@@ -356,6 +398,7 @@ agw_err agw_usage_writer_start(const char *db_path, unsigned flush_ms, size_t ba
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->work, &ca);
     pthread_cond_init(&w->done, &ca);
+    pthread_cond_init(&w->ckpt_wake, &ca);
     pthread_condattr_destroy(&ca);
     /* The thread starts with every signal blocked: it may be created before
      * the server blocks them in the main thread (fcgi_server.h), and a stop
@@ -364,9 +407,11 @@ agw_err agw_usage_writer_start(const char *db_path, unsigned flush_ms, size_t ba
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc == 0)
+        rc = pthread_create(&w->ckpt_thread, NULL, checkpoint_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
-        agw_fatal(__FILE__, __LINE__, "cannot start the usage writer thread");
+        agw_fatal(__FILE__, __LINE__, "cannot start the usage writer threads");
     *out = w;
     return AGW_OK;
 }
@@ -427,10 +472,14 @@ void agw_usage_writer_stop(agw_usage_writer *w)
     w->stop = 1;
     pthread_cond_broadcast(&w->work);
     pthread_cond_broadcast(&w->done);
+    pthread_cond_broadcast(&w->ckpt_wake);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    pthread_join(w->ckpt_thread, NULL);
     sqlite3_finalize(w->insert);
     agw_store_close(w->store);
+    agw_store_close(w->ckpt_store);
+    pthread_cond_destroy(&w->ckpt_wake);
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->done);
     pthread_mutex_destroy(&w->mu);

@@ -20,7 +20,10 @@
  * IMMEDIATE transaction, at the latest every flush_ms or when batch rows are
  * waiting, and at once when a request waits for its record (group commit: the
  * requests ending meanwhile share the commit). The connection runs WAL with
- * synchronous=NORMAL (store.h), so no commit fsyncs.
+ * synchronous=NORMAL (store.h), so no commit fsyncs, and with SQLite's
+ * auto-checkpoint off: a second thread on its own connection runs a passive
+ * checkpoint every second, so the fsyncs of checkpoints never delay a commit
+ * that requests wait for.
  *
  * Durability, the contract handlers build on: a request that went to a
  * provider submits its record with `durable` set before it finishes the
