@@ -214,19 +214,34 @@ static int clean_text(const char *s)
     return 1;
 }
 
-int agw_admin_string(agw_admin_req *r, const cJSON *obj, const char *name, size_t max_len,
-                     int nullable, const char **out, int *is_null)
+/* The start every typed reader shares: finds member `name` of obj into *m and
+ * clears *is_null (when given). 0 when absent; 1 when null and `nullable`
+ * (*is_null set); 2 when there is a value for the caller to check. */
+static int member(const cJSON *obj, const char *name, int nullable, const cJSON **m,
+                  int *is_null)
 {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *m = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (is_null)
         *is_null = 0;
-    if (!m)
+    if (!*m)
         return 0;
-    if (nullable && cJSON_IsNull(m)) {
-        *out = NULL;
+    if (nullable && cJSON_IsNull(*m)) {
         if (is_null)
             *is_null = 1;
         return 1;
+    }
+    return 2;
+}
+
+int agw_admin_string(agw_admin_req *r, const cJSON *obj, const char *name, size_t max_len,
+                     int nullable, const char **out, int *is_null)
+{
+    const cJSON *m;
+    int rc = member(obj, name, nullable, &m, is_null);
+    if (rc < 2) {
+        if (rc)
+            *out = NULL;
+        return rc;
     }
     if (!cJSON_IsString(m)) {
         agw_admin_fail(r, 400, name, "'%s' must be a string%s", name, nullable ? " or null" : "");
@@ -247,16 +262,10 @@ int agw_admin_string(agw_admin_req *r, const cJSON *obj, const char *name, size_
 int agw_admin_int(agw_admin_req *r, const cJSON *obj, const char *name, int64_t lo, int64_t hi,
                   int nullable, int64_t *out, int *is_null)
 {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (is_null)
-        *is_null = 0;
-    if (!m)
-        return 0;
-    if (nullable && cJSON_IsNull(m)) {
-        if (is_null)
-            *is_null = 1;
-        return 1;
-    }
+    const cJSON *m;
+    int rc = member(obj, name, nullable, &m, is_null);
+    if (rc < 2)
+        return rc; /* *out is left alone for null */
     /* cJSON keeps numbers as doubles: an integer is a whole number within
      * 2^53, where doubles are exact. */
     double d = m->valuedouble;
@@ -277,8 +286,8 @@ int agw_admin_int(agw_admin_req *r, const cJSON *obj, const char *name, int64_t 
 
 int agw_admin_bool(agw_admin_req *r, const cJSON *obj, const char *name, int *out)
 {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!m)
+    const cJSON *m;
+    if (!member(obj, name, 0, &m, NULL))
         return 0;
     if (!cJSON_IsBool(m)) {
         agw_admin_fail(r, 400, name, "'%s' must be true or false", name);
@@ -292,16 +301,12 @@ int agw_admin_string_array(agw_admin_req *r, const cJSON *obj, const char *name,
                            size_t max_items, size_t max_len, int nullable, const cJSON **out,
                            int *is_null)
 {
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (is_null)
-        *is_null = 0;
-    if (!m)
-        return 0;
-    if (nullable && cJSON_IsNull(m)) {
-        *out = NULL;
-        if (is_null)
-            *is_null = 1;
-        return 1;
+    const cJSON *m;
+    int rc = member(obj, name, nullable, &m, is_null);
+    if (rc < 2) {
+        if (rc)
+            *out = NULL;
+        return rc;
     }
     if (!cJSON_IsArray(m)) {
         agw_admin_fail(r, 400, name, "'%s' must be an array of strings%s", name,
