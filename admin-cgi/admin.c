@@ -347,8 +347,13 @@ int64_t agw_admin_parse_id(agw_str s)
 
 /* ---- the database ---- */
 
-void agw_admin_db_fail(agw_admin_req *r, const char *what)
+void agw_admin_db_fail(agw_admin_req *r, const char *what_fmt, ...)
 {
+    char what[160];
+    va_list ap;
+    va_start(ap, what_fmt);
+    vsnprintf(what, sizeof what, what_fmt, ap);
+    va_end(ap);
     agw_log_error("admin: %s: %s", what, sqlite3_errmsg(r->db));
     agw_admin_fail(r, 500, NULL, "database error while %s", what);
 }
@@ -417,6 +422,20 @@ cJSON *agw_admin_json_column(sqlite3_stmt *st, int col)
     return t ? cJSON_ParseWithLength(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
 }
 
+char *agw_admin_column_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+void agw_admin_bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
 int agw_admin_provider_exists(agw_admin_req *r, const char *name)
 {
     if (agw_config_provider(r->app->cfg, agw_str_c(name)))
@@ -445,6 +464,238 @@ void agw_admin_secret_hint(const char *secret, char out[32])
         snprintf(out, 32, "...%s", secret + n - 2);
     else
         snprintf(out, 32, "...");
+}
+
+/* ---- resources kept as table rows ---- */
+
+static void *row_new(const agw_admin_resource *res)
+{
+    void *row = xmalloc(res->row_size);
+    res->row_init(row);
+    return row;
+}
+
+static void row_delete(const agw_admin_resource *res, void *row)
+{
+    res->row_free(row);
+    free(row);
+}
+
+int agw_admin_load(agw_admin_req *r, const agw_admin_resource *res, int64_t id, void *row)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, res->select_sql, -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "reading a %s", res->noun);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st), found = 0;
+    if (rc == SQLITE_ROW)
+        found = res->row_read(st, row) ? 1 : -1;
+    else if (rc != SQLITE_DONE)
+        found = -1;
+    sqlite3_finalize(st);
+    if (found < 0)
+        agw_admin_db_fail(r, "reading a %s", res->noun);
+    return found;
+}
+
+int agw_admin_begin_load(agw_admin_req *r, const agw_admin_resource *res, int64_t id, void *row)
+{
+    if (!agw_admin_begin(r))
+        return 0;
+    int found = agw_admin_load(r, res, id, row);
+    if (found == 0) {
+        if (res->string_ids)
+            agw_admin_fail(r, 404, NULL, "no %s with id '%lld'", res->noun, (long long)id);
+        else
+            agw_admin_fail(r, 404, NULL, "no %s with id %lld", res->noun, (long long)id);
+    }
+    return found > 0;
+}
+
+int agw_admin_name_free(agw_admin_req *r, const agw_admin_resource *res, const char *name,
+                        int64_t self)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, res->name_sql, -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "checking the name");
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, self);
+    int taken = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (taken) {
+        agw_admin_fail(r, 409, "name", "a %s named '%s' already exists", res->noun, name);
+        return 0;
+    }
+    return 1;
+}
+
+int agw_admin_write(agw_admin_req *r, const agw_admin_resource *res, sqlite3_stmt *st,
+                    const char *name, int64_t *new_id)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT) {
+        agw_admin_fail(r, 409, "name", "a %s named '%s' already exists", res->noun, name);
+        return 0;
+    }
+    if (rc != SQLITE_DONE) {
+        agw_admin_db_fail(r, "storing the %s", res->noun);
+        return 0;
+    }
+    if (new_id)
+        *new_id = sqlite3_last_insert_rowid(r->db);
+    return 1;
+}
+
+void agw_admin_finish(agw_admin_req *r, const agw_admin_resource *res, int64_t id,
+                      const char *action, cJSON *detail, int status, const char *shown_once)
+{
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)id);
+    void *fresh = row_new(res);
+    /* A failed audit or commit has answered (and rolled back); a row not
+     * found again has not. */
+    if (!agw_admin_audit(r, action, res->noun, oid, detail) ||
+        agw_admin_load(r, res, id, fresh) != 1 || !agw_admin_commit(r)) {
+        if (r->in_tx)
+            agw_admin_fail(r, 500, NULL, "the change could not be stored");
+    } else {
+        cJSON *doc = res->row_json(fresh);
+        if (shown_once)
+            cJSON_AddStringToObject(doc, "key", shown_once);
+        agw_admin_reply(r, status, doc);
+    }
+    row_delete(res, fresh);
+}
+
+cJSON *agw_admin_audit_detail(const char *name, cJSON *changed)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "name", name);
+    if (changed)
+        cJSON_AddItemToObject(d, "fields", changed);
+    return d;
+}
+
+void agw_admin_changed_fields(const cJSON *body, const char *const *fields, cJSON *changed)
+{
+    for (const char *const *f = fields; *f; f++)
+        if (cJSON_GetObjectItemCaseSensitive(body, *f))
+            cJSON_AddItemToArray(changed, cJSON_CreateString(*f));
+}
+
+int agw_admin_required(agw_admin_req *r, const char *name)
+{
+    agw_admin_fail(r, 400, name, "'%s' is required", name);
+    return 0;
+}
+
+static void delete_row(agw_admin_req *r, const agw_admin_resource *res, int64_t id)
+{
+    void *row = row_new(res);
+    if (!agw_admin_begin_load(r, res, id, row))
+        goto out;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, res->delete_sql, -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "deleting the %s", res->noun);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        agw_admin_db_fail(r, "deleting the %s", res->noun);
+        goto out;
+    }
+    char oid[24];
+    snprintf(oid, sizeof oid, "%lld", (long long)id);
+    if (!agw_admin_audit(r, "delete", res->noun, oid,
+                         agw_admin_audit_detail(res->row_name(row), NULL)) ||
+        !agw_admin_commit(r))
+        goto out;
+    cJSON *doc = cJSON_CreateObject();
+    if (res->string_ids)
+        cJSON_AddStringToObject(doc, "id", oid);
+    else
+        cJSON_AddNumberToObject(doc, "id", (double)id);
+    cJSON_AddBoolToObject(doc, "deleted", 1);
+    agw_admin_reply(r, 200, doc);
+out:
+    row_delete(res, row);
+}
+
+static void list_rows(agw_admin_req *r, const agw_admin_resource *res)
+{
+    cJSON *doc = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(doc, "data");
+    if (res->list_head)
+        res->list_head(r, data);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, res->ids_sql, -1, &st, NULL) != SQLITE_OK) {
+        cJSON_Delete(doc);
+        agw_admin_db_fail(r, "listing %ss", res->noun);
+        return;
+    }
+    /* One read transaction, so the list is one committed state. */
+    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+    int rc = SQLITE_DONE;
+    int found = 1;
+    void *row = xmalloc(res->row_size);
+    while (found >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        res->row_init(row);
+        if ((found = agw_admin_load(r, res, sqlite3_column_int64(st, 0), row)) == 1)
+            cJSON_AddItemToArray(data, res->row_json(row));
+        res->row_free(row);
+    }
+    free(row);
+    sqlite3_finalize(st);
+    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+    if (found < 0) { /* answered already */
+        cJSON_Delete(doc);
+        return;
+    }
+    if (rc != SQLITE_DONE) {
+        cJSON_Delete(doc);
+        agw_admin_db_fail(r, "listing %ss", res->noun);
+        return;
+    }
+    agw_admin_reply(r, 200, doc);
+}
+
+void agw_admin_resource_serve(agw_admin_req *r, const agw_admin_resource *res, agw_str rest)
+{
+    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    if (rest.len == 0) {
+        if (get)
+            list_rows(r, res);
+        else if (strcmp(r->method, "POST") == 0)
+            res->create(r);
+        else
+            agw_admin_method_not_allowed(r, "GET, POST");
+        return;
+    }
+    agw_str id = { rest.ptr + 1, rest.len - 1 };
+    int64_t n = agw_admin_parse_id(id);
+    void *row = row_new(res);
+    int found = n ? agw_admin_load(r, res, n, row) : 0;
+    if (found < 0) {
+        /* answered 500 */
+    } else if (!get && strcmp(r->method, "PUT") != 0 && strcmp(r->method, "DELETE") != 0) {
+        agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
+    } else if (!found) {
+        agw_admin_fail(r, 404, NULL, "no %s with id '%.*s'", res->noun,
+                       (int)(id.len > 100 ? 100 : id.len), id.ptr);
+    } else if (get) {
+        agw_admin_reply(r, 200, res->row_json(row));
+    } else if (strcmp(r->method, "PUT") == 0) {
+        res->update(r, n);
+    } else {
+        delete_row(r, res, n);
+    }
+    row_delete(res, row);
 }
 
 /* ---- query strings ---- */

@@ -106,15 +106,90 @@ void agw_admin_rollback(agw_admin_req *r);
  * 0 when it answered 500. */
 int agw_admin_audit(agw_admin_req *r, const char *action, const char *object_type,
                     const char *object_id, cJSON *detail);
-/* Answers 500 for a failed statement (the message names no secret). */
-void agw_admin_db_fail(agw_admin_req *r, const char *what);
+/* Answers 500 "database error while <what>" for a failed statement, and logs
+ * it with SQLite's message (neither names a secret). */
+void agw_admin_db_fail(agw_admin_req *r, const char *what_fmt, ...) AGW_PRINTF(2, 3);
 
 /* A JSON array (as stored) from a column, or null; a cJSON array or NULL. */
 cJSON *agw_admin_json_column(sqlite3_stmt *st, int col);
+/* A malloc'd copy of a text column; NULL for SQL NULL. */
+char *agw_admin_column_dup(sqlite3_stmt *st, int col);
+/* Binds `s`, or SQL NULL when it is NULL (SQLITE_STATIC: keep `s` until the step). */
+void agw_admin_bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
 /* 1 when a provider of that name exists in antigw.cfg or the database. */
 int agw_admin_provider_exists(agw_admin_req *r, const char *name);
 /* "sk-...abcd" style hint of a secret; "" for an empty one. */
 void agw_admin_secret_hint(const char *secret, char out[32]);
+
+/* ---- resources kept as table rows: keys, providers ----
+ *
+ * A resource describes its table and its row type; the code here does what
+ * every such resource does the same way: GET of the list and of one id,
+ * DELETE, the 404 and 405 answers, the name check, storing a row, and the end
+ * of every write (audit row, the row read back, COMMIT, the answer). What a
+ * body means stays with the resource: its create and update hooks.
+ *
+ * Rows are handled through `void *` so one skeleton serves every row type;
+ * row_init must make a row that row_free accepts, and row_free must accept a
+ * row that row_read filled only in part. */
+typedef struct agw_admin_resource agw_admin_resource;
+struct agw_admin_resource {
+    const char *noun;       /* "key": in messages, and the audit log's object_type */
+    const char *select_sql; /* the columns row_read takes, of the row "WHERE id = ?" */
+    const char *ids_sql;    /* "SELECT id ...": every id, in the list's order */
+    const char *name_sql;   /* "SELECT ... WHERE name = ? AND id != ?" */
+    const char *delete_sql; /* "DELETE ... WHERE id = ?" */
+    /* 1: ids are JSON strings in answers and quoted in messages (providers
+     * have "cfg:<name>" ids beside the numbers); 0: numbers, unquoted. */
+    int string_ids;
+    size_t row_size;
+    void (*row_init)(void *row);
+    void (*row_free)(void *row);
+    int (*row_read)(sqlite3_stmt *st, void *row); /* a select_sql row; 0 on failure */
+    cJSON *(*row_json)(const void *row);
+    const char *(*row_name)(const void *row);
+    /* Adds the entries listed before the table's rows; NULL: none. */
+    void (*list_head)(agw_admin_req *r, cJSON *data);
+    void (*create)(agw_admin_req *r);             /* POST to the collection */
+    void (*update)(agw_admin_req *r, int64_t id); /* PUT to an id that was found */
+};
+
+/* Serves `rest`, what follows the resource's path: "" (GET/HEAD: the list,
+ * POST: create) or "/<id>" (GET/HEAD, PUT, DELETE); 405 for other methods
+ * (before the 404 of an unknown id). */
+void agw_admin_resource_serve(agw_admin_req *r, const agw_admin_resource *res, agw_str rest);
+
+/* Reads row `id` into `row` (made by row_init). 1 found, 0 not, -1 when it
+ * answered 500. */
+int agw_admin_load(agw_admin_req *r, const agw_admin_resource *res, int64_t id, void *row);
+/* BEGIN IMMEDIATE, then row `id` as agw_admin_load. 1 when it is loaded;
+ * 0 when it answered (503 busy, 404 for a row deleted meanwhile, 500). */
+int agw_admin_begin_load(agw_admin_req *r, const agw_admin_resource *res, int64_t id,
+                         void *row);
+/* 1 when no row other than `self` (0 for a new row) is named `name`;
+ * otherwise 0, having answered 409 (or 500). */
+int agw_admin_name_free(agw_admin_req *r, const agw_admin_resource *res, const char *name,
+                        int64_t self);
+/* Steps and finalizes `st`, a prepared INSERT (then *new_id gets the row's
+ * id; pass NULL for an UPDATE) of the row named `name`. 1 when done; 0 when
+ * it answered 409 (the name is taken: a UNIQUE constraint) or 500. */
+int agw_admin_write(agw_admin_req *r, const agw_admin_resource *res, sqlite3_stmt *st,
+                    const char *name, int64_t *new_id);
+/* The end of a write, inside its transaction: the audit row (takes
+ * `detail`), row `id` read back, COMMIT; then the answer `status` with that
+ * row, plus the member "key": `shown_once` when not NULL (a new client key,
+ * which no other answer shows). Answers an error instead when a step fails. */
+void agw_admin_finish(agw_admin_req *r, const agw_admin_resource *res, int64_t id,
+                      const char *action, cJSON *detail, int status, const char *shown_once);
+/* The audit detail {"name": name, "fields": changed}; takes `changed`, which
+ * may be NULL (no "fields" member). */
+cJSON *agw_admin_audit_detail(const char *name, cJSON *changed);
+/* Appends to the array `changed` the names in `fields` (NULL-terminated)
+ * that `body` holds, in the order of `fields`. */
+void agw_admin_changed_fields(const cJSON *body, const char *const *fields, cJSON *changed);
+/* Answers 400 "'<name>' is required" naming the member; returns 0, so a
+ * body reader can `return agw_admin_required(r, "name");`. */
+int agw_admin_required(agw_admin_req *r, const char *name);
 
 /* ---- resources ---- */
 

@@ -34,8 +34,14 @@ typedef struct {
     int64_t created_at, updated_at;
 } krow;
 
-static void krow_free(krow *k)
+static void krow_init(void *row)
 {
+    memset(row, 0, sizeof(krow));
+}
+
+static void krow_free(void *row)
+{
+    krow *k = row;
     free(k->name);
     free(k->allowed_models);
     free(k->allowed_providers);
@@ -44,48 +50,29 @@ static void krow_free(krow *k)
     memset(k, 0, sizeof *k);
 }
 
-static char *col(sqlite3_stmt *st, int i)
+/* A row of the resource's select_sql (below). */
+static int krow_read(sqlite3_stmt *st, void *row)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? xstrdup((const char *)t) : NULL;
+    krow *k = row;
+    k->id = sqlite3_column_int64(st, 0);
+    k->name = agw_admin_column_dup(st, 1);
+    snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
+    k->enabled = sqlite3_column_int(st, 3) != 0;
+    k->allowed_models = agw_admin_column_dup(st, 4);
+    k->allowed_providers = agw_admin_column_dup(st, 5);
+    k->default_provider = agw_admin_column_dup(st, 6);
+    k->qpm = sqlite3_column_int64(st, 7);
+    k->tpm = sqlite3_column_int64(st, 8);
+    k->expires_at = sqlite3_column_type(st, 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 9);
+    k->metadata = agw_admin_column_dup(st, 10);
+    k->created_at = sqlite3_column_int64(st, 11);
+    k->updated_at = sqlite3_column_int64(st, 12);
+    return 1;
 }
 
-/* 1 found, 0 not, -1 answered 500. */
-static int load(agw_admin_req *r, int64_t id, krow *k)
+static const char *krow_name(const void *row)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT id, name, key_prefix, enabled, allowed_models, allowed_providers,"
-                           " default_provider, qpm_limit, tpm_limit, expires_at, metadata,"
-                           " created_at, updated_at FROM api_keys WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
-        agw_admin_db_fail(r, "reading a key");
-        return -1;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st), found = 0;
-    if (rc == SQLITE_ROW) {
-        found = 1;
-        k->id = sqlite3_column_int64(st, 0);
-        k->name = col(st, 1);
-        snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
-        k->enabled = sqlite3_column_int(st, 3) != 0;
-        k->allowed_models = col(st, 4);
-        k->allowed_providers = col(st, 5);
-        k->default_provider = col(st, 6);
-        k->qpm = sqlite3_column_int64(st, 7);
-        k->tpm = sqlite3_column_int64(st, 8);
-        k->expires_at = sqlite3_column_type(st, 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 9);
-        k->metadata = col(st, 10);
-        k->created_at = sqlite3_column_int64(st, 11);
-        k->updated_at = sqlite3_column_int64(st, 12);
-    } else if (rc != SQLITE_DONE) {
-        found = -1;
-    }
-    sqlite3_finalize(st);
-    if (found < 0)
-        agw_admin_db_fail(r, "reading a key");
-    return found;
+    return ((const krow *)row)->name;
 }
 
 static void add_json_text(cJSON *o, const char *name, const char *text)
@@ -94,8 +81,9 @@ static void add_json_text(cJSON *o, const char *name, const char *text)
     cJSON_AddItemToObject(o, name, v ? v : cJSON_CreateNull());
 }
 
-static cJSON *row_json(const krow *k)
+static cJSON *row_json(const void *row)
 {
+    const krow *k = row;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)k->id);
     cJSON_AddStringToObject(o, "name", k->name);
@@ -119,24 +107,27 @@ static cJSON *row_json(const krow *k)
     return o;
 }
 
-static int name_free(agw_admin_req *r, const char *name, int64_t self)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM api_keys WHERE name = ? AND id != ?", -1, &st,
-                           NULL) != SQLITE_OK) {
-        agw_admin_db_fail(r, "checking the name");
-        return 0;
-    }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, self);
-    int taken = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (taken) {
-        agw_admin_fail(r, 409, "name", "a key named '%s' already exists", name);
-        return 0;
-    }
-    return 1;
-}
+static void create(agw_admin_req *r);
+static void update(agw_admin_req *r, int64_t id);
+
+static const agw_admin_resource keys = {
+    .noun = "key",
+    .select_sql = "SELECT id, name, key_prefix, enabled, allowed_models, allowed_providers,"
+                  " default_provider, qpm_limit, tpm_limit, expires_at, metadata,"
+                  " created_at, updated_at FROM api_keys WHERE id = ?",
+    .ids_sql = "SELECT id FROM api_keys ORDER BY id",
+    .name_sql = "SELECT 1 FROM api_keys WHERE name = ? AND id != ?",
+    .delete_sql = "DELETE FROM api_keys WHERE id = ?",
+    .string_ids = 0,
+    .row_size = sizeof(krow),
+    .row_init = krow_init,
+    .row_free = krow_free,
+    .row_read = krow_read,
+    .row_json = row_json,
+    .row_name = krow_name,
+    .create = create,
+    .update = update,
+};
 
 /* A limit under its name or its alias; 1 given, 0 absent, -1 answered. */
 static int limit(agw_admin_req *r, const cJSON *body, const char *name, const char *alias,
@@ -176,8 +167,7 @@ static int apply(agw_admin_req *r, const cJSON *body, krow *k, int creating, cJS
         free(k->name);
         k->name = xstrdup(s);
     } else if (creating) {
-        agw_admin_fail(r, 400, "name", "'name' is required");
-        return 0;
+        return agw_admin_required(r, "name");
     }
     if ((rc = agw_admin_bool(r, body, "enabled", &b)) < 0)
         return 0;
@@ -271,18 +261,8 @@ static int apply(agw_admin_req *r, const cJSON *body, krow *k, int creating, cJS
             return 0;
         }
     }
-    for (const char *const *f = fields; *f; f++)
-        if (cJSON_GetObjectItemCaseSensitive(body, *f))
-            cJSON_AddItemToArray(changed, cJSON_CreateString(*f));
+    agw_admin_changed_fields(body, fields, changed);
     return 1;
-}
-
-static void bind_opt_text(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, i);
 }
 
 static int store(agw_admin_req *r, krow *k, const unsigned char *hash)
@@ -302,16 +282,16 @@ static int store(agw_admin_req *r, krow *k, const unsigned char *hash)
     }
     sqlite3_bind_text(st, 1, k->name, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, k->enabled);
-    bind_opt_text(st, 3, k->allowed_models);
-    bind_opt_text(st, 4, k->allowed_providers);
-    bind_opt_text(st, 5, k->default_provider);
+    agw_admin_bind_text_or_null(st, 3, k->allowed_models);
+    agw_admin_bind_text_or_null(st, 4, k->allowed_providers);
+    agw_admin_bind_text_or_null(st, 5, k->default_provider);
     sqlite3_bind_int64(st, 6, k->qpm);
     sqlite3_bind_int64(st, 7, k->tpm);
     if (k->expires_at)
         sqlite3_bind_int64(st, 8, k->expires_at);
     else
         sqlite3_bind_null(st, 8);
-    bind_opt_text(st, 9, k->metadata);
+    agw_admin_bind_text_or_null(st, 9, k->metadata);
     sqlite3_bind_int64(st, 10, agw_wall_s());
     if (hash) {
         sqlite3_bind_blob(st, 11, hash, AGW_SHA256_LEN, SQLITE_STATIC);
@@ -319,65 +299,19 @@ static int store(agw_admin_req *r, krow *k, const unsigned char *hash)
     } else {
         sqlite3_bind_int64(st, 11, k->id);
     }
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_CONSTRAINT) {
-        agw_admin_fail(r, 409, "name", "a key named '%s' already exists", k->name);
-        return 0;
-    }
-    if (rc != SQLITE_DONE) {
-        agw_admin_db_fail(r, "storing the key");
-        return 0;
-    }
-    if (hash)
-        k->id = sqlite3_last_insert_rowid(r->db);
-    return 1;
-}
-
-/* Audit, reload, commit; then the answer (with the key itself when `key`). */
-static void finish(agw_admin_req *r, int64_t id, const char *action, cJSON *detail, int status,
-                   const char *key)
-{
-    char oid[24];
-    snprintf(oid, sizeof oid, "%lld", (long long)id);
-    krow fresh;
-    memset(&fresh, 0, sizeof fresh);
-    if (!agw_admin_audit(r, action, "key", oid, detail))
-        goto out;
-    if (load(r, id, &fresh) != 1) {
-        if (r->in_tx)
-            agw_admin_fail(r, 500, NULL, "the change could not be stored");
-        goto out;
-    }
-    if (!agw_admin_commit(r))
-        goto out;
-    cJSON *doc = row_json(&fresh);
-    if (key)
-        cJSON_AddStringToObject(doc, "key", key);
-    agw_admin_reply(r, status, doc);
-out:
-    krow_free(&fresh);
-}
-
-static cJSON *detail_of(const krow *k, cJSON *changed)
-{
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "name", k->name);
-    if (changed)
-        cJSON_AddItemToObject(d, "fields", changed);
-    return d;
+    return agw_admin_write(r, &keys, st, k->name, hash ? &k->id : NULL);
 }
 
 static void create(agw_admin_req *r)
 {
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
     krow k;
-    memset(&k, 0, sizeof k);
+    krow_init(&k);
     char key[AGW_KEY_LEN + 1];
     unsigned char hash[AGW_SHA256_LEN];
     key[0] = '\0';
     if (!body || !agw_admin_begin(r) || !apply(r, body, &k, 1, changed) ||
-        !name_free(r, k.name, 0))
+        !agw_admin_name_free(r, &keys, k.name, 0))
         goto out;
     if (agw_tenant_key_generate(key) != AGW_OK) {
         agw_admin_fail(r, 500, NULL, "no randomness for a new key");
@@ -387,7 +321,7 @@ static void create(agw_admin_req *r)
     agw_tenant_key_display(agw_str_c(key), k.prefix);
     if (!store(r, &k, hash))
         goto out;
-    finish(r, k.id, "create", detail_of(&k, NULL), 201, key);
+    agw_admin_finish(r, &keys, k.id, "create", agw_admin_audit_detail(k.name, NULL), 201, key);
 out:
     memset(key, 0, sizeof key);
     cJSON_Delete(changed);
@@ -399,18 +333,11 @@ static void update(agw_admin_req *r, int64_t id)
 {
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
     krow k;
-    memset(&k, 0, sizeof k);
-    if (!body || !agw_admin_begin(r))
+    krow_init(&k);
+    if (!body || !agw_admin_begin_load(r, &keys, id, &k) || !apply(r, body, &k, 0, changed) ||
+        !agw_admin_name_free(r, &keys, k.name, id) || !store(r, &k, NULL))
         goto out;
-    int found = load(r, id, &k);
-    if (found <= 0) {
-        if (found == 0)
-            agw_admin_fail(r, 404, NULL, "no key with id %lld", (long long)id);
-        goto out;
-    }
-    if (!apply(r, body, &k, 0, changed) || !name_free(r, k.name, id) || !store(r, &k, NULL))
-        goto out;
-    finish(r, id, "update", detail_of(&k, changed), 200, NULL);
+    agw_admin_finish(r, &keys, id, "update", agw_admin_audit_detail(k.name, changed), 200, NULL);
     changed = NULL; /* owned by the audit detail */
 out:
     cJSON_Delete(changed);
@@ -418,106 +345,7 @@ out:
     krow_free(&k);
 }
 
-static void delete_one(agw_admin_req *r, int64_t id)
-{
-    krow k;
-    memset(&k, 0, sizeof k);
-    if (!agw_admin_begin(r))
-        goto out;
-    int found = load(r, id, &k);
-    if (found <= 0) {
-        if (found == 0)
-            agw_admin_fail(r, 404, NULL, "no key with id %lld", (long long)id);
-        goto out;
-    }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "DELETE FROM api_keys WHERE id = ?", -1, &st, NULL) !=
-        SQLITE_OK) {
-        agw_admin_db_fail(r, "deleting the key");
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        agw_admin_db_fail(r, "deleting the key");
-        goto out;
-    }
-    char oid[24];
-    snprintf(oid, sizeof oid, "%lld", (long long)id);
-    if (!agw_admin_audit(r, "delete", "key", oid, detail_of(&k, NULL)) || !agw_admin_commit(r))
-        goto out;
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddNumberToObject(doc, "id", (double)id);
-    cJSON_AddBoolToObject(doc, "deleted", 1);
-    agw_admin_reply(r, 200, doc);
-out:
-    krow_free(&k);
-}
-
-static void list(agw_admin_req *r)
-{
-    cJSON *doc = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(doc, "data");
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT id FROM api_keys ORDER BY id", -1, &st, NULL) !=
-        SQLITE_OK) {
-        cJSON_Delete(doc);
-        agw_admin_db_fail(r, "listing keys");
-        return;
-    }
-    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
-    int rc = SQLITE_DONE;
-    int found = 1;
-    while (found >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        krow k;
-        memset(&k, 0, sizeof k);
-        if ((found = load(r, sqlite3_column_int64(st, 0), &k)) == 1)
-            cJSON_AddItemToArray(data, row_json(&k));
-        krow_free(&k);
-    }
-    sqlite3_finalize(st);
-    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
-    if (found < 0) { /* answered already */
-        cJSON_Delete(doc);
-        return;
-    }
-    if (rc != SQLITE_DONE) {
-        cJSON_Delete(doc);
-        agw_admin_db_fail(r, "listing keys");
-        return;
-    }
-    agw_admin_reply(r, 200, doc);
-}
-
 void agw_admin_keys(agw_admin_req *r, agw_str rest)
 {
-    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
-    if (rest.len == 0) {
-        if (get)
-            list(r);
-        else if (strcmp(r->method, "POST") == 0)
-            create(r);
-        else
-            agw_admin_method_not_allowed(r, "GET, POST");
-        return;
-    }
-    agw_str id = { rest.ptr + 1, rest.len - 1 };
-    int64_t n = agw_admin_parse_id(id);
-    krow k;
-    memset(&k, 0, sizeof k);
-    int found = n ? load(r, n, &k) : 0;
-    if (found < 0)
-        return;
-    if (!get && strcmp(r->method, "PUT") != 0 && strcmp(r->method, "DELETE") != 0)
-        agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
-    else if (!found)
-        agw_admin_fail(r, 404, NULL, "no key with id '%.*s'", (int)(id.len > 100 ? 100 : id.len),
-                       id.ptr);
-    else if (get)
-        agw_admin_reply(r, 200, row_json(&k));
-    else if (strcmp(r->method, "PUT") == 0)
-        update(r, n);
-    else
-        delete_one(r, n);
-    krow_free(&k);
+    agw_admin_resource_serve(r, &keys, rest);
 }

@@ -30,14 +30,16 @@ typedef struct {
     int64_t created_at, updated_at;
 } prow;
 
-static void prow_init(prow *p)
+static void prow_init(void *row)
 {
+    prow *p = row;
     memset(p, 0, sizeof *p);
     agw_buf_init(&p->secret_enc, MAX_SECRET + AGW_AEAD_OVERHEAD);
 }
 
-static void prow_free(prow *p)
+static void prow_free(void *row)
 {
+    prow *p = row;
     free(p->name);
     free(p->type);
     free(p->base_url);
@@ -46,56 +48,39 @@ static void prow_free(prow *p)
     agw_buf_free(&p->secret_enc);
 }
 
-static char *col(sqlite3_stmt *st, int i)
+/* A row of the resource's select_sql (below); 0 when the sealed key does not
+ * fit the row's buffer. */
+static int prow_read(sqlite3_stmt *st, void *row)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? xstrdup((const char *)t) : NULL;
+    prow *p = row;
+    int ok = 1;
+    p->id = sqlite3_column_int64(st, 0);
+    p->name = agw_admin_column_dup(st, 1);
+    p->type = agw_admin_column_dup(st, 2);
+    p->base_url = agw_admin_column_dup(st, 3);
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL &&
+        agw_buf_append(&p->secret_enc, sqlite3_column_blob(st, 4),
+                       (size_t)sqlite3_column_bytes(st, 4)) != AGW_OK)
+        ok = 0;
+    const unsigned char *h = sqlite3_column_text(st, 5);
+    snprintf(p->hint, sizeof p->hint, "%s", h ? (const char *)h : "");
+    p->weight = sqlite3_column_int64(st, 6);
+    p->enabled = sqlite3_column_int(st, 7) != 0;
+    p->models = agw_admin_column_dup(st, 8);
+    p->default_model = agw_admin_column_dup(st, 9);
+    p->created_at = sqlite3_column_int64(st, 10);
+    p->updated_at = sqlite3_column_int64(st, 11);
+    return ok;
 }
 
-/* 1 found, 0 not found, -1 answered 500. */
-static int load(agw_admin_req *r, int64_t id, prow *p)
+static const char *prow_name(const void *row)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT id, name, type, base_url, secret_enc, secret_hint, weight, enabled,"
-                           " models, default_model, created_at, updated_at FROM providers WHERE id = ?",
-                           -1, &st, NULL) != SQLITE_OK) {
-        agw_admin_db_fail(r, "reading a provider");
-        return -1;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st), found = 0;
-    if (rc == SQLITE_ROW) {
-        found = 1;
-        p->id = sqlite3_column_int64(st, 0);
-        p->name = col(st, 1);
-        p->type = col(st, 2);
-        p->base_url = col(st, 3);
-        if (sqlite3_column_type(st, 4) != SQLITE_NULL &&
-            agw_buf_append(&p->secret_enc, sqlite3_column_blob(st, 4),
-                           (size_t)sqlite3_column_bytes(st, 4)) != AGW_OK)
-            found = -2;
-        const unsigned char *h = sqlite3_column_text(st, 5);
-        snprintf(p->hint, sizeof p->hint, "%s", h ? (const char *)h : "");
-        p->weight = sqlite3_column_int64(st, 6);
-        p->enabled = sqlite3_column_int(st, 7) != 0;
-        p->models = col(st, 8);
-        p->default_model = col(st, 9);
-        p->created_at = sqlite3_column_int64(st, 10);
-        p->updated_at = sqlite3_column_int64(st, 11);
-    } else if (rc != SQLITE_DONE) {
-        found = -2;
-    }
-    sqlite3_finalize(st);
-    if (found == -2) {
-        agw_admin_db_fail(r, "reading a provider");
-        return -1;
-    }
-    return found;
+    return ((const prow *)row)->name;
 }
 
-static cJSON *row_json(const prow *p)
+static cJSON *row_json(const void *row)
 {
+    const prow *p = row;
     cJSON *o = cJSON_CreateObject();
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)p->id);
@@ -168,8 +153,38 @@ static int valid_name(const char *s)
     return 1;
 }
 
-/* 1 when `name` is free for provider `self` (0 = a new one); otherwise
- * answered 409 (or 500). */
+/* antigw.cfg's providers are listed first, read-only. */
+static void list_cfg(agw_admin_req *r, cJSON *data)
+{
+    const agw_config *cfg = r->app->cfg;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        cJSON_AddItemToArray(data, cfg_json(&cfg->providers[i]));
+}
+
+static void create(agw_admin_req *r);
+static void update(agw_admin_req *r, int64_t id);
+
+static const agw_admin_resource providers = {
+    .noun = "provider",
+    .select_sql = "SELECT id, name, type, base_url, secret_enc, secret_hint, weight, enabled,"
+                  " models, default_model, created_at, updated_at FROM providers WHERE id = ?",
+    .ids_sql = "SELECT id FROM providers ORDER BY id",
+    .name_sql = "SELECT id FROM providers WHERE name = ? AND id != ?",
+    .delete_sql = "DELETE FROM providers WHERE id = ?",
+    .string_ids = 1,
+    .row_size = sizeof(prow),
+    .row_init = prow_init,
+    .row_free = prow_free,
+    .row_read = prow_read,
+    .row_json = row_json,
+    .row_name = prow_name,
+    .list_head = list_cfg,
+    .create = create,
+    .update = update,
+};
+
+/* 1 when `name` is free for provider `self` (0 = a new one): not declared in
+ * antigw.cfg nor taken in the database; otherwise answered 409 (or 500). */
 static int name_free(agw_admin_req *r, const char *name, int64_t self)
 {
     if (agw_config_provider(r->app->cfg, agw_str_c(name))) {
@@ -177,21 +192,7 @@ static int name_free(agw_admin_req *r, const char *name, int64_t self)
                        r->app->cfg->path);
         return 0;
     }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT id FROM providers WHERE name = ? AND id != ?", -1, &st,
-                           NULL) != SQLITE_OK) {
-        agw_admin_db_fail(r, "checking the name");
-        return 0;
-    }
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, self);
-    int taken = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    if (taken) {
-        agw_admin_fail(r, 409, "name", "a provider named '%s' already exists", name);
-        return 0;
-    }
-    return 1;
+    return agw_admin_name_free(r, &providers, name, self);
 }
 
 /* Seals `secret` for provider `name` into p (hint included); "" clears it. */
@@ -269,8 +270,7 @@ static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, con
         free(p->name);
         p->name = xstrdup(s);
     } else if (creating) {
-        agw_admin_fail(r, 400, "name", "'name' is required");
-        return 0;
+        return agw_admin_required(r, "name");
     }
     if ((rc = agw_admin_string(r, body, "type", 64, 0, &s, NULL)) < 0)
         return 0;
@@ -282,8 +282,7 @@ static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, con
         free(p->type);
         p->type = xstrdup(s);
     } else if (creating) {
-        agw_admin_fail(r, 400, "type", "'type' is required");
-        return 0;
+        return agw_admin_required(r, "type");
     }
     if ((rc = agw_admin_string(r, body, "base_url", MAX_URL, 0, &s, NULL)) < 0)
         return 0;
@@ -344,9 +343,7 @@ static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, con
         free(p->default_model);
         p->default_model = is_null || !*s ? NULL : xstrdup(s);
     }
-    for (const char *const *f = fields; *f; f++)
-        if (cJSON_GetObjectItemCaseSensitive(body, *f))
-            cJSON_AddItemToArray(changed, cJSON_CreateString(*f));
+    agw_admin_changed_fields(body, fields, changed);
     return 1;
 }
 
@@ -377,54 +374,11 @@ static int store(agw_admin_req *r, prow *p, int creating)
     sqlite3_bind_int64(st, 6, p->weight);
     sqlite3_bind_int(st, 7, p->enabled);
     sqlite3_bind_text(st, 8, p->models, -1, SQLITE_STATIC);
-    if (p->default_model)
-        sqlite3_bind_text(st, 9, p->default_model, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 9);
+    agw_admin_bind_text_or_null(st, 9, p->default_model);
     sqlite3_bind_int64(st, 10, agw_wall_s());
     if (!creating)
         sqlite3_bind_int64(st, 11, p->id);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_CONSTRAINT) {
-        agw_admin_fail(r, 409, "name", "a provider named '%s' already exists", p->name);
-        return 0;
-    }
-    if (rc != SQLITE_DONE) {
-        agw_admin_db_fail(r, "storing the provider");
-        return 0;
-    }
-    if (creating)
-        p->id = sqlite3_last_insert_rowid(r->db);
-    return 1;
-}
-
-static cJSON *audit_detail(const prow *p, cJSON *changed)
-{
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "name", p->name);
-    if (changed)
-        cJSON_AddItemToObject(d, "fields", changed);
-    return d;
-}
-
-static int finish_write(agw_admin_req *r, int64_t id, const char *action, cJSON *detail,
-                        int status)
-{
-    char oid[24];
-    snprintf(oid, sizeof oid, "%lld", (long long)id);
-    prow fresh;
-    prow_init(&fresh);
-    if (!agw_admin_audit(r, action, "provider", oid, detail) || load(r, id, &fresh) != 1 ||
-        !agw_admin_commit(r)) {
-        if (r->in_tx)
-            agw_admin_fail(r, 500, NULL, "the change could not be stored");
-        prow_free(&fresh);
-        return 0;
-    }
-    agw_admin_reply(r, status, row_json(&fresh));
-    prow_free(&fresh);
-    return 1;
+    return agw_admin_write(r, &providers, st, p->name, creating ? &p->id : NULL);
 }
 
 static void create(agw_admin_req *r)
@@ -438,7 +392,8 @@ static void create(agw_admin_req *r)
     if (!apply(r, body, &p, 1, &secret, changed) || !name_free(r, p.name, 0) ||
         !seal(r, &p, p.name, secret) || !store(r, &p, 1))
         goto out;
-    finish_write(r, p.id, "create", audit_detail(&p, NULL), 201);
+    agw_admin_finish(r, &providers, p.id, "create", agw_admin_audit_detail(p.name, NULL), 201,
+                     NULL);
 out:
     cJSON_Delete(changed);
     cJSON_Delete(body);
@@ -452,14 +407,8 @@ static void update(agw_admin_req *r, int64_t id)
     prow_init(&p);
     const char *secret;
     char *old_name = NULL, *kept = NULL;
-    if (!body || !agw_admin_begin(r))
+    if (!body || !agw_admin_begin_load(r, &providers, id, &p))
         goto out;
-    int found = load(r, id, &p);
-    if (found <= 0) {
-        if (found == 0)
-            agw_admin_fail(r, 404, NULL, "no provider with id '%lld'", (long long)id);
-        goto out;
-    }
     old_name = xstrdup(p.name);
     if (!apply(r, body, &p, 0, &secret, changed) || !name_free(r, p.name, id))
         goto out;
@@ -477,7 +426,8 @@ static void update(agw_admin_req *r, int64_t id)
     }
     if (!store(r, &p, 0))
         goto out;
-    finish_write(r, id, "update", audit_detail(&p, changed), 200);
+    agw_admin_finish(r, &providers, id, "update", agw_admin_audit_detail(p.name, changed), 200,
+                     NULL);
     changed = NULL; /* owned by the audit detail */
 out:
     wipe_free(kept);
@@ -487,130 +437,26 @@ out:
     prow_free(&p);
 }
 
-static void delete_one(agw_admin_req *r, int64_t id)
-{
-    prow p;
-    prow_init(&p);
-    if (!agw_admin_begin(r))
-        goto out;
-    int found = load(r, id, &p);
-    if (found <= 0) {
-        if (found == 0)
-            agw_admin_fail(r, 404, NULL, "no provider with id '%lld'", (long long)id);
-        goto out;
-    }
-    sqlite3_stmt *st;
-    char oid[24];
-    snprintf(oid, sizeof oid, "%lld", (long long)id);
-    if (sqlite3_prepare_v2(r->db, "DELETE FROM providers WHERE id = ?", -1, &st, NULL) !=
-        SQLITE_OK) {
-        agw_admin_db_fail(r, "deleting the provider");
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        agw_admin_db_fail(r, "deleting the provider");
-        goto out;
-    }
-    if (!agw_admin_audit(r, "delete", "provider", oid, audit_detail(&p, NULL)) ||
-        !agw_admin_commit(r))
-        goto out;
-    cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "id", oid);
-    cJSON_AddBoolToObject(doc, "deleted", 1);
-    agw_admin_reply(r, 200, doc);
-out:
-    prow_free(&p);
-}
-
-static void list(agw_admin_req *r)
-{
-    cJSON *doc = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(doc, "data");
-    const agw_config *cfg = r->app->cfg;
-    for (size_t i = 0; i < cfg->n_providers; i++)
-        cJSON_AddItemToArray(data, cfg_json(&cfg->providers[i]));
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(r->db, "SELECT id FROM providers ORDER BY id", -1, &st, NULL) !=
-        SQLITE_OK) {
-        cJSON_Delete(doc);
-        agw_admin_db_fail(r, "listing providers");
-        return;
-    }
-    /* One read transaction, so the list is one committed state. */
-    sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
-    int rc = SQLITE_DONE;
-    int found = 1;
-    while (found >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        prow p;
-        prow_init(&p);
-        if ((found = load(r, sqlite3_column_int64(st, 0), &p)) == 1)
-            cJSON_AddItemToArray(data, row_json(&p));
-        prow_free(&p);
-    }
-    sqlite3_finalize(st);
-    sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
-    if (found < 0) { /* answered already */
-        cJSON_Delete(doc);
-        return;
-    }
-    if (rc != SQLITE_DONE) {
-        cJSON_Delete(doc);
-        agw_admin_db_fail(r, "listing providers");
-        return;
-    }
-    agw_admin_reply(r, 200, doc);
-}
-
 void agw_admin_providers(agw_admin_req *r, agw_str rest)
 {
-    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
-    if (rest.len == 0) {
-        if (get)
-            list(r);
-        else if (strcmp(r->method, "POST") == 0)
-            create(r);
-        else
-            agw_admin_method_not_allowed(r, "GET, POST");
+    /* rest is "" or starts with '/' */
+    if (!agw_str_starts(rest, AGW_STR_LIT("/cfg:"))) {
+        agw_admin_resource_serve(r, &providers, rest);
         return;
     }
     agw_str id = { rest.ptr + 1, rest.len - 1 };
-    if (agw_str_starts(id, AGW_STR_LIT("cfg:"))) {
-        agw_str name = { id.ptr + 4, id.len - 4 };
-        const agw_provider_cfg *p = agw_config_provider(r->app->cfg, name);
-        if (!p)
-            agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'",
-                           (int)(id.len > 100 ? 100 : id.len), id.ptr);
-        else if (get)
-            agw_admin_reply(r, 200, cfg_json(p));
-        else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "DELETE") == 0)
-            agw_admin_fail(r, 409, NULL,
-                           "provider '%s' is declared in %s and is read-only here: edit the file",
-                           p->name, r->app->cfg->path);
-        else
-            agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
-        return;
-    }
-    int64_t n = agw_admin_parse_id(id);
-    prow p;
-    prow_init(&p);
-    int found = n ? load(r, n, &p) : 0;
-    if (found < 0) {
-        prow_free(&p);
-        return;
-    }
-    if (strcmp(r->method, "PUT") != 0 && strcmp(r->method, "DELETE") != 0 && !get) {
-        agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
-    } else if (!found) {
+    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    agw_str name = { id.ptr + 4, id.len - 4 };
+    const agw_provider_cfg *p = agw_config_provider(r->app->cfg, name);
+    if (!p)
         agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'",
                        (int)(id.len > 100 ? 100 : id.len), id.ptr);
-    } else if (get) {
-        agw_admin_reply(r, 200, row_json(&p));
-    } else if (strcmp(r->method, "PUT") == 0) {
-        update(r, n);
-    } else {
-        delete_one(r, n);
-    }
-    prow_free(&p);
+    else if (get)
+        agw_admin_reply(r, 200, cfg_json(p));
+    else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "DELETE") == 0)
+        agw_admin_fail(r, 409, NULL,
+                       "provider '%s' is declared in %s and is read-only here: edit the file",
+                       p->name, r->app->cfg->path);
+    else
+        agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
 }
