@@ -6,17 +6,16 @@
  */
 #include "admin.h"
 
+#include "cli.h"
 #include "config.h"
 #include "core.h"
 #include "fcgi_server.h"
 #include "shm.h"
 #include "store.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ac-config.h"
 
@@ -36,50 +35,15 @@ static void usage(FILE *to)
             SYSCONFDIR);
 }
 
-static const char *default_config_path(void)
-{
-    const char *env = getenv("ANTIGW_CONFIG");
-    if (env && *env)
-        return env;
-    static char sys[512];
-    snprintf(sys, sizeof sys, "%s/antigw/antigw.cfg", SYSCONFDIR);
-    return access(sys, R_OK) == 0 ? sys : NULL;
-}
-
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "threads", required_argument, NULL, 't' },
-        { "check-config", no_argument, NULL, 'C' },
-        { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *path = NULL;
-    int threads = 4, check_only = 0, opt;
-    while ((opt = getopt_long(argc, argv, "c:t:h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c': path = optarg; break;
-        case 't':
-            threads = atoi(optarg);
-            if (threads < 1 || threads > 64) {
-                fprintf(stderr, "antigw-admin: --threads must be between 1 and 64\n");
-                return 2;
-            }
-            break;
-        case 'C': check_only = 1; break;
-        case 'V': printf("antigw-admin %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!path)
-        path = default_config_path();
+    static const agw_cli_spec spec = { "antigw-admin", 64, usage };
+    agw_cli cli = { .threads = 4 };
+    int rc = agw_cli_parse(&spec, argc, argv, &cli);
+    if (rc >= 0)
+        return rc;
+    const char *path = cli.config_path;
+    int threads = cli.threads, check_only = cli.check_only;
     if (!path) {
         fprintf(stderr, "antigw-admin: no configuration: pass -c FILE or set ANTIGW_CONFIG\n");
         return 2;

@@ -3,6 +3,7 @@
  * FastCGI socket), usually as several processes under multiwatch.
  */
 #include "catalog.h"
+#include "cli.h"
 #include "config.h"
 #include "core.h"
 #include "crypto.h"
@@ -11,11 +12,9 @@
 #include "store.h"
 #include "upstream.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ac-config.h"
 
@@ -30,16 +29,6 @@ static void usage(FILE *to)
             "      --version       print the version and exit\n"
             "Run it under spawn-fcgi, which passes the listening socket as fd 0.\n",
             SYSCONFDIR);
-}
-
-static const char *default_config_path(void)
-{
-    const char *env = getenv("ANTIGW_CONFIG");
-    if (env && *env)
-        return env;
-    static char sys[512];
-    snprintf(sys, sizeof sys, "%s/antigw/antigw.cfg", SYSCONFDIR);
-    return access(sys, R_OK) == 0 ? sys : NULL;
 }
 
 /* Everything a process shares between its threads, opened before they start:
@@ -97,38 +86,13 @@ static void stop(agw_app *app, agw_secret_key *secrets)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "threads", required_argument, NULL, 't' },
-        { "check-config", no_argument, NULL, 'C' },
-        { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *path = NULL;
-    int threads = 0, check_only = 0, opt;
-    while ((opt = getopt_long(argc, argv, "c:t:h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 'c': path = optarg; break;
-        case 't':
-            threads = atoi(optarg);
-            if (threads < 1 || threads > 1024) {
-                fprintf(stderr, "antigw-fcgi: --threads must be between 1 and 1024\n");
-                return 2;
-            }
-            break;
-        case 'C': check_only = 1; break;
-        case 'V': printf("antigw-fcgi %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind < argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!path)
-        path = default_config_path();
+    static const agw_cli_spec spec = { "antigw-fcgi", 1024, usage };
+    agw_cli cli = { .threads = 0 }; /* 0: server.threads */
+    int rc = agw_cli_parse(&spec, argc, argv, &cli);
+    if (rc >= 0)
+        return rc;
+    const char *path = cli.config_path;
+    int threads = cli.threads, check_only = cli.check_only;
 
     agw_config *cfg = NULL;
     char err[AGW_ERR_LEN];
