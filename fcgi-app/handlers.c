@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Client JSON deeper than this is refused before anything else looks at it. */
 #define MAX_JSON_DEPTH 128
@@ -261,8 +262,12 @@ typedef struct {
     agw_str model;         /* the model name as the client meant it */
     int stream;
     agw_provider_op op;    /* what the client asked for */
-    agw_route route;
+    agw_route route;       /* the provider of the current attempt */
     agw_buf model_buf;     /* owns the decoded model name */
+    /* failover (issue 5): the candidates in the order they are tried */
+    agw_route_set cands;
+    size_t n_tries;        /* how many of cands are tried at most */
+    int may_retry;         /* the current attempt is not the last */
 } model_call;
 
 /* Reads and checks the body, finds the model and the provider. Returns 0
@@ -270,6 +275,79 @@ typedef struct {
 static int key_allows(const agw_provider_cfg *p, const void *ud)
 {
     return agw_tenant_provider_allowed(ud, p->name);
+}
+
+/* A per-thread generator for the weighted draws. */
+static uint64_t lb_random(void)
+{
+    static _Thread_local uint64_t x;
+    if (!x)
+        x = agw_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&x;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+static agw_lb_strategy lb_strategy_of(const agw_config *cfg)
+{
+    int s = agw_lb_strategy_parse(cfg->defaults.lb_strategy);
+    return s < 0 ? AGW_LB_SMART : (agw_lb_strategy)s;
+}
+
+static int callable(const agw_provider_cfg *p)
+{
+    return p->type == AGW_PROVIDER_OPENAI || p->type == AGW_PROVIDER_ANTHROPIC;
+}
+
+/* The candidates in the order they are tried (lb.h): the usable ones (healthy,
+ * not cooling down) of the client's protocol first, then the usable ones of
+ * the other protocol, each group ordered by the strategy; then the rest, so a
+ * request still has somewhere to go when every provider is cooling down.
+ * Providers this gateway cannot call (kiro, copilot) are dropped unless no
+ * other is left, in which case the first stays for its 501. */
+static void order_candidates(request *r, agw_provider_type want, model_call *mc)
+{
+    agw_lb *lb = r->app->lb.slots ? (agw_lb *)&r->app->lb : NULL;
+    uint64_t now = agw_shm_now_ns();
+    agw_route_set *s = &mc->cands;
+    agw_route in[AGW_ROUTE_MAX_CANDIDATES];
+    size_t n_in = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (callable(s->r[i].provider))
+            in[n_in++] = s->r[i];
+    if (!n_in) {
+        s->n = 1;
+        mc->n_tries = 1;
+        mc->route = s->r[0];
+        return;
+    }
+    agw_lb_strategy strategy = lb_strategy_of(r->cfg);
+    size_t out = 0;
+    for (int group = 0; group < 3; group++) {
+        agw_lb_candidate c[AGW_ROUTE_MAX_CANDIDATES];
+        agw_route g[AGW_ROUTE_MAX_CANDIDATES];
+        size_t n = 0;
+        for (size_t i = 0; i < n_in; i++) {
+            agw_lb_slot *slot = agw_lb_slot_of(lb, agw_str_c(in[i].provider->name));
+            int ok = agw_lb_usable(slot, now);
+            if (group == 0 ? !(ok && in[i].provider->type == want)
+                : group == 1 ? !(ok && in[i].provider->type != want)
+                             : ok)
+                continue;
+            c[n] = (agw_lb_candidate){ agw_str_c(in[i].provider->name), in[i].provider->weight,
+                                       slot };
+            g[n++] = in[i];
+        }
+        size_t order[AGW_ROUTE_MAX_CANDIDATES];
+        agw_lb_order(lb, group == 2 ? AGW_LB_PRIORITY : strategy, c, n, now, lb_random(), order);
+        for (size_t i = 0; i < n; i++)
+            s->r[out++] = g[order[i]];
+    }
+    s->n = out;
+    mc->n_tries = out < (size_t)r->cfg->defaults.max_attempts ? out
+                                                              : (size_t)r->cfg->defaults.max_attempts;
+    mc->route = s->r[0];
 }
 
 /* Routing under the client key's restrictions: 403 when the model would
@@ -283,9 +361,10 @@ static int route_model(request *r, agw_provider_type want, model_call *mc)
         lim.allowed = key_allows;
         lim.ud = r->key;
     }
-    if (agw_route_resolve_limited(cfg, mc->model, want, r->key ? &lim : NULL, &mc->route) ==
-        AGW_OK)
+    if (agw_route_candidates(cfg, mc->model, want, r->key ? &lim : NULL, &mc->cands) == AGW_OK) {
+        order_candidates(r, want, mc);
         return 1;
+    }
     agw_route anywhere;
     if (r->key && agw_route_resolve(cfg, mc->model, want, &anywhere) == AGW_OK) {
         respond_error_code(r, 403, "provider_not_allowed",
@@ -329,7 +408,7 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
     }
     if (e == AGW_ENOTFOUND) {
         mc->model_raw = (agw_str){ NULL, 0 };
-        mc->model = agw_str_c(cfg->defaults.model);
+        mc->model = (agw_str){ "", 0 }; /* the provider's default (route.h) */
     } else {
         if (agw_json_type_of(mc->model_raw) != AGW_JSON_STRING) {
             respond_error(r, 400, "'model' must be a string");
@@ -344,8 +423,6 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
             return 0;
         }
         mc->model = agw_buf_view(&mc->model_buf);
-        if (mc->model.len == 0)
-            mc->model = agw_str_c(cfg->defaults.model);
     }
     agw_usage_record_names(&r->usage, AGW_STR_LIT(""), mc->model);
     agw_str stream_raw;
@@ -359,6 +436,8 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
     }
     if (!route_model(r, want, mc))
         return 0;
+    if (mc->model.len == 0)
+        mc->model = mc->route.model;
     agw_usage_record_names(&r->usage, agw_str_c(mc->route.provider->name), mc->route.model);
     if (r->key && !agw_tenant_model_allowed(r->key, mc->model) &&
         !agw_tenant_model_allowed(r->key, mc->route.model)) {
@@ -367,7 +446,7 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
         return 0;
     }
     agw_provider_type t = mc->route.provider->type;
-    if (t != AGW_PROVIDER_OPENAI && t != AGW_PROVIDER_ANTHROPIC) {
+    if (!callable(mc->route.provider)) {
         respond_error_code(r, 501, "provider_type_unsupported",
                            "model '%.*s' routes to provider '%s' of type %s, which this gateway "
                            "cannot call yet",
@@ -493,9 +572,36 @@ static void account(request *r, const model_call *mc, const agw_relay_result *re
                       clip(r->path, 100), r->path.ptr);
 }
 
+/* The load balancer's verdict on one attempt (lb.h). */
+static agw_lb_result lb_verdict(const agw_relay_result *res)
+{
+    if (res->client_gone)
+        return AGW_LB_OK;
+    if (res->upstream_status == 429)
+        return AGW_LB_FAIL_429;
+    if (res->upstream_status >= 500 || res->outcome == AGW_UPSTREAM_CONNECT ||
+        res->outcome == AGW_UPSTREAM_TIMEOUT || res->outcome == AGW_UPSTREAM_BROKEN)
+        return AGW_LB_FAIL_5XX;
+    return AGW_LB_OK;
+}
+
+/* How long a failing provider stays out of the rotation: its retry-after
+ * when it sent one, capped at 10 x cooldown_seconds and an hour; else
+ * cooldown_seconds. */
+static uint64_t cooldown_ms(const agw_config *cfg, const agw_relay_result *res)
+{
+    uint64_t base = (uint64_t)cfg->defaults.cooldown_seconds;
+    if (res->retry_after_s < 0)
+        return base * 1000u;
+    uint64_t cap = base * 10u < 3600u ? base * 10u : 3600u;
+    uint64_t ra = (uint64_t)res->retry_after_s;
+    return (ra < cap ? ra : cap) * 1000u;
+}
+
 /* Sends the prepared upstream call through the relay, accounts for it and
  * logs the outcome. `bridge` is the converting codec's owner, NULL for a
- * passthrough. */
+ * passthrough. With mc->may_retry a failure that reached nothing of the
+ * client is left unanswered (res->retryable) for the next candidate. */
 static void relay_call(request *r, const model_call *mc, const agw_provider_call *call,
                        agw_str send, int stream, agw_bridge *bridge, agw_relay_result *res)
 {
@@ -519,9 +625,25 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
         .commit_ms = cfg->server.stream_commit_ms,
         .ping_ms = (long)cfg->server.sse_ping_s * 1000,
         .response_headers = agw_buf_view(&r->cors),
+        .may_retry = mc->may_retry,
     };
     agw_client_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
+    agw_lb_slot *slot = agw_lb_slot_of(r->app->lb.slots ? (agw_lb *)&r->app->lb : NULL,
+                                       agw_str_c(mc->route.provider->name));
+    agw_lb_begin(slot);
     agw_relay_run(r->worker->upstream, &rq, &sink, res);
+    agw_lb_result verdict = lb_verdict(res);
+    agw_lb_end(slot, verdict,
+               res->upstream_status >= 200 && res->upstream_status <= 299 ? res->first_byte_us : 0,
+               cooldown_ms(cfg, res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
+    if (res->retryable) {
+        agw_log_warn("%s %.*s provider=%s model=%.*s failed before the first byte (status=%d%s%s): "
+                     "trying the next provider",
+                     r->method, clip(r->path, 100), r->path.ptr, mc->route.provider->name,
+                     clip(mc->route.model, 100), mc->route.model.ptr, res->status,
+                     res->detail[0] ? " " : "", res->detail);
+        return;
+    }
     account(r, mc, res, &tap, bridge);
     agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
                  "ttfb_ms=%lu ms=%lu%s%s%s",
@@ -537,8 +659,9 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
 /* Same protocol in and out: the client's bytes go upstream untouched unless
  * the model value changes (a prefix stripped, a default filled in, or escapes
  * in the name). */
-static void passthrough(request *r, model_call *mc, agw_provider_op op, int stream)
+static int passthrough(request *r, model_call *mc, agw_provider_op op, int stream)
 {
+    int retry = 0;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
     agw_provider_call call;
     memset(&call, 0, sizeof call);
@@ -563,15 +686,18 @@ static void passthrough(request *r, model_call *mc, agw_provider_op op, int stre
     }
     agw_relay_result res;
     relay_call(r, mc, &call, send, stream, NULL, &res);
+    retry = res.retryable;
 out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
+    return retry;
 }
 
 /* Different protocols: decode the client's request into the IR, encode it for
  * the provider, and let a bridge convert the answer back. */
-static void convert(request *r, model_call *mc)
+static int convert(request *r, model_call *mc)
 {
+    int retry = 0;
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request ir;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes * 2 + 65536);
@@ -611,11 +737,13 @@ static void convert(request *r, model_call *mc)
                             agw_wall_s());
     agw_relay_result res;
     relay_call(r, mc, &call, agw_buf_view(&upstream_body), ir.stream, bridge, &res);
+    retry = res.retryable;
 out:
     agw_bridge_free(bridge);
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
     agw_arena_free(&arena);
+    return retry;
 }
 
 static void handle_model_call(request *r, agw_provider_op op)
@@ -627,10 +755,17 @@ static void handle_model_call(request *r, agw_provider_op op)
     mc.op = op;
     r->usage_due = 1;
     if (prepare_model_call(r, want, &mc) && admit(r, &mc)) {
-        if (mc.route.provider->type == want)
-            passthrough(r, &mc, op, mc.stream);
-        else
-            convert(r, &mc);
+        /* Failover (issue 5): the next candidate while nothing reached the
+         * client; the same body is resent, or re-encoded for another type. */
+        for (size_t i = 0; i < mc.n_tries; i++) {
+            mc.route = mc.cands.r[i];
+            mc.may_retry = i + 1 < mc.n_tries;
+            agw_usage_record_names(&r->usage, agw_str_c(mc.route.provider->name), mc.route.model);
+            int retry = mc.route.provider->type == want ? passthrough(r, &mc, op, mc.stream)
+                                                        : convert(r, &mc);
+            if (!retry)
+                break;
+        }
     }
     agw_buf_free(&mc.model_buf);
 }
@@ -647,7 +782,7 @@ static void handle_count_tokens(request *r)
     if (!prepare_model_call(r, AGW_PROVIDER_ANTHROPIC, &mc) || !admit(r, &mc))
         goto out;
     if (mc.route.provider->type == AGW_PROVIDER_ANTHROPIC) {
-        passthrough(r, &mc, AGW_OP_COUNT_TOKENS, 0);
+        (void)passthrough(r, &mc, AGW_OP_COUNT_TOKENS, 0);
         goto out;
     }
     agw_arena arena = AGW_ARENA_INIT;
@@ -769,9 +904,14 @@ static void handle_health(request *r)
 {
     const agw_config *cfg = r->cfg;
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_SMALL);
-    size_t usable = 0;
-    for (size_t i = 0; i < cfg->n_providers; i++)
-        usable += cfg->providers[i].enabled != 0;
+    agw_lb *lb = r->app->lb.slots ? (agw_lb *)&r->app->lb : NULL;
+    uint64_t now = agw_shm_now_ns();
+    size_t usable = 0, enabled = 0;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const agw_provider_cfg *p = &cfg->providers[i];
+        enabled += p->enabled != 0;
+        usable += p->enabled && agw_lb_usable(agw_lb_slot_of(lb, agw_str_c(p->name)), now);
+    }
     agw_err e = agw_buf_appendf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"providers\":[",
                                 usable ? "ok" : "unavailable", PACKAGE_VERSION);
     for (size_t i = 0; !e && i < cfg->n_providers; i++) {
@@ -780,13 +920,29 @@ static void handle_health(request *r)
             (e = agw_buf_append_str(&b, AGW_STR_LIT("{\"name\":\""))) ||
             (e = agw_buf_append_json_escaped(&b, agw_str_c(p->name))))
             break;
-        e = agw_buf_appendf(&b, "\",\"type\":\"%s\",\"enabled\":%s}",
-                            agw_provider_type_name(p->type), p->enabled ? "true" : "false");
+        /* The load balancer's view (lb.h), shared by the whole pool. */
+        agw_lb_slot *s = agw_lb_slot_of(lb, agw_str_c(p->name));
+        uint64_t until = s ? atomic_load(&s->cooldown_until_ns) : 0;
+        uint64_t cool_ms = until > now ? (until - now + 999999u) / 1000000u : 0;
+        e = agw_buf_appendf(
+            &b,
+            "\",\"type\":\"%s\",\"enabled\":%s,\"healthy\":%s,\"cooldown_ms\":%llu,"
+            "\"in_flight\":%llu,\"requests\":%llu,\"failures\":%llu,\"latency_ewma_ms\":%llu,"
+            "\"usable\":%s}",
+            agw_provider_type_name(p->type), p->enabled ? "true" : "false",
+            s && atomic_load(&s->unhealthy) ? "false" : "true", (unsigned long long)cool_ms,
+            (unsigned long long)(s ? atomic_load(&s->in_flight) : 0),
+            (unsigned long long)(s ? atomic_load(&s->requests) : 0),
+            (unsigned long long)(s ? atomic_load(&s->failures) : 0),
+            (unsigned long long)(s ? atomic_load(&s->latency_ewma_us) / 1000u : 0),
+            p->enabled && agw_lb_usable(s, now) ? "true" : "false");
     }
     if (!e)
         e = usable ? agw_buf_append(&b, "]}", 2)
-                   : agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"no provider is configured "
-                                                        "and enabled\"}"));
+            : enabled ? agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"every provider is "
+                                                           "unhealthy or cooling down\"}"))
+                      : agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"no provider is "
+                                                           "configured and enabled\"}"));
     if (e)
         respond_error(r, 500, "health report too large");
     else

@@ -13,6 +13,7 @@
 #include "catalog.h"
 #include "config.h"
 #include "fcgi_server.h"
+#include "lb.h"
 #include "shm.h"
 #include "store.h"
 #include "upstream.h"
@@ -24,6 +25,8 @@ typedef struct {
     agw_shm *shm;                  /* the pool's shared segment: generation, limiter */
     agw_catalog_holder *catalog;   /* providers (config + database) and client keys */
     agw_usage_writer *usage;       /* this process's usage records */
+    agw_lb lb;                     /* per-provider stats in the shm (lb.h); unbound = none */
+    struct agw_health *health;     /* this process's prober thread (health.h), or NULL */
 } agw_app;
 
 typedef struct {

@@ -9,6 +9,7 @@
 #include "crypto.h"
 #include "handlers.h"
 #include "fcgi_server.h"
+#include "health.h"
 #include "store.h"
 #include "upstream.h"
 
@@ -59,6 +60,13 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
         agw_store_close(store);
         return 1;
     }
+    size_t reserved_len;
+    void *reserved = agw_shm_reserved(app->shm, &reserved_len);
+    if (agw_lb_bind(&app->lb, reserved, reserved_len) != AGW_OK) {
+        agw_log_error("shared state: no room for the load balancer's statistics");
+        agw_store_close(store);
+        return 1;
+    }
     e = agw_catalog_holder_new(cfg, app->shm, have_secrets ? secrets : NULL,
                                agw_store_db(store), &app->catalog, err, sizeof err);
     agw_store_close(store);
@@ -71,6 +79,10 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
         agw_log_error("usage writer: %s", err);
         return 1;
     }
+    if (agw_health_start(cfg, app->catalog, &app->lb, &app->health, err, sizeof err) != AGW_OK) {
+        agw_log_error("%s", err);
+        return 1;
+    }
     if (cfg->tenant.enabled)
         agw_log_info("tenant mode: clients authenticate with keys from the database");
     return 0;
@@ -78,6 +90,7 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
 
 static void stop(agw_app *app, agw_secret_key *secrets)
 {
+    agw_health_stop(app->health);
     agw_usage_writer_stop(app->usage);
     agw_catalog_holder_free(app->catalog);
     agw_shm_detach(app->shm);

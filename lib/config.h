@@ -73,6 +73,8 @@ typedef struct {
         char *lb_strategy;     /* weighted|round-robin|least-used|priority|smart; default smart */
         int health_check_enabled;
         int health_check_seconds;
+        int max_attempts;            /* providers tried per request before the first byte; default 3 */
+        int cooldown_seconds;        /* a failing provider leaves the rotation this long; default 30 */
     } defaults;
 
     struct {

@@ -367,6 +367,21 @@ static void finish_converted(relay *r, long status)
         r->res->complete = final_status >= 200 && final_status <= 299;
 }
 
+/* retry-after in whole seconds (delay-seconds form only), or -1. */
+static long retry_after(const agw_upstream *u)
+{
+    agw_str v = agw_upstream_header(u, AGW_STR_LIT("retry-after"));
+    if (!v.ptr || v.len == 0 || v.len > 9)
+        return -1;
+    long s = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return -1;
+        s = s * 10 + (v.ptr[i] - '0');
+    }
+    return s;
+}
+
 void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,
                    agw_relay_result *res)
 {
@@ -401,7 +416,20 @@ void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_si
     if (!res->detail[0])
         snprintf(res->detail, sizeof res->detail, "%s", ures.detail);
 
+    res->upstream_status = (int)agw_upstream_status(u);
+    res->retry_after_s = retry_after(u);
     int gone = sink->gone(sink->ud);
+    if (rq->may_retry && !gone && !r.committed && res->bytes_out == 0 &&
+        (ures.outcome == AGW_UPSTREAM_CONNECT || ures.outcome == AGW_UPSTREAM_TIMEOUT ||
+         ures.outcome == AGW_UPSTREAM_BROKEN ||
+         (ures.outcome == AGW_UPSTREAM_DONE &&
+          (res->upstream_status == 429 || res->upstream_status >= 500)))) {
+        res->retryable = 1;
+        res->status = ures.outcome == AGW_UPSTREAM_TIMEOUT   ? 504
+                      : ures.outcome == AGW_UPSTREAM_DONE    ? res->upstream_status
+                                                             : 502;
+        goto out;
+    }
     if (gone || ures.outcome == AGW_UPSTREAM_STOPPED) {
         /* Stopped by us: the client left, or an upstream limit was hit. */
         res->client_gone = gone;

@@ -87,6 +87,11 @@ typedef struct {
     long commit_ms;             /* see above; 0 = commit only when upstream answers */
     long ping_ms;               /* 0 = no pings */
     agw_str response_headers;   /* extra lines for the client's head (CORS), pre-validated */
+    /* Another provider can take the call (failover): a failure that left
+     * the client untouched (nothing written, not even the SSE head) is not
+     * answered but reported with res->retryable. Failures that qualify: a
+     * connect error, a timeout, a broken connection, a 429 or a 5xx. */
+    int may_retry;
 } agw_relay_req;
 
 typedef struct {
@@ -99,6 +104,10 @@ typedef struct {
     size_t bytes_out;           /* body bytes written to the client */
     size_t events;              /* SSE events relayed */
     char detail[256];           /* why it failed, for the log */
+    /* rq->may_retry only: the call failed and the client got nothing. */
+    int retryable;
+    int upstream_status;        /* the upstream's status (0: no answer) */
+    long retry_after_s;         /* the upstream's retry-after in seconds, or -1 */
 } agw_relay_result;
 
 void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,

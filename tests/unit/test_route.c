@@ -356,6 +356,65 @@ static void test_route_limits(void **state)
     assert_string_equal(r.provider->name, "oa");
 }
 
+/* ---- agw_route_candidates (issue 5) ---- */
+
+/* The candidates' "provider:model" joined by spaces. */
+static void expect_candidates(const agw_config *cfg, agw_str model, agw_provider_type prefer,
+                              const agw_route_limits *lim, const char *want)
+{
+    agw_route_set set;
+    char got[512] = "";
+    if (agw_route_candidates(cfg, model, prefer, lim, &set) == AGW_OK)
+        for (size_t i = 0; i < set.n; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s:%.*s", i ? " " : "",
+                     set.r[i].provider->name, (int)set.r[i].model.len, set.r[i].model.ptr);
+    assert_string_equal(got, want);
+}
+
+static void test_candidates(void **state)
+{
+    const agw_config *cfg = *state;
+    /* every lister, the preferred type first */
+    expect_candidates(cfg, AGW_STR_LIT("gpt-4o"), OA, NULL, "oa:gpt-4o oa2:gpt-4o");
+    expect_candidates(cfg, AGW_STR_LIT("shared"), AN, NULL, "an:shared oa:shared");
+    expect_candidates(cfg, AGW_STR_LIT("openai/gpt-4o"), AN, NULL, "oa:gpt-4o oa2:gpt-4o");
+    expect_candidates(cfg, AGW_STR_LIT("oa2/gpt-4o"), OA, NULL, "oa2:gpt-4o");
+    expect_candidates(cfg, AGW_STR_LIT("meta-llama/x"), OA, NULL, "llama:meta-llama/x");
+    expect_candidates(cfg, AGW_STR_LIT("mystery"), OA, NULL, "");
+    expect_candidates(cfg, AGW_STR_LIT("openai/"), OA, NULL, "");
+    /* the key's default provider comes before the model lists */
+    agw_route_limits lim = { "oa2", NULL, NULL };
+    expect_candidates(cfg, AGW_STR_LIT("claude-x"), OA, &lim, "oa2:claude-x");
+    expect_candidates(cfg, AGW_STR_LIT("openai/gpt-4o"), OA, &lim, "oa:gpt-4o oa2:gpt-4o");
+}
+
+static void test_candidates_empty_model_and_normalize(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse("defaults = { provider = \"k\"; model = \"claude-x-20250101\"; };\n"
+                            "providers = (\n"
+                            "  { name = \"oa\"; type = \"openai\"; models = [ \"gpt-*\" ];\n"
+                            "    default_model = \"gpt-4o-mini\"; },\n"
+                            "  { name = \"k\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";\n"
+                            "    models = [ \"claude-*\" ]; },\n"
+                            "  { name = \"an\"; type = \"anthropic\"; models = [ \"claude-*\" ]; }\n"
+                            ");\n");
+    /* empty: defaults.provider (no default_model) -> defaults.model, routed,
+     * the date suffix dropped for kiro only */
+    expect_candidates(cfg, AGW_STR_LIT(""), AN, NULL, "an:claude-x-20250101 k:claude-x");
+    /* the key's default provider has a default model */
+    agw_route_limits lim = { "oa", NULL, NULL };
+    expect_candidates(cfg, AGW_STR_LIT(""), AN, &lim, "oa:gpt-4o-mini");
+    expect_candidates(cfg, AGW_STR_LIT("kiro/claude-sonnet-4-20250514"), OA, NULL,
+                      "k:claude-sonnet-4");
+    const agw_provider_cfg *k = agw_config_provider(cfg, AGW_STR_LIT("k"));
+    agw_str n = agw_route_normalize(k, AGW_STR_LIT("claude-3-5-haiku-2024102"));
+    assert_int_equal(n.len, strlen("claude-3-5-haiku-2024102"));
+    n = agw_route_normalize(k, AGW_STR_LIT("gpt-4o-20240513"));
+    assert_int_equal(n.len, strlen("gpt-4o-20240513"));
+    agw_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +433,8 @@ int main(void)
         cmocka_unit_test(test_literal_entries_are_not_globs),
         cmocka_unit_test(test_is_pattern),
         cmocka_unit_test_setup_teardown(test_route_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_candidates, setup, teardown),
+        cmocka_unit_test(test_candidates_empty_model_and_normalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,231 @@
+/* Unit tests for lib/lb: the decaying counters, the latency EWMA, slot
+ * claiming, cooldown and health marks, and the five strategies' orders. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lb.h"
+
+static int setup(void **state)
+{
+    void *region = calloc(1, AGW_LB_REGION_BYTES);
+    agw_lb *lb = calloc(1, sizeof *lb);
+    assert_int_equal(agw_lb_bind(lb, region, AGW_LB_REGION_BYTES), AGW_OK);
+    *state = lb;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    agw_lb *lb = *state;
+    free(lb->hdr);
+    free(lb);
+    return 0;
+}
+
+static void test_bind_too_small(void **state)
+{
+    (void)state;
+    agw_lb lb;
+    char small[64];
+    assert_int_equal(agw_lb_bind(&lb, small, sizeof small), AGW_EINVAL);
+    assert_int_equal(agw_lb_strategy_parse("round-robin"), AGW_LB_ROUND_ROBIN);
+    assert_int_equal(agw_lb_strategy_parse("smart"), AGW_LB_SMART);
+    assert_int_equal(agw_lb_strategy_parse("random"), -1);
+}
+
+static void test_decay_half_life(void **state)
+{
+    (void)state;
+    _Atomic uint64_t w = 0;
+    uint64_t t0 = 1000000;
+    agw_lb_decay_add(&w, t0);
+    agw_lb_decay_add(&w, t0);
+    assert_true(agw_lb_decayed(w, t0) > 1.99 && agw_lb_decayed(w, t0) < 2.01);
+    /* one half-life: half; two: a quarter; long after: nothing */
+    double h = agw_lb_decayed(w, t0 + AGW_LB_HALF_LIFE_MS);
+    assert_true(h > 0.99 && h < 1.01);
+    double q = agw_lb_decayed(w, t0 + 2 * AGW_LB_HALF_LIFE_MS);
+    assert_true(q > 0.49 && q < 0.51);
+    double third = agw_lb_decayed(w, t0 + AGW_LB_HALF_LIFE_MS / 2);
+    assert_true(third > 1.41 && third < 1.42); /* 2 / sqrt(2) */
+    assert_true(agw_lb_decayed(w, t0 + 100 * AGW_LB_HALF_LIFE_MS) < 1e-6);
+    /* an add after a half-life: 1 decayed + 1 */
+    agw_lb_decay_add(&w, t0 + AGW_LB_HALF_LIFE_MS);
+    double v = agw_lb_decayed(w, t0 + AGW_LB_HALF_LIFE_MS);
+    assert_true(v > 1.99 && v < 2.01);
+    /* a clock read earlier than the stamp counts as no time passed */
+    assert_true(agw_lb_decayed(w, t0) > 1.99);
+}
+
+static void test_ewma(void **state)
+{
+    (void)state;
+    assert_int_equal(agw_lb_ewma_next(0, 1000), 1000);
+    assert_int_equal(agw_lb_ewma_next(1000, 2000), 1200); /* alpha 0.2 */
+    assert_int_equal(agw_lb_ewma_next(1000, 0), 800);
+    uint64_t e = 100;
+    for (int i = 0; i < 100; i++)
+        e = agw_lb_ewma_next(e, 50000);
+    assert_true(e > 49000 && e <= 50000);
+}
+
+static void test_slots(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_slot *a = agw_lb_slot_of(lb, AGW_STR_LIT("a"));
+    agw_lb_slot *b = agw_lb_slot_of(lb, AGW_STR_LIT("b"));
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(a, b);
+    assert_ptr_equal(agw_lb_slot_of(lb, AGW_STR_LIT("a")), a);
+    assert_null(agw_lb_slot_of(NULL, AGW_STR_LIT("a")));
+    /* the table fills: 128 names fit, the 129th gets none */
+    size_t got = 2;
+    char name[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        if (agw_lb_slot_of(lb, agw_str_c(name)))
+            got++;
+    }
+    assert_int_equal(got, AGW_LB_SLOTS);
+    /* a provider without a slot is neutral: usable */
+    assert_true(agw_lb_usable(NULL, 1));
+}
+
+static void test_cooldown_and_health(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_slot *s = agw_lb_slot_of(lb, AGW_STR_LIT("x"));
+    uint64_t now = 5000000000ull;
+    agw_lb_begin(s);
+    assert_int_equal(atomic_load(&s->in_flight), 1);
+    agw_lb_end(s, AGW_LB_FAIL_5XX, 0, 30000, 1, now);
+    assert_int_equal(atomic_load(&s->in_flight), 0);
+    assert_false(agw_lb_usable(s, now));
+    assert_false(agw_lb_usable(s, now + 29999000000ull));
+    assert_true(agw_lb_usable(s, now + 30000000000ull));
+    /* three in a row: unhealthy until a probe passes */
+    agw_lb_end(s, AGW_LB_FAIL_429, 0, 0, 1, now);
+    assert_int_equal(atomic_load(&s->unhealthy), 0);
+    agw_lb_end(s, AGW_LB_FAIL_429, 0, 0, 1, now);
+    assert_int_equal(atomic_load(&s->unhealthy), 1);
+    assert_false(agw_lb_usable(s, now + 3600000000000ull));
+    agw_lb_probe_result(s, 1, now);
+    assert_true(agw_lb_usable(s, now));
+    /* without health checks failures only cool down */
+    agw_lb_slot *t = agw_lb_slot_of(lb, AGW_STR_LIT("y"));
+    for (int i = 0; i < 5; i++)
+        agw_lb_end(t, AGW_LB_FAIL_5XX, 0, 0, 0, now);
+    assert_int_equal(atomic_load(&t->unhealthy), 0);
+    /* a success resets the run and feeds the EWMA */
+    agw_lb_end(t, AGW_LB_OK, 2000, 0, 0, now);
+    assert_int_equal(atomic_load(&t->consecutive_failures), 0);
+    assert_int_equal(atomic_load(&t->latency_ewma_us), 2000);
+}
+
+static void test_round_robin_exact(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_candidate c[4] = { { AGW_STR_LIT("a"), 1, NULL }, { AGW_STR_LIT("b"), 1, NULL },
+                              { AGW_STR_LIT("c"), 1, NULL }, { AGW_STR_LIT("d"), 1, NULL } };
+    size_t count[4] = { 0 }, order[4];
+    for (int i = 0; i < 400; i++) {
+        agw_lb_order(lb, AGW_LB_ROUND_ROBIN, c, 4, 0, 0, order);
+        count[order[0]]++;
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(count[i], 100);
+    /* another set has its own counter */
+    agw_lb_order(lb, AGW_LB_ROUND_ROBIN, c, 3, 0, 0, order);
+    assert_int_equal(order[0], 0);
+    assert_int_equal(order[1], 1);
+}
+
+static void test_weighted(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_candidate c[3] = { { AGW_STR_LIT("a"), 1, NULL }, { AGW_STR_LIT("b"), 3, NULL },
+                              { AGW_STR_LIT("z"), 0, NULL } };
+    size_t count[3] = { 0 }, order[3];
+    uint64_t seed = 42;
+    for (int i = 0; i < 40000; i++) {
+        agw_lb_order(lb, AGW_LB_WEIGHTED, c, 3, 0, seed++ * 0x9e3779b97f4a7c15ull, order);
+        count[order[0]]++;
+        assert_int_equal(order[2], 2); /* weight 0 only last */
+        assert_true(order[0] != order[1]);
+    }
+    /* p = 0.25, n = 40000: sd = 0.22 %, so +-1.5 % is about 7 sd */
+    assert_true(count[0] > 9400 && count[0] < 10600);
+    assert_int_equal(count[2], 0);
+}
+
+static void test_priority_and_least_used(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_slot *sa = agw_lb_slot_of(lb, AGW_STR_LIT("a"));
+    agw_lb_slot *sb = agw_lb_slot_of(lb, AGW_STR_LIT("b"));
+    agw_lb_candidate c[3] = { { AGW_STR_LIT("a"), 10, sa }, { AGW_STR_LIT("b"), 50, sb },
+                              { AGW_STR_LIT("c"), 10, NULL } };
+    size_t order[3];
+    agw_lb_order(lb, AGW_LB_PRIORITY, c, 3, 0, 0, order);
+    assert_int_equal(order[0], 1);
+    assert_int_equal(order[1], 0); /* equal weights keep their order */
+    assert_int_equal(order[2], 2);
+    agw_lb_begin(sa);
+    agw_lb_begin(sb);
+    agw_lb_begin(sb);
+    agw_lb_order(lb, AGW_LB_LEAST_USED, c, 3, 0, 0, order);
+    assert_int_equal(order[0], 2);
+    assert_int_equal(order[1], 0);
+    assert_int_equal(order[2], 1);
+}
+
+static void test_smart(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_slot *sa = agw_lb_slot_of(lb, AGW_STR_LIT("a"));
+    agw_lb_slot *sb = agw_lb_slot_of(lb, AGW_STR_LIT("b"));
+    agw_lb_candidate c[2] = { { AGW_STR_LIT("a"), 100, sa }, { AGW_STR_LIT("b"), 100, sb } };
+    uint64_t now = 10000000000ull;
+    size_t order[2];
+    /* neutral: equal scores, fewer requests first */
+    assert_true(agw_lb_smart_score(&c[0], now) == 10000.0);
+    agw_lb_begin(sa);
+    agw_lb_end(sa, AGW_LB_FAIL_429, 0, 0, 0, now);
+    /* one recent 429: 100 * 100 / 11 */
+    double s = agw_lb_smart_score(&c[0], now);
+    assert_true(s > 909 && s < 910);
+    agw_lb_order(lb, AGW_LB_SMART, c, 2, now, 0, order);
+    assert_int_equal(order[0], 1);
+    /* after ten half-lives the 429 is forgotten; a slow b (EWMA 900 ms)
+     * scores 10000 / 10 = 1000 and loses to a (10000 / 1.01) */
+    agw_lb_end(sb, AGW_LB_OK, 900000, 0, 0, now);
+    uint64_t later = now + 10ull * AGW_LB_HALF_LIFE_MS * 1000000ull;
+    agw_lb_order(lb, AGW_LB_SMART, c, 2, later, 0, order);
+    assert_int_equal(order[0], 0);
+    s = agw_lb_smart_score(&c[1], later);
+    assert_true(s > 999 && s < 1001);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bind_too_small),
+        cmocka_unit_test(test_decay_half_life),
+        cmocka_unit_test(test_ewma),
+        cmocka_unit_test_setup_teardown(test_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cooldown_and_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_weighted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_priority_and_least_used, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_smart, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
