@@ -214,16 +214,24 @@ class Gateway:
         try:
             c.request("POST", path, body=json.dumps(body).encode(), headers=h)
             r = c.getresponse()
-            while True:
-                line = r.readline()
-                if not line:
-                    break
-                lines.append((time.monotonic(), line))
-                if on_line and on_line(line, lines, c) is False:
-                    break
+            read_lines(r, lines, on_line, c)
             return r.status, {k.lower(): v for k, v in r.getheaders()}, lines
         finally:
             c.close()
+
+
+def read_lines(r, lines, on_line=None, conn=None):
+    """Reads the response r line by line as it arrives, appending
+    (arrival_time, raw_line_bytes) to `lines`, which so keeps what arrived
+    before an exception; stops at the end, or when on_line(line, lines, conn)
+    returns False."""
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        lines.append((time.monotonic(), line))
+        if on_line and on_line(line, lines, conn) is False:
+            break
 
 
 def sse_events(lines):
@@ -275,6 +283,19 @@ def eq(got, want, what="value"):
         raise AssertionError("%s: got %r, want %r" % (what, got, want))
 
 
+# What a sanitizer leaves in a log, and with them what a crash leaves
+# (agw_fatal's "fatal at", multiwatch's "died to often").
+SANITIZER_MARKS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+CRASH_MARKS = SANITIZER_MARKS + ("fatal at", "died to often")
+
+
+def check_log_clean(what, log, marks=CRASH_MARKS):
+    """Fails on the first of `marks` in `log`: "<what> mentions <mark>", with
+    the log's tail."""
+    for mark in marks:
+        check(mark not in log, "%s mentions %r:\n%s" % (what, mark, log[-3000:]))
+
+
 def run_all(ctx):
     """Runs every registered test; prints TAP; returns the number that failed."""
     print("1..%d" % len(_tests), flush=True)
@@ -308,6 +329,33 @@ def run_all(ctx):
 
 def make_workdir():
     return tempfile.mkdtemp(prefix="antigw-it-")
+
+
+def clean_up_workdir(work, passed, note=None):
+    """Removes the work directory after a run that passed, unless
+    ANTIGW_KEEP_WORKDIR is set; otherwise says where it is kept, with
+    note(text) (default: a TAP comment on stdout)."""
+    if passed and not os.environ.get("ANTIGW_KEEP_WORKDIR"):
+        shutil.rmtree(work, ignore_errors=True)
+    elif note:
+        note("work directory kept: " + work)
+    else:
+        print("# work directory kept: " + work)
+
+
+def pool_tools_missing():
+    """Why a suite cannot run: spawn-fcgi or multiwatch, which deploy/pool.sh
+    runs the pools with, is not installed. None when both are."""
+    for tool in ("spawn-fcgi", "multiwatch"):
+        if not shutil.which(tool):
+            return "%s is not installed (deploy/quickstart.sh check installs it)" % tool
+    return None
+
+
+def bail(msg):
+    """TAP's "Bail out!" line; returns the exit status 1."""
+    print("Bail out! " + msg, flush=True)
+    return 1
 
 
 # The [server] settings of standard_config(), in the order they are written;

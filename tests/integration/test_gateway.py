@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,8 +15,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway, Mock,  # noqa: E402
-                     chat, check, directive, eq, free_port, make_workdir, messages, run_all,
-                     sse_events, standard_config, test, wait_for)
+                     bail, chat, check, check_log_clean, clean_up_workdir, directive, eq,
+                     free_port, make_workdir, messages, pool_tools_missing, run_all, sse_events,
+                     standard_config, test, wait_for)
 
 PROCESSES, THREADS = 2, 32
 MAX_BODY = 2 * 1024 * 1024
@@ -620,17 +620,13 @@ def graceful_stop_finishes_streams_in_flight(ctx):
 
 @test()
 def no_sanitizer_or_crash_reports(ctx):
-    log = ctx.gw.log_text()
-    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer", "fatal at",
-                "died to often"):
-        check(bad not in log, "the pool's log mentions %r:\n%s" % (bad, log[-3000:]))
+    check_log_clean("the pool's log", ctx.gw.log_text())
 
 
 def main():
-    for tool in ("spawn-fcgi", "multiwatch"):
-        if not shutil.which(tool):
-            print("Bail out! %s is not installed (deploy/quickstart.sh check installs it)" % tool)
-            return 1
+    why = pool_tools_missing()
+    if why:
+        return bail(why)
     ctx = Ctx()
     ctx.work = make_workdir()
     dead = socket.socket()
@@ -648,10 +644,7 @@ def main():
         ctx.openai.stop()
         ctx.anthropic.stop()
         dead.close()
-        if failed == 0 and not os.environ.get("ANTIGW_KEEP_WORKDIR"):
-            shutil.rmtree(ctx.work, ignore_errors=True)
-        else:
-            print("# work directory kept: " + ctx.work)
+        clean_up_workdir(ctx.work, failed == 0)
     return 1 if failed else 0
 
 

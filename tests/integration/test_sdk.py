@@ -17,12 +17,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ANTHROPIC_KEY, CLIENT_KEY, OPENAI_KEY, SRCDIR, BUILDDIR, Gateway,  # noqa: E402
-                     Mock, make_workdir, standard_config)
+from harness import (ANTHROPIC_KEY, CLIENT_KEY, CRASH_MARKS, OPENAI_KEY, SRCDIR,  # noqa: E402
+                     BUILDDIR, Gateway, Mock, bail, clean_up_workdir, make_workdir,
+                     pool_tools_missing, standard_config)
 
 SDK_DIR = os.path.join(SRCDIR, "tests", "sdk")
-SANITIZER_MARKS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "fatal at",
-                   "died to often")
 # The pinned SDKs name Node 20 as their supported floor and run on Node 20 in
 # CI; Debian 12's own nodejs is 18, on which the whole suite was verified to
 # pass too, so a fresh Debian machine runs it rather than bailing out.
@@ -33,11 +32,6 @@ NODE_TIMEOUT = int(os.environ.get("ANTIGW_SDK_TIMEOUT", "600"))
 def say(msg):
     sys.stderr.write("test_sdk: %s\n" % msg)
     sys.stderr.flush()
-
-
-def bail(msg):
-    print("Bail out! " + msg, flush=True)
-    return 1
 
 
 def installed(d):
@@ -86,9 +80,9 @@ def main():
     if major < MIN_NODE:
         return bail("node %s is too old: the pinned SDKs need Node.js %d or later"
                     % (version or "?", MIN_NODE))
-    for tool in ("spawn-fcgi", "multiwatch"):
-        if not shutil.which(tool):
-            return bail("%s is not installed (deploy/quickstart.sh check installs it)" % tool)
+    why = pool_tools_missing()
+    if why:
+        return bail(why)
     where = sdk_dir_ready()
     if not where:
         return bail("npm ci in tests/sdk failed: the SDKs are not installed")
@@ -126,7 +120,7 @@ def main():
         # A worker that crashed or tripped a sanitizer may still have answered the
         # tests well enough: its log says so.
         log = gw.log_text()
-        bad = [m for m in SANITIZER_MARKS if m in log]
+        bad = [m for m in CRASH_MARKS if m in log]
         if bad:
             say("the pool's log mentions %r:\n%s" % (bad, log[-3000:]))
             print("Bail out! the gateway's log has a sanitizer or crash report (see stderr)",
@@ -136,10 +130,7 @@ def main():
         gw.stop()
         openai.stop()
         anthropic.stop()
-        if rc == 0 and not os.environ.get("ANTIGW_KEEP_WORKDIR"):
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            say("work directory kept: " + work)
+        clean_up_workdir(work, rc == 0, say)
     return rc
 
 

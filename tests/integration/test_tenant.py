@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import struct
@@ -21,8 +20,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, Gateway, Mock, chat, check,  # noqa: E402
-                     directive, eq, make_workdir, messages, run_all, sse_events, test, wait_for)
+from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, SANITIZER_MARKS, Gateway,  # noqa: E402
+                     Mock, bail, chat, check, check_log_clean, clean_up_workdir, directive, eq,
+                     make_workdir, messages, pool_tools_missing, read_lines, run_all, sse_events,
+                     test, wait_for)
 
 PROCESSES, THREADS = 4, 16
 ADMIN_KEY = "agw-admin-test-key-0123456789abcdef"
@@ -805,11 +806,7 @@ def sigkill_mid_stream_loses_no_completed_row(ctx):
                       headers={"Authorization": "Bearer " + k["key"],
                                "Content-Type": "application/json"})
             r = c.getresponse()
-            while True:
-                line = r.readline()
-                if not line:
-                    break
-                lines.append((time.monotonic(), line))
+            read_lines(r, lines)
             results[i] = ("ok", r.status, sse_events(lines))
         except Exception as e:  # a stream cut by the kill
             results[i] = ("cut", repr(e), sse_events(lines))
@@ -891,8 +888,7 @@ def pools_stop_cleanly_and_start_again(ctx):
     ctx.gw.stop_pool()
     ctx.gw.stop_admin()
     for name, log in (("pool", ctx.gw.log_text()), ("admin", ctx.gw.admin_log_text())):
-        for bad_word in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
-            check(bad_word not in log, "the %s log mentions %r:\n%s" % (name, bad_word, log[-3000:]))
+        check_log_clean("the %s log" % name, log, SANITIZER_MARKS)
     ctx.gw.start_pool()
     ctx.gw.start_admin()
     wait_for(lambda: ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"),
@@ -903,16 +899,13 @@ def pools_stop_cleanly_and_start_again(ctx):
 @test()
 def no_sanitizer_or_crash_reports(ctx):
     for name, log in (("pool", ctx.gw.log_text()), ("admin", ctx.gw.admin_log_text())):
-        for bad_word in ("AddressSanitizer", "runtime error:", "LeakSanitizer", "fatal at",
-                         "died to often"):
-            check(bad_word not in log, "the %s log mentions %r:\n%s" % (name, bad_word, log[-3000:]))
+        check_log_clean("the %s log" % name, log)
 
 
 def main():
-    for tool in ("spawn-fcgi", "multiwatch"):
-        if not shutil.which(tool):
-            print("Bail out! %s is not installed (deploy/quickstart.sh check installs it)" % tool)
-            return 1
+    why = pool_tools_missing()
+    if why:
+        return bail(why)
     ctx = Ctx()
     ctx.work = make_workdir()
     ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
@@ -943,10 +936,7 @@ def main():
         ctx.openai.stop()
         ctx.anthropic.stop()
         ctx.extra.stop()
-        if failed == 0 and not os.environ.get("ANTIGW_KEEP_WORKDIR"):
-            shutil.rmtree(ctx.work, ignore_errors=True)
-        else:
-            print("# work directory kept: " + ctx.work)
+        clean_up_workdir(ctx.work, failed == 0)
     return 1 if failed else 0
 
 
