@@ -8,6 +8,8 @@
 #include "crypto.h"
 #include "fcgi_io.h"
 #include "json.h"
+#include "metrics.h"
+#include "models.h"
 #include "proto_anthropic.h"
 #include "proto_openai.h"
 #include "provider.h"
@@ -45,6 +47,10 @@ typedef struct {
     /* usage: a model call that got past authentication leaves one record */
     agw_usage_record usage;
     int usage_due;             /* a record is owed and not yet submitted */
+    /* metrics (metrics.h) */
+    agw_metrics *metrics;      /* the pool's registry in the shared segment */
+    int metered;               /* a model call: counted in antigateway_requests_total */
+    uint64_t upstream_us;      /* time spent in upstream transfers (all attempts) */
 } request;
 
 void *agw_app_worker_init(void *app_ptr, int index)
@@ -380,6 +386,7 @@ static int route_model(request *r, agw_provider_type want, model_call *mc)
 
 static int prepare_model_call(request *r, agw_provider_type want, model_call *mc)
 {
+    r->metered = 1;
     const agw_config *cfg = r->cfg;
     agw_err e = agw_fcgi_read_body(&r->conn, cfg->server.max_body_bytes);
     if (e == AGW_ETOOBIG) {
@@ -443,6 +450,14 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
         !agw_tenant_model_allowed(r->key, mc->route.model)) {
         respond_error_code(r, 403, "model_not_allowed", "this API key may not use model '%.*s'",
                            clip(mc->model, 200), mc->model.ptr);
+        return 0;
+    }
+    if (mc->op == AGW_OP_EMBEDDINGS && mc->route.provider->type != AGW_PROVIDER_OPENAI) {
+        respond_error_code(r, 400, "embeddings_unsupported",
+                           "model '%.*s' routes to provider '%s' of type %s: embeddings are only "
+                           "available from OpenAI-type providers",
+                           clip(mc->model, 200), mc->model.ptr, mc->route.provider->name,
+                           agw_provider_type_name(mc->route.provider->type));
         return 0;
     }
     agw_provider_type t = mc->route.provider->type;
@@ -598,6 +613,78 @@ static uint64_t cooldown_ms(const agw_config *cfg, const agw_relay_result *res)
     return (ra < cap ? ra : cap) * 1000u;
 }
 
+/* ---- metrics (metrics.h) ---- */
+
+/* One upstream attempt: the stream gauge, the time spent upstream, and the
+ * failure class when it failed. */
+static void meter_attempt(request *r, const model_call *mc, const agw_relay_result *res,
+                          int stream, uint64_t t0)
+{
+    if (stream)
+        agw_metrics_stream_end(r->metrics);
+    r->upstream_us += agw_mono_us() - t0;
+    agw_str provider = agw_str_c(mc->route.provider->name);
+    long status = agw_upstream_status(r->worker->upstream);
+    int c = -1;
+    if (res->outcome == AGW_UPSTREAM_CONNECT)
+        c = AGW_UPERR_CONNECT;
+    else if (res->outcome == AGW_UPSTREAM_TIMEOUT)
+        c = AGW_UPERR_TIMEOUT;
+    else if (res->outcome == AGW_UPSTREAM_BROKEN)
+        c = AGW_UPERR_BROKEN;
+    else if (status == 429)
+        c = AGW_UPERR_STATUS_429;
+    else if (status >= 400 && status <= 499)
+        c = AGW_UPERR_STATUS_4XX;
+    else if (status >= 500)
+        c = AGW_UPERR_STATUS_5XX;
+    if (c >= 0)
+        agw_metrics_upstream_error(r->metrics, provider, (agw_metrics_uperr)c);
+}
+
+/* The label set of a model call: its provider ("none" before routing) and its
+ * model when the catalog knows it, else "other" (metrics.h "Bounds"). */
+static agw_metrics_series *meter_series(request *r)
+{
+    const agw_usage_record *u = &r->usage;
+    agw_str provider = u->provider[0] ? agw_str_c(u->provider) : AGW_STR_LIT(AGW_METRICS_NONE);
+    agw_str model = agw_str_c(u->model);
+    if (!u->provider[0] || !agw_models_known(r->cfg, model))
+        model = AGW_STR_LIT(AGW_METRICS_OTHER);
+    return agw_metrics_series_slot(r->metrics, provider, model);
+}
+
+/* The answer's tokens (as the provider reported them; estimates are not
+ * counted) and its time to first token. */
+static void meter_answer(request *r, const model_call *mc, const agw_usage_tap *tap)
+{
+    const agw_usage_record *u = &r->usage;
+    if (!u->tokens_estimated) {
+        agw_metrics_series *s = meter_series(r);
+        agw_metrics_count_tokens(s, AGW_TOKENS_INPUT, u->input_tokens);
+        agw_metrics_count_tokens(s, AGW_TOKENS_OUTPUT, u->output_tokens);
+        agw_metrics_count_tokens(s, AGW_TOKENS_CACHE_READ, u->cache_read_tokens);
+        agw_metrics_count_tokens(s, AGW_TOKENS_CACHE_WRITE, u->cache_write_tokens);
+    }
+    if (tap->first_output_us > r->start_us)
+        agw_metrics_observe(&agw_metrics_provider_slot(r->metrics,
+                                                       agw_str_c(mc->route.provider->name))
+                                 ->ttft,
+                            AGW_HIST_LATENCY, tap->first_output_us - r->start_us);
+}
+
+/* The end of a model call: its status, its duration and the gateway's own
+ * share of it. */
+static void meter_request(request *r)
+{
+    uint64_t total = agw_mono_us() - r->start_us;
+    agw_metrics_series *s = meter_series(r);
+    agw_metrics_count_request(s, r->conn.status);
+    agw_metrics_observe(&s->duration, AGW_HIST_LATENCY, total);
+    agw_metrics_observe(&r->metrics->overhead, AGW_HIST_OVERHEAD,
+                        total > r->upstream_us ? total - r->upstream_us : 0);
+}
+
 /* Sends the prepared upstream call through the relay, accounts for it and
  * logs the outcome. `bridge` is the converting codec's owner, NULL for a
  * passthrough. With mc->may_retry a failure that reached nothing of the
@@ -631,7 +718,11 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
     agw_lb_slot *slot = agw_lb_slot_of(r->app->lb.slots ? (agw_lb *)&r->app->lb : NULL,
                                        agw_str_c(mc->route.provider->name));
     agw_lb_begin(slot);
+    uint64_t relay_t0 = agw_mono_us();
+    if (stream)
+        agw_metrics_stream_begin(r->metrics);
     agw_relay_run(r->worker->upstream, &rq, &sink, res);
+    meter_attempt(r, mc, res, stream, relay_t0);
     agw_lb_result verdict = lb_verdict(res);
     agw_lb_end(slot, verdict,
                res->upstream_status >= 200 && res->upstream_status <= 299 ? res->first_byte_us : 0,
@@ -645,6 +736,7 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
         return;
     }
     account(r, mc, res, &tap, bridge);
+    meter_answer(r, mc, &tap);
     agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
                  "ttfb_ms=%lu ms=%lu%s%s%s",
                  r->method, clip(r->path, 100), r->path.ptr, mc->route.provider->name,
@@ -803,98 +895,62 @@ out:
     agw_buf_free(&mc.model_buf);
 }
 
-/* ---- GET /v1/models ---- */
+/* ---- POST /v1/embeddings ---- */
 
-/* A provider whose models this client may see: enabled, and allowed by its key. */
-static int listed(const request *r, const agw_provider_cfg *p)
+/* OpenAI-type providers only; the bytes pass through both ways (a prefix
+ * stripped from the model is the only change), so encoding_format float and
+ * base64 arrive untouched. */
+static void handle_embeddings(request *r)
 {
-    return p->enabled && (!r->key || agw_tenant_provider_allowed(r->key, p->name));
+    model_call mc;
+    memset(&mc, 0, sizeof mc);
+    agw_buf_init(&mc.model_buf, 4096);
+    mc.op = AGW_OP_EMBEDDINGS;
+    r->usage_due = 1;
+    if (prepare_model_call(r, AGW_PROVIDER_OPENAI, &mc) && admit(r, &mc))
+        (void)passthrough(r, &mc, AGW_OP_EMBEDDINGS, 0);
+    agw_buf_free(&mc.model_buf);
 }
 
-static int seen_before(const request *r, size_t pi, size_t mi)
+/* ---- GET /v1/models ---- */
+
+/* The providers and models this client may see: enabled (models.c), and
+ * allowed by its key. */
+static int models_provider_ok(const agw_provider_cfg *p, void *ud)
 {
-    const agw_config *cfg = r->cfg;
-    const char *id = cfg->providers[pi].models[mi];
-    for (size_t i = 0; i <= pi; i++) {
-        const agw_provider_cfg *p = &cfg->providers[i];
-        size_t upto = i == pi ? mi : p->n_models;
-        if (!listed(r, p))
-            continue;
-        for (size_t j = 0; j < upto; j++)
-            if (strcmp(p->models[j], id) == 0)
-                return 1;
-    }
-    return 0;
+    const request *r = ud;
+    return !r->key || agw_tenant_provider_allowed(r->key, p->name);
+}
+
+static int models_model_ok(agw_str id, void *ud)
+{
+    const request *r = ud;
+    return !r->key || agw_tenant_model_allowed(r->key, id);
 }
 
 static void handle_models(request *r)
 {
-    const agw_config *cfg = r->cfg;
     int anthropic = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION") != NULL;
+    agw_models_filter f = { models_provider_ok, models_model_ok, r };
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
-    agw_err e = agw_buf_append_str(&b, anthropic ? AGW_STR_LIT("{\"data\":[")
-                                                 : AGW_STR_LIT("{\"object\":\"list\",\"data\":["));
-    char created[32];
-    struct tm tm;
-    time_t t = (time_t)r->app->started_at;
-    gmtime_r(&t, &tm);
-    strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    const char *first = NULL, *last = NULL;
-    for (size_t i = 0; !e && i < cfg->n_providers; i++) {
-        const agw_provider_cfg *p = &cfg->providers[i];
-        if (!listed(r, p))
-            continue;
-        for (size_t j = 0; !e && j < p->n_models; j++) {
-            const char *id = p->models[j];
-            /* Patterns say which names route where; they are not models. */
-            if (agw_route_is_pattern(id) || seen_before(r, i, j) ||
-                (r->key && !agw_tenant_model_allowed(r->key, agw_str_c(id))))
-                continue;
-            if (last)
-                e = agw_buf_append(&b, ",", 1);
-            if (!first)
-                first = id;
-            last = id;
-            if (!e && anthropic)
-                e = agw_buf_append_str(&b, AGW_STR_LIT("{\"type\":\"model\",\"id\":\""));
-            else if (!e)
-                e = agw_buf_append_str(&b, AGW_STR_LIT("{\"id\":\""));
-            if (!e)
-                e = agw_buf_append_json_escaped(&b, agw_str_c(id));
-            if (!e && anthropic) {
-                if (!(e = agw_buf_append_str(&b, AGW_STR_LIT("\",\"display_name\":\""))) &&
-                    !(e = agw_buf_append_json_escaped(&b, agw_str_c(id))))
-                    e = agw_buf_appendf(&b, "\",\"created_at\":\"%s\"}", created);
-            } else if (!e) {
-                if (!(e = agw_buf_appendf(&b, "\",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"",
-                                          (long long)r->app->started_at)) &&
-                    !(e = agw_buf_append_json_escaped(&b, agw_str_c(p->name))))
-                    e = agw_buf_append(&b, "\"}", 2);
-            }
-        }
-    }
-    if (!e && anthropic) {
-        if (!(e = agw_buf_append_str(&b, AGW_STR_LIT("],\"has_more\":false,\"first_id\":"))))
-            for (int k = 0; k < 2 && !e; k++) {
-                const char *id = k == 0 ? first : last;
-                if (!id) {
-                    e = agw_buf_append_str(&b, AGW_STR_LIT("null"));
-                } else if (!(e = agw_buf_append(&b, "\"", 1)) &&
-                           !(e = agw_buf_append_json_escaped(&b, agw_str_c(id)))) {
-                    e = agw_buf_append(&b, "\"", 1);
-                }
-                if (!e && k == 0)
-                    e = agw_buf_append_str(&b, AGW_STR_LIT(",\"last_id\":"));
-            }
-        if (!e)
-            e = agw_buf_append(&b, "}", 1);
-    } else if (!e) {
-        e = agw_buf_append(&b, "]}", 2);
-    }
-    if (e)
+    if (agw_models_render(r->cfg, &f, anthropic, r->app->started_at, &b) != AGW_OK)
         respond_error(r, 500, "model list too large");
     else
         respond_json(r, 200, (agw_str){ "", 0 }, agw_buf_view(&b));
+    agw_buf_free(&b);
+}
+
+/* ---- GET /metrics ---- */
+
+static void handle_metrics(request *r)
+{
+    agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
+    if (agw_metrics_render(r->metrics, r->cfg, agw_shm_rate_limit_hits(r->app->shm), &b) !=
+        AGW_OK)
+        respond_error(r, 500, "metrics too large");
+    else
+        (void)agw_fcgi_respond(&r->conn, 200, AGW_METRICS_CONTENT_TYPE, agw_buf_view(&r->cors),
+                               agw_buf_view(&b));
     agw_buf_free(&b);
 }
 
@@ -952,7 +1008,8 @@ static void handle_health(request *r)
 
 /* ---- dispatch ---- */
 
-typedef enum { EP_NONE = 0, EP_CHAT, EP_MESSAGES, EP_COUNT_TOKENS, EP_MODELS, EP_HEALTH } endpoint;
+typedef enum { EP_NONE = 0, EP_CHAT, EP_MESSAGES, EP_COUNT_TOKENS, EP_MODELS, EP_HEALTH,
+               EP_EMBEDDINGS, EP_METRICS } endpoint;
 
 static const struct {
     agw_str path;
@@ -965,6 +1022,8 @@ static const struct {
     { AGW_STR_LIT("/v1/messages/count_tokens"), EP_COUNT_TOKENS, "POST", 1 },
     { AGW_STR_LIT("/v1/models"), EP_MODELS, "GET", 1 },
     { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
+    { AGW_STR_LIT("/v1/embeddings"), EP_EMBEDDINGS, "POST", 1 },
+    { AGW_STR_LIT("/metrics"), EP_METRICS, "GET", 0 },
 };
 
 void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
@@ -976,6 +1035,7 @@ void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
     r.start_us = agw_mono_us();
     r.cat = agw_catalog_acquire(r.app->catalog, agw_store_db(r.worker->store));
     r.cfg = agw_catalog_config(r.cat);
+    r.metrics = agw_metrics_in(r.app->shm);
     agw_usage_record_init(&r.usage);
     agw_buf_init(&r.cors, 4096);
     agw_fcgi_conn_init(&r.conn, req);
@@ -1033,6 +1093,8 @@ void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
     case EP_COUNT_TOKENS: handle_count_tokens(&r); break;
     case EP_MODELS: handle_models(&r); break;
     case EP_HEALTH: handle_health(&r); break;
+    case EP_EMBEDDINGS: handle_embeddings(&r); break;
+    case EP_METRICS: handle_metrics(&r); break;
     case EP_NONE: break;
     }
 out:
@@ -1041,6 +1103,8 @@ out:
     /* Admitted but never sent upstream (e.g. a request the converter
      * refused): the token reservation goes back, the request unit stays. */
     agw_limit_finish(&r.ticket, 0, agw_shm_now_ns());
+    if (r.metered)
+        meter_request(&r);
     if (r.usage_due) {
         /* Refused by the gateway itself (403, 429, bad input): recorded
          * without waiting for the commit (usage.h). */

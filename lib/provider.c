@@ -36,6 +36,8 @@ agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
             path = "/chat/completions";
         else if (op == AGW_OP_MODELS)
             path = "/models";
+        else if (op == AGW_OP_EMBEDDINGS)
+            path = "/embeddings";
         else
             return AGW_EINVAL;
         if (p->api_key && *p->api_key)

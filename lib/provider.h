@@ -20,6 +20,7 @@ typedef enum {
     AGW_OP_MESSAGES,     /* Anthropic messages */
     AGW_OP_COUNT_TOKENS, /* Anthropic messages/count_tokens */
     AGW_OP_MODELS,       /* list models */
+    AGW_OP_EMBEDDINGS,   /* OpenAI embeddings (OpenAI-type providers only) */
 } agw_provider_op;
 
 #define AGW_PROVIDER_MAX_HEADERS 8

@@ -66,14 +66,16 @@ def models_list_in_both_shapes(ctx):
     doc = json.loads(body)
     eq(doc["object"], "list", "object")
     ids = [m["id"] for m in doc["data"]]
-    eq(ids, ["gpt-4o-mini", "claude-sonnet-4-20250514"], "ids (patterns are not models)")
+    # issue 5: the raw ids, then each again with its provider type as prefix
+    eq(ids, ["gpt-4o-mini", "claude-sonnet-4-20250514", "openai/gpt-4o-mini",
+             "anthropic/claude-sonnet-4-20250514"], "ids (patterns are not models)")
     check(all(m["object"] == "model" and isinstance(m["created"], int) for m in doc["data"]))
     eq(doc["data"][0]["owned_by"], "mock-openai", "owned_by")
     status, _, body = ctx.gw.call("GET", "/v1/models", headers={"anthropic-version": "2023-06-01"})
     doc = json.loads(body)
-    eq([m["type"] for m in doc["data"]], ["model", "model"], "anthropic shape")
+    eq([m["type"] for m in doc["data"]], ["model"] * 4, "anthropic shape")
     eq((doc["has_more"], doc["first_id"], doc["last_id"]),
-       (False, "gpt-4o-mini", "claude-sonnet-4-20250514"), "anthropic paging fields")
+       (False, "gpt-4o-mini", "anthropic/claude-sonnet-4-20250514"), "anthropic paging fields")
 
 
 # ---- OpenAI passthrough ----
