@@ -733,6 +733,7 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
                      r->method, clip(r->path, 100), r->path.ptr, mc->route.provider->name,
                      clip(mc->route.model, 100), mc->route.model.ptr, res->status,
                      res->detail[0] ? " " : "", res->detail);
+        agw_metrics_failover(r->metrics, mc->route.provider->name);
         return;
     }
     account(r, mc, res, &tap, bridge);
@@ -944,6 +945,17 @@ static void handle_models(request *r)
 
 static void handle_metrics(request *r)
 {
+    /* antigateway_provider_health from the load balancer's view (lb.h): a
+     * provider is up when enabled and not marked unhealthy by the probes or
+     * by consecutive failures. */
+    agw_lb *lb = r->app->lb.slots ? (agw_lb *)&r->app->lb : NULL;
+    for (size_t i = 0; lb && i < r->cfg->n_providers; i++) {
+        const agw_provider_cfg *p = &r->cfg->providers[i];
+        agw_lb_slot *slot = agw_lb_slot_of(lb, agw_str_c(p->name));
+        if (slot)
+            agw_metrics_set_health(r->metrics, p->name,
+                                   p->enabled && !atomic_load(&slot->unhealthy));
+    }
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
     if (agw_metrics_render(r->metrics, r->cfg, agw_shm_rate_limit_hits(r->app->shm), &b) !=
         AGW_OK)

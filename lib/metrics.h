@@ -45,11 +45,14 @@
  *    model="other"), and antigateway_metrics_overflow_total says how often.
  * So the output has at most AGW_METRICS_SERIES + 1 series per family.
  *
- * Health (antigateway_provider_health): the health checker (issue 5, the
- * other half) calls agw_metrics_set_health(m, name, up) after each probe;
- * until a provider has been probed, its value is its `enabled` flag from the
- * catalog. Failovers: the failover loop calls agw_metrics_failover(m, name)
- * each time it leaves a provider for the next candidate.
+ * Health (antigateway_provider_health): agw_metrics_set_health(m, name, up)
+ * records a verdict; GET /metrics (handlers.c) feeds it from the load
+ * balancer's shared state just before rendering (lb.h: up = enabled and not
+ * marked unhealthy by the probes or by consecutive failures), and any other
+ * source of health may call it too. A provider with no verdict shows its
+ * `enabled` flag from the catalog. Failovers: relay_call (handlers.c) calls
+ * agw_metrics_failover(m, name) each time an attempt fails before the first
+ * byte and the next candidate is tried.
  */
 #ifndef AGW_METRICS_H
 #define AGW_METRICS_H

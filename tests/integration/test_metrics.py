@@ -10,6 +10,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -129,6 +130,25 @@ def upstream_errors_by_class(ctx):
         lab = dict(provider="mock-openai", **{"class": cls})
         check(total(after, "antigateway_upstream_errors_total", **lab) >
               total(before, "antigateway_upstream_errors_total", **lab), cls + " counted")
+
+
+@test()
+def failovers_upstream_errors_and_health(ctx):
+    _, before = scrape(ctx)
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", model="fo-one"))
+    eq(s, 200, "the next provider answered: %r" % d[:200])
+    _, after = scrape(ctx)
+    eq(total(after, "antigateway_failovers_total", provider="dead") -
+       total(before, "antigateway_failovers_total", provider="dead"), 1, "one failover")
+    lab = dict(provider="dead", **{"class": "connect"})
+    eq(total(after, "antigateway_upstream_errors_total", **lab) -
+       total(before, "antigateway_upstream_errors_total", **lab), 1, "one connect error")
+    lab = dict(provider="mock-openai", model="other", status="2xx")
+    eq(total(after, "antigateway_requests_total", **lab) -
+       total(before, "antigateway_requests_total", **lab), 1, "counted once, where it ended")
+    # without probes a provider's health is its enabled flag
+    eq([total(after, "antigateway_provider_health", provider=p)
+        for p in ("mock-openai", "dead", "off")], [1, 1, 0], "health")
 
 
 @test(timeout=90)
@@ -262,8 +282,19 @@ def main():
     ctx.work = make_workdir()
     ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
     ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
-    cfg = standard_config(ctx.openai.port, ctx.anthropic.port, threads=THREADS)
-    cfg = cfg.replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "%s", "gpt-*"' % EMBED_MODEL)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    # "fo-*" names: "dead" first (priority, the higher weight), then mock-openai
+    cfg = standard_config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1],
+                          threads=THREADS)
+    cfg = cfg.replace('"gpt-4o-mini", "gpt-*"',
+                      '"gpt-4o-mini", "%s", "gpt-*", "fo-*"' % EMBED_MODEL)
+    cfg = cfg.replace('models = [ "dead-*" ]; }',
+                      'models = [ "fo-*" ]; weight = 1000; },\n'
+                      '  { name = "off"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";\n'
+                      '    enabled = false; models = [ "off-*" ]; }' % dead.getsockname()[1])
+    # no probes: the failover test must not race the prober's verdict
+    cfg += 'defaults: { lb_strategy = "priority"; health_check_enabled = false; };\n'
     ctx.gw = Gateway(ctx.work, cfg, processes=PROCESSES, threads=THREADS)
     failed = 1
     try:
@@ -273,6 +304,7 @@ def main():
         ctx.gw.stop()
         ctx.openai.stop()
         ctx.anthropic.stop()
+        dead.close()
         clean_up_workdir(ctx.work, failed == 0)
     return 1 if failed else 0
 
