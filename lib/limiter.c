@@ -86,11 +86,25 @@ int64_t agw_limit_estimate(agw_str body)
 }
 
 /* Takes `cost` from bucket `which`: 1 admitted, 0 refused with *wait_ns. */
+/* Raises `now` to the latest time any decision on this bucket used. A thread
+ * preempted between reading the clock and its compare-and-swap would
+ * otherwise decide with a time earlier than decisions already made: it could
+ * refuse a request the bucket has room for (59 of a burst of 60) and report
+ * one unit too few remaining. */
+static uint64_t latest_now(_Atomic uint64_t *seen, uint64_t now)
+{
+    uint64_t prev = atomic_load(seen);
+    while (prev < now && !atomic_compare_exchange_weak(seen, &prev, now))
+        ;
+    return prev > now ? prev : now;
+}
+
 static int take(agw_shm_limit_slot *slot, int which, const agw_gcra *g, uint64_t now,
                 uint64_t cost, uint64_t *wait_ns, int64_t *remaining)
 {
     uint64_t tat = atomic_load(&slot->tat[which]), next;
     for (;;) {
+        now = latest_now(&slot->seen[which], now);
         if (!agw_gcra_decide(g, tat, now, cost, &next, wait_ns)) {
             *remaining = agw_gcra_available(g, tat, now);
             return 0;

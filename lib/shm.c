@@ -16,7 +16,7 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(sizeof(agw_shm_header) <= AGW_SHM_MUTEX_OFF, "header overlaps the mutex");
 static_assert(AGW_SHM_MUTEX_OFF + sizeof(pthread_mutex_t) <= AGW_SHM_LIMITER_OFF,
               "mutex overlaps the limiter table");
-static_assert(sizeof(agw_shm_limit_slot) == 32, "limiter slots are 32 bytes");
+static_assert(sizeof(agw_shm_limit_slot) == 48, "limiter slots are 48 bytes");
 
 #define TOTAL_BYTES                                                                  \
     ((uint64_t)AGW_SHM_LIMITER_OFF + (uint64_t)AGW_SHM_LIMIT_SLOTS * sizeof(agw_shm_limit_slot) + \

@@ -27,7 +27,7 @@
  *    limiter table cleared at the first attach (no process of that boot can
  *    still be using it). The generation counter survives.
  *
- * Layout version 1 (offsets in bytes):
+ * Layout version 2 (offsets in bytes; version 1 had 32-byte limiter slots):
  *      0  header (agw_shm_header), its own 1 KiB
  *   1024  the claim mutex: a robust, process-shared pthread mutex
  *   4096  the limiter table: AGW_SHM_LIMIT_SLOTS slots of agw_shm_limit_slot
@@ -69,7 +69,7 @@
 #include <stdatomic.h>
 
 #define AGW_SHM_MAGIC UINT64_C(0x314d48535747412e) /* ".AGWSHM1" little-endian */
-#define AGW_SHM_LAYOUT_VERSION 1u
+#define AGW_SHM_LAYOUT_VERSION 2u
 #define AGW_SHM_LIMIT_SLOTS 16384u
 #define AGW_SHM_RESERVED_BYTES (1u << 20)
 #define AGW_SHM_MUTEX_OFF 1024u
@@ -84,6 +84,8 @@ typedef struct {
     _Atomic uint64_t tat[2]; /* GCRA theoretical arrival times (CLOCK_MONOTONIC ns):
                                 [0] requests (QPM), [1] tokens (TPM); 0 = full bucket */
     _Atomic uint64_t hits;   /* requests of this key refused with 429 */
+    _Atomic uint64_t seen[2]; /* the latest `now` any decision on tat[i] used: a decision
+                                 never uses an earlier one (see limiter.c) */
 } agw_shm_limit_slot;
 
 typedef struct {

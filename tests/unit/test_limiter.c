@@ -256,6 +256,28 @@ static void test_admit_tpm_exact_across_processes(void **state)
     assert_int_equal(total, 10000 / 300); /* 33: exactly what the bucket holds */
 }
 
+/* A thread that read the clock, then lost the CPU while others decided, must
+ * not decide with its older time: the 60th request of a burst of 60 would be
+ * refused and the remaining counts would repeat (seen in the pool test). */
+static void test_a_stale_clock_reading_decides_like_the_latest(void **state)
+{
+    fixture *f = *state;
+    agw_limit_policy p = { 60, 0 };
+    agw_limit_ticket t;
+    for (int i = 0; i < 59; i++) {
+        assert_int_equal(agw_limit_admit(f->shm, 77, &p, 0, T0 + 5 * SEC, &t), AGW_OK);
+        assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+        assert_int_equal(t.remaining_requests, 59 - i);
+        agw_limit_finish(&t, -1, T0 + 5 * SEC);
+    }
+    assert_int_equal(agw_limit_admit(f->shm, 77, &p, 0, T0 + 5 * SEC - 1000000, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    assert_int_equal(t.remaining_requests, 0);
+    agw_limit_finish(&t, -1, T0 + 5 * SEC);
+    assert_int_equal(agw_limit_admit(f->shm, 77, &p, 0, T0 + 5 * SEC - 1000000, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_BY_QPM); /* the 61st: the bucket is empty */
+}
+
 static void test_tpm_refusal_refunds_the_request(void **state)
 {
     fixture *f = *state;
@@ -336,6 +358,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gcra_init),
+        cmocka_unit_test_setup_teardown(test_a_stale_clock_reading_decides_like_the_latest, setup,
+                                        teardown),
         cmocka_unit_test(test_gcra_burst_then_refill),
         cmocka_unit_test(test_gcra_costs),
         cmocka_unit_test(test_gcra_adjust),

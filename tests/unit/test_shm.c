@@ -173,7 +173,9 @@ static void test_other_layouts_are_refused(void **state)
     agw_shm_detach(s);
     uint32_t v = AGW_SHM_LAYOUT_VERSION + 1;
     poke(f->path, offsetof(agw_shm_header, layout_version), &v, sizeof v);
-    expect_refusal(f->path, "layout version is 2");
+    char words[64];
+    snprintf(words, sizeof words, "layout version is %u", AGW_SHM_LAYOUT_VERSION + 1);
+    expect_refusal(f->path, words);
     v = AGW_SHM_LAYOUT_VERSION;
     poke(f->path, offsetof(agw_shm_header, layout_version), &v, sizeof v);
     agw_shm_detach(attach_ok(f->path)); /* put back: attaches again */
