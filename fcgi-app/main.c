@@ -62,6 +62,7 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
     }
     size_t reserved_len;
     void *reserved = agw_shm_reserved(app->shm, &reserved_len);
+    agw_lb_set_half_life((uint64_t)cfg->defaults.lb_half_life_seconds * 1000u);
     if (agw_lb_bind(&app->lb, reserved, reserved_len) != AGW_OK) {
         agw_log_error("shared state: no room for the load balancer's statistics");
         agw_store_close(store);

@@ -283,6 +283,7 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->defaults.health_check_seconds = 60;
     cfg->defaults.max_attempts = 3;
     cfg->defaults.cooldown_seconds = 30;
+    cfg->defaults.lb_half_life_seconds = 30;
 }
 
 agw_config *agw_config_defaults(const char *base_dir)
@@ -305,7 +306,8 @@ static agw_err load_tree(loader *ld, config_t *c, const char *base_dir, agw_conf
     static const char *const k_db[] = { "path", NULL };
     static const char *const k_defaults[] = { "provider", "model", "lb_strategy",
                                               "health_check_enabled", "health_check_seconds",
-                                              "max_attempts", "cooldown_seconds", NULL };
+                                              "max_attempts", "cooldown_seconds",
+                                              "lb_half_life_seconds", NULL };
     static const char *const k_tenant[] = { "enabled", NULL };
     static const char *const k_secrets[] = { "key_file", NULL };
     agw_err e;
@@ -412,6 +414,10 @@ static agw_err load_tree(loader *ld, config_t *c, const char *base_dir, agw_conf
         if ((e = get_int(ld, g, "defaults.", "cooldown_seconds", 0, 3600, &v)))
             return e;
         cfg->defaults.cooldown_seconds = (int)v;
+        v = cfg->defaults.lb_half_life_seconds;
+        if ((e = get_int(ld, g, "defaults.", "lb_half_life_seconds", 1, 3600, &v)))
+            return e;
+        cfg->defaults.lb_half_life_seconds = (int)v;
         int ok = 0;
         for (const char *const *s = lb_strategies; *s; s++)
             if (strcmp(*s, cfg->defaults.lb_strategy) == 0)

@@ -75,6 +75,7 @@ typedef struct {
         int health_check_seconds;
         int max_attempts;            /* providers tried per request before the first byte; default 3 */
         int cooldown_seconds;        /* a failing provider leaves the rotation this long; default 30 */
+        int lb_half_life_seconds;    /* decay of the recent 429/5xx counts (smart); default 30 */
     } defaults;
 
     struct {

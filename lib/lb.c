@@ -89,13 +89,20 @@ static double pow2_neg(double x)
     return sum / (double)(UINT64_C(1) << k);
 }
 
+static uint64_t half_life_ms = AGW_LB_HALF_LIFE_MS;
+
+void agw_lb_set_half_life(uint64_t ms)
+{
+    half_life_ms = ms ? ms : AGW_LB_HALF_LIFE_MS;
+}
+
 double agw_lb_decayed(uint64_t word, uint64_t now_ms)
 {
     uint64_t v = word & DECAY_VALUE_MAX;
     uint64_t t = word >> DECAY_VALUE_BITS;
     now_ms &= DECAY_TIME_MASK;
     uint64_t dt = now_ms > t ? now_ms - t : 0;
-    return (double)v / DECAY_UNIT * pow2_neg((double)dt / AGW_LB_HALF_LIFE_MS);
+    return (double)v / DECAY_UNIT * pow2_neg((double)dt / (double)half_life_ms);
 }
 
 void agw_lb_decay_add(_Atomic uint64_t *word, uint64_t now_ms)
@@ -237,12 +244,27 @@ static int by_use(const agw_lb_candidate *a, const agw_lb_candidate *b, const do
            load(b->slot, offsetof(agw_lb_slot, requests));
 }
 
-static int by_score(const agw_lb_candidate *a, const agw_lb_candidate *b, const double *key,
-                    size_t ia, size_t ib)
+/* Draws order[] without replacement, each pick with probability
+ * proportional to w[]; weight-0 entries keep their order after the others. */
+static void weighted_draw(const uint64_t *w, size_t n, uint64_t rnd, size_t *order)
 {
-    if (key[ia] != key[ib])
-        return key[ia] > key[ib];
-    return by_use(a, b, key, ia, ib);
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += w[i];
+    for (size_t pos = 0; pos < n && total; pos++) {
+        uint64_t pick = splitmix(&rnd) % total, acc = 0;
+        for (size_t j = pos; j < n; j++) {
+            uint64_t wj = w[order[j]];
+            acc += wj;
+            if (wj && pick < acc) {
+                size_t v = order[j];
+                memmove(&order[pos + 1], &order[pos], (j - pos) * sizeof *order);
+                order[pos] = v;
+                total -= wj;
+                break;
+            }
+        }
+    }
 }
 
 void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
@@ -273,33 +295,24 @@ void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *
     case AGW_LB_LEAST_USED:
         sort_by(c, n, order, by_use, NULL);
         return;
-    case AGW_LB_SMART: {
-        double score[AGW_LB_MAX_CANDIDATES];
-        for (size_t i = 0; i < n; i++)
-            score[i] = agw_lb_smart_score(&c[i], now_ns);
-        sort_by(c, n, order, by_score, score);
-        return;
-    }
+    case AGW_LB_SMART:
     case AGW_LB_WEIGHTED: {
-        /* Draws without replacement, each ∝ weight; weight 0 only after all
-         * others (in their given order). */
-        uint64_t total = 0;
-        for (size_t i = 0; i < n; i++)
-            total += c[i].weight > 0 ? (uint64_t)c[i].weight : 0;
-        for (size_t pos = 0; pos < n && total; pos++) {
-            uint64_t pick = splitmix(&rnd) % total, acc = 0;
-            for (size_t j = pos; j < n; j++) {
-                uint64_t w = c[order[j]].weight > 0 ? (uint64_t)c[order[j]].weight : 0;
-                acc += w;
-                if (w && pick < acc) {
-                    size_t v = order[j];
-                    memmove(&order[pos + 1], &order[pos], (j - pos) * sizeof *order);
-                    order[pos] = v;
-                    total -= w;
-                    break;
-                }
+        /* weighted: draws proportional to weight. smart: proportional to the
+         * score (in 1/1000 units, at least 1 for a non-zero weight), so
+         * near-equal providers share the traffic and a penalised one keeps
+         * a small share that shows when it recovers. */
+        uint64_t w[AGW_LB_MAX_CANDIDATES];
+        for (size_t i = 0; i < n; i++) {
+            if (c[i].weight <= 0) {
+                w[i] = 0;
+            } else if (strategy == AGW_LB_WEIGHTED) {
+                w[i] = (uint64_t)c[i].weight;
+            } else {
+                double s = agw_lb_smart_score(&c[i], now_ns) * 1000.0;
+                w[i] = s < 1 ? 1 : s > 1e15 ? (uint64_t)1e15 : (uint64_t)s;
             }
         }
+        weighted_draw(w, n, rnd, order);
         return;
     }
     }

@@ -31,13 +31,18 @@
  * Constants (also in README "Routing"):
  *  - Latency EWMA of the time to first byte: ewma += (sample - ewma) / 5,
  *    i.e. alpha = 0.2, kept in microseconds; the first sample sets it.
- *  - Recent 429 and 5xx counters decay with a half-life of 30 s. Each is one
+ *  - Recent 429 and 5xx counters decay with a half-life of 30 s
+ *    (defaults.lb_half_life_seconds, set per process with
+ *    agw_lb_set_half_life before any thread starts). Each is one
  *    64-bit word: the value in 1/256 event units (low 24 bits, saturating) and
  *    the time of the last update in CLOCK_MONOTONIC milliseconds (high 40
  *    bits). Decayed on read, and on update under CAS.
  *  - smart: score = weight * 100 / (1 + 10 * recent_429 + latency_ewma_ms / 100).
  *    recent_5xx counts like a 429 (a failing provider should also be
- *    avoided). Ties go to fewer in flight, then fewer requests.
+ *    avoided). The order is drawn at random with probabilities proportional
+ *    to the scores (not "best first"): near-equal providers share the load
+ *    instead of the whole pool herding onto one, and a penalised provider
+ *    keeps a small share, which refreshes its latency EWMA when it recovers.
  *  - A provider with AGW_LB_FAIL_LIMIT (3) consecutive failed requests is
  *    marked unhealthy (only when health checks are enabled: a passing probe
  *    brings it back; without probes nothing would).
@@ -53,7 +58,7 @@
 #define AGW_LB_MAGIC UINT64_C(0x31424c5747412e)  /* ".AGWLB1" */
 #define AGW_LB_SLOTS 128u
 #define AGW_LB_RR_SLOTS 256u
-#define AGW_LB_HALF_LIFE_MS 30000u
+#define AGW_LB_HALF_LIFE_MS 30000u /* the default; defaults.lb_half_life_seconds */
 #define AGW_LB_EWMA_DIV 5u /* alpha = 1/5 = 0.2 */
 #define AGW_LB_FAIL_LIMIT 3u
 /* The most candidates one request orders. */
@@ -114,6 +119,11 @@ uint64_t agw_lb_hash(agw_str s);
 agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name);
 
 /* ---- decaying counters and the EWMA (pure, for the tests too) ---- */
+
+/* The half-life of the decaying counters in this process (default
+ * AGW_LB_HALF_LIFE_MS). Call before threads start; every process of a pool
+ * runs with the same configuration. */
+void agw_lb_set_half_life(uint64_t ms);
 
 /* The value of a decaying counter word at `now_ms`, in events. */
 double agw_lb_decayed(uint64_t word, uint64_t now_ms);

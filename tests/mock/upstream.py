@@ -87,12 +87,18 @@ def content_text(content):
     return ""
 
 
+# Directives every request gets unless its text says otherwise, set with
+# POST /_mock/force (body: "key=value,..."; empty clears); reset clears them.
+FORCED = {}
+
+
 class Directives(dict):
-    """key=value pairs parsed from the first [[mock: ...]] in a text."""
+    """key=value pairs parsed from the first [[mock: ...]] in a text, over the
+    forced ones."""
 
     @classmethod
     def parse(cls, text):
-        d = cls()
+        d = cls(FORCED)
         m = DIRECTIVE_RE.search(text or "")
         if m:
             for item in m.group(1).split(","):
@@ -260,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
                                                   "invalid_request_error", "param": None, "code": None}})
         self.conn_requests += 1
         if path == "/_mock" or path.startswith("/_mock/"):
-            return self.control(path)
+            return self.control(path, body)
         self.record(body)
 
         is_anthropic = path.startswith("/v1/messages") or (
@@ -316,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
                 "body_b64": base64.b64encode(body).decode(), "body_len": len(body),
                 "conn_id": self.conn_id})
 
-    def control(self, path):
+    def control(self, path, body=b""):
         """/_mock/* endpoints: no auth, never recorded."""
         st = self.server.state
         with st.lock:
@@ -330,11 +336,16 @@ class Handler(BaseHTTPRequestHandler):
                 out = {"accepts": st.accepts, "accepts_all": st.accepts_all,
                        "requests": len(st.records), "aborted": list(st.aborted),
                        "completed_streams": st.completed_streams, "name": self.server.cfg.name}
+            elif path == "/_mock/force" and self.command == "POST":
+                FORCED.clear()
+                FORCED.update(Directives.parse("[[mock:%s]]" % body.decode()))
+                out = {"ok": True, "forced": dict(FORCED)}
             elif path == "/_mock/reset" and self.command == "POST":
+                FORCED.clear()
                 st.reset()
                 self.conn_gen = -1  # this connection predates the reset
                 out = {"ok": True}
-            elif path in ("/_mock/requests", "/_mock/stats", "/_mock/reset"):
+            elif path in ("/_mock/requests", "/_mock/stats", "/_mock/reset", "/_mock/force"):
                 out = 405
             else:
                 out = 404

@@ -187,6 +187,17 @@ static void test_priority_and_least_used(void **state)
     assert_int_equal(order[2], 1);
 }
 
+/* The share of draws that put candidate 0 first. */
+static double first_share(agw_lb *lb, const agw_lb_candidate *c, uint64_t now)
+{
+    size_t order[2], hits = 0;
+    for (uint64_t i = 0; i < 20000; i++) {
+        agw_lb_order(lb, AGW_LB_SMART, c, 2, now, i * 0x9e3779b97f4a7c15ull + 7, order);
+        hits += order[0] == 0;
+    }
+    return hits / 20000.0;
+}
+
 static void test_smart(void **state)
 {
     agw_lb *lb = *state;
@@ -194,24 +205,31 @@ static void test_smart(void **state)
     agw_lb_slot *sb = agw_lb_slot_of(lb, AGW_STR_LIT("b"));
     agw_lb_candidate c[2] = { { AGW_STR_LIT("a"), 100, sa }, { AGW_STR_LIT("b"), 100, sb } };
     uint64_t now = 10000000000ull;
-    size_t order[2];
-    /* neutral: equal scores, fewer requests first */
+    /* neutral: equal scores, an even split */
     assert_true(agw_lb_smart_score(&c[0], now) == 10000.0);
+    double f = first_share(lb, c, now);
+    assert_true(f > 0.47 && f < 0.53);
     agw_lb_begin(sa);
     agw_lb_end(sa, AGW_LB_FAIL_429, 0, 0, 0, now);
-    /* one recent 429: 100 * 100 / 11 */
+    /* one recent 429: 100 * 100 / 11 = 909, so a is first 909 / 10909 = 8.3 % */
     double s = agw_lb_smart_score(&c[0], now);
     assert_true(s > 909 && s < 910);
-    agw_lb_order(lb, AGW_LB_SMART, c, 2, now, 0, order);
-    assert_int_equal(order[0], 1);
+    f = first_share(lb, c, now);
+    assert_true(f > 0.07 && f < 0.10);
     /* after ten half-lives the 429 is forgotten; a slow b (EWMA 900 ms)
-     * scores 10000 / 10 = 1000 and loses to a (10000 / 1.01) */
+     * scores 10000 / 10 = 1000 against a's ~9990: a first ~91 % */
     agw_lb_end(sb, AGW_LB_OK, 900000, 0, 0, now);
     uint64_t later = now + 10ull * AGW_LB_HALF_LIFE_MS * 1000000ull;
-    agw_lb_order(lb, AGW_LB_SMART, c, 2, later, 0, order);
-    assert_int_equal(order[0], 0);
     s = agw_lb_smart_score(&c[1], later);
     assert_true(s > 999 && s < 1001);
+    f = first_share(lb, c, later);
+    assert_true(f > 0.89 && f < 0.93);
+    /* the half-life is a setting */
+    agw_lb_set_half_life(1000);
+    agw_lb_end(sa, AGW_LB_FAIL_5XX, 0, 0, 0, later);
+    s = agw_lb_smart_score(&c[0], later + 1000000000ull);
+    assert_true(s > 10000.0 / 6.1 && s < 10000.0 / 5.9); /* 1 + 10 * 0.5 */
+    agw_lb_set_half_life(0);
 }
 
 int main(void)
