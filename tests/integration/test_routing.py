@@ -27,7 +27,8 @@ class Ctx:
 
 
 def config(providers, strategy, **defaults):
-    """antigw.cfg with `providers` [(name, port, weight)], all serving lb-*."""
+    """antigw.cfg with `providers` [(name, port, weight[, type])], all serving
+    lb-* (type openai unless given)."""
     d = {"lb_strategy": strategy, "health_check_enabled": False, "max_attempts": 3,
          "cooldown_seconds": 2, "lb_half_life_seconds": 30}
     d.update(defaults)
@@ -35,9 +36,11 @@ def config(providers, strategy, **defaults):
                                    else ('"%s"' % v if isinstance(v, str) else v))
                  for k, v in d.items())
     ps = ",\n".join(
-        '  { name = "%s"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";\n'
-        '    api_key = "k"; weight = %d; models = [ "lb-*" ]; }' % (n, port, w)
-        for n, port, w in providers)
+        '  { name = "%s"; type = "%s"; base_url = "http://127.0.0.1:%d%s";\n'
+        '    api_key = "k"; weight = %d; models = [ "lb-*" ]; }'
+        % (p[0], p[3] if len(p) > 3 else "openai", p[1],
+           "" if len(p) > 3 and p[3] == "anthropic" else "/v1", p[2])
+        for p in providers)
     return ("server: {\n  log_level = \"info\";\n  threads = %d;\n  connect_timeout_ms = 1000;\n"
             "  idle_timeout_seconds = 2;\n  stream_commit_ms = 10000;\n"
             "  shutdown_grace_seconds = 5;\n};\n"
@@ -199,6 +202,35 @@ def failover_connect_500_429_stall(ctx):
     finally:
         gw.stop()
         m0.stop()
+
+
+@test(timeout=60)
+def failover_to_the_other_protocol_converts(ctx):
+    # An OpenAI client; the OpenAI provider fails, the Anthropic one answers:
+    # the request is re-encoded for it and the answer converted back.
+    ma, mb = Mock(ctx.work, "cv0"), Mock(ctx.work, "cv1")
+    force(ma, "status=502")
+    force(mb)
+    os.makedirs(os.path.join(ctx.work, "cv"), exist_ok=True)
+    gw = Gateway(os.path.join(ctx.work, "cv"),
+                 config([("cv0", ma.port, 100), ("cv1", mb.port, 10, "anthropic")], "priority"),
+                 processes=2, threads=THREADS)
+    gw.start()
+    try:
+        for stream in (False, True):
+            s, who, d = ask(gw, stream=stream)
+            eq((s, who), (200, "cv1"), "converted failover (stream=%s): %r" % (stream, d[:300]))
+            if stream:
+                check(b"[DONE]" in d, "an OpenAI stream end")
+            else:
+                eq(json.loads(d)["object"], "chat.completion", "OpenAI shape")
+        paths = [r["path"] for r in mb.requests() if r["method"] == "POST"]
+        eq(paths, ["/v1/messages"] * 2, "Anthropic requests at cv1")
+        check_log_clean("fcgi.log", gw.log_text())
+    finally:
+        gw.stop()
+        ma.stop()
+        mb.stop()
 
 
 @test(timeout=150)
