@@ -961,6 +961,64 @@ static void test_header_name_injection_end_to_end(void **state)
         assert_int_equal(f->k.status, 502);
 }
 
+/* ---- may_retry (failover, issue 5) ---- */
+
+static void assert_untouched_retryable(fixture *f, int status)
+{
+    assert_int_equal(f->res.retryable, 1);
+    assert_int_equal(f->res.status, status);
+    assert_int_equal(f->k.heads, 0);
+    assert_int_equal(f->k.write_attempts, 0);
+    assert_int_equal(f->k.flushes, 0);
+    assert_int_equal(f->res.bytes_out, 0);
+}
+
+static void test_may_retry_leaves_the_client_untouched(void **state)
+{
+    fixture *f = *state;
+    f->rq.may_retry = 1;
+    f->rq.stream = 1;
+    run(f, "/429");
+    assert_untouched_retryable(f, 429);
+    assert_int_equal(f->res.upstream_status, 429);
+    assert_int_equal(f->res.retry_after_s, 7);
+    run(f, "/500html");
+    assert_untouched_retryable(f, 500);
+    assert_int_equal(f->res.retry_after_s, 3);
+    f->rq.idle_timeout_ms = 300;
+    run(f, "/hang");
+    assert_untouched_retryable(f, 504);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_TIMEOUT);
+    assert_int_equal(f->res.retry_after_s, -1);
+}
+
+static void test_may_retry_success_is_answered(void **state)
+{
+    fixture *f = *state;
+    f->rq.may_retry = 1;
+    f->rq.stream = 1;
+    /* a good answer goes out as usual */
+    run(f, "/oa-stream");
+    assert_int_equal(f->res.retryable, 0);
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.complete, 1);
+}
+
+static void test_may_retry_not_after_the_head(void **state)
+{
+    fixture *f = *state;
+    f->rq.may_retry = 1;
+    f->rq.stream = 1;
+    /* once the SSE head is out there is no retry: the error event as before */
+    f->rq.commit_ms = 100;
+    run(f, "/late-500");
+    assert_int_equal(f->res.retryable, 0);
+    assert_head(f, 200, SSE_CT, SSE_LINES);
+    assert_out(f, ": waiting for upstream\n\n"
+                  "data: {\"error\":{\"message\":\"upstream returned HTTP 500: <html>down</html>\","
+                  "\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+}
+
 static int global_setup(void **state)
 {
     (void)state;
@@ -979,6 +1037,9 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_openai_stream_passthrough),
+        T(test_may_retry_leaves_the_client_untouched),
+        T(test_may_retry_success_is_answered),
+        T(test_may_retry_not_after_the_head),
         T(test_anthropic_stream_passthrough),
         T(test_stream_without_final_event),
         T(test_anthropic_stream_without_message_stop),
