@@ -800,14 +800,16 @@ static void test_client_gone_while_upstream_silent(void **state)
     assert_true(f->k.gone_calls >= 1);
 }
 
-static void test_commit_then_upstream_500(void **state)
+/* The upstream stays silent past commit_ms: the client gets the 200 SSE
+ * head and a comment first; the later 500 can only be an error event, even
+ * when another provider could have taken the call (may_retry). */
+static void commit_then_upstream_500(fixture *f, int may_retry)
 {
-    fixture *f = *state;
-    /* The upstream stays silent past commit_ms: the client gets the 200 SSE
-     * head and a comment first; the later 500 can only be an error event. */
     f->rq.stream = 1;
     f->rq.commit_ms = 100;
+    f->rq.may_retry = may_retry;
     run(f, "/late-500");
+    assert_int_equal(f->res.retryable, 0);
     assert_head(f, 200, SSE_CT, SSE_LINES);
     assert_out(f, ": waiting for upstream\n\n"
                   "data: {\"error\":{\"message\":\"upstream returned HTTP 500: <html>down</html>\","
@@ -816,6 +818,11 @@ static void test_commit_then_upstream_500(void **state)
     assert_int_equal(f->res.streamed, 1);
     assert_int_equal(f->res.complete, 0);
     assert_true(f->k.flushes >= 2);
+}
+
+static void test_commit_then_upstream_500(void **state)
+{
+    commit_then_upstream_500(*state, 0);
 }
 
 static void test_commit_then_upstream_500_anthropic(void **state)
@@ -1006,17 +1013,7 @@ static void test_may_retry_success_is_answered(void **state)
 
 static void test_may_retry_not_after_the_head(void **state)
 {
-    fixture *f = *state;
-    f->rq.may_retry = 1;
-    f->rq.stream = 1;
-    /* once the SSE head is out there is no retry: the error event as before */
-    f->rq.commit_ms = 100;
-    run(f, "/late-500");
-    assert_int_equal(f->res.retryable, 0);
-    assert_head(f, 200, SSE_CT, SSE_LINES);
-    assert_out(f, ": waiting for upstream\n\n"
-                  "data: {\"error\":{\"message\":\"upstream returned HTTP 500: <html>down</html>\","
-                  "\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n");
+    commit_then_upstream_500(*state, 1);
 }
 
 static int global_setup(void **state)
