@@ -209,15 +209,13 @@ static uint64_t splitmix(uint64_t *x)
 }
 
 /* A stable insertion sort of order[] by `before`. */
-typedef int (*before_fn)(const agw_lb_candidate *a, const agw_lb_candidate *b, const double *key,
-                         size_t ia, size_t ib);
+typedef int (*before_fn)(const agw_lb_candidate *a, const agw_lb_candidate *b);
 
-static void sort_by(const agw_lb_candidate *c, size_t n, size_t *order, before_fn before,
-                    const double *key)
+static void sort_by(const agw_lb_candidate *c, size_t n, size_t *order, before_fn before)
 {
     for (size_t i = 1; i < n; i++) {
         size_t v = order[i], j = i;
-        while (j > 0 && before(&c[v], &c[order[j - 1]], key, v, order[j - 1])) {
+        while (j > 0 && before(&c[v], &c[order[j - 1]])) {
             order[j] = order[j - 1];
             j--;
         }
@@ -225,17 +223,13 @@ static void sort_by(const agw_lb_candidate *c, size_t n, size_t *order, before_f
     }
 }
 
-static int by_weight(const agw_lb_candidate *a, const agw_lb_candidate *b, const double *key,
-                     size_t ia, size_t ib)
+static int by_weight(const agw_lb_candidate *a, const agw_lb_candidate *b)
 {
-    (void)key, (void)ia, (void)ib;
     return a->weight > b->weight;
 }
 
-static int by_use(const agw_lb_candidate *a, const agw_lb_candidate *b, const double *key,
-                  size_t ia, size_t ib)
+static int by_use(const agw_lb_candidate *a, const agw_lb_candidate *b)
 {
-    (void)key, (void)ia, (void)ib;
     uint64_t fa = load(a->slot, offsetof(agw_lb_slot, in_flight));
     uint64_t fb = load(b->slot, offsetof(agw_lb_slot, in_flight));
     if (fa != fb)
@@ -290,10 +284,10 @@ void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *
         return;
     }
     case AGW_LB_PRIORITY:
-        sort_by(c, n, order, by_weight, NULL);
+        sort_by(c, n, order, by_weight);
         return;
     case AGW_LB_LEAST_USED:
-        sort_by(c, n, order, by_use, NULL);
+        sort_by(c, n, order, by_use);
         return;
     case AGW_LB_SMART:
     case AGW_LB_WEIGHTED: {
