@@ -291,8 +291,8 @@ def health_probe_takes_out_and_brings_back(ctx):
         # Back on the same port: the next probe brings it back.
         os.remove(os.path.join(ctx.work, "hc0.port"))  # Mock waits for a new one
         a2 = Mock(ctx.work, "hc0", "--port", str(port))
+        p.mocks[0] = a2  # stopped by close() whatever happens next
         force(a2)
-        p.mocks[0] = a2
 
         def back():
             h = json.loads(p.gw.call("GET", "/health", key=None)[2])
