@@ -221,10 +221,13 @@ static void test_flush_interval(void **state)
     agw_usage_writer *w = start(f, 100, 100000);
     agw_usage_record r = sample(2, 1);
     assert_int_equal(agw_usage_submit(w, &r, 0), AGW_OK);
-    /* Not durable: it appears within the flush interval, not at once. */
+    /* Not durable: nobody waits, yet the timer flushes it. The bound only
+     * catches a writer that never flushes; it is far above the 100 ms
+     * interval so a loaded machine (the whole suite runs in parallel) does
+     * not fail it. */
     uint64_t t0 = agw_mono_ms();
     while (count(f, "key_id = 2") == 0) {
-        assert_true(agw_mono_ms() - t0 < 5000);
+        assert_true(agw_mono_ms() - t0 < 30000);
         usleep(10000);
     }
     agw_usage_writer_stop(w);
