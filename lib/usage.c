@@ -450,7 +450,9 @@ agw_err agw_usage_submit(agw_usage_writer *w, const agw_usage_record *r, int dur
         w->waiting--;
         if (w->stats.dropped != dropped_before)
             e = AGW_EIO; /* some batch was given up; maybe ours */
-    } else if (w->seq_in - w->seq_done >= w->batch) {
+    } else if (w->seq_in - w->seq_done == 1 || w->seq_in - w->seq_done >= w->batch) {
+        /* The first record of an empty queue starts the flush timer: the
+         * writer sleeps without a deadline while there is nothing to write. */
         pthread_cond_signal(&w->work);
     }
     pthread_mutex_unlock(&w->mu);
