@@ -22,7 +22,9 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 var=$top/var
-port=${ANTIGW_PORT:-8080}
+# The port: ANTIGW_PORT, else the one the running gateway was started on (so
+# `status` looks at the right place), else 8080.
+port=${ANTIGW_PORT:-$(cat "$var/run/port" 2>/dev/null || echo 8080)}
 cmd=${1:-start}
 
 say() { printf '%s\n' "$*"; }
@@ -216,6 +218,7 @@ start_all() {
     admin_pool start
     "$(lighttpd_bin)" -tt -f "$top/deploy/lighttpd.conf" >/dev/null ||
         die "lighttpd rejected deploy/lighttpd.conf"
+    echo "$port" > "$var/run/port"
     "$(lighttpd_bin)" -f "$top/deploy/lighttpd.conf" ||
         die "lighttpd did not start; see $var/log/lighttpd.log (is port $port free?)"
     local url="http://127.0.0.1:$port" code=""
