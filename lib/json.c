@@ -717,3 +717,19 @@ int agw_json_string_eq(agw_str token, agw_str s)
         p = bs + used;
     }
 }
+
+agw_err agw_json_string_view(agw_str token, agw_buf *scratch, agw_str *out)
+{
+    if (token.len < 2 || token.ptr[0] != '"' || token.ptr[token.len - 1] != '"')
+        return AGW_EINVAL;
+    if (!memchr(token.ptr + 1, '\\', token.len - 2)) {
+        *out = (agw_str){ token.ptr + 1, token.len - 2 };
+        return AGW_OK;
+    }
+    agw_buf_reset(scratch);
+    agw_err e = agw_json_string_decode(token, scratch);
+    if (e)
+        return e;
+    *out = agw_buf_view(scratch);
+    return AGW_OK;
+}

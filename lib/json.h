@@ -97,6 +97,13 @@ AGW_WARN_UNUSED agw_err agw_json_int64(agw_str value, int64_t *out);
  * AGW_ETOOBIG from out's cap (out freed, as agw_buf_append does). */
 AGW_WARN_UNUSED agw_err agw_json_string_decode(agw_str token, agw_buf *out);
 
+/* The decoded contents of a string token, copying only when it must: a view
+ * into the token itself when it holds no escape, else the decoding (as
+ * above) in `scratch`, which is reset first; that view is valid until scratch
+ * changes. Callers that keep the value copy it when out->ptr is not inside
+ * the token. AGW_EINVAL when token is not a quote-delimited string. */
+AGW_WARN_UNUSED agw_err agw_json_string_view(agw_str token, agw_buf *scratch, agw_str *out);
+
 /* 1 when the string token decodes (as above) to exactly s, without
  * allocating; 0 otherwise, including for a malformed token. */
 int agw_json_string_eq(agw_str token, agw_str s);

@@ -156,19 +156,10 @@ static int is_bool(agw_str v)
  * no escape, else a copy in the arena made through scratch. */
 static agw_err str_value(agw_arena *a, agw_buf *scratch, agw_str tok, agw_str *out)
 {
-    agw_err e;
-
-    if (tok.len < 2 || tok.ptr[0] != '"')
-        return AGW_EINVAL;
-    if (!memchr(tok.ptr + 1, '\\', tok.len - 2)) {
-        *out = (agw_str){ tok.ptr + 1, tok.len - 2 };
-        return AGW_OK;
-    }
-    agw_buf_reset(scratch);
-    if ((e = agw_json_string_decode(tok, scratch)) != AGW_OK)
-        return e;
-    *out = agw_arena_str(a, agw_buf_view(scratch));
-    return AGW_OK;
+    agw_err e = agw_json_string_view(tok, scratch, out);
+    if (e == AGW_OK && out->ptr != tok.ptr + 1)
+        *out = agw_arena_str(a, *out);
+    return e;
 }
 
 /* A number token as a double (syntax already validated). */

@@ -171,19 +171,10 @@ static msgbuild *msg_for(reqdec *c, agw_ir_role role)
  * agw_json_string_decode into the arena, NULs included. */
 static agw_err dec_str(reqdec *c, agw_str tok, agw_str *out)
 {
-    agw_err e;
-
-    if (tok.len < 2 || tok.ptr[0] != '"')
-        return AGW_EINVAL;
-    if (!memchr(tok.ptr + 1, '\\', tok.len - 2)) {
-        *out = (agw_str){ tok.ptr + 1, tok.len - 2 };
-        return AGW_OK;
-    }
-    agw_buf_reset(&c->scratch);
-    if ((e = agw_json_string_decode(tok, &c->scratch)) != AGW_OK)
-        return e;
-    *out = agw_arena_str(c->arena, agw_buf_view(&c->scratch));
-    return AGW_OK;
+    agw_err e = agw_json_string_view(tok, &c->scratch, out);
+    if (e == AGW_OK && out->ptr != tok.ptr + 1)
+        *out = agw_arena_str(c->arena, *out);
+    return e;
 }
 
 /* The string at `v` or an error naming `what`. */
@@ -1410,19 +1401,9 @@ static agw_err sd_emit(sdec *c, const agw_ir_event *ev)
  * data when unescaped, else decoded into the scratch buffer. */
 static agw_err sd_str(sdec *c, agw_str tok, agw_str *out)
 {
-    agw_err e;
-
-    if (agw_json_type_of(tok) != AGW_JSON_STRING || tok.len < 2)
+    if (agw_json_type_of(tok) != AGW_JSON_STRING)
         return AGW_EINVAL;
-    if (!memchr(tok.ptr + 1, '\\', tok.len - 2)) {
-        *out = (agw_str){ tok.ptr + 1, tok.len - 2 };
-        return AGW_OK;
-    }
-    agw_buf_reset(&c->scratch);
-    if ((e = agw_json_string_decode(tok, &c->scratch)) != AGW_OK)
-        return e;
-    *out = agw_buf_view(&c->scratch);
-    return AGW_OK;
+    return agw_json_string_view(tok, &c->scratch, out);
 }
 
 static agw_err sd_start(sdec *c, agw_str chunk)

@@ -530,6 +530,33 @@ static void test_prefixes(void **state)
     }
 }
 
+static void test_string_view(void **state)
+{
+    (void)state;
+    agw_buf scratch = AGW_BUF_INIT(1024);
+    agw_str out;
+    /* No escape: a view into the token, nothing copied. */
+    agw_str plain = AGW_STR_LIT("\"gpt-4o\"");
+    assert_int_equal(agw_json_string_view(plain, &scratch, &out), AGW_OK);
+    assert_ptr_equal(out.ptr, plain.ptr + 1);
+    assert_int_equal(out.len, 6);
+    assert_int_equal(scratch.len, 0);
+    /* Escapes: decoded into scratch, NUL kept. */
+    agw_str esc = AGW_STR_LIT("\"a\\u0000b\\n\"");
+    assert_int_equal(agw_json_string_view(esc, &scratch, &out), AGW_OK);
+    assert_ptr_equal(out.ptr, scratch.data);
+    assert_int_equal(out.len, 4);
+    assert_memory_equal(out.ptr, "a\0b\n", 4);
+    /* The empty string is a view of length 0. */
+    assert_int_equal(agw_json_string_view(AGW_STR_LIT("\"\""), &scratch, &out), AGW_OK);
+    assert_int_equal(out.len, 0);
+    /* Not a string token. */
+    assert_int_equal(agw_json_string_view(AGW_STR_LIT("42"), &scratch, &out), AGW_EINVAL);
+    assert_int_equal(agw_json_string_view(AGW_STR_LIT("\""), &scratch, &out), AGW_EINVAL);
+    assert_int_equal(agw_json_string_view(AGW_STR_LIT("\"ab"), &scratch, &out), AGW_EINVAL);
+    agw_buf_free(&scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_int64),
         cmocka_unit_test(test_iter),
         cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_string_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
