@@ -267,11 +267,15 @@ status() {
     local url="http://127.0.0.1:$port"
     if lighttpd_running; then say "lighttpd running (pid $(cat "$var/run/lighttpd.pid")) on $url"
     else say "lighttpd stopped"; fi
-    ANTIGW_VAR=$var "$top/deploy/pool.sh" status || true
-    ANTIGW_VAR=$var admin_pool status || true
+    local down=0
+    lighttpd_running || down=1
+    ANTIGW_VAR=$var "$top/deploy/pool.sh" status || down=1
+    ANTIGW_VAR=$var admin_pool status || down=1
     if lighttpd_running; then
         say "health: $(curl -s "$url/health" || echo unreachable)"
     fi
+    # Scripts can test it: 0 only when the web server and both pools run.
+    return $down
 }
 
 # The SDK conformance suite (tests/sdk) runs the official npm SDKs on Node.js
