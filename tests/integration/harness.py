@@ -331,6 +331,25 @@ def make_workdir():
     return tempfile.mkdtemp(prefix="antigw-it-")
 
 
+def run_suite(ctx, stop_after=(), ready=None):
+    """Starts ctx.gw, waits for `ready` (a callable, optional), runs every
+    registered test, then stops the gateway and each of `stop_after` (mocks
+    with stop(), sockets with close()) and removes ctx.work if all passed.
+    Returns the process exit code."""
+    failed = 1
+    try:
+        ctx.gw.start()
+        if ready:
+            ready()
+        failed = run_all(ctx)
+    finally:
+        ctx.gw.stop()
+        for thing in stop_after:
+            (getattr(thing, "stop", None) or thing.close)()
+        clean_up_workdir(ctx.work, failed == 0)
+    return 1 if failed else 0
+
+
 def clean_up_workdir(work, passed, note=None):
     """Removes the work directory after a run that passed, unless
     ANTIGW_KEEP_WORKDIR is set; otherwise says where it is kept, with

@@ -15,8 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway, Mock,  # noqa: E402
-                     bail, chat, check, check_log_clean, clean_up_workdir, directive, eq,
-                     free_port, make_workdir, messages, pool_tools_missing, run_all, sse_events,
+                     bail, chat, check, check_log_clean, directive, eq,
+                     free_port, make_workdir, messages, pool_tools_missing, run_suite, sse_events,
                      standard_config, test, wait_for)
 
 PROCESSES, THREADS = 2, 32
@@ -637,17 +637,7 @@ def main():
     ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
     ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1]),
                      processes=PROCESSES, threads=THREADS)
-    failed = 1
-    try:
-        ctx.gw.start()
-        failed = run_all(ctx)
-    finally:
-        ctx.gw.stop()
-        ctx.openai.stop()
-        ctx.anthropic.stop()
-        dead.close()
-        clean_up_workdir(ctx.work, failed == 0)
-    return 1 if failed else 0
+    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, dead))
 
 
 if __name__ == "__main__":

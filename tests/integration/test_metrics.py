@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ANTHROPIC_KEY, OPENAI_KEY, Gateway, Mock, bail, chat,  # noqa: E402
-                     check, check_log_clean, clean_up_workdir, directive, eq, make_workdir,
-                     messages, pool_tools_missing, run_all, standard_config, test)
+                     check, check_log_clean, directive, eq, make_workdir,
+                     messages, pool_tools_missing, run_suite, standard_config, test)
 
 PROCESSES, THREADS = 4, 8
 EMBED_MODEL = "text-embedding-3-small"
@@ -296,17 +296,7 @@ def main():
     # no probes: the failover test must not race the prober's verdict
     cfg += 'defaults: { lb_strategy = "priority"; health_check_enabled = false; };\n'
     ctx.gw = Gateway(ctx.work, cfg, processes=PROCESSES, threads=THREADS)
-    failed = 1
-    try:
-        ctx.gw.start()
-        failed = run_all(ctx)
-    finally:
-        ctx.gw.stop()
-        ctx.openai.stop()
-        ctx.anthropic.stop()
-        dead.close()
-        clean_up_workdir(ctx.work, failed == 0)
-    return 1 if failed else 0
+    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, dead))
 
 
 if __name__ == "__main__":

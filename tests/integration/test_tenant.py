@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, SANITIZER_MARKS, Gateway,  # noqa: E402
-                     Mock, bail, chat, check, check_log_clean, clean_up_workdir, directive, eq,
-                     make_workdir, messages, pool_tools_missing, read_lines, run_all, sse_events,
+                     Mock, bail, chat, check, check_log_clean, directive, eq,
+                     make_workdir, messages, pool_tools_missing, run_suite, read_lines, sse_events,
                      test, wait_for)
 
 PROCESSES, THREADS = 4, 16
@@ -926,18 +926,9 @@ def main():
         c.seen_client_keys.append(doc["key"])
         return doc
     new_key = recording_new_key
-    failed = 1
-    try:
-        ctx.gw.start()
-        wait_for(lambda: admin(ctx, "GET", "/admin/keys")[0] == 200, 10, "antigw-admin")
-        failed = run_all(ctx)
-    finally:
-        ctx.gw.stop()
-        ctx.openai.stop()
-        ctx.anthropic.stop()
-        ctx.extra.stop()
-        clean_up_workdir(ctx.work, failed == 0)
-    return 1 if failed else 0
+    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, ctx.extra),
+                     ready=lambda: wait_for(lambda: admin(ctx, "GET", "/admin/keys")[0] == 200,
+                                            10, "antigw-admin"))
 
 
 if __name__ == "__main__":
