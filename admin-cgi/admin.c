@@ -1,6 +1,6 @@
 #include "admin.h"
 
-#include "json.h"
+#include "core/json.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -201,19 +201,6 @@ cJSON *agw_admin_body(agw_admin_req *r, const char *const *known)
     return doc;
 }
 
-/* Printable UTF-8: no C0 controls and no DEL (these values end up in URLs,
- * headers and logs). */
-static int clean_text(const char *s)
-{
-    agw_str v = agw_str_c(s);
-    for (size_t i = 0; i < v.len; i++) {
-        unsigned char c = (unsigned char)v.ptr[i];
-        if (c < 0x20 || c == 0x7f)
-            return 0;
-    }
-    return 1;
-}
-
 /* The start every typed reader shares: finds member `name` of obj into *m and
  * clears *is_null (when given). 0 when absent; 1 when null and `nullable`
  * (*is_null set); 2 when there is a value for the caller to check. */
@@ -251,7 +238,7 @@ int agw_admin_string(agw_admin_req *r, const cJSON *obj, const char *name, size_
         agw_admin_fail(r, 400, name, "'%s' is longer than %lu bytes", name, (unsigned long)max_len);
         return -1;
     }
-    if (!clean_text(m->valuestring)) {
+    if (agw_str_has_ctl(agw_str_c(m->valuestring), 0)) {
         agw_admin_fail(r, 400, name, "'%s' may not contain control characters", name);
         return -1;
     }
@@ -321,7 +308,7 @@ int agw_admin_string_array(agw_admin_req *r, const cJSON *obj, const char *name,
             return -1;
         }
         if (!cJSON_IsString(e) || !e->valuestring[0] || strlen(e->valuestring) > max_len ||
-            !clean_text(e->valuestring)) {
+            agw_str_has_ctl(agw_str_c(e->valuestring), 0)) {
             agw_admin_fail(r, 400, name,
                            "'%s'[%lu] must be a non-empty string of at most %lu printable bytes",
                            name, (unsigned long)n, (unsigned long)max_len);

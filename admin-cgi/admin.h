@@ -23,12 +23,12 @@
 #ifndef AGW_ADMIN_H
 #define AGW_ADMIN_H
 
-#include "config.h"
-#include "crypto.h"
-#include "fcgi_io.h"
-#include "fcgi_server.h"
-#include "shm.h"
-#include "store.h"
+#include "core/config.h"
+#include "core/crypto.h"
+#include "net/fcgi_io.h"
+#include "net/fcgi_server.h"
+#include "state/shm.h"
+#include "state/store.h"
 
 #include <cJSON.h>
 

@@ -5,8 +5,8 @@
  */
 #include "admin.h"
 
-#include "limiter.h"
-#include "tenant.h"
+#include "tenant/limiter.h"
+#include "tenant/tenant.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,12 +6,12 @@
  */
 #include "admin.h"
 
-#include "cli.h"
-#include "config.h"
-#include "core.h"
-#include "fcgi_server.h"
-#include "shm.h"
-#include "store.h"
+#include "core/cli.h"
+#include "core/config.h"
+#include "core/core.h"
+#include "net/fcgi_server.h"
+#include "state/shm.h"
+#include "state/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

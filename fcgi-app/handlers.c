@@ -2,21 +2,21 @@
 
 #include "ac-config.h"
 
-#include "apierr.h"
-#include "bridge.h"
-#include "catalog.h"
-#include "crypto.h"
-#include "fcgi_io.h"
-#include "json.h"
-#include "metrics.h"
-#include "models.h"
-#include "proto_anthropic.h"
-#include "proto_openai.h"
-#include "provider.h"
-#include "relay.h"
-#include "route.h"
-#include "tenant.h"
-#include "usage.h"
+#include "proto/apierr.h"
+#include "proto/bridge.h"
+#include "tenant/catalog.h"
+#include "core/crypto.h"
+#include "net/fcgi_io.h"
+#include "core/json.h"
+#include "metrics/metrics.h"
+#include "route/models.h"
+#include "proto/anthropic.h"
+#include "proto/openai.h"
+#include "provider/provider.h"
+#include "net/relay.h"
+#include "route/route.h"
+#include "tenant/tenant.h"
+#include "tenant/usage.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,7 +121,7 @@ static agw_err build_cors(request *r)
     if (strcmp(allowed, "*") == 0)
         return agw_buf_append_str(&r->cors, AGW_STR_LIT("Access-Control-Allow-Origin: *\r\n"));
     agw_str o = agw_str_c(origin);
-    if (!agw_header_value_ok(o))
+    if (agw_str_has_ctl(o, 1))
         return AGW_OK;
     for (const char *p = allowed; *p;) {
         const char *end = strchr(p, ',');
@@ -424,7 +424,7 @@ static int prepare_model_call(request *r, agw_provider_type want, model_call *mc
         if (agw_json_string_decode(mc->model_raw, &mc->model_buf) != AGW_OK ||
             mc->model_buf.len > MAX_MODEL_LEN ||
             memchr(agw_buf_view(&mc->model_buf).ptr, '\0', mc->model_buf.len) ||
-            !agw_header_value_ok(agw_buf_view(&mc->model_buf))) {
+            agw_str_has_ctl(agw_buf_view(&mc->model_buf), 1)) {
             respond_error(r, 400, "'model' must be a printable name of at most %d bytes",
                           MAX_MODEL_LEN);
             return 0;
@@ -693,7 +693,7 @@ static void relay_call(request *r, const model_call *mc, const agw_provider_call
                        agw_str send, int stream, agw_bridge *bridge, agw_relay_result *res)
 {
     const agw_config *cfg = r->cfg;
-    const agw_relay_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
+    const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_usage_tap tap;
     agw_usage_tap_init(&tap, provider_proto(mc->route.provider));
     agw_relay_tap watch = { &tap, tap_event, tap_body };

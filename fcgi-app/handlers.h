@@ -10,14 +10,14 @@
 #ifndef AGW_HANDLERS_H
 #define AGW_HANDLERS_H
 
-#include "catalog.h"
-#include "config.h"
-#include "fcgi_server.h"
-#include "lb.h"
-#include "shm.h"
-#include "store.h"
-#include "upstream.h"
-#include "usage.h"
+#include "tenant/catalog.h"
+#include "core/config.h"
+#include "net/fcgi_server.h"
+#include "route/lb.h"
+#include "state/shm.h"
+#include "state/store.h"
+#include "net/upstream.h"
+#include "tenant/usage.h"
 
 typedef struct {
     const agw_config *cfg;         /* antigw.cfg as loaded; requests route with the catalog's view */

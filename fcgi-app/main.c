@@ -2,16 +2,16 @@
  * antigw-fcgi: the data plane. Started by spawn-fcgi (fd 0 is the listening
  * FastCGI socket), usually as several processes under multiwatch.
  */
-#include "catalog.h"
-#include "cli.h"
-#include "config.h"
-#include "core.h"
-#include "crypto.h"
+#include "tenant/catalog.h"
+#include "core/cli.h"
+#include "core/config.h"
+#include "core/core.h"
+#include "core/crypto.h"
 #include "handlers.h"
-#include "fcgi_server.h"
-#include "health.h"
-#include "store.h"
-#include "upstream.h"
+#include "net/fcgi_server.h"
+#include "route/health.h"
+#include "state/store.h"
+#include "net/upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* libFuzzer target for the request half of lib/proto_anthropic.
+/* libFuzzer target for the request half of lib/proto/anthropic.
  *
  * The input is a Messages request body. Invariants, any violation aborts:
  *  - decoding returns AGW_OK or AGW_EINVAL, and AGW_EINVAL comes with a
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "proto_anthropic.h"
+#include "core/json.h"
+#include "proto/anthropic.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* libFuzzer target for the stream half of lib/proto_anthropic.
+/* libFuzzer target for the stream half of lib/proto/anthropic.
  *
  * The input is split on "\n\n" into SSE events; in each, an "event:" line
  * names the event and "data:" lines (one leading space dropped) are joined
@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "proto_anthropic.h"
+#include "core/json.h"
+#include "proto/anthropic.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* libFuzzer target for lib/json. The whole input is the document.
+/* libFuzzer target for lib/core/json. The whole input is the document.
  * Invariants, any violation aborts:
  *  - the verdict is the same at depth 64 and at the ceiling unless depth was
  *    the reason;
@@ -21,7 +21,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "json.h"
+#include "core/json.h"
 
 static int utf8_valid(const unsigned char *s, size_t n)
 {

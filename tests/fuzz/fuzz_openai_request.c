@@ -1,4 +1,4 @@
-/* libFuzzer target for the request half of lib/proto_openai.
+/* libFuzzer target for the request half of lib/proto/openai.
  *
  * The whole input is a request body. Invariants, any violation aborts:
  *  - decoding never crashes or leaks, and fails only with AGW_EINVAL and a
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "proto_openai.h"
+#include "core/json.h"
+#include "proto/openai.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

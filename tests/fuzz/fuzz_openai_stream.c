@@ -1,4 +1,4 @@
-/* libFuzzer target for the stream half of lib/proto_openai.
+/* libFuzzer target for the stream half of lib/proto/openai.
  *
  * The input is split on "\n\n" into SSE data payloads (a leading "data:" and
  * one space are dropped, so seeds can be real streams). Each payload goes to
@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "proto_openai.h"
+#include "core/json.h"
+#include "proto/openai.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

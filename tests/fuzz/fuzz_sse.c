@@ -1,4 +1,4 @@
-/* libFuzzer target for lib/sse.
+/* libFuzzer target for lib/core/sse.
  *
  * Input layout: byte 0 picks max_event_bytes, byte 1 seeds the chunking,
  * byte 2 picks after how many events a third run stops; the rest is the
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sse.h"
+#include "core/sse.h"
 
 typedef struct {
     agw_buf log;   /* every event, serialised with lengths */

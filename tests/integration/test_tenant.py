@@ -95,7 +95,7 @@ def dump(ctx):
 
 
 def shm_counter(ctx, offset):
-    """A 64-bit counter of the shared segment's header (lib/shm.h)."""
+    """A 64-bit counter of the shared segment's header (lib/state/shm.h)."""
     with open(os.path.join(ctx.gw.var, "antigw.db.state"), "rb") as f:
         f.seek(offset)
         return struct.unpack("<Q", f.read(8))[0]

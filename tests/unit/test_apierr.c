@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "apierr.h"
+#include "proto/apierr.h"
 
 /* Exact comparison with a readable failure message. */
 static void assert_bytes(const agw_buf *b, const char *want, size_t wantlen)

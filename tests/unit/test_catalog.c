@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "catalog.h"
-#include "route.h"
-#include "store.h"
+#include "tenant/catalog.h"
+#include "route/route.h"
+#include "state/store.h"
 
 typedef struct {
     char dir[64];

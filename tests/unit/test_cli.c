@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "cli.h"
+#include "core/cli.h"
 
 /* ---- helpers ---- */
 

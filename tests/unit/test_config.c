@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "config.h"
+#include "core/config.h"
 
 /* ---- helpers ---- */
 

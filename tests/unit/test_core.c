@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "core.h"
+#include "core/core.h"
 
 /* Exact-bytes check of a buffer against a literal (the literal may hold NULs). */
 #define ASSERT_BUF(b, lit)                                        \
@@ -645,9 +645,32 @@ static void test_clocks(void **state)
     assert_true(agw_wall_s() > 1600000000);
 }
 
+static void test_str_has_ctl(void **state)
+{
+    (void)state;
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT(""), 1), 0);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("2023-06-01"), 1), 0);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("a b\tc ~!@#$%^&*()"), 1), 0);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("\t"), 1), 0);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("a\rb"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("a\nb"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("a\r\nb"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("ab\n"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("a\0b"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("\x1f"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("\x7f"), 1), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("\x0b"), 1), 1);
+    /* Without allow_tab a tab is a control byte too. */
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("a\tb"), 0), 1);
+    assert_int_equal(agw_str_has_ctl(AGW_STR_LIT("caf\xc3\xa9"), 0), 0);
+    /* Only the view's bytes are checked. */
+    assert_int_equal(agw_str_has_ctl((agw_str){ "ok\r\n", 2 }, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_str_has_ctl),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_buf_init_is_empty),
         cmocka_unit_test(test_buf_cap_exact_then_over),

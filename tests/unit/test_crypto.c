@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "crypto.h"
+#include "core/crypto.h"
 
 static void hex(const unsigned char *d, char out[2 * AGW_SHA256_LEN + 1])
 {

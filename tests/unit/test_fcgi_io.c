@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "fcgi_io.h"
+#include "net/fcgi_io.h"
 
 /* ---- fake streams ----
  * A reader hands out its source `chunk` bytes per fillBuffProc and closes at

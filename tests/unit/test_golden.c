@@ -36,11 +36,11 @@
 
 #include <cmocka.h>
 
-#include "bridge.h"
-#include "json.h"
-#include "proto_anthropic.h"
-#include "proto_openai.h"
-#include "sse.h"
+#include "proto/bridge.h"
+#include "core/json.h"
+#include "proto/anthropic.h"
+#include "proto/openai.h"
+#include "core/sse.h"
 
 #define DEFAULT_CREATED 1700000000
 #define MAX_DOC_DEPTH 256
@@ -569,7 +569,7 @@ out:
 /* ---- the bridge, driven as the relay drives it ---- */
 
 typedef struct {
-    const agw_relay_codec *c;
+    const agw_codec *c;
     agw_buf out;       /* everything the client would get */
     agw_buf converted; /* one event's output */
     agw_err err;
@@ -748,7 +748,7 @@ static void check_error(run *r, const bridge_opts *o, int client_stream)
     int want_status = read_status(r, "client_status", 0);
     agw_buf out = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
     agw_bridge *b;
-    const agw_relay_codec *c;
+    const agw_codec *c;
     int client_status = 0;
     agw_err e;
 

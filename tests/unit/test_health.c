@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "health.h"
+#include "route/health.h"
 #include "testsrv.h"
 
 static int status_to_send = 200;

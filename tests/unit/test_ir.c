@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "ir.h"
+#include "proto/ir.h"
 
 static void test_stop_names_round_trip(void **state)
 {

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "json.h"
+#include "core/json.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 #define V(lit) ((agw_str){ "" lit, sizeof(lit) - 1 })

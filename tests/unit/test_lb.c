@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "lb.h"
+#include "route/lb.h"
 
 static int setup(void **state)
 {

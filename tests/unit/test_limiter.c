@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "limiter.h"
+#include "tenant/limiter.h"
 
 #define SEC UINT64_C(1000000000)
 #define T0 (1000 * SEC) /* an arbitrary monotonic "now" */

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "metrics.c"
+#include "metrics/metrics.c"
 
 static agw_metrics *fresh(void)
 {

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "models.h"
+#include "route/models.h"
 
 static char *m_a[] = { "gpt-4o-mini", "gpt-*", "shared" };
 static char *m_b[] = { "claude-x", "shared", "claude-*" };

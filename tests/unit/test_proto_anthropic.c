@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
-#include "json.h"
-#include "proto_anthropic.h"
+#include "core/json.h"
+#include "proto/anthropic.h"
 
 #define S(lit) AGW_STR_LIT(lit)
 /* A view of a char array holding a string (its terminating NUL left out). */

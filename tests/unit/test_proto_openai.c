@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "proto_openai.h"
+#include "proto/openai.h"
 
 #define V(lit) ((agw_str){ "" lit, sizeof(lit) - 1 })
 

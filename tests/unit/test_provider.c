@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "provider.h"
+#include "provider/provider.h"
 
 static const char cfg_text[] =
     "providers = (\n"
@@ -166,25 +166,6 @@ static void test_types_without_ops(void **state)
     }
 }
 
-static void test_header_value_ok(void **state)
-{
-    (void)state;
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("")), 1);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("2023-06-01")), 1);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a b\tc ~!@#$%^&*()")), 1);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\t")), 1);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\rb")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\nb")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\r\nb")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("ab\n")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("a\0b")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\x1f")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\x7f")), 0);
-    assert_int_equal(agw_header_value_ok(AGW_STR_LIT("\x0b")), 0);
-    /* Only the view's bytes are checked. */
-    assert_int_equal(agw_header_value_ok((agw_str){ "ok\r\n", 2 }), 1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,7 +175,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hint_injection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_key_no_credential_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_types_without_ops, setup, teardown),
-        cmocka_unit_test(test_header_value_ok),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
-#include "relay.h"
+#include "net/relay.h"
 #include "testsrv.h"
 
 /* ======================================================================

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "route.h"
+#include "route/route.h"
 
 static agw_config *parse(const char *text)
 {

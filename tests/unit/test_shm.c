@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "shm.h"
+#include "state/shm.h"
 
 typedef struct {
     char dir[64];

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "sse.h"
+#include "core/sse.h"
 
 #define MAX_EV 64
 

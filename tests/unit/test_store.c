@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "store.h"
+#include "state/store.h"
 
 typedef struct {
     char dir[64];

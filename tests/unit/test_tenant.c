@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "store.h"
-#include "tenant.h"
+#include "state/store.h"
+#include "tenant/tenant.h"
 
 static void test_key_generate(void **state)
 {

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
-#include "upstream.h"
+#include "net/upstream.h"
 #include "testsrv.h"
 
 /* ======================================================================

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "store.h"
-#include "usage.h"
+#include "state/store.h"
+#include "tenant/usage.h"
 
 typedef struct {
     char dir[64];

@@ -1,0 +1,558 @@
+#include "core/config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const provider_type_names[AGW_PROVIDER_TYPE_COUNT] = {
+    "openai", "anthropic", "kiro", "copilot"
+};
+
+const char *agw_provider_type_name(agw_provider_type t)
+{
+    return (unsigned)t < AGW_PROVIDER_TYPE_COUNT ? provider_type_names[t] : "unknown";
+}
+
+int agw_provider_type_parse(const char *name)
+{
+    for (int i = 0; i < AGW_PROVIDER_TYPE_COUNT; i++)
+        if (name && strcmp(name, provider_type_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static const char *const lb_strategies[] = { "weighted", "round-robin", "least-used",
+                                             "priority", "smart", NULL };
+
+/* Where an error is reported: the file name and the line of a setting. */
+typedef struct {
+    const char *file;
+    char *err;
+    size_t errlen;
+} loader;
+
+static agw_err fail(loader *ld, const config_setting_t *s, const char *key, const char *fmt, ...)
+    AGW_PRINTF(4, 5);
+
+static agw_err fail(loader *ld, const config_setting_t *s, const char *key, const char *fmt, ...)
+{
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    int line = s ? config_setting_source_line(s) : 0;
+    const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : ld->file;
+    if (ld->err)
+        snprintf(ld->err, ld->errlen, "%s:%d: %s: %s", file, line, key, what);
+    return AGW_EINVAL;
+}
+
+static char *join_path(const char *dir, const char *path)
+{
+    if (path[0] == '/' || !dir || !dir[0])
+        return xstrdup(path);
+    size_t n = strlen(dir) + strlen(path) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", dir, path);
+    return p;
+}
+
+/* Checks that every member of group `g` is one of `known`. */
+static agw_err check_known(loader *ld, const config_setting_t *g, const char *prefix,
+                           const char *const *known)
+{
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(m);
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            if (name && strcmp(name, *k) == 0)
+                ok = 1;
+        if (!ok) {
+            char key[128];
+            snprintf(key, sizeof key, "%s%s", prefix, name ? name : "?");
+            return fail(ld, m, key, "unknown setting");
+        }
+    }
+    return AGW_OK;
+}
+
+/* Typed getters: absent keeps the default; present with a wrong type fails. */
+static agw_err get_string(loader *ld, const config_setting_t *g, const char *prefix,
+                          const char *name, char **out)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+    if (!s)
+        return AGW_OK;
+    char key[128];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return fail(ld, s, key, "must be a string");
+    free(*out);
+    *out = xstrdup(config_setting_get_string(s));
+    return AGW_OK;
+}
+
+static agw_err get_int(loader *ld, const config_setting_t *g, const char *prefix,
+                       const char *name, long long lo, long long hi, long long *out)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+    if (!s)
+        return AGW_OK;
+    char key[128];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    long long v;
+    if (config_setting_type(s) == CONFIG_TYPE_INT)
+        v = config_setting_get_int(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        v = config_setting_get_int64(s);
+    else
+        return fail(ld, s, key, "must be an integer");
+    if (v < lo || v > hi)
+        return fail(ld, s, key, "must be between %lld and %lld (got %lld)", lo, hi, v);
+    *out = v;
+    return AGW_OK;
+}
+
+static agw_err get_bool(loader *ld, const config_setting_t *g, const char *prefix,
+                        const char *name, int *out)
+{
+    config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
+    if (!s)
+        return AGW_OK;
+    char key[128];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return fail(ld, s, key, "must be true or false");
+    *out = config_setting_get_bool(s);
+    return AGW_OK;
+}
+
+static agw_err group(loader *ld, config_t *c, const char *name, config_setting_t **out)
+{
+    config_setting_t *g = config_lookup(c, name);
+    *out = NULL;
+    if (!g)
+        return AGW_OK;
+    if (!config_setting_is_group(g))
+        return fail(ld, g, name, "must be a group { ... }");
+    *out = g;
+    return AGW_OK;
+}
+
+/* Empty strings mean "unset" for optional secrets. */
+static void empty_to_null(char **s)
+{
+    if (*s && !**s) {
+        free(*s);
+        *s = NULL;
+    }
+}
+
+static int valid_name(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+static agw_err load_provider(loader *ld, const config_setting_t *p, size_t idx,
+                             agw_provider_cfg *out)
+{
+    static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
+                                         "enabled", "models", "default_model", NULL };
+    /* Keys in messages: providers[N].field until the name is known, then
+     * providers.NAME.field, so the operator can find the entry either way. */
+    char prefix[96], key[128];
+    snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
+    agw_err e;
+    memset(out, 0, sizeof *out);
+    out->weight = 100;
+    out->enabled = 1;
+    if (!config_setting_is_group(p)) {
+        snprintf(key, sizeof key, "providers[%lu]", (unsigned long)idx);
+        return fail(ld, p, key, "each provider must be a group { ... }");
+    }
+    if ((e = check_known(ld, p, prefix, known)))
+        return e;
+    char *type = NULL;
+    long long weight = 100;
+    if ((e = get_string(ld, p, prefix, "name", &out->name)) ||
+        (e = get_string(ld, p, prefix, "type", &type)) ||
+        (e = get_string(ld, p, prefix, "base_url", &out->base_url)) ||
+        (e = get_string(ld, p, prefix, "api_key", &out->api_key)) ||
+        (e = get_int(ld, p, prefix, "weight", 0, 1000000, &weight)) ||
+        (e = get_bool(ld, p, prefix, "enabled", &out->enabled)) ||
+        (e = get_string(ld, p, prefix, "default_model", &out->default_model))) {
+        free(type);
+        return e;
+    }
+    out->weight = (int)weight;
+    if (!out->name || !valid_name(out->name)) {
+        free(type);
+        snprintf(key, sizeof key, "%sname", prefix);
+        return fail(ld, config_setting_get_member(p, "name") ? config_setting_get_member(p, "name") : p,
+                    key, "required, and may hold only letters, digits, '.', '_' and '-'");
+    }
+    snprintf(prefix, sizeof prefix, "providers.%.60s.", out->name);
+    int t = agw_provider_type_parse(type);
+    free(type);
+    if (t < 0) {
+        snprintf(key, sizeof key, "%stype", prefix);
+        return fail(ld, config_setting_get_member(p, "type") ? config_setting_get_member(p, "type") : p,
+                    key, "must be openai, anthropic, kiro or copilot");
+    }
+    out->type = (agw_provider_type)t;
+    snprintf(key, sizeof key, "%sbase_url", prefix);
+    if (!out->base_url) {
+        if (out->type == AGW_PROVIDER_OPENAI)
+            out->base_url = xstrdup("https://api.openai.com/v1");
+        else if (out->type == AGW_PROVIDER_ANTHROPIC)
+            out->base_url = xstrdup("https://api.anthropic.com");
+        else
+            return fail(ld, p, key, "required for this provider type");
+    }
+    size_t scheme = strncmp(out->base_url, "http://", 7) == 0    ? 7
+                    : strncmp(out->base_url, "https://", 8) == 0 ? 8
+                                                                  : 0;
+    if (!scheme || !out->base_url[scheme] || out->base_url[scheme] == '/' ||
+        agw_str_has_ctl(agw_str_c(out->base_url), 0))
+        return fail(ld, config_setting_get_member(p, "base_url"), key,
+                    "must be an http:// or https:// URL with a host");
+    size_t bl = strlen(out->base_url);
+    while (bl > 0 && out->base_url[bl - 1] == '/')
+        out->base_url[--bl] = '\0';
+    if (!out->api_key)
+        out->api_key = xstrdup("");
+    if (agw_str_has_ctl(agw_str_c(out->api_key), 0)) {
+        snprintf(key, sizeof key, "%sapi_key", prefix);
+        return fail(ld, config_setting_get_member(p, "api_key"), key,
+                    "must not contain control characters");
+    }
+    empty_to_null(&out->default_model);
+    snprintf(key, sizeof key, "%smodels", prefix);
+
+    config_setting_t *models = config_setting_get_member(p, "models");
+    if (models) {
+        if (!config_setting_is_array(models) && !config_setting_is_list(models))
+            return fail(ld, models, key, "must be a list of strings");
+        int n = config_setting_length(models);
+        out->models = xcalloc((size_t)n + 1, sizeof *out->models);
+        for (int i = 0; i < n; i++) {
+            config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
+            if (config_setting_type(m) != CONFIG_TYPE_STRING || !*config_setting_get_string(m))
+                return fail(ld, m, key, "each model must be a non-empty string");
+            out->models[out->n_models++] = xstrdup(config_setting_get_string(m));
+        }
+    }
+    return AGW_OK;
+}
+
+static void set_defaults(agw_config *cfg, const char *base_dir)
+{
+    cfg->server.log_level = AGW_LOG_INFO;
+    cfg->server.max_body_bytes = 10u << 20;
+    cfg->server.threads = 16;
+    cfg->server.connect_timeout_ms = 10000;
+    cfg->server.idle_timeout_s = 300;
+    cfg->server.sse_ping_s = 10;
+    cfg->server.stream_commit_ms = 2000;
+    cfg->server.shutdown_grace_s = 60;
+    cfg->server.cors_origins = xstrdup("*");
+    cfg->database.path = join_path(base_dir, "antigw.db");
+    cfg->defaults.model = xstrdup("claude-sonnet-4-20250514");
+    cfg->defaults.lb_strategy = xstrdup("smart");
+    cfg->defaults.health_check_enabled = 1;
+    cfg->defaults.health_check_seconds = 60;
+    cfg->defaults.max_attempts = 3;
+    cfg->defaults.cooldown_seconds = 30;
+    cfg->defaults.lb_half_life_seconds = 30;
+}
+
+agw_config *agw_config_defaults(const char *base_dir)
+{
+    agw_config *cfg = xcalloc(1, sizeof *cfg);
+    set_defaults(cfg, base_dir);
+    cfg->path = xstrdup("(defaults)");
+    return cfg;
+}
+
+static agw_err load_tree(loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
+{
+    static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
+                                       "secrets", "providers", NULL };
+    static const char *const k_server[] = { "log_level", "max_body_bytes", "threads",
+                                            "connect_timeout_ms", "idle_timeout_seconds",
+                                            "sse_ping_seconds", "stream_commit_ms",
+                                            "shutdown_grace_seconds", "cors_origins", NULL };
+    static const char *const k_auth[] = { "api_key", "admin_key", NULL };
+    static const char *const k_db[] = { "path", NULL };
+    static const char *const k_defaults[] = { "provider", "model", "lb_strategy",
+                                              "health_check_enabled", "health_check_seconds",
+                                              "max_attempts", "cooldown_seconds",
+                                              "lb_half_life_seconds", NULL };
+    static const char *const k_tenant[] = { "enabled", NULL };
+    static const char *const k_secrets[] = { "key_file", NULL };
+    agw_err e;
+    config_setting_t *root = config_root_setting(c), *g;
+    long long v;
+
+    if ((e = check_known(ld, root, "", top)))
+        return e;
+
+    if ((e = group(ld, c, "server", &g)))
+        return e;
+    if (g) {
+        char *level = NULL;
+        if ((e = check_known(ld, g, "server.", k_server)) ||
+            (e = get_string(ld, g, "server.", "log_level", &level)))
+            return e;
+        if (level) {
+            int lvl = agw_log_level_parse(level);
+            free(level);
+            if (lvl < 0)
+                return fail(ld, config_setting_get_member(g, "log_level"), "server.log_level",
+                            "must be error, warn, info or debug");
+            cfg->server.log_level = lvl;
+        }
+        v = (long long)cfg->server.max_body_bytes;
+        if ((e = get_int(ld, g, "server.", "max_body_bytes", 1024, 1ll << 30, &v)))
+            return e;
+        cfg->server.max_body_bytes = (size_t)v;
+        v = cfg->server.threads;
+        if ((e = get_int(ld, g, "server.", "threads", 1, 1024, &v)))
+            return e;
+        cfg->server.threads = (int)v;
+        v = cfg->server.connect_timeout_ms;
+        if ((e = get_int(ld, g, "server.", "connect_timeout_ms", 1, 600000, &v)))
+            return e;
+        cfg->server.connect_timeout_ms = (int)v;
+        v = cfg->server.idle_timeout_s;
+        if ((e = get_int(ld, g, "server.", "idle_timeout_seconds", 1, 86400, &v)))
+            return e;
+        cfg->server.idle_timeout_s = (int)v;
+        v = cfg->server.sse_ping_s;
+        if ((e = get_int(ld, g, "server.", "sse_ping_seconds", 0, 3600, &v)))
+            return e;
+        cfg->server.sse_ping_s = (int)v;
+        v = cfg->server.stream_commit_ms;
+        if ((e = get_int(ld, g, "server.", "stream_commit_ms", 0, 600000, &v)))
+            return e;
+        cfg->server.stream_commit_ms = (int)v;
+        v = cfg->server.shutdown_grace_s;
+        if ((e = get_int(ld, g, "server.", "shutdown_grace_seconds", 0, 86400, &v)))
+            return e;
+        cfg->server.shutdown_grace_s = (int)v;
+        if ((e = get_string(ld, g, "server.", "cors_origins", &cfg->server.cors_origins)))
+            return e;
+    }
+
+    if ((e = group(ld, c, "auth", &g)))
+        return e;
+    if (g && ((e = check_known(ld, g, "auth.", k_auth)) ||
+              (e = get_string(ld, g, "auth.", "api_key", &cfg->auth.api_key)) ||
+              (e = get_string(ld, g, "auth.", "admin_key", &cfg->auth.admin_key))))
+        return e;
+    empty_to_null(&cfg->auth.api_key);
+    empty_to_null(&cfg->auth.admin_key);
+
+    if ((e = group(ld, c, "database", &g)))
+        return e;
+    if (g) {
+        char *path = NULL;
+        if ((e = check_known(ld, g, "database.", k_db)) ||
+            (e = get_string(ld, g, "database.", "path", &path)))
+            return e;
+        if (path) {
+            if (!*path) {
+                free(path);
+                return fail(ld, config_setting_get_member(g, "path"), "database.path",
+                            "must not be empty");
+            }
+            free(cfg->database.path);
+            cfg->database.path = join_path(base_dir, path);
+            free(path);
+        }
+    }
+
+    if ((e = group(ld, c, "defaults", &g)))
+        return e;
+    if (g) {
+        if ((e = check_known(ld, g, "defaults.", k_defaults)) ||
+            (e = get_string(ld, g, "defaults.", "provider", &cfg->defaults.provider)) ||
+            (e = get_string(ld, g, "defaults.", "model", &cfg->defaults.model)) ||
+            (e = get_string(ld, g, "defaults.", "lb_strategy", &cfg->defaults.lb_strategy)) ||
+            (e = get_bool(ld, g, "defaults.", "health_check_enabled",
+                          &cfg->defaults.health_check_enabled)))
+            return e;
+        v = cfg->defaults.health_check_seconds;
+        if ((e = get_int(ld, g, "defaults.", "health_check_seconds", 1, 86400, &v)))
+            return e;
+        cfg->defaults.health_check_seconds = (int)v;
+        v = cfg->defaults.max_attempts;
+        if ((e = get_int(ld, g, "defaults.", "max_attempts", 1, 32, &v)))
+            return e;
+        cfg->defaults.max_attempts = (int)v;
+        v = cfg->defaults.cooldown_seconds;
+        if ((e = get_int(ld, g, "defaults.", "cooldown_seconds", 0, 3600, &v)))
+            return e;
+        cfg->defaults.cooldown_seconds = (int)v;
+        v = cfg->defaults.lb_half_life_seconds;
+        if ((e = get_int(ld, g, "defaults.", "lb_half_life_seconds", 1, 3600, &v)))
+            return e;
+        cfg->defaults.lb_half_life_seconds = (int)v;
+        int ok = 0;
+        for (const char *const *s = lb_strategies; *s; s++)
+            if (strcmp(*s, cfg->defaults.lb_strategy) == 0)
+                ok = 1;
+        if (!ok)
+            return fail(ld, config_setting_get_member(g, "lb_strategy"), "defaults.lb_strategy",
+                        "must be weighted, round-robin, least-used, priority or smart");
+        empty_to_null(&cfg->defaults.provider);
+    }
+
+    if ((e = group(ld, c, "tenant", &g)))
+        return e;
+    if (g && ((e = check_known(ld, g, "tenant.", k_tenant)) ||
+              (e = get_bool(ld, g, "tenant.", "enabled", &cfg->tenant.enabled))))
+        return e;
+
+    if ((e = group(ld, c, "secrets", &g)))
+        return e;
+    if (g) {
+        char *kf = NULL;
+        if ((e = check_known(ld, g, "secrets.", k_secrets)) ||
+            (e = get_string(ld, g, "secrets.", "key_file", &kf)))
+            return e;
+        if (kf && *kf)
+            cfg->secrets.key_file = join_path(base_dir, kf);
+        free(kf);
+    }
+
+    config_setting_t *provs = config_lookup(c, "providers");
+    if (provs) {
+        if (!config_setting_is_list(provs) && !config_setting_is_array(provs))
+            return fail(ld, provs, "providers", "must be a list ( { ... }, { ... } )");
+        int n = config_setting_length(provs);
+        cfg->providers = xcalloc((size_t)n + 1, sizeof *cfg->providers);
+        for (int i = 0; i < n; i++) {
+            config_setting_t *p = config_setting_get_elem(provs, (unsigned)i);
+            e = load_provider(ld, p, (size_t)i, &cfg->providers[cfg->n_providers]);
+            cfg->n_providers++; /* counted even on failure so free() releases it */
+            if (e)
+                return e;
+            for (size_t j = 0; j + 1 < cfg->n_providers; j++)
+                if (strcmp(cfg->providers[j].name, cfg->providers[cfg->n_providers - 1].name) == 0)
+                    return fail(ld, p, "providers", "provider name %s is used twice",
+                                cfg->providers[j].name);
+        }
+    }
+    if (cfg->defaults.provider &&
+        !agw_config_provider(cfg, agw_str_c(cfg->defaults.provider)))
+        return fail(ld, config_lookup(c, "defaults.provider"), "defaults.provider",
+                    "no provider is named %s", cfg->defaults.provider);
+    return AGW_OK;
+}
+
+static agw_err load_common(config_t *c, int read_ok, const char *file, const char *base_dir,
+                           agw_config **out, char *err, size_t errlen)
+{
+    loader ld = { file, err, errlen };
+    *out = NULL;
+    if (!read_ok) {
+        if (config_error_type(c) == CONFIG_ERR_FILE_IO) {
+            if (err)
+                snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+            return AGW_EIO;
+        }
+        if (err)
+            snprintf(err, errlen, "%s:%d: syntax: %s",
+                     config_error_file(c) ? config_error_file(c) : file, config_error_line(c),
+                     config_error_text(c));
+        return AGW_EINVAL;
+    }
+    agw_config *cfg = xcalloc(1, sizeof *cfg);
+    set_defaults(cfg, base_dir);
+    cfg->path = xstrdup(file);
+    agw_err e = load_tree(&ld, c, base_dir, cfg);
+    if (e) {
+        agw_config_free(cfg);
+        return e;
+    }
+    *out = cfg;
+    return AGW_OK;
+}
+
+agw_err agw_config_load(const char *path, agw_config **out, char *err, size_t errlen)
+{
+    config_t c;
+    config_init(&c);
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+    config_set_include_dir(&c, dir);
+    int ok = config_read_file(&c, path) == CONFIG_TRUE;
+    agw_err e = load_common(&c, ok, path, dir, out, err, errlen);
+    free(dir);
+    config_destroy(&c);
+    return e;
+}
+
+agw_err agw_config_parse(const char *text, const char *base_dir, agw_config **out, char *err,
+                         size_t errlen)
+{
+    config_t c;
+    config_init(&c);
+    if (base_dir)
+        config_set_include_dir(&c, base_dir);
+    int ok = config_read_string(&c, text) == CONFIG_TRUE;
+    agw_err e = load_common(&c, ok, "(string)", base_dir ? base_dir : ".", out, err, errlen);
+    config_destroy(&c);
+    return e;
+}
+
+void agw_config_free(agw_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        agw_provider_cfg *p = &cfg->providers[i];
+        free(p->name);
+        free(p->base_url);
+        free(p->api_key);
+        free(p->default_model);
+        for (size_t j = 0; j < p->n_models; j++)
+            free(p->models[j]);
+        free(p->models);
+    }
+    free(cfg->providers);
+    free(cfg->path);
+    free(cfg->server.cors_origins);
+    free(cfg->auth.api_key);
+    free(cfg->auth.admin_key);
+    free(cfg->database.path);
+    free(cfg->defaults.provider);
+    free(cfg->defaults.model);
+    free(cfg->defaults.lb_strategy);
+    free(cfg->secrets.key_file);
+    free(cfg);
+}
+
+const agw_provider_cfg *agw_config_provider(const agw_config *cfg, agw_str name)
+{
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (agw_str_eq(agw_str_c(cfg->providers[i].name), name))
+            return &cfg->providers[i];
+    return NULL;
+}

@@ -1,0 +1,107 @@
+/*
+ * config: antigw.cfg (libconfig syntax) loaded into one immutable struct.
+ *
+ * Ownership: agw_config_load() returns a heap agw_config that owns every string
+ * and array inside it; agw_config_free() releases all of it. After loading nothing
+ * mutates it, so threads share it without locks.
+ *
+ * Validation is strict: an unknown section or key, a wrong type or a value out
+ * of range fails the load with "file:line: key: what is wrong" in `err`, so a
+ * typo never silently falls back to a default. Relative paths (database.path,
+ * secrets.key_file) are resolved against the directory of the config file.
+ * The file antigw.cfg.example documents every key and its default.
+ */
+#ifndef AGW_CONFIG_H
+#define AGW_CONFIG_H
+
+#include "core/core.h"
+
+#define AGW_ERR_LEN 512
+
+typedef enum {
+    AGW_PROVIDER_OPENAI = 0,
+    AGW_PROVIDER_ANTHROPIC,
+    AGW_PROVIDER_KIRO,
+    AGW_PROVIDER_COPILOT,
+    AGW_PROVIDER_TYPE_COUNT
+} agw_provider_type;
+
+/* "openai", "anthropic", "kiro", "copilot". */
+const char *agw_provider_type_name(agw_provider_type t);
+/* Returns the type, or -1 for an unknown name. */
+int agw_provider_type_parse(const char *name);
+
+typedef struct {
+    char *name;          /* unique, [A-Za-z0-9._-]+ */
+    agw_provider_type type;
+    char *base_url;      /* no trailing slash; OpenAI style ends in /v1, Anthropic style does not */
+    char *api_key;       /* may be empty: no credential is sent */
+    int weight;          /* >= 0, default 100 */
+    int enabled;         /* default 1 */
+    char **models;       /* model names or glob patterns (fnmatch) */
+    size_t n_models;
+    char *default_model; /* may be NULL */
+} agw_provider_cfg;
+
+typedef struct {
+    char *path;          /* the file this was loaded from */
+
+    struct {
+        int log_level;               /* agw_log_level; default info */
+        size_t max_body_bytes;       /* default 10 MiB */
+        int threads;                 /* worker threads per process; default 16 */
+        int connect_timeout_ms;      /* upstream connect; default 10000 */
+        int idle_timeout_s;          /* no upstream byte for this long aborts; default 300 */
+        int sse_ping_s;              /* SSE comment to an idle client stream; default 10 */
+        int stream_commit_ms;        /* send 200 + SSE head if upstream is silent this long; default 2000 */
+        int shutdown_grace_s;        /* finish in-flight requests for at most this; default 60 */
+        char *cors_origins;          /* "*" (default) or a comma-separated list; "" = no CORS */
+    } server;
+
+    struct {
+        char *api_key;   /* single-key mode client key; NULL = no client auth */
+        char *admin_key; /* NULL when unset */
+    } auth;
+
+    struct {
+        char *path;      /* SQLite file; default "antigw.db" next to the config */
+    } database;
+
+    struct {
+        char *provider;        /* NULL = first usable */
+        char *model;           /* default claude-sonnet-4-20250514 */
+        char *lb_strategy;     /* weighted|round-robin|least-used|priority|smart; default smart */
+        int health_check_enabled;
+        int health_check_seconds;
+        int max_attempts;            /* providers tried per request before the first byte; default 3 */
+        int cooldown_seconds;        /* a failing provider leaves the rotation this long; default 30 */
+        int lb_half_life_seconds;    /* decay of the recent 429/5xx counts (smart); default 30 */
+    } defaults;
+
+    struct {
+        int enabled;
+    } tenant;
+
+    struct {
+        char *key_file;  /* NULL when unset */
+    } secrets;
+
+    agw_provider_cfg *providers;
+    size_t n_providers;
+} agw_config;
+
+/* Loads and validates `path`. On failure returns AGW_EINVAL or AGW_EIO, *out is
+ * NULL and `err` (AGW_ERR_LEN bytes) says file, line and key. */
+AGW_WARN_UNUSED agw_err agw_config_load(const char *path, agw_config **out, char *err,
+                                        size_t errlen);
+/* The same from text in memory; `base_dir` resolves relative paths (may be NULL = "."). */
+AGW_WARN_UNUSED agw_err agw_config_parse(const char *text, const char *base_dir,
+                                         agw_config **out, char *err, size_t errlen);
+/* A config with every default and no providers (used when no file is given). */
+agw_config *agw_config_defaults(const char *base_dir);
+void agw_config_free(agw_config *cfg);
+
+/* The provider named `name`, or NULL. */
+const agw_provider_cfg *agw_config_provider(const agw_config *cfg, agw_str name);
+
+#endif

@@ -1,0 +1,415 @@
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *agw_strerror(agw_err e)
+{
+    switch (e) {
+    case AGW_OK: return "ok";
+    case AGW_ETOOBIG: return "size limit exceeded";
+    case AGW_EINVAL: return "invalid input";
+    case AGW_ENOTFOUND: return "not found";
+    case AGW_EIO: return "i/o error";
+    case AGW_EPEER: return "peer failure";
+    case AGW_ETIMEOUT: return "timed out";
+    }
+    return "unknown error";
+}
+
+int agw_str_eq_nocase(agw_str a, agw_str b)
+{
+    if (a.len != b.len)
+        return 0;
+    for (size_t i = 0; i < a.len; i++) {
+        unsigned char x = (unsigned char)a.ptr[i], y = (unsigned char)b.ptr[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 32;
+        if (y >= 'A' && y <= 'Z')
+            y += 32;
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+int agw_str_has_ctl(agw_str s, int allow_tab)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        if ((c < 0x20 && !(allow_tab && c == '\t')) || c == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+char *agw_str_dup(agw_str s)
+{
+    char *p = xmalloc(s.len + 1);
+    if (s.len)
+        memcpy(p, s.ptr, s.len);
+    p[s.len] = '\0';
+    return p;
+}
+
+/* ---- buffer ---- */
+
+static agw_err buf_reserve(agw_buf *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra) {
+        agw_buf_free(b);
+        return AGW_ETOOBIG;
+    }
+    size_t need = b->len + extra + 1; /* +1 keeps room for the trailing NUL */
+    if (need <= b->cap)
+        return AGW_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+    return AGW_OK;
+}
+
+agw_err agw_buf_append(agw_buf *b, const void *p, size_t n)
+{
+    agw_err e = buf_reserve(b, n);
+    if (e)
+        return e;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return AGW_OK;
+}
+
+agw_err agw_buf_append_str(agw_buf *b, agw_str s)
+{
+    return agw_buf_append(b, s.ptr, s.len);
+}
+
+agw_err agw_buf_appendf(agw_buf *b, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return AGW_EINVAL;
+    if ((size_t)n < sizeof small)
+        return agw_buf_append(b, small, (size_t)n);
+    agw_err e = buf_reserve(b, (size_t)n);
+    if (e)
+        return e;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return AGW_OK;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid/truncated.
+ * Rejects overlongs, surrogates and code points past U+10FFFF. */
+static size_t utf8_seq_len(const unsigned char *p, size_t avail)
+{
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return n;
+}
+
+agw_err agw_buf_append_json_escaped(agw_buf *b, agw_str s)
+{
+    if (s.len == 0)
+        return AGW_OK; /* also covers the NULL view of an absent value */
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s.ptr;
+    size_t i = 0, run = 0;
+    agw_err e;
+    while (i < s.len) {
+        unsigned char c = p[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t seq = c >= 0x80 ? utf8_seq_len(p + i, s.len - i) : 0;
+        if (seq > 1) {
+            i += seq;
+            continue;
+        }
+        if ((e = agw_buf_append(b, p + run, i - run)))
+            return e;
+        char esc[7];
+        const char *out = esc;
+        size_t outlen = 2;
+        esc[0] = '\\';
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            if (c < 0x20) {
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                outlen = 6;
+            } else {
+                out = "\xEF\xBF\xBD"; /* invalid UTF-8 byte: U+FFFD */
+                outlen = 3;
+            }
+        }
+        if ((e = agw_buf_append(b, out, outlen)))
+            return e;
+        i++;
+        run = i;
+    }
+    return agw_buf_append(b, p + run, i - run);
+}
+
+void agw_buf_consume(agw_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        agw_buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
+void agw_buf_free(agw_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+char *agw_buf_detach(agw_buf *b, size_t *len)
+{
+    char *p = b->data;
+    if (len)
+        *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+/* ---- arena ---- */
+
+struct agw_arena_chunk {
+    agw_arena_chunk *next;
+    size_t used, size;
+    max_align_t data[]; /* flexible: the bytes handed out */
+};
+
+#define ARENA_CHUNK 16384u
+
+void *agw_arena_alloc(agw_arena *a, size_t n)
+{
+    const size_t align = sizeof(max_align_t);
+    n = (n + align - 1) / align * align;
+    if (n == 0)
+        n = align;
+    agw_arena_chunk *c = a->head;
+    if (!c || c->size - c->used < n) {
+        size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        c = xmalloc(sizeof *c + size);
+        c->size = size;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+void *agw_arena_array(agw_arena *a, size_t k, size_t n)
+{
+    if (n && k > SIZE_MAX / n)
+        agw_fatal(__FILE__, __LINE__, "arena array overflow");
+    return agw_arena_alloc(a, k * n);
+}
+
+agw_str agw_arena_str(agw_arena *a, agw_str s)
+{
+    char *p = agw_arena_alloc(a, s.len + 1);
+    if (s.len)
+        memcpy(p, s.ptr, s.len);
+    return (agw_str){ p, s.len };
+}
+
+void agw_arena_free(agw_arena *a)
+{
+    agw_arena_chunk *c = a->head;
+    while (c) {
+        agw_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+}
+
+/* ---- memory ---- */
+
+void agw_fatal(const char *file, int line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "antigw: fatal at %s:%d: %s\n", file, line, msg);
+    abort();
+}
+
+void *agw_xmalloc(size_t n, const char *file, int line)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        agw_fatal(file, line, "out of memory (%lu bytes)", (unsigned long)n);
+    return p;
+}
+
+void *agw_xcalloc(size_t k, size_t n, const char *file, int line)
+{
+    void *p = calloc(k ? k : 1, n ? n : 1);
+    if (!p)
+        agw_fatal(file, line, "out of memory (%lu x %lu bytes)", (unsigned long)k,
+                  (unsigned long)n);
+    return p;
+}
+
+void *agw_xrealloc(void *p, size_t n, const char *file, int line)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        agw_fatal(file, line, "out of memory (%lu bytes)", (unsigned long)n);
+    return q;
+}
+
+char *agw_xstrdup(const char *s, const char *file, int line)
+{
+    size_t n = strlen(s) + 1;
+    char *p = agw_xmalloc(n, file, line);
+    memcpy(p, s, n);
+    return p;
+}
+
+/* ---- logging ---- */
+
+static volatile int log_level = AGW_LOG_INFO;
+
+void agw_log_set_level(agw_log_level lvl) { log_level = (int)lvl; }
+agw_log_level agw_log_get_level(void) { return (agw_log_level)log_level; }
+
+int agw_log_level_parse(const char *name)
+{
+    static const char *names[] = { "error", "warn", "info", "debug" };
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void agw_log(agw_log_level lvl, const char *fmt, ...)
+{
+    static const char *tags[] = { "error", "warn", "info", "debug" };
+    if ((int)lvl > log_level)
+        return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ antigw[%d] %s: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), tags[lvl]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    /* One write() per line keeps lines from different threads whole. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+/* ---- clocks ---- */
+
+uint64_t agw_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t agw_mono_ms(void) { return agw_mono_us() / 1000u; }
+
+int64_t agw_wall_s(void) { return (int64_t)time(NULL); }
+
+/* ---- ids ---- */
+
+agw_err agw_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[64];
+    size_t done = 0;
+    while (done < nbytes) {
+        size_t chunk = nbytes - done < sizeof raw ? nbytes - done : sizeof raw;
+        ssize_t got = getrandom(raw, chunk, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return AGW_EIO;
+        }
+        for (ssize_t i = 0; i < got; i++) {
+            out[2 * (done + (size_t)i)] = hex[raw[i] >> 4];
+            out[2 * (done + (size_t)i) + 1] = hex[raw[i] & 15];
+        }
+        done += (size_t)got;
+    }
+    out[2 * nbytes] = '\0';
+    return AGW_OK;
+}

@@ -1,0 +1,201 @@
+/*
+ * core: the primitives every other module builds on.
+ *
+ *  - agw_str: a borrowed view (pointer + length) into bytes someone else owns.
+ *    Views never own memory and never assume a terminating NUL, so embedded NULs
+ *    and slices of request bodies are safe.
+ *  - agw_buf: an owning, growable byte buffer with a hard size cap fixed at init.
+ *    Appending past the cap frees the buffer and returns AGW_ETOOBIG, so a caller
+ *    only has to propagate the error. AGW_BUF_INIT(max) is a valid empty buffer
+ *    that has allocated nothing. The buffer always keeps a NUL after the last byte
+ *    once it has allocated, so data can be handed to APIs that want C strings,
+ *    but `len` is the truth.
+ *  - Memory: xmalloc & co. abort with file:line on out-of-memory. That is the
+ *    project's one OOM policy; error returns are reserved for input-dependent
+ *    failures (limits, protocol errors, I/O).
+ *  - Logging to stderr with a level, time and thread-safe single write() per line.
+ *  - Clocks in milliseconds / microseconds.
+ */
+#ifndef AGW_CORE_H
+#define AGW_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define AGW_WARN_UNUSED __attribute__((warn_unused_result))
+#define AGW_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define AGW_NORETURN __attribute__((noreturn))
+#else
+#define AGW_WARN_UNUSED
+#define AGW_PRINTF(f, a)
+#define AGW_NORETURN
+#endif
+
+/* Result codes returned by every fallible function in lib/. 0 is success. */
+typedef enum {
+    AGW_OK = 0,
+    AGW_ETOOBIG,   /* a size limit was hit */
+    AGW_EINVAL,    /* malformed input */
+    AGW_ENOTFOUND, /* a lookup found nothing */
+    AGW_EIO,       /* an operating-system or library call failed */
+    AGW_EPEER,     /* the peer (client or upstream) went away or misbehaved */
+    AGW_ETIMEOUT,  /* a deadline passed */
+} agw_err;
+
+/* A static string for a result code; never NULL. */
+const char *agw_strerror(agw_err e);
+
+/* ---- string views ---- */
+
+typedef struct {
+    const char *ptr;
+    size_t len;
+} agw_str;
+
+/* A view of a string literal, without strlen at run time. */
+#define AGW_STR_LIT(s) ((agw_str){ "" s, sizeof(s) - 1 })
+/* Expands to `ptr, len` of a literal, for functions taking both. */
+#define AGW_CONST_STR_LEN(s) ("" s), (sizeof(s) - 1)
+
+/* A view of a C string; NULL gives the empty view. */
+static inline agw_str agw_str_c(const char *s)
+{
+    return (agw_str){ s ? s : "", s ? strlen(s) : 0 };
+}
+
+static inline int agw_str_eq(agw_str a, agw_str b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* ASCII case-insensitive equality (header names). */
+int agw_str_eq_nocase(agw_str a, agw_str b);
+
+/* 1 when `s` starts with `prefix`. */
+static inline int agw_str_starts(agw_str s, agw_str prefix)
+{
+    return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
+}
+
+/* A NUL-terminated malloc'd copy of a view; the caller frees it. */
+/* 1 when s holds a control byte: a C0 control or DEL, except '\t' when
+ * `allow_tab` (HTTP field values allow it). Bytes >= 0x80 are not control
+ * bytes here, so UTF-8 passes. Names, header values and anything that ends up
+ * in a URL or a log line are checked with this. */
+int agw_str_has_ctl(agw_str s, int allow_tab);
+char *agw_str_dup(agw_str s);
+
+/* ---- owning buffer ---- */
+
+typedef struct {
+    char *data;  /* NULL until the first append */
+    size_t len;  /* bytes in use */
+    size_t cap;  /* bytes allocated (excluding nothing: data[len] is always NUL) */
+    size_t max;  /* hard cap on len; appends beyond it fail with AGW_ETOOBIG */
+} agw_buf;
+
+#define AGW_BUF_INIT(maxbytes) { NULL, 0, 0, (maxbytes) }
+
+/* Named caps, one per use, so every limit in the project lives here. */
+#define AGW_LIMIT_SSE_EVENT      (4u << 20)  /* one SSE event from an upstream */
+#define AGW_LIMIT_ERROR_BODY     (64u << 10) /* an upstream error body we relay */
+#define AGW_LIMIT_UPSTREAM_BODY  (64u << 20) /* a non-streamed upstream body */
+#define AGW_LIMIT_HEADER_LINE    (16u << 10) /* one response header line */
+#define AGW_LIMIT_SMALL          (1u << 20)  /* small JSON documents we build */
+
+static inline void agw_buf_init(agw_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->max = max;
+}
+
+/* Appends n bytes. On AGW_ETOOBIG the buffer is freed (and stays usable, empty). */
+AGW_WARN_UNUSED agw_err agw_buf_append(agw_buf *b, const void *p, size_t n);
+AGW_WARN_UNUSED agw_err agw_buf_append_str(agw_buf *b, agw_str s);
+AGW_WARN_UNUSED agw_err agw_buf_appendf(agw_buf *b, const char *fmt, ...) AGW_PRINTF(2, 3);
+/* Appends `s` as the inside of a JSON string (no quotes), escaping as JSON needs.
+ * Invalid UTF-8 bytes are replaced with U+FFFD so the output is always valid JSON. */
+AGW_WARN_UNUSED agw_err agw_buf_append_json_escaped(agw_buf *b, agw_str s);
+/* Drops the first n bytes (n <= len), keeping the allocation. */
+void agw_buf_consume(agw_buf *b, size_t n);
+/* Empties the buffer, keeping the allocation. */
+static inline void agw_buf_reset(agw_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+/* Frees the allocation; the buffer stays usable with the same max. */
+void agw_buf_free(agw_buf *b);
+/* Hands the allocation (NUL-terminated; may be NULL when empty) to the caller
+ * and resets the buffer to empty. */
+char *agw_buf_detach(agw_buf *b, size_t *len);
+static inline agw_str agw_buf_view(const agw_buf *b)
+{
+    return (agw_str){ b->data ? b->data : "", b->len };
+}
+
+/* ---- arena: request-scoped memory freed in one call ---- */
+
+/* Allocations live until agw_arena_free(); nothing is freed one by one. Used
+ * for everything a request decodes (DESIGN.md: per-request pool). The zero
+ * value AGW_ARENA_INIT is an empty arena. Allocation aborts on OOM like xmalloc. */
+typedef struct agw_arena_chunk agw_arena_chunk;
+typedef struct {
+    agw_arena_chunk *head;
+} agw_arena;
+#define AGW_ARENA_INIT { NULL }
+
+/* n bytes aligned for any type (zeroed). */
+void *agw_arena_alloc(agw_arena *a, size_t n);
+/* An array of k elements of size n, zeroed; aborts if k*n overflows. */
+void *agw_arena_array(agw_arena *a, size_t k, size_t n);
+/* A copy of s in the arena (with a NUL after it, not counted). */
+agw_str agw_arena_str(agw_arena *a, agw_str s);
+void agw_arena_free(agw_arena *a);
+
+/* ---- memory: abort on OOM ---- */
+
+#define xmalloc(n) agw_xmalloc((n), __FILE__, __LINE__)
+#define xcalloc(k, n) agw_xcalloc((k), (n), __FILE__, __LINE__)
+#define xrealloc(p, n) agw_xrealloc((p), (n), __FILE__, __LINE__)
+#define xstrdup(s) agw_xstrdup((s), __FILE__, __LINE__)
+void *agw_xmalloc(size_t n, const char *file, int line);
+void *agw_xcalloc(size_t k, size_t n, const char *file, int line);
+void *agw_xrealloc(void *p, size_t n, const char *file, int line);
+char *agw_xstrdup(const char *s, const char *file, int line);
+AGW_NORETURN void agw_fatal(const char *file, int line, const char *fmt, ...) AGW_PRINTF(3, 4);
+
+/* ---- logging ---- */
+
+typedef enum { AGW_LOG_ERROR = 0, AGW_LOG_WARN, AGW_LOG_INFO, AGW_LOG_DEBUG } agw_log_level;
+
+void agw_log_set_level(agw_log_level lvl);
+agw_log_level agw_log_get_level(void);
+/* Parses "error|warn|info|debug"; returns -1 for anything else. */
+int agw_log_level_parse(const char *name);
+/* One line to stderr, prefixed with time, level and pid. Never pass secrets. */
+void agw_log(agw_log_level lvl, const char *fmt, ...) AGW_PRINTF(2, 3);
+#define agw_log_error(...) agw_log(AGW_LOG_ERROR, __VA_ARGS__)
+#define agw_log_warn(...) agw_log(AGW_LOG_WARN, __VA_ARGS__)
+#define agw_log_info(...) agw_log(AGW_LOG_INFO, __VA_ARGS__)
+#define agw_log_debug(...) \
+    do { if (agw_log_get_level() >= AGW_LOG_DEBUG) agw_log(AGW_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+/* ---- clocks ---- */
+
+uint64_t agw_mono_ms(void);  /* monotonic milliseconds */
+uint64_t agw_mono_us(void);  /* monotonic microseconds */
+int64_t agw_wall_s(void);    /* Unix time, seconds */
+
+/* ---- ids ---- */
+
+/* Fills `out` with 2*nbytes lowercase hex chars of cryptographic randomness plus a
+ * NUL (`out` must hold 2*nbytes+1). Returns AGW_EIO when the RNG fails. */
+AGW_WARN_UNUSED agw_err agw_random_hex(char *out, size_t nbytes);
+
+#endif

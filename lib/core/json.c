@@ -1,0 +1,735 @@
+#include "core/json.h"
+
+#include <stdio.h>
+
+typedef const unsigned char *json_ptr;
+
+static json_ptr json_skip_ws(json_ptr p, json_ptr end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+static int json_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* The value of 4 hex digits at p (end - p >= 4 checked by the caller), or -1. */
+static long json_hex4(json_ptr p)
+{
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = json_hexval(p[i]);
+        if (h < 0)
+            return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* ---- validation ---- */
+
+#define JSON_ONES UINT64_C(0x0101010101010101)
+#define JSON_HIGHS UINT64_C(0x8080808080808080)
+
+/* Non-zero when any of the 8 bytes is '"', '\\', a control character or
+ * non-ASCII: the only bytes inside a string that need a closer look. The
+ * zero-byte tests are exact as a yes/no answer, which is all that is used. */
+static uint64_t json_swar_special(uint64_t v)
+{
+    uint64_t q = v ^ (JSON_ONES * '"');
+    uint64_t b = v ^ (JSON_ONES * '\\');
+    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b) |
+            ((v - JSON_ONES * 0x20) & ~v) | v) & JSON_HIGHS;
+}
+
+static int json_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* p is just past the opening quote. Returns the byte past the closing quote,
+ * or NULL with *why and *at set. */
+static json_ptr json_v_string(json_ptr p, json_ptr end, const char **why, json_ptr *at)
+{
+    for (;;) {
+        unsigned char c;
+
+        /* Chat bodies are mostly long ASCII strings: skip 8 plain bytes at a
+         * time, then at most 7 one by one to reach the byte that stopped it. */
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            if (json_swar_special(v))
+                break;
+            p += 8;
+        }
+        while (p < end && json_plain(*p))
+            p++;
+        if (p >= end) {
+            *why = "unterminated string";
+            *at = end;
+            return NULL;
+        }
+        c = *p;
+        if (c == '"')
+            return p + 1;
+        if (c == '\\') {
+            if (end - p < 2)
+                goto bad_escape;
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                p += 2;
+                continue;
+            case 'u':
+                if (end - p < 6 || json_hex4(p + 2) < 0)
+                    goto bad_escape;
+                p += 6;
+                continue;
+            default:
+                goto bad_escape;
+            }
+        }
+        if (c < 0x20) {
+            *why = "control character in string";
+            *at = p;
+            return NULL;
+        }
+        /* Multi-byte UTF-8 (RFC 3629 table): the second byte's range excludes
+         * overlongs (E0, F0), UTF-16 surrogates (ED) and > U+10FFFF (F4). */
+        {
+            unsigned char lo = 0x80, hi = 0xBF;
+            ptrdiff_t need;
+
+            if (c >= 0xC2 && c <= 0xDF) {
+                need = 2;
+            } else if (c >= 0xE0 && c <= 0xEF) {
+                need = 3;
+                if (c == 0xE0)
+                    lo = 0xA0;
+                else if (c == 0xED)
+                    hi = 0x9F;
+            } else if (c >= 0xF0 && c <= 0xF4) {
+                need = 4;
+                if (c == 0xF0)
+                    lo = 0x90;
+                else if (c == 0xF4)
+                    hi = 0x8F;
+            } else {
+                goto bad_utf8;
+            }
+            if (end - p < need || p[1] < lo || p[1] > hi)
+                goto bad_utf8;
+            for (ptrdiff_t i = 2; i < need; i++)
+                if ((p[i] & 0xC0) != 0x80)
+                    goto bad_utf8;
+            p += need;
+        }
+    }
+bad_escape:
+    *why = "invalid escape in string";
+    *at = p;
+    return NULL;
+bad_utf8:
+    *why = "invalid UTF-8 in string";
+    *at = p;
+    return NULL;
+}
+
+static int json_digit(json_ptr p, json_ptr end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+static json_ptr json_v_number(json_ptr p, json_ptr end, const char **why, json_ptr *at)
+{
+    if (*p == '-')
+        p++;
+    if (!json_digit(p, end))
+        goto bad;
+    if (*p == '0') {
+        p++;
+        if (json_digit(p, end)) {
+            *why = "leading zero in number";
+            *at = p;
+            return NULL;
+        }
+    } else {
+        while (json_digit(p, end))
+            p++;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (!json_digit(p, end))
+            goto bad;
+        while (json_digit(p, end))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (!json_digit(p, end))
+            goto bad;
+        while (json_digit(p, end))
+            p++;
+    }
+    return p;
+bad:
+    *why = "malformed number";
+    *at = p;
+    return NULL;
+}
+
+static json_ptr json_v_literal(json_ptr p, json_ptr end, agw_str lit)
+{
+    if ((size_t)(end - p) < lit.len || memcmp(p, lit.ptr, lit.len) != 0)
+        return NULL;
+    return p + lit.len;
+}
+
+agw_err agw_json_validate(agw_str doc, int max_depth, char *err, size_t errlen)
+{
+    /* One bit per open container (1 = object) replaces recursion, so hostile
+     * nesting costs neither stack nor time beyond the single pass. */
+    uint64_t kinds[AGW_JSON_MAX_DEPTH / 64];
+    json_ptr start = (json_ptr)doc.ptr, end = start + doc.len, p, at = NULL;
+    const char *why;
+    int depth = 0, obj;
+    agw_err rc = AGW_EINVAL;
+
+    if (max_depth < 0)
+        max_depth = 0;
+    if (max_depth > AGW_JSON_MAX_DEPTH)
+        max_depth = AGW_JSON_MAX_DEPTH;
+    if (doc.len == 0)
+        start = end = (json_ptr)"";
+    p = json_skip_ws(start, end);
+
+value:
+    if (p >= end) {
+        why = "expected a value";
+        goto fail;
+    }
+    switch (*p) {
+    case '{':
+    case '[':
+        if (depth >= max_depth) {
+            why = "nesting too deep";
+            rc = AGW_ETOOBIG;
+            goto fail;
+        }
+        obj = *p == '{';
+        if (obj)
+            kinds[depth / 64] |= UINT64_C(1) << (depth % 64);
+        else
+            kinds[depth / 64] &= ~(UINT64_C(1) << (depth % 64));
+        depth++;
+        p = json_skip_ws(p + 1, end);
+        if (p < end && *p == (obj ? '}' : ']')) {
+            p++;
+            depth--;
+            goto after;
+        }
+        if (obj)
+            goto key;
+        goto value;
+    case '"':
+        if (!(p = json_v_string(p + 1, end, &why, &at)))
+            goto fail_at;
+        goto after;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        if (!(p = json_v_number(p, end, &why, &at)))
+            goto fail_at;
+        goto after;
+    case 't':
+        at = p;
+        if (!(p = json_v_literal(p, end, AGW_STR_LIT("true"))))
+            break;
+        goto after;
+    case 'f':
+        at = p;
+        if (!(p = json_v_literal(p, end, AGW_STR_LIT("false"))))
+            break;
+        goto after;
+    case 'n':
+        at = p;
+        if (!(p = json_v_literal(p, end, AGW_STR_LIT("null"))))
+            break;
+        goto after;
+    default:
+        why = "expected a value";
+        goto fail;
+    }
+    why = "invalid literal";
+    p = at;
+    goto fail;
+
+key:
+    if (p >= end || *p != '"') {
+        why = "expected a string key";
+        goto fail;
+    }
+    if (!(p = json_v_string(p + 1, end, &why, &at)))
+        goto fail_at;
+    p = json_skip_ws(p, end);
+    if (p >= end || *p != ':') {
+        why = "expected ':'";
+        goto fail;
+    }
+    p = json_skip_ws(p + 1, end);
+    goto value;
+
+after:
+    p = json_skip_ws(p, end);
+    if (depth == 0) {
+        if (p == end)
+            return AGW_OK;
+        why = "unexpected data after the value";
+        goto fail;
+    }
+    obj = (int)(kinds[(depth - 1) / 64] >> ((depth - 1) % 64) & 1);
+    if (p < end && *p == ',') {
+        p = json_skip_ws(p + 1, end);
+        if (obj)
+            goto key;
+        goto value;
+    }
+    if (p < end && *p == (obj ? '}' : ']')) {
+        p++;
+        depth--;
+        goto after;
+    }
+    why = obj ? "expected ',' or '}'" : "expected ',' or ']'";
+    goto fail;
+
+fail_at:
+    p = at;
+fail:
+    if (err && errlen > 0)
+        snprintf(err, errlen, "offset %zu: %s", (size_t)(p - start), why);
+    return rc;
+}
+
+/* ---- scanning validated documents ----
+ * These trust the structure (brackets are only counted, not matched) but check
+ * every bound, so unvalidated input gives nonsense, never a bad read. */
+
+/* p at the opening quote; returns past the closing quote or NULL. */
+static json_ptr json_skip_string(json_ptr p, json_ptr end)
+{
+    json_ptr content = p + 1;
+
+    p = content;
+    for (;;) {
+        json_ptr q = p < end ? memchr(p, '"', (size_t)(end - p)) : NULL;
+        size_t bs = 0;
+
+        if (!q)
+            return NULL;
+        /* Escaped iff preceded by an odd run of backslashes. Runs before
+         * different quotes never overlap, so this stays linear. */
+        while (q - bs > content && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return q + 1;
+        p = q + 1;
+    }
+}
+
+/* p at the first byte of a value; returns past its last byte or NULL. */
+static json_ptr json_skip_value(json_ptr p, json_ptr end)
+{
+    json_ptr start = p;
+    size_t depth = 0;
+
+    if (p >= end)
+        return NULL;
+    switch (*p) {
+    case '"':
+        return json_skip_string(p, end);
+    case '{':
+    case '[':
+        while (p < end) {
+            switch (*p) {
+            case '"':
+                if (!(p = json_skip_string(p, end)))
+                    return NULL;
+                continue;
+            case '{':
+            case '[':
+                depth++;
+                break;
+            case '}':
+            case ']':
+                if (--depth == 0)
+                    return p + 1;
+                break;
+            default:
+                break;
+            }
+            p++;
+        }
+        return NULL;
+    default:
+        while (p < end && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                           *p == '-' || *p == '+' || *p == '.' || *p == 'E'))
+            p++;
+        return p > start ? p : NULL;
+    }
+}
+
+agw_err agw_json_iter_init(agw_json_iter *it, agw_str container)
+{
+    json_ptr p, end;
+
+    it->pos = NULL;
+    it->end = NULL;
+    it->close = 0;
+    it->started = 0;
+    if (container.len == 0)
+        return AGW_EINVAL;
+    end = (json_ptr)container.ptr + container.len;
+    p = json_skip_ws((json_ptr)container.ptr, end);
+    if (p >= end || (*p != '{' && *p != '['))
+        return AGW_EINVAL;
+    it->close = *p == '{' ? '}' : ']';
+    it->pos = (const char *)p + 1;
+    it->end = (const char *)end;
+    return AGW_OK;
+}
+
+int agw_json_iter_next(agw_json_iter *it, agw_str *key, agw_str *value)
+{
+    json_ptr end = (json_ptr)it->end, p, k = NULL, kend = NULL, v;
+
+    if (!it->pos)
+        return 0;
+    p = json_skip_ws((json_ptr)it->pos, end);
+    if (p >= end || *p == (unsigned char)it->close)
+        goto done;
+    if (it->started) {
+        if (*p != ',')
+            goto done;
+        p = json_skip_ws(p + 1, end);
+    }
+    if (it->close == '}') {
+        if (p >= end || *p != '"' || !(kend = json_skip_string(p, end)))
+            goto done;
+        k = p;
+        p = json_skip_ws(kend, end);
+        if (p >= end || *p != ':')
+            goto done;
+        p = json_skip_ws(p + 1, end);
+    }
+    if (!(v = json_skip_value(p, end)))
+        goto done;
+    if (key)
+        *key = k ? (agw_str){ (const char *)k, (size_t)(kend - k) } : (agw_str){ "", 0 };
+    *value = (agw_str){ (const char *)p, (size_t)(v - p) };
+    it->pos = (const char *)v;
+    it->started = 1;
+    return 1;
+done:
+    it->pos = NULL;
+    return 0;
+}
+
+agw_err agw_json_find_member(agw_str doc, agw_str key, agw_str *value, agw_str *member)
+{
+    agw_json_iter it;
+    agw_str k, v;
+    const char *prev_end = NULL, *hit_prev_end = NULL;
+    agw_str hit_key = { NULL, 0 }, hit_val = { NULL, 0 };
+    int found = 0;
+
+    if (agw_json_iter_init(&it, doc) != AGW_OK || it.close != '}')
+        return AGW_EINVAL;
+    while (agw_json_iter_next(&it, &k, &v)) {
+        if (agw_json_string_eq(k, key)) {
+            found = 1;
+            hit_key = k;
+            hit_val = v;
+            hit_prev_end = prev_end;
+        }
+        prev_end = v.ptr + v.len;
+    }
+    if (!found)
+        return AGW_ENOTFOUND;
+    *value = hit_val;
+    if (member) {
+        json_ptr end = (json_ptr)it.end;
+        json_ptr vend = (json_ptr)hit_val.ptr + hit_val.len;
+        json_ptr from = (json_ptr)hit_key.ptr, to = vend;
+
+        if (hit_prev_end) {
+            /* Not first: take the comma before it, leaving the one after. */
+            from = json_skip_ws((json_ptr)hit_prev_end, end);
+        } else {
+            json_ptr q = json_skip_ws(vend, end);
+            if (q < end && *q == ',')
+                to = json_skip_ws(q + 1, end);
+        }
+        *member = (agw_str){ (const char *)from, (size_t)(to - from) };
+    }
+    return AGW_OK;
+}
+
+agw_err agw_json_find(agw_str doc, agw_str key, agw_str *value)
+{
+    return agw_json_find_member(doc, key, value, NULL);
+}
+
+static agw_str json_trim(agw_str s)
+{
+    json_ptr p, end;
+
+    if (s.len == 0)
+        return s;
+    end = (json_ptr)s.ptr + s.len;
+    p = json_skip_ws((json_ptr)s.ptr, end);
+    while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
+        end--;
+    return (agw_str){ (const char *)p, (size_t)(end - p) };
+}
+
+agw_err agw_json_find_path(agw_str doc, const char *const *path, agw_str *value)
+{
+    agw_str cur = json_trim(doc);
+
+    for (; *path; path++) {
+        agw_err e = agw_json_find(cur, agw_str_c(*path), &cur);
+        if (e)
+            return e;
+    }
+    *value = cur;
+    return AGW_OK;
+}
+
+agw_json_type agw_json_type_of(agw_str value)
+{
+    agw_str v = json_trim(value);
+
+    if (v.len == 0)
+        return AGW_JSON_INVALID;
+    switch (v.ptr[0]) {
+    case '{': return AGW_JSON_OBJECT;
+    case '[': return AGW_JSON_ARRAY;
+    case '"': return AGW_JSON_STRING;
+    case 't': return AGW_JSON_TRUE;
+    case 'f': return AGW_JSON_FALSE;
+    case 'n': return AGW_JSON_NULL;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        return AGW_JSON_NUMBER;
+    default:
+        return AGW_JSON_INVALID;
+    }
+}
+
+int agw_json_is_true(agw_str value)
+{
+    return agw_str_eq(json_trim(value), AGW_STR_LIT("true"));
+}
+
+int agw_json_is_false(agw_str value)
+{
+    return agw_str_eq(json_trim(value), AGW_STR_LIT("false"));
+}
+
+int agw_json_is_null(agw_str value)
+{
+    return agw_str_eq(json_trim(value), AGW_STR_LIT("null"));
+}
+
+agw_err agw_json_int64(agw_str value, int64_t *out)
+{
+    agw_str v = json_trim(value);
+    json_ptr p, end;
+    uint64_t mag = 0, limit = INT64_MAX;
+    int neg = 0;
+
+    if (v.len == 0)
+        return AGW_EINVAL;
+    p = (json_ptr)v.ptr;
+    end = p + v.len;
+
+    if (p < end && *p == '-') {
+        neg = 1;
+        limit = (uint64_t)INT64_MAX + 1;
+        p++;
+    }
+    if (p >= end || (*p == '0' && end - p > 1))
+        return AGW_EINVAL;
+    for (; p < end; p++) {
+        unsigned d = (unsigned)*p - '0';
+        if (d > 9)
+            return AGW_EINVAL;
+        if (mag > (limit - d) / 10) {
+            /* Keep scanning: a malformed tail is EINVAL, not ETOOBIG. */
+            while (++p < end)
+                if ((unsigned)*p - '0' > 9)
+                    return AGW_EINVAL;
+            return AGW_ETOOBIG;
+        }
+        mag = mag * 10 + d;
+    }
+    if (neg)
+        *out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
+    else
+        *out = (int64_t)mag;
+    return AGW_OK;
+}
+
+/* ---- string decoding ---- */
+
+static size_t json_utf8(uint32_t cp, unsigned char *o)
+{
+    if (cp < 0x80) {
+        o[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (unsigned char)(0xC0 | cp >> 6);
+        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (unsigned char)(0xE0 | cp >> 12);
+        o[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (unsigned char)(0xF0 | cp >> 18);
+    o[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decodes the escape at p (*p == '\\') into o[0..*olen). Returns the bytes of
+ * input consumed, 0 when malformed. */
+static size_t json_unescape(json_ptr p, json_ptr end, unsigned char o[4], size_t *olen)
+{
+    long cp, lo;
+
+    if (end - p < 2)
+        return 0;
+    switch (p[1]) {
+    case '"': o[0] = '"'; break;
+    case '\\': o[0] = '\\'; break;
+    case '/': o[0] = '/'; break;
+    case 'b': o[0] = '\b'; break;
+    case 'f': o[0] = '\f'; break;
+    case 'n': o[0] = '\n'; break;
+    case 'r': o[0] = '\r'; break;
+    case 't': o[0] = '\t'; break;
+    case 'u':
+        if (end - p < 6 || (cp = json_hex4(p + 2)) < 0)
+            return 0;
+        if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 12 && p[6] == '\\' && p[7] == 'u' &&
+            (lo = json_hex4(p + 8)) >= 0xDC00 && lo <= 0xDFFF) {
+            *olen = json_utf8((uint32_t)(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)), o);
+            return 12;
+        }
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            cp = 0xFFFD;
+        *olen = json_utf8((uint32_t)cp, o);
+        return 6;
+    default:
+        return 0;
+    }
+    *olen = 1;
+    return 2;
+}
+
+static int json_token_inner(agw_str token, json_ptr *p, json_ptr *end)
+{
+    if (token.len < 2 || token.ptr[0] != '"' || token.ptr[token.len - 1] != '"')
+        return 0;
+    *p = (json_ptr)token.ptr + 1;
+    *end = (json_ptr)token.ptr + token.len - 1;
+    return 1;
+}
+
+agw_err agw_json_string_decode(agw_str token, agw_buf *out)
+{
+    json_ptr p, end;
+    size_t saved = out->len;
+    agw_err e;
+
+    if (!json_token_inner(token, &p, &end))
+        return AGW_EINVAL;
+    for (;;) {
+        json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;
+        json_ptr run_end = bs ? bs : end;
+        unsigned char o[4];
+        size_t olen = 0, used;
+
+        if (run_end > p && (e = agw_buf_append(out, p, (size_t)(run_end - p))) != AGW_OK)
+            return e;
+        if (!bs)
+            return AGW_OK;
+        if (!(used = json_unescape(bs, end, o, &olen))) {
+            out->len = saved;
+            if (out->data)
+                out->data[saved] = '\0';
+            return AGW_EINVAL;
+        }
+        if ((e = agw_buf_append(out, o, olen)) != AGW_OK)
+            return e;
+        p = bs + used;
+    }
+}
+
+int agw_json_string_eq(agw_str token, agw_str s)
+{
+    json_ptr p, end;
+    const unsigned char *want = (const unsigned char *)s.ptr;
+    size_t left = s.len;
+
+    if (!json_token_inner(token, &p, &end))
+        return 0;
+    for (;;) {
+        json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;
+        size_t run = (size_t)((bs ? bs : end) - p), olen = 0, used;
+        unsigned char o[4];
+
+        if (run > left || (run && memcmp(p, want, run) != 0))
+            return 0;
+        want += run;
+        left -= run;
+        if (!bs)
+            return left == 0;
+        if (!(used = json_unescape(bs, end, o, &olen)) || olen > left ||
+            memcmp(o, want, olen) != 0)
+            return 0;
+        want += olen;
+        left -= olen;
+        p = bs + used;
+    }
+}
+
+agw_err agw_json_string_view(agw_str token, agw_buf *scratch, agw_str *out)
+{
+    if (token.len < 2 || token.ptr[0] != '"' || token.ptr[token.len - 1] != '"')
+        return AGW_EINVAL;
+    if (!memchr(token.ptr + 1, '\\', token.len - 2)) {
+        *out = (agw_str){ token.ptr + 1, token.len - 2 };
+        return AGW_OK;
+    }
+    agw_buf_reset(scratch);
+    agw_err e = agw_json_string_decode(token, scratch);
+    if (e)
+        return e;
+    *out = agw_buf_view(scratch);
+    return AGW_OK;
+}

@@ -1,0 +1,3 @@
+# lib/metrics: see lib/README.
+lib_libantigw_a_SOURCES += \
+	lib/metrics/metrics.c lib/metrics/metrics.h

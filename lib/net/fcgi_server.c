@@ -1,0 +1,184 @@
+#include "net/fcgi_server.h"
+#include "core/core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct agw_server_worker {
+    pthread_t tid;
+    int index;
+    void *state;
+    const agw_server_opts *opts;
+};
+
+static int stop_pipe[2] = { -1, -1 };
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t live_cond = PTHREAD_COND_INITIALIZER;
+static int live_workers;
+
+void *agw_server_worker_state(agw_server_worker *w)
+{
+    return w->state;
+}
+
+int agw_server_fd0_listening(void)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    return getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+static void *worker_main(void *arg)
+{
+    agw_server_worker *w = arg;
+    const agw_server_opts *o = w->opts;
+    FCGX_Request req;
+    w->state = o->worker_init ? o->worker_init(o->app, w->index) : NULL;
+    if (FCGX_InitRequest(&req, 0, 0) != 0)
+        agw_fatal(__FILE__, __LINE__, "FCGX_InitRequest failed");
+    /* Each worker waits in its own epoll set with EPOLLEXCLUSIVE on the shared
+     * listening socket, so a new connection wakes one idle worker of the whole
+     * pool instead of every thread of every process (a plain poll() would wake
+     * them all, and 250 of 256 would find nothing to accept). */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event listen_ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0 };
+    struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = stop_pipe[0] };
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, 0, &listen_ev) != 0 ||
+        epoll_ctl(ep, EPOLL_CTL_ADD, stop_pipe[0], &stop_ev) != 0)
+        agw_fatal(__FILE__, __LINE__, "epoll set-up failed: %s", strerror(errno));
+    for (;;) {
+        struct epoll_event ready[2];
+        int n = epoll_wait(ep, ready, 2, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            agw_log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
+            break;
+        }
+        int stop = 0, incoming = 0;
+        for (int i = 0; i < n; i++) {
+            if (ready[i].data.fd == stop_pipe[0])
+                stop = 1;
+            else
+                incoming = 1;
+        }
+        if (stop)
+            break;
+        if (!incoming)
+            continue;
+        int rc = FCGX_Accept_r(&req);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
+            continue; /* another worker took the connection */
+        if (rc < 0) {
+            /* EMFILE/ENFILE and friends: back off instead of ending the thread. */
+            agw_log_error("worker %d: accept failed: %s", w->index, strerror(-rc));
+            usleep(100000);
+            continue;
+        }
+        o->handle(o->app, w, &req);
+        FCGX_Finish_r(&req);
+    }
+    close(ep);
+    FCGX_Free(&req, 1);
+    if (o->worker_done)
+        o->worker_done(o->app, w->state);
+    pthread_mutex_lock(&live_lock);
+    live_workers--;
+    pthread_cond_signal(&live_cond);
+    pthread_mutex_unlock(&live_lock);
+    return NULL;
+}
+
+int agw_server_run(const agw_server_opts *o)
+{
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGQUIT);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    /* Blocked before any thread exists, so every thread inherits the mask. */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    /* A write to a departed client must fail with EPIPE, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (FCGX_Init() != 0) {
+        agw_log_error("FCGX_Init failed");
+        return 1;
+    }
+    int fl = fcntl(0, F_GETFL);
+    if (fl < 0 || fcntl(0, F_SETFL, fl | O_NONBLOCK) < 0) {
+        agw_log_error("cannot make the listening socket non-blocking: %s", strerror(errno));
+        return 1;
+    }
+    if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
+        agw_log_error("pipe: %s", strerror(errno));
+        return 1;
+    }
+
+    agw_server_worker *workers = xcalloc((size_t)o->threads, sizeof *workers);
+    live_workers = o->threads;
+    for (int i = 0; i < o->threads; i++) {
+        workers[i].index = i;
+        workers[i].opts = o;
+        if (pthread_create(&workers[i].tid, NULL, worker_main, &workers[i]) != 0)
+            agw_fatal(__FILE__, __LINE__, "pthread_create failed");
+    }
+    agw_log_info("serving with %d threads", o->threads);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0 || sig == SIGUSR2)
+        ;
+    agw_log_info("signal %d: finishing requests in flight, then exiting", sig);
+    if (write(stop_pipe[1], "x", 1) != 1)
+        agw_fatal(__FILE__, __LINE__, "cannot signal workers to stop");
+
+    /* Wait for the workers, but not forever: a second signal or the grace
+     * period ends the process with whatever is still in flight. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += o->shutdown_grace_s;
+    sigset_t pending;
+    int code = 0;
+    pthread_mutex_lock(&live_lock);
+    while (live_workers > 0) {
+        struct timespec step;
+        clock_gettime(CLOCK_REALTIME, &step);
+        if (step.tv_sec >= deadline.tv_sec) {
+            agw_log_warn("grace period over with %d requests in flight: exiting", live_workers);
+            code = 0;
+            break;
+        }
+        step.tv_nsec += 200000000L;
+        if (step.tv_nsec >= 1000000000L) {
+            step.tv_sec++;
+            step.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&live_cond, &live_lock, &step);
+        sigpending(&pending);
+        for (int s = 1; s < 32; s++) {
+            if (s != SIGUSR2 && sigismember(&sigs, s) && sigismember(&pending, s)) {
+                agw_log_warn("second signal: exiting with %d requests in flight", live_workers);
+                pthread_mutex_unlock(&live_lock);
+                _exit(0);
+            }
+        }
+    }
+    int left = live_workers;
+    pthread_mutex_unlock(&live_lock);
+    if (left > 0)
+        _exit(code);
+    for (int i = 0; i < o->threads; i++)
+        pthread_join(workers[i].tid, NULL);
+    free(workers);
+    agw_log_info("stopped");
+    return code;
+}

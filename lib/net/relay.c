@@ -1,0 +1,525 @@
+#include "net/relay.h"
+#include "core/json.h"
+#include "core/sse.h"
+
+#include <stdio.h>
+
+/* How often the relay asks the sink whether the client left while the upstream
+ * keeps sending; between chunks a poll() per callback would be waste. */
+#define GONE_CHECK_US 200000u
+
+typedef enum { MODE_UNDECIDED = 0, MODE_STREAM, MODE_BODY, MODE_ERROR } relay_mode;
+
+typedef struct {
+    agw_upstream *u;
+    const agw_relay_req *rq;
+    const agw_client_sink *sink;
+    agw_relay_result *res;
+
+    relay_mode mode;
+    int committed;          /* the client's head is out */
+    int saw_end;            /* the upstream's terminal event ([DONE] / message_stop) */
+    int saw_error_event;    /* the upstream ended the stream with its own error event */
+    int saw_terminal;       /* a [DONE] or message_stop of either protocol (hold_final) */
+    size_t events_in_chunk;
+    uint64_t start_us, last_write_us, last_gone_check_us;
+    agw_sse_parser sse;
+    agw_buf body;           /* MODE_BODY / MODE_ERROR: the collected answer */
+    agw_buf scratch;        /* head lines and error events we write */
+    agw_buf converted;      /* codec output for the event being relayed */
+    agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
+    int codec_failed;       /* the codec rejected the upstream's stream */
+} relay;
+
+int agw_relay_header_passes(agw_str name, agw_str value)
+{
+    static const agw_str exact[] = { AGW_STR_LIT("retry-after"), AGW_STR_LIT("retry-after-ms"),
+                                     AGW_STR_LIT("x-request-id"), AGW_STR_LIT("request-id"),
+                                     AGW_STR_LIT("openai-processing-ms") };
+    static const agw_str prefixes[] = { AGW_STR_LIT("x-ratelimit-"),
+                                        AGW_STR_LIT("anthropic-ratelimit-") };
+    if (agw_str_has_ctl(value, 1) || value.len > 1024)
+        return 0;
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (agw_str_eq_nocase(name, exact[i]))
+            return 1;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (name.len > prefixes[i].len &&
+            agw_str_eq_nocase((agw_str){ name.ptr, prefixes[i].len }, prefixes[i]))
+            return 1;
+    return 0;
+}
+
+/* The client's head: our extra lines plus the upstream headers that pass. */
+static agw_err send_head(relay *r, int status, const char *content_type, int with_upstream)
+{
+    agw_buf *h = &r->scratch;
+    agw_buf_reset(h);
+    agw_err e = agw_buf_append_str(h, r->rq->response_headers);
+    if (!e && content_type && agw_str_starts(agw_str_c(content_type), AGW_STR_LIT("text/event-stream")))
+        e = agw_buf_append_str(h, AGW_STR_LIT("Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"));
+    agw_str name, value;
+    for (size_t i = 0; !e && with_upstream && agw_upstream_header_at(r->u, i, &name, &value); i++) {
+        if (!agw_relay_header_passes(name, value))
+            continue;
+        if (r->rq->own_ratelimit_headers && name.len > 12 &&
+            agw_str_eq_nocase((agw_str){ name.ptr, 12 }, AGW_STR_LIT("x-ratelimit-")))
+            continue;
+        if (!(e = agw_buf_append_str(h, name)) && !(e = agw_buf_append(h, ": ", 2)) &&
+            !(e = agw_buf_append_str(h, value)))
+            e = agw_buf_append(h, "\r\n", 2);
+    }
+    if (e)
+        return e;
+    r->committed = 1;
+    r->res->status = status;
+    r->last_write_us = agw_mono_us();
+    return r->sink->head(r->sink->ud, status, content_type, agw_buf_view(h));
+}
+
+static agw_err client_write(relay *r, const char *p, size_t n)
+{
+    agw_err e = r->sink->write(r->sink->ud, p, n);
+    if (!e) {
+        r->res->bytes_out += n;
+        r->last_write_us = agw_mono_us();
+    }
+    return e;
+}
+
+/* A whole JSON error response made by the gateway, before anything was sent. */
+static void send_error(relay *r, int status, agw_str message, int with_upstream)
+{
+    agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if (agw_apierr_body(&body, r->rq->proto, status, message, NULL) == AGW_OK &&
+        send_head(r, status, "application/json", with_upstream) == AGW_OK)
+        (void)client_write(r, body.data, body.len);
+    agw_buf_free(&body);
+}
+
+/* The end of a stream that did not end well: one error event, flushed. */
+static void send_error_event(relay *r, int status, agw_str message)
+{
+    agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if (agw_apierr_sse(&ev, r->rq->proto, status, message) == AGW_OK &&
+        client_write(r, ev.data, ev.len) == AGW_OK)
+        (void)r->sink->flush(r->sink->ud);
+    agw_buf_free(&ev);
+}
+
+static int on_event(void *ud, const agw_sse_event *ev)
+{
+    relay *r = ud;
+    r->events_in_chunk++;
+    r->res->events++;
+    if (r->rq->tap && r->rq->tap->event)
+        r->rq->tap->event(r->rq->tap->ud, ev->event, ev->data);
+    if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")) ||
+        agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")))
+        r->saw_terminal = 1;
+    if (r->rq->codec) {
+        const agw_codec *c = r->rq->codec;
+        agw_buf_reset(&r->converted);
+        agw_err e = c->event(c->ud, ev->event, ev->data, &r->converted);
+        if (e) {
+            r->codec_failed = 1;
+            snprintf(r->res->detail, sizeof r->res->detail,
+                     "upstream stream could not be converted: %s", agw_strerror(e));
+            return 1;
+        }
+        if (r->converted.len && r->rq->stream &&
+            client_write(r, r->converted.data, r->converted.len))
+            return 1;
+    }
+    if (r->rq->proto == AGW_PROTO_ANTHROPIC) {
+        if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")))
+            r->saw_end = 1;
+        else if (agw_str_eq(ev->event, AGW_STR_LIT("error")))
+            r->saw_error_event = 1;
+    } else if (agw_str_eq(ev->data, AGW_STR_LIT("[DONE]"))) {
+        r->saw_end = 1;
+    } else if (ev->data.len > 9 && ev->data.ptr[0] == '{') {
+        /* OpenAI-compatible servers report mid-stream failures as {"error":...}. */
+        agw_str v;
+        if (agw_json_find(ev->data, AGW_STR_LIT("error"), &v) == AGW_OK)
+            r->saw_error_event = 1;
+    }
+    return 0;
+}
+
+/* The length of p up to and including the end of its last blank line (the
+ * end of an SSE event), or 0. A blank line can only end an event: event
+ * fields cannot hold raw line breaks. */
+static size_t complete_events_len(const char *p, size_t n)
+{
+    for (size_t i = n; i-- > 1;) {
+        if (p[i] == '\n') {
+            if (p[i - 1] == '\n' || (i >= 2 && p[i - 1] == '\r' && (p[i - 2] == '\n' || p[i - 2] == '\r')))
+                return i + 1;
+        } else if (p[i] == '\r' && p[i - 1] == '\r') {
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Passthrough: forwards whole events only, so that when the upstream breaks
+ * in the middle of one, the client never sees half an event glued to the
+ * error event that follows. */
+static int forward_complete_events(relay *r, const char *p, size_t n)
+{
+    if (r->pending.len == 0) {
+        size_t done = complete_events_len(p, n);
+        if (done && client_write(r, p, done))
+            return 1;
+        p += done;
+        n -= done;
+        if (n && agw_buf_append(&r->pending, p, n))
+            goto too_big;
+        return 0;
+    }
+    if (agw_buf_append(&r->pending, p, n))
+        goto too_big;
+    size_t done = complete_events_len(r->pending.data, r->pending.len);
+    if (done) {
+        if (client_write(r, r->pending.data, done))
+            return 1;
+        agw_buf_consume(&r->pending, done);
+    }
+    return 0;
+too_big:
+    snprintf(r->res->detail, sizeof r->res->detail, "upstream SSE event over %u bytes",
+             AGW_LIMIT_SSE_EVENT);
+    return 1;
+}
+
+static int is_event_stream(agw_str ct)
+{
+    return ct.ptr && ct.len >= 17 && agw_str_eq_nocase((agw_str){ ct.ptr, 17 },
+                                                       AGW_STR_LIT("text/event-stream"));
+}
+
+static int on_data(void *ud, const char *p, size_t n)
+{
+    relay *r = ud;
+    if (r->mode == MODE_UNDECIDED) {
+        long status = agw_upstream_status(r->u);
+        if (status < 200 || status > 299)
+            r->mode = MODE_ERROR;
+        else if (is_event_stream(agw_upstream_header(r->u, AGW_STR_LIT("content-type"))))
+            r->mode = MODE_STREAM;
+        else
+            r->mode = MODE_BODY;
+        if (r->mode == MODE_ERROR)
+            r->body.max = AGW_LIMIT_ERROR_BODY;
+        if (r->mode == MODE_STREAM && (r->rq->stream || !r->rq->codec)) {
+            r->res->streamed = 1;
+            if (!r->committed && send_head(r, 200, "text/event-stream; charset=utf-8", 1))
+                return 1;
+        }
+    }
+    switch (r->mode) {
+    case MODE_STREAM: {
+        r->events_in_chunk = 0;
+        agw_err e = agw_sse_feed(&r->sse, p, n, on_event, r);
+        if (r->codec_failed || (r->rq->codec && r->sink->gone(r->sink->ud)))
+            return 1;
+        if (!r->rq->codec && forward_complete_events(r, p, n))
+            return 1;
+        if (e == AGW_ETOOBIG) {
+            snprintf(r->res->detail, sizeof r->res->detail, "upstream SSE event over %u bytes",
+                     AGW_LIMIT_SSE_EVENT);
+            return 1;
+        }
+        if (r->events_in_chunk && r->committed && !(r->rq->hold_final && r->saw_terminal) &&
+            r->sink->flush(r->sink->ud))
+            return 1;
+        return 0;
+    }
+    case MODE_BODY:
+        if (agw_buf_append(&r->body, p, n)) {
+            snprintf(r->res->detail, sizeof r->res->detail, "upstream body over %u bytes",
+                     AGW_LIMIT_UPSTREAM_BODY);
+            return 1;
+        }
+        return 0;
+    case MODE_ERROR:
+        /* Keep the head of an error body; the rest is noise we need not relay. */
+        if (r->body.len < r->body.max) {
+            size_t room = r->body.max - r->body.len;
+            if (agw_buf_append(&r->body, p, n < room ? n : room))
+                return 1;
+        }
+        return 0;
+    case MODE_UNDECIDED:
+        break;
+    }
+    return 1;
+}
+
+static int on_tick(void *ud, uint64_t idle_ms)
+{
+    (void)idle_ms;
+    relay *r = ud;
+    uint64_t now = agw_mono_us();
+    if (now - r->last_gone_check_us >= GONE_CHECK_US) {
+        r->last_gone_check_us = now;
+        if (r->sink->gone(r->sink->ud))
+            return 1;
+    }
+    if (!r->rq->stream || r->mode == MODE_BODY || r->mode == MODE_ERROR)
+        return 0;
+    if (!r->committed) {
+        if (r->rq->commit_ms <= 0 || now - r->start_us < (uint64_t)r->rq->commit_ms * 1000u)
+            return 0;
+        r->res->streamed = 1;
+        if (send_head(r, 200, "text/event-stream; charset=utf-8", 0) ||
+            client_write(r, AGW_CONST_STR_LEN(": waiting for upstream\n\n")) ||
+            r->sink->flush(r->sink->ud))
+            return 1;
+        return 0;
+    }
+    if (r->rq->ping_ms > 0 && now - r->last_write_us >= (uint64_t)r->rq->ping_ms * 1000u) {
+        if (client_write(r, AGW_CONST_STR_LEN(": ping\n\n")) || r->sink->flush(r->sink->ud))
+            return 1;
+    }
+    return 0;
+}
+
+/* An upstream error body goes to the client as is when it is a JSON object with
+ * an "error" member (same protocol, so same shape); anything else is wrapped. */
+static void relay_error_body(relay *r, int status)
+{
+    agw_str body = agw_buf_view(&r->body);
+    agw_str v;
+    if (agw_json_validate(body, 64, NULL, 0) == AGW_OK &&
+        agw_json_find(body, AGW_STR_LIT("error"), &v) == AGW_OK) {
+        if (send_head(r, status, "application/json", 1) == AGW_OK)
+            (void)client_write(r, body.ptr, body.len);
+        return;
+    }
+    char msg[320];
+    size_t shown = body.len < 200 ? body.len : 200;
+    agw_buf text = AGW_BUF_INIT(1024);
+    if (agw_buf_appendf(&text, "upstream returned HTTP %d: ", status) ||
+        agw_buf_append(&text, body.ptr, shown)) {
+        snprintf(msg, sizeof msg, "upstream returned HTTP %d", status);
+        send_error(r, status, agw_str_c(msg), 1);
+    } else {
+        send_error(r, status, agw_buf_view(&text), 1);
+    }
+    agw_buf_free(&text);
+}
+
+/* The end of a converted answer (rq->codec set): the codec turns what the
+ * upstream said into the client's protocol; the relay only delivers it. */
+static void finish_converted(relay *r, long status)
+{
+    const agw_codec *c = r->rq->codec;
+    agw_buf *out = &r->converted;
+    agw_buf_reset(out);
+    if (r->mode == MODE_ERROR) {
+        int client_status = (int)status;
+        if (r->committed) {
+            agw_str b = agw_buf_view(&r->body);
+            agw_buf msg = AGW_BUF_INIT(1024);
+            if (agw_buf_appendf(&msg, "upstream returned HTTP %ld: ", status) == AGW_OK &&
+                agw_buf_append(&msg, b.ptr, b.len < 300 ? b.len : 300) == AGW_OK)
+                send_error_event(r, (int)status, agw_buf_view(&msg));
+            agw_buf_free(&msg);
+        } else if (c->error(c->ud, (int)status, agw_buf_view(&r->body), &client_status, out) ==
+                       AGW_OK &&
+                   send_head(r, client_status, "application/json", 1) == AGW_OK) {
+            (void)client_write(r, out->data, out->len);
+        } else {
+            send_error(r, 502, AGW_STR_LIT("upstream error could not be converted"), 1);
+        }
+        return;
+    }
+    if (r->mode != MODE_STREAM) {
+        /* The upstream was asked for a stream and answered otherwise. */
+        if (r->committed)
+            send_error_event(r, 502, AGW_STR_LIT("upstream answered without a stream"));
+        else
+            send_error(r, 502, AGW_STR_LIT("upstream answered without a stream"), 1);
+        return;
+    }
+    int final_status = 200;
+    agw_err e = c->finish(c->ud, out, &final_status);
+    if (r->rq->stream) {
+        if (out->len)
+            (void)client_write(r, out->data, out->len);
+        if (e == AGW_OK)
+            r->res->complete = 1;
+        else
+            send_error_event(r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
+        if (!(r->rq->hold_final && r->res->complete))
+            (void)r->sink->flush(r->sink->ud);
+        return;
+    }
+    if (e != AGW_OK) {
+        send_error(r, 502, AGW_STR_LIT("upstream stream ended before its final event"), 1);
+        return;
+    }
+    if (send_head(r, final_status, "application/json", 1) == AGW_OK &&
+        client_write(r, out->data, out->len) == AGW_OK)
+        r->res->complete = final_status >= 200 && final_status <= 299;
+}
+
+/* retry-after in whole seconds (delay-seconds form only), or -1. */
+static long retry_after(const agw_upstream *u)
+{
+    agw_str v = agw_upstream_header(u, AGW_STR_LIT("retry-after"));
+    if (!v.ptr || v.len == 0 || v.len > 9)
+        return -1;
+    long s = 0;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.ptr[i] < '0' || v.ptr[i] > '9')
+            return -1;
+        s = s * 10 + (v.ptr[i] - '0');
+    }
+    return s;
+}
+
+void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,
+                   agw_relay_result *res)
+{
+    relay r;
+    memset(&r, 0, sizeof r);
+    memset(res, 0, sizeof *res);
+    r.u = u;
+    r.rq = rq;
+    r.sink = sink;
+    r.res = res;
+    r.start_us = r.last_gone_check_us = agw_mono_us();
+    agw_sse_init(&r.sse, AGW_LIMIT_SSE_EVENT);
+    agw_buf_init(&r.body, AGW_LIMIT_UPSTREAM_BODY);
+    agw_buf_init(&r.scratch, AGW_LIMIT_SMALL);
+    agw_buf_init(&r.converted, AGW_LIMIT_UPSTREAM_BODY);
+    agw_buf_init(&r.pending, AGW_LIMIT_SSE_EVENT + (64u << 10));
+
+    agw_upstream_req ur = {
+        .url = rq->url,
+        .headers = rq->headers,
+        .body = rq->body,
+        .connect_timeout_ms = rq->connect_timeout_ms,
+        .idle_timeout_ms = rq->idle_timeout_ms,
+        .on_data = on_data,
+        .on_tick = on_tick,
+        .ud = &r,
+    };
+    agw_upstream_result ures;
+    agw_upstream_perform(u, &ur, &ures);
+    res->outcome = ures.outcome;
+    res->first_byte_us = ures.first_byte_us;
+    if (!res->detail[0])
+        snprintf(res->detail, sizeof res->detail, "%s", ures.detail);
+
+    res->upstream_status = (int)agw_upstream_status(u);
+    res->retry_after_s = retry_after(u);
+    int gone = sink->gone(sink->ud);
+    if (rq->may_retry && !gone && !r.committed && res->bytes_out == 0 &&
+        (ures.outcome == AGW_UPSTREAM_CONNECT || ures.outcome == AGW_UPSTREAM_TIMEOUT ||
+         ures.outcome == AGW_UPSTREAM_BROKEN ||
+         (ures.outcome == AGW_UPSTREAM_DONE &&
+          (res->upstream_status == 429 || res->upstream_status >= 500)))) {
+        res->retryable = 1;
+        res->status = ures.outcome == AGW_UPSTREAM_TIMEOUT   ? 504
+                      : ures.outcome == AGW_UPSTREAM_DONE    ? res->upstream_status
+                                                             : 502;
+        goto out;
+    }
+    if (gone || ures.outcome == AGW_UPSTREAM_STOPPED) {
+        /* Stopped by us: the client left, or an upstream limit was hit. */
+        res->client_gone = gone;
+        if (!gone) {
+            if (r.committed && r.mode != MODE_BODY)
+                send_error_event(&r, 502, agw_str_c(res->detail));
+            else if (!r.committed)
+                send_error(&r, 502, agw_str_c(res->detail), 0);
+        }
+        goto out;
+    }
+
+    if (ures.outcome != AGW_UPSTREAM_DONE) {
+        int status = ures.outcome == AGW_UPSTREAM_TIMEOUT ? 504 : 502;
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s: %s",
+                 ures.outcome == AGW_UPSTREAM_CONNECT   ? "upstream unreachable"
+                 : ures.outcome == AGW_UPSTREAM_TIMEOUT ? "upstream timed out"
+                                                        : "upstream connection broken",
+                 ures.detail);
+        if (r.committed)
+            send_error_event(&r, status, agw_str_c(msg));
+        else
+            send_error(&r, status, agw_str_c(msg), 0);
+        goto out;
+    }
+
+    long status = agw_upstream_status(u);
+    if (r.mode == MODE_UNDECIDED) /* an answer with no body at all */
+        r.mode = status >= 200 && status <= 299 ? MODE_BODY : MODE_ERROR;
+
+    if (rq->codec) {
+        finish_converted(&r, status);
+        goto out;
+    }
+
+    switch (r.mode) {
+    case MODE_STREAM:
+        if (agw_sse_finish(&r.sse) == AGW_OK && r.saw_end) {
+            /* Bytes after the final event (a trailing comment, a stray line
+             * end) belong to a complete stream: pass them on. */
+            if (r.pending.len)
+                (void)client_write(&r, r.pending.data, r.pending.len);
+            res->complete = 1;
+        } else if (!r.saw_error_event) {
+            send_error_event(&r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
+        }
+        if ((r.saw_end && !rq->hold_final) || r.saw_error_event)
+            (void)sink->flush(sink->ud);
+        break;
+    case MODE_BODY:
+        if (rq->tap && rq->tap->body)
+            rq->tap->body(rq->tap->ud, agw_buf_view(&r.body));
+        if (agw_json_validate(agw_buf_view(&r.body), 512, NULL, 0) != AGW_OK) {
+            if (r.committed)
+                send_error_event(&r, 502, AGW_STR_LIT("upstream answered with invalid JSON"));
+            else
+                send_error(&r, 502, AGW_STR_LIT("upstream answered with invalid JSON"), 1);
+        } else if (r.committed) {
+            /* The SSE head went out while we waited, but the upstream answered
+             * with plain JSON: deliver it as one data event. */
+            agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY + 64);
+            if (agw_sse_write(&ev, (agw_str){ NULL, 0 }, agw_buf_view(&r.body)) == AGW_OK &&
+                client_write(&r, ev.data, ev.len) == AGW_OK)
+                res->complete = 1;
+            agw_buf_free(&ev);
+        } else if (send_head(&r, (int)status, "application/json", 1) == AGW_OK &&
+                   client_write(&r, r.body.data ? r.body.data : "", r.body.len) == AGW_OK) {
+            res->complete = 1;
+        }
+        break;
+    case MODE_ERROR:
+        if (r.committed) {
+            agw_buf msg = AGW_BUF_INIT(1024);
+            agw_str b = agw_buf_view(&r.body);
+            if (agw_buf_appendf(&msg, "upstream returned HTTP %ld: ", status) == AGW_OK &&
+                agw_buf_append(&msg, b.ptr, b.len < 300 ? b.len : 300) == AGW_OK)
+                send_error_event(&r, (int)status, agw_buf_view(&msg));
+            agw_buf_free(&msg);
+        } else {
+            relay_error_body(&r, (int)status);
+        }
+        break;
+    case MODE_UNDECIDED:
+        break;
+    }
+
+out:
+    agw_sse_free(&r.sse);
+    agw_buf_free(&r.body);
+    agw_buf_free(&r.scratch);
+    agw_buf_free(&r.converted);
+    agw_buf_free(&r.pending);
+}

@@ -1,0 +1,105 @@
+/*
+ * relay: one upstream call relayed to the client in the same protocol (the
+ * passthrough fast path of DESIGN.md §4 step 6).
+ *
+ * The request body goes upstream as given. The answer comes back unchanged in
+ * bytes, with these rules around it:
+ *  - A streamed (text/event-stream) 2xx answer is written to the client as it
+ *    arrives and flushed at every complete SSE event; the events are parsed on
+ *    the side only to know whether the stream ended properly.
+ *  - A stream that breaks (reset, timeout, no terminal event) ends with an
+ *    error event in the client's protocol, never a clean-looking end.
+ *  - A non-streamed 2xx answer is collected (capped), checked to be JSON and
+ *    sent with its status; garbage becomes a 502 in the client's shape.
+ *  - A non-2xx answer keeps its status, `retry-after` and the error body when
+ *    that body is a JSON error; other bodies are wrapped in the client's shape.
+ *  - Connect failures give 502, timeouts 504, in the client's shape.
+ *  - While the upstream is silent on a stream request, after commit_ms the
+ *    client gets the 200 SSE head and then comment pings every ping_ms, which
+ *    keeps proxies' idle timers alive and reveals a client that left. Once the
+ *    head is out, later upstream errors can only be error events.
+ *  - A client that leaves stops the upstream transfer at once.
+ *
+ * Nothing here knows FastCGI: the client is a sink of callbacks, so the relay
+ * is tested against a buffer and run against agw_fcgi_conn in the app.
+ */
+#ifndef AGW_RELAY_H
+#define AGW_RELAY_H
+
+#include "proto/apierr.h"
+#include "proto/codec.h"
+#include "core/core.h"
+#include "net/upstream.h"
+
+typedef struct {
+    void *ud;
+    /* Writes the status and headers (`headers`: complete "Name: value\r\n" lines). */
+    agw_err (*head)(void *ud, int status, const char *content_type, agw_str headers);
+    agw_err (*write)(void *ud, const char *p, size_t n);
+    agw_err (*flush)(void *ud);
+    /* 1 when the client is known to have left. */
+    int (*gone)(void *ud);
+} agw_client_sink;
+
+/* Watches the upstream's answer without changing it (usage accounting). */
+typedef struct {
+    void *ud;
+    /* Each SSE event of a streamed answer, as the upstream sent it. */
+    void (*event)(void *ud, agw_str name, agw_str data);
+    /* A 2xx answer that was not a stream, once it is complete. */
+    void (*body)(void *ud, agw_str body);
+} agw_relay_tap;
+
+typedef struct {
+    agw_proto proto;            /* the client's protocol */
+    const agw_codec *codec; /* NULL: same protocol, bytes pass through */
+    const agw_relay_tap *tap;   /* NULL: nobody watches */
+    /* The caller flushes the end of a successful stream itself: the chunk
+     * holding the terminal event ([DONE] / message_stop) is written but not
+     * flushed, so the client cannot see the end before the caller's
+     * bookkeeping (the usage record's commit) is done. */
+    int hold_final;
+    /* The gateway sends its own x-ratelimit-* headers: the upstream's (the
+     * provider account's limits) are not passed on. */
+    int own_ratelimit_headers;
+    const char *url;
+    const char *const *headers; /* NULL-terminated, for the upstream */
+    agw_str body;               /* NULL ptr: GET */
+    int stream;                 /* the client asked for a stream */
+    long connect_timeout_ms;
+    long idle_timeout_ms;
+    long commit_ms;             /* see above; 0 = commit only when upstream answers */
+    long ping_ms;               /* 0 = no pings */
+    agw_str response_headers;   /* extra lines for the client's head (CORS), pre-validated */
+    /* Another provider can take the call (failover): a failure that left
+     * the client untouched (nothing written, not even the SSE head) is not
+     * answered but reported with res->retryable. Failures that qualify: a
+     * connect error, a timeout, a broken connection, a 429 or a 5xx. */
+    int may_retry;
+} agw_relay_req;
+
+typedef struct {
+    int status;                 /* the status the client got (0 if the client left first) */
+    int streamed;               /* the answer went out as SSE */
+    int complete;               /* the upstream answer ended properly */
+    int client_gone;            /* the client left before the end */
+    agw_upstream_outcome outcome;
+    uint64_t first_byte_us;     /* upstream time to first byte */
+    size_t bytes_out;           /* body bytes written to the client */
+    size_t events;              /* SSE events relayed */
+    char detail[256];           /* why it failed, for the log */
+    /* rq->may_retry only: the call failed and the client got nothing. */
+    int retryable;
+    int upstream_status;        /* the upstream's status (0: no answer) */
+    long retry_after_s;         /* the upstream's retry-after in seconds, or -1 */
+} agw_relay_result;
+
+void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,
+                   agw_relay_result *res);
+
+/* Response headers from the upstream that the client may see: retry-after,
+ * request ids and rate-limit information. Header names are matched
+ * case-insensitively; values with control characters are dropped. */
+int agw_relay_header_passes(agw_str name, agw_str value);
+
+#endif

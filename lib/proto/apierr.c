@@ -1,0 +1,86 @@
+#include "proto/apierr.h"
+
+const char *agw_apierr_type(agw_proto proto, int status)
+{
+    if (proto == AGW_PROTO_ANTHROPIC) {
+        switch (status) {
+        case 400: case 405: case 422: return "invalid_request_error";
+        case 401: return "authentication_error";
+        case 403: return "permission_error";
+        case 404: return "not_found_error";
+        case 413: return "request_too_large";
+        case 429: return "rate_limit_error";
+        case 503: case 529: return "overloaded_error";
+        case 504: return "timeout_error";
+        default: return status >= 500 ? "api_error" : "invalid_request_error";
+        }
+    }
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 429: return "rate_limit_error";
+    case 504: return "timeout_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+agw_err agw_apierr_body(agw_buf *out, agw_proto proto, int status, agw_str message,
+                        const char *code)
+{
+    agw_err e;
+    const char *type = agw_apierr_type(proto, status);
+    if (proto == AGW_PROTO_ANTHROPIC) {
+        if ((e = agw_buf_appendf(out, "{\"type\":\"error\",\"error\":{\"type\":\"%s\",\"message\":\"",
+                                 type)) ||
+            (e = agw_buf_append_json_escaped(out, message)))
+            return e;
+        return agw_buf_append(out, AGW_CONST_STR_LEN("\"}}"));
+    }
+    if ((e = agw_buf_append(out, AGW_CONST_STR_LEN("{\"error\":{\"message\":\""))) ||
+        (e = agw_buf_append_json_escaped(out, message)) ||
+        (e = agw_buf_appendf(out, "\",\"type\":\"%s\",\"param\":null,\"code\":", type)))
+        return e;
+    if (code) {
+        if ((e = agw_buf_append(out, "\"", 1)) ||
+            (e = agw_buf_append_json_escaped(out, agw_str_c(code))) ||
+            (e = agw_buf_append(out, "\"", 1)))
+            return e;
+    } else if ((e = agw_buf_append(out, AGW_CONST_STR_LEN("null")))) {
+        return e;
+    }
+    return agw_buf_append(out, AGW_CONST_STR_LEN("}}"));
+}
+
+agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status, agw_str message)
+{
+    agw_err e;
+    if ((e = agw_buf_append_str(out, proto == AGW_PROTO_ANTHROPIC ? AGW_STR_LIT("event: error\ndata: ")
+                                                                  : AGW_STR_LIT("data: "))) ||
+        (e = agw_apierr_body(out, proto, status, message, NULL)))
+        return e;
+    return agw_buf_append(out, AGW_CONST_STR_LEN("\n\n"));
+}
+
+const char *agw_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 529: return "Overloaded";
+    default: return "Unknown";
+    }
+}

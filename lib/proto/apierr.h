@@ -1,0 +1,33 @@
+/*
+ * apierr: error responses in the shape of the client's protocol.
+ *
+ * A client that speaks OpenAI gets {"error":{"message","type","param","code"}};
+ * one that speaks Anthropic gets {"type":"error","error":{"type","message"}}.
+ * Stock SDKs pick their exception class from the HTTP status and read these
+ * fields, so every error the gateway makes itself goes through here.
+ * Functions append to a caller-owned agw_buf and never allocate otherwise.
+ */
+#ifndef AGW_APIERR_H
+#define AGW_APIERR_H
+
+#include "core/core.h"
+
+typedef enum { AGW_PROTO_OPENAI = 0, AGW_PROTO_ANTHROPIC } agw_proto;
+
+/* The error `type` string the protocol uses for an HTTP status. */
+const char *agw_apierr_type(agw_proto proto, int status);
+
+/* Appends the JSON error body. `code` is OpenAI's machine-readable code
+ * (e.g. "model_not_found"); NULL gives null. Anthropic has no code field. */
+AGW_WARN_UNUSED agw_err agw_apierr_body(agw_buf *out, agw_proto proto, int status, agw_str message,
+                                        const char *code);
+
+/* Appends one SSE event that ends a stream with an error, in the protocol's
+ * streaming shape: Anthropic `event: error`, OpenAI a `data:` line carrying an
+ * {"error":{...}} object (which the OpenAI SDKs raise as an APIError). */
+AGW_WARN_UNUSED agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status, agw_str message);
+
+/* The reason phrase for a status ("Not Found"); "Unknown" for unusual codes. */
+const char *agw_http_reason(int status);
+
+#endif

@@ -1,0 +1,166 @@
+#include "proto/bridge.h"
+#include "proto/anthropic.h"
+#include "proto/openai.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct agw_bridge {
+    agw_codec codec;
+    agw_proto client, upstream;
+    int client_stream;
+    agw_str client_model;          /* in arena */
+    agw_arena arena;
+    agw_ir_usage usage;
+    agw_err sink_err;              /* the first encoder/fold failure */
+    agw_buf *out;                  /* where the current event's output goes */
+    agw_openai_stream_decoder od;
+    agw_anthropic_stream_decoder ad;
+    agw_openai_stream_encoder oe;
+    agw_anthropic_stream_encoder ae;
+    agw_ir_fold fold;
+    int64_t created;
+};
+
+int agw_bridge_error_status(agw_proto client, int upstream_status)
+{
+    if (client == AGW_PROTO_OPENAI && upstream_status == 529)
+        return 503;
+    if (upstream_status < 400 || upstream_status > 599)
+        return 502;
+    return upstream_status;
+}
+
+/* Every IR event from the upstream decoder lands here. */
+static int on_ir_event(void *ud, const agw_ir_event *ev)
+{
+    agw_bridge *b = ud;
+    if (ev->kind == AGW_IR_EV_MESSAGE_START || ev->kind == AGW_IR_EV_MESSAGE_DELTA)
+        agw_ir_usage_merge(&b->usage, &ev->usage);
+    agw_err e;
+    if (!b->client_stream)
+        e = agw_ir_fold_add(&b->fold, ev);
+    else if (b->client == AGW_PROTO_OPENAI)
+        e = agw_openai_encode_stream_event(&b->oe, ev, b->out);
+    else
+        e = agw_anthropic_encode_stream_event(&b->ae, ev, b->out);
+    if (e && !b->sink_err)
+        b->sink_err = e;
+    return e != AGW_OK;
+}
+
+static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
+{
+    agw_bridge *b = ud;
+    b->out = out;
+    agw_err e = b->upstream == AGW_PROTO_OPENAI
+                    ? agw_openai_decode_stream_event(&b->od, data, on_ir_event, b, NULL, 0)
+                    : agw_anthropic_decode_stream_event(&b->ad, name, data, on_ir_event, b, NULL,
+                                                        0);
+    return b->sink_err ? b->sink_err : e;
+}
+
+static agw_err fold_error_body(agw_bridge *b, agw_buf *out, int *status)
+{
+    *status = agw_bridge_error_status(b->client, b->fold.error_status ? b->fold.error_status : 500);
+    agw_str msg = b->fold.error_message.len ? b->fold.error_message
+                                            : AGW_STR_LIT("upstream reported an error");
+    return agw_apierr_body(out, b->client, *status, msg, NULL);
+}
+
+static agw_err codec_finish(void *ud, agw_buf *out, int *status)
+{
+    agw_bridge *b = ud;
+    b->out = out;
+    *status = 200;
+    agw_err end = b->upstream == AGW_PROTO_OPENAI
+                      ? agw_openai_decode_stream_end(&b->od, on_ir_event, b)
+                      : agw_anthropic_decode_stream_end(&b->ad);
+    if (b->sink_err)
+        return b->sink_err;
+    if (end)
+        return end;
+    if (b->client_stream)
+        return AGW_OK;
+    if (b->fold.failed)
+        return fold_error_body(b, out, status);
+    agw_err e = b->client == AGW_PROTO_OPENAI
+                    ? agw_openai_encode_response(&b->fold, b->client_model, b->created, out)
+                    : agw_anthropic_encode_response(&b->fold, b->client_model, (agw_str){ NULL, 0 },
+                                                    out);
+    if (e == AGW_EINVAL) {
+        /* The upstream's answer does not make a valid response (a tool call
+         * whose arguments are not JSON): a gateway error, not a client one. */
+        agw_buf_reset(out);
+        *status = 502;
+        return agw_apierr_body(out, b->client, 502,
+                               AGW_STR_LIT("upstream answer could not be converted"), NULL);
+    }
+    return e;
+}
+
+static agw_err codec_error(void *ud, int status, agw_str body, int *client_status, agw_buf *out)
+{
+    agw_bridge *b = ud;
+    agw_str type = { NULL, 0 }, message = { NULL, 0 };
+    agw_arena scratch = AGW_ARENA_INIT;
+    agw_err e = b->upstream == AGW_PROTO_OPENAI
+                    ? agw_openai_decode_error(body, &scratch, &type, &message)
+                    : agw_anthropic_decode_error(body, &scratch, &type, &message);
+    *client_status = agw_bridge_error_status(b->client, status);
+    agw_buf text = AGW_BUF_INIT(2048);
+    if (e != AGW_OK || !message.len) {
+        size_t shown = body.len < 200 ? body.len : 200;
+        if (agw_buf_appendf(&text, "upstream returned HTTP %d: ", status) == AGW_OK &&
+            agw_buf_append(&text, body.ptr, shown) == AGW_OK)
+            message = agw_buf_view(&text);
+        else
+            message = AGW_STR_LIT("upstream returned an error");
+    }
+    e = agw_apierr_body(out, b->client, *client_status, message, NULL);
+    agw_buf_free(&text);
+    agw_arena_free(&scratch);
+    return e;
+}
+
+agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
+                           int include_usage, agw_str client_model, int64_t created)
+{
+    agw_bridge *b = xcalloc(1, sizeof *b);
+    b->client = client;
+    b->upstream = upstream;
+    b->client_stream = client_stream;
+    b->created = created;
+    b->usage = (agw_ir_usage)AGW_IR_USAGE_UNKNOWN;
+    b->client_model = agw_arena_str(&b->arena, client_model);
+    agw_openai_stream_decoder_init(&b->od);
+    agw_anthropic_stream_decoder_init(&b->ad);
+    agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
+    agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
+    agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
+    b->codec = (agw_codec){ b, codec_event, codec_finish, codec_error };
+    return b;
+}
+
+const agw_codec *agw_bridge_codec(agw_bridge *b)
+{
+    return &b->codec;
+}
+
+agw_ir_usage agw_bridge_usage(const agw_bridge *b)
+{
+    return b->usage;
+}
+
+void agw_bridge_free(agw_bridge *b)
+{
+    if (!b)
+        return;
+    agw_openai_stream_decoder_free(&b->od);
+    agw_anthropic_stream_decoder_free(&b->ad);
+    agw_openai_stream_encoder_free(&b->oe);
+    agw_anthropic_stream_encoder_free(&b->ae);
+    agw_ir_fold_free(&b->fold);
+    agw_arena_free(&b->arena);
+    free(b);
+}

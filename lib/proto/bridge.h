@@ -1,0 +1,35 @@
+/*
+ * bridge: a conversion between the client's protocol and a provider's of the
+ * other kind, as an agw_codec.
+ *
+ * Upstream SSE events are decoded into IR events (ir.h) by the provider's
+ * codec; for a streaming client each IR event is encoded at once by the
+ * client's codec, for a non-streaming client the events are folded and the
+ * fold encoded at the end: one path for both. Upstream errors are reshaped
+ * into the client's error shape with the status kept, except Anthropic's 529
+ * overloaded, which an OpenAI client gets as 503 (its SDKs know 503, not 529).
+ *
+ * Ownership: agw_bridge_new copies what it needs; free with agw_bridge_free.
+ */
+#ifndef AGW_BRIDGE_H
+#define AGW_BRIDGE_H
+
+#include "proto/apierr.h"
+#include "proto/ir.h"
+#include "proto/codec.h"
+
+typedef struct agw_bridge agw_bridge;
+
+/* `client_model` is the model name as the client sent it (answers echo it);
+ * `include_usage` is an OpenAI client's stream_options.include_usage. */
+agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
+                           int include_usage, agw_str client_model, int64_t created);
+const agw_codec *agw_bridge_codec(agw_bridge *b);
+/* Token counts the upstream reported so far (-1 where unknown). */
+agw_ir_usage agw_bridge_usage(const agw_bridge *b);
+void agw_bridge_free(agw_bridge *b);
+
+/* The status an upstream error gets on its way to a client of `client`. */
+int agw_bridge_error_status(agw_proto client, int upstream_status);
+
+#endif

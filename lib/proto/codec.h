@@ -1,0 +1,31 @@
+/*
+ * codec: the interface between a conversion and the relay that drives it.
+ *
+ * It lives with the protocols so that the bridge (which implements it) needs
+ * nothing from the transport, and the relay (which calls it) needs nothing
+ * from any particular protocol.
+ */
+#ifndef AGW_CODEC_H
+#define AGW_CODEC_H
+
+#include "core/core.h"
+
+/* A conversion between protocols, plugged into the relay (net/relay.h) and
+ * implemented by the bridge (bridge.h). The relay owns transport (timing,
+ * heads, flushes, departures, failures); the codec owns bytes. Without one
+ * the relay passes the upstream's bytes through. */
+typedef struct {
+    void *ud;
+    /* One upstream SSE event; appends what the client gets for it (possibly
+     * nothing, e.g. while folding for a non-streaming client). */
+    agw_err (*event)(void *ud, agw_str name, agw_str data, agw_buf *out);
+    /* The upstream stream ended. Streaming client: appends the last bytes.
+     * Non-streaming client: the whole response body and its status (200, or
+     * the error status when the upstream reported an error mid-stream).
+     * AGW_EPEER when the upstream stream ended before its final event. */
+    agw_err (*finish)(void *ud, agw_buf *out, int *status);
+    /* A non-2xx upstream answer -> the client's status and error body. */
+    agw_err (*error)(void *ud, int status, agw_str body, int *client_status, agw_buf *out);
+} agw_codec;
+
+#endif

@@ -1,0 +1,3 @@
+# lib/provider: see lib/README.
+lib_libantigw_a_SOURCES += \
+	lib/provider/provider.c lib/provider/provider.h

@@ -1,0 +1,44 @@
+/*
+ * health: the pool's provider probes (issue 5, FASTCGI.md §9).
+ *
+ * Every antigw-fcgi process runs one prober thread, started before the
+ * FastCGI server with every signal blocked (fcgi_server.h). Only one process
+ * of the pool probes at a time: the one holding flock(LOCK_EX|LOCK_NB) on
+ * "<database.path>.health.lock". The others try to take the lock at each
+ * period, so when the holder dies (the kernel releases its lock) the next
+ * one takes over within a period.
+ *
+ * Every defaults.health_check_seconds (and once at start) the holder probes
+ * each enabled OpenAI or Anthropic provider of the current catalog with a
+ * cheap call: GET <base_url>/models (OpenAI) or /v1/models (Anthropic), with
+ * the provider's credential, a 3 s connect and a 5 s idle timeout. A probe
+ * passes when the provider answers any HTTP status below 500 (even a 401 or
+ * 404 shows the server is there; a 5xx, a connect error or a timeout fails).
+ * The verdict goes into the provider's shared slot (lb.h): a failed probe
+ * takes it out of the rotation, a passing one brings it back and clears its
+ * cooldown.
+ */
+#ifndef AGW_HEALTH_H
+#define AGW_HEALTH_H
+
+#include "tenant/catalog.h"
+#include "route/lb.h"
+#include "net/upstream.h"
+
+#define AGW_HEALTH_CONNECT_MS 3000
+#define AGW_HEALTH_IDLE_MS 5000
+
+typedef struct agw_health agw_health;
+
+/* Starts the prober when cfg->defaults.health_check_enabled; *out stays NULL
+ * otherwise. `cat`, `lb` and `cfg` must outlive it. */
+AGW_WARN_UNUSED agw_err agw_health_start(const agw_config *cfg, agw_catalog_holder *cat,
+                                         agw_lb *lb, agw_health **out, char *err,
+                                         size_t errlen);
+/* Stops and joins the thread (NULL: nothing). */
+void agw_health_stop(agw_health *h);
+
+/* One probe of `p` with `u`: 1 when it passes. */
+int agw_health_probe(agw_upstream *u, const agw_provider_cfg *p);
+
+#endif

@@ -1,0 +1,313 @@
+#include "route/lb.h"
+
+#include <assert.h>
+#include <string.h>
+
+static_assert(sizeof(agw_lb_header) == 64, "lb header size");
+static_assert(sizeof(agw_lb_slot) == 128, "lb slot size");
+static_assert(sizeof(agw_lb_header) + AGW_LB_SLOTS * sizeof(agw_lb_slot) +
+                      AGW_LB_RR_SLOTS * sizeof(agw_lb_rr) <=
+                  AGW_LB_REGION_BYTES,
+              "the load balancer must stay in its 64 KiB");
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free in shared memory");
+
+#define DECAY_VALUE_BITS 24u
+#define DECAY_VALUE_MAX ((UINT64_C(1) << DECAY_VALUE_BITS) - 1)
+#define DECAY_UNIT 256u
+#define DECAY_TIME_MASK ((UINT64_C(1) << 40) - 1)
+
+int agw_lb_strategy_parse(const char *name)
+{
+    static const char *const names[] = { "weighted", "round-robin", "least-used", "priority",
+                                         "smart" };
+    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len)
+{
+    if (!region || len < AGW_LB_REGION_BYTES)
+        return AGW_EINVAL;
+    char *base = region;
+    lb->hdr = (agw_lb_header *)base;
+    lb->slots = (agw_lb_slot *)(base + sizeof(agw_lb_header));
+    lb->rr = (agw_lb_rr *)(base + sizeof(agw_lb_header) + AGW_LB_SLOTS * sizeof(agw_lb_slot));
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&lb->hdr->magic, &zero, AGW_LB_MAGIC);
+    return AGW_OK;
+}
+
+uint64_t agw_lb_hash(agw_str s)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < s.len; i++) {
+        h ^= (unsigned char)s.ptr[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h | 1u;
+}
+
+/* Finds or claims the entry for `key` in a table of `n` words spaced `stride`
+ * bytes apart. NULL when every entry belongs to another key. */
+static _Atomic uint64_t *claim(void *table, size_t n, size_t stride, uint64_t key)
+{
+    for (size_t i = 0; i < n; i++) {
+        _Atomic uint64_t *k = (_Atomic uint64_t *)((char *)table + ((key + i) % n) * stride);
+        uint64_t seen = atomic_load(k);
+        if (seen == key)
+            return k;
+        if (seen == 0) {
+            if (atomic_compare_exchange_strong(k, &seen, key) || seen == key)
+                return k;
+        }
+    }
+    return NULL;
+}
+
+agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name)
+{
+    if (!lb || !lb->slots)
+        return NULL;
+    return (agw_lb_slot *)claim(lb->slots, AGW_LB_SLOTS, sizeof(agw_lb_slot), agw_lb_hash(name));
+}
+
+/* 2^-x for x >= 0 without libm: whole halvings by division, the fraction by a
+ * series of e^-y (y = f ln 2 < 0.7: error below 2e-5). */
+static double pow2_neg(double x)
+{
+    if (x >= 64)
+        return 0;
+    unsigned k = (unsigned)x;
+    double y = (x - k) * 0.69314718055994531;
+    double term = 1, sum = 1;
+    for (int i = 1; i <= 7; i++) {
+        term *= -y / i;
+        sum += term;
+    }
+    return sum / (double)(UINT64_C(1) << k);
+}
+
+static uint64_t half_life_ms = AGW_LB_HALF_LIFE_MS;
+
+void agw_lb_set_half_life(uint64_t ms)
+{
+    half_life_ms = ms ? ms : AGW_LB_HALF_LIFE_MS;
+}
+
+double agw_lb_decayed(uint64_t word, uint64_t now_ms)
+{
+    uint64_t v = word & DECAY_VALUE_MAX;
+    uint64_t t = word >> DECAY_VALUE_BITS;
+    now_ms &= DECAY_TIME_MASK;
+    uint64_t dt = now_ms > t ? now_ms - t : 0;
+    return (double)v / DECAY_UNIT * pow2_neg((double)dt / (double)half_life_ms);
+}
+
+void agw_lb_decay_add(_Atomic uint64_t *word, uint64_t now_ms)
+{
+    uint64_t old = atomic_load(word), next;
+    do {
+        double v = agw_lb_decayed(old, now_ms) * DECAY_UNIT + DECAY_UNIT;
+        uint64_t iv = v >= (double)DECAY_VALUE_MAX ? DECAY_VALUE_MAX : (uint64_t)(v + 0.5);
+        next = ((now_ms & DECAY_TIME_MASK) << DECAY_VALUE_BITS) | iv;
+    } while (!atomic_compare_exchange_weak(word, &old, next));
+}
+
+uint64_t agw_lb_ewma_next(uint64_t ewma, uint64_t sample)
+{
+    if (ewma == 0)
+        return sample ? sample : 1;
+    int64_t d = (int64_t)sample - (int64_t)ewma;
+    int64_t next = (int64_t)ewma + d / (int64_t)AGW_LB_EWMA_DIV;
+    return next > 0 ? (uint64_t)next : 1;
+}
+
+void agw_lb_begin(agw_lb_slot *s)
+{
+    if (!s)
+        return;
+    atomic_fetch_add(&s->in_flight, 1);
+    atomic_fetch_add(&s->requests, 1);
+}
+
+void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cooldown_ms,
+                int health_on, uint64_t now_ns)
+{
+    if (!s)
+        return;
+    uint64_t in = atomic_load(&s->in_flight);
+    while (in && !atomic_compare_exchange_weak(&s->in_flight, &in, in - 1))
+        ;
+    if (ttfb_us) {
+        uint64_t old = atomic_load(&s->latency_ewma_us);
+        while (!atomic_compare_exchange_weak(&s->latency_ewma_us, &old,
+                                             agw_lb_ewma_next(old, ttfb_us)))
+            ;
+    }
+    if (r == AGW_LB_OK) {
+        atomic_store(&s->consecutive_failures, 0);
+        return;
+    }
+    uint64_t now_ms = now_ns / 1000000u;
+    agw_lb_decay_add(r == AGW_LB_FAIL_429 ? &s->recent_429 : &s->recent_5xx, now_ms);
+    atomic_fetch_add(&s->failures, 1);
+    uint64_t until = now_ns + cooldown_ms * 1000000u;
+    uint64_t cur = atomic_load(&s->cooldown_until_ns);
+    while (cur < until && !atomic_compare_exchange_weak(&s->cooldown_until_ns, &cur, until))
+        ;
+    if (atomic_fetch_add(&s->consecutive_failures, 1) + 1 >= AGW_LB_FAIL_LIMIT && health_on)
+        atomic_store(&s->unhealthy, 1);
+}
+
+void agw_lb_probe_result(agw_lb_slot *s, int healthy, uint64_t now_ns)
+{
+    if (!s)
+        return;
+    atomic_fetch_add(&s->probes, 1);
+    atomic_store(&s->last_probe_ns, now_ns);
+    if (healthy) {
+        atomic_store(&s->consecutive_failures, 0);
+        atomic_store(&s->cooldown_until_ns, 0);
+        atomic_store(&s->unhealthy, 0);
+    } else {
+        atomic_store(&s->unhealthy, 1);
+    }
+}
+
+int agw_lb_usable(const agw_lb_slot *s, uint64_t now_ns)
+{
+    if (!s)
+        return 1;
+    agw_lb_slot *m = (agw_lb_slot *)s;
+    return !atomic_load(&m->unhealthy) && atomic_load(&m->cooldown_until_ns) <= now_ns;
+}
+
+static uint64_t load(const agw_lb_slot *s, size_t off)
+{
+    if (!s)
+        return 0;
+    return atomic_load((_Atomic uint64_t *)((char *)s + off));
+}
+
+double agw_lb_smart_score(const agw_lb_candidate *c, uint64_t now_ns)
+{
+    uint64_t now_ms = now_ns / 1000000u;
+    double r429 = agw_lb_decayed(load(c->slot, offsetof(agw_lb_slot, recent_429)), now_ms);
+    double r5xx = agw_lb_decayed(load(c->slot, offsetof(agw_lb_slot, recent_5xx)), now_ms);
+    double lat_ms = (double)load(c->slot, offsetof(agw_lb_slot, latency_ewma_us)) / 1000.0;
+    return (double)c->weight * 100.0 / (1.0 + 10.0 * (r429 + r5xx) + lat_ms / 100.0);
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* A stable insertion sort of order[] by `before`. */
+typedef int (*before_fn)(const agw_lb_candidate *a, const agw_lb_candidate *b);
+
+static void sort_by(const agw_lb_candidate *c, size_t n, size_t *order, before_fn before)
+{
+    for (size_t i = 1; i < n; i++) {
+        size_t v = order[i], j = i;
+        while (j > 0 && before(&c[v], &c[order[j - 1]])) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+}
+
+static int by_weight(const agw_lb_candidate *a, const agw_lb_candidate *b)
+{
+    return a->weight > b->weight;
+}
+
+static int by_use(const agw_lb_candidate *a, const agw_lb_candidate *b)
+{
+    uint64_t fa = load(a->slot, offsetof(agw_lb_slot, in_flight));
+    uint64_t fb = load(b->slot, offsetof(agw_lb_slot, in_flight));
+    if (fa != fb)
+        return fa < fb;
+    return load(a->slot, offsetof(agw_lb_slot, requests)) <
+           load(b->slot, offsetof(agw_lb_slot, requests));
+}
+
+/* Draws order[] without replacement, each pick with probability
+ * proportional to w[]; weight-0 entries keep their order after the others. */
+static void weighted_draw(const uint64_t *w, size_t n, uint64_t rnd, size_t *order)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += w[i];
+    for (size_t pos = 0; pos < n && total; pos++) {
+        uint64_t pick = splitmix(&rnd) % total, acc = 0;
+        for (size_t j = pos; j < n; j++) {
+            uint64_t wj = w[order[j]];
+            acc += wj;
+            if (wj && pick < acc) {
+                size_t v = order[j];
+                memmove(&order[pos + 1], &order[pos], (j - pos) * sizeof *order);
+                order[pos] = v;
+                total -= wj;
+                break;
+            }
+        }
+    }
+}
+
+void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
+                  uint64_t now_ns, uint64_t rnd, size_t *order)
+{
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    if (n < 2)
+        return;
+    switch (strategy) {
+    case AGW_LB_ROUND_ROBIN: {
+        if (!lb || !lb->rr)
+            return;
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+        for (size_t i = 0; i < n; i++)
+            h = h * 31 + agw_lb_hash(c[i].name);
+        h |= 1u;
+        _Atomic uint64_t *k = claim(lb->rr, AGW_LB_RR_SLOTS, sizeof(agw_lb_rr), h);
+        agw_lb_rr *e = k ? (agw_lb_rr *)k : &lb->rr[h % AGW_LB_RR_SLOTS];
+        uint64_t start = atomic_fetch_add(&e->counter, 1) % n;
+        for (size_t i = 0; i < n; i++)
+            order[i] = (size_t)((start + i) % n);
+        return;
+    }
+    case AGW_LB_PRIORITY:
+        sort_by(c, n, order, by_weight);
+        return;
+    case AGW_LB_LEAST_USED:
+        sort_by(c, n, order, by_use);
+        return;
+    case AGW_LB_SMART:
+    case AGW_LB_WEIGHTED: {
+        /* weighted: draws proportional to weight. smart: proportional to the
+         * score (in 1/1000 units, at least 1 for a non-zero weight), so
+         * near-equal providers share the traffic and a penalised one keeps
+         * a small share that shows when it recovers. */
+        uint64_t w[AGW_LB_MAX_CANDIDATES];
+        for (size_t i = 0; i < n; i++) {
+            if (c[i].weight <= 0) {
+                w[i] = 0;
+            } else if (strategy == AGW_LB_WEIGHTED) {
+                w[i] = (uint64_t)c[i].weight;
+            } else {
+                double s = agw_lb_smart_score(&c[i], now_ns) * 1000.0;
+                w[i] = s < 1 ? 1 : s > 1e15 ? (uint64_t)1e15 : (uint64_t)s;
+            }
+        }
+        weighted_draw(w, n, rnd, order);
+        return;
+    }
+    }
+}

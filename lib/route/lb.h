@@ -1,0 +1,174 @@
+/*
+ * lb: per-provider statistics shared by every process of the pool, and the
+ * five load-balancing strategies that order a request's candidates
+ * (SPEC "Routing", issue 5).
+ *
+ * Where the state lives: the first AGW_LB_REGION_BYTES (64 KiB) of the shm
+ * reserved region (shm.h). The rest of the reserved region belongs to the
+ * metrics registry; nothing here reads or writes past 64 KiB.
+ *
+ * Sub-layout (offsets from the start of the reserved region):
+ *      0  agw_lb_header (64 bytes): magic AGW_LB_MAGIC, set once with CAS
+ *     64  AGW_LB_SLOTS (128) provider slots of agw_lb_slot (128 bytes each)
+ *  16448  AGW_LB_RR_SLOTS (256) round-robin counters of agw_lb_rr (16 bytes)
+ *  20544  end (the static_assert keeps it under 64 KiB)
+ *
+ * Provider slots are keyed by a 64-bit FNV-1a hash of the provider's name
+ * (never 0: the low bit is forced to 1). Lookup is linear probing from
+ * hash % AGW_LB_SLOTS; a free slot (key 0) is claimed with one CAS, so no
+ * lock is needed and two processes can never give one name two slots. Slots
+ * are never freed. Overflow (more than 128 distinct provider names over the
+ * life of the segment): the provider gets no slot, its statistics are not
+ * kept, and it is treated as healthy, never cooling down, with neutral stats.
+ * Two names with the same 64-bit hash would share a slot (harmless: stats).
+ *
+ * Round-robin counters are keyed the same way by the hash of the ordered
+ * candidate set (its provider names), so rotation is across the whole pool:
+ * each request takes counter++ (one atomic add) and starts at that index.
+ * When the 256 counters are all taken, a set shares the counter at its home
+ * index: rotation still spreads, only no longer exactly.
+ *
+ * Constants (also in README "Routing"):
+ *  - Latency EWMA of the time to first byte: ewma += (sample - ewma) / 5,
+ *    i.e. alpha = 0.2, kept in microseconds; the first sample sets it.
+ *  - Recent 429 and 5xx counters decay with a half-life of 30 s
+ *    (defaults.lb_half_life_seconds, set per process with
+ *    agw_lb_set_half_life before any thread starts). Each is one
+ *    64-bit word: the value in 1/256 event units (low 24 bits, saturating) and
+ *    the time of the last update in CLOCK_MONOTONIC milliseconds (high 40
+ *    bits). Decayed on read, and on update under CAS.
+ *  - smart: score = weight * 100 / (1 + 10 * recent_429 + latency_ewma_ms / 100).
+ *    recent_5xx counts like a 429 (a failing provider should also be
+ *    avoided). The order is drawn at random with probabilities proportional
+ *    to the scores (not "best first"): near-equal providers share the load
+ *    instead of the whole pool herding onto one, and a penalised provider
+ *    keeps a small share, which refreshes its latency EWMA when it recovers.
+ *  - A provider with AGW_LB_FAIL_LIMIT (3) consecutive failed requests is
+ *    marked unhealthy (only when health checks are enabled: a passing probe
+ *    brings it back; without probes nothing would).
+ */
+#ifndef AGW_LB_H
+#define AGW_LB_H
+
+#include "core/core.h"
+
+#include <stdatomic.h>
+
+#define AGW_LB_REGION_BYTES (64u << 10)
+#define AGW_LB_MAGIC UINT64_C(0x31424c5747412e)  /* ".AGWLB1" */
+#define AGW_LB_SLOTS 128u
+#define AGW_LB_RR_SLOTS 256u
+#define AGW_LB_HALF_LIFE_MS 30000u /* the default; defaults.lb_half_life_seconds */
+#define AGW_LB_EWMA_DIV 5u /* alpha = 1/5 = 0.2 */
+#define AGW_LB_FAIL_LIMIT 3u
+/* The most candidates one request orders. */
+#define AGW_LB_MAX_CANDIDATES 32
+
+typedef enum {
+    AGW_LB_WEIGHTED = 0,
+    AGW_LB_ROUND_ROBIN,
+    AGW_LB_LEAST_USED,
+    AGW_LB_PRIORITY,
+    AGW_LB_SMART,
+} agw_lb_strategy;
+
+/* "weighted", "round-robin", "least-used", "priority", "smart"; -1 otherwise. */
+int agw_lb_strategy_parse(const char *name);
+
+typedef struct {
+    _Atomic uint64_t key;               /* name hash; 0 = free */
+    _Atomic uint64_t in_flight;
+    _Atomic uint64_t requests;          /* attempts started */
+    _Atomic uint64_t latency_ewma_us;   /* 0 = no sample yet */
+    _Atomic uint64_t recent_429;        /* decaying, see above */
+    _Atomic uint64_t recent_5xx;        /* decaying: 5xx, connect errors, timeouts */
+    _Atomic uint64_t cooldown_until_ns; /* CLOCK_MONOTONIC; 0 = none */
+    _Atomic uint64_t unhealthy;         /* 1 = out of rotation until a probe passes */
+    _Atomic uint64_t consecutive_failures;
+    _Atomic uint64_t failures;          /* attempts that failed (any class) */
+    _Atomic uint64_t probes;            /* health probes run */
+    _Atomic uint64_t last_probe_ns;
+    _Atomic uint64_t spare[4];
+} agw_lb_slot;
+
+typedef struct {
+    _Atomic uint64_t key;     /* candidate-set hash; 0 = free */
+    _Atomic uint64_t counter;
+} agw_lb_rr;
+
+typedef struct {
+    _Atomic uint64_t magic;
+    uint64_t spare[7];
+} agw_lb_header;
+
+typedef struct {
+    agw_lb_header *hdr;
+    agw_lb_slot *slots;
+    agw_lb_rr *rr;
+} agw_lb;
+
+/* Binds `lb` to `region` (the shm reserved region, at least
+ * AGW_LB_REGION_BYTES, zeroed when new). AGW_EINVAL when it is too small. */
+AGW_WARN_UNUSED agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len);
+
+/* FNV-1a 64 of `s`, low bit set. */
+uint64_t agw_lb_hash(agw_str s);
+
+/* The slot of provider `name`, claimed if needed; NULL when the table is full
+ * (or lb is NULL). */
+agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name);
+
+/* ---- decaying counters and the EWMA (pure, for the tests too) ---- */
+
+/* The half-life of the decaying counters in this process (default
+ * AGW_LB_HALF_LIFE_MS). Call before threads start; every process of a pool
+ * runs with the same configuration. */
+void agw_lb_set_half_life(uint64_t ms);
+
+/* The value of a decaying counter word at `now_ms`, in events. */
+double agw_lb_decayed(uint64_t word, uint64_t now_ms);
+/* Adds one event at `now_ms` (CAS loop). */
+void agw_lb_decay_add(_Atomic uint64_t *word, uint64_t now_ms);
+/* One EWMA step (alpha 0.2); `ewma` 0 means no sample yet. */
+uint64_t agw_lb_ewma_next(uint64_t ewma, uint64_t sample);
+
+/* ---- one attempt ---- */
+
+typedef enum {
+    AGW_LB_OK = 0,       /* the provider answered (any non-failure status) */
+    AGW_LB_FAIL_429,
+    AGW_LB_FAIL_5XX,     /* 5xx, connect error, timeout, broken before the first byte */
+} agw_lb_result;
+
+void agw_lb_begin(agw_lb_slot *s);
+/* Ends an attempt: `ttfb_us` feeds the EWMA when non-zero. A failure sets a
+ * cooldown of `cooldown_ms` from `now_ns`; `health_on` lets
+ * AGW_LB_FAIL_LIMIT consecutive failures mark the provider unhealthy. */
+void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cooldown_ms,
+                int health_on, uint64_t now_ns);
+/* A probe's verdict: healthy clears the mark, the failure count and the
+ * cooldown; unhealthy sets the mark. */
+void agw_lb_probe_result(agw_lb_slot *s, int healthy, uint64_t now_ns);
+
+/* 1 when the provider may be chosen first: healthy and not cooling down. */
+int agw_lb_usable(const agw_lb_slot *s, uint64_t now_ns);
+
+/* ---- ordering ---- */
+
+typedef struct {
+    agw_str name;
+    int weight;
+    agw_lb_slot *slot; /* may be NULL: neutral stats */
+} agw_lb_candidate;
+
+/* The smart score of a candidate at `now_ns`. */
+double agw_lb_smart_score(const agw_lb_candidate *c, uint64_t now_ns);
+
+/* Orders `n` candidates (n <= AGW_LB_MAX_CANDIDATES) by `strategy`: on return
+ * order[0..n) is a permutation of 0..n-1, best first. `rnd` is a random
+ * 64-bit value (weighted draws). `lb` supplies the round-robin counters (NULL:
+ * the first candidate first). */
+void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
+                  uint64_t now_ns, uint64_t rnd, size_t *order);
+
+#endif

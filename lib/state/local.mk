@@ -1,0 +1,4 @@
+# lib/state: see lib/README.
+lib_libantigw_a_SOURCES += \
+	lib/state/store.c lib/state/store.h \
+	lib/state/shm.c lib/state/shm.h

@@ -1,0 +1,206 @@
+#include "state/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct agw_store {
+    sqlite3 *db;
+};
+
+/* Migration N brings the schema from version N-1 to N. Append only: a released
+ * migration is never edited, since files in the field have already run it. */
+static const char *const migrations[] = {
+    /* 1: settings, and one row per relayed request */
+    "CREATE TABLE settings ("
+    "  key TEXT PRIMARY KEY,"
+    "  value TEXT NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE usage ("
+    "  id INTEGER PRIMARY KEY,"
+    "  ts INTEGER NOT NULL,"
+    "  key_id INTEGER,"
+    "  provider TEXT NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  input_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  output_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cache_read_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cache_write_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  latency_ms INTEGER NOT NULL DEFAULT 0,"
+    "  ttft_ms INTEGER,"
+    "  streamed INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE INDEX usage_ts ON usage(ts);",
+
+    /* 2: multi-tenancy (issue 3): providers and client keys managed through
+     * antigw-admin, its audit log, and usage rows that say when their token
+     * counts are the gateway's estimate. AUTOINCREMENT keeps ids from ever
+     * being reused: the shared-memory limiter keys its state by api_keys.id,
+     * so a new key must never inherit a deleted key's window. */
+    "CREATE TABLE providers ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  type TEXT NOT NULL CHECK (type IN ('openai','anthropic','kiro','copilot')),"
+    "  base_url TEXT NOT NULL,"
+    "  secret_enc BLOB,"          /* AES-256-GCM: nonce | ciphertext | tag, aad 'provider:'||name */
+    "  secret_hint TEXT,"         /* 'sk-...abcd'; NULL when there is no secret */
+    "  weight INTEGER NOT NULL DEFAULT 100,"
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  models TEXT NOT NULL DEFAULT '[]',"   /* JSON array of names and globs */
+    "  default_model TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE api_keys ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  key_hash BLOB NOT NULL UNIQUE CHECK (length(key_hash) = 32),"  /* SHA-256 of the key */
+    "  key_prefix TEXT NOT NULL,"  /* the first characters, for display */
+    "  enabled INTEGER NOT NULL DEFAULT 1,"
+    "  allowed_models TEXT,"       /* JSON array, NULL = any */
+    "  allowed_providers TEXT,"    /* JSON array, NULL = any */
+    "  default_provider TEXT,"
+    "  qpm_limit INTEGER NOT NULL DEFAULT 0 CHECK (qpm_limit >= 0),"
+    "  tpm_limit INTEGER NOT NULL DEFAULT 0 CHECK (tpm_limit >= 0),"
+    "  expires_at INTEGER,"        /* Unix seconds, NULL = never */
+    "  metadata TEXT,"             /* JSON object, NULL = none */
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE audit_log ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  ts INTEGER NOT NULL,"
+    "  action TEXT NOT NULL,"      /* create | update | delete */
+    "  object_type TEXT NOT NULL," /* provider | key */
+    "  object_id TEXT NOT NULL,"
+    "  detail TEXT NOT NULL DEFAULT '{}'" /* JSON; never a secret */
+    ");"
+    "ALTER TABLE usage ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX usage_key_ts ON usage(key_id, ts);",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+int agw_store_latest_version(void)
+{
+    return N_MIGRATIONS;
+}
+
+static int user_version(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    return v;
+}
+
+int agw_store_version(agw_store *s)
+{
+    return user_version(s->db);
+}
+
+static agw_err exec(sqlite3 *db, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        if (err)
+            snprintf(err, errlen, "%s", msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return AGW_EIO;
+    }
+    return AGW_OK;
+}
+
+static agw_err migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    if (user_version(db) == N_MIGRATIONS)
+        return AGW_OK; /* the common case, without taking the write lock */
+    agw_err e = exec(db, "BEGIN IMMEDIATE", err, errlen);
+    if (e)
+        return e;
+    /* Re-read under the lock: another process may have migrated meanwhile. */
+    int v = user_version(db);
+    if (v > N_MIGRATIONS) {
+        snprintf(err, errlen, "database schema version %d is newer than this program's %d", v,
+                 N_MIGRATIONS);
+        (void)exec(db, "ROLLBACK", NULL, 0);
+        return AGW_EINVAL;
+    }
+    for (; v < N_MIGRATIONS; v++) {
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
+        if ((e = exec(db, migrations[v], err, errlen)) || (e = exec(db, bump, err, errlen))) {
+            (void)exec(db, "ROLLBACK", NULL, 0);
+            return e;
+        }
+    }
+    return exec(db, "COMMIT", err, errlen);
+}
+
+/* Switching a new file to WAL needs a moment alone with it, and SQLite
+ * answers SQLITE_BUSY at once instead of waiting out busy_timeout; many
+ * processes starting together would then fail. Retry for up to 5 s. */
+static agw_err enable_wal(sqlite3 *db, char *err, size_t errlen)
+{
+    for (int attempt = 0;; attempt++) {
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return AGW_OK;
+        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt >= 500) {
+            snprintf(err, errlen, "cannot enable WAL: %s", sqlite3_errmsg(db));
+            return AGW_EIO;
+        }
+        struct timespec pause = { 0, 10 * 1000 * 1000 };
+        nanosleep(&pause, NULL);
+    }
+}
+
+agw_err agw_store_open(const char *path, agw_store **out, char *err, size_t errlen)
+{
+    sqlite3 *db = NULL;
+    *out = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                            SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return AGW_EIO;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    agw_err e = enable_wal(db, err, errlen);
+    if (!e)
+        e = exec(db,
+                 "PRAGMA synchronous=NORMAL;"
+                 "PRAGMA foreign_keys=ON;"
+                 "PRAGMA journal_size_limit=67108864;",
+                 err, errlen);
+    if (!e)
+        e = migrate(db, err, errlen);
+    if (e) {
+        sqlite3_close(db);
+        return e;
+    }
+    agw_store *s = xcalloc(1, sizeof *s);
+    s->db = db;
+    *out = s;
+    return AGW_OK;
+}
+
+void agw_store_close(agw_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}
+
+sqlite3 *agw_store_db(agw_store *s)
+{
+    return s->db;
+}

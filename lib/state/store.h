@@ -1,0 +1,37 @@
+/*
+ * store: the SQLite database both apps share.
+ *
+ * Every connection is opened with the pragmas FASTCGI.md §8 asks for
+ * (WAL, synchronous=NORMAL, busy_timeout, foreign_keys, journal_size_limit),
+ * because Debian's defaults (synchronous=FULL, busy_timeout=0) would fsync per
+ * commit and fail instantly under contention. Opening also brings the schema to
+ * the newest version: migrations are numbered, each runs once inside
+ * BEGIN IMMEDIATE, and PRAGMA user_version records how far the file has come,
+ * so many processes starting at once migrate exactly once. A file from a newer
+ * binary (user_version above what we know) is refused rather than misread.
+ *
+ * One agw_store per thread: a connection is never shared between threads and
+ * never carried across fork().
+ */
+#ifndef AGW_STORE_H
+#define AGW_STORE_H
+
+#include "core/core.h"
+
+#include <sqlite3.h>
+
+typedef struct agw_store agw_store;
+
+/* Opens (creating if needed) and migrates. On failure *out is NULL and err says why. */
+AGW_WARN_UNUSED agw_err agw_store_open(const char *path, agw_store **out, char *err,
+                                       size_t errlen);
+void agw_store_close(agw_store *s);
+
+/* The raw connection, for modules that own their queries. Borrowed. */
+sqlite3 *agw_store_db(agw_store *s);
+
+/* The schema version this binary migrates to, and the one the file is at. */
+int agw_store_latest_version(void);
+int agw_store_version(agw_store *s);
+
+#endif

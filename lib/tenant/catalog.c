@@ -1,0 +1,355 @@
+#include "tenant/catalog.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define KEY_BUCKETS 1024
+
+typedef struct key_entry key_entry;
+struct key_entry {
+    key_entry *next;
+    unsigned char hash[AGW_SHA256_LEN];
+    agw_tenant_key *key; /* NULL: known not to exist */
+};
+
+struct agw_catalog {
+    uint64_t generation;
+    agw_config view;          /* shallow copy of the base; providers below */
+    size_t n_cfg_providers;
+    agw_provider_cfg *providers;
+    size_t n_db_providers;    /* owned: providers[n_cfg_providers ...] */
+    int refs;                 /* under the holder's lock */
+
+    pthread_mutex_t keys_mu;
+    key_entry *buckets[KEY_BUCKETS];
+    size_t n_negative;        /* cached "no such key" entries */
+};
+
+struct agw_catalog_holder {
+    const agw_config *base;
+    agw_shm *shm;
+    const agw_secret_key *secrets;
+    pthread_mutex_t mu;        /* guards `current` and refs */
+    pthread_mutex_t reload_mu; /* one rebuild at a time */
+    agw_catalog *current;
+    uint64_t failed_gen;       /* the generation whose rebuild last failed */
+    uint64_t failed_at_ms;
+};
+
+/* ---- building ---- */
+
+static void free_db_provider(agw_provider_cfg *p)
+{
+    free(p->name);
+    free(p->base_url);
+    if (p->api_key) {
+        OPENSSL_cleanse(p->api_key, strlen(p->api_key));
+        free(p->api_key);
+    }
+    agw_tenant_string_list_free(p->models, p->n_models);
+    free(p->default_model);
+}
+
+static void catalog_free(agw_catalog *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n_db_providers; i++)
+        free_db_provider(&c->providers[c->n_cfg_providers + i]);
+    free(c->providers);
+    for (size_t b = 0; b < KEY_BUCKETS; b++) {
+        key_entry *e = c->buckets[b];
+        while (e) {
+            key_entry *next = e->next;
+            agw_tenant_key_free(e->key);
+            free(e);
+            e = next;
+        }
+    }
+    pthread_mutex_destroy(&c->keys_mu);
+    free(c);
+}
+
+static char *column_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrdup((const char *)t) : NULL;
+}
+
+/* One row of `providers` as a routing entry; 0 when it must be left out. */
+static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_cfg *p)
+{
+    memset(p, 0, sizeof *p);
+    int64_t id = sqlite3_column_int64(st, 0);
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    const char *type = (const char *)sqlite3_column_text(st, 2);
+    int t = agw_provider_type_parse(type);
+    if (!name || t < 0 || !sqlite3_column_text(st, 3)) {
+        agw_log_error("provider row %lld is malformed: left out", (long long)id);
+        return 0;
+    }
+    if (agw_config_provider(h->base, agw_str_c(name))) {
+        agw_log_error("database provider %s has the name of a provider in %s: left out", name,
+                      h->base->path);
+        return 0;
+    }
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+        if (!h->secrets) {
+            agw_log_error("provider %s has an encrypted key but secrets.key_file is not set: "
+                          "left out", name);
+            return 0;
+        }
+        agw_str sealed = { sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4) };
+        agw_buf aad = AGW_BUF_INIT(1024), plain = AGW_BUF_INIT(AGW_AEAD_MAX_PLAIN + 1);
+        agw_err e = agw_buf_appendf(&aad, "provider:%s", name);
+        if (!e)
+            e = agw_aead_open(h->secrets, agw_buf_view(&aad), sealed, &plain);
+        agw_buf_free(&aad);
+        if (e || (plain.len && memchr(plain.data, '\0', plain.len))) {
+            agw_log_error("provider %s: its key does not decrypt with secrets.key_file: left out",
+                          name);
+            if (plain.data)
+                OPENSSL_cleanse(plain.data, plain.len);
+            agw_buf_free(&plain);
+            return 0;
+        }
+        p->api_key = plain.data ? agw_buf_detach(&plain, NULL) : xstrdup("");
+    } else {
+        p->api_key = xstrdup("");
+    }
+    agw_str models = { (const char *)sqlite3_column_text(st, 7), (size_t)sqlite3_column_bytes(st, 7) };
+    if (!models.ptr || agw_tenant_string_list(models, &p->models, &p->n_models) != AGW_OK) {
+        agw_log_error("provider %s: unreadable model list: left out", name);
+        OPENSSL_cleanse(p->api_key, strlen(p->api_key));
+        free(p->api_key);
+        p->api_key = NULL;
+        return 0;
+    }
+    p->name = xstrdup(name);
+    p->type = (agw_provider_type)t;
+    p->base_url = column_dup(st, 3);
+    p->weight = sqlite3_column_int(st, 5);
+    p->enabled = sqlite3_column_int(st, 6) != 0;
+    p->default_model = column_dup(st, 8);
+    return 1;
+}
+
+static agw_err build(const agw_catalog_holder *h, sqlite3 *db, uint64_t gen, agw_catalog **out,
+                     char *err, size_t errlen)
+{
+    static const char sql[] = "SELECT id, name, type, base_url, secret_enc, weight, enabled, models,"
+                              " default_model FROM providers ORDER BY id";
+    *out = NULL;
+    sqlite3_stmt *st;
+    /* One read transaction, so the list is one committed state. */
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, sql, sizeof sql - 1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "loading providers: %s", sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return AGW_EIO;
+    }
+    agw_catalog *c = xcalloc(1, sizeof *c);
+    c->generation = gen;
+    c->n_cfg_providers = h->base->n_providers;
+    size_t cap = c->n_cfg_providers + 8;
+    c->providers = xcalloc(cap, sizeof *c->providers);
+    if (c->n_cfg_providers)
+        memcpy(c->providers, h->base->providers, c->n_cfg_providers * sizeof *c->providers);
+    pthread_mutex_init(&c->keys_mu, NULL);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t at = c->n_cfg_providers + c->n_db_providers;
+        if (at + 1 >= cap) {
+            cap *= 2;
+            c->providers = xrealloc(c->providers, cap * sizeof *c->providers);
+        }
+        if (load_row(h, st, &c->providers[at]))
+            c->n_db_providers++;
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "loading providers: %s", sqlite3_errmsg(db));
+        catalog_free(c);
+        return AGW_EIO;
+    }
+    c->view = *h->base; /* shallow: every pointer but providers borrows from the base */
+    c->view.providers = c->providers;
+    c->view.n_providers = c->n_cfg_providers + c->n_db_providers;
+    *out = c;
+    return AGW_OK;
+}
+
+/* ---- the holder ---- */
+
+agw_err agw_catalog_holder_new(const agw_config *base, agw_shm *shm, const agw_secret_key *secrets,
+                               sqlite3 *db, agw_catalog_holder **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    agw_catalog_holder *h = xcalloc(1, sizeof *h);
+    h->base = base;
+    h->shm = shm;
+    h->secrets = secrets;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->reload_mu, NULL);
+    agw_err e = build(h, db, agw_shm_generation(shm), &h->current, err, errlen);
+    if (e) {
+        pthread_mutex_destroy(&h->mu);
+        pthread_mutex_destroy(&h->reload_mu);
+        free(h);
+        return e;
+    }
+    h->current->refs = 1; /* the holder's own reference */
+    *out = h;
+    return AGW_OK;
+}
+
+static void unref_locked(agw_catalog_holder *h, agw_catalog *c, agw_catalog **to_free)
+{
+    (void)h;
+    if (--c->refs == 0)
+        *to_free = c;
+}
+
+void agw_catalog_holder_free(agw_catalog_holder *h)
+{
+    if (!h)
+        return;
+    agw_catalog *dead = NULL;
+    unref_locked(h, h->current, &dead);
+    if (dead)
+        catalog_free(dead);
+    else
+        agw_log_error("catalog: freed while requests still hold it");
+    pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->reload_mu);
+    free(h);
+}
+
+static void reload(agw_catalog_holder *h, sqlite3 *db)
+{
+    pthread_mutex_lock(&h->reload_mu);
+    uint64_t gen = agw_shm_generation(h->shm);
+    pthread_mutex_lock(&h->mu);
+    int stale = h->current->generation != gen;
+    pthread_mutex_unlock(&h->mu);
+    uint64_t now = agw_mono_ms();
+    if (stale && (h->failed_gen != gen || now - h->failed_at_ms >= 1000)) {
+        agw_catalog *fresh;
+        char err[AGW_ERR_LEN];
+        if (build(h, db, gen, &fresh, err, sizeof err) == AGW_OK) {
+            agw_catalog *dead = NULL;
+            fresh->refs = 1;
+            pthread_mutex_lock(&h->mu);
+            unref_locked(h, h->current, &dead);
+            h->current = fresh;
+            pthread_mutex_unlock(&h->mu);
+            catalog_free(dead);
+            h->failed_gen = 0;
+            agw_log_info("catalog: generation %llu, %lu providers",
+                         (unsigned long long)gen, (unsigned long)fresh->view.n_providers);
+        } else {
+            h->failed_gen = gen;
+            h->failed_at_ms = now;
+            agw_log_error("catalog: cannot load generation %llu, keeping %llu: %s",
+                          (unsigned long long)gen, (unsigned long long)h->current->generation, err);
+        }
+    }
+    pthread_mutex_unlock(&h->reload_mu);
+}
+
+const agw_catalog *agw_catalog_acquire(agw_catalog_holder *h, sqlite3 *db)
+{
+    uint64_t gen = agw_shm_generation(h->shm);
+    pthread_mutex_lock(&h->mu);
+    int stale = h->current->generation != gen;
+    pthread_mutex_unlock(&h->mu);
+    if (stale && db)
+        reload(h, db);
+    pthread_mutex_lock(&h->mu);
+    agw_catalog *c = h->current;
+    c->refs++;
+    pthread_mutex_unlock(&h->mu);
+    return c;
+}
+
+void agw_catalog_release(agw_catalog_holder *h, const agw_catalog *c)
+{
+    if (!c)
+        return;
+    agw_catalog *dead = NULL;
+    pthread_mutex_lock(&h->mu);
+    unref_locked(h, (agw_catalog *)c, &dead);
+    pthread_mutex_unlock(&h->mu);
+    catalog_free(dead);
+}
+
+const agw_config *agw_catalog_config(const agw_catalog *c)
+{
+    return &c->view;
+}
+
+uint64_t agw_catalog_generation(const agw_catalog *c)
+{
+    return c->generation;
+}
+
+size_t agw_catalog_config_providers(const agw_catalog *c)
+{
+    return c->n_cfg_providers;
+}
+
+/* ---- keys ---- */
+
+agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
+                        const agw_tenant_key **out)
+{
+    /* The cache is the one mutable part of a catalog, behind its own lock. */
+    agw_catalog *c = (agw_catalog *)cc;
+    *out = NULL;
+    if (presented.len == 0 || presented.len > AGW_KEY_MAX_PRESENTED)
+        return AGW_ENOTFOUND;
+    unsigned char hash[AGW_SHA256_LEN];
+    agw_tenant_key_hash(presented, hash);
+    size_t b = ((size_t)hash[0] << 8 | hash[1]) % KEY_BUCKETS;
+    pthread_mutex_lock(&c->keys_mu);
+    for (key_entry *e = c->buckets[b]; e; e = e->next) {
+        if (memcmp(e->hash, hash, sizeof hash) == 0) {
+            *out = e->key;
+            pthread_mutex_unlock(&c->keys_mu);
+            return e->key ? AGW_OK : AGW_ENOTFOUND;
+        }
+    }
+    pthread_mutex_unlock(&c->keys_mu);
+
+    agw_tenant_key *k = NULL;
+    agw_err err = agw_tenant_key_load(db, hash, &k);
+    if (err == AGW_EIO)
+        return err;
+    pthread_mutex_lock(&c->keys_mu);
+    /* Another thread may have cached it meanwhile: keep one entry. */
+    for (key_entry *e = c->buckets[b]; e; e = e->next) {
+        if (memcmp(e->hash, hash, sizeof hash) == 0) {
+            agw_tenant_key_free(k);
+            *out = e->key;
+            pthread_mutex_unlock(&c->keys_mu);
+            return e->key ? AGW_OK : AGW_ENOTFOUND;
+        }
+    }
+    /* Known keys are always cached: there are only as many as the database
+     * holds. Unknown ones (typos, or someone guessing) only up to the cap, so
+     * guessing cannot grow the cache; past it each guess is one indexed read. */
+    if (k || c->n_negative < AGW_CATALOG_KEY_CACHE) {
+        key_entry *e = xcalloc(1, sizeof *e);
+        memcpy(e->hash, hash, sizeof hash);
+        e->key = k;
+        e->next = c->buckets[b];
+        c->buckets[b] = e;
+        c->n_negative += k == NULL;
+    }
+    pthread_mutex_unlock(&c->keys_mu);
+    *out = k;
+    return k ? AGW_OK : AGW_ENOTFOUND;
+}

@@ -1,0 +1,75 @@
+/*
+ * catalog: what one process knows about providers and client keys, per
+ * generation of the database (DESIGN.md §2: admin changes take effect without
+ * a restart and without breaking streams in flight).
+ *
+ * A catalog is immutable once built: the routing table (antigw.cfg's
+ * providers first, then the database's, with their secrets decrypted) inside
+ * an agw_config view, plus a cache of client keys looked up by hash. The
+ * holder keeps the current one. agw_catalog_acquire compares the catalog's
+ * generation with the shared counter (one atomic load); when antigw-admin has
+ * committed a change since, the first request to notice rebuilds the catalog
+ * from the database (others keep using the old one meanwhile, or wait for the
+ * rebuild when they arrived after the change) and swaps it in. Each request
+ * holds a reference to the catalog it started with, so a stream keeps its
+ * provider even if the provider is removed while it runs; the old catalog is
+ * freed when its last request releases it.
+ *
+ * The generation is read before the database, so a change committed during a
+ * rebuild leaves a newer counter behind and the next request rebuilds again.
+ * If a rebuild fails (database busy past its timeout) the old catalog stays
+ * and the rebuild is retried at most once a second.
+ *
+ * The key cache belongs to one catalog, so a new generation starts with an
+ * empty cache: a key disabled through the admin API is refused by the next
+ * request that looks at the new counter.
+ *
+ * A database provider whose secret cannot be decrypted (no secrets.key_file,
+ * another key, a tampered row) or whose name collides with one of antigw.cfg
+ * is left out of the routing table and logged.
+ */
+#ifndef AGW_CATALOG_H
+#define AGW_CATALOG_H
+
+#include "core/config.h"
+#include "core/crypto.h"
+#include "state/shm.h"
+#include "tenant/tenant.h"
+
+#include <sqlite3.h>
+
+/* Unknown keys remembered per catalog; past this each is looked up again. */
+#define AGW_CATALOG_KEY_CACHE 8192
+
+typedef struct agw_catalog agw_catalog;
+typedef struct agw_catalog_holder agw_catalog_holder;
+
+/* Builds the first catalog with `db`. `base` and `secrets` (NULL when there
+ * is no key file) must outlive the holder. */
+AGW_WARN_UNUSED agw_err agw_catalog_holder_new(const agw_config *base, agw_shm *shm,
+                                               const agw_secret_key *secrets, sqlite3 *db,
+                                               agw_catalog_holder **out, char *err,
+                                               size_t errlen);
+/* Frees the holder and its current catalog; every acquired catalog must have
+ * been released. */
+void agw_catalog_holder_free(agw_catalog_holder *h);
+
+/* The current catalog, rebuilt first with `db` (the calling thread's
+ * connection) when the generation moved. Never NULL. */
+const agw_catalog *agw_catalog_acquire(agw_catalog_holder *h, sqlite3 *db);
+void agw_catalog_release(agw_catalog_holder *h, const agw_catalog *c);
+
+/* The routing view: the base config with providers = antigw.cfg's followed by
+ * the database's. Valid while the catalog is held. */
+const agw_config *agw_catalog_config(const agw_catalog *c);
+uint64_t agw_catalog_generation(const agw_catalog *c);
+/* How many of the view's providers come from antigw.cfg (they come first). */
+size_t agw_catalog_config_providers(const agw_catalog *c);
+
+/* The client key `presented`, through the catalog's cache, then `db`.
+ * AGW_ENOTFOUND for an unknown key, AGW_EIO for database errors. *out is
+ * valid while the catalog is held. */
+AGW_WARN_UNUSED agw_err agw_catalog_key(const agw_catalog *c, sqlite3 *db, agw_str presented,
+                                        const agw_tenant_key **out);
+
+#endif

@@ -1,0 +1,196 @@
+#include "tenant/limiter.h"
+#include "core/json.h"
+
+void agw_gcra_init(agw_gcra *g, int64_t per_minute)
+{
+    if (per_minute < 1)
+        per_minute = 1;
+    if (per_minute > AGW_LIMIT_MAX)
+        per_minute = AGW_LIMIT_MAX;
+    g->limit = per_minute;
+    g->interval_ns = AGW_LIMIT_WINDOW_NS / (uint64_t)per_minute;
+    if (g->interval_ns == 0)
+        g->interval_ns = 1;
+    /* N*I rather than 60 s: a burst of exactly N fits even when I was rounded down. */
+    g->burst_ns = g->interval_ns * (uint64_t)per_minute;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+int agw_gcra_decide(const agw_gcra *g, uint64_t tat, uint64_t now, uint64_t cost,
+                    uint64_t *new_tat, uint64_t *wait_ns)
+{
+    uint64_t base = tat > now ? tat : now;
+    uint64_t next = sat_add(base, sat_mul(cost, g->interval_ns));
+    uint64_t ahead = next - now; /* next >= base >= now */
+    if (ahead <= g->burst_ns) {
+        *new_tat = next;
+        *wait_ns = 0;
+        return 1;
+    }
+    *new_tat = tat;
+    *wait_ns = ahead - g->burst_ns;
+    return 0;
+}
+
+int64_t agw_gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now)
+{
+    uint64_t used = tat > now ? tat - now : 0;
+    if (used >= g->burst_ns)
+        return 0;
+    return (int64_t)((g->burst_ns - used) / g->interval_ns);
+}
+
+uint64_t agw_gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64_t delta)
+{
+    if (delta == 0)
+        return tat;
+    if (delta < 0) {
+        /* Giving back: move the full-again time earlier. A TAT already in the
+         * past is a full bucket; further back changes nothing. */
+        uint64_t back = sat_mul((uint64_t)(-(delta + 1)) + 1, g->interval_ns);
+        return tat > back ? tat - back : 0;
+    }
+    uint64_t base = tat > now ? tat : now;
+    uint64_t next = sat_add(base, sat_mul((uint64_t)delta, g->interval_ns));
+    uint64_t cap = sat_add(now, 2 * g->burst_ns); /* at most one bucket of debt */
+    if (next > cap)
+        next = cap > tat ? cap : tat;
+    return next;
+}
+
+int64_t agw_limit_estimate(agw_str body)
+{
+    int64_t est = (int64_t)((body.len + 3) / 4);
+    static const agw_str names[] = { AGW_STR_LIT("max_completion_tokens"),
+                                     AGW_STR_LIT("max_tokens") };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        agw_str v;
+        int64_t n;
+        if (agw_json_find(body, names[i], &v) == AGW_OK && agw_json_int64(v, &n) == AGW_OK &&
+            n > 0) {
+            est += n > AGW_LIMIT_MAX ? AGW_LIMIT_MAX : n;
+            break;
+        }
+    }
+    return est;
+}
+
+/* Takes `cost` from bucket `which`: 1 admitted, 0 refused with *wait_ns. */
+/* Raises `now` to the latest time any decision on this bucket used. A thread
+ * preempted between reading the clock and its compare-and-swap would
+ * otherwise decide with a time earlier than decisions already made: it could
+ * refuse a request the bucket has room for (59 of a burst of 60) and report
+ * one unit too few remaining. */
+static uint64_t latest_now(_Atomic uint64_t *seen, uint64_t now)
+{
+    uint64_t prev = atomic_load(seen);
+    while (prev < now && !atomic_compare_exchange_weak(seen, &prev, now))
+        ;
+    return prev > now ? prev : now;
+}
+
+static int take(agw_shm_limit_slot *slot, int which, const agw_gcra *g, uint64_t now,
+                uint64_t cost, uint64_t *wait_ns, int64_t *remaining)
+{
+    uint64_t tat = atomic_load(&slot->tat[which]), next;
+    for (;;) {
+        now = latest_now(&slot->seen[which], now);
+        if (!agw_gcra_decide(g, tat, now, cost, &next, wait_ns)) {
+            *remaining = agw_gcra_available(g, tat, now);
+            return 0;
+        }
+        if (atomic_compare_exchange_weak(&slot->tat[which], &tat, next)) {
+            *remaining = agw_gcra_available(g, next, now);
+            return 1;
+        }
+    }
+}
+
+static void adjust(agw_shm_limit_slot *slot, int which, const agw_gcra *g, uint64_t now,
+                   int64_t delta)
+{
+    uint64_t tat = atomic_load(&slot->tat[which]);
+    while (!atomic_compare_exchange_weak(&slot->tat[which], &tat,
+                                         agw_gcra_adjust(g, tat, now, delta)))
+        ;
+}
+
+static uint64_t ceil_ms(uint64_t ns)
+{
+    return ns / 1000000u + (ns % 1000000u != 0);
+}
+
+agw_err agw_limit_admit(agw_shm *shm, uint64_t key_id, const agw_limit_policy *p,
+                        int64_t estimate, uint64_t now_ns, agw_limit_ticket *t)
+{
+    memset(t, 0, sizeof *t);
+    t->policy = *p;
+    t->remaining_requests = t->remaining_tokens = -1;
+    if (p->qpm <= 0 && p->tpm <= 0)
+        return AGW_OK;
+    agw_err e = agw_shm_slot_pin(shm, key_id, now_ns, &t->slot);
+    if (e)
+        return e;
+    agw_gcra q, k;
+    uint64_t wait = 0;
+    int64_t rem;
+    if (p->qpm > 0) {
+        agw_gcra_init(&q, p->qpm);
+        if (!take(t->slot, 0, &q, now_ns, 1, &wait, &rem)) {
+            t->verdict = AGW_LIMIT_BY_QPM;
+            t->remaining_requests = rem;
+            if (p->tpm > 0) { /* shown in the 429's headers; nothing is taken */
+                agw_gcra_init(&k, p->tpm);
+                t->remaining_tokens = agw_gcra_available(&k, atomic_load(&t->slot->tat[1]), now_ns);
+            }
+            goto refused;
+        }
+        t->remaining_requests = rem;
+    }
+    if (p->tpm > 0) {
+        agw_gcra_init(&k, p->tpm);
+        int64_t cost = estimate < 0 ? 0 : estimate > p->tpm ? p->tpm : estimate;
+        if (!take(t->slot, 1, &k, now_ns, (uint64_t)cost, &wait, &rem)) {
+            t->verdict = AGW_LIMIT_BY_TPM;
+            t->remaining_tokens = rem;
+            if (p->qpm > 0) {
+                adjust(t->slot, 0, &q, now_ns, -1); /* the request unit goes back */
+                t->remaining_requests++;
+            }
+            goto refused;
+        }
+        t->reserved = cost;
+        t->remaining_tokens = rem;
+    }
+    return AGW_OK;
+refused:
+    t->retry_after_ms = ceil_ms(wait);
+    atomic_fetch_add(&t->slot->hits, 1);
+    agw_shm_count_rate_limit_hit(shm);
+    agw_shm_slot_unpin(t->slot);
+    t->slot = NULL;
+    return AGW_OK;
+}
+
+void agw_limit_finish(agw_limit_ticket *t, int64_t actual, uint64_t now_ns)
+{
+    if (!t->slot)
+        return;
+    if (t->policy.tpm > 0 && actual >= 0 && actual != t->reserved) {
+        agw_gcra k;
+        agw_gcra_init(&k, t->policy.tpm);
+        adjust(t->slot, 1, &k, now_ns, actual - t->reserved);
+    }
+    agw_shm_slot_unpin(t->slot);
+    t->slot = NULL;
+}

@@ -1,0 +1,105 @@
+/*
+ * limiter: per-key QPM and TPM limits, exact across every process and thread
+ * of the pool (SPEC "Rate limits"; FASTCGI.md §9 "Exact rate limiting").
+ *
+ * What a limit of N per minute means (GCRA, the generic cell rate algorithm,
+ * which is a token bucket kept as one number):
+ *  - Each key has a bucket of N units (requests for QPM, tokens for TPM). It
+ *    starts full, holds at most N (the burst is N), and refills continuously
+ *    at N per minute: one unit every floor(60 s / N).
+ *  - A request is admitted when the bucket holds its cost (1 request; for TPM
+ *    the token estimate below), and the cost is taken out. Otherwise it is
+ *    refused with 429 and takes nothing.
+ *  - So N requests can arrive at once; after that one more every 60/N s. In
+ *    any interval of t seconds at most N + N*t/60 units pass, and the
+ *    sustained rate is N per minute.
+ * The bucket is stored as its theoretical arrival time TAT (the moment it
+ * will be full again): admission of cost c at time `now` is
+ *     new = max(TAT, now) + c*I;  admit iff new - now <= N*I  (I = 60 s / N)
+ * and one compare-and-swap of that 64-bit TAT in shared memory makes it
+ * exact under any concurrency, with no lock.
+ *
+ * TPM reserves an estimate at admission (agw_limit_estimate: a quarter of the
+ * request body's bytes, rounded up, plus the request's max_tokens or
+ * max_completion_tokens; never more than N, so a single request can always
+ * pass a full bucket) and settles with the real count when the response ends
+ * (input + cache read + cache write + output tokens as the provider reported
+ * them): the difference is added to or taken from the bucket. A bucket may go
+ * below zero that way, by at most N (one minute of refill), which then
+ * refuses the key's requests until it has refilled.
+ *
+ * When both limits are set, QPM is taken first; a request that TPM refuses
+ * gets its request unit back at once. Between the two steps another request
+ * of the same key may see one unit less, so at the exact edge of both limits
+ * at once a request can be refused that a single lock would have admitted;
+ * never the other way round: nothing is ever over-admitted.
+ */
+#ifndef AGW_LIMITER_H
+#define AGW_LIMITER_H
+
+#include "core/core.h"
+#include "state/shm.h"
+
+/* Limits are per minute; larger values are refused by the admin API. */
+#define AGW_LIMIT_MAX INT64_C(1000000000)
+#define AGW_LIMIT_WINDOW_NS UINT64_C(60000000000)
+
+/* ---- the pure GCRA arithmetic (no shared memory) ---- */
+
+typedef struct {
+    uint64_t interval_ns; /* one unit refills in this time: floor(60 s / N), at least 1 */
+    uint64_t burst_ns;    /* interval_ns * N: a full bucket */
+    int64_t limit;        /* N */
+} agw_gcra;
+
+/* N must be 1..AGW_LIMIT_MAX. */
+void agw_gcra_init(agw_gcra *g, int64_t per_minute);
+
+/* Decides a request of `cost` units (>= 0) against `tat` at `now`: 1 and the
+ * TAT to store when admitted; 0 and *wait_ns (how long until it would be) when
+ * not. Arithmetic saturates, so no cost can wrap the clock. */
+int agw_gcra_decide(const agw_gcra *g, uint64_t tat, uint64_t now, uint64_t cost,
+                    uint64_t *new_tat, uint64_t *wait_ns);
+
+/* Whole units in the bucket at `now` (0 when empty or below zero). */
+int64_t agw_gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now);
+
+/* The TAT after `delta` units are taken (delta > 0) or given back (< 0),
+ * keeping the debt within one bucket (see above). */
+uint64_t agw_gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64_t delta);
+
+/* ---- admission against the shared segment ---- */
+
+typedef struct {
+    int64_t qpm; /* 0 = no limit */
+    int64_t tpm; /* 0 = no limit */
+} agw_limit_policy;
+
+typedef enum { AGW_LIMIT_ADMITTED = 0, AGW_LIMIT_BY_QPM, AGW_LIMIT_BY_TPM } agw_limit_verdict;
+
+typedef struct {
+    agw_limit_verdict verdict;
+    uint64_t retry_after_ms;     /* refused: when the bucket will hold the cost */
+    int64_t remaining_requests;  /* after this request; -1 when QPM is off */
+    int64_t remaining_tokens;    /* after this request's reservation; -1 when TPM is off */
+    /* private: what agw_limit_finish undoes or settles */
+    agw_shm_limit_slot *slot;    /* pinned while admitted; NULL when no limit applies */
+    agw_limit_policy policy;
+    int64_t reserved;            /* tokens taken from the TPM bucket */
+} agw_limit_ticket;
+
+/* A request's TPM estimate from its body (see above). */
+int64_t agw_limit_estimate(agw_str body);
+
+/* Admits or refuses one request of key `key_id`. Returns AGW_OK with the
+ * verdict in `t` (a refusal also counts antigateway_rate_limit_hits_total);
+ * AGW_ETOOBIG when the limiter table has no slot for the key (the caller
+ * answers 503). An admitted ticket must be finished with agw_limit_finish. */
+AGW_WARN_UNUSED agw_err agw_limit_admit(agw_shm *shm, uint64_t key_id, const agw_limit_policy *p,
+                                        int64_t estimate, uint64_t now_ns, agw_limit_ticket *t);
+
+/* Ends an admitted request: settles TPM with `actual` tokens (< 0 keeps the
+ * estimate as the cost) and unpins the slot. Safe on a refused or zeroed ticket. */
+void agw_limit_finish(agw_limit_ticket *t, int64_t actual, uint64_t now_ns);
+
+#endif
