@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define MAX_NAME 64
 #define MAX_URL 2048
 #define MAX_SECRET 8192
 #define MAX_MODELS 1000
@@ -111,7 +110,7 @@ static cJSON *row_json(const void *row)
 static cJSON *cfg_json(const agw_provider_cfg *p)
 {
     cJSON *o = cJSON_CreateObject();
-    char id[MAX_NAME + 8], hint[32];
+    char id[AGW_CONFIG_NAME_MAX + 8], hint[32];
     snprintf(id, sizeof id, "cfg:%s", p->name);
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "name", p->name);
@@ -139,18 +138,6 @@ static cJSON *cfg_json(const agw_provider_cfg *p)
     cJSON_AddNullToObject(o, "created_at");
     cJSON_AddNullToObject(o, "updated_at");
     return o;
-}
-
-static int valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > MAX_NAME)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '_' || *s == '-'))
-            return 0;
-    return 1;
 }
 
 /* antigw.cfg's providers are listed first, read-only. */
@@ -208,7 +195,7 @@ static int seal(agw_admin_req *r, prow *p, const char *name, const char *secret)
                        r->app->cfg->path);
         return 0;
     }
-    agw_buf aad = AGW_BUF_INIT(MAX_NAME + 16);
+    agw_buf aad = AGW_BUF_INIT(AGW_CONFIG_NAME_MAX + 16);
     agw_err e = agw_buf_appendf(&aad, "provider:%s", name);
     if (!e)
         e = agw_aead_seal(r->app->secrets, agw_buf_view(&aad), agw_str_c(secret), &p->secret_enc);
@@ -224,7 +211,7 @@ static int seal(agw_admin_req *r, prow *p, const char *name, const char *secret)
 /* The stored key of p in plain text (for a rename), or NULL having answered. */
 static char *unseal(agw_admin_req *r, const prow *p)
 {
-    agw_buf aad = AGW_BUF_INIT(MAX_NAME + 16), plain = AGW_BUF_INIT(MAX_SECRET + 1);
+    agw_buf aad = AGW_BUF_INIT(AGW_CONFIG_NAME_MAX + 16), plain = AGW_BUF_INIT(MAX_SECRET + 1);
     agw_err e = r->app->secrets ? agw_buf_appendf(&aad, "provider:%s", p->name) : AGW_EINVAL;
     if (!e)
         e = agw_aead_open(r->app->secrets, agw_buf_view(&aad), agw_buf_view(&p->secret_enc),
@@ -262,9 +249,10 @@ static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, con
     if ((rc = agw_admin_string(r, body, "name", 1024, 0, &s, NULL)) < 0)
         return 0;
     if (rc) {
-        if (!valid_name(s)) {
+        if (!agw_config_name_ok(s)) {
             agw_admin_fail(r, 400, "name",
-                           "'name' must be 1 to %d letters, digits, '.', '_' or '-'", MAX_NAME);
+                           "'name' must be 1 to %d letters, digits, '.', '_' or '-'",
+                           AGW_CONFIG_NAME_MAX);
             return 0;
         }
         free(p->name);

@@ -15,6 +15,19 @@ const char *agw_provider_type_name(agw_provider_type t)
     return (unsigned)t < AGW_PROVIDER_TYPE_COUNT ? provider_type_names[t] : "unknown";
 }
 
+int agw_config_name_ok(const char *name)
+{
+    if (!name || !*name)
+        return 0;
+    size_t n = 0;
+    for (const char *s = name; *s; s++, n++)
+        if (n == AGW_CONFIG_NAME_MAX ||
+            !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
 int agw_provider_type_parse(const char *name)
 {
     for (int i = 0; i < AGW_PROVIDER_TYPE_COUNT; i++)
@@ -153,17 +166,6 @@ static void empty_to_null(char **s)
     }
 }
 
-static int valid_name(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '_' || *s == '-'))
-            return 0;
-    return 1;
-}
-
 static agw_err load_provider(loader *ld, const config_setting_t *p, size_t idx,
                              agw_provider_cfg *out)
 {
@@ -196,13 +198,16 @@ static agw_err load_provider(loader *ld, const config_setting_t *p, size_t idx,
         return e;
     }
     out->weight = (int)weight;
-    if (!out->name || !valid_name(out->name)) {
+    if (!agw_config_name_ok(out->name)) {
         free(type);
         snprintf(key, sizeof key, "%sname", prefix);
-        return fail(ld, config_setting_get_member(p, "name") ? config_setting_get_member(p, "name") : p,
-                    key, "required, and may hold only letters, digits, '.', '_' and '-'");
+        const config_setting_t *at = config_setting_get_member(p, "name");
+        if (out->name && strlen(out->name) > AGW_CONFIG_NAME_MAX)
+            return fail(ld, at, key, "may be at most %d bytes long", AGW_CONFIG_NAME_MAX);
+        return fail(ld, at ? at : p, key,
+                    "required, and may hold only letters, digits, '.', '_' and '-'");
     }
-    snprintf(prefix, sizeof prefix, "providers.%.60s.", out->name);
+    snprintf(prefix, sizeof prefix, "providers.%s.", out->name);
     int t = agw_provider_type_parse(type);
     free(type);
     if (t < 0) {

@@ -31,8 +31,20 @@ const char *agw_provider_type_name(agw_provider_type t);
 /* Returns the type, or -1 for an unknown name. */
 int agw_provider_type_parse(const char *name);
 
+/* The longest provider name, in bytes. Usage rows (tenant/usage.h) and the
+ * metrics registry's labels (AGW_METRICS_NAME_MAX) keep a provider's name in
+ * 64-byte fields, NUL included: a longer name would be cut there and two
+ * providers could end up counted as one. */
+#define AGW_CONFIG_NAME_MAX 63
+
+/* 1 when `name` may name a provider: 1 to AGW_CONFIG_NAME_MAX bytes, each a
+ * letter, a digit, '.', '_' or '-' (no '/', which separates a provider from a
+ * model in "provider/model"). NULL is not a name. antigw.cfg and the admin API
+ * both check names with this. */
+int agw_config_name_ok(const char *name);
+
 typedef struct {
-    char *name;          /* unique, [A-Za-z0-9._-]+ */
+    char *name;          /* unique; agw_config_name_ok */
     agw_provider_type type;
     char *base_url;      /* no trailing slash; OpenAI style ends in /v1, Anthropic style does not */
     char *api_key;       /* may be empty: no credential is sent */

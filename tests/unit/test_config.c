@@ -417,6 +417,52 @@ static void test_err_provider_name(void **state)
                  "(string):1: providers[0].name: must be a string");
 }
 
+/* Provider names are at most AGW_CONFIG_NAME_MAX bytes: the usage rows and
+ * the metrics labels that carry them hold no more. */
+static void test_provider_name_rule(void **state)
+{
+    (void)state;
+    char name[AGW_CONFIG_NAME_MAX + 2];
+    memset(name, 'a', sizeof name);
+    name[AGW_CONFIG_NAME_MAX] = '\0';
+    assert_int_equal(agw_config_name_ok(name), 1);
+    name[AGW_CONFIG_NAME_MAX] = 'a';
+    name[AGW_CONFIG_NAME_MAX + 1] = '\0';
+    assert_int_equal(agw_config_name_ok(name), 0); /* one byte over */
+    assert_int_equal(agw_config_name_ok("a"), 1);
+    assert_int_equal(agw_config_name_ok("Work-1.eu_west"), 1);
+    assert_int_equal(agw_config_name_ok(""), 0);
+    assert_int_equal(agw_config_name_ok(NULL), 0);
+    assert_int_equal(agw_config_name_ok("a/b"), 0);
+    assert_int_equal(agw_config_name_ok("a b"), 0);
+    assert_int_equal(agw_config_name_ok("caf\xc3\xa9"), 0);
+    assert_int_equal(agw_config_name_ok("a\n"), 0);
+    assert_int_equal(AGW_CONFIG_NAME_MAX, 63);
+}
+
+static void test_err_provider_name_length(void **state)
+{
+    (void)state;
+    char text[256], want[256];
+    char name[AGW_CONFIG_NAME_MAX + 2];
+    memset(name, 'n', sizeof name);
+    name[AGW_CONFIG_NAME_MAX] = '\0';
+    /* The longest name loads... */
+    snprintf(text, sizeof text, "providers = ( { name = \"%s\"; type = \"openai\"; } );\n", name);
+    agw_config *cfg = parse_ok(text, NULL);
+    assert_int_equal(cfg->n_providers, 1);
+    assert_string_equal(cfg->providers[0].name, name);
+    agw_config_free(cfg);
+    /* ...one byte more does not. */
+    name[AGW_CONFIG_NAME_MAX] = 'n';
+    name[AGW_CONFIG_NAME_MAX + 1] = '\0';
+    snprintf(text, sizeof text, "providers = (\n  { name = \"%s\"; type = \"openai\"; }\n);\n",
+             name);
+    snprintf(want, sizeof want, "(string):2: providers[0].name: may be at most %d bytes long",
+             AGW_CONFIG_NAME_MAX);
+    expect_error(text, want);
+}
+
 static void test_err_provider_type(void **state)
 {
     (void)state;
@@ -767,6 +813,8 @@ int main(void)
         cmocka_unit_test(test_err_bad_log_level),
         cmocka_unit_test(test_err_bad_lb_strategy),
         cmocka_unit_test(test_err_provider_name),
+        cmocka_unit_test(test_provider_name_rule),
+        cmocka_unit_test(test_err_provider_name_length),
         cmocka_unit_test(test_err_provider_type),
         cmocka_unit_test(test_err_provider_base_url),
         cmocka_unit_test(test_err_duplicate_provider),
