@@ -687,11 +687,6 @@ void agw_admin_resource_serve(agw_admin_req *r, const agw_admin_resource *res, a
 
 /* ---- query strings ---- */
 
-static int unhex(int c)
-{
-    return isdigit(c) ? c - '0' : isxdigit(c) ? (tolower(c) - 'a' + 10) : -1;
-}
-
 /* Percent-decodes [p, p+n) ('+' is a space) into a malloc'd string; NULL for
  * a bad escape or a NUL. */
 static char *decode(const char *p, size_t n)
@@ -699,8 +694,8 @@ static char *decode(const char *p, size_t n)
     char *out = xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
         if (p[i] == '%') {
-            int a = i + 1 < n ? unhex((unsigned char)p[i + 1]) : -1;
-            int b = i + 2 < n ? unhex((unsigned char)p[i + 2]) : -1;
+            int a = i + 1 < n ? agw_hex_value((unsigned char)p[i + 1]) : -1;
+            int b = i + 2 < n ? agw_hex_value((unsigned char)p[i + 2]) : -1;
             if (a < 0 || b < 0 || (a == 0 && b == 0)) {
                 free(out);
                 return NULL;

@@ -80,13 +80,26 @@ static inline int agw_str_starts(agw_str s, agw_str prefix)
     return s.len >= prefix.len && memcmp(s.ptr, prefix.ptr, prefix.len) == 0;
 }
 
-/* A NUL-terminated malloc'd copy of a view; the caller frees it. */
 /* 1 when s holds a control byte: a C0 control or DEL, except '\t' when
  * `allow_tab` (HTTP field values allow it). Bytes >= 0x80 are not control
  * bytes here, so UTF-8 passes. Names, header values and anything that ends up
  * in a URL or a log line are checked with this. */
 int agw_str_has_ctl(agw_str s, int allow_tab);
+/* A NUL-terminated malloc'd copy of a view; the caller frees it. */
 char *agw_str_dup(agw_str s);
+
+/* The value (0-15) of one hexadecimal digit, either case; -1 for any other
+ * byte. The one hex decoder: JSON \u escapes, %XX in query strings, key files. */
+static inline int agw_hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 /* ---- owning buffer ---- */
 

@@ -41,17 +41,6 @@ agw_err agw_random_bytes(void *out, size_t n)
 
 /* ---- key file ---- */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 agw_err agw_secret_key_load(const char *path, agw_secret_key *out, char *err, size_t errlen)
 {
     /* 64 hex + "\r\n" at most; one byte more tells a longer file apart. */
@@ -106,7 +95,7 @@ agw_err agw_secret_key_load(const char *path, agw_secret_key *out, char *err, si
             goto out;
         }
         for (size_t i = 0; i < AGW_AEAD_KEY_LEN; i++) {
-            int hi = hexval(raw[2 * i]), lo = hexval(raw[2 * i + 1]);
+            int hi = agw_hex_value(raw[2 * i]), lo = agw_hex_value(raw[2 * i + 1]);
             if (hi < 0 || lo < 0) {
                 snprintf(err, errlen, "%s: must hold 64 hexadecimal characters or 32 raw bytes",
                          path);

@@ -11,22 +11,12 @@ static json_ptr json_skip_ws(json_ptr p, json_ptr end)
     return p;
 }
 
-static int json_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* The value of 4 hex digits at p (end - p >= 4 checked by the caller), or -1. */
 static long json_hex4(json_ptr p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = json_hexval(p[i]);
+        int h = agw_hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | h;

@@ -1,5 +1,6 @@
 /* Unit tests for lib/core: the capped buffer, JSON string escaping, string
  * views, random ids, log levels and the log line format. */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -512,7 +513,7 @@ static void test_random_hex_unique(void **state)
     for (int i = 0; i < N; i++) {
         assert_int_equal(agw_random_hex(ids[i], 8), AGW_OK);
         for (int k = 0; k < 16; k++)
-            hist[ids[i][k] <= '9' ? ids[i][k] - '0' : ids[i][k] - 'a' + 10]++;
+            hist[agw_hex_value((unsigned char)ids[i][k])]++;
         for (int j = 0; j < i; j++)
             assert_string_not_equal(ids[i], ids[j]);
     }
@@ -667,6 +668,31 @@ static void test_str_has_ctl(void **state)
     assert_int_equal(agw_str_has_ctl((agw_str){ "ok\r\n", 2 }, 1), 0);
 }
 
+static void test_hex_value(void **state)
+{
+    (void)state;
+    static const char digits[] = "0123456789abcdef";
+    for (int v = 0; v < 16; v++) {
+        assert_int_equal(agw_hex_value(digits[v]), v);
+        assert_int_equal(agw_hex_value(toupper((unsigned char)digits[v])), v);
+    }
+    /* Every other byte, and EOF, is not a digit. */
+    int accepted = 0;
+    for (int c = 0; c < 256; c++)
+        accepted += agw_hex_value(c) >= 0;
+    assert_int_equal(accepted, 22);
+    assert_int_equal(agw_hex_value('g'), -1);
+    assert_int_equal(agw_hex_value('G'), -1);
+    assert_int_equal(agw_hex_value('/'), -1);
+    assert_int_equal(agw_hex_value(':'), -1);
+    assert_int_equal(agw_hex_value('@'), -1);
+    assert_int_equal(agw_hex_value('`'), -1);
+    assert_int_equal(agw_hex_value(' '), -1);
+    assert_int_equal(agw_hex_value('\0'), -1);
+    assert_int_equal(agw_hex_value(0xe6), -1); /* 'f' | 0x80 */
+    assert_int_equal(agw_hex_value(-1), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_str_dup),
         cmocka_unit_test(test_random_hex),
         cmocka_unit_test(test_random_hex_unique),
+        cmocka_unit_test(test_hex_value),
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_line),
         cmocka_unit_test(test_log_long_line_truncated),

@@ -1,6 +1,7 @@
 /* Unit tests for lib/crypto: SHA-256 against published vectors, the
  * constant-time secret comparison, AES-256-GCM sealing (round trip, a
  * published vector, tamper detection) and the key file. */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -121,13 +122,15 @@ static void test_aead_round_trip(void **state)
     agw_buf_free(&b);
 }
 
-/* NIST GCM test vector (gcmEncryptExtIV256.rsp, Count = 0 of the 96-bit IV,
- * 128-bit plaintext, 128-bit AAD set), fed as nonce | ciphertext | tag. */
+/* Hex text (an even number of digits) as bytes; returns how many. */
 static int unhex(const char *h, unsigned char *out)
 {
     int n = 0;
-    for (; h[0] && h[1]; h += 2)
-        sscanf(h, "%2hhx", &out[n++]);
+    for (; h[0] && h[1]; h += 2) {
+        int hi = agw_hex_value((unsigned char)h[0]), lo = agw_hex_value((unsigned char)h[1]);
+        assert_true(hi >= 0 && lo >= 0);
+        out[n++] = (unsigned char)(hi << 4 | lo);
+    }
     return n;
 }
 
@@ -135,7 +138,7 @@ static void test_aead_known_vector(void **state)
 {
     (void)state;
     /* McGrew & Viega, "The Galois/Counter Mode of Operation", test case 16
-     * (AES-256, 96-bit IV, with AAD). */
+     * (AES-256, 96-bit IV, with AAD), fed as nonce | ciphertext | tag. */
     agw_secret_key k;
     unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", k.k);
     unsigned char blob[256], plain[128], aad[64];
@@ -248,6 +251,12 @@ static void test_key_file(void **state)
     assert_int_equal(agw_secret_key_load(path, &k, err, sizeof err), AGW_OK);
     assert_memory_equal(k.k, want.k, 32);
     write_file(path, want.k, 32, 0600); /* raw bytes */
+    assert_int_equal(agw_secret_key_load(path, &k, err, sizeof err), AGW_OK);
+    assert_memory_equal(k.k, want.k, 32);
+    char upper[64];
+    for (int i = 0; i < 64; i++)
+        upper[i] = (char)toupper((unsigned char)hex[i]);
+    write_file(path, upper, 64, 0600); /* digits in either case */
     assert_int_equal(agw_secret_key_load(path, &k, err, sizeof err), AGW_OK);
     assert_memory_equal(k.k, want.k, 32);
 
