@@ -409,12 +409,6 @@ cJSON *agw_admin_json_column(sqlite3_stmt *st, int col)
     return t ? cJSON_ParseWithLength(t, (size_t)sqlite3_column_bytes(st, col)) : NULL;
 }
 
-char *agw_admin_column_dup(sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return t ? xstrdup((const char *)t) : NULL;
-}
-
 void agw_admin_bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)

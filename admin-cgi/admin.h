@@ -112,8 +112,6 @@ void agw_admin_db_fail(agw_admin_req *r, const char *what_fmt, ...) AGW_PRINTF(2
 
 /* A JSON array (as stored) from a column, or null; a cJSON array or NULL. */
 cJSON *agw_admin_json_column(sqlite3_stmt *st, int col);
-/* A malloc'd copy of a text column; NULL for SQL NULL. */
-char *agw_admin_column_dup(sqlite3_stmt *st, int col);
 /* Binds `s`, or SQL NULL when it is NULL (SQLITE_STATIC: keep `s` until the step). */
 void agw_admin_bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
 /* 1 when a provider of that name exists in antigw.cfg or the database. */

@@ -55,16 +55,16 @@ static int krow_read(sqlite3_stmt *st, void *row)
 {
     krow *k = row;
     k->id = sqlite3_column_int64(st, 0);
-    k->name = agw_admin_column_dup(st, 1);
+    k->name = agw_store_column_dup(st, 1);
     snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
     k->enabled = sqlite3_column_int(st, 3) != 0;
-    k->allowed_models = agw_admin_column_dup(st, 4);
-    k->allowed_providers = agw_admin_column_dup(st, 5);
-    k->default_provider = agw_admin_column_dup(st, 6);
+    k->allowed_models = agw_store_column_dup(st, 4);
+    k->allowed_providers = agw_store_column_dup(st, 5);
+    k->default_provider = agw_store_column_dup(st, 6);
     k->qpm = sqlite3_column_int64(st, 7);
     k->tpm = sqlite3_column_int64(st, 8);
     k->expires_at = sqlite3_column_type(st, 9) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 9);
-    k->metadata = agw_admin_column_dup(st, 10);
+    k->metadata = agw_store_column_dup(st, 10);
     k->created_at = sqlite3_column_int64(st, 11);
     k->updated_at = sqlite3_column_int64(st, 12);
     return 1;

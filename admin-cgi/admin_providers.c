@@ -54,9 +54,9 @@ static int prow_read(sqlite3_stmt *st, void *row)
     prow *p = row;
     int ok = 1;
     p->id = sqlite3_column_int64(st, 0);
-    p->name = agw_admin_column_dup(st, 1);
-    p->type = agw_admin_column_dup(st, 2);
-    p->base_url = agw_admin_column_dup(st, 3);
+    p->name = agw_store_column_dup(st, 1);
+    p->type = agw_store_column_dup(st, 2);
+    p->base_url = agw_store_column_dup(st, 3);
     if (sqlite3_column_type(st, 4) != SQLITE_NULL &&
         agw_buf_append(&p->secret_enc, sqlite3_column_blob(st, 4),
                        (size_t)sqlite3_column_bytes(st, 4)) != AGW_OK)
@@ -65,8 +65,8 @@ static int prow_read(sqlite3_stmt *st, void *row)
     snprintf(p->hint, sizeof p->hint, "%s", h ? (const char *)h : "");
     p->weight = sqlite3_column_int64(st, 6);
     p->enabled = sqlite3_column_int(st, 7) != 0;
-    p->models = agw_admin_column_dup(st, 8);
-    p->default_model = agw_admin_column_dup(st, 9);
+    p->models = agw_store_column_dup(st, 8);
+    p->default_model = agw_store_column_dup(st, 9);
     p->created_at = sqlite3_column_int64(st, 10);
     p->updated_at = sqlite3_column_int64(st, 11);
     return ok;

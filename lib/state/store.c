@@ -204,3 +204,9 @@ sqlite3 *agw_store_db(agw_store *s)
 {
     return s->db;
 }
+
+char *agw_store_column_dup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? xstrdup((const char *)t) : NULL;
+}

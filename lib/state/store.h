@@ -30,6 +30,10 @@ void agw_store_close(agw_store *s);
 /* The raw connection, for modules that own their queries. Borrowed. */
 sqlite3 *agw_store_db(agw_store *s);
 
+/* A malloc'd copy of text column `col` of the current row of `st`; NULL for
+ * SQL NULL. The caller frees it. */
+char *agw_store_column_dup(sqlite3_stmt *st, int col);
+
 /* The schema version this binary migrates to, and the one the file is at. */
 int agw_store_latest_version(void);
 int agw_store_version(agw_store *s);

@@ -1,4 +1,5 @@
 #include "tenant/catalog.h"
+#include "state/store.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -72,12 +73,6 @@ static void catalog_free(agw_catalog *c)
     free(c);
 }
 
-static char *column_dup(sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return t ? xstrdup((const char *)t) : NULL;
-}
-
 /* One row of `providers` as a routing entry; 0 when it must be left out. */
 static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_cfg *p)
 {
@@ -129,10 +124,10 @@ static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_
     }
     p->name = xstrdup(name);
     p->type = (agw_provider_type)t;
-    p->base_url = column_dup(st, 3);
+    p->base_url = agw_store_column_dup(st, 3);
     p->weight = sqlite3_column_int(st, 5);
     p->enabled = sqlite3_column_int(st, 6) != 0;
-    p->default_model = column_dup(st, 8);
+    p->default_model = agw_store_column_dup(st, 8);
     return 1;
 }
 

@@ -1,5 +1,6 @@
 #include "tenant/tenant.h"
 #include "core/json.h"
+#include "state/store.h"
 
 #include <fnmatch.h>
 #include <stdio.h>
@@ -139,8 +140,7 @@ agw_err agw_tenant_key_load(sqlite3 *db, const unsigned char hash[AGW_SHA256_LEN
         k->expires_at = sqlite3_column_type(st, 3) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 3);
         k->limits.qpm = sqlite3_column_int64(st, 4);
         k->limits.tpm = sqlite3_column_int64(st, 5);
-        if (sqlite3_column_type(st, 8) != SQLITE_NULL)
-            k->default_provider = xstrdup((const char *)sqlite3_column_text(st, 8));
+        k->default_provider = agw_store_column_dup(st, 8);
         if (list_column(st, 6, &k->allowed_models, &k->n_allowed_models) ||
             list_column(st, 7, &k->allowed_providers, &k->n_allowed_providers)) {
             /* Only antigw-admin writes these columns, and it writes valid

@@ -453,6 +453,29 @@ static void test_migration_2_upgrades_a_version_1_file(void **state)
     agw_store_close(s);
 }
 
+static void test_column_dup(void **state)
+{
+    (void)state;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT 'text', NULL, '', 42", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char *s = agw_store_column_dup(st, 0);
+    assert_string_equal(s, "text");
+    free(s);
+    assert_null(agw_store_column_dup(st, 1)); /* SQL NULL */
+    s = agw_store_column_dup(st, 2);
+    assert_string_equal(s, ""); /* empty text is not NULL */
+    free(s);
+    s = agw_store_column_dup(st, 3);
+    assert_string_equal(s, "42"); /* other types as SQLite converts them */
+    free(s);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void test_close_null(void **state)
 {
     (void)state;
@@ -473,6 +496,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_unwritable_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_2_upgrades_a_version_1_file, setup,
                                         teardown),
+        cmocka_unit_test(test_column_dup),
         cmocka_unit_test(test_close_null),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
