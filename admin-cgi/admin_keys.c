@@ -32,16 +32,16 @@ typedef struct {
     int64_t expires_at;                       /* 0 = never */
     char *metadata;                           /* JSON text; NULL = none */
     int64_t created_at, updated_at;
-} krow;
+} agw_admin_key_row;
 
 static void krow_init(void *row)
 {
-    memset(row, 0, sizeof(krow));
+    memset(row, 0, sizeof(agw_admin_key_row));
 }
 
 static void krow_free(void *row)
 {
-    krow *k = row;
+    agw_admin_key_row *k = row;
     free(k->name);
     free(k->allowed_models);
     free(k->allowed_providers);
@@ -53,7 +53,7 @@ static void krow_free(void *row)
 /* A row of the resource's select_sql (below). */
 static int krow_read(sqlite3_stmt *st, void *row)
 {
-    krow *k = row;
+    agw_admin_key_row *k = row;
     k->id = sqlite3_column_int64(st, 0);
     k->name = agw_store_column_dup(st, 1);
     snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
@@ -72,7 +72,7 @@ static int krow_read(sqlite3_stmt *st, void *row)
 
 static const char *krow_name(const void *row)
 {
-    return ((const krow *)row)->name;
+    return ((const agw_admin_key_row *)row)->name;
 }
 
 static void add_json_text(cJSON *o, const char *name, const char *text)
@@ -83,7 +83,7 @@ static void add_json_text(cJSON *o, const char *name, const char *text)
 
 static cJSON *row_json(const void *row)
 {
-    const krow *k = row;
+    const agw_admin_key_row *k = row;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "id", (double)k->id);
     cJSON_AddStringToObject(o, "name", k->name);
@@ -119,7 +119,7 @@ static const agw_admin_resource keys = {
     .name_sql = "SELECT 1 FROM api_keys WHERE name = ? AND id != ?",
     .delete_sql = "DELETE FROM api_keys WHERE id = ?",
     .string_ids = 0,
-    .row_size = sizeof(krow),
+    .row_size = sizeof(agw_admin_key_row),
     .row_init = krow_init,
     .row_free = krow_free,
     .row_read = krow_read,
@@ -151,7 +151,8 @@ static char *print(const cJSON *v)
 }
 
 /* Reads the members into k (k holds the current values on update). 0 when it answered. */
-static int apply(agw_admin_req *r, const cJSON *body, krow *k, int creating, cJSON *changed)
+static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int creating,
+                 cJSON *changed)
 {
     const char *s;
     int is_null, rc, b;
@@ -265,7 +266,7 @@ static int apply(agw_admin_req *r, const cJSON *body, krow *k, int creating, cJS
     return 1;
 }
 
-static int store(agw_admin_req *r, krow *k, const unsigned char *hash)
+static int store(agw_admin_req *r, agw_admin_key_row *k, const unsigned char *hash)
 {
     sqlite3_stmt *st;
     const char *sql =
@@ -305,7 +306,7 @@ static int store(agw_admin_req *r, krow *k, const unsigned char *hash)
 static void create(agw_admin_req *r)
 {
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
-    krow k;
+    agw_admin_key_row k;
     krow_init(&k);
     char key[AGW_KEY_LEN + 1];
     unsigned char hash[AGW_SHA256_LEN];
@@ -332,7 +333,7 @@ out:
 static void update(agw_admin_req *r, int64_t id)
 {
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
-    krow k;
+    agw_admin_key_row k;
     krow_init(&k);
     if (!body || !agw_admin_begin_load(r, &keys, id, &k) || !apply(r, body, &k, 0, changed) ||
         !agw_admin_name_free(r, &keys, k.name, id) || !store(r, &k, NULL))

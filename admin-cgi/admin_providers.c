@@ -27,18 +27,18 @@ typedef struct {
     int64_t weight;
     int enabled;
     int64_t created_at, updated_at;
-} prow;
+} agw_admin_provider_row;
 
 static void prow_init(void *row)
 {
-    prow *p = row;
+    agw_admin_provider_row *p = row;
     memset(p, 0, sizeof *p);
     agw_buf_init(&p->secret_enc, MAX_SECRET + AGW_AEAD_OVERHEAD);
 }
 
 static void prow_free(void *row)
 {
-    prow *p = row;
+    agw_admin_provider_row *p = row;
     free(p->name);
     free(p->type);
     free(p->base_url);
@@ -51,7 +51,7 @@ static void prow_free(void *row)
  * fit the row's buffer. */
 static int prow_read(sqlite3_stmt *st, void *row)
 {
-    prow *p = row;
+    agw_admin_provider_row *p = row;
     int ok = 1;
     p->id = sqlite3_column_int64(st, 0);
     p->name = agw_store_column_dup(st, 1);
@@ -74,12 +74,12 @@ static int prow_read(sqlite3_stmt *st, void *row)
 
 static const char *prow_name(const void *row)
 {
-    return ((const prow *)row)->name;
+    return ((const agw_admin_provider_row *)row)->name;
 }
 
 static cJSON *row_json(const void *row)
 {
-    const prow *p = row;
+    const agw_admin_provider_row *p = row;
     cJSON *o = cJSON_CreateObject();
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)p->id);
@@ -159,7 +159,7 @@ static const agw_admin_resource providers = {
     .name_sql = "SELECT id FROM providers WHERE name = ? AND id != ?",
     .delete_sql = "DELETE FROM providers WHERE id = ?",
     .string_ids = 1,
-    .row_size = sizeof(prow),
+    .row_size = sizeof(agw_admin_provider_row),
     .row_init = prow_init,
     .row_free = prow_free,
     .row_read = prow_read,
@@ -183,7 +183,7 @@ static int name_free(agw_admin_req *r, const char *name, int64_t self)
 }
 
 /* Seals `secret` for provider `name` into p (hint included); "" clears it. */
-static int seal(agw_admin_req *r, prow *p, const char *name, const char *secret)
+static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *name, const char *secret)
 {
     agw_buf_reset(&p->secret_enc);
     p->hint[0] = '\0';
@@ -209,7 +209,7 @@ static int seal(agw_admin_req *r, prow *p, const char *name, const char *secret)
 }
 
 /* The stored key of p in plain text (for a rename), or NULL having answered. */
-static char *unseal(agw_admin_req *r, const prow *p)
+static char *unseal(agw_admin_req *r, const agw_admin_provider_row *p)
 {
     agw_buf aad = AGW_BUF_INIT(AGW_CONFIG_NAME_MAX + 16), plain = AGW_BUF_INIT(MAX_SECRET + 1);
     agw_err e = r->app->secrets ? agw_buf_appendf(&aad, "provider:%s", p->name) : AGW_EINVAL;
@@ -238,8 +238,8 @@ static void wipe_free(char *s)
 /* Reads the members common to POST and PUT into p. `creating` makes name and
  * type required. *secret gets the new key ("" = remove, NULL = unchanged).
  * 0 when it answered. `changed` collects the names of the members given. */
-static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, const char **secret,
-                 cJSON *changed)
+static int apply(agw_admin_req *r, const cJSON *body, agw_admin_provider_row *p, int creating,
+                 const char **secret, cJSON *changed)
 {
     const char *s;
     int is_null, rc;
@@ -335,7 +335,7 @@ static int apply(agw_admin_req *r, const cJSON *body, prow *p, int creating, con
     return 1;
 }
 
-static int store(agw_admin_req *r, prow *p, int creating)
+static int store(agw_admin_req *r, agw_admin_provider_row *p, int creating)
 {
     sqlite3_stmt *st;
     const char *sql =
@@ -372,7 +372,7 @@ static int store(agw_admin_req *r, prow *p, int creating)
 static void create(agw_admin_req *r)
 {
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
-    prow p;
+    agw_admin_provider_row p;
     prow_init(&p);
     const char *secret;
     if (!body || !agw_admin_begin(r))
@@ -391,7 +391,7 @@ out:
 static void update(agw_admin_req *r, int64_t id)
 {
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
-    prow p;
+    agw_admin_provider_row p;
     prow_init(&p);
     const char *secret;
     char *old_name = NULL, *kept = NULL;

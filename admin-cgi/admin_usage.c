@@ -15,9 +15,9 @@ typedef struct {
     const char *name;
     const char *expr;   /* the grouping expression over usage */
     const char *label;  /* the member naming the group in the answer */
-} grouping;
+} agw_admin_grouping;
 
-static const grouping groupings[] = {
+static const agw_admin_grouping groupings[] = {
     { "key", "key_id", "key_id" },
     { "model", "model", "model" },
     { "provider", "provider", "provider" },
@@ -59,8 +59,8 @@ static cJSON *stats(sqlite3_stmt *st, int c)
 }
 
 /* Builds the statement for one grouping (NULL: the totals). */
-static int prepare(agw_admin_req *r, const grouping *g, const agw_admin_param *p, int64_t key_id,
-                   int64_t from, int64_t to, sqlite3_stmt **out)
+static int prepare(agw_admin_req *r, const agw_admin_grouping *g, const agw_admin_param *p,
+                   int64_t key_id, int64_t from, int64_t to, sqlite3_stmt **out)
 {
     agw_buf sql = AGW_BUF_INIT(8192);
     const char *part = g ? g->expr : NULL;
@@ -150,7 +150,7 @@ void agw_admin_usage(agw_admin_req *r)
     cJSON *doc = NULL;
     sqlite3_stmt *st = NULL;
     int64_t key_id = 0, from = -1, to = -1;
-    const grouping *g = NULL;
+    const agw_admin_grouping *g = NULL;
     if (p[P_KEY].value && !(key_id = agw_admin_parse_id(agw_str_c(p[P_KEY].value)))) {
         agw_admin_fail(r, 400, "key_id", "'key_id' must be a positive integer");
         goto out;

@@ -44,12 +44,14 @@ typedef struct {
     const char *file;
     char *err;
     size_t errlen;
-} loader;
+} agw_config_loader;
 
-static agw_err fail(loader *ld, const config_setting_t *s, const char *key, const char *fmt, ...)
+static agw_err fail(agw_config_loader *ld, const config_setting_t *s, const char *key,
+                    const char *fmt, ...)
     AGW_PRINTF(4, 5);
 
-static agw_err fail(loader *ld, const config_setting_t *s, const char *key, const char *fmt, ...)
+static agw_err fail(agw_config_loader *ld, const config_setting_t *s, const char *key,
+                    const char *fmt, ...)
 {
     char what[256];
     va_list ap;
@@ -74,7 +76,7 @@ static char *join_path(const char *dir, const char *path)
 }
 
 /* Checks that every member of group `g` is one of `known`. */
-static agw_err check_known(loader *ld, const config_setting_t *g, const char *prefix,
+static agw_err check_known(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
                            const char *const *known)
 {
     int n = config_setting_length(g);
@@ -95,7 +97,7 @@ static agw_err check_known(loader *ld, const config_setting_t *g, const char *pr
 }
 
 /* Typed getters: absent keeps the default; present with a wrong type fails. */
-static agw_err get_string(loader *ld, const config_setting_t *g, const char *prefix,
+static agw_err get_string(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
                           const char *name, char **out)
 {
     config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
@@ -110,7 +112,7 @@ static agw_err get_string(loader *ld, const config_setting_t *g, const char *pre
     return AGW_OK;
 }
 
-static agw_err get_int(loader *ld, const config_setting_t *g, const char *prefix,
+static agw_err get_int(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
                        const char *name, long long lo, long long hi, long long *out)
 {
     config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
@@ -131,7 +133,7 @@ static agw_err get_int(loader *ld, const config_setting_t *g, const char *prefix
     return AGW_OK;
 }
 
-static agw_err get_bool(loader *ld, const config_setting_t *g, const char *prefix,
+static agw_err get_bool(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
                         const char *name, int *out)
 {
     config_setting_t *s = g ? config_setting_get_member(g, name) : NULL;
@@ -145,7 +147,7 @@ static agw_err get_bool(loader *ld, const config_setting_t *g, const char *prefi
     return AGW_OK;
 }
 
-static agw_err group(loader *ld, config_t *c, const char *name, config_setting_t **out)
+static agw_err group(agw_config_loader *ld, config_t *c, const char *name, config_setting_t **out)
 {
     config_setting_t *g = config_lookup(c, name);
     *out = NULL;
@@ -166,7 +168,7 @@ static void empty_to_null(char **s)
     }
 }
 
-static agw_err load_provider(loader *ld, const config_setting_t *p, size_t idx,
+static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
                              agw_provider_cfg *out)
 {
     static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
@@ -290,7 +292,7 @@ agw_config *agw_config_defaults(const char *base_dir)
     return cfg;
 }
 
-static agw_err load_tree(loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
+static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
 {
     static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
                                        "secrets", "providers", NULL };
@@ -470,7 +472,7 @@ static agw_err load_tree(loader *ld, config_t *c, const char *base_dir, agw_conf
 static agw_err load_common(config_t *c, int read_ok, const char *file, const char *base_dir,
                            agw_config **out, char *err, size_t errlen)
 {
-    loader ld = { file, err, errlen };
+    agw_config_loader ld = { file, err, errlen };
     *out = NULL;
     if (!read_ok) {
         if (config_error_type(c) == CONFIG_ERR_FILE_IO) {

@@ -2,9 +2,9 @@
 
 #include <stdio.h>
 
-typedef const unsigned char *json_ptr;
+typedef const unsigned char *agw_json_ptr;
 
-static json_ptr json_skip_ws(json_ptr p, json_ptr end)
+static agw_json_ptr json_skip_ws(agw_json_ptr p, agw_json_ptr end)
 {
     while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
@@ -12,7 +12,7 @@ static json_ptr json_skip_ws(json_ptr p, json_ptr end)
 }
 
 /* The value of 4 hex digits at p (end - p >= 4 checked by the caller), or -1. */
-static long json_hex4(json_ptr p)
+static long json_hex4(agw_json_ptr p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
@@ -47,7 +47,8 @@ static int json_plain(unsigned char c)
 
 /* p is just past the opening quote. Returns the byte past the closing quote,
  * or NULL with *why and *at set. */
-static json_ptr json_v_string(json_ptr p, json_ptr end, const char **why, json_ptr *at)
+static agw_json_ptr json_v_string(agw_json_ptr p, agw_json_ptr end, const char **why,
+                                  agw_json_ptr *at)
 {
     for (;;) {
         unsigned char c;
@@ -133,12 +134,13 @@ bad_utf8:
     return NULL;
 }
 
-static int json_digit(json_ptr p, json_ptr end)
+static int json_digit(agw_json_ptr p, agw_json_ptr end)
 {
     return p < end && *p >= '0' && *p <= '9';
 }
 
-static json_ptr json_v_number(json_ptr p, json_ptr end, const char **why, json_ptr *at)
+static agw_json_ptr json_v_number(agw_json_ptr p, agw_json_ptr end, const char **why,
+                                  agw_json_ptr *at)
 {
     if (*p == '-')
         p++;
@@ -178,7 +180,7 @@ bad:
     return NULL;
 }
 
-static json_ptr json_v_literal(json_ptr p, json_ptr end, agw_str lit)
+static agw_json_ptr json_v_literal(agw_json_ptr p, agw_json_ptr end, agw_str lit)
 {
     if ((size_t)(end - p) < lit.len || memcmp(p, lit.ptr, lit.len) != 0)
         return NULL;
@@ -190,7 +192,7 @@ agw_err agw_json_validate(agw_str doc, int max_depth, char *err, size_t errlen)
     /* One bit per open container (1 = object) replaces recursion, so hostile
      * nesting costs neither stack nor time beyond the single pass. */
     uint64_t kinds[AGW_JSON_MAX_DEPTH / 64];
-    json_ptr start = (json_ptr)doc.ptr, end = start + doc.len, p, at = NULL;
+    agw_json_ptr start = (agw_json_ptr)doc.ptr, end = start + doc.len, p, at = NULL;
     const char *why;
     int depth = 0, obj;
     agw_err rc = AGW_EINVAL;
@@ -200,7 +202,7 @@ agw_err agw_json_validate(agw_str doc, int max_depth, char *err, size_t errlen)
     if (max_depth > AGW_JSON_MAX_DEPTH)
         max_depth = AGW_JSON_MAX_DEPTH;
     if (doc.len == 0)
-        start = end = (json_ptr)"";
+        start = end = (agw_json_ptr)"";
     p = json_skip_ws(start, end);
 
 value:
@@ -314,13 +316,13 @@ fail:
  * every bound, so unvalidated input gives nonsense, never a bad read. */
 
 /* p at the opening quote; returns past the closing quote or NULL. */
-static json_ptr json_skip_string(json_ptr p, json_ptr end)
+static agw_json_ptr json_skip_string(agw_json_ptr p, agw_json_ptr end)
 {
-    json_ptr content = p + 1;
+    agw_json_ptr content = p + 1;
 
     p = content;
     for (;;) {
-        json_ptr q = p < end ? memchr(p, '"', (size_t)(end - p)) : NULL;
+        agw_json_ptr q = p < end ? memchr(p, '"', (size_t)(end - p)) : NULL;
         size_t bs = 0;
 
         if (!q)
@@ -336,9 +338,9 @@ static json_ptr json_skip_string(json_ptr p, json_ptr end)
 }
 
 /* p at the first byte of a value; returns past its last byte or NULL. */
-static json_ptr json_skip_value(json_ptr p, json_ptr end)
+static agw_json_ptr json_skip_value(agw_json_ptr p, agw_json_ptr end)
 {
-    json_ptr start = p;
+    agw_json_ptr start = p;
     size_t depth = 0;
 
     if (p >= end)
@@ -379,7 +381,7 @@ static json_ptr json_skip_value(json_ptr p, json_ptr end)
 
 agw_err agw_json_iter_init(agw_json_iter *it, agw_str container)
 {
-    json_ptr p, end;
+    agw_json_ptr p, end;
 
     it->pos = NULL;
     it->end = NULL;
@@ -387,8 +389,8 @@ agw_err agw_json_iter_init(agw_json_iter *it, agw_str container)
     it->started = 0;
     if (container.len == 0)
         return AGW_EINVAL;
-    end = (json_ptr)container.ptr + container.len;
-    p = json_skip_ws((json_ptr)container.ptr, end);
+    end = (agw_json_ptr)container.ptr + container.len;
+    p = json_skip_ws((agw_json_ptr)container.ptr, end);
     if (p >= end || (*p != '{' && *p != '['))
         return AGW_EINVAL;
     it->close = *p == '{' ? '}' : ']';
@@ -399,11 +401,11 @@ agw_err agw_json_iter_init(agw_json_iter *it, agw_str container)
 
 int agw_json_iter_next(agw_json_iter *it, agw_str *key, agw_str *value)
 {
-    json_ptr end = (json_ptr)it->end, p, k = NULL, kend = NULL, v;
+    agw_json_ptr end = (agw_json_ptr)it->end, p, k = NULL, kend = NULL, v;
 
     if (!it->pos)
         return 0;
-    p = json_skip_ws((json_ptr)it->pos, end);
+    p = json_skip_ws((agw_json_ptr)it->pos, end);
     if (p >= end || *p == (unsigned char)it->close)
         goto done;
     if (it->started) {
@@ -456,15 +458,15 @@ agw_err agw_json_find_member(agw_str doc, agw_str key, agw_str *value, agw_str *
         return AGW_ENOTFOUND;
     *value = hit_val;
     if (member) {
-        json_ptr end = (json_ptr)it.end;
-        json_ptr vend = (json_ptr)hit_val.ptr + hit_val.len;
-        json_ptr from = (json_ptr)hit_key.ptr, to = vend;
+        agw_json_ptr end = (agw_json_ptr)it.end;
+        agw_json_ptr vend = (agw_json_ptr)hit_val.ptr + hit_val.len;
+        agw_json_ptr from = (agw_json_ptr)hit_key.ptr, to = vend;
 
         if (hit_prev_end) {
             /* Not first: take the comma before it, leaving the one after. */
-            from = json_skip_ws((json_ptr)hit_prev_end, end);
+            from = json_skip_ws((agw_json_ptr)hit_prev_end, end);
         } else {
-            json_ptr q = json_skip_ws(vend, end);
+            agw_json_ptr q = json_skip_ws(vend, end);
             if (q < end && *q == ',')
                 to = json_skip_ws(q + 1, end);
         }
@@ -480,12 +482,12 @@ agw_err agw_json_find(agw_str doc, agw_str key, agw_str *value)
 
 static agw_str json_trim(agw_str s)
 {
-    json_ptr p, end;
+    agw_json_ptr p, end;
 
     if (s.len == 0)
         return s;
-    end = (json_ptr)s.ptr + s.len;
-    p = json_skip_ws((json_ptr)s.ptr, end);
+    end = (agw_json_ptr)s.ptr + s.len;
+    p = json_skip_ws((agw_json_ptr)s.ptr, end);
     while (end > p && (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t'))
         end--;
     return (agw_str){ (const char *)p, (size_t)(end - p) };
@@ -543,13 +545,13 @@ int agw_json_is_null(agw_str value)
 agw_err agw_json_int64(agw_str value, int64_t *out)
 {
     agw_str v = json_trim(value);
-    json_ptr p, end;
+    agw_json_ptr p, end;
     uint64_t mag = 0, limit = INT64_MAX;
     int neg = 0;
 
     if (v.len == 0)
         return AGW_EINVAL;
-    p = (json_ptr)v.ptr;
+    p = (agw_json_ptr)v.ptr;
     end = p + v.len;
 
     if (p < end && *p == '-') {
@@ -607,7 +609,7 @@ static size_t json_utf8(uint32_t cp, unsigned char *o)
 
 /* Decodes the escape at p (*p == '\\') into o[0..*olen). Returns the bytes of
  * input consumed, 0 when malformed. */
-static size_t json_unescape(json_ptr p, json_ptr end, unsigned char o[4], size_t *olen)
+static size_t json_unescape(agw_json_ptr p, agw_json_ptr end, unsigned char o[4], size_t *olen)
 {
     long cp, lo;
 
@@ -641,26 +643,26 @@ static size_t json_unescape(json_ptr p, json_ptr end, unsigned char o[4], size_t
     return 2;
 }
 
-static int json_token_inner(agw_str token, json_ptr *p, json_ptr *end)
+static int json_token_inner(agw_str token, agw_json_ptr *p, agw_json_ptr *end)
 {
     if (token.len < 2 || token.ptr[0] != '"' || token.ptr[token.len - 1] != '"')
         return 0;
-    *p = (json_ptr)token.ptr + 1;
-    *end = (json_ptr)token.ptr + token.len - 1;
+    *p = (agw_json_ptr)token.ptr + 1;
+    *end = (agw_json_ptr)token.ptr + token.len - 1;
     return 1;
 }
 
 agw_err agw_json_string_decode(agw_str token, agw_buf *out)
 {
-    json_ptr p, end;
+    agw_json_ptr p, end;
     size_t saved = out->len;
     agw_err e;
 
     if (!json_token_inner(token, &p, &end))
         return AGW_EINVAL;
     for (;;) {
-        json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;
-        json_ptr run_end = bs ? bs : end;
+        agw_json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;
+        agw_json_ptr run_end = bs ? bs : end;
         unsigned char o[4];
         size_t olen = 0, used;
 
@@ -682,14 +684,14 @@ agw_err agw_json_string_decode(agw_str token, agw_buf *out)
 
 int agw_json_string_eq(agw_str token, agw_str s)
 {
-    json_ptr p, end;
+    agw_json_ptr p, end;
     const unsigned char *want = (const unsigned char *)s.ptr;
     size_t left = s.len;
 
     if (!json_token_inner(token, &p, &end))
         return 0;
     for (;;) {
-        json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;
+        agw_json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;
         size_t run = (size_t)((bs ? bs : end) - p), olen = 0, used;
         unsigned char o[4];
 

@@ -8,15 +8,15 @@
  * keeps sending; between chunks a poll() per callback would be waste. */
 #define GONE_CHECK_US 200000u
 
-typedef enum { MODE_UNDECIDED = 0, MODE_STREAM, MODE_BODY, MODE_ERROR } relay_mode;
+typedef enum { MODE_UNDECIDED = 0, MODE_STREAM, MODE_BODY, MODE_ERROR } agw_relay_mode;
 
 typedef struct {
     agw_upstream *u;
     const agw_relay_req *rq;
-    const agw_client_sink *sink;
+    const agw_relay_sink *sink;
     agw_relay_result *res;
 
-    relay_mode mode;
+    agw_relay_mode mode;
     int committed;          /* the client's head is out */
     int saw_end;            /* the upstream's terminal event ([DONE] / message_stop) */
     int saw_error_event;    /* the upstream ended the stream with its own error event */
@@ -29,7 +29,7 @@ typedef struct {
     agw_buf converted;      /* codec output for the event being relayed */
     agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
     int codec_failed;       /* the codec rejected the upstream's stream */
-} relay;
+} agw_relay_call;
 
 int agw_relay_header_passes(agw_str name, agw_str value)
 {
@@ -51,7 +51,7 @@ int agw_relay_header_passes(agw_str name, agw_str value)
 }
 
 /* The client's head: our extra lines plus the upstream headers that pass. */
-static agw_err send_head(relay *r, int status, const char *content_type, int with_upstream)
+static agw_err send_head(agw_relay_call *r, int status, const char *content_type, int with_upstream)
 {
     agw_buf *h = &r->scratch;
     agw_buf_reset(h);
@@ -77,7 +77,7 @@ static agw_err send_head(relay *r, int status, const char *content_type, int wit
     return r->sink->head(r->sink->ud, status, content_type, agw_buf_view(h));
 }
 
-static agw_err client_write(relay *r, const char *p, size_t n)
+static agw_err client_write(agw_relay_call *r, const char *p, size_t n)
 {
     agw_err e = r->sink->write(r->sink->ud, p, n);
     if (!e) {
@@ -88,7 +88,7 @@ static agw_err client_write(relay *r, const char *p, size_t n)
 }
 
 /* A whole JSON error response made by the gateway, before anything was sent. */
-static void send_error(relay *r, int status, agw_str message, int with_upstream)
+static void send_error(agw_relay_call *r, int status, agw_str message, int with_upstream)
 {
     agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     if (agw_apierr_body(&body, r->rq->proto, status, message, NULL) == AGW_OK &&
@@ -98,7 +98,7 @@ static void send_error(relay *r, int status, agw_str message, int with_upstream)
 }
 
 /* The end of a stream that did not end well: one error event, flushed. */
-static void send_error_event(relay *r, int status, agw_str message)
+static void send_error_event(agw_relay_call *r, int status, agw_str message)
 {
     agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     if (agw_apierr_sse(&ev, r->rq->proto, status, message) == AGW_OK &&
@@ -109,7 +109,7 @@ static void send_error_event(relay *r, int status, agw_str message)
 
 static int on_event(void *ud, const agw_sse_event *ev)
 {
-    relay *r = ud;
+    agw_relay_call *r = ud;
     r->events_in_chunk++;
     r->res->events++;
     if (r->rq->tap && r->rq->tap->event)
@@ -166,7 +166,7 @@ static size_t complete_events_len(const char *p, size_t n)
 /* Passthrough: forwards whole events only, so that when the upstream breaks
  * in the middle of one, the client never sees half an event glued to the
  * error event that follows. */
-static int forward_complete_events(relay *r, const char *p, size_t n)
+static int forward_complete_events(agw_relay_call *r, const char *p, size_t n)
 {
     if (r->pending.len == 0) {
         size_t done = complete_events_len(p, n);
@@ -201,7 +201,7 @@ static int is_event_stream(agw_str ct)
 
 static int on_data(void *ud, const char *p, size_t n)
 {
-    relay *r = ud;
+    agw_relay_call *r = ud;
     if (r->mode == MODE_UNDECIDED) {
         long status = agw_upstream_status(r->u);
         if (status < 200 || status > 299)
@@ -260,7 +260,7 @@ static int on_data(void *ud, const char *p, size_t n)
 static int on_tick(void *ud, uint64_t idle_ms)
 {
     (void)idle_ms;
-    relay *r = ud;
+    agw_relay_call *r = ud;
     uint64_t now = agw_mono_us();
     if (now - r->last_gone_check_us >= GONE_CHECK_US) {
         r->last_gone_check_us = now;
@@ -288,7 +288,7 @@ static int on_tick(void *ud, uint64_t idle_ms)
 
 /* An upstream error body goes to the client as is when it is a JSON object with
  * an "error" member (same protocol, so same shape); anything else is wrapped. */
-static void relay_error_body(relay *r, int status)
+static void relay_error_body(agw_relay_call *r, int status)
 {
     agw_str body = agw_buf_view(&r->body);
     agw_str v;
@@ -313,7 +313,7 @@ static void relay_error_body(relay *r, int status)
 
 /* The end of a converted answer (rq->codec set): the codec turns what the
  * upstream said into the client's protocol; the relay only delivers it. */
-static void finish_converted(relay *r, long status)
+static void finish_converted(agw_relay_call *r, long status)
 {
     const agw_codec *c = r->rq->codec;
     agw_buf *out = &r->converted;
@@ -381,10 +381,10 @@ static long retry_after(const agw_upstream *u)
     return s;
 }
 
-void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,
+void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sink *sink,
                    agw_relay_result *res)
 {
-    relay r;
+    agw_relay_call r;
     memset(&r, 0, sizeof r);
     memset(res, 0, sizeof *res);
     r.u = u;

@@ -39,7 +39,10 @@ typedef struct {
     agw_err (*flush)(void *ud);
     /* 1 when the client is known to have left. */
     int (*gone)(void *ud);
-} agw_client_sink;
+} agw_relay_sink;
+/* The sink's former name, still used by fcgi-app/handlers.c; new code says
+ * agw_relay_sink. */
+typedef agw_relay_sink agw_client_sink;
 
 /* Watches the upstream's answer without changing it (usage accounting). */
 typedef struct {
@@ -94,7 +97,7 @@ typedef struct {
     long retry_after_s;         /* the upstream's retry-after in seconds, or -1 */
 } agw_relay_result;
 
-void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_client_sink *sink,
+void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sink *sink,
                    agw_relay_result *res);
 
 /* Response headers from the upstream that the client may see: retry-after,

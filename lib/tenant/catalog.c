@@ -8,9 +8,9 @@
 
 #define KEY_BUCKETS 1024
 
-typedef struct key_entry key_entry;
-struct key_entry {
-    key_entry *next;
+typedef struct agw_catalog_key_entry agw_catalog_key_entry;
+struct agw_catalog_key_entry {
+    agw_catalog_key_entry *next;
     unsigned char hash[AGW_SHA256_LEN];
     agw_tenant_key *key; /* NULL: known not to exist */
 };
@@ -24,7 +24,7 @@ struct agw_catalog {
     int refs;                 /* under the holder's lock */
 
     pthread_mutex_t keys_mu;
-    key_entry *buckets[KEY_BUCKETS];
+    agw_catalog_key_entry *buckets[KEY_BUCKETS];
     size_t n_negative;        /* cached "no such key" entries */
 };
 
@@ -61,9 +61,9 @@ static void catalog_free(agw_catalog *c)
         free_db_provider(&c->providers[c->n_cfg_providers + i]);
     free(c->providers);
     for (size_t b = 0; b < KEY_BUCKETS; b++) {
-        key_entry *e = c->buckets[b];
+        agw_catalog_key_entry *e = c->buckets[b];
         while (e) {
-            key_entry *next = e->next;
+            agw_catalog_key_entry *next = e->next;
             agw_tenant_key_free(e->key);
             free(e);
             e = next;
@@ -310,7 +310,7 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
     agw_tenant_key_hash(presented, hash);
     size_t b = ((size_t)hash[0] << 8 | hash[1]) % KEY_BUCKETS;
     pthread_mutex_lock(&c->keys_mu);
-    for (key_entry *e = c->buckets[b]; e; e = e->next) {
+    for (agw_catalog_key_entry *e = c->buckets[b]; e; e = e->next) {
         if (memcmp(e->hash, hash, sizeof hash) == 0) {
             *out = e->key;
             pthread_mutex_unlock(&c->keys_mu);
@@ -325,7 +325,7 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
         return err;
     pthread_mutex_lock(&c->keys_mu);
     /* Another thread may have cached it meanwhile: keep one entry. */
-    for (key_entry *e = c->buckets[b]; e; e = e->next) {
+    for (agw_catalog_key_entry *e = c->buckets[b]; e; e = e->next) {
         if (memcmp(e->hash, hash, sizeof hash) == 0) {
             agw_tenant_key_free(k);
             *out = e->key;
@@ -337,7 +337,7 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
      * holds. Unknown ones (typos, or someone guessing) only up to the cap, so
      * guessing cannot grow the cache; past it each guess is one indexed read. */
     if (k || c->n_negative < AGW_CATALOG_KEY_CACHE) {
-        key_entry *e = xcalloc(1, sizeof *e);
+        agw_catalog_key_entry *e = xcalloc(1, sizeof *e);
         memcpy(e->hash, hash, sizeof hash);
         e->key = k;
         e->next = c->buckets[b];

@@ -274,7 +274,7 @@ typedef struct {
     testsrv s;
     agw_upstream *u;
     sink_rec k;
-    agw_client_sink sink;
+    agw_relay_sink sink;
     agw_relay_req rq;
     char url[256];
     agw_relay_result res;
@@ -290,7 +290,7 @@ static int setup(void **state)
     f->k.fail_after_writes = -1;
     agw_buf_init(&f->k.head_lines, 1u << 20);
     agw_buf_init(&f->k.out, 64u << 20);
-    f->sink = (agw_client_sink){ &f->k, sink_head, sink_write, sink_flush, sink_gone };
+    f->sink = (agw_relay_sink){ &f->k, sink_head, sink_write, sink_flush, sink_gone };
     f->rq.proto = AGW_PROTO_OPENAI;
     f->rq.url = f->url;
     f->rq.body = AGW_STR_LIT("{\"model\":\"m\",\"stream\":true}");

@@ -17,7 +17,7 @@
 typedef struct {
     testsrv *s;
     int fd;
-} conn_arg;
+} testsrv_conn_arg;
 
 static void req_free(testsrv_req *r)
 {
@@ -119,7 +119,7 @@ static int read_request(testsrv *s, int fd, testsrv_req *rq)
 
 static void *conn_main(void *arg)
 {
-    conn_arg a = *(conn_arg *)arg;
+    testsrv_conn_arg a = *(testsrv_conn_arg *)arg;
     free(arg);
     for (;;) {
         testsrv_req rq;
@@ -173,7 +173,7 @@ static void *acceptor_main(void *arg)
         s->accepts++;
         int idx = s->n_conns++;
         pthread_mutex_unlock(&s->mu);
-        conn_arg *ca = malloc(sizeof *ca);
+        testsrv_conn_arg *ca = malloc(sizeof *ca);
         ca->s = s;
         ca->fd = fd;
         if (pthread_create(&s->conns[idx], NULL, conn_main, ca) != 0)
