@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-void agw_fcgi_conn_init_streams(agw_fcgi_conn *c, FCGX_Stream *in, FCGX_Stream *out,
-                                FCGX_ParamArray envp, int ipc_fd)
+/* A conn over bare streams (the unit tests use fake ones); ipc_fd may be -1. */
+static void conn_init_streams(agw_fcgi_conn *c, FCGX_Stream *in, FCGX_Stream *out,
+                              FCGX_ParamArray envp, int ipc_fd)
 {
     memset(c, 0, sizeof *c);
     c->in = in;
@@ -20,7 +21,7 @@ void agw_fcgi_conn_init_streams(agw_fcgi_conn *c, FCGX_Stream *in, FCGX_Stream *
 
 void agw_fcgi_conn_init(agw_fcgi_conn *c, FCGX_Request *req)
 {
-    agw_fcgi_conn_init_streams(c, req->in, req->out, req->envp, req->ipcFd);
+    conn_init_streams(c, req->in, req->out, req->envp, req->ipcFd);
 }
 
 void agw_fcgi_conn_release(agw_fcgi_conn *c)

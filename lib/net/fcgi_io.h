@@ -33,9 +33,6 @@ typedef struct {
 
 /* Binds a conn to an accepted request. */
 void agw_fcgi_conn_init(agw_fcgi_conn *c, FCGX_Request *req);
-/* The same from bare streams (tests and tools); ipc_fd may be -1. */
-void agw_fcgi_conn_init_streams(agw_fcgi_conn *c, FCGX_Stream *in, FCGX_Stream *out,
-                                FCGX_ParamArray envp, int ipc_fd);
 void agw_fcgi_conn_release(agw_fcgi_conn *c);
 
 /* A parameter's value, or NULL. HTTP headers are HTTP_NAME_IN_CAPS. */

@@ -31,7 +31,10 @@ typedef struct {
     int codec_failed;       /* the codec rejected the upstream's stream */
 } agw_relay_call;
 
-int agw_relay_header_passes(agw_str name, agw_str value)
+/* Response headers from the upstream that the client may see: retry-after,
+ * request ids and rate-limit information. Header names are matched
+ * case-insensitively; values with control characters are dropped. */
+static int header_passes(agw_str name, agw_str value)
 {
     static const agw_str exact[] = { AGW_STR_LIT("retry-after"), AGW_STR_LIT("retry-after-ms"),
                                      AGW_STR_LIT("x-request-id"), AGW_STR_LIT("request-id"),
@@ -60,7 +63,7 @@ static agw_err send_head(agw_relay_call *r, int status, const char *content_type
         e = agw_buf_append_str(h, AGW_STR_LIT("Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"));
     agw_str name, value;
     for (size_t i = 0; !e && with_upstream && agw_upstream_header_at(r->u, i, &name, &value); i++) {
-        if (!agw_relay_header_passes(name, value))
+        if (!header_passes(name, value))
             continue;
         if (r->rq->own_ratelimit_headers && name.len > 12 &&
             agw_str_eq_nocase((agw_str){ name.ptr, 12 }, AGW_STR_LIT("x-ratelimit-")))

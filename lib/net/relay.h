@@ -100,9 +100,4 @@ typedef struct {
 void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sink *sink,
                    agw_relay_result *res);
 
-/* Response headers from the upstream that the client may see: retry-after,
- * request ids and rate-limit information. Header names are matched
- * case-insensitively; values with control characters are dropped. */
-int agw_relay_header_passes(agw_str name, agw_str value);
-
 #endif

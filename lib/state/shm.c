@@ -220,11 +220,6 @@ void agw_shm_detach(agw_shm *s)
     free(s);
 }
 
-agw_shm_header *agw_shm_header_of(agw_shm *s)
-{
-    return hdr(s);
-}
-
 uint64_t agw_shm_generation(agw_shm *s)
 {
     return atomic_load_explicit(&hdr(s)->generation, memory_order_acquire);
@@ -253,6 +248,12 @@ void *agw_shm_reserved(agw_shm *s, size_t *len)
 
 /* ---- the limiter table ---- */
 
+/* The key id in a slot's owner word (0 for a never used slot). */
+static uint64_t owner_key(uint64_t owner)
+{
+    return owner >> 16;
+}
+
 static size_t home_of(uint64_t key_id)
 {
     /* A multiplicative hash spreads sequential database ids over the table. */
@@ -277,7 +278,7 @@ static agw_shm_limit_slot *find(agw_shm *s, uint64_t key_id, agw_shm_limit_slot 
                 *first_free = slot;
             return NULL;
         }
-        if (w >> 16 == key_id)
+        if (owner_key(w) == key_id)
             return slot;
     }
     return NULL;
@@ -288,7 +289,7 @@ static int pin(agw_shm_limit_slot *slot, uint64_t key_id)
 {
     uint64_t w = atomic_load(&slot->owner);
     for (;;) {
-        if (w >> 16 != key_id)
+        if (owner_key(w) != key_id)
             return 0;
         if ((w & AGW_SHM_MAX_PINS) == AGW_SHM_MAX_PINS)
             return -1;

@@ -118,9 +118,6 @@ char *agw_shm_path_for_db(const char *db_path);
 AGW_WARN_UNUSED agw_err agw_shm_attach(const char *path, agw_shm **out, char *err, size_t errlen);
 void agw_shm_detach(agw_shm *s);
 
-/* The header (read-mostly fields and the global counters). */
-agw_shm_header *agw_shm_header_of(agw_shm *s);
-
 /* The generation of the configuration in the database. */
 uint64_t agw_shm_generation(agw_shm *s);
 /* Adds one; returns the new value. Call after the change is committed. */
@@ -138,12 +135,6 @@ uint64_t agw_shm_rate_limit_hits(agw_shm *s);
 AGW_WARN_UNUSED agw_err agw_shm_slot_pin(agw_shm *s, uint64_t key_id, uint64_t now_ns,
                                          agw_shm_limit_slot **out);
 void agw_shm_slot_unpin(agw_shm_limit_slot *slot);
-
-/* The key id a slot belongs to (0 for a never used slot). */
-static inline uint64_t agw_shm_slot_key(const agw_shm_limit_slot *slot)
-{
-    return atomic_load(&((agw_shm_limit_slot *)slot)->owner) >> 16;
-}
 
 /* The reserved region (see above); *len gets its size. */
 void *agw_shm_reserved(agw_shm *s, size_t *len);

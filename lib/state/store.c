@@ -83,11 +83,6 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-int agw_store_latest_version(void)
-{
-    return N_MIGRATIONS;
-}
-
 static int user_version(sqlite3 *db)
 {
     sqlite3_stmt *st;
@@ -98,11 +93,6 @@ static int user_version(sqlite3 *db)
         sqlite3_finalize(st);
     }
     return v;
-}
-
-int agw_store_version(agw_store *s)
-{
-    return user_version(s->db);
 }
 
 static agw_err exec(sqlite3 *db, const char *sql, char *err, size_t errlen)

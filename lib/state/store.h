@@ -34,8 +34,4 @@ sqlite3 *agw_store_db(agw_store *s);
  * SQL NULL. The caller frees it. */
 char *agw_store_column_dup(sqlite3_stmt *st, int col);
 
-/* The schema version this binary migrates to, and the one the file is at. */
-int agw_store_latest_version(void);
-int agw_store_version(agw_store *s);
-
 #endif

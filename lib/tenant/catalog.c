@@ -16,9 +16,9 @@ struct agw_catalog_key_entry {
 };
 
 struct agw_catalog {
-    uint64_t generation;
+    uint64_t generation;      /* the shared counter when it was built */
     agw_config view;          /* shallow copy of the base; providers below */
-    size_t n_cfg_providers;
+    size_t n_cfg_providers;   /* the first ones, borrowed from antigw.cfg */
     agw_provider_cfg *providers;
     size_t n_db_providers;    /* owned: providers[n_cfg_providers ...] */
     int refs;                 /* under the holder's lock */
@@ -284,16 +284,6 @@ void agw_catalog_release(agw_catalog_holder *h, const agw_catalog *c)
 const agw_config *agw_catalog_config(const agw_catalog *c)
 {
     return &c->view;
-}
-
-uint64_t agw_catalog_generation(const agw_catalog *c)
-{
-    return c->generation;
-}
-
-size_t agw_catalog_config_providers(const agw_catalog *c)
-{
-    return c->n_cfg_providers;
 }
 
 /* ---- keys ---- */

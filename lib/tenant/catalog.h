@@ -62,9 +62,6 @@ void agw_catalog_release(agw_catalog_holder *h, const agw_catalog *c);
 /* The routing view: the base config with providers = antigw.cfg's followed by
  * the database's. Valid while the catalog is held. */
 const agw_config *agw_catalog_config(const agw_catalog *c);
-uint64_t agw_catalog_generation(const agw_catalog *c);
-/* How many of the view's providers come from antigw.cfg (they come first). */
-size_t agw_catalog_config_providers(const agw_catalog *c);
 
 /* The client key `presented`, through the catalog's cache, then `db`.
  * AGW_ENOTFOUND for an unknown key, AGW_EIO for database errors. *out is

@@ -14,7 +14,8 @@
 
 #include <cmocka.h>
 
-#include "net/fcgi_io.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "net/fcgi_io.c"
 
 /* ---- fake streams ----
  * A reader hands out its source `chunk` bytes per fillBuffProc and closes at
@@ -132,7 +133,7 @@ static void read_case(char **env, const char *body, size_t len, size_t chunk, si
     reader_init(&in, body, len, chunk);
     writer_init(&out, WR_OK);
     agw_fcgi_conn c;
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, env, -1);
+    conn_init_streams(&c, &in.s, &out.s, env, -1);
     assert_int_equal(agw_fcgi_read_body(&c, max), want);
     if (want_body) {
         assert_int_equal(c.body.len, len);
@@ -174,7 +175,7 @@ static void test_read_body_over_cap_by_hint(void **state)
     reader_init(&in, "0123456789A", 11, 4);
     writer_init(&out, WR_OK);
     agw_fcgi_conn c;
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, env, -1);
+    conn_init_streams(&c, &in.s, &out.s, env, -1);
     assert_int_equal(agw_fcgi_read_body(&c, 10), AGW_ETOOBIG);
     /* Refused on the hint alone: nothing was read. */
     assert_int_equal(in.pos, 0);
@@ -238,7 +239,7 @@ static void test_read_body_stream_error(void **state)
     in.read_errno = ECONNRESET;
     writer_init(&out, WR_OK);
     agw_fcgi_conn c;
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, env, -1);
+    conn_init_streams(&c, &in.s, &out.s, env, -1);
     assert_int_equal(agw_fcgi_read_body(&c, 100), AGW_EPEER);
     agw_fcgi_conn_release(&c);
     writer_free(&out);
@@ -252,7 +253,7 @@ static void test_read_body_twice_replaces(void **state)
     reader_init(&in, "first", 5, 5);
     writer_init(&out, WR_OK);
     agw_fcgi_conn c;
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, env, -1);
+    conn_init_streams(&c, &in.s, &out.s, env, -1);
     assert_int_equal(agw_fcgi_read_body(&c, 100), AGW_OK);
     assert_int_equal(c.body.len, 5);
     /* A second read on the drained stream: an empty body, the old one freed
@@ -271,7 +272,7 @@ static void conn_with_writer(agw_fcgi_conn *c, fake_stream *in, fake_stream *out
     static char *env[] = { NULL };
     reader_init(in, "", 0, 1);
     writer_init(out, mode);
-    agw_fcgi_conn_init_streams(c, &in->s, &out->s, env, -1);
+    conn_init_streams(c, &in->s, &out->s, env, -1);
 }
 
 static void test_head_format(void **state)
@@ -445,7 +446,7 @@ static agw_str path_of(char **env)
     agw_fcgi_conn c;
     reader_init(&in, "", 0, 1);
     writer_init(&out, WR_OK);
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, env, -1);
+    conn_init_streams(&c, &in.s, &out.s, env, -1);
     agw_str p = agw_fcgi_path(&c);
     writer_free(&out);
     return p;
@@ -480,14 +481,14 @@ static void test_params(void **state)
     agw_fcgi_conn c;
     reader_init(&in, "", 0, 1);
     writer_init(&out, WR_OK);
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, env, -1);
+    conn_init_streams(&c, &in.s, &out.s, env, -1);
     assert_string_equal(agw_fcgi_param(&c, "CONTENT_LENGTH"), "12");
     assert_string_equal(agw_fcgi_param(&c, "HTTP_X_API_KEY"), "k=v");
     assert_string_equal(agw_fcgi_param(&c, "EMPTY"), "");
     assert_null(agw_fcgi_param(&c, "CONTENT"));
     assert_null(agw_fcgi_param(&c, "HTTP_AUTHORIZATION"));
     /* No parameters at all. */
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, NULL, -1);
+    conn_init_streams(&c, &in.s, &out.s, NULL, -1);
     assert_null(agw_fcgi_param(&c, "CONTENT_LENGTH"));
     ASSERT_STR_BYTES(agw_fcgi_path(&c), "/");
     writer_free(&out);
@@ -535,11 +536,11 @@ static void test_client_gone(void **state)
     writer_init(&out, WR_OK);
 
     /* No fd: unknown, so not gone. */
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, NULL, -1);
+    conn_init_streams(&c, &in.s, &out.s, NULL, -1);
     assert_int_equal(agw_fcgi_client_gone(&c), 0);
 
     /* Open and quiet. */
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, NULL, sv[0]);
+    conn_init_streams(&c, &in.s, &out.s, NULL, sv[0]);
     assert_int_equal(agw_fcgi_client_gone(&c), 0);
     assert_int_equal(c.gone, 0);
     /* Unread bytes from the server (say, a record we did not ask for) are
@@ -559,7 +560,7 @@ static void test_client_gone(void **state)
 
     /* Half-close (shutdown of the peer's write side) counts too. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    agw_fcgi_conn_init_streams(&c, &in.s, &out.s, NULL, sv[0]);
+    conn_init_streams(&c, &in.s, &out.s, NULL, sv[0]);
     assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
     assert_int_equal(agw_fcgi_client_gone(&c), 1);
     close(sv[0]);

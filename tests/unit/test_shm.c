@@ -18,7 +18,8 @@
 
 #include <cmocka.h>
 
-#include "state/shm.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "state/shm.c"
 
 typedef struct {
     char dir[64];
@@ -75,11 +76,6 @@ static void poke(const char *path, off_t off, const void *p, size_t n)
     close(fd);
 }
 
-static agw_shm_limit_slot *table(agw_shm *s)
-{
-    return (agw_shm_limit_slot *)((char *)agw_shm_header_of(s) + AGW_SHM_LIMITER_OFF);
-}
-
 /* ---- tests ---- */
 
 static void test_path_for_db(void **state)
@@ -94,7 +90,7 @@ static void test_create_and_attach(void **state)
 {
     fixture *f = *state;
     agw_shm *a = attach_ok(f->path);
-    agw_shm_header *h = agw_shm_header_of(a);
+    agw_shm_header *h = hdr(a);
     assert_true(atomic_load(&h->magic) == AGW_SHM_MAGIC);
     assert_int_equal(h->layout_version, AGW_SHM_LAYOUT_VERSION);
     assert_int_equal(h->header_bytes, sizeof *h);
@@ -215,7 +211,7 @@ static void test_half_initialised_file_is_redone(void **state)
     assert_int_equal(ftruncate(fd, size), 0);
     close(fd);
     s = attach_ok(f->path);
-    assert_int_equal(agw_shm_header_of(s)->layout_version, AGW_SHM_LAYOUT_VERSION);
+    assert_int_equal(hdr(s)->layout_version, AGW_SHM_LAYOUT_VERSION);
     agw_shm_limit_slot *slot;
     assert_int_equal(agw_shm_slot_pin(s, 5, 1, &slot), AGW_OK);
     agw_shm_slot_unpin(slot);
@@ -237,10 +233,10 @@ static void test_another_boot_clears_the_limiter(void **state)
     char other[40] = "00000000-0000-0000-0000-000000000000";
     poke(f->path, offsetof(agw_shm_header, boot_id), other, sizeof other);
     s = attach_ok(f->path);
-    assert_string_not_equal(agw_shm_header_of(s)->boot_id, other);
+    assert_string_not_equal(hdr(s)->boot_id, other);
     assert_int_equal(agw_shm_generation(s), 1); /* kept */
     for (size_t i = 0; i < AGW_SHM_LIMIT_SLOTS; i++)
-        assert_true(atomic_load(&table(s)[i].owner) == 0);
+        assert_true(atomic_load(&slots(s)[i].owner) == 0);
     agw_shm_detach(s);
 }
 
@@ -252,7 +248,7 @@ static void test_one_slot_per_key(void **state)
     assert_int_equal(agw_shm_slot_pin(s, 42, 1, &a), AGW_OK);
     assert_int_equal(agw_shm_slot_pin(s, 42, 1, &b), AGW_OK);
     assert_ptr_equal(a, b);
-    assert_int_equal(agw_shm_slot_key(a), 42);
+    assert_int_equal(owner_key(atomic_load(&a->owner)), 42);
     assert_true((atomic_load(&a->owner) & AGW_SHM_MAX_PINS) == 2);
     assert_int_equal(agw_shm_slot_pin(s, 43, 1, &c), AGW_OK);
     assert_ptr_not_equal(a, c);
@@ -260,7 +256,7 @@ static void test_one_slot_per_key(void **state)
     agw_shm_slot_unpin(b);
     agw_shm_slot_unpin(c);
     assert_true((atomic_load(&a->owner) & AGW_SHM_MAX_PINS) == 0);
-    assert_int_equal(agw_shm_slot_key(a), 42); /* slots keep their key */
+    assert_int_equal(owner_key(atomic_load(&a->owner)), 42); /* slots keep their key */
     agw_shm_slot_unpin(NULL);
     assert_int_equal(agw_shm_slot_pin(s, 0, 1, &a), AGW_EINVAL);
     assert_int_equal(agw_shm_slot_pin(s, AGW_SHM_MAX_KEY_ID + 1, 1, &a), AGW_EINVAL);
@@ -323,7 +319,7 @@ static void test_racing_claims(void **state)
     }
     int seen[301] = { 0 };
     for (size_t i = 0; i < AGW_SHM_LIMIT_SLOTS; i++) {
-        uint64_t w = atomic_load(&table(s)[i].owner);
+        uint64_t w = atomic_load(&slots(s)[i].owner);
         if (w) {
             assert_true((w >> 16) >= 1 && (w >> 16) <= 300);
             assert_int_equal(w & AGW_SHM_MAX_PINS, 0);
@@ -346,7 +342,7 @@ static void test_full_table_reclaims_idle_slots(void **state)
         assert_int_equal(agw_shm_slot_pin(s, k, now, &slot), AGW_OK);
     /* No slot is idle (all pinned): a new key is refused, and counted. */
     assert_int_equal(agw_shm_slot_pin(s, 999999, now, &slot), AGW_ETOOBIG);
-    assert_int_equal(agw_shm_header_of(s)->limiter_full_total, 1);
+    assert_int_equal(hdr(s)->limiter_full_total, 1);
     /* Existing keys still work. */
     agw_shm_limit_slot *k7;
     assert_int_equal(agw_shm_slot_pin(s, 7, now, &k7), AGW_OK);
@@ -358,7 +354,7 @@ static void test_full_table_reclaims_idle_slots(void **state)
     /* Once it has refilled, the new key takes it over. */
     assert_int_equal(agw_shm_slot_pin(s, 999999, now + 5, &slot), AGW_OK);
     assert_ptr_equal(slot, k7);
-    assert_int_equal(agw_shm_slot_key(slot), 999999);
+    assert_int_equal(owner_key(atomic_load(&slot->owner)), 999999);
     /* And finds it again (full table: the whole table is the probe chain). */
     agw_shm_limit_slot *again;
     assert_int_equal(agw_shm_slot_pin(s, 999999, now + 5, &again), AGW_OK);
@@ -379,8 +375,7 @@ static void test_claim_mutex_survives_a_dead_owner(void **state)
         char err[256];
         if (agw_shm_attach(f->path, &c, err, sizeof err) != AGW_OK)
             _exit(2);
-        pthread_mutex_t *m =
-            (pthread_mutex_t *)((char *)agw_shm_header_of(c) + AGW_SHM_MUTEX_OFF);
+        pthread_mutex_t *m = claim_mutex(c);
         if (pthread_mutex_lock(m) != 0)
             _exit(3);
         _exit(0); /* dies holding the claim mutex */

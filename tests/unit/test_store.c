@@ -15,7 +15,8 @@
 
 #include <cmocka.h>
 
-#include "state/store.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "state/store.c"
 
 typedef struct {
     char dir[64];
@@ -111,9 +112,9 @@ static void test_open_creates_with_pragmas(void **state)
     assert_int_equal(query_int(db, "PRAGMA busy_timeout"), 5000);
     assert_int_equal(query_int(db, "PRAGMA foreign_keys"), 1);
     assert_int_equal(query_int(db, "PRAGMA journal_size_limit"), 67108864);
-    assert_true(agw_store_latest_version() >= 1);
-    assert_int_equal(query_int(db, "PRAGMA user_version"), agw_store_latest_version());
-    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    assert_true(N_MIGRATIONS >= 1);
+    assert_int_equal(query_int(db, "PRAGMA user_version"), N_MIGRATIONS);
+    assert_int_equal(user_version(s->db), N_MIGRATIONS);
     /* Migration 1 made the two tables and the index. */
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
                                    "AND name IN ('settings','usage')"),
@@ -149,7 +150,7 @@ static void test_reopen_keeps_data(void **state)
      * existing tables or, worse, recreate them empty). */
     s = open_ok(path);
     sqlite3 *db = agw_store_db(s);
-    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    assert_int_equal(user_version(s->db), N_MIGRATIONS);
     assert_int_equal(query_int(db, "SELECT count(*) FROM usage"), 1);
     query_text(db, "SELECT model || '/' || status || '/' || streamed FROM usage", txt, sizeof txt);
     assert_string_equal(txt, "gpt-4o/200/0"); /* the column default applied */
@@ -166,7 +167,7 @@ static void test_newer_schema_refused(void **state)
     fixture *f = *state;
     char path[256];
     db_path(f, "future.db", path, sizeof path);
-    int future = agw_store_latest_version() + 1;
+    int future = N_MIGRATIONS + 1;
     sqlite3 *raw = NULL;
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
     char sql[64];
@@ -180,7 +181,7 @@ static void test_newer_schema_refused(void **state)
     assert_null(s);
     char want[256];
     snprintf(want, sizeof want, "database schema version %d is newer than this program's %d",
-             future, agw_store_latest_version());
+             future, N_MIGRATIONS);
     assert_string_equal(err, want);
 
     /* The file was left alone: same version, no tables of ours. */
@@ -246,7 +247,7 @@ static void *open_thread(void *arg)
     pthread_barrier_wait(o->barrier);
     o->e = agw_store_open(o->path, &s, o->err, sizeof o->err);
     if (o->e == AGW_OK) {
-        o->version = agw_store_version(s);
+        o->version = user_version(s->db);
         agw_store_close(s);
     }
     return NULL;
@@ -285,7 +286,7 @@ static void test_concurrent_first_open(void **state)
                              o[i].err);
                 continue;
             }
-            assert_int_equal(o[i].version, agw_store_latest_version());
+            assert_int_equal(o[i].version, N_MIGRATIONS);
         }
         agw_store *s = open_ok(path);
         /* settings, usage (1); providers, api_keys, audit_log (2) */
@@ -338,7 +339,7 @@ static void test_open_waits_for_writer_on_new_file(void **state)
     sqlite3_close(raw);
     if (e != AGW_OK)
         fail_msg("open under a 200 ms lock failed: %d %s", (int)e, err);
-    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    assert_int_equal(user_version(s->db), N_MIGRATIONS);
     agw_store_close(s);
 }
 
@@ -422,8 +423,8 @@ static void test_migration_2_upgrades_a_version_1_file(void **state)
 
     agw_store *s = open_ok(path);
     sqlite3 *db = agw_store_db(s);
-    assert_true(agw_store_latest_version() >= 2);
-    assert_int_equal(agw_store_version(s), agw_store_latest_version());
+    assert_true(N_MIGRATIONS >= 2);
+    assert_int_equal(user_version(s->db), N_MIGRATIONS);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
                                    "name IN ('providers','api_keys','audit_log')"),
                      3);
