@@ -11,7 +11,7 @@ struct agw_store {
 /* Migration N brings the schema from version N-1 to N. Append only: a released
  * migration is never edited, since files in the field have already run it. */
 static const char *const migrations[] = {
-    /* 1: settings, and one row per relayed request */
+    /* 1: settings (dropped by 3), and one row per relayed request */
     "CREATE TABLE settings ("
     "  key TEXT PRIMARY KEY,"
     "  value TEXT NOT NULL,"
@@ -79,6 +79,10 @@ static const char *const migrations[] = {
     ");"
     "ALTER TABLE usage ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX usage_key_ts ON usage(key_id, ts);",
+
+    /* 3: settings (migration 1) never got a reader or a writer: antigw.cfg
+     * holds the settings and the tables of migration 2 the managed state. */
+    "DROP TABLE settings;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -115,10 +115,12 @@ static void test_open_creates_with_pragmas(void **state)
     assert_true(N_MIGRATIONS >= 1);
     assert_int_equal(query_int(db, "PRAGMA user_version"), N_MIGRATIONS);
     assert_int_equal(user_version(s->db), N_MIGRATIONS);
-    /* Migration 1 made the two tables and the index. */
+    /* Migration 1 made the usage table and its index; 3 dropped settings. */
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='table' "
-                                   "AND name IN ('settings','usage')"),
-                     2);
+                                   "AND name = 'usage'"),
+                     1);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'settings'"),
+                     0);
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' "
                                    "AND name='usage_ts'"),
                      1);
@@ -141,7 +143,8 @@ static void test_reopen_keeps_data(void **state)
     assert_int_equal(sqlite3_exec(agw_store_db(s),
                                   "INSERT INTO usage(ts, provider, model, status) "
                                   "VALUES (1700000000, 'p', 'gpt-4o', 200);"
-                                  "INSERT INTO settings(key, value, updated_at) VALUES ('k','v',1);",
+                                  "INSERT INTO audit_log(ts, action, object_type, object_id)"
+                                  " VALUES (1, 'create', 'key', 'k');",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     agw_store_close(s);
@@ -154,8 +157,8 @@ static void test_reopen_keeps_data(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM usage"), 1);
     query_text(db, "SELECT model || '/' || status || '/' || streamed FROM usage", txt, sizeof txt);
     assert_string_equal(txt, "gpt-4o/200/0"); /* the column default applied */
-    query_text(db, "SELECT value FROM settings WHERE key='k'", txt, sizeof txt);
-    assert_string_equal(txt, "v");
+    query_text(db, "SELECT object_id || '/' || detail FROM audit_log", txt, sizeof txt);
+    assert_string_equal(txt, "k/{}");
     /* Every connection gets the pragmas, not only the one that created the file. */
     assert_int_equal(query_int(db, "PRAGMA synchronous"), 1);
     assert_int_equal(query_int(db, "PRAGMA busy_timeout"), 5000);
@@ -196,22 +199,24 @@ static void test_failed_migration_rolls_back(void **state)
     fixture *f = *state;
     char path[256];
     db_path(f, "clash.db", path, sizeof path);
-    /* A version-0 file that already has a "settings" table: migration 1 fails
-     * half way, and the transaction must leave nothing behind. */
+    /* A version-0 file that already has a "usage" table: migration 1 fails
+     * half way (after creating settings), and the transaction must leave
+     * nothing behind. */
     sqlite3 *raw = NULL;
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(raw, "CREATE TABLE settings(x)", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "CREATE TABLE usage(x)", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(raw);
 
     agw_store *s = (agw_store *)0x1;
     char err[256] = "";
     assert_int_equal(agw_store_open(path, &s, err, sizeof err), AGW_EIO);
     assert_null(s);
-    assert_string_equal(err, "table settings already exists");
+    assert_string_equal(err, "table usage already exists");
 
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
     assert_int_equal(query_int(raw, "PRAGMA user_version"), 0);
-    assert_int_equal(query_int(raw, "SELECT count(*) FROM sqlite_master WHERE name='usage'"), 0);
+    assert_int_equal(query_int(raw, "SELECT count(*) FROM sqlite_master WHERE name='settings'"), 0);
+    assert_int_equal(query_int(raw, "SELECT count(*) FROM pragma_table_info('usage')"), 1);
     sqlite3_close(raw);
 }
 
@@ -257,8 +262,8 @@ static void test_concurrent_first_open(void **state)
 {
     fixture *f = *state;
     /* Several fresh files, each opened by threads released at the same moment:
-     * all must succeed and the migration must run exactly once (a second run
-     * would fail with "table settings already exists"). */
+     * all must succeed and the migrations must run exactly once (a second run
+     * would fail on a table that already exists). */
     enum { ROUNDS = 40, THREADS = 4 };
     int failures = 0;
     char first_err[300] = "";
@@ -289,10 +294,10 @@ static void test_concurrent_first_open(void **state)
             assert_int_equal(o[i].version, N_MIGRATIONS);
         }
         agw_store *s = open_ok(path);
-        /* settings, usage (1); providers, api_keys, audit_log (2) */
+        /* usage (1); providers, api_keys, audit_log (2); settings of 1 dropped (3) */
         assert_int_equal(query_int(agw_store_db(s), "SELECT count(*) FROM sqlite_master "
                                                     "WHERE type='table' AND name NOT LIKE 'sqlite_%'"),
-                         5);
+                         4);
         agw_store_close(s);
     }
     if (failures)
@@ -350,10 +355,12 @@ static void test_two_connections_share_data(void **state)
     db_path(f, "shared.db", path, sizeof path);
     agw_store *a = open_ok(path), *b = open_ok(path);
     assert_int_equal(sqlite3_exec(agw_store_db(a),
-                                  "INSERT INTO settings(key, value, updated_at) VALUES ('x','1',1)",
+                                  "INSERT INTO audit_log(ts, action, object_type, object_id)"
+                                  " VALUES (1, 'create', 'key', 'x')",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
-    assert_int_equal(query_int(agw_store_db(b), "SELECT count(*) FROM settings WHERE key='x'"), 1);
+    assert_int_equal(
+        query_int(agw_store_db(b), "SELECT count(*) FROM audit_log WHERE object_id='x'"), 1);
     agw_store_close(a);
     agw_store_close(b);
 }
@@ -430,6 +437,8 @@ static void test_migration_2_upgrades_a_version_1_file(void **state)
                      3);
     query_text(db, "SELECT model || '/' || tokens_estimated FROM usage", txt, sizeof txt);
     assert_string_equal(txt, "m/0");
+    /* Migration 3 ran too. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name='settings'"), 0);
     /* Ids are never reused after a delete. */
     assert_int_equal(sqlite3_exec(db,
                                   "INSERT INTO api_keys(name, key_hash, key_prefix, created_at,"
@@ -451,6 +460,40 @@ static void test_migration_2_upgrades_a_version_1_file(void **state)
                                       " updated_at) VALUES ('x', 'azure', 'http://x', 0, 0)",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
+    agw_store_close(s);
+}
+
+/* Migration 3 on a file at version 2: the unused settings table goes (rows
+ * and all), everything else stays. */
+static void test_migration_3_drops_settings(void **state)
+{
+    fixture *f = *state;
+    char path[256], txt[64];
+    db_path(f, "v2.db", path, sizeof path);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    for (int v = 0; v < 2; v++)
+        assert_int_equal(sqlite3_exec(raw, migrations[v], NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw,
+                                  "INSERT INTO settings(key, value, updated_at) VALUES ('k','v',1);"
+                                  "INSERT INTO usage(ts, provider, model, status)"
+                                  " VALUES (1, 'p', 'm', 200);"
+                                  "INSERT INTO providers(name, type, base_url, created_at,"
+                                  " updated_at) VALUES ('db-p', 'openai', 'http://x', 0, 0);"
+                                  "PRAGMA user_version=2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(raw);
+
+    assert_true(N_MIGRATIONS >= 3);
+    agw_store *s = open_ok(path);
+    sqlite3 *db = agw_store_db(s);
+    assert_int_equal(user_version(db), N_MIGRATIONS);
+    assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name='settings'"), 0);
+    query_text(db, "SELECT model FROM usage", txt, sizeof txt);
+    assert_string_equal(txt, "m");
+    query_text(db, "SELECT name FROM providers", txt, sizeof txt);
+    assert_string_equal(txt, "db-p");
     agw_store_close(s);
 }
 
@@ -497,6 +540,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_unwritable_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_2_upgrades_a_version_1_file, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_migration_3_drops_settings, setup, teardown),
         cmocka_unit_test(test_column_dup),
         cmocka_unit_test(test_close_null),
     };
