@@ -7,7 +7,7 @@
 #include "core/config.h"
 #include "core/core.h"
 #include "core/crypto.h"
-#include "handlers.h"
+#include "app.h"
 #include "net/fcgi_server.h"
 #include "route/health.h"
 #include "state/store.h"

@@ -1,3 +1,5 @@
 # lib/provider: see lib/README.
 lib_libantigw_a_SOURCES += \
-	lib/provider/provider.c lib/provider/provider.h
+	lib/provider/provider.c lib/provider/provider.h \
+	lib/provider/type_openai.c \
+	lib/provider/type_anthropic.c

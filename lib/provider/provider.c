@@ -3,74 +3,62 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ANTHROPIC_DEFAULT_VERSION "2023-06-01"
+/* Indexed by agw_provider_type; NULL where the type is not callable. */
+static const agw_provider_ops *const types[AGW_PROVIDER_TYPE_COUNT] = {
+    [AGW_PROVIDER_OPENAI] = &agw_provider_openai,
+    [AGW_PROVIDER_ANTHROPIC] = &agw_provider_anthropic,
+};
 
-static char *fmt(const char *a, const char *b)
+const agw_provider_ops *agw_provider_ops_of(agw_provider_type t)
 {
-    size_t n = strlen(a) + strlen(b) + 1;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s%s", a, b);
-    return p;
+    return (unsigned)t < AGW_PROVIDER_TYPE_COUNT ? types[t] : NULL;
+}
+
+int agw_provider_callable(const agw_provider_cfg *p)
+{
+    return agw_provider_ops_of(p->type) != NULL;
+}
+
+agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const char *value)
+{
+    if (c->n_headers >= AGW_PROVIDER_MAX_HEADERS)
+        return AGW_ETOOBIG;
+    size_t n = strlen(name) + strlen(value) + 1;
+    char *h = xmalloc(n);
+    snprintf(h, n, "%s%s", name, value);
+    c->headers[c->n_headers++] = h;
+    c->headers[c->n_headers] = NULL;
+    return AGW_OK;
 }
 
 agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
                              const agw_client_hints *hints, agw_provider_call *out)
 {
     memset(out, 0, sizeof *out);
-    size_t nh = 0;
-    const char *path;
-    switch (p->type) {
-    case AGW_PROVIDER_OPENAI:
-        /* OpenAI-style base URLs carry the version: https://api.openai.com/v1 */
-        if (op == AGW_OP_CHAT)
-            path = "/chat/completions";
-        else if (op == AGW_OP_MODELS)
-            path = "/models";
-        else if (op == AGW_OP_EMBEDDINGS)
-            path = "/embeddings";
-        else
-            return AGW_EINVAL;
-        if (p->api_key && *p->api_key)
-            out->headers[nh++] = fmt("Authorization: Bearer ", p->api_key);
-        break;
-    case AGW_PROVIDER_ANTHROPIC: {
-        /* Anthropic-style base URLs do not: https://api.anthropic.com */
-        if (op == AGW_OP_MESSAGES)
-            path = "/v1/messages";
-        else if (op == AGW_OP_COUNT_TOKENS)
-            path = "/v1/messages/count_tokens";
-        else if (op == AGW_OP_MODELS)
-            path = "/v1/models";
-        else
-            return AGW_EINVAL;
-        const char *version = hints && hints->anthropic_version && *hints->anthropic_version
-                                  ? hints->anthropic_version
-                                  : ANTHROPIC_DEFAULT_VERSION;
-        const char *beta = hints ? hints->anthropic_beta : NULL;
-        if (agw_str_has_ctl(agw_str_c(version), 1) ||
-            (beta && agw_str_has_ctl(agw_str_c(beta), 1)))
-            return AGW_EINVAL;
-        if (p->api_key && *p->api_key)
-            out->headers[nh++] = fmt("x-api-key: ", p->api_key);
-        out->headers[nh++] = fmt("anthropic-version: ", version);
-        if (beta && *beta)
-            out->headers[nh++] = fmt("anthropic-beta: ", beta);
-        break;
-    }
-    default:
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    const char *path = ops ? ops->path(op) : NULL;
+    if (!path)
         return AGW_EINVAL;
+    agw_err e = ops->authenticate(p, out);
+    if (!e && ops->extra_headers)
+        e = ops->extra_headers(op, hints, out);
+    /* Every operation but the model list sends a JSON body. */
+    if (!e && op != AGW_OP_MODELS)
+        e = agw_provider_call_header(out, "Content-Type: ", "application/json");
+    if (e) {
+        agw_provider_call_free(out);
+        return e;
     }
-    out->url = fmt(p->base_url, path);
-    if (op != AGW_OP_MODELS)
-        out->headers[nh++] = xstrdup("Content-Type: application/json");
-    out->headers[nh] = NULL;
+    size_t n = strlen(p->base_url) + strlen(path) + 1;
+    out->url = xmalloc(n);
+    snprintf(out->url, n, "%s%s", p->base_url, path);
     return AGW_OK;
 }
 
 void agw_provider_call_free(agw_provider_call *c)
 {
     free(c->url);
-    for (size_t i = 0; i < AGW_PROVIDER_MAX_HEADERS && c->headers[i]; i++)
+    for (size_t i = 0; i < c->n_headers; i++)
         free(c->headers[i]);
     memset(c, 0, sizeof *c);
 }

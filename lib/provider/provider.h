@@ -1,19 +1,27 @@
 /*
- * provider: how to address one upstream provider: its URL for an operation
- * and the headers that carry its credential and protocol version.
+ * provider: one interface for every upstream type, and the call it prepares.
  *
- * The client's own credential never appears here: only the provider's key from
- * the configuration goes upstream. Anthropic's `anthropic-version` and
- * `anthropic-beta` headers from the client are forwarded (their values
- * validated: no control characters), with 2023-06-01 as the version when the
- * client sent none.
+ * A provider type is a const agw_provider_ops: how a call authenticates (a
+ * static key from the configuration, or a token source that may refresh),
+ * which path and protocol serve each operation, which extra headers go with
+ * it, and how its health is probed. OpenAI and Anthropic are the first two;
+ * a new type is a new provider/type_<name>.c registered in provider.c's
+ * table, and the request path does not change: it asks agw_provider_ops_of()
+ * and agw_provider_prepare(), never for a type by name.
  *
- * agw_provider_call owns its strings; release with agw_provider_call_free().
+ * The client's own credential never appears here: only the provider's.
+ * Anthropic's `anthropic-version` and `anthropic-beta` from the client are
+ * forwarded (values with control bytes refused), with 2023-06-01 as the
+ * version when the client sent none.
+ *
+ * Ownership: the ops tables are static and immutable. agw_provider_call owns
+ * its strings; release it with agw_provider_call_free().
  */
 #ifndef AGW_PROVIDER_H
 #define AGW_PROVIDER_H
 
 #include "core/config.h"
+#include "proto/apierr.h"
 
 typedef enum {
     AGW_OP_CHAT = 0,     /* OpenAI chat completions */
@@ -28,6 +36,7 @@ typedef enum {
 typedef struct {
     char *url;
     char *headers[AGW_PROVIDER_MAX_HEADERS + 1]; /* NULL-terminated "Name: value" */
+    size_t n_headers;
 } agw_provider_call;
 
 /* The client headers a provider call may carry over (NULL when absent). */
@@ -36,11 +45,57 @@ typedef struct {
     const char *anthropic_beta;
 } agw_client_hints;
 
-/* AGW_EINVAL when the operation does not exist for this provider type or a
- * client hint holds characters that cannot go into a header. */
+typedef struct agw_provider_ops {
+    agw_provider_type type;
+    /* The wire protocol of its model calls: the codec a conversion encodes
+     * for, and the protocol a same-protocol client passes through to. */
+    agw_proto proto;
+    /* The operation a model call of its protocol uses (CHAT or MESSAGES). */
+    agw_provider_op model_op;
+    /* The path appended to base_url for `op`; NULL when the type has no such
+     * endpoint. */
+    const char *(*path)(agw_provider_op op);
+    /* Adds the headers that carry the provider's credential. A static key
+     * cannot fail; a token source that must refresh first may answer
+     * AGW_EIO (no usable token: the provider fails this call). */
+    agw_err (*authenticate)(const agw_provider_cfg *p, agw_provider_call *c);
+    /* Adds the protocol headers `op` needs, from the client's hints where the
+     * protocol lets a client choose. AGW_EINVAL when a hint cannot go into a
+     * header. NULL: none. */
+    agw_err (*extra_headers)(agw_provider_op op, const agw_client_hints *hints,
+                             agw_provider_call *c);
+    /* The operation a health probe sends (a cheap GET). */
+    agw_provider_op probe_op;
+    /* 1 when a probe's HTTP status shows a working provider. */
+    int (*probe_passes)(long status);
+} agw_provider_ops;
+
+/* The interface of a provider type; NULL for a type this gateway cannot call
+ * yet (its model calls answer 501, probes skip it). */
+const agw_provider_ops *agw_provider_ops_of(agw_provider_type t);
+
+/* 1 when providers of `p`'s type can be called. */
+int agw_provider_callable(const agw_provider_cfg *p);
+
+/* The URL and headers of `op` on `p`: the credential, the operation's extra
+ * headers, and Content-Type for operations with a body. AGW_EINVAL when the
+ * type cannot be called, has no such operation, or a hint is refused;
+ * AGW_EIO when the credential is not available. `out` is left empty (safe to
+ * free) on failure. */
 AGW_WARN_UNUSED agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
                                              const agw_client_hints *hints,
                                              agw_provider_call *out);
 void agw_provider_call_free(agw_provider_call *c);
+
+/* ---- for the provider types' own files ---- */
+
+/* Appends "<name><value>" as the call's next header (at most
+ * AGW_PROVIDER_MAX_HEADERS; past that the header is dropped and AGW_ETOOBIG
+ * returned). */
+agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const char *value);
+
+/* The provider types (provider/type_*.c). */
+extern const agw_provider_ops agw_provider_openai;
+extern const agw_provider_ops agw_provider_anthropic;
 
 #endif

@@ -35,7 +35,8 @@ int agw_health_probe(agw_upstream *u, const agw_provider_cfg *p)
 {
     agw_provider_call call;
     memset(&call, 0, sizeof call);
-    if (agw_provider_prepare(p, AGW_OP_MODELS, NULL, &call) != AGW_OK) {
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    if (!ops || agw_provider_prepare(p, ops->probe_op, NULL, &call) != AGW_OK) {
         agw_provider_call_free(&call);
         return 1; /* nothing to probe with: not a reason to leave the rotation */
     }
@@ -45,12 +46,13 @@ int agw_health_probe(agw_upstream *u, const agw_provider_cfg *p)
         .body = { NULL, 0 },
         .connect_timeout_ms = AGW_HEALTH_CONNECT_MS,
         .idle_timeout_ms = AGW_HEALTH_IDLE_MS,
+        .total_timeout_ms = AGW_HEALTH_TOTAL_MS,
         .on_data = discard,
     };
     agw_upstream_result res;
     agw_upstream_perform(u, &rq, &res);
     agw_provider_call_free(&call);
-    int ok = res.outcome == AGW_UPSTREAM_DONE && res.status > 0 && res.status < 500;
+    int ok = res.outcome == AGW_UPSTREAM_DONE && ops->probe_passes(res.status);
     if (!ok)
         agw_log_warn("health: provider %s failed its probe (%s%s%ld)", p->name,
                      res.detail[0] ? res.detail : "", res.detail[0] ? ", status " : "status ",
@@ -64,7 +66,7 @@ static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)
     const agw_config *cfg = agw_catalog_config(c);
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
-        if (!p->enabled || (p->type != AGW_PROVIDER_OPENAI && p->type != AGW_PROVIDER_ANTHROPIC))
+        if (!p->enabled || !agw_provider_callable(p))
             continue;
         agw_lb_slot *s = agw_lb_slot_of(h->lb, agw_str_c(p->name));
         int was = s && !atomic_load(&s->unhealthy);

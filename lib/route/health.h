@@ -1,5 +1,5 @@
 /*
- * health: the pool's provider probes (issue 5, FASTCGI.md §9).
+ * health: the pool's provider probes.
  *
  * Every antigw-fcgi process runs one prober thread, started before the
  * FastCGI server with every signal blocked (fcgi_server.h). Only one process
@@ -9,11 +9,13 @@
  * one takes over within a period.
  *
  * Every defaults.health_check_seconds (and once at start) the holder probes
- * each enabled OpenAI or Anthropic provider of the current catalog with a
- * cheap call: GET <base_url>/models (OpenAI) or /v1/models (Anthropic), with
- * the provider's credential, a 3 s connect and a 5 s idle timeout. A probe
- * passes when the provider answers any HTTP status below 500 (even a 401 or
- * 404 shows the server is there; a 5xx, a connect error or a timeout fails).
+ * each enabled provider of a callable type (provider.h) with its type's probe
+ * operation, a cheap GET (the model list: <base_url>/models for OpenAI,
+ * /v1/models for Anthropic), with the provider's credential, a 3 s connect,
+ * a 5 s idle and a 10 s total timeout (so a server that drips bytes cannot
+ * hold the pool's only prober). The type says which statuses pass (for
+ * OpenAI and Anthropic any status below 500: even a 401 or 404 shows the
+ * server is there); a connect error or a timeout fails.
  * The verdict goes into the provider's shared slot (lb.h): a failed probe
  * takes it out of the rotation, a passing one brings it back and clears its
  * cooldown.
@@ -27,6 +29,7 @@
 
 #define AGW_HEALTH_CONNECT_MS 3000
 #define AGW_HEALTH_IDLE_MS 5000
+#define AGW_HEALTH_TOTAL_MS 10000
 
 typedef struct agw_health agw_health;
 

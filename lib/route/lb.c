@@ -1,6 +1,8 @@
 #include "route/lb.h"
 
 #include <assert.h>
+#include <stdint.h>
+#include <unistd.h>
 #include <string.h>
 
 static_assert(sizeof(agw_lb_header) == 64, "lb header size");
@@ -310,4 +312,60 @@ void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *
         return;
     }
     }
+}
+
+agw_lb_strategy agw_lb_strategy_of(const agw_config *cfg)
+{
+    int s = agw_lb_strategy_parse(cfg->defaults.lb_strategy);
+    return s < 0 ? AGW_LB_SMART : (agw_lb_strategy)s;
+}
+
+/* A per-thread xorshift generator for the weighted draws: no lock, no
+ * syscall, and the threads of a pool do not draw in step. */
+static uint64_t draw_random(void)
+{
+    static _Thread_local uint64_t x;
+    if (!x)
+        x = agw_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&x;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+size_t agw_lb_order_candidates(agw_lb *lb, agw_lb_strategy strategy, agw_proto client,
+                               agw_route_set *s, size_t max_attempts, uint64_t now)
+{
+    agw_route in[AGW_ROUTE_MAX_CANDIDATES];
+    size_t n_in = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (agw_provider_callable(s->r[i].provider))
+            in[n_in++] = s->r[i];
+    if (!n_in) {
+        s->n = s->n ? 1 : 0;
+        return s->n;
+    }
+    size_t out = 0;
+    for (int group = 0; group < 3; group++) {
+        agw_lb_candidate c[AGW_ROUTE_MAX_CANDIDATES];
+        agw_route g[AGW_ROUTE_MAX_CANDIDATES];
+        size_t n = 0;
+        for (size_t i = 0; i < n_in; i++) {
+            agw_lb_slot *slot = agw_lb_slot_of(lb, agw_str_c(in[i].provider->name));
+            int ok = agw_lb_usable(slot, now);
+            int same = agw_provider_ops_of(in[i].provider->type)->proto == client;
+            if (group == 0 ? !(ok && same) : group == 1 ? !(ok && !same) : ok)
+                continue;
+            c[n] = (agw_lb_candidate){ agw_str_c(in[i].provider->name), in[i].provider->weight,
+                                       slot };
+            g[n++] = in[i];
+        }
+        size_t order[AGW_ROUTE_MAX_CANDIDATES];
+        agw_lb_order(lb, group == 2 ? AGW_LB_PRIORITY : strategy, c, n, now, draw_random(),
+                     order);
+        for (size_t i = 0; i < n; i++)
+            s->r[out++] = g[order[i]];
+    }
+    s->n = out;
+    return out < max_attempts ? out : max_attempts;
 }

@@ -1,7 +1,7 @@
 /*
  * lb: per-provider statistics shared by every process of the pool, and the
  * five load-balancing strategies that order a request's candidates
- * (SPEC "Routing", issue 5).
+ * (README "Routing" says the same for operators).
  *
  * Where the state lives: the first AGW_LB_REGION_BYTES (64 KiB) of the shm
  * reserved region (shm.h). The rest of the reserved region belongs to the
@@ -51,6 +51,8 @@
 #define AGW_LB_H
 
 #include "core/core.h"
+#include "provider/provider.h"
+#include "route/route.h"
 
 #include <stdatomic.h>
 
@@ -62,7 +64,7 @@
 #define AGW_LB_EWMA_DIV 5u /* alpha = 1/5 = 0.2 */
 #define AGW_LB_FAIL_LIMIT 3u
 /* The most candidates one request orders. */
-#define AGW_LB_MAX_CANDIDATES 32
+#define AGW_LB_MAX_CANDIDATES AGW_ROUTE_MAX_CANDIDATES
 
 typedef enum {
     AGW_LB_WEIGHTED = 0,
@@ -170,5 +172,22 @@ double agw_lb_smart_score(const agw_lb_candidate *c, uint64_t now_ns);
  * the first candidate first). */
 void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
                   uint64_t now_ns, uint64_t rnd, size_t *order);
+
+/* ---- a request's candidates ---- */
+
+/* The strategy antigw.cfg names (defaults.lb_strategy); smart when unset. */
+agw_lb_strategy agw_lb_strategy_of(const agw_config *cfg);
+
+/* Orders a request's candidates in place, in the order failover tries them:
+ * the usable ones (healthy, not cooling down) whose provider speaks the
+ * client's protocol `client` first, then the usable ones of other protocols,
+ * each group ordered by `strategy`; then the rest by priority, so a request
+ * still has somewhere to go when every provider is cooling down. Candidates
+ * of a type this gateway cannot call (provider.h) are dropped unless none
+ * other is left, in which case only the first stays (for its 501).
+ * Returns how many of them are tried at most: set->n, capped at
+ * `max_attempts`. `lb` NULL: neutral statistics. */
+size_t agw_lb_order_candidates(agw_lb *lb, agw_lb_strategy strategy, agw_proto client,
+                               agw_route_set *set, size_t max_attempts, uint64_t now_ns);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * models: the model catalog of GET /v1/models (SPEC.md "Model catalog") and
+ * models: the model catalog of GET /v1/models (README "Endpoints") and
  * the test of whether a model name belongs to it (which bounds the metrics'
  * model label, metrics.h).
  *

@@ -1,7 +1,7 @@
 /*
  * route: which configured provider serves a model name, and under what name.
  *
- * Order (SPEC "Routing"): a prefix naming a provider type (`openai/gpt-4o`) or a
+ * Order (README "Routing"): a prefix naming a provider type (`openai/gpt-4o`) or a
  * provider name (`work-openai/gpt-4o`) picks among those providers and is
  * stripped; otherwise the first enabled provider whose model list matches
  * (entries may be fnmatch globs such as `gpt-*`); otherwise defaults.provider.
@@ -23,11 +23,7 @@ typedef struct {
     agw_str model; /* the name to send upstream (prefix stripped) */
 } agw_route;
 
-/* AGW_ENOTFOUND when no enabled provider serves the model. */
-AGW_WARN_UNUSED agw_err agw_route_resolve(const agw_config *cfg, agw_str model,
-                                          agw_provider_type prefer, agw_route *out);
-
-/* What a client key changes about routing (SPEC "Routing" step 2, tenant.h):
+/* What a client key changes about routing (tenant.h):
  * its default provider is tried before the model lists, for a model without
  * a provider prefix, and only providers `allowed` accepts are considered at
  * any step (NULL accepts all). */
@@ -37,18 +33,13 @@ typedef struct {
     const void *ud;
 } agw_route_limits;
 
-/* agw_route_resolve under `lim` (NULL = none). */
-AGW_WARN_UNUSED agw_err agw_route_resolve_limited(const agw_config *cfg, agw_str model,
-                                                  agw_provider_type prefer,
-                                                  const agw_route_limits *lim, agw_route *out);
-
 /* 1 when one of the provider's model entries equals or glob-matches `model`. */
 int agw_route_provider_serves(const agw_provider_cfg *p, agw_str model);
 
 /* 1 when a model-list entry is a glob pattern rather than a literal name. */
 int agw_route_is_pattern(const char *entry);
 
-/* ---- every candidate (issue 5: load balancing and failover) ---- */
+/* ---- every candidate: the load balancer orders them, failover walks them ---- */
 
 #define AGW_ROUTE_MAX_CANDIDATES 32
 
@@ -57,10 +48,11 @@ typedef struct {
     agw_route r[AGW_ROUTE_MAX_CANDIDATES];
 } agw_route_set;
 
-/* Every provider that may serve `model`, in resolution order, for the load
- * balancer to reorder: the same steps as agw_route_resolve_limited, but at
- * the model-list step every enabled provider whose list holds the model is a
- * candidate (those of `prefer` type first), not only the first one. A prefix
+/* Every provider that may serve `model`, in resolution order (the steps
+ * above), for the load balancer to reorder: at the model-list step every
+ * enabled provider whose list holds the model is a candidate (those of
+ * `prefer` type first), not only the first one; the first candidate is where
+ * the model routes when nothing else decides. A prefix
  * naming a type gives every provider of that type that serves the rest (or
  * the first of the type when none lists it); a provider name, the key's
  * default provider and defaults.provider give one candidate.

@@ -36,6 +36,36 @@ void agw_usage_record_names(agw_usage_record *r, agw_str provider, agw_str model
     copy_name(r->model, sizeof r->model, model);
 }
 
+static int64_t nonneg(int64_t v)
+{
+    return v < 0 ? 0 : v;
+}
+
+void agw_usage_record_answer(agw_usage_record *r, const agw_usage_tap *tap, agw_ir_usage reported,
+                             int status, int streamed, size_t request_bytes, uint64_t start_us,
+                             int estimate)
+{
+    r->status = status;
+    r->streamed = streamed;
+    if (tap->first_output_us > start_us)
+        r->ttft_ms = (int64_t)((tap->first_output_us - start_us) / 1000);
+    if (reported.input >= 0 || reported.output >= 0) {
+        r->input_tokens = nonneg(reported.input);
+        r->output_tokens = nonneg(reported.output);
+        r->cache_read_tokens = nonneg(reported.cache_read);
+        r->cache_write_tokens = nonneg(reported.cache_write);
+    } else if (status >= 200 && status <= 299 && estimate) {
+        r->input_tokens = (int64_t)((request_bytes + 3) / 4);
+        r->output_tokens = (tap->output_bytes + 3) / 4;
+        r->tokens_estimated = 1;
+    }
+}
+
+int64_t agw_usage_record_tokens(const agw_usage_record *r)
+{
+    return r->input_tokens + r->output_tokens + r->cache_read_tokens + r->cache_write_tokens;
+}
+
 /* ---- the tap ---- */
 
 void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto)
@@ -224,11 +254,6 @@ struct agw_usage_writer {
     "INSERT INTO usage(ts, key_id, provider, model, status, input_tokens, output_tokens,"  \
     " cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, streamed,"              \
     " tokens_estimated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-
-static int64_t nonneg(int64_t v)
-{
-    return v < 0 ? 0 : v;
-}
 
 /* One transaction for records [from, from + n). AGW_OK when committed. */
 static agw_err commit_rows(agw_usage_writer *w, uint64_t from, size_t n)

@@ -65,14 +65,31 @@ void agw_usage_record_init(agw_usage_record *r);
 /* Copies provider and model, truncated to fit (on a UTF-8 boundary). */
 void agw_usage_record_names(agw_usage_record *r, agw_str provider, agw_str model);
 
+typedef struct agw_usage_tap agw_usage_tap;
+
+/* The outcome of a provider call: the client's `status`, `streamed`, the time
+ * to first token from the tap (against `start_us`, agw_mono_us() at arrival),
+ * and the token counts. `reported` holds what the provider reported (the
+ * tap's counts, merged with what a conversion read; -1 where unknown). When
+ * it reported nothing, a 2xx answer whose call allows it (`estimate`: not for
+ * count_tokens, which produces no tokens) gets the estimate described above,
+ * from `request_bytes` and the tap's output bytes, with tokens_estimated. */
+void agw_usage_record_answer(agw_usage_record *r, const agw_usage_tap *tap, agw_ir_usage reported,
+                             int status, int streamed, size_t request_bytes, uint64_t start_us,
+                             int estimate);
+
+/* Every token of the record, cached ones included: what the call costs
+ * against the key's TPM limit (limiter.h agw_limit_finish). */
+int64_t agw_usage_record_tokens(const agw_usage_record *r);
+
 /* ---- reading usage on the side of an answer ---- */
 
-typedef struct {
+struct agw_usage_tap {
     agw_proto proto;            /* the protocol of the answer (the provider's) */
     agw_ir_usage usage;         /* reported counts; -1 = not reported */
     int64_t output_bytes;       /* text and tool-argument bytes seen in a stream */
     uint64_t first_output_us;   /* agw_mono_us() at the first output event; 0 = none */
-} agw_usage_tap;
+};
 
 void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto);
 /* One SSE event of a streamed answer. Never fails: what it cannot read it skips. */

@@ -232,6 +232,98 @@ static void test_smart(void **state)
     agw_lb_set_half_life(0);
 }
 
+/* ---- a request's candidates (agw_lb_order_candidates) ---- */
+
+static agw_config *parse_cfg(const char *text)
+{
+    agw_config *cfg = NULL;
+    char err[AGW_ERR_LEN] = "";
+    if (agw_config_parse(text, "/tmp", &cfg, err, sizeof err) != AGW_OK)
+        fail_msg("config: %s", err);
+    return cfg;
+}
+
+/* The ordered candidates' provider names joined by spaces, the first `tries`
+ * of them before a '|'. */
+static void expect_order(agw_lb *lb, const agw_config *cfg, agw_lb_strategy strategy,
+                         agw_proto client, size_t max_attempts, uint64_t now, const char *want)
+{
+    agw_route_set set;
+    assert_int_equal(agw_route_candidates(cfg, AGW_STR_LIT("m"), AGW_PROVIDER_OPENAI, NULL, &set),
+                     AGW_OK);
+    size_t tries = agw_lb_order_candidates(lb, strategy, client, &set, max_attempts, now);
+    char got[256] = "";
+    for (size_t i = 0; i < set.n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s%s", i ? " " : "",
+                 i == tries ? "| " : "", set.r[i].provider->name);
+    assert_string_equal(got, want);
+}
+
+static void test_order_candidates(void **state)
+{
+    agw_lb *lb = *state;
+    agw_config *cfg = parse_cfg("providers = (\n"
+                                " { name = \"a1\"; type = \"anthropic\"; models = [\"m\"]; },\n"
+                                " { name = \"k1\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";"
+                                "   models = [\"m\"]; },\n"
+                                " { name = \"o1\"; type = \"openai\"; models = [\"m\"]; },\n"
+                                " { name = \"o2\"; type = \"openai\"; models = [\"m\"]; },\n"
+                                " { name = \"a2\"; type = \"anthropic\"; models = [\"m\"]; }\n"
+                                ");\n");
+    uint64_t now = 5000000000ull;
+    /* The client's protocol first, then the other; kiro (not callable) is
+     * dropped; priority keeps the config order inside each group. */
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 8, now, "o1 o2 a1 a2");
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_ANTHROPIC, 8, now, "a1 a2 o1 o2");
+    /* max_attempts bounds the tries, not the list. */
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 3, now, "o1 o2 a1 | a2");
+    /* A provider cooling down goes after every usable one, whatever its protocol. */
+    agw_lb_end(agw_lb_slot_of(lb, AGW_STR_LIT("o1")), AGW_LB_FAIL_5XX, 0, 30000, 0, now);
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 8, now, "o2 a1 a2 o1");
+    /* Round-robin rotates inside the group across calls. */
+    char first[2][8];
+    for (int i = 0; i < 2; i++) {
+        agw_route_set set;
+        assert_int_equal(agw_route_candidates(cfg, AGW_STR_LIT("m"), AGW_PROVIDER_OPENAI, NULL,
+                                              &set),
+                         AGW_OK);
+        (void)agw_lb_order_candidates(lb, AGW_LB_ROUND_ROBIN, AGW_PROTO_ANTHROPIC, &set, 8, now);
+        snprintf(first[i], sizeof first[i], "%s", set.r[0].provider->name);
+        assert_string_equal(set.r[2].provider->name, "o2");
+        assert_string_equal(set.r[3].provider->name, "o1");
+    }
+    assert_string_not_equal(first[0], first[1]);
+    agw_config_free(cfg);
+
+    /* Only providers that cannot be called: the first stays, for its 501. */
+    cfg = parse_cfg("providers = (\n"
+                    " { name = \"k1\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";"
+                    "   models = [\"m\"]; },\n"
+                    " { name = \"c1\"; type = \"copilot\"; base_url = \"http://127.0.0.1:1\";"
+                    "   models = [\"m\"]; }\n"
+                    ");\n");
+    expect_order(lb, cfg, AGW_LB_SMART, AGW_PROTO_OPENAI, 8, now, "k1");
+    agw_config_free(cfg);
+    /* No shared state: neutral statistics, the same grouping. */
+    cfg = parse_cfg("providers = (\n"
+                    " { name = \"a1\"; type = \"anthropic\"; models = [\"m\"]; },\n"
+                    " { name = \"o1\"; type = \"openai\"; models = [\"m\"]; }\n"
+                    ");\n");
+    expect_order(NULL, cfg, AGW_LB_SMART, AGW_PROTO_OPENAI, 8, now, "o1 a1");
+    agw_config_free(cfg);
+}
+
+static void test_strategy_of(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_cfg("defaults = { lb_strategy = \"least-used\"; };\n");
+    assert_int_equal(agw_lb_strategy_of(cfg), AGW_LB_LEAST_USED);
+    agw_config_free(cfg);
+    cfg = parse_cfg("");
+    assert_int_equal(agw_lb_strategy_of(cfg), AGW_LB_SMART);
+    agw_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +336,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_weighted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_and_least_used, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_order_candidates, setup, teardown),
+        cmocka_unit_test(test_strategy_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
-/* Unit tests for lib/provider: the upstream URL for each provider type and
- * operation, and the credential/version headers that go with it. */
+/* Unit tests for lib/provider: the interface table of each provider type, the
+ * upstream URL for each type and operation, and the credential/version
+ * headers that go with it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,6 +167,62 @@ static void test_types_without_ops(void **state)
     }
 }
 
+static void test_interface_table(void **state)
+{
+    (void)state;
+    const agw_provider_ops *oa = agw_provider_ops_of(AGW_PROVIDER_OPENAI);
+    const agw_provider_ops *an = agw_provider_ops_of(AGW_PROVIDER_ANTHROPIC);
+    assert_non_null(oa);
+    assert_non_null(an);
+    assert_int_equal(oa->type, AGW_PROVIDER_OPENAI);
+    assert_int_equal(an->type, AGW_PROVIDER_ANTHROPIC);
+    assert_int_equal(oa->proto, AGW_PROTO_OPENAI);
+    assert_int_equal(an->proto, AGW_PROTO_ANTHROPIC);
+    assert_int_equal(oa->model_op, AGW_OP_CHAT);
+    assert_int_equal(an->model_op, AGW_OP_MESSAGES);
+    /* Each type's model operation has a path; the other protocol's has none. */
+    assert_non_null(oa->path(oa->model_op));
+    assert_null(oa->path(AGW_OP_MESSAGES));
+    assert_non_null(an->path(an->model_op));
+    assert_null(an->path(AGW_OP_CHAT));
+    assert_null(an->path(AGW_OP_EMBEDDINGS));
+    assert_non_null(oa->path(oa->probe_op));
+    assert_non_null(an->path(an->probe_op));
+    /* Probes: a server that answers at all is up; 5xx or nothing is down. */
+    assert_true(oa->probe_passes(200) && oa->probe_passes(401) && oa->probe_passes(404));
+    assert_false(oa->probe_passes(500) || oa->probe_passes(503) || oa->probe_passes(0));
+    assert_true(an->probe_passes(200) && an->probe_passes(403));
+    assert_false(an->probe_passes(529) || an->probe_passes(0));
+    /* Types this gateway cannot call yet, and values past the enum. */
+    assert_null(agw_provider_ops_of(AGW_PROVIDER_KIRO));
+    assert_null(agw_provider_ops_of(AGW_PROVIDER_COPILOT));
+    assert_null(agw_provider_ops_of(AGW_PROVIDER_TYPE_COUNT));
+    assert_null(agw_provider_ops_of((agw_provider_type)-1));
+}
+
+static void test_callable(void **state)
+{
+    assert_true(agw_provider_callable(prov(state, "oa")));
+    assert_true(agw_provider_callable(prov(state, "an")));
+    assert_false(agw_provider_callable(prov(state, "ki")));
+    assert_false(agw_provider_callable(prov(state, "cp")));
+}
+
+static void test_header_limit(void **state)
+{
+    (void)state;
+    agw_provider_call c;
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < AGW_PROVIDER_MAX_HEADERS; i++)
+        assert_int_equal(agw_provider_call_header(&c, "X-N: ", "v"), AGW_OK);
+    assert_int_equal(agw_provider_call_header(&c, "X-N: ", "v"), AGW_ETOOBIG);
+    assert_int_equal(c.n_headers, AGW_PROVIDER_MAX_HEADERS);
+    assert_string_equal(c.headers[AGW_PROVIDER_MAX_HEADERS - 1], "X-N: v");
+    assert_null(c.headers[AGW_PROVIDER_MAX_HEADERS]);
+    agw_provider_call_free(&c);
+    assert_int_equal(c.n_headers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +232,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hint_injection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_key_no_credential_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_types_without_ops, setup, teardown),
+        cmocka_unit_test(test_interface_table),
+        cmocka_unit_test_setup_teardown(test_callable, setup, teardown),
+        cmocka_unit_test(test_header_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

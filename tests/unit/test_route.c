@@ -49,10 +49,11 @@ static int teardown(void **state)
 static void expect_route(const agw_config *cfg, agw_str model, agw_provider_type prefer,
                          const char *want_provider, const char *want_model)
 {
-    agw_route r = { NULL, { NULL, 0 } };
-    agw_err e = agw_route_resolve(cfg, model, prefer, &r);
+    agw_route_set set;
+    agw_err e = agw_route_candidates(cfg, model, prefer, NULL, &set);
     if (e != AGW_OK)
         fail_msg("model %.*s: %s", (int)model.len, model.ptr, agw_strerror(e));
+    agw_route r = set.r[0];
     assert_non_null(r.provider);
     assert_string_equal(r.provider->name, want_provider);
     assert_int_equal(r.model.len, strlen(want_model));
@@ -63,9 +64,12 @@ static void expect_route(const agw_config *cfg, agw_str model, agw_provider_type
 
 static void expect_notfound(const agw_config *cfg, agw_str model, agw_provider_type prefer)
 {
-    agw_route r = { NULL, { NULL, 0 } };
-    assert_int_equal(agw_route_resolve(cfg, model, prefer, &r), AGW_ENOTFOUND);
+    agw_route_set set;
+    assert_int_equal(agw_route_candidates(cfg, model, prefer, NULL, &set), AGW_ENOTFOUND);
 }
+
+static void expect_candidates(const agw_config *cfg, agw_str model, agw_provider_type prefer,
+                              const agw_route_limits *lim, const char *want);
 
 #define OA AGW_PROVIDER_OPENAI
 #define AN AGW_PROVIDER_ANTHROPIC
@@ -210,8 +214,11 @@ static void test_not_found(void **state)
 {
     const agw_config *cfg = *state;
     expect_notfound(cfg, AGW_STR_LIT("mystery-model"), OA);
-    expect_notfound(cfg, AGW_STR_LIT(""), OA);
-    expect_notfound(cfg, (agw_str){ NULL, 0 }, OA);
+    /* An empty model is no name to look up: it takes the built-in
+     * defaults.model, routed like any name (and see
+     * test_candidates_empty_model_and_normalize). */
+    expect_candidates(cfg, AGW_STR_LIT(""), OA, NULL, "an:claude-sonnet-4-20250514");
+    expect_candidates(cfg, (agw_str){ NULL, 0 }, OA, NULL, "an:claude-sonnet-4-20250514");
     /* A prefix with nothing after it is no model. */
     expect_notfound(cfg, AGW_STR_LIT("openai/"), OA);
     expect_notfound(cfg, AGW_STR_LIT("anthropic/"), AN);
@@ -301,56 +308,67 @@ static int only_named(const agw_provider_cfg *p, const void *ud)
     return 0;
 }
 
+/* The first candidate under `lim`, as agw_route_candidates orders them. */
+static agw_err first_candidate(const agw_config *cfg, agw_str model, agw_provider_type prefer,
+                               const agw_route_limits *lim, agw_route *out)
+{
+    agw_route_set set;
+    agw_err e = agw_route_candidates(cfg, model, prefer, lim, &set);
+    if (e == AGW_OK)
+        *out = set.r[0];
+    return e;
+}
+
 static void test_route_limits(void **state)
 {
     const agw_config *cfg = *state;
-    agw_route r;
+    agw_route r = { NULL, { NULL, 0 } };
     agw_route_limits first = { "an", NULL, NULL };
     /* gpt-4o is on oa's list, but the key prefers an. */
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
-                                               &first, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                     &first, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "an");
     /* An explicit prefix still decides. */
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("oa2/x"), AGW_PROVIDER_OPENAI,
-                                               &first, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("oa2/x"), AGW_PROVIDER_OPENAI,
+                                     &first, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa2");
     /* A disabled or unknown first choice is skipped. */
     agw_route_limits off = { "off", NULL, NULL }, nobody = { "nobody", NULL, NULL };
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
-                                               &off, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                     &off, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa");
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
-                                               &nobody, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                     &nobody, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa");
     /* Allowed providers: gpt-4o goes to oa2, the next provider that lists it. */
     static const char *const oa2[] = { "oa2", "an", NULL };
     agw_route_limits allowed = { NULL, only_named, oa2 };
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
-                                               &allowed, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                     &allowed, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa2");
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("o3-mini"), AGW_PROVIDER_OPENAI,
-                                               &allowed, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("o3-mini"), AGW_PROVIDER_OPENAI,
+                                     &allowed, &r),
                      AGW_ENOTFOUND);
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("oa/gpt-4o"), AGW_PROVIDER_OPENAI,
-                                               &allowed, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("oa/gpt-4o"), AGW_PROVIDER_OPENAI,
+                                     &allowed, &r),
                      AGW_ENOTFOUND);
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("openai/gpt-4o"),
-                                               AGW_PROVIDER_OPENAI, &allowed, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("openai/gpt-4o"),
+                                     AGW_PROVIDER_OPENAI, &allowed, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa2");
     /* A first choice the key may not use is not taken. */
     agw_route_limits both = { "oa", only_named, oa2 };
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
-                                               &both, &r),
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+                                     &both, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa2");
     /* NULL limits are plain routing. */
-    assert_int_equal(agw_route_resolve_limited(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
+    assert_int_equal(first_candidate(cfg, AGW_STR_LIT("gpt-4o"), AGW_PROVIDER_OPENAI,
                                                NULL, &r),
                      AGW_OK);
     assert_string_equal(r.provider->name, "oa");

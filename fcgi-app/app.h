@@ -1,14 +1,17 @@
 /*
- * handlers: the endpoints of antigw-fcgi and the per-request flow
- * (DESIGN.md §4): path and method, client authentication, body limits, JSON
- * checks, model routing, then the relay to the chosen provider.
+ * app: antigw-fcgi's state and its entry points for the FastCGI server
+ * (net/fcgi_server.h). A request goes endpoint -> authenticate -> admit ->
+ * route -> call -> account; dispatch.c follows that line, and each step lives
+ * in the module that owns it: request.h (the request and its answers),
+ * auth.c, model_call.h (body checks, routing, admission), failover.h (the
+ * attempts on each candidate), endpoints.h (what each path does).
  *
  * agw_app is built once at start and read-only afterwards (the catalog and the
  * usage writer synchronise themselves); each worker thread has an
  * agw_app_worker with its own libcurl handle and SQLite connection.
  */
-#ifndef AGW_HANDLERS_H
-#define AGW_HANDLERS_H
+#ifndef AGW_APP_H
+#define AGW_APP_H
 
 #include "tenant/catalog.h"
 #include "core/config.h"

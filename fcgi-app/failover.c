@@ -1,0 +1,297 @@
+#include "failover.h"
+
+#include "metrics/meter.h"
+#include "net/relay.h"
+#include "proto/anthropic.h"
+#include "proto/bridge.h"
+#include "proto/openai.h"
+#include "route/lb.h"
+
+#include <stdio.h>
+
+/* One attempt: the candidate it goes to, and whether another may follow. */
+typedef struct {
+    const agw_route *route;
+    const agw_provider_ops *ops;
+    int may_retry;
+} agw_failover_attempt;
+
+/* ---- the sink that writes the relay to FastCGI ---- */
+
+static agw_err sink_head(void *ud, int status, const char *ct, agw_str headers)
+{
+    return agw_fcgi_head(ud, status, ct, headers);
+}
+static agw_err sink_write(void *ud, const char *p, size_t n)
+{
+    return agw_fcgi_write(ud, p, n);
+}
+static agw_err sink_flush(void *ud)
+{
+    return agw_fcgi_flush(ud);
+}
+static int sink_gone(void *ud)
+{
+    return agw_fcgi_client_gone(ud);
+}
+
+static void tap_event(void *ud, agw_str name, agw_str data)
+{
+    agw_usage_tap_event(ud, name, data);
+}
+
+static void tap_body(void *ud, agw_str body)
+{
+    agw_usage_tap_body(ud, body);
+}
+
+/* ---- after an attempt ---- */
+
+/* The load balancer's verdict on one attempt (lb.h). */
+static agw_lb_result lb_verdict(const agw_relay_result *res)
+{
+    if (res->client_gone)
+        return AGW_LB_OK;
+    if (res->upstream_status == 429)
+        return AGW_LB_FAIL_429;
+    if (res->upstream_status >= 500 || res->outcome == AGW_UPSTREAM_CONNECT ||
+        res->outcome == AGW_UPSTREAM_TIMEOUT || res->outcome == AGW_UPSTREAM_BROKEN)
+        return AGW_LB_FAIL_5XX;
+    return AGW_LB_OK;
+}
+
+/* How long a failing provider stays out of the rotation: its retry-after
+ * when it sent one, capped at 10 x cooldown_seconds and an hour; else
+ * cooldown_seconds. */
+static uint64_t cooldown_ms(const agw_config *cfg, const agw_relay_result *res)
+{
+    uint64_t base = (uint64_t)cfg->defaults.cooldown_seconds;
+    if (res->retry_after_s < 0)
+        return base * 1000u;
+    uint64_t cap = base * 10u < 3600u ? base * 10u : 3600u;
+    uint64_t ra = (uint64_t)res->retry_after_s;
+    return (ra < cap ? ra : cap) * 1000u;
+}
+
+/* The answered attempt: the usage record and the TPM settlement. The record
+ * is committed before the response ends (usage.h "Durability"), unless the
+ * client is gone and nobody waits for the end. */
+static void account(agw_request *r, const agw_model_call *mc, const agw_relay_result *res,
+                    const agw_usage_tap *tap, const agw_bridge *bridge)
+{
+    agw_usage_record *u = &r->usage;
+    agw_ir_usage got = tap->usage;
+    if (bridge) {
+        agw_ir_usage b = agw_bridge_usage(bridge);
+        agw_ir_usage_merge(&got, &b);
+    }
+    agw_usage_record_answer(u, tap, got, res->status, res->streamed, mc->body.len, r->start_us,
+                            mc->op != AGW_OP_COUNT_TOKENS);
+    agw_limit_finish(&r->ticket, agw_usage_record_tokens(u), agw_shm_now_ns());
+    u->latency_ms = (int64_t)((agw_mono_us() - r->start_us) / 1000);
+    r->usage_due = 0;
+    if (agw_usage_submit(r->app->usage, u, !res->client_gone) != AGW_OK)
+        agw_log_error("usage record of %s %.*s could not be stored", r->method,
+                      agw_request_clip(r->path, 100), r->path.ptr);
+}
+
+/* Sends the prepared upstream call through the relay, accounts for it and
+ * logs the outcome. `bridge` converts the answer, NULL for a passthrough.
+ * Returns 1 when the attempt failed without touching the client and the
+ * next candidate should take the call. */
+static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at,
+                         const agw_provider_call *call, agw_str send, int stream,
+                         agw_bridge *bridge)
+{
+    const agw_config *cfg = r->cfg;
+    const agw_route *route = at->route;
+    agw_str provider = agw_str_c(route->provider->name);
+    const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
+    agw_usage_tap tap;
+    agw_usage_tap_init(&tap, at->ops->proto);
+    agw_relay_tap watch = { &tap, tap_event, tap_body };
+    agw_relay_req rq = {
+        .proto = r->proto,
+        .codec = codec,
+        .tap = &watch,
+        .hold_final = 1,
+        .own_ratelimit_headers = cfg->tenant.enabled,
+        .url = call->url,
+        .headers = (const char *const *)call->headers,
+        .body = send,
+        .stream = stream,
+        .connect_timeout_ms = cfg->server.connect_timeout_ms,
+        .idle_timeout_ms = (long)cfg->server.idle_timeout_s * 1000,
+        .commit_ms = cfg->server.stream_commit_ms,
+        .ping_ms = (long)cfg->server.sse_ping_s * 1000,
+        .response_headers = agw_buf_view(&r->headers),
+        .may_retry = at->may_retry,
+    };
+    agw_client_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
+    agw_lb_slot *slot = agw_lb_slot_of(agw_request_lb(r), provider);
+    agw_relay_result res;
+    agw_lb_begin(slot);
+    uint64_t t0 = agw_mono_us();
+    if (stream)
+        agw_metrics_stream_begin(r->metrics);
+    agw_relay_run(r->worker->upstream, &rq, &sink, &res);
+    r->upstream_us += agw_mono_us() - t0;
+    agw_meter_attempt(r->metrics, provider, &res, stream);
+    agw_lb_end(slot, lb_verdict(&res),
+               res.upstream_status >= 200 && res.upstream_status <= 299 ? res.first_byte_us : 0,
+               cooldown_ms(cfg, &res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
+    if (res.retryable) {
+        agw_log_warn("%s %.*s provider=%s model=%.*s failed before the first byte (status=%d%s%s): "
+                     "trying the next provider",
+                     r->method, agw_request_clip(r->path, 100), r->path.ptr, route->provider->name,
+                     agw_request_clip(route->model, 100), route->model.ptr, res.status,
+                     res.detail[0] ? " " : "", res.detail);
+        agw_metrics_failover(r->metrics, route->provider->name);
+        return 1;
+    }
+    account(r, mc, &res, &tap, bridge);
+    agw_meter_answer(r->metrics, cfg, &r->usage,
+                     tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);
+    agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
+                 "ttfb_ms=%lu ms=%lu%s%s%s",
+                 r->method, agw_request_clip(r->path, 100), r->path.ptr, route->provider->name,
+                 agw_request_clip(route->model, 100), route->model.ptr,
+                 codec ? " converted=1" : "", res.status, res.streamed, (unsigned long)res.events,
+                 (unsigned long)res.bytes_out, (unsigned long)(res.first_byte_us / 1000),
+                 (unsigned long)((agw_mono_us() - r->start_us) / 1000),
+                 res.client_gone ? " client_gone=1" : "", res.detail[0] ? " detail=" : "",
+                 res.detail);
+    return 0;
+}
+
+/* ---- same protocol: the client's bytes ---- */
+
+/* The body to send upstream: the client's bytes with only the model value
+ * replaced (or added), so nothing else is re-serialised: values the gateway
+ * does not understand (big integers, \u0000) reach the provider as sent. */
+static agw_err rewrite_model(agw_str body, agw_str old_value, agw_str model, agw_buf *out)
+{
+    agw_err e;
+    if (old_value.ptr) {
+        size_t head = (size_t)(old_value.ptr - body.ptr);
+        if ((e = agw_buf_append(out, body.ptr, head)) || (e = agw_buf_append(out, "\"", 1)) ||
+            (e = agw_buf_append_json_escaped(out, model)) || (e = agw_buf_append(out, "\"", 1)))
+            return e;
+        return agw_buf_append(out, old_value.ptr + old_value.len, body.len - head - old_value.len);
+    }
+    /* No model member: add one right after the opening brace. */
+    const char *brace = memchr(body.ptr, '{', body.len);
+    size_t head = (size_t)(brace - body.ptr) + 1;
+    const char *p = brace + 1;
+    while (p < body.ptr + body.len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    int empty = p < body.ptr + body.len && *p == '}';
+    if ((e = agw_buf_append(out, body.ptr, head)) ||
+        (e = agw_buf_append_str(out, AGW_STR_LIT("\"model\":\""))) ||
+        (e = agw_buf_append_json_escaped(out, model)) ||
+        (e = agw_buf_append(out, empty ? "\"" : "\",", empty ? 1 : 2)))
+        return e;
+    return agw_buf_append(out, body.ptr + head, body.len - head);
+}
+
+/* The client's bytes go upstream untouched unless the model value changes
+ * (a prefix stripped, a default filled in, or escapes in the name). */
+static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at)
+{
+    int retry = 0;
+    agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
+    agw_provider_call call;
+    memset(&call, 0, sizeof call);
+    agw_str send = mc->body;
+    agw_str m = mc->model, rm = at->route->model;
+    int untouched = mc->model_raw.ptr && rm.ptr == m.ptr && rm.len == m.len &&
+                    mc->model_raw.len == m.len + 2 &&
+                    memcmp(mc->model_raw.ptr + 1, m.ptr, m.len) == 0;
+    if (!untouched) {
+        if (rewrite_model(mc->body, mc->model_raw, rm, &upstream_body) != AGW_OK) {
+            agw_request_error(r, 413, "request body too large after rewriting the model");
+            goto out;
+        }
+        send = agw_buf_view(&upstream_body);
+    }
+    agw_client_hints hints = {
+        .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
+        .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
+    };
+    if (agw_provider_prepare(at->route->provider, mc->op, &hints, &call) != AGW_OK) {
+        agw_request_error(r, 400, "invalid anthropic-version or anthropic-beta header");
+        goto out;
+    }
+    /* Only model calls stream; count_tokens and embeddings answer one body. */
+    int stream = mc->op == at->ops->model_op ? mc->stream : 0;
+    retry = relay_attempt(r, mc, at, &call, send, stream, NULL);
+out:
+    agw_provider_call_free(&call);
+    agw_buf_free(&upstream_body);
+    return retry;
+}
+
+/* ---- different protocols: through the IR ---- */
+
+/* Decodes the client's request into the IR, encodes it for the provider, and
+ * lets a bridge convert the answer back. */
+static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at)
+{
+    int retry = 0;
+    agw_arena arena = AGW_ARENA_INIT;
+    agw_ir_request ir;
+    agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes * 2 + 65536);
+    agw_provider_call call;
+    agw_bridge *bridge = NULL;
+    memset(&call, 0, sizeof call);
+    char why[512];
+    why[0] = '\0';
+    agw_err e = r->proto == AGW_PROTO_OPENAI
+                    ? agw_openai_decode_request(mc->body, &arena, &ir, why, sizeof why)
+                    : agw_anthropic_decode_request(mc->body, &arena, &ir, why, sizeof why);
+    if (e) {
+        agw_request_error(r, 400, "%s", why[0] ? why : "the request cannot be converted");
+        goto out;
+    }
+    ir.model = at->route->model;
+    agw_proto upstream = at->ops->proto;
+    why[0] = '\0';
+    e = upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
+                                     : agw_anthropic_encode_request(&ir, &upstream_body, why,
+                                                                    sizeof why);
+    if (e) {
+        agw_request_error(r, e == AGW_ETOOBIG ? 413 : 400, "%s for provider '%s'",
+                          why[0] ? why : "the request cannot be expressed",
+                          at->route->provider->name);
+        goto out;
+    }
+    agw_client_hints hints = { NULL, NULL };
+    if (r->proto == AGW_PROTO_ANTHROPIC)
+        hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
+    if (agw_provider_prepare(at->route->provider, at->ops->model_op, &hints, &call) != AGW_OK) {
+        agw_request_error(r, 400, "invalid anthropic-beta header");
+        goto out;
+    }
+    bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
+                            agw_wall_s());
+    retry = relay_attempt(r, mc, at, &call, agw_buf_view(&upstream_body), ir.stream, bridge);
+out:
+    agw_bridge_free(bridge);
+    agw_provider_call_free(&call);
+    agw_buf_free(&upstream_body);
+    agw_arena_free(&arena);
+    return retry;
+}
+
+void agw_failover_run(agw_request *r, agw_model_call *mc, size_t max_tries)
+{
+    size_t n = mc->n_tries < max_tries ? mc->n_tries : max_tries;
+    for (size_t i = 0; i < n; i++) {
+        const agw_route *route = &mc->cands.r[i];
+        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n };
+        agw_usage_record_names(&r->usage, agw_str_c(route->provider->name), route->model);
+        int retry = at.ops->proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+        if (!retry)
+            break;
+    }
+}

@@ -1,0 +1,212 @@
+#include "model_call.h"
+
+#include "core/json.h"
+#include "route/lb.h"
+
+#include <stdio.h>
+
+void agw_model_call_init(agw_model_call *mc, agw_provider_op op)
+{
+    memset(mc, 0, sizeof *mc);
+    agw_buf_init(&mc->model_buf, 4096);
+    mc->op = op;
+}
+
+void agw_model_call_free(agw_model_call *mc)
+{
+    agw_buf_free(&mc->model_buf);
+}
+
+static int key_allows(const agw_provider_cfg *p, const void *ud)
+{
+    return agw_tenant_provider_allowed(ud, p->name);
+}
+
+/* The candidates under the client key's restrictions, ordered by the load
+ * balancer: 403 when the model would route somewhere the key may not go, 404
+ * when it routes nowhere. */
+static int route_model(agw_request *r, agw_model_call *mc)
+{
+    const agw_config *cfg = r->cfg;
+    agw_provider_type prefer = r->proto == AGW_PROTO_ANTHROPIC ? AGW_PROVIDER_ANTHROPIC
+                                                               : AGW_PROVIDER_OPENAI;
+    agw_route_limits lim = { NULL, NULL, NULL };
+    if (r->key) {
+        lim.first_choice = r->key->default_provider;
+        lim.allowed = key_allows;
+        lim.ud = r->key;
+    }
+    if (agw_route_candidates(cfg, mc->model, prefer, r->key ? &lim : NULL, &mc->cands) ==
+        AGW_OK) {
+        mc->n_tries = agw_lb_order_candidates(agw_request_lb(r), agw_lb_strategy_of(cfg), r->proto,
+                                              &mc->cands, (size_t)cfg->defaults.max_attempts,
+                                              agw_shm_now_ns());
+        return 1;
+    }
+    agw_route_set anywhere;
+    if (r->key && agw_route_candidates(cfg, mc->model, prefer, NULL, &anywhere) == AGW_OK) {
+        agw_request_error_code(r, 403, "provider_not_allowed",
+                               "model '%.*s' is served by provider '%s', which this API key may "
+                               "not use",
+                               agw_request_clip(mc->model, 200), mc->model.ptr,
+                               anywhere.r[0].provider->name);
+        return 0;
+    }
+    agw_request_error_code(r, 404, "model_not_found",
+                           "model '%.*s' is not served by any configured provider",
+                           agw_request_clip(mc->model, 200), mc->model.ptr);
+    return 0;
+}
+
+/* The body: present, valid JSON, an object, with a usable "model" and
+ * "stream". Returns 0 when it has answered the client. */
+static int read_body(agw_request *r, agw_model_call *mc)
+{
+    const agw_config *cfg = r->cfg;
+    agw_err e = agw_fcgi_read_body(&r->conn, cfg->server.max_body_bytes);
+    if (e == AGW_ETOOBIG) {
+        agw_request_error_code(r, 413, "request_too_large",
+                               "request body is larger than %lu bytes",
+                               (unsigned long)cfg->server.max_body_bytes);
+        return 0;
+    }
+    if (e) {
+        agw_log_warn("reading the request body failed: %s", agw_strerror(e));
+        return 0;
+    }
+    mc->body = agw_buf_view(&r->conn.body);
+    char why[160];
+    if (mc->body.len == 0) {
+        agw_request_error(r, 400, "request body is empty: a JSON object is required");
+        return 0;
+    }
+    if (agw_json_validate(mc->body, AGW_MODEL_CALL_MAX_DEPTH, why, sizeof why) != AGW_OK) {
+        agw_request_error(r, 400, "request body is not valid JSON: %s", why);
+        return 0;
+    }
+    e = agw_json_find(mc->body, AGW_STR_LIT("model"), &mc->model_raw);
+    if (e == AGW_EINVAL) {
+        agw_request_error(r, 400, "request body must be a JSON object");
+        return 0;
+    }
+    if (e == AGW_ENOTFOUND) {
+        mc->model_raw = (agw_str){ NULL, 0 };
+        mc->model = (agw_str){ "", 0 }; /* the provider's default (route.h) */
+    } else {
+        if (agw_json_type_of(mc->model_raw) != AGW_JSON_STRING) {
+            agw_request_error(r, 400, "'model' must be a string");
+            return 0;
+        }
+        if (agw_json_string_decode(mc->model_raw, &mc->model_buf) != AGW_OK ||
+            mc->model_buf.len > AGW_MODEL_CALL_MAX_MODEL ||
+            memchr(agw_buf_view(&mc->model_buf).ptr, '\0', mc->model_buf.len) ||
+            agw_str_has_ctl(agw_buf_view(&mc->model_buf), 1)) {
+            agw_request_error(r, 400, "'model' must be a printable name of at most %d bytes",
+                              AGW_MODEL_CALL_MAX_MODEL);
+            return 0;
+        }
+        mc->model = agw_buf_view(&mc->model_buf);
+    }
+    agw_usage_record_names(&r->usage, AGW_STR_LIT(""), mc->model);
+    agw_str stream_raw;
+    if (agw_json_find(mc->body, AGW_STR_LIT("stream"), &stream_raw) == AGW_OK) {
+        agw_json_type t = agw_json_type_of(stream_raw);
+        if (t != AGW_JSON_TRUE && t != AGW_JSON_FALSE && t != AGW_JSON_NULL) {
+            agw_request_error(r, 400, "'stream' must be a boolean");
+            return 0;
+        }
+        mc->stream = t == AGW_JSON_TRUE;
+    }
+    return 1;
+}
+
+int agw_model_call_prepare(agw_request *r, agw_model_call *mc)
+{
+    r->metered = 1;
+    if (!read_body(r, mc) || !route_model(r, mc))
+        return 0;
+    const agw_route *first = &mc->cands.r[0];
+    if (mc->model.len == 0)
+        mc->model = first->model;
+    agw_usage_record_names(&r->usage, agw_str_c(first->provider->name), first->model);
+    if (r->key && !agw_tenant_model_allowed(r->key, mc->model) &&
+        !agw_tenant_model_allowed(r->key, first->model)) {
+        agw_request_error_code(r, 403, "model_not_allowed",
+                               "this API key may not use model '%.*s'",
+                               agw_request_clip(mc->model, 200), mc->model.ptr);
+        return 0;
+    }
+    const agw_provider_ops *ops = agw_provider_ops_of(first->provider->type);
+    if (mc->op == AGW_OP_EMBEDDINGS && !(ops && ops->path(AGW_OP_EMBEDDINGS))) {
+        agw_request_error_code(r, 400, "embeddings_unsupported",
+                               "model '%.*s' routes to provider '%s' of type %s: embeddings are "
+                               "only available from OpenAI-type providers",
+                               agw_request_clip(mc->model, 200), mc->model.ptr,
+                               first->provider->name,
+                               agw_provider_type_name(first->provider->type));
+        return 0;
+    }
+    if (!ops) {
+        agw_request_error_code(r, 501, "provider_type_unsupported",
+                               "model '%.*s' routes to provider '%s' of type %s, which this "
+                               "gateway cannot call yet",
+                               agw_request_clip(mc->model, 200), mc->model.ptr,
+                               first->provider->name,
+                               agw_provider_type_name(first->provider->type));
+        return 0;
+    }
+    return 1;
+}
+
+/* The key's limits as response headers. */
+static void ratelimit_headers(agw_request *r)
+{
+    const agw_limit_ticket *t = &r->ticket;
+    agw_err e = AGW_OK;
+    if (t->policy.qpm > 0)
+        e = agw_buf_appendf(&r->headers,
+                            "x-ratelimit-limit-requests: %lld\r\n"
+                            "x-ratelimit-remaining-requests: %lld\r\n",
+                            (long long)t->policy.qpm, (long long)t->remaining_requests);
+    if (!e && t->policy.tpm > 0)
+        e = agw_buf_appendf(&r->headers,
+                            "x-ratelimit-limit-tokens: %lld\r\n"
+                            "x-ratelimit-remaining-tokens: %lld\r\n",
+                            (long long)t->policy.tpm, (long long)t->remaining_tokens);
+    if (e)
+        agw_buf_reset(&r->headers);
+}
+
+int agw_model_call_admit(agw_request *r, const agw_model_call *mc)
+{
+    if (!r->key || (r->key->limits.qpm <= 0 && r->key->limits.tpm <= 0))
+        return 1;
+    /* Counting tokens costs no tokens: count_tokens takes a request unit only. */
+    int64_t estimate = mc->op == AGW_OP_COUNT_TOKENS ? 0 : agw_limit_estimate(mc->body);
+    if (agw_limit_admit(r->app->shm, (uint64_t)r->key->id, &r->key->limits, estimate,
+                        agw_shm_now_ns(), &r->ticket) != AGW_OK) {
+        agw_log_error("limiter table full: key %lld refused", (long long)r->key->id);
+        agw_request_error_code(r, 503, "limiter_full",
+                               "the gateway cannot track this key's limits right now: try again");
+        return 0;
+    }
+    ratelimit_headers(r);
+    if (r->ticket.verdict == AGW_LIMIT_ADMITTED)
+        return 1;
+    int by_qpm = r->ticket.verdict == AGW_LIMIT_BY_QPM;
+    uint64_t secs = (r->ticket.retry_after_ms + 999) / 1000;
+    if (!secs)
+        secs = 1;
+    char retry[48];
+    snprintf(retry, sizeof retry, "Retry-After: %llu\r\n", (unsigned long long)secs);
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "rate limit reached for this API key: %lld %s per minute; retry after %llu s",
+             (long long)(by_qpm ? r->key->limits.qpm : r->key->limits.tpm),
+             by_qpm ? "requests" : "tokens", (unsigned long long)secs);
+    agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if (agw_apierr_body(&body, r->proto, 429, agw_str_c(msg), "rate_limit_exceeded") == AGW_OK)
+        agw_request_respond_json(r, 429, agw_str_c(retry), agw_buf_view(&body));
+    agw_buf_free(&body);
+    return 0;
+}
