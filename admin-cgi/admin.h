@@ -1,6 +1,6 @@
 /*
- * admin: antigw-admin, the control plane (SPEC "Endpoints: control plane";
- * issue 3). Everything under /admin needs `Authorization: Bearer <admin key>`,
+ * admin: antigw-admin, the control plane (README.md, "Multi-tenancy", lists
+ * its endpoints). Everything under /admin needs `Authorization: Bearer <admin key>`,
  * checked in constant time before the path is even looked at.
  *
  * Resources: providers (admin_providers.c), client keys (admin_keys.c),

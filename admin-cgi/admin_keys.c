@@ -1,7 +1,8 @@
 /*
  * /admin/keys: client keys for tenant mode (tenant.h). A key is returned once,
  * in the answer that creates it; the database keeps its SHA-256 and a display
- * prefix. Limits accept `qpm`/`tpm` as aliases of qpm_limit/tpm_limit (SPEC).
+ * prefix. Limits accept `qpm`/`tpm` as short aliases of qpm_limit/tpm_limit
+ * (one name or the other in a body, not both).
  */
 #include "admin.h"
 

@@ -1,8 +1,13 @@
 /*
- * antigw-admin: the control plane (DESIGN.md §2). Started by spawn-fcgi on
- * its own socket, routed at /admin by the web server. It refuses to start
- * without an admin key (auth.admin_key, or ANTIGW_ADMIN_KEY in the
- * environment): an admin API open to anyone was the original's worst flaw.
+ * antigw-admin: the control plane, in a process of its own: it writes
+ * providers and keys to the database and bumps the shared generation, and the
+ * antigw-fcgi processes pick the change up at their next request, without a
+ * restart (catalog.h). Started by spawn-fcgi on its own socket, routed at
+ * /admin by the web server.
+ *
+ * It refuses to start without an admin key (auth.admin_key, or
+ * ANTIGW_ADMIN_KEY in the environment): the admin API adds providers and
+ * client keys, so one open to anyone would give the gateway away.
  */
 #include "admin.h"
 

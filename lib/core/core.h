@@ -155,7 +155,8 @@ static inline agw_str agw_buf_view(const agw_buf *b)
 /* ---- arena: request-scoped memory freed in one call ---- */
 
 /* Allocations live until agw_arena_free(); nothing is freed one by one. Used
- * for everything a request decodes (DESIGN.md: per-request pool). The zero
+ * for everything a request decodes, so a handler frees a whole parse tree in
+ * one call when the request ends instead of tracking each piece. The zero
  * value AGW_ARENA_INIT is an empty arena. Allocation aborts on OOM like xmalloc. */
 typedef struct agw_arena_chunk agw_arena_chunk;
 typedef struct {

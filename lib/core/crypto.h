@@ -2,9 +2,9 @@
  * crypto: the few cryptographic primitives the gateway needs, over OpenSSL.
  * Inputs are views; outputs go to caller-owned memory or agw_buf.
  *
- * Secrets at rest (DESIGN.md §7): provider API keys are sealed with
- * AES-256-GCM under a 256-bit key read from a file only the service user may
- * read. A sealed value is one self-contained blob,
+ * Secrets at rest: provider API keys stored through antigw-admin are sealed
+ * with AES-256-GCM under a 256-bit key read from a file only the service user
+ * may read, so a copy of the database alone does not give the keys away. A sealed value is one self-contained blob,
  *     nonce (12 bytes, random) ‖ ciphertext (as long as the plaintext) ‖ tag (16 bytes),
  * and the caller binds it to its place with associated data (e.g.
  * "provider:NAME"), so a blob copied onto another row fails to open instead of

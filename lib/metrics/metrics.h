@@ -1,6 +1,6 @@
 /*
- * metrics: the Prometheus registry of the pool (SPEC.md "Metrics", DESIGN.md
- * §6, issue 5), kept in the shared segment so every process of the pool adds
+ * metrics: the Prometheus registry of the pool (README.md, "Metrics", lists
+ * the series), kept in the shared segment so every process of the pool adds
  * to the same cells and GET /metrics, answered by any one process, shows the
  * pool's totals by construction.
  *

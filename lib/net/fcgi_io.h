@@ -4,7 +4,7 @@
  * Wraps an accepted FCGX_Request: parameters, the body read under a hard cap,
  * the response head and body, flushes, and noticing that the client left.
  *
- * Why it exists (FASTCGI.md §6): libfcgi buffers 8 KiB of output and reports a
+ * Why it exists: libfcgi buffers 8 KiB of output and reports a
  * dead client only through FCGX_GetError after a flush, and FCGX_FPrintF cannot
  * format %zu. Everything the gateway writes goes through here, so those rules
  * live in one place. Once a write or flush has failed the connection is marked
@@ -56,7 +56,8 @@ agw_err agw_fcgi_head(agw_fcgi_conn *c, int status, const char *content_type, ag
 agw_err agw_fcgi_write(agw_fcgi_conn *c, const void *p, size_t n);
 
 /* Sends what is queued now. AGW_EPEER when the client is gone (checks the
- * stream error, not just the return value; see FASTCGI.md §6 "Output"). */
+ * stream's error state, not just the return value, since libfcgi reports a
+ * departed client through FCGX_GetError). */
 agw_err agw_fcgi_flush(agw_fcgi_conn *c);
 
 /* A complete small response: head, body, no flush (FCGX_Finish_r sends it). */

@@ -5,7 +5,7 @@
  * antigw-admin (the control plane, a few). One server per process: the stop
  * pipe and the live-worker count are process-wide.
  *
- * Stop protocol (FASTCGI.md §6, recipe "no signals at all"): every async
+ * Stop protocol (no signal handler ever runs in a worker): every async
  * signal is blocked in every thread; the main thread takes TERM, INT, HUP,
  * QUIT and USR1 (multiwatch's graceful signal) with sigwait. Each worker
  * waits in its own epoll set on {fd 0 with EPOLLEXCLUSIVE, a stop pipe}, so a

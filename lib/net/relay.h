@@ -1,6 +1,6 @@
 /*
- * relay: one upstream call relayed to the client in the same protocol (the
- * passthrough fast path of DESIGN.md §4 step 6).
+ * relay: one upstream call relayed to the client, in the same protocol (the
+ * passthrough fast path: no conversion) or through a codec.
  *
  * The request body goes upstream as given. The answer comes back unchanged in
  * bytes, with these rules around it:

@@ -166,7 +166,7 @@ void agw_upstream_perform(agw_upstream *u, const agw_upstream_req *rq, agw_upstr
     for (const char *const *hp = rq->headers; hp && *hp; hp++)
         hdrs = curl_slist_append(hdrs, *hp);
     /* libcurl would send Expect: 100-continue for bodies over 1 MiB and wait up
-     * to a second for an answer many servers never give (FASTCGI.md §7). */
+     * to a second for a 100 Continue that many servers never send. */
     hdrs = curl_slist_append(hdrs, "Expect:");
     if (!hdrs)
         agw_fatal(__FILE__, __LINE__, "curl_slist_append failed");

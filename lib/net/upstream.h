@@ -3,8 +3,8 @@
  *
  * A worker thread owns one agw_upstream for its whole life. Its easy handle is
  * reset between requests but keeps its connection cache, so connections to a
- * provider stay open and are reused (FASTCGI.md §7: a shared connection cache
- * is not thread-safe in libcurl 7.88, one handle per thread is the safe way).
+ * provider stay open and are reused (a connection cache shared between
+ * threads is not thread-safe in libcurl 7.88; one handle per thread is).
  *
  * A request streams: response headers are collected first, then every body
  * chunk goes to on_data as it arrives, without buffering here. on_tick runs

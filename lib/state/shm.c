@@ -11,7 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Everything in the segment must work across processes (FASTCGI.md §9). */
+/* Everything in the segment must work across processes: an _Atomic that is
+ * not lock-free takes a lock private to each process, which guards nothing
+ * against the others. */
 static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(sizeof(agw_shm_header) <= AGW_SHM_MUTEX_OFF, "header overlaps the mutex");
 static_assert(AGW_SHM_MUTEX_OFF + sizeof(pthread_mutex_t) <= AGW_SHM_LIMITER_OFF,

@@ -1,6 +1,8 @@
 /*
- * shm: the state every process of the pool shares (DESIGN.md §6,
- * FASTCGI.md §9): one file mapped MAP_SHARED by antigw-fcgi and antigw-admin.
+ * shm: the state every process of the pool shares (the limiter's windows, the
+ * configuration generation, the load balancer's statistics, the metrics): one
+ * file mapped MAP_SHARED by antigw-fcgi and antigw-admin, so limits and
+ * totals hold for the whole pool rather than per process.
  *
  * Why a file and not anonymous memory: spawn-fcgi and multiwatch exec each
  * child, so nothing mapped before a fork is inherited. The file lives next to
@@ -32,8 +34,8 @@
  *   1024  the claim mutex: a robust, process-shared pthread mutex
  *   4096  the limiter table: AGW_SHM_LIMIT_SLOTS slots of agw_shm_limit_slot
  *   ...   the reserved region, AGW_SHM_RESERVED_BYTES of zeros, for the
- *         per-provider load-balancer statistics and the metrics registry that
- *         later issues add. A module that takes it over defines its own
+ *         per-provider load-balancer statistics and the metrics registry
+ *         (metrics.h). A module that takes it over defines its own
  *         sub-layout there and bumps AGW_SHM_LAYOUT_VERSION when it changes
  *         the meaning of bytes a released binary reads; since this layout
  *         never reads the region, claiming zeroed space in it does not by

@@ -34,7 +34,7 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX usage_ts ON usage(ts);",
 
-    /* 2: multi-tenancy (issue 3): providers and client keys managed through
+    /* 2: multi-tenancy: providers and client keys managed through
      * antigw-admin, its audit log, and usage rows that say when their token
      * counts are the gateway's estimate. AUTOINCREMENT keeps ids from ever
      * being reused: the shared-memory limiter keys its state by api_keys.id,

@@ -1,9 +1,9 @@
 /*
  * store: the SQLite database both apps share.
  *
- * Every connection is opened with the pragmas FASTCGI.md §8 asks for
- * (WAL, synchronous=NORMAL, busy_timeout, foreign_keys, journal_size_limit),
- * because Debian's defaults (synchronous=FULL, busy_timeout=0) would fsync per
+ * Every connection is opened with the same pragmas (WAL, synchronous=NORMAL,
+ * busy_timeout, foreign_keys, journal_size_limit), because many processes of
+ * the pool write to one file, and Debian's defaults (synchronous=FULL, busy_timeout=0) would fsync per
  * commit and fail instantly under contention. Opening also brings the schema to
  * the newest version: migrations are numbered, each runs once inside
  * BEGIN IMMEDIATE, and PRAGMA user_version records how far the file has come,

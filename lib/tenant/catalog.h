@@ -1,7 +1,7 @@
 /*
  * catalog: what one process knows about providers and client keys, per
- * generation of the database (DESIGN.md §2: admin changes take effect without
- * a restart and without breaking streams in flight).
+ * generation of the database, so that changes made through antigw-admin take
+ * effect without a restart and without breaking streams in flight.
  *
  * A catalog is immutable once built: the routing table (antigw.cfg's
  * providers first, then the database's, with their secrets decrypted) inside

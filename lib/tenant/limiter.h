@@ -1,6 +1,8 @@
 /*
  * limiter: per-key QPM and TPM limits, exact across every process and thread
- * of the pool (SPEC "Rate limits"; FASTCGI.md §9 "Exact rate limiting").
+ * of the pool: the state lives in the shared segment (shm.h), so a key gets
+ * its limit once per pool, not once per process (README.md, "What a limit
+ * means").
  *
  * What a limit of N per minute means (GCRA, the generic cell rate algorithm,
  * which is a token bucket kept as one number):

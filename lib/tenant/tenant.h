@@ -1,7 +1,6 @@
 /*
- * tenant: client keys for multi-tenancy (DESIGN.md §7, SPEC "Client
- * authentication"): how they are made, how they are stored, and what a key
- * allows.
+ * tenant: client keys for multi-tenancy (README.md, "Multi-tenancy"): how
+ * they are made, how they are stored, and what a key allows.
  *
  * A key is "agw-" followed by 64 lowercase hex digits: 256 bits from the
  * operating system's CSPRNG, shown once when it is created. The database

@@ -1,6 +1,6 @@
 /*
- * usage: one record per request (SPEC "Usage records") and how it reaches
- * the database.
+ * usage: one record per request (README.md, "Usage records and what a crash
+ * can lose") and how it reaches the database.
  *
  * Token counts come from what the provider reported, read on the side of the
  * answer without changing a byte of it (agw_usage_tap): OpenAI's `usage`

@@ -66,7 +66,8 @@ def models_list_in_both_shapes(ctx):
     doc = json.loads(body)
     eq(doc["object"], "list", "object")
     ids = [m["id"] for m in doc["data"]]
-    # issue 5: the raw ids, then each again with its provider type as prefix
+    # The raw ids, then each again with its provider type as prefix (a name
+    # that routes as well, so clients that pick from the list can use it).
     eq(ids, ["gpt-4o-mini", "claude-sonnet-4-20250514", "openai/gpt-4o-mini",
              "anthropic/claude-sonnet-4-20250514"], "ids (patterns are not models)")
     check(all(m["object"] == "model" and isinstance(m["created"], int) for m in doc["data"]))

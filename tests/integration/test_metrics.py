@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """GET /metrics, POST /v1/embeddings and GET /v1/models through real lighttpd
-and a pool of 4 antigw-fcgi processes (issue 5): pool-wide totals, exact
+and a pool of 4 antigw-fcgi processes: pool-wide totals, exact
 token counts, promtool, bounded label sets under a flood of made-up model
 names, embeddings bytes untouched, the model catalog in both shapes."""
 

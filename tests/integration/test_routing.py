@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 5 end to end: load balancing with state shared by the whole pool,
+"""Routing end to end: load balancing with state shared by the whole pool,
 failover before the first byte, cooldown and health checks, through real
 lighttpd, a real pool of 4 processes and several mock upstreams (each its own
 provider). Providers are steered with the mock's POST /_mock/force, so one

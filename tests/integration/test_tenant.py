@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 3 end to end: antigw-admin (providers, keys, usage, audit) and tenant
+"""Multi-tenancy end to end: antigw-admin (providers, keys, usage, audit) and tenant
 mode in antigw-fcgi (per-key auth, QPM/TPM limits exact across the pool,
 usage records, changes without restarts), through real lighttpd, a real pool
 of 4 processes x 16 threads, antigw-admin on its own socket, a real SQLite

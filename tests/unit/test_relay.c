@@ -969,7 +969,7 @@ static void test_header_name_injection_end_to_end(void **state)
         assert_int_equal(f->k.status, 502);
 }
 
-/* ---- may_retry (failover, issue 5) ---- */
+/* ---- may_retry: failover to another provider before the client sees a byte ---- */
 
 static void assert_untouched_retryable(fixture *f, int status)
 {

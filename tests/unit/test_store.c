@@ -400,7 +400,7 @@ static void test_open_unwritable_path(void **state)
     assert_true(err[0] != '\0');
 }
 
-/* Migration 2 (issue 3) on a file that stopped at version 1 with data in it:
+/* Migration 2 (multi-tenancy) on a file that stopped at version 1 with data in it:
  * the usage rows survive, the new tables and column appear, and ids of keys
  * are never reused (the limiter keys shared memory by them). */
 static void test_migration_2_upgrades_a_version_1_file(void **state)
