@@ -20,7 +20,7 @@ struct agw_server_worker {
 static int stop_pipe[2] = { -1, -1 };
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t live_cond = PTHREAD_COND_INITIALIZER;
-static int live_workers;
+static int live_workers;  /* worker threads that have not returned yet */
 
 void *agw_server_worker_state(agw_server_worker *w)
 {
@@ -153,7 +153,9 @@ int agw_server_run(const agw_server_opts *o)
         struct timespec step;
         clock_gettime(CLOCK_REALTIME, &step);
         if (step.tv_sec >= deadline.tv_sec) {
-            agw_log_warn("grace period over with %d requests in flight: exiting", live_workers);
+            agw_log_warn("grace period over with %d worker threads still running (each busy "
+                         "with at most one request): exiting",
+                         live_workers);
             code = 0;
             break;
         }
@@ -166,7 +168,8 @@ int agw_server_run(const agw_server_opts *o)
         sigpending(&pending);
         for (int s = 1; s < 32; s++) {
             if (s != SIGUSR2 && sigismember(&sigs, s) && sigismember(&pending, s)) {
-                agw_log_warn("second signal: exiting with %d requests in flight", live_workers);
+                agw_log_warn("second signal: exiting with %d worker threads still running",
+                             live_workers);
                 pthread_mutex_unlock(&live_lock);
                 _exit(0);
             }
