@@ -14,6 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A probe's timeouts: a server that drips bytes cannot hold the pool's only
+ * prober for long. */
+#define PROBE_CONNECT_MS 3000
+#define PROBE_IDLE_MS 5000
+#define PROBE_TOTAL_MS 10000
+
 struct agw_health {
     const agw_config *cfg;
     agw_catalog_holder *cat;
@@ -31,7 +37,9 @@ static int discard(void *ud, const char *p, size_t n)
     return 0;
 }
 
-int agw_health_probe(agw_upstream *u, const agw_provider_cfg *p)
+/* One probe of `p` with `u` (its type's probe operation, see health.h): 1
+ * when it passes, and when the type has nothing to probe with. */
+static int probe(agw_upstream *u, const agw_provider_cfg *p)
 {
     agw_provider_call call;
     memset(&call, 0, sizeof call);
@@ -44,9 +52,9 @@ int agw_health_probe(agw_upstream *u, const agw_provider_cfg *p)
         .url = call.url,
         .headers = (const char *const *)call.headers,
         .body = { NULL, 0 },
-        .connect_timeout_ms = AGW_HEALTH_CONNECT_MS,
-        .idle_timeout_ms = AGW_HEALTH_IDLE_MS,
-        .total_timeout_ms = AGW_HEALTH_TOTAL_MS,
+        .connect_timeout_ms = PROBE_CONNECT_MS,
+        .idle_timeout_ms = PROBE_IDLE_MS,
+        .total_timeout_ms = PROBE_TOTAL_MS,
         .on_data = discard,
     };
     agw_upstream_result res;
@@ -70,7 +78,7 @@ static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)
             continue;
         agw_lb_slot *s = agw_lb_slot_of(h->lb, agw_str_c(p->name));
         int was = s && !atomic_load(&s->unhealthy);
-        int ok = agw_health_probe(u, p);
+        int ok = probe(u, p);
         agw_lb_probe_result(s, ok, agw_shm_now_ns());
         if (s && was != ok)
             agw_log_info("health: provider %s is %s", p->name, ok ? "healthy again" : "unhealthy");

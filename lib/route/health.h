@@ -25,11 +25,6 @@
 
 #include "tenant/catalog.h"
 #include "route/lb.h"
-#include "net/upstream.h"
-
-#define AGW_HEALTH_CONNECT_MS 3000
-#define AGW_HEALTH_IDLE_MS 5000
-#define AGW_HEALTH_TOTAL_MS 10000
 
 typedef struct agw_health agw_health;
 
@@ -40,8 +35,5 @@ AGW_WARN_UNUSED agw_err agw_health_start(const agw_config *cfg, agw_catalog_hold
                                          size_t errlen);
 /* Stops and joins the thread (NULL: nothing). */
 void agw_health_stop(agw_health *h);
-
-/* One probe of `p` with `u`: 1 when it passes. */
-int agw_health_probe(agw_upstream *u, const agw_provider_cfg *p);
 
 #endif

@@ -17,8 +17,17 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free in 
 #define DECAY_VALUE_MAX ((UINT64_C(1) << DECAY_VALUE_BITS) - 1)
 #define DECAY_UNIT 256u
 #define DECAY_TIME_MASK ((UINT64_C(1) << 40) - 1)
+#define EWMA_DIV 5u /* alpha = 1/5 = 0.2 */
 
-int agw_lb_strategy_parse(const char *name)
+/* What a candidate brings to the ordering. */
+typedef struct {
+    agw_str name;
+    int weight;
+    agw_lb_slot *slot; /* may be NULL: neutral stats */
+} agw_lb_candidate;
+
+/* "weighted", "round-robin", "least-used", "priority", "smart"; -1 otherwise. */
+static int strategy_parse(const char *name)
 {
     static const char *const names[] = { "weighted", "round-robin", "least-used", "priority",
                                          "smart" };
@@ -41,7 +50,8 @@ agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len)
     return AGW_OK;
 }
 
-uint64_t agw_lb_hash(agw_str s)
+/* FNV-1a 64 of `s`, low bit set (0 marks a free entry). */
+static uint64_t hash(agw_str s)
 {
     uint64_t h = UINT64_C(0xcbf29ce484222325);
     for (size_t i = 0; i < s.len; i++) {
@@ -72,7 +82,7 @@ agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name)
 {
     if (!lb || !lb->slots)
         return NULL;
-    return (agw_lb_slot *)claim(lb->slots, AGW_LB_SLOTS, sizeof(agw_lb_slot), agw_lb_hash(name));
+    return (agw_lb_slot *)claim(lb->slots, AGW_LB_SLOTS, sizeof(agw_lb_slot), hash(name));
 }
 
 /* 2^-x for x >= 0 without libm: whole halvings by division, the fraction by a
@@ -98,7 +108,8 @@ void agw_lb_set_half_life(uint64_t ms)
     half_life_ms = ms ? ms : AGW_LB_HALF_LIFE_MS;
 }
 
-double agw_lb_decayed(uint64_t word, uint64_t now_ms)
+/* The value of a decaying counter word at `now_ms`, in events. */
+static double decayed(uint64_t word, uint64_t now_ms)
 {
     uint64_t v = word & DECAY_VALUE_MAX;
     uint64_t t = word >> DECAY_VALUE_BITS;
@@ -107,22 +118,24 @@ double agw_lb_decayed(uint64_t word, uint64_t now_ms)
     return (double)v / DECAY_UNIT * pow2_neg((double)dt / (double)half_life_ms);
 }
 
-void agw_lb_decay_add(_Atomic uint64_t *word, uint64_t now_ms)
+/* Adds one event at `now_ms` (CAS loop). */
+static void decay_add(_Atomic uint64_t *word, uint64_t now_ms)
 {
     uint64_t old = atomic_load(word), next;
     do {
-        double v = agw_lb_decayed(old, now_ms) * DECAY_UNIT + DECAY_UNIT;
+        double v = decayed(old, now_ms) * DECAY_UNIT + DECAY_UNIT;
         uint64_t iv = v >= (double)DECAY_VALUE_MAX ? DECAY_VALUE_MAX : (uint64_t)(v + 0.5);
         next = ((now_ms & DECAY_TIME_MASK) << DECAY_VALUE_BITS) | iv;
     } while (!atomic_compare_exchange_weak(word, &old, next));
 }
 
-uint64_t agw_lb_ewma_next(uint64_t ewma, uint64_t sample)
+/* One EWMA step (alpha 0.2); `ewma` 0 means no sample yet. */
+static uint64_t ewma_next(uint64_t ewma, uint64_t sample)
 {
     if (ewma == 0)
         return sample ? sample : 1;
     int64_t d = (int64_t)sample - (int64_t)ewma;
-    int64_t next = (int64_t)ewma + d / (int64_t)AGW_LB_EWMA_DIV;
+    int64_t next = (int64_t)ewma + d / (int64_t)EWMA_DIV;
     return next > 0 ? (uint64_t)next : 1;
 }
 
@@ -145,7 +158,7 @@ void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cool
     if (ttfb_us) {
         uint64_t old = atomic_load(&s->latency_ewma_us);
         while (!atomic_compare_exchange_weak(&s->latency_ewma_us, &old,
-                                             agw_lb_ewma_next(old, ttfb_us)))
+                                             ewma_next(old, ttfb_us)))
             ;
     }
     if (r == AGW_LB_OK) {
@@ -153,7 +166,7 @@ void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cool
         return;
     }
     uint64_t now_ms = now_ns / 1000000u;
-    agw_lb_decay_add(r == AGW_LB_FAIL_429 ? &s->recent_429 : &s->recent_5xx, now_ms);
+    decay_add(r == AGW_LB_FAIL_429 ? &s->recent_429 : &s->recent_5xx, now_ms);
     atomic_fetch_add(&s->failures, 1);
     uint64_t until = now_ns + cooldown_ms * 1000000u;
     uint64_t cur = atomic_load(&s->cooldown_until_ns);
@@ -193,11 +206,12 @@ static uint64_t load(const agw_lb_slot *s, size_t off)
     return atomic_load((_Atomic uint64_t *)((char *)s + off));
 }
 
-double agw_lb_smart_score(const agw_lb_candidate *c, uint64_t now_ns)
+/* The smart score of a candidate at `now_ns` (lb.h). */
+static double smart_score(const agw_lb_candidate *c, uint64_t now_ns)
 {
     uint64_t now_ms = now_ns / 1000000u;
-    double r429 = agw_lb_decayed(load(c->slot, offsetof(agw_lb_slot, recent_429)), now_ms);
-    double r5xx = agw_lb_decayed(load(c->slot, offsetof(agw_lb_slot, recent_5xx)), now_ms);
+    double r429 = decayed(load(c->slot, offsetof(agw_lb_slot, recent_429)), now_ms);
+    double r5xx = decayed(load(c->slot, offsetof(agw_lb_slot, recent_5xx)), now_ms);
     double lat_ms = (double)load(c->slot, offsetof(agw_lb_slot, latency_ewma_us)) / 1000.0;
     return (double)c->weight * 100.0 / (1.0 + 10.0 * (r429 + r5xx) + lat_ms / 100.0);
 }
@@ -263,8 +277,12 @@ static void weighted_draw(const uint64_t *w, size_t n, uint64_t rnd, size_t *ord
     }
 }
 
-void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
-                  uint64_t now_ns, uint64_t rnd, size_t *order)
+/* Orders `n` candidates (n <= AGW_ROUTE_MAX_CANDIDATES) by `strategy`: on
+ * return order[0..n) is a permutation of 0..n-1, best first. `rnd` is a
+ * random 64-bit value (weighted draws). `lb` supplies the round-robin
+ * counters (NULL: the first candidate first). */
+static void order_by(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
+                     uint64_t now_ns, uint64_t rnd, size_t *order)
 {
     for (size_t i = 0; i < n; i++)
         order[i] = i;
@@ -276,7 +294,7 @@ void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *
             return;
         uint64_t h = UINT64_C(0xcbf29ce484222325);
         for (size_t i = 0; i < n; i++)
-            h = h * 31 + agw_lb_hash(c[i].name);
+            h = h * 31 + hash(c[i].name);
         h |= 1u;
         _Atomic uint64_t *k = claim(lb->rr, AGW_LB_RR_SLOTS, sizeof(agw_lb_rr), h);
         agw_lb_rr *e = k ? (agw_lb_rr *)k : &lb->rr[h % AGW_LB_RR_SLOTS];
@@ -297,14 +315,14 @@ void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *
          * score (in 1/1000 units, at least 1 for a non-zero weight), so
          * near-equal providers share the traffic and a penalised one keeps
          * a small share that shows when it recovers. */
-        uint64_t w[AGW_LB_MAX_CANDIDATES];
+        uint64_t w[AGW_ROUTE_MAX_CANDIDATES];
         for (size_t i = 0; i < n; i++) {
             if (c[i].weight <= 0) {
                 w[i] = 0;
             } else if (strategy == AGW_LB_WEIGHTED) {
                 w[i] = (uint64_t)c[i].weight;
             } else {
-                double s = agw_lb_smart_score(&c[i], now_ns) * 1000.0;
+                double s = smart_score(&c[i], now_ns) * 1000.0;
                 w[i] = s < 1 ? 1 : s > 1e15 ? (uint64_t)1e15 : (uint64_t)s;
             }
         }
@@ -316,7 +334,7 @@ void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *
 
 agw_lb_strategy agw_lb_strategy_of(const agw_config *cfg)
 {
-    int s = agw_lb_strategy_parse(cfg->defaults.lb_strategy);
+    int s = strategy_parse(cfg->defaults.lb_strategy);
     return s < 0 ? AGW_LB_SMART : (agw_lb_strategy)s;
 }
 
@@ -361,8 +379,7 @@ size_t agw_lb_order_candidates(agw_lb *lb, agw_lb_strategy strategy, agw_proto c
             g[n++] = in[i];
         }
         size_t order[AGW_ROUTE_MAX_CANDIDATES];
-        agw_lb_order(lb, group == 2 ? AGW_LB_PRIORITY : strategy, c, n, now, draw_random(),
-                     order);
+        order_by(lb, group == 2 ? AGW_LB_PRIORITY : strategy, c, n, now, draw_random(), order);
         for (size_t i = 0; i < n; i++)
             s->r[out++] = g[order[i]];
     }

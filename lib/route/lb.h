@@ -61,10 +61,7 @@
 #define AGW_LB_SLOTS 128u
 #define AGW_LB_RR_SLOTS 256u
 #define AGW_LB_HALF_LIFE_MS 30000u /* the default; defaults.lb_half_life_seconds */
-#define AGW_LB_EWMA_DIV 5u /* alpha = 1/5 = 0.2 */
 #define AGW_LB_FAIL_LIMIT 3u
-/* The most candidates one request orders. */
-#define AGW_LB_MAX_CANDIDATES AGW_ROUTE_MAX_CANDIDATES
 
 typedef enum {
     AGW_LB_WEIGHTED = 0,
@@ -73,9 +70,6 @@ typedef enum {
     AGW_LB_PRIORITY,
     AGW_LB_SMART,
 } agw_lb_strategy;
-
-/* "weighted", "round-robin", "least-used", "priority", "smart"; -1 otherwise. */
-int agw_lb_strategy_parse(const char *name);
 
 typedef struct {
     _Atomic uint64_t key;               /* name hash; 0 = free */
@@ -113,26 +107,14 @@ typedef struct {
  * AGW_LB_REGION_BYTES, zeroed when new). AGW_EINVAL when it is too small. */
 AGW_WARN_UNUSED agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len);
 
-/* FNV-1a 64 of `s`, low bit set. */
-uint64_t agw_lb_hash(agw_str s);
-
 /* The slot of provider `name`, claimed if needed; NULL when the table is full
  * (or lb is NULL). */
 agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name);
-
-/* ---- decaying counters and the EWMA (pure, for the tests too) ---- */
 
 /* The half-life of the decaying counters in this process (default
  * AGW_LB_HALF_LIFE_MS). Call before threads start; every process of a pool
  * runs with the same configuration. */
 void agw_lb_set_half_life(uint64_t ms);
-
-/* The value of a decaying counter word at `now_ms`, in events. */
-double agw_lb_decayed(uint64_t word, uint64_t now_ms);
-/* Adds one event at `now_ms` (CAS loop). */
-void agw_lb_decay_add(_Atomic uint64_t *word, uint64_t now_ms);
-/* One EWMA step (alpha 0.2); `ewma` 0 means no sample yet. */
-uint64_t agw_lb_ewma_next(uint64_t ewma, uint64_t sample);
 
 /* ---- one attempt ---- */
 
@@ -155,27 +137,11 @@ void agw_lb_probe_result(agw_lb_slot *s, int healthy, uint64_t now_ns);
 /* 1 when the provider may be chosen first: healthy and not cooling down. */
 int agw_lb_usable(const agw_lb_slot *s, uint64_t now_ns);
 
-/* ---- ordering ---- */
-
-typedef struct {
-    agw_str name;
-    int weight;
-    agw_lb_slot *slot; /* may be NULL: neutral stats */
-} agw_lb_candidate;
-
-/* The smart score of a candidate at `now_ns`. */
-double agw_lb_smart_score(const agw_lb_candidate *c, uint64_t now_ns);
-
-/* Orders `n` candidates (n <= AGW_LB_MAX_CANDIDATES) by `strategy`: on return
- * order[0..n) is a permutation of 0..n-1, best first. `rnd` is a random
- * 64-bit value (weighted draws). `lb` supplies the round-robin counters (NULL:
- * the first candidate first). */
-void agw_lb_order(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidate *c, size_t n,
-                  uint64_t now_ns, uint64_t rnd, size_t *order);
-
 /* ---- a request's candidates ---- */
 
-/* The strategy antigw.cfg names (defaults.lb_strategy); smart when unset. */
+/* The strategy antigw.cfg names (defaults.lb_strategy: "weighted",
+ * "round-robin", "least-used", "priority" or "smart"); smart when unset or
+ * not one of those. */
 agw_lb_strategy agw_lb_strategy_of(const agw_config *cfg);
 
 /* Orders a request's candidates in place, in the order failover tries them:

@@ -34,7 +34,9 @@ static const char *const copilot_models[] = {
 
 static const char *const no_models[] = { NULL };
 
-const char *const *agw_models_static(agw_provider_type t)
+/* The maintained static list of a provider type (NULL-terminated); an empty
+ * list for types without one. */
+static const char *const *static_models(agw_provider_type t)
 {
     switch (t) {
     case AGW_PROVIDER_KIRO: return kiro_models;
@@ -105,7 +107,7 @@ static void collect(const agw_config *cfg, const agw_models_filter *f, int prefi
                 !(f && f->model_ok && !f->model_ok(agw_str_c(id), f->ud)))
                 add(es, prefix, id, p->name);
         }
-        for (const char *const *s = agw_models_static(p->type); *s; s++)
+        for (const char *const *s = static_models(p->type); *s; s++)
             if (!(f && f->model_ok && !f->model_ok(agw_str_c(*s), f->ud)))
                 add(es, prefix, *s, p->name);
     }

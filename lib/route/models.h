@@ -25,10 +25,6 @@
 #include "core/config.h"
 #include "core/core.h"
 
-/* The maintained static list of a provider type (NULL-terminated); an empty
- * list for types without one. */
-const char *const *agw_models_static(agw_provider_type t);
-
 /* 1 when `model` is a literal model of some provider of `cfg` (enabled or
  * not) or of a static list. */
 int agw_models_known(const agw_config *cfg, agw_str model);

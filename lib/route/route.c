@@ -8,7 +8,8 @@ int agw_route_is_pattern(const char *entry)
     return strpbrk(entry, "*?[") != NULL;
 }
 
-int agw_route_provider_serves(const agw_provider_cfg *p, agw_str model)
+/* 1 when one of the provider's model entries equals or glob-matches `model`. */
+static int provider_serves(const agw_provider_cfg *p, agw_str model)
 {
     /* fnmatch wants a C string; model names are short, so a bounded stack copy. */
     char name[512];
@@ -44,7 +45,10 @@ static int is_named(const agw_provider_cfg *p, const void *arg)
 
 /* ---- candidates ---- */
 
-agw_str agw_route_normalize(const agw_provider_cfg *p, agw_str model)
+/* The model name `p` wants: `claude-...-YYYYMMDD` loses its date suffix for
+ * kiro and copilot providers (they name models without it); anything else
+ * is unchanged. Returns a view into `model`. */
+static agw_str normalize(const agw_provider_cfg *p, agw_str model)
 {
     if (!p || (p->type != AGW_PROVIDER_KIRO && p->type != AGW_PROVIDER_COPILOT))
         return model;
@@ -66,7 +70,7 @@ static void add_candidate(agw_route_set *out, const agw_provider_cfg *p, agw_str
             return;
     if (out->n < AGW_ROUTE_MAX_CANDIDATES) {
         out->r[out->n].provider = p;
-        out->r[out->n].model = agw_route_normalize(p, model);
+        out->r[out->n].model = normalize(p, model);
         out->n++;
     }
 }
@@ -83,7 +87,7 @@ static void collect(const agw_config *cfg, provider_filter want, const void *arg
             const agw_provider_cfg *p = &cfg->providers[i];
             if (!usable(p, lim) || (pass == 0) != (p->type == prefer) || (want && !want(p, arg)))
                 continue;
-            if (agw_route_provider_serves(p, model))
+            if (provider_serves(p, model))
                 add_candidate(out, p, model);
             else if (any && !fallback)
                 fallback = p;

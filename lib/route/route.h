@@ -33,9 +33,6 @@ typedef struct {
     const void *ud;
 } agw_route_limits;
 
-/* 1 when one of the provider's model entries equals or glob-matches `model`. */
-int agw_route_provider_serves(const agw_provider_cfg *p, agw_str model);
-
 /* 1 when a model-list entry is a glob pattern rather than a literal name. */
 int agw_route_is_pattern(const char *entry);
 
@@ -60,15 +57,12 @@ typedef struct {
  * provider, else defaults.provider, else the first enabled provider of
  * `prefer` type, else the first enabled) and its default_model; a provider
  * without one sends defaults.model, routed like any name.
- * Each candidate's model is normalised for its provider
- * (agw_route_normalize). AGW_ENOTFOUND when there is none. */
+ * Each candidate's model is the name its provider wants: for kiro and
+ * copilot providers, which name models without a date, `claude-...-YYYYMMDD`
+ * loses its date suffix; other names go unchanged.
+ * AGW_ENOTFOUND when there is none. */
 AGW_WARN_UNUSED agw_err agw_route_candidates(const agw_config *cfg, agw_str model,
                                              agw_provider_type prefer,
                                              const agw_route_limits *lim, agw_route_set *out);
-
-/* The model name `p` wants: `claude-...-YYYYMMDD` loses its date suffix for
- * kiro and copilot providers (they name models without it); anything else
- * is unchanged. Returns a view into `model`. */
-agw_str agw_route_normalize(const agw_provider_cfg *p, agw_str model);
 
 #endif

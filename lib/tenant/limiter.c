@@ -1,14 +1,25 @@
 #include "tenant/limiter.h"
 #include "core/json.h"
 
-void agw_gcra_init(agw_gcra *g, int64_t per_minute)
+/* ---- the pure GCRA arithmetic (no shared memory; limiter.h says what it means) ---- */
+
+#define WINDOW_NS UINT64_C(60000000000)
+
+typedef struct {
+    uint64_t interval_ns; /* one unit refills in this time: floor(60 s / N), at least 1 */
+    uint64_t burst_ns;    /* interval_ns * N: a full bucket */
+    int64_t limit;        /* N */
+} agw_gcra;
+
+/* N is clamped to 1..AGW_LIMIT_MAX. */
+static void gcra_init(agw_gcra *g, int64_t per_minute)
 {
     if (per_minute < 1)
         per_minute = 1;
     if (per_minute > AGW_LIMIT_MAX)
         per_minute = AGW_LIMIT_MAX;
     g->limit = per_minute;
-    g->interval_ns = AGW_LIMIT_WINDOW_NS / (uint64_t)per_minute;
+    g->interval_ns = WINDOW_NS / (uint64_t)per_minute;
     if (g->interval_ns == 0)
         g->interval_ns = 1;
     /* N*I rather than 60 s: a burst of exactly N fits even when I was rounded down. */
@@ -26,8 +37,11 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-int agw_gcra_decide(const agw_gcra *g, uint64_t tat, uint64_t now, uint64_t cost,
-                    uint64_t *new_tat, uint64_t *wait_ns)
+/* Decides a request of `cost` units (>= 0) against `tat` at `now`: 1 and the
+ * TAT to store when admitted; 0 and *wait_ns (how long until it would be) when
+ * not. Arithmetic saturates, so no cost can wrap the clock. */
+static int gcra_decide(const agw_gcra *g, uint64_t tat, uint64_t now, uint64_t cost,
+                       uint64_t *new_tat, uint64_t *wait_ns)
 {
     uint64_t base = tat > now ? tat : now;
     uint64_t next = sat_add(base, sat_mul(cost, g->interval_ns));
@@ -42,7 +56,8 @@ int agw_gcra_decide(const agw_gcra *g, uint64_t tat, uint64_t now, uint64_t cost
     return 0;
 }
 
-int64_t agw_gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now)
+/* Whole units in the bucket at `now` (0 when empty or below zero). */
+static int64_t gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now)
 {
     uint64_t used = tat > now ? tat - now : 0;
     if (used >= g->burst_ns)
@@ -50,7 +65,9 @@ int64_t agw_gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now)
     return (int64_t)((g->burst_ns - used) / g->interval_ns);
 }
 
-uint64_t agw_gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64_t delta)
+/* The TAT after `delta` units are taken (delta > 0) or given back (< 0),
+ * keeping the debt within one bucket (limiter.h, TPM). */
+static uint64_t gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64_t delta)
 {
     if (delta == 0)
         return tat;
@@ -85,7 +102,6 @@ int64_t agw_limit_estimate(agw_str body)
     return est;
 }
 
-/* Takes `cost` from bucket `which`: 1 admitted, 0 refused with *wait_ns. */
 /* Raises `now` to the latest time any decision on this bucket used. A thread
  * preempted between reading the clock and its compare-and-swap would
  * otherwise decide with a time earlier than decisions already made: it could
@@ -99,18 +115,19 @@ static uint64_t latest_now(_Atomic uint64_t *seen, uint64_t now)
     return prev > now ? prev : now;
 }
 
+/* Takes `cost` from bucket `which`: 1 admitted, 0 refused with *wait_ns. */
 static int take(agw_shm_limit_slot *slot, int which, const agw_gcra *g, uint64_t now,
                 uint64_t cost, uint64_t *wait_ns, int64_t *remaining)
 {
     uint64_t tat = atomic_load(&slot->tat[which]), next;
     for (;;) {
         now = latest_now(&slot->seen[which], now);
-        if (!agw_gcra_decide(g, tat, now, cost, &next, wait_ns)) {
-            *remaining = agw_gcra_available(g, tat, now);
+        if (!gcra_decide(g, tat, now, cost, &next, wait_ns)) {
+            *remaining = gcra_available(g, tat, now);
             return 0;
         }
         if (atomic_compare_exchange_weak(&slot->tat[which], &tat, next)) {
-            *remaining = agw_gcra_available(g, next, now);
+            *remaining = gcra_available(g, next, now);
             return 1;
         }
     }
@@ -121,7 +138,7 @@ static void adjust(agw_shm_limit_slot *slot, int which, const agw_gcra *g, uint6
 {
     uint64_t tat = atomic_load(&slot->tat[which]);
     while (!atomic_compare_exchange_weak(&slot->tat[which], &tat,
-                                         agw_gcra_adjust(g, tat, now, delta)))
+                                         gcra_adjust(g, tat, now, delta)))
         ;
 }
 
@@ -145,20 +162,20 @@ agw_err agw_limit_admit(agw_shm *shm, uint64_t key_id, const agw_limit_policy *p
     uint64_t wait = 0;
     int64_t rem;
     if (p->qpm > 0) {
-        agw_gcra_init(&q, p->qpm);
+        gcra_init(&q, p->qpm);
         if (!take(t->slot, 0, &q, now_ns, 1, &wait, &rem)) {
             t->verdict = AGW_LIMIT_BY_QPM;
             t->remaining_requests = rem;
             if (p->tpm > 0) { /* shown in the 429's headers; nothing is taken */
-                agw_gcra_init(&k, p->tpm);
-                t->remaining_tokens = agw_gcra_available(&k, atomic_load(&t->slot->tat[1]), now_ns);
+                gcra_init(&k, p->tpm);
+                t->remaining_tokens = gcra_available(&k, atomic_load(&t->slot->tat[1]), now_ns);
             }
             goto refused;
         }
         t->remaining_requests = rem;
     }
     if (p->tpm > 0) {
-        agw_gcra_init(&k, p->tpm);
+        gcra_init(&k, p->tpm);
         int64_t cost = estimate < 0 ? 0 : estimate > p->tpm ? p->tpm : estimate;
         if (!take(t->slot, 1, &k, now_ns, (uint64_t)cost, &wait, &rem)) {
             t->verdict = AGW_LIMIT_BY_TPM;
@@ -188,7 +205,7 @@ void agw_limit_finish(agw_limit_ticket *t, int64_t actual, uint64_t now_ns)
         return;
     if (t->policy.tpm > 0 && actual >= 0 && actual != t->reserved) {
         agw_gcra k;
-        agw_gcra_init(&k, t->policy.tpm);
+        gcra_init(&k, t->policy.tpm);
         adjust(t->slot, 1, &k, now_ns, actual - t->reserved);
     }
     agw_shm_slot_unpin(t->slot);

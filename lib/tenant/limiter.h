@@ -44,31 +44,6 @@
 
 /* Limits are per minute; larger values are refused by the admin API. */
 #define AGW_LIMIT_MAX INT64_C(1000000000)
-#define AGW_LIMIT_WINDOW_NS UINT64_C(60000000000)
-
-/* ---- the pure GCRA arithmetic (no shared memory) ---- */
-
-typedef struct {
-    uint64_t interval_ns; /* one unit refills in this time: floor(60 s / N), at least 1 */
-    uint64_t burst_ns;    /* interval_ns * N: a full bucket */
-    int64_t limit;        /* N */
-} agw_gcra;
-
-/* N must be 1..AGW_LIMIT_MAX. */
-void agw_gcra_init(agw_gcra *g, int64_t per_minute);
-
-/* Decides a request of `cost` units (>= 0) against `tat` at `now`: 1 and the
- * TAT to store when admitted; 0 and *wait_ns (how long until it would be) when
- * not. Arithmetic saturates, so no cost can wrap the clock. */
-int agw_gcra_decide(const agw_gcra *g, uint64_t tat, uint64_t now, uint64_t cost,
-                    uint64_t *new_tat, uint64_t *wait_ns);
-
-/* Whole units in the bucket at `now` (0 when empty or below zero). */
-int64_t agw_gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now);
-
-/* The TAT after `delta` units are taken (delta > 0) or given back (< 0),
- * keeping the debt within one bucket (see above). */
-uint64_t agw_gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64_t delta);
 
 /* ---- admission against the shared segment ---- */
 

@@ -75,11 +75,6 @@ void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto)
     t->usage = (agw_ir_usage)AGW_IR_USAGE_UNKNOWN;
 }
 
-int agw_usage_tap_reported(const agw_usage_tap *t)
-{
-    return t->usage.input >= 0 && t->usage.output >= 0;
-}
-
 static int64_t int_at(agw_str obj, const char *const *path)
 {
     agw_str v;
@@ -221,6 +216,14 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body)
 }
 
 /* ---- the writer ---- */
+
+/* What a writer has done (under its lock). */
+typedef struct {
+    uint64_t submitted;   /* records accepted */
+    uint64_t committed;   /* records in the database */
+    uint64_t dropped;     /* records lost: queue full, or the database refused them */
+    uint64_t commits;     /* transactions */
+} agw_usage_stats;
 
 struct agw_usage_writer {
     pthread_t thread;
@@ -482,13 +485,6 @@ agw_err agw_usage_submit(agw_usage_writer *w, const agw_usage_record *r, int dur
     }
     pthread_mutex_unlock(&w->mu);
     return e;
-}
-
-void agw_usage_writer_stats(agw_usage_writer *w, agw_usage_stats *out)
-{
-    pthread_mutex_lock(&w->mu);
-    *out = w->stats;
-    pthread_mutex_unlock(&w->mu);
 }
 
 void agw_usage_writer_stop(agw_usage_writer *w)

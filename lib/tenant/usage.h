@@ -96,8 +96,6 @@ void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto);
 void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data);
 /* A complete non-streamed 2xx answer body. */
 void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
-/* 1 when the provider reported input and output counts. */
-int agw_usage_tap_reported(const agw_usage_tap *t);
 
 /* ---- the writer ---- */
 
@@ -106,13 +104,6 @@ int agw_usage_tap_reported(const agw_usage_tap *t);
 #define AGW_USAGE_BATCH 512       /* rows that make a commit happen at once */
 
 typedef struct agw_usage_writer agw_usage_writer;
-
-typedef struct {
-    uint64_t submitted;   /* records accepted */
-    uint64_t committed;   /* records in the database */
-    uint64_t dropped;     /* records lost: queue full, or the database refused them */
-    uint64_t commits;     /* transactions */
-} agw_usage_stats;
 
 /* Opens its own connection to `db_path` and starts the thread. flush_ms and
  * batch of 0 take the defaults above. */
@@ -125,8 +116,6 @@ AGW_WARN_UNUSED agw_err agw_usage_writer_start(const char *db_path, unsigned flu
  * queue stayed full for seconds). Without it returns at once; AGW_ETOOBIG
  * when the queue is full (the record is dropped and counted). */
 agw_err agw_usage_submit(agw_usage_writer *w, const agw_usage_record *r, int durable);
-
-void agw_usage_writer_stats(agw_usage_writer *w, agw_usage_stats *out);
 
 /* Commits what is queued, stops the thread, closes the connection. NULL is fine. */
 void agw_usage_writer_stop(agw_usage_writer *w);

@@ -10,7 +10,8 @@
 
 #include <cmocka.h>
 
-#include "route/lb.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "route/lb.c"
 
 static int setup(void **state)
 {
@@ -35,9 +36,9 @@ static void test_bind_too_small(void **state)
     agw_lb lb;
     char small[64];
     assert_int_equal(agw_lb_bind(&lb, small, sizeof small), AGW_EINVAL);
-    assert_int_equal(agw_lb_strategy_parse("round-robin"), AGW_LB_ROUND_ROBIN);
-    assert_int_equal(agw_lb_strategy_parse("smart"), AGW_LB_SMART);
-    assert_int_equal(agw_lb_strategy_parse("random"), -1);
+    assert_int_equal(strategy_parse("round-robin"), AGW_LB_ROUND_ROBIN);
+    assert_int_equal(strategy_parse("smart"), AGW_LB_SMART);
+    assert_int_equal(strategy_parse("random"), -1);
 }
 
 static void test_decay_half_life(void **state)
@@ -45,34 +46,34 @@ static void test_decay_half_life(void **state)
     (void)state;
     _Atomic uint64_t w = 0;
     uint64_t t0 = 1000000;
-    agw_lb_decay_add(&w, t0);
-    agw_lb_decay_add(&w, t0);
-    assert_true(agw_lb_decayed(w, t0) > 1.99 && agw_lb_decayed(w, t0) < 2.01);
+    decay_add(&w, t0);
+    decay_add(&w, t0);
+    assert_true(decayed(w, t0) > 1.99 && decayed(w, t0) < 2.01);
     /* one half-life: half; two: a quarter; long after: nothing */
-    double h = agw_lb_decayed(w, t0 + AGW_LB_HALF_LIFE_MS);
+    double h = decayed(w, t0 + AGW_LB_HALF_LIFE_MS);
     assert_true(h > 0.99 && h < 1.01);
-    double q = agw_lb_decayed(w, t0 + 2 * AGW_LB_HALF_LIFE_MS);
+    double q = decayed(w, t0 + 2 * AGW_LB_HALF_LIFE_MS);
     assert_true(q > 0.49 && q < 0.51);
-    double third = agw_lb_decayed(w, t0 + AGW_LB_HALF_LIFE_MS / 2);
+    double third = decayed(w, t0 + AGW_LB_HALF_LIFE_MS / 2);
     assert_true(third > 1.41 && third < 1.42); /* 2 / sqrt(2) */
-    assert_true(agw_lb_decayed(w, t0 + 100 * AGW_LB_HALF_LIFE_MS) < 1e-6);
+    assert_true(decayed(w, t0 + 100 * AGW_LB_HALF_LIFE_MS) < 1e-6);
     /* an add after a half-life: 1 decayed + 1 */
-    agw_lb_decay_add(&w, t0 + AGW_LB_HALF_LIFE_MS);
-    double v = agw_lb_decayed(w, t0 + AGW_LB_HALF_LIFE_MS);
+    decay_add(&w, t0 + AGW_LB_HALF_LIFE_MS);
+    double v = decayed(w, t0 + AGW_LB_HALF_LIFE_MS);
     assert_true(v > 1.99 && v < 2.01);
     /* a clock read earlier than the stamp counts as no time passed */
-    assert_true(agw_lb_decayed(w, t0) > 1.99);
+    assert_true(decayed(w, t0) > 1.99);
 }
 
 static void test_ewma(void **state)
 {
     (void)state;
-    assert_int_equal(agw_lb_ewma_next(0, 1000), 1000);
-    assert_int_equal(agw_lb_ewma_next(1000, 2000), 1200); /* alpha 0.2 */
-    assert_int_equal(agw_lb_ewma_next(1000, 0), 800);
+    assert_int_equal(ewma_next(0, 1000), 1000);
+    assert_int_equal(ewma_next(1000, 2000), 1200); /* alpha 0.2 */
+    assert_int_equal(ewma_next(1000, 0), 800);
     uint64_t e = 100;
     for (int i = 0; i < 100; i++)
-        e = agw_lb_ewma_next(e, 50000);
+        e = ewma_next(e, 50000);
     assert_true(e > 49000 && e <= 50000);
 }
 
@@ -137,13 +138,13 @@ static void test_round_robin_exact(void **state)
                               { AGW_STR_LIT("c"), 1, NULL }, { AGW_STR_LIT("d"), 1, NULL } };
     size_t count[4] = { 0 }, order[4];
     for (int i = 0; i < 400; i++) {
-        agw_lb_order(lb, AGW_LB_ROUND_ROBIN, c, 4, 0, 0, order);
+        order_by(lb, AGW_LB_ROUND_ROBIN, c, 4, 0, 0, order);
         count[order[0]]++;
     }
     for (int i = 0; i < 4; i++)
         assert_int_equal(count[i], 100);
     /* another set has its own counter */
-    agw_lb_order(lb, AGW_LB_ROUND_ROBIN, c, 3, 0, 0, order);
+    order_by(lb, AGW_LB_ROUND_ROBIN, c, 3, 0, 0, order);
     assert_int_equal(order[0], 0);
     assert_int_equal(order[1], 1);
 }
@@ -156,7 +157,7 @@ static void test_weighted(void **state)
     size_t count[3] = { 0 }, order[3];
     uint64_t seed = 42;
     for (int i = 0; i < 40000; i++) {
-        agw_lb_order(lb, AGW_LB_WEIGHTED, c, 3, 0, seed++ * 0x9e3779b97f4a7c15ull, order);
+        order_by(lb, AGW_LB_WEIGHTED, c, 3, 0, seed++ * 0x9e3779b97f4a7c15ull, order);
         count[order[0]]++;
         assert_int_equal(order[2], 2); /* weight 0 only last */
         assert_true(order[0] != order[1]);
@@ -174,14 +175,14 @@ static void test_priority_and_least_used(void **state)
     agw_lb_candidate c[3] = { { AGW_STR_LIT("a"), 10, sa }, { AGW_STR_LIT("b"), 50, sb },
                               { AGW_STR_LIT("c"), 10, NULL } };
     size_t order[3];
-    agw_lb_order(lb, AGW_LB_PRIORITY, c, 3, 0, 0, order);
+    order_by(lb, AGW_LB_PRIORITY, c, 3, 0, 0, order);
     assert_int_equal(order[0], 1);
     assert_int_equal(order[1], 0); /* equal weights keep their order */
     assert_int_equal(order[2], 2);
     agw_lb_begin(sa);
     agw_lb_begin(sb);
     agw_lb_begin(sb);
-    agw_lb_order(lb, AGW_LB_LEAST_USED, c, 3, 0, 0, order);
+    order_by(lb, AGW_LB_LEAST_USED, c, 3, 0, 0, order);
     assert_int_equal(order[0], 2);
     assert_int_equal(order[1], 0);
     assert_int_equal(order[2], 1);
@@ -192,7 +193,7 @@ static double first_share(agw_lb *lb, const agw_lb_candidate *c, uint64_t now)
 {
     size_t order[2], hits = 0;
     for (uint64_t i = 0; i < 20000; i++) {
-        agw_lb_order(lb, AGW_LB_SMART, c, 2, now, i * 0x9e3779b97f4a7c15ull + 7, order);
+        order_by(lb, AGW_LB_SMART, c, 2, now, i * 0x9e3779b97f4a7c15ull + 7, order);
         hits += order[0] == 0;
     }
     return hits / 20000.0;
@@ -206,13 +207,13 @@ static void test_smart(void **state)
     agw_lb_candidate c[2] = { { AGW_STR_LIT("a"), 100, sa }, { AGW_STR_LIT("b"), 100, sb } };
     uint64_t now = 10000000000ull;
     /* neutral: equal scores, an even split */
-    assert_true(agw_lb_smart_score(&c[0], now) == 10000.0);
+    assert_true(smart_score(&c[0], now) == 10000.0);
     double f = first_share(lb, c, now);
     assert_true(f > 0.47 && f < 0.53);
     agw_lb_begin(sa);
     agw_lb_end(sa, AGW_LB_FAIL_429, 0, 0, 0, now);
     /* one recent 429: 100 * 100 / 11 = 909, so a is first 909 / 10909 = 8.3 % */
-    double s = agw_lb_smart_score(&c[0], now);
+    double s = smart_score(&c[0], now);
     assert_true(s > 909 && s < 910);
     f = first_share(lb, c, now);
     assert_true(f > 0.07 && f < 0.10);
@@ -220,14 +221,14 @@ static void test_smart(void **state)
      * scores 10000 / 10 = 1000 against a's ~9990: a first ~91 % */
     agw_lb_end(sb, AGW_LB_OK, 900000, 0, 0, now);
     uint64_t later = now + 10ull * AGW_LB_HALF_LIFE_MS * 1000000ull;
-    s = agw_lb_smart_score(&c[1], later);
+    s = smart_score(&c[1], later);
     assert_true(s > 999 && s < 1001);
     f = first_share(lb, c, later);
     assert_true(f > 0.89 && f < 0.93);
     /* the half-life is a setting */
     agw_lb_set_half_life(1000);
     agw_lb_end(sa, AGW_LB_FAIL_5XX, 0, 0, 0, later);
-    s = agw_lb_smart_score(&c[0], later + 1000000000ull);
+    s = smart_score(&c[0], later + 1000000000ull);
     assert_true(s > 10000.0 / 6.1 && s < 10000.0 / 5.9); /* 1 + 10 * 0.5 */
     agw_lb_set_half_life(0);
 }

@@ -15,7 +15,8 @@
 
 #include <cmocka.h>
 
-#include "tenant/limiter.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "tenant/limiter.c"
 
 #define SEC UINT64_C(1000000000)
 #define T0 (1000 * SEC) /* an arbitrary monotonic "now" */
@@ -58,15 +59,15 @@ static void test_gcra_init(void **state)
 {
     (void)state;
     agw_gcra g;
-    agw_gcra_init(&g, 60);
+    gcra_init(&g, 60);
     assert_int_equal(g.interval_ns, SEC);
     assert_int_equal(g.burst_ns, 60 * SEC);
-    agw_gcra_init(&g, 7); /* 60/7 s, rounded down; the burst stays exactly 7 */
+    gcra_init(&g, 7); /* 60/7 s, rounded down; the burst stays exactly 7 */
     assert_int_equal(g.interval_ns, 8571428571u);
     assert_int_equal(g.burst_ns, 7 * UINT64_C(8571428571));
-    agw_gcra_init(&g, AGW_LIMIT_MAX);
+    gcra_init(&g, AGW_LIMIT_MAX);
     assert_int_equal(g.interval_ns, 60);
-    agw_gcra_init(&g, 0); /* clamped, never a division by zero */
+    gcra_init(&g, 0); /* clamped, never a division by zero */
     assert_int_equal(g.limit, 1);
 }
 
@@ -74,46 +75,46 @@ static void test_gcra_burst_then_refill(void **state)
 {
     (void)state;
     agw_gcra g;
-    agw_gcra_init(&g, 60);
+    gcra_init(&g, 60);
     uint64_t tat = 0, wait;
     for (int i = 0; i < 60; i++) {
-        assert_int_equal(agw_gcra_available(&g, tat, T0), 60 - i);
-        assert_int_equal(agw_gcra_decide(&g, tat, T0, 1, &tat, &wait), 1);
+        assert_int_equal(gcra_available(&g, tat, T0), 60 - i);
+        assert_int_equal(gcra_decide(&g, tat, T0, 1, &tat, &wait), 1);
     }
     /* The 61st at the same moment: refused, one unit (1 s) away. */
     uint64_t before = tat;
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 1, &tat, &wait), 0);
+    assert_int_equal(gcra_decide(&g, tat, T0, 1, &tat, &wait), 0);
     assert_int_equal(tat, before); /* a refusal takes nothing */
     assert_int_equal(wait, SEC);
-    assert_int_equal(agw_gcra_available(&g, tat, T0), 0);
+    assert_int_equal(gcra_available(&g, tat, T0), 0);
     /* 999 ms later still nothing; at 1 s exactly one more. */
-    assert_int_equal(agw_gcra_decide(&g, tat, T0 + SEC - 1, 1, &tat, &wait), 0);
+    assert_int_equal(gcra_decide(&g, tat, T0 + SEC - 1, 1, &tat, &wait), 0);
     assert_int_equal(wait, 1);
-    assert_int_equal(agw_gcra_decide(&g, tat, T0 + SEC, 1, &tat, &wait), 1);
-    assert_int_equal(agw_gcra_decide(&g, tat, T0 + SEC, 1, &tat, &wait), 0);
+    assert_int_equal(gcra_decide(&g, tat, T0 + SEC, 1, &tat, &wait), 1);
+    assert_int_equal(gcra_decide(&g, tat, T0 + SEC, 1, &tat, &wait), 0);
     /* A minute of silence refills the whole bucket, and no more. */
-    assert_int_equal(agw_gcra_available(&g, tat, T0 + 120 * SEC), 60);
+    assert_int_equal(gcra_available(&g, tat, T0 + 120 * SEC), 60);
 }
 
 static void test_gcra_costs(void **state)
 {
     (void)state;
     agw_gcra g;
-    agw_gcra_init(&g, 1000); /* 60 ms per token */
+    gcra_init(&g, 1000); /* 60 ms per token */
     uint64_t tat = 0, wait;
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 600, &tat, &wait), 1);
-    assert_int_equal(agw_gcra_available(&g, tat, T0), 400);
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 600, &tat, &wait), 0);
+    assert_int_equal(gcra_decide(&g, tat, T0, 600, &tat, &wait), 1);
+    assert_int_equal(gcra_available(&g, tat, T0), 400);
+    assert_int_equal(gcra_decide(&g, tat, T0, 600, &tat, &wait), 0);
     assert_int_equal(wait, 200 * g.interval_ns);
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 400, &tat, &wait), 1);
-    assert_int_equal(agw_gcra_available(&g, tat, T0), 0);
+    assert_int_equal(gcra_decide(&g, tat, T0, 400, &tat, &wait), 1);
+    assert_int_equal(gcra_available(&g, tat, T0), 0);
     /* Cost 0 passes while the bucket is not below zero. */
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 0, &tat, &wait), 1);
+    assert_int_equal(gcra_decide(&g, tat, T0, 0, &tat, &wait), 1);
     /* More than the whole bucket can never pass. */
-    assert_int_equal(agw_gcra_decide(&g, 0, T0, 1001, &tat, &wait), 0);
+    assert_int_equal(gcra_decide(&g, 0, T0, 1001, &tat, &wait), 0);
     /* Saturation: an absurd cost does not wrap around the clock. */
     uint64_t t2 = 0;
-    assert_int_equal(agw_gcra_decide(&g, 0, T0, UINT64_MAX / 2, &t2, &wait), 0);
+    assert_int_equal(gcra_decide(&g, 0, T0, UINT64_MAX / 2, &t2, &wait), 0);
     assert_true(wait > 0);
 }
 
@@ -121,25 +122,25 @@ static void test_gcra_adjust(void **state)
 {
     (void)state;
     agw_gcra g;
-    agw_gcra_init(&g, 1000);
+    gcra_init(&g, 1000);
     uint64_t tat = 0, wait;
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 900, &tat, &wait), 1);
+    assert_int_equal(gcra_decide(&g, tat, T0, 900, &tat, &wait), 1);
     /* Settled at 100 real tokens: 800 come back. */
-    tat = agw_gcra_adjust(&g, tat, T0, 100 - 900);
-    assert_int_equal(agw_gcra_available(&g, tat, T0), 900);
+    tat = gcra_adjust(&g, tat, T0, 100 - 900);
+    assert_int_equal(gcra_available(&g, tat, T0), 900);
     /* Settled above the estimate: the bucket goes below zero... */
-    tat = agw_gcra_adjust(&g, tat, T0, 1500);
-    assert_int_equal(agw_gcra_available(&g, tat, T0), 0);
-    assert_int_equal(agw_gcra_decide(&g, tat, T0, 0, &tat, &wait), 0);
+    tat = gcra_adjust(&g, tat, T0, 1500);
+    assert_int_equal(gcra_available(&g, tat, T0), 0);
+    assert_int_equal(gcra_decide(&g, tat, T0, 0, &tat, &wait), 0);
     /* ...by at most one bucket: after two minutes it is full again. */
-    tat = agw_gcra_adjust(&g, tat, T0, 1000000);
+    tat = gcra_adjust(&g, tat, T0, 1000000);
     assert_true(tat <= T0 + 2 * g.burst_ns);
-    assert_int_equal(agw_gcra_available(&g, tat, T0 + 120 * SEC), 1000);
+    assert_int_equal(gcra_available(&g, tat, T0 + 120 * SEC), 1000);
     /* Giving back to a full bucket changes nothing that matters. */
-    uint64_t past = agw_gcra_adjust(&g, 0, T0, -50);
-    assert_int_equal(agw_gcra_available(&g, past, T0), 1000);
-    assert_int_equal(agw_gcra_adjust(&g, 5, T0, 0), 5);
-    assert_int_equal(agw_gcra_adjust(&g, 5, T0, INT64_MIN), 0);
+    uint64_t past = gcra_adjust(&g, 0, T0, -50);
+    assert_int_equal(gcra_available(&g, past, T0), 1000);
+    assert_int_equal(gcra_adjust(&g, 5, T0, 0), 5);
+    assert_int_equal(gcra_adjust(&g, 5, T0, INT64_MIN), 0);
 }
 
 static void test_estimate(void **state)
@@ -321,8 +322,8 @@ static void test_settle_and_pins(void **state)
     assert_null(t.slot);
     assert_true((atomic_load(&slot->owner) & AGW_SHM_MAX_PINS) == 0);
     agw_gcra g;
-    agw_gcra_init(&g, 1000);
-    assert_int_equal(agw_gcra_available(&g, atomic_load(&slot->tat[1]), T0), 900);
+    gcra_init(&g, 1000);
+    assert_int_equal(gcra_available(&g, atomic_load(&slot->tat[1]), T0), 900);
     agw_limit_finish(&t, 100, T0); /* twice is harmless */
     /* An estimate over the limit is capped at the limit, so a lone request passes. */
     assert_int_equal(agw_limit_admit(f->shm, 10, &p, 5000, T0, &t), AGW_OK);

@@ -11,7 +11,8 @@
 
 #include <cmocka.h>
 
-#include "route/models.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "route/models.c"
 
 static char *m_a[] = { "gpt-4o-mini", "gpt-*", "shared" };
 static char *m_b[] = { "claude-x", "shared", "claude-*" };
@@ -121,8 +122,8 @@ static void known_models(void **state)
     assert_false(agw_models_known(&cfg, AGW_STR_LIT("gpt-*")));     /* a pattern, not a model */
     assert_false(agw_models_known(&cfg, AGW_STR_LIT("gpt-4o-minix")));
     assert_false(agw_models_known(&cfg, AGW_STR_LIT("")));
-    assert_null(agw_models_static(AGW_PROVIDER_OPENAI)[0]);
-    assert_non_null(agw_models_static(AGW_PROVIDER_COPILOT)[0]);
+    assert_null(static_models(AGW_PROVIDER_OPENAI)[0]);
+    assert_non_null(static_models(AGW_PROVIDER_COPILOT)[0]);
 }
 
 int main(void)

@@ -11,7 +11,8 @@
 
 #include <cmocka.h>
 
-#include "route/route.h"
+/* The module itself, so the tests reach its file-local functions. */
+#include "route/route.c"
 
 static agw_config *parse(const char *text)
 {
@@ -242,8 +243,8 @@ static void test_embedded_nul_never_matches(void **state)
 
     const agw_provider_cfg *oa = agw_config_provider(cfg, AGW_STR_LIT("oa"));
     assert_non_null(oa);
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("gpt-4o\0")), 0);
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("gpt-4o")), 1);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("gpt-4o\0")), 0);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("gpt-4o")), 1);
 }
 
 static void test_provider_serves(void **state)
@@ -251,23 +252,23 @@ static void test_provider_serves(void **state)
     const agw_config *cfg = *state;
     const agw_provider_cfg *oa = agw_config_provider(cfg, AGW_STR_LIT("oa"));
     const agw_provider_cfg *wo = agw_config_provider(cfg, AGW_STR_LIT("work-openai"));
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("gpt-4o")), 1);
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("gpt-x")), 1);
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("o9")), 1);
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("claude-3")), 0);
-    assert_int_equal(agw_route_provider_serves(oa, AGW_STR_LIT("")), 0);
-    assert_int_equal(agw_route_provider_serves(wo, AGW_STR_LIT("gpt-4o")), 0);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("gpt-4o")), 1);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("gpt-x")), 1);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("o9")), 1);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("claude-3")), 0);
+    assert_int_equal(provider_serves(oa, AGW_STR_LIT("")), 0);
+    assert_int_equal(provider_serves(wo, AGW_STR_LIT("gpt-4o")), 0);
     /* A slice of a longer string is matched by its own length. */
-    assert_int_equal(agw_route_provider_serves(oa, (agw_str){ "gpt-4o-and-more", 6 }), 1);
-    assert_int_equal(agw_route_provider_serves(oa, (agw_str){ "shared!", 6 }), 1);
-    assert_int_equal(agw_route_provider_serves(oa, (agw_str){ "shared!", 5 }), 0);
+    assert_int_equal(provider_serves(oa, (agw_str){ "gpt-4o-and-more", 6 }), 1);
+    assert_int_equal(provider_serves(oa, (agw_str){ "shared!", 6 }), 1);
+    assert_int_equal(provider_serves(oa, (agw_str){ "shared!", 5 }), 0);
 
     /* Long names: 511 bytes still fit the matcher, 512 never match. */
     char name[600];
     memset(name, 'x', sizeof name);
     memcpy(name, "gpt-", 4);
-    assert_int_equal(agw_route_provider_serves(oa, (agw_str){ name, 511 }), 1);
-    assert_int_equal(agw_route_provider_serves(oa, (agw_str){ name, 512 }), 0);
+    assert_int_equal(provider_serves(oa, (agw_str){ name, 511 }), 1);
+    assert_int_equal(provider_serves(oa, (agw_str){ name, 512 }), 0);
 }
 
 static void test_literal_entries_are_not_globs(void **state)
@@ -277,10 +278,10 @@ static void test_literal_entries_are_not_globs(void **state)
     agw_config *cfg = parse("providers = ( { name = \"p\"; type = \"openai\";\n"
                             " models = [ \"a.b\", \"x+y\" ]; } );\n");
     const agw_provider_cfg *p = &cfg->providers[0];
-    assert_int_equal(agw_route_provider_serves(p, AGW_STR_LIT("a.b")), 1);
-    assert_int_equal(agw_route_provider_serves(p, AGW_STR_LIT("aXb")), 0);
-    assert_int_equal(agw_route_provider_serves(p, AGW_STR_LIT("x+y")), 1);
-    assert_int_equal(agw_route_provider_serves(p, AGW_STR_LIT("xxy")), 0);
+    assert_int_equal(provider_serves(p, AGW_STR_LIT("a.b")), 1);
+    assert_int_equal(provider_serves(p, AGW_STR_LIT("aXb")), 0);
+    assert_int_equal(provider_serves(p, AGW_STR_LIT("x+y")), 1);
+    assert_int_equal(provider_serves(p, AGW_STR_LIT("xxy")), 0);
     agw_config_free(cfg);
 }
 
@@ -426,9 +427,9 @@ static void test_candidates_empty_model_and_normalize(void **state)
     expect_candidates(cfg, AGW_STR_LIT("kiro/claude-sonnet-4-20250514"), OA, NULL,
                       "k:claude-sonnet-4");
     const agw_provider_cfg *k = agw_config_provider(cfg, AGW_STR_LIT("k"));
-    agw_str n = agw_route_normalize(k, AGW_STR_LIT("claude-3-5-haiku-2024102"));
+    agw_str n = normalize(k, AGW_STR_LIT("claude-3-5-haiku-2024102"));
     assert_int_equal(n.len, strlen("claude-3-5-haiku-2024102"));
-    n = agw_route_normalize(k, AGW_STR_LIT("gpt-4o-20240513"));
+    n = normalize(k, AGW_STR_LIT("gpt-4o-20240513"));
     assert_int_equal(n.len, strlen("gpt-4o-20240513"));
     agw_config_free(cfg);
 }
