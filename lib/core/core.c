@@ -115,40 +115,6 @@ agw_err agw_buf_appendf(agw_buf *b, const char *fmt, ...)
     return AGW_OK;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid/truncated.
- * Rejects overlongs, surrogates and code points past U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *p, size_t avail)
-{
-    unsigned char c = p[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return n;
-}
-
 agw_err agw_buf_append_json_escaped(agw_buf *b, agw_str s)
 {
     if (s.len == 0)
@@ -163,7 +129,7 @@ agw_err agw_buf_append_json_escaped(agw_buf *b, agw_str s)
             i++;
             continue;
         }
-        size_t seq = c >= 0x80 ? utf8_seq_len(p + i, s.len - i) : 0;
+        size_t seq = c >= 0x80 ? agw_utf8_len(p + i, s.len - i) : 0;
         if (seq > 1) {
             i += seq;
             continue;

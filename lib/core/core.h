@@ -101,6 +101,42 @@ static inline int agw_hex_value(int c)
     return -1;
 }
 
+/* The length (1-4) of the well-formed UTF-8 sequence at p, of which `avail`
+ * bytes (>= 1) are readable; 0 when it is not one: a stray continuation byte,
+ * an overlong form, a UTF-16 surrogate, a code point past U+10FFFF or a
+ * truncated sequence (RFC 3629's table of well-formed byte sequences). The
+ * one UTF-8 check: the JSON validator and the JSON string escaper use it. */
+static inline size_t agw_utf8_len(const unsigned char *p, size_t avail)
+{
+    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+    size_t need;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong below U+0800 */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates U+D800-DFFF */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong below U+10000 */
+        else if (c == 0xF4)
+            hi = 0x8F; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (avail < need || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < need; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return need;
+}
+
 /* ---- owning buffer ---- */
 
 typedef struct {

@@ -93,36 +93,11 @@ static agw_json_ptr json_v_string(agw_json_ptr p, agw_json_ptr end, const char *
             *at = p;
             return NULL;
         }
-        /* Multi-byte UTF-8 (RFC 3629 table): the second byte's range excludes
-         * overlongs (E0, F0), UTF-16 surrogates (ED) and > U+10FFFF (F4). */
-        {
-            unsigned char lo = 0x80, hi = 0xBF;
-            ptrdiff_t need;
-
-            if (c >= 0xC2 && c <= 0xDF) {
-                need = 2;
-            } else if (c >= 0xE0 && c <= 0xEF) {
-                need = 3;
-                if (c == 0xE0)
-                    lo = 0xA0;
-                else if (c == 0xED)
-                    hi = 0x9F;
-            } else if (c >= 0xF0 && c <= 0xF4) {
-                need = 4;
-                if (c == 0xF0)
-                    lo = 0x90;
-                else if (c == 0xF4)
-                    hi = 0x8F;
-            } else {
-                goto bad_utf8;
-            }
-            if (end - p < need || p[1] < lo || p[1] > hi)
-                goto bad_utf8;
-            for (ptrdiff_t i = 2; i < need; i++)
-                if ((p[i] & 0xC0) != 0x80)
-                    goto bad_utf8;
-            p += need;
-        }
+        /* What is left is a byte >= 0x80: the start of a multi-byte sequence. */
+        size_t need = agw_utf8_len(p, (size_t)(end - p));
+        if (!need)
+            goto bad_utf8;
+        p += need;
     }
 bad_escape:
     *why = "invalid escape in string";

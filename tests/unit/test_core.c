@@ -668,6 +668,45 @@ static void test_str_has_ctl(void **state)
     assert_int_equal(agw_str_has_ctl((agw_str){ "ok\r\n", 2 }, 1), 0);
 }
 
+static void test_utf8_len(void **state)
+{
+    (void)state;
+#define U(lit) ((const unsigned char *)(lit)), (sizeof(lit) - 1)
+    assert_int_equal(agw_utf8_len(U("a")), 1);
+    assert_int_equal(agw_utf8_len(U("\x7f")), 1);
+    assert_int_equal(agw_utf8_len(U("\xc2\x80")), 2);      /* U+0080 */
+    assert_int_equal(agw_utf8_len(U("\xdf\xbf")), 2);      /* U+07FF */
+    assert_int_equal(agw_utf8_len(U("\xe0\xa0\x80")), 3);  /* U+0800 */
+    assert_int_equal(agw_utf8_len(U("\xed\x9f\xbf")), 3);  /* U+D7FF */
+    assert_int_equal(agw_utf8_len(U("\xee\x80\x80")), 3);  /* U+E000 */
+    assert_int_equal(agw_utf8_len(U("\xef\xbf\xbd")), 3);  /* U+FFFD */
+    assert_int_equal(agw_utf8_len(U("\xf0\x90\x80\x80")), 4); /* U+10000 */
+    assert_int_equal(agw_utf8_len(U("\xf4\x8f\xbf\xbf")), 4); /* U+10FFFF */
+    /* Only the first sequence counts. */
+    assert_int_equal(agw_utf8_len(U("\xc3\xa9t\xc3\xa9")), 2);
+    /* Not well-formed. */
+    assert_int_equal(agw_utf8_len(U("\x80")), 0);                /* stray continuation */
+    assert_int_equal(agw_utf8_len(U("\xbf")), 0);
+    assert_int_equal(agw_utf8_len(U("\xc0\x80")), 0);            /* overlong NUL */
+    assert_int_equal(agw_utf8_len(U("\xc1\xbf")), 0);
+    assert_int_equal(agw_utf8_len(U("\xe0\x9f\xbf")), 0);        /* overlong U+07FF */
+    assert_int_equal(agw_utf8_len(U("\xed\xa0\x80")), 0);        /* surrogate U+D800 */
+    assert_int_equal(agw_utf8_len(U("\xed\xbf\xbf")), 0);        /* surrogate U+DFFF */
+    assert_int_equal(agw_utf8_len(U("\xf0\x8f\xbf\xbf")), 0);    /* overlong U+FFFF */
+    assert_int_equal(agw_utf8_len(U("\xf4\x90\x80\x80")), 0);    /* U+110000 */
+    assert_int_equal(agw_utf8_len(U("\xf5\x80\x80\x80")), 0);
+    assert_int_equal(agw_utf8_len(U("\xff")), 0);
+    assert_int_equal(agw_utf8_len(U("\xc3z")), 0);               /* no continuation */
+    assert_int_equal(agw_utf8_len(U("\xe2\x82z")), 0);
+    assert_int_equal(agw_utf8_len(U("\xf0\x9f\x98z")), 0);
+    /* Truncated: fewer bytes readable than the sequence needs. */
+    assert_int_equal(agw_utf8_len(U("\xc3")), 0);
+    assert_int_equal(agw_utf8_len(U("\xe2\x82")), 0);
+    assert_int_equal(agw_utf8_len(U("\xf0\x9f\x98")), 0);
+    assert_int_equal(agw_utf8_len((const unsigned char *)"\xe2\x82\xac", 2), 0);
+#undef U
+}
+
 static void test_hex_value(void **state)
 {
     (void)state;
@@ -719,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_random_hex),
         cmocka_unit_test(test_random_hex_unique),
         cmocka_unit_test(test_hex_value),
+        cmocka_unit_test(test_utf8_len),
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_line),
         cmocka_unit_test(test_log_long_line_truncated),
