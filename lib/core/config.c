@@ -133,6 +133,17 @@ static agw_err get_int(agw_config_loader *ld, const config_setting_t *g, const c
     return AGW_OK;
 }
 
+/* get_int into an int field (lo and hi within int): absent keeps *field. */
+static agw_err get_int_field(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
+                             const char *name, int lo, int hi, int *field)
+{
+    long long v = *field;
+    agw_err e = get_int(ld, g, prefix, name, lo, hi, &v);
+    if (!e)
+        *field = (int)v;
+    return e;
+}
+
 static agw_err get_bool(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
                         const char *name, int *out)
 {
@@ -188,18 +199,16 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
     if ((e = check_known(ld, p, prefix, known)))
         return e;
     char *type = NULL;
-    long long weight = 100;
     if ((e = get_string(ld, p, prefix, "name", &out->name)) ||
         (e = get_string(ld, p, prefix, "type", &type)) ||
         (e = get_string(ld, p, prefix, "base_url", &out->base_url)) ||
         (e = get_string(ld, p, prefix, "api_key", &out->api_key)) ||
-        (e = get_int(ld, p, prefix, "weight", 0, 1000000, &weight)) ||
+        (e = get_int_field(ld, p, prefix, "weight", 0, 1000000, &out->weight)) ||
         (e = get_bool(ld, p, prefix, "enabled", &out->enabled)) ||
         (e = get_string(ld, p, prefix, "default_model", &out->default_model))) {
         free(type);
         return e;
     }
-    out->weight = (int)weight;
     if (!agw_config_name_ok(out->name)) {
         free(type);
         snprintf(key, sizeof key, "%sname", prefix);
@@ -334,31 +343,18 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
         if ((e = get_int(ld, g, "server.", "max_body_bytes", 1024, 1ll << 30, &v)))
             return e;
         cfg->server.max_body_bytes = (size_t)v;
-        v = cfg->server.threads;
-        if ((e = get_int(ld, g, "server.", "threads", 1, 1024, &v)))
-            return e;
-        cfg->server.threads = (int)v;
-        v = cfg->server.connect_timeout_ms;
-        if ((e = get_int(ld, g, "server.", "connect_timeout_ms", 1, 600000, &v)))
-            return e;
-        cfg->server.connect_timeout_ms = (int)v;
-        v = cfg->server.idle_timeout_s;
-        if ((e = get_int(ld, g, "server.", "idle_timeout_seconds", 1, 86400, &v)))
-            return e;
-        cfg->server.idle_timeout_s = (int)v;
-        v = cfg->server.sse_ping_s;
-        if ((e = get_int(ld, g, "server.", "sse_ping_seconds", 0, 3600, &v)))
-            return e;
-        cfg->server.sse_ping_s = (int)v;
-        v = cfg->server.stream_commit_ms;
-        if ((e = get_int(ld, g, "server.", "stream_commit_ms", 0, 600000, &v)))
-            return e;
-        cfg->server.stream_commit_ms = (int)v;
-        v = cfg->server.shutdown_grace_s;
-        if ((e = get_int(ld, g, "server.", "shutdown_grace_seconds", 0, 86400, &v)))
-            return e;
-        cfg->server.shutdown_grace_s = (int)v;
-        if ((e = get_string(ld, g, "server.", "cors_origins", &cfg->server.cors_origins)))
+        if ((e = get_int_field(ld, g, "server.", "threads", 1, 1024, &cfg->server.threads)) ||
+            (e = get_int_field(ld, g, "server.", "connect_timeout_ms", 1, 600000,
+                               &cfg->server.connect_timeout_ms)) ||
+            (e = get_int_field(ld, g, "server.", "idle_timeout_seconds", 1, 86400,
+                               &cfg->server.idle_timeout_s)) ||
+            (e = get_int_field(ld, g, "server.", "sse_ping_seconds", 0, 3600,
+                               &cfg->server.sse_ping_s)) ||
+            (e = get_int_field(ld, g, "server.", "stream_commit_ms", 0, 600000,
+                               &cfg->server.stream_commit_ms)) ||
+            (e = get_int_field(ld, g, "server.", "shutdown_grace_seconds", 0, 86400,
+                               &cfg->server.shutdown_grace_s)) ||
+            (e = get_string(ld, g, "server.", "cors_origins", &cfg->server.cors_origins)))
             return e;
     }
 
@@ -400,22 +396,15 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
             (e = get_bool(ld, g, "defaults.", "health_check_enabled",
                           &cfg->defaults.health_check_enabled)))
             return e;
-        v = cfg->defaults.health_check_seconds;
-        if ((e = get_int(ld, g, "defaults.", "health_check_seconds", 1, 86400, &v)))
+        if ((e = get_int_field(ld, g, "defaults.", "health_check_seconds", 1, 86400,
+                               &cfg->defaults.health_check_seconds)) ||
+            (e = get_int_field(ld, g, "defaults.", "max_attempts", 1, 32,
+                               &cfg->defaults.max_attempts)) ||
+            (e = get_int_field(ld, g, "defaults.", "cooldown_seconds", 0, 3600,
+                               &cfg->defaults.cooldown_seconds)) ||
+            (e = get_int_field(ld, g, "defaults.", "lb_half_life_seconds", 1, 3600,
+                               &cfg->defaults.lb_half_life_seconds)))
             return e;
-        cfg->defaults.health_check_seconds = (int)v;
-        v = cfg->defaults.max_attempts;
-        if ((e = get_int(ld, g, "defaults.", "max_attempts", 1, 32, &v)))
-            return e;
-        cfg->defaults.max_attempts = (int)v;
-        v = cfg->defaults.cooldown_seconds;
-        if ((e = get_int(ld, g, "defaults.", "cooldown_seconds", 0, 3600, &v)))
-            return e;
-        cfg->defaults.cooldown_seconds = (int)v;
-        v = cfg->defaults.lb_half_life_seconds;
-        if ((e = get_int(ld, g, "defaults.", "lb_half_life_seconds", 1, 3600, &v)))
-            return e;
-        cfg->defaults.lb_half_life_seconds = (int)v;
         int ok = 0;
         for (const char *const *s = lb_strategies; *s; s++)
             if (strcmp(*s, cfg->defaults.lb_strategy) == 0)
