@@ -8,6 +8,8 @@
  */
 #include "admin.h"
 
+#include "tenant/catalog.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -77,31 +79,39 @@ static const char *prow_name(const void *row)
     return ((const agw_admin_provider_row *)row)->name;
 }
 
+/* A provider as answers show it, from antigw.cfg or from the database alike.
+ * `hint` is NULL when there is no key; takes `models`. The caller adds
+ * created_at and updated_at. */
+static cJSON *provider_json(const char *id, const char *name, const char *type,
+                            const char *base_url, const char *hint, double weight, int enabled,
+                            cJSON *models, const char *default_model, int read_only)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "name", name);
+    cJSON_AddStringToObject(o, "type", type);
+    cJSON_AddStringToObject(o, "base_url", base_url);
+    cJSON_AddBoolToObject(o, "has_api_key", hint != NULL);
+    cJSON_AddItemToObject(o, "api_key_hint", hint ? cJSON_CreateString(hint) : cJSON_CreateNull());
+    cJSON_AddNumberToObject(o, "weight", weight);
+    cJSON_AddBoolToObject(o, "enabled", enabled);
+    cJSON_AddItemToObject(o, "models", models);
+    cJSON_AddItemToObject(o, "default_model",
+                          default_model ? cJSON_CreateString(default_model) : cJSON_CreateNull());
+    cJSON_AddStringToObject(o, "source", read_only ? "config" : "database");
+    cJSON_AddBoolToObject(o, "read_only", read_only);
+    return o;
+}
+
 static cJSON *row_json(const void *row)
 {
     const agw_admin_provider_row *p = row;
-    cJSON *o = cJSON_CreateObject();
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)p->id);
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "name", p->name);
-    cJSON_AddStringToObject(o, "type", p->type);
-    cJSON_AddStringToObject(o, "base_url", p->base_url);
-    cJSON_AddBoolToObject(o, "has_api_key", p->secret_enc.len > 0);
-    if (p->secret_enc.len)
-        cJSON_AddStringToObject(o, "api_key_hint", p->hint);
-    else
-        cJSON_AddNullToObject(o, "api_key_hint");
-    cJSON_AddNumberToObject(o, "weight", (double)p->weight);
-    cJSON_AddBoolToObject(o, "enabled", p->enabled);
     cJSON *models = p->models ? cJSON_Parse(p->models) : NULL;
-    cJSON_AddItemToObject(o, "models", models ? models : cJSON_CreateArray());
-    if (p->default_model)
-        cJSON_AddStringToObject(o, "default_model", p->default_model);
-    else
-        cJSON_AddNullToObject(o, "default_model");
-    cJSON_AddStringToObject(o, "source", "database");
-    cJSON_AddBoolToObject(o, "read_only", 0);
+    cJSON *o = provider_json(id, p->name, p->type, p->base_url,
+                             p->secret_enc.len ? p->hint : NULL, (double)p->weight, p->enabled,
+                             models ? models : cJSON_CreateArray(), p->default_model, 0);
     cJSON_AddNumberToObject(o, "created_at", (double)p->created_at);
     cJSON_AddNumberToObject(o, "updated_at", (double)p->updated_at);
     return o;
@@ -109,32 +119,15 @@ static cJSON *row_json(const void *row)
 
 static cJSON *cfg_json(const agw_provider_cfg *p)
 {
-    cJSON *o = cJSON_CreateObject();
     char id[AGW_CONFIG_NAME_MAX + 8], hint[32];
     snprintf(id, sizeof id, "cfg:%s", p->name);
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "name", p->name);
-    cJSON_AddStringToObject(o, "type", agw_provider_type_name(p->type));
-    cJSON_AddStringToObject(o, "base_url", p->base_url);
-    int has = p->api_key && p->api_key[0];
-    cJSON_AddBoolToObject(o, "has_api_key", has);
     agw_admin_secret_hint(p->api_key, hint);
-    if (has)
-        cJSON_AddStringToObject(o, "api_key_hint", hint);
-    else
-        cJSON_AddNullToObject(o, "api_key_hint");
-    cJSON_AddNumberToObject(o, "weight", p->weight);
-    cJSON_AddBoolToObject(o, "enabled", p->enabled);
     cJSON *models = cJSON_CreateArray();
     for (size_t i = 0; i < p->n_models; i++)
         cJSON_AddItemToArray(models, cJSON_CreateString(p->models[i]));
-    cJSON_AddItemToObject(o, "models", models);
-    if (p->default_model)
-        cJSON_AddStringToObject(o, "default_model", p->default_model);
-    else
-        cJSON_AddNullToObject(o, "default_model");
-    cJSON_AddStringToObject(o, "source", "config");
-    cJSON_AddBoolToObject(o, "read_only", 1);
+    cJSON *o = provider_json(id, p->name, agw_provider_type_name(p->type), p->base_url,
+                             p->api_key && p->api_key[0] ? hint : NULL, p->weight, p->enabled,
+                             models, p->default_model, 1);
     cJSON_AddNullToObject(o, "created_at");
     cJSON_AddNullToObject(o, "updated_at");
     return o;
@@ -195,12 +188,7 @@ static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *name, c
                        r->app->cfg->path);
         return 0;
     }
-    agw_buf aad = AGW_BUF_INIT(AGW_CONFIG_NAME_MAX + 16);
-    agw_err e = agw_buf_appendf(&aad, "provider:%s", name);
-    if (!e)
-        e = agw_aead_seal(r->app->secrets, agw_buf_view(&aad), agw_str_c(secret), &p->secret_enc);
-    agw_buf_free(&aad);
-    if (e) {
+    if (agw_catalog_seal_secret(r->app->secrets, name, agw_str_c(secret), &p->secret_enc)) {
         agw_admin_fail(r, 500, NULL, "the key could not be encrypted");
         return 0;
     }
@@ -211,12 +199,10 @@ static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *name, c
 /* The stored key of p in plain text (for a rename), or NULL having answered. */
 static char *unseal(agw_admin_req *r, const agw_admin_provider_row *p)
 {
-    agw_buf aad = AGW_BUF_INIT(AGW_CONFIG_NAME_MAX + 16), plain = AGW_BUF_INIT(MAX_SECRET + 1);
-    agw_err e = r->app->secrets ? agw_buf_appendf(&aad, "provider:%s", p->name) : AGW_EINVAL;
-    if (!e)
-        e = agw_aead_open(r->app->secrets, agw_buf_view(&aad), agw_buf_view(&p->secret_enc),
-                          &plain);
-    agw_buf_free(&aad);
+    agw_buf plain = AGW_BUF_INIT(MAX_SECRET + 1);
+    agw_err e = r->app->secrets ? agw_catalog_open_secret(r->app->secrets, p->name,
+                                                          agw_buf_view(&p->secret_enc), &plain)
+                                : AGW_EINVAL;
     if (e) {
         agw_buf_free(&plain);
         agw_admin_fail(r, 409, "name",

@@ -73,6 +73,33 @@ static void catalog_free(agw_catalog *c)
     free(c);
 }
 
+/* ---- provider secrets at rest ---- */
+
+/* Seals (seal = 1) or opens a provider's key under its name. */
+static agw_err provider_secret(const agw_secret_key *k, const char *provider, agw_str in,
+                               agw_buf *out, int seal)
+{
+    agw_buf aad = AGW_BUF_INIT(AGW_CATALOG_AAD_MAX);
+    agw_err e = agw_buf_appendf(&aad, "provider:%s", provider);
+    if (!e)
+        e = seal ? agw_aead_seal(k, agw_buf_view(&aad), in, out)
+                 : agw_aead_open(k, agw_buf_view(&aad), in, out);
+    agw_buf_free(&aad);
+    return e;
+}
+
+agw_err agw_catalog_seal_secret(const agw_secret_key *k, const char *provider, agw_str plain,
+                                agw_buf *out)
+{
+    return provider_secret(k, provider, plain, out, 1);
+}
+
+agw_err agw_catalog_open_secret(const agw_secret_key *k, const char *provider, agw_str sealed,
+                                agw_buf *out)
+{
+    return provider_secret(k, provider, sealed, out, 0);
+}
+
 /* One row of `providers` as a routing entry; 0 when it must be left out. */
 static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_cfg *p)
 {
@@ -97,11 +124,8 @@ static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_
             return 0;
         }
         agw_str sealed = { sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4) };
-        agw_buf aad = AGW_BUF_INIT(1024), plain = AGW_BUF_INIT(AGW_AEAD_MAX_PLAIN + 1);
-        agw_err e = agw_buf_appendf(&aad, "provider:%s", name);
-        if (!e)
-            e = agw_aead_open(h->secrets, agw_buf_view(&aad), sealed, &plain);
-        agw_buf_free(&aad);
+        agw_buf plain = AGW_BUF_INIT(AGW_AEAD_MAX_PLAIN + 1);
+        agw_err e = agw_catalog_open_secret(h->secrets, name, sealed, &plain);
         if (e || (plain.len && memchr(plain.data, '\0', plain.len))) {
             agw_log_error("provider %s: its key does not decrypt with secrets.key_file: left out",
                           name);
@@ -288,6 +312,16 @@ const agw_config *agw_catalog_config(const agw_catalog *c)
 
 /* ---- keys ---- */
 
+/* The cache entry of `hash` in bucket b, or NULL; keys_mu held. */
+static const agw_catalog_key_entry *cached(const agw_catalog *c, size_t b,
+                                           const unsigned char hash[AGW_SHA256_LEN])
+{
+    for (const agw_catalog_key_entry *e = c->buckets[b]; e; e = e->next)
+        if (memcmp(e->hash, hash, AGW_SHA256_LEN) == 0)
+            return e;
+    return NULL;
+}
+
 agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
                         const agw_tenant_key **out)
 {
@@ -300,14 +334,12 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
     agw_tenant_key_hash(presented, hash);
     size_t b = ((size_t)hash[0] << 8 | hash[1]) % KEY_BUCKETS;
     pthread_mutex_lock(&c->keys_mu);
-    for (agw_catalog_key_entry *e = c->buckets[b]; e; e = e->next) {
-        if (memcmp(e->hash, hash, sizeof hash) == 0) {
-            *out = e->key;
-            pthread_mutex_unlock(&c->keys_mu);
-            return e->key ? AGW_OK : AGW_ENOTFOUND;
-        }
-    }
+    const agw_catalog_key_entry *hit = cached(c, b, hash);
     pthread_mutex_unlock(&c->keys_mu);
+    if (hit) {
+        *out = hit->key; /* entries live as long as the catalog */
+        return hit->key ? AGW_OK : AGW_ENOTFOUND;
+    }
 
     agw_tenant_key *k = NULL;
     agw_err err = agw_tenant_key_load(db, hash, &k);
@@ -315,13 +347,11 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
         return err;
     pthread_mutex_lock(&c->keys_mu);
     /* Another thread may have cached it meanwhile: keep one entry. */
-    for (agw_catalog_key_entry *e = c->buckets[b]; e; e = e->next) {
-        if (memcmp(e->hash, hash, sizeof hash) == 0) {
-            agw_tenant_key_free(k);
-            *out = e->key;
-            pthread_mutex_unlock(&c->keys_mu);
-            return e->key ? AGW_OK : AGW_ENOTFOUND;
-        }
+    if ((hit = cached(c, b, hash))) {
+        pthread_mutex_unlock(&c->keys_mu);
+        agw_tenant_key_free(k);
+        *out = hit->key;
+        return hit->key ? AGW_OK : AGW_ENOTFOUND;
     }
     /* Known keys are always cached: there are only as many as the database
      * holds. Unknown ones (typos, or someone guessing) only up to the cap, so

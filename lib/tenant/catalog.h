@@ -63,6 +63,17 @@ void agw_catalog_release(agw_catalog_holder *h, const agw_catalog *c);
  * the database's. Valid while the catalog is held. */
 const agw_config *agw_catalog_config(const agw_catalog *c);
 
+/* A database provider's API key at rest: sealed (crypto.h) with the
+ * associated data "provider:<name>", so a sealed key copied onto another
+ * provider's row does not open. antigw-admin seals, the catalog opens. Both
+ * append to `out` and fail as agw_aead_seal and agw_aead_open do (AGW_ETOOBIG
+ * for a name past AGW_CATALOG_AAD_MAX bytes). */
+#define AGW_CATALOG_AAD_MAX 1024
+AGW_WARN_UNUSED agw_err agw_catalog_seal_secret(const agw_secret_key *k, const char *provider,
+                                                agw_str plain, agw_buf *out);
+AGW_WARN_UNUSED agw_err agw_catalog_open_secret(const agw_secret_key *k, const char *provider,
+                                                agw_str sealed, agw_buf *out);
+
 /* The client key `presented`, through the catalog's cache, then `db`.
  * AGW_ENOTFOUND for an unknown key, AGW_EIO for database errors. *out is
  * valid while the catalog is held. */

@@ -194,6 +194,42 @@ static void test_what_is_left_out(void **state)
     agw_catalog_holder_free(h);
 }
 
+/* Provider keys at rest are bound to the provider's name: sealed for one
+ * name, they open for that name only, and under the documented format. */
+static void test_secret_bound_to_the_name(void **state)
+{
+    fixture *f = *state;
+    agw_buf sealed = AGW_BUF_INIT(4096), plain = AGW_BUF_INIT(4096);
+    assert_int_equal(agw_catalog_seal_secret(&f->key, "work", AGW_STR_LIT("sk-1"), &sealed),
+                     AGW_OK);
+    assert_int_equal(sealed.len, 4 + AGW_AEAD_OVERHEAD);
+    assert_int_equal(agw_catalog_open_secret(&f->key, "work", agw_buf_view(&sealed), &plain),
+                     AGW_OK);
+    assert_int_equal(plain.len, 4);
+    assert_memory_equal(plain.data, "sk-1", 4);
+    agw_buf_reset(&plain);
+    /* The associated data is "provider:<name>". */
+    assert_int_equal(agw_aead_open(&f->key, AGW_STR_LIT("provider:work"), agw_buf_view(&sealed),
+                                   &plain),
+                     AGW_OK);
+    agw_buf_reset(&plain);
+    assert_int_equal(agw_catalog_open_secret(&f->key, "other", agw_buf_view(&sealed), &plain),
+                     AGW_EINVAL);
+    assert_int_equal(plain.len, 0);
+    agw_secret_key wrong;
+    memset(&wrong, 0x55, sizeof wrong);
+    assert_int_equal(agw_catalog_open_secret(&wrong, "work", agw_buf_view(&sealed), &plain),
+                     AGW_EINVAL);
+    /* A name too long for the associated data is refused, not cut. */
+    char name[AGW_CATALOG_AAD_MAX + 1];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    assert_int_equal(agw_catalog_seal_secret(&f->key, name, AGW_STR_LIT("sk-1"), &sealed),
+                     AGW_ETOOBIG);
+    agw_buf_free(&sealed);
+    agw_buf_free(&plain);
+}
+
 static void test_reload_on_generation(void **state)
 {
     fixture *f = *state;
@@ -315,6 +351,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_view_joins_config_and_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_what_is_left_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_bound_to_the_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_on_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_reloads, setup, teardown),
