@@ -177,6 +177,13 @@ class Gateway:
         with open(os.path.join(self.var, "log", "fcgi.log"), errors="replace") as f:
             return f.read()
 
+    def check_logs_clean(self):
+        """Fails when the pool's log, or with admin=True antigw-admin's, holds
+        a sanitizer or crash report (check_log_clean)."""
+        check_log_clean("the pool's log", self.log_text())
+        if self.admin:
+            check_log_clean("the admin log", self.admin_log_text())
+
     def conn(self, timeout=30):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
@@ -331,12 +338,48 @@ def make_workdir():
     return tempfile.mkdtemp(prefix="antigw-it-")
 
 
+def standard_mocks(ctx):
+    """Starts ctx.openai and ctx.anthropic in ctx.work: the upstreams of
+    standard_config()'s mock-openai and mock-anthropic, each requiring that
+    provider's key."""
+    ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
+    ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
+
+
+def refused_port():
+    """A socket bound to a port of 127.0.0.1 and never listening, so that
+    connections to the port are refused (standard_config()'s dead provider).
+    Close it when the suite ends (run_suite's stop_after does)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
+def suite_setup(ctx):
+    """What a suite that runs the pools does first: checks that their tools
+    are installed, then gives ctx a fresh working directory (ctx.work) and
+    the standard mocks (standard_mocks). Returns why the suite cannot run,
+    or None."""
+    why = pool_tools_missing()
+    if why:
+        return why
+    ctx.work = make_workdir()
+    standard_mocks(ctx)
+    return None
+
+
+def no_sanitizer_or_crash_reports(ctx):
+    ctx.gw.check_logs_clean()
+
+
 def run_suite(ctx, stop_after=(), ready=None):
     """Starts ctx.gw, waits for `ready` (a callable, optional), runs every
-    registered test, then stops the gateway and each of `stop_after` (mocks
-    with stop(), sockets with close()) and removes ctx.work if all passed.
+    registered test and last no_sanitizer_or_crash_reports (the logs of the
+    whole run), then stops the gateway and each of `stop_after` (mocks with
+    stop(), sockets with close()) and removes ctx.work if all passed.
     Returns the process exit code."""
     failed = 1
+    test()(no_sanitizer_or_crash_reports)
     try:
         ctx.gw.start()
         if ready:

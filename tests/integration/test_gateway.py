@@ -7,17 +7,15 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway, Mock,  # noqa: E402
-                     bail, chat, check, check_log_clean, directive, eq,
-                     free_port, make_workdir, messages, pool_tools_missing, run_suite, sse_events,
-                     standard_config, test, wait_for)
+from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway,  # noqa: E402
+                     bail, chat, check, directive, eq, messages, refused_port, run_suite,
+                     sse_events, standard_config, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 2, 32
 MAX_BODY = 2 * 1024 * 1024
@@ -621,21 +619,12 @@ def graceful_stop_finishes_streams_in_flight(ctx):
     wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
 
 
-@test()
-def no_sanitizer_or_crash_reports(ctx):
-    check_log_clean("the pool's log", ctx.gw.log_text())
-
-
 def main():
-    why = pool_tools_missing()
+    ctx = Ctx()
+    why = suite_setup(ctx)
     if why:
         return bail(why)
-    ctx = Ctx()
-    ctx.work = make_workdir()
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
-    ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
-    ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
+    dead = refused_port()
     ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1]),
                      processes=PROCESSES, threads=THREADS)
     return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, dead))

@@ -10,16 +10,14 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (ANTHROPIC_KEY, OPENAI_KEY, Gateway, Mock, bail, chat,  # noqa: E402
-                     check, check_log_clean, directive, eq, make_workdir,
-                     messages, pool_tools_missing, run_suite, standard_config, test)
+from harness import (OPENAI_KEY, Gateway, bail, chat, check, directive, eq,  # noqa: E402
+                     messages, refused_port, run_suite, standard_config, suite_setup, test)
 
 PROCESSES, THREADS = 4, 8
 EMBED_MODEL = "text-embedding-3-small"
@@ -269,21 +267,12 @@ def models_catalog_in_both_shapes_with_prefixes(ctx):
     eq(s, 200, "a listed prefixed id works")
 
 
-@test()
-def no_sanitizer_or_crash_reports(ctx):
-    check_log_clean("the pool's log", ctx.gw.log_text())
-
-
 def main():
-    why = pool_tools_missing()
+    ctx = Ctx()
+    why = suite_setup(ctx)
     if why:
         return bail(why)
-    ctx = Ctx()
-    ctx.work = make_workdir()
-    ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
-    ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    dead = refused_port()
     # "fo-*" names: "dead" first (priority, the higher weight), then mock-openai
     cfg = standard_config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1],
                           threads=THREADS)

@@ -21,9 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, SANITIZER_MARKS, Gateway,  # noqa: E402
-                     Mock, bail, chat, check, check_log_clean, directive, eq,
-                     make_workdir, messages, pool_tools_missing, run_suite, read_lines, sse_events,
-                     test, wait_for)
+                     Mock, bail, chat, check, check_log_clean, directive, eq, messages,
+                     run_suite, read_lines, sse_events, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 4, 16
 ADMIN_KEY = "agw-admin-test-key-0123456789abcdef"
@@ -903,20 +902,11 @@ def pools_stop_cleanly_and_start_again(ctx):
     wait_for(lambda: admin(ctx, "GET", "/admin/keys/%d" % k["id"])[0] == 200, 10, "admin back")
 
 
-@test()
-def no_sanitizer_or_crash_reports(ctx):
-    for name, log in (("pool", ctx.gw.log_text()), ("admin", ctx.gw.admin_log_text())):
-        check_log_clean("the %s log" % name, log)
-
-
 def main():
-    why = pool_tools_missing()
+    ctx = Ctx()
+    why = suite_setup(ctx)
     if why:
         return bail(why)
-    ctx = Ctx()
-    ctx.work = make_workdir()
-    ctx.openai = Mock(ctx.work, "openai", "--openai-key", OPENAI_KEY)
-    ctx.anthropic = Mock(ctx.work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
     ctx.extra = Mock(ctx.work, "extra", "--openai-key", DB_PROVIDER_KEY)
     ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port),
                      processes=PROCESSES, threads=THREADS, admin=True)
