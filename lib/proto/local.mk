@@ -2,6 +2,7 @@
 lib_libantigw_a_SOURCES += \
 	lib/proto/ir.c lib/proto/ir.h \
 	lib/proto/apierr.c lib/proto/apierr.h \
+	lib/proto/wire.c lib/proto/wire.h \
 	lib/proto/openai.c lib/proto/openai.h \
 	lib/proto/anthropic.c lib/proto/anthropic.h \
 	lib/proto/bridge.c lib/proto/bridge.h \

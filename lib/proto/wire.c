@@ -1,0 +1,204 @@
+/*
+ * wire: the JSON reading and writing shared by the codecs. The contract is
+ * in wire.h.
+ */
+#include "proto/wire.h"
+
+#include "core/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+agw_err agw_wire_vfail(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err && errlen)
+        vsnprintf(err, errlen, fmt, ap);
+    return AGW_EINVAL;
+}
+
+agw_err agw_wire_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    agw_wire_vfail(err, errlen, fmt, ap);
+    va_end(ap);
+    return AGW_EINVAL;
+}
+
+const char *agw_wire_show(agw_str s, char *buf, size_t n)
+{
+    size_t i, lim = n > 4 ? n - 4 : 0;
+
+    for (i = 0; i < s.len && i < lim; i++) {
+        unsigned char c = (unsigned char)s.ptr[i];
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (i < s.len && n >= 4) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+    if (n)
+        buf[i < n ? i : n - 1] = '\0';
+    return buf;
+}
+
+static int json_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+agw_str agw_wire_trim(agw_str s)
+{
+    while (s.len && json_ws(s.ptr[0])) {
+        s.ptr++;
+        s.len--;
+    }
+    while (s.len && json_ws(s.ptr[s.len - 1]))
+        s.len--;
+    return s;
+}
+
+int agw_wire_given(agw_str v)
+{
+    return v.ptr != NULL && !agw_json_is_null(v);
+}
+
+void agw_wire_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
+                      agw_str *unknown)
+{
+    agw_json_iter it;
+    agw_str k, v;
+
+    for (size_t i = 0; i < n; i++)
+        vals[i] = (agw_str){ NULL, 0 };
+    if (unknown)
+        *unknown = (agw_str){ NULL, 0 };
+    if (agw_json_iter_init(&it, obj) != AGW_OK)
+        return;
+    while (agw_json_iter_next(&it, &k, &v)) {
+        size_t i;
+        for (i = 0; i < n; i++)
+            if (agw_json_string_eq(k, agw_str_c(names[i]))) {
+                vals[i] = v;
+                break;
+            }
+        if (i == n && unknown && !unknown->ptr)
+            *unknown = k;
+    }
+}
+
+int agw_wire_number(agw_str v, double *out)
+{
+    char small[64];
+    char *p = small, *heap = NULL, *end;
+    int ok;
+
+    v = agw_wire_trim(v);
+    if (agw_json_type_of(v) != AGW_JSON_NUMBER)
+        return 0;
+    /* strtod wants a C string; numbers that long are rare but valid JSON. */
+    if (v.len >= sizeof small) {
+        p = heap = agw_str_dup(v);
+    } else {
+        memcpy(small, v.ptr, v.len);
+        small[v.len] = '\0';
+    }
+    *out = strtod(p, &end);
+    ok = *end == '\0';
+    free(heap);
+    return ok;
+}
+
+int agw_wire_object(agw_str s)
+{
+    return s.len && agw_json_validate(s, AGW_WIRE_MAX_DEPTH, NULL, 0) == AGW_OK &&
+           agw_json_type_of(s) == AGW_JSON_OBJECT;
+}
+
+agw_err agw_wire_string(agw_arena *a, agw_buf *scratch, agw_str tok, agw_str *out)
+{
+    agw_err e = agw_json_string_view(tok, scratch, out);
+
+    if (e == AGW_OK && out->ptr != tok.ptr + 1)
+        *out = agw_arena_str(a, *out);
+    return e;
+}
+
+agw_err agw_wire_string_copy(agw_arena *a, agw_str tok, agw_str *out)
+{
+    agw_buf tmp = AGW_BUF_INIT(tok.len + 1);
+    agw_str v;
+    agw_err e = agw_json_string_view(tok, &tmp, &v);
+
+    if (e == AGW_OK)
+        *out = agw_arena_str(a, v);
+    agw_buf_free(&tmp);
+    return e;
+}
+
+agw_err agw_wire_make_id(agw_arena *a, agw_str prefix, agw_str id, agw_str *out)
+{
+    char hex[25];
+    char *p;
+
+    if (agw_str_starts(id, prefix)) {
+        *out = agw_arena_str(a, id);
+        return AGW_OK;
+    }
+    if (id.len == 0) {
+        AGW_WIRE_TRY(agw_random_hex(hex, 12));
+        id = (agw_str){ hex, 24 };
+    }
+    p = agw_arena_alloc(a, prefix.len + id.len + 1); /* zeroed: NUL-terminated */
+    memcpy(p, prefix.ptr, prefix.len);
+    memcpy(p + prefix.len, id.ptr, id.len);
+    *out = (agw_str){ p, prefix.len + id.len };
+    return AGW_OK;
+}
+
+agw_err agw_wire_put_jstr(agw_buf *b, agw_str s)
+{
+    AGW_WIRE_TRY(agw_buf_append(b, "\"", 1));
+    AGW_WIRE_TRY(agw_buf_append_json_escaped(b, s));
+    return agw_buf_append(b, "\"", 1);
+}
+
+agw_err agw_wire_put_sep(agw_buf *b, int *first)
+{
+    if (*first) {
+        *first = 0;
+        return AGW_OK;
+    }
+    return agw_buf_append(b, ",", 1);
+}
+
+void agw_wire_fmt_double(double v, char *buf, size_t n)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+agw_err agw_wire_put_double(agw_buf *b, double v)
+{
+    char s[40];
+
+    if (!isfinite(v))
+        return AGW_EINVAL;
+    agw_wire_fmt_double(v, s, sizeof s);
+    return agw_buf_append_str(b, agw_str_c(s));
+}
+
+agw_err agw_wire_rollback(agw_buf *out, size_t start, agw_err e)
+{
+    if (e != AGW_OK && e != AGW_ETOOBIG && out->len >= start) {
+        out->len = start;
+        if (out->data)
+            out->data[start] = '\0';
+    }
+    return e;
+}

@@ -1,0 +1,181 @@
+/*
+ * wire: the JSON reading and writing every codec in proto/ does, written once.
+ *
+ * Internal to proto/ (the codecs include it; nothing above proto/ should).
+ * It knows JSON and error messages, nothing of any protocol or of the IR.
+ *
+ * Reading. A codec validates a body or a stream event once with
+ * agw_json_validate (at most AGW_WIRE_MAX_DEPTH levels) and then walks it
+ * with json.h spans, never a DOM, so strings keep their NULs and raw values
+ * (tool schemas, arguments) pass through byte for byte. Every span handed to
+ * these helpers comes from such a validated document. An absent member is
+ * the view {NULL, 0}.
+ *
+ * Writing. Two ways, one set of primitives:
+ *  - agw_wire_put_* append and return the error, for encoders that
+ *    propagate every step with AGW_WIRE_TRY;
+ *  - agw_wire_writer keeps the first error and turns later appends into
+ *    no-ops, so an encoder reads as a list of appends and checks once.
+ * Both append to a caller-owned agw_buf; on AGW_ETOOBIG the buffer has freed
+ * itself (core.h), and agw_wire_rollback undoes a failed encode otherwise.
+ *
+ * Messages. Input errors are AGW_EINVAL with a message for the client in a
+ * caller-provided `char *err` of `errlen` bytes (either may be NULL / 0:
+ * no message then); client- or upstream-supplied strings are quoted in
+ * them only through agw_wire_show.
+ */
+#ifndef AGW_PROTO_WIRE_H
+#define AGW_PROTO_WIRE_H
+
+#include "core/core.h"
+
+#include <stdarg.h>
+
+/* Nesting allowed in a request body, a stream event or an error body: tool
+ * schemas nest, but nothing legitimate comes close. */
+#define AGW_WIRE_MAX_DEPTH 128
+
+/* Returns x from the calling function unless it is AGW_OK. */
+#define AGW_WIRE_TRY(x)                       \
+    do {                                      \
+        agw_err agw_wire_try_e_ = (x);        \
+        if (agw_wire_try_e_ != AGW_OK)        \
+            return agw_wire_try_e_;           \
+    } while (0)
+
+/* Appends a string literal to an agw_buf (no strlen at run time). */
+#define AGW_WIRE_PUT(b, lit) agw_buf_append((b), AGW_CONST_STR_LEN(lit))
+
+/* ---- messages ---- */
+
+/* Formats the message into err (truncated to fit, NUL-terminated) when err
+ * is not NULL and errlen > 0; always returns AGW_EINVAL. */
+agw_err agw_wire_fail(char *err, size_t errlen, const char *fmt, ...) AGW_PRINTF(3, 4);
+agw_err agw_wire_vfail(char *err, size_t errlen, const char *fmt, va_list ap) AGW_PRINTF(3, 0);
+
+/* `s` made safe to quote in a message, in buf (n bytes): control bytes
+ * become '?', and a string that does not fit is cut and ends in "...".
+ * Returns buf. */
+const char *agw_wire_show(agw_str s, char *buf, size_t n);
+
+/* ---- reading ---- */
+
+/* `s` without leading and trailing JSON whitespace (space, tab, CR, LF). */
+agw_str agw_wire_trim(agw_str s);
+
+/* 1 when v is present and not JSON null: both protocols treat an explicit
+ * null like an absent optional member, as their SDKs send it. */
+int agw_wire_given(agw_str v);
+
+/* Walks an object once: vals[k] gets the value of the LAST member named
+ * names[k] (last wins, as in json.h), {NULL, 0} when there is none, and
+ * *unknown (may be NULL) the key token of the first member not listed, or
+ * {NULL, 0}. One pass instead of one agw_json_find per name keeps big bodies
+ * linear. A non-object leaves every value absent. */
+void agw_wire_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
+                      agw_str *unknown);
+
+/* 1 when v (after whitespace) is a number token, with its value in *out;
+ * a number beyond the range of a double reads as +-HUGE_VAL (not finite),
+ * which the caller refuses or range-checks. 0 for anything else. */
+int agw_wire_number(agw_str v, double *out);
+
+/* 1 when s is exactly one valid JSON object (what a raw view must be before
+ * it is spliced into a body). */
+int agw_wire_object(agw_str s);
+
+/* The decoded value of a string token (quotes included): a view into the
+ * token when it holds no escape (the document outlives the result), else
+ * decoded through scratch and copied into the arena, NULs kept. AGW_EINVAL
+ * when tok is not a string token. */
+AGW_WARN_UNUSED agw_err agw_wire_string(agw_arena *a, agw_buf *scratch, agw_str tok,
+                                        agw_str *out);
+
+/* The same, always copied into the arena: for values that must outlive the
+ * document (a stream event's data lives for one call). */
+AGW_WARN_UNUSED agw_err agw_wire_string_copy(agw_arena *a, agw_str tok, agw_str *out);
+
+/* An id with the protocol's prefix, in the arena: `id` itself when it
+ * already starts with `prefix`, else prefix + id, and prefix + 24 random
+ * lowercase hex digits when id is empty. AGW_EIO when the RNG fails. */
+AGW_WARN_UNUSED agw_err agw_wire_make_id(agw_arena *a, agw_str prefix, agw_str id, agw_str *out);
+
+/* ---- writing ---- */
+
+/* `s` as a quoted JSON string, escaped by agw_buf_append_json_escaped
+ * (invalid UTF-8 becomes U+FFFD); the absent view writes "". */
+AGW_WARN_UNUSED agw_err agw_wire_put_jstr(agw_buf *b, agw_str s);
+
+/* Nothing the first time (*first is then cleared), a comma after that. */
+AGW_WARN_UNUSED agw_err agw_wire_put_sep(agw_buf *b, int *first);
+
+/* The shortest "%g" spelling that reads back as the same double, so 0.7
+ * goes out as 0.7 and not 0.69999999999999996; into buf (40 bytes are
+ * plenty). Non-finite values give "inf" / "nan" (for messages only). */
+void agw_wire_fmt_double(double v, char *buf, size_t n);
+/* That spelling appended; AGW_EINVAL (nothing appended) when v is not finite,
+ * which JSON cannot write. */
+AGW_WARN_UNUSED agw_err agw_wire_put_double(agw_buf *b, double v);
+
+/* Ends an encode that started at out->len == start and returns e: after an
+ * error other than AGW_ETOOBIG (which has already freed out) out is cut
+ * back to its first `start` bytes, so a failed encode appends nothing. */
+agw_err agw_wire_rollback(agw_buf *out, size_t start, agw_err e);
+
+/* A writer with a sticky error: every append after the first failure does
+ * nothing, and `e` holds that failure. AGW_WIRE_WRITER(buf) is ready to use. */
+typedef struct {
+    agw_buf *b;
+    agw_err e;
+} agw_wire_writer;
+
+#define AGW_WIRE_WRITER(buf) { (buf), AGW_OK }
+
+static inline void agw_wire_w_raw(agw_wire_writer *w, const char *p, size_t n)
+{
+    if (w->e == AGW_OK)
+        w->e = agw_buf_append(w->b, p, n);
+}
+
+/* A string literal. */
+#define AGW_WIRE_W_LIT(w, s) agw_wire_w_raw((w), AGW_CONST_STR_LEN(s))
+
+static inline void agw_wire_w_cstr(agw_wire_writer *w, const char *s)
+{
+    agw_wire_w_raw(w, s, strlen(s));
+}
+
+/* Raw bytes of a view (a JSON value passed through). */
+static inline void agw_wire_w_view(agw_wire_writer *w, agw_str s)
+{
+    agw_wire_w_raw(w, s.ptr, s.len);
+}
+
+/* The inside of a JSON string, escaped. */
+static inline void agw_wire_w_esc(agw_wire_writer *w, agw_str s)
+{
+    if (w->e == AGW_OK)
+        w->e = agw_buf_append_json_escaped(w->b, s);
+}
+
+/* A quoted JSON string (agw_wire_put_jstr). */
+static inline void agw_wire_w_str(agw_wire_writer *w, agw_str s)
+{
+    if (w->e == AGW_OK)
+        w->e = agw_wire_put_jstr(w->b, s);
+}
+
+static inline void agw_wire_w_int(agw_wire_writer *w, int64_t v)
+{
+    if (w->e == AGW_OK)
+        w->e = agw_buf_appendf(w->b, "%lld", (long long)v);
+}
+
+/* A finite double (agw_wire_put_double). */
+static inline void agw_wire_w_double(agw_wire_writer *w, double v)
+{
+    if (w->e == AGW_OK)
+        w->e = agw_wire_put_double(w->b, v);
+}
+
+#endif
