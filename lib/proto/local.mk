@@ -3,7 +3,10 @@ lib_libantigw_a_SOURCES += \
 	lib/proto/ir.c lib/proto/ir.h \
 	lib/proto/apierr.c lib/proto/apierr.h \
 	lib/proto/wire.c lib/proto/wire.h \
-	lib/proto/openai.c lib/proto/openai.h \
+	lib/proto/openai.h lib/proto/openai_int.h \
+	lib/proto/openai_request_decode.c lib/proto/openai_request_encode.c \
+	lib/proto/openai_stream_decode.c lib/proto/openai_stream_encode.c \
+	lib/proto/openai_error.c \
 	lib/proto/anthropic.c lib/proto/anthropic.h \
 	lib/proto/bridge.c lib/proto/bridge.h \
 	lib/proto/codec.h

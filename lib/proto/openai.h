@@ -1,11 +1,12 @@
 /*
- * proto_openai: the OpenAI Chat Completions codec (requests, SSE streams,
- * responses, errors) against the IR in ir.h.
+ * openai: the OpenAI Chat Completions codec (requests, SSE streams,
+ * responses, errors) against the IR in ir.h. The implementation is one file
+ * per direction, openai_*.c (openai_int.h lists them).
  *
  * Used only when the client and the upstream speak different protocols; same
- * protocol in and out is the byte-for-byte passthrough of relay.h.
+ * protocol in and out is the byte-for-byte passthrough of net/relay.h.
  *
- * Conventions that cross the IR boundary (README "Protocol conversion"):
+ * Conventions that cross the IR boundary (README.md, "Protocol conversion"):
  *  - usage: OpenAI prompt_tokens includes cached tokens; the IR's `input`
  *    does not. Decoding: input = prompt_tokens - cached_tokens,
  *    cache_read = cached_tokens. Encoding: prompt_tokens = input + cache_read +

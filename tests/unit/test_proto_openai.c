@@ -1,7 +1,7 @@
-/* Unit tests for lib/proto_openai: request decoding (every field, every
- * rejection), request encoding (exact bytes), the stream decoder (exact IR
- * event sequences), the stream encoder (exact client bytes), the fold into a
- * chat.completion, and error bodies. */
+/* Unit tests for the OpenAI codec (lib/proto/openai.h): request decoding
+ * (every field, every rejection), request encoding (exact bytes), the stream
+ * decoder (exact IR event sequences), the stream encoder (exact client
+ * bytes), the fold into a chat.completion, and error bodies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

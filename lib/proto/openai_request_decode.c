@@ -1,0 +1,787 @@
+/*
+ * openai_request_decode: an OpenAI Chat Completions request body -> the IR
+ * (agw_openai_decode_request in openai.h, which lists the choices the API
+ * leaves open; the smaller ones are written down where they are made).
+ *
+ * Every member is read with wire.h's collect over json.h spans, so strings
+ * keep their NULs and raw values (tool schemas, arguments) pass through byte
+ * for byte; a string without escapes is a view into the body.
+ */
+#include "proto/openai_int.h"
+#include "proto/wire.h"
+
+#include "core/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Bounds on counts: every input has one, so a hostile body cannot make the
+ * decoder allocate without limit. */
+#define OAI_MAX_MESSAGES 10000
+#define OAI_MAX_TOOLS 1000
+#define OAI_MAX_PARTS 10000       /* content parts in one message */
+#define OAI_MAX_TOOL_CALLS 1000   /* tool calls in one assistant message */
+#define OAI_MAX_STOP 64           /* stop sequences (OpenAI itself allows 4) */
+
+typedef struct {
+    agw_ir_role role;
+    agw_ir_block *v;
+    size_t n, cap;
+} msgbuild;
+
+typedef struct {
+    agw_arena *arena;
+    agw_buf scratch;       /* escape decoding, reused */
+    char *err;
+    size_t errlen;
+    msgbuild *msgs;
+    size_t n_msgs, cap_msgs;
+    agw_ir_block *sys;
+    size_t n_sys, cap_sys;
+} reqdec;
+
+#define DFAIL(c, ...) agw_wire_fail((c)->err, (c)->errlen, __VA_ARGS__)
+
+/* Grows an arena array by doubling; the old copy is left to the arena, which
+ * bounds the waste at the array's final size. */
+static void *grow(agw_arena *a, void *old, size_t n, size_t *cap, size_t elem)
+{
+    void *p;
+
+    if (n < *cap)
+        return old;
+    *cap = *cap ? *cap * 2 : 4;
+    p = agw_arena_array(a, *cap, elem);
+    if (n)
+        memcpy(p, old, n * elem);
+    return p;
+}
+
+static agw_ir_block *push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap)
+{
+    agw_ir_block *b;
+
+    *v = grow(a, *v, *n, cap, sizeof **v);
+    b = &(*v)[(*n)++];
+    memset(b, 0, sizeof *b);
+    return b;
+}
+
+/* The message blocks of `role` go into: the last one when it has the same
+ * role (consecutive same-role messages merge), else a new one. */
+static msgbuild *msg_for(reqdec *c, agw_ir_role role)
+{
+    msgbuild *m;
+
+    if (c->n_msgs && c->msgs[c->n_msgs - 1].role == role)
+        return &c->msgs[c->n_msgs - 1];
+    c->msgs = grow(c->arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
+    m = &c->msgs[c->n_msgs++];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    return m;
+}
+
+/* The string at `v` or an error naming `what`. */
+static agw_err want_str(reqdec *c, agw_str v, const char *what, agw_str *out)
+{
+    if (agw_json_type_of(v) != AGW_JSON_STRING ||
+        agw_wire_string(c->arena, &c->scratch, v, out) != AGW_OK)
+        return DFAIL(c, "%s: expected a string", what);
+    return AGW_OK;
+}
+
+/* want_str for a member that must be given (not absent, not null). */
+static agw_err need_str(reqdec *c, agw_str v, const char *what, agw_str *out)
+{
+    if (!agw_wire_given(v))
+        return DFAIL(c, "%s: required", what);
+    return want_str(c, v, what, out);
+}
+
+static agw_err want_bool(reqdec *c, agw_str v, const char *what, int *out)
+{
+    if (agw_json_is_true(v))
+        *out = 1;
+    else if (agw_json_is_false(v))
+        *out = 0;
+    else
+        return DFAIL(c, "%s: expected a boolean", what);
+    return AGW_OK;
+}
+
+static agw_err want_num(reqdec *c, agw_str v, const char *what, double *out)
+{
+    if (!agw_wire_number(v, out) || !isfinite(*out))
+        return DFAIL(c, "%s: expected a number", what);
+    return AGW_OK;
+}
+
+static agw_err want_int(reqdec *c, agw_str v, const char *what, int64_t *out)
+{
+    if (agw_json_type_of(v) != AGW_JSON_NUMBER || agw_json_int64(v, out) != AGW_OK)
+        return DFAIL(c, "%s: expected an integer", what);
+    return AGW_OK;
+}
+
+/* Where a content array may be found; decides which part types it accepts. */
+typedef enum { CT_SYSTEM, CT_USER, CT_ASSISTANT, CT_TOOL } content_kind;
+
+/* image_url.url -> an IMAGE block: a base64 data URI (data:<type>;base64,<data>)
+ * or an http(s) URL, which Anthropic fetches itself. */
+static agw_err parse_image_url(reqdec *c, agw_str url, agw_ir_block *b, size_t i, size_t j)
+{
+    static const agw_str b64 = AGW_STR_LIT(";base64");
+
+    b->kind = AGW_IR_IMAGE;
+    if (url.len >= 5 && agw_str_eq_nocase((agw_str){ url.ptr, 5 }, AGW_STR_LIT("data:"))) {
+        const char *comma = memchr(url.ptr, ',', url.len);
+        agw_str head, mt;
+        const char *semi;
+
+        if (!comma)
+            goto bad_data;
+        head = (agw_str){ url.ptr + 5, (size_t)(comma - url.ptr) - 5 };
+        if (head.len < b64.len ||
+            !agw_str_eq_nocase((agw_str){ head.ptr + head.len - b64.len, b64.len }, b64))
+            goto bad_data;
+        semi = memchr(head.ptr, ';', head.len);
+        mt = (agw_str){ head.ptr, (size_t)(semi - head.ptr) };
+        b->image_data = (agw_str){ comma + 1, url.len - (size_t)(comma + 1 - url.ptr) };
+        if (mt.len == 0 || b->image_data.len == 0)
+            goto bad_data;
+        b->media_type = mt;
+        return AGW_OK;
+    }
+    if ((url.len > 7 && agw_str_eq_nocase((agw_str){ url.ptr, 7 }, AGW_STR_LIT("http://"))) ||
+        (url.len > 8 && agw_str_eq_nocase((agw_str){ url.ptr, 8 }, AGW_STR_LIT("https://")))) {
+        b->image_is_url = 1;
+        b->image_data = url;
+        return AGW_OK;
+    }
+    return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected an http(s) URL or a "
+                    "base64 data URI", i, j);
+bad_data:
+    return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected a data URI of the form "
+                    "data:<media type>;base64,<data>", i, j);
+}
+
+/* A message's content (string or array of parts) appended to a block vector.
+ * Empty texts carry nothing and are left out. */
+static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind ck,
+                             agw_ir_block **v, size_t *n, size_t *cap)
+{
+    static const char *const part_keys[] = { "type", "text", "image_url", "refusal" };
+    agw_json_iter it;
+    agw_str part, pv[4], type, s;
+    size_t j = 0;
+    char what[96];
+
+    if (agw_json_type_of(content) == AGW_JSON_STRING) {
+        snprintf(what, sizeof what, "messages[%zu].content", i);
+        AGW_WIRE_TRY(want_str(c, content, what, &s));
+        if (s.len)
+            push_block(c->arena, v, n, cap)->text = s;
+        return AGW_OK;
+    }
+    if (agw_json_type_of(content) != AGW_JSON_ARRAY)
+        return DFAIL(c, "messages[%zu].content: expected a string or an array of content parts", i);
+    if (agw_json_iter_init(&it, content) != AGW_OK)
+        return DFAIL(c, "messages[%zu].content: expected an array", i);
+    for (; agw_json_iter_next(&it, NULL, &part); j++) {
+        if (j >= OAI_MAX_PARTS)
+            return DFAIL(c, "messages[%zu].content: more than %d parts", i, OAI_MAX_PARTS);
+        if (agw_json_type_of(part) != AGW_JSON_OBJECT)
+            return DFAIL(c, "messages[%zu].content[%zu]: expected an object", i, j);
+        agw_wire_collect(part, part_keys, 4, pv, NULL);
+        snprintf(what, sizeof what, "messages[%zu].content[%zu].type", i, j);
+        AGW_WIRE_TRY(need_str(c, pv[0], what, &type));
+        if (agw_str_eq(type, AGW_STR_LIT("text"))) {
+            snprintf(what, sizeof what, "messages[%zu].content[%zu].text", i, j);
+            AGW_WIRE_TRY(want_str(c, pv[1], what, &s));
+            if (s.len)
+                push_block(c->arena, v, n, cap)->text = s;
+        } else if (ck == CT_ASSISTANT && agw_str_eq(type, AGW_STR_LIT("refusal"))) {
+            /* A refusal the model gave earlier is what it said: keep it as text. */
+            snprintf(what, sizeof what, "messages[%zu].content[%zu].refusal", i, j);
+            AGW_WIRE_TRY(want_str(c, pv[3], what, &s));
+            if (s.len)
+                push_block(c->arena, v, n, cap)->text = s;
+        } else if (ck == CT_USER && agw_str_eq(type, AGW_STR_LIT("image_url"))) {
+            agw_str url;
+            snprintf(what, sizeof what, "messages[%zu].content[%zu].image_url.url", i, j);
+            if (agw_json_type_of(pv[2]) != AGW_JSON_OBJECT ||
+                agw_json_find(pv[2], AGW_STR_LIT("url"), &url) != AGW_OK)
+                return DFAIL(c, "%s: required", what);
+            AGW_WIRE_TRY(want_str(c, url, what, &s));
+            AGW_WIRE_TRY(parse_image_url(c, s, push_block(c->arena, v, n, cap), i, j));
+        } else if (ck == CT_USER && (agw_str_eq(type, AGW_STR_LIT("input_audio")) ||
+                                     agw_str_eq(type, AGW_STR_LIT("file")))) {
+            return DFAIL(c, "%s: '%s' content parts are not supported for this model", what,
+                         type.ptr[0] == 'f' ? "file" : "input_audio");
+        } else {
+            return DFAIL(c, "%s: unsupported content part type for this message role", what);
+        }
+    }
+    return AGW_OK;
+}
+
+/* Tool call arguments: a JSON object in a string; "" means no arguments. */
+static agw_err parse_arguments(reqdec *c, agw_str args, size_t i, size_t j, agw_str *out)
+{
+    if (args.len == 0) {
+        *out = AGW_STR_LIT("{}");
+        return AGW_OK;
+    }
+    if (agw_json_validate(args, AGW_WIRE_MAX_DEPTH, NULL, 0) != AGW_OK)
+        return DFAIL(c, "messages[%zu].tool_calls[%zu].function.arguments: not valid JSON", i, j);
+    if (agw_json_type_of(args) != AGW_JSON_OBJECT)
+        return DFAIL(c, "messages[%zu].tool_calls[%zu].function.arguments: expected a JSON object",
+                     i, j);
+    *out = args;
+    return AGW_OK;
+}
+
+static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, msgbuild *m)
+{
+    static const char *const call_keys[] = { "id", "type", "function" };
+    static const char *const fn_keys[] = { "name", "arguments" };
+    agw_json_iter it;
+    agw_str call, cv[3], fv[2], s;
+    size_t j = 0;
+    char what[96];
+
+    if (agw_json_type_of(calls) != AGW_JSON_ARRAY || agw_json_iter_init(&it, calls) != AGW_OK)
+        return DFAIL(c, "messages[%zu].tool_calls: expected an array", i);
+    for (; agw_json_iter_next(&it, NULL, &call); j++) {
+        agw_ir_block *b;
+        agw_str id, name, args = { "", 0 };
+
+        if (j >= OAI_MAX_TOOL_CALLS)
+            return DFAIL(c, "messages[%zu].tool_calls: more than %d calls", i, OAI_MAX_TOOL_CALLS);
+        if (agw_json_type_of(call) != AGW_JSON_OBJECT)
+            return DFAIL(c, "messages[%zu].tool_calls[%zu]: expected an object", i, j);
+        agw_wire_collect(call, call_keys, 3, cv, NULL);
+        snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].id", i, j);
+        AGW_WIRE_TRY(need_str(c, cv[0], what, &id));
+        if (agw_wire_given(cv[1])) {
+            snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].type", i, j);
+            AGW_WIRE_TRY(want_str(c, cv[1], what, &s));
+            if (!agw_str_eq(s, AGW_STR_LIT("function")))
+                return DFAIL(c, "%s: only 'function' tool calls are supported", what);
+        }
+        if (agw_json_type_of(cv[2]) != AGW_JSON_OBJECT)
+            return DFAIL(c, "messages[%zu].tool_calls[%zu].function: expected an object", i, j);
+        agw_wire_collect(cv[2], fn_keys, 2, fv, NULL);
+        snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].function.name", i, j);
+        AGW_WIRE_TRY(need_str(c, fv[0], what, &name));
+        if (agw_wire_given(fv[1])) {
+            snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].function.arguments", i, j);
+            AGW_WIRE_TRY(want_str(c, fv[1], what, &args));
+        }
+        AGW_WIRE_TRY(parse_arguments(c, args, i, j, &args));
+        b = push_block(c->arena, &m->v, &m->n, &m->cap);
+        b->kind = AGW_IR_TOOL_USE;
+        b->tool_id = id;
+        b->tool_name = name;
+        b->tool_input = args;
+    }
+    return AGW_OK;
+}
+
+enum { MK_ROLE, MK_CONTENT, MK_TOOL_CALLS, MK_TOOL_CALL_ID, MK_REFUSAL, MK_FUNCTION_CALL,
+       MK_AUDIO, MK_COUNT };
+static const char *const msg_keys[MK_COUNT] = {
+    "role", "content", "tool_calls", "tool_call_id", "refusal", "function_call", "audio",
+};
+
+/* An assistant message: its content, refusal and tool calls, in that order. */
+static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
+{
+    msgbuild *m;
+    agw_str s;
+    char what[96];
+    int fresh;
+
+    if (agw_wire_given(mv[MK_FUNCTION_CALL]))
+        return DFAIL(c, "messages[%zu].function_call: the legacy function_call is not "
+                        "supported; use tool_calls", i);
+    if (agw_wire_given(mv[MK_AUDIO]))
+        return DFAIL(c, "messages[%zu].audio: audio is not supported for this model", i);
+    fresh = !(c->n_msgs && c->msgs[c->n_msgs - 1].role == AGW_IR_ASSISTANT);
+    m = msg_for(c, AGW_IR_ASSISTANT);
+    if (agw_wire_given(mv[MK_CONTENT]))
+        AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_ASSISTANT, &m->v, &m->n, &m->cap));
+    if (agw_wire_given(mv[MK_REFUSAL])) {
+        snprintf(what, sizeof what, "messages[%zu].refusal", i);
+        AGW_WIRE_TRY(want_str(c, mv[MK_REFUSAL], what, &s));
+        if (s.len)
+            push_block(c->arena, &m->v, &m->n, &m->cap)->text = s;
+    }
+    if (agw_wire_given(mv[MK_TOOL_CALLS]))
+        AGW_WIRE_TRY(parse_tool_calls(c, i, mv[MK_TOOL_CALLS], m));
+    if (fresh && m->n == 0)
+        c->n_msgs--; /* nothing in it: an empty turn is no turn */
+    return AGW_OK;
+}
+
+/* A tool message: one tool result. Tool results are user content in the IR,
+ * so consecutive tool messages and the user message after them become one
+ * user turn. */
+static agw_err parse_tool(reqdec *c, size_t i, const agw_str *mv)
+{
+    agw_ir_block *content = NULL, *b;
+    size_t n = 0, cap = 0;
+    agw_str id;
+    msgbuild *m;
+    char what[96];
+
+    snprintf(what, sizeof what, "messages[%zu].tool_call_id", i);
+    AGW_WIRE_TRY(need_str(c, mv[MK_TOOL_CALL_ID], what, &id));
+    if (!agw_wire_given(mv[MK_CONTENT]))
+        return DFAIL(c, "messages[%zu].content: required", i);
+    AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_TOOL, &content, &n, &cap));
+    m = msg_for(c, AGW_IR_USER);
+    b = push_block(c->arena, &m->v, &m->n, &m->cap);
+    b->kind = AGW_IR_TOOL_RESULT;
+    b->tool_id = id;
+    b->content = content;
+    b->n_content = n;
+    return AGW_OK;
+}
+
+static agw_err parse_message(reqdec *c, size_t i, agw_str msg)
+{
+    agw_str mv[MK_COUNT], role;
+    char what[96];
+
+    if (agw_json_type_of(msg) != AGW_JSON_OBJECT)
+        return DFAIL(c, "messages[%zu]: expected an object", i);
+    agw_wire_collect(msg, msg_keys, MK_COUNT, mv, NULL);
+    snprintf(what, sizeof what, "messages[%zu].role", i);
+    AGW_WIRE_TRY(need_str(c, mv[MK_ROLE], what, &role));
+
+    if (agw_str_eq(role, AGW_STR_LIT("system")) || agw_str_eq(role, AGW_STR_LIT("developer"))) {
+        /* The IR has one system prompt: system and developer messages join it
+         * in order wherever they stand. */
+        if (!agw_wire_given(mv[MK_CONTENT]))
+            return DFAIL(c, "messages[%zu].content: required", i);
+        return parse_content(c, i, mv[MK_CONTENT], CT_SYSTEM, &c->sys, &c->n_sys, &c->cap_sys);
+    }
+    if (agw_str_eq(role, AGW_STR_LIT("user"))) {
+        msgbuild *m;
+        size_t before;
+        int fresh;
+        if (!agw_wire_given(mv[MK_CONTENT]))
+            return DFAIL(c, "messages[%zu].content: required", i);
+        fresh = !(c->n_msgs && c->msgs[c->n_msgs - 1].role == AGW_IR_USER);
+        m = msg_for(c, AGW_IR_USER);
+        before = m->n;
+        AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_USER, &m->v, &m->n, &m->cap));
+        if (fresh && m->n == before)
+            c->n_msgs--; /* nothing in it: an empty turn is no turn */
+        return AGW_OK;
+    }
+    if (agw_str_eq(role, AGW_STR_LIT("assistant")))
+        return parse_assistant(c, i, mv);
+    if (agw_str_eq(role, AGW_STR_LIT("tool")))
+        return parse_tool(c, i, mv);
+    if (agw_str_eq(role, AGW_STR_LIT("function")))
+        return DFAIL(c, "messages[%zu].role: the legacy 'function' role is not supported; use "
+                        "'tool'", i);
+    return DFAIL(c, "messages[%zu].role: unknown role", i);
+}
+
+/* Tool results go first in a user turn (what Anthropic requires, and what
+ * "tool messages, then the user's message" means), the rest keeps its order. */
+static void finish_messages(reqdec *c, agw_ir_request *out)
+{
+    out->messages = agw_arena_array(c->arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
+    out->n_messages = c->n_msgs;
+    for (size_t i = 0; i < c->n_msgs; i++) {
+        msgbuild *m = &c->msgs[i];
+        agw_ir_message *o = &out->messages[i];
+        o->role = m->role;
+        o->blocks = m->v;
+        o->n_blocks = m->n;
+        if (m->role == AGW_IR_USER) {
+            size_t k = 0;
+            int other = 0, reorder = 0;
+            for (size_t b = 0; b < m->n; b++) {
+                if (m->v[b].kind != AGW_IR_TOOL_RESULT)
+                    other = 1;
+                else if (other)
+                    reorder = 1;
+            }
+            if (reorder) {
+                agw_ir_block *nv = agw_arena_array(c->arena, m->n, sizeof *nv);
+                for (size_t b = 0; b < m->n; b++)
+                    if (m->v[b].kind == AGW_IR_TOOL_RESULT)
+                        nv[k++] = m->v[b];
+                for (size_t b = 0; b < m->n; b++)
+                    if (m->v[b].kind != AGW_IR_TOOL_RESULT)
+                        nv[k++] = m->v[b];
+                o->blocks = nv;
+            }
+        }
+    }
+}
+
+static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
+{
+    static const char *const tool_keys[] = { "type", "function" };
+    static const char *const fn_keys[] = { "name", "description", "parameters", "strict" };
+    agw_json_iter it;
+    agw_str t, tv[2], fv[4], s;
+    size_t k = 0, cap = 0;
+    char what[64];
+    int strict = 0;
+
+    if (agw_json_type_of(tools) != AGW_JSON_ARRAY || agw_json_iter_init(&it, tools) != AGW_OK)
+        return DFAIL(c, "tools: expected an array");
+    for (; agw_json_iter_next(&it, NULL, &t); k++) {
+        agw_ir_tool *tool;
+        if (k >= OAI_MAX_TOOLS)
+            return DFAIL(c, "tools: more than %d tools", OAI_MAX_TOOLS);
+        if (agw_json_type_of(t) != AGW_JSON_OBJECT)
+            return DFAIL(c, "tools[%zu]: expected an object", k);
+        agw_wire_collect(t, tool_keys, 2, tv, NULL);
+        snprintf(what, sizeof what, "tools[%zu].type", k);
+        AGW_WIRE_TRY(need_str(c, tv[0], what, &s));
+        if (!agw_str_eq(s, AGW_STR_LIT("function")))
+            return DFAIL(c, "%s: only 'function' tools are supported", what);
+        if (agw_json_type_of(tv[1]) != AGW_JSON_OBJECT)
+            return DFAIL(c, "tools[%zu].function: expected an object", k);
+        agw_wire_collect(tv[1], fn_keys, 4, fv, NULL);
+        out->tools = grow(c->arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
+        tool = &out->tools[out->n_tools++];
+        memset(tool, 0, sizeof *tool);
+        snprintf(what, sizeof what, "tools[%zu].function.name", k);
+        AGW_WIRE_TRY(need_str(c, fv[0], what, &tool->name));
+        if (tool->name.len == 0)
+            return DFAIL(c, "%s: must not be empty", what);
+        if (agw_wire_given(fv[1])) {
+            snprintf(what, sizeof what, "tools[%zu].function.description", k);
+            AGW_WIRE_TRY(want_str(c, fv[1], what, &tool->description));
+        }
+        if (agw_wire_given(fv[2])) {
+            if (agw_json_type_of(fv[2]) != AGW_JSON_OBJECT)
+                return DFAIL(c, "tools[%zu].function.parameters: expected an object", k);
+            tool->schema = fv[2];
+        } else {
+            /* OpenAI: "Omitting parameters defines a function with an empty
+             * parameter list"; Anthropic needs that spelled out. */
+            tool->schema = AGW_STR_LIT("{\"type\":\"object\",\"properties\":{}}");
+        }
+        /* strict (structured outputs for arguments) has no IR field; the
+         * call still works without the guarantee, so it is only type-checked. */
+        if (agw_wire_given(fv[3])) {
+            snprintf(what, sizeof what, "tools[%zu].function.strict", k);
+            AGW_WIRE_TRY(want_bool(c, fv[3], what, &strict));
+        }
+    }
+    if (k == 0)
+        return DFAIL(c, "tools: expected an array with at least one tool");
+    return AGW_OK;
+}
+
+static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
+{
+    agw_str s, fn, name;
+
+    if (agw_json_type_of(v) == AGW_JSON_STRING) {
+        AGW_WIRE_TRY(want_str(c, v, "tool_choice", &s));
+        if (agw_str_eq(s, AGW_STR_LIT("auto")))
+            out->tool_choice = AGW_IR_TC_AUTO;
+        else if (agw_str_eq(s, AGW_STR_LIT("none")))
+            out->tool_choice = AGW_IR_TC_NONE;
+        else if (agw_str_eq(s, AGW_STR_LIT("required")))
+            out->tool_choice = AGW_IR_TC_ANY;
+        else
+            return DFAIL(c, "tool_choice: expected 'auto', 'none', 'required' or a function");
+        return AGW_OK;
+    }
+    if (agw_json_type_of(v) != AGW_JSON_OBJECT)
+        return DFAIL(c, "tool_choice: expected a string or an object");
+    if (agw_json_find(v, AGW_STR_LIT("type"), &s) != AGW_OK ||
+        !agw_json_string_eq(s, AGW_STR_LIT("function")))
+        return DFAIL(c, "tool_choice.type: only 'function' is supported");
+    if (agw_json_find(v, AGW_STR_LIT("function"), &fn) != AGW_OK ||
+        agw_json_type_of(fn) != AGW_JSON_OBJECT)
+        return DFAIL(c, "tool_choice.function: expected an object");
+    if (agw_json_find(fn, AGW_STR_LIT("name"), &name) != AGW_OK)
+        return DFAIL(c, "tool_choice.function.name: required");
+    AGW_WIRE_TRY(want_str(c, name, "tool_choice.function.name", &out->tool_choice_name));
+    out->tool_choice = AGW_IR_TC_TOOL;
+    return AGW_OK;
+}
+
+static agw_err parse_stop(reqdec *c, agw_str v, agw_ir_request *out)
+{
+    agw_json_iter it;
+    agw_str el;
+    size_t k = 0;
+    char what[32];
+
+    if (agw_json_type_of(v) == AGW_JSON_STRING) {
+        out->stop = agw_arena_array(c->arena, 1, sizeof *out->stop);
+        out->n_stop = 1;
+        return want_str(c, v, "stop", &out->stop[0]);
+    }
+    if (agw_json_type_of(v) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v) != AGW_OK)
+        return DFAIL(c, "stop: expected a string or an array of strings");
+    out->stop = agw_arena_array(c->arena, OAI_MAX_STOP, sizeof *out->stop);
+    for (; agw_json_iter_next(&it, NULL, &el); k++) {
+        if (k >= OAI_MAX_STOP)
+            return DFAIL(c, "stop: more than %d sequences", OAI_MAX_STOP);
+        snprintf(what, sizeof what, "stop[%zu]", k);
+        AGW_WIRE_TRY(want_str(c, el, what, &out->stop[k]));
+    }
+    out->n_stop = k;
+    return AGW_OK;
+}
+
+/* Top-level members, in the order they are looked at. */
+enum {
+    K_MODEL, K_MESSAGES, K_TOOLS, K_TOOL_CHOICE, K_PARALLEL, K_MAX_COMPLETION, K_MAX_TOKENS,
+    K_TEMPERATURE, K_TOP_P, K_STOP, K_STREAM, K_STREAM_OPTIONS, K_USER, K_METADATA,
+    K_REASONING_EFFORT, K_N, K_LOGPROBS, K_TOP_LOGPROBS, K_LOGIT_BIAS, K_PRESENCE, K_FREQUENCY,
+    K_AUDIO, K_MODALITIES, K_PREDICTION, K_RESPONSE_FORMAT, K_FUNCTIONS, K_FUNCTION_CALL,
+    K_SEED, K_STORE, K_SERVICE_TIER, K_COUNT
+};
+static const char *const top_keys[K_COUNT] = {
+    "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens",
+    "max_tokens", "temperature", "top_p", "stop", "stream", "stream_options", "user", "metadata",
+    "reasoning_effort", "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty",
+    "frequency_penalty", "audio", "modalities", "prediction", "response_format", "functions",
+    "function_call", "seed", "store", "service_tier",
+};
+
+/* Parameters whose effect the IR cannot carry: refused rather than silently
+ * dropped, because the answer would not be what the client asked for. */
+static agw_err check_unsupported(reqdec *c, const agw_str *v)
+{
+    agw_json_iter it;
+    agw_str el, k;
+    int64_t n = 0;
+    double x = 0;
+    int b = 0;
+
+    if (agw_wire_given(v[K_N])) {
+        AGW_WIRE_TRY(want_int(c, v[K_N], "n", &n));
+        if (n != 1)
+            return DFAIL(c, "n: only n=1 is supported for this model");
+    }
+    if (agw_wire_given(v[K_LOGPROBS])) {
+        AGW_WIRE_TRY(want_bool(c, v[K_LOGPROBS], "logprobs", &b));
+        if (b)
+            return DFAIL(c, "logprobs: not supported for this model");
+    }
+    if (agw_wire_given(v[K_TOP_LOGPROBS]))
+        return DFAIL(c, "top_logprobs: not supported for this model");
+    if (agw_wire_given(v[K_LOGIT_BIAS])) {
+        if (agw_json_type_of(v[K_LOGIT_BIAS]) != AGW_JSON_OBJECT)
+            return DFAIL(c, "logit_bias: expected an object");
+        if (agw_json_iter_init(&it, v[K_LOGIT_BIAS]) == AGW_OK && agw_json_iter_next(&it, &k, &el))
+            return DFAIL(c, "logit_bias: not supported for this model");
+    }
+    if (agw_wire_given(v[K_PRESENCE])) {
+        AGW_WIRE_TRY(want_num(c, v[K_PRESENCE], "presence_penalty", &x));
+        if (x != 0)
+            return DFAIL(c, "presence_penalty: not supported for this model (only 0)");
+    }
+    if (agw_wire_given(v[K_FREQUENCY])) {
+        AGW_WIRE_TRY(want_num(c, v[K_FREQUENCY], "frequency_penalty", &x));
+        if (x != 0)
+            return DFAIL(c, "frequency_penalty: not supported for this model (only 0)");
+    }
+    if (agw_wire_given(v[K_AUDIO]))
+        return DFAIL(c, "audio: audio output is not supported for this model");
+    if (agw_wire_given(v[K_MODALITIES])) {
+        size_t j = 0;
+        if (agw_json_type_of(v[K_MODALITIES]) != AGW_JSON_ARRAY ||
+            agw_json_iter_init(&it, v[K_MODALITIES]) != AGW_OK)
+            return DFAIL(c, "modalities: expected an array of strings");
+        for (; agw_json_iter_next(&it, NULL, &el); j++) {
+            if (agw_json_type_of(el) != AGW_JSON_STRING)
+                return DFAIL(c, "modalities[%zu]: expected a string", j);
+            if (agw_json_string_eq(el, AGW_STR_LIT("audio")))
+                return DFAIL(c, "modalities: audio output is not supported for this model");
+            if (!agw_json_string_eq(el, AGW_STR_LIT("text")))
+                return DFAIL(c, "modalities[%zu]: only 'text' is supported", j);
+        }
+    }
+    if (agw_wire_given(v[K_PREDICTION]))
+        return DFAIL(c, "prediction: predicted outputs are not supported for this model");
+    if (agw_wire_given(v[K_RESPONSE_FORMAT])) {
+        agw_str t;
+        if (agw_json_type_of(v[K_RESPONSE_FORMAT]) != AGW_JSON_OBJECT)
+            return DFAIL(c, "response_format: expected an object");
+        if (agw_json_find(v[K_RESPONSE_FORMAT], AGW_STR_LIT("type"), &t) != AGW_OK ||
+            agw_json_type_of(t) != AGW_JSON_STRING)
+            return DFAIL(c, "response_format.type: required");
+        if (agw_json_string_eq(t, AGW_STR_LIT("json_schema")) ||
+            agw_json_string_eq(t, AGW_STR_LIT("json_object")))
+            return DFAIL(c, "response_format: structured output (json_schema / json_object) is "
+                            "not supported for this model: the gateway cannot carry it to the "
+                            "upstream; describe the format in the prompt or use a tool");
+        if (!agw_json_string_eq(t, AGW_STR_LIT("text")))
+            return DFAIL(c, "response_format.type: unknown type");
+    }
+    if (agw_wire_given(v[K_FUNCTIONS]))
+        return DFAIL(c, "functions: the legacy functions parameter is not supported; use tools");
+    if (agw_wire_given(v[K_FUNCTION_CALL]))
+        return DFAIL(c, "function_call: the legacy function_call parameter is not supported; use "
+                        "tool_choice");
+    return AGW_OK;
+}
+
+/* Accepted and ignored: they change nothing the IR can represent (seed and
+ * service_tier are best effort upstream anyway, store and metadata concern
+ * OpenAI's own storage); their types are still checked. */
+static agw_err check_ignored(reqdec *c, const agw_str *v)
+{
+    int64_t n = 0;
+    int b = 0;
+    agw_str s;
+
+    if (agw_wire_given(v[K_SEED]))
+        AGW_WIRE_TRY(want_int(c, v[K_SEED], "seed", &n));
+    if (agw_wire_given(v[K_STORE]))
+        AGW_WIRE_TRY(want_bool(c, v[K_STORE], "store", &b));
+    if (agw_wire_given(v[K_SERVICE_TIER]))
+        AGW_WIRE_TRY(want_str(c, v[K_SERVICE_TIER], "service_tier", &s));
+    if (agw_wire_given(v[K_METADATA]) && agw_json_type_of(v[K_METADATA]) != AGW_JSON_OBJECT)
+        return DFAIL(c, "metadata: expected an object");
+    if (agw_wire_given(v[K_REASONING_EFFORT]))
+        AGW_WIRE_TRY(want_str(c, v[K_REASONING_EFFORT], "reasoning_effort", &s));
+    return AGW_OK;
+}
+
+/* messages -> the IR's messages and system prompt. */
+static agw_err parse_messages(reqdec *c, agw_str msgs, agw_ir_request *out)
+{
+    agw_json_iter it;
+    agw_str msg;
+    size_t i = 0;
+
+    if (!agw_wire_given(msgs))
+        return DFAIL(c, "messages: required");
+    if (agw_json_type_of(msgs) != AGW_JSON_ARRAY || agw_json_iter_init(&it, msgs) != AGW_OK)
+        return DFAIL(c, "messages: expected an array");
+    for (; agw_json_iter_next(&it, NULL, &msg); i++) {
+        if (i >= OAI_MAX_MESSAGES)
+            return DFAIL(c, "messages: more than %d messages", OAI_MAX_MESSAGES);
+        AGW_WIRE_TRY(parse_message(c, i, msg));
+    }
+    if (i == 0)
+        return DFAIL(c, "messages: expected at least one message");
+    finish_messages(c, out);
+    out->system = c->sys;
+    out->n_system = c->n_sys;
+    return AGW_OK;
+}
+
+/* The length, sampling and streaming parameters. */
+static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out)
+{
+    if (agw_wire_given(v[K_MAX_TOKENS])) {
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_TOKENS], "max_tokens", &out->max_tokens));
+        if (out->max_tokens < 1)
+            return DFAIL(c, "max_tokens: must be at least 1");
+    }
+    if (agw_wire_given(v[K_MAX_COMPLETION])) {
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_COMPLETION], "max_completion_tokens", &out->max_tokens));
+        if (out->max_tokens < 1)
+            return DFAIL(c, "max_completion_tokens: must be at least 1");
+    }
+    if (agw_wire_given(v[K_TEMPERATURE])) {
+        AGW_WIRE_TRY(want_num(c, v[K_TEMPERATURE], "temperature", &out->temperature));
+        if (out->temperature < 0 || out->temperature > 2)
+            return DFAIL(c, "temperature: must be between 0 and 2");
+        out->has_temperature = 1;
+    }
+    if (agw_wire_given(v[K_TOP_P])) {
+        AGW_WIRE_TRY(want_num(c, v[K_TOP_P], "top_p", &out->top_p));
+        if (out->top_p < 0 || out->top_p > 1)
+            return DFAIL(c, "top_p: must be between 0 and 1");
+        out->has_top_p = 1;
+    }
+    if (agw_wire_given(v[K_STOP]))
+        AGW_WIRE_TRY(parse_stop(c, v[K_STOP], out));
+    if (agw_wire_given(v[K_STREAM]))
+        AGW_WIRE_TRY(want_bool(c, v[K_STREAM], "stream", &out->stream));
+    if (agw_wire_given(v[K_STREAM_OPTIONS])) {
+        agw_str iu;
+        int b = 0;
+        if (agw_json_type_of(v[K_STREAM_OPTIONS]) != AGW_JSON_OBJECT)
+            return DFAIL(c, "stream_options: expected an object");
+        if (agw_json_find(v[K_STREAM_OPTIONS], AGW_STR_LIT("include_usage"), &iu) == AGW_OK &&
+            agw_wire_given(iu))
+            AGW_WIRE_TRY(want_bool(c, iu, "stream_options.include_usage", &b));
+        /* Only a stream has a usage chunk. */
+        out->stream_usage = b && out->stream;
+    }
+    return AGW_OK;
+}
+
+static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
+{
+    agw_str v[K_COUNT];
+    char verr[96];
+
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
+        return DFAIL(c, "invalid JSON body: %s", verr);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return DFAIL(c, "the request body must be a JSON object");
+    agw_wire_collect(body, top_keys, K_COUNT, v, NULL);
+
+    AGW_WIRE_TRY(check_unsupported(c, v));
+    AGW_WIRE_TRY(check_ignored(c, v));
+
+    /* The router may fill in a default model, so it is optional here. */
+    if (agw_wire_given(v[K_MODEL]))
+        AGW_WIRE_TRY(want_str(c, v[K_MODEL], "model", &out->model));
+    AGW_WIRE_TRY(parse_messages(c, v[K_MESSAGES], out));
+
+    if (agw_wire_given(v[K_TOOLS]))
+        AGW_WIRE_TRY(parse_tools(c, v[K_TOOLS], out));
+    if (agw_wire_given(v[K_TOOL_CHOICE])) {
+        if (out->n_tools == 0)
+            return DFAIL(c, "tool_choice: only allowed when tools are specified");
+        AGW_WIRE_TRY(parse_tool_choice(c, v[K_TOOL_CHOICE], out));
+    }
+    if (agw_wire_given(v[K_PARALLEL])) {
+        int b = 0;
+        AGW_WIRE_TRY(want_bool(c, v[K_PARALLEL], "parallel_tool_calls", &b));
+        if (out->n_tools)
+            out->parallel_tool_calls = b;
+    }
+    AGW_WIRE_TRY(parse_generation(c, v, out));
+    if (agw_wire_given(v[K_USER]))
+        AGW_WIRE_TRY(want_str(c, v[K_USER], "user", &out->user));
+    return AGW_OK;
+}
+
+agw_err agw_openai_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out, char *err,
+                                  size_t errlen)
+{
+    reqdec c;
+    agw_err e;
+
+    memset(out, 0, sizeof *out);
+    out->parallel_tool_calls = -1;
+    out->max_tokens = -1;
+    out->top_k = -1;
+    memset(&c, 0, sizeof c);
+    c.arena = arena;
+    agw_buf_init(&c.scratch, body.len + 1);
+    c.err = err;
+    c.errlen = errlen;
+    if (err && errlen)
+        err[0] = '\0';
+    e = decode_request(&c, body, out);
+    agw_buf_free(&c.scratch);
+    return e;
+}
