@@ -1,9 +1,10 @@
 /*
- * proto_anthropic: the Anthropic Messages codec (requests, SSE streams,
- * responses, errors) against the IR in ir.h.
+ * anthropic: the Anthropic Messages codec (requests, SSE streams,
+ * responses, errors) against the IR in ir.h. The implementation is one file
+ * per direction, anthropic_*.c (anthropic_int.h lists them).
  *
  * Used only when the client and the upstream speak different protocols; same
- * protocol in and out is the byte-for-byte passthrough of relay.h.
+ * protocol in and out is the byte-for-byte passthrough of net/relay.h.
  *
  * Rules the encoder enforces because the Messages API requires them:
  *  - max_tokens is required: AGW_ANTHROPIC_DEFAULT_MAX_TOKENS when the

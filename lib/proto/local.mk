@@ -7,6 +7,9 @@ lib_libantigw_a_SOURCES += \
 	lib/proto/openai_request_decode.c lib/proto/openai_request_encode.c \
 	lib/proto/openai_stream_decode.c lib/proto/openai_stream_encode.c \
 	lib/proto/openai_error.c \
-	lib/proto/anthropic.c lib/proto/anthropic.h \
+	lib/proto/anthropic.h lib/proto/anthropic_int.h \
+	lib/proto/anthropic_request_decode.c lib/proto/anthropic_request_encode.c \
+	lib/proto/anthropic_stream_decode.c lib/proto/anthropic_stream_encode.c \
+	lib/proto/anthropic_error.c \
 	lib/proto/bridge.c lib/proto/bridge.h \
 	lib/proto/codec.h

@@ -1,8 +1,8 @@
-/* Unit tests for lib/proto_anthropic: request decoding (every field, every
- * rejection), request encoding (exact bytes), the stream decoder against a
- * realistic upstream transcript, the stream encoder (exact SSE bytes), the
- * folded response, error bodies, and strings that a NUL-terminated or
- * UTF-16-naive codec would break. */
+/* Unit tests for the Anthropic codec (lib/proto/anthropic.h): request
+ * decoding (every field, every rejection), request encoding (exact bytes),
+ * the stream decoder against a realistic upstream transcript, the stream
+ * encoder (exact SSE bytes), the folded response, error bodies, and strings
+ * that a NUL-terminated or UTF-16-naive codec would break. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
