@@ -22,7 +22,10 @@ struct agw_bridge {
     int64_t created;
 };
 
-int agw_bridge_error_status(agw_proto client, int upstream_status)
+/* The status an upstream error gets on its way to a client of `client`:
+ * kept, except that an OpenAI client gets 503 for 529 and anything outside
+ * 400..599 becomes 502. */
+static int error_status(agw_proto client, int upstream_status)
 {
     if (client == AGW_PROTO_OPENAI && upstream_status == 529)
         return 503;
@@ -62,7 +65,7 @@ static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
 
 static agw_err fold_error_body(agw_bridge *b, agw_buf *out, int *status)
 {
-    *status = agw_bridge_error_status(b->client, b->fold.error_status ? b->fold.error_status : 500);
+    *status = error_status(b->client, b->fold.error_status ? b->fold.error_status : 500);
     agw_str msg = b->fold.error_message.len ? b->fold.error_message
                                             : AGW_STR_LIT("upstream reported an error");
     return agw_apierr_body(out, b->client, *status, msg, NULL);
@@ -107,7 +110,7 @@ static agw_err codec_error(void *ud, int status, agw_str body, int *client_statu
     agw_err e = b->upstream == AGW_PROTO_OPENAI
                     ? agw_openai_decode_error(body, &scratch, &type, &message)
                     : agw_anthropic_decode_error(body, &scratch, &type, &message);
-    *client_status = agw_bridge_error_status(b->client, status);
+    *client_status = error_status(b->client, status);
     agw_buf text = AGW_BUF_INIT(2048);
     if (e != AGW_OK || !message.len) {
         size_t shown = body.len < 200 ? body.len : 200;

@@ -29,7 +29,4 @@ const agw_codec *agw_bridge_codec(agw_bridge *b);
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);
 
-/* The status an upstream error gets on its way to a client of `client`. */
-int agw_bridge_error_status(agw_proto client, int upstream_status);
-
 #endif
