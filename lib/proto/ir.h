@@ -1,6 +1,6 @@
 /*
  * ir: the one internal representation every protocol codec decodes into and
- * encodes from (DESIGN.md §5), so N protocols need N codecs, not N×M converters.
+ * encodes from, so N protocols need N codecs, not N×M converters.
  *
  * The model follows Anthropic's, the richest of the protocols: a request is a
  * system prompt, messages of ordered content blocks, tools and sampling

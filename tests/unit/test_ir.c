@@ -1,4 +1,4 @@
-/* Unit tests for lib/ir: stop-reason names, the fold, the token estimate. */
+/* Unit tests for lib/proto/ir: stop-reason names, the fold, the token estimate. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
