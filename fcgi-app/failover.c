@@ -127,7 +127,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .response_headers = agw_buf_view(&r->headers),
         .may_retry = at->may_retry,
     };
-    agw_client_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
+    agw_relay_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
     agw_lb_slot *slot = agw_lb_slot_of(agw_request_lb(r), provider);
     agw_relay_result res;
     agw_lb_begin(slot);

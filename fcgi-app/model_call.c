@@ -120,6 +120,18 @@ static int read_body(agw_request *r, agw_model_call *mc)
     return 1;
 }
 
+/* The first candidate cannot take this call: says where the model routes
+ * and `why` not. Returns 0 (answered). */
+static int refuse_route(agw_request *r, const agw_model_call *mc, int status, const char *code,
+                        const char *why)
+{
+    const agw_provider_cfg *p = mc->cands.r[0].provider;
+    agw_request_error_code(r, status, code, "model '%.*s' routes to provider '%s' of type %s%s",
+                           agw_request_clip(mc->model, 200), mc->model.ptr, p->name,
+                           agw_provider_type_name(p->type), why);
+    return 0;
+}
+
 int agw_model_call_prepare(agw_request *r, agw_model_call *mc)
 {
     r->metered = 1;
@@ -137,24 +149,12 @@ int agw_model_call_prepare(agw_request *r, agw_model_call *mc)
         return 0;
     }
     const agw_provider_ops *ops = agw_provider_ops_of(first->provider->type);
-    if (mc->op == AGW_OP_EMBEDDINGS && !(ops && ops->path(AGW_OP_EMBEDDINGS))) {
-        agw_request_error_code(r, 400, "embeddings_unsupported",
-                               "model '%.*s' routes to provider '%s' of type %s: embeddings are "
-                               "only available from OpenAI-type providers",
-                               agw_request_clip(mc->model, 200), mc->model.ptr,
-                               first->provider->name,
-                               agw_provider_type_name(first->provider->type));
-        return 0;
-    }
-    if (!ops) {
-        agw_request_error_code(r, 501, "provider_type_unsupported",
-                               "model '%.*s' routes to provider '%s' of type %s, which this "
-                               "gateway cannot call yet",
-                               agw_request_clip(mc->model, 200), mc->model.ptr,
-                               first->provider->name,
-                               agw_provider_type_name(first->provider->type));
-        return 0;
-    }
+    if (mc->op == AGW_OP_EMBEDDINGS && !(ops && ops->path(AGW_OP_EMBEDDINGS)))
+        return refuse_route(r, mc, 400, "embeddings_unsupported",
+                            ": embeddings are only available from OpenAI-type providers");
+    if (!ops)
+        return refuse_route(r, mc, 501, "provider_type_unsupported",
+                            ", which this gateway cannot call yet");
     return 1;
 }
 

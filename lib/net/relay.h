@@ -40,9 +40,6 @@ typedef struct {
     /* 1 when the client is known to have left. */
     int (*gone)(void *ud);
 } agw_relay_sink;
-/* The sink's former name, still used in fcgi-app/; new code says
- * agw_relay_sink. */
-typedef agw_relay_sink agw_client_sink;
 
 /* Watches the upstream's answer without changing it (usage accounting). */
 typedef struct {

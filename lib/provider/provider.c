@@ -19,6 +19,11 @@ int agw_provider_callable(const agw_provider_cfg *p)
     return agw_provider_ops_of(p->type) != NULL;
 }
 
+int agw_provider_probe_answered(long status)
+{
+    return status > 0 && status < 500;
+}
+
 agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const char *value)
 {
     if (c->n_headers >= AGW_PROVIDER_MAX_HEADERS)

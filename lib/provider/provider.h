@@ -94,6 +94,10 @@ void agw_provider_call_free(agw_provider_call *c);
  * returned). */
 agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const char *value);
 
+/* A probe verdict for types whose model list answers any caller: every
+ * status below 500, even a 401 or a 404, shows the server is there. */
+int agw_provider_probe_answered(long status);
+
 /* The provider types (provider/type_*.c). */
 extern const agw_provider_ops agw_provider_openai;
 extern const agw_provider_ops agw_provider_anthropic;

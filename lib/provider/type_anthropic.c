@@ -39,12 +39,6 @@ static agw_err anthropic_extra_headers(agw_provider_op op, const agw_client_hint
     return e;
 }
 
-/* As for OpenAI: any answer below 500 shows the server is there. */
-static int anthropic_probe_passes(long status)
-{
-    return status > 0 && status < 500;
-}
-
 const agw_provider_ops agw_provider_anthropic = {
     .type = AGW_PROVIDER_ANTHROPIC,
     .proto = AGW_PROTO_ANTHROPIC,
@@ -53,5 +47,5 @@ const agw_provider_ops agw_provider_anthropic = {
     .authenticate = anthropic_authenticate,
     .extra_headers = anthropic_extra_headers,
     .probe_op = AGW_OP_MODELS,
-    .probe_passes = anthropic_probe_passes,
+    .probe_passes = agw_provider_probe_answered,
 };

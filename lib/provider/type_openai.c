@@ -20,12 +20,6 @@ static agw_err openai_authenticate(const agw_provider_cfg *p, agw_provider_call 
     return AGW_OK;
 }
 
-/* Any answer below 500, even a 401 or a 404, shows the server is there. */
-static int openai_probe_passes(long status)
-{
-    return status > 0 && status < 500;
-}
-
 const agw_provider_ops agw_provider_openai = {
     .type = AGW_PROVIDER_OPENAI,
     .proto = AGW_PROTO_OPENAI,
@@ -34,5 +28,5 @@ const agw_provider_ops agw_provider_openai = {
     .authenticate = openai_authenticate,
     .extra_headers = NULL,
     .probe_op = AGW_OP_MODELS,
-    .probe_passes = openai_probe_passes,
+    .probe_passes = agw_provider_probe_answered,
 };
