@@ -75,6 +75,15 @@ static char *join_path(const char *dir, const char *path)
     return p;
 }
 
+/* `list` ends with NULL; a NULL name (a list element has none) is in no list. */
+static int in_list(const char *name, const char *const *list)
+{
+    for (const char *const *k = list; *k; k++)
+        if (name && strcmp(name, *k) == 0)
+            return 1;
+    return 0;
+}
+
 /* Checks that every member of group `g` is one of `known`. */
 static agw_err check_known(agw_config_loader *ld, const config_setting_t *g, const char *prefix,
                            const char *const *known)
@@ -83,11 +92,7 @@ static agw_err check_known(agw_config_loader *ld, const config_setting_t *g, con
     for (int i = 0; i < n; i++) {
         config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
         const char *name = config_setting_name(m);
-        int ok = 0;
-        for (const char *const *k = known; *k; k++)
-            if (name && strcmp(name, *k) == 0)
-                ok = 1;
-        if (!ok) {
+        if (!in_list(name, known)) {
             char key[128];
             snprintf(key, sizeof key, "%s%s", prefix, name ? name : "?");
             return fail(ld, m, key, "unknown setting");
@@ -158,7 +163,10 @@ static agw_err get_bool(agw_config_loader *ld, const config_setting_t *g, const 
     return AGW_OK;
 }
 
-static agw_err group(agw_config_loader *ld, config_t *c, const char *name, config_setting_t **out)
+/* A top-level group may be left out (*out NULL: its settings keep their
+ * defaults); when present, a misspelt member fails rather than being ignored. */
+static agw_err group(agw_config_loader *ld, config_t *c, const char *name,
+                     const char *const *known, config_setting_t **out)
 {
     config_setting_t *g = config_lookup(c, name);
     *out = NULL;
@@ -166,8 +174,12 @@ static agw_err group(agw_config_loader *ld, config_t *c, const char *name, confi
         return AGW_OK;
     if (!config_setting_is_group(g))
         return fail(ld, g, name, "must be a group { ... }");
-    *out = g;
-    return AGW_OK;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.", name);
+    agw_err e = check_known(ld, g, prefix, known);
+    if (!e)
+        *out = g;
+    return e;
 }
 
 /* Empty strings mean "unset" for optional secrets. */
@@ -179,54 +191,29 @@ static void empty_to_null(char **s)
     }
 }
 
-static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
-                             agw_provider_cfg *out)
+/* Keys in messages: providers[N].field until the name is known, then
+ * providers.NAME.field, so the operator can find the entry either way. Here
+ * `prefix` is still the positional one: a bad name cannot label itself. */
+static agw_err check_provider_name(agw_config_loader *ld, const config_setting_t *p,
+                                   const char *prefix, const char *name)
 {
-    static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
-                                         "enabled", "models", "default_model", NULL };
-    /* Keys in messages: providers[N].field until the name is known, then
-     * providers.NAME.field, so the operator can find the entry either way. */
-    char prefix[96], key[128];
-    snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
-    agw_err e;
-    memset(out, 0, sizeof *out);
-    out->weight = 100;
-    out->enabled = 1;
-    if (!config_setting_is_group(p)) {
-        snprintf(key, sizeof key, "providers[%lu]", (unsigned long)idx);
-        return fail(ld, p, key, "each provider must be a group { ... }");
-    }
-    if ((e = check_known(ld, p, prefix, known)))
-        return e;
-    char *type = NULL;
-    if ((e = get_string(ld, p, prefix, "name", &out->name)) ||
-        (e = get_string(ld, p, prefix, "type", &type)) ||
-        (e = get_string(ld, p, prefix, "base_url", &out->base_url)) ||
-        (e = get_string(ld, p, prefix, "api_key", &out->api_key)) ||
-        (e = get_int_field(ld, p, prefix, "weight", 0, 1000000, &out->weight)) ||
-        (e = get_bool(ld, p, prefix, "enabled", &out->enabled)) ||
-        (e = get_string(ld, p, prefix, "default_model", &out->default_model))) {
-        free(type);
-        return e;
-    }
-    if (!agw_config_name_ok(out->name)) {
-        free(type);
-        snprintf(key, sizeof key, "%sname", prefix);
-        const config_setting_t *at = config_setting_get_member(p, "name");
-        if (out->name && strlen(out->name) > AGW_CONFIG_NAME_MAX)
-            return fail(ld, at, key, "may be at most %d bytes long", AGW_CONFIG_NAME_MAX);
-        return fail(ld, at ? at : p, key,
-                    "required, and may hold only letters, digits, '.', '_' and '-'");
-    }
-    snprintf(prefix, sizeof prefix, "providers.%s.", out->name);
-    int t = agw_provider_type_parse(type);
-    free(type);
-    if (t < 0) {
-        snprintf(key, sizeof key, "%stype", prefix);
-        return fail(ld, config_setting_get_member(p, "type") ? config_setting_get_member(p, "type") : p,
-                    key, "must be openai, anthropic, kiro or copilot");
-    }
-    out->type = (agw_provider_type)t;
+    if (agw_config_name_ok(name))
+        return AGW_OK;
+    char key[128];
+    snprintf(key, sizeof key, "%sname", prefix);
+    const config_setting_t *at = config_setting_get_member(p, "name");
+    if (name && strlen(name) > AGW_CONFIG_NAME_MAX)
+        return fail(ld, at, key, "may be at most %d bytes long", AGW_CONFIG_NAME_MAX);
+    return fail(ld, at ? at : p, key,
+                "required, and may hold only letters, digits, '.', '_' and '-'");
+}
+
+/* Only the types with one public endpoint may leave base_url out. Trailing
+ * slashes go so that endpoint paths can be appended as they are. */
+static agw_err load_provider_base_url(agw_config_loader *ld, const config_setting_t *p,
+                                      const char *prefix, agw_provider_cfg *out)
+{
+    char key[128];
     snprintf(key, sizeof key, "%sbase_url", prefix);
     if (!out->base_url) {
         if (out->type == AGW_PROVIDER_OPENAI)
@@ -246,6 +233,70 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
     size_t bl = strlen(out->base_url);
     while (bl > 0 && out->base_url[bl - 1] == '/')
         out->base_url[--bl] = '\0';
+    return AGW_OK;
+}
+
+static agw_err load_provider_models(agw_config_loader *ld, const config_setting_t *p,
+                                    const char *prefix, agw_provider_cfg *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%smodels", prefix);
+    config_setting_t *models = config_setting_get_member(p, "models");
+    if (!models)
+        return AGW_OK;
+    if (!config_setting_is_array(models) && !config_setting_is_list(models))
+        return fail(ld, models, key, "must be a list of strings");
+    int n = config_setting_length(models);
+    out->models = xcalloc((size_t)n + 1, sizeof *out->models);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
+        if (config_setting_type(m) != CONFIG_TYPE_STRING || !*config_setting_get_string(m))
+            return fail(ld, m, key, "each model must be a non-empty string");
+        out->models[out->n_models++] = xstrdup(config_setting_get_string(m));
+    }
+    return AGW_OK;
+}
+
+static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
+                             agw_provider_cfg *out)
+{
+    static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
+                                         "enabled", "models", "default_model", NULL };
+    char prefix[96], key[128];
+    snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
+    agw_err e;
+    memset(out, 0, sizeof *out);
+    out->weight = 100;
+    out->enabled = 1;
+    if (!config_setting_is_group(p)) {
+        snprintf(key, sizeof key, "providers[%lu]", (unsigned long)idx);
+        return fail(ld, p, key, "each provider must be a group { ... }");
+    }
+    if ((e = check_known(ld, p, prefix, known)))
+        return e;
+    char *type = NULL;
+    if ((e = get_string(ld, p, prefix, "name", &out->name)) ||
+        (e = get_string(ld, p, prefix, "type", &type)) ||
+        (e = get_string(ld, p, prefix, "base_url", &out->base_url)) ||
+        (e = get_string(ld, p, prefix, "api_key", &out->api_key)) ||
+        (e = get_int_field(ld, p, prefix, "weight", 0, 1000000, &out->weight)) ||
+        (e = get_bool(ld, p, prefix, "enabled", &out->enabled)) ||
+        (e = get_string(ld, p, prefix, "default_model", &out->default_model)) ||
+        (e = check_provider_name(ld, p, prefix, out->name))) {
+        free(type);
+        return e;
+    }
+    snprintf(prefix, sizeof prefix, "providers.%s.", out->name);
+    int t = agw_provider_type_parse(type);
+    free(type);
+    if (t < 0) {
+        const config_setting_t *at = config_setting_get_member(p, "type");
+        snprintf(key, sizeof key, "%stype", prefix);
+        return fail(ld, at ? at : p, key, "must be openai, anthropic, kiro or copilot");
+    }
+    out->type = (agw_provider_type)t;
+    if ((e = load_provider_base_url(ld, p, prefix, out)))
+        return e;
     if (!out->api_key)
         out->api_key = xstrdup("");
     if (agw_str_has_ctl(agw_str_c(out->api_key), 0)) {
@@ -254,22 +305,7 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
                     "must not contain control characters");
     }
     empty_to_null(&out->default_model);
-    snprintf(key, sizeof key, "%smodels", prefix);
-
-    config_setting_t *models = config_setting_get_member(p, "models");
-    if (models) {
-        if (!config_setting_is_array(models) && !config_setting_is_list(models))
-            return fail(ld, models, key, "must be a list of strings");
-        int n = config_setting_length(models);
-        out->models = xcalloc((size_t)n + 1, sizeof *out->models);
-        for (int i = 0; i < n; i++) {
-            config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
-            if (config_setting_type(m) != CONFIG_TYPE_STRING || !*config_setting_get_string(m))
-                return fail(ld, m, key, "each model must be a non-empty string");
-            out->models[out->n_models++] = xstrdup(config_setting_get_string(m));
-        }
-    }
-    return AGW_OK;
+    return load_provider_models(ld, p, prefix, out);
 }
 
 static void set_defaults(agw_config *cfg, const char *base_dir)
@@ -301,156 +337,189 @@ agw_config *agw_config_defaults(const char *base_dir)
     return cfg;
 }
 
-static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
+static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
 {
-    static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
-                                       "secrets", "providers", NULL };
-    static const char *const k_server[] = { "log_level", "max_body_bytes", "threads",
-                                            "connect_timeout_ms", "idle_timeout_seconds",
-                                            "sse_ping_seconds", "stream_commit_ms",
-                                            "shutdown_grace_seconds", "cors_origins", NULL };
-    static const char *const k_auth[] = { "api_key", "admin_key", NULL };
-    static const char *const k_db[] = { "path", NULL };
-    static const char *const k_defaults[] = { "provider", "model", "lb_strategy",
-                                              "health_check_enabled", "health_check_seconds",
-                                              "max_attempts", "cooldown_seconds",
-                                              "lb_half_life_seconds", NULL };
-    static const char *const k_tenant[] = { "enabled", NULL };
-    static const char *const k_secrets[] = { "key_file", NULL };
+    static const char *const known[] = { "log_level", "max_body_bytes", "threads",
+                                         "connect_timeout_ms", "idle_timeout_seconds",
+                                         "sse_ping_seconds", "stream_commit_ms",
+                                         "shutdown_grace_seconds", "cors_origins", NULL };
+    config_setting_t *g;
     agw_err e;
-    config_setting_t *root = config_root_setting(c), *g;
-    long long v;
-
-    if ((e = check_known(ld, root, "", top)))
+    if ((e = group(ld, c, "server", known, &g)) || !g)
         return e;
-
-    if ((e = group(ld, c, "server", &g)))
+    char *level = NULL;
+    if ((e = get_string(ld, g, "server.", "log_level", &level)))
         return e;
-    if (g) {
-        char *level = NULL;
-        if ((e = check_known(ld, g, "server.", k_server)) ||
-            (e = get_string(ld, g, "server.", "log_level", &level)))
-            return e;
-        if (level) {
-            int lvl = agw_log_level_parse(level);
-            free(level);
-            if (lvl < 0)
-                return fail(ld, config_setting_get_member(g, "log_level"), "server.log_level",
-                            "must be error, warn, info or debug");
-            cfg->server.log_level = lvl;
-        }
-        v = (long long)cfg->server.max_body_bytes;
-        if ((e = get_int(ld, g, "server.", "max_body_bytes", 1024, 1ll << 30, &v)))
-            return e;
-        cfg->server.max_body_bytes = (size_t)v;
-        if ((e = get_int_field(ld, g, "server.", "threads", 1, 1024, &cfg->server.threads)) ||
-            (e = get_int_field(ld, g, "server.", "connect_timeout_ms", 1, 600000,
-                               &cfg->server.connect_timeout_ms)) ||
-            (e = get_int_field(ld, g, "server.", "idle_timeout_seconds", 1, 86400,
-                               &cfg->server.idle_timeout_s)) ||
-            (e = get_int_field(ld, g, "server.", "sse_ping_seconds", 0, 3600,
-                               &cfg->server.sse_ping_s)) ||
-            (e = get_int_field(ld, g, "server.", "stream_commit_ms", 0, 600000,
-                               &cfg->server.stream_commit_ms)) ||
-            (e = get_int_field(ld, g, "server.", "shutdown_grace_seconds", 0, 86400,
-                               &cfg->server.shutdown_grace_s)) ||
-            (e = get_string(ld, g, "server.", "cors_origins", &cfg->server.cors_origins)))
-            return e;
+    if (level) {
+        int lvl = agw_log_level_parse(level);
+        free(level);
+        if (lvl < 0)
+            return fail(ld, config_setting_get_member(g, "log_level"), "server.log_level",
+                        "must be error, warn, info or debug");
+        cfg->server.log_level = lvl;
     }
-
-    if ((e = group(ld, c, "auth", &g)))
+    long long v = (long long)cfg->server.max_body_bytes;
+    if ((e = get_int(ld, g, "server.", "max_body_bytes", 1024, 1ll << 30, &v)))
         return e;
-    if (g && ((e = check_known(ld, g, "auth.", k_auth)) ||
-              (e = get_string(ld, g, "auth.", "api_key", &cfg->auth.api_key)) ||
+    cfg->server.max_body_bytes = (size_t)v;
+    if ((e = get_int_field(ld, g, "server.", "threads", 1, 1024, &cfg->server.threads)) ||
+        (e = get_int_field(ld, g, "server.", "connect_timeout_ms", 1, 600000,
+                           &cfg->server.connect_timeout_ms)) ||
+        (e = get_int_field(ld, g, "server.", "idle_timeout_seconds", 1, 86400,
+                           &cfg->server.idle_timeout_s)) ||
+        (e = get_int_field(ld, g, "server.", "sse_ping_seconds", 0, 3600,
+                           &cfg->server.sse_ping_s)) ||
+        (e = get_int_field(ld, g, "server.", "stream_commit_ms", 0, 600000,
+                           &cfg->server.stream_commit_ms)) ||
+        (e = get_int_field(ld, g, "server.", "shutdown_grace_seconds", 0, 86400,
+                           &cfg->server.shutdown_grace_s)) ||
+        (e = get_string(ld, g, "server.", "cors_origins", &cfg->server.cors_origins)))
+        return e;
+    return AGW_OK;
+}
+
+static agw_err load_auth(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "api_key", "admin_key", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "auth", known, &g)))
+        return e;
+    if (g && ((e = get_string(ld, g, "auth.", "api_key", &cfg->auth.api_key)) ||
               (e = get_string(ld, g, "auth.", "admin_key", &cfg->auth.admin_key))))
         return e;
     empty_to_null(&cfg->auth.api_key);
     empty_to_null(&cfg->auth.admin_key);
+    return AGW_OK;
+}
 
-    if ((e = group(ld, c, "database", &g)))
+/* A relative path is taken from the configuration file's folder, not the
+ * process's working directory. */
+static agw_err load_database(agw_config_loader *ld, config_t *c, const char *base_dir,
+                             agw_config *cfg)
+{
+    static const char *const known[] = { "path", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "database", known, &g)) || !g)
         return e;
-    if (g) {
-        char *path = NULL;
-        if ((e = check_known(ld, g, "database.", k_db)) ||
-            (e = get_string(ld, g, "database.", "path", &path)))
-            return e;
-        if (path) {
-            if (!*path) {
-                free(path);
-                return fail(ld, config_setting_get_member(g, "path"), "database.path",
-                            "must not be empty");
-            }
-            free(cfg->database.path);
-            cfg->database.path = join_path(base_dir, path);
+    char *path = NULL;
+    if ((e = get_string(ld, g, "database.", "path", &path)))
+        return e;
+    if (path) {
+        if (!*path) {
             free(path);
+            return fail(ld, config_setting_get_member(g, "path"), "database.path",
+                        "must not be empty");
         }
+        free(cfg->database.path);
+        cfg->database.path = join_path(base_dir, path);
+        free(path);
     }
+    return AGW_OK;
+}
 
-    if ((e = group(ld, c, "defaults", &g)))
+static agw_err load_defaults(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "provider", "model", "lb_strategy",
+                                         "health_check_enabled", "health_check_seconds",
+                                         "max_attempts", "cooldown_seconds",
+                                         "lb_half_life_seconds", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "defaults", known, &g)) || !g)
         return e;
-    if (g) {
-        if ((e = check_known(ld, g, "defaults.", k_defaults)) ||
-            (e = get_string(ld, g, "defaults.", "provider", &cfg->defaults.provider)) ||
-            (e = get_string(ld, g, "defaults.", "model", &cfg->defaults.model)) ||
-            (e = get_string(ld, g, "defaults.", "lb_strategy", &cfg->defaults.lb_strategy)) ||
-            (e = get_bool(ld, g, "defaults.", "health_check_enabled",
-                          &cfg->defaults.health_check_enabled)))
-            return e;
-        if ((e = get_int_field(ld, g, "defaults.", "health_check_seconds", 1, 86400,
-                               &cfg->defaults.health_check_seconds)) ||
-            (e = get_int_field(ld, g, "defaults.", "max_attempts", 1, 32,
-                               &cfg->defaults.max_attempts)) ||
-            (e = get_int_field(ld, g, "defaults.", "cooldown_seconds", 0, 3600,
-                               &cfg->defaults.cooldown_seconds)) ||
-            (e = get_int_field(ld, g, "defaults.", "lb_half_life_seconds", 1, 3600,
-                               &cfg->defaults.lb_half_life_seconds)))
-            return e;
-        int ok = 0;
-        for (const char *const *s = lb_strategies; *s; s++)
-            if (strcmp(*s, cfg->defaults.lb_strategy) == 0)
-                ok = 1;
-        if (!ok)
-            return fail(ld, config_setting_get_member(g, "lb_strategy"), "defaults.lb_strategy",
-                        "must be weighted, round-robin, least-used, priority or smart");
-        empty_to_null(&cfg->defaults.provider);
-    }
+    if ((e = get_string(ld, g, "defaults.", "provider", &cfg->defaults.provider)) ||
+        (e = get_string(ld, g, "defaults.", "model", &cfg->defaults.model)) ||
+        (e = get_string(ld, g, "defaults.", "lb_strategy", &cfg->defaults.lb_strategy)) ||
+        (e = get_bool(ld, g, "defaults.", "health_check_enabled",
+                      &cfg->defaults.health_check_enabled)))
+        return e;
+    if ((e = get_int_field(ld, g, "defaults.", "health_check_seconds", 1, 86400,
+                           &cfg->defaults.health_check_seconds)) ||
+        (e = get_int_field(ld, g, "defaults.", "max_attempts", 1, 32,
+                           &cfg->defaults.max_attempts)) ||
+        (e = get_int_field(ld, g, "defaults.", "cooldown_seconds", 0, 3600,
+                           &cfg->defaults.cooldown_seconds)) ||
+        (e = get_int_field(ld, g, "defaults.", "lb_half_life_seconds", 1, 3600,
+                           &cfg->defaults.lb_half_life_seconds)))
+        return e;
+    if (!in_list(cfg->defaults.lb_strategy, lb_strategies))
+        return fail(ld, config_setting_get_member(g, "lb_strategy"), "defaults.lb_strategy",
+                    "must be weighted, round-robin, least-used, priority or smart");
+    empty_to_null(&cfg->defaults.provider);
+    return AGW_OK;
+}
 
-    if ((e = group(ld, c, "tenant", &g)))
+static agw_err load_tenant(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "enabled", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "tenant", known, &g)))
         return e;
-    if (g && ((e = check_known(ld, g, "tenant.", k_tenant)) ||
-              (e = get_bool(ld, g, "tenant.", "enabled", &cfg->tenant.enabled))))
+    if (g && (e = get_bool(ld, g, "tenant.", "enabled", &cfg->tenant.enabled)))
         return e;
+    return AGW_OK;
+}
 
-    if ((e = group(ld, c, "secrets", &g)))
+/* An empty key_file is the same as none. */
+static agw_err load_secrets(agw_config_loader *ld, config_t *c, const char *base_dir,
+                            agw_config *cfg)
+{
+    static const char *const known[] = { "key_file", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "secrets", known, &g)) || !g)
         return e;
-    if (g) {
-        char *kf = NULL;
-        if ((e = check_known(ld, g, "secrets.", k_secrets)) ||
-            (e = get_string(ld, g, "secrets.", "key_file", &kf)))
-            return e;
-        if (kf && *kf)
-            cfg->secrets.key_file = join_path(base_dir, kf);
-        free(kf);
-    }
+    char *kf = NULL;
+    if ((e = get_string(ld, g, "secrets.", "key_file", &kf)))
+        return e;
+    if (kf && *kf)
+        cfg->secrets.key_file = join_path(base_dir, kf);
+    free(kf);
+    return AGW_OK;
+}
 
+/* Provider names must be unique: defaults, keys and routes refer to a
+ * provider by its name. */
+static agw_err load_providers(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
     config_setting_t *provs = config_lookup(c, "providers");
-    if (provs) {
-        if (!config_setting_is_list(provs) && !config_setting_is_array(provs))
-            return fail(ld, provs, "providers", "must be a list ( { ... }, { ... } )");
-        int n = config_setting_length(provs);
-        cfg->providers = xcalloc((size_t)n + 1, sizeof *cfg->providers);
-        for (int i = 0; i < n; i++) {
-            config_setting_t *p = config_setting_get_elem(provs, (unsigned)i);
-            e = load_provider(ld, p, (size_t)i, &cfg->providers[cfg->n_providers]);
-            cfg->n_providers++; /* counted even on failure so free() releases it */
-            if (e)
-                return e;
-            for (size_t j = 0; j + 1 < cfg->n_providers; j++)
-                if (strcmp(cfg->providers[j].name, cfg->providers[cfg->n_providers - 1].name) == 0)
-                    return fail(ld, p, "providers", "provider name %s is used twice",
-                                cfg->providers[j].name);
-        }
+    if (!provs)
+        return AGW_OK;
+    if (!config_setting_is_list(provs) && !config_setting_is_array(provs))
+        return fail(ld, provs, "providers", "must be a list ( { ... }, { ... } )");
+    int n = config_setting_length(provs);
+    cfg->providers = xcalloc((size_t)n + 1, sizeof *cfg->providers);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *p = config_setting_get_elem(provs, (unsigned)i);
+        agw_err e = load_provider(ld, p, (size_t)i, &cfg->providers[cfg->n_providers]);
+        cfg->n_providers++; /* counted even on failure so free() releases it */
+        if (e)
+            return e;
+        for (size_t j = 0; j + 1 < cfg->n_providers; j++)
+            if (strcmp(cfg->providers[j].name, cfg->providers[cfg->n_providers - 1].name) == 0)
+                return fail(ld, p, "providers", "provider name %s is used twice",
+                            cfg->providers[j].name);
     }
+    return AGW_OK;
+}
+
+/* The order of the loaders is the order of the checks, which decides the one
+ * error reported when there are several. defaults.provider comes last because
+ * it can name any provider, and those are known only once all are loaded. */
+static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
+{
+    static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
+                                       "secrets", "providers", NULL };
+    agw_err e;
+    if ((e = check_known(ld, config_root_setting(c), "", top)) ||
+        (e = load_server(ld, c, cfg)) || (e = load_auth(ld, c, cfg)) ||
+        (e = load_database(ld, c, base_dir, cfg)) || (e = load_defaults(ld, c, cfg)) ||
+        (e = load_tenant(ld, c, cfg)) || (e = load_secrets(ld, c, base_dir, cfg)) ||
+        (e = load_providers(ld, c, cfg)))
+        return e;
     if (cfg->defaults.provider &&
         !agw_config_provider(cfg, agw_str_c(cfg->defaults.provider)))
         return fail(ld, config_lookup(c, "defaults.provider"), "defaults.provider",
