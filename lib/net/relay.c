@@ -289,6 +289,18 @@ static int on_tick(void *ud, uint64_t idle_ms)
     return 0;
 }
 
+/* Once the head is out, an upstream error can only be an error event; it
+ * carries the start of the upstream's body, which is what the operator needs. */
+static void send_upstream_error_event(agw_relay_call *r, long status)
+{
+    agw_str b = agw_buf_view(&r->body);
+    agw_buf msg = AGW_BUF_INIT(1024);
+    if (agw_buf_appendf(&msg, "upstream returned HTTP %ld: ", status) == AGW_OK &&
+        agw_buf_append(&msg, b.ptr, b.len < 300 ? b.len : 300) == AGW_OK)
+        send_error_event(r, (int)status, agw_buf_view(&msg));
+    agw_buf_free(&msg);
+}
+
 /* An upstream error body goes to the client as is when it is a JSON object with
  * an "error" member (same protocol, so same shape); anything else is wrapped. */
 static void relay_error_body(agw_relay_call *r, int status)
@@ -324,12 +336,7 @@ static void finish_converted(agw_relay_call *r, long status)
     if (r->mode == MODE_ERROR) {
         int client_status = (int)status;
         if (r->committed) {
-            agw_str b = agw_buf_view(&r->body);
-            agw_buf msg = AGW_BUF_INIT(1024);
-            if (agw_buf_appendf(&msg, "upstream returned HTTP %ld: ", status) == AGW_OK &&
-                agw_buf_append(&msg, b.ptr, b.len < 300 ? b.len : 300) == AGW_OK)
-                send_error_event(r, (int)status, agw_buf_view(&msg));
-            agw_buf_free(&msg);
+            send_upstream_error_event(r, status);
         } else if (c->error(c->ud, (int)status, agw_buf_view(&r->body), &client_status, out) ==
                        AGW_OK &&
                    send_head(r, client_status, "application/json", 1) == AGW_OK) {
@@ -384,23 +391,38 @@ static long retry_after(const agw_upstream *u)
     return s;
 }
 
-void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sink *sink,
-                   agw_relay_result *res)
+static void call_init(agw_relay_call *r, agw_upstream *u, const agw_relay_req *rq,
+                      const agw_relay_sink *sink, agw_relay_result *res)
 {
-    agw_relay_call r;
-    memset(&r, 0, sizeof r);
+    memset(r, 0, sizeof *r);
     memset(res, 0, sizeof *res);
-    r.u = u;
-    r.rq = rq;
-    r.sink = sink;
-    r.res = res;
-    r.start_us = r.last_gone_check_us = agw_mono_us();
-    agw_sse_init(&r.sse, AGW_LIMIT_SSE_EVENT);
-    agw_buf_init(&r.body, AGW_LIMIT_UPSTREAM_BODY);
-    agw_buf_init(&r.scratch, AGW_LIMIT_SMALL);
-    agw_buf_init(&r.converted, AGW_LIMIT_UPSTREAM_BODY);
-    agw_buf_init(&r.pending, AGW_LIMIT_SSE_EVENT + (64u << 10));
+    r->u = u;
+    r->rq = rq;
+    r->sink = sink;
+    r->res = res;
+    r->start_us = r->last_gone_check_us = agw_mono_us();
+    agw_sse_init(&r->sse, AGW_LIMIT_SSE_EVENT);
+    agw_buf_init(&r->body, AGW_LIMIT_UPSTREAM_BODY);
+    agw_buf_init(&r->scratch, AGW_LIMIT_SMALL);
+    agw_buf_init(&r->converted, AGW_LIMIT_UPSTREAM_BODY);
+    agw_buf_init(&r->pending, AGW_LIMIT_SSE_EVENT + (64u << 10));
+}
 
+static void call_free(agw_relay_call *r)
+{
+    agw_sse_free(&r->sse);
+    agw_buf_free(&r->body);
+    agw_buf_free(&r->scratch);
+    agw_buf_free(&r->converted);
+    agw_buf_free(&r->pending);
+}
+
+/* The transfer itself; the callbacks may already have answered the client. A
+ * detail they wrote (a limit, a codec failure) says more than the transfer's. */
+static void call_upstream(agw_relay_call *r, agw_upstream_result *ures)
+{
+    const agw_relay_req *rq = r->rq;
+    agw_relay_result *res = r->res;
     agw_upstream_req ur = {
         .url = rq->url,
         .headers = rq->headers,
@@ -409,120 +431,154 @@ void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sin
         .idle_timeout_ms = rq->idle_timeout_ms,
         .on_data = on_data,
         .on_tick = on_tick,
-        .ud = &r,
+        .ud = r,
     };
-    agw_upstream_result ures;
-    agw_upstream_perform(u, &ur, &ures);
-    res->outcome = ures.outcome;
-    res->first_byte_us = ures.first_byte_us;
+    agw_upstream_perform(r->u, &ur, ures);
+    res->outcome = ures->outcome;
+    res->first_byte_us = ures->first_byte_us;
     if (!res->detail[0])
-        snprintf(res->detail, sizeof res->detail, "%s", ures.detail);
+        snprintf(res->detail, sizeof res->detail, "%s", ures->detail);
+    res->upstream_status = (int)agw_upstream_status(r->u);
+    res->retry_after_s = retry_after(r->u);
+}
 
-    res->upstream_status = (int)agw_upstream_status(u);
-    res->retry_after_s = retry_after(u);
-    int gone = sink->gone(sink->ud);
-    if (rq->may_retry && !gone && !r.committed && res->bytes_out == 0 &&
-        (ures.outcome == AGW_UPSTREAM_CONNECT || ures.outcome == AGW_UPSTREAM_TIMEOUT ||
-         ures.outcome == AGW_UPSTREAM_BROKEN ||
-         (ures.outcome == AGW_UPSTREAM_DONE &&
-          (res->upstream_status == 429 || res->upstream_status >= 500)))) {
-        res->retryable = 1;
-        res->status = ures.outcome == AGW_UPSTREAM_TIMEOUT   ? 504
-                      : ures.outcome == AGW_UPSTREAM_DONE    ? res->upstream_status
-                                                             : 502;
-        goto out;
-    }
-    if (gone || ures.outcome == AGW_UPSTREAM_STOPPED) {
-        /* Stopped by us: the client left, or an upstream limit was hit. */
-        res->client_gone = gone;
-        if (!gone) {
-            if (r.committed && r.mode != MODE_BODY)
-                send_error_event(&r, 502, agw_str_c(res->detail));
-            else if (!r.committed)
-                send_error(&r, 502, agw_str_c(res->detail), 0);
-        }
-        goto out;
-    }
+/* Failover is possible only while the client has seen nothing at all: the
+ * next provider's answer must be the first thing it gets. The failure is then
+ * reported, not answered; res->status is what the client would have got. */
+static int leave_for_failover(agw_relay_call *r, const agw_upstream_result *ures, int gone)
+{
+    agw_relay_result *res = r->res;
+    if (!r->rq->may_retry || gone || r->committed || res->bytes_out != 0)
+        return 0;
+    if (!(ures->outcome == AGW_UPSTREAM_CONNECT || ures->outcome == AGW_UPSTREAM_TIMEOUT ||
+          ures->outcome == AGW_UPSTREAM_BROKEN ||
+          (ures->outcome == AGW_UPSTREAM_DONE &&
+           (res->upstream_status == 429 || res->upstream_status >= 500))))
+        return 0;
+    res->retryable = 1;
+    res->status = ures->outcome == AGW_UPSTREAM_TIMEOUT   ? 504
+                  : ures->outcome == AGW_UPSTREAM_DONE    ? res->upstream_status
+                                                          : 502;
+    return 1;
+}
 
-    if (ures.outcome != AGW_UPSTREAM_DONE) {
-        int status = ures.outcome == AGW_UPSTREAM_TIMEOUT ? 504 : 502;
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s: %s",
-                 ures.outcome == AGW_UPSTREAM_CONNECT   ? "upstream unreachable"
-                 : ures.outcome == AGW_UPSTREAM_TIMEOUT ? "upstream timed out"
-                                                        : "upstream connection broken",
-                 ures.detail);
-        if (r.committed)
-            send_error_event(&r, status, agw_str_c(msg));
+/* Stopped by us: the client left (nobody to answer), or an upstream limit was
+ * hit (res->detail says which). */
+static void answer_stopped(agw_relay_call *r, int gone)
+{
+    r->res->client_gone = gone;
+    if (gone)
+        return;
+    if (r->committed && r->mode != MODE_BODY)
+        send_error_event(r, 502, agw_str_c(r->res->detail));
+    else if (!r->committed)
+        send_error(r, 502, agw_str_c(r->res->detail), 0);
+}
+
+/* No complete answer from the upstream: connect error, timeout or reset. */
+static void answer_transport_failure(agw_relay_call *r, const agw_upstream_result *ures)
+{
+    int status = ures->outcome == AGW_UPSTREAM_TIMEOUT ? 504 : 502;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s: %s",
+             ures->outcome == AGW_UPSTREAM_CONNECT   ? "upstream unreachable"
+             : ures->outcome == AGW_UPSTREAM_TIMEOUT ? "upstream timed out"
+                                                     : "upstream connection broken",
+             ures->detail);
+    if (r->committed)
+        send_error_event(r, status, agw_str_c(msg));
+    else
+        send_error(r, status, agw_str_c(msg), 0);
+}
+
+static void finish_stream(agw_relay_call *r)
+{
+    if (agw_sse_finish(&r->sse) == AGW_OK && r->saw_end) {
+        /* Bytes after the final event (a trailing comment, a stray line
+         * end) belong to a complete stream: pass them on. */
+        if (r->pending.len)
+            (void)client_write(r, r->pending.data, r->pending.len);
+        r->res->complete = 1;
+    } else if (!r->saw_error_event) {
+        send_error_event(r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
+    }
+    if ((r->saw_end && !r->rq->hold_final) || r->saw_error_event)
+        (void)r->sink->flush(r->sink->ud);
+}
+
+static void finish_body(agw_relay_call *r, long status)
+{
+    if (r->rq->tap && r->rq->tap->body)
+        r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
+    if (agw_json_validate(agw_buf_view(&r->body), 512, NULL, 0) != AGW_OK) {
+        if (r->committed)
+            send_error_event(r, 502, AGW_STR_LIT("upstream answered with invalid JSON"));
         else
-            send_error(&r, status, agw_str_c(msg), 0);
-        goto out;
+            send_error(r, 502, AGW_STR_LIT("upstream answered with invalid JSON"), 1);
+    } else if (r->committed) {
+        /* The SSE head went out while we waited, but the upstream answered
+         * with plain JSON: deliver it as one data event. */
+        agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY + 64);
+        if (agw_sse_write(&ev, (agw_str){ NULL, 0 }, agw_buf_view(&r->body)) == AGW_OK &&
+            client_write(r, ev.data, ev.len) == AGW_OK)
+            r->res->complete = 1;
+        agw_buf_free(&ev);
+    } else if (send_head(r, (int)status, "application/json", 1) == AGW_OK &&
+               client_write(r, r->body.data ? r->body.data : "", r->body.len) == AGW_OK) {
+        r->res->complete = 1;
     }
+}
 
-    long status = agw_upstream_status(u);
-    if (r.mode == MODE_UNDECIDED) /* an answer with no body at all */
-        r.mode = status >= 200 && status <= 299 ? MODE_BODY : MODE_ERROR;
-
-    if (rq->codec) {
-        finish_converted(&r, status);
-        goto out;
-    }
-
-    switch (r.mode) {
+/* The end of a passthrough answer (no codec): the bytes already went out as
+ * they came; what is left is to close the stream or deliver the body. */
+static void finish_passthrough(agw_relay_call *r, long status)
+{
+    switch (r->mode) {
     case MODE_STREAM:
-        if (agw_sse_finish(&r.sse) == AGW_OK && r.saw_end) {
-            /* Bytes after the final event (a trailing comment, a stray line
-             * end) belong to a complete stream: pass them on. */
-            if (r.pending.len)
-                (void)client_write(&r, r.pending.data, r.pending.len);
-            res->complete = 1;
-        } else if (!r.saw_error_event) {
-            send_error_event(&r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
-        }
-        if ((r.saw_end && !rq->hold_final) || r.saw_error_event)
-            (void)sink->flush(sink->ud);
+        finish_stream(r);
         break;
     case MODE_BODY:
-        if (rq->tap && rq->tap->body)
-            rq->tap->body(rq->tap->ud, agw_buf_view(&r.body));
-        if (agw_json_validate(agw_buf_view(&r.body), 512, NULL, 0) != AGW_OK) {
-            if (r.committed)
-                send_error_event(&r, 502, AGW_STR_LIT("upstream answered with invalid JSON"));
-            else
-                send_error(&r, 502, AGW_STR_LIT("upstream answered with invalid JSON"), 1);
-        } else if (r.committed) {
-            /* The SSE head went out while we waited, but the upstream answered
-             * with plain JSON: deliver it as one data event. */
-            agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY + 64);
-            if (agw_sse_write(&ev, (agw_str){ NULL, 0 }, agw_buf_view(&r.body)) == AGW_OK &&
-                client_write(&r, ev.data, ev.len) == AGW_OK)
-                res->complete = 1;
-            agw_buf_free(&ev);
-        } else if (send_head(&r, (int)status, "application/json", 1) == AGW_OK &&
-                   client_write(&r, r.body.data ? r.body.data : "", r.body.len) == AGW_OK) {
-            res->complete = 1;
-        }
+        finish_body(r, status);
         break;
     case MODE_ERROR:
-        if (r.committed) {
-            agw_buf msg = AGW_BUF_INIT(1024);
-            agw_str b = agw_buf_view(&r.body);
-            if (agw_buf_appendf(&msg, "upstream returned HTTP %ld: ", status) == AGW_OK &&
-                agw_buf_append(&msg, b.ptr, b.len < 300 ? b.len : 300) == AGW_OK)
-                send_error_event(&r, (int)status, agw_buf_view(&msg));
-            agw_buf_free(&msg);
-        } else {
-            relay_error_body(&r, (int)status);
-        }
+        if (r->committed)
+            send_upstream_error_event(r, status);
+        else
+            relay_error_body(r, (int)status);
         break;
     case MODE_UNDECIDED:
         break;
     }
+}
 
-out:
-    agw_sse_free(&r.sse);
-    agw_buf_free(&r.body);
-    agw_buf_free(&r.scratch);
-    agw_buf_free(&r.converted);
-    agw_buf_free(&r.pending);
+static void answer_outcome(agw_relay_call *r, const agw_upstream_result *ures, int gone)
+{
+    if (gone || ures->outcome == AGW_UPSTREAM_STOPPED) {
+        answer_stopped(r, gone);
+        return;
+    }
+    if (ures->outcome != AGW_UPSTREAM_DONE) {
+        answer_transport_failure(r, ures);
+        return;
+    }
+    long status = agw_upstream_status(r->u);
+    if (r->mode == MODE_UNDECIDED) /* an answer with no body at all */
+        r->mode = status >= 200 && status <= 299 ? MODE_BODY : MODE_ERROR;
+    if (r->rq->codec)
+        finish_converted(r, status);
+    else
+        finish_passthrough(r, status);
+}
+
+void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sink *sink,
+                   agw_relay_result *res)
+{
+    agw_relay_call r;
+    call_init(&r, u, rq, sink, res);
+    agw_upstream_result ures;
+    call_upstream(&r, &ures);
+    int gone = sink->gone(sink->ud);
+    if (!leave_for_failover(&r, &ures, gone))
+        answer_outcome(&r, &ures, gone);
+    call_free(&r);
 }
