@@ -31,9 +31,28 @@ typedef struct {
     int codec_failed;       /* the codec rejected the upstream's stream */
 } agw_relay_call;
 
+/* 1 when every byte of name is an RFC 9110 token character (section 5.6.2:
+ * "!#$%&'*+-.^_`|~", digits and letters) and there is at least one. A name
+ * with anything else (a space, a colon, a bare CR, a byte above 0x7f) could
+ * split or forge a header line on its way to the client. */
+static int header_name_is_token(agw_str name)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (name.len == 0)
+        return 0;
+    for (size_t i = 0; i < name.len; i++) {
+        unsigned char c = (unsigned char)name.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              (c && memchr(extra, c, sizeof extra - 1))))
+            return 0;
+    }
+    return 1;
+}
+
 /* Response headers from the upstream that the client may see: retry-after,
  * request ids and rate-limit information. Header names are matched
- * case-insensitively; values with control characters are dropped. */
+ * case-insensitively and must be tokens; values with control characters are
+ * dropped. */
 static int header_passes(agw_str name, agw_str value)
 {
     static const agw_str exact[] = { AGW_STR_LIT("retry-after"), AGW_STR_LIT("retry-after-ms"),
@@ -41,7 +60,7 @@ static int header_passes(agw_str name, agw_str value)
                                      AGW_STR_LIT("openai-processing-ms") };
     static const agw_str prefixes[] = { AGW_STR_LIT("x-ratelimit-"),
                                         AGW_STR_LIT("anthropic-ratelimit-") };
-    if (agw_str_has_ctl(value, 1) || value.len > 1024)
+    if (!header_name_is_token(name) || agw_str_has_ctl(value, 1) || value.len > 1024)
         return 0;
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
         if (agw_str_eq_nocase(name, exact[i]))

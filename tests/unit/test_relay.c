@@ -146,6 +146,12 @@ static int handle(testsrv *s, int fd, const testsrv_req *rq)
         return send_response(fd, 200, "OK", "application/json",
                              "x-ratelimit-a\rSet-Cookie: evil=1\r\nx-request-id: ok\r\n", "{}", 2);
     }
+    if (!strcmp(p, "/odd-header-names")) {
+        /* Header names libcurl passes on but that are not tokens. */
+        return send_response(fd, 200, "OK", "application/json",
+                             "x-ratelimit-a b: 1\r\nx-ratelimit-\xc3\xa9: 2\r\n"
+                             "x-ratelimit-(x): 3\r\nx-request-id: ok\r\n", "{}", 2);
+    }
     if (!strcmp(p, "/endless")) {
         if (testsrv_send_str(fd, SSE_HEAD))
             return TESTSRV_CLOSE;
@@ -929,7 +935,9 @@ static void test_header_passes(void **state)
     static const char *const deny[] = { "set-cookie", "content-type", "content-length",
                                         "transfer-encoding", "connection", "server", "authorization",
                                         "x-ratelimit-", "anthropic-ratelimit-", "x-request-idx",
-                                        "retry", "x-ratelimit", "", "www-authenticate" };
+                                        "retry", "x-ratelimit", "", "www-authenticate",
+                                        "x-ratelimit-a b", "x-ratelimit-a:b", "request-id\r",
+                                        "x-ratelimit-\xc3\xa9", "x-ratelimit-(x)" };
     for (size_t i = 0; i < sizeof deny / sizeof deny[0]; i++)
         if (header_passes(agw_str_c(deny[i]), AGW_STR_LIT("7")))
             fail_msg("%s should not pass", deny[i]);
@@ -963,10 +971,20 @@ static void test_header_name_injection_end_to_end(void **state)
         if (h.ptr[i] == '\r' && (i + 1 >= h.len || h.ptr[i + 1] != '\n'))
             fail_msg("bare CR in the head lines: [%.*s]", (int)h.len, h.ptr);
     assert_null(strstr(h.ptr, "Set-Cookie"));
-    if (f->k.status == 200)
-        assert_non_null(strstr(h.ptr, "x-request-id: ok\r\n"));
-    else
-        assert_int_equal(f->k.status, 502);
+    /* A bare CR in a header line makes the upstream's head unreadable:
+     * libcurl fails the transfer, and the client gets the gateway's 502. */
+    assert_int_equal(f->k.status, 502);
+    assert_int_equal(f->res.status, 502);
+}
+
+/* Names that reach the relay but are not RFC 9110 tokens are dropped, the
+ * rest of the head kept: a space or a non-ASCII byte after an allowed prefix. */
+static void test_header_name_not_token_dropped(void **state)
+{
+    fixture *f = *state;
+    run(f, "/odd-header-names");
+    assert_head(f, 200, "application/json", CORS "x-request-id: ok\r\n");
+    assert_out(f, "{}");
 }
 
 /* ---- may_retry: failover to another provider before the client sees a byte ---- */
@@ -1067,6 +1085,7 @@ int main(void)
         T(test_pings_while_waiting),
         T(test_non_stream_request_never_commits_early),
         cmocka_unit_test(test_header_passes),
+        T(test_header_name_not_token_dropped),
         T(test_header_name_injection_end_to_end),
     };
 #undef T
