@@ -65,8 +65,9 @@ static int64_t gcra_available(const agw_gcra *g, uint64_t tat, uint64_t now)
     return (int64_t)((g->burst_ns - used) / g->interval_ns);
 }
 
-/* The TAT after `delta` units are taken (delta > 0) or given back (< 0),
- * keeping the debt within one bucket (limiter.h, TPM). */
+/* The TAT after `delta` units are taken (delta > 0) or given back (< 0).
+ * The whole debt is kept (limiter.h, TPM): capping it would forgive tokens
+ * that were spent, and a key could then spend more than N per minute. */
 static uint64_t gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64_t delta)
 {
     if (delta == 0)
@@ -78,11 +79,7 @@ static uint64_t gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64
         return tat > back ? tat - back : 0;
     }
     uint64_t base = tat > now ? tat : now;
-    uint64_t next = sat_add(base, sat_mul((uint64_t)delta, g->interval_ns));
-    uint64_t cap = sat_add(now, 2 * g->burst_ns); /* at most one bucket of debt */
-    if (next > cap)
-        next = cap > tat ? cap : tat;
-    return next;
+    return sat_add(base, sat_mul((uint64_t)delta, g->interval_ns));
 }
 
 int64_t agw_limit_estimate(agw_str body)
@@ -176,8 +173,15 @@ agw_err agw_limit_admit(agw_shm *shm, uint64_t key_id, const agw_limit_policy *p
     }
     if (p->tpm > 0) {
         gcra_init(&k, p->tpm);
-        int64_t cost = estimate < 0 ? 0 : estimate > p->tpm ? p->tpm : estimate;
-        if (!take(t->slot, 1, &k, now_ns, (uint64_t)cost, &wait, &rem)) {
+        int64_t cost = estimate < 0 ? 0 : estimate;
+        int fits = cost <= p->tpm;
+        if (!fits) {
+            /* More than a whole bucket: no wait makes it fit (limiter.h). */
+            t->too_large = 1;
+            wait = k.burst_ns;
+            rem = gcra_available(&k, atomic_load(&t->slot->tat[1]), now_ns);
+        }
+        if (!fits || !take(t->slot, 1, &k, now_ns, (uint64_t)cost, &wait, &rem)) {
             t->verdict = AGW_LIMIT_BY_TPM;
             t->remaining_tokens = rem;
             if (p->qpm > 0) {
@@ -210,4 +214,16 @@ void agw_limit_finish(agw_limit_ticket *t, int64_t actual, uint64_t now_ns)
     }
     agw_shm_slot_unpin(t->slot);
     t->slot = NULL;
+}
+
+void agw_limit_reset(agw_shm *shm, uint64_t key_id, int qpm, int tpm, uint64_t now_ns)
+{
+    agw_shm_limit_slot *slot;
+    if ((!qpm && !tpm) || agw_shm_slot_pin(shm, key_id, now_ns, &slot) != AGW_OK)
+        return; /* no slot to be had: the key has none, so its buckets are full */
+    if (qpm)
+        atomic_store(&slot->tat[0], 0);
+    if (tpm)
+        atomic_store(&slot->tat[1], 0);
+    agw_shm_slot_unpin(slot);
 }

@@ -23,12 +23,25 @@
  *
  * TPM reserves an estimate at admission (agw_limit_estimate: a quarter of the
  * request body's bytes, rounded up, plus the request's max_tokens or
- * max_completion_tokens; never more than N, so a single request can always
- * pass a full bucket) and settles with the real count when the response ends
- * (input + cache read + cache write + output tokens as the provider reported
- * them): the difference is added to or taken from the bucket. A bucket may go
- * below zero that way, by at most N (one minute of refill), which then
- * refuses the key's requests until it has refilled.
+ * max_completion_tokens) and settles with the real count when the response
+ * ends (input + cache read + cache write + output tokens as the provider
+ * reported them): the difference is added to or taken from the bucket.
+ *  - A request whose estimate exceeds N is refused (too_large in the ticket):
+ *    it could spend more than the key may in a minute, and no wait changes
+ *    that. Its max_tokens must come down, or the limit go up.
+ *  - A bucket may go below zero at settlement (a request without max_tokens
+ *    that answered at length), by the whole difference: the key's requests
+ *    are refused until the refill has paid the debt. Capping the debt would
+ *    forgive spent tokens, and one request every few minutes could then
+ *    spend many times N.
+ * So while every request spends at most its estimate, the tokens of the
+ * requests admitted in any t seconds stay within N + N*t/60; a request that
+ * spends more than its estimate pushes that excess onto the requests after it.
+ *
+ * A changed limit starts with a full bucket: antigw-admin calls
+ * agw_limit_reset when it stores a key whose QPM or TPM changed (the TAT of
+ * the old limit would otherwise carry over, measured in the old limit's
+ * units: a bucket emptied at 1 per minute would stay empty at 30).
  *
  * When both limits are set, QPM is taken first; a request that TPM refuses
  * gets its request unit back at once. Between the two steps another request
@@ -63,6 +76,8 @@ typedef struct {
     agw_shm_limit_slot *slot;    /* pinned while admitted; NULL when no limit applies */
     agw_limit_policy policy;
     int64_t reserved;            /* tokens taken from the TPM bucket */
+    int too_large;               /* AGW_LIMIT_BY_TPM: the estimate alone exceeds the limit,
+                                    so retrying cannot help (retry_after_ms is a full refill) */
 } agw_limit_ticket;
 
 /* A request's TPM estimate from its body (see above). */
@@ -78,5 +93,10 @@ AGW_WARN_UNUSED agw_err agw_limit_admit(agw_shm *shm, uint64_t key_id, const agw
 /* Ends an admitted request: settles TPM with `actual` tokens (< 0 keeps the
  * estimate as the cost) and unpins the slot. Safe on a refused or zeroed ticket. */
 void agw_limit_finish(agw_limit_ticket *t, int64_t actual, uint64_t now_ns);
+
+/* Fills key `key_id`'s QPM bucket (qpm != 0) and/or TPM bucket (tpm != 0):
+ * call it when that limit of the key changed. Requests in flight settle
+ * against the fresh bucket. */
+void agw_limit_reset(agw_shm *shm, uint64_t key_id, int qpm, int tpm, uint64_t now_ns);
 
 #endif

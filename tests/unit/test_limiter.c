@@ -132,10 +132,15 @@ static void test_gcra_adjust(void **state)
     tat = gcra_adjust(&g, tat, T0, 1500);
     assert_int_equal(gcra_available(&g, tat, T0), 0);
     assert_int_equal(gcra_decide(&g, tat, T0, 0, &tat, &wait), 0);
-    /* ...by at most one bucket: after two minutes it is full again. */
+    /* ...by the whole debt: 1,000,000 tokens more at 1000 a minute keep the
+     * key refused for 1000 minutes, not one. */
     tat = gcra_adjust(&g, tat, T0, 1000000);
-    assert_true(tat <= T0 + 2 * g.burst_ns);
-    assert_int_equal(gcra_available(&g, tat, T0 + 120 * SEC), 1000);
+    assert_int_equal(tat, T0 + (100 + 1500 + 1000000) * g.interval_ns);
+    assert_int_equal(gcra_available(&g, tat, T0 + 120 * SEC), 0);
+    assert_int_equal(gcra_available(&g, tat, tat - g.burst_ns + 10 * g.interval_ns), 10);
+    assert_int_equal(gcra_available(&g, tat, tat), 1000);
+    /* An absurd debt saturates; it never wraps the clock into a full bucket. */
+    assert_int_equal(gcra_adjust(&g, tat, T0, INT64_MAX), UINT64_MAX);
     /* Giving back to a full bucket changes nothing that matters. */
     uint64_t past = gcra_adjust(&g, 0, T0, -50);
     assert_int_equal(gcra_available(&g, past, T0), 1000);
@@ -325,10 +330,23 @@ static void test_settle_and_pins(void **state)
     gcra_init(&g, 1000);
     assert_int_equal(gcra_available(&g, atomic_load(&slot->tat[1]), T0), 900);
     agw_limit_finish(&t, 100, T0); /* twice is harmless */
-    /* An estimate over the limit is capped at the limit, so a lone request passes. */
-    assert_int_equal(agw_limit_admit(f->shm, 10, &p, 5000, T0, &t), AGW_OK);
+    /* An estimate of exactly the limit passes a full bucket... */
+    assert_int_equal(agw_limit_admit(f->shm, 10, &p, 1000, T0, &t), AGW_OK);
     assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
     assert_int_equal(t.reserved, 1000);
+    agw_limit_finish(&t, -1, T0);
+    /* ...one more is too large for any bucket: refused, nothing taken, the
+     * request unit given back. */
+    agw_limit_policy both = { 5, 1000 };
+    assert_int_equal(agw_limit_admit(f->shm, 12, &both, 1001, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_BY_TPM);
+    assert_int_equal(t.too_large, 1);
+    assert_int_equal(t.remaining_tokens, 1000);
+    assert_int_equal(t.remaining_requests, 5);
+    assert_int_equal(t.retry_after_ms, 60000);
+    assert_int_equal(agw_limit_admit(f->shm, 12, &both, 1000, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    assert_int_equal(t.too_large, 0);
     agw_limit_finish(&t, -1, T0);
     /* No limits: no slot, nothing pinned. */
     agw_limit_policy none = { 0, 0 };
@@ -355,6 +373,204 @@ static void test_limits_per_key(void **state)
     agw_limit_finish(&b, -1, T0);
 }
 
+/* ---- what TPM bounds over time ----
+ *
+ * Ten simulated minutes against the shared segment with a fake clock. Every
+ * admitted request settles `latency` later with its real count. Afterwards
+ * every window between two admissions is checked: the tokens of the requests
+ * admitted in it stay within N + N * (its length) / 60 s, plus, for requests
+ * that spend more than their estimate, what the last of them spent beyond it. */
+
+#define SIM_N 10000 /* tokens per minute: 6 ms per token, exactly */
+#define SIM_REQS 20000
+
+typedef struct {
+    uint64_t at;       /* arrival */
+    int64_t estimate;  /* what admission reserves */
+    int64_t actual;    /* what it spends */
+    uint64_t latency;  /* until it settles */
+} sim_req;
+
+typedef struct {
+    sim_req reqs[SIM_REQS];
+    size_t n;
+    uint64_t admitted_at[SIM_REQS];
+    int64_t spent[SIM_REQS];
+    size_t n_admitted;
+    int too_large;
+    int64_t worst_excess; /* the most one admitted request spent beyond its estimate */
+} sim;
+
+static uint64_t sim_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void sim_add(sim *m, uint64_t at, int64_t estimate, int64_t actual, uint64_t latency)
+{
+    assert_true(m->n < SIM_REQS);
+    m->reqs[m->n++] = (sim_req){ at, estimate, actual, latency };
+}
+
+/* Runs the requests (in arrival order) for key `key`; settles each at its time. */
+static void sim_run(agw_shm *shm, uint64_t key, sim *m)
+{
+    static agw_limit_ticket open[SIM_REQS];
+    static uint64_t due[SIM_REQS];
+    static int64_t real[SIM_REQS];
+    size_t n_open = 0;
+    agw_limit_policy p = { 0, SIM_N };
+    for (size_t i = 0; i <= m->n; i++) {
+        uint64_t now = i < m->n ? m->reqs[i].at : UINT64_MAX;
+        for (size_t j = 0; j < n_open;) { /* settle everything due by now */
+            if (due[j] <= now) {
+                agw_limit_finish(&open[j], real[j], due[j]);
+                open[j] = open[n_open - 1];
+                due[j] = due[n_open - 1];
+                real[j] = real[n_open - 1];
+                n_open--;
+            } else {
+                j++;
+            }
+        }
+        if (i == m->n)
+            break;
+        const sim_req *r = &m->reqs[i];
+        agw_limit_ticket t;
+        assert_int_equal(agw_limit_admit(shm, key, &p, r->estimate, now, &t), AGW_OK);
+        if (t.verdict != AGW_LIMIT_ADMITTED) {
+            m->too_large += t.too_large;
+            continue;
+        }
+        m->admitted_at[m->n_admitted] = now;
+        m->spent[m->n_admitted++] = r->actual;
+        if (r->actual - r->estimate > m->worst_excess)
+            m->worst_excess = r->actual - r->estimate;
+        open[n_open] = t;
+        due[n_open] = now + r->latency;
+        real[n_open++] = r->actual;
+    }
+}
+
+/* The most any window between two admissions spent beyond N + N*len/60 s. */
+static int64_t sim_worst_overspend(const sim *m)
+{
+    int64_t worst = INT64_MIN;
+    for (size_t i = 0; i < m->n_admitted; i++) {
+        int64_t sum = 0;
+        for (size_t j = i; j < m->n_admitted; j++) {
+            sum += m->spent[j];
+            uint64_t len = m->admitted_at[j] - m->admitted_at[i];
+            int64_t allowed = SIM_N + (int64_t)(len / (60 * SEC / SIM_N));
+            if (sum - allowed > worst)
+                worst = sum - allowed;
+        }
+    }
+    return worst;
+}
+
+static void test_tpm_bounds_spending_over_ten_minutes(void **state)
+{
+    fixture *f = *state;
+    static sim m;
+    uint64_t seed = 88172645463325252u, key = 100;
+    const uint64_t end = T0 + 600 * SEC;
+
+    /* 1. A huge max_tokens every two minutes: each alone exceeds the bucket,
+     *    so none passes (it would spend 10x the limit in ten minutes). */
+    memset(&m, 0, sizeof m);
+    for (uint64_t t = T0; t < end; t += 120 * SEC)
+        sim_add(&m, t, 100000, 100000, 30 * SEC);
+    sim_run(f->shm, key++, &m);
+    assert_int_equal(m.n_admitted, 0);
+    assert_int_equal(m.too_large, 5);
+
+    /* 2. Bucket-sized requests every second, settled a minute later. */
+    memset(&m, 0, sizeof m);
+    for (uint64_t t = T0; t < end; t += SEC)
+        sim_add(&m, t, SIM_N, SIM_N, 60 * SEC);
+    sim_run(f->shm, key++, &m);
+    assert_true(m.n_admitted >= 10 && m.n_admitted <= 11);
+    assert_true(sim_worst_overspend(&m) <= 0);
+
+    /* 3. Bursts: 50 requests at once every 10 s, real counts below estimates. */
+    memset(&m, 0, sizeof m);
+    for (uint64_t t = T0; t < end; t += 10 * SEC)
+        for (int b = 0; b < 50; b++) {
+            int64_t est = 200 + (int64_t)(sim_rand(&seed) % 2000);
+            sim_add(&m, t, est, est - (int64_t)(sim_rand(&seed) % 200), sim_rand(&seed) % (20 * SEC));
+        }
+    sim_run(f->shm, key++, &m);
+    assert_true(m.n_admitted > 0);
+    assert_true(sim_worst_overspend(&m) <= 0);
+
+    /* 4. Random arrivals, sizes up to the whole bucket, any real count up to
+     *    the estimate, settled up to two minutes later. */
+    memset(&m, 0, sizeof m);
+    for (uint64_t t = T0; t < end; t += sim_rand(&seed) % (3 * SEC)) {
+        int64_t est = 1 + (int64_t)(sim_rand(&seed) % SIM_N);
+        sim_add(&m, t, est, (int64_t)(sim_rand(&seed) % (uint64_t)(est + 1)),
+                sim_rand(&seed) % (120 * SEC));
+    }
+    sim_run(f->shm, key++, &m);
+    assert_true(m.n_admitted > 0);
+    assert_true(sim_worst_overspend(&m) <= 0);
+
+    /* 5. No max_tokens, a long answer: an estimate of 100 that spends
+     *    100,000 every two minutes. The whole debt is kept, so the key waits
+     *    until the refill has paid it (ten minutes): one of the five passes
+     *    (the old one-bucket cap let all five through, 500,000 tokens), and no
+     *    window spends more than its share plus one request's excess. */
+    memset(&m, 0, sizeof m);
+    for (uint64_t t = T0; t < end; t += 120 * SEC)
+        sim_add(&m, t, 100, 100000, 0);
+    sim_run(f->shm, key++, &m);
+    assert_int_equal(m.n_admitted, 1);
+    assert_true(sim_worst_overspend(&m) <= m.worst_excess);
+    int64_t total = 0;
+    for (size_t i = 0; i < m.n_admitted; i++)
+        total += m.spent[i];
+    assert_true(total <= SIM_N * 10 + SIM_N + m.worst_excess);
+}
+
+/* A changed limit starts with a full bucket: the old limit's state is in its
+ * own units (an empty bucket at 1 per minute is a minute away from full, and
+ * would read as empty at 30 too). */
+static void test_a_changed_limit_starts_full(void **state)
+{
+    fixture *f = *state;
+    agw_limit_policy one = { 1, 100 }, thirty = { 30, 5000 };
+    agw_limit_ticket t;
+    assert_int_equal(agw_limit_admit(f->shm, 40, &one, 100, T0, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    agw_limit_finish(&t, -1, T0);
+    assert_int_equal(agw_limit_admit(f->shm, 40, &thirty, 1, T0 + SEC, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_BY_QPM); /* without a reset: still empty */
+    agw_limit_reset(f->shm, 40, 1, 0, T0 + SEC);
+    int passed = 0;
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(agw_limit_admit(f->shm, 40, &(agw_limit_policy){ 30, 0 }, 0, T0 + SEC,
+                                         &t), AGW_OK);
+        passed += t.verdict == AGW_LIMIT_ADMITTED;
+        agw_limit_finish(&t, -1, T0 + SEC);
+    }
+    assert_int_equal(passed, 30);
+    /* TPM alone: the reset above left it empty; its own reset fills it. */
+    assert_int_equal(agw_limit_admit(f->shm, 40, &(agw_limit_policy){ 0, 5000 }, 200, T0 + SEC,
+                                     &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_BY_TPM);
+    agw_limit_reset(f->shm, 40, 0, 1, T0 + SEC);
+    assert_int_equal(agw_limit_admit(f->shm, 40, &(agw_limit_policy){ 0, 5000 }, 5000,
+                                     T0 + SEC, &t), AGW_OK);
+    assert_int_equal(t.verdict, AGW_LIMIT_ADMITTED);
+    agw_limit_finish(&t, -1, T0 + SEC);
+    (void)thirty;
+    agw_limit_reset(f->shm, 41, 0, 0, T0); /* nothing to fill: no slot is taken */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +586,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tpm_refusal_refunds_the_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settle_and_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_per_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tpm_bounds_spending_over_ten_minutes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_changed_limit_starts_full, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
