@@ -91,7 +91,9 @@ void agw_tenant_key_free(agw_tenant_key *k)
     free(k);
 }
 
-/* An optional JSON list column: NULL or "[]" mean no restriction. */
+/* An optional JSON list column: NULL means no restriction (*out NULL); "[]"
+ * allows nothing (*out an empty list, *n 0). An admin who empties a list
+ * revokes access; only removing it (null) widens it. */
 static agw_err list_column(sqlite3_stmt *st, int col, char ***out, size_t *n)
 {
     *out = NULL;
@@ -101,13 +103,8 @@ static agw_err list_column(sqlite3_stmt *st, int col, char ***out, size_t *n)
     agw_str text = { (const char *)sqlite3_column_text(st, col),
                      (size_t)sqlite3_column_bytes(st, col) };
     if (!text.ptr)
-        return AGW_OK;
-    agw_err e = agw_tenant_string_list(text, out, n);
-    if (!e && *n == 0) {
-        agw_tenant_string_list_free(*out, 0);
-        *out = NULL;
-    }
-    return e;
+        return AGW_EINVAL;
+    return agw_tenant_string_list(text, out, n);
 }
 
 agw_err agw_tenant_key_load(sqlite3 *db, const unsigned char hash[AGW_SHA256_LEN],

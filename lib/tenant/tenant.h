@@ -8,10 +8,10 @@
  * pointless) and its first AGW_KEY_DISPLAY_LEN characters for display.
  * Nothing can turn a stored row back into the key.
  *
- * A key record says which models and providers the key may use (absent lists
- * allow all; entries of allowed_models may be fnmatch globs, like provider
- * model lists), which provider to try first, its limits (limiter.h), when it
- * expires, and whether it is enabled.
+ * A key record says which models and providers the key may use (an absent or
+ * null list allows all, an empty list allows none; entries of allowed_models
+ * may be fnmatch globs, like provider model lists), which provider to try
+ * first, its limits (limiter.h), when it expires, and whether it is enabled.
  *
  * Ownership: agw_tenant_key_load returns a heap record freed with
  * agw_tenant_key_free; every string in it is owned by the record.
@@ -45,9 +45,9 @@ typedef struct {
     int enabled;
     int64_t expires_at;         /* Unix seconds; 0 = never */
     agw_limit_policy limits;    /* qpm_limit, tpm_limit; 0 = none */
-    char **allowed_models;      /* NULL = any */
+    char **allowed_models;      /* NULL = any; n_allowed_models 0 = none */
     size_t n_allowed_models;
-    char **allowed_providers;   /* NULL = any */
+    char **allowed_providers;   /* NULL = any; n_allowed_providers 0 = none */
     size_t n_allowed_providers;
     char *default_provider;     /* NULL = none */
 } agw_tenant_key;

@@ -98,6 +98,14 @@ static void test_permissions(void **state)
     assert_int_equal(agw_tenant_model_allowed(&k, (agw_str){ "gpt-4o\0x", 8 }), 0);
     assert_int_equal(agw_tenant_provider_allowed(&k, "work"), 1);
     assert_int_equal(agw_tenant_provider_allowed(&k, "work2"), 0);
+    /* Empty lists allow nothing. */
+    char *none[] = { NULL };
+    k.allowed_models = none;
+    k.n_allowed_models = 0;
+    k.allowed_providers = none;
+    k.n_allowed_providers = 0;
+    assert_int_equal(agw_tenant_model_allowed(&k, AGW_STR_LIT("gpt-4o")), 0);
+    assert_int_equal(agw_tenant_provider_allowed(&k, "work"), 0);
 }
 
 static void test_key_load(void **state)
@@ -177,8 +185,12 @@ static void test_key_load(void **state)
 
     assert_int_equal(agw_tenant_key_load(db, h2, &k), AGW_OK);
     assert_int_equal(k->enabled, 0);
-    assert_null(k->allowed_models);
-    assert_null(k->allowed_providers); /* "[]" restricts nothing */
+    assert_null(k->allowed_models); /* NULL allows every model */
+    assert_int_equal(agw_tenant_model_allowed(k, AGW_STR_LIT("gpt-4o")), 1);
+    /* "[]" allows no provider: emptying a list revokes, it never widens. */
+    assert_non_null(k->allowed_providers);
+    assert_int_equal(k->n_allowed_providers, 0);
+    assert_int_equal(agw_tenant_provider_allowed(k, "p1"), 0);
     assert_null(k->default_provider);
     assert_int_equal(k->expires_at, 12345);
     agw_tenant_key_free(k);
