@@ -27,7 +27,7 @@ typedef struct {
     char *name;
     char prefix[AGW_KEY_DISPLAY_LEN + 1];
     int enabled;
-    char *allowed_models, *allowed_providers; /* JSON text; NULL = any */
+    char *allowed_models, *allowed_providers; /* JSON text; NULL = any, "[]" = none */
     char *default_provider;
     int64_t qpm, tpm;
     int64_t expires_at;                       /* 0 = never */
@@ -182,8 +182,8 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int 
         return 0;
     if (rc) {
         free(k->allowed_models);
-        /* An empty list restricts nothing (tenant.h): store it as "any". */
-        k->allowed_models = is_null || !arr->child ? NULL : print(arr);
+        /* null allows every model, [] none (tenant.h): both are stored as given. */
+        k->allowed_models = is_null ? NULL : print(arr);
     }
     if ((rc = agw_admin_string_array(r, body, "allowed_providers", MAX_LIST, MAX_ENTRY, 1, &arr,
                                      &is_null)) < 0)
@@ -197,7 +197,7 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int 
                     return 0;
                 }
         free(k->allowed_providers);
-        k->allowed_providers = is_null || !arr->child ? NULL : print(arr);
+        k->allowed_providers = is_null ? NULL : print(arr);
     }
     if ((rc = agw_admin_string(r, body, "default_provider", MAX_ENTRY, 1, &s, &is_null)) < 0)
         return 0;
@@ -336,9 +336,16 @@ static void update(agw_admin_req *r, int64_t id)
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
     agw_admin_key_row k;
     krow_init(&k);
-    if (!body || !agw_admin_begin_load(r, &keys, id, &k) || !apply(r, body, &k, 0, changed) ||
-        !agw_admin_name_free(r, &keys, k.name, id) || !store(r, &k, NULL))
+    if (!body || !agw_admin_begin_load(r, &keys, id, &k))
         goto out;
+    int64_t qpm = k.qpm, tpm = k.tpm;
+    if (!apply(r, body, &k, 0, changed) || !agw_admin_name_free(r, &keys, k.name, id) ||
+        !store(r, &k, NULL))
+        goto out;
+    /* A changed limit starts with a full bucket (limiter.h). Done while this
+     * transaction holds the write lock and before the generation moves, so
+     * responders that load the new limit find the bucket already filled. */
+    agw_limit_reset(r->app->shm, (uint64_t)id, k.qpm != qpm, k.tpm != tpm, agw_shm_now_ns());
     agw_admin_finish(r, &keys, id, "update", agw_admin_audit_detail(k.name, changed), 200, NULL);
     changed = NULL; /* owned by the audit detail */
 out:
