@@ -14,7 +14,10 @@
 
 #define MAX_NAME 128
 #define MAX_LIST 1000
-#define MAX_ENTRY 256
+/* An allowed_models entry is a model name or a glob over model names, so it
+ * has their limit; provider names have theirs. */
+#define MAX_MODEL_ENTRY AGW_CONFIG_MODEL_MAX
+#define MAX_PROVIDER_ENTRY AGW_CONFIG_NAME_MAX
 #define MAX_METADATA (16u << 10)
 
 static const char *const fields[] = { "name",      "enabled",   "allowed_models",
@@ -177,16 +180,16 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int 
         k->enabled = b;
     else if (creating)
         k->enabled = 1;
-    if ((rc = agw_admin_string_array(r, body, "allowed_models", MAX_LIST, MAX_ENTRY, 1, &arr,
-                                     &is_null)) < 0)
+    if ((rc = agw_admin_string_array(r, body, "allowed_models", MAX_LIST, MAX_MODEL_ENTRY, 1,
+                                     &arr, &is_null)) < 0)
         return 0;
     if (rc) {
         free(k->allowed_models);
         /* null allows every model, [] none (tenant.h): both are stored as given. */
         k->allowed_models = is_null ? NULL : print(arr);
     }
-    if ((rc = agw_admin_string_array(r, body, "allowed_providers", MAX_LIST, MAX_ENTRY, 1, &arr,
-                                     &is_null)) < 0)
+    if ((rc = agw_admin_string_array(r, body, "allowed_providers", MAX_LIST, MAX_PROVIDER_ENTRY,
+                                     1, &arr, &is_null)) < 0)
         return 0;
     if (rc) {
         if (!is_null)
@@ -199,7 +202,8 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int 
         free(k->allowed_providers);
         k->allowed_providers = is_null ? NULL : print(arr);
     }
-    if ((rc = agw_admin_string(r, body, "default_provider", MAX_ENTRY, 1, &s, &is_null)) < 0)
+    if ((rc = agw_admin_string(r, body, "default_provider", MAX_PROVIDER_ENTRY, 1, &s,
+                               &is_null)) < 0)
         return 0;
     if (rc) {
         if (!is_null && *s && !agw_admin_provider_exists(r, s)) {

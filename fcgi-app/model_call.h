@@ -16,8 +16,9 @@
 
 /* Client JSON deeper than this is refused before anything else looks at it. */
 #define AGW_MODEL_CALL_MAX_DEPTH 128
-/* Longest model name accepted from a client. */
-#define AGW_MODEL_CALL_MAX_MODEL 256
+/* Longest model name accepted from a client: the gateway's one model-name
+ * limit, so the name fits usage rows and metrics labels whole. */
+#define AGW_MODEL_CALL_MAX_MODEL AGW_CONFIG_MODEL_MAX
 
 typedef struct {
     agw_provider_op op;    /* what the client asked for */

@@ -37,6 +37,13 @@ int agw_provider_type_parse(const char *name);
  * providers could end up counted as one. */
 #define AGW_CONFIG_NAME_MAX 63
 
+/* The longest model name, in bytes. The one limit for every place that takes
+ * or keeps one: a client request's "model" (longer is a 400), a usage row's
+ * model field, the metrics registry's model label (AGW_METRICS_MODEL_MAX) and
+ * a client key's allowed_models entries in the admin API. A name accepted at
+ * one place therefore fits every other, whole. */
+#define AGW_CONFIG_MODEL_MAX 255
+
 /* 1 when `name` may name a provider: 1 to AGW_CONFIG_NAME_MAX bytes, each a
  * letter, a digit, '.', '_' or '-' (no '/', which separates a provider from a
  * model in "provider/model"). NULL is not a name. antigw.cfg and the admin API

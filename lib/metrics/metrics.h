@@ -66,8 +66,11 @@
 #define AGW_METRICS_OFFSET (64u << 10)
 #define AGW_METRICS_PROVIDERS 64u
 #define AGW_METRICS_SERIES 1024u
-#define AGW_METRICS_NAME_MAX 64u   /* bytes of a provider name, NUL included */
-#define AGW_METRICS_MODEL_MAX 128u /* bytes of a model name, NUL included */
+/* Bytes of a provider and of a model name, NUL included: every name the
+ * gateway accepts fits whole (config.h). The series table lives in the shared
+ * segment, so changing either changes its layout (AGW_SHM_LAYOUT_VERSION). */
+#define AGW_METRICS_NAME_MAX (AGW_CONFIG_NAME_MAX + 1u)
+#define AGW_METRICS_MODEL_MAX (AGW_CONFIG_MODEL_MAX + 1u)
 /* Finite upper bounds per histogram, then +Inf. */
 #define AGW_METRICS_BUCKETS 16u
 

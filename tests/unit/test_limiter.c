@@ -501,7 +501,8 @@ static void test_tpm_bounds_spending_over_ten_minutes(void **state)
     for (uint64_t t = T0; t < end; t += 10 * SEC)
         for (int b = 0; b < 50; b++) {
             int64_t est = 200 + (int64_t)(sim_rand(&seed) % 2000);
-            sim_add(&m, t, est, est - (int64_t)(sim_rand(&seed) % 200), sim_rand(&seed) % (20 * SEC));
+            sim_add(&m, t, est, est - (int64_t)(sim_rand(&seed) % 200),
+                    sim_rand(&seed) % (20 * SEC));
         }
     sim_run(f->shm, key++, &m);
     assert_true(m.n_admitted > 0);

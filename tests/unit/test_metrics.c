@@ -138,6 +138,31 @@ static void full_table_and_long_names_overflow(void **state)
     done(m2);
 }
 
+/* Every model name the gateway accepts (AGW_CONFIG_MODEL_MAX bytes) gets its
+ * own series, whole; one byte more is the overflow set. Provider names alike
+ * at AGW_CONFIG_NAME_MAX. */
+static void names_at_the_gateway_limits(void **state)
+{
+    (void)state;
+    agw_metrics *m = fresh();
+    char model[AGW_CONFIG_MODEL_MAX + 2], prov[AGW_CONFIG_NAME_MAX + 2];
+    memset(model, 'm', sizeof model);
+    memset(prov, 'p', sizeof prov);
+    agw_str longest = { model, AGW_CONFIG_MODEL_MAX }, over = { model, AGW_CONFIG_MODEL_MAX + 1 };
+    agw_str plong = { prov, AGW_CONFIG_NAME_MAX }, pover = { prov, AGW_CONFIG_NAME_MAX + 1 };
+    agw_metrics_series *s = agw_metrics_series_slot(m, plong, longest);
+    assert_ptr_not_equal(s, &m->overflow_series);
+    assert_int_equal(strlen(s->model), AGW_CONFIG_MODEL_MAX);
+    assert_memory_equal(s->model, model, AGW_CONFIG_MODEL_MAX);
+    assert_int_equal(strlen(s->provider), AGW_CONFIG_NAME_MAX);
+    assert_ptr_equal(agw_metrics_series_slot(m, plong, longest), s); /* found again */
+    assert_ptr_equal(agw_metrics_series_slot(m, plong, over), &m->overflow_series);
+    assert_ptr_equal(agw_metrics_series_slot(m, pover, longest), &m->overflow_series);
+    assert_ptr_not_equal(agw_metrics_provider_slot(m, plong), &m->overflow_provider);
+    assert_ptr_equal(agw_metrics_provider_slot(m, pover), &m->overflow_provider);
+    done(m);
+}
+
 static void histogram_buckets(void **state)
 {
     (void)state;
@@ -247,6 +272,7 @@ int main(void)
         cmocka_unit_test(claims_one_slot_per_label_set),
         cmocka_unit_test(racing_processes_claim_once),
         cmocka_unit_test(full_table_and_long_names_overflow),
+        cmocka_unit_test(names_at_the_gateway_limits),
         cmocka_unit_test(histogram_buckets),
         cmocka_unit_test(exposition_format),
     };
