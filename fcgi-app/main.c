@@ -80,6 +80,7 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
         agw_log_error("usage writer: %s", err);
         return 1;
     }
+    agw_usage_writer_set_retention(app->usage, cfg->usage.retention_days);
     if (agw_health_start(cfg, app->catalog, &app->lb, &app->health, err, sizeof err) != AGW_OK) {
         agw_log_error("%s", err);
         return 1;

@@ -327,6 +327,7 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->defaults.max_attempts = 3;
     cfg->defaults.cooldown_seconds = 30;
     cfg->defaults.lb_half_life_seconds = 30;
+    cfg->usage.retention_days = 90;
 }
 
 agw_config *agw_config_defaults(const char *base_dir)
@@ -463,6 +464,16 @@ static agw_err load_tenant(agw_config_loader *ld, config_t *c, agw_config *cfg)
     return AGW_OK;
 }
 
+static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "retention_days", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "usage", known, &g)) || !g)
+        return e;
+    return get_int_field(ld, g, "usage.", "retention_days", 0, 36500, &cfg->usage.retention_days);
+}
+
 /* An empty key_file is the same as none. */
 static agw_err load_secrets(agw_config_loader *ld, config_t *c, const char *base_dir,
                             agw_config *cfg)
@@ -512,12 +523,13 @@ static agw_err load_providers(agw_config_loader *ld, config_t *c, agw_config *cf
 static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
 {
     static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
-                                       "secrets", "providers", NULL };
+                                       "usage", "secrets", "providers", NULL };
     agw_err e;
     if ((e = check_known(ld, config_root_setting(c), "", top)) ||
         (e = load_server(ld, c, cfg)) || (e = load_auth(ld, c, cfg)) ||
         (e = load_database(ld, c, base_dir, cfg)) || (e = load_defaults(ld, c, cfg)) ||
-        (e = load_tenant(ld, c, cfg)) || (e = load_secrets(ld, c, base_dir, cfg)) ||
+        (e = load_tenant(ld, c, cfg)) || (e = load_usage(ld, c, cfg)) ||
+        (e = load_secrets(ld, c, base_dir, cfg)) ||
         (e = load_providers(ld, c, cfg)))
         return e;
     if (cfg->defaults.provider &&

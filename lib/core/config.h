@@ -102,6 +102,11 @@ typedef struct {
     } tenant;
 
     struct {
+        int retention_days; /* usage rows older than this are pruned; 0 = kept forever;
+                               default 90 */
+    } usage;
+
+    struct {
         char *key_file;  /* NULL when unset */
     } secrets;
 

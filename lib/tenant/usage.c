@@ -249,6 +249,8 @@ struct agw_usage_writer {
     pthread_t ckpt_thread;
     pthread_cond_t ckpt_wake;
     agw_store *ckpt_store;
+    int retention_days;         /* 0 = keep every row */
+    uint64_t next_prune_ms;     /* agw_mono_ms() of the next prune round */
 };
 
 #define CHECKPOINT_MS 1000
@@ -367,6 +369,68 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+int agw_usage_prune(sqlite3 *db, int64_t before, int batch)
+{
+    static const char sql[] = "DELETE FROM usage WHERE rowid IN"
+                              " (SELECT rowid FROM usage WHERE ts < ?1 ORDER BY ts LIMIT ?2)";
+    sqlite3_stmt *st = NULL;
+    int n = -1;
+    /* IMMEDIATE: a deferred transaction that read first could not take the
+     * write lock after another connection committed (WAL snapshot). */
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    if (sqlite3_prepare_v2(db, sql, sizeof sql - 1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, batch);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    n = sqlite3_changes(db);
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        n = -1;
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return n;
+fail:
+    agw_log_warn("usage: pruning old rows: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* Longest a prune round runs before the thread goes back to checkpointing;
+ * a backlog is worked off over the following ticks. */
+#define PRUNE_ROUND_MS 250
+/* Pause between two prune transactions: room for other writers' commits. */
+#define PRUNE_PAUSE_MS 5
+
+/* Deletes rows older than `days` days, batch by batch. Returns 1 when
+ * rows may be left (the round ran out of time), 0 when done or failed. */
+static int prune_round(sqlite3 *db, int days)
+{
+    int64_t before = agw_wall_s() - (int64_t)days * 86400;
+    uint64_t start = agw_mono_ms();
+    for (;;) {
+        int n = agw_usage_prune(db, before, AGW_USAGE_PRUNE_BATCH);
+        if (n < AGW_USAGE_PRUNE_BATCH)
+            return 0;
+        if (agw_mono_ms() - start >= PRUNE_ROUND_MS)
+            return 1;
+        struct timespec pause = { 0, PRUNE_PAUSE_MS * 1000000L };
+        nanosleep(&pause, NULL);
+    }
+}
+
+void agw_usage_writer_set_retention(agw_usage_writer *w, int days)
+{
+    pthread_mutex_lock(&w->mu);
+    w->retention_days = days > 0 ? days : 0;
+    w->next_prune_ms = 0;
+    pthread_mutex_unlock(&w->mu);
+}
+
 static void *checkpoint_main(void *arg)
 {
     agw_usage_writer *w = arg;
@@ -386,6 +450,14 @@ static void *checkpoint_main(void *arg)
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             agw_log_warn("usage: checkpoint failed: %s", sqlite3_errmsg(db));
         pthread_mutex_lock(&w->mu);
+        int days = w->retention_days;
+        if (days > 0 && agw_mono_ms() >= w->next_prune_ms && !w->stop) {
+            pthread_mutex_unlock(&w->mu);
+            int more = prune_round(db, days);
+            pthread_mutex_lock(&w->mu);
+            if (w->retention_days == days) /* not changed meanwhile */
+                w->next_prune_ms = agw_mono_ms() + (more ? 0 : AGW_USAGE_PRUNE_MS);
+        }
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;

@@ -39,16 +39,19 @@
 #define AGW_USAGE_H
 
 #include "proto/apierr.h"
+#include "core/config.h"
 #include "core/core.h"
 #include "proto/ir.h"
+
+#include <sqlite3.h>
 
 /* ---- the record ---- */
 
 typedef struct {
     int64_t ts;                 /* Unix seconds when the request arrived */
     int64_t key_id;             /* the client key's id; 0 = none (single-key mode) */
-    char provider[64];          /* "" when the request was refused before routing */
-    char model[256];            /* the model sent upstream (or requested, if refused) */
+    char provider[AGW_CONFIG_NAME_MAX + 1]; /* "" when the request was refused before routing */
+    char model[AGW_CONFIG_MODEL_MAX + 1];   /* the model sent upstream (or requested, if refused) */
     int status;                 /* HTTP status the client got; 0 = left before the head */
     int64_t input_tokens;       /* excluding cached input, as Anthropic counts */
     int64_t output_tokens;
@@ -119,5 +122,27 @@ agw_err agw_usage_submit(agw_usage_writer *w, const agw_usage_record *r, int dur
 
 /* Commits what is queued, stops the thread, closes the connection. NULL is fine. */
 void agw_usage_writer_stop(agw_usage_writer *w);
+
+/* ---- retention ----
+ *
+ * usage.retention_days (antigw.cfg) bounds how long rows are kept. The
+ * writer's checkpoint thread prunes, on its own connection: every
+ * AGW_USAGE_PRUNE_MS it deletes rows older than the window in transactions of
+ * AGW_USAGE_PRUNE_BATCH rows (oldest first, through the usage_ts index),
+ * pausing between them, so the write lock is never held for long and commits
+ * of new rows get in between. Every process of the pool prunes; they
+ * overlap harmlessly (a row is deleted once). */
+
+#define AGW_USAGE_PRUNE_BATCH 500
+#define AGW_USAGE_PRUNE_MS 60000
+
+/* Keeps rows for `days` (0 = forever, the writer's default); the first prune
+ * runs at the next checkpoint tick. */
+void agw_usage_writer_set_retention(agw_usage_writer *w, int days);
+
+/* One prune transaction: deletes up to `batch` rows with ts < `before`
+ * (Unix seconds), oldest first. Returns how many it deleted, -1 on a
+ * database error (logged). */
+int agw_usage_prune(sqlite3 *db, int64_t before, int batch);
 
 #endif

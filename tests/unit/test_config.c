@@ -185,6 +185,7 @@ static void check_defaults(const agw_config *cfg)
     assert_int_equal(cfg->defaults.health_check_enabled, 1);
     assert_int_equal(cfg->defaults.health_check_seconds, 60);
     assert_int_equal(cfg->tenant.enabled, 0);
+    assert_int_equal(cfg->usage.retention_days, 90);
     assert_null(cfg->secrets.key_file);
     assert_int_equal(cfg->n_providers, 0);
 }
@@ -255,6 +256,13 @@ static void test_range_bounds_accepted(void **state)
     assert_int_equal(cfg->server.threads, 1024);
     assert_int_equal(cfg->server.idle_timeout_s, 86400);
     assert_int_equal(cfg->defaults.health_check_seconds, 86400);
+    agw_config_free(cfg);
+
+    cfg = parse_ok("usage = { retention_days = 0; };\n", "/b"); /* 0: kept forever */
+    assert_int_equal(cfg->usage.retention_days, 0);
+    agw_config_free(cfg);
+    cfg = parse_ok("usage = { retention_days = 36500; };\n", "/b");
+    assert_int_equal(cfg->usage.retention_days, 36500);
     agw_config_free(cfg);
 
     /* A 64-bit literal inside the range is an integer too. */
@@ -368,6 +376,11 @@ static void test_err_out_of_range(void **state)
                  "(string):1: server.stream_commit_ms: must be between 0 and 600000 (got 600001)");
     expect_error("server = { shutdown_grace_seconds = 86401; };\n",
                  "(string):1: server.shutdown_grace_seconds: must be between 0 and 86400 (got 86401)");
+    expect_error("usage = { retention_days = -1; };\n",
+                 "(string):1: usage.retention_days: must be between 0 and 36500 (got -1)");
+    expect_error("usage = { retention_days = 36501; };\n",
+                 "(string):1: usage.retention_days: must be between 0 and 36500 (got 36501)");
+    expect_error("usage = { keep_days = 1; };\n", "(string):1: usage.keep_days: unknown setting");
     expect_error("defaults = { health_check_seconds = 0; };\n",
                  "(string):1: defaults.health_check_seconds: must be between 1 and 86400 (got 0)");
     expect_error("providers = ( { name = \"a\"; type = \"openai\";\n weight = -1; } );\n",

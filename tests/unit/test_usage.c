@@ -171,6 +171,17 @@ static void test_record_names(void **state)
     memcpy(model + 253, "\xe2\x82\xac", 3); /* a euro sign across the cut at 255 */
     agw_usage_record_names(&r, AGW_STR_LIT(""), (agw_str){ model, sizeof model });
     assert_int_equal(strlen(r.model), 253);
+    /* Every name the gateway accepts is kept whole: AGW_CONFIG_MODEL_MAX
+     * bytes of model, AGW_CONFIG_NAME_MAX of provider. */
+    char prov[AGW_CONFIG_NAME_MAX + 1];
+    memset(model, 'b', sizeof model);
+    memset(prov, 'p', sizeof prov);
+    agw_usage_record_names(&r, (agw_str){ prov, AGW_CONFIG_NAME_MAX },
+                           (agw_str){ model, AGW_CONFIG_MODEL_MAX });
+    assert_int_equal(strlen(r.model), AGW_CONFIG_MODEL_MAX);
+    assert_int_equal(strlen(r.provider), AGW_CONFIG_NAME_MAX);
+    agw_usage_record_names(&r, AGW_STR_LIT(""), (agw_str){ model, AGW_CONFIG_MODEL_MAX + 1 });
+    assert_int_equal(strlen(r.model), AGW_CONFIG_MODEL_MAX); /* never reached: a 400 first */
 }
 
 /* ---- the writer ---- */
@@ -304,6 +315,79 @@ static void test_stats_count_commits(void **state)
     agw_usage_writer_stop(NULL);
 }
 
+/* Inserts `n` rows at Unix time `ts` through the reader connection. */
+static void insert_at(fixture *f, int64_t ts, int n)
+{
+    sqlite3 *db = agw_store_db(f->reader);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO usage(ts, provider, model, status,"
+                                        " input_tokens, output_tokens, cache_read_tokens,"
+                                        " cache_write_tokens, latency_ms, streamed)"
+                                        " VALUES (?, 'p', 'm', 200, 1, 1, 0, 0, 1, 0)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, ts);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+}
+
+/* One prune transaction deletes at most its batch, oldest first, and only
+ * rows before the cut. */
+static void test_prune_in_batches(void **state)
+{
+    fixture *f = *state;
+    int64_t now = agw_wall_s(), day = 86400;
+    insert_at(f, now - 200 * day, 300);
+    insert_at(f, now - 91 * day, 400);
+    insert_at(f, now - 89 * day, 50);
+    insert_at(f, now, 50);
+    sqlite3 *db = agw_store_db(f->reader);
+    int64_t cut = now - 90 * day;
+    assert_int_equal(agw_usage_prune(db, cut, 500), 500);
+    char where[64];
+    snprintf(where, sizeof where, "ts = %lld", (long long)(now - 200 * day));
+    assert_int_equal(count(f, where), 0); /* the oldest went first */
+    assert_int_equal(agw_usage_prune(db, cut, 500), 200);
+    assert_int_equal(agw_usage_prune(db, cut, 500), 0);
+    assert_int_equal(count(f, NULL), 100); /* inside the window: kept */
+    assert_true(sqlite3_get_autocommit(db)); /* every batch committed */
+}
+
+/* The writer prunes in the background with usage.retention_days; 0 keeps all. */
+static void test_writer_prunes_rows_older_than_the_window(void **state)
+{
+    fixture *f = *state;
+    int64_t now = agw_wall_s(), day = 86400;
+    insert_at(f, now - 400 * day, 1200); /* more than two batches */
+    insert_at(f, now - 31 * day, 10);
+    insert_at(f, now - 29 * day, 10);
+    agw_usage_writer *keep = start(f, 0, 0); /* no retention set: keeps everything */
+    struct timespec tick = { 1, 500000000L };
+    nanosleep(&tick, NULL);
+    agw_usage_writer_stop(keep);
+    assert_int_equal(count(f, NULL), 1220);
+
+    agw_usage_writer *w = start(f, 0, 0);
+    agw_usage_writer_set_retention(w, 30);
+    agw_usage_record r = sample(1, 7);
+    assert_int_equal(agw_usage_submit(w, &r, 1), AGW_OK);
+    for (int i = 0; i < 100 && count(f, NULL) != 11; i++) {
+        struct timespec ms100 = { 0, 100000000L };
+        nanosleep(&ms100, NULL);
+    }
+    assert_int_equal(count(f, NULL), 11); /* 10 inside the window and the new row */
+    char where[64];
+    snprintf(where, sizeof where, "ts < %lld", (long long)(now - 30 * day));
+    assert_int_equal(count(f, where), 0);
+    agw_usage_writer_stop(w);
+}
+
 static void test_start_fails_cleanly(void **state)
 {
     (void)state;
@@ -325,6 +409,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches_and_stop_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_commits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_prunes_rows_older_than_the_window, setup,
+                                        teardown),
         cmocka_unit_test(test_start_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
