@@ -2,14 +2,19 @@
  * /admin/providers: providers in the database, plus the read-only ones of
  * antigw.cfg (id "cfg:<name>").
  *
- * A provider's API key is stored sealed (crypto.h, AES-256-GCM with the
- * associated data "provider:<name>") next to a hint ("sk-...abcd"); answers
- * carry the hint, never the key. A rename re-seals the key under the new name.
+ * A provider's API key is stored sealed (catalog.h: AES-256-GCM bound to the
+ * provider's name, type and base_url origin) next to a hint ("sk-...abcd");
+ * answers carry the hint, never the key. A change of name, type or origin
+ * through this API re-seals the key for the new place, inside the same
+ * transaction; the same change made in the database directly leaves a key
+ * that no longer opens.
  */
 #include "admin.h"
 
+#include "route/lb.h"
 #include "tenant/catalog.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -79,6 +84,33 @@ static const char *prow_name(const void *row)
     return ((const agw_admin_provider_row *)row)->name;
 }
 
+/* The pool's load-balancer state (lb.h) in the shared segment this app
+ * attaches too, bound at the first listing: a provider's health and why it
+ * is out of the rotation, as the gateway's /health shows them. */
+static agw_lb health_lb;
+static _Atomic(agw_shm *) health_shm;
+static pthread_once_t health_once = PTHREAD_ONCE_INIT;
+
+static void health_bind(void)
+{
+    size_t len;
+    void *region = agw_shm_reserved(atomic_load(&health_shm), &len);
+    if (agw_lb_bind(&health_lb, region, len) != AGW_OK)
+        memset(&health_lb, 0, sizeof health_lb);
+}
+
+/* "healthy" and "health_reason" (lb.h: none, probe_failed, auth_rejected,
+ * consecutive_failures), once the shared state is bound. */
+static void add_health(cJSON *o, const char *name)
+{
+    if (!atomic_load(&health_shm))
+        return;
+    pthread_once(&health_once, health_bind);
+    agw_lb_reason why = agw_lb_unhealthy_reason(agw_lb_slot_of(&health_lb, agw_str_c(name)));
+    cJSON_AddBoolToObject(o, "healthy", why == AGW_LB_REASON_NONE);
+    cJSON_AddStringToObject(o, "health_reason", agw_lb_reason_name(why));
+}
+
 /* A provider as answers show it, from antigw.cfg or from the database alike.
  * `hint` is NULL when there is no key; takes `models`. The caller adds
  * created_at and updated_at. */
@@ -100,6 +132,7 @@ static cJSON *provider_json(const char *id, const char *name, const char *type,
                           default_model ? cJSON_CreateString(default_model) : cJSON_CreateNull());
     cJSON_AddStringToObject(o, "source", read_only ? "config" : "database");
     cJSON_AddBoolToObject(o, "read_only", read_only);
+    add_health(o, name);
     return o;
 }
 
@@ -137,6 +170,9 @@ static cJSON *cfg_json(const agw_provider_cfg *p)
 static void list_cfg(agw_admin_req *r, cJSON *data)
 {
     const agw_config *cfg = r->app->cfg;
+    agw_shm *none = NULL;
+    atomic_compare_exchange_strong(&health_shm, &none, r->app->shm);
+    pthread_once(&health_once, health_bind);
     for (size_t i = 0; i < cfg->n_providers; i++)
         cJSON_AddItemToArray(data, cfg_json(&cfg->providers[i]));
 }
@@ -175,8 +211,9 @@ static int name_free(agw_admin_req *r, const char *name, int64_t self)
     return agw_admin_name_free(r, &providers, name, self);
 }
 
-/* Seals `secret` for provider `name` into p (hint included); "" clears it. */
-static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *name, const char *secret)
+/* Seals `secret` for p's name, type and base_url into p (hint included);
+ * "" clears it. */
+static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *secret)
 {
     agw_buf_reset(&p->secret_enc);
     p->hint[0] = '\0';
@@ -188,7 +225,8 @@ static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *name, c
                        r->app->cfg->path);
         return 0;
     }
-    if (agw_catalog_seal_secret(r->app->secrets, name, agw_str_c(secret), &p->secret_enc)) {
+    if (agw_catalog_seal_secret(r->app->secrets, p->name, p->type, p->base_url,
+                                agw_str_c(secret), &p->secret_enc)) {
         agw_admin_fail(r, 500, NULL, "the key could not be encrypted");
         return 0;
     }
@@ -196,29 +234,43 @@ static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *name, c
     return 1;
 }
 
-/* The stored key of p in plain text (for a rename), or NULL having answered. */
-static char *unseal(agw_admin_req *r, const agw_admin_provider_row *p)
+/* The stored key of p in plain text, sealed for `old` (the row as it was
+ * before this request), or NULL having answered. `field` names the member
+ * whose change needs the key re-sealed. */
+static char *unseal(agw_admin_req *r, const agw_admin_provider_row *p,
+                    const agw_admin_provider_row *old, const char *field)
 {
     agw_buf plain = AGW_BUF_INIT(MAX_SECRET + 1);
-    agw_err e = r->app->secrets ? agw_catalog_open_secret(r->app->secrets, p->name,
-                                                          agw_buf_view(&p->secret_enc), &plain)
-                                : AGW_EINVAL;
+    agw_err e = r->app->secrets
+                    ? agw_catalog_open_secret(r->app->secrets, old->name, old->type,
+                                              old->base_url, agw_buf_view(&p->secret_enc), &plain)
+                    : AGW_EINVAL;
     if (e) {
         agw_buf_free(&plain);
-        agw_admin_fail(r, 409, "name",
-                       "the provider's stored key does not decrypt with secrets.key_file, so it "
-                       "cannot be renamed: set api_key too");
+        agw_admin_fail(r, 409, field,
+                       "the provider's stored key does not open with secrets.key_file for its "
+                       "current name, type and base_url, so '%s' cannot change without it: set "
+                       "api_key too", field);
         return NULL;
     }
     return plain.data ? agw_buf_detach(&plain, NULL) : xstrdup("");
 }
 
-static void wipe_free(char *s)
+/* The member whose change moves the key to another place (the associated
+ * data it is sealed with), or NULL when name, type and origin are the same. */
+static const char *place_changed(const agw_admin_provider_row *a, const agw_admin_provider_row *b)
 {
-    if (s) {
-        memset(s, 0, strlen(s));
-        free(s);
-    }
+    if (strcmp(a->name, b->name) != 0)
+        return "name";
+    if (strcmp(a->type, b->type) != 0)
+        return "type";
+    agw_buf oa = AGW_BUF_INIT(MAX_URL + 64), ob = AGW_BUF_INIT(MAX_URL + 64);
+    int same = agw_config_url_origin(a->base_url, &oa, NULL) == AGW_OK &&
+               agw_config_url_origin(b->base_url, &ob, NULL) == AGW_OK &&
+               agw_str_eq(agw_buf_view(&oa), agw_buf_view(&ob));
+    agw_buf_free(&oa);
+    agw_buf_free(&ob);
+    return same ? NULL : "base_url";
 }
 
 /* Reads the members common to POST and PUT into p. `creating` makes name and
@@ -261,10 +313,15 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_provider_row *p,
     if ((rc = agw_admin_string(r, body, "base_url", MAX_URL, 0, &s, NULL)) < 0)
         return 0;
     if (rc) {
+        const char *why;
         if ((strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) ||
             strpbrk(s, " \"<>\\^`{|}")) {
             agw_admin_fail(r, 400, "base_url",
                            "'base_url' must be an http:// or https:// URL without spaces");
+            return 0;
+        }
+        if ((why = agw_config_base_url_refused(s, r->app->cfg->upstream.allow_link_local))) {
+            agw_admin_fail(r, 400, "base_url", "'base_url' %s", why);
             return 0;
         }
         free(p->base_url);
@@ -364,7 +421,7 @@ static void create(agw_admin_req *r)
     if (!body || !agw_admin_begin(r))
         goto out;
     if (!apply(r, body, &p, 1, &secret, changed) || !name_free(r, p.name, 0) ||
-        !seal(r, &p, p.name, secret) || !store(r, &p, 1))
+        !seal(r, &p, secret) || !store(r, &p, 1))
         goto out;
     agw_admin_finish(r, &providers, p.id, "create", agw_admin_audit_detail(p.name, NULL), 201,
                      NULL);
@@ -379,23 +436,24 @@ static void update(agw_admin_req *r, int64_t id)
     cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
     agw_admin_provider_row p;
     prow_init(&p);
-    const char *secret;
-    char *old_name = NULL, *kept = NULL;
+    const char *secret, *moved;
+    char *kept = NULL;
+    agw_admin_provider_row old = { 0 };
     if (!body || !agw_admin_begin_load(r, &providers, id, &p))
         goto out;
-    old_name = xstrdup(p.name);
+    old.name = xstrdup(p.name);
+    old.type = xstrdup(p.type);
+    old.base_url = xstrdup(p.base_url);
     if (!apply(r, body, &p, 0, &secret, changed) || !name_free(r, p.name, id))
         goto out;
     if (secret) {
-        if (!seal(r, &p, p.name, secret))
+        if (!seal(r, &p, secret))
             goto out;
-    } else if (p.secret_enc.len && strcmp(old_name, p.name) != 0) {
-        /* The key is bound to the name: open it under the old, seal it under the new. */
-        char *new_name = p.name;
-        p.name = old_name;
-        kept = unseal(r, &p);
-        p.name = new_name;
-        if (!kept || !seal(r, &p, p.name, kept))
+    } else if (p.secret_enc.len && (moved = place_changed(&old, &p))) {
+        /* The key is bound to name, type and origin: open it for the row as
+         * it was, seal it for the row as it will be, in this transaction. */
+        kept = unseal(r, &p, &old, moved);
+        if (!kept || !seal(r, &p, kept))
             goto out;
     }
     if (!store(r, &p, 0))
@@ -404,8 +462,10 @@ static void update(agw_admin_req *r, int64_t id)
                      NULL);
     changed = NULL; /* owned by the audit detail */
 out:
-    wipe_free(kept);
-    free(old_name);
+    agw_secret_free(kept);
+    free(old.name);
+    free(old.type);
+    free(old.base_url);
     cJSON_Delete(changed);
     cJSON_Delete(body);
     prow_free(&p);

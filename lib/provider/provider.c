@@ -1,5 +1,8 @@
 #include "provider/provider.h"
 
+#include "core/json.h"
+
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,9 +22,54 @@ int agw_provider_callable(const agw_provider_cfg *p)
     return agw_provider_ops_of(p->type) != NULL;
 }
 
-int agw_provider_probe_answered(long status)
+agw_probe_verdict agw_provider_probe_status(long status)
 {
-    return status > 0 && status < 500;
+    if (status == 401 || status == 403)
+        return AGW_PROBE_AUTH_REJECTED;
+    return status > 0 && status < 500 ? AGW_PROBE_PASSED : AGW_PROBE_FAILED;
+}
+
+void agw_provider_models_add(agw_provider_models *list, agw_str id)
+{
+    if (list->n >= AGW_PROVIDER_MODELS_MAX)
+        return;
+    if (list->n == list->cap) {
+        list->cap = list->cap ? list->cap * 2 : 64;
+        list->ids = xrealloc(list->ids, list->cap * sizeof *list->ids);
+    }
+    list->ids[list->n++] = agw_str_dup(id);
+}
+
+void agw_provider_models_free(agw_provider_models *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free(list->ids[i]);
+    free(list->ids);
+    free(list->next);
+    memset(list, 0, sizeof *list);
+}
+
+agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out)
+{
+    agw_str data, item, id;
+    agw_json_iter it;
+    if (agw_json_find(body, AGW_STR_LIT("data"), &data) != AGW_OK ||
+        agw_json_type_of(data) != AGW_JSON_ARRAY || agw_json_iter_init(&it, data) != AGW_OK)
+        return AGW_EINVAL;
+    agw_buf scratch = AGW_BUF_INIT(AGW_LIMIT_HEADER_LINE);
+    while (agw_json_iter_next(&it, NULL, &item)) {
+        agw_str v;
+        /* An entry without a readable id, or with one no URL or JSON could
+         * carry back (control bytes), is skipped, not fatal. */
+        if (agw_json_find(item, AGW_STR_LIT("id"), &id) != AGW_OK ||
+            agw_json_type_of(id) != AGW_JSON_STRING ||
+            agw_json_string_view(id, &scratch, &v) != AGW_OK || v.len == 0 ||
+            agw_str_has_ctl(v, 1))
+            continue;
+        agw_provider_models_add(out, v);
+    }
+    agw_buf_free(&scratch);
+    return AGW_OK;
 }
 
 agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const char *value)
@@ -57,6 +105,37 @@ agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
     size_t n = strlen(p->base_url) + strlen(path) + 1;
     out->url = xmalloc(n);
     snprintf(out->url, n, "%s%s", p->base_url, path);
+    return AGW_OK;
+}
+
+agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after,
+                                    agw_provider_call *out)
+{
+    agw_err e = agw_provider_prepare(p, AGW_OP_MODELS, NULL, out);
+    if (e)
+        return e;
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    if (!ops->models_query && !(after && ops->models_after))
+        return AGW_OK;
+    agw_buf u = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    e = agw_buf_append_str(&u, agw_str_c(out->url));
+    const char *q = ops->models_query;
+    if (!e && q)
+        e = agw_buf_append_str(&u, agw_str_c(q));
+    if (!e && after && ops->models_after) {
+        e = agw_buf_appendf(&u, "%c%s=", q ? '&' : '?', ops->models_after);
+        for (const unsigned char *c = (const unsigned char *)after; !e && *c; c++)
+            e = isalnum(*c) || strchr("-._~", *c) ? agw_buf_append(&u, (const char *)c, 1)
+                                                  : agw_buf_appendf(&u, "%%%02X", *c);
+    }
+    if (e) {
+        agw_buf_free(&u);
+        agw_provider_call_free(out);
+        return e;
+    }
+    size_t n;
+    free(out->url);
+    out->url = agw_buf_detach(&u, &n);
     return AGW_OK;
 }
 

@@ -4,8 +4,8 @@
  * A provider type is a const agw_provider_ops: how a call authenticates (a
  * static key from the configuration, or a token source that may refresh),
  * which path and protocol serve each operation, which extra headers go with
- * it, and how its health is probed. OpenAI and Anthropic are the first two;
- * a new type is a new provider/type_<name>.c registered in provider.c's
+ * it, how its health is probed and how its model list reads. OpenAI and
+ * Anthropic are the first two; a new type is a new provider/type_<name>.c registered in provider.c's
  * table, and the request path does not change: it asks agw_provider_ops_of()
  * and agw_provider_prepare(), never for a type by name.
  *
@@ -45,6 +45,26 @@ typedef struct {
     const char *anthropic_beta;
 } agw_client_hints;
 
+/* What a health probe's answer says (agw_provider_ops.probe_verdict). */
+typedef enum {
+    AGW_PROBE_PASSED = 0,    /* the server is there and takes the credential */
+    AGW_PROBE_FAILED,        /* no answer, a timeout, or a server error */
+    AGW_PROBE_AUTH_REJECTED, /* 401 or 403: a revoked or wrong key */
+} agw_probe_verdict;
+
+/* One provider's model list as read from its list endpoint. Owns its
+ * strings; release with agw_provider_models_free(). AGW_PROVIDER_MODELS_INIT
+ * is an empty list. */
+typedef struct {
+    char **ids;
+    size_t n, cap;
+    char *next; /* cursor of the next page; NULL after the last */
+} agw_provider_models;
+
+#define AGW_PROVIDER_MODELS_INIT { NULL, 0, 0, NULL }
+/* Past this many ids a list is cut (a hostile server cannot grow it). */
+#define AGW_PROVIDER_MODELS_MAX 4096u
+
 typedef struct agw_provider_ops {
     agw_provider_type type;
     /* The wire protocol of its model calls: the codec a conversion encodes
@@ -64,10 +84,20 @@ typedef struct agw_provider_ops {
      * header. NULL: none. */
     agw_err (*extra_headers)(agw_provider_op op, const agw_client_hints *hints,
                              agw_provider_call *c);
-    /* The operation a health probe sends (a cheap GET). */
+    /* The operation a health probe sends (a cheap GET: the model list). */
     agw_provider_op probe_op;
-    /* 1 when a probe's HTTP status shows a working provider. */
-    int (*probe_passes)(long status);
+    /* What a probe's HTTP status says about the provider. */
+    agw_probe_verdict (*probe_verdict)(long status);
+    /* Reads one page of the model list (a 2xx answer to AGW_OP_MODELS):
+     * appends each model id to `out` and sets out->next to the cursor of
+     * the page after it (NULL on the last page). AGW_EINVAL when `body` is
+     * not such a list. NULL: the type's list cannot be read. */
+    agw_err (*parse_models)(agw_str body, agw_provider_models *out);
+    /* The query of the model list's first page ("?limit=1000"), and the
+     * parameter that asks for the page after a cursor ("after_id"); either
+     * NULL when the type has none. */
+    const char *models_query;
+    const char *models_after;
 } agw_provider_ops;
 
 /* The interface of a provider type; NULL for a type this gateway cannot call
@@ -87,6 +117,16 @@ AGW_WARN_UNUSED agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_prov
                                              agw_provider_call *out);
 void agw_provider_call_free(agw_provider_call *c);
 
+/* The call of one page of `p`'s model list: the first page when `after` is
+ * NULL, else the page after that cursor (percent-encoded into the URL).
+ * Fails as agw_provider_prepare does. */
+AGW_WARN_UNUSED agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after,
+                                                    agw_provider_call *out);
+
+/* Appends a copy of `id` to `list` (ignored past AGW_PROVIDER_MODELS_MAX). */
+void agw_provider_models_add(agw_provider_models *list, agw_str id);
+void agw_provider_models_free(agw_provider_models *list);
+
 /* ---- for the provider types' own files ---- */
 
 /* Appends "<name><value>" as the call's next header (at most
@@ -94,9 +134,15 @@ void agw_provider_call_free(agw_provider_call *c);
  * returned). */
 agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const char *value);
 
-/* A probe verdict for types whose model list answers any caller: every
- * status below 500, even a 401 or a 404, shows the server is there. */
-int agw_provider_probe_answered(long status);
+/* The probe verdict of types whose model list checks the credential: 401
+ * and 403 reject it; any other status below 500 (a 404, a 429) shows a
+ * working server; 5xx and no status fail. */
+agw_probe_verdict agw_provider_probe_status(long status);
+
+/* The model list reader of lists shaped {"data":[{"id":...},...]} (OpenAI's
+ * and Anthropic's): appends the ids (out->next untouched). AGW_EINVAL when
+ * there is no such array. */
+AGW_WARN_UNUSED agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out);
 
 /* The provider types (provider/type_*.c). */
 extern const agw_provider_ops agw_provider_openai;

@@ -2,6 +2,10 @@
  * base URLs without the version (https://api.anthropic.com). */
 #include "provider/provider.h"
 
+#include "core/json.h"
+
+#include <stdlib.h>
+
 #define ANTHROPIC_DEFAULT_VERSION "2023-06-01"
 
 static const char *anthropic_path(agw_provider_op op)
@@ -39,6 +43,29 @@ static agw_err anthropic_extra_headers(agw_provider_op op, const agw_client_hint
     return e;
 }
 
+/* The list pages: {"data":[...],"has_more":bool,"last_id":"..."}; the next
+ * page starts after last_id while has_more is true. */
+static agw_err anthropic_parse_models(agw_str body, agw_provider_models *out)
+{
+    agw_err e = agw_provider_parse_model_data(body, out);
+    agw_str more, last;
+    free(out->next);
+    out->next = NULL;
+    if (!e && agw_json_find(body, AGW_STR_LIT("has_more"), &more) == AGW_OK &&
+        agw_json_is_true(more)) {
+        agw_buf scratch = AGW_BUF_INIT(AGW_LIMIT_HEADER_LINE);
+        agw_str v;
+        if (agw_json_find(body, AGW_STR_LIT("last_id"), &last) != AGW_OK ||
+            agw_json_type_of(last) != AGW_JSON_STRING ||
+            agw_json_string_view(last, &scratch, &v) != AGW_OK || v.len == 0)
+            e = AGW_EINVAL; /* more pages, but no way to ask for them */
+        else
+            out->next = agw_str_dup(v);
+        agw_buf_free(&scratch);
+    }
+    return e;
+}
+
 const agw_provider_ops agw_provider_anthropic = {
     .type = AGW_PROVIDER_ANTHROPIC,
     .proto = AGW_PROTO_ANTHROPIC,
@@ -47,5 +74,8 @@ const agw_provider_ops agw_provider_anthropic = {
     .authenticate = anthropic_authenticate,
     .extra_headers = anthropic_extra_headers,
     .probe_op = AGW_OP_MODELS,
-    .probe_passes = agw_provider_probe_answered,
+    .probe_verdict = agw_provider_probe_status,
+    .parse_models = anthropic_parse_models,
+    .models_query = "?limit=1000", /* the most a page may hold (20 by default) */
+    .models_after = "after_id",
 };

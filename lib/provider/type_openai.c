@@ -28,5 +28,8 @@ const agw_provider_ops agw_provider_openai = {
     .authenticate = openai_authenticate,
     .extra_headers = NULL,
     .probe_op = AGW_OP_MODELS,
-    .probe_passes = agw_provider_probe_answered,
+    .probe_verdict = agw_provider_probe_status,
+    .parse_models = agw_provider_parse_model_data,
+    .models_query = NULL, /* one page holds the whole list */
+    .models_after = NULL,
 };

@@ -1,6 +1,7 @@
 #include "route/health.h"
 
 #include "provider/provider.h"
+#include "route/models.h"
 #include "state/store.h"
 #include "net/upstream.h"
 
@@ -19,6 +20,9 @@
 #define PROBE_CONNECT_MS 3000
 #define PROBE_IDLE_MS 5000
 #define PROBE_TOTAL_MS 10000
+/* The most one page of a model list may weigh, and the most pages read. */
+#define PROBE_BODY_MAX (4u << 20)
+#define PROBE_MAX_PAGES 32
 
 struct agw_health {
     const agw_config *cfg;
@@ -31,23 +35,37 @@ struct agw_health {
     int stop;
 };
 
-static int discard(void *ud, const char *p, size_t n)
+/* A response body, kept up to PROBE_BODY_MAX: past that the rest is
+ * dropped (the probe's verdict does not depend on it). */
+typedef struct {
+    agw_buf b;
+    int over;
+} page;
+
+static int keep(void *ud, const char *p, size_t n)
 {
-    (void)ud, (void)p, (void)n;
+    page *pg = ud;
+    if (!pg->over && agw_buf_append(&pg->b, p, n) != AGW_OK)
+        pg->over = 1;
     return 0;
 }
 
-/* One probe of `p` with `u` (its type's probe operation, see health.h): 1
- * when it passes, and when the type has nothing to probe with. */
-static int probe(agw_upstream *u, const agw_provider_cfg *p)
+/* GETs one page of `p`'s model list (the first when `after` is NULL) into
+ * `pg`. -1 when the type has nothing to ask with, else 0 with *res set. */
+static int get_page(agw_upstream *u, const agw_provider_cfg *p, const char *after, page *pg,
+                    agw_upstream_result *res)
 {
     agw_provider_call call;
-    memset(&call, 0, sizeof call);
     const agw_provider_ops *ops = agw_provider_ops_of(p->type);
-    if (!ops || agw_provider_prepare(p, ops->probe_op, NULL, &call) != AGW_OK) {
-        agw_provider_call_free(&call);
-        return 1; /* nothing to probe with: not a reason to leave the rotation */
-    }
+    agw_err e = !ops ? AGW_EINVAL
+                : ops->probe_op == AGW_OP_MODELS ? agw_provider_prepare_models(p, after, &call)
+                                                 : agw_provider_prepare(p, ops->probe_op, NULL,
+                                                                        &call);
+    if (e)
+        return -1;
+    agw_buf_free(&pg->b);
+    agw_buf_init(&pg->b, PROBE_BODY_MAX);
+    pg->over = 0;
     agw_upstream_req rq = {
         .url = call.url,
         .headers = (const char *const *)call.headers,
@@ -55,34 +73,116 @@ static int probe(agw_upstream *u, const agw_provider_cfg *p)
         .connect_timeout_ms = PROBE_CONNECT_MS,
         .idle_timeout_ms = PROBE_IDLE_MS,
         .total_timeout_ms = PROBE_TOTAL_MS,
-        .on_data = discard,
+        .on_data = keep,
+        .ud = pg,
     };
-    agw_upstream_result res;
-    agw_upstream_perform(u, &rq, &res);
+    agw_upstream_perform(u, &rq, res);
     agw_provider_call_free(&call);
-    int ok = res.outcome == AGW_UPSTREAM_DONE && ops->probe_passes(res.status);
-    if (!ok)
-        agw_log_warn("health: provider %s failed its probe (%s%s%ld)", p->name,
+    return 0;
+}
+
+/* Reads the model list from the probe's answer `pg` and the pages after it:
+ * 1 with `list` filled when every page was a readable 2xx list, 0 otherwise
+ * (list emptied). */
+static int read_list(agw_upstream *u, const agw_provider_cfg *p, page *pg, long status,
+                     agw_provider_models *list)
+{
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    if (!ops->parse_models || ops->probe_op != AGW_OP_MODELS)
+        return 0;
+    for (int n = 0;; n++) {
+        if (status < 200 || status > 299) {
+            /* No list at this server (a 404, say): quietly the literal names. */
+            agw_log_debug("health: provider %s: no model list (status %ld)", p->name, status);
+            agw_provider_models_free(list);
+            return 0;
+        }
+        if (pg->over || ops->parse_models(agw_buf_view(&pg->b), list) != AGW_OK)
+            break;
+        if (!list->next)
+            return 1;
+        agw_upstream_result res;
+        if (n + 1 >= PROBE_MAX_PAGES || get_page(u, p, list->next, pg, &res) != 0 ||
+            res.outcome != AGW_UPSTREAM_DONE)
+            break;
+        status = res.status;
+    }
+    agw_log_warn("health: provider %s: its model list cannot be read; listing its literal "
+                 "model names", p->name);
+    agw_provider_models_free(list);
+    return 0;
+}
+
+/* One probe of `p` with `u` (its type's probe operation, see health.h):
+ * AGW_LB_REASON_NONE when it passes, and when the type has nothing to probe
+ * with; else why it failed. A passing probe of the model list also reads
+ * the list: *listed says whether `list` holds it. */
+static agw_lb_reason probe(agw_upstream *u, const agw_provider_cfg *p,
+                           agw_provider_models *list, int *listed)
+{
+    *listed = 0;
+    page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0 };
+    agw_upstream_result res;
+    if (get_page(u, p, NULL, &pg, &res) != 0) {
+        agw_buf_free(&pg.b);
+        return AGW_LB_REASON_NONE; /* nothing to probe with: not a reason to leave the rotation */
+    }
+    agw_probe_verdict v = res.outcome == AGW_UPSTREAM_DONE
+                              ? agw_provider_ops_of(p->type)->probe_verdict(res.status)
+                              : AGW_PROBE_FAILED;
+    if (v == AGW_PROBE_PASSED)
+        *listed = read_list(u, p, &pg, res.status, list);
+    else
+        agw_log_warn("health: provider %s failed its probe (%s%s%ld%s)", p->name,
                      res.detail[0] ? res.detail : "", res.detail[0] ? ", status " : "status ",
-                     res.status);
-    return ok;
+                     res.status, v == AGW_PROBE_AUTH_REJECTED ? ": its key is refused" : "");
+    agw_buf_free(&pg.b);
+    return v == AGW_PROBE_PASSED ? AGW_LB_REASON_NONE
+           : v == AGW_PROBE_AUTH_REJECTED ? AGW_LB_REASON_AUTH_REJECTED
+                                          : AGW_LB_REASON_PROBE_FAILED;
+}
+
+/* Frees the shared slots of providers no longer configured (lb.h), at
+ * least one period after they left. */
+static void reclaim(agw_health *h, const agw_config *cfg)
+{
+    agw_str *names = xcalloc(cfg->n_providers ? cfg->n_providers : 1, sizeof *names);
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        names[i] = agw_str_c(cfg->providers[i].name);
+    uint64_t grace = (uint64_t)h->cfg->defaults.health_check_seconds * 1000000000u;
+    size_t n = agw_lb_reclaim(h->lb, names, cfg->n_providers, agw_shm_now_ns(), grace);
+    if (n)
+        agw_log_info("health: freed %zu shared slot%s of removed providers", n, n == 1 ? "" : "s");
+    free(names);
 }
 
 static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)
 {
-    const agw_catalog *c = agw_catalog_acquire(h->cat, agw_store_db(store));
+    sqlite3 *db = agw_store_db(store);
+    const agw_catalog *c = agw_catalog_acquire(h->cat, db);
     const agw_config *cfg = agw_catalog_config(c);
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
         if (!p->enabled || !agw_provider_callable(p))
             continue;
         agw_lb_slot *s = agw_lb_slot_of(h->lb, agw_str_c(p->name));
-        int was = s && !atomic_load(&s->unhealthy);
-        int ok = probe(u, p);
-        agw_lb_probe_result(s, ok, agw_shm_now_ns());
-        if (s && was != ok)
-            agw_log_info("health: provider %s is %s", p->name, ok ? "healthy again" : "unhealthy");
+        agw_lb_reason was = agw_lb_unhealthy_reason(s);
+        agw_provider_models list = AGW_PROVIDER_MODELS_INIT;
+        int listed;
+        agw_lb_reason why = probe(u, p, &list, &listed);
+        agw_lb_probe_result(s, why, agw_shm_now_ns());
+        if (s && was != why)
+            agw_log_info("health: provider %s is %s%s", p->name,
+                         why == AGW_LB_REASON_NONE ? "healthy again" : "unhealthy: ",
+                         why == AGW_LB_REASON_NONE ? "" : agw_lb_reason_name(why));
+        if (agw_models_cache_put(db, p, listed ? &list : NULL, agw_wall_s()) != AGW_OK)
+            agw_log_warn("health: provider %s: its model list was not stored", p->name);
+        agw_provider_models_free(&list);
     }
+    if (agw_models_cache_prune(db, cfg) != AGW_OK)
+        agw_log_warn("health: the model lists of removed providers were not forgotten");
+    if (h->lb)
+        reclaim(h, cfg);
     agw_catalog_release(h->cat, c);
 }
 

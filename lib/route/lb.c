@@ -12,6 +12,13 @@ static_assert(sizeof(agw_lb_header) + AGW_LB_SLOTS * sizeof(agw_lb_slot) +
                   AGW_LB_REGION_BYTES,
               "the load balancer must stay in its 64 KiB");
 static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free in shared memory");
+static_assert(AGW_LB_REGION_BYTES <= AGW_SHM_BOOT_SCOPED_BYTES,
+              "the load balancer's monotonic times must be cleared at a boot change");
+
+/* Slot keys (lb.h): a name's key ends in binary 01, the same key while
+ * retiring in 11; a freed slot holds the tombstone 10. */
+#define KEY_RETIRING 2u
+#define KEY_TOMBSTONE UINT64_C(2)
 
 #define DECAY_VALUE_BITS 24u
 #define DECAY_VALUE_MAX ((UINT64_C(1) << DECAY_VALUE_BITS) - 1)
@@ -78,11 +85,122 @@ static _Atomic uint64_t *claim(void *table, size_t n, size_t stride, uint64_t ke
     return NULL;
 }
 
+static uint64_t slot_key(agw_str name)
+{
+    return (hash(name) & ~UINT64_C(3)) | 1u;
+}
+
+/* One pass over `key`'s chain: its slot (taken back when retiring), else
+ * the claim of the chain's first free slot. NULL with *retry set when another
+ * process changed the chain meanwhile; NULL alone when the table is full. */
+static agw_lb_slot *find_or_claim(agw_lb *lb, uint64_t key, int *retry)
+{
+    agw_lb_slot *target = NULL;
+    uint64_t expect = 0;
+    for (size_t i = 0; i < AGW_LB_SLOTS; i++) {
+        agw_lb_slot *s = &lb->slots[(key + i) % AGW_LB_SLOTS];
+        uint64_t k = atomic_load(&s->key);
+        if (k == key)
+            return s;
+        if (k == (key | KEY_RETIRING)) {
+            if (atomic_compare_exchange_strong(&s->key, &k, key) || k == key)
+                return s;
+            *retry = 1; /* freed under us: look again */
+            return NULL;
+        }
+        if (k == KEY_TOMBSTONE && !target) {
+            target = s;
+            expect = KEY_TOMBSTONE;
+        }
+        if (k == 0) {
+            if (!target)
+                target = s;
+            break;
+        }
+    }
+    if (!target)
+        return NULL;
+    uint64_t seen = expect;
+    if (atomic_compare_exchange_strong(&target->key, &seen, key) || seen == key)
+        return target;
+    *retry = 1;
+    return NULL;
+}
+
 agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name)
 {
     if (!lb || !lb->slots)
         return NULL;
-    return (agw_lb_slot *)claim(lb->slots, AGW_LB_SLOTS, sizeof(agw_lb_slot), hash(name));
+    uint64_t key = slot_key(name);
+    /* Each retry means another process claimed or freed a slot of this chain
+     * meanwhile; a few are plenty. */
+    for (int attempt = 0; attempt < 16; attempt++) {
+        int retry = 0;
+        agw_lb_slot *s = find_or_claim(lb, key, &retry);
+        if (s || !retry)
+            return s;
+    }
+    return NULL;
+}
+
+/* Everything but the key back to zero (a slot about to be freed). */
+static void slot_clear(agw_lb_slot *s)
+{
+    _Atomic uint64_t *w = (_Atomic uint64_t *)s;
+    for (size_t i = 1; i < sizeof *s / sizeof *w; i++)
+        atomic_store(&w[i], 0);
+}
+
+size_t agw_lb_reclaim(agw_lb *lb, const agw_str *names, size_t n, uint64_t now_ns,
+                      uint64_t grace_ns)
+{
+    if (!lb || !lb->slots)
+        return 0;
+    /* The configured names' own slots (claimed, or taken back, here). */
+    unsigned char keep[AGW_LB_SLOTS] = { 0 };
+    for (size_t i = 0; i < n; i++) {
+        agw_lb_slot *s = agw_lb_slot_of(lb, names[i]);
+        if (s)
+            keep[s - lb->slots] = 1;
+    }
+    size_t freed = 0;
+    for (size_t i = 0; i < AGW_LB_SLOTS; i++) {
+        agw_lb_slot *s = &lb->slots[i];
+        uint64_t k = atomic_load(&s->key);
+        if (keep[i] || k == 0 || k == KEY_TOMBSTONE)
+            continue;
+        if (!(k & KEY_RETIRING)) {
+            atomic_store(&s->retired_ns, now_ns);
+            atomic_compare_exchange_strong(&s->key, &k, k | KEY_RETIRING);
+        } else if (now_ns - atomic_load(&s->retired_ns) >= grace_ns &&
+                   atomic_load(&s->in_flight) == 0) {
+            /* Zeroed while still retiring: a name that comes back meanwhile
+             * takes the slot back (the exchange below then fails) and only
+             * loses its old statistics. */
+            slot_clear(s);
+            freed += atomic_compare_exchange_strong(&s->key, &k, KEY_TOMBSTONE);
+        }
+    }
+    return freed;
+}
+
+const char *agw_lb_reason_name(agw_lb_reason r)
+{
+    switch (r) {
+    case AGW_LB_REASON_NONE: return "none";
+    case AGW_LB_REASON_CONSECUTIVE_FAILURES: return "consecutive_failures";
+    case AGW_LB_REASON_PROBE_FAILED: return "probe_failed";
+    case AGW_LB_REASON_AUTH_REJECTED: return "auth_rejected";
+    }
+    return "none";
+}
+
+agw_lb_reason agw_lb_unhealthy_reason(const agw_lb_slot *s)
+{
+    if (!s)
+        return AGW_LB_REASON_NONE;
+    uint64_t v = atomic_load(&((agw_lb_slot *)s)->unhealthy);
+    return v > AGW_LB_REASON_AUTH_REJECTED ? AGW_LB_REASON_PROBE_FAILED : (agw_lb_reason)v;
 }
 
 /* 2^-x for x >= 0 without libm: whole halvings by division, the fraction by a
@@ -172,23 +290,26 @@ void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cool
     uint64_t cur = atomic_load(&s->cooldown_until_ns);
     while (cur < until && !atomic_compare_exchange_weak(&s->cooldown_until_ns, &cur, until))
         ;
-    if (atomic_fetch_add(&s->consecutive_failures, 1) + 1 >= AGW_LB_FAIL_LIMIT && health_on)
+    if (atomic_fetch_add(&s->consecutive_failures, 1) + 1 >= AGW_LB_FAIL_LIMIT && health_on &&
+        r != AGW_LB_FAIL_AUTH)
         atomic_store(&s->unhealthy, 1);
+    /* Without probes nothing would bring the provider back: then the
+     * cooldown alone keeps it aside. */
+    if (r == AGW_LB_FAIL_AUTH && health_on)
+        atomic_store(&s->unhealthy, AGW_LB_REASON_AUTH_REJECTED);
 }
 
-void agw_lb_probe_result(agw_lb_slot *s, int healthy, uint64_t now_ns)
+void agw_lb_probe_result(agw_lb_slot *s, agw_lb_reason why, uint64_t now_ns)
 {
     if (!s)
         return;
     atomic_fetch_add(&s->probes, 1);
     atomic_store(&s->last_probe_ns, now_ns);
-    if (healthy) {
+    if (why == AGW_LB_REASON_NONE) {
         atomic_store(&s->consecutive_failures, 0);
         atomic_store(&s->cooldown_until_ns, 0);
-        atomic_store(&s->unhealthy, 0);
-    } else {
-        atomic_store(&s->unhealthy, 1);
     }
+    atomic_store(&s->unhealthy, (uint64_t)why);
 }
 
 int agw_lb_usable(const agw_lb_slot *s, uint64_t now_ns)

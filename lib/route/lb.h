@@ -14,13 +14,29 @@
  *  20544  end (the static_assert keeps it under 64 KiB)
  *
  * Provider slots are keyed by a 64-bit FNV-1a hash of the provider's name
- * (never 0: the low bit is forced to 1). Lookup is linear probing from
- * hash % AGW_LB_SLOTS; a free slot (key 0) is claimed with one CAS, so no
- * lock is needed and two processes can never give one name two slots. Slots
- * are never freed. Overflow (more than 128 distinct provider names over the
- * life of the segment): the provider gets no slot, its statistics are not
- * kept, and it is treated as healthy, never cooling down, with neutral stats.
- * Two names with the same 64-bit hash would share a slot (harmless: stats).
+ * with its low two bits set to 01 (so never 0). Lookup is linear probing
+ * from key % AGW_LB_SLOTS up to the first never-used slot (key 0); a name
+ * not found claims the first free slot of its chain (a reclaimed one, else
+ * the never-used one) with one CAS, so no lock is needed and two processes
+ * claiming one name pick the same slot. Overflow (more than 128 provider
+ * names configured at once): the provider gets no slot, its statistics are
+ * not kept, and it is treated as healthy, never cooling down, with neutral
+ * stats. Two names with the same hash would share a slot (harmless: stats).
+ *
+ * Reclaiming (agw_lb_reclaim, run by the prober, health.h): the slot of a
+ * name no longer configured (a provider deleted or renamed) is first marked
+ * retiring (key | 2, with the time in retired_ns); a lookup of that name
+ * takes it back (CAS to the plain key: a process with an older catalog
+ * still routes there). A slot still retiring after the grace period and with
+ * nothing in flight has its statistics zeroed and becomes free (key 2, a
+ * tombstone: never 0, so the probe chains through it stay intact). An
+ * attempt holds its slot pointer only from agw_lb_slot_of to agw_lb_end, far
+ * shorter than the grace period, and its in_flight keeps the slot retiring.
+ *
+ * The region holds CLOCK_MONOTONIC times, which mean nothing after a reboot:
+ * it lies inside the shm's boot-scoped bytes (AGW_SHM_BOOT_SCOPED_BYTES),
+ * which the first process of a new boot zeroes before any process uses them
+ * (shm.h), so statistics, cooldowns and unhealthy marks start afresh.
  *
  * Round-robin counters are keyed the same way by the hash of the ordered
  * candidate set (its provider names), so rotation is across the whole pool:
@@ -53,6 +69,7 @@
 #include "core/core.h"
 #include "provider/provider.h"
 #include "route/route.h"
+#include "state/shm.h"
 
 #include <stdatomic.h>
 
@@ -79,12 +96,14 @@ typedef struct {
     _Atomic uint64_t recent_429;        /* decaying, see above */
     _Atomic uint64_t recent_5xx;        /* decaying: 5xx, connect errors, timeouts */
     _Atomic uint64_t cooldown_until_ns; /* CLOCK_MONOTONIC; 0 = none */
-    _Atomic uint64_t unhealthy;         /* 1 = out of rotation until a probe passes */
+    _Atomic uint64_t unhealthy;         /* 0 = in rotation, else why it is out
+                                           (agw_lb_reason) until a probe passes */
     _Atomic uint64_t consecutive_failures;
     _Atomic uint64_t failures;          /* attempts that failed (any class) */
     _Atomic uint64_t probes;            /* health probes run */
     _Atomic uint64_t last_probe_ns;
-    _Atomic uint64_t spare[4];
+    _Atomic uint64_t retired_ns;        /* when the slot was marked retiring */
+    _Atomic uint64_t spare[3];
 } agw_lb_slot;
 
 typedef struct {
@@ -103,13 +122,34 @@ typedef struct {
     agw_lb_rr *rr;
 } agw_lb;
 
+/* Why a provider is out of the rotation: the value of agw_lb_slot.unhealthy,
+ * so the mark and its reason change in one store. */
+typedef enum {
+    AGW_LB_REASON_NONE = 0,
+    AGW_LB_REASON_CONSECUTIVE_FAILURES = 1, /* AGW_LB_FAIL_LIMIT failed requests in a row */
+    AGW_LB_REASON_PROBE_FAILED,             /* no answer, timeout or 5xx to the probe */
+    AGW_LB_REASON_AUTH_REJECTED,            /* the probe got 401 or 403: a revoked key */
+} agw_lb_reason;
+
+/* "none", "consecutive_failures", "probe_failed", "auth_rejected". */
+const char *agw_lb_reason_name(agw_lb_reason r);
+/* The reason `s` is out of the rotation (AGW_LB_REASON_NONE for NULL). */
+agw_lb_reason agw_lb_unhealthy_reason(const agw_lb_slot *s);
+
 /* Binds `lb` to `region` (the shm reserved region, at least
  * AGW_LB_REGION_BYTES, zeroed when new). AGW_EINVAL when it is too small. */
 AGW_WARN_UNUSED agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len);
 
-/* The slot of provider `name`, claimed if needed; NULL when the table is full
- * (or lb is NULL). */
+/* The slot of provider `name`, claimed if needed (taken back when it was
+ * retiring); NULL when the table is full (or lb is NULL). */
 agw_lb_slot *agw_lb_slot_of(agw_lb *lb, agw_str name);
+
+/* Frees the slots of names not among `names` (the configured providers):
+ * marks each such slot retiring, and frees one that was retiring for at
+ * least `grace_ns` with nothing in flight (see above). Returns how many it
+ * freed. Run by one process at a time (the prober). */
+size_t agw_lb_reclaim(agw_lb *lb, const agw_str *names, size_t n, uint64_t now_ns,
+                      uint64_t grace_ns);
 
 /* The half-life of the decaying counters in this process (default
  * AGW_LB_HALF_LIFE_MS). Call before threads start; every process of a pool
@@ -122,17 +162,21 @@ typedef enum {
     AGW_LB_OK = 0,       /* the provider answered (any non-failure status) */
     AGW_LB_FAIL_429,
     AGW_LB_FAIL_5XX,     /* 5xx, connect error, timeout, broken before the first byte */
+    AGW_LB_FAIL_AUTH,    /* 401/403: the provider refused the gateway's credentials */
 } agw_lb_result;
 
 void agw_lb_begin(agw_lb_slot *s);
 /* Ends an attempt: `ttfb_us` feeds the EWMA when non-zero. A failure sets a
  * cooldown of `cooldown_ms` from `now_ns`; `health_on` lets
- * AGW_LB_FAIL_LIMIT consecutive failures mark the provider unhealthy. */
+ * AGW_LB_FAIL_LIMIT consecutive failures mark the provider unhealthy, and
+ * AGW_LB_FAIL_AUTH mark it at once (AGW_LB_REASON_AUTH_REJECTED): no request
+ * can succeed until its key is fixed. AGW_LB_FAIL_AUTH counts as a failure
+ * (recent_5xx, failures, cooldown) in any case. */
 void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cooldown_ms,
                 int health_on, uint64_t now_ns);
-/* A probe's verdict: healthy clears the mark, the failure count and the
- * cooldown; unhealthy sets the mark. */
-void agw_lb_probe_result(agw_lb_slot *s, int healthy, uint64_t now_ns);
+/* A probe's verdict: AGW_LB_REASON_NONE (passed) clears the mark, the
+ * failure count and the cooldown; any other reason sets the mark to it. */
+void agw_lb_probe_result(agw_lb_slot *s, agw_lb_reason why, uint64_t now_ns);
 
 /* 1 when the provider may be chosen first: healthy and not cooling down. */
 int agw_lb_usable(const agw_lb_slot *s, uint64_t now_ns);

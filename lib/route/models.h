@@ -5,25 +5,40 @@
  *
  * The catalog, in this order, each id once:
  *  1. raw ids: for each listed provider of the snapshot (antigw.cfg's, then
- *     the database's), the literal names it declares (glob patterns say
- *     which names route where; they are not models), then, for a Kiro or
- *     Copilot provider, the maintained static list of its type (models.c);
+ *     the database's), the models its own list endpoint named at the last
+ *     probe, those its `models` entries admit (a literal name admits itself,
+ *     a glob what it matches, no entries everything); when it has no such
+ *     list (the fetch failed, no probe ran yet, or its type has no list
+ *     endpoint), the literal names it declares (glob patterns say which
+ *     names route where; they are not models); then, for a Kiro or Copilot
+ *     provider, the maintained static list of its type (models.c);
  *  2. the same ids again with the provider type as prefix (`openai/…`,
  *     `anthropic/…`, `kiro/…`, `copilot/…`), which route to that type.
  * The static lists appear only when a provider of their type is listed:
  * without one, their ids would route nowhere. Models discovered from Copilot
  * at run time are not listed yet (no Copilot client exists).
  *
+ * The discovered lists are a cache in the database (table provider_models,
+ * one row per model: provider name, the base_url it came from, position):
+ * the pool's prober (health.h) writes it after each probe, and every process
+ * of the pool reads it. A row whose base_url is no longer the provider's is
+ * ignored, so a provider pointed elsewhere falls back to its literal names
+ * until the next probe.
+ *
  * Shapes: OpenAI `{"object":"list","data":[{"id","object":"model","created",
  * "owned_by"}]}`; Anthropic (the client sent anthropic-version)
  * `{"data":[{"type":"model","id","display_name","created_at"}],"has_more":
- * false,"first_id","last_id"}`. `owned_by` is the provider's name.
+ * false,"first_id","last_id"}`. `owned_by` is the provider's name. One
+ * model (GET /v1/models/{id}) is one element of `data` in the same shape.
  */
 #ifndef AGW_MODELS_H
 #define AGW_MODELS_H
 
 #include "core/config.h"
 #include "core/core.h"
+#include "provider/provider.h"
+
+#include <sqlite3.h>
 
 /* 1 when `model` is a literal model of some provider of `cfg` (enabled or
  * not) or of a static list. */
@@ -38,9 +53,27 @@ typedef struct {
 } agw_models_filter;
 
 /* Appends the catalog of `cfg` in the OpenAI shape, or the Anthropic shape
- * when `anthropic`. `created` (Unix seconds) dates every entry. Disabled
- * providers are not listed. */
-AGW_WARN_UNUSED agw_err agw_models_render(const agw_config *cfg, const agw_models_filter *f,
-                                          int anthropic, int64_t created, agw_buf *out);
+ * when `anthropic`. `db` holds the discovered lists (NULL: none, every
+ * provider falls back to its literal names). `created` (Unix seconds) dates
+ * every entry. Disabled providers are not listed. AGW_EIO when the database
+ * cannot be read. */
+AGW_WARN_UNUSED agw_err agw_models_render(const agw_config *cfg, sqlite3 *db,
+                                          const agw_models_filter *f, int anthropic,
+                                          int64_t created, agw_buf *out);
+
+/* Appends the catalog's entry whose id (prefixed or not) is `id`, in the
+ * same shape as in the list. AGW_ENOTFOUND when the catalog has no such id. */
+AGW_WARN_UNUSED agw_err agw_models_render_one(const agw_config *cfg, sqlite3 *db,
+                                              const agw_models_filter *f, int anthropic,
+                                              int64_t created, agw_str id, agw_buf *out);
+
+/* Replaces the discovered list of `p` with `list` (every id, before the
+ * `models` filter), or forgets it when `list` is NULL: the catalog then
+ * falls back to the provider's literal names. AGW_EIO on database errors. */
+AGW_WARN_UNUSED agw_err agw_models_cache_put(sqlite3 *db, const agw_provider_cfg *p,
+                                             const agw_provider_models *list, int64_t now);
+
+/* Forgets the lists of providers `cfg` no longer has (deleted, renamed). */
+AGW_WARN_UNUSED agw_err agw_models_cache_prune(sqlite3 *db, const agw_config *cfg);
 
 #endif

@@ -19,6 +19,7 @@ static_assert(sizeof(agw_shm_header) <= AGW_SHM_MUTEX_OFF, "header overlaps the 
 static_assert(AGW_SHM_MUTEX_OFF + sizeof(pthread_mutex_t) <= AGW_SHM_LIMITER_OFF,
               "mutex overlaps the limiter table");
 static_assert(sizeof(agw_shm_limit_slot) == 48, "limiter slots are 48 bytes");
+static_assert(AGW_SHM_BOOT_SCOPED_BYTES <= AGW_SHM_RESERVED_BYTES, "boot-scoped bytes fit");
 
 #define TOTAL_BYTES                                                                  \
     ((uint64_t)AGW_SHM_LIMITER_OFF + (uint64_t)AGW_SHM_LIMIT_SLOTS * sizeof(agw_shm_limit_slot) + \
@@ -194,8 +195,10 @@ agw_err agw_shm_attach(const char *path, agw_shm **out, char *err, size_t errlen
     } else if ((e = check_layout(&s, path, err, errlen)) == AGW_OK && boot_id[0] &&
                memcmp(hdr(&s)->boot_id, boot_id, sizeof boot_id) != 0) {
         /* Monotonic times from another boot mean nothing now, and no process
-         * of that boot is alive: start the limiter afresh. */
+         * of that boot is alive: start the limiter and the load balancer
+         * afresh. */
         memset(slots(&s), 0, AGW_SHM_LIMIT_SLOTS * sizeof(agw_shm_limit_slot));
+        memset(s.base + (TOTAL_BYTES - AGW_SHM_RESERVED_BYTES), 0, AGW_SHM_BOOT_SCOPED_BYTES);
         if (init_mutex(claim_mutex(&s)) != AGW_OK) {
             snprintf(err, errlen, "%s: cannot initialise the mutex", path);
             e = AGW_EIO;

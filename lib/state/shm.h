@@ -26,8 +26,12 @@
  *  - Times inside are CLOCK_MONOTONIC nanoseconds, which all processes of one
  *    host share, but which restart at boot. The header records the boot id
  *    (/proc/sys/kernel/random/boot_id); a segment from an earlier boot gets its
- *    limiter table cleared at the first attach (no process of that boot can
- *    still be using it). The generation counter survives.
+ *    limiter table and the first AGW_SHM_BOOT_SCOPED_BYTES of the reserved
+ *    region (the load balancer's statistics, cooldowns and health marks,
+ *    lb.h) cleared at the first attach, under the flock, before any process
+ *    of the new boot can use them (no process of that boot can still be
+ *    using them). The generation counter and the rest of the reserved region
+ *    (the metrics' counters) survive.
  *
  * Layout version 2 (offsets in bytes; version 1 had 32-byte limiter slots):
  *      0  header (agw_shm_header), its own 1 KiB
@@ -76,6 +80,9 @@
 #define AGW_SHM_RESERVED_BYTES (1u << 20)
 #define AGW_SHM_MUTEX_OFF 1024u
 #define AGW_SHM_LIMITER_OFF 4096u
+/* The start of the reserved region that holds CLOCK_MONOTONIC times and is
+ * cleared when the boot changes (see above). */
+#define AGW_SHM_BOOT_SCOPED_BYTES (64u << 10)
 
 /* Key ids fit in the 48 bits above the pin count. */
 #define AGW_SHM_MAX_KEY_ID ((UINT64_C(1) << 48) - 1)

@@ -83,6 +83,18 @@ static const char *const migrations[] = {
     /* 3: settings (migration 1) never got a reader or a writer: antigw.cfg
      * holds the settings and the tables of migration 2 the managed state. */
     "DROP TABLE settings;",
+
+    /* 4: the model lists the providers' own list endpoints answered, as the
+     * pool's prober last fetched them (route/models.h): every process lists
+     * them in GET /v1/models. base_url says where a list came from. */
+    "CREATE TABLE provider_models ("
+    "  provider TEXT NOT NULL,"
+    "  base_url TEXT NOT NULL,"
+    "  position INTEGER NOT NULL,"
+    "  model TEXT NOT NULL,"
+    "  fetched_at INTEGER NOT NULL,"  /* Unix seconds */
+    "  PRIMARY KEY (provider, position)"
+    ");",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

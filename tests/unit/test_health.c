@@ -1,6 +1,8 @@
 /* Unit tests for lib/health: the probe's verdicts against a test server
- * (2xx and 4xx pass, 5xx and a refused connection fail), the URL and
- * credential it uses, and that a verdict reaches the provider's slot. */
+ * (2xx and other 4xx pass, 401/403 fail as a rejected key, 5xx and a refused
+ * connection fail), the URL and credential it uses, the model list it reads
+ * on the way (Anthropic's pages included), and that a verdict and its reason
+ * reach the provider's slot. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,19 +20,53 @@
 static int status_to_send = 200;
 static char last_path[600];
 static char last_head[2048];
+static char paths[8][600]; /* every path asked, in order */
+static int n_paths;
+
+/* The body of a 2xx: a model list by path (Anthropic's in three pages of
+ * two after ?limit=1000), {} elsewhere. */
+static const char *body_for(const char *path)
+{
+    if (strcmp(path, "/v1/models") == 0 || strcmp(path, "/v1/models?limit=1000") == 0)
+        return strstr(last_head, "x-api-key")
+                   ? "{\"data\":[{\"type\":\"model\",\"id\":\"claude-a\"},{\"id\":\"claude-b\"}],"
+                     "\"has_more\":true,\"first_id\":\"claude-a\",\"last_id\":\"claude-b\"}"
+                   : "{\"object\":\"list\",\"data\":[{\"id\":\"gpt-4o\",\"object\":\"model\"},"
+                     "{\"id\":\"bad\\u0001id\"},{\"object\":\"model\"},{\"id\":\"o3\"}]}";
+    if (strcmp(path, "/v1/models?limit=1000&after_id=claude-b") == 0)
+        return "{\"data\":[{\"id\":\"claude-c\"},{\"id\":\"claude d/e\"}],\"has_more\":true,"
+               "\"last_id\":\"claude d/e\"}";
+    if (strcmp(path, "/v1/models?limit=1000&after_id=claude%20d%2Fe") == 0)
+        return "{\"data\":[{\"id\":\"claude-f\"}],\"has_more\":false,\"last_id\":\"claude-f\"}";
+    return "{}";
+}
 
 static int handle(testsrv *s, int fd, const testsrv_req *rq)
 {
     pthread_mutex_lock(&s->mu);
     snprintf(last_path, sizeof last_path, "%s %s", rq->method, rq->path);
     snprintf(last_head, sizeof last_head, "%s", rq->head);
+    if (n_paths < 8)
+        snprintf(paths[n_paths++], sizeof paths[0], "%s", rq->path);
     int st = status_to_send;
+    const char *body = st / 100 == 2 ? body_for(rq->path) : "{}";
     pthread_mutex_unlock(&s->mu);
-    char buf[256];
+    char buf[1024];
     snprintf(buf, sizeof buf,
-             "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", st);
+             "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             st, strlen(body), body);
     testsrv_send_str(fd, buf);
     return TESTSRV_KEEP;
+}
+
+/* probe() without the list. */
+static agw_lb_reason probe_only(agw_upstream *u, const agw_provider_cfg *p)
+{
+    agw_provider_models l = AGW_PROVIDER_MODELS_INIT;
+    int listed;
+    agw_lb_reason why = probe(u, p, &l, &listed);
+    agw_provider_models_free(&l);
+    return why;
 }
 
 static void provider(agw_provider_cfg *p, agw_provider_type t, const char *url)
@@ -43,23 +79,33 @@ static void provider(agw_provider_cfg *p, agw_provider_type t, const char *url)
     p->enabled = 1;
 }
 
+/* A test server and an OpenAI provider at it (base URL in `url`). */
+static agw_upstream *start_openai(testsrv *s, char url[128], agw_provider_cfg *p)
+{
+    assert_int_equal(testsrv_start(s, handle), 0);
+    snprintf(url, 128, "http://127.0.0.1:%d/v1", s->port);
+    provider(p, AGW_PROVIDER_OPENAI, url);
+    return agw_upstream_new();
+}
+
 static void test_probe_verdicts(void **state)
 {
     (void)state;
     testsrv s;
-    assert_int_equal(testsrv_start(&s, handle), 0);
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", s.port);
     agw_provider_cfg p;
-    provider(&p, AGW_PROVIDER_OPENAI, url);
-    agw_upstream *u = agw_upstream_new();
-    static const int statuses[] = { 200, 401, 404, 429, 500, 503 };
-    static const int pass[] = { 1, 1, 1, 1, 0, 0 };
+    agw_upstream *u = start_openai(&s, url, &p);
+    static const int statuses[] = { 200, 401, 403, 404, 429, 500, 503 };
+    static const agw_lb_reason want[] = {
+        AGW_LB_REASON_NONE,         AGW_LB_REASON_AUTH_REJECTED, AGW_LB_REASON_AUTH_REJECTED,
+        AGW_LB_REASON_NONE,         AGW_LB_REASON_NONE,          AGW_LB_REASON_PROBE_FAILED,
+        AGW_LB_REASON_PROBE_FAILED,
+    };
     for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
         pthread_mutex_lock(&s.mu);
         status_to_send = statuses[i];
         pthread_mutex_unlock(&s.mu);
-        assert_int_equal(probe(u, &p), pass[i]);
+        assert_int_equal(probe_only(u, &p), want[i]);
     }
     assert_string_equal(last_path, "GET /v1/models");
     assert_non_null(strstr(last_head, "Bearer sk-probe"));
@@ -69,12 +115,53 @@ static void test_probe_verdicts(void **state)
     pthread_mutex_lock(&s.mu);
     status_to_send = 200;
     pthread_mutex_unlock(&s.mu);
-    assert_int_equal(probe(u, &p), 1);
-    assert_string_equal(last_path, "GET /v1/models");
+    assert_int_equal(probe_only(u, &p), AGW_LB_REASON_NONE);
+    assert_string_equal(last_path, "GET /v1/models?limit=1000&after_id=claude%20d%2Fe");
     assert_non_null(strstr(last_head, "sk-probe"));
     testsrv_stop(&s);
     /* nothing listens any more: refused */
-    assert_int_equal(probe(u, &p), 0);
+    assert_int_equal(probe_only(u, &p), AGW_LB_REASON_PROBE_FAILED);
+    agw_upstream_free(u);
+}
+
+static void test_probe_reads_the_model_list(void **state)
+{
+    (void)state;
+    testsrv s;
+    char url[128];
+    agw_provider_cfg p;
+    agw_upstream *u = start_openai(&s, url, &p);
+    agw_provider_models l = AGW_PROVIDER_MODELS_INIT;
+    int listed;
+    /* OpenAI: one page; entries without a usable id are skipped */
+    status_to_send = 200;
+    assert_int_equal(probe(u, &p, &l, &listed), AGW_LB_REASON_NONE);
+    assert_true(listed);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.ids[0], "gpt-4o");
+    assert_string_equal(l.ids[1], "o3");
+    agw_provider_models_free(&l);
+    /* a 404 passes the probe but gives no list */
+    status_to_send = 404;
+    assert_int_equal(probe(u, &p, &l, &listed), AGW_LB_REASON_NONE);
+    assert_false(listed);
+    assert_int_equal(l.n, 0);
+    /* Anthropic: has_more / last_id / after_id over three pages */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    provider(&p, AGW_PROVIDER_ANTHROPIC, url);
+    status_to_send = 200;
+    n_paths = 0;
+    assert_int_equal(probe(u, &p, &l, &listed), AGW_LB_REASON_NONE);
+    assert_true(listed);
+    assert_int_equal(n_paths, 3);
+    assert_string_equal(paths[0], "/v1/models?limit=1000");
+    assert_string_equal(paths[1], "/v1/models?limit=1000&after_id=claude-b");
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.ids[3], "claude d/e");
+    assert_string_equal(l.ids[4], "claude-f");
+    assert_null(l.next);
+    agw_provider_models_free(&l);
+    testsrv_stop(&s);
     agw_upstream_free(u);
 }
 
@@ -85,12 +172,17 @@ static void test_verdict_reaches_the_slot(void **state)
     agw_lb lb;
     assert_int_equal(agw_lb_bind(&lb, region, AGW_LB_REGION_BYTES), AGW_OK);
     agw_lb_slot *s = agw_lb_slot_of(&lb, AGW_STR_LIT("probe-me"));
-    agw_lb_probe_result(s, 0, 1);
+    agw_lb_probe_result(s, AGW_LB_REASON_AUTH_REJECTED, 1);
     assert_false(agw_lb_usable(s, 2));
+    assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_AUTH_REJECTED);
+    assert_string_equal(agw_lb_reason_name(agw_lb_unhealthy_reason(s)), "auth_rejected");
     agw_lb_end(s, AGW_LB_FAIL_5XX, 0, 60000, 1, 2);
-    agw_lb_probe_result(s, 1, 3);
+    agw_lb_probe_result(s, AGW_LB_REASON_NONE, 3);
     assert_true(agw_lb_usable(s, 4)); /* a passing probe clears the cooldown too */
+    assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_NONE);
     assert_int_equal(atomic_load(&s->probes), 2);
+    agw_lb_probe_result(s, AGW_LB_REASON_PROBE_FAILED, 5);
+    assert_string_equal(agw_lb_reason_name(agw_lb_unhealthy_reason(s)), "probe_failed");
     free(region);
 }
 
@@ -113,6 +205,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_verdicts),
+        cmocka_unit_test(test_probe_reads_the_model_list),
         cmocka_unit_test(test_verdict_reaches_the_slot),
         cmocka_unit_test(test_disabled_starts_nothing),
     };

@@ -1,5 +1,6 @@
 /* Unit tests for lib/lb: the decaying counters, the latency EWMA, slot
- * claiming, cooldown and health marks, and the five strategies' orders. */
+ * claiming and reclaiming, cooldown and health marks (with their reasons),
+ * the reset at a boot change, and the five strategies' orders. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,8 @@
 
 /* The module itself, so the tests reach its file-local functions. */
 #include "route/lb.c"
+
+#include <fcntl.h>
 
 static int setup(void **state)
 {
@@ -28,6 +31,126 @@ static int teardown(void **state)
     free(lb->hdr);
     free(lb);
     return 0;
+}
+
+/* A removed provider's slot: retiring at the first pass, back when its name
+ * is looked up again, freed after the grace period only while idle, and then
+ * reused by a new name with fresh statistics. */
+static void test_reclaim_removed_names(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_slot *old = agw_lb_slot_of(lb, AGW_STR_LIT("old"));
+    agw_lb_slot *keep = agw_lb_slot_of(lb, AGW_STR_LIT("keep"));
+    agw_lb_begin(old);
+    agw_lb_end(old, AGW_LB_FAIL_5XX, 1000, 60000, 1, 10);
+    agw_lb_begin(keep);
+    const agw_str live[] = { AGW_STR_LIT("keep") };
+    const uint64_t grace = 1000;
+    /* first pass: retiring, not freed */
+    assert_int_equal(agw_lb_reclaim(lb, live, 1, 100, grace), 0);
+    assert_true(atomic_load(&old->key) & KEY_RETIRING);
+    /* still in use by a process with an older catalog: taken back */
+    assert_ptr_equal(agw_lb_slot_of(lb, AGW_STR_LIT("old")), old);
+    assert_false(atomic_load(&old->key) & KEY_RETIRING);
+    assert_int_equal(atomic_load(&old->requests), 1);
+    /* retiring again, with a request in flight: never freed */
+    assert_int_equal(agw_lb_reclaim(lb, live, 1, 200, grace), 0);
+    agw_lb_begin(old);
+    assert_int_equal(agw_lb_reclaim(lb, live, 1, 200 + 10 * grace, grace), 0);
+    assert_true(atomic_load(&old->key) & KEY_RETIRING);
+    /* idle, but within the grace period: not yet */
+    agw_lb_end(old, AGW_LB_OK, 0, 0, 1, 300);
+    assert_int_equal(agw_lb_reclaim(lb, live, 1, 200 + grace - 1, grace), 0);
+    /* idle past the grace period: freed, statistics gone */
+    assert_int_equal(agw_lb_reclaim(lb, live, 1, 200 + grace, grace), 1);
+    assert_int_equal(atomic_load(&old->key), KEY_TOMBSTONE);
+    assert_int_equal(atomic_load(&old->requests), 0);
+    assert_int_equal(atomic_load(&old->cooldown_until_ns), 0);
+    /* the kept name's slot is untouched, in flight included */
+    assert_int_equal(atomic_load(&keep->in_flight), 1);
+    assert_false(atomic_load(&keep->key) & KEY_RETIRING);
+    /* "old" comes back: a fresh slot, found again by the next lookup */
+    agw_lb_slot *again = agw_lb_slot_of(lb, AGW_STR_LIT("old"));
+    assert_non_null(again);
+    assert_int_equal(atomic_load(&again->requests), 0);
+    assert_ptr_equal(agw_lb_slot_of(lb, AGW_STR_LIT("old")), again);
+}
+
+/* Renaming more providers than the table holds, over and over: with
+ * reclaiming, every new name still gets a slot, and names stay distinct. */
+static void test_reclaim_makes_room_for_renames(void **state)
+{
+    agw_lb *lb = *state;
+    char name[32];
+    agw_str names[AGW_LB_SLOTS];
+    char buf[AGW_LB_SLOTS][32];
+    for (int round = 0; round < 4; round++) {
+        for (size_t i = 0; i < AGW_LB_SLOTS; i++) {
+            snprintf(buf[i], sizeof buf[i], "r%d-%zu", round, i);
+            names[i] = agw_str_c(buf[i]);
+            agw_lb_slot *s = agw_lb_slot_of(lb, names[i]);
+            assert_non_null(s);
+            assert_int_equal(atomic_load(&s->requests), 0);
+            agw_lb_begin(s);
+            agw_lb_end(s, AGW_LB_OK, 0, 0, 0, 1);
+        }
+        /* two passes a grace period apart free the previous round's names */
+        uint64_t t = (uint64_t)round * 100;
+        (void)agw_lb_reclaim(lb, names, AGW_LB_SLOTS, t + 1, 10);
+        (void)agw_lb_reclaim(lb, names, AGW_LB_SLOTS, t + 20, 10);
+        for (size_t i = 0; i < AGW_LB_SLOTS; i++)
+            assert_int_equal(atomic_load(&agw_lb_slot_of(lb, names[i])->requests), 1);
+        /* the next round reuses every slot: nothing is left for others */
+        snprintf(name, sizeof name, "extra%d", round);
+        assert_null(agw_lb_slot_of(lb, agw_str_c(name)));
+        (void)agw_lb_reclaim(lb, NULL, 0, t + 30, 10);
+        (void)agw_lb_reclaim(lb, NULL, 0, t + 50, 10);
+    }
+}
+
+/* The region lies in the shm's boot-scoped bytes: a new boot starts the
+ * statistics, cooldowns and health marks afresh. */
+static void test_another_boot_resets_the_lb(void **state)
+{
+    (void)state;
+    if (access("/proc/sys/kernel/random/boot_id", R_OK) != 0)
+        skip(); /* no boot id to compare: the check is off */
+    char dir[] = "/tmp/agw-lb-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64], err[AGW_ERR_LEN];
+    snprintf(path, sizeof path, "%s/antigw.db.state", dir);
+    agw_shm *shm;
+    assert_int_equal(agw_shm_attach(path, &shm, err, sizeof err), AGW_OK);
+    size_t len;
+    agw_lb lb;
+    void *region = agw_shm_reserved(shm, &len);
+    assert_int_equal(agw_lb_bind(&lb, region, len), AGW_OK);
+    agw_lb_slot *s = agw_lb_slot_of(&lb, AGW_STR_LIT("p"));
+    agw_lb_begin(s);
+    agw_lb_end(s, AGW_LB_FAIL_5XX, 5000, 60000, 1, UINT64_C(1) << 50); /* the old boot's clock */
+    agw_lb_probe_result(s, AGW_LB_REASON_AUTH_REJECTED, UINT64_C(1) << 50);
+    agw_shm_detach(shm);
+    /* the file now says another boot wrote it */
+    char other[40] = "00000000-0000-0000-0000-000000000000";
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, other, sizeof other, offsetof(agw_shm_header, boot_id)),
+                     (ssize_t)sizeof other);
+    close(fd);
+    assert_int_equal(agw_shm_attach(path, &shm, err, sizeof err), AGW_OK);
+    region = agw_shm_reserved(shm, &len);
+    assert_int_equal(agw_lb_bind(&lb, region, len), AGW_OK);
+    s = agw_lb_slot_of(&lb, AGW_STR_LIT("p"));
+    assert_true(agw_lb_usable(s, 1)); /* no cooldown from the old clock, no mark */
+    assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_NONE);
+    assert_int_equal(atomic_load(&s->requests), 0);
+    assert_int_equal(atomic_load(&s->failures), 0);
+    assert_int_equal(atomic_load(&s->latency_ewma_us), 0);
+    assert_int_equal(atomic_load(&s->recent_5xx), 0);
+    assert_int_equal(atomic_load(&lb.hdr->magic), AGW_LB_MAGIC);
+    agw_shm_detach(shm);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_bind_too_small(void **state)
@@ -117,8 +240,10 @@ static void test_cooldown_and_health(void **state)
     assert_int_equal(atomic_load(&s->unhealthy), 0);
     agw_lb_end(s, AGW_LB_FAIL_429, 0, 0, 1, now);
     assert_int_equal(atomic_load(&s->unhealthy), 1);
+    assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_CONSECUTIVE_FAILURES);
+    assert_string_equal(agw_lb_reason_name(agw_lb_unhealthy_reason(s)), "consecutive_failures");
     assert_false(agw_lb_usable(s, now + 3600000000000ull));
-    agw_lb_probe_result(s, 1, now);
+    agw_lb_probe_result(s, AGW_LB_REASON_NONE, now);
     assert_true(agw_lb_usable(s, now));
     /* without health checks failures only cool down */
     agw_lb_slot *t = agw_lb_slot_of(lb, AGW_STR_LIT("y"));
@@ -332,6 +457,9 @@ int main(void)
         cmocka_unit_test(test_decay_half_life),
         cmocka_unit_test(test_ewma),
         cmocka_unit_test_setup_teardown(test_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_removed_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_makes_room_for_renames, setup, teardown),
+        cmocka_unit_test(test_another_boot_resets_the_lb),
         cmocka_unit_test_setup_teardown(test_cooldown_and_health, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_robin_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weighted, setup, teardown),

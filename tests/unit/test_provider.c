@@ -188,11 +188,20 @@ static void test_interface_table(void **state)
     assert_null(an->path(AGW_OP_EMBEDDINGS));
     assert_non_null(oa->path(oa->probe_op));
     assert_non_null(an->path(an->probe_op));
-    /* Probes: a server that answers at all is up; 5xx or nothing is down. */
-    assert_true(oa->probe_passes(200) && oa->probe_passes(401) && oa->probe_passes(404));
-    assert_false(oa->probe_passes(500) || oa->probe_passes(503) || oa->probe_passes(0));
-    assert_true(an->probe_passes(200) && an->probe_passes(403));
-    assert_false(an->probe_passes(529) || an->probe_passes(0));
+    /* Probes: a server that answers is up unless it refuses the key (401,
+     * 403: a revoked key must take the provider out); 5xx or nothing is down. */
+    const agw_provider_ops *both[] = { oa, an };
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(both[i]->probe_verdict(200), AGW_PROBE_PASSED);
+        assert_int_equal(both[i]->probe_verdict(404), AGW_PROBE_PASSED);
+        assert_int_equal(both[i]->probe_verdict(429), AGW_PROBE_PASSED);
+        assert_int_equal(both[i]->probe_verdict(401), AGW_PROBE_AUTH_REJECTED);
+        assert_int_equal(both[i]->probe_verdict(403), AGW_PROBE_AUTH_REJECTED);
+        assert_int_equal(both[i]->probe_verdict(500), AGW_PROBE_FAILED);
+        assert_int_equal(both[i]->probe_verdict(529), AGW_PROBE_FAILED);
+        assert_int_equal(both[i]->probe_verdict(0), AGW_PROBE_FAILED);
+        assert_non_null(both[i]->parse_models);
+    }
     /* Types this gateway cannot call yet, and values past the enum. */
     assert_null(agw_provider_ops_of(AGW_PROVIDER_KIRO));
     assert_null(agw_provider_ops_of(AGW_PROVIDER_COPILOT));
@@ -223,6 +232,55 @@ static void test_header_limit(void **state)
     assert_int_equal(c.n_headers, 0);
 }
 
+static void test_model_list_pages(void **state)
+{
+    (void)state;
+    const agw_provider_ops *oa = agw_provider_ops_of(AGW_PROVIDER_OPENAI);
+    const agw_provider_ops *an = agw_provider_ops_of(AGW_PROVIDER_ANTHROPIC);
+    agw_provider_models l = AGW_PROVIDER_MODELS_INIT;
+    assert_int_equal(oa->parse_models(AGW_STR_LIT("{\"object\":\"list\",\"data\":[{\"id\":"
+                                                  "\"gpt-4o\"},{\"id\":7},{\"id\":\"o\\u0033\"}]}"),
+                                      &l),
+                     AGW_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.ids[1], "o3");
+    assert_null(l.next);
+    assert_int_equal(oa->parse_models(AGW_STR_LIT("{\"data\":{}}"), &l), AGW_EINVAL);
+    assert_int_equal(oa->parse_models(AGW_STR_LIT("<html>"), &l), AGW_EINVAL);
+    agw_provider_models_free(&l);
+    assert_int_equal(an->parse_models(AGW_STR_LIT("{\"data\":[{\"id\":\"c1\"}],\"has_more\":true,"
+                                                  "\"last_id\":\"c1\"}"),
+                                      &l),
+                     AGW_OK);
+    assert_string_equal(l.next, "c1");
+    assert_int_equal(an->parse_models(AGW_STR_LIT("{\"data\":[],\"has_more\":false}"), &l),
+                     AGW_OK);
+    assert_null(l.next);
+    /* more pages and no cursor: unreadable */
+    assert_int_equal(an->parse_models(AGW_STR_LIT("{\"data\":[],\"has_more\":true}"), &l),
+                     AGW_EINVAL);
+    agw_provider_models_free(&l);
+    /* the page URLs */
+    agw_provider_cfg p;
+    memset(&p, 0, sizeof p);
+    p.name = (char *)"a";
+    p.type = AGW_PROVIDER_ANTHROPIC;
+    p.base_url = (char *)"https://api.anthropic.com";
+    agw_provider_call c;
+    assert_int_equal(agw_provider_prepare_models(&p, NULL, &c), AGW_OK);
+    assert_string_equal(c.url, "https://api.anthropic.com/v1/models?limit=1000");
+    agw_provider_call_free(&c);
+    assert_int_equal(agw_provider_prepare_models(&p, "m&x=1 é", &c), AGW_OK);
+    assert_string_equal(c.url, "https://api.anthropic.com/v1/models?limit=1000&after_id="
+                               "m%26x%3D1%20%C3%A9");
+    agw_provider_call_free(&c);
+    p.type = AGW_PROVIDER_OPENAI;
+    p.base_url = (char *)"https://api.openai.com/v1";
+    assert_int_equal(agw_provider_prepare_models(&p, "ignored", &c), AGW_OK);
+    assert_string_equal(c.url, "https://api.openai.com/v1/models");
+    agw_provider_call_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_interface_table),
         cmocka_unit_test_setup_teardown(test_callable, setup, teardown),
         cmocka_unit_test(test_header_limit),
+        cmocka_unit_test(test_model_list_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -218,7 +218,7 @@ static void test_half_initialised_file_is_redone(void **state)
     agw_shm_detach(s);
 }
 
-static void test_another_boot_clears_the_limiter(void **state)
+static void test_another_boot_clears_the_limiter_and_lb(void **state)
 {
     fixture *f = *state;
     if (access("/proc/sys/kernel/random/boot_id", R_OK) != 0)
@@ -229,6 +229,11 @@ static void test_another_boot_clears_the_limiter(void **state)
     atomic_store(&slot->tat[0], UINT64_C(1) << 62); /* a time of the old boot */
     agw_shm_slot_unpin(slot);
     agw_shm_generation_bump(s);
+    /* the reserved region: boot-scoped bytes (the load balancer's), then
+     * the metrics' counters */
+    size_t len;
+    unsigned char *res = agw_shm_reserved(s, &len);
+    memset(res, 0xab, AGW_SHM_BOOT_SCOPED_BYTES + 8);
     agw_shm_detach(s);
     char other[40] = "00000000-0000-0000-0000-000000000000";
     poke(f->path, offsetof(agw_shm_header, boot_id), other, sizeof other);
@@ -237,6 +242,10 @@ static void test_another_boot_clears_the_limiter(void **state)
     assert_int_equal(agw_shm_generation(s), 1); /* kept */
     for (size_t i = 0; i < AGW_SHM_LIMIT_SLOTS; i++)
         assert_true(atomic_load(&slots(s)[i].owner) == 0);
+    res = agw_shm_reserved(s, &len);
+    for (size_t i = 0; i < AGW_SHM_BOOT_SCOPED_BYTES; i++)
+        assert_int_equal(res[i], 0);
+    assert_int_equal(res[AGW_SHM_BOOT_SCOPED_BYTES], 0xab); /* past them: kept */
     agw_shm_detach(s);
 }
 
@@ -411,7 +420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generation_across_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_layouts_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_initialised_file_is_redone, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_another_boot_clears_the_limiter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_another_boot_clears_the_limiter_and_lb, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_slot_per_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_racing_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_table_reclaims_idle_slots, setup, teardown),

@@ -124,6 +124,11 @@ static void test_open_creates_with_pragmas(void **state)
     assert_int_equal(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' "
                                    "AND name='usage_ts'"),
                      1);
+    /* Migration 4: the prober's cache of the providers' model lists. */
+    assert_int_equal(query_int(db, "SELECT count(*) FROM pragma_table_info('provider_models') "
+                                   "WHERE name IN ('provider','base_url','position','model',"
+                                   "'fetched_at')"),
+                     5);
     agw_store_close(s);
 
     /* WAL is a property of the file: a plain connection sees it too. */
@@ -294,10 +299,11 @@ static void test_concurrent_first_open(void **state)
             assert_int_equal(o[i].version, N_MIGRATIONS);
         }
         agw_store *s = open_ok(path);
-        /* usage (1); providers, api_keys, audit_log (2); settings of 1 dropped (3) */
+        /* usage (1); providers, api_keys, audit_log (2); settings of 1 dropped
+         * (3); provider_models (4) */
         assert_int_equal(query_int(agw_store_db(s), "SELECT count(*) FROM sqlite_master "
                                                     "WHERE type='table' AND name NOT LIKE 'sqlite_%'"),
-                         4);
+                         5);
         agw_store_close(s);
     }
     if (failures)
