@@ -11,6 +11,7 @@
  */
 #include "admin.h"
 
+#include "tenant/catalog.h"
 #include "core/cli.h"
 #include "core/config.h"
 #include "core/core.h"
@@ -40,6 +41,118 @@ static void usage(FILE *to)
             SYSCONFDIR);
 }
 
+/* Provider keys sealed before their type and base_url origin were bound
+ * (associated data "provider:<name>" alone) are re-sealed for their row's
+ * name, type and origin, once, in one transaction, before the admin API
+ * serves: the data plane opens only the bound format. Returns how many rows
+ * were re-sealed, or -1 when the database refused (the admin app then does not
+ * start, since it would keep writing beside rows nobody can open). */
+static int migrate_secrets(sqlite3 *db, const agw_secret_key *k)
+{
+    static const char sel[] = "SELECT id, name, type, base_url, secret_enc FROM providers"
+                              " WHERE secret_enc IS NOT NULL";
+    sqlite3_stmt *st = NULL, *up = NULL;
+    int n = 0, rc;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_prepare_v2(db, sel, sizeof sel - 1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "UPDATE providers SET secret_enc = ? WHERE id = ?", -1, &up,
+                           NULL) != SQLITE_OK)
+        goto fail;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *type = (const char *)sqlite3_column_text(st, 2);
+        const char *url = (const char *)sqlite3_column_text(st, 3);
+        agw_str sealed = { sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4) };
+        agw_buf plain = AGW_BUF_INIT(AGW_AEAD_MAX_PLAIN + 1);
+        agw_buf fresh = AGW_BUF_INIT(AGW_AEAD_MAX_PLAIN + AGW_AEAD_OVERHEAD);
+        if (!name || !type || !url ||
+            agw_catalog_open_secret(k, name, type, url, sealed, &plain) == AGW_OK) {
+            agw_wipe(plain.data, plain.len);
+            agw_buf_free(&plain);
+            continue; /* already bound (or malformed: the catalog reports it) */
+        }
+        int ok = agw_catalog_open_secret_v1(k, name, sealed, &plain) == AGW_OK &&
+                 agw_catalog_seal_secret(k, name, type, url, agw_buf_view(&plain), &fresh) ==
+                     AGW_OK;
+        agw_wipe(plain.data, plain.len);
+        agw_buf_free(&plain);
+        if (!ok) {
+            agw_log_warn("provider %s: its stored key does not open with secrets.key_file: left "
+                         "as it is (set its api_key again)", name);
+            agw_buf_free(&fresh);
+            continue;
+        }
+        sqlite3_bind_blob(up, 1, fresh.data, (int)fresh.len, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(up, 2, sqlite3_column_int64(st, 0));
+        rc = sqlite3_step(up);
+        sqlite3_reset(up);
+        agw_buf_free(&fresh);
+        if (rc != SQLITE_DONE)
+            goto fail;
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return n;
+fail:
+    agw_log_error("migrating provider keys: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    sqlite3_finalize(up);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* The admin key: ANTIGW_ADMIN_KEY, else auth.admin_key; NULL when neither
+ * is long enough. */
+static const char *admin_key_of(const agw_config *cfg)
+{
+    const char *k = getenv("ANTIGW_ADMIN_KEY");
+    if (!k || !*k)
+        k = cfg->auth.admin_key;
+    return k && strlen(k) >= MIN_ADMIN_KEY ? k : NULL;
+}
+
+/* Configurations replaced by a reload. An admin request reads app->cfg
+ * without holding a reference, so a replaced one is kept until exit (a few
+ * KiB per reload). */
+static agw_config **retired;
+static size_t n_retired;
+
+/* SIGHUP (fcgi_server.h): antigw.cfg again, for the requests that start
+ * after it; a file that does not load, or has no admin key, is refused and the
+ * running configuration stays. */
+static void reload(void *app_ptr)
+{
+    agw_admin_app *app = app_ptr;
+    agw_config *fresh = NULL;
+    char err[AGW_ERR_LEN];
+    if (agw_config_load(app->cfg->path, &fresh, err, sizeof err) != AGW_OK) {
+        agw_log_error("reload refused, the running configuration stays: %s", err);
+        return;
+    }
+    const char *key = admin_key_of(fresh);
+    if (!key || strcmp(fresh->database.path, app->cfg->database.path) != 0) {
+        agw_log_error("reload refused, the running configuration stays: %s",
+                      key ? "database.path changed, which needs a restart"
+                          : "no admin key of at least 16 characters");
+        agw_config_free(fresh);
+        return;
+    }
+    retired = xrealloc(retired, (n_retired + 1) * sizeof *retired);
+    retired[n_retired++] = (agw_config *)app->cfg;
+    __atomic_store_n(&app->admin_key, key, __ATOMIC_RELEASE);
+    __atomic_store_n(&app->cfg, fresh, __ATOMIC_RELEASE);
+    agw_log_set_level((agw_log_level)fresh->server.log_level);
+    agw_log_info("reloaded %s", fresh->path);
+}
+
 int main(int argc, char **argv)
 {
     static const agw_cli_spec spec = { "antigw-admin", 64, usage };
@@ -59,10 +172,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "antigw-admin: %s\n", err);
         return 1;
     }
-    const char *admin_key = getenv("ANTIGW_ADMIN_KEY");
-    if (!admin_key || !*admin_key)
-        admin_key = cfg->auth.admin_key;
-    if (!admin_key || strlen(admin_key) < MIN_ADMIN_KEY) {
+    const char *admin_key = admin_key_of(cfg);
+    if (!admin_key) {
         fprintf(stderr,
                 "antigw-admin: %s: refusing to serve the admin API without an admin key of at "
                 "least %d characters: set auth.admin_key or ANTIGW_ADMIN_KEY\n",
@@ -105,13 +216,20 @@ int main(int argc, char **argv)
         agw_log_error("database: %s", err);
         goto out;
     }
+    int migrated = have_secrets ? migrate_secrets(agw_store_db(store), &secrets) : 0;
     agw_store_close(store);
+    if (migrated < 0)
+        goto out;
     char *state = agw_shm_path_for_db(cfg->database.path);
     agw_err e = agw_shm_attach(state, &shm, err, sizeof err);
     free(state);
     if (e) {
         agw_log_error("shared state: %s", err);
         goto out;
+    }
+    if (migrated > 0) {
+        agw_log_info("re-sealed %d provider keys for their type and base_url origin", migrated);
+        agw_shm_generation_bump(shm);
     }
     agw_admin_app app = { cfg, admin_key, shm, have_secrets ? &secrets : NULL };
     agw_server_opts opts = {
@@ -121,12 +239,17 @@ int main(int argc, char **argv)
         .handle = agw_admin_handle,
         .worker_init = agw_admin_worker_init,
         .worker_done = agw_admin_worker_done,
+        .reload = reload,
     };
     code = agw_server_run(&opts);
+    cfg = (agw_config *)app.cfg;
 out:
     agw_shm_detach(shm);
     if (have_secrets)
         agw_secret_key_wipe(&secrets);
     agw_config_free(cfg);
+    for (size_t i = 0; i < n_retired; i++)
+        agw_config_free(retired[i]);
+    free(retired);
     return code;
 }

@@ -23,7 +23,9 @@
 #include "tenant/usage.h"
 
 typedef struct {
-    const agw_config *cfg;         /* antigw.cfg as loaded; requests route with the catalog's view */
+    const agw_config *cfg;         /* antigw.cfg as loaded at start (database.path, threads);
+                                      requests use the catalog's view, which a reload renews */
+    const char *config_path;       /* what SIGHUP reloads; NULL when started on the defaults */
     int64_t started_at;            /* Unix time this process loaded its config */
     agw_shm *shm;                  /* the pool's shared segment: generation, limiter */
     agw_catalog_holder *catalog;   /* providers (config + database) and client keys */

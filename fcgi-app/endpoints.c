@@ -2,6 +2,7 @@
 
 #include "ac-config.h"
 
+#include "core/crypto.h"
 #include "failover.h"
 #include "metrics/meter.h"
 #include "proto/anthropic.h"
@@ -96,8 +97,16 @@ void agw_endpoint_models(agw_request *r)
 
 /* ---- GET /metrics ---- */
 
+/* With metrics.token set, only a scraper presenting it gets the numbers
+ * (compared in constant time, as the client keys are). */
 void agw_endpoint_metrics(agw_request *r)
 {
+    const char *token = r->cfg->metrics.token;
+    if (token && !agw_secret_eq(agw_request_bearer(r), agw_str_c(token))) {
+        agw_request_error_code(r, 401, "invalid_metrics_token",
+                               "/metrics needs Authorization: Bearer <metrics.token>");
+        return;
+    }
     agw_meter_health(r->metrics, agw_request_lb(r), r->cfg);
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
     if (agw_metrics_render(r->metrics, r->cfg, agw_shm_rate_limit_hits(r->app->shm), &b) !=
@@ -159,6 +168,12 @@ void agw_endpoint_health(agw_request *r)
                                                            "unhealthy or cooling down\"}"))
                       : agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"no provider is "
                                                            "configured and enabled\"}"));
+    /* Load balancers need only the verdict; provider names and traffic are
+     * for whoever holds the admin key. */
+    if (!e && !agw_request_is_admin(r)) {
+        agw_buf_reset(&b);
+        e = agw_buf_appendf(&b, "{\"status\":\"%s\"}", usable ? "ok" : "unavailable");
+    }
     if (e)
         agw_request_error(r, 500, "health report too large");
     else

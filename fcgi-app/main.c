@@ -90,6 +90,50 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
     return 0;
 }
 
+/* Settings bound to what the process opened at start; a reload that changes
+ * one is refused rather than half applied. NULL when none changed. */
+static const char *restart_only_change(const agw_config *old, const agw_config *fresh)
+{
+    if (strcmp(old->database.path, fresh->database.path) != 0)
+        return "database.path";
+    if ((old->secrets.key_file == NULL) != (fresh->secrets.key_file == NULL) ||
+        (old->secrets.key_file && strcmp(old->secrets.key_file, fresh->secrets.key_file) != 0))
+        return "secrets.key_file";
+    return NULL;
+}
+
+/* SIGHUP (fcgi_server.h): antigw.cfg again. New requests get a catalog built
+ * on the new file, requests in flight keep the one they started with
+ * (catalog.h). A file that does not load leaves everything as it was. */
+static void reload(void *app_ptr)
+{
+    agw_app *app = app_ptr;
+    agw_config *fresh = NULL;
+    char err[AGW_ERR_LEN];
+    if (!app->config_path) {
+        agw_log_warn("reload: started without a configuration file: nothing to reload");
+        return;
+    }
+    if (agw_config_load(app->config_path, &fresh, err, sizeof err) != AGW_OK) {
+        agw_log_error("reload refused, the running configuration stays: %s", err);
+        return;
+    }
+    const char *fixed = restart_only_change(app->cfg, fresh);
+    if (fixed) {
+        agw_log_error("reload refused, the running configuration stays: %s changed, which "
+                      "needs a restart", fixed);
+        agw_config_free(fresh);
+        return;
+    }
+    agw_config_hash_admin_key(fresh, getenv("ANTIGW_ADMIN_KEY"));
+    agw_log_set_level((agw_log_level)fresh->server.log_level);
+    agw_budget_set_limit(agw_budget_process(), fresh->server.max_memory_bytes);
+    agw_upstream_set_allow_link_local(fresh->upstream.allow_link_local);
+    agw_catalog_holder_rebase(app->catalog, fresh);
+    agw_log_info("reloaded %s: %lu providers", fresh->path, (unsigned long)fresh->n_providers);
+    agw_config_free(fresh); /* the holder has its own reference */
+}
+
 static void stop(agw_app *app, agw_secret_key *secrets)
 {
     agw_health_stop(app->health);
@@ -128,7 +172,12 @@ int main(int argc, char **argv)
         agw_config_free(cfg);
         return 0;
     }
+    /* This process checks the admin key (/health details) but never sends it:
+     * it keeps the key's SHA-256 only. */
+    agw_config_hash_admin_key(cfg, getenv("ANTIGW_ADMIN_KEY"));
     agw_log_set_level((agw_log_level)cfg->server.log_level);
+    agw_budget_set_limit(agw_budget_process(), cfg->server.max_memory_bytes);
+    agw_upstream_set_allow_link_local(cfg->upstream.allow_link_local);
     if (threads)
         cfg->server.threads = threads;
 
@@ -149,7 +198,7 @@ int main(int argc, char **argv)
         agw_config_free(cfg);
         return 1;
     }
-    agw_app app = { .cfg = cfg, .started_at = agw_wall_s() };
+    agw_app app = { .cfg = cfg, .config_path = path, .started_at = agw_wall_s() };
     agw_secret_key secrets;
     int code = start(cfg, &app, &secrets);
     if (code) {
@@ -164,6 +213,7 @@ int main(int argc, char **argv)
         .handle = agw_app_handle,
         .worker_init = agw_app_worker_init,
         .worker_done = agw_app_worker_done,
+        .reload = reload,
     };
     code = agw_server_run(&opts);
     stop(&app, &secrets); /* the usage writer commits what is queued */

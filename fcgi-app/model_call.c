@@ -70,6 +70,12 @@ static int read_body(agw_request *r, agw_model_call *mc)
                                (unsigned long)cfg->server.max_body_bytes);
         return 0;
     }
+    if (e == AGW_EBUSY) {
+        agw_request_error_code(r, 503, "server_busy",
+                               "the gateway is holding too many request bodies right now "
+                               "(server.max_memory_bytes): retry shortly");
+        return 0;
+    }
     if (e) {
         agw_log_warn("reading the request body failed: %s", agw_strerror(e));
         return 0;

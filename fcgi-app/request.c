@@ -1,6 +1,7 @@
 #include "request.h"
 
 #include <stdio.h>
+#include <strings.h>
 
 agw_lb *agw_request_lb(const agw_request *r)
 {
@@ -62,4 +63,20 @@ agw_err agw_request_cors(agw_request *r)
         p += n + (end ? 1 : 0);
     }
     return AGW_OK;
+}
+
+agw_str agw_request_bearer(const agw_request *r)
+{
+    const char *auth = agw_fcgi_param(&r->conn, "HTTP_AUTHORIZATION");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return (agw_str){ NULL, 0 };
+    const char *k = auth + 7;
+    while (*k == ' ')
+        k++;
+    return agw_str_c(k);
+}
+
+int agw_request_is_admin(const agw_request *r)
+{
+    return agw_config_admin_key_ok(r->cfg, agw_request_bearer(r));
 }

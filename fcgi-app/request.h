@@ -67,6 +67,14 @@ static inline int agw_request_clip(agw_str s, int max)
  * when server.cors_origins allows it, appended to r->headers. */
 AGW_WARN_UNUSED agw_err agw_request_cors(agw_request *r);
 
+/* The token of `Authorization: Bearer <token>`, or the empty view (ptr
+ * NULL) when the request has none. */
+agw_str agw_request_bearer(const agw_request *r);
+
+/* 1 when the request carries the admin key as its Bearer token (the config
+ * keeps only the key's SHA-256: agw_config_hash_admin_key). */
+int agw_request_is_admin(const agw_request *r);
+
 /* auth.c: the client's key, single-key or tenant mode. Returns 0 when it has
  * answered the client (401, 403, or 503 when the key cannot be checked). */
 int agw_request_authenticate(agw_request *r);

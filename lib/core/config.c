@@ -1,10 +1,14 @@
 #include "core/config.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static const char *const provider_type_names[AGW_PROVIDER_TYPE_COUNT] = {
     "openai", "anthropic", "kiro", "copilot"
@@ -44,6 +48,7 @@ typedef struct {
     const char *file;
     char *err;
     size_t errlen;
+    int allow_link_local; /* upstream.allow_link_local, known before the providers */
 } agw_config_loader;
 
 static agw_err fail(agw_config_loader *ld, const config_setting_t *s, const char *key,
@@ -233,6 +238,9 @@ static agw_err load_provider_base_url(agw_config_loader *ld, const config_settin
     size_t bl = strlen(out->base_url);
     while (bl > 0 && out->base_url[bl - 1] == '/')
         out->base_url[--bl] = '\0';
+    const char *why = agw_config_base_url_refused(out->base_url, ld->allow_link_local);
+    if (why)
+        return fail(ld, config_setting_get_member(p, "base_url"), key, "%s", why);
     return AGW_OK;
 }
 
@@ -318,7 +326,9 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->server.sse_ping_s = 10;
     cfg->server.stream_commit_ms = 2000;
     cfg->server.shutdown_grace_s = 60;
-    cfg->server.cors_origins = xstrdup("*");
+    cfg->server.cors_origins = xstrdup("");
+    cfg->server.max_memory_bytes = (size_t)256 << 20;
+    atomic_init(&cfg->refs, 1);
     cfg->database.path = join_path(base_dir, "antigw.db");
     cfg->defaults.model = xstrdup("claude-sonnet-4-20250514");
     cfg->defaults.lb_strategy = xstrdup("smart");
@@ -343,7 +353,8 @@ static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
     static const char *const known[] = { "log_level", "max_body_bytes", "threads",
                                          "connect_timeout_ms", "idle_timeout_seconds",
                                          "sse_ping_seconds", "stream_commit_ms",
-                                         "shutdown_grace_seconds", "cors_origins", NULL };
+                                         "shutdown_grace_seconds", "cors_origins",
+                                         "max_memory_bytes", NULL };
     config_setting_t *g;
     agw_err e;
     if ((e = group(ld, c, "server", known, &g)) || !g)
@@ -363,6 +374,10 @@ static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
     if ((e = get_int(ld, g, "server.", "max_body_bytes", 1024, 1ll << 30, &v)))
         return e;
     cfg->server.max_body_bytes = (size_t)v;
+    v = (long long)cfg->server.max_memory_bytes;
+    if ((e = get_int(ld, g, "server.", "max_memory_bytes", 1ll << 20, 1ll << 40, &v)))
+        return e;
+    cfg->server.max_memory_bytes = (size_t)v;
     if ((e = get_int_field(ld, g, "server.", "threads", 1, 1024, &cfg->server.threads)) ||
         (e = get_int_field(ld, g, "server.", "connect_timeout_ms", 1, 600000,
                            &cfg->server.connect_timeout_ms)) ||
@@ -391,6 +406,37 @@ static agw_err load_auth(agw_config_loader *ld, config_t *c, agw_config *cfg)
         return e;
     empty_to_null(&cfg->auth.api_key);
     empty_to_null(&cfg->auth.admin_key);
+    return AGW_OK;
+}
+
+/* An empty token is the same as none: /metrics stays open. */
+static agw_err load_metrics(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "token", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "metrics", known, &g)) || !g)
+        return e;
+    if ((e = get_string(ld, g, "metrics.", "token", &cfg->metrics.token)))
+        return e;
+    if (cfg->metrics.token && agw_str_has_ctl(agw_str_c(cfg->metrics.token), 0))
+        return fail(ld, config_setting_get_member(g, "token"), "metrics.token",
+                    "must not contain control characters");
+    empty_to_null(&cfg->metrics.token);
+    return AGW_OK;
+}
+
+static agw_err load_upstream(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "allow_link_local", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "upstream", known, &g)))
+        return e;
+    if (g && (e = get_bool(ld, g, "upstream.", "allow_link_local",
+                           &cfg->upstream.allow_link_local)))
+        return e;
+    ld->allow_link_local = cfg->upstream.allow_link_local;
     return AGW_OK;
 }
 
@@ -523,13 +569,15 @@ static agw_err load_providers(agw_config_loader *ld, config_t *c, agw_config *cf
 static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_dir, agw_config *cfg)
 {
     static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
-                                       "usage", "secrets", "providers", NULL };
+                                       "usage", "secrets", "metrics", "upstream", "providers",
+                                       NULL };
     agw_err e;
     if ((e = check_known(ld, config_root_setting(c), "", top)) ||
         (e = load_server(ld, c, cfg)) || (e = load_auth(ld, c, cfg)) ||
         (e = load_database(ld, c, base_dir, cfg)) || (e = load_defaults(ld, c, cfg)) ||
         (e = load_tenant(ld, c, cfg)) || (e = load_usage(ld, c, cfg)) ||
         (e = load_secrets(ld, c, base_dir, cfg)) ||
+        (e = load_metrics(ld, c, cfg)) || (e = load_upstream(ld, c, cfg)) ||
         (e = load_providers(ld, c, cfg)))
         return e;
     if (cfg->defaults.provider &&
@@ -542,7 +590,7 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
 static agw_err load_common(config_t *c, int read_ok, const char *file, const char *base_dir,
                            agw_config **out, char *err, size_t errlen)
 {
-    agw_config_loader ld = { file, err, errlen };
+    agw_config_loader ld = { file, err, errlen, 0 };
     *out = NULL;
     if (!read_ok) {
         if (config_error_type(c) == CONFIG_ERR_FILE_IO) {
@@ -599,15 +647,22 @@ agw_err agw_config_parse(const char *text, const char *base_dir, agw_config **ou
     return e;
 }
 
+agw_config *agw_config_ref(const agw_config *cfg)
+{
+    agw_config *c = (agw_config *)cfg; /* the count is the one mutable member */
+    atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
 void agw_config_free(agw_config *cfg)
 {
-    if (!cfg)
+    if (!cfg || atomic_fetch_sub(&cfg->refs, 1) != 1)
         return;
     for (size_t i = 0; i < cfg->n_providers; i++) {
         agw_provider_cfg *p = &cfg->providers[i];
         free(p->name);
         free(p->base_url);
-        free(p->api_key);
+        agw_secret_free(p->api_key);
         free(p->default_model);
         for (size_t j = 0; j < p->n_models; j++)
             free(p->models[j]);
@@ -616,8 +671,10 @@ void agw_config_free(agw_config *cfg)
     free(cfg->providers);
     free(cfg->path);
     free(cfg->server.cors_origins);
-    free(cfg->auth.api_key);
-    free(cfg->auth.admin_key);
+    agw_secret_free(cfg->auth.api_key);
+    agw_secret_free(cfg->auth.admin_key);
+    agw_wipe(cfg->auth.admin_key_sha256, sizeof cfg->auth.admin_key_sha256);
+    agw_secret_free(cfg->metrics.token);
     free(cfg->database.path);
     free(cfg->defaults.provider);
     free(cfg->defaults.model);
@@ -632,4 +689,144 @@ const agw_provider_cfg *agw_config_provider(const agw_config *cfg, agw_str name)
         if (agw_str_eq(agw_str_c(cfg->providers[i].name), name))
             return &cfg->providers[i];
     return NULL;
+}
+
+void agw_config_hash_admin_key(agw_config *cfg, const char *env_key)
+{
+    const char *key = env_key && *env_key ? env_key : cfg->auth.admin_key;
+    cfg->auth.has_admin_key_hash = key != NULL;
+    if (key)
+        agw_sha256(agw_str_c(key), cfg->auth.admin_key_sha256);
+    agw_secret_free(cfg->auth.admin_key);
+    cfg->auth.admin_key = NULL;
+}
+
+int agw_config_admin_key_ok(const agw_config *cfg, agw_str given)
+{
+    return cfg->auth.has_admin_key_hash && given.len &&
+           agw_secret_eq_sha256(given, cfg->auth.admin_key_sha256);
+}
+
+/* ---- where a provider may point ---- */
+
+static int in4_blocked(const unsigned char a[4])
+{
+    return a[0] == 169 && a[1] == 254; /* link-local, the metadata service */
+}
+
+static int in6_blocked(const unsigned char a[16])
+{
+    static const unsigned char ec2_metadata[16] = { 0xfd, 0x00, 0x0e, 0xc2, 0, 0, 0, 0,
+                                                    0,    0,    0,    0,    0, 0, 0x02, 0x54 };
+    static const unsigned char v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) /* fe80::/10 */
+        return 1;
+    if (memcmp(a, ec2_metadata, 16) == 0)
+        return 1;
+    return memcmp(a, v4_mapped, 12) == 0 && in4_blocked(a + 12);
+}
+
+int agw_config_addr_blocked(agw_str host)
+{
+    char h[INET6_ADDRSTRLEN + 64];
+    if (host.len >= 2 && host.ptr[0] == '[' && host.ptr[host.len - 1] == ']') {
+        host.ptr++;
+        host.len -= 2;
+    }
+    if (host.len == 0 || host.len >= sizeof h)
+        return 0;
+    memcpy(h, host.ptr, host.len);
+    h[host.len] = '\0';
+    char *zone = strchr(h, '%'); /* fe80::1%eth0: the zone does not change the address */
+    if (zone)
+        *zone = '\0';
+    unsigned char a[16];
+    if (inet_pton(AF_INET, h, a) == 1)
+        return in4_blocked(a);
+    if (inet_pton(AF_INET6, h, a) == 1)
+        return in6_blocked(a);
+    return 0;
+}
+
+int agw_config_sockaddr_blocked(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return in4_blocked((const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family == AF_INET6)
+        return in6_blocked(((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
+    return 0;
+}
+
+agw_err agw_config_url_origin(const char *url, agw_buf *origin, agw_buf *host)
+{
+    const char *scheme, *port = NULL;
+    size_t skip;
+    if (strncmp(url, "http://", 7) == 0) {
+        scheme = "http", port = "80", skip = 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        scheme = "https", port = "443", skip = 8;
+    } else {
+        return AGW_EINVAL;
+    }
+    const char *a = url + skip;
+    size_t alen = strcspn(a, "/?#");
+    /* userinfo@ is not part of the origin: the host follows the last '@' */
+    for (size_t i = alen; i > 0; i--)
+        if (a[i - 1] == '@') {
+            a += i;
+            alen -= i;
+            break;
+        }
+    size_t hlen;
+    const char *h = a;
+    if (alen && a[0] == '[') {
+        const char *close = memchr(a, ']', alen);
+        if (!close)
+            return AGW_EINVAL;
+        h = a + 1;
+        hlen = (size_t)(close - h);
+        a = close + 1;
+        alen -= hlen + 2;
+    } else {
+        const char *colon = memchr(a, ':', alen);
+        hlen = colon ? (size_t)(colon - a) : alen;
+        a += hlen;
+        alen -= hlen;
+    }
+    size_t plen = 0;
+    if (alen) {
+        if (a[0] != ':')
+            return AGW_EINVAL;
+        a++, alen--;
+        for (plen = 0; plen < alen; plen++)
+            if (!isdigit((unsigned char)a[plen]))
+                return AGW_EINVAL;
+    }
+    if (hlen == 0)
+        return AGW_EINVAL;
+    agw_err e = agw_buf_appendf(origin, "%s://%s", scheme, h[-1] == '[' ? "[" : "");
+    for (size_t i = 0; !e && i < hlen; i++) {
+        char c = (char)tolower((unsigned char)h[i]);
+        e = agw_buf_append(origin, &c, 1);
+        if (!e && host)
+            e = agw_buf_append(host, &c, 1);
+    }
+    if (!e)
+        e = plen ? agw_buf_appendf(origin, "%s:%.*s", h[-1] == '[' ? "]" : "", (int)plen, a)
+                 : agw_buf_appendf(origin, "%s:%s", h[-1] == '[' ? "]" : "", port);
+    return e;
+}
+
+const char *agw_config_base_url_refused(const char *url, int allow_link_local)
+{
+    agw_buf origin = AGW_BUF_INIT(4096), host = AGW_BUF_INIT(4096);
+    const char *why = NULL;
+    if (agw_config_url_origin(url, &origin, &host) != AGW_OK)
+        why = "must be an http:// or https:// URL with a host (and a numeric port, if any)";
+    else if (!allow_link_local && agw_config_addr_blocked(agw_buf_view(&host)))
+        why = "points at a link-local or cloud metadata address (169.254.0.0/16, fe80::/10, "
+              "fd00:ec2::254): set upstream.allow_link_local = true to allow it";
+    agw_buf_free(&origin);
+    agw_buf_free(&host);
+    return why;
 }

@@ -15,6 +15,9 @@
 #define AGW_CONFIG_H
 
 #include "core/core.h"
+#include "core/crypto.h"
+
+#include <stdatomic.h>
 
 #define AGW_ERR_LEN 512
 
@@ -74,13 +77,31 @@ typedef struct {
         int sse_ping_s;              /* SSE comment to an idle client stream; default 10 */
         int stream_commit_ms;        /* send 200 + SSE head if upstream is silent this long; default 2000 */
         int shutdown_grace_s;        /* finish in-flight requests for at most this; default 60 */
-        char *cors_origins;          /* "*" (default) or a comma-separated list; "" = no CORS */
+        char *cors_origins;          /* "" (default) = no CORS headers; "*" or a comma-separated
+                                        list of origins */
+        size_t max_memory_bytes;     /* request bodies held at once by one process, all threads
+                                        together (core.h's agw_budget); default 256 MiB */
     } server;
 
     struct {
         char *api_key;   /* single-key mode client key; NULL = no client auth */
-        char *admin_key; /* NULL when unset */
+        char *admin_key; /* NULL when unset, or after agw_config_hash_admin_key */
+        /* SHA-256 of the admin key, set by agw_config_hash_admin_key: a
+         * process that only checks the key keeps this, never the key. */
+        unsigned char admin_key_sha256[AGW_SHA256_LEN];
+        int has_admin_key_hash;
     } auth;
+
+    struct {
+        char *token;     /* NULL: /metrics is open; else it needs Authorization: Bearer <token> */
+    } metrics;
+
+    struct {
+        /* 0 (default): a provider's base_url may not name a link-local or
+         * cloud-metadata address (agw_config_addr_blocked), and the upstream
+         * client refuses to connect to one after DNS resolution. */
+        int allow_link_local;
+    } upstream;
 
     struct {
         char *path;      /* SQLite file; default "antigw.db" next to the config */
@@ -112,6 +133,8 @@ typedef struct {
 
     agw_provider_cfg *providers;
     size_t n_providers;
+
+    atomic_int refs;     /* agw_config_ref / agw_config_free; 1 after loading */
 } agw_config;
 
 /* Loads and validates `path`. On failure returns AGW_EINVAL or AGW_EIO, *out is
@@ -123,7 +146,47 @@ AGW_WARN_UNUSED agw_err agw_config_parse(const char *text, const char *base_dir,
                                          agw_config **out, char *err, size_t errlen);
 /* A config with every default and no providers (used when no file is given). */
 agw_config *agw_config_defaults(const char *base_dir);
+/* Configurations are reference counted, so that a reload (SIGHUP) can swap
+ * in a new one while requests in flight keep the one they started with.
+ * agw_config_ref takes one more reference and returns cfg; agw_config_free
+ * drops one and frees everything when it was the last. Secrets (the client
+ * and admin keys, provider api keys, metrics.token) are overwritten before
+ * their memory is released. */
+agw_config *agw_config_ref(const agw_config *cfg);
 void agw_config_free(agw_config *cfg);
+
+/* Replaces auth.admin_key by its SHA-256 (auth.admin_key_sha256) and wipes
+ * the key: for a process that checks the admin key but never needs to send
+ * it. `env_key` (ANTIGW_ADMIN_KEY, may be NULL or "") wins over the file's,
+ * as it does for antigw-admin. */
+void agw_config_hash_admin_key(agw_config *cfg, const char *env_key);
+
+/* 1 when `given` is the admin key of a config hashed by
+ * agw_config_hash_admin_key (constant time); 0 when it is not, or when no
+ * admin key is set. */
+int agw_config_admin_key_ok(const agw_config *cfg, agw_str given);
+
+/* 1 when `host` (a URL's host part: a literal IPv4 address, or an IPv6
+ * address with or without brackets) is one a provider must not point at
+ * unless upstream.allow_link_local is set: link-local 169.254.0.0/16 (which
+ * holds the cloud metadata service 169.254.169.254), fe80::/10, and AWS's
+ * IPv6 metadata address fd00:ec2::254. An IPv4-mapped IPv6 address counts as
+ * its IPv4 address. Host names are not resolved here (0); loopback and
+ * private networks are allowed. */
+int agw_config_addr_blocked(agw_str host);
+/* The same for a socket address (after DNS resolution). */
+struct sockaddr;
+int agw_config_sockaddr_blocked(const struct sockaddr *sa);
+
+/* The origin of an http(s) URL, "scheme://host:port" with the default port
+ * written out (80, 443) and the host lower-cased; `host` (may be NULL) gets
+ * the host alone, brackets of an IPv6 literal removed. AGW_EINVAL when `url`
+ * is not http:// or https:// with a host, AGW_ETOOBIG past `max` bytes. */
+AGW_WARN_UNUSED agw_err agw_config_url_origin(const char *url, agw_buf *origin, agw_buf *host);
+
+/* The check antigw.cfg and the admin API both apply to a base_url: NULL when
+ * it may be used, else why not (a static string). */
+const char *agw_config_base_url_refused(const char *url, int allow_link_local);
 
 /* The provider named `name`, or NULL. */
 const agw_provider_cfg *agw_config_provider(const agw_config *cfg, agw_str name);

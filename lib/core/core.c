@@ -19,6 +19,7 @@ const char *agw_strerror(agw_err e)
     case AGW_EIO: return "i/o error";
     case AGW_EPEER: return "peer failure";
     case AGW_ETIMEOUT: return "timed out";
+    case AGW_EBUSY: return "memory budget exhausted";
     }
     return "unknown error";
 }
@@ -378,4 +379,39 @@ agw_err agw_random_hex(char *out, size_t nbytes)
     }
     out[2 * nbytes] = '\0';
     return AGW_OK;
+}
+
+/* ---- memory budget ---- */
+
+static agw_budget process_budget;
+
+agw_budget *agw_budget_process(void)
+{
+    return &process_budget;
+}
+
+void agw_budget_set_limit(agw_budget *b, size_t limit)
+{
+    atomic_store(&b->limit, limit);
+}
+
+agw_err agw_budget_take(agw_budget *b, size_t n)
+{
+    size_t limit = atomic_load(&b->limit);
+    size_t used = atomic_load(&b->used);
+    do {
+        if (limit && (n > limit || used > limit - n))
+            return AGW_EBUSY;
+    } while (!atomic_compare_exchange_weak(&b->used, &used, used + n));
+    return AGW_OK;
+}
+
+void agw_budget_give(agw_budget *b, size_t n)
+{
+    atomic_fetch_sub(&b->used, n);
+}
+
+size_t agw_budget_used(const agw_budget *b)
+{
+    return atomic_load(&((agw_budget *)b)->used);
 }

@@ -20,6 +20,7 @@
 #define AGW_CORE_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -43,6 +44,7 @@ typedef enum {
     AGW_EIO,       /* an operating-system or library call failed */
     AGW_EPEER,     /* the peer (client or upstream) went away or misbehaved */
     AGW_ETIMEOUT,  /* a deadline passed */
+    AGW_EBUSY,     /* a shared allowance (agw_budget) is used up for now: try again later */
 } agw_err;
 
 /* A static string for a result code; never NULL. */
@@ -219,6 +221,28 @@ void *agw_xcalloc(size_t k, size_t n, const char *file, int line);
 void *agw_xrealloc(void *p, size_t n, const char *file, int line);
 char *agw_xstrdup(const char *s, const char *file, int line);
 AGW_NORETURN void agw_fatal(const char *file, int line, const char *fmt, ...) AGW_PRINTF(3, 4);
+
+/* ---- memory budget: bytes held at once, across threads ---- */
+
+/* A count of bytes in use against a limit, shared by every thread that joins
+ * it: a buffer whose size the client decides (a request body; later the
+ * converted and folded bodies) takes its bytes before it grows and gives them
+ * back when it is freed, so that many large requests at once get a clean
+ * "try again" instead of taking the process down. Lock-free: one CAS per take.
+ * The zero value is a valid budget without a limit. */
+typedef struct {
+    atomic_size_t used;  /* bytes taken and not given back */
+    atomic_size_t limit; /* 0 = no limit */
+} agw_budget;
+
+/* The process's budget (server.max_memory_bytes); unlimited until set. */
+agw_budget *agw_budget_process(void);
+void agw_budget_set_limit(agw_budget *b, size_t limit);
+/* Takes n bytes: AGW_EBUSY (nothing taken) when they would pass the limit. */
+AGW_WARN_UNUSED agw_err agw_budget_take(agw_budget *b, size_t n);
+/* Gives back n bytes taken before. */
+void agw_budget_give(agw_budget *b, size_t n);
+size_t agw_budget_used(const agw_budget *b);
 
 /* ---- logging ---- */
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,12 +19,32 @@ void agw_sha256(agw_str data, unsigned char out[AGW_SHA256_LEN])
         agw_fatal(__FILE__, __LINE__, "SHA-256 failed");
 }
 
+int agw_secret_eq_sha256(agw_str given, const unsigned char want[AGW_SHA256_LEN])
+{
+    unsigned char a[AGW_SHA256_LEN];
+    agw_sha256(given, a);
+    return CRYPTO_memcmp(a, want, sizeof a) == 0;
+}
+
 int agw_secret_eq(agw_str given, agw_str expected)
 {
-    unsigned char a[AGW_SHA256_LEN], b[AGW_SHA256_LEN];
-    agw_sha256(given, a);
+    unsigned char b[AGW_SHA256_LEN];
     agw_sha256(expected, b);
-    return CRYPTO_memcmp(a, b, sizeof a) == 0;
+    return agw_secret_eq_sha256(given, b);
+}
+
+void agw_wipe(void *p, size_t n)
+{
+    if (p && n)
+        OPENSSL_cleanse(p, n);
+}
+
+void agw_secret_free(char *s)
+{
+    if (s) {
+        agw_wipe(s, strlen(s));
+        free(s);
+    }
 }
 
 agw_err agw_random_bytes(void *out, size_t n)
@@ -114,7 +135,7 @@ out:
 
 void agw_secret_key_wipe(agw_secret_key *k)
 {
-    OPENSSL_cleanse(k->k, sizeof k->k);
+    agw_wipe(k->k, sizeof k->k);
 }
 
 /* ---- AES-256-GCM ---- */

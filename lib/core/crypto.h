@@ -26,6 +26,16 @@ void agw_sha256(agw_str data, unsigned char out[AGW_SHA256_LEN]);
  * expected secret leaks through timing. */
 int agw_secret_eq(agw_str given, agw_str expected);
 
+/* The same against a secret of which only the SHA-256 is kept: 1 when
+ * SHA-256(given) equals `want`, compared in constant time. */
+int agw_secret_eq_sha256(agw_str given, const unsigned char want[AGW_SHA256_LEN]);
+
+/* Overwrites n bytes at p (OPENSSL_cleanse, which the compiler cannot drop
+ * as a dead store); p may be NULL when n is 0. */
+void agw_wipe(void *p, size_t n);
+/* Wipes the C string s (up to its NUL) and frees it; NULL is allowed. */
+void agw_secret_free(char *s);
+
 /* Fills `out` with n bytes from the operating system's CSPRNG. AGW_EIO when it fails. */
 AGW_WARN_UNUSED agw_err agw_random_bytes(void *out, size_t n);
 

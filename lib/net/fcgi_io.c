@@ -16,7 +16,16 @@ static void conn_init_streams(agw_fcgi_conn *c, FCGX_Stream *in, FCGX_Stream *ou
     c->out = out;
     c->envp = envp;
     c->ipc_fd = ipc_fd;
+    c->budget = agw_budget_process();
     agw_buf_init(&c->body, 0);
+}
+
+/* Frees the body and gives its bytes back to the budget. */
+static void body_free(agw_fcgi_conn *c)
+{
+    agw_buf_free(&c->body);
+    agw_budget_give(c->budget, c->charged);
+    c->charged = 0;
 }
 
 void agw_fcgi_conn_init(agw_fcgi_conn *c, FCGX_Request *req)
@@ -26,7 +35,7 @@ void agw_fcgi_conn_init(agw_fcgi_conn *c, FCGX_Request *req)
 
 void agw_fcgi_conn_release(agw_fcgi_conn *c)
 {
-    agw_buf_free(&c->body);
+    body_free(c);
 }
 
 const char *agw_fcgi_param(const agw_fcgi_conn *c, const char *name)
@@ -49,7 +58,7 @@ agw_str agw_fcgi_path(const agw_fcgi_conn *c)
 
 agw_err agw_fcgi_read_body(agw_fcgi_conn *c, size_t max)
 {
-    agw_buf_free(&c->body);
+    body_free(c);
     agw_buf_init(&c->body, max);
     const char *cl = agw_fcgi_param(c, "CONTENT_LENGTH");
     if (cl && *cl && *cl != '-') {
@@ -63,6 +72,15 @@ agw_err agw_fcgi_read_body(agw_fcgi_conn *c, size_t max)
     for (;;) {
         int got = FCGX_GetStr(chunk, (int)sizeof chunk, c->in);
         if (got > 0) {
+            if (c->body.len + (size_t)got > max) {
+                body_free(c); /* the rest stays unread */
+                return AGW_ETOOBIG;
+            }
+            if (agw_budget_take(c->budget, (size_t)got) != AGW_OK) {
+                body_free(c);
+                return AGW_EBUSY;
+            }
+            c->charged += (size_t)got;
             agw_err e = agw_buf_append(&c->body, chunk, (size_t)got);
             if (e)
                 return e;

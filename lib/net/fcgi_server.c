@@ -135,8 +135,14 @@ int agw_server_run(const agw_server_opts *o)
     agw_log_info("serving with %d threads", o->threads);
 
     int sig = 0;
-    while (sigwait(&sigs, &sig) != 0 || sig == SIGUSR2)
-        ;
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0 || sig == SIGUSR2)
+            continue;
+        if (sig != SIGHUP || !o->reload)
+            break;
+        agw_log_info("SIGHUP: reloading the configuration");
+        o->reload(o->app);
+    }
     agw_log_info("signal %d: finishing requests in flight, then exiting", sig);
     if (write(stop_pipe[1], "x", 1) != 1)
         agw_fatal(__FILE__, __LINE__, "cannot signal workers to stop");
@@ -167,7 +173,8 @@ int agw_server_run(const agw_server_opts *o)
         pthread_cond_timedwait(&live_cond, &live_lock, &step);
         sigpending(&pending);
         for (int s = 1; s < 32; s++) {
-            if (s != SIGUSR2 && sigismember(&sigs, s) && sigismember(&pending, s)) {
+            if (s != SIGUSR2 && !(s == SIGHUP && o->reload) && sigismember(&sigs, s) &&
+                sigismember(&pending, s)) {
                 agw_log_warn("second signal: exiting with %d worker threads still running",
                              live_workers);
                 pthread_mutex_unlock(&live_lock);

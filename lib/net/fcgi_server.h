@@ -15,6 +15,11 @@
  * On stop the pipe becomes readable, idle workers return at once, busy ones
  * finish their request, then the process exits 0. A second signal, or
  * shutdown_grace_s passing, exits at once.
+ * SIGHUP is a reload, not a stop, when the app gives a `reload` hook: the
+ * hook runs in the signal thread (never in a worker) while the workers go on
+ * serving; it swaps in what new requests will use. Without the hook, HUP
+ * stops like TERM. (multiwatch itself takes HUP as a stop: send it to the
+ * pool's processes, not to multiwatch.)
  * No signal ever lands in a thread blocked in a response write (which libfcgi
  * would turn into a truncated stream).
  */
@@ -30,6 +35,8 @@ typedef void (*agw_server_request_fn)(void *app, agw_server_worker *w, FCGX_Requ
 /* Per-thread set-up and tear-down of the app's worker state. */
 typedef void *(*agw_server_worker_init_fn)(void *app, int index);
 typedef void (*agw_server_worker_done_fn)(void *app, void *state);
+/* SIGHUP: reload the configuration, in the signal thread. */
+typedef void (*agw_server_reload_fn)(void *app);
 
 typedef struct {
     int threads;
@@ -38,6 +45,7 @@ typedef struct {
     agw_server_request_fn handle;
     agw_server_worker_init_fn worker_init;
     agw_server_worker_done_fn worker_done;
+    agw_server_reload_fn reload; /* NULL: SIGHUP stops the process */
 } agw_server_opts;
 
 /* The state worker_init returned for this worker. */

@@ -1,7 +1,9 @@
 #include "net/upstream.h"
+#include "core/config.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #define MAX_HEADERS 64
 
@@ -20,6 +22,28 @@ struct agw_upstream {
     uint64_t start_us, last_byte_us, first_byte_us;
     int stopped, idle_expired;
 };
+
+static atomic_int allow_link_local;
+
+void agw_upstream_set_allow_link_local(int allow)
+{
+    atomic_store(&allow_link_local, allow != 0);
+}
+
+/* Every new connection passes here with the address DNS gave: a provider
+ * host name that resolves to a link-local or metadata address is refused,
+ * which a check of the URL alone cannot see. */
+static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)ud;
+    (void)purpose;
+    if (!atomic_load(&allow_link_local) && agw_config_sockaddr_blocked(&a->addr)) {
+        agw_log_warn("upstream: refusing to connect to a link-local or metadata address "
+                     "(upstream.allow_link_local is off)");
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
 
 agw_err agw_upstream_global_init(void)
 {
@@ -172,6 +196,7 @@ void agw_upstream_perform(agw_upstream *u, const agw_upstream_req *rq, agw_upstr
         agw_fatal(__FILE__, __LINE__, "curl_slist_append failed");
 
     curl_easy_setopt(h, CURLOPT_URL, rq->url);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);

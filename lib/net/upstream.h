@@ -25,6 +25,11 @@ typedef struct agw_upstream agw_upstream;
 /* Call once per process, before any thread starts. */
 AGW_WARN_UNUSED agw_err agw_upstream_global_init(void);
 
+/* Whether connections may go to link-local and cloud metadata addresses
+ * (agw_config_sockaddr_blocked), checked on the address DNS resolved to, for
+ * every connection of the process. Off until set (upstream.allow_link_local). */
+void agw_upstream_set_allow_link_local(int allow);
+
 agw_upstream *agw_upstream_new(void);
 void agw_upstream_free(agw_upstream *u);
 

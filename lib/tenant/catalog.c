@@ -17,6 +17,7 @@ struct agw_catalog_key_entry {
 
 struct agw_catalog {
     uint64_t generation;      /* the shared counter when it was built */
+    agw_config *base;         /* the antigw.cfg it was built on: one reference */
     agw_config view;          /* shallow copy of the base; providers below */
     size_t n_cfg_providers;   /* the first ones, borrowed from antigw.cfg */
     agw_provider_cfg *providers;
@@ -29,7 +30,7 @@ struct agw_catalog {
 };
 
 struct agw_catalog_holder {
-    const agw_config *base;
+    agw_config *base;          /* one reference; swapped by a reload, under mu */
     agw_shm *shm;
     const agw_secret_key *secrets;
     pthread_mutex_t mu;        /* guards `current` and refs */
@@ -70,17 +71,26 @@ static void catalog_free(agw_catalog *c)
         }
     }
     pthread_mutex_destroy(&c->keys_mu);
+    agw_config_free(c->base);
     free(c);
 }
 
 /* ---- provider secrets at rest ---- */
 
-/* Seals (seal = 1) or opens a provider's key under its name. */
-static agw_err provider_secret(const agw_secret_key *k, const char *provider, agw_str in,
-                               agw_buf *out, int seal)
+/* Seals (seal = 1) or opens a provider's key under the associated data of
+ * its place: name, type and the origin of its base_url (type and base_url
+ * NULL: the name alone, the format before the origin was bound). */
+static agw_err provider_secret(const agw_secret_key *k, const char *provider, const char *type,
+                               const char *base_url, agw_str in, agw_buf *out, int seal)
 {
     agw_buf aad = AGW_BUF_INIT(AGW_CATALOG_AAD_MAX);
     agw_err e = agw_buf_appendf(&aad, "provider:%s", provider);
+    if (!e && base_url) {
+        if (!type || agw_provider_type_parse(type) < 0)
+            e = AGW_EINVAL;
+        else if (!(e = agw_buf_appendf(&aad, "\ntype:%s\norigin:", type)))
+            e = agw_config_url_origin(base_url, &aad, NULL);
+    }
     if (!e)
         e = seal ? agw_aead_seal(k, agw_buf_view(&aad), in, out)
                  : agw_aead_open(k, agw_buf_view(&aad), in, out);
@@ -88,20 +98,27 @@ static agw_err provider_secret(const agw_secret_key *k, const char *provider, ag
     return e;
 }
 
-agw_err agw_catalog_seal_secret(const agw_secret_key *k, const char *provider, agw_str plain,
-                                agw_buf *out)
+agw_err agw_catalog_seal_secret(const agw_secret_key *k, const char *provider, const char *type,
+                                const char *base_url, agw_str plain, agw_buf *out)
 {
-    return provider_secret(k, provider, plain, out, 1);
+    return provider_secret(k, provider, type, base_url, plain, out, 1);
 }
 
-agw_err agw_catalog_open_secret(const agw_secret_key *k, const char *provider, agw_str sealed,
-                                agw_buf *out)
+agw_err agw_catalog_open_secret(const agw_secret_key *k, const char *provider, const char *type,
+                                const char *base_url, agw_str sealed, agw_buf *out)
 {
-    return provider_secret(k, provider, sealed, out, 0);
+    return provider_secret(k, provider, type, base_url, sealed, out, 0);
+}
+
+agw_err agw_catalog_open_secret_v1(const agw_secret_key *k, const char *provider, agw_str sealed,
+                                   agw_buf *out)
+{
+    return provider_secret(k, provider, NULL, NULL, sealed, out, 0);
 }
 
 /* One row of `providers` as a routing entry; 0 when it must be left out. */
-static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_cfg *p)
+static int load_row(const agw_catalog_holder *h, const agw_config *base, sqlite3_stmt *st,
+                    agw_provider_cfg *p)
 {
     memset(p, 0, sizeof *p);
     int64_t id = sqlite3_column_int64(st, 0);
@@ -112,9 +129,9 @@ static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_
         agw_log_error("provider row %lld is malformed: left out", (long long)id);
         return 0;
     }
-    if (agw_config_provider(h->base, agw_str_c(name))) {
+    if (agw_config_provider(base, agw_str_c(name))) {
         agw_log_error("database provider %s has the name of a provider in %s: left out", name,
-                      h->base->path);
+                      base->path);
         return 0;
     }
     if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
@@ -125,16 +142,23 @@ static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_
         }
         agw_str sealed = { sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4) };
         agw_buf plain = AGW_BUF_INIT(AGW_AEAD_MAX_PLAIN + 1);
-        agw_err e = agw_catalog_open_secret(h->secrets, name, sealed, &plain);
+        agw_err e = agw_catalog_open_secret(h->secrets, name, type,
+                                            (const char *)sqlite3_column_text(st, 3), sealed,
+                                            &plain);
         if (e || (plain.len && memchr(plain.data, '\0', plain.len))) {
-            agw_log_error("provider %s: its key does not decrypt with secrets.key_file: left out",
+            /* Another key, a tampered row, or a type or base_url changed
+             * outside the admin API: the provider stays, without its key, so
+             * the key never goes anywhere it was not stored for. */
+            agw_log_error("provider %s: its key does not open with secrets.key_file for this "
+                          "name, type and base_url origin: calls go out without a key",
                           name);
             if (plain.data)
                 OPENSSL_cleanse(plain.data, plain.len);
             agw_buf_free(&plain);
-            return 0;
+            p->api_key = xstrdup("");
+        } else {
+            p->api_key = plain.data ? agw_buf_detach(&plain, NULL) : xstrdup("");
         }
-        p->api_key = plain.data ? agw_buf_detach(&plain, NULL) : xstrdup("");
     } else {
         p->api_key = xstrdup("");
     }
@@ -155,8 +179,8 @@ static int load_row(const agw_catalog_holder *h, sqlite3_stmt *st, agw_provider_
     return 1;
 }
 
-static agw_err build(const agw_catalog_holder *h, sqlite3 *db, uint64_t gen, agw_catalog **out,
-                     char *err, size_t errlen)
+static agw_err build(const agw_catalog_holder *h, agw_config *base, sqlite3 *db, uint64_t gen,
+                     agw_catalog **out, char *err, size_t errlen)
 {
     static const char sql[] = "SELECT id, name, type, base_url, secret_enc, weight, enabled, models,"
                               " default_model FROM providers ORDER BY id";
@@ -171,11 +195,12 @@ static agw_err build(const agw_catalog_holder *h, sqlite3 *db, uint64_t gen, agw
     }
     agw_catalog *c = xcalloc(1, sizeof *c);
     c->generation = gen;
-    c->n_cfg_providers = h->base->n_providers;
+    c->base = agw_config_ref(base);
+    c->n_cfg_providers = base->n_providers;
     size_t cap = c->n_cfg_providers + 8;
     c->providers = xcalloc(cap, sizeof *c->providers);
     if (c->n_cfg_providers)
-        memcpy(c->providers, h->base->providers, c->n_cfg_providers * sizeof *c->providers);
+        memcpy(c->providers, base->providers, c->n_cfg_providers * sizeof *c->providers);
     pthread_mutex_init(&c->keys_mu, NULL);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -184,7 +209,7 @@ static agw_err build(const agw_catalog_holder *h, sqlite3 *db, uint64_t gen, agw
             cap *= 2;
             c->providers = xrealloc(c->providers, cap * sizeof *c->providers);
         }
-        if (load_row(h, st, &c->providers[at]))
+        if (load_row(h, base, st, &c->providers[at]))
             c->n_db_providers++;
     }
     sqlite3_finalize(st);
@@ -194,7 +219,7 @@ static agw_err build(const agw_catalog_holder *h, sqlite3 *db, uint64_t gen, agw
         catalog_free(c);
         return AGW_EIO;
     }
-    c->view = *h->base; /* shallow: every pointer but providers borrows from the base */
+    c->view = *base; /* shallow: every pointer but providers borrows from the base */
     c->view.providers = c->providers;
     c->view.n_providers = c->n_cfg_providers + c->n_db_providers;
     *out = c;
@@ -208,13 +233,14 @@ agw_err agw_catalog_holder_new(const agw_config *base, agw_shm *shm, const agw_s
 {
     *out = NULL;
     agw_catalog_holder *h = xcalloc(1, sizeof *h);
-    h->base = base;
+    h->base = agw_config_ref(base);
     h->shm = shm;
     h->secrets = secrets;
     pthread_mutex_init(&h->mu, NULL);
     pthread_mutex_init(&h->reload_mu, NULL);
-    agw_err e = build(h, db, agw_shm_generation(shm), &h->current, err, errlen);
+    agw_err e = build(h, h->base, db, agw_shm_generation(shm), &h->current, err, errlen);
     if (e) {
+        agw_config_free(h->base);
         pthread_mutex_destroy(&h->mu);
         pthread_mutex_destroy(&h->reload_mu);
         free(h);
@@ -242,6 +268,7 @@ void agw_catalog_holder_free(agw_catalog_holder *h)
         catalog_free(dead);
     else
         agw_log_error("catalog: freed while requests still hold it");
+    agw_config_free(h->base);
     pthread_mutex_destroy(&h->mu);
     pthread_mutex_destroy(&h->reload_mu);
     free(h);
@@ -252,13 +279,14 @@ static void reload(agw_catalog_holder *h, sqlite3 *db)
     pthread_mutex_lock(&h->reload_mu);
     uint64_t gen = agw_shm_generation(h->shm);
     pthread_mutex_lock(&h->mu);
-    int stale = h->current->generation != gen;
+    int stale = h->current->generation != gen || h->current->base != h->base;
+    agw_config *base = agw_config_ref(h->base);
     pthread_mutex_unlock(&h->mu);
     uint64_t now = agw_mono_ms();
     if (stale && (h->failed_gen != gen || now - h->failed_at_ms >= 1000)) {
         agw_catalog *fresh;
         char err[AGW_ERR_LEN];
-        if (build(h, db, gen, &fresh, err, sizeof err) == AGW_OK) {
+        if (build(h, base, db, gen, &fresh, err, sizeof err) == AGW_OK) {
             agw_catalog *dead = NULL;
             fresh->refs = 1;
             pthread_mutex_lock(&h->mu);
@@ -277,13 +305,14 @@ static void reload(agw_catalog_holder *h, sqlite3 *db)
         }
     }
     pthread_mutex_unlock(&h->reload_mu);
+    agw_config_free(base);
 }
 
 const agw_catalog *agw_catalog_acquire(agw_catalog_holder *h, sqlite3 *db)
 {
     uint64_t gen = agw_shm_generation(h->shm);
     pthread_mutex_lock(&h->mu);
-    int stale = h->current->generation != gen;
+    int stale = h->current->generation != gen || h->current->base != h->base;
     pthread_mutex_unlock(&h->mu);
     if (stale && db)
         reload(h, db);
@@ -292,6 +321,16 @@ const agw_catalog *agw_catalog_acquire(agw_catalog_holder *h, sqlite3 *db)
     c->refs++;
     pthread_mutex_unlock(&h->mu);
     return c;
+}
+
+void agw_catalog_holder_rebase(agw_catalog_holder *h, agw_config *base)
+{
+    agw_config *ref = agw_config_ref(base), *old;
+    pthread_mutex_lock(&h->mu);
+    old = h->base;
+    h->base = ref;
+    pthread_mutex_unlock(&h->mu);
+    agw_config_free(old); /* catalogs built on it keep their own references */
 }
 
 void agw_catalog_release(agw_catalog_holder *h, const agw_catalog *c)

@@ -92,9 +92,9 @@ static void add_provider(fixture *f, const char *name, const char *secret, const
     agw_buf sealed = AGW_BUF_INIT(4096), aad = AGW_BUF_INIT(256);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     if (secret) {
-        assert_int_equal(agw_buf_appendf(&aad, "provider:%s", seal_as ? seal_as : name), AGW_OK);
-        assert_int_equal(agw_aead_seal(with ? with : &f->key, agw_buf_view(&aad),
-                                       agw_str_c(secret), &sealed),
+        assert_int_equal(agw_catalog_seal_secret(with ? with : &f->key, seal_as ? seal_as : name,
+                                                 "anthropic", "http://127.0.0.1:2",
+                                                 agw_str_c(secret), &sealed),
                          AGW_OK);
         sqlite3_bind_blob(st, 2, sealed.data, (int)sealed.len, SQLITE_STATIC);
     } else {
@@ -182,8 +182,14 @@ static void test_what_is_left_out(void **state)
     agw_catalog_holder *h = holder(f, &f->key);
     const agw_catalog *c = agw_catalog_acquire(h, db(f));
     const agw_config *v = agw_catalog_config(c);
-    assert_int_equal(v->n_providers, 2);
-    assert_string_equal(v->providers[1].name, "fine");
+    /* A key that does not open leaves its provider in, without the key. */
+    assert_int_equal(v->n_providers, 4);
+    assert_string_equal(v->providers[1].name, "wrong-key");
+    assert_string_equal(v->providers[1].api_key, "");
+    assert_string_equal(v->providers[2].name, "moved");
+    assert_string_equal(v->providers[2].api_key, "");
+    assert_string_equal(v->providers[3].name, "fine");
+    assert_string_equal(v->providers[3].api_key, "sk-fine");
     agw_catalog_release(h, c);
     agw_catalog_holder_free(h);
     /* Without a key file, a provider with a secret cannot be used. */
@@ -194,40 +200,148 @@ static void test_what_is_left_out(void **state)
     agw_catalog_holder_free(h);
 }
 
-/* Provider keys at rest are bound to the provider's name: sealed for one
- * name, they open for that name only, and under the documented format. */
-static void test_secret_bound_to_the_name(void **state)
+/* Provider keys at rest are bound to the provider's name, type and
+ * base_url origin: sealed for one place, they open there only, and under the
+ * documented format. */
+static void test_secret_bound_to_its_place(void **state)
 {
     fixture *f = *state;
     agw_buf sealed = AGW_BUF_INIT(4096), plain = AGW_BUF_INIT(4096);
-    assert_int_equal(agw_catalog_seal_secret(&f->key, "work", AGW_STR_LIT("sk-1"), &sealed),
+    const char *url = "https://api.example.com/v1";
+    assert_int_equal(agw_catalog_seal_secret(&f->key, "work", "openai", url, AGW_STR_LIT("sk-1"),
+                                             &sealed),
                      AGW_OK);
     assert_int_equal(sealed.len, 4 + AGW_AEAD_OVERHEAD);
-    assert_int_equal(agw_catalog_open_secret(&f->key, "work", agw_buf_view(&sealed), &plain),
+    assert_int_equal(agw_catalog_open_secret(&f->key, "work", "openai", url,
+                                             agw_buf_view(&sealed), &plain),
                      AGW_OK);
     assert_int_equal(plain.len, 4);
     assert_memory_equal(plain.data, "sk-1", 4);
     agw_buf_reset(&plain);
-    /* The associated data is "provider:<name>". */
-    assert_int_equal(agw_aead_open(&f->key, AGW_STR_LIT("provider:work"), agw_buf_view(&sealed),
-                                   &plain),
+    /* The associated data names the provider, its type and its origin. */
+    assert_int_equal(agw_aead_open(&f->key,
+                                   AGW_STR_LIT("provider:work\ntype:openai\n"
+                                               "origin:https://api.example.com:443"),
+                                   agw_buf_view(&sealed), &plain),
                      AGW_OK);
     agw_buf_reset(&plain);
-    assert_int_equal(agw_catalog_open_secret(&f->key, "other", agw_buf_view(&sealed), &plain),
+    /* Only the path may change; the same origin spelt otherwise still opens. */
+    assert_int_equal(agw_catalog_open_secret(&f->key, "work", "openai",
+                                             "https://API.example.com:443/other/",
+                                             agw_buf_view(&sealed), &plain),
+                     AGW_OK);
+    agw_buf_reset(&plain);
+    static const char *const elsewhere[] = {
+        "https://evil.example.com/v1", "http://api.example.com/v1",
+        "https://api.example.com:8443/v1", "https://api.example.com.evil.example/v1",
+        "http://169.254.169.254/v1",
+    };
+    for (size_t i = 0; i < sizeof elsewhere / sizeof *elsewhere; i++) {
+        assert_int_equal(agw_catalog_open_secret(&f->key, "work", "openai", elsewhere[i],
+                                                 agw_buf_view(&sealed), &plain),
+                         AGW_EINVAL);
+        assert_int_equal(plain.len, 0);
+    }
+    assert_int_equal(agw_catalog_open_secret(&f->key, "work", "anthropic", url,
+                                             agw_buf_view(&sealed), &plain),
+                     AGW_EINVAL);
+    assert_int_equal(agw_catalog_open_secret(&f->key, "other", "openai", url,
+                                             agw_buf_view(&sealed), &plain),
+                     AGW_EINVAL);
+    assert_int_equal(agw_catalog_open_secret_v1(&f->key, "work", agw_buf_view(&sealed), &plain),
                      AGW_EINVAL);
     assert_int_equal(plain.len, 0);
     agw_secret_key wrong;
     memset(&wrong, 0x55, sizeof wrong);
-    assert_int_equal(agw_catalog_open_secret(&wrong, "work", agw_buf_view(&sealed), &plain),
+    assert_int_equal(agw_catalog_open_secret(&wrong, "work", "openai", url,
+                                             agw_buf_view(&sealed), &plain),
                      AGW_EINVAL);
-    /* A name too long for the associated data is refused, not cut. */
+    /* The format before the binding ("provider:<name>") opens only through
+     * the migration's door. */
+    agw_buf_reset(&sealed);
+    assert_int_equal(agw_aead_seal(&f->key, AGW_STR_LIT("provider:work"), AGW_STR_LIT("sk-old"),
+                                   &sealed),
+                     AGW_OK);
+    assert_int_equal(agw_catalog_open_secret(&f->key, "work", "openai", url,
+                                             agw_buf_view(&sealed), &plain),
+                     AGW_EINVAL);
+    assert_int_equal(agw_catalog_open_secret_v1(&f->key, "work", agw_buf_view(&sealed), &plain),
+                     AGW_OK);
+    assert_int_equal(plain.len, 6);
+    /* No origin, an unknown type, a name too long: refused, not cut. */
+    assert_int_equal(agw_catalog_seal_secret(&f->key, "work", "openai", "api.example.com",
+                                             AGW_STR_LIT("sk-1"), &sealed),
+                     AGW_EINVAL);
+    assert_int_equal(agw_catalog_seal_secret(&f->key, "work", "nope", url, AGW_STR_LIT("sk-1"),
+                                             &sealed),
+                     AGW_EINVAL);
     char name[AGW_CATALOG_AAD_MAX + 1];
     memset(name, 'n', sizeof name - 1);
     name[sizeof name - 1] = '\0';
-    assert_int_equal(agw_catalog_seal_secret(&f->key, name, AGW_STR_LIT("sk-1"), &sealed),
+    assert_int_equal(agw_catalog_seal_secret(&f->key, name, "openai", url, AGW_STR_LIT("sk-1"),
+                                             &sealed),
                      AGW_ETOOBIG);
     agw_buf_free(&sealed);
     agw_buf_free(&plain);
+}
+
+/* A row repointed in the database directly (base_url to another host)
+ * keeps its provider, but without the key. */
+static void test_repointed_row_loses_its_key(void **state)
+{
+    fixture *f = *state;
+    add_provider(f, "db-b", "sk-ant-db-secret", NULL, NULL, 1);
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *c = agw_catalog_acquire(h, db(f));
+    assert_string_equal(agw_catalog_config(c)->providers[1].api_key, "sk-ant-db-secret");
+    agw_catalog_release(h, c);
+    assert_int_equal(sqlite3_exec(db(f), "UPDATE providers SET base_url = 'http://127.0.0.1:3'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    agw_shm_generation_bump(f->shm);
+    c = agw_catalog_acquire(h, db(f));
+    assert_int_equal(agw_catalog_config(c)->n_providers, 2);
+    assert_string_equal(agw_catalog_config(c)->providers[1].base_url, "http://127.0.0.1:3");
+    assert_string_equal(agw_catalog_config(c)->providers[1].api_key, "");
+    agw_catalog_release(h, c);
+    agw_catalog_holder_free(h);
+}
+
+/* A reloaded antigw.cfg (SIGHUP): new acquisitions see it, a catalog held
+ * across the reload keeps the configuration it started with, and the old
+ * configuration lives until its last catalog is released. */
+static void test_rebase_on_reload(void **state)
+{
+    fixture *f = *state;
+    add_provider(f, "db-b", "sk-ant-db-secret", NULL, NULL, 1);
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *old = agw_catalog_acquire(h, db(f));
+    agw_config *fresh = NULL;
+    char err[512];
+    assert_int_equal(agw_config_parse("server = { threads = 7; };\n"
+                                      "providers = ( { name = \"cfg-new\"; type = \"anthropic\";"
+                                      " base_url = \"http://127.0.0.1:5\"; } );",
+                                      f->dir, &fresh, err, sizeof err),
+                     AGW_OK);
+    agw_catalog_holder_rebase(h, fresh);
+    agw_config_free(fresh); /* the holder keeps its own reference */
+    const agw_catalog *nodb = agw_catalog_acquire(h, NULL);
+    assert_ptr_equal(nodb, old); /* a rebuild needs a connection */
+    agw_catalog_release(h, nodb);
+    const agw_catalog *now = agw_catalog_acquire(h, db(f));
+    assert_ptr_not_equal(now, old);
+    const agw_config *v = agw_catalog_config(now);
+    assert_int_equal(v->server.threads, 7);
+    assert_int_equal(v->n_providers, 2);
+    assert_string_equal(v->providers[0].name, "cfg-new");
+    assert_string_equal(v->providers[1].name, "db-b");
+    /* The request that started before the reload still sees its world. */
+    v = agw_catalog_config(old);
+    assert_string_equal(v->providers[0].name, "cfg-a");
+    assert_string_equal(v->providers[0].api_key, "sk-cfg");
+    agw_catalog_release(h, old);
+    agw_catalog_release(h, now);
+    agw_catalog_holder_free(h);
 }
 
 static void test_reload_on_generation(void **state)
@@ -351,7 +465,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_view_joins_config_and_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_what_is_left_out, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_secret_bound_to_the_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_bound_to_its_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repointed_row_loses_its_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebase_on_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_on_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_reloads, setup, teardown),

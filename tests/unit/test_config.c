@@ -176,7 +176,10 @@ static void check_defaults(const agw_config *cfg)
     assert_int_equal(cfg->server.sse_ping_s, 10);
     assert_int_equal(cfg->server.stream_commit_ms, 2000);
     assert_int_equal(cfg->server.shutdown_grace_s, 60);
-    assert_string_equal(cfg->server.cors_origins, "*");
+    assert_string_equal(cfg->server.cors_origins, "");
+    assert_int_equal(cfg->server.max_memory_bytes, 256u << 20);
+    assert_null(cfg->metrics.token);
+    assert_int_equal(cfg->upstream.allow_link_local, 0);
     assert_null(cfg->auth.api_key);
     assert_null(cfg->auth.admin_key);
     assert_null(cfg->defaults.provider);
@@ -784,6 +787,123 @@ static void test_load_relative_path_in_cwd(void **state)
 
 /* The shipped example documents every key with its default: loading it must
  * give exactly the built-in defaults. */
+/* server.max_memory_bytes, metrics.token and upstream.allow_link_local. */
+static void test_security_settings(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("server = { max_memory_bytes = 1048576; };\n"
+                               "metrics = { token = \"scrape-me\"; };\n"
+                               "upstream = { allow_link_local = true; };\n"
+                               "providers = ( { name = \"meta\"; type = \"openai\";\n"
+                               "  base_url = \"http://169.254.169.254/v1\"; } );\n",
+                               "/b");
+    assert_int_equal(cfg->server.max_memory_bytes, 1u << 20);
+    assert_string_equal(cfg->metrics.token, "scrape-me");
+    assert_int_equal(cfg->upstream.allow_link_local, 1);
+    agw_config_free(cfg);
+    cfg = parse_ok("metrics = { token = \"\"; };\n", "/b");
+    assert_null(cfg->metrics.token);
+    agw_config_free(cfg);
+    expect_error("server = { max_memory_bytes = 1000; };\n",
+                 "(string):1: server.max_memory_bytes: must be between 1048576 and "
+                 "1099511627776 (got 1000)");
+    expect_error("upstream = { allow_link_local = 1; };\n",
+                 "(string):1: upstream.allow_link_local: must be true or false");
+}
+
+/* Link-local and metadata addresses are refused by default, in every
+ * spelling of a literal; loopback, private networks and names pass. */
+static void test_link_local_base_url_refused(void **state)
+{
+    (void)state;
+    static const char *const refused[] = {
+        "http://169.254.169.254/latest", "https://169.254.1.2:8443/v1", "http://[fe80::1]/v1",
+        "http://[FE80::1%25eth0]:80", "http://[febf::1]", "http://[fd00:ec2::254]/",
+        "http://[::ffff:169.254.169.254]/v1", "http://user@169.254.169.254/",
+    };
+    static const char *const allowed[] = {
+        "http://127.0.0.1:8080/v1", "http://10.1.2.3/v1", "http://192.168.0.1",
+        "http://[::1]:9/v1", "http://[fd00::1]/", "https://api.openai.com/v1",
+        "http://169.255.0.1/", "http://[fec0::1]/",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "providers = ( { name = \"p\"; type = \"openai\"; base_url = \"%s\"; } );\n",
+                 refused[i]);
+        agw_config *cfg = NULL;
+        char err[AGW_ERR_LEN] = "";
+        assert_int_equal(agw_config_parse(text, "/b", &cfg, err, sizeof err), AGW_EINVAL);
+        if (!strstr(err, "providers.p.base_url: points at a link-local"))
+            fail_msg("%s: %s", refused[i], err);
+        assert_non_null(agw_config_base_url_refused(refused[i], 0));
+        assert_null(agw_config_base_url_refused(refused[i], 1));
+    }
+    for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+        if (agw_config_base_url_refused(allowed[i], 0))
+            fail_msg("%s refused", allowed[i]);
+}
+
+/* The origin that provider keys are sealed for: scheme, lower-cased host,
+ * port written out. */
+static void test_url_origin(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "https://API.openai.com/v1", "https://api.openai.com:443" },
+        { "http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080" },
+        { "http://[::1]/x", "http://[::1]:80" },
+        { "http://u:p@host:9?q", "http://host:9" },
+        { "ftp://host", NULL },
+        { "http://", NULL },
+        { "http://host:9x/", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        agw_buf o = AGW_BUF_INIT(1024);
+        agw_err e = agw_config_url_origin(cases[i][0], &o, NULL);
+        if (cases[i][1]) {
+            assert_int_equal(e, AGW_OK);
+            assert_string_equal(o.data, cases[i][1]);
+        } else {
+            assert_int_equal(e, AGW_EINVAL);
+        }
+        agw_buf_free(&o);
+    }
+}
+
+/* antigw-fcgi keeps the admin key's hash only; the environment wins. */
+static void test_admin_key_hashed(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("auth = { admin_key = \"admin-key-0123456789\"; };\n", "/b");
+    agw_config_hash_admin_key(cfg, NULL);
+    assert_null(cfg->auth.admin_key);
+    assert_int_equal(cfg->auth.has_admin_key_hash, 1);
+    assert_true(agw_config_admin_key_ok(cfg, AGW_STR_LIT("admin-key-0123456789")));
+    assert_false(agw_config_admin_key_ok(cfg, AGW_STR_LIT("admin-key-012345678")));
+    assert_false(agw_config_admin_key_ok(cfg, AGW_STR_LIT("")));
+    agw_config_hash_admin_key(cfg, "from-the-environment");
+    assert_true(agw_config_admin_key_ok(cfg, AGW_STR_LIT("from-the-environment")));
+    agw_config_free(cfg);
+    cfg = parse_ok("", "/b");
+    agw_config_hash_admin_key(cfg, "");
+    assert_int_equal(cfg->auth.has_admin_key_hash, 0);
+    assert_false(agw_config_admin_key_ok(cfg, AGW_STR_LIT("")));
+    agw_config_free(cfg);
+}
+
+/* A reference keeps a configuration alive after its first owner let go. */
+static void test_reference_counted(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("server = { threads = 3; };\n", "/b");
+    agw_config *again = agw_config_ref(cfg);
+    assert_ptr_equal(again, cfg);
+    agw_config_free(cfg);
+    assert_int_equal(again->server.threads, 3); /* still there: ASan would object */
+    agw_config_free(again);
+}
+
 static void test_example_file_matches_defaults(void **state)
 {
     (void)state;
@@ -842,6 +962,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_with_include, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_load_errors_name_the_file, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_load_relative_path_in_cwd, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_security_settings),
+        cmocka_unit_test(test_link_local_base_url_refused),
+        cmocka_unit_test(test_url_origin),
+        cmocka_unit_test(test_admin_key_hashed),
+        cmocka_unit_test(test_reference_counted),
         cmocka_unit_test(test_example_file_matches_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

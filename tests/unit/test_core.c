@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,6 +26,74 @@
 
 /* ---- agw_strerror ---- */
 
+/* ---- memory budget ---- */
+
+static void test_budget_limit(void **state)
+{
+    (void)state;
+    agw_budget b = { 0 };
+    /* The zero value has no limit. */
+    assert_int_equal(agw_budget_take(&b, (size_t)1 << 40), AGW_OK);
+    agw_budget_give(&b, (size_t)1 << 40);
+    agw_budget_set_limit(&b, 100);
+    assert_int_equal(agw_budget_take(&b, 60), AGW_OK);
+    assert_int_equal(agw_budget_take(&b, 41), AGW_EBUSY); /* nothing taken */
+    assert_int_equal(agw_budget_used(&b), 60);
+    assert_int_equal(agw_budget_take(&b, 40), AGW_OK);    /* exactly the limit */
+    assert_int_equal(agw_budget_take(&b, 1), AGW_EBUSY);
+    assert_int_equal(agw_budget_take(&b, SIZE_MAX), AGW_EBUSY); /* no wrap-around */
+    agw_budget_give(&b, 60);
+    assert_int_equal(agw_budget_take(&b, 60), AGW_OK);
+    agw_budget_give(&b, 100);
+    assert_int_equal(agw_budget_used(&b), 0);
+    assert_non_null(agw_budget_process());
+    assert_ptr_equal(agw_budget_process(), agw_budget_process());
+}
+
+/* Many threads taking and giving at once never hold more than the limit
+ * together, and every byte comes back. */
+typedef struct {
+    agw_budget *b;
+    _Atomic size_t *held, *peak;
+    int refused;
+} budget_worker;
+
+static void *budget_thread(void *arg)
+{
+    budget_worker *w = arg;
+    for (int i = 0; i < 20000; i++) {
+        if (agw_budget_take(w->b, 7) != AGW_OK) {
+            w->refused++;
+            continue;
+        }
+        size_t now = atomic_fetch_add(w->held, 7) + 7;
+        size_t p = atomic_load(w->peak);
+        while (now > p && !atomic_compare_exchange_weak(w->peak, &p, now))
+            ;
+        atomic_fetch_sub(w->held, 7);
+        agw_budget_give(w->b, 7);
+    }
+    return NULL;
+}
+
+static void test_budget_concurrent(void **state)
+{
+    (void)state;
+    agw_budget b = { 0 };
+    agw_budget_set_limit(&b, 7 * 3); /* room for 3 of 8 threads at a time */
+    _Atomic size_t held = 0, peak = 0;
+    budget_worker w[8];
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) {
+        w[i] = (budget_worker){ &b, &held, &peak, 0 };
+        assert_int_equal(pthread_create(&t[i], NULL, budget_thread, &w[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    assert_true(atomic_load(&peak) <= 21);
+    assert_int_equal(agw_budget_used(&b), 0);
+}
+
 static void test_strerror(void **state)
 {
     (void)state;
@@ -35,6 +104,7 @@ static void test_strerror(void **state)
     assert_string_equal(agw_strerror(AGW_EIO), "i/o error");
     assert_string_equal(agw_strerror(AGW_EPEER), "peer failure");
     assert_string_equal(agw_strerror(AGW_ETIMEOUT), "timed out");
+    assert_string_equal(agw_strerror(AGW_EBUSY), "memory budget exhausted");
     /* A value outside the enum must still give a string, never NULL. */
     assert_string_equal(agw_strerror((agw_err)99), "unknown error");
 }
@@ -737,6 +807,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_str_has_ctl),
         cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_budget_limit),
+        cmocka_unit_test(test_budget_concurrent),
         cmocka_unit_test(test_buf_init_is_empty),
         cmocka_unit_test(test_buf_cap_exact_then_over),
         cmocka_unit_test(test_buf_cap_single_append_over),

@@ -16,6 +16,8 @@
 
 #include "core/crypto.h"
 
+static void test_secret_eq_sha256_and_wipe(void **state);
+
 static void hex(const unsigned char *d, char out[2 * AGW_SHA256_LEN + 1])
 {
     for (int i = 0; i < AGW_SHA256_LEN; i++)
@@ -291,6 +293,23 @@ static void test_key_file(void **state)
     assert_memory_equal(k.k, zero, 32);
 }
 
+/* A secret checked against its stored hash only; and a wiped secret. */
+static void test_secret_eq_sha256_and_wipe(void **state)
+{
+    (void)state;
+    unsigned char h[AGW_SHA256_LEN];
+    agw_sha256(AGW_STR_LIT("admin-secret"), h);
+    assert_true(agw_secret_eq_sha256(AGW_STR_LIT("admin-secret"), h));
+    assert_false(agw_secret_eq_sha256(AGW_STR_LIT("admin-secreT"), h));
+    assert_false(agw_secret_eq_sha256(AGW_STR_LIT(""), h));
+    char buf[8] = "abcdefg";
+    agw_wipe(buf, 3);
+    assert_memory_equal(buf, "\0\0\0defg", 8);
+    agw_wipe(NULL, 0);
+    agw_secret_free(NULL);
+    agw_secret_free(strdup("sk-to-be-wiped"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +321,7 @@ int main(void)
         cmocka_unit_test(test_aead_detects_tampering),
         cmocka_unit_test(test_aead_limits),
         cmocka_unit_test(test_random_bytes),
+        cmocka_unit_test(test_secret_eq_sha256_and_wipe),
         cmocka_unit_test(test_key_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -230,6 +230,41 @@ static void test_read_body_large(void **state)
     free(body);
 }
 
+/* The bodies of one process share its memory budget: a body that would
+ * pass it is refused with AGW_EBUSY (and dropped), and a released body gives
+ * its bytes back. */
+static void test_read_body_memory_budget(void **state)
+{
+    (void)state;
+    static char body[5000];
+    memset(body, 'b', sizeof body);
+    char *env[] = { NULL };
+    agw_budget *b = agw_budget_process();
+    agw_budget_set_limit(b, 8000);
+    fake_stream in1, in2, out;
+    writer_init(&out, WR_OK);
+    agw_fcgi_conn c1, c2;
+    reader_init(&in1, body, sizeof body, 1000);
+    conn_init_streams(&c1, &in1.s, &out.s, env, -1);
+    assert_int_equal(agw_fcgi_read_body(&c1, 10000), AGW_OK);
+    assert_int_equal(agw_budget_used(b), 5000);
+    reader_init(&in2, body, sizeof body, 1000);
+    conn_init_streams(&c2, &in2.s, &out.s, env, -1);
+    assert_int_equal(agw_fcgi_read_body(&c2, 10000), AGW_EBUSY);
+    assert_null(c2.body.data);
+    assert_int_equal(agw_budget_used(b), 5000); /* the partial second body went back */
+    agw_fcgi_conn_release(&c1);
+    assert_int_equal(agw_budget_used(b), 0);
+    reader_init(&in2, body, sizeof body, 1000);
+    conn_init_streams(&c2, &in2.s, &out.s, env, -1);
+    assert_int_equal(agw_fcgi_read_body(&c2, 10000), AGW_OK);
+    assert_int_equal(c2.body.len, sizeof body);
+    agw_fcgi_conn_release(&c2);
+    assert_int_equal(agw_budget_used(b), 0);
+    agw_budget_set_limit(b, 0);
+    writer_free(&out);
+}
+
 static void test_read_body_stream_error(void **state)
 {
     (void)state;
@@ -605,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_read_body_over_cap_by_hint),
         cmocka_unit_test(test_read_body_over_cap_by_bytes),
         cmocka_unit_test(test_read_body_large),
+        cmocka_unit_test(test_read_body_memory_budget),
         cmocka_unit_test(test_read_body_stream_error),
         cmocka_unit_test(test_read_body_twice_replaces),
         cmocka_unit_test(test_head_format),
