@@ -36,11 +36,16 @@ typedef enum {
     EP_MESSAGES,
     EP_COUNT_TOKENS,
     EP_MODELS,
+    EP_MODEL,
     EP_HEALTH,
     EP_EMBEDDINGS,
     EP_METRICS
 } agw_endpoint;
 
+/* Paths match exactly (no trailing slash is dropped: `/metrics/` is not
+ * `/metrics`), except a route whose path ends in '/', which takes any
+ * non-empty rest: the model id of /v1/models/{id}, which may itself hold
+ * '/' (prefixed ids such as openai/gpt-4o). */
 static const struct {
     agw_str path;
     agw_endpoint ep;
@@ -51,18 +56,34 @@ static const struct {
     { AGW_STR_LIT("/v1/messages"), EP_MESSAGES, "POST", 1 },
     { AGW_STR_LIT("/v1/messages/count_tokens"), EP_COUNT_TOKENS, "POST", 1 },
     { AGW_STR_LIT("/v1/models"), EP_MODELS, "GET", 1 },
+    { AGW_STR_LIT("/v1/models/"), EP_MODEL, "GET", 1 },
     { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
     { AGW_STR_LIT("/v1/embeddings"), EP_EMBEDDINGS, "POST", 1 },
     { AGW_STR_LIT("/metrics"), EP_METRICS, "GET", 0 },
 };
 
-static void endpoint_run(agw_request *r, agw_endpoint ep)
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+/* The index of the route `path` names; N_ROUTES when none does. */
+static size_t route_of(agw_str path)
+{
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        agw_str p = routes[i].path;
+        if (p.ptr[p.len - 1] == '/' ? path.len > p.len && agw_str_starts(path, p)
+                                    : agw_str_eq(path, p))
+            return i;
+    }
+    return N_ROUTES;
+}
+
+static void endpoint_run(agw_request *r, agw_endpoint ep, agw_str rest)
 {
     switch (ep) {
     case EP_CHAT: agw_endpoint_model_call(r, AGW_OP_CHAT); break;
     case EP_MESSAGES: agw_endpoint_model_call(r, AGW_OP_MESSAGES); break;
     case EP_COUNT_TOKENS: agw_endpoint_count_tokens(r); break;
     case EP_MODELS: agw_endpoint_models(r); break;
+    case EP_MODEL: agw_endpoint_model(r, rest); break;
     case EP_HEALTH: agw_endpoint_health(r); break;
     case EP_EMBEDDINGS: agw_endpoint_embeddings(r); break;
     case EP_METRICS: agw_endpoint_metrics(r); break;
@@ -135,18 +156,18 @@ void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
     if (!r.method)
         r.method = "GET";
     r.path = agw_fcgi_path(&r.conn);
-    while (r.path.len > 1 && r.path.ptr[r.path.len - 1] == '/')
-        r.path.len--;
-    r.proto = agw_str_starts(r.path, AGW_STR_LIT("/v1/messages")) ? AGW_PROTO_ANTHROPIC
-                                                                  : AGW_PROTO_OPENAI;
+    /* The model list answers in Anthropic's shape, errors included, when the
+     * client is an Anthropic SDK (it always sends anthropic-version). */
+    r.proto = agw_str_starts(r.path, AGW_STR_LIT("/v1/messages")) ||
+                      (agw_str_starts(r.path, AGW_STR_LIT("/v1/models")) &&
+                       agw_fcgi_param(&r.conn, "HTTP_ANTHROPIC_VERSION"))
+                  ? AGW_PROTO_ANTHROPIC
+                  : AGW_PROTO_OPENAI;
     if (agw_request_cors(&r) != AGW_OK)
         agw_buf_reset(&r.headers);
 
-    size_t i;
-    for (i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (agw_str_eq(r.path, routes[i].path))
-            break;
-    if (i == sizeof routes / sizeof routes[0])
+    size_t i = route_of(r.path);
+    if (i == N_ROUTES)
         agw_request_error_code(&r, 404, "unknown_url", "no endpoint at %.*s %.*s", 10, r.method,
                                agw_request_clip(r.path, 200), r.path.ptr);
     else if (strcmp(r.method, "OPTIONS") == 0)
@@ -155,7 +176,8 @@ void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
              !(strcmp(r.method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0))
         answer_wrong_method(&r, routes[i].method);
     else if (!routes[i].needs_auth || agw_request_authenticate(&r))
-        endpoint_run(&r, routes[i].ep);
+        endpoint_run(&r, routes[i].ep,
+                     (agw_str){ r.path.ptr + routes[i].path.len, r.path.len - routes[i].path.len });
 
     request_end(&r);
     agw_catalog_release(r.app->catalog, r.cat);

@@ -83,16 +83,37 @@ static int models_model_ok(agw_str id, void *ud)
     return !r->key || agw_tenant_model_allowed(r->key, id);
 }
 
-void agw_endpoint_models(agw_request *r)
+/* The list, or the one model `id` when it is not empty; Anthropic's shape
+ * when the client sent anthropic-version (dispatch set r->proto). */
+static void models_answer(agw_request *r, agw_str id)
 {
-    int anthropic = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION") != NULL;
+    int anthropic = r->proto == AGW_PROTO_ANTHROPIC;
     agw_models_filter f = { models_provider_ok, models_model_ok, r };
+    sqlite3 *db = agw_store_db(r->worker->store);
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
-    if (agw_models_render(r->cfg, &f, anthropic, r->app->started_at, &b) != AGW_OK)
+    agw_err e = id.len ? agw_models_render_one(r->cfg, db, &f, anthropic, r->app->started_at, id,
+                                               &b)
+                       : agw_models_render(r->cfg, db, &f, anthropic, r->app->started_at, &b);
+    if (e == AGW_ENOTFOUND)
+        agw_request_error_code(r, 404, "model_not_found", "The model '%.*s' does not exist",
+                               agw_request_clip(id, 200), id.ptr);
+    else if (e == AGW_EIO)
+        agw_request_error(r, 503, "the model list cannot be read now");
+    else if (e)
         agw_request_error(r, 500, "model list too large");
     else
         agw_request_respond_json(r, 200, (agw_str){ "", 0 }, agw_buf_view(&b));
     agw_buf_free(&b);
+}
+
+void agw_endpoint_models(agw_request *r)
+{
+    models_answer(r, (agw_str){ "", 0 });
+}
+
+void agw_endpoint_model(agw_request *r, agw_str id)
+{
+    models_answer(r, id);
 }
 
 /* ---- GET /metrics ---- */
@@ -129,13 +150,15 @@ static agw_err health_entry(agw_buf *b, const agw_provider_cfg *p, agw_lb_slot *
         return e;
     uint64_t until = s ? atomic_load(&s->cooldown_until_ns) : 0;
     uint64_t cool_ms = until > now ? (until - now + 999999u) / 1000000u : 0;
+    agw_lb_reason why = agw_lb_unhealthy_reason(s);
     return agw_buf_appendf(
         b,
-        "\",\"type\":\"%s\",\"enabled\":%s,\"healthy\":%s,\"cooldown_ms\":%llu,"
+        "\",\"type\":\"%s\",\"enabled\":%s,\"healthy\":%s,\"reason\":\"%s\","
+        "\"cooldown_ms\":%llu,"
         "\"in_flight\":%llu,\"requests\":%llu,\"failures\":%llu,\"latency_ewma_ms\":%llu,"
         "\"usable\":%s}",
         agw_provider_type_name(p->type), p->enabled ? "true" : "false",
-        s && atomic_load(&s->unhealthy) ? "false" : "true", (unsigned long long)cool_ms,
+        why ? "false" : "true", agw_lb_reason_name(why), (unsigned long long)cool_ms,
         (unsigned long long)(s ? atomic_load(&s->in_flight) : 0),
         (unsigned long long)(s ? atomic_load(&s->requests) : 0),
         (unsigned long long)(s ? atomic_load(&s->failures) : 0),

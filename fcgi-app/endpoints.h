@@ -18,6 +18,8 @@ void agw_endpoint_count_tokens(agw_request *r);
 void agw_endpoint_embeddings(agw_request *r);
 /* GET /v1/models */
 void agw_endpoint_models(agw_request *r);
+/* GET /v1/models/{id}: one model of the catalog, 404 for an unknown id */
+void agw_endpoint_model(agw_request *r, agw_str id);
 /* GET /metrics */
 void agw_endpoint_metrics(agw_request *r);
 /* GET /health */
