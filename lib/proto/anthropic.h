@@ -32,7 +32,7 @@ AGW_WARN_UNUSED agw_err agw_anthropic_decode_request(agw_str body, agw_arena *ar
                                                      agw_ir_request *out, char *err,
                                                      size_t errlen);
 
-/* IR -> upstream request body (always "stream": true). */
+/* IR -> upstream request body ("stream": true when rq->stream). */
 AGW_WARN_UNUSED agw_err agw_anthropic_encode_request(const agw_ir_request *rq, agw_buf *out,
                                                      char *err, size_t errlen);
 
@@ -52,6 +52,18 @@ AGW_WARN_UNUSED agw_err agw_anthropic_decode_stream_event(agw_anthropic_stream_d
 /* AGW_OK when message_stop (or an error event) was seen; AGW_EPEER otherwise. */
 AGW_WARN_UNUSED agw_err agw_anthropic_decode_stream_end(agw_anthropic_stream_decoder *d);
 void agw_anthropic_stream_decoder_free(agw_anthropic_stream_decoder *d);
+
+/* A non-streamed upstream answer (a Messages response object) -> the IR
+ * events its stream would have given: MESSAGE_START (input usage), each
+ * content block as BLOCK_START, its content as one delta (a tool_use's input
+ * as its JSON text, a thinking block's signature as a second delta),
+ * BLOCK_STOP, then MESSAGE_DELTA (stop reason, end_turn when absent; all of
+ * the usage) and MESSAGE_STOP; an error body -> one ERROR event. AGW_EINVAL
+ * (message in err) for a body that is not such an object or holds a block
+ * type the IR cannot carry. A stopping sink ends the events, not an error.
+ * Event strings are valid only during the sink call. */
+AGW_WARN_UNUSED agw_err agw_anthropic_decode_response(agw_str body, agw_ir_sink sink, void *ud,
+                                                      char *err, size_t errlen);
 
 /* IR events -> client SSE with event: lines. */
 typedef struct {

@@ -427,7 +427,9 @@ agw_err agw_anthropic_encode_request(const agw_ir_request *rq, agw_buf *out, cha
     agw_wire_w_str(&x.w, rq->model);
     AGW_WIRE_W_LIT(&x.w, ",\"max_tokens\":");
     agw_wire_w_int(&x.w, rq->max_tokens >= 0 ? rq->max_tokens : AGW_ANTHROPIC_DEFAULT_MAX_TOKENS);
-    AGW_WIRE_W_LIT(&x.w, ",\"stream\":true");
+    /* The client's choice: a non-streaming client gets a non-streamed call. */
+    if (rq->stream)
+        AGW_WIRE_W_LIT(&x.w, ",\"stream\":true");
     if (enc_system(&x, rq) != AGW_OK || enc_messages(&x, rq) != AGW_OK ||
         enc_tools(&x, rq) != AGW_OK || enc_tool_choice(&x, rq) != AGW_OK ||
         enc_sampling(&x, rq) != AGW_OK)

@@ -19,6 +19,7 @@
 #include "core/json.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -141,65 +142,100 @@ static agw_err s_message_start(sdec *s, agw_str data)
     return AGW_OK;
 }
 
-static agw_err s_block_start(sdec *s, agw_str data)
+/* A member name for messages: where + "." + name, in buf. */
+static const char *member_name(char *buf, size_t n, const char *where, const char *name)
 {
-    static const char *const f_keys[] = { "index", "content_block" };
-    static const char *const b_keys[] = { "type",     "text",      "id",  "name",
-                                          "thinking", "signature", "data" };
-    agw_str f[2], b[7];
-    agw_ir_event ev;
-    agw_str type, initial = { NULL, 0 }, sig = { NULL, 0 };
-    char tb[48];
+    snprintf(buf, n, "%s.%s", where, name);
+    return buf;
+}
+
+/* A content block object (the content_block of a content_block_start
+ * event, or an element of a whole answer's content, named `where` in
+ * messages) -> its BLOCK_START event in *ev (the caller sets the index), and
+ * the content it already holds: *initial (its text or thinking; with
+ * `with_input`, a tool_use's input as JSON text) and *sig. */
+static agw_err s_block(sdec *s, agw_str blk, const char *where, int with_input, agw_ir_event *ev,
+                       agw_str *initial, agw_str *sig)
+{
+    static const char *const b_keys[] = { "type",     "text",      "id",   "name",
+                                          "thinking", "signature", "data", "input" };
+    agw_str b[8], type;
+    char tb[48], nb[64];
     agw_err e;
 
-    agw_wire_collect(data, f_keys, 2, f, NULL);
-    agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_START);
-    if ((e = s_index(s, f[0], &ev.index)) != AGW_OK ||
-        (e = s_object(s, f[1], "content_block")) != AGW_OK)
+    *initial = *sig = (agw_str){ NULL, 0 };
+    if ((e = s_object(s, blk, where)) != AGW_OK)
         return e;
-    agw_wire_collect(f[1], b_keys, 7, b, NULL);
-    if ((e = s_str(s, b[0], "content_block.type", 1, &type)) != AGW_OK)
+    agw_wire_collect(blk, b_keys, 8, b, NULL);
+    if ((e = s_str(s, b[0], member_name(nb, sizeof nb, where, "type"), 1, &type)) != AGW_OK)
         return e;
     if (agw_str_eq(type, AGW_STR_LIT("text"))) {
-        ev.block = AGW_IR_TEXT;
-        e = s_str(s, b[1], "content_block.text", 0, &initial);
+        ev->block = AGW_IR_TEXT;
+        e = s_str(s, b[1], member_name(nb, sizeof nb, where, "text"), 0, initial);
     } else if (agw_str_eq(type, AGW_STR_LIT("tool_use"))) {
-        /* input is always {} here: the arguments come as input_json_delta. */
-        ev.block = AGW_IR_TOOL_USE;
-        if ((e = s_str(s, b[2], "content_block.id", 1, &ev.tool_id)) == AGW_OK)
-            e = s_str(s, b[3], "content_block.name", 1, &ev.tool_name);
+        ev->block = AGW_IR_TOOL_USE;
+        if ((e = s_str(s, b[2], member_name(nb, sizeof nb, where, "id"), 1, &ev->tool_id)) ==
+            AGW_OK)
+            e = s_str(s, b[3], member_name(nb, sizeof nb, where, "name"), 1, &ev->tool_name);
+        /* In a stream the input is always {} here (the arguments come as
+         * input_json_delta); a whole answer holds it complete. */
+        if (e == AGW_OK && with_input) {
+            if (agw_wire_given(b[7]) && agw_json_type_of(b[7]) != AGW_JSON_OBJECT)
+                return sfail(s, "must be an object", member_name(nb, sizeof nb, where, "input"));
+            *initial = agw_wire_given(b[7]) ? b[7] : AGW_STR_LIT("{}");
+        }
     } else if (agw_str_eq(type, AGW_STR_LIT("thinking"))) {
-        ev.block = AGW_IR_THINKING;
-        if ((e = s_str(s, b[4], "content_block.thinking", 0, &initial)) == AGW_OK)
-            e = s_str(s, b[5], "content_block.signature", 0, &sig);
+        ev->block = AGW_IR_THINKING;
+        if ((e = s_str(s, b[4], member_name(nb, sizeof nb, where, "thinking"), 0, initial)) ==
+            AGW_OK)
+            e = s_str(s, b[5], member_name(nb, sizeof nb, where, "signature"), 0, sig);
     } else if (agw_str_eq(type, AGW_STR_LIT("redacted_thinking"))) {
-        ev.block = AGW_IR_REDACTED_THINKING;
-        e = s_str(s, b[6], "content_block.data", 1, &ev.delta);
+        ev->block = AGW_IR_REDACTED_THINKING;
+        e = s_str(s, b[6], member_name(nb, sizeof nb, where, "data"), 1, &ev->delta);
     } else {
         return agw_wire_fail(s->err, s->errlen,
                              "upstream content block type %s cannot be converted",
                              agw_wire_show(type, tb, sizeof tb));
     }
-    if (e != AGW_OK)
-        return e;
-    emit(s, &ev);
-    /* The API starts blocks empty; should one carry content, keep it as
-     * deltas so no consumer loses it. */
+    return e;
+}
+
+/* A block's start, then what it came with as deltas, so no consumer loses
+ * it (the API starts streamed blocks empty, a whole answer never does). */
+static void emit_block(sdec *s, const agw_ir_event *start, agw_str initial, agw_str sig)
+{
+    agw_ir_event ev;
+
+    emit(s, start);
+    agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_DELTA);
+    ev.index = start->index;
     if (initial.len) {
-        agw_ir_block_kind kind = ev.block;
-        int index = ev.index;
-        agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_DELTA);
-        ev.index = index;
-        ev.delta_kind = kind == AGW_IR_TEXT ? AGW_IR_DELTA_TEXT : AGW_IR_DELTA_THINKING;
+        ev.delta_kind = start->block == AGW_IR_TEXT       ? AGW_IR_DELTA_TEXT
+                        : start->block == AGW_IR_TOOL_USE ? AGW_IR_DELTA_JSON
+                                                          : AGW_IR_DELTA_THINKING;
         ev.delta = initial;
         emit(s, &ev);
     }
     if (sig.len) {
-        ev.kind = AGW_IR_EV_BLOCK_DELTA;
         ev.delta_kind = AGW_IR_DELTA_SIGNATURE;
         ev.delta = sig;
         emit(s, &ev);
     }
+}
+
+static agw_err s_block_start(sdec *s, agw_str data)
+{
+    static const char *const f_keys[] = { "index", "content_block" };
+    agw_str f[2], initial, sig;
+    agw_ir_event ev;
+    agw_err e;
+
+    agw_wire_collect(data, f_keys, 2, f, NULL);
+    agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_START);
+    if ((e = s_index(s, f[0], &ev.index)) != AGW_OK ||
+        (e = s_block(s, f[1], "content_block", 0, &ev, &initial, &sig)) != AGW_OK)
+        return e;
+    emit_block(s, &ev, initial, sig);
     return AGW_OK;
 }
 
@@ -426,3 +462,95 @@ void agw_anthropic_stream_decoder_free(agw_anthropic_stream_decoder *d)
     agw_arena_free(&d->arena);
 }
 
+
+/* ---- a whole answer ---- */
+
+/* One content block of a whole answer -> its start, deltas and stop. */
+static agw_err r_block(sdec *s, int index, agw_str blk)
+{
+    agw_str initial, sig;
+    agw_ir_event ev;
+    agw_err e;
+
+    agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_START);
+    ev.index = index;
+    if ((e = s_block(s, blk, "content[]", 1, &ev, &initial, &sig)) != AGW_OK)
+        return e;
+    emit_block(s, &ev, initial, sig);
+    agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_STOP);
+    ev.index = index;
+    emit(s, &ev);
+    return AGW_OK;
+}
+
+static agw_err decode_response(sdec *s, agw_str body)
+{
+    static const char *const keys[] = { "type",          "error",         "id",   "model",
+                                        "content",       "stop_reason",   "stop_sequence",
+                                        "usage" };
+    agw_str v[8], reason, blk;
+    agw_ir_event ev;
+    agw_ir_usage usage = AGW_IR_USAGE_UNKNOWN;
+    agw_json_iter it;
+    char why[96];
+    int index = 0;
+    agw_err e;
+
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, why, sizeof why) != AGW_OK)
+        return agw_wire_fail(s->err, s->errlen, "upstream answered with invalid JSON: %s", why);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return agw_wire_fail(s->err, s->errlen, "upstream answer is not a JSON object");
+    agw_wire_collect(body, keys, 8, v, NULL);
+    if (agw_wire_given(v[1]) || agw_json_string_eq(v[0], AGW_STR_LIT("error"))) {
+        s->name = "error";
+        return s_error(s, body);
+    }
+    agw_ir_event_init(&ev, AGW_IR_EV_MESSAGE_START);
+    if ((e = s_str(s, v[2], "id", 0, &ev.id)) != AGW_OK ||
+        (e = s_str(s, v[3], "model", 0, &ev.model)) != AGW_OK ||
+        (e = s_usage(s, v[7], &usage)) != AGW_OK)
+        return e;
+    if (agw_wire_given(v[4]) && agw_json_type_of(v[4]) != AGW_JSON_ARRAY)
+        return sfail(s, "must be an array", "content");
+    /* The input side at the start, all of it at the end, as a stream says it. */
+    ev.usage = usage;
+    ev.usage.output = -1;
+    s->d->started = 1;
+    emit(s, &ev);
+    if (agw_wire_given(v[4]) && agw_json_iter_init(&it, v[4]) == AGW_OK)
+        while (agw_json_iter_next(&it, NULL, &blk))
+            if ((e = r_block(s, index++, blk)) != AGW_OK)
+                return e;
+    agw_ir_event_init(&ev, AGW_IR_EV_MESSAGE_DELTA);
+    if ((e = s_str(s, v[5], "stop_reason", 0, &reason)) != AGW_OK ||
+        (e = s_str(s, v[6], "stop_sequence", 0, &ev.stop_sequence)) != AGW_OK)
+        return e;
+    ev.stop = agw_ir_stop_parse(reason);
+    if (ev.stop == AGW_IR_STOP_NONE)
+        ev.stop = AGW_IR_STOP_END_TURN;
+    ev.usage = usage;
+    emit(s, &ev);
+    agw_ir_event_init(&ev, AGW_IR_EV_MESSAGE_STOP);
+    s->d->finished = 1;
+    emit(s, &ev);
+    return AGW_OK;
+}
+
+agw_err agw_anthropic_decode_response(agw_str body, agw_ir_sink sink, void *ud, char *err,
+                                      size_t errlen)
+{
+    agw_anthropic_stream_decoder d;
+    sdec s = { &d, AGW_BUF_INIT(body.len + 16), "response", err, errlen, sink, ud, 0 };
+    agw_err e;
+
+    if (err && errlen)
+        err[0] = '\0';
+    agw_anthropic_stream_decoder_init(&d);
+    e = decode_response(&s, body);
+    agw_buf_free(&s.scratch);
+    agw_anthropic_stream_decoder_free(&d);
+    if (e != AGW_OK && e != AGW_EINVAL)
+        e = agw_wire_fail(err, errlen, "upstream answer could not be decoded (%s)",
+                          agw_strerror(e));
+    return e;
+}

@@ -71,18 +71,10 @@ static agw_err fold_error_body(agw_bridge *b, agw_buf *out, int *status)
     return agw_apierr_body(out, b->client, *status, msg, NULL);
 }
 
-static agw_err codec_finish(void *ud, agw_buf *out, int *status)
+/* The end of a whole answer: nothing more for a streaming client (each
+ * event went out as it came), the fold's encoding for the other. */
+static agw_err finish_answer(agw_bridge *b, agw_buf *out, int *status)
 {
-    agw_bridge *b = ud;
-    b->out = out;
-    *status = 200;
-    agw_err end = b->upstream == AGW_PROTO_OPENAI
-                      ? agw_openai_decode_stream_end(&b->od, on_ir_event, b)
-                      : agw_anthropic_decode_stream_end(&b->ad);
-    if (b->sink_err)
-        return b->sink_err;
-    if (end)
-        return end;
     if (b->client_stream)
         return AGW_OK;
     if (b->fold.failed)
@@ -100,6 +92,36 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
                                AGW_STR_LIT("upstream answer could not be converted"), NULL);
     }
     return e;
+}
+
+static agw_err codec_finish(void *ud, agw_buf *out, int *status)
+{
+    agw_bridge *b = ud;
+    b->out = out;
+    *status = 200;
+    agw_err end = b->upstream == AGW_PROTO_OPENAI
+                      ? agw_openai_decode_stream_end(&b->od, on_ir_event, b)
+                      : agw_anthropic_decode_stream_end(&b->ad);
+    if (b->sink_err)
+        return b->sink_err;
+    if (end)
+        return end;
+    return finish_answer(b, out, status);
+}
+
+static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
+{
+    agw_bridge *b = ud;
+    b->out = out;
+    *status = 200;
+    agw_err e = b->upstream == AGW_PROTO_OPENAI
+                    ? agw_openai_decode_response(body, on_ir_event, b, NULL, 0)
+                    : agw_anthropic_decode_response(body, on_ir_event, b, NULL, 0);
+    if (b->sink_err)
+        return b->sink_err;
+    if (e)
+        return e;
+    return finish_answer(b, out, status);
 }
 
 static agw_err codec_error(void *ud, int status, agw_str body, int *client_status, agw_buf *out)
@@ -141,7 +163,7 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
     agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
-    b->codec = (agw_codec){ b, codec_event, codec_finish, codec_error };
+    b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error };
     return b;
 }
 

@@ -5,7 +5,10 @@
  * Upstream SSE events are decoded into IR events (ir.h) by the provider's
  * codec; for a streaming client each IR event is encoded at once by the
  * client's codec, for a non-streaming client the events are folded and the
- * fold encoded at the end: one path for both. Upstream errors are reshaped
+ * fold encoded at the end: one path for both. A non-streamed upstream
+ * answer is decoded into the same events (agw_*_decode_response), so either
+ * form of answer serves either kind of client; with client == upstream the
+ * bridge re-encodes an answer in the form the client asked for. Upstream errors are reshaped
  * into the client's error shape with the status kept, except Anthropic's 529
  * overloaded, which an OpenAI client gets as 503 (its SDKs know 503, not 529).
  *

@@ -24,6 +24,11 @@ typedef struct {
      * the error status when the upstream reported an error mid-stream).
      * AGW_EPEER when the upstream stream ended before its final event. */
     agw_err (*finish)(void *ud, agw_buf *out, int *status);
+    /* A 2xx upstream answer that was not a stream (one JSON body), in place
+     * of event + finish: appends the client's whole answer, the SSE stream
+     * for a streaming client, the response body and its status for the
+     * other. AGW_EINVAL when the body cannot be decoded. */
+    agw_err (*response)(void *ud, agw_str body, agw_buf *out, int *status);
     /* A non-2xx upstream answer -> the client's status and error body. */
     agw_err (*error)(void *ud, int status, agw_str body, int *client_status, agw_buf *out);
 } agw_codec;

@@ -20,8 +20,8 @@
  *    `message.reasoning_content` when not streamed); signatures and redacted
  *    thinking are not representable and are dropped.
  *  - the usage chunk (`choices: []`) is sent only when the client asked
- *    (stream_options.include_usage); requests to an OpenAI upstream always
- *    ask for it so the gateway can count tokens.
+ *    (stream_options.include_usage); streamed requests to an OpenAI
+ *    upstream always ask for it so the gateway can count tokens.
  *  - errors: ERROR events and agw_openai_decode_error use the IR's error
  *    vocabulary (Anthropic's types), with the status taken from OpenAI's
  *    type and code; the stream encoder writes OpenAI's types.
@@ -55,10 +55,12 @@
 AGW_WARN_UNUSED agw_err agw_openai_decode_request(agw_str body, agw_arena *arena,
                                                   agw_ir_request *out, char *err, size_t errlen);
 
-/* IR -> upstream request body. Always streams with include_usage. Anthropic
- * `thinking` becomes reasoning_effort for reasoning models (o-series, gpt-5*)
- * and is left out for others (they have no such control). AGW_EINVAL when
- * something cannot be expressed (top_k). */
+/* IR -> upstream request body. Streams (with include_usage) when rq->stream,
+ * else asks for one JSON answer. Anthropic `thinking` becomes
+ * reasoning_effort for reasoning models (o-series, gpt-5* but gpt-5-chat*)
+ * and is left out for others (they have no such control). Reasoning models
+ * get no temperature, top_p or stop (they refuse them), and the o-series no
+ * parallel_tool_calls. AGW_EINVAL when something cannot be expressed (top_k). */
 AGW_WARN_UNUSED agw_err agw_openai_encode_request(const agw_ir_request *rq, agw_buf *out,
                                                   char *err, size_t errlen);
 
@@ -91,6 +93,15 @@ AGW_WARN_UNUSED agw_err agw_openai_decode_stream_event(agw_openai_stream_decoder
 AGW_WARN_UNUSED agw_err agw_openai_decode_stream_end(agw_openai_stream_decoder *d,
                                                      agw_ir_sink sink, void *ud);
 void agw_openai_stream_decoder_free(agw_openai_stream_decoder *d);
+
+/* A non-streamed upstream answer (a chat.completion object) -> the IR
+ * events its stream would have given, MESSAGE_START to MESSAGE_STOP, with
+ * choices[0].message read as one delta; an {"error":...} body -> one ERROR
+ * event. AGW_EINVAL (message in err) for a body that is not a JSON object or
+ * that the stream decoder would refuse; AGW_EPEER when the sink stopped it.
+ * Event strings are valid only during the sink call. */
+AGW_WARN_UNUSED agw_err agw_openai_decode_response(agw_str body, agw_ir_sink sink, void *ud,
+                                                   char *err, size_t errlen);
 
 /* IR events -> client SSE ("data: {...}\n\n" ... "data: [DONE]\n\n"). */
 typedef struct {

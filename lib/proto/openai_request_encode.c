@@ -173,11 +173,24 @@ static agw_err enc_assistant(agw_buf *b, const agw_ir_message *m, int *first, ch
     return agw_buf_append(b, "}", 1);
 }
 
-/* o1, o3-mini, o4-mini, gpt-5, gpt-5-mini...: the models with reasoning_effort. */
+/* o1, o3, o3-mini, o4-mini...: the o-series reasoning models. */
+static int o_series(agw_str model)
+{
+    return model.len >= 2 && model.ptr[0] == 'o' && model.ptr[1] >= '0' && model.ptr[1] <= '9';
+}
+
+/* The o-series and gpt-5, gpt-5-mini...: the models with reasoning_effort.
+ * gpt-5-chat-* is the non-reasoning chat model and takes ordinary sampling. */
 static int reasoning_model(agw_str model)
 {
-    return (model.len >= 2 && model.ptr[0] == 'o' && model.ptr[1] >= '0' && model.ptr[1] <= '9') ||
-           agw_str_starts(model, AGW_STR_LIT("gpt-5"));
+    if (o_series(model))
+        return 1;
+    if (!agw_str_starts(model, AGW_STR_LIT("gpt-5")))
+        return 0;
+    for (size_t i = 0; i + 5 <= model.len; i++)
+        if (memcmp(model.ptr + i, "-chat", 5) == 0)
+            return 0;
+    return 1;
 }
 
 /* Anthropic's thinking budget -> an effort level; NULL when thinking is off. */
@@ -233,18 +246,16 @@ static agw_err enc_tools(const agw_ir_request *rq, agw_buf *b)
         break;
     case AGW_IR_TC_UNSET: break;
     }
-    if (rq->parallel_tool_calls >= 0)
+    /* The o-series refuses parallel_tool_calls whatever its value. */
+    if (rq->parallel_tool_calls >= 0 && !o_series(rq->model))
         AGW_WIRE_TRY(rq->parallel_tool_calls ? AGW_WIRE_PUT(b, ",\"parallel_tool_calls\":true")
                                              : AGW_WIRE_PUT(b, ",\"parallel_tool_calls\":false"));
     return AGW_OK;
 }
 
-/* The length and sampling parameters and the stop sequences. */
-static agw_err enc_sampling(const agw_ir_request *rq, agw_buf *b, char *err, size_t errlen)
+/* temperature, top_p and the stop sequences. */
+static agw_err enc_free_sampling(const agw_ir_request *rq, agw_buf *b, char *err, size_t errlen)
 {
-    if (rq->max_tokens >= 0)
-        AGW_WIRE_TRY(
-            agw_buf_appendf(b, ",\"max_completion_tokens\":%lld", (long long)rq->max_tokens));
     if (rq->has_temperature) {
         AGW_WIRE_TRY(AGW_WIRE_PUT(b, ",\"temperature\":"));
         if (agw_wire_put_double(b, rq->temperature) != AGW_OK)
@@ -264,6 +275,20 @@ static agw_err enc_sampling(const agw_ir_request *rq, agw_buf *b, char *err, siz
         }
         AGW_WIRE_TRY(agw_buf_append(b, "]", 1));
     }
+    return AGW_OK;
+}
+
+/* The length and sampling parameters and the stop sequences. Reasoning
+ * models answer 400 to a temperature or top_p other than 1 and to any stop
+ * sequence, so those are left out for them: the model samples with its own
+ * settings and stops where it ends, which beats a call it refuses. */
+static agw_err enc_sampling(const agw_ir_request *rq, agw_buf *b, char *err, size_t errlen)
+{
+    if (rq->max_tokens >= 0)
+        AGW_WIRE_TRY(
+            agw_buf_appendf(b, ",\"max_completion_tokens\":%lld", (long long)rq->max_tokens));
+    if (!reasoning_model(rq->model))
+        AGW_WIRE_TRY(enc_free_sampling(rq, b, err, errlen));
     if (rq->user.len) {
         AGW_WIRE_TRY(AGW_WIRE_PUT(b, ",\"user\":"));
         AGW_WIRE_TRY(agw_wire_put_jstr(b, rq->user));
@@ -304,6 +329,11 @@ static agw_err encode_request(const agw_ir_request *rq, agw_buf *b, char *err, s
         if (effort)
             AGW_WIRE_TRY(agw_buf_appendf(b, ",\"reasoning_effort\":\"%s\"", effort));
     }
+    /* The client's choice. A stream always asks for the usage chunk (the
+     * gateway counts tokens from it); a non-streamed answer carries its usage
+     * anyway, and stream_options without a stream is refused. */
+    if (!rq->stream)
+        return agw_buf_append(b, "}", 1);
     return AGW_WIRE_PUT(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}}");
 }
 

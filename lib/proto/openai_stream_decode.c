@@ -227,18 +227,22 @@ static agw_ir_stop stop_from_finish(agw_str tok)
     return AGW_IR_STOP_END_TURN; /* "stop", and names only other servers use */
 }
 
+/* One choice of a stream chunk (its `delta`) or of a whole answer (its
+ * `message`, which holds the same members complete). */
 static agw_err sd_choice(sdec *c, agw_str choice)
 {
-    static const char *const keys[] = { "index", "delta", "finish_reason" };
+    static const char *const keys[] = { "index", "delta", "finish_reason", "message" };
     static const char *const dkeys[] = { "reasoning_content", "reasoning", "content", "refusal",
                                          "tool_calls" };
     agw_openai_stream_decoder *d = c->d;
-    agw_str v[3], dv[5];
+    agw_str v[4], dv[5];
     int64_t idx;
 
     if (agw_json_type_of(choice) != AGW_JSON_OBJECT)
         return AGW_OK;
-    agw_wire_collect(choice, keys, 3, v, NULL);
+    agw_wire_collect(choice, keys, 4, v, NULL);
+    if (agw_json_type_of(v[1]) != AGW_JSON_OBJECT)
+        v[1] = v[3];
     /* We always ask for one choice; anything else is not ours to merge. */
     if (agw_wire_given(v[0]) && (agw_json_int64(v[0], &idx) != AGW_OK || idx != 0))
         return AGW_OK;
@@ -411,4 +415,28 @@ agw_err agw_openai_decode_stream_end(agw_openai_stream_decoder *d, agw_ir_sink s
 void agw_openai_stream_decoder_free(agw_openai_stream_decoder *d)
 {
     agw_arena_free(&d->arena);
+}
+
+agw_err agw_openai_decode_response(agw_str body, agw_ir_sink sink, void *ud, char *err,
+                                   size_t errlen)
+{
+    agw_openai_stream_decoder d;
+    sdec c = { &d, sink, ud, err, errlen, AGW_BUF_INIT(body.len + 1) };
+    char verr[96];
+    agw_err e;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
+        return agw_wire_fail(err, errlen, "upstream answered with invalid JSON: %s", verr);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return agw_wire_fail(err, errlen, "upstream answer is not a JSON object");
+    agw_openai_stream_decoder_init(&d);
+    /* The answer is the one chunk of a stream that says everything at once. */
+    e = sd_chunk(&c, body);
+    if (e == AGW_OK && !d.finished)
+        e = sd_finish(&c);
+    agw_buf_free(&c.scratch);
+    agw_openai_stream_decoder_free(&d);
+    return e;
 }

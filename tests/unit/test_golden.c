@@ -604,8 +604,10 @@ typedef struct {
 
 /* Runs the upstream stream through a bridge; *body gets what the client
  * receives, *status the status finish reports. 0 when the bridge failed. */
-static int run_bridge(run *r, agw_str upstream_sse, int client_stream, const bridge_opts *o,
-                      agw_buf *body, int *status)
+/* The bridge fed an upstream answer: `upstream_sse` as a stream, or when
+ * `whole` is set, as one non-streamed JSON body. */
+static int run_bridge(run *r, agw_str upstream_sse, int whole, int client_stream,
+                      const bridge_opts *o, agw_buf *body, int *status)
 {
     agw_bridge *b = agw_bridge_new(r->gc->client, r->gc->upstream, client_stream,
                                    o->include_usage, o->model, o->created);
@@ -617,6 +619,14 @@ static int run_bridge(run *r, agw_str upstream_sse, int client_stream, const bri
     agw_err e;
 
     *status = 0;
+    if (whole) {
+        e = f.c->response(f.c->ud, upstream_sse, &f.out, status);
+        if (e != AGW_OK) {
+            failf(r, "%s: the bridge refused upstream_response.json: %s", mode, agw_strerror(e));
+            goto out;
+        }
+        goto done;
+    }
     e = agw_sse_feed(&p, upstream_sse.ptr, upstream_sse.len, feed_event, &f);
     if (e != AGW_OK) {
         failf(r, "%s: the SSE parser failed on upstream_stream.sse: %s", mode, agw_strerror(e));
@@ -640,6 +650,7 @@ static int run_bridge(run *r, agw_str upstream_sse, int client_stream, const bri
         print_doc("output so far", agw_buf_view(&f.out));
         goto out;
     }
+done:
     *body = f.out;
     f.out = (agw_buf)AGW_BUF_INIT(0);
     ok = 1;
@@ -786,7 +797,7 @@ static void test_case(void **state)
 {
     const golden_case *gc = *state;
     run r = { gc, 0 };
-    blob request, upstream_req, reject, stream, want_stream, want_response, up_error;
+    blob request, upstream_req, reject, stream, want_stream, want_response, up_error, whole;
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request ir;
     agw_buf upstream_body = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
@@ -797,6 +808,7 @@ static void test_case(void **state)
     read_blob(&r, "upstream_request.json", &upstream_req);
     read_blob(&r, "expect_error", &reject);
     read_blob(&r, "upstream_stream.sse", &stream);
+    read_blob(&r, "upstream_response.json", &whole);
     read_blob(&r, "client_stream.sse", &want_stream);
     read_blob(&r, "client_response.json", &want_response);
     read_blob(&r, "upstream_error.json", &up_error);
@@ -837,13 +849,20 @@ static void test_case(void **state)
     }
     read_options(&r, &o, &arena);
 
-    if ((want_stream.present || want_response.present) && !stream.present)
-        failf(&r, "client_stream.sse and client_response.json need upstream_stream.sse");
+    if ((want_stream.present || want_response.present) && stream.present == whole.present)
+        failf(&r, "client_stream.sse and client_response.json need upstream_stream.sse or "
+                  "upstream_response.json (one of them)");
+    int is_whole = whole.present;
+    if (is_whole) {
+        free_blob(&stream);
+        stream = whole;
+        memset(&whole, 0, sizeof whole);
+    }
     if (stream.present && want_stream.present) {
         agw_buf got = AGW_BUF_INIT(0);
         int status;
         checks++;
-        if (run_bridge(&r, blob_view(&stream), 1, &o, &got, &status)) {
+        if (run_bridge(&r, blob_view(&stream), is_whole, 1, &o, &got, &status)) {
             if (status != 200)
                 failf(&r, "streaming client: finish reported status %d", status);
             check_sse(&r, blob_view(&want_stream), agw_buf_view(&got));
@@ -854,7 +873,7 @@ static void test_case(void **state)
         agw_buf got = AGW_BUF_INIT(0);
         int status, want_status = read_status(&r, "client_response_status", 200);
         checks++;
-        if (run_bridge(&r, blob_view(&stream), 0, &o, &got, &status)) {
+        if (run_bridge(&r, blob_view(&stream), is_whole, 0, &o, &got, &status)) {
             if (status != want_status)
                 failf(&r, "non-streaming client: status %d, expected %d", status, want_status);
             check_json(&r, "client_response.json", blob_view(&want_response),
@@ -878,6 +897,7 @@ out:
     free_blob(&want_stream);
     free_blob(&want_response);
     free_blob(&up_error);
+    free_blob(&whole);
     if (r.failures)
         fail_msg("%s: %d check(s) failed (details above)", gc->name, r.failures);
 }

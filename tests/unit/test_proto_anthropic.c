@@ -568,7 +568,7 @@ static agw_ir_block image_b64(const char *type, const char *data)
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-static void expect_encoded(const agw_ir_request *rq, const char *want, size_t want_len)
+static void expect_encoded_as(const agw_ir_request *rq, const char *want, size_t want_len)
 {
     agw_buf out = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     char err[256] = "";
@@ -580,6 +580,25 @@ static void expect_encoded(const agw_ir_request *rq, const char *want, size_t wa
     assert_view(agw_buf_view(&out), want, want_len);
     assert_int_equal(agw_json_validate(agw_buf_view(&out), 128, NULL, 0), AGW_OK);
     agw_buf_free(&out);
+}
+
+/* `want` is the streamed form ("stream":true): the request is encoded once
+ * streaming, and once not, which must give the same body without that member. */
+static void expect_encoded(const agw_ir_request *rq, const char *want, size_t want_len)
+{
+    static const char member[] = ",\"stream\":true";
+    agw_ir_request copy = *rq;
+    copy.stream = 1;
+    expect_encoded_as(&copy, want, want_len);
+    const char *at = memmem(want, want_len, member, sizeof member - 1);
+    assert_non_null(at);
+    char *plain = malloc(want_len);
+    size_t head = (size_t)(at - want), tail = want_len - head - (sizeof member - 1);
+    memcpy(plain, want, head);
+    memcpy(plain + head, at + sizeof member - 1, tail);
+    copy.stream = 0;
+    expect_encoded_as(&copy, plain, head + tail);
+    free(plain);
 }
 
 #define EXPECT_ENCODED(rq, lit) expect_encoded((rq), "" lit, sizeof(lit) - 1)
@@ -939,8 +958,9 @@ static void test_request_round_trip_strings(void **state)
                "a\0b \xf0\x9f\x98\x80 \xe2\x80\xa8 \"q\" \xef\xbf\xbd");
     assert_str(d.rq.system[0].text, "s\0y");
     assert_int_equal(agw_anthropic_encode_request(&d.rq, &out, err, sizeof err), AGW_OK);
+    /* A client that did not ask for a stream gets no stream upstream. */
     assert_str(agw_buf_view(&out),
-               "{\"model\":\"m\",\"max_tokens\":4096,\"stream\":true,\"system\":\"s\\u0000y\","
+               "{\"model\":\"m\",\"max_tokens\":4096,\"system\":\"s\\u0000y\","
                "\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
                "\"a\\u0000b \xf0\x9f\x98\x80 \xe2\x80\xa8 \\\"q\\\" \xef\xbf\xbd\"}]}],"
                "\"stop_sequences\":[\"\\u0000\"],\"metadata\":{\"user_id\":\"\xc3\xa9\"}}");

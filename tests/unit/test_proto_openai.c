@@ -68,7 +68,7 @@ static void dec_bad(const char *body, const char *want)
     dec_free(&d);
 }
 
-static void enc_expect(const agw_ir_request *rq, const char *want)
+static void enc_expect_as(const agw_ir_request *rq, const char *want)
 {
     agw_buf b = AGW_BUF_INIT(1 << 20);
     char err[128] = "";
@@ -77,6 +77,24 @@ static void enc_expect(const agw_ir_request *rq, const char *want)
         fail_msg("encode failed (%d): %s", e, err);
     assert_buf(&b, want);
     agw_buf_free(&b);
+}
+
+/* `want` is the streamed form: the request is encoded once streaming, and
+ * once not, which must give the same body without "stream" and without
+ * stream_options (refused without a stream; the answer carries its usage). */
+static void enc_expect(const agw_ir_request *rq, const char *want)
+{
+    static const char tail[] = ",\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+    agw_ir_request copy = *rq;
+    size_t n = strlen(want);
+    copy.stream = 1;
+    enc_expect_as(&copy, want);
+    assert_true(n > sizeof tail - 1 && !strcmp(want + n - (sizeof tail - 1), tail));
+    char *plain = strdup(want);
+    strcpy(plain + n - (sizeof tail - 1), "}");
+    copy.stream = 0;
+    enc_expect_as(&copy, plain);
+    free(plain);
 }
 
 /* ---- event log: a readable, exact record of a sink's events ---- */
@@ -795,6 +813,46 @@ static void test_encode_request_choices(void **state)
     }
     rq.model = V("gpt-4o-mini");
     rq.thinking = (agw_str){ NULL, 0 };
+
+    /* Reasoning models refuse temperature, top_p and stop, and the o-series
+     * parallel_tool_calls: they are left out, max_completion_tokens kept;
+     * gpt-5-chat is no reasoning model and keeps them. */
+    {
+        agw_str stops[] = { V("END") };
+        agw_ir_tool tool1[] = { { .name = V("f"), .schema = V("{\"type\":\"object\"}") } };
+        agw_ir_request rr = rq;
+        rr.has_temperature = rr.has_top_p = 1;
+        rr.temperature = 0.2;
+        rr.top_p = 0.5;
+        rr.stop = stops;
+        rr.n_stop = 1;
+        rr.max_tokens = 99;
+        rr.tools = tool1;
+        rr.n_tools = 1;
+        rr.parallel_tool_calls = 0;
+        static const struct {
+            const char *model, *want;
+        } rm[] = {
+            { "o3", "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                    "\"parameters\":{\"type\":\"object\"}}}],\"max_completion_tokens\":99" },
+            { "gpt-5-mini", "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                            "\"parameters\":{\"type\":\"object\"}}}],\"parallel_tool_calls\":false,"
+                            "\"max_completion_tokens\":99" },
+            { "gpt-5-chat-latest", "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\","
+                                   "\"parameters\":{\"type\":\"object\"}}}],\"parallel_tool_calls\":false,"
+                                   "\"max_completion_tokens\":99,\"temperature\":0.2,\"top_p\":0.5,"
+                                   "\"stop\":[\"END\"]" },
+        };
+        for (size_t i = 0; i < sizeof rm / sizeof rm[0]; i++) {
+            char want[1024];
+            rr.model = agw_str_c(rm[i].model);
+            snprintf(want, sizeof want,
+                     "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],%s,"
+                     "\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+                     rm[i].model, rm[i].want);
+            enc_expect(&rr, want);
+        }
+    }
 
     /* Tool choices; a schema is trimmed; assistant turns of only thinking
      * vanish; an error result with no text says just "Error". */
