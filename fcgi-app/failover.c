@@ -1,5 +1,6 @@
 #include "failover.h"
 
+#include "core/json.h"
 #include "metrics/meter.h"
 #include "net/relay.h"
 #include "proto/anthropic.h"
@@ -50,6 +51,9 @@ static void tap_body(void *ud, agw_str body)
 /* The load balancer's verdict on one attempt (lb.h). */
 static agw_lb_result lb_verdict(const agw_relay_result *res)
 {
+    /* Refused credentials are the provider's state, whoever is still listening. */
+    if (res->upstream_status == 401 || res->upstream_status == 403)
+        return AGW_LB_FAIL_AUTH;
     if (res->client_gone)
         return AGW_LB_OK;
     if (res->upstream_status == 429)
@@ -95,17 +99,28 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
                       agw_request_clip(r->path, 100), r->path.ptr);
 }
 
+/* How an attempt's answer reaches the client: `bridge` converts it (NULL for
+ * a passthrough); a passthrough's `reshape` bridge (may be NULL) turns an
+ * answer in the form the client did not ask for into the one it did;
+ * `drop_usage_chunk` (passthrough) keeps back the usage chunk the gateway
+ * asked for on the client's behalf. */
+typedef struct {
+    agw_bridge *bridge;
+    agw_bridge *reshape;
+    int drop_usage_chunk;
+} agw_failover_answer;
+
 /* Sends the prepared upstream call through the relay, accounts for it and
- * logs the outcome. `bridge` converts the answer, NULL for a passthrough.
- * Returns 1 when the attempt failed without touching the client and the
- * next candidate should take the call. */
+ * logs the outcome. Returns 1 when the attempt failed without touching the
+ * client and the next candidate should take the call. */
 static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at,
                          const agw_provider_call *call, agw_str send, int stream,
-                         agw_bridge *bridge)
+                         const agw_failover_answer *how)
 {
     const agw_config *cfg = r->cfg;
     const agw_route *route = at->route;
     agw_str provider = agw_str_c(route->provider->name);
+    agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_usage_tap tap;
     agw_usage_tap_init(&tap, at->ops->proto);
@@ -126,6 +141,10 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .ping_ms = (long)cfg->server.sse_ping_s * 1000,
         .response_headers = agw_buf_view(&r->headers),
         .may_retry = at->may_retry,
+        .reshape = how->reshape ? agw_bridge_codec(how->reshape) : NULL,
+        .drop_usage_chunk = how->drop_usage_chunk,
+        .max_stream_bytes = cfg->server.max_stream_bytes,
+        .max_stream_ms = (long)cfg->server.max_stream_s * 1000,
     };
     agw_relay_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
     agw_lb_slot *slot = agw_lb_slot_of(agw_request_lb(r), provider);
@@ -149,7 +168,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         agw_metrics_failover(r->metrics, route->provider->name);
         return 1;
     }
-    account(r, mc, &res, &tap, bridge);
+    account(r, mc, &res, &tap, bridge ? bridge : how->reshape);
     agw_meter_answer(r->metrics, cfg, &r->usage,
                      tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);
     agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
@@ -166,6 +185,37 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
 
 /* ---- same protocol: the client's bytes ---- */
 
+/* body with the span `cut` (a view into it) replaced by `with`. */
+static agw_err splice(agw_str body, agw_str cut, agw_str with, agw_buf *out)
+{
+    size_t head = (size_t)(cut.ptr - body.ptr);
+    agw_err e;
+    if ((e = agw_buf_append(out, body.ptr, head)) || (e = agw_buf_append_str(out, with)))
+        return e;
+    return agw_buf_append(out, cut.ptr + cut.len, body.len - head - cut.len);
+}
+
+/* body with `member` ("key":value) added as the first member of the object
+ * that starts at or after obj.ptr (a view into body: the top level when it
+ * is body's start), followed by a comma unless that object is empty. */
+static agw_err insert_first_member(agw_str body, agw_str obj, agw_str member, agw_buf *out)
+{
+    const char *end = body.ptr + body.len;
+    const char *brace = memchr(obj.ptr, '{', (size_t)(end - obj.ptr));
+    const char *p = brace + 1;
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    int empty = p < end && *p == '}';
+    agw_str at = { brace + 1, 0 };
+    agw_buf with = AGW_BUF_INIT(member.len + 2);
+    agw_err e;
+    if ((e = agw_buf_append_str(&with, member)) || (!empty && (e = agw_buf_append(&with, ",", 1))))
+        return e;
+    e = splice(body, at, agw_buf_view(&with), out);
+    agw_buf_free(&with);
+    return e;
+}
+
 /* The body to send upstream: the client's bytes with only the model value
  * replaced (or added), so nothing else is re-serialised: values the gateway
  * does not understand (big integers, \u0000) reach the provider as sent. */
@@ -179,19 +229,47 @@ static agw_err rewrite_model(agw_str body, agw_str old_value, agw_str model, agw
             return e;
         return agw_buf_append(out, old_value.ptr + old_value.len, body.len - head - old_value.len);
     }
-    /* No model member: add one right after the opening brace. */
-    const char *brace = memchr(body.ptr, '{', body.len);
-    size_t head = (size_t)(brace - body.ptr) + 1;
-    const char *p = brace + 1;
-    while (p < body.ptr + body.len && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    int empty = p < body.ptr + body.len && *p == '}';
-    if ((e = agw_buf_append(out, body.ptr, head)) ||
-        (e = agw_buf_append_str(out, AGW_STR_LIT("\"model\":\""))) ||
-        (e = agw_buf_append_json_escaped(out, model)) ||
-        (e = agw_buf_append(out, empty ? "\"" : "\",", empty ? 1 : 2)))
+    /* No model member: add one first. */
+    agw_buf member = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    if ((e = agw_buf_append_str(&member, AGW_STR_LIT("\"model\":\""))) ||
+        (e = agw_buf_append_json_escaped(&member, model)) ||
+        (e = agw_buf_append(&member, "\"", 1)))
         return e;
-    return agw_buf_append(out, body.ptr + head, body.len - head);
+    e = insert_first_member(body, (agw_str){ body.ptr, 0 }, agw_buf_view(&member), out);
+    agw_buf_free(&member);
+    return e;
+}
+
+/* 1 when an OpenAI body asks for the usage chunk itself
+ * (stream_options.include_usage true). */
+static int wants_usage_chunk(agw_str body)
+{
+    static const char *const path[] = { "stream_options", "include_usage", NULL };
+    agw_str v;
+    return agw_json_find_path(body, path, &v) == AGW_OK && agw_json_is_true(v);
+}
+
+/* The client's OpenAI body with stream_options.include_usage set to true and
+ * nothing else changed: the member added, or its false/null value replaced;
+ * stream_options added or filled in. AGW_EINVAL when stream_options is
+ * neither an object nor null (the body goes as it is: the provider answers). */
+static agw_err add_include_usage(agw_str body, agw_buf *out)
+{
+    agw_str so, iu;
+    agw_err e = agw_json_find(body, AGW_STR_LIT("stream_options"), &so);
+    if (e == AGW_ENOTFOUND)
+        return insert_first_member(body, (agw_str){ body.ptr, 0 },
+                                   AGW_STR_LIT("\"stream_options\":{\"include_usage\":true}"),
+                                   out);
+    if (e)
+        return e;
+    if (agw_json_is_null(so))
+        return splice(body, so, AGW_STR_LIT("{\"include_usage\":true}"), out);
+    if (agw_json_type_of(so) != AGW_JSON_OBJECT)
+        return AGW_EINVAL;
+    if (agw_json_find(so, AGW_STR_LIT("include_usage"), &iu) == AGW_OK)
+        return splice(body, iu, AGW_STR_LIT("true"), out);
+    return insert_first_member(body, so, AGW_STR_LIT("\"include_usage\":true"), out);
 }
 
 /* The client's bytes go upstream untouched unless the model value changes
@@ -200,6 +278,7 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
 {
     int retry = 0;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
+    agw_buf usage_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
     agw_provider_call call;
     memset(&call, 0, sizeof call);
     agw_str send = mc->body;
@@ -223,11 +302,26 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         goto out;
     }
     /* Only model calls stream; count_tokens and embeddings answer one body. */
-    int stream = mc->op == at->ops->model_op ? mc->stream : 0;
-    retry = relay_attempt(r, mc, at, &call, send, stream, NULL);
+    int model_call = mc->op == at->ops->model_op;
+    int stream = model_call ? mc->stream : 0;
+    agw_failover_answer how = { NULL, NULL, 0 };
+    int client_usage = r->proto == AGW_PROTO_OPENAI && wants_usage_chunk(send);
+    /* The gateway's token count needs the usage chunk: asked for here, kept
+     * from the client by the relay. */
+    if (stream && r->proto == AGW_PROTO_OPENAI && !client_usage &&
+        add_include_usage(send, &usage_body) == AGW_OK) {
+        send = agw_buf_view(&usage_body);
+        how.drop_usage_chunk = 1;
+    }
+    if (model_call)
+        how.reshape = agw_bridge_new(r->proto, r->proto, stream, client_usage, mc->model,
+                                     agw_wall_s());
+    retry = relay_attempt(r, mc, at, &call, send, stream, &how);
+    agw_bridge_free(how.reshape);
 out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
+    agw_buf_free(&usage_body);
     return retry;
 }
 
@@ -274,7 +368,8 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     }
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
                             agw_wall_s());
-    retry = relay_attempt(r, mc, at, &call, agw_buf_view(&upstream_body), ir.stream, bridge);
+    agw_failover_answer how = { bridge, NULL, 0 };
+    retry = relay_attempt(r, mc, at, &call, agw_buf_view(&upstream_body), ir.stream, &how);
 out:
     agw_bridge_free(bridge);
     agw_provider_call_free(&call);

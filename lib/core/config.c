@@ -325,6 +325,8 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->server.idle_timeout_s = 300;
     cfg->server.sse_ping_s = 10;
     cfg->server.stream_commit_ms = 2000;
+    cfg->server.max_stream_bytes = (size_t)256 << 20;
+    cfg->server.max_stream_s = 3600;
     cfg->server.shutdown_grace_s = 60;
     cfg->server.cors_origins = xstrdup("");
     cfg->server.max_memory_bytes = (size_t)256 << 20;
@@ -354,7 +356,8 @@ static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
                                          "connect_timeout_ms", "idle_timeout_seconds",
                                          "sse_ping_seconds", "stream_commit_ms",
                                          "shutdown_grace_seconds", "cors_origins",
-                                         "max_memory_bytes", NULL };
+                                         "max_memory_bytes", "max_stream_bytes",
+                                         "max_stream_seconds", NULL };
     config_setting_t *g;
     agw_err e;
     if ((e = group(ld, c, "server", known, &g)) || !g)
@@ -378,6 +381,13 @@ static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
     if ((e = get_int(ld, g, "server.", "max_memory_bytes", 1ll << 20, 1ll << 40, &v)))
         return e;
     cfg->server.max_memory_bytes = (size_t)v;
+    v = (long long)cfg->server.max_stream_bytes;
+    if ((e = get_int(ld, g, "server.", "max_stream_bytes", 0, 1ll << 40, &v)))
+        return e;
+    cfg->server.max_stream_bytes = (size_t)v;
+    if ((e = get_int_field(ld, g, "server.", "max_stream_seconds", 0, 604800,
+                           &cfg->server.max_stream_s)))
+        return e;
     if ((e = get_int_field(ld, g, "server.", "threads", 1, 1024, &cfg->server.threads)) ||
         (e = get_int_field(ld, g, "server.", "connect_timeout_ms", 1, 600000,
                            &cfg->server.connect_timeout_ms)) ||

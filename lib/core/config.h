@@ -76,6 +76,9 @@ typedef struct {
         int idle_timeout_s;          /* no upstream byte for this long aborts; default 300 */
         int sse_ping_s;              /* SSE comment to an idle client stream; default 10 */
         int stream_commit_ms;        /* send 200 + SSE head if upstream is silent this long; default 2000 */
+        size_t max_stream_bytes;     /* a streamed answer past this many upstream bytes is
+                                        stopped with an error event; 0 = no limit; default 256 MiB */
+        int max_stream_s;            /* the same for its duration in seconds; default 3600 */
         int shutdown_grace_s;        /* finish in-flight requests for at most this; default 60 */
         char *cors_origins;          /* "" (default) = no CORS headers; "*" or a comma-separated
                                         list of origins */

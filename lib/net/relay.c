@@ -17,6 +17,10 @@ typedef struct {
     agw_relay_result *res;
 
     agw_relay_mode mode;
+    /* The codec the answer goes through: rq->codec, or rq->reshape once the
+     * upstream answered in the form the client did not ask for. */
+    const agw_codec *codec;
+    size_t stream_bytes;    /* upstream bytes of a streamed answer so far */
     int committed;          /* the client's head is out */
     int saw_end;            /* the upstream's terminal event ([DONE] / message_stop) */
     int saw_error_event;    /* the upstream ended the stream with its own error event */
@@ -139,8 +143,8 @@ static int on_event(void *ud, const agw_sse_event *ev)
     if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")) ||
         agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")))
         r->saw_terminal = 1;
-    if (r->rq->codec) {
-        const agw_codec *c = r->rq->codec;
+    if (r->codec) {
+        const agw_codec *c = r->codec;
         agw_buf_reset(&r->converted);
         agw_err e = c->event(c->ud, ev->event, ev->data, &r->converted);
         if (e) {
@@ -185,6 +189,77 @@ static size_t complete_events_len(const char *p, size_t n)
     return 0;
 }
 
+/* OpenAI's usage chunk: a data object with an empty `choices` and a `usage`
+ * object. */
+static int is_usage_chunk(agw_str data)
+{
+    agw_str choices, usage, k, v;
+    agw_json_iter it;
+    if (data.len < 2 || data.ptr[0] != '{' ||
+        agw_json_validate(data, 64, NULL, 0) != AGW_OK ||
+        agw_json_find(data, AGW_STR_LIT("choices"), &choices) != AGW_OK ||
+        agw_json_find(data, AGW_STR_LIT("usage"), &usage) != AGW_OK ||
+        agw_json_type_of(usage) != AGW_JSON_OBJECT ||
+        agw_json_iter_init(&it, choices) != AGW_OK)
+        return 0;
+    return agw_json_type_of(choices) == AGW_JSON_ARRAY && !agw_json_iter_next(&it, &k, &v);
+}
+
+/* The length of the first event of p (through the blank line that ends it),
+ * 0 when none ends in p, and in *data the value of its one `data:` line
+ * (empty view when it has none or several). */
+static size_t first_event(const char *p, size_t n, agw_str *data)
+{
+    size_t line = 0;
+    int n_data = 0;
+    *data = (agw_str){ NULL, 0 };
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != '\n' && p[i] != '\r')
+            continue;
+        size_t end = i;
+        if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
+            i++;
+        else if (p[i] == '\r' && i + 1 == n)
+            return 0; /* a CR that a LF may follow in the next chunk */
+        if (end == line)
+            return i + 1;
+        agw_str l = { p + line, end - line };
+        if (agw_str_starts(l, AGW_STR_LIT("data:"))) {
+            l.ptr += 5;
+            l.len -= 5;
+            if (l.len && l.ptr[0] == ' ') {
+                l.ptr++;
+                l.len--;
+            }
+            *data = n_data++ ? (agw_str){ NULL, 0 } : l;
+        }
+        line = i + 1;
+    }
+    return 0;
+}
+
+/* Writes complete events to the client; with rq->drop_usage_chunk, without
+ * OpenAI's usage chunk (the gateway asked for it, the client did not). */
+static agw_err write_events(agw_relay_call *r, const char *p, size_t n)
+{
+    if (!r->rq->drop_usage_chunk)
+        return client_write(r, p, n);
+    while (n) {
+        agw_str data;
+        size_t len = first_event(p, n, &data);
+        if (!len)
+            return client_write(r, p, n);
+        if (!is_usage_chunk(data)) {
+            agw_err e = client_write(r, p, len);
+            if (e)
+                return e;
+        }
+        p += len;
+        n -= len;
+    }
+    return AGW_OK;
+}
+
 /* Passthrough: forwards whole events only, so that when the upstream breaks
  * in the middle of one, the client never sees half an event glued to the
  * error event that follows. */
@@ -192,7 +267,7 @@ static int forward_complete_events(agw_relay_call *r, const char *p, size_t n)
 {
     if (r->pending.len == 0) {
         size_t done = complete_events_len(p, n);
-        if (done && client_write(r, p, done))
+        if (done && write_events(r, p, done))
             return 1;
         p += done;
         n -= done;
@@ -204,7 +279,7 @@ static int forward_complete_events(agw_relay_call *r, const char *p, size_t n)
         goto too_big;
     size_t done = complete_events_len(r->pending.data, r->pending.len);
     if (done) {
-        if (client_write(r, r->pending.data, done))
+        if (write_events(r, r->pending.data, done))
             return 1;
         agw_buf_consume(&r->pending, done);
     }
@@ -221,6 +296,27 @@ static int is_event_stream(agw_str ct)
                                                        AGW_STR_LIT("text/event-stream"));
 }
 
+/* 1 (with the reason in res->detail) when a streamed answer has gone past
+ * rq->max_stream_bytes or lasted past rq->max_stream_ms: an upstream that
+ * never ends must not hold a worker (or fill a client) for ever. */
+static int stream_over_limit(agw_relay_call *r)
+{
+    const agw_relay_req *rq = r->rq;
+    if (r->mode != MODE_STREAM)
+        return 0;
+    if (rq->max_stream_bytes && r->stream_bytes > rq->max_stream_bytes) {
+        snprintf(r->res->detail, sizeof r->res->detail,
+                 "streamed answer stopped: over %lu bytes", (unsigned long)rq->max_stream_bytes);
+        return 1;
+    }
+    if (rq->max_stream_ms > 0 && agw_mono_us() - r->start_us > (uint64_t)rq->max_stream_ms * 1000u) {
+        snprintf(r->res->detail, sizeof r->res->detail,
+                 "streamed answer stopped: longer than %ld s", rq->max_stream_ms / 1000);
+        return 1;
+    }
+    return 0;
+}
+
 static int on_data(void *ud, const char *p, size_t n)
 {
     agw_relay_call *r = ud;
@@ -234,7 +330,10 @@ static int on_data(void *ud, const char *p, size_t n)
             r->mode = MODE_BODY;
         if (r->mode == MODE_ERROR)
             r->body.max = AGW_LIMIT_ERROR_BODY;
-        if (r->mode == MODE_STREAM && (r->rq->stream || !r->rq->codec)) {
+        if (!r->codec && r->rq->reshape &&
+            ((r->mode == MODE_STREAM && !r->rq->stream) || (r->mode == MODE_BODY && r->rq->stream)))
+            r->codec = r->rq->reshape;
+        if (r->mode == MODE_STREAM && (r->rq->stream || !r->codec)) {
             r->res->streamed = 1;
             if (!r->committed && send_head(r, 200, "text/event-stream; charset=utf-8", 1))
                 return 1;
@@ -242,11 +341,14 @@ static int on_data(void *ud, const char *p, size_t n)
     }
     switch (r->mode) {
     case MODE_STREAM: {
+        r->stream_bytes += n;
+        if (stream_over_limit(r))
+            return 1;
         r->events_in_chunk = 0;
         agw_err e = agw_sse_feed(&r->sse, p, n, on_event, r);
-        if (r->codec_failed || (r->rq->codec && r->sink->gone(r->sink->ud)))
+        if (r->codec_failed || (r->codec && r->sink->gone(r->sink->ud)))
             return 1;
-        if (!r->rq->codec && forward_complete_events(r, p, n))
+        if (!r->codec && forward_complete_events(r, p, n))
             return 1;
         if (e == AGW_ETOOBIG) {
             snprintf(r->res->detail, sizeof r->res->detail, "upstream SSE event over %u bytes",
@@ -289,6 +391,8 @@ static int on_tick(void *ud, uint64_t idle_ms)
         if (r->sink->gone(r->sink->ud))
             return 1;
     }
+    if (stream_over_limit(r))
+        return 1;
     if (!r->rq->stream || r->mode == MODE_BODY || r->mode == MODE_ERROR)
         return 0;
     if (!r->committed) {
@@ -349,7 +453,7 @@ static void relay_error_body(agw_relay_call *r, int status)
  * upstream said into the client's protocol; the relay only delivers it. */
 static void finish_converted(agw_relay_call *r, long status)
 {
-    const agw_codec *c = r->rq->codec;
+    const agw_codec *c = r->codec;
     agw_buf *out = &r->converted;
     agw_buf_reset(out);
     if (r->mode == MODE_ERROR) {
@@ -365,16 +469,29 @@ static void finish_converted(agw_relay_call *r, long status)
         }
         return;
     }
-    if (r->mode != MODE_STREAM) {
-        /* The upstream was asked for a stream and answered otherwise. */
-        if (r->committed)
-            send_error_event(r, 502, AGW_STR_LIT("upstream answered without a stream"));
-        else
-            send_error(r, 502, AGW_STR_LIT("upstream answered without a stream"), 1);
-        return;
-    }
     int final_status = 200;
-    agw_err e = c->finish(c->ud, out, &final_status);
+    agw_err e;
+    if (r->mode == MODE_BODY) {
+        /* One JSON answer, whatever was asked: the codec makes the client's
+         * form of it (a whole SSE stream for a streaming client). */
+        if (r->rq->tap && r->rq->tap->body)
+            r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
+        e = c->response(c->ud, agw_buf_view(&r->body), out, &final_status);
+        if (e != AGW_OK) {
+            if (r->committed)
+                send_error_event(r, 502, AGW_STR_LIT("upstream answer could not be converted"));
+            else
+                send_error(r, 502, AGW_STR_LIT("upstream answer could not be converted"), 1);
+            return;
+        }
+        if (r->rq->stream && !r->committed) {
+            r->res->streamed = 1;
+            if (send_head(r, 200, "text/event-stream; charset=utf-8", 1) != AGW_OK)
+                return;
+        }
+    } else {
+        e = c->finish(c->ud, out, &final_status);
+    }
     if (r->rq->stream) {
         if (out->len)
             (void)client_write(r, out->data, out->len);
@@ -419,6 +536,7 @@ static void call_init(agw_relay_call *r, agw_upstream *u, const agw_relay_req *r
     r->rq = rq;
     r->sink = sink;
     r->res = res;
+    r->codec = rq->codec;
     r->start_us = r->last_gone_check_us = agw_mono_us();
     agw_sse_init(&r->sse, AGW_LIMIT_SSE_EVENT);
     agw_buf_init(&r->body, AGW_LIMIT_UPSTREAM_BODY);
@@ -461,6 +579,14 @@ static void call_upstream(agw_relay_call *r, agw_upstream_result *ures)
     res->retry_after_s = retry_after(r->u);
 }
 
+/* 401 and 403 from a provider are about the gateway's credentials, never
+ * the client's: another provider may take the call, and the client is never
+ * shown the body (it may quote the provider's key). */
+static int provider_refused(int status)
+{
+    return status == 401 || status == 403;
+}
+
 /* Failover is possible only while the client has seen nothing at all: the
  * next provider's answer must be the first thing it gets. The failure is then
  * reported, not answered; res->status is what the client would have got. */
@@ -472,7 +598,8 @@ static int leave_for_failover(agw_relay_call *r, const agw_upstream_result *ures
     if (!(ures->outcome == AGW_UPSTREAM_CONNECT || ures->outcome == AGW_UPSTREAM_TIMEOUT ||
           ures->outcome == AGW_UPSTREAM_BROKEN ||
           (ures->outcome == AGW_UPSTREAM_DONE &&
-           (res->upstream_status == 429 || res->upstream_status >= 500))))
+           (res->upstream_status == 429 || res->upstream_status >= 500 ||
+            provider_refused(res->upstream_status)))))
         return 0;
     res->retryable = 1;
     res->status = ures->outcome == AGW_UPSTREAM_TIMEOUT   ? 504
@@ -583,7 +710,16 @@ static void answer_outcome(agw_relay_call *r, const agw_upstream_result *ures, i
     long status = agw_upstream_status(r->u);
     if (r->mode == MODE_UNDECIDED) /* an answer with no body at all */
         r->mode = status >= 200 && status <= 299 ? MODE_BODY : MODE_ERROR;
-    if (r->rq->codec)
+    if (r->mode == MODE_ERROR && provider_refused((int)status)) {
+        if (r->committed)
+            send_error_event(r, 502, agw_str_c(AGW_RELAY_AUTH_MESSAGE));
+        else
+            send_error(r, 502, agw_str_c(AGW_RELAY_AUTH_MESSAGE), 1);
+        return;
+    }
+    if (r->mode == MODE_BODY && !r->codec && r->rq->reshape && r->rq->stream)
+        r->codec = r->rq->reshape; /* an empty answer to a stream request */
+    if (r->codec)
         finish_converted(r, status);
     else
         finish_passthrough(r, status);

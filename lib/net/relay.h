@@ -13,6 +13,9 @@
  *    sent with its status; garbage becomes a 502 in the client's shape.
  *  - A non-2xx answer keeps its status, `retry-after` and the error body when
  *    that body is a JSON error; other bodies are wrapped in the client's shape.
+ *  - An upstream 401 or 403 is about the gateway's provider credentials: the
+ *    client gets a 502 with a generic message (AGW_RELAY_AUTH_MESSAGE), never
+ *    the provider's body, and failover may try another provider first.
  *  - Connect failures give 502, timeouts 504, in the client's shape.
  *  - While the upstream is silent on a stream request, after commit_ms the
  *    client gets the 200 SSE head and then comment pings every ping_ms, which
@@ -53,6 +56,12 @@ typedef struct {
 typedef struct {
     agw_proto proto;            /* the client's protocol */
     const agw_codec *codec; /* NULL: same protocol, bytes pass through */
+    /* Same protocol only (codec NULL), may be NULL: a codec from the
+     * client's protocol to itself, used when the upstream answers in the
+     * other form than the client asked for: a JSON body to a stream request
+     * becomes an SSE stream of that answer, a stream to a non-stream request
+     * is folded into one JSON object. Without it such answers pass as they are. */
+    const agw_codec *reshape;
     const agw_relay_tap *tap;   /* NULL: nobody watches */
     /* The caller flushes the end of a successful stream itself: the chunk
      * holding the terminal event ([DONE] / message_stop) is written but not
@@ -74,9 +83,22 @@ typedef struct {
     /* Another provider can take the call (failover): a failure that left
      * the client untouched (nothing written, not even the SSE head) is not
      * answered but reported with res->retryable. Failures that qualify: a
-     * connect error, a timeout, a broken connection, a 429 or a 5xx. */
+     * connect error, a timeout, a broken connection, a 401/403, a 429 or a 5xx. */
     int may_retry;
+    /* A streamed answer (text/event-stream from the upstream) past either
+     * limit is stopped, and ends with the protocol's error event (or a 502
+     * when nothing went out yet); res->detail says which. 0: no limit. */
+    size_t max_stream_bytes;    /* upstream bytes */
+    /* Passthrough OpenAI stream whose client did not ask for the usage
+     * chunk (the gateway added stream_options.include_usage for its own
+     * accounting): that chunk (`choices: []` with `usage`) is not relayed. */
+    int drop_usage_chunk;
+    long max_stream_ms;         /* from the start of the call */
 } agw_relay_req;
+
+/* What a client gets (502) for an upstream 401 or 403 in place of the body. */
+#define AGW_RELAY_AUTH_MESSAGE "the provider rejected the gateway's credentials"
+
 
 typedef struct {
     int status;                 /* the status the client got (0 if the client left first) */

@@ -21,6 +21,7 @@
 
 /* The module itself, so the tests reach its file-local functions. */
 #include "net/relay.c"
+#include "proto/bridge.h"
 #include "testsrv.h"
 
 /* ======================================================================
@@ -80,6 +81,18 @@ static int send_response(int fd, int status, const char *reason, const char *ct,
     snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sContent-Length: %lu\r\n\r\n",
              status, reason, ct, extra, (unsigned long)len);
     return testsrv_send_str(fd, head) || testsrv_send_all(fd, body, len) ? TESTSRV_CLOSE : TESTSRV_KEEP;
+}
+
+static char *join(const char *const *parts, int n)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += strlen(parts[i]);
+    char *s = malloc(len + 1);
+    s[0] = '\0';
+    for (int i = 0; i < n; i++)
+        strcat(s, parts[i]);
+    return s;
 }
 
 static int handle(testsrv *s, int fd, const testsrv_req *rq)
@@ -165,6 +178,34 @@ static int handle(testsrv *s, int fd, const testsrv_req *rq)
             }
         }
         return TESTSRV_CLOSE;
+    }
+    if (!strcmp(p, "/401") || !strcmp(p, "/403"))
+        return send_response(fd, p[3] == '1' ? 401 : 403, "No", "application/json",
+                             "x-request-id: r4\r\n",
+                             "{\"error\":{\"message\":\"Incorrect API key provided: sk-live-SECRET\"}}",
+                             63);
+    if (!strcmp(p, "/oa-stream-at-once")) {
+        /* The whole stream in one chunk, for a client that writes nothing
+         * until the end (a folded answer). */
+        char *all = join(oa_events, 4);
+        int ret = testsrv_send_str(fd, SSE_HEAD) || testsrv_send_chunk(fd, all) ||
+                          testsrv_send_str(fd, "0\r\n\r\n")
+                      ? TESTSRV_CLOSE
+                      : TESTSRV_KEEP;
+        free(all);
+        return ret;
+    }
+    if (!strcmp(p, "/oa-usage-stream")) {
+        /* An OpenAI stream with the usage chunk the gateway asked for. */
+        static const char *const ev[] = {
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n",
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n"
+            "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}}\r\n\r\n",
+            "data: [DONE]\n\n",
+        };
+        if (testsrv_send_str(fd, SSE_HEAD))
+            return TESTSRV_CLOSE;
+        return stream_events(s, fd, ev, 3, 1);
     }
     if (!strcmp(p, "/json"))
         return send_response(fd, 200, "OK", "application/json", "x-request-id: r2\r\nServer: up\r\n",
@@ -360,17 +401,6 @@ static void assert_out_around(fixture *f, const char *prefix, const char *suffix
             fail_msg("unescaped byte in the error message: [%.*s]", (int)o.len, o.ptr);
 }
 
-static char *join(const char *const *parts, int n)
-{
-    size_t len = 0;
-    for (int i = 0; i < n; i++)
-        len += strlen(parts[i]);
-    char *s = malloc(len + 1);
-    s[0] = '\0';
-    for (int i = 0; i < n; i++)
-        strcat(s, parts[i]);
-    return s;
-}
 
 #define SSE_CT "text/event-stream; charset=utf-8"
 #define CORS "Access-Control-Allow-Origin: *\r\n"
@@ -987,6 +1017,171 @@ static void test_header_name_not_token_dropped(void **state)
     assert_out(f, "{}");
 }
 
+/* ---- the answer's form against the request's ---- */
+
+/* A streaming client, a passthrough: the upstream answered one JSON object;
+ * with a reshape codec the client gets that answer as a proper SSE stream. */
+static void test_json_answer_to_stream_request_is_streamed(void **state)
+{
+    fixture *f = *state;
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_OPENAI, AGW_PROTO_OPENAI, 1, 0, AGW_STR_LIT("m"), 7);
+    f->rq.stream = 1;
+    f->rq.reshape = agw_bridge_codec(b);
+    run(f, "/json");
+    assert_head(f, 200, SSE_CT, SSE_LINES "x-request-id: r2\r\n");
+    assert_out(f, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
+                  "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                  "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+                  "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
+                  "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":"
+                  "\"Hi \\\"there\\\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+                  "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
+                  "\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,"
+                  "\"finish_reason\":\"stop\"}]}\n\n"
+                  "data: [DONE]\n\n");
+    assert_int_equal(f->res.status, 200);
+    assert_int_equal(f->res.streamed, 1);
+    assert_int_equal(f->res.complete, 1);
+    agw_bridge_free(b);
+}
+
+/* The same through a conversion: an Anthropic client asked for a stream, the
+ * OpenAI upstream answered JSON. No more "answered without a stream" 502. */
+static void test_json_answer_converted_for_a_streaming_client(void **state)
+{
+    fixture *f = *state;
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_ANTHROPIC, AGW_PROTO_OPENAI, 1, 0, AGW_STR_LIT("m"), 7);
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.codec = agw_bridge_codec(b);
+    f->rq.stream = 1;
+    run(f, "/json");
+    assert_int_equal(f->k.status, 200);
+    assert_string_equal(f->k.ct, SSE_CT);
+    agw_str o = agw_buf_view(&f->k.out);
+    assert_true(agw_str_starts(o, AGW_STR_LIT("event: message_start\n")));
+    static const char text[] = "\"text\":\"Hi \\\"there\\\"\"";
+    static const char end[] = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    assert_non_null(memmem(o.ptr, o.len, text, sizeof text - 1));
+    assert_true(o.len > sizeof end && !memcmp(o.ptr + o.len - (sizeof end - 1), end, sizeof end - 1));
+    assert_int_equal(f->res.complete, 1);
+    agw_bridge_free(b);
+}
+
+/* A non-streaming client, a passthrough: the upstream streamed anyway; the
+ * client gets the folded chat.completion object. */
+static void test_stream_answer_to_json_request_is_folded(void **state)
+{
+    fixture *f = *state;
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_OPENAI, AGW_PROTO_OPENAI, 0, 0, AGW_STR_LIT("m"), 7);
+    f->rq.stream = 0;
+    f->rq.reshape = agw_bridge_codec(b);
+    run(f, "/oa-stream-at-once");
+    assert_int_equal(f->k.status, 200);
+    assert_string_equal(f->k.ct, "application/json");
+    assert_out(f, "{\"id\":\"chatcmpl-c1\",\"object\":\"chat.completion\",\"created\":7,\"model\":\"m\","
+                  "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                  "\"Hello \xc3\xa9\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                  "\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0,"
+                  "\"prompt_tokens_details\":{\"cached_tokens\":0},"
+                  "\"completion_tokens_details\":{\"reasoning_tokens\":0}}}");
+    assert_int_equal(f->res.streamed, 0);
+    assert_int_equal(f->res.complete, 1);
+    agw_bridge_free(b);
+}
+
+/* The usage chunk the gateway asked for is kept from a client that did not;
+ * every other byte goes through unchanged. */
+static void test_usage_chunk_dropped(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    f->rq.drop_usage_chunk = 1;
+    run(f, "/oa-usage-stream");
+    assert_out(f, "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n"
+                  "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n"
+                  "data: [DONE]\n\n");
+    assert_int_equal(f->res.complete, 1);
+    assert_int_equal(f->res.events, 4);
+    /* Without the flag (the client asked) the chunk stays, byte for byte. */
+    f->rq.drop_usage_chunk = 0;
+    agw_buf_reset(&f->k.out);
+    f->k.heads = 0;
+    run(f, "/oa-usage-stream");
+    assert_non_null(memmem(f->k.out.data, f->k.out.len,
+                           "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,"
+                           "\"completion_tokens\":1}}\r\n\r\n", 84));
+}
+
+/* ---- provider credentials refused ---- */
+
+static void test_upstream_401_403_is_a_generic_502(void **state)
+{
+    fixture *f = *state;
+    static const char *const paths[] = { "/401", "/403" };
+    for (int i = 0; i < 2; i++) {
+        agw_buf_reset(&f->k.out);
+        f->k.heads = 0;
+        run(f, paths[i]);
+        assert_head(f, 502, "application/json", CORS "x-request-id: r4\r\n");
+        assert_out(f, "{\"error\":{\"message\":\"the provider rejected the gateway's credentials\","
+                      "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+        assert_int_equal(f->res.upstream_status, i ? 403 : 401);
+        assert_null(memmem(f->k.out.data, f->k.out.len, "SECRET", 6));
+    }
+    /* Converted too: the provider's body never reaches the client. */
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_ANTHROPIC, AGW_PROTO_OPENAI, 0, 0, AGW_STR_LIT("m"), 7);
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.codec = agw_bridge_codec(b);
+    agw_buf_reset(&f->k.out);
+    f->k.heads = 0;
+    run(f, "/401");
+    assert_int_equal(f->k.status, 502);
+    assert_null(memmem(f->k.out.data, f->k.out.len, "SECRET", 6));
+    assert_non_null(memmem(f->k.out.data, f->k.out.len, "credentials", 11));
+    agw_bridge_free(b);
+}
+
+static void test_upstream_401_may_retry(void **state)
+{
+    fixture *f = *state;
+    f->rq.may_retry = 1;
+    f->rq.stream = 1;
+    run(f, "/401");
+    assert_int_equal(f->res.retryable, 1);
+    assert_int_equal(f->res.upstream_status, 401);
+    assert_int_equal(f->k.heads, 0);
+    assert_int_equal(f->k.write_attempts, 0);
+}
+
+/* ---- stream limits ---- */
+
+static void test_stream_over_max_bytes(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    f->rq.max_stream_bytes = 10 * strlen(oa_events[0]);
+    run(f, "/endless");
+    agw_str o = agw_buf_view(&f->k.out);
+    static const char tail[] = "data: {\"error\":{\"message\":\"streamed answer stopped: over ";
+    assert_non_null(memmem(o.ptr, o.len, tail, sizeof tail - 1));
+    assert_true(o.len < 12 * strlen(oa_events[0]) + 200);
+    assert_int_equal(f->res.complete, 0);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_STOPPED);
+}
+
+static void test_stream_over_max_time(void **state)
+{
+    fixture *f = *state;
+    f->rq.stream = 1;
+    f->rq.max_stream_ms = 1;
+    run(f, "/endless");
+    agw_str o = agw_buf_view(&f->k.out);
+    static const char tail[] = "data: {\"error\":{\"message\":\"streamed answer stopped: longer than ";
+    assert_non_null(memmem(o.ptr, o.len, tail, sizeof tail - 1));
+    assert_int_equal(f->res.complete, 0);
+    assert_int_equal(f->res.outcome, AGW_UPSTREAM_STOPPED);
+}
+
 /* ---- may_retry: failover to another provider before the client sees a byte ---- */
 
 static void assert_untouched_retryable(fixture *f, int status)
@@ -1086,6 +1281,14 @@ int main(void)
         T(test_non_stream_request_never_commits_early),
         cmocka_unit_test(test_header_passes),
         T(test_header_name_not_token_dropped),
+        T(test_json_answer_to_stream_request_is_streamed),
+        T(test_json_answer_converted_for_a_streaming_client),
+        T(test_stream_answer_to_json_request_is_folded),
+        T(test_usage_chunk_dropped),
+        T(test_upstream_401_403_is_a_generic_502),
+        T(test_upstream_401_may_retry),
+        T(test_stream_over_max_bytes),
+        T(test_stream_over_max_time),
         T(test_header_name_injection_end_to_end),
     };
 #undef T
