@@ -3,6 +3,7 @@
 #include "core/json.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -41,18 +42,20 @@ void agw_admin_reply(agw_admin_req *r, int status, cJSON *doc)
     cJSON_free(text);
 }
 
-void agw_admin_fail(agw_admin_req *r, int status, const char *field, const char *fmt, ...)
+/* The error answer; `extra` holds the response's extra header lines. */
+static void vfail(agw_admin_req *r, int status, agw_str extra, const char *field, const char *fmt,
+                  va_list ap) AGW_PRINTF(5, 0);
+static void vfail(agw_admin_req *r, int status, agw_str extra, const char *field, const char *fmt,
+                  va_list ap)
 {
     if (r->in_tx)
         agw_admin_rollback(r);
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     const char *type = status == 401   ? "authentication_error"
                        : status == 404 ? "not_found_error"
                        : status == 409 ? "conflict_error"
+                       : status == 429 ? "rate_limit_error"
                        : status >= 500 ? "server_error"
                                        : "invalid_request_error";
     cJSON *doc = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(doc, "error");
@@ -66,10 +69,18 @@ void agw_admin_fail(agw_admin_req *r, int status, const char *field, const char 
     cJSON_Delete(doc);
     if (!text)
         agw_fatal(__FILE__, __LINE__, "out of memory printing JSON");
-    agw_str extra = status == 401 ? AGW_STR_LIT("WWW-Authenticate: Bearer\r\nCache-Control: no-store\r\n")
-                                  : AGW_STR_LIT("Cache-Control: no-store\r\n");
     (void)agw_fcgi_respond(&r->conn, status, "application/json", extra, agw_str_c(text));
     cJSON_free(text);
+}
+
+void agw_admin_fail(agw_admin_req *r, int status, const char *field, const char *fmt, ...)
+{
+    agw_str extra = status == 401 ? AGW_STR_LIT("WWW-Authenticate: Bearer\r\nCache-Control: no-store\r\n")
+                                  : AGW_STR_LIT("Cache-Control: no-store\r\n");
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(r, status, extra, field, fmt, ap);
+    va_end(ap);
 }
 
 void agw_admin_method_not_allowed(agw_admin_req *r, const char *allow)
@@ -811,7 +822,96 @@ int64_t agw_admin_parse_time(const char *s)
     return (int64_t)t - offset;
 }
 
+/* ---- failed admin keys, per client address ----
+ *
+ * Guessing the admin key is slowed down per client address (REMOTE_ADDR):
+ * after AGW_ADMIN_FAIL_MAX wrong keys within AGW_ADMIN_FAIL_WINDOW_S seconds
+ * of the first, that address gets 429 with Retry-After for the rest of the
+ * window, without its key being compared at all. The right key is never
+ * locked out: from any other address it keeps working, and from the blocked
+ * address again once the window has passed. A right key from an address that
+ * is not blocked clears that address's count. A request without a key is a
+ * 401 but no guess, and is not counted.
+ *
+ * The table is per process (antigw-admin normally runs one), in memory, with
+ * AGW_ADMIN_FAIL_SLOTS addresses: a slot whose window has passed is free
+ * again; when every slot an address may use holds a live window, the oldest
+ * is taken over, which can only shorten that other address's block. */
+
+static struct {
+    pthread_mutex_t mu;
+    struct fail_slot {
+        char addr[48];     /* "" = free; longer addresses are cut */
+        uint64_t since_ms; /* agw_mono_ms() of the window's first failure */
+        unsigned fails;
+    } slots[AGW_ADMIN_FAIL_SLOTS];
+} failures = { PTHREAD_MUTEX_INITIALIZER, { { "", 0, 0 } } };
+
+#define FAIL_PROBE 8
+#define FAIL_WINDOW_MS ((uint64_t)AGW_ADMIN_FAIL_WINDOW_S * 1000u)
+
+/* The slot of `addr` (under the lock), or with `claim` a new one; NULL when
+ * it has none and `claim` is 0. */
+static struct fail_slot *fail_slot_of(const char *addr, uint64_t now, int claim)
+{
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (const char *p = addr; *p; p++)
+        h = (h ^ (unsigned char)*p) * UINT64_C(1099511628211);
+    struct fail_slot *take = NULL;
+    int take_live = 1;
+    for (unsigned i = 0; i < FAIL_PROBE; i++) {
+        struct fail_slot *s = &failures.slots[(h + i) % AGW_ADMIN_FAIL_SLOTS];
+        int live = s->addr[0] && now - s->since_ms < FAIL_WINDOW_MS;
+        if (live && strncmp(s->addr, addr, sizeof s->addr - 1) == 0)
+            return s;
+        /* A free or expired slot first; else the live one that is oldest. */
+        if (!take || (take_live && !live) || (take_live && live && s->since_ms < take->since_ms)) {
+            take = s;
+            take_live = live;
+        }
+    }
+    if (!claim)
+        return NULL;
+    snprintf(take->addr, sizeof take->addr, "%s", addr);
+    take->since_ms = now;
+    take->fails = 0;
+    return take;
+}
+
+/* Seconds until `addr` may try again; 0 when it may now. */
+static unsigned fail_blocked(const char *addr, uint64_t now)
+{
+    unsigned secs = 0;
+    pthread_mutex_lock(&failures.mu);
+    struct fail_slot *s = fail_slot_of(addr, now, 0);
+    if (s && s->fails >= AGW_ADMIN_FAIL_MAX)
+        secs = (unsigned)((s->since_ms + FAIL_WINDOW_MS - now + 999) / 1000);
+    pthread_mutex_unlock(&failures.mu);
+    return secs;
+}
+
+static void fail_count(const char *addr, uint64_t now, int failed)
+{
+    pthread_mutex_lock(&failures.mu);
+    struct fail_slot *s = fail_slot_of(addr, now, failed);
+    if (s && failed)
+        s->fails++;
+    else if (s)
+        s->addr[0] = '\0'; /* the right key: the address starts afresh */
+    pthread_mutex_unlock(&failures.mu);
+}
+
 /* ---- dispatch ---- */
+
+static void fail_with(agw_admin_req *r, int status, agw_str extra, const char *fmt, ...)
+    AGW_PRINTF(4, 5);
+static void fail_with(agw_admin_req *r, int status, agw_str extra, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(r, status, extra, NULL, fmt, ap);
+    va_end(ap);
+}
 
 static int authorized(agw_admin_req *r)
 {
@@ -820,10 +920,24 @@ static int authorized(agw_admin_req *r)
         agw_admin_fail(r, 401, NULL, "missing admin key: send Authorization: Bearer <admin key>");
         return 0;
     }
+    const char *addr = agw_fcgi_param(&r->conn, "REMOTE_ADDR");
+    if (!addr)
+        addr = "";
+    uint64_t now = agw_mono_ms();
+    unsigned wait = fail_blocked(addr, now);
+    if (wait) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "Retry-After: %u\r\nCache-Control: no-store\r\n", wait);
+        fail_with(r, 429, agw_str_c(extra),
+                  "too many wrong admin keys from this address: retry after %u s", wait);
+        return 0;
+    }
     const char *k = auth + 7;
     while (*k == ' ')
         k++;
-    if (!agw_secret_eq(agw_str_c(k), agw_str_c(r->app->admin_key))) {
+    int ok = agw_secret_eq(agw_str_c(k), agw_str_c(r->app->admin_key));
+    fail_count(addr, now, !ok);
+    if (!ok) {
         agw_admin_fail(r, 401, NULL, "invalid admin key");
         return 0;
     }

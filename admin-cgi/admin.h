@@ -15,7 +15,8 @@
  * reload (catalog.h).
  *
  * Errors: {"error":{"type","message","field"}} with 400 (malformed JSON, wrong
- * type, unknown or repeated member, bad value), 401 (admin key), 404 (unknown
+ * type, unknown or repeated member, bad value), 401 (admin key), 429 (too
+ * many wrong admin keys from one address, with Retry-After), 404 (unknown
  * path or id), 405, 409 (a name taken, or a read-only provider from
  * antigw.cfg), 413, 500. `field` names the offending member or query
  * parameter, or is null.
@@ -36,6 +37,12 @@
 #define AGW_ADMIN_MAX_BODY (1u << 20)
 /* JSON nesting accepted in a body (metadata objects included). */
 #define AGW_ADMIN_MAX_DEPTH 16
+/* Wrong admin keys one client address may send in a window before it gets
+ * 429 until the window ends (admin.c, "failed admin keys"); the addresses
+ * each process tracks. */
+#define AGW_ADMIN_FAIL_MAX 10
+#define AGW_ADMIN_FAIL_WINDOW_S 60
+#define AGW_ADMIN_FAIL_SLOTS 4096
 
 typedef struct {
     const agw_config *cfg;

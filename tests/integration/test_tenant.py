@@ -59,11 +59,29 @@ class Ctx:
 
 # ---- helpers ----
 
-def admin(ctx, method, path, body=None, key=ADMIN_KEY, raw=None):
-    """An admin call; returns (status, headers, parsed JSON or None)."""
+def admin(ctx, method, path, body=None, key=ADMIN_KEY, raw=None, src=None):
+    """An admin call; returns (status, headers, parsed JSON or None). `src`
+    is the client's source address (another 127.x.y.z): antigw-admin counts
+    wrong admin keys per address."""
     data = raw if raw is not None else body
-    s, h, d = ctx.gw.call(method, path, body=data, key=key,
-                          headers={"Content-Type": "application/json"} if data is not None else None)
+    if src is None:
+        s, h, d = ctx.gw.call(method, path, body=data, key=key,
+                              headers={"Content-Type": "application/json"}
+                              if data is not None else None)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", ctx.gw.port, timeout=30,
+                                       source_address=(src, 0))
+        try:
+            hd = {"Authorization": "Bearer " + key} if key is not None else {}
+            if data is not None:
+                hd["Content-Type"] = "application/json"
+                if not isinstance(data, bytes):
+                    data = json.dumps(data).encode()
+            c.request(method, path, body=data, headers=hd)
+            r = c.getresponse()
+            s, h, d = r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
     try:
         doc = json.loads(d) if d else None
     except ValueError:
@@ -200,9 +218,11 @@ def every_admin_request_needs_the_key(ctx):
               ("POST", "/admin/keys", {"name": "sneaky"}), ("PUT", "/admin/keys/1", {"enabled": False}),
               ("DELETE", "/admin/providers/1", None), ("GET", "/admin/usage", None),
               ("GET", "/admin/audit", None), ("GET", "/admin/nothing-here", None)]
-    for key in (None, "wrong-admin-key-0123456789", ADMIN_KEY + "x", "Bearer", ""):
+    # Each wrong key from its own address: fewer wrong keys than one address
+    # may send before it is slowed down (admin_key_guessing_is_slowed_per_address).
+    for i, key in enumerate((None, "wrong-admin-key-0123456789", ADMIN_KEY + "x", "Bearer", "")):
         for method, path, body in probes:
-            s, h, doc = admin(ctx, method, path, body, key=key)
+            s, h, doc = admin(ctx, method, path, body, key=key, src="127.0.1.%d" % (i + 1))
             eq(s, 401, "%s %s with key %r" % (method, path, key))
             eq(doc["error"]["type"], "authentication_error", "401 shape")
             eq(h.get("www-authenticate"), "Bearer", "WWW-Authenticate")
@@ -216,6 +236,51 @@ def every_admin_request_needs_the_key(ctx):
     eq(s, 401, "a client key on /admin")
     eq(dump(ctx), before, "nothing changed")
     check(shm_counter(ctx, GENERATION_OFF) >= gen + 1, "only the real create bumped the generation")
+
+
+ADMIN_FAIL_MAX, ADMIN_FAIL_WINDOW_S, ADMIN_THREADS = 10, 60, 4  # admin.h; harness.py
+
+
+@test(timeout=150)
+def admin_key_guessing_is_slowed_per_address(ctx):
+    # 1,000 wrong keys from 20 threads of one address: the first
+    # ADMIN_FAIL_MAX are compared and get 401 (a few more may be in flight in
+    # the admin's threads when the count is reached), every later one gets
+    # 429 with Retry-After without its key being looked at.
+    guesser = "127.0.2.1"
+
+    def guess(i, barrier):
+        barrier.wait()
+        return [admin(ctx, "GET", "/admin/keys", key="agw-guess-%d-%d" % (i, j), src=guesser)
+                for j in range(50)]
+    res = concurrent(20, guess)
+    got = [r for batch in res for r in (batch if isinstance(batch, list) else [batch])]
+    eq([r for r in got if isinstance(r, Exception)], [], "client errors")
+    codes = [r[0] for r in got]
+    eq(len(codes), 1000, "answers")
+    n401 = codes.count(401)
+    check(ADMIN_FAIL_MAX <= n401 <= ADMIN_FAIL_MAX + ADMIN_THREADS,
+          "%d wrong keys were compared (%d allowed per window)" % (n401, ADMIN_FAIL_MAX))
+    eq(codes.count(429), 1000 - n401, "the rest slowed down: %r" % sorted(set(codes)))
+    s, h, doc = [r for r in got if r[0] == 429][-1]
+    eq(doc["error"]["type"], "rate_limit_error", "429 shape")
+    check(1 <= int(h["retry-after"]) <= ADMIN_FAIL_WINDOW_S, "Retry-After %r" % h.get("retry-after"))
+    # The right key is never locked out: from another address it works at once...
+    eq(admin(ctx, "GET", "/admin/keys", src="127.0.2.2")[0], 200, "the right key elsewhere")
+    eq(admin(ctx, "GET", "/admin/keys")[0], 200, "the right key from the usual address")
+    # ...from the blocked address it waits for the window like any attempt
+    # (nothing from there is compared meanwhile), and then works.
+    s, h, _ = admin(ctx, "GET", "/admin/keys", src=guesser)
+    eq(s, 429, "the blocked address, right key, inside the window")
+    wait_for(lambda: admin(ctx, "GET", "/admin/keys", src=guesser)[0] == 200,
+             ADMIN_FAIL_WINDOW_S + 5, "the right key from the blocked address after the window")
+    # A right key clears the address's count: ADMIN_FAIL_MAX - 1 wrong keys,
+    # the right one, and as many wrong ones again are all compared.
+    for _ in range(2):
+        for j in range(ADMIN_FAIL_MAX - 1):
+            eq(admin(ctx, "GET", "/admin/keys", key="agw-nope-%d" % j, src="127.0.2.3")[0], 401,
+               "a wrong key under the limit")
+        eq(admin(ctx, "GET", "/admin/keys", src="127.0.2.3")[0], 200, "the right key")
 
 
 # ---- providers ----
@@ -531,6 +596,67 @@ def client_auth_errors_in_each_protocol(ctx):
 
 
 @test()
+def emptied_lists_allow_nothing(ctx):
+    # null (or absent) allows everything; [] allows nothing: an admin who
+    # empties a list revokes access, never widens it.
+    k = new_key(ctx, name="emptied", allowed_models=[])
+    eq((k["allowed_models"], k["allowed_providers"]), ([], None), "[] and null kept apart")
+    s, _, one = admin(ctx, "GET", "/admin/keys/%d" % k["id"])
+    eq((s, one["allowed_models"], one["allowed_providers"]), (200, [], None), "read back")
+    c = db(ctx)
+    row = c.execute("SELECT allowed_models, allowed_providers FROM api_keys WHERE id = ?",
+                    (k["id"],)).fetchone()
+    c.close()
+    eq(row, ("[]", None), "stored distinctly")
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"), key=k["key"])
+    eq((s, json.loads(d)["error"]["code"]), (403, "model_not_allowed"), "no model allowed")
+    s, _, d = ctx.gw.call("GET", "/v1/models", key=k["key"])
+    eq((s, json.loads(d)["data"]), (200, []), "/v1/models lists nothing")
+    s, _, up = admin(ctx, "PUT", "/admin/keys/%d" % k["id"],
+                     {"allowed_models": None, "allowed_providers": []})
+    eq((s, up["allowed_models"], up["allowed_providers"]), (200, None, []), "swapped")
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"), key=k["key"])
+    eq((s, json.loads(d)["error"]["type"]), (403, "permission_error"), "no provider allowed")
+    bad(ctx, "PUT", "/admin/keys/%d" % k["id"], {"default_provider": "cfg-openai"}, 400,
+        "default_provider")
+    s, _, up = admin(ctx, "PUT", "/admin/keys/%d" % k["id"], {"allowed_providers": None})
+    eq((s, up["allowed_providers"]), (200, None), "null allows every provider again")
+    s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"), key=k["key"])
+    eq(s, 200, "everything allowed again")
+
+
+MODEL_MAX = 255  # AGW_CONFIG_MODEL_MAX, lib/core/config.h
+
+
+@test()
+def model_names_at_the_limit(ctx):
+    longest = "gpt-" + "x" * (MODEL_MAX - 4)
+    k = new_key(ctx, name="long-models", allowed_models=[longest, "gpt-4o-mini"])
+    eq(k["allowed_models"][0], longest, "an allowed_models entry of %d bytes" % MODEL_MAX)
+    bad(ctx, "PUT", "/admin/keys/%d" % k["id"], {"allowed_models": [longest + "x"]}, 400,
+        "allowed_models")
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", model=longest),
+                          key=k["key"])
+    eq(s, 200, "a model name of %d bytes: %r" % (MODEL_MAX, d[:200]))
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", model=longest + "x"),
+                          key=k["key"])
+    eq(s, 400, "a model name of %d bytes" % (MODEL_MAX + 1))
+    check(str(MODEL_MAX) in json.loads(d)["error"]["message"], d)
+
+    def stored():
+        c = db(ctx)
+        try:
+            return [r[0] for r in c.execute("SELECT model FROM usage WHERE key_id = ?"
+                                            " AND status = 200", (k["id"],))]
+        finally:
+            c.close()
+    wait_for(lambda: stored(), 5, "the usage row")
+    eq(stored(), [longest], "the usage row keeps the whole name")
+    # (The metrics label of such a name is checked in tests/unit/test_metrics.c:
+    # /metrics names only models listed literally, and these match a glob.)
+
+
+@test()
 def key_default_provider_comes_first(ctx):
     k = new_key(ctx, name="prefers-anthropic", default_provider="cfg-anthropic")
     ctx.anthropic.reset()
@@ -658,6 +784,39 @@ def tpm_is_exact_across_the_pool(ctx):
     c.close()
     eq(len(rows), 6, "one usage row per admitted request")
     check(all(r[0] + r[1] == 2000 and r[3] == 0 for r in rows), "real counts: %r" % rows)
+
+
+@test(timeout=60)
+def a_changed_limit_starts_with_a_full_bucket(ctx):
+    k = new_key(ctx, name="qpm-changes", qpm=1)
+    path = "/admin/keys/%d" % k["id"]
+    eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"), key=k["key"])[0], 200, "1 of 1")
+    eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"), key=k["key"])[0], 429, "empty")
+    for qpm in (0, 30):
+        eq(admin(ctx, "PUT", path, {"qpm": qpm})[0], 200, "qpm %d" % qpm)
+    wait_for(lambda: ctx.gw.call("GET", "/v1/models", key=k["key"])[1]
+             .get("x-ratelimit-limit-requests", "30") == "30", 2, "the new limit everywhere")
+    t0 = time.monotonic()
+    res = concurrent(100, fire(ctx, "/v1/chat/completions", chat("hi"), k["key"]))
+    took = time.monotonic() - t0
+    codes = [r[0] if not isinstance(r, Exception) else r for r in res]
+    eq(codes.count(200) + codes.count(429), 100, "only 200s and 429s: %r" % set(map(str, codes)))
+    check(30 <= codes.count(200) <= 30 + int(took / 2) + 1,
+          "%d of 100 passed a fresh bucket of 30 (burst of %.2f s)" % (codes.count(200), took))
+    # TPM likewise; and a request whose estimate alone exceeds the limit is
+    # refused whatever the bucket holds.
+    t = new_key(ctx, name="tpm-changes", tpm=1000)
+    spend = chat("x " + directive(input_tokens=10, output_tokens=880), max_tokens=900)
+    eq(ctx.gw.call("POST", "/v1/chat/completions", body=spend, key=t["key"])[0], 200,
+       "most of the bucket, really spent")
+    eq(ctx.gw.call("POST", "/v1/chat/completions", body=spend, key=t["key"])[0], 429, "empty")
+    eq(admin(ctx, "PUT", "/admin/keys/%d" % t["id"], {"tpm": 2000})[0], 200, "tpm 2000")
+    wait_for(lambda: ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", max_tokens=1900),
+                                 key=t["key"])[0] == 200, 2, "a fresh bucket of 2000")
+    s, h, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", max_tokens=5000),
+                          key=t["key"])
+    eq((s, json.loads(d)["error"]["type"]), (429, "rate_limit_error"), "larger than the bucket")
+    eq(h.get("retry-after"), "60", "Retry-After of a request too large for the limit")
 
 
 @test(timeout=60)
