@@ -14,11 +14,19 @@
  * /v1/models for Anthropic), with the provider's credential, a 3 s connect,
  * a 5 s idle and a 10 s total timeout (so a server that drips bytes cannot
  * hold the pool's only prober). The type says which statuses pass (for
- * OpenAI and Anthropic any status below 500: even a 401 or 404 shows the
- * server is there); a connect error or a timeout fails.
- * The verdict goes into the provider's shared slot (lb.h): a failed probe
- * takes it out of the rotation, a passing one brings it back and clears its
- * cooldown.
+ * OpenAI and Anthropic any status below 500, a 404 or 429 included, except
+ * 401 and 403: a revoked key fails as AGW_LB_REASON_AUTH_REJECTED); a
+ * connect error, a timeout or a 5xx fails as AGW_LB_REASON_PROBE_FAILED.
+ * The verdict and its reason go into the provider's shared slot (lb.h): a
+ * failed probe takes it out of the rotation, a passing one brings it back
+ * and clears its cooldown.
+ *
+ * The probe's answer is the provider's model list: a passing 2xx is read
+ * with the type's parse_models (further pages with its cursor, at most 32,
+ * each at most 4 MiB) and stored for GET /v1/models (models.h); anything
+ * else forgets the stored list, so the catalog falls back to the literal
+ * names. Lists of providers no longer configured are forgotten, and their
+ * shared slots reclaimed (agw_lb_reclaim, with one period as the grace).
  */
 #ifndef AGW_HEALTH_H
 #define AGW_HEALTH_H

@@ -169,19 +169,16 @@ static void collect(const agw_config *cfg, const discovered *d, const agw_models
         if (!p->enabled || (f && f->provider_ok && !f->provider_ok(p, f->ud)))
             continue;
         const char *prefix = prefixed ? agw_provider_type_name(p->type) : NULL;
-        if (d->found[i]) {
-            for (size_t j = 0; j < d->lists[i].n; j++) {
-                const char *id = d->lists[i].ids[j];
-                if (admits(p, id) && !(f && f->model_ok && !f->model_ok(agw_str_c(id), f->ud)))
-                    add(es, prefix, id, p->name);
-            }
-        } else {
-            for (size_t j = 0; j < p->n_models; j++) {
-                const char *id = p->models[j];
-                if (!agw_route_is_pattern(id) &&
-                    !(f && f->model_ok && !f->model_ok(agw_str_c(id), f->ud)))
-                    add(es, prefix, id, p->name);
-            }
+        for (size_t j = 0; d->found[i] && j < d->lists[i].n; j++) {
+            const char *id = d->lists[i].ids[j];
+            if (admits(p, id) && !(f && f->model_ok && !f->model_ok(agw_str_c(id), f->ud)))
+                add(es, prefix, id, p->name);
+        }
+        for (size_t j = 0; j < p->n_models; j++) {
+            const char *id = p->models[j];
+            if (!agw_route_is_pattern(id) &&
+                !(f && f->model_ok && !f->model_ok(agw_str_c(id), f->ud)))
+                add(es, prefix, id, p->name);
         }
         for (const char *const *s = static_models(p->type); *s; s++)
             if (!(f && f->model_ok && !f->model_ok(agw_str_c(*s), f->ud)))

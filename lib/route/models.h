@@ -7,10 +7,12 @@
  *  1. raw ids: for each listed provider of the snapshot (antigw.cfg's, then
  *     the database's), the models its own list endpoint named at the last
  *     probe, those its `models` entries admit (a literal name admits itself,
- *     a glob what it matches, no entries everything); when it has no such
- *     list (the fetch failed, no probe ran yet, or its type has no list
- *     endpoint), the literal names it declares (glob patterns say which
- *     names route where; they are not models); then, for a Kiro or Copilot
+ *     a glob what it matches, no entries everything); then the literal
+ *     names it declares that its list did not name (glob patterns say which
+ *     names route where; they are not models), which are all it shows when
+ *     it has no list (the fetch failed, no probe ran yet, or its type has no
+ *     list endpoint): a declared name routes there whether the upstream
+ *     lists it or not (a deployment alias, say); then, for a Kiro or Copilot
  *     provider, the maintained static list of its type (models.c);
  *  2. the same ids again with the provider type as prefix (`openai/…`,
  *     `anthropic/…`, `kiro/…`, `copilot/…`), which route to that type.

@@ -20,6 +20,7 @@ from harness import (CLIENT_KEY, Gateway, Mock, bail, chat, check, check_log_cle
                      test, wait_for)
 
 PROCESSES, THREADS = 4, 8
+ADMIN_KEY = "agw-routing-admin-key-0123456789abcdef"
 
 
 class Ctx:
@@ -27,8 +28,9 @@ class Ctx:
 
 
 def config(providers, strategy, **defaults):
-    """antigw.cfg with `providers` [(name, port, weight[, type])], all serving
-    lb-* (type openai unless given)."""
+    """antigw.cfg with `providers` [(name, port, weight[, type[, models]])],
+    serving lb-* unless `models` (a list of names and globs) says otherwise
+    (type openai unless given)."""
     d = {"lb_strategy": strategy, "health_check_enabled": False, "max_attempts": 3,
          "cooldown_seconds": 2, "lb_half_life_seconds": 30}
     d.update(defaults)
@@ -37,17 +39,18 @@ def config(providers, strategy, **defaults):
                  for k, v in d.items())
     ps = ",\n".join(
         '  { name = "%s"; type = "%s"; base_url = "http://127.0.0.1:%d%s";\n'
-        '    api_key = "k"; weight = %d; models = [ "lb-*" ]; }'
+        '    api_key = "k"; weight = %d; models = [ %s ]; }'
         % (p[0], p[3] if len(p) > 3 else "openai", p[1],
-           "" if len(p) > 3 and p[3] == "anthropic" else "/v1", p[2])
+           "" if len(p) > 3 and p[3] == "anthropic" else "/v1", p[2],
+           ", ".join('"%s"' % m for m in (p[4] if len(p) > 4 else ["lb-*"])))
         for p in providers)
     return ("server: {\n  log_level = \"info\";\n  threads = %d;\n  connect_timeout_ms = 1000;\n"
             "  idle_timeout_seconds = 2;\n  stream_commit_ms = 10000;\n"
             "  shutdown_grace_seconds = 5;\n};\n"
-            'auth: { api_key = "%s"; };\n'
+            'auth: { api_key = "%s"; admin_key = "%s"; };\n'
             'database: { path = "antigw.db"; };\n'
             "defaults: {\n%s};\n"
-            "providers = (\n%s\n);\n") % (THREADS, CLIENT_KEY, dv, ps)
+            "providers = (\n%s\n);\n") % (THREADS, CLIENT_KEY, ADMIN_KEY, dv, ps)
 
 
 def force(mock, directives=""):
@@ -195,7 +198,7 @@ def failover_connect_500_429_stall(ctx):
         eq((s, who), (200, "cr0"), "after a refused connection: %r" % d[:200])
         s, who, d = ask(gw, stream=True)
         eq((s, who), (200, "cr0"), "stream after a refused connection (cooling: cr0 first)")
-        h = json.loads(gw.call("GET", "/health", key=None)[2])
+        h = json.loads(gw.call("GET", "/health", key=ADMIN_KEY)[2])
         byname = {x["name"]: x for x in h["providers"]}
         check(byname["refuses"]["cooldown_ms"] > 0, "refused provider cooling: %r" % byname)
         eq(byname["cr0"]["healthy"], True, "cr0 healthy")
@@ -281,7 +284,7 @@ def health_probe_takes_out_and_brings_back(ctx):
         a.stop()  # connection refused from now on
 
         def out():
-            h = json.loads(p.gw.call("GET", "/health", key=None)[2])
+            h = json.loads(p.gw.call("GET", "/health", key=ADMIN_KEY)[2])
             x = {v["name"]: v for v in h["providers"]}["hc0"]
             return not x["healthy"] and h
         h = wait_for(out, 10, "hc0 unhealthy in /health")
@@ -295,7 +298,7 @@ def health_probe_takes_out_and_brings_back(ctx):
         force(a2)
 
         def back():
-            h = json.loads(p.gw.call("GET", "/health", key=None)[2])
+            h = json.loads(p.gw.call("GET", "/health", key=ADMIN_KEY)[2])
             return {v["name"]: v for v in h["providers"]}["hc0"]["usable"]
         wait_for(back, 10, "hc0 healthy again")
         many(p.gw, 10, 2)
@@ -309,6 +312,93 @@ def health_probe_takes_out_and_brings_back(ctx):
         eq(len(leaders), 1, "one prober in the pool")
     finally:
         p.close()
+
+
+def model_ids(gw, anthropic=False):
+    s, _, d = gw.call("GET", "/v1/models",
+                      headers={"anthropic-version": "2023-06-01"} if anthropic else None)
+    eq(s, 200, "GET /v1/models: %r" % d[:300])
+    return [m["id"] for m in json.loads(d)["data"]]
+
+
+@test(timeout=120)
+def models_from_the_providers_lists_and_a_refused_key(ctx):
+    # The quickstart's own configuration: globs only. Once the prober has
+    # read each provider's list, /v1/models holds the models those globs
+    # admit (Anthropic's list read page by page); a key the provider starts
+    # refusing (401 to the probe) takes it out, with the reason in /health
+    # and in the admin API, and its models leave the list.
+    mo, ma = Mock(ctx.work, "ml0"), Mock(ctx.work, "ml1")
+    force(mo)
+    force(ma, "models_page=1")
+    os.makedirs(os.path.join(ctx.work, "ml"), exist_ok=True)
+    gw = Gateway(os.path.join(ctx.work, "ml"),
+                 config([("ml0", mo.port, 100, "openai", ["gpt-*"]),
+                         ("ml1", ma.port, 100, "anthropic", ["claude-*"])], "priority",
+                        health_check_enabled=True, health_check_seconds=1),
+                 processes=PROCESSES, threads=THREADS, admin=True)
+    gw.start()
+    try:
+        want = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"]
+        wait_for(lambda: model_ids(gw)[:4] == want, 15, "the providers' own models listed")
+        ids = model_ids(gw)
+        eq(ids, want + ["openai/gpt-4o-mini", "openai/gpt-4o",
+                        "anthropic/claude-sonnet-4-20250514",
+                        "anthropic/claude-3-5-haiku-20241022"], "catalog")
+        check("text-embedding-3-small" not in ids, "a model the globs do not admit")
+        eq(model_ids(gw, anthropic=True), ids, "Anthropic shape, same ids")
+        pages = [r["path"] for r in ma.requests() if r["method"] == "GET"]
+        check(any("after_id=claude-sonnet-4-20250514" in p for p in pages),
+              "Anthropic's second page asked for: %r" % pages[:4])
+        # One model, in each client's shape; ids may hold '/'.
+        s, _, d = gw.call("GET", "/v1/models/openai/gpt-4o")
+        eq((s, json.loads(d)), (200, {"id": "openai/gpt-4o", "object": "model",
+                                      "created": json.loads(d).get("created"),
+                                      "owned_by": "ml0"}), "retrieve, OpenAI")
+        s, _, d = gw.call("GET", "/v1/models/claude-3-5-haiku-20241022",
+                          headers={"anthropic-version": "2023-06-01"})
+        m = json.loads(d)
+        eq((s, m["type"], m["id"], m["display_name"]),
+           (200, "model", "claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022"),
+           "retrieve, Anthropic: %r" % d)
+        s, _, d = gw.call("GET", "/v1/models/gpt-nope")
+        eq((s, json.loads(d)["error"]["code"]), (404, "model_not_found"), "unknown, OpenAI")
+        s, _, d = gw.call("GET", "/v1/models/gpt-nope", headers={"anthropic-version": "2023-06-01"})
+        eq((s, json.loads(d)["type"], json.loads(d)["error"]["type"]),
+           (404, "error", "not_found_error"), "unknown, Anthropic: %r" % d)
+        eq(gw.call("GET", "/v1/models/openai/gpt-4o", key="wrong")[0], 401, "retrieve needs a key")
+        # Paths match exactly.
+        for path in ("/metrics/", "/health/", "/v1/models/", "/v1/chat/completions/"):
+            eq(gw.call("GET", path)[0], 404, path)
+        eq(gw.call("GET", "/metrics")[0], 200, "/metrics itself")
+        # The OpenAI provider's key is revoked: its probe gets 401.
+        force(mo, "models_status=401")
+
+        def refused():
+            h = json.loads(gw.call("GET", "/health", key=ADMIN_KEY)[2])
+            x = {v["name"]: v for v in h["providers"]}
+            return x["ml0"]["reason"] == "auth_rejected" and x
+        x = wait_for(refused, 10, "ml0 out with reason auth_rejected")
+        eq((x["ml0"]["healthy"], x["ml0"]["usable"]), (False, False), "ml0 out of the rotation")
+        eq((x["ml1"]["healthy"], x["ml1"]["reason"]), (True, "none"), "ml1 untouched")
+        s, _, d = gw.call("GET", "/admin/providers", key=ADMIN_KEY)
+        eq(s, 200, "admin listing: %r" % d[:300])
+        rows = {p["name"]: p for p in json.loads(d)["data"]}
+        eq((rows["ml0"]["healthy"], rows["ml0"]["health_reason"]), (False, "auth_rejected"),
+           "admin listing of ml0")
+        eq(rows["ml1"]["health_reason"], "none", "admin listing of ml1")
+        # No list any more for ml0 and no literal names: none of its models.
+        ids = model_ids(gw)
+        check(not any(i.startswith("gpt-") or i.startswith("openai/") for i in ids),
+              "ml0's models gone: %r" % ids)
+        # The key works again: back in, list back.
+        force(mo)
+        wait_for(lambda: "gpt-4o" in model_ids(gw), 10, "ml0's models back")
+        check_log_clean("fcgi.log", gw.log_text())
+    finally:
+        gw.stop()
+        mo.stop()
+        ma.stop()
 
 
 def main():

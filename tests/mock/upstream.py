@@ -32,7 +32,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 DIRECTIVE_RE = re.compile(r"\[\[mock:(.*?)\]\]", re.S)
 SPLIT_DEFAULT_TEXT = "Grüße€"  # multibyte, so split=1 really cuts a character
@@ -372,6 +372,14 @@ class Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    @staticmethod
+    def streams(d, req):
+        """Whether to answer with a stream: what the request asked, unless
+        `answer=json` (one JSON body whatever was asked) or `answer=sse` (a
+        stream whatever was asked) says otherwise."""
+        form = d.get("answer")
+        return form == "sse" if form in ("json", "sse") else req.get("stream") is True
+
     def usage_numbers(self, d, input_chars, n_deltas):
         return {"input": d.int("input_tokens", input_chars // 4 + 1),
                 "output": d.int("output_tokens", n_deltas * 2),
@@ -489,7 +497,7 @@ class Handler(BaseHTTPRequestHandler):
             return {"id": "chatcmpl-mock%d" % self.seq, "object": obj, "created": created,
                     "model": model}
 
-        if req.get("stream") is not True:
+        if not self.streams(d, req):
             message = {"role": "assistant", "content": None if tool else "".join(parts),
                        "refusal": None}
             if tool:
@@ -553,11 +561,30 @@ class Handler(BaseHTTPRequestHandler):
                        head_delay=d.int("head_then_delay_ms"))
 
     def list_models(self, req):
+        # Forced directives steer the list too: models_status=N answers N in
+        # the API's error shape (401 for a revoked key); models_page=N cuts
+        # Anthropic's pages to N models (its ?limit= and ?after_id= are
+        # honoured as the real API does, 20 per page by default).
+        d = Directives.parse("")
+        if d.int("models_status"):
+            return self.api_error(self.api, d.int("models_status"))
         if self.api == "anthropic":
+            q = parse_qs(urlsplit(self.path).query)
+            try:
+                limit = int(q.get("limit", ["20"])[0])
+            except ValueError:
+                return self.api_error("anthropic", 400, "limit: not a number")
+            limit = max(1, min(limit, d.int("models_page", 1000)))
+            after = q.get("after_id", [None])[0]
+            ids = [mid for mid, _ in ANTHROPIC_MODELS]
+            start = ids.index(after) + 1 if after in ids else 0
             data = [{"type": "model", "id": mid, "display_name": name,
-                     "created_at": "2025-05-14T00:00:00Z"} for mid, name in ANTHROPIC_MODELS]
-            return self.send_json(200, {"data": data, "has_more": False,
-                                        "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+                     "created_at": "2025-05-14T00:00:00Z"}
+                    for mid, name in ANTHROPIC_MODELS[start:start + limit]]
+            return self.send_json(200, {"data": data,
+                                        "has_more": start + limit < len(ids),
+                                        "first_id": data[0]["id"] if data else None,
+                                        "last_id": data[-1]["id"] if data else None})
         self.send_json(200, {"object": "list", "data": [
             {"id": m, "object": "model", "created": 1715367049, "owned_by": "system"}
             for m in OPENAI_MODELS]})
@@ -596,7 +623,7 @@ class Handler(BaseHTTPRequestHandler):
         model = req.get("model", "mock-model")
         msg_id = "msg_mock%d" % self.seq
 
-        if req.get("stream") is not True:
+        if not self.streams(d, req):
             content = []
             if thinking:
                 content.append({"type": "thinking", "thinking": "".join(THINKING_DELTAS),

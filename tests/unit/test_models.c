@@ -179,8 +179,10 @@ static void discovered_lists_replace_literals(void **state)
     assert_non_null(strstr(s, "{\"object\":\"list\",\"data\":[{\"id\":\"gpt-4o\",\"object\""));
     assert_non_null(strstr(s, "\"id\":\"openai/gpt-4o\""));
     assert_null(strstr(s, "dall-e"));
-    assert_null(strstr(s, "\"id\":\"shared\",\"object\":\"model\",\"created\":1700000000,"
-                          "\"owned_by\":\"po\""));                 /* a literal not listed */
+    /* a declared name the list lacks still follows the list's ids */
+    assert_non_null(strstr(s, "{\"id\":\"gpt-4o\",\"object\":\"model\",\"created\":1700000000,"
+                              "\"owned_by\":\"po\"},{\"id\":\"gpt-4o-mini\",\"object\":\"model\","
+                              "\"created\":1700000000,\"owned_by\":\"po\"},{\"id\":\"shared\""));
     assert_non_null(strstr(s, "\"id\":\"claude-x\""));        /* pa: literal fallback */
     free(s);
     /* A provider without entries admits everything it lists. */
