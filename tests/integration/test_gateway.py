@@ -59,22 +59,29 @@ def health_reports_providers(ctx):
 
 @test()
 def models_list_in_both_shapes(ctx):
-    status, _, body = ctx.gw.call("GET", "/v1/models")
-    eq(status, 200, "status")
-    doc = json.loads(body)
-    eq(doc["object"], "list", "object")
-    ids = [m["id"] for m in doc["data"]]
     # The raw ids, then each again with its provider type as prefix (a name
     # that routes as well, so clients that pick from the list can use it).
-    eq(ids, ["gpt-4o-mini", "claude-sonnet-4-20250514", "openai/gpt-4o-mini",
-             "anthropic/claude-sonnet-4-20250514"], "ids (patterns are not models)")
+    # Raw ids: what each mock's own list names and the provider's globs
+    # admit (once the prober has read it), then its literal names.
+    want = ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"]
+
+    def listed():
+        status, _, body = ctx.gw.call("GET", "/v1/models")
+        eq(status, 200, "status")
+        doc = json.loads(body)
+        return [m["id"] for m in doc["data"]][:4] == want and doc
+    doc = wait_for(listed, 10, "the providers' own model lists")
+    eq(doc["object"], "list", "object")
+    ids = [m["id"] for m in doc["data"]]
+    eq(ids, want + ["openai/" + i for i in want[:2]] + ["anthropic/" + i for i in want[2:]],
+       "ids (patterns are not models; text-embedding-3-small is not gpt-*)")
     check(all(m["object"] == "model" and isinstance(m["created"], int) for m in doc["data"]))
     eq(doc["data"][0]["owned_by"], "mock-openai", "owned_by")
     status, _, body = ctx.gw.call("GET", "/v1/models", headers={"anthropic-version": "2023-06-01"})
     doc = json.loads(body)
-    eq([m["type"] for m in doc["data"]], ["model"] * 4, "anthropic shape")
+    eq([m["type"] for m in doc["data"]], ["model"] * 8, "anthropic shape")
     eq((doc["has_more"], doc["first_id"], doc["last_id"]),
-       (False, "gpt-4o-mini", "anthropic/claude-sonnet-4-20250514"), "anthropic paging fields")
+       (False, "gpt-4o-mini", "anthropic/claude-3-5-haiku-20241022"), "anthropic paging fields")
 
 
 # ---- OpenAI passthrough ----
