@@ -4,7 +4,7 @@
 # ANTIGW_PROCESSES children alive. Used by quickstart.sh and the integration
 # tests.
 #
-#   pool.sh start|stop|status
+#   pool.sh start|stop|status|reload
 # Environment:
 #   ANTIGW_VAR        state directory (required): run/fcgi.sock, run/pool.pid, log/fcgi.log
 #   ANTIGW_POOL_NAME  "fcgi" (default) or another name, e.g. "admin": then the
@@ -80,9 +80,30 @@ stop() {
     rm -f "$pidfile" "$sock"
 }
 
+# SIGHUP to each process of the pool: it reloads its configuration file;
+# requests in flight finish with the one they started with, and a file that
+# does not load is refused (logged) while the old one stays. multiwatch
+# itself must not get the HUP: it takes any such signal as a stop.
+reload() {
+    if ! running; then
+        echo "$name pool is not running" >&2
+        return 1
+    fi
+    pid=$(cat "$pidfile")
+    kids=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null || pgrep -P "$pid" || true)
+    if [ -z "$kids" ]; then
+        echo "$name pool has no processes to reload" >&2
+        return 1
+    fi
+    # shellcheck disable=SC2086
+    kill -HUP $kids
+    echo "$name pool: reload signalled to $(echo $kids | wc -w) processes; see $log"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+reload) reload ;;
 status)
     if running; then
         echo "$name pool running (pid $(cat "$pidfile"), socket $sock)"
@@ -92,7 +113,7 @@ status)
     fi
     ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|reload" >&2
     exit 2
     ;;
 esac

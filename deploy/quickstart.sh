@@ -4,6 +4,8 @@
 #   deploy/quickstart.sh [start]   install packages, build, start lighttpd + the pool
 #   deploy/quickstart.sh stop      stop them
 #   deploy/quickstart.sh status    what is running, and /health
+#   deploy/quickstart.sh reload    every process re-reads var/antigw.cfg (SIGHUP), no
+#                                  request is cut; a file that does not load is refused
 #   deploy/quickstart.sh check     install test packages, build, run every test
 #
 # Environment:
@@ -272,7 +274,9 @@ status() {
     ANTIGW_VAR=$var "$top/deploy/pool.sh" status || down=1
     ANTIGW_VAR=$var admin_pool status || down=1
     if lighttpd_running; then
-        say "health: $(curl -s "$url/health" || echo unreachable)"
+        # The details (providers, traffic) need the admin key.
+        say "health: $(curl -s -H "Authorization: Bearer $(admin_key 2>/dev/null || true)" "$url/health" ||
+            echo unreachable)"
     fi
     # Scripts can test it: 0 only when the web server and both pools run.
     return $down
@@ -330,6 +334,10 @@ case "$cmd" in
 start) start_all ;;
 stop) stop_all; say "stopped" ;;
 status) status ;;
+reload)
+    ANTIGW_VAR=$var "$top/deploy/pool.sh" reload
+    ANTIGW_VAR=$var admin_pool reload
+    ;;
 check) check ;;
-*) die "usage: deploy/quickstart.sh [start|stop|status|check]" ;;
+*) die "usage: deploy/quickstart.sh [start|stop|status|reload|check]" ;;
 esac

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -21,10 +22,23 @@ PROCESSES, THREADS = 2, 32
 MAX_BODY = 2 * 1024 * 1024
 
 
+GW_ADMIN_KEY = "gw-admin-key-0123456789abcdef"
+METRICS_TOKEN = "scrape-token-0123456789"
+# Room for two bodies of LARGE_BODY per process, not three.
+MAX_MEMORY = 3 * 1024 * 1024
+LARGE_BODY = 1200 * 1024
+
+
 def config(openai_port, anthropic_port, dead_port):
-    return standard_config(openai_port, anthropic_port, dead_port, max_body_bytes=MAX_BODY,
+    text = standard_config(openai_port, anthropic_port, dead_port, max_body_bytes=MAX_BODY,
                            threads=THREADS, connect_timeout_ms=2000, idle_timeout_seconds=2,
-                           sse_ping_seconds=1)
+                           sse_ping_seconds=1, max_memory_bytes=MAX_MEMORY)
+    # The admin key (for /health's details) and the scraper's token.
+    text = text.replace('auth: { api_key = "%s"; };' % CLIENT_KEY,
+                        'auth: { api_key = "%s"; admin_key = "%s"; };\n'
+                        'metrics: { token = "%s"; };' % (CLIENT_KEY, GW_ADMIN_KEY, METRICS_TOKEN))
+    check(GW_ADMIN_KEY in text, "the admin key made it into the config")
+    return text
 
 
 class Ctx:
@@ -50,11 +64,36 @@ def body_of(req):
 
 @test()
 def health_reports_providers(ctx):
-    status, _, body = ctx.gw.call("GET", "/health", key=None)
+    # Without the admin key, only the verdict a load balancer needs.
+    for key in (None, CLIENT_KEY, GW_ADMIN_KEY + "x"):
+        status, _, body = ctx.gw.call("GET", "/health", key=key)
+        eq((status, json.loads(body)), (200, {"status": "ok"}), "bare health with key %r" % key)
+    status, _, body = ctx.gw.call("GET", "/health", key=GW_ADMIN_KEY)
     eq(status, 200, "status")
     doc = json.loads(body)
     eq(doc["status"], "ok", "health status")
     eq([p["name"] for p in doc["providers"]], ["mock-openai", "mock-anthropic", "dead"], "providers")
+
+
+@test()
+def metrics_need_the_token(ctx):
+    for key in (None, CLIENT_KEY, METRICS_TOKEN + "x"):
+        status, _, body = ctx.gw.call("GET", "/metrics", key=key)
+        eq(status, 401, "/metrics with key %r" % key)
+        check(b"metrics.token" in body, "the 401 says what is needed: %r" % body)
+    status, h, body = ctx.gw.call("GET", "/metrics", key=METRICS_TOKEN)
+    eq(status, 200, "/metrics with the token")
+    check(h["content-type"].startswith("text/plain") and b"antigateway_" in body, "metrics text")
+
+
+@test()
+def cors_is_off_unless_configured(ctx):
+    origin = {"Origin": "https://evil.example"}
+    status, h, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi"), headers=origin)
+    eq(status, 200, "status")
+    check("access-control-allow-origin" not in h, "no CORS header by default: %r" % h)
+    status, h, _ = ctx.gw.call("OPTIONS", "/v1/chat/completions", headers=origin, key=None)
+    check("access-control-allow-origin" not in h, "no CORS header on a preflight: %r" % h)
 
 
 @test()
@@ -639,3 +678,124 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
+@test(timeout=60)
+def concurrent_large_bodies_meet_the_memory_budget(ctx):
+    # Eight streams with bodies of 1.2 MiB at once on two processes that may
+    # each hold 3 MiB of bodies: at most four are held at a time, the others
+    # get a 503 in the client's shape that says why. The budget comes back.
+    body = chat(directive(events=4, delay_ms=400) + "x" * LARGE_BODY, stream=True)
+    results = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def one(i):
+        barrier.wait()
+        s, _, data = ctx.gw.call("POST", "/v1/chat/completions", body=body)
+        results[i] = (s, data)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    statuses = sorted(r[0] for r in results)
+    ok, busy = statuses.count(200), statuses.count(503)
+    eq(ok + busy, 8, "every answer is 200 or 503: %r" % statuses)
+    check(1 <= ok <= 2 * PROCESSES, "at most two bodies per process held at once: %r" % statuses)
+    check(busy >= 8 - 2 * PROCESSES, "the rest refused: %r" % statuses)
+    err = json.loads([r[1] for r in results if r[0] == 503][0])
+    eq(err["error"]["code"], "server_busy", "OpenAI error shape")
+    check("max_memory_bytes" in err["error"]["message"], "message: %r" % err)
+    # Nothing stays taken: one at a time, every process takes a large body.
+    for _ in range(2 * PROCESSES):
+        s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x" * LARGE_BODY))
+        eq(s, 200, "a large body after the burst")
+
+
+def pool_processes(ctx):
+    """The antigw-fcgi processes: multiwatch's children."""
+    pid = ctx.gw.pool_pid()
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def hup_pool(ctx):
+    pids = pool_processes(ctx)
+    eq(len(pids), PROCESSES, "pool processes")
+    for pid in pids:
+        os.kill(pid, signal.SIGHUP)
+    return pids
+
+
+@test(timeout=90)
+def sighup_reloads_the_configuration(ctx):
+    def reloaded():
+        return ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi", model="reloaded-x"))[0]
+    with open(ctx.gw.config) as f:
+        original = f.read()
+    marker = len(ctx.gw.log_text())
+    result = {}
+
+    def long_stream():
+        s, _, lines = ctx.gw.stream("/v1/chat/completions",
+                                    chat(directive(events=12, delay_ms=150), stream=True))
+        result["status"], result["events"] = s, sse_events(lines)
+    try:
+        t = threading.Thread(target=long_stream)
+        t.start()
+        time.sleep(0.4)
+        # New models for mock-openai, and a provider whose host is
+        # 169.254.169.254 written as one number: no literal check sees it,
+        # the upstream client refuses it after resolution.
+        eq(reloaded(), 404, "reloaded-* routes nowhere before the reload")
+        changed = original.replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"')
+        changed = changed.replace("providers = (\n", 'providers = (\n  { name = "sneaky"; type = '
+                                  '"openai"; base_url = "http://2852039166/v1"; api_key = "x";'
+                                  ' models = [ "sneaky-*" ]; },\n')
+        check(changed.count("reloaded-*") == 1 and "sneaky" in changed, "config edited")
+        with open(ctx.gw.config, "w") as f:
+            f.write(changed)
+        pids = hup_pool(ctx)
+        wait_for(lambda: all(reloaded() == 200 for _ in range(8)), 10,
+                 "every process to route by the new model list")
+        t.join(20)
+        eq(result.get("status"), 200, "the stream across the reload")
+        eq(result["events"][-1], (None, "[DONE]"), "the stream in flight completed")
+        eq(sorted(pool_processes(ctx)), sorted(pids), "no process restarted")
+        started = time.monotonic()
+        s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi", model="sneaky-x"))
+        eq(s, 502, "a provider resolving to a metadata address is not connected to")
+        check(time.monotonic() - started < 1.5, "refused at once, not timed out")
+        wait_for(lambda: "refusing to connect to a link-local" in ctx.gw.log_text()[marker:], 5,
+                 "the refusal's log line")
+        # A file that does not load is refused; the running one stays.
+        with open(ctx.gw.config, "w") as f:
+            f.write(changed + "\nserver: { nonsense = 1; };\n")
+        hup_pool(ctx)
+        wait_for(lambda: ctx.gw.log_text()[marker:].count("reload refused") >= PROCESSES, 10,
+                 "each process to refuse the bad file")
+        check(all(reloaded() == 200 for _ in range(8)), "the last good configuration stays")
+        eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi"))[0], 200, "still serving")
+    finally:
+        with open(ctx.gw.config, "w") as f:
+            f.write(original)
+        hup_pool(ctx)
+    wait_for(lambda: all(reloaded() == 404 for _ in range(8)), 10, "back to the original")
+
+
+@test()
+def link_local_base_url_refused_at_load(ctx):
+    path = os.path.join(ctx.work, "ll.cfg")
+    for url, ok in (("http://169.254.169.254/v1", False), ("http://[fe80::1]/v1", False),
+                    ("http://10.0.0.1/v1", True)):
+        with open(path, "w") as f:
+            f.write('providers = ( { name = "p"; type = "openai"; base_url = "%s"; } );\n' % url)
+        out = subprocess.run([FCGI_BIN, "--check-config", "-c", path], capture_output=True,
+                             text=True)
+        eq(out.returncode == 0, ok, "%s: %s" % (url, out.stderr))
+        if not ok:
+            check("upstream.allow_link_local" in out.stderr, "the error says how: " + out.stderr)
+    with open(path, "a") as f:
+        f.write("upstream: { allow_link_local = true; };\n")
+    eq(subprocess.run([FCGI_BIN, "--check-config", "-c", path], capture_output=True).returncode,
+       0, "allowed when asked for")
+
+

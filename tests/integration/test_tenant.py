@@ -1045,6 +1045,110 @@ def no_secret_or_key_in_the_database_files(ctx):
     eq(admin(ctx, "DELETE", "/admin/providers/" + p["id"])[0], 200, "cleanup")
 
 
+def upstream_auth(mock):
+    req = [r for r in mock.requests() if r["path"] == "/v1/chat/completions"][-1]
+    return [v for n, v in req["headers"] if n.lower() == "authorization"]
+
+
+@test(timeout=60)
+def a_provider_key_is_bound_to_its_base_url(ctx):
+    # Through the admin API a change of base_url re-seals the key, which keeps
+    # working; the same change made in the database directly leaves a key that
+    # no longer opens: calls go out without it, and the pool says why.
+    url = "http://127.0.0.1:%d/v1" % ctx.extra.port
+    s, _, p = admin(ctx, "POST", "/admin/providers",
+                    {"name": "bound", "type": "openai", "base_url": url,
+                     "api_key": DB_PROVIDER_KEY, "models": ["bound-*"]})
+    eq(s, 201, "create: %r" % (p,))
+    k = new_key(ctx, name="bound-user")
+    call = lambda: ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi", model="bound-x"),
+                               key=k["key"])
+    ctx.extra.reset()
+    wait_for(lambda: call()[0] == 200, 2, "the provider to serve")
+    eq(upstream_auth(ctx.extra), ["Bearer " + DB_PROVIDER_KEY], "the key goes upstream")
+    # Another origin for the same mock (localhost), through the API: re-sealed.
+    moved = "http://localhost:%d/v1" % ctx.extra.port
+    s, _, p2 = admin(ctx, "PUT", "/admin/providers/" + p["id"], {"base_url": moved})
+    eq((s, p2 and p2["base_url"]), (200, moved), "PUT base_url")
+    ctx.extra.reset()
+    wait_for(lambda: call()[0] == 200 and upstream_auth(ctx.extra) == ["Bearer " + DB_PROVIDER_KEY],
+             2, "the key to keep working after PUT base_url")
+    # A type change through the API is re-sealed too (and changed back).
+    for t in ("anthropic", "openai"):
+        eq(admin(ctx, "PUT", "/admin/providers/" + p["id"], {"type": t})[0], 200, "PUT type " + t)
+    ctx.extra.reset()
+    wait_for(lambda: call()[0] == 200 and upstream_auth(ctx.extra) == ["Bearer " + DB_PROVIDER_KEY],
+             2, "the key to keep working after PUT type")
+    # The database edited behind the API's back: back to 127.0.0.1.
+    c = db(ctx)
+    c.execute("UPDATE providers SET base_url = ? WHERE id = ?", (url, int(p["id"])))
+    c.commit()
+    c.close()
+    new_key(ctx, name="bump-the-generation")  # any admin write makes the pool reload
+
+    def keyless():
+        ctx.extra.reset()
+        status = call()[0]
+        return (status != 200 and any(r["path"] == "/v1/chat/completions"
+                                      for r in ctx.extra.requests())
+                and upstream_auth(ctx.extra) == [])
+    wait_for(keyless, 2, "calls to go out without the key (and the mock to refuse them)")
+    wait_for(lambda: "provider bound: its key does not open" in ctx.gw.log_text(), 5,
+             "the log line naming the provider")
+    eq(admin(ctx, "DELETE", "/admin/providers/" + p["id"])[0], 200, "cleanup")
+
+
+@test()
+def link_local_base_url_refused_by_the_admin_api(ctx):
+    for url in ("http://169.254.169.254/latest", "http://[fe80::1]:8080/v1",
+                "http://[fd00:ec2::254]/v1"):
+        doc = bad(ctx, "POST", "/admin/providers",
+                  {"name": "meta", "type": "openai", "base_url": url}, 400, "base_url")
+        check("link-local" in doc["error"]["message"], "message: %r" % doc)
+    # Loopback and private addresses stay allowed.
+    s, _, p = admin(ctx, "POST", "/admin/providers",
+                    {"name": "private", "type": "openai", "base_url": "http://10.0.0.7/v1"})
+    eq(s, 201, "a private address: %r" % (p,))
+    eq(admin(ctx, "DELETE", "/admin/providers/" + p["id"])[0], 200, "cleanup")
+
+
+def legacy_seal(key_hex, name, plain):
+    """A provider key sealed the way it was before type and origin were
+    bound: AES-256-GCM, associated data "provider:<name>", stored as
+    nonce || ciphertext || tag."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    nonce = os.urandom(12)
+    return nonce + AESGCM(bytes.fromhex(key_hex)).encrypt(nonce, plain.encode(),
+                                                          ("provider:" + name).encode())
+
+
+@test(timeout=90)
+def old_sealed_keys_are_migrated_when_antigw_admin_starts(ctx):
+    with open(os.path.join(ctx.gw.var, "secret.key")) as f:
+        key_hex = f.read().strip()
+    url = "http://127.0.0.1:%d/v1" % ctx.extra.port
+    c = db(ctx)
+    c.execute("INSERT INTO providers(name, type, base_url, secret_enc, secret_hint, weight,"
+              " enabled, models, created_at, updated_at) VALUES (?, 'openai', ?, ?, 'sk-...', 100,"
+              " 1, '[\"legacy-*\"]', 0, 0)",
+              ("legacy", url, legacy_seal(key_hex, "legacy", DB_PROVIDER_KEY)))
+    c.commit()
+    c.close()
+    ctx.gw.stop_admin()
+    ctx.gw.start_admin()
+    wait_for(lambda: admin(ctx, "GET", "/admin/keys")[0] == 200, 10, "admin back")
+    check("re-sealed 1 provider keys" in ctx.gw.admin_log_text(), "the migration's log line")
+    k = new_key(ctx, name="legacy-user")
+    ctx.extra.reset()
+    wait_for(lambda: ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi", model="legacy-x"),
+                                 key=k["key"])[0] == 200, 5, "the migrated provider to serve")
+    eq(upstream_auth(ctx.extra), ["Bearer " + DB_PROVIDER_KEY], "the migrated key goes upstream")
+    c = db(ctx)
+    pid = c.execute("SELECT id FROM providers WHERE name = 'legacy'").fetchone()[0]
+    c.close()
+    eq(admin(ctx, "DELETE", "/admin/providers/%d" % pid)[0], 200, "cleanup")
+
+
 @test(timeout=90)
 def pools_stop_cleanly_and_start_again(ctx):
     # A graceful stop runs every process's exit path (LeakSanitizer reports
