@@ -90,6 +90,14 @@ static int read_body(agw_request *r, agw_model_call *mc)
         agw_request_error(r, 400, "request body is not valid JSON: %s", why);
         return 0;
     }
+    /* A repeated member means whatever each reader wants: the gateway's
+     * scanner takes the last, some upstream parsers the first. */
+    agw_str dup;
+    if (agw_json_duplicate_key(mc->body, &dup) != AGW_OK && dup.ptr) {
+        agw_request_error(r, 400, "request body has the member %.*s more than once",
+                          agw_request_clip(dup, 100), dup.ptr);
+        return 0;
+    }
     e = agw_json_find(mc->body, AGW_STR_LIT("model"), &mc->model_raw);
     if (e == AGW_EINVAL) {
         agw_request_error(r, 400, "request body must be a JSON object");

@@ -1,6 +1,7 @@
 #include "core/json.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef const unsigned char *agw_json_ptr;
 
@@ -699,4 +700,77 @@ agw_err agw_json_string_view(agw_str token, agw_buf *scratch, agw_str *out)
         return e;
     *out = agw_buf_view(scratch);
     return AGW_OK;
+}
+
+/* One member name for agw_json_duplicate_key: its decoded bytes (a view
+ * into the document when it holds no escape) and its key token. */
+typedef struct {
+    agw_str name;
+    agw_str token;
+} json_key;
+
+static int json_key_cmp(const void *a, const void *b)
+{
+    const json_key *x = a, *y = b;
+    size_t n = x->name.len < y->name.len ? x->name.len : y->name.len;
+    int c = n ? memcmp(x->name.ptr, y->name.ptr, n) : 0;
+    if (c)
+        return c;
+    if (x->name.len != y->name.len)
+        return x->name.len < y->name.len ? -1 : 1;
+    /* Equal names: document order, so the later occurrence is reported. */
+    return x->token.ptr < y->token.ptr ? -1 : x->token.ptr > y->token.ptr;
+}
+
+agw_err agw_json_duplicate_key(agw_str doc, agw_str *dup)
+{
+    agw_json_iter it;
+    agw_str k, v;
+    size_t n = 0, cap = 16;
+    agw_err e = AGW_OK;
+
+    if (dup)
+        *dup = (agw_str){ NULL, 0 };
+    if (agw_json_type_of(doc) != AGW_JSON_OBJECT || agw_json_iter_init(&it, doc) != AGW_OK)
+        return AGW_EINVAL;
+    json_key *keys = xmalloc(cap * sizeof *keys);
+    /* Escaped names are decoded one after the other into `names`; their
+     * views are made once it stops growing (name.ptr NULL until then, with
+     * the offset in `decoded`). */
+    agw_buf names = AGW_BUF_INIT(doc.len + 1);
+    size_t *decoded = NULL;
+    while (agw_json_iter_next(&it, &k, &v)) {
+        if (n == cap || !decoded) {
+            cap = n == cap ? cap * 2 : cap;
+            keys = xrealloc(keys, cap * sizeof *keys);
+            decoded = xrealloc(decoded, cap * sizeof *decoded);
+        }
+        keys[n].token = k;
+        keys[n].name = (agw_str){ k.ptr + 1, k.len >= 2 ? k.len - 2 : 0 };
+        if (memchr(k.ptr, '\\', k.len)) {
+            decoded[n] = names.len;
+            if (agw_json_string_decode(k, &names) != AGW_OK) {
+                e = AGW_EINVAL;
+                goto out;
+            }
+            keys[n].name = (agw_str){ NULL, names.len - decoded[n] };
+        }
+        n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!keys[i].name.ptr)
+            keys[i].name.ptr = names.data + decoded[i];
+    qsort(keys, n, sizeof *keys, json_key_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (agw_str_eq(keys[i].name, keys[i - 1].name)) {
+            if (dup)
+                *dup = keys[i].token;
+            e = AGW_EINVAL;
+            break;
+        }
+out:
+    agw_buf_free(&names);
+    free(decoded);
+    free(keys);
+    return e;
 }

@@ -129,4 +129,11 @@ AGW_WARN_UNUSED agw_err agw_json_iter_init(agw_json_iter *it, agw_str container)
  * at the end, and from then on. key may be NULL. */
 int agw_json_iter_next(agw_json_iter *it, agw_str *key, agw_str *value);
 
+/* AGW_OK when no member name occurs twice at the top level of the object
+ * doc (names compared after unescaping, so "model" and "mod\u0065l" are the
+ * same); AGW_EINVAL with *dup (may be NULL) set to the key token of a
+ * repeated name's later occurrence; AGW_EINVAL with *dup empty when doc is
+ * not an object. O(n log n) in the number of members. */
+AGW_WARN_UNUSED agw_err agw_json_duplicate_key(agw_str doc, agw_str *dup);
+
 #endif

@@ -455,6 +455,44 @@ static void test_int64(void **state)
     assert_true(x == 5);
 }
 
+static void test_duplicate_key(void **state)
+{
+    (void)state;
+    agw_str dup;
+    assert_int_equal(agw_json_duplicate_key(AGW_STR_LIT("{}"), &dup), AGW_OK);
+    assert_null(dup.ptr);
+    assert_int_equal(agw_json_duplicate_key(AGW_STR_LIT("{\"a\":1,\"b\":{\"a\":2,\"a\":3},\"c\":[1]}"),
+                                            &dup),
+                     AGW_OK);
+    static const char twice[] = "{\"model\":\"x\",\"n\":1,\"model\":\"y\"}";
+    assert_int_equal(agw_json_duplicate_key((agw_str){ twice, sizeof twice - 1 }, &dup), AGW_EINVAL);
+    assert_ptr_equal(dup.ptr, twice + 19); /* the later occurrence */
+    assert_int_equal(dup.len, 7);
+    /* Compared after unescaping; the escaped one is the later here. */
+    static const char esc[] = "{\"stream\":false,\"str\\u0065am\":true}";
+    assert_int_equal(agw_json_duplicate_key((agw_str){ esc, sizeof esc - 1 }, &dup), AGW_EINVAL);
+    assert_true(agw_str_eq(dup, AGW_STR_LIT("\"str\\u0065am\"")));
+    /* Prefixes and NULs are different names. */
+    assert_int_equal(agw_json_duplicate_key(AGW_STR_LIT("{\"a\":1,\"ab\":2,\"a\\u0000\":3,\"\":4}"),
+                                            &dup),
+                     AGW_OK);
+    assert_int_equal(agw_json_duplicate_key(AGW_STR_LIT("{\"\":1,\"\":2}"), NULL), AGW_EINVAL);
+    assert_int_equal(agw_json_duplicate_key(AGW_STR_LIT("[1,1]"), &dup), AGW_EINVAL);
+    assert_null(dup.ptr);
+    /* Many members: each compared once after sorting. */
+    agw_buf big = AGW_BUF_INIT(1u << 20);
+    assert_int_equal(agw_buf_append(&big, "{", 1), AGW_OK);
+    for (int i = 0; i < 5000; i++)
+        assert_int_equal(agw_buf_appendf(&big, "%s\"k%d\":%d", i ? "," : "", i, i), AGW_OK);
+    assert_int_equal(agw_buf_append(&big, "}", 1), AGW_OK);
+    assert_int_equal(agw_json_duplicate_key(agw_buf_view(&big), &dup), AGW_OK);
+    big.len--;
+    assert_int_equal(agw_buf_append_str(&big, AGW_STR_LIT(",\"k4999\":0}")), AGW_OK);
+    assert_int_equal(agw_json_duplicate_key(agw_buf_view(&big), &dup), AGW_EINVAL);
+    assert_true(agw_str_eq(dup, AGW_STR_LIT("\"k4999\"")));
+    agw_buf_free(&big);
+}
+
 static void test_iter(void **state)
 {
     static const char body[] =
@@ -572,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_types),
         cmocka_unit_test(test_int64),
         cmocka_unit_test(test_iter),
+        cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_prefixes),
         cmocka_unit_test(test_string_view),
     };
