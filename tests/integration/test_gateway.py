@@ -185,9 +185,15 @@ def openai_stream_events_arrive_as_sent(ctx):
 def stream_bytes_survive_utf8_splits_and_crlf(ctx):
     for d in (dict(split=1, events=3), dict(crlf=1, events=3), dict(split=1, crlf=1)):
         content = directive(**d)
+        # The gateway asks for the usage chunk (for its token count) and keeps
+        # it from a client that did not: the client gets what the provider
+        # sends for include_usage, without that one chunk.
         _, _, direct = Gateway.__dict__["stream"](
-            DirectMock(ctx.openai.port), "/v1/chat/completions", chat(content, stream=True),
-            key=OPENAI_KEY)
+            DirectMock(ctx.openai.port), "/v1/chat/completions",
+            chat(content, stream=True, stream_options={"include_usage": True}), key=OPENAI_KEY)
+        usage_chunk = [i for i, (_, raw) in enumerate(direct) if b'"choices":[]' in raw]
+        eq(len(usage_chunk), 1, "one usage chunk from the provider")
+        del direct[usage_chunk[0]:usage_chunk[0] + 2]  # its data line and blank line
         status, _, via = ctx.gw.stream("/v1/chat/completions", chat(content, stream=True))
         eq(status, 200, "status")
         norm = lambda ls: re.sub(rb"chatcmpl-mock\d+|\"created\":\d+", b"X",
@@ -347,7 +353,7 @@ def openai_client_reaches_anthropic_provider(ctx):
     eq(sent["max_tokens"], 4096, "the documented default max_tokens")
     eq(sent["stop_sequences"], ["END"], "stop -> stop_sequences")
     eq(sent["metadata"], {"user_id": "u-1"}, "user -> metadata.user_id")
-    eq(sent["stream"], True, "the gateway always streams upstream")
+    check("stream" not in sent, "a non-streaming client gets a non-streamed call: %r" % sent)
     eq(header(req, "x-api-key"), ANTHROPIC_KEY, "provider key")
     eq(header(req, "anthropic-version"), "2023-06-01", "anthropic-version")
     check(CLIENT_KEY not in json.dumps(req["headers"]), "client key never upstream")
@@ -389,16 +395,151 @@ def converted_errors_keep_status_and_shape(ctx):
                              body=chat(directive(status=429, retry_after=3),
                                        model="claude-sonnet-4-20250514"))
     eq((s, h.get("retry-after")), (429, "3"), "429 and retry-after kept")
-    s, h, data = ctx.gw.call("POST", "/v1/messages", body=messages(directive(status=401),
-                                                                   model="gpt-4o-mini"))
-    eq(s, 401, "upstream 401 kept")
-    eq(json.loads(data)["type"], "error", "Anthropic shape")
+    # A provider refusing the gateway's key: a 502 in the client's shape,
+    # never the provider's body (it may quote the key).
+    for status in (401, 403):
+        s, h, data = ctx.gw.call("POST", "/v1/messages", body=messages(directive(status=status),
+                                                                       model="gpt-4o-mini"))
+        eq(s, 502, "upstream %d on a converted call" % status)
+        doc = json.loads(data)
+        eq((doc["type"], doc["error"]["type"]), ("error", "api_error"), "Anthropic shape")
+        eq(doc["error"]["message"], "the provider rejected the gateway's credentials", "message")
+        s, h, data = ctx.gw.call("POST", "/v1/chat/completions", body=chat(directive(status=status)))
+        eq(s, 502, "upstream %d on a passthrough call" % status)
+        check(b"mock" not in data and b"API key" not in data, data)
+        s, h, lines = ctx.gw.stream("/v1/chat/completions",
+                                    chat(directive(status=status), stream=True))
+        eq(s, 502, "upstream %d on a stream" % status)
     _, _, lines = ctx.gw.stream("/v1/chat/completions",
                                 chat(directive(events=5, reset_after=4), stream=True,
                                      model="claude-sonnet-4-20250514"))
     events = sse_events(lines)
     check((None, "[DONE]") not in events, "no [DONE] after a reset")
     check("error" in json.loads(events[-1][1]), "ends with an error event")
+
+
+def text_of_openai_stream(events):
+    return "".join(json.loads(d)["choices"][0]["delta"].get("content") or ""
+                   for _, d in events if d != "[DONE]" and json.loads(d)["choices"])
+
+
+@test()
+def upstream_answer_form_follows_the_client(ctx):
+    # Each client's choice goes upstream, passthrough and converted alike.
+    ctx.openai.reset()
+    ctx.anthropic.reset()
+    eq(ctx.gw.call("POST", "/v1/messages", body=messages("x"))[0], 200, "anthropic")
+    check("stream" not in json.loads(body_of(last_request(ctx.anthropic, "/v1/messages"))),
+          "non-streamed passthrough call")
+    eq(ctx.gw.call("POST", "/v1/messages", body=messages("x", model="gpt-4o-mini"))[0], 200, "conv")
+    sent = json.loads(body_of(last_request(ctx.openai, "/v1/chat/completions")))
+    check("stream" not in sent and "stream_options" not in sent, "non-streamed call: %r" % sent)
+    # A provider that answers JSON to a stream request: a streaming client
+    # still gets a proper stream of that answer, in both protocols.
+    s, h, lines = ctx.gw.stream("/v1/chat/completions",
+                                chat(directive(answer="json", events=2), stream=True))
+    eq(s, 200, "status")
+    check(h["content-type"].startswith("text/event-stream"), h["content-type"])
+    events = sse_events(lines)
+    eq(events[-1], (None, "[DONE]"), "last event")
+    eq(text_of_openai_stream(events), "Hello0 Hello1", "text")
+    check(all('"choices":[]' not in d for _, d in events), "no usage chunk unasked")
+    s, h, lines = ctx.gw.stream("/v1/messages", messages(directive(answer="json"), stream=True))
+    eq(s, 200, "status")
+    names = [n for n, _ in sse_events(lines)]
+    eq((names[0], names[-1]), ("message_start", "message_stop"), "anthropic stream of a JSON answer")
+    s, h, lines = ctx.gw.stream("/v1/messages", messages(directive(answer="json"), stream=True,
+                                                         model="gpt-4o-mini"))
+    eq(s, 200, "status, converted")
+    events = sse_events(lines)
+    eq((events[0][0], events[-1][0]), ("message_start", "message_stop"), "converted stream")
+    text = "".join(json.loads(d)["delta"].get("text", "") for n, d in events
+                   if n == "content_block_delta")
+    eq(text, "Hello0 Hello1 Hello2", "converted text")
+    # ...and one that streams to a non-stream request: the folded object.
+    s, h, data = ctx.gw.call("POST", "/v1/chat/completions", body=chat(directive(answer="sse")))
+    eq(s, 200, "status")
+    doc = json.loads(data)
+    eq((doc["object"], doc["choices"][0]["message"]["content"]),
+       ("chat.completion", "Hello0 Hello1 Hello2"), "folded passthrough answer")
+    s, h, data = ctx.gw.call("POST", "/v1/messages", body=messages(directive(answer="sse")))
+    eq(s, 200, "status")
+    doc = json.loads(data)
+    eq((doc["type"], doc["content"][0]["text"]), ("message", "Hello0 Hello1 Hello2"),
+       "folded anthropic answer")
+    s, h, data = ctx.gw.call("POST", "/v1/chat/completions",
+                             body=chat(directive(answer="sse"), model="claude-sonnet-4-20250514"))
+    eq(s, 200, "status, converted")
+    eq(json.loads(data)["choices"][0]["message"]["content"], "Hello0 Hello1 Hello2", "converted")
+
+
+def usage_row(ctx, input_tokens):
+    import sqlite3
+    c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
+    try:
+        return c.execute("SELECT input_tokens, output_tokens, tokens_estimated FROM usage"
+                         " WHERE input_tokens = ? ORDER BY id DESC LIMIT 1",
+                         (input_tokens,)).fetchone()
+    finally:
+        c.close()
+
+
+@test()
+def passthrough_stream_usage_is_exact(ctx):
+    # The client did not ask for the usage chunk: the gateway asks upstream
+    # (a splice, nothing else changes), counts from it, and keeps it back.
+    ctx.openai.reset()
+    body = chat(directive(input_tokens=4321, output_tokens=12), stream=True)
+    s, _, lines = ctx.gw.stream("/v1/chat/completions", body)
+    eq(s, 200, "status")
+    events = sse_events(lines)
+    check(all('"choices":[]' not in d for _, d in events), "the usage chunk is not relayed")
+    eq(events[-1], (None, "[DONE]"), "last event")
+    sent = body_of(last_request(ctx.openai, "/v1/chat/completions"))
+    want = json.dumps(body).encode()
+    eq(sent, b'{"stream_options":{"include_usage":true},' + want[1:], "spliced body")
+    eq(usage_row(ctx, 4321), (4321, 12, 0), "usage row with the real counts")
+    # A client that asked keeps its chunk, byte for byte, and the body as sent.
+    body = chat(directive(input_tokens=4322, output_tokens=13), stream=True,
+                stream_options={"include_usage": True})
+    s, _, lines = ctx.gw.stream("/v1/chat/completions", body)
+    chunk = [raw for _, raw in lines if b'"choices":[]' in raw]
+    eq(len(chunk), 1, "usage chunk kept")
+    check(b'"prompt_tokens":4322' in chunk[0], chunk[0])
+    eq(body_of(last_request(ctx.openai, "/v1/chat/completions")), json.dumps(body).encode(),
+       "body untouched")
+    eq(usage_row(ctx, 4322), (4322, 13, 0), "usage row")
+    # include_usage false or stream_options without it: the value is set.
+    for opts, want_opts in (({"include_usage": False}, b'{"include_usage":true}'),
+                            ({}, b'{"include_usage":true}'),
+                            (None, b'{"include_usage":true}')):
+        body = chat("x", stream=True, stream_options=opts)
+        s, _, lines = ctx.gw.stream("/v1/chat/completions", body)
+        eq(s, 200, "status for %r" % opts)
+        sent = json.loads(body_of(last_request(ctx.openai, "/v1/chat/completions")))
+        eq(sent["stream_options"], json.loads(want_opts), "stream_options for %r" % opts)
+        check(all('"choices":[]' not in d for _, d in sse_events(lines)), "chunk kept back")
+
+
+@test()
+def duplicate_top_level_keys_refused(ctx):
+    for path, body in (("/v1/chat/completions",
+                        b'{"model":"gpt-4o-mini","model":"claude-sonnet-4-20250514",'
+                        b'"messages":[{"role":"user","content":"x"}]}'),
+                       ("/v1/messages",
+                        b'{"model":"claude-sonnet-4-20250514","max_tokens":5,"stream":false,'
+                        b'"messages":[],"str\\u0065am":true}')):
+        s, _, d = ctx.gw.call("POST", path, body=body)
+        eq(s, 400, "duplicate member on " + path)
+        doc = json.loads(d)
+        msg = doc["error"]["message"]
+        check("more than once" in msg, msg)
+        if path == "/v1/messages":
+            eq(doc["type"], "error", "Anthropic shape")
+    # The same key in a nested object is not a top-level duplicate.
+    s, _, _ = ctx.gw.call("POST", "/v1/chat/completions",
+                          body=chat("x", metadata={"a": 1}, extra={"a": 1}))
+    eq(s, 200, "nested keys may repeat across objects")
 
 
 @test()
@@ -665,19 +806,6 @@ def graceful_stop_finishes_streams_in_flight(ctx):
     wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
 
 
-def main():
-    ctx = Ctx()
-    why = suite_setup(ctx)
-    if why:
-        return bail(why)
-    dead = refused_port()
-    ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1]),
-                     processes=PROCESSES, threads=THREADS)
-    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, dead))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 @test(timeout=60)
 def concurrent_large_bodies_meet_the_memory_budget(ctx):
     # Eight streams with bodies of 1.2 MiB at once on two processes that may
@@ -799,3 +927,16 @@ def link_local_base_url_refused_at_load(ctx):
        0, "allowed when asked for")
 
 
+def main():
+    ctx = Ctx()
+    why = suite_setup(ctx)
+    if why:
+        return bail(why)
+    dead = refused_port()
+    ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1]),
+                     processes=PROCESSES, threads=THREADS)
+    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, dead))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

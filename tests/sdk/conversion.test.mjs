@@ -471,14 +471,17 @@ describe('conversion', () => {
           'The server had an error while processing your request (mock).');
       });
 
-      it('upstream 401 (provider key refused) -> AuthenticationError', T, async () => {
+      it('upstream 401 (provider key refused) -> 502 InternalServerError, not the client\'s AuthenticationError', T, async () => {
+        // The provider refused the gateway's key: the client's own key is fine,
+        // so it must not see an authentication error, nor the provider's body.
         const client = anthropic();
         const err = await client.messages.create({
           model: GPT, max_tokens: 64, messages: [{ role: 'user', content: directive({ status: 401 }) }],
         }).then(fail, (e) => e);
-        assert.ok(err instanceof Anthropic.AuthenticationError, `got ${err?.constructor?.name}: ${err}`);
-        assert.equal(err.status, 401);
-        assert.equal(err.error.error.type, 'authentication_error');
+        assert.ok(err instanceof Anthropic.InternalServerError, `got ${err?.constructor?.name}: ${err}`);
+        assert.equal(err.status, 502);
+        assert.equal(err.error.error.type, 'api_error');
+        assert.equal(err.error.error.message, "the provider rejected the gateway's credentials");
       });
     });
 

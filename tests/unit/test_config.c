@@ -178,6 +178,8 @@ static void check_defaults(const agw_config *cfg)
     assert_int_equal(cfg->server.shutdown_grace_s, 60);
     assert_string_equal(cfg->server.cors_origins, "");
     assert_int_equal(cfg->server.max_memory_bytes, 256u << 20);
+    assert_int_equal(cfg->server.max_stream_bytes, 256u << 20);
+    assert_int_equal(cfg->server.max_stream_s, 3600);
     assert_null(cfg->metrics.token);
     assert_int_equal(cfg->upstream.allow_link_local, 0);
     assert_null(cfg->auth.api_key);
@@ -377,6 +379,12 @@ static void test_err_out_of_range(void **state)
                  "(string):1: server.sse_ping_seconds: must be between 0 and 3600 (got -1)");
     expect_error("server = { stream_commit_ms = 600001; };\n",
                  "(string):1: server.stream_commit_ms: must be between 0 and 600000 (got 600001)");
+    expect_error("server = {\n max_stream_bytes = -1; };\n",
+                 "(string):2: server.max_stream_bytes: must be between 0 and 1099511627776 (got -1)");
+    expect_error("server = {\n\n max_stream_seconds = 604801; };\n",
+                 "(string):3: server.max_stream_seconds: must be between 0 and 604800 (got 604801)");
+    expect_error("server = { max_stream_seconds = \"1h\"; };\n",
+                 "(string):1: server.max_stream_seconds: must be an integer");
     expect_error("server = { shutdown_grace_seconds = 86401; };\n",
                  "(string):1: server.shutdown_grace_seconds: must be between 0 and 86400 (got 86401)");
     expect_error("usage = { retention_days = -1; };\n",
