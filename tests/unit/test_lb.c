@@ -256,6 +256,28 @@ static void test_cooldown_and_health(void **state)
     assert_int_equal(atomic_load(&t->latency_ewma_us), 2000);
 }
 
+/* A provider that refuses the gateway's key: out at once (with health checks
+ * on, reason auth_rejected), counted as a failure and cooled down either way. */
+static void test_auth_refusal(void **state)
+{
+    agw_lb *lb = *state;
+    agw_lb_slot *s = agw_lb_slot_of(lb, AGW_STR_LIT("revoked"));
+    uint64_t now = 5000000000ull;
+    agw_lb_begin(s);
+    agw_lb_end(s, AGW_LB_FAIL_AUTH, 0, 30000, 1, now);
+    assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_AUTH_REJECTED);
+    assert_int_equal(atomic_load(&s->failures), 1);
+    assert_false(agw_lb_usable(s, now + 3600000000000ull));
+    agw_lb_probe_result(s, AGW_LB_REASON_NONE, now);
+    assert_true(agw_lb_usable(s, now));
+    agw_lb_slot *t = agw_lb_slot_of(lb, AGW_STR_LIT("revoked-no-probes"));
+    agw_lb_end(t, AGW_LB_FAIL_AUTH, 0, 30000, 0, now);
+    assert_int_equal(agw_lb_unhealthy_reason(t), AGW_LB_REASON_NONE);
+    assert_int_equal(atomic_load(&t->failures), 1);
+    assert_false(agw_lb_usable(t, now));
+    assert_true(agw_lb_usable(t, now + 30000000000ull));
+}
+
 static void test_round_robin_exact(void **state)
 {
     agw_lb *lb = *state;
@@ -461,6 +483,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaim_makes_room_for_renames, setup, teardown),
         cmocka_unit_test(test_another_boot_resets_the_lb),
         cmocka_unit_test_setup_teardown(test_cooldown_and_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_robin_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_weighted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_priority_and_least_used, setup, teardown),
