@@ -145,6 +145,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .drop_usage_chunk = how->drop_usage_chunk,
         .max_stream_bytes = cfg->server.max_stream_bytes,
         .max_stream_ms = (long)cfg->server.max_stream_s * 1000,
+        .budget = agw_budget_process(),
     };
     agw_relay_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
     agw_lb_slot *slot = agw_lb_slot_of(agw_request_lb(r), provider);
@@ -190,7 +191,8 @@ static agw_err splice(agw_str body, agw_str cut, agw_str with, agw_buf *out)
 {
     size_t head = (size_t)(cut.ptr - body.ptr);
     agw_err e;
-    if ((e = agw_buf_append(out, body.ptr, head)) || (e = agw_buf_append_str(out, with)))
+    if ((e = agw_buf_reserve(out, body.len - cut.len + with.len)) ||
+        (e = agw_buf_append(out, body.ptr, head)) || (e = agw_buf_append_str(out, with)))
         return e;
     return agw_buf_append(out, cut.ptr + cut.len, body.len - head - cut.len);
 }
@@ -221,21 +223,17 @@ static agw_err insert_first_member(agw_str body, agw_str obj, agw_str member, ag
  * does not understand (big integers, \u0000) reach the provider as sent. */
 static agw_err rewrite_model(agw_str body, agw_str old_value, agw_str model, agw_buf *out)
 {
-    agw_err e;
-    if (old_value.ptr) {
-        size_t head = (size_t)(old_value.ptr - body.ptr);
-        if ((e = agw_buf_append(out, body.ptr, head)) || (e = agw_buf_append(out, "\"", 1)) ||
-            (e = agw_buf_append_json_escaped(out, model)) || (e = agw_buf_append(out, "\"", 1)))
-            return e;
-        return agw_buf_append(out, old_value.ptr + old_value.len, body.len - head - old_value.len);
-    }
-    /* No model member: add one first. */
+    /* The member, `"model":` only when there is none to replace. */
     agw_buf member = AGW_BUF_INIT(AGW_LIMIT_SMALL);
-    if ((e = agw_buf_append_str(&member, AGW_STR_LIT("\"model\":\""))) ||
+    agw_err e;
+    if ((!old_value.ptr && (e = agw_buf_append_str(&member, AGW_STR_LIT("\"model\":")))) ||
+        (e = agw_buf_append(&member, "\"", 1)) ||
         (e = agw_buf_append_json_escaped(&member, model)) ||
         (e = agw_buf_append(&member, "\"", 1)))
         return e;
-    e = insert_first_member(body, (agw_str){ body.ptr, 0 }, agw_buf_view(&member), out);
+    e = old_value.ptr ? splice(body, old_value, agw_buf_view(&member), out)
+                      : insert_first_member(body, (agw_str){ body.ptr, 0 },
+                                            agw_buf_view(&member), out);
     agw_buf_free(&member);
     return e;
 }
@@ -279,6 +277,7 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
     int retry = 0;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
     agw_buf usage_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
+    upstream_body.budget = usage_body.budget = agw_budget_process();
     agw_provider_call call;
     memset(&call, 0, sizeof call);
     agw_str send = mc->body;
@@ -287,7 +286,12 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
                     mc->model_raw.len == m.len + 2 &&
                     memcmp(mc->model_raw.ptr + 1, m.ptr, m.len) == 0;
     if (!untouched) {
-        if (rewrite_model(mc->body, mc->model_raw, rm, &upstream_body) != AGW_OK) {
+        agw_err e = rewrite_model(mc->body, mc->model_raw, rm, &upstream_body);
+        if (e == AGW_EBUSY) {
+            agw_request_busy(r);
+            goto out;
+        }
+        if (e) {
             agw_request_error(r, 413, "request body too large after rewriting the model");
             goto out;
         }
@@ -335,6 +339,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request ir;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes * 2 + 65536);
+    upstream_body.budget = agw_budget_process();
     agw_provider_call call;
     agw_bridge *bridge = NULL;
     memset(&call, 0, sizeof call);
@@ -353,6 +358,10 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     e = upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
                                      : agw_anthropic_encode_request(&ir, &upstream_body, why,
                                                                     sizeof why);
+    if (e == AGW_EBUSY) {
+        agw_request_busy(r);
+        goto out;
+    }
     if (e) {
         agw_request_error(r, e == AGW_ETOOBIG ? 413 : 400, "%s for provider '%s'",
                           why[0] ? why : "the request cannot be expressed",

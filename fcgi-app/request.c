@@ -30,6 +30,13 @@ void agw_request_error_code(agw_request *r, int status, const char *code, const 
     agw_buf_free(&body);
 }
 
+void agw_request_busy(agw_request *r)
+{
+    agw_request_error_code(r, 503, "server_busy",
+                           "the gateway is holding too much request and answer data right now "
+                           "(server.max_memory_bytes): retry shortly");
+}
+
 agw_err agw_request_cors(agw_request *r)
 {
     const char *allowed = r->cfg->server.cors_origins;

@@ -57,6 +57,10 @@ void agw_request_error_code(agw_request *r, int status, const char *code, const 
     AGW_PRINTF(4, 5);
 #define agw_request_error(r, status, ...) agw_request_error_code((r), (status), NULL, __VA_ARGS__)
 
+/* 503 server_busy: the process's memory budget (server.max_memory_bytes)
+ * cannot hold what this request needs right now. */
+void agw_request_busy(agw_request *r);
+
 /* How many bytes of a client-supplied string go into a message: at most `max`. */
 static inline int agw_request_clip(agw_str s, int max)
 {

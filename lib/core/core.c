@@ -61,7 +61,9 @@ char *agw_str_dup(agw_str s)
 
 /* ---- buffer ---- */
 
-static agw_err buf_reserve(agw_buf *b, size_t extra)
+/* Room for `extra` more bytes; `exact` allocates just that (a size known in
+ * advance), else the capacity doubles so appends stay amortised O(1). */
+static agw_err buf_reserve(agw_buf *b, size_t extra, int exact)
 {
     if (extra > b->max || b->len > b->max - extra) {
         agw_buf_free(b);
@@ -70,17 +72,26 @@ static agw_err buf_reserve(agw_buf *b, size_t extra)
     size_t need = b->len + extra + 1; /* +1 keeps room for the trailing NUL */
     if (need <= b->cap)
         return AGW_OK;
-    size_t cap = b->cap ? b->cap : 256;
+    size_t cap = exact ? need : b->cap ? b->cap : 256;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (b->budget && agw_budget_take(b->budget, cap - b->cap) != AGW_OK) {
+        agw_buf_free(b);
+        return AGW_EBUSY;
+    }
     b->data = xrealloc(b->data, cap);
     b->cap = cap;
     return AGW_OK;
 }
 
+agw_err agw_buf_reserve(agw_buf *b, size_t extra)
+{
+    return buf_reserve(b, extra, 1);
+}
+
 agw_err agw_buf_append(agw_buf *b, const void *p, size_t n)
 {
-    agw_err e = buf_reserve(b, n);
+    agw_err e = buf_reserve(b, n, 0);
     if (e)
         return e;
     if (n)
@@ -106,7 +117,7 @@ agw_err agw_buf_appendf(agw_buf *b, const char *fmt, ...)
         return AGW_EINVAL;
     if ((size_t)n < sizeof small)
         return agw_buf_append(b, small, (size_t)n);
-    agw_err e = buf_reserve(b, (size_t)n);
+    agw_err e = buf_reserve(b, (size_t)n, 0);
     if (e)
         return e;
     va_start(ap, fmt);
@@ -183,6 +194,8 @@ void agw_buf_consume(agw_buf *b, size_t n)
 
 void agw_buf_free(agw_buf *b)
 {
+    if (b->budget)
+        agw_budget_give(b->budget, b->cap);
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
@@ -190,6 +203,9 @@ void agw_buf_free(agw_buf *b)
 
 char *agw_buf_detach(agw_buf *b, size_t *len)
 {
+    /* The caller owns the bytes from here, outside any budget. */
+    if (b->budget)
+        agw_budget_give(b->budget, b->cap);
     char *p = b->data;
     if (len)
         *len = b->len;

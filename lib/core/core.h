@@ -139,6 +139,28 @@ static inline size_t agw_utf8_len(const unsigned char *p, size_t avail)
     return need;
 }
 
+/* ---- memory budget: bytes held at once, across threads ---- */
+
+/* A count of bytes in use against a limit, shared by every thread that joins
+ * it: a buffer whose size the client decides (a request body; later the
+ * converted request and the folded answer) takes its bytes before it grows and
+ * gives them back when it is freed, so that many large requests at once get a clean
+ * "try again" instead of taking the process down. Lock-free: one CAS per take.
+ * The zero value is a valid budget without a limit. */
+typedef struct {
+    atomic_size_t used;  /* bytes taken and not given back */
+    atomic_size_t limit; /* 0 = no limit */
+} agw_budget;
+
+/* The process's budget (server.max_memory_bytes); unlimited until set. */
+agw_budget *agw_budget_process(void);
+void agw_budget_set_limit(agw_budget *b, size_t limit);
+/* Takes n bytes: AGW_EBUSY (nothing taken) when they would pass the limit. */
+AGW_WARN_UNUSED agw_err agw_budget_take(agw_budget *b, size_t n);
+/* Gives back n bytes taken before. */
+void agw_budget_give(agw_budget *b, size_t n);
+size_t agw_budget_used(const agw_budget *b);
+
 /* ---- owning buffer ---- */
 
 typedef struct {
@@ -146,9 +168,11 @@ typedef struct {
     size_t len;  /* bytes in use */
     size_t cap;  /* bytes allocated (excluding nothing: data[len] is always NUL) */
     size_t max;  /* hard cap on len; appends beyond it fail with AGW_ETOOBIG */
+    agw_budget *budget; /* NULL, or the allowance `cap` is taken from: growth past
+                           it fails with AGW_EBUSY, freeing gives `cap` back */
 } agw_buf;
 
-#define AGW_BUF_INIT(maxbytes) { NULL, 0, 0, (maxbytes) }
+#define AGW_BUF_INIT(maxbytes) { NULL, 0, 0, (maxbytes), NULL }
 
 /* Named caps, one per use, so every limit in the project lives here. */
 #define AGW_LIMIT_SSE_EVENT      (4u << 20)  /* one SSE event from an upstream */
@@ -162,9 +186,15 @@ static inline void agw_buf_init(agw_buf *b, size_t max)
     b->data = NULL;
     b->len = b->cap = 0;
     b->max = max;
+    b->budget = NULL;
 }
 
-/* Appends n bytes. On AGW_ETOOBIG the buffer is freed (and stays usable, empty). */
+/* Makes room for `extra` more bytes in one allocation of just that size, for a
+ * size known in advance (no doubling past it). Fails like agw_buf_append. */
+AGW_WARN_UNUSED agw_err agw_buf_reserve(agw_buf *b, size_t extra);
+
+/* Appends n bytes. On AGW_ETOOBIG (past max) or AGW_EBUSY (its budget has no
+ * room to grow) the buffer is freed (and stays usable, empty). */
 AGW_WARN_UNUSED agw_err agw_buf_append(agw_buf *b, const void *p, size_t n);
 AGW_WARN_UNUSED agw_err agw_buf_append_str(agw_buf *b, agw_str s);
 AGW_WARN_UNUSED agw_err agw_buf_appendf(agw_buf *b, const char *fmt, ...) AGW_PRINTF(2, 3);
@@ -221,28 +251,6 @@ void *agw_xcalloc(size_t k, size_t n, const char *file, int line);
 void *agw_xrealloc(void *p, size_t n, const char *file, int line);
 char *agw_xstrdup(const char *s, const char *file, int line);
 AGW_NORETURN void agw_fatal(const char *file, int line, const char *fmt, ...) AGW_PRINTF(3, 4);
-
-/* ---- memory budget: bytes held at once, across threads ---- */
-
-/* A count of bytes in use against a limit, shared by every thread that joins
- * it: a buffer whose size the client decides (a request body; later the
- * converted and folded bodies) takes its bytes before it grows and gives them
- * back when it is freed, so that many large requests at once get a clean
- * "try again" instead of taking the process down. Lock-free: one CAS per take.
- * The zero value is a valid budget without a limit. */
-typedef struct {
-    atomic_size_t used;  /* bytes taken and not given back */
-    atomic_size_t limit; /* 0 = no limit */
-} agw_budget;
-
-/* The process's budget (server.max_memory_bytes); unlimited until set. */
-agw_budget *agw_budget_process(void);
-void agw_budget_set_limit(agw_budget *b, size_t limit);
-/* Takes n bytes: AGW_EBUSY (nothing taken) when they would pass the limit. */
-AGW_WARN_UNUSED agw_err agw_budget_take(agw_budget *b, size_t n);
-/* Gives back n bytes taken before. */
-void agw_budget_give(agw_budget *b, size_t n);
-size_t agw_budget_used(const agw_budget *b);
 
 /* ---- logging ---- */
 

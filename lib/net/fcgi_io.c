@@ -16,16 +16,7 @@ static void conn_init_streams(agw_fcgi_conn *c, FCGX_Stream *in, FCGX_Stream *ou
     c->out = out;
     c->envp = envp;
     c->ipc_fd = ipc_fd;
-    c->budget = agw_budget_process();
     agw_buf_init(&c->body, 0);
-}
-
-/* Frees the body and gives its bytes back to the budget. */
-static void body_free(agw_fcgi_conn *c)
-{
-    agw_buf_free(&c->body);
-    agw_budget_give(c->budget, c->charged);
-    c->charged = 0;
 }
 
 void agw_fcgi_conn_init(agw_fcgi_conn *c, FCGX_Request *req)
@@ -35,7 +26,7 @@ void agw_fcgi_conn_init(agw_fcgi_conn *c, FCGX_Request *req)
 
 void agw_fcgi_conn_release(agw_fcgi_conn *c)
 {
-    body_free(c);
+    agw_buf_free(&c->body);
 }
 
 const char *agw_fcgi_param(const agw_fcgi_conn *c, const char *name)
@@ -58,8 +49,9 @@ agw_str agw_fcgi_path(const agw_fcgi_conn *c)
 
 agw_err agw_fcgi_read_body(agw_fcgi_conn *c, size_t max)
 {
-    body_free(c);
+    agw_buf_free(&c->body);
     agw_buf_init(&c->body, max);
+    c->body.budget = agw_budget_process();
     const char *cl = agw_fcgi_param(c, "CONTENT_LENGTH");
     if (cl && *cl && *cl != '-') {
         char *end;
@@ -67,20 +59,19 @@ agw_err agw_fcgi_read_body(agw_fcgi_conn *c, size_t max)
         unsigned long long n = strtoull(cl, &end, 10);
         if (errno == 0 && *end == '\0' && n > max)
             return AGW_ETOOBIG;
+        /* The announced size in one allocation: a body taken from the budget
+         * costs what it weighs, not the next power of two. */
+        if (errno == 0 && *end == '\0' && n > 0) {
+            agw_err e = agw_buf_reserve(&c->body, (size_t)n);
+            if (e)
+                return e;
+        }
     }
     char chunk[16384];
     for (;;) {
         int got = FCGX_GetStr(chunk, (int)sizeof chunk, c->in);
         if (got > 0) {
-            if (c->body.len + (size_t)got > max) {
-                body_free(c); /* the rest stays unread */
-                return AGW_ETOOBIG;
-            }
-            if (agw_budget_take(c->budget, (size_t)got) != AGW_OK) {
-                body_free(c);
-                return AGW_EBUSY;
-            }
-            c->charged += (size_t)got;
+            /* On ETOOBIG or EBUSY the body is freed and the rest stays unread. */
             agw_err e = agw_buf_append(&c->body, chunk, (size_t)got);
             if (e)
                 return e;

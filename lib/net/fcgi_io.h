@@ -28,9 +28,8 @@ typedef struct {
     int head_sent;       /* the status line and headers have been written */
     int gone;            /* a write failed: the client (or the web server) left */
     int status;          /* status sent, for logs and metrics */
-    agw_buf body;        /* the request body after agw_fcgi_read_body */
-    agw_budget *budget;  /* the body's bytes are taken from it: agw_budget_process() */
-    size_t charged;      /* bytes of `body` taken from `budget`, given back on release */
+    agw_buf body;        /* the request body after agw_fcgi_read_body; its allocation
+                            is taken from the process's memory budget */
 } agw_fcgi_conn;
 
 /* Binds a conn to an accepted request. */
@@ -46,10 +45,10 @@ agw_str agw_fcgi_path(const agw_fcgi_conn *c);
 
 /* Reads the body to EOF into c->body. CONTENT_LENGTH is only a hint (it may be
  * missing, empty or -1 behind some servers): the cap is enforced on the bytes
- * actually read. AGW_ETOOBIG past `max` (the rest is left unread). The bytes
- * are taken from c->budget as they arrive and held until
+ * actually read. AGW_ETOOBIG past `max` (the rest is left unread). The body's
+ * allocation is taken from agw_budget_process() as it grows and held until
  * agw_fcgi_conn_release: AGW_EBUSY (body freed, the rest unread) when the
- * process's memory budget has no room for them. */
+ * process's memory budget has no room for it. */
 AGW_WARN_UNUSED agw_err agw_fcgi_read_body(agw_fcgi_conn *c, size_t max);
 
 /* Writes "Status:" and the headers. `headers` is zero or more complete

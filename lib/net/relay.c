@@ -33,6 +33,7 @@ typedef struct {
     agw_buf converted;      /* codec output for the event being relayed */
     agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
     int codec_failed;       /* the codec rejected the upstream's stream */
+    int stop_status;        /* the status a stopped call answers, when not 502 */
 } agw_relay_call;
 
 /* 1 when every byte of name is an RFC 9110 token character (section 5.6.2:
@@ -360,13 +361,20 @@ static int on_data(void *ud, const char *p, size_t n)
             return 1;
         return 0;
     }
-    case MODE_BODY:
-        if (agw_buf_append(&r->body, p, n)) {
+    case MODE_BODY: {
+        agw_err e = agw_buf_append(&r->body, p, n);
+        if (e == AGW_EBUSY) {
+            r->stop_status = 503;
+            snprintf(r->res->detail, sizeof r->res->detail, "%s", AGW_RELAY_BUSY_MESSAGE);
+            return 1;
+        }
+        if (e) {
             snprintf(r->res->detail, sizeof r->res->detail, "upstream body over %u bytes",
                      AGW_LIMIT_UPSTREAM_BODY);
             return 1;
         }
         return 0;
+    }
     case MODE_ERROR:
         /* Keep the head of an error body; the rest is noise we need not relay. */
         if (r->body.len < r->body.max) {
@@ -478,10 +486,13 @@ static void finish_converted(agw_relay_call *r, long status)
             r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
         e = c->response(c->ud, agw_buf_view(&r->body), out, &final_status);
         if (e != AGW_OK) {
+            int busy = e == AGW_EBUSY;
+            agw_str msg = busy ? AGW_STR_LIT(AGW_RELAY_BUSY_MESSAGE)
+                               : AGW_STR_LIT("upstream answer could not be converted");
             if (r->committed)
-                send_error_event(r, 502, AGW_STR_LIT("upstream answer could not be converted"));
+                send_error_event(r, busy ? 503 : 502, msg);
             else
-                send_error(r, 502, AGW_STR_LIT("upstream answer could not be converted"), 1);
+                send_error(r, busy ? 503 : 502, msg, 1);
             return;
         }
         if (r->rq->stream && !r->committed) {
@@ -501,6 +512,10 @@ static void finish_converted(agw_relay_call *r, long status)
             send_error_event(r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
         if (!(r->rq->hold_final && r->res->complete))
             (void)r->sink->flush(r->sink->ud);
+        return;
+    }
+    if (e == AGW_EBUSY) {
+        send_error(r, 503, AGW_STR_LIT(AGW_RELAY_BUSY_MESSAGE), 1);
         return;
     }
     if (e != AGW_OK) {
@@ -542,6 +557,7 @@ static void call_init(agw_relay_call *r, agw_upstream *u, const agw_relay_req *r
     agw_buf_init(&r->body, AGW_LIMIT_UPSTREAM_BODY);
     agw_buf_init(&r->scratch, AGW_LIMIT_SMALL);
     agw_buf_init(&r->converted, AGW_LIMIT_UPSTREAM_BODY);
+    r->body.budget = r->converted.budget = rq->budget;
     agw_buf_init(&r->pending, AGW_LIMIT_SSE_EVENT + (64u << 10));
 }
 
@@ -615,10 +631,11 @@ static void answer_stopped(agw_relay_call *r, int gone)
     r->res->client_gone = gone;
     if (gone)
         return;
+    int status = r->stop_status ? r->stop_status : 502;
     if (r->committed && r->mode != MODE_BODY)
-        send_error_event(r, 502, agw_str_c(r->res->detail));
+        send_error_event(r, status, agw_str_c(r->res->detail));
     else if (!r->committed)
-        send_error(r, 502, agw_str_c(r->res->detail), 0);
+        send_error(r, status, agw_str_c(r->res->detail), 0);
 }
 
 /* No complete answer from the upstream: connect error, timeout or reset. */

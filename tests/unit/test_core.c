@@ -50,6 +50,49 @@ static void test_budget_limit(void **state)
     assert_ptr_equal(agw_budget_process(), agw_budget_process());
 }
 
+/* A buffer in a budget holds its capacity there: taken as it grows, given
+ * back when freed or detached; growth past the budget frees the buffer. */
+static void test_buf_in_budget(void **state)
+{
+    (void)state;
+    agw_budget b = { 0 };
+    agw_budget_set_limit(&b, 1000);
+    agw_buf x = AGW_BUF_INIT(4096);
+    x.budget = &b;
+    assert_int_equal(agw_buf_append(&x, "abc", 3), AGW_OK);
+    assert_int_equal(agw_budget_used(&b), 256); /* the first allocation */
+    char big[600];
+    memset(big, 'z', sizeof big);
+    assert_int_equal(agw_buf_append(&x, big, 300), AGW_OK);
+    assert_int_equal(agw_budget_used(&b), 512);
+    /* Doubling to 1024 would pass the limit: refused, freed, all given back. */
+    assert_int_equal(agw_buf_append(&x, big, 600), AGW_EBUSY);
+    assert_null(x.data);
+    assert_int_equal(x.len, 0);
+    assert_int_equal(agw_budget_used(&b), 0);
+    /* An exact reservation takes just what it asks for (+1 for the NUL). */
+    assert_int_equal(agw_buf_reserve(&x, 900), AGW_OK);
+    assert_int_equal(agw_budget_used(&b), 901);
+    assert_int_equal(agw_buf_append(&x, big, 600), AGW_OK);
+    assert_int_equal(agw_buf_append(&x, big, 300), AGW_OK);
+    assert_int_equal(agw_budget_used(&b), 901); /* it fitted: no growth */
+    size_t n;
+    char *owned = agw_buf_detach(&x, &n);
+    assert_int_equal(n, 900);
+    assert_int_equal(agw_budget_used(&b), 0); /* the caller owns it, outside the budget */
+    free(owned);
+    assert_int_equal(agw_buf_append(&x, "q", 1), AGW_OK);
+    agw_buf_free(&x);
+    assert_int_equal(agw_budget_used(&b), 0);
+    /* A buffer without a budget is not limited by one. */
+    agw_buf y = AGW_BUF_INIT(1 << 20);
+    assert_int_equal(agw_buf_reserve(&y, 1 << 19), AGW_OK);
+    assert_int_equal(agw_budget_used(&b), 0);
+    /* reserve keeps the cap on len. */
+    assert_int_equal(agw_buf_reserve(&y, (1 << 20) + 1), AGW_ETOOBIG);
+    agw_buf_free(&y);
+}
+
 /* Many threads taking and giving at once never hold more than the limit
  * together, and every byte comes back. */
 typedef struct {
@@ -808,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_str_has_ctl),
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_budget_limit),
+        cmocka_unit_test(test_buf_in_budget),
         cmocka_unit_test(test_budget_concurrent),
         cmocka_unit_test(test_buf_init_is_empty),
         cmocka_unit_test(test_buf_cap_exact_then_over),

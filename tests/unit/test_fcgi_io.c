@@ -238,7 +238,9 @@ static void test_read_body_memory_budget(void **state)
     (void)state;
     static char body[5000];
     memset(body, 'b', sizeof body);
-    char *env[] = { NULL };
+    /* The budget holds what a body's buffer allocates: the announced size
+     * (plus its NUL) in one allocation when CONTENT_LENGTH is given. */
+    char *env[] = { "CONTENT_LENGTH=5000", NULL };
     agw_budget *b = agw_budget_process();
     agw_budget_set_limit(b, 8000);
     fake_stream in1, in2, out;
@@ -247,12 +249,12 @@ static void test_read_body_memory_budget(void **state)
     reader_init(&in1, body, sizeof body, 1000);
     conn_init_streams(&c1, &in1.s, &out.s, env, -1);
     assert_int_equal(agw_fcgi_read_body(&c1, 10000), AGW_OK);
-    assert_int_equal(agw_budget_used(b), 5000);
+    assert_int_equal(agw_budget_used(b), 5001);
     reader_init(&in2, body, sizeof body, 1000);
     conn_init_streams(&c2, &in2.s, &out.s, env, -1);
     assert_int_equal(agw_fcgi_read_body(&c2, 10000), AGW_EBUSY);
     assert_null(c2.body.data);
-    assert_int_equal(agw_budget_used(b), 5000); /* the partial second body went back */
+    assert_int_equal(agw_budget_used(b), 5001); /* nothing of the second body is held */
     agw_fcgi_conn_release(&c1);
     assert_int_equal(agw_budget_used(b), 0);
     reader_init(&in2, body, sizeof body, 1000);
@@ -261,6 +263,18 @@ static void test_read_body_memory_budget(void **state)
     assert_int_equal(c2.body.len, sizeof body);
     agw_fcgi_conn_release(&c2);
     assert_int_equal(agw_budget_used(b), 0);
+    /* Without CONTENT_LENGTH the buffer grows by doubling, and each step is
+     * taken from the budget: 3000 bytes hold 4096; 5000 would need 8192. */
+    char *bare[] = { NULL };
+    reader_init(&in1, body, 3000, 1000);
+    conn_init_streams(&c1, &in1.s, &out.s, bare, -1);
+    assert_int_equal(agw_fcgi_read_body(&c1, 10000), AGW_OK);
+    assert_int_equal(agw_budget_used(b), 4096);
+    agw_fcgi_conn_release(&c1);
+    reader_init(&in2, body, sizeof body, 1000);
+    conn_init_streams(&c2, &in2.s, &out.s, bare, -1);
+    assert_int_equal(agw_fcgi_read_body(&c2, 10000), AGW_EBUSY);
+    assert_int_equal(agw_budget_used(b), 0); /* the partial body went back */
     agw_budget_set_limit(b, 0);
     writer_free(&out);
 }

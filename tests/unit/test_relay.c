@@ -608,6 +608,44 @@ static void test_nonstream_json(void **state)
     assert_int_equal(f->res.events, 0);
 }
 
+/* The answer is held under the request's memory budget: with no room for it
+ * the client gets 503 in its shape, and the budget is whole again after. */
+static void test_answer_over_the_memory_budget(void **state)
+{
+    fixture *f = *state;
+    agw_budget b = { 0 };
+    agw_budget_set_limit(&b, 64); /* less than the first allocation */
+    f->rq.budget = &b;
+    run(f, "/json");
+    assert_int_equal(f->k.status, 503);
+    agw_str o = agw_buf_view(&f->k.out);
+    assert_non_null(memmem(o.ptr, o.len, "max_memory_bytes", 16));
+    assert_true(agw_str_starts(o, AGW_STR_LIT("{\"error\":{"))); /* OpenAI's shape */
+    assert_int_equal(f->res.complete, 0);
+    assert_int_equal(agw_budget_used(&b), 0);
+}
+
+/* A converted answer too: its body and its conversion are both held. */
+static void test_converted_answer_over_the_memory_budget(void **state)
+{
+    fixture *f = *state;
+    agw_budget b = { 0 };
+    agw_budget_set_limit(&b, 300); /* the upstream body fits, its conversion not */
+    agw_bridge *br = agw_bridge_new(AGW_PROTO_ANTHROPIC, AGW_PROTO_OPENAI, 0, 0,
+                                    AGW_STR_LIT("m"), 7);
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.codec = agw_bridge_codec(br);
+    f->rq.budget = &b;
+    run(f, "/json");
+    assert_int_equal(f->k.status, 503);
+    agw_str o = agw_buf_view(&f->k.out);
+    /* Anthropic's shape */
+    assert_true(agw_str_starts(
+        o, AGW_STR_LIT("{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"")));
+    assert_int_equal(agw_budget_used(&b), 0);
+    agw_bridge_free(br);
+}
+
 /* The usage tap sees every upstream event (and a non-streamed body) as sent. */
 typedef struct {
     int events, bodies;
@@ -1260,6 +1298,8 @@ int main(void)
         T(test_stream_cut_inside_event),
         T(test_stream_event_over_limit),
         T(test_nonstream_json),
+        T(test_answer_over_the_memory_budget),
+        T(test_converted_answer_over_the_memory_budget),
         T(test_tap_hold_final_and_own_ratelimit),
         T(test_tap_sees_a_json_body),
         T(test_nonstream_garbage),
