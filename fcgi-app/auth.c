@@ -4,18 +4,12 @@
 
 #include "core/crypto.h"
 
-#include <strings.h>
-
 /* The key the client presented: `Authorization: Bearer` or `x-api-key`. */
 static agw_str presented_key(agw_request *r)
 {
-    const char *auth = agw_fcgi_param(&r->conn, "HTTP_AUTHORIZATION");
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
-        const char *k = auth + 7;
-        while (*k == ' ')
-            k++;
-        return agw_str_c(k);
-    }
+    agw_str bearer = agw_request_bearer(r);
+    if (bearer.ptr)
+        return bearer;
     const char *x = agw_fcgi_param(&r->conn, "HTTP_X_API_KEY");
     if (x && *x)
         return agw_str_c(x);

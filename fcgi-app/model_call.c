@@ -71,9 +71,7 @@ static int read_body(agw_request *r, agw_model_call *mc)
         return 0;
     }
     if (e == AGW_EBUSY) {
-        agw_request_error_code(r, 503, "server_busy",
-                               "the gateway is holding too many request bodies right now "
-                               "(server.max_memory_bytes): retry shortly");
+        agw_request_busy(r);
         return 0;
     }
     if (e) {
@@ -211,15 +209,25 @@ int agw_model_call_admit(agw_request *r, const agw_model_call *mc)
     uint64_t secs = (r->ticket.retry_after_ms + 999) / 1000;
     if (!secs)
         secs = 1;
-    char retry[48];
-    snprintf(retry, sizeof retry, "Retry-After: %llu\r\n", (unsigned long long)secs);
+    char retry[48] = "";
     char msg[256];
-    snprintf(msg, sizeof msg,
-             "rate limit reached for this API key: %lld %s per minute; retry after %llu s",
-             (long long)(by_qpm ? r->key->limits.qpm : r->key->limits.tpm),
-             by_qpm ? "requests" : "tokens", (unsigned long long)secs);
+    if (r->ticket.too_large) {
+        /* No wait lets it pass, so no Retry-After invites a client to try. */
+        snprintf(msg, sizeof msg,
+                 "request too large for this API key's limit of %lld tokens per minute: it "
+                 "reserves %lld (a quarter of its bytes plus max_tokens); lower max_tokens",
+                 (long long)r->key->limits.tpm, (long long)estimate);
+    } else {
+        snprintf(retry, sizeof retry, "Retry-After: %llu\r\n", (unsigned long long)secs);
+        snprintf(msg, sizeof msg,
+                 "rate limit reached for this API key: %lld %s per minute; retry after %llu s",
+                 (long long)(by_qpm ? r->key->limits.qpm : r->key->limits.tpm),
+                 by_qpm ? "requests" : "tokens", (unsigned long long)secs);
+    }
     agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
-    if (agw_apierr_body(&body, r->proto, 429, agw_str_c(msg), "rate_limit_exceeded") == AGW_OK)
+    if (agw_apierr_body(&body, r->proto, 429, agw_str_c(msg),
+                        r->ticket.too_large ? "request_too_large" : "rate_limit_exceeded") ==
+        AGW_OK)
         agw_request_respond_json(r, 429, agw_str_c(retry), agw_buf_view(&body));
     agw_buf_free(&body);
     return 0;
