@@ -430,7 +430,7 @@ void agw_admin_bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 
 int agw_admin_provider_exists(agw_admin_req *r, const char *name)
 {
-    if (agw_config_provider(r->app->cfg, agw_str_c(name)))
+    if (agw_config_provider(r->cfg, agw_str_c(name)))
         return 1;
     sqlite3_stmt *st;
     int found = 0;
@@ -935,7 +935,7 @@ static int authorized(agw_admin_req *r)
     const char *k = auth + 7;
     while (*k == ' ')
         k++;
-    int ok = agw_secret_eq(agw_str_c(k), agw_str_c(r->app->admin_key));
+    int ok = agw_secret_eq(agw_str_c(k), agw_str_c(r->admin_key));
     fail_count(addr, now, !ok);
     if (!ok) {
         agw_admin_fail(r, 401, NULL, "invalid admin key");
@@ -950,6 +950,8 @@ void agw_admin_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
     agw_admin_req r;
     memset(&r, 0, sizeof r);
     r.app = app_ptr;
+    r.cfg = __atomic_load_n(&r.app->cfg, __ATOMIC_ACQUIRE);
+    r.admin_key = __atomic_load_n(&r.app->admin_key, __ATOMIC_ACQUIRE);
     r.db = agw_store_db(worker->store);
     agw_fcgi_conn_init(&r.conn, req);
     r.method = agw_fcgi_param(&r.conn, "REQUEST_METHOD");

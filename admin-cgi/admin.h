@@ -57,6 +57,10 @@ typedef struct {
 
 typedef struct {
     const agw_admin_app *app;
+    /* app->cfg and app->admin_key as the request started: a reload swaps
+     * the app's pointers (atomically), never these. */
+    const agw_config *cfg;
+    const char *admin_key;
     sqlite3 *db;
     agw_fcgi_conn conn;
     const char *method;

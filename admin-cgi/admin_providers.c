@@ -169,7 +169,7 @@ static cJSON *cfg_json(const agw_provider_cfg *p)
 /* antigw.cfg's providers are listed first, read-only. */
 static void list_cfg(agw_admin_req *r, cJSON *data)
 {
-    const agw_config *cfg = r->app->cfg;
+    const agw_config *cfg = r->cfg;
     agw_shm *none = NULL;
     atomic_compare_exchange_strong(&health_shm, &none, r->app->shm);
     pthread_once(&health_once, health_bind);
@@ -203,9 +203,9 @@ static const agw_admin_resource providers = {
  * antigw.cfg nor taken in the database; otherwise answered 409 (or 500). */
 static int name_free(agw_admin_req *r, const char *name, int64_t self)
 {
-    if (agw_config_provider(r->app->cfg, agw_str_c(name))) {
+    if (agw_config_provider(r->cfg, agw_str_c(name))) {
         agw_admin_fail(r, 409, "name", "a provider named '%s' is declared in %s", name,
-                       r->app->cfg->path);
+                       r->cfg->path);
         return 0;
     }
     return agw_admin_name_free(r, &providers, name, self);
@@ -222,7 +222,7 @@ static int seal(agw_admin_req *r, agw_admin_provider_row *p, const char *secret)
     if (!r->app->secrets) {
         agw_admin_fail(r, 400, "api_key",
                        "provider keys are stored encrypted, and secrets.key_file is not set in %s",
-                       r->app->cfg->path);
+                       r->cfg->path);
         return 0;
     }
     if (agw_catalog_seal_secret(r->app->secrets, p->name, p->type, p->base_url,
@@ -320,7 +320,7 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_provider_row *p,
                            "'base_url' must be an http:// or https:// URL without spaces");
             return 0;
         }
-        if ((why = agw_config_base_url_refused(s, r->app->cfg->upstream.allow_link_local))) {
+        if ((why = agw_config_base_url_refused(s, r->cfg->upstream.allow_link_local))) {
             agw_admin_fail(r, 400, "base_url", "'base_url' %s", why);
             return 0;
         }
@@ -481,7 +481,7 @@ void agw_admin_providers(agw_admin_req *r, agw_str rest)
     agw_str id = { rest.ptr + 1, rest.len - 1 };
     int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
     agw_str name = { id.ptr + 4, id.len - 4 };
-    const agw_provider_cfg *p = agw_config_provider(r->app->cfg, name);
+    const agw_provider_cfg *p = agw_config_provider(r->cfg, name);
     if (!p)
         agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'",
                        (int)(id.len > 100 ? 100 : id.len), id.ptr);
@@ -490,7 +490,7 @@ void agw_admin_providers(agw_admin_req *r, agw_str rest)
     else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "DELETE") == 0)
         agw_admin_fail(r, 409, NULL,
                        "provider '%s' is declared in %s and is read-only here: edit the file",
-                       p->name, r->app->cfg->path);
+                       p->name, r->cfg->path);
     else
         agw_admin_method_not_allowed(r, "GET, PUT, DELETE");
 }

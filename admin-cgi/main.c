@@ -119,9 +119,9 @@ static const char *admin_key_of(const agw_config *cfg)
     return k && strlen(k) >= MIN_ADMIN_KEY ? k : NULL;
 }
 
-/* Configurations replaced by a reload. An admin request reads app->cfg
- * without holding a reference, so a replaced one is kept until exit (a few
- * KiB per reload). */
+/* Configurations replaced by a reload. An admin request takes app->cfg once
+ * at its start without holding a reference, so a replaced one is kept until
+ * exit (a few KiB per reload). */
 static agw_config **retired;
 static size_t n_retired;
 
