@@ -28,6 +28,7 @@
 #include "core/crypto.h"
 #include "net/fcgi_io.h"
 #include "net/fcgi_server.h"
+#include "route/lb.h"
 #include "state/shm.h"
 #include "state/store.h"
 
@@ -203,6 +204,9 @@ int agw_admin_required(agw_admin_req *r, const char *name);
 /* ---- resources ---- */
 
 void agw_admin_providers(agw_admin_req *r, agw_str rest);
+/* The pool's load-balancer view the provider answers read health from; set
+ * once before the server starts (NULL: no health fields). */
+void agw_admin_providers_bind(agw_lb *lb);
 void agw_admin_keys(agw_admin_req *r, agw_str rest);
 void agw_admin_usage(agw_admin_req *r);
 void agw_admin_audit_list(agw_admin_req *r);

@@ -14,14 +14,13 @@
 #include "route/lb.h"
 #include "tenant/catalog.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define MAX_URL 2048
 #define MAX_SECRET 8192
 #define MAX_MODELS 1000
-#define MAX_MODEL_NAME 256
+#define MAX_MODEL_NAME AGW_CONFIG_MODEL_MAX
 
 static const char *const fields[] = { "name",    "type",   "base_url", "api_key",      "weight",
                                       "enabled", "models", "default_model", NULL };
@@ -84,29 +83,24 @@ static const char *prow_name(const void *row)
     return ((const agw_admin_provider_row *)row)->name;
 }
 
-/* The pool's load-balancer state (lb.h) in the shared segment this app
- * attaches too, bound at the first listing: a provider's health and why it
- * is out of the rotation, as the gateway's /health shows them. */
-static agw_lb health_lb;
-static _Atomic(agw_shm *) health_shm;
-static pthread_once_t health_once = PTHREAD_ONCE_INIT;
+/* The pool's load-balancer state (lb.h) in the shared segment, bound by
+ * main before the server starts (agw_admin_providers_bind): a provider's
+ * health and why it is out of the rotation, as the gateway's /health shows
+ * them. Row renderers have no request, hence a file-level pointer. */
+static agw_lb *pool_lb;
 
-static void health_bind(void)
+void agw_admin_providers_bind(agw_lb *lb)
 {
-    size_t len;
-    void *region = agw_shm_reserved(atomic_load(&health_shm), &len);
-    if (agw_lb_bind(&health_lb, region, len) != AGW_OK)
-        memset(&health_lb, 0, sizeof health_lb);
+    pool_lb = lb;
 }
 
 /* "healthy" and "health_reason" (lb.h: none, probe_failed, auth_rejected,
- * consecutive_failures), once the shared state is bound. */
+ * consecutive_failures). */
 static void add_health(cJSON *o, const char *name)
 {
-    if (!atomic_load(&health_shm))
+    if (!pool_lb)
         return;
-    pthread_once(&health_once, health_bind);
-    agw_lb_reason why = agw_lb_unhealthy_reason(agw_lb_slot_of(&health_lb, agw_str_c(name)));
+    agw_lb_reason why = agw_lb_unhealthy_reason(agw_lb_slot_of(pool_lb, agw_str_c(name)));
     cJSON_AddBoolToObject(o, "healthy", why == AGW_LB_REASON_NONE);
     cJSON_AddStringToObject(o, "health_reason", agw_lb_reason_name(why));
 }
@@ -170,9 +164,6 @@ static cJSON *cfg_json(const agw_provider_cfg *p)
 static void list_cfg(agw_admin_req *r, cJSON *data)
 {
     const agw_config *cfg = r->cfg;
-    agw_shm *none = NULL;
-    atomic_compare_exchange_strong(&health_shm, &none, r->app->shm);
-    pthread_once(&health_once, health_bind);
     for (size_t i = 0; i < cfg->n_providers; i++)
         cJSON_AddItemToArray(data, cfg_json(&cfg->providers[i]));
 }

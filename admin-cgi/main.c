@@ -232,6 +232,13 @@ int main(int argc, char **argv)
         agw_shm_generation_bump(shm);
     }
     agw_admin_app app = { cfg, admin_key, shm, have_secrets ? &secrets : NULL };
+    size_t reserved_len;
+    void *reserved = agw_shm_reserved(shm, &reserved_len);
+    agw_lb lb;
+    if (agw_lb_bind(&lb, reserved, reserved_len) == AGW_OK)
+        agw_admin_providers_bind(&lb);
+    else
+        agw_log_warn("shared state: no load-balancer region; provider health is not shown");
     agw_server_opts opts = {
         .threads = threads,
         .shutdown_grace_s = 10,

@@ -244,6 +244,17 @@ static agw_err load_provider_base_url(agw_config_loader *ld, const config_settin
     return AGW_OK;
 }
 
+/* A model name from the file: at most AGW_CONFIG_MODEL_MAX bytes, the most a
+ * usage row and a client's request may carry. */
+static agw_err check_model_name(agw_config_loader *ld, const config_setting_t *at,
+                                const char *key, const char *name)
+{
+    if (name && strlen(name) > AGW_CONFIG_MODEL_MAX)
+        return fail(ld, at, key, "a model name may be at most %d bytes long",
+                    AGW_CONFIG_MODEL_MAX);
+    return AGW_OK;
+}
+
 static agw_err load_provider_models(agw_config_loader *ld, const config_setting_t *p,
                                     const char *prefix, agw_provider_cfg *out)
 {
@@ -260,6 +271,9 @@ static agw_err load_provider_models(agw_config_loader *ld, const config_setting_
         config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
         if (config_setting_type(m) != CONFIG_TYPE_STRING || !*config_setting_get_string(m))
             return fail(ld, m, key, "each model must be a non-empty string");
+        agw_err e = check_model_name(ld, m, key, config_setting_get_string(m));
+        if (e)
+            return e;
         out->models[out->n_models++] = xstrdup(config_setting_get_string(m));
     }
     return AGW_OK;
@@ -313,6 +327,10 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
                     "must not contain control characters");
     }
     empty_to_null(&out->default_model);
+    snprintf(key, sizeof key, "%sdefault_model", prefix);
+    if ((e = check_model_name(ld, config_setting_get_member(p, "default_model"), key,
+                              out->default_model)))
+        return e;
     return load_provider_models(ld, p, prefix, out);
 }
 
@@ -336,6 +354,7 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->defaults.lb_strategy = xstrdup("smart");
     cfg->defaults.health_check_enabled = 1;
     cfg->defaults.health_check_seconds = 60;
+    cfg->defaults.health_check_timeout_seconds = 10;
     cfg->defaults.max_attempts = 3;
     cfg->defaults.cooldown_seconds = 30;
     cfg->defaults.lb_half_life_seconds = 30;
@@ -480,6 +499,7 @@ static agw_err load_defaults(agw_config_loader *ld, config_t *c, agw_config *cfg
 {
     static const char *const known[] = { "provider", "model", "lb_strategy",
                                          "health_check_enabled", "health_check_seconds",
+                                         "health_check_timeout_seconds",
                                          "max_attempts", "cooldown_seconds",
                                          "lb_half_life_seconds", NULL };
     config_setting_t *g;
@@ -490,10 +510,14 @@ static agw_err load_defaults(agw_config_loader *ld, config_t *c, agw_config *cfg
         (e = get_string(ld, g, "defaults.", "model", &cfg->defaults.model)) ||
         (e = get_string(ld, g, "defaults.", "lb_strategy", &cfg->defaults.lb_strategy)) ||
         (e = get_bool(ld, g, "defaults.", "health_check_enabled",
-                      &cfg->defaults.health_check_enabled)))
+                      &cfg->defaults.health_check_enabled)) ||
+        (e = check_model_name(ld, config_setting_get_member(g, "model"), "defaults.model",
+                              cfg->defaults.model)))
         return e;
     if ((e = get_int_field(ld, g, "defaults.", "health_check_seconds", 1, 86400,
                            &cfg->defaults.health_check_seconds)) ||
+        (e = get_int_field(ld, g, "defaults.", "health_check_timeout_seconds", 1, 600,
+                           &cfg->defaults.health_check_timeout_seconds)) ||
         (e = get_int_field(ld, g, "defaults.", "max_attempts", 1, 32,
                            &cfg->defaults.max_attempts)) ||
         (e = get_int_field(ld, g, "defaults.", "cooldown_seconds", 0, 3600,

@@ -116,6 +116,7 @@ typedef struct {
         char *lb_strategy;     /* weighted|round-robin|least-used|priority|smart; default smart */
         int health_check_enabled;
         int health_check_seconds;
+        int health_check_timeout_seconds; /* one probe, every page of its list; default 10 */
         int max_attempts;            /* providers tried per request before the first byte; default 3 */
         int cooldown_seconds;        /* a failing provider leaves the rotation this long; default 30 */
         int lb_half_life_seconds;    /* decay of the recent 429/5xx counts (smart); default 30 */

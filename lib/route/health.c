@@ -19,7 +19,6 @@
  * prober for long. */
 #define PROBE_CONNECT_MS 3000
 #define PROBE_IDLE_MS 5000
-#define PROBE_TOTAL_MS 10000
 /* The most one page of a model list may weigh, and the most pages read. */
 #define PROBE_BODY_MAX (4u << 20)
 #define PROBE_MAX_PAGES 32
@@ -52,8 +51,8 @@ static int keep(void *ud, const char *p, size_t n)
 
 /* GETs one page of `p`'s model list (the first when `after` is NULL) into
  * `pg`. -1 when the type has nothing to ask with, else 0 with *res set. */
-static int get_page(agw_upstream *u, const agw_provider_cfg *p, const char *after, page *pg,
-                    agw_upstream_result *res)
+static int get_page(agw_upstream *u, const agw_provider_cfg *p, const char *after,
+                    uint64_t deadline_ms, page *pg, agw_upstream_result *res)
 {
     agw_provider_call call;
     const agw_provider_ops *ops = agw_provider_ops_of(p->type);
@@ -66,13 +65,14 @@ static int get_page(agw_upstream *u, const agw_provider_cfg *p, const char *afte
     agw_buf_free(&pg->b);
     agw_buf_init(&pg->b, PROBE_BODY_MAX);
     pg->over = 0;
+    uint64_t now_ms = agw_mono_ms();
     agw_upstream_req rq = {
         .url = call.url,
         .headers = (const char *const *)call.headers,
         .body = { NULL, 0 },
         .connect_timeout_ms = PROBE_CONNECT_MS,
         .idle_timeout_ms = PROBE_IDLE_MS,
-        .total_timeout_ms = PROBE_TOTAL_MS,
+        .total_timeout_ms = deadline_ms > now_ms ? (long)(deadline_ms - now_ms) : 1,
         .on_data = keep,
         .ud = pg,
     };
@@ -84,8 +84,8 @@ static int get_page(agw_upstream *u, const agw_provider_cfg *p, const char *afte
 /* Reads the model list from the probe's answer `pg` and the pages after it:
  * 1 with `list` filled when every page was a readable 2xx list, 0 otherwise
  * (list emptied). */
-static int read_list(agw_upstream *u, const agw_provider_cfg *p, page *pg, long status,
-                     agw_provider_models *list)
+static int read_list(agw_upstream *u, const agw_provider_cfg *p, uint64_t deadline_ms, page *pg,
+                     long status, agw_provider_models *list)
 {
     const agw_provider_ops *ops = agw_provider_ops_of(p->type);
     if (!ops->parse_models || ops->probe_op != AGW_OP_MODELS)
@@ -102,7 +102,7 @@ static int read_list(agw_upstream *u, const agw_provider_cfg *p, page *pg, long 
         if (!list->next)
             return 1;
         agw_upstream_result res;
-        if (n + 1 >= PROBE_MAX_PAGES || get_page(u, p, list->next, pg, &res) != 0 ||
+        if (n + 1 >= PROBE_MAX_PAGES || get_page(u, p, list->next, deadline_ms, pg, &res) != 0 ||
             res.outcome != AGW_UPSTREAM_DONE)
             break;
         status = res.status;
@@ -117,13 +117,14 @@ static int read_list(agw_upstream *u, const agw_provider_cfg *p, page *pg, long 
  * AGW_LB_REASON_NONE when it passes, and when the type has nothing to probe
  * with; else why it failed. A passing probe of the model list also reads
  * the list: *listed says whether `list` holds it. */
-static agw_lb_reason probe(agw_upstream *u, const agw_provider_cfg *p,
+static agw_lb_reason probe(agw_upstream *u, const agw_provider_cfg *p, long timeout_ms,
                            agw_provider_models *list, int *listed)
 {
     *listed = 0;
+    uint64_t deadline_ms = agw_mono_ms() + (uint64_t)timeout_ms;
     page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0 };
     agw_upstream_result res;
-    if (get_page(u, p, NULL, &pg, &res) != 0) {
+    if (get_page(u, p, NULL, deadline_ms, &pg, &res) != 0) {
         agw_buf_free(&pg.b);
         return AGW_LB_REASON_NONE; /* nothing to probe with: not a reason to leave the rotation */
     }
@@ -131,7 +132,7 @@ static agw_lb_reason probe(agw_upstream *u, const agw_provider_cfg *p,
                               ? agw_provider_ops_of(p->type)->probe_verdict(res.status)
                               : AGW_PROBE_FAILED;
     if (v == AGW_PROBE_PASSED)
-        *listed = read_list(u, p, &pg, res.status, list);
+        *listed = read_list(u, p, deadline_ms, &pg, res.status, list);
     else
         agw_log_warn("health: provider %s failed its probe (%s%s%ld%s)", p->name,
                      res.detail[0] ? res.detail : "", res.detail[0] ? ", status " : "status ",
@@ -169,7 +170,8 @@ static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)
         agw_lb_reason was = agw_lb_unhealthy_reason(s);
         agw_provider_models list = AGW_PROVIDER_MODELS_INIT;
         int listed;
-        agw_lb_reason why = probe(u, p, &list, &listed);
+        agw_lb_reason why =
+            probe(u, p, (long)cfg->defaults.health_check_timeout_seconds * 1000, &list, &listed);
         agw_lb_probe_result(s, why, agw_shm_now_ns());
         if (s && was != why)
             agw_log_info("health: provider %s is %s%s", p->name,

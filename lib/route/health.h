@@ -12,8 +12,9 @@
  * each enabled provider of a callable type (provider.h) with its type's probe
  * operation, a cheap GET (the model list: <base_url>/models for OpenAI,
  * /v1/models for Anthropic), with the provider's credential, a 3 s connect,
- * a 5 s idle and a 10 s total timeout (so a server that drips bytes cannot
- * hold the pool's only prober). The type says which statuses pass (for
+ * a 5 s idle timeout, and defaults.health_check_timeout_seconds (10) for
+ * the whole probe, every page of its model list included (so a server that
+ * drips bytes cannot hold the pool's only prober). The type says which statuses pass (for
  * OpenAI and Anthropic any status below 500, a 404 or 429 included, except
  * 401 and 403: a revoked key fails as AGW_LB_REASON_AUTH_REJECTED); a
  * connect error, a timeout or a 5xx fails as AGW_LB_REASON_PROBE_FAILED.

@@ -450,6 +450,11 @@ def provider_bad_input_changes_nothing(ctx):
     s, _, longest = admin(ctx, "POST", P, dict(ok, name="x" * 63))
     eq((s, longest.get("name")), (201, "x" * 63), "a name of 63 bytes: %r" % (longest,))
     bad(ctx, "PUT", P + "/" + longest["id"], {"name": "y" * 64}, 400, "name")
+    # Model names as long as a client may send (255 bytes), not one more.
+    eq(admin(ctx, "PUT", P + "/" + longest["id"],
+             {"models": ["m" * 255], "default_model": "d" * 255})[0], 200, "255-byte models")
+    bad(ctx, "PUT", P + "/" + longest["id"], {"models": ["m" * 256]}, 400, "models")
+    bad(ctx, "PUT", P + "/" + longest["id"], {"default_model": "d" * 256}, 400, "default_model")
     for pid in (p["id"], other["id"], longest["id"]):
         eq(admin(ctx, "DELETE", P + "/" + pid)[0], 200, "cleanup")
 

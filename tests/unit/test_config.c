@@ -464,6 +464,47 @@ static void test_provider_name_rule(void **state)
     assert_int_equal(AGW_CONFIG_NAME_MAX, 63);
 }
 
+/* Model names in the file are held to AGW_CONFIG_MODEL_MAX like a client's:
+ * a provider's models and default_model, and defaults.model. */
+static void test_err_model_name_length(void **state)
+{
+    (void)state;
+    char model[AGW_CONFIG_MODEL_MAX + 2], text[1024], want[256];
+    memset(model, 'm', sizeof model);
+    model[AGW_CONFIG_MODEL_MAX] = '\0';
+    snprintf(text, sizeof text,
+             "defaults = { model = \"%s\"; };\n"
+             "providers = ( { name = \"p\"; type = \"openai\"; models = [ \"%s\" ];\n"
+             "  default_model = \"%s\"; } );\n",
+             model, model, model);
+    agw_config *cfg = parse_ok(text, NULL);
+    assert_int_equal(strlen(cfg->providers[0].models[0]), AGW_CONFIG_MODEL_MAX);
+    assert_int_equal(strlen(cfg->providers[0].default_model), AGW_CONFIG_MODEL_MAX);
+    assert_int_equal(strlen(cfg->defaults.model), AGW_CONFIG_MODEL_MAX);
+    agw_config_free(cfg);
+    model[AGW_CONFIG_MODEL_MAX] = 'm';
+    model[AGW_CONFIG_MODEL_MAX + 1] = '\0';
+    snprintf(text, sizeof text,
+             "providers = ( { name = \"p\"; type = \"openai\";\n  models = [ \"%s\" ]; } );\n",
+             model);
+    snprintf(want, sizeof want,
+             "(string):2: providers.p.models: a model name may be at most %d bytes long",
+             AGW_CONFIG_MODEL_MAX);
+    expect_error(text, want);
+    snprintf(text, sizeof text,
+             "providers = ( { name = \"p\"; type = \"openai\";\n  default_model = \"%s\"; } );\n",
+             model);
+    snprintf(want, sizeof want,
+             "(string):2: providers.p.default_model: a model name may be at most %d bytes long",
+             AGW_CONFIG_MODEL_MAX);
+    expect_error(text, want);
+    snprintf(text, sizeof text, "defaults = {\n  model = \"%s\"; };\n", model);
+    snprintf(want, sizeof want,
+             "(string):2: defaults.model: a model name may be at most %d bytes long",
+             AGW_CONFIG_MODEL_MAX);
+    expect_error(text, want);
+}
+
 static void test_err_provider_name_length(void **state)
 {
     (void)state;
@@ -956,6 +997,7 @@ int main(void)
         cmocka_unit_test(test_err_provider_name),
         cmocka_unit_test(test_provider_name_rule),
         cmocka_unit_test(test_err_provider_name_length),
+        cmocka_unit_test(test_err_model_name_length),
         cmocka_unit_test(test_err_provider_type),
         cmocka_unit_test(test_err_provider_base_url),
         cmocka_unit_test(test_err_duplicate_provider),

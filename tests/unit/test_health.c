@@ -64,7 +64,7 @@ static agw_lb_reason probe_only(agw_upstream *u, const agw_provider_cfg *p)
 {
     agw_provider_models l = AGW_PROVIDER_MODELS_INIT;
     int listed;
-    agw_lb_reason why = probe(u, p, &l, &listed);
+    agw_lb_reason why = probe(u, p, 5000, &l, &listed);
     agw_provider_models_free(&l);
     return why;
 }
@@ -86,6 +86,48 @@ static agw_upstream *start_openai(testsrv *s, char url[128], agw_provider_cfg *p
     snprintf(url, 128, "http://127.0.0.1:%d/v1", s->port);
     provider(p, AGW_PROVIDER_OPENAI, url);
     return agw_upstream_new();
+}
+
+/* A server that answers a byte every 200 ms, under any idle timeout, for up
+ * to 20 s, or until the prober hangs up. */
+static int drip(testsrv *s, int fd, const testsrv_req *rq)
+{
+    (void)s, (void)rq;
+    if (testsrv_send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 100000\r\n\r\n") != 0)
+        return TESTSRV_CLOSE;
+    for (int i = 0; i < 100; i++) {
+        if (testsrv_send_str(fd, " ") != 0)
+            break;
+        usleep(200 * 1000);
+    }
+    return TESTSRV_CLOSE;
+}
+
+/* The probe's total timeout bounds a provider that drips its answer: the
+ * probe fails at the deadline instead of holding the prober for as long as
+ * the server keeps sending. */
+static void test_probe_total_timeout(void **state)
+{
+    (void)state;
+    testsrv s;
+    assert_int_equal(testsrv_start(&s, drip), 0);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", s.port);
+    agw_provider_cfg p;
+    provider(&p, AGW_PROVIDER_OPENAI, url);
+    agw_upstream *u = agw_upstream_new();
+    agw_provider_models l = AGW_PROVIDER_MODELS_INIT;
+    int listed;
+    uint64_t t0 = agw_mono_ms();
+    assert_int_equal(probe(u, &p, 1000, &l, &listed), AGW_LB_REASON_PROBE_FAILED);
+    uint64_t took = agw_mono_ms() - t0;
+    assert_false(listed);
+    /* The deadline, not the 20 s the server would go on for. */
+    if (took < 900 || took > 5000)
+        fail_msg("the probe took %llu ms with a 1000 ms timeout", (unsigned long long)took);
+    agw_upstream_free(u);
+    testsrv_stop(&s);
 }
 
 static void test_probe_verdicts(void **state)
@@ -135,7 +177,7 @@ static void test_probe_reads_the_model_list(void **state)
     int listed;
     /* OpenAI: one page; entries without a usable id are skipped */
     status_to_send = 200;
-    assert_int_equal(probe(u, &p, &l, &listed), AGW_LB_REASON_NONE);
+    assert_int_equal(probe(u, &p, 5000, &l, &listed), AGW_LB_REASON_NONE);
     assert_true(listed);
     assert_int_equal(l.n, 2);
     assert_string_equal(l.ids[0], "gpt-4o");
@@ -143,7 +185,7 @@ static void test_probe_reads_the_model_list(void **state)
     agw_provider_models_free(&l);
     /* a 404 passes the probe but gives no list */
     status_to_send = 404;
-    assert_int_equal(probe(u, &p, &l, &listed), AGW_LB_REASON_NONE);
+    assert_int_equal(probe(u, &p, 5000, &l, &listed), AGW_LB_REASON_NONE);
     assert_false(listed);
     assert_int_equal(l.n, 0);
     /* Anthropic: has_more / last_id / after_id over three pages */
@@ -151,7 +193,7 @@ static void test_probe_reads_the_model_list(void **state)
     provider(&p, AGW_PROVIDER_ANTHROPIC, url);
     status_to_send = 200;
     n_paths = 0;
-    assert_int_equal(probe(u, &p, &l, &listed), AGW_LB_REASON_NONE);
+    assert_int_equal(probe(u, &p, 5000, &l, &listed), AGW_LB_REASON_NONE);
     assert_true(listed);
     assert_int_equal(n_paths, 3);
     assert_string_equal(paths[0], "/v1/models?limit=1000");
@@ -205,6 +247,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_verdicts),
+        cmocka_unit_test(test_probe_total_timeout),
         cmocka_unit_test(test_probe_reads_the_model_list),
         cmocka_unit_test(test_verdict_reaches_the_slot),
         cmocka_unit_test(test_disabled_starts_nothing),
