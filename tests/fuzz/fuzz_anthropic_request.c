@@ -8,23 +8,13 @@
  *  - an encoded request is valid JSON that decodes again, and encoding that
  *    gives the same bytes: the encoder's output is a fixed point.
  */
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz_check.h"
 
 #include "core/json.h"
 #include "proto/anthropic.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "invariant failed: %s\n", what);
-        abort();
-    }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -3,12 +3,16 @@
  * The input is split on "\n\n" into SSE events; in each, an "event:" line
  * names the event and "data:" lines (one leading space dropped) are joined
  * with "\n", so seeds can be real upstream streams. Each event goes to the
- * stream decoder, whose IR events go to a checker, the stream encoder and a
- * fold. Invariants, any violation aborts:
+ * stream decoder, whose IR events go to the checker of fuzz_ir_check.h, the
+ * stream encoder and a fold. Invariants, any violation aborts:
  *  - decoder failures are AGW_EINVAL with a message, and stop the feeding;
- *  - events are well-formed: one MESSAGE_START before any block or message
- *    event; nothing after MESSAGE_STOP or ERROR; block indexes >= 0; block
- *    and delta kinds the Anthropic stream has;
+ *  - events keep fuzz_ir_check.h's rules for an Anthropic stream, whose block
+ *    and message events are the upstream's as they came (FUZZ_IR_STREAM,
+ *    FUZZ_IR_PINGS, FUZZ_IR_ANTHROPIC, FUZZ_IR_RELAYED): one MESSAGE_START
+ *    before any block or message event; nothing after MESSAGE_STOP or ERROR;
+ *    block indexes >= 0; only the block kinds the Anthropic stream has (text,
+ *    thinking, tool_use, redacted_thinking); ERROR (at any point) with a
+ *    4xx/5xx status and a type; pings anywhere;
  *  - _end returns AGW_OK exactly when MESSAGE_STOP or ERROR was emitted;
  *  - the encoder accepts every event and writes only
  *    "event: <name>\ndata: <JSON object>\n\n";
@@ -17,23 +21,12 @@
  *  - a fold that accepted every event and finished encodes to valid JSON or
  *    AGW_EINVAL (tool arguments that are not an object).
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz_ir_check.h"
 
 #include "core/json.h"
 #include "proto/anthropic.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "invariant failed: %s\n", what);
-        abort();
-    }
-}
 
 static void put(agw_buf *b, const void *p, size_t n)
 {
@@ -88,7 +81,8 @@ static void log_event(agw_buf *log, const agw_ir_event *ev)
 }
 
 typedef struct {
-    int started, ended, fold_ok;
+    fuzz_ir_checker chk;
+    int fold_ok;
     agw_anthropic_stream_encoder enc;
     agw_buf out;
     agw_buf log;
@@ -100,35 +94,7 @@ static int sink(void *ud, const agw_ir_event *ev)
     state_t *s = ud;
     size_t before = s->out.len;
 
-    check(!s->ended, "nothing after MESSAGE_STOP or ERROR");
-    switch (ev->kind) {
-    case AGW_IR_EV_MESSAGE_START:
-        check(!s->started, "one MESSAGE_START");
-        s->started = 1;
-        break;
-    case AGW_IR_EV_BLOCK_START:
-        check(ev->block == AGW_IR_TEXT || ev->block == AGW_IR_THINKING ||
-              ev->block == AGW_IR_TOOL_USE || ev->block == AGW_IR_REDACTED_THINKING,
-              "block kinds of a stream");
-        /* fall through */
-    case AGW_IR_EV_BLOCK_DELTA:
-    case AGW_IR_EV_BLOCK_STOP:
-        check(ev->index >= 0, "block indexes are not negative");
-        /* fall through */
-    case AGW_IR_EV_MESSAGE_DELTA:
-        check(s->started, "after MESSAGE_START");
-        break;
-    case AGW_IR_EV_MESSAGE_STOP:
-        check(s->started, "after MESSAGE_START");
-        s->ended = 1;
-        break;
-    case AGW_IR_EV_ERROR:
-        check(ev->status >= 400, "an error has an error status");
-        s->ended = 1;
-        break;
-    case AGW_IR_EV_PING:
-        break;
-    }
+    fuzz_ir_check(&s->chk, ev);
     if (ev->kind != AGW_IR_EV_PING && ev->kind != AGW_IR_EV_MESSAGE_START)
         log_event(&s->log, ev);
     check(agw_anthropic_encode_stream_event(&s->enc, ev, &s->out) == AGW_OK, "encoder accepts");
@@ -222,6 +188,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     state_t s;
 
     memset(&s, 0, sizeof s);
+    fuzz_ir_check_init(&s.chk,
+                       FUZZ_IR_STREAM | FUZZ_IR_PINGS | FUZZ_IR_ANTHROPIC | FUZZ_IR_RELAYED);
     s.fold_ok = 1;
     agw_buf_init(&s.out, SIZE_MAX);
     agw_buf_init(&s.log, SIZE_MAX);
@@ -231,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     feed_all(&d, (const char *)data, size, sink, &s, &scratch);
     agw_err end = agw_anthropic_decode_stream_end(&d);
-    check((end == AGW_OK) == (s.ended != 0), "_end is OK exactly when the answer ended");
+    check((end == AGW_OK) == (s.chk.ended != 0), "_end is OK exactly when the answer ended");
 
     /* What the encoder wrote decodes to the same events. */
     agw_anthropic_stream_decoder_init(&d2);

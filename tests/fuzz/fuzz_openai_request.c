@@ -8,23 +8,12 @@
  *    encoding it gives the same bytes: decode+encode is a normalisation that
  *    reaches its fixed point in one step.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz_check.h"
 
 #include "core/json.h"
 #include "proto/openai.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "invariant failed: %s\n", what);
-        abort();
-    }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -2,12 +2,16 @@
  *
  * The input is split on "\n\n" into SSE data payloads (a leading "data:" and
  * one space are dropped, so seeds can be real streams). Each payload goes to
- * the stream decoder, whose events go to a checker, the stream encoder and
- * the fold. Invariants, any violation aborts:
- *  - events are well-formed: at most one MESSAGE_START, first; BLOCK_START
- *    indexes strictly increasing; BLOCK_DELTA and BLOCK_STOP only for the
- *    open block; delta kinds match the block; nothing after MESSAGE_STOP or
- *    ERROR; MESSAGE_STOP right after a MESSAGE_DELTA;
+ * the stream decoder, whose events go to the checker of fuzz_ir_check.h, the
+ * stream encoder and the fold. Invariants, any violation aborts:
+ *  - events keep fuzz_ir_check.h's rules for an OpenAI stream
+ *    (FUZZ_IR_STREAM): at most one MESSAGE_START, first; blocks only text,
+ *    thinking and tool_use (tool calls with an id), one open at a time, with
+ *    strictly increasing indexes; BLOCK_DELTA (not empty, of a kind that
+ *    matches the block: no signatures) and BLOCK_STOP only for the open
+ *    block; one MESSAGE_DELTA, with a stop reason and no block open, and
+ *    MESSAGE_STOP right after it; ERROR (at any point) with a 4xx/5xx status,
+ *    a type and a message; no pings; nothing after MESSAGE_STOP or ERROR;
  *  - decoder failures are AGW_EINVAL with a message, and stop the feeding;
  *  - _end returns AGW_OK exactly when the answer ended (MESSAGE_STOP or
  *    ERROR), emitting nothing when it returns AGW_EPEER;
@@ -16,27 +20,15 @@
  *  - the fold accepts every event (under 1024 blocks), and a finished fold
  *    encodes to valid JSON.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz_ir_check.h"
 
 #include "core/json.h"
 #include "proto/openai.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "invariant failed: %s\n", what);
-        abort();
-    }
-}
-
 typedef struct {
-    int started, ended, open, open_kind, last_index, saw_delta_msg;
-    size_t events;
+    fuzz_ir_checker chk;
     agw_openai_stream_encoder enc;
     agw_buf out;
     agw_ir_fold fold;
@@ -47,54 +39,7 @@ static int sink(void *ud, const agw_ir_event *ev)
     state_t *s = ud;
     agw_err e;
 
-    check(!s->ended, "nothing after MESSAGE_STOP or ERROR");
-    s->events++;
-    switch (ev->kind) {
-    case AGW_IR_EV_MESSAGE_START:
-        check(!s->started, "one MESSAGE_START");
-        s->started = 1;
-        break;
-    case AGW_IR_EV_BLOCK_START:
-        check(s->started, "blocks after MESSAGE_START");
-        check(s->open < 0, "the previous block was closed");
-        check(ev->index > s->last_index, "block indexes increase");
-        check(ev->block == AGW_IR_TEXT || ev->block == AGW_IR_THINKING ||
-              ev->block == AGW_IR_TOOL_USE, "an OpenAI stream has text, thinking, tool_use");
-        check(ev->block != AGW_IR_TOOL_USE || ev->tool_id.len > 0, "tool calls have an id");
-        s->last_index = ev->index;
-        s->open = ev->index;
-        s->open_kind = (int)ev->block;
-        break;
-    case AGW_IR_EV_BLOCK_DELTA:
-        check(ev->index == s->open && s->open >= 0, "deltas go to the open block");
-        check((ev->delta_kind == AGW_IR_DELTA_TEXT && s->open_kind == AGW_IR_TEXT) ||
-              (ev->delta_kind == AGW_IR_DELTA_THINKING && s->open_kind == AGW_IR_THINKING) ||
-              (ev->delta_kind == AGW_IR_DELTA_JSON && s->open_kind == AGW_IR_TOOL_USE),
-              "delta kind matches the block");
-        check(ev->delta.len > 0, "no empty deltas");
-        break;
-    case AGW_IR_EV_BLOCK_STOP:
-        check(ev->index == s->open && s->open >= 0, "stop the open block");
-        s->open = -1;
-        break;
-    case AGW_IR_EV_MESSAGE_DELTA:
-        check(s->started && s->open < 0, "MESSAGE_DELTA after the blocks");
-        check(ev->stop != AGW_IR_STOP_NONE, "a stop reason");
-        s->saw_delta_msg = 1;
-        break;
-    case AGW_IR_EV_MESSAGE_STOP:
-        check(s->saw_delta_msg, "MESSAGE_DELTA before MESSAGE_STOP");
-        s->ended = 1;
-        break;
-    case AGW_IR_EV_ERROR:
-        check(ev->status >= 400 && ev->status <= 599, "error status");
-        check(ev->error_type.len > 0 && ev->error_message.len > 0, "error type and message");
-        s->ended = 1;
-        break;
-    case AGW_IR_EV_PING:
-        check(0, "the decoder makes no pings");
-        break;
-    }
+    fuzz_ir_check(&s->chk, ev);
     e = agw_openai_encode_stream_event(&s->enc, ev, &s->out);
     check(e == AGW_OK || (e == AGW_EINVAL && ev->index >= 256), "the encoder takes every event");
     e = agw_ir_fold_add(&s->fold, ev);
@@ -130,8 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t before;
 
     memset(&s, 0, sizeof s);
-    s.open = -1;
-    s.last_index = -1;
+    fuzz_ir_check_init(&s.chk, FUZZ_IR_STREAM);
     agw_buf_init(&s.out, 256u << 20);
     agw_ir_fold_init(&s.fold, 64u << 20);
     agw_openai_stream_encoder_init(&s.enc, size & 1, AGW_STR_LIT("gpt-4o"), 1700000000);
@@ -157,11 +101,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     if (e == AGW_OK) {
-        before = s.events;
+        before = s.chk.events;
         e = agw_openai_decode_stream_end(&d, sink, &s);
         check(e == AGW_OK || e == AGW_EPEER, "_end: OK or EPEER");
-        check((e == AGW_OK) == s.ended, "_end is OK exactly when the answer ended");
-        check(e == AGW_OK || s.events == before, "EPEER emits nothing");
+        check((e == AGW_OK) == s.chk.ended, "_end is OK exactly when the answer ended");
+        check(e == AGW_OK || s.chk.events == before, "EPEER emits nothing");
     }
     check_output(agw_buf_view(&s.out));
     if (s.fold.finished && !s.fold.failed) {
