@@ -177,6 +177,12 @@ static agw_err s_block(sdec *s, agw_str blk, const char *where, int with_input, 
         if ((e = s_str(s, b[2], member_name(nb, sizeof nb, where, "id"), 1, &ev->tool_id)) ==
             AGW_OK)
             e = s_str(s, b[3], member_name(nb, sizeof nb, where, "name"), 1, &ev->tool_name);
+        /* A client answers a tool call by its id, and calls it by its name:
+         * neither can be empty. */
+        if (e == AGW_OK && !ev->tool_id.len)
+            return sfail(s, "must not be empty", member_name(nb, sizeof nb, where, "id"));
+        if (e == AGW_OK && !ev->tool_name.len)
+            return sfail(s, "must not be empty", member_name(nb, sizeof nb, where, "name"));
         /* In a stream the input is always {} here (the arguments come as
          * input_json_delta); a whole answer holds it complete. */
         if (e == AGW_OK && with_input) {

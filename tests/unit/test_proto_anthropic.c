@@ -1462,6 +1462,22 @@ static void test_stream_lenient_parts(void **state)
     agw_anthropic_stream_decoder_free(&d);
 }
 
+/* A whole answer whose tool call has an empty id is refused, not passed on
+ * as a call no client could answer (found by fuzz_anthropic_response). */
+static void test_response_tool_use_needs_an_id(void **state)
+{
+    (void)state;
+    rec_t r;
+    char err[256] = "";
+    rec_init(&r, S("m"), S(""));
+    static const char body[] = "{\"type\":\"message\",\"content\":[{\"type\":\"tool_use\","
+                               "\"id\":\"\",\"name\":\"x\",\"input\":{}}]}";
+    assert_int_equal(agw_anthropic_decode_response(A(body), rec_sink, &r, err, sizeof err),
+                     AGW_EINVAL);
+    assert_non_null(strstr(err, "id must not be empty"));
+    rec_free(&r);
+}
+
 static void test_stream_rejections(void **state)
 {
     static const char start[] = "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\"}}";
@@ -1490,6 +1506,12 @@ static void test_stream_rejections(void **state)
           "upstream content block type server_tool_use cannot be converted" },
         { 1, "content_block_start", "{\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"name\":\"n\"}}",
           "upstream content_block_start event: content_block.id is missing" },
+        { 1, "content_block_start",
+          "{\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"\",\"name\":\"n\"}}",
+          "upstream content_block_start event: content_block.id must not be empty" },
+        { 1, "content_block_start",
+          "{\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"\"}}",
+          "upstream content_block_start event: content_block.name must not be empty" },
         { 1, "content_block_delta", "{\"index\":0,\"delta\":{\"type\":\"text_delta\"}}",
           "upstream content_block_delta event: delta.text is missing" },
         { 1, "content_block_delta", "{\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":{}}}",
@@ -1975,6 +1997,7 @@ int main(void)
         cmocka_unit_test(test_stream_truncated),
         cmocka_unit_test(test_stream_lenient_parts),
         cmocka_unit_test(test_stream_rejections),
+        cmocka_unit_test(test_response_tool_use_needs_an_id),
         cmocka_unit_test(test_stream_sink_stop),
         cmocka_unit_test(test_stream_after_stop),
         cmocka_unit_test(test_encode_stream_ids),
