@@ -375,7 +375,7 @@ static void test_route_limits(void **state)
     assert_string_equal(r.provider->name, "oa");
 }
 
-/* ---- agw_route_candidates (issue 5) ---- */
+/* ---- agw_route_candidates: every provider that may serve a model ---- */
 
 /* The candidates' "provider:model" joined by spaces. */
 static void expect_candidates(const agw_config *cfg, agw_str model, agw_provider_type prefer,
