@@ -42,7 +42,9 @@ ca-certificates sqlite3"
 # clang only recommends it, and recommends are not installed here.
 # prometheus: for promtool, which checks the /metrics output in the tests (19 MB
 # download, 96 MB installed; no lighter Debian 12 package ships promtool).
-TEST_PKGS="libcmocka-dev python3 clang libclang-rt-dev prometheus"
+# python3-cryptography: the tenant suite seals a provider key the way an older
+# release did (AES-256-GCM) to test its migration.
+TEST_PKGS="libcmocka-dev python3 python3-cryptography clang libclang-rt-dev prometheus"
 
 install_packages() {
     local missing=() p
