@@ -127,13 +127,16 @@ static void request_end(agw_request *r)
     /* Admitted but never sent upstream (e.g. a request the converter
      * refused): the token reservation goes back, the request unit stays. */
     agw_limit_finish(&r->ticket, 0, agw_shm_now_ns());
+    /* The outcome: what the answered attempt recorded (a broken stream is a
+     * 502 though its head said 200), else the status the gateway answered. */
+    if (r->usage_due)
+        r->usage.status = r->conn.status;
     if (r->metered)
-        agw_meter_request(r->metrics, r->cfg, &r->usage, r->conn.status,
+        agw_meter_request(r->metrics, r->cfg, &r->usage, r->usage.status,
                           agw_mono_us() - r->start_us, r->upstream_us);
     if (r->usage_due) {
         /* Refused by the gateway itself (403, 429, bad input): recorded
          * without waiting for the commit (usage.h). */
-        r->usage.status = r->conn.status;
         r->usage.latency_ms = (int64_t)((agw_mono_us() - r->start_us) / 1000);
         (void)agw_usage_submit(r->app->usage, &r->usage, 0);
     }

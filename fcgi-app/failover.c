@@ -91,6 +91,13 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
     }
     agw_usage_record_answer(u, tap, got, res->status, res->streamed, mc->body.len, r->start_us,
                             mc->op != AGW_OP_COUNT_TOKENS);
+    /* A stream that went out as 200 and then broke (a reset, no final event,
+     * garbage) ended with the protocol's error event: it is recorded, and
+     * counted in the metrics, as the 502 that event reports; the tokens it
+     * carried until then still count. */
+    if (res->streamed && !res->complete && !res->client_gone && u->status >= 200 &&
+        u->status <= 299)
+        u->status = 502;
     agw_limit_finish(&r->ticket, agw_usage_record_tokens(u), agw_shm_now_ns());
     u->latency_ms = (int64_t)((agw_mono_us() - r->start_us) / 1000);
     r->usage_due = 0;

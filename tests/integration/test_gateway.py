@@ -308,6 +308,50 @@ def upstream_reset_mid_stream_ends_with_error_event(ctx):
     eq(json.loads(events[-1][1])["type"], "error", "anthropic error payload")
 
 
+def requests_by_status_class(ctx):
+    """antigateway_requests_total summed over every series, by status class."""
+    status, _, body = ctx.gw.call("GET", "/metrics", key=METRICS_TOKEN)
+    eq(status, 200, "/metrics")
+    counts = {}
+    for line in body.decode().splitlines():
+        m = re.match(r'antigateway_requests_total\{.*status="([0-9a-z]+)"\} (\d+)$', line)
+        if m:
+            counts[m.group(1)] = counts.get(m.group(1), 0) + int(m.group(2))
+    return counts
+
+
+def newest_usage_status(ctx):
+    import sqlite3
+    c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
+    try:
+        return c.execute("SELECT status, streamed FROM usage ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        c.close()
+
+
+@test()
+def broken_streams_are_recorded_as_errors(ctx):
+    # The head said 200, then the stream broke and ended with an error
+    # event: the usage row and antigateway_requests_total say 502, and a
+    # stream that ended properly still says 200.
+    cases = [("/v1/chat/completions", chat(directive(events=5, reset_after=3), stream=True)),
+             ("/v1/messages", messages(directive(events=5, reset_after=4), stream=True)),
+             ("/v1/chat/completions", chat(directive(no_done=1), stream=True)),
+             ("/v1/messages", messages(directive(no_done=1), stream=True))]
+    for path, body in cases:
+        before = requests_by_status_class(ctx)
+        status, _, _ = ctx.gw.stream(path, body)
+        eq(status, 200, "the head went out as 200: %s" % path)
+        eq(newest_usage_status(ctx), (502, 1), "usage row of a broken stream: %s" % path)
+        after = requests_by_status_class(ctx)
+        eq(after.get("5xx", 0) - before.get("5xx", 0), 1, "counted as 5xx: %s" % path)
+        eq(after.get("2xx", 0), before.get("2xx", 0), "not as 2xx: %s" % path)
+    before = requests_by_status_class(ctx)
+    status, _, _ = ctx.gw.stream("/v1/chat/completions", chat(directive(events=3), stream=True))
+    eq(newest_usage_status(ctx), (200, 1), "a whole stream")
+    eq(requests_by_status_class(ctx).get("2xx", 0) - before.get("2xx", 0), 1, "counted as 2xx")
+
+
 @test()
 def stream_without_final_event_is_not_clean(ctx):
     _, _, lines = ctx.gw.stream("/v1/chat/completions", chat(directive(no_done=1), stream=True))
