@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <strings.h>
 #include <time.h>
 
 /* ---- workers ---- */
@@ -915,8 +914,8 @@ static void fail_with(agw_admin_req *r, int status, agw_str extra, const char *f
 
 static int authorized(agw_admin_req *r)
 {
-    const char *auth = agw_fcgi_param(&r->conn, "HTTP_AUTHORIZATION");
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+    agw_str key = agw_fcgi_bearer(&r->conn);
+    if (!key.ptr) {
         agw_admin_fail(r, 401, NULL, "missing admin key: send Authorization: Bearer <admin key>");
         return 0;
     }
@@ -932,10 +931,7 @@ static int authorized(agw_admin_req *r)
                   "too many wrong admin keys from this address: retry after %u s", wait);
         return 0;
     }
-    const char *k = auth + 7;
-    while (*k == ' ')
-        k++;
-    int ok = agw_secret_eq(agw_str_c(k), agw_str_c(r->admin_key));
+    int ok = agw_secret_eq(key, agw_str_c(r->admin_key));
     fail_count(addr, now, !ok);
     if (!ok) {
         agw_admin_fail(r, 401, NULL, "invalid admin key");

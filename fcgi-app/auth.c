@@ -7,7 +7,7 @@
 /* The key the client presented: `Authorization: Bearer` or `x-api-key`. */
 static agw_str presented_key(agw_request *r)
 {
-    agw_str bearer = agw_request_bearer(r);
+    agw_str bearer = agw_fcgi_bearer(&r->conn);
     if (bearer.ptr)
         return bearer;
     const char *x = agw_fcgi_param(&r->conn, "HTTP_X_API_KEY");

@@ -123,7 +123,7 @@ void agw_endpoint_model(agw_request *r, agw_str id)
 void agw_endpoint_metrics(agw_request *r)
 {
     const char *token = r->cfg->metrics.token;
-    if (token && !agw_secret_eq(agw_request_bearer(r), agw_str_c(token))) {
+    if (token && !agw_secret_eq(agw_fcgi_bearer(&r->conn), agw_str_c(token))) {
         agw_request_error_code(r, 401, "invalid_metrics_token",
                                "/metrics needs Authorization: Bearer <metrics.token>");
         return;

@@ -1,7 +1,6 @@
 #include "request.h"
 
 #include <stdio.h>
-#include <strings.h>
 
 agw_lb *agw_request_lb(const agw_request *r)
 {
@@ -32,9 +31,7 @@ void agw_request_error_code(agw_request *r, int status, const char *code, const 
 
 void agw_request_busy(agw_request *r)
 {
-    agw_request_error_code(r, 503, "server_busy",
-                           "the gateway is holding too much request and answer data right now "
-                           "(server.max_memory_bytes): retry shortly");
+    agw_request_error_code(r, 503, "server_busy", "%s", AGW_BUDGET_BUSY_MESSAGE);
 }
 
 agw_err agw_request_cors(agw_request *r)
@@ -72,18 +69,7 @@ agw_err agw_request_cors(agw_request *r)
     return AGW_OK;
 }
 
-agw_str agw_request_bearer(const agw_request *r)
-{
-    const char *auth = agw_fcgi_param(&r->conn, "HTTP_AUTHORIZATION");
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-        return (agw_str){ NULL, 0 };
-    const char *k = auth + 7;
-    while (*k == ' ')
-        k++;
-    return agw_str_c(k);
-}
-
 int agw_request_is_admin(const agw_request *r)
 {
-    return agw_config_admin_key_ok(r->cfg, agw_request_bearer(r));
+    return agw_config_admin_key_ok(r->cfg, agw_fcgi_bearer(&r->conn));
 }

@@ -71,10 +71,6 @@ static inline int agw_request_clip(agw_str s, int max)
  * when server.cors_origins allows it, appended to r->headers. */
 AGW_WARN_UNUSED agw_err agw_request_cors(agw_request *r);
 
-/* The token of `Authorization: Bearer <token>`, or the empty view (ptr
- * NULL) when the request has none. */
-agw_str agw_request_bearer(const agw_request *r);
-
 /* 1 when the request carries the admin key as its Bearer token (the config
  * keeps only the key's SHA-256: agw_config_hash_admin_key). */
 int agw_request_is_admin(const agw_request *r);

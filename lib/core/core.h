@@ -152,6 +152,12 @@ typedef struct {
     atomic_size_t limit; /* 0 = no limit */
 } agw_budget;
 
+/* What a client is told (503) when the process's budget cannot hold what its
+ * request needs. */
+#define AGW_BUDGET_BUSY_MESSAGE \
+    "the gateway is holding too much request and answer data right now " \
+    "(server.max_memory_bytes): retry shortly"
+
 /* The process's budget (server.max_memory_bytes); unlimited until set. */
 agw_budget *agw_budget_process(void);
 void agw_budget_set_limit(agw_budget *b, size_t limit);

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 /* A conn over bare streams (the unit tests use fake ones); ipc_fd may be -1. */
@@ -32,6 +33,17 @@ void agw_fcgi_conn_release(agw_fcgi_conn *c)
 const char *agw_fcgi_param(const agw_fcgi_conn *c, const char *name)
 {
     return c->envp ? FCGX_GetParam(name, c->envp) : NULL;
+}
+
+agw_str agw_fcgi_bearer(const agw_fcgi_conn *c)
+{
+    const char *auth = agw_fcgi_param(c, "HTTP_AUTHORIZATION");
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return (agw_str){ NULL, 0 };
+    const char *k = auth + 7;
+    while (*k == ' ')
+        k++;
+    return agw_str_c(k);
 }
 
 agw_str agw_fcgi_path(const agw_fcgi_conn *c)

@@ -39,6 +39,12 @@ void agw_fcgi_conn_release(agw_fcgi_conn *c);
 /* A parameter's value, or NULL. HTTP headers are HTTP_NAME_IN_CAPS. */
 const char *agw_fcgi_param(const agw_fcgi_conn *c, const char *name);
 
+/* The token of `Authorization: Bearer <token>` (the scheme in any case,
+ * spaces before the token skipped), or the empty view (ptr NULL) when the
+ * request has no such header. A bare "Bearer " gives an empty token, not
+ * NULL. The view is valid while the request is. */
+agw_str agw_fcgi_bearer(const agw_fcgi_conn *c);
+
 /* The request path without the query string: REQUEST_URI, else SCRIPT_NAME
  * (which holds the whole path when a server sends no REQUEST_URI), else "/". */
 agw_str agw_fcgi_path(const agw_fcgi_conn *c);

@@ -365,7 +365,7 @@ static int on_data(void *ud, const char *p, size_t n)
         agw_err e = agw_buf_append(&r->body, p, n);
         if (e == AGW_EBUSY) {
             r->stop_status = 503;
-            snprintf(r->res->detail, sizeof r->res->detail, "%s", AGW_RELAY_BUSY_MESSAGE);
+            snprintf(r->res->detail, sizeof r->res->detail, "%s", AGW_BUDGET_BUSY_MESSAGE);
             return 1;
         }
         if (e) {
@@ -487,7 +487,7 @@ static void finish_converted(agw_relay_call *r, long status)
         e = c->response(c->ud, agw_buf_view(&r->body), out, &final_status);
         if (e != AGW_OK) {
             int busy = e == AGW_EBUSY;
-            agw_str msg = busy ? AGW_STR_LIT(AGW_RELAY_BUSY_MESSAGE)
+            agw_str msg = busy ? AGW_STR_LIT(AGW_BUDGET_BUSY_MESSAGE)
                                : AGW_STR_LIT("upstream answer could not be converted");
             if (r->committed)
                 send_error_event(r, busy ? 503 : 502, msg);
@@ -515,7 +515,7 @@ static void finish_converted(agw_relay_call *r, long status)
         return;
     }
     if (e == AGW_EBUSY) {
-        send_error(r, 503, AGW_STR_LIT(AGW_RELAY_BUSY_MESSAGE), 1);
+        send_error(r, 503, AGW_STR_LIT(AGW_BUDGET_BUSY_MESSAGE), 1);
         return;
     }
     if (e != AGW_OK) {

@@ -96,14 +96,9 @@ typedef struct {
     long max_stream_ms;         /* from the start of the call */
     /* NULL, or the memory allowance a non-streamed answer and its conversion
      * are held under (core.h agw_budget): when it has no room the client gets
-     * 503 with AGW_RELAY_BUSY_MESSAGE. */
+     * 503 with AGW_BUDGET_BUSY_MESSAGE (core.h). */
     agw_budget *budget;
 } agw_relay_req;
-
-/* What a client gets (503) when the memory budget cannot hold its answer. */
-#define AGW_RELAY_BUSY_MESSAGE \
-    "the gateway is holding too much request and answer data right now "  \
-    "(server.max_memory_bytes): retry shortly"
 
 /* What a client gets (502) for an upstream 401 or 403 in place of the body. */
 #define AGW_RELAY_AUTH_MESSAGE "the provider rejected the gateway's credentials"

@@ -522,6 +522,43 @@ static void test_path(void **state)
     ASSERT_STR_BYTES(path_of(nothing), "/");
 }
 
+/* The Bearer token: scheme in any case, spaces before the token skipped;
+ * other schemes and a missing header give no token. */
+static void test_bearer(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *header; /* HTTP_AUTHORIZATION=..., NULL: none */
+        const char *token;  /* NULL: no token */
+    } cases[] = {
+        { "HTTP_AUTHORIZATION=Bearer sk-1", "sk-1" },
+        { "HTTP_AUTHORIZATION=bearer   sk-2", "sk-2" },
+        { "HTTP_AUTHORIZATION=BEARER sk 3", "sk 3" },
+        { "HTTP_AUTHORIZATION=Bearer ", "" },
+        { "HTTP_AUTHORIZATION=Bearer", NULL },
+        { "HTTP_AUTHORIZATION=Basic dXNlcjpw", NULL },
+        { "HTTP_AUTHORIZATION=", NULL },
+        { NULL, NULL },
+    };
+    fake_stream in, out;
+    reader_init(&in, "", 0, 1);
+    writer_init(&out, WR_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *env[] = { (char *)cases[i].header, NULL };
+        agw_fcgi_conn c;
+        conn_init_streams(&c, &in.s, &out.s, env, -1);
+        agw_str t = agw_fcgi_bearer(&c);
+        if (!cases[i].token) {
+            assert_null(t.ptr);
+        } else {
+            assert_non_null(t.ptr);
+            assert_int_equal(t.len, strlen(cases[i].token));
+            assert_memory_equal(t.ptr, cases[i].token, t.len);
+        }
+    }
+    writer_free(&out);
+}
+
 static void test_params(void **state)
 {
     (void)state;
@@ -666,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_flush_ok),
         cmocka_unit_test(test_path),
         cmocka_unit_test(test_params),
+        cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_conn_init_from_request),
         cmocka_unit_test(test_client_gone),
         cmocka_unit_test(test_head_long_content_type),
