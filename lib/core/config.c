@@ -80,13 +80,24 @@ static char *join_path(const char *dir, const char *path)
     return p;
 }
 
-/* `list` ends with NULL; a NULL name (a list element has none) is in no list. */
-static int in_list(const char *name, const char *const *list)
+/* The index of `name` in `list` (ending with NULL), or -1; a NULL name (a
+ * list element has none) is in no list. */
+static int list_index(const char *name, const char *const *list)
 {
     for (const char *const *k = list; *k; k++)
         if (name && strcmp(name, *k) == 0)
-            return 1;
-    return 0;
+            return (int)(k - list);
+    return -1;
+}
+
+static int in_list(const char *name, const char *const *list)
+{
+    return list_index(name, list) >= 0;
+}
+
+int agw_config_lb_strategy(const char *name)
+{
+    return list_index(name, lb_strategies);
 }
 
 /* Checks that every member of group `g` is one of `known`. */

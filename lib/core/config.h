@@ -182,6 +182,11 @@ int agw_config_addr_blocked(agw_str host);
 struct sockaddr;
 int agw_config_sockaddr_blocked(const struct sockaddr *sa);
 
+/* The load-balancing strategy `name` (defaults.lb_strategy) as its index in
+ * weighted, round-robin, least-used, priority, smart: the order of
+ * agw_lb_strategy (route/lb.h). -1 for any other name or NULL. */
+int agw_config_lb_strategy(const char *name);
+
 /* The origin of an http(s) URL, "scheme://host:port" with the default port
  * written out (80, 443) and the host lower-cased; `host` (may be NULL) gets
  * the host alone, brackets of an IPv6 literal removed. AGW_EINVAL when `url`

@@ -33,17 +33,6 @@ typedef struct {
     agw_lb_slot *slot; /* may be NULL: neutral stats */
 } agw_lb_candidate;
 
-/* "weighted", "round-robin", "least-used", "priority", "smart"; -1 otherwise. */
-static int strategy_parse(const char *name)
-{
-    static const char *const names[] = { "weighted", "round-robin", "least-used", "priority",
-                                         "smart" };
-    for (size_t i = 0; name && i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(name, names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
 agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len)
 {
     if (!region || len < AGW_LB_REGION_BYTES)
@@ -455,7 +444,7 @@ static void order_by(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidat
 
 agw_lb_strategy agw_lb_strategy_of(const agw_config *cfg)
 {
-    int s = strategy_parse(cfg->defaults.lb_strategy);
+    int s = agw_config_lb_strategy(cfg->defaults.lb_strategy);
     return s < 0 ? AGW_LB_SMART : (agw_lb_strategy)s;
 }
 

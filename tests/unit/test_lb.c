@@ -159,9 +159,14 @@ static void test_bind_too_small(void **state)
     agw_lb lb;
     char small[64];
     assert_int_equal(agw_lb_bind(&lb, small, sizeof small), AGW_EINVAL);
-    assert_int_equal(strategy_parse("round-robin"), AGW_LB_ROUND_ROBIN);
-    assert_int_equal(strategy_parse("smart"), AGW_LB_SMART);
-    assert_int_equal(strategy_parse("random"), -1);
+    /* The config's names are in the enum's order. */
+    assert_int_equal(agw_config_lb_strategy("weighted"), AGW_LB_WEIGHTED);
+    assert_int_equal(agw_config_lb_strategy("round-robin"), AGW_LB_ROUND_ROBIN);
+    assert_int_equal(agw_config_lb_strategy("least-used"), AGW_LB_LEAST_USED);
+    assert_int_equal(agw_config_lb_strategy("priority"), AGW_LB_PRIORITY);
+    assert_int_equal(agw_config_lb_strategy("smart"), AGW_LB_SMART);
+    assert_int_equal(agw_config_lb_strategy("random"), -1);
+    assert_int_equal(agw_config_lb_strategy(NULL), -1);
 }
 
 static void test_decay_half_life(void **state)
