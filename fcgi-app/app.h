@@ -7,7 +7,7 @@
  * attempts on each candidate), endpoints.h (what each path does).
  *
  * agw_app is built once at start and read-only afterwards (the catalog and the
- * usage writer synchronise themselves); each worker thread has an
+ * usage log synchronise themselves); each worker thread has an
  * agw_app_worker with its own libcurl handle and SQLite connection.
  */
 #ifndef AGW_APP_H
@@ -29,7 +29,7 @@ typedef struct {
     int64_t started_at;            /* Unix time this process loaded its config */
     agw_shm *shm;                  /* the pool's shared segment: generation, limiter */
     agw_catalog_holder *catalog;   /* providers (config + database) and client keys */
-    agw_usage_writer *usage;       /* this process's usage records */
+    agw_usage_log *usage;          /* the pool's usage ring, and this process's drainer */
     agw_lb lb;                     /* per-provider stats in the shm (lb.h); unbound = none */
     struct agw_health *health;     /* this process's prober thread (health.h), or NULL */
 } agw_app;

@@ -135,10 +135,10 @@ static void request_end(agw_request *r)
         agw_meter_request(r->metrics, r->cfg, &r->usage, r->usage.status,
                           agw_mono_us() - r->start_us, r->upstream_us);
     if (r->usage_due) {
-        /* Refused by the gateway itself (403, 429, bad input): recorded
-         * without waiting for the commit (usage.h). */
+        /* Refused by the gateway itself (403, 429, bad input): kept out of
+         * the ring's headroom for calls in flight (usage.h). */
         r->usage.latency_ms = (int64_t)((agw_mono_us() - r->start_us) / 1000);
-        (void)agw_usage_submit(r->app->usage, &r->usage, 0);
+        (void)agw_usage_append(r->app->usage, &r->usage, 0);
     }
 }
 

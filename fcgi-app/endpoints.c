@@ -130,8 +130,11 @@ void agw_endpoint_metrics(agw_request *r)
     }
     agw_meter_health(r->metrics, agw_request_lb(r), r->cfg);
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
+    agw_usage_stats us;
+    agw_usage_log_stats(r->app->usage, &us);
     if (agw_metrics_render(r->metrics, r->cfg, agw_shm_rate_limit_hits(r->app->shm), &b) !=
-        AGW_OK)
+            AGW_OK ||
+        agw_metrics_render_usage(&us, &b) != AGW_OK)
         agw_request_error(r, 500, "metrics too large");
     else
         (void)agw_fcgi_respond(&r->conn, 200, AGW_METRICS_CONTENT_TYPE, agw_buf_view(&r->headers),
@@ -178,28 +181,47 @@ void agw_endpoint_health(agw_request *r)
         enabled += p->enabled != 0;
         usable += p->enabled && agw_lb_usable(agw_lb_slot_of(lb, agw_str_c(p->name)), now);
     }
+    /* A full usage ring refuses model calls (usage.h): unavailable too. */
+    agw_usage_stats us;
+    agw_usage_log_stats(r->app->usage, &us);
+    int ok = usable && us.accepting;
     agw_err e = agw_buf_appendf(&b, "{\"status\":\"%s\",\"version\":\"%s\",\"providers\":[",
-                                usable ? "ok" : "unavailable", PACKAGE_VERSION);
+                                ok ? "ok" : "unavailable", PACKAGE_VERSION);
     for (size_t i = 0; !e && i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
         if (!(i && (e = agw_buf_append(&b, ",", 1))))
             e = health_entry(&b, p, agw_lb_slot_of(lb, agw_str_c(p->name)), now);
     }
     if (!e)
-        e = usable ? agw_buf_append(&b, "]}", 2)
-            : enabled ? agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"every provider is "
-                                                           "unhealthy or cooling down\"}"))
-                      : agw_buf_append_str(&b, AGW_STR_LIT("],\"reason\":\"no provider is "
-                                                           "configured and enabled\"}"));
+        e = agw_buf_appendf(&b,
+                            "],\"usage\":{\"ring_records\":%llu,\"ring_capacity\":%llu,"
+                            "\"accepting\":%s,\"rejected\":%llu,\"dropped\":%llu,"
+                            "\"written\":%llu,\"drainer_errors\":%llu,\"drainer_pid\":%lld,"
+                            "\"last_error\":",
+                            (unsigned long long)us.records, (unsigned long long)us.capacity,
+                            us.accepting ? "true" : "false", (unsigned long long)us.rejected,
+                            (unsigned long long)us.dropped, (unsigned long long)us.written,
+                            (unsigned long long)us.drainer_errors, (long long)us.drainer_pid);
+    if (!e)
+        e = us.last_error ? agw_buf_appendf(&b, "\"%s\"}", sqlite3_errstr(us.last_error))
+                          : agw_buf_append_str(&b, AGW_STR_LIT("null}"));
+    if (!e)
+        e = !usable ? agw_buf_append_str(&b, enabled ? AGW_STR_LIT(",\"reason\":\"every provider "
+                                                                   "is unhealthy or cooling down\"}")
+                                                     : AGW_STR_LIT(",\"reason\":\"no provider is "
+                                                                   "configured and enabled\"}"))
+            : !ok ? agw_buf_append_str(&b, AGW_STR_LIT(",\"reason\":\"the usage ring is full: the "
+                                                       "database is not taking usage rows\"}"))
+                  : agw_buf_append(&b, "}", 1);
     /* Load balancers need only the verdict; provider names and traffic are
      * for whoever holds the admin key. */
     if (!e && !agw_request_is_admin(r)) {
         agw_buf_reset(&b);
-        e = agw_buf_appendf(&b, "{\"status\":\"%s\"}", usable ? "ok" : "unavailable");
+        e = agw_buf_appendf(&b, "{\"status\":\"%s\"}", ok ? "ok" : "unavailable");
     }
     if (e)
         agw_request_error(r, 500, "health report too large");
     else
-        agw_request_respond_json(r, usable ? 200 : 503, (agw_str){ "", 0 }, agw_buf_view(&b));
+        agw_request_respond_json(r, ok ? 200 : 503, (agw_str){ "", 0 }, agw_buf_view(&b));
     agw_buf_free(&b);
 }

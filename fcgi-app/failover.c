@@ -78,8 +78,7 @@ static uint64_t cooldown_ms(const agw_config *cfg, const agw_relay_result *res)
 }
 
 /* The answered attempt: the usage record and the TPM settlement. The record
- * is committed before the response ends (usage.h "Durability"), unless the
- * client is gone and nobody waits for the end. */
+ * is in the usage ring before the response ends (usage.h "Durability"). */
 static void account(agw_request *r, const agw_model_call *mc, const agw_relay_result *res,
                     const agw_usage_tap *tap, const agw_bridge *bridge)
 {
@@ -101,7 +100,7 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
     agw_limit_finish(&r->ticket, agw_usage_record_tokens(u), agw_shm_now_ns());
     u->latency_ms = (int64_t)((agw_mono_us() - r->start_us) / 1000);
     r->usage_due = 0;
-    if (agw_usage_submit(r->app->usage, u, !res->client_gone) != AGW_OK)
+    if (agw_usage_append(r->app->usage, u, 1) != AGW_OK)
         agw_log_error("usage record of %s %.*s could not be stored", r->method,
                       agw_request_clip(r->path, 100), r->path.ptr);
 }

@@ -34,7 +34,7 @@ static void usage(FILE *to)
 
 /* Everything a process shares between its threads, opened before they start:
  * the schema (migrated once here, so the first request never pays for it),
- * the shared segment, the secrets key, the first catalog and the usage writer. */
+ * the shared segment, the secrets key, the first catalog and the usage log. */
 static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
 {
     char err[AGW_ERR_LEN];
@@ -75,12 +75,16 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
         agw_log_error("catalog: %s", err);
         return 1;
     }
-    if (agw_usage_writer_start(cfg->database.path, 0, 0, &app->usage, err, sizeof err) !=
-        AGW_OK) {
-        agw_log_error("usage writer: %s", err);
+    agw_usage_log_opts uo = {
+        .ring_records = (uint32_t)cfg->usage.ring_records,
+        .required = cfg->usage.required,
+        .drain = 1,
+        .retention_days = cfg->usage.retention_days,
+    };
+    if (agw_usage_log_open(cfg->database.path, &uo, &app->usage, err, sizeof err) != AGW_OK) {
+        agw_log_error("usage ring: %s", err);
         return 1;
     }
-    agw_usage_writer_set_retention(app->usage, cfg->usage.retention_days);
     if (agw_health_start(cfg, app->catalog, &app->lb, &app->health, err, sizeof err) != AGW_OK) {
         agw_log_error("%s", err);
         return 1;
@@ -137,7 +141,7 @@ static void reload(void *app_ptr)
 static void stop(agw_app *app, agw_secret_key *secrets)
 {
     agw_health_stop(app->health);
-    agw_usage_writer_stop(app->usage);
+    agw_usage_log_close(app->usage);
     agw_catalog_holder_free(app->catalog);
     agw_shm_detach(app->shm);
     agw_secret_key_wipe(secrets);
@@ -216,7 +220,7 @@ int main(int argc, char **argv)
         .reload = reload,
     };
     code = agw_server_run(&opts);
-    stop(&app, &secrets); /* the usage writer commits what is queued */
+    stop(&app, &secrets); /* the drainer, if this process is it, stores what is complete */
     agw_config_free(cfg);
     return code;
 }

@@ -147,6 +147,18 @@ static int refuse_route(agw_request *r, const agw_model_call *mc, int status, co
 int agw_model_call_prepare(agw_request *r, agw_model_call *mc)
 {
     r->metered = 1;
+    if (!agw_usage_accepting(r->app->usage)) {
+        /* The database has not taken usage rows for a while and the ring is
+         * full: a call now could not be recorded (usage.required). */
+        agw_usage_count_rejected(r->app->usage);
+        r->usage_due = 0; /* counted as refused, not as a dropped record */
+        if (agw_buf_append_str(&r->headers, AGW_STR_LIT("Retry-After: 1\r\n")) != AGW_OK)
+            agw_buf_reset(&r->headers);
+        agw_request_error_code(r, 503, "server_busy",
+                               "the gateway cannot record usage right now (its usage ring is "
+                               "full while the database is not taking rows): retry shortly");
+        return 0;
+    }
     if (!read_body(r, mc) || !route_model(r, mc))
         return 0;
     const agw_route *first = &mc->cands.r[0];

@@ -370,6 +370,8 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->defaults.cooldown_seconds = 30;
     cfg->defaults.lb_half_life_seconds = 30;
     cfg->usage.retention_days = 90;
+    cfg->usage.required = 1;
+    cfg->usage.ring_records = 65536;
 }
 
 agw_config *agw_config_defaults(const char *base_dir)
@@ -557,12 +559,21 @@ static agw_err load_tenant(agw_config_loader *ld, config_t *c, agw_config *cfg)
 
 static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
 {
-    static const char *const known[] = { "retention_days", NULL };
+    static const char *const known[] = { "retention_days", "required", "ring_records", NULL };
     config_setting_t *g;
     agw_err e;
     if ((e = group(ld, c, "usage", known, &g)) || !g)
         return e;
-    return get_int_field(ld, g, "usage.", "retention_days", 0, 36500, &cfg->usage.retention_days);
+    if ((e = get_int_field(ld, g, "usage.", "retention_days", 0, 36500,
+                           &cfg->usage.retention_days)) ||
+        (e = get_bool(ld, g, "usage.", "required", &cfg->usage.required)) ||
+        (e = get_int_field(ld, g, "usage.", "ring_records", 16, 1 << 22,
+                           &cfg->usage.ring_records)))
+        return e;
+    if (cfg->usage.ring_records & (cfg->usage.ring_records - 1))
+        return fail(ld, config_setting_get_member(g, "ring_records"), "usage.ring_records",
+                    "must be a power of two (got %d)", cfg->usage.ring_records);
+    return AGW_OK;
 }
 
 /* An empty key_file is the same as none. */

@@ -129,6 +129,9 @@ typedef struct {
     struct {
         int retention_days; /* usage rows older than this are pruned; 0 = kept forever;
                                default 90 */
+        int required;       /* a full usage ring refuses model calls (503) rather than
+                               serving them without records; default true */
+        int ring_records;   /* slots of the usage ring (a power of two); default 65536 */
     } usage;
 
     struct {

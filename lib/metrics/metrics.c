@@ -487,3 +487,39 @@ agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_
         return e;
     return AGW_OK;
 }
+
+agw_err agw_metrics_render_usage(const agw_usage_stats *st, agw_buf *out)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } fams[] = {
+        { "antigateway_usage_ring_records", "gauge",
+          "Usage records waiting in the ring for the database.",
+          offsetof(agw_usage_stats, records) },
+        { "antigateway_usage_ring_capacity", "gauge", "Records the usage ring holds.",
+          offsetof(agw_usage_stats, capacity) },
+        { "antigateway_usage_rejected_total", "counter",
+          "Model calls refused with 503 because the usage ring was full (usage.required).",
+          offsetof(agw_usage_stats, rejected) },
+        { "antigateway_usage_dropped_total", "counter",
+          "Usage records lost: no room in the ring (usage.required off, or a request the "
+          "gateway refused itself), or left half-written by a killed process.",
+          offsetof(agw_usage_stats, dropped) },
+        { "antigateway_usage_rows_written_total", "counter",
+          "Usage rows the drainer committed to the database.",
+          offsetof(agw_usage_stats, written) },
+        { "antigateway_usage_drainer_errors_total", "counter",
+          "Failed usage commits (database locked, disk full, I/O error); each is retried.",
+          offsetof(agw_usage_stats, drainer_errors) },
+    };
+    agw_err e;
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)st + fams[i].off, sizeof v);
+        if ((e = family(out, fams[i].name, fams[i].type, fams[i].help)) ||
+            (e = agw_buf_appendf(out, "%s %llu\n", fams[i].name, (unsigned long long)v)))
+            return e;
+    }
+    return AGW_OK;
+}

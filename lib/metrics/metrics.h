@@ -60,6 +60,7 @@
 #include "core/config.h"
 #include "core/core.h"
 #include "state/shm.h"
+#include "tenant/usage.h"
 
 #include <stdatomic.h>
 
@@ -171,6 +172,12 @@ void agw_metrics_stream_end(agw_metrics *m);
  * antigateway_rate_limit_hits_total = `rate_limit_hits`. */
 AGW_WARN_UNUSED agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg,
                                            uint64_t rate_limit_hits, agw_buf *out);
+
+/* The usage log's families (tenant/usage.h), appended after the registry's:
+ * antigateway_usage_ring_records and _capacity (gauges), and the counters
+ * antigateway_usage_rejected_total, _dropped_total, _rows_written_total and
+ * antigateway_usage_drainer_errors_total. */
+AGW_WARN_UNUSED agw_err agw_metrics_render_usage(const agw_usage_stats *st, agw_buf *out);
 
 #define AGW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 

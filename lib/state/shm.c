@@ -60,7 +60,7 @@ static agw_shm_limit_slot *slots(agw_shm *s)
     return (agw_shm_limit_slot *)(s->base + AGW_SHM_LIMITER_OFF);
 }
 
-static void read_boot_id(char out[40])
+void agw_shm_read_boot_id(char out[40])
 {
     memset(out, 0, 40);
     int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
@@ -163,8 +163,12 @@ agw_err agw_shm_attach(const char *path, agw_shm **out, char *err, size_t errlen
         goto out;
     }
     if (st.st_size == 0) {
-        if (ftruncate(fd, (off_t)TOTAL_BYTES) != 0) {
-            snprintf(err, errlen, "%s: cannot size: %s", path, strerror(errno));
+        /* Allocated, not just sized: a store into a hole of a file on a
+         * full disk would be a SIGBUS. */
+        int rc = posix_fallocate(fd, 0, (off_t)TOTAL_BYTES);
+        if (rc != 0) {
+            (void)ftruncate(fd, 0);
+            snprintf(err, errlen, "%s: cannot allocate: %s", path, strerror(rc));
             e = AGW_EIO;
             goto out;
         }
@@ -184,7 +188,7 @@ agw_err agw_shm_attach(const char *path, agw_shm **out, char *err, size_t errlen
     }
     s.base = p;
     char boot_id[40];
-    read_boot_id(boot_id);
+    agw_shm_read_boot_id(boot_id);
     uint64_t magic = atomic_load_explicit(&hdr(&s)->magic, memory_order_acquire);
     if (magic == 0) {
         if ((e = initialise(&s, boot_id)))

@@ -148,6 +148,9 @@ void agw_shm_slot_unpin(agw_shm_limit_slot *slot);
 /* The reserved region (see above); *len gets its size. */
 void *agw_shm_reserved(agw_shm *s, size_t *len);
 
+/* This boot's id (/proc/sys/kernel/random/boot_id), "" when unknown. */
+void agw_shm_read_boot_id(char out[40]);
+
 /* CLOCK_MONOTONIC in nanoseconds, the clock of every time in the segment. */
 uint64_t agw_shm_now_ns(void);
 

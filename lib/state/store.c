@@ -95,6 +95,13 @@ static const char *const migrations[] = {
     "  fetched_at INTEGER NOT NULL,"  /* Unix seconds */
     "  PRIMARY KEY (provider, position)"
     ");",
+
+    /* 5: each usage row keeps the sequence number of its record in the
+     * usage ring (tenant/usage.h): the drainer inserts with OR IGNORE, so a
+     * batch stored again after a crash adds nothing. NULL for rows from
+     * before the ring. */
+    "ALTER TABLE usage ADD COLUMN ring_seq INTEGER;"
+    "CREATE UNIQUE INDEX usage_ring_seq ON usage(ring_seq) WHERE ring_seq IS NOT NULL;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

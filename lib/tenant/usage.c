@@ -2,12 +2,17 @@
 #include "core/json.h"
 #include "state/store.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the record ---- */
 
@@ -215,158 +220,170 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body)
         anthropic_usage(t, v);
 }
 
-/* ---- the writer ---- */
+/* ---- the log ---- */
 
-/* What a writer has done (under its lock). */
-typedef struct {
-    uint64_t submitted;   /* records accepted */
-    uint64_t committed;   /* records in the database */
-    uint64_t dropped;     /* records lost: queue full, or the database refused them */
-    uint64_t commits;     /* transactions */
-} agw_usage_stats;
+/* The ring's record layout: the version of agw_usage_record's bytes and their
+ * size (a change to either makes the pool refuse an old ring, ring.h). */
+#define RING_LAYOUT ((1u << 16) | (uint32_t)sizeof(agw_usage_record))
+static_assert(sizeof(agw_usage_record) <= AGW_RING_PAYLOAD_MAX, "a record fits a ring slot");
 
-struct agw_usage_writer {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t work;        /* the writer waits here */
-    pthread_cond_t done;        /* submitters wait here for commits and room */
-    agw_store *store;
-    sqlite3_stmt *insert;
-    unsigned flush_ms;
-    size_t batch;
-
-    agw_usage_record *ring;     /* AGW_USAGE_QUEUE records */
-    uint64_t *queued_ms;        /* when each was queued */
-    uint64_t seq_in;            /* records queued so far; the next goes to ring[seq_in % Q] */
-    uint64_t seq_done;          /* records finished (committed or dropped) */
-    int waiting;                /* durable submitters waiting for a commit */
-    int stop;
-    agw_usage_stats stats;
-
-    /* Checkpoints run on their own connection and thread: a checkpoint
-     * fsyncs, and a commit that triggered one (SQLite's auto-checkpoint)
-     * would hold up every request waiting for that commit. */
-    pthread_t ckpt_thread;
-    pthread_cond_t ckpt_wake;
-    agw_store *ckpt_store;
-    int retention_days;         /* 0 = keep every row */
-    uint64_t next_prune_ms;     /* agw_mono_ms() of the next prune round */
+/* The counters in the ring's header (agw_ring_counter). */
+enum {
+    C_REJECTED,
+    C_DROPPED,
+    C_WRITTEN,
+    C_DRAINER_ERRORS,
+    C_LAST_ERROR,
+    C_DRAINER_PID,
 };
 
-#define CHECKPOINT_MS 1000
+struct agw_usage_log {
+    agw_ring *ring;
+    uint64_t admit_limit;       /* records in the ring past which calls are refused */
+    int required;
+    char *db_path;
+    char *lock_path;
+    int retention_days;
+    agw_ring_entry *batch;      /* AGW_USAGE_BATCH entries: agw_usage_drain_once's copy */
+    /* the drainer thread */
+    int draining;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+};
+
+static uint64_t counter(agw_usage_log *l, unsigned i)
+{
+    return atomic_load_explicit(agw_ring_counter(l->ring, i), memory_order_relaxed);
+}
+
+static void add(agw_usage_log *l, unsigned i, uint64_t n)
+{
+    atomic_fetch_add_explicit(agw_ring_counter(l->ring, i), n, memory_order_relaxed);
+}
+
+int agw_usage_accepting(agw_usage_log *l)
+{
+    return !l->required || agw_ring_used(l->ring) < l->admit_limit;
+}
+
+void agw_usage_count_rejected(agw_usage_log *l)
+{
+    add(l, C_REJECTED, 1);
+}
+
+agw_err agw_usage_append(agw_usage_log *l, const agw_usage_record *r, int held_end)
+{
+    if (!held_end && agw_ring_used(l->ring) >= l->admit_limit) {
+        add(l, C_DROPPED, 1);
+        return AGW_ETOOBIG;
+    }
+    for (unsigned waited_ms = 0;; waited_ms++) {
+        agw_err e = agw_ring_append(l->ring, r, sizeof *r);
+        if (e != AGW_ETOOBIG)
+            return e;
+        if (!held_end || !l->required) {
+            add(l, C_DROPPED, 1);
+            return AGW_ETOOBIG;
+        }
+        if (waited_ms % 10000 == 0)
+            agw_log_warn("usage: the ring is full; a response waits for room for its record");
+        struct timespec ms = { 0, 1000000L };
+        nanosleep(&ms, NULL);
+    }
+}
+
+void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->records = agw_ring_used(l->ring);
+    out->capacity = agw_ring_capacity(l->ring);
+    out->rejected = counter(l, C_REJECTED);
+    out->dropped = counter(l, C_DROPPED);
+    out->written = counter(l, C_WRITTEN);
+    out->drainer_errors = counter(l, C_DRAINER_ERRORS);
+    out->last_error = (int)counter(l, C_LAST_ERROR);
+    out->drainer_pid = (int64_t)counter(l, C_DRAINER_PID);
+    out->accepting = agw_usage_accepting(l);
+}
 
 #define INSERT_SQL                                                                         \
-    "INSERT INTO usage(ts, key_id, provider, model, status, input_tokens, output_tokens,"  \
-    " cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, streamed,"              \
-    " tokens_estimated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT OR IGNORE INTO usage(ts, key_id, provider, model, status, input_tokens,"       \
+    " output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, streamed," \
+    " tokens_estimated, ring_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
-/* One transaction for records [from, from + n). AGW_OK when committed. */
-static agw_err commit_rows(agw_usage_writer *w, uint64_t from, size_t n)
+static int bind_record(sqlite3_stmt *st, const agw_usage_record *r, uint64_t seq)
 {
-    sqlite3 *db = agw_store_db(w->store);
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        agw_log_error("usage: cannot begin a transaction: %s", sqlite3_errmsg(db));
-        return AGW_EIO;
+    sqlite3_bind_int64(st, 1, r->ts);
+    if (r->key_id > 0)
+        sqlite3_bind_int64(st, 2, r->key_id);
+    else
+        sqlite3_bind_null(st, 2);
+    /* The names come from a file other processes write: bounded reads. */
+    sqlite3_bind_text(st, 3, r->provider, (int)strnlen(r->provider, sizeof r->provider),
+                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, r->model, (int)strnlen(r->model, sizeof r->model), SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 5, r->status);
+    sqlite3_bind_int64(st, 6, nonneg(r->input_tokens));
+    sqlite3_bind_int64(st, 7, nonneg(r->output_tokens));
+    sqlite3_bind_int64(st, 8, nonneg(r->cache_read_tokens));
+    sqlite3_bind_int64(st, 9, nonneg(r->cache_write_tokens));
+    sqlite3_bind_int64(st, 10, nonneg(r->latency_ms));
+    if (r->ttft_ms >= 0)
+        sqlite3_bind_int64(st, 11, r->ttft_ms);
+    else
+        sqlite3_bind_null(st, 11);
+    sqlite3_bind_int(st, 12, r->streamed != 0);
+    sqlite3_bind_int(st, 13, r->tokens_estimated != 0);
+    sqlite3_bind_int64(st, 14, (sqlite3_int64)seq);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v3(db, INSERT_SQL, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        agw_usage_record r;
+        memset(&r, 0, sizeof r);
+        memcpy(&r, e[i].data, e[i].len < sizeof r ? e[i].len : sizeof r);
+        rc = bind_record(st, &r, e[i].seq);
     }
-    sqlite3_stmt *st = w->insert;
-    for (size_t i = 0; i < n; i++) {
-        /* Slots between seq_done and seq_in are never written by submitters,
-         * so reading them without the lock is safe. */
-        const agw_usage_record *r = &w->ring[(from + i) % AGW_USAGE_QUEUE];
-        sqlite3_bind_int64(st, 1, r->ts);
-        if (r->key_id > 0)
-            sqlite3_bind_int64(st, 2, r->key_id);
-        else
-            sqlite3_bind_null(st, 2);
-        sqlite3_bind_text(st, 3, r->provider, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, r->model, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 5, r->status);
-        sqlite3_bind_int64(st, 6, nonneg(r->input_tokens));
-        sqlite3_bind_int64(st, 7, nonneg(r->output_tokens));
-        sqlite3_bind_int64(st, 8, nonneg(r->cache_read_tokens));
-        sqlite3_bind_int64(st, 9, nonneg(r->cache_write_tokens));
-        sqlite3_bind_int64(st, 10, nonneg(r->latency_ms));
-        if (r->ttft_ms >= 0)
-            sqlite3_bind_int64(st, 11, r->ttft_ms);
-        else
-            sqlite3_bind_null(st, 11);
-        sqlite3_bind_int(st, 12, r->streamed != 0);
-        sqlite3_bind_int(st, 13, r->tokens_estimated != 0);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            agw_log_error("usage: insert failed: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int keep = sqlite3_extended_errcode(db);
+        if (!sqlite3_get_autocommit(db))
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return AGW_EIO;
-        }
+        return keep != SQLITE_OK ? keep : rc;
     }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        agw_log_error("usage: commit failed: %s", sqlite3_errmsg(db));
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return AGW_EIO;
-    }
-    return AGW_OK;
+    return SQLITE_OK;
 }
 
-static void deadline_in(struct timespec *ts, unsigned ms)
+int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
+    agw_ring_entry *batch = l->batch;
+    uint64_t next, torn;
+    *rc = SQLITE_OK;
+    size_t n = agw_ring_read(l->ring, batch, AGW_USAGE_BATCH, &next, &torn);
+    if (torn)
+        add(l, C_DROPPED, torn);
+    if (n && (*rc = agw_usage_store_entries(db, batch, n)) != SQLITE_OK)
+        return -1;
+    /* Only now: a drainer that dies before this line leaves the batch in the
+     * ring, and its successor's INSERT OR IGNORE finds the rows there. */
+    agw_ring_consume(l->ring, next);
+    if (n) {
+        add(l, C_WRITTEN, n);
+        atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), 0);
     }
-}
-
-static void *writer_main(void *arg)
-{
-    agw_usage_writer *w = arg;
-    int failures = 0;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        uint64_t pending = w->seq_in - w->seq_done;
-        if (pending == 0) {
-            if (w->stop)
-                break;
-            pthread_cond_wait(&w->work, &w->mu);
-            continue;
-        }
-        /* Commit now when someone waits for it, when a batch is full, when
-         * stopping, or when the oldest record has waited flush_ms. */
-        uint64_t age = agw_mono_ms() - w->queued_ms[w->seq_done % AGW_USAGE_QUEUE];
-        if (!w->stop && !w->waiting && pending < w->batch && age < w->flush_ms) {
-            struct timespec ts;
-            deadline_in(&ts, (unsigned)(w->flush_ms - age));
-            pthread_cond_timedwait(&w->work, &w->mu, &ts);
-            continue;
-        }
-        size_t n = pending > AGW_USAGE_QUEUE ? AGW_USAGE_QUEUE : (size_t)pending;
-        uint64_t from = w->seq_done;
-        pthread_mutex_unlock(&w->mu);
-        agw_err e = commit_rows(w, from, n);
-        pthread_mutex_lock(&w->mu);
-        if (e && ++failures < 3 && !w->stop) {
-            /* Busy for longer than busy_timeout, or a full disk: try again soon. */
-            struct timespec ts;
-            deadline_in(&ts, 200);
-            pthread_cond_timedwait(&w->work, &w->mu, &ts);
-            continue;
-        }
-        if (e) {
-            agw_log_error("usage: dropping %lu records the database refused",
-                          (unsigned long)n);
-            w->stats.dropped += n;
-        } else {
-            w->stats.committed += n;
-            w->stats.commits++;
-        }
-        failures = 0;
-        w->seq_done += n;
-        pthread_cond_broadcast(&w->done);
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
+    return (int)n;
 }
 
 int agw_usage_prune(sqlite3 *db, int64_t before, int batch)
@@ -423,162 +440,228 @@ static int prune_round(sqlite3 *db, int days)
     }
 }
 
-void agw_usage_writer_set_retention(agw_usage_writer *w, int days)
+/* Sleeps `ms` or until stopped; returns 1 when stopped. */
+static int nap(agw_usage_log *l, unsigned ms)
 {
-    pthread_mutex_lock(&w->mu);
-    w->retention_days = days > 0 ? days : 0;
-    w->next_prune_ms = 0;
-    pthread_mutex_unlock(&w->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
+        ;
+    int stop = l->stop;
+    pthread_mutex_unlock(&l->mu);
+    return stop;
 }
 
-static void *checkpoint_main(void *arg)
+static int stopping(agw_usage_log *l)
 {
-    agw_usage_writer *w = arg;
-    sqlite3 *db = agw_store_db(w->ckpt_store);
-    pthread_mutex_lock(&w->mu);
-    while (!w->stop) {
-        struct timespec ts;
-        deadline_in(&ts, CHECKPOINT_MS);
-        pthread_cond_timedwait(&w->ckpt_wake, &w->mu, &ts);
-        if (w->stop)
+    pthread_mutex_lock(&l->mu);
+    int stop = l->stop;
+    pthread_mutex_unlock(&l->mu);
+    return stop;
+}
+
+/* The drainer's connection: commits that are on the disk when they return
+ * (synchronous=FULL costs this thread only), checkpoints by hand. */
+static agw_store *open_drain_store(agw_usage_log *l)
+{
+    char err[AGW_ERR_LEN];
+    agw_store *store;
+    if (agw_store_open(l->db_path, &store, err, sizeof err) != AGW_OK) {
+        agw_log_error("usage drainer: database: %s", err);
+        return NULL;
+    }
+    if (sqlite3_exec(agw_store_db(store), "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=FULL",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        agw_log_error("usage drainer: %s", sqlite3_errmsg(agw_store_db(store)));
+        agw_store_close(store);
+        return NULL;
+    }
+    return store;
+}
+
+static uint64_t wal_bytes(const agw_usage_log *l)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s-wal", l->db_path);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Between batches: a TRUNCATE checkpoint when the WAL has grown past
+ * AGW_USAGE_WAL_RESET_BYTES (the only kind that empties it while writes go
+ * on), else a PASSIVE one at most every second. */
+static void checkpoint(agw_usage_log *l, sqlite3 *db, uint64_t *last_ms)
+{
+    uint64_t now = agw_mono_ms();
+    int mode;
+    if (wal_bytes(l) > AGW_USAGE_WAL_RESET_BYTES)
+        mode = SQLITE_CHECKPOINT_TRUNCATE;
+    else if (now - *last_ms >= 1000)
+        mode = SQLITE_CHECKPOINT_PASSIVE;
+    else
+        return;
+    *last_ms = now;
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, mode, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        agw_log_warn("usage drainer: checkpoint failed: %s", sqlite3_errmsg(db));
+}
+
+/* The elected process's work: drain, retry, checkpoint, prune, until stopped. */
+static void lead(agw_usage_log *l)
+{
+    agw_store *store = NULL;
+    unsigned backoff_ms = 0;
+    uint64_t last_ckpt_ms = 0, next_prune_ms = 0, last_sync_ms = agw_mono_ms();
+    int dirty = 0;
+    atomic_store(agw_ring_counter(l->ring, C_DRAINER_PID), (uint64_t)getpid());
+    agw_log_info("usage: this process stores the pool's usage records");
+    while (!stopping(l)) {
+        if (!store && !(store = open_drain_store(l))) {
+            add(l, C_DRAINER_ERRORS, 1);
+            atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), SQLITE_CANTOPEN);
+            if (nap(l, AGW_USAGE_RETRY_MAX_MS))
+                break;
+            continue;
+        }
+        sqlite3 *db = agw_store_db(store);
+        int rc;
+        int n = agw_usage_drain_once(l, db, &rc);
+        if (n < 0) {
+            add(l, C_DRAINER_ERRORS, 1);
+            atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), (uint64_t)rc);
+            backoff_ms = backoff_ms ? backoff_ms * 2 : 50;
+            if (backoff_ms > AGW_USAGE_RETRY_MAX_MS)
+                backoff_ms = AGW_USAGE_RETRY_MAX_MS;
+            agw_log_error("usage drainer: %s; %llu records wait in the ring, retrying in %u ms",
+                          sqlite3_errstr(rc), (unsigned long long)agw_ring_used(l->ring),
+                          backoff_ms);
+            if (nap(l, backoff_ms))
+                break;
+            continue;
+        }
+        backoff_ms = 0;
+        dirty |= n > 0;
+        checkpoint(l, db, &last_ckpt_ms);
+        uint64_t now = agw_mono_ms();
+        if (l->retention_days > 0 && now >= next_prune_ms)
+            next_prune_ms = now + (prune_round(db, l->retention_days) ? 0 : AGW_USAGE_PRUNE_MS);
+        /* The ring's file reaches the disk once a second at least, so a
+         * power loss finds the records that were waiting in it. */
+        if (dirty && now - last_sync_ms >= 1000) {
+            (void)agw_ring_sync(l->ring);
+            last_sync_ms = now;
+            dirty = 0;
+        }
+        if (n < AGW_USAGE_BATCH && nap(l, AGW_USAGE_POLL_MS))
             break;
-        pthread_mutex_unlock(&w->mu);
-        /* PASSIVE never waits for readers or writers; what it cannot copy
-         * now it copies next time. SQLITE_BUSY only means another process
-         * is checkpointing. */
-        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            agw_log_warn("usage: checkpoint failed: %s", sqlite3_errmsg(db));
-        pthread_mutex_lock(&w->mu);
-        int days = w->retention_days;
-        if (days > 0 && agw_mono_ms() >= w->next_prune_ms && !w->stop) {
-            pthread_mutex_unlock(&w->mu);
-            int more = prune_round(db, days);
-            pthread_mutex_lock(&w->mu);
-            if (w->retention_days == days) /* not changed meanwhile */
-                w->next_prune_ms = agw_mono_ms() + (more ? 0 : AGW_USAGE_PRUNE_MS);
+    }
+    /* Stopping: store what is complete, for at most 2 s. */
+    uint64_t until = agw_mono_ms() + 2000;
+    while (store && agw_mono_ms() < until) {
+        int rc;
+        int n = agw_usage_drain_once(l, agw_store_db(store), &rc);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            struct timespec pause = { 0, 50 * 1000000L };
+            nanosleep(&pause, NULL);
         }
     }
-    pthread_mutex_unlock(&w->mu);
+    if (store)
+        (void)agw_ring_sync(l->ring);
+    agw_store_close(store);
+}
+
+static void *drainer_main(void *arg)
+{
+    agw_usage_log *l = arg;
+    int fd = open(l->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        agw_log_error("usage drainer: %s: %s: this process will not store records",
+                      l->lock_path, strerror(errno));
+        return NULL;
+    }
+    while (!stopping(l)) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            lead(l);
+            break;
+        }
+        if (nap(l, AGW_USAGE_ELECT_MS))
+            break;
+    }
+    close(fd); /* releases the lock */
     return NULL;
 }
 
-agw_err agw_usage_writer_start(const char *db_path, unsigned flush_ms, size_t batch,
-                               agw_usage_writer **out, char *err, size_t errlen)
+agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
+                           agw_usage_log **out, char *err, size_t errlen)
 {
     *out = NULL;
-    agw_store *store;
-    agw_err e = agw_store_open(db_path, &store, err, errlen);
+    uint32_t slots = opts->ring_records ? opts->ring_records : AGW_USAGE_RING_SLOTS;
+    size_t n = strlen(db_path) + sizeof ".usage.lock";
+    char *ring_path = xmalloc(n);
+    snprintf(ring_path, n, "%s.usage", db_path);
+    agw_ring *ring;
+    agw_err e = agw_ring_attach(ring_path, RING_LAYOUT, slots, &ring, err, errlen);
+    free(ring_path);
     if (e)
         return e;
-    agw_store *ckpt;
-    if ((e = agw_store_open(db_path, &ckpt, err, errlen))) {
-        agw_store_close(store);
-        return e;
-    }
-    agw_usage_writer *w = xcalloc(1, sizeof *w);
-    w->store = store;
-    w->ckpt_store = ckpt;
-    if (sqlite3_exec(agw_store_db(store), "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL) !=
-            SQLITE_OK ||
-        sqlite3_prepare_v2(agw_store_db(store), INSERT_SQL, -1, &w->insert, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "usage: %s", sqlite3_errmsg(agw_store_db(store)));
-        agw_store_close(store);
-        agw_store_close(ckpt);
-        free(w);
-        return AGW_EIO;
-    }
-    w->flush_ms = flush_ms ? flush_ms : AGW_USAGE_FLUSH_MS;
-    w->batch = batch ? batch : AGW_USAGE_BATCH;
-    w->ring = xcalloc(AGW_USAGE_QUEUE, sizeof *w->ring);
-    w->queued_ms = xcalloc(AGW_USAGE_QUEUE, sizeof *w->queued_ms);
-    pthread_mutex_init(&w->mu, NULL);
+    agw_usage_log *l = xcalloc(1, sizeof *l);
+    l->ring = ring;
+    l->admit_limit = (uint64_t)((double)agw_ring_capacity(ring) * AGW_USAGE_ADMIT_FILL);
+    l->required = opts->required;
+    l->retention_days = opts->retention_days > 0 ? opts->retention_days : 0;
+    l->db_path = xstrdup(db_path);
+    l->batch = xmalloc(AGW_USAGE_BATCH * sizeof *l->batch);
+    l->lock_path = xmalloc(n);
+    snprintf(l->lock_path, n, "%s.usage.lock", db_path);
+    pthread_mutex_init(&l->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->work, &ca);
-    pthread_cond_init(&w->done, &ca);
-    pthread_cond_init(&w->ckpt_wake, &ca);
+    pthread_cond_init(&l->cv, &ca);
     pthread_condattr_destroy(&ca);
-    /* The thread starts with every signal blocked: it may be created before
-     * the server blocks them in the main thread (fcgi_server.h), and a stop
-     * signal taken here would never reach the thread that waits for it. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, writer_main, w);
-    if (rc == 0)
-        rc = pthread_create(&w->ckpt_thread, NULL, checkpoint_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        agw_fatal(__FILE__, __LINE__, "cannot start the usage writer threads");
-    *out = w;
+    if (opts->drain) {
+        /* The thread starts with every signal blocked: it may be created
+         * before the server blocks them in the main thread (fcgi_server.h),
+         * and a stop signal taken here would never reach the thread that
+         * waits for it. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int rc = pthread_create(&l->thread, NULL, drainer_main, l);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (rc != 0)
+            agw_fatal(__FILE__, __LINE__, "cannot start the usage drainer thread");
+        l->draining = 1;
+    }
+    *out = l;
     return AGW_OK;
 }
 
-agw_err agw_usage_submit(agw_usage_writer *w, const agw_usage_record *r, int durable)
+void agw_usage_log_close(agw_usage_log *l)
 {
-    agw_err e = AGW_OK;
-    pthread_mutex_lock(&w->mu);
-    if (w->seq_in - w->seq_done >= AGW_USAGE_QUEUE && durable) {
-        /* Full: wait for room a while rather than lose a provider call's record. */
-        struct timespec ts;
-        deadline_in(&ts, 5000);
-        w->waiting++;
-        pthread_cond_signal(&w->work);
-        while (w->seq_in - w->seq_done >= AGW_USAGE_QUEUE && !w->stop &&
-               pthread_cond_timedwait(&w->done, &w->mu, &ts) != ETIMEDOUT)
-            ;
-        w->waiting--;
-    }
-    if (w->seq_in - w->seq_done >= AGW_USAGE_QUEUE || w->stop) {
-        w->stats.dropped++;
-        pthread_mutex_unlock(&w->mu);
-        agw_log_warn("usage: queue full, a record was dropped");
-        return durable ? AGW_EIO : AGW_ETOOBIG;
-    }
-    uint64_t seq = w->seq_in++;
-    w->ring[seq % AGW_USAGE_QUEUE] = *r;
-    w->queued_ms[seq % AGW_USAGE_QUEUE] = agw_mono_ms();
-    w->stats.submitted++;
-    if (durable) {
-        w->waiting++;
-        pthread_cond_signal(&w->work);
-        uint64_t dropped_before = w->stats.dropped;
-        while (w->seq_done <= seq)
-            pthread_cond_wait(&w->done, &w->mu);
-        w->waiting--;
-        if (w->stats.dropped != dropped_before)
-            e = AGW_EIO; /* some batch was given up; maybe ours */
-    } else if (w->seq_in - w->seq_done == 1 || w->seq_in - w->seq_done >= w->batch) {
-        /* The first record of an empty queue starts the flush timer: the
-         * writer sleeps without a deadline while there is nothing to write. */
-        pthread_cond_signal(&w->work);
-    }
-    pthread_mutex_unlock(&w->mu);
-    return e;
-}
-
-void agw_usage_writer_stop(agw_usage_writer *w)
-{
-    if (!w)
+    if (!l)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stop = 1;
-    pthread_cond_broadcast(&w->work);
-    pthread_cond_broadcast(&w->done);
-    pthread_cond_broadcast(&w->ckpt_wake);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-    pthread_join(w->ckpt_thread, NULL);
-    sqlite3_finalize(w->insert);
-    agw_store_close(w->store);
-    agw_store_close(w->ckpt_store);
-    pthread_cond_destroy(&w->ckpt_wake);
-    pthread_cond_destroy(&w->work);
-    pthread_cond_destroy(&w->done);
-    pthread_mutex_destroy(&w->mu);
-    free(w->ring);
-    free(w->queued_ms);
-    free(w);
+    if (l->draining) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = 1;
+        pthread_cond_broadcast(&l->cv);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->thread, NULL);
+    }
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+    agw_ring_detach(l->ring);
+    free(l->db_path);
+    free(l->lock_path);
+    free(l->batch);
+    free(l);
 }

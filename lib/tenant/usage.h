@@ -15,25 +15,54 @@
  * request (agw_limit_estimate's quarter of the body bytes) and the output as
  * a quarter of the text and tool-argument bytes the stream carried.
  *
- * The writer: each process has one writer thread with its own connection and
- * a bounded queue of records. It commits everything queued in one BEGIN
- * IMMEDIATE transaction, at the latest every flush_ms or when batch rows are
- * waiting, and at once when a request waits for its record (group commit: the
- * requests ending meanwhile share the commit). The connection runs WAL with
- * synchronous=NORMAL (store.h), so no commit fsyncs, and with SQLite's
- * auto-checkpoint off: a second thread on its own connection runs a passive
- * checkpoint every second, so the fsyncs of checkpoints never delay a commit
- * that requests wait for.
+ * The log: every record goes into a ring in a file next to the database
+ * ("<database.path>.usage", state/ring.h), shared by the pool. Appending is
+ * a few atomic operations and one copy, with no lock and no system call, and
+ * the file outlives the process: a record appended by a worker that is
+ * killed the next instant is still written. One process of the pool drains
+ * the ring into SQLite: each process runs a drainer thread, and the one
+ * holding flock(LOCK_EX|LOCK_NB) on "<database.path>.usage.lock" drains (the
+ * health prober's election, health.h); when it dies the kernel releases its
+ * lock and another takes over within AGW_USAGE_ELECT_MS.
+ *
+ * The drainer commits up to AGW_USAGE_BATCH records per transaction (BEGIN
+ * IMMEDIATE, synchronous=FULL on its own connection: the commit is on the
+ * disk when it returns, and the fsync costs the drainer, not a request).
+ * Each row carries the record's ring sequence number (usage.ring_seq,
+ * unique), inserted with INSERT OR IGNORE, and the ring's read cursor moves
+ * only after the commit: a drainer killed between the two leaves the batch
+ * in the ring, and the next drainer's second insert of it changes nothing.
+ * Every row is therefore written exactly once. A failing commit (database
+ * locked past busy_timeout, disk full, I/O error) is retried for ever with a
+ * backoff up to AGW_USAGE_RETRY_MAX_MS; the records wait in the ring, never
+ * dropped. Between batches the drainer checkpoints (below), and once a
+ * minute it prunes old rows (retention).
  *
  * Durability, the contract handlers build on: a request that went to a
- * provider submits its record with `durable` set before it finishes the
- * FastCGI request, so the client's response ends only after the record is
- * committed. A worker killed by SIGKILL therefore loses no record of a
- * response whose end was delivered; it loses the records of requests still in
- * flight (whose clients see a cut response) and of requests the gateway
- * refused itself (401/403/429 and bad input, submitted without waiting), at
- * most the last flush_ms of those. Committed rows survive any process crash;
- * a power loss can take the last transactions (synchronous=NORMAL in WAL).
+ * provider appends its record (agw_usage_append with `held_end`) before it
+ * finishes the FastCGI request, so the client's response ends only after the
+ * record is in the ring. A worker killed by SIGKILL therefore loses no record
+ * of a response whose end was delivered; it loses the records of requests
+ * still in flight (whose clients see a cut response). A power loss or kernel
+ * crash: README.md, "Usage records and what a crash can lose".
+ *
+ * A full ring (the database has not taken rows for a while): with
+ * usage.required (the default) new model calls are refused with 503 once
+ * the ring is fuller than AGW_USAGE_ADMIT_FILL (agw_usage_accepting); the
+ * rest is headroom for the calls already in flight, whose records wait for
+ * room if even that runs out (their clients wait for the end). Without
+ * usage.required calls are served and a record that finds no room is
+ * dropped and counted. Records of requests the gateway refused itself
+ * (401/403/429, bad input) never use the headroom: past AGW_USAGE_ADMIT_FILL
+ * they are dropped and counted. /metrics and /health show the fill, the
+ * refused calls, the dropped records and the drainer's errors.
+ *
+ * The WAL: the drainer's connection has SQLite's auto-checkpoint off; after
+ * each batch, when the WAL file has grown past AGW_USAGE_WAL_RESET_BYTES, it
+ * runs a TRUNCATE checkpoint (which waits, on the drainer's time, for
+ * readers of older snapshots, then empties the WAL), and otherwise a PASSIVE
+ * one every second. The WAL so stays near AGW_USAGE_WAL_RESET_BYTES, far
+ * below journal_size_limit (store.h), whatever the load.
  */
 #ifndef AGW_USAGE_H
 #define AGW_USAGE_H
@@ -42,6 +71,7 @@
 #include "core/config.h"
 #include "core/core.h"
 #include "proto/ir.h"
+#include "state/ring.h"
 
 #include <sqlite3.h>
 
@@ -100,45 +130,84 @@ void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data);
 /* A complete non-streamed 2xx answer body. */
 void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 
-/* ---- the writer ---- */
+/* ---- the log ---- */
 
-#define AGW_USAGE_QUEUE 4096      /* records a process holds before refusing more */
-#define AGW_USAGE_FLUSH_MS 250    /* oldest record's longest wait for a commit */
-#define AGW_USAGE_BATCH 512       /* rows that make a commit happen at once */
+#define AGW_USAGE_RING_SLOTS 65536u   /* usage.ring_records default */
+#define AGW_USAGE_ADMIT_FILL 0.875    /* new model calls refused past this fill */
+#define AGW_USAGE_BATCH 512           /* rows per transaction at most */
+#define AGW_USAGE_POLL_MS 10          /* the drainer's nap when the ring is empty */
+#define AGW_USAGE_ELECT_MS 200        /* how often a follower tries to take the lock */
+#define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
+#define AGW_USAGE_WAL_RESET_BYTES (16u << 20)
 
-typedef struct agw_usage_writer agw_usage_writer;
+typedef struct agw_usage_log agw_usage_log;
 
-/* Opens its own connection to `db_path` and starts the thread. flush_ms and
- * batch of 0 take the defaults above. */
-AGW_WARN_UNUSED agw_err agw_usage_writer_start(const char *db_path, unsigned flush_ms,
-                                               size_t batch, agw_usage_writer **out, char *err,
-                                               size_t errlen);
+typedef struct {
+    uint32_t ring_records;      /* slots; 0 = AGW_USAGE_RING_SLOTS */
+    int required;               /* usage.required: refuse calls rather than lose records */
+    int drain;                  /* run the drainer thread (its election included) */
+    int retention_days;         /* 0 = keep every row */
+} agw_usage_log_opts;
 
-/* Queues a copy of `r`. With `durable` set, returns once the record is
- * committed (AGW_OK) or given up (AGW_EIO: the database kept failing, or the
- * queue stayed full for seconds). Without it returns at once; AGW_ETOOBIG
- * when the queue is full (the record is dropped and counted). */
-agw_err agw_usage_submit(agw_usage_writer *w, const agw_usage_record *r, int durable);
+/* Attaches the ring "<db_path>.usage" (creating it) and, with opts->drain,
+ * starts the drainer thread. */
+AGW_WARN_UNUSED agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
+                                           agw_usage_log **out, char *err, size_t errlen);
 
-/* Commits what is queued, stops the thread, closes the connection. NULL is fine. */
-void agw_usage_writer_stop(agw_usage_writer *w);
+/* With opts->drain: the drainer, when this process holds the lock, stores
+ * every complete record still in the ring (trying for at most 2 s), then
+ * stops. Detaches. NULL is fine. */
+void agw_usage_log_close(agw_usage_log *l);
+
+/* 1 when a new model call may start: the ring is below AGW_USAGE_ADMIT_FILL,
+ * or usage.required is off. */
+int agw_usage_accepting(agw_usage_log *l);
+/* Counts a model call refused because agw_usage_accepting said no. */
+void agw_usage_count_rejected(agw_usage_log *l);
+
+/* Appends a copy of `r`. `held_end`: the record of a provider call whose
+ * response end waits for it; with usage.required it waits for room in a full
+ * ring for as long as it takes. Otherwise a record that finds the ring past
+ * its limit is dropped, counted, and AGW_ETOOBIG returned. */
+agw_err agw_usage_append(agw_usage_log *l, const agw_usage_record *r, int held_end);
+
+typedef struct {
+    uint64_t records;           /* in the ring, not yet stored */
+    uint64_t capacity;
+    uint64_t rejected;          /* model calls refused with 503: the ring was full */
+    uint64_t dropped;           /* records lost: no room without usage.required, or torn */
+    uint64_t written;           /* rows the drainers committed */
+    uint64_t drainer_errors;    /* failed commits (each retried) */
+    int last_error;             /* SQLite result code of the latest failure; 0 = none
+                                   since the last success */
+    int64_t drainer_pid;        /* the process draining; 0 = none yet */
+    int accepting;              /* agw_usage_accepting */
+} agw_usage_stats;
+
+/* The pool's figures (shared in the ring's header). */
+void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out);
+
+/* One drain step on `db` (the drainer's connection): reads up to
+ * AGW_USAGE_BATCH records, stores them in one transaction, then frees their
+ * slots. Returns how many records it stored (0: the ring has none ready),
+ * -1 when the transaction failed (nothing freed; the SQLite code in *rc). */
+int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc);
+
+/* Stores `n` ring entries holding records, INSERT OR IGNORE keyed by their
+ * sequence numbers, in one transaction. SQLITE_OK or the failing code. */
+int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n);
 
 /* ---- retention ----
  *
  * usage.retention_days (antigw.cfg) bounds how long rows are kept. The
- * writer's checkpoint thread prunes, on its own connection: every
+ * drainer prunes, on its own connection: every
  * AGW_USAGE_PRUNE_MS it deletes rows older than the window in transactions of
  * AGW_USAGE_PRUNE_BATCH rows (oldest first, through the usage_ts index),
  * pausing between them, so the write lock is never held for long and commits
- * of new rows get in between. Every process of the pool prunes; they
- * overlap harmlessly (a row is deleted once). */
+ * of new rows get in between. */
 
 #define AGW_USAGE_PRUNE_BATCH 500
 #define AGW_USAGE_PRUNE_MS 60000
-
-/* Keeps rows for `days` (0 = forever, the writer's default); the first prune
- * runs at the next checkpoint tick. */
-void agw_usage_writer_set_retention(agw_usage_writer *w, int days);
 
 /* One prune transaction: deletes up to `batch` rows with ts < `before`
  * (Unix seconds), oldest first. Returns how many it deleted, -1 on a

@@ -1,7 +1,8 @@
 /* Unit tests for lib/usage: reading token counts on the side of OpenAI and
- * Anthropic answers (streamed and not), the record's names, and the batch
- * writer: durable submits are committed when they return, others within the
- * flush interval, many rows share few transactions, nothing is lost on stop. */
+ * Anthropic answers (streamed and not), the record's names, and the log:
+ * records reach the database through the ring, a batch stored twice adds no
+ * row, the drainer thread stores everything, a full ring refuses or drops as
+ * usage.required says, and old rows are pruned. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,7 @@
 #include <cmocka.h>
 
 #include "state/store.h"
-/* The module itself, so the tests reach the writer's counters. */
+/* The module itself, so the tests reach the log's ring. */
 #include "tenant/usage.c"
 
 typedef struct {
@@ -184,23 +185,25 @@ static void test_record_names(void **state)
     assert_int_equal(strlen(r.model), AGW_CONFIG_MODEL_MAX); /* never reached: a 400 first */
 }
 
-/* ---- the writer ---- */
+/* ---- the log ---- */
 
-static agw_usage_writer *start(fixture *f, unsigned flush_ms, size_t batch)
+static agw_usage_log *open_log(fixture *f, uint32_t slots, int required, int drain, int days)
 {
-    agw_usage_writer *w = NULL;
+    agw_usage_log *l = NULL;
     char err[256];
-    if (agw_usage_writer_start(f->db, flush_ms, batch, &w, err, sizeof err) != AGW_OK)
-        fail_msg("writer: %s", err);
-    return w;
+    agw_usage_log_opts o = { slots, required, drain, days };
+    if (agw_usage_log_open(f->db, &o, &l, err, sizeof err) != AGW_OK)
+        fail_msg("log: %s", err);
+    return l;
 }
 
-/* The writer's counters, read under its lock. */
-static void writer_stats(agw_usage_writer *w, agw_usage_stats *out)
+static void remove_ring(fixture *f)
 {
-    pthread_mutex_lock(&w->mu);
-    *out = w->stats;
-    pthread_mutex_unlock(&w->mu);
+    char p[200];
+    snprintf(p, sizeof p, "%s.usage", f->db);
+    unlink(p);
+    snprintf(p, sizeof p, "%s.usage.lock", f->db);
+    unlink(p);
 }
 
 static agw_usage_record sample(int64_t key, int64_t out)
@@ -216,103 +219,158 @@ static agw_usage_record sample(int64_t key, int64_t out)
     return r;
 }
 
-static void test_durable_submit_is_committed(void **state)
+static void test_append_then_drain(void **state)
 {
     fixture *f = *state;
-    /* A flush interval of a minute: only the durable request makes it commit. */
-    agw_usage_writer *w = start(f, 60000, 100000);
+    agw_usage_log *l = open_log(f, 64, 1, 0, 0);
     agw_usage_record r = sample(1, 42);
     r.ttft_ms = 12;
     r.streamed = 1;
-    assert_int_equal(agw_usage_submit(w, &r, 1), AGW_OK);
-    assert_int_equal(count(f, "output_tokens = 42 AND key_id = 1 AND ttft_ms = 12 AND streamed = 1"),
-                     1);
+    assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
     r = sample(0, 43);
     r.ttft_ms = -1;
     r.input_tokens = -1; /* unknown counts are stored as 0 */
-    assert_int_equal(agw_usage_submit(w, &r, 1), AGW_OK);
+    assert_int_equal(agw_usage_append(l, &r, 0), AGW_OK);
+    assert_int_equal(count(f, NULL), 0); /* in the ring, not yet in the database */
+    int rc;
+    sqlite3 *db = agw_store_db(f->reader);
+    assert_int_equal(agw_usage_drain_once(l, db, &rc), 2);
+    assert_int_equal(agw_usage_drain_once(l, db, &rc), 0);
+    assert_int_equal(count(f, "output_tokens = 42 AND key_id = 1 AND ttft_ms = 12 AND streamed = 1"
+                              " AND ring_seq IS NOT NULL"),
+                     1);
     assert_int_equal(count(f, "output_tokens = 43 AND key_id IS NULL AND ttft_ms IS NULL AND "
                               "input_tokens = 0"),
                      1);
     agw_usage_stats st;
-    writer_stats(w, &st);
-    assert_int_equal(st.committed, 2);
+    agw_usage_log_stats(l, &st);
+    assert_int_equal(st.written, 2);
+    assert_int_equal(st.records, 0);
     assert_int_equal(st.dropped, 0);
-    agw_usage_writer_stop(w);
+    agw_usage_log_close(l);
+    remove_ring(f);
 }
 
-static void test_flush_interval(void **state)
+/* A drainer killed after its commit and before it freed the slots: the next
+ * one stores the same batch again, and it adds no row. */
+static void test_a_batch_stored_twice_is_one_set_of_rows(void **state)
 {
     fixture *f = *state;
-    agw_usage_writer *w = start(f, 100, 100000);
-    agw_usage_record r = sample(2, 1);
-    assert_int_equal(agw_usage_submit(w, &r, 0), AGW_OK);
-    /* Not durable: nobody waits, yet the timer flushes it. The bound only
-     * catches a writer that never flushes; it is far above the 100 ms
-     * interval so a loaded machine (the whole suite runs in parallel) does
-     * not fail it. */
-    uint64_t t0 = agw_mono_ms();
-    while (count(f, "key_id = 2") == 0) {
-        assert_true(agw_mono_ms() - t0 < 30000);
-        usleep(10000);
+    agw_usage_log *l = open_log(f, 64, 1, 0, 0);
+    for (int i = 0; i < 10; i++) {
+        agw_usage_record r = sample(5, i);
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
     }
-    agw_usage_writer_stop(w);
+    agw_ring_entry *e = calloc(16, sizeof *e);
+    uint64_t next, torn;
+    assert_int_equal(agw_ring_read(l->ring, e, 16, &next, &torn), 10);
+    sqlite3 *db = agw_store_db(f->reader);
+    assert_int_equal(agw_usage_store_entries(db, e, 10), SQLITE_OK);
+    /* ... killed here: agw_ring_consume never ran. */
+    int rc;
+    assert_int_equal(agw_usage_drain_once(l, db, &rc), 10);
+    assert_int_equal(count(f, "key_id = 5"), 10);
+    assert_int_equal(count(f, "key_id = 5 AND ring_seq IS NOT NULL"), 10);
+    assert_int_equal(agw_ring_used(l->ring), 0);
+    free(e);
+    agw_usage_log_close(l);
+    remove_ring(f);
 }
 
 typedef struct {
-    agw_usage_writer *w;
-    int id, durable;
+    agw_usage_log *l;
+    int id;
     int errors;
-} submitter;
+} appender;
 
-static void *submit_many(void *arg)
+static void *append_many(void *arg)
 {
-    submitter *s = arg;
+    appender *a = arg;
     for (int i = 0; i < 500; i++) {
-        agw_usage_record r = sample(100 + s->id, i);
-        if (agw_usage_submit(s->w, &r, s->durable && i % 10 == 0) != AGW_OK)
-            s->errors++;
+        agw_usage_record r = sample(100 + a->id, i);
+        if (agw_usage_append(a->l, &r, 1) != AGW_OK)
+            a->errors++;
     }
     return NULL;
 }
 
-static void test_batches_and_stop_loses_nothing(void **state)
+/* Threads append while the drainer thread (elected: the only process here)
+ * stores; closing stores what is left. */
+static void test_drainer_stores_everything(void **state)
 {
     fixture *f = *state;
-    agw_usage_writer *w = start(f, 250, 0);
+    agw_usage_log *l = open_log(f, 1024, 1, 1, 0);
     enum { N = 8 };
-    submitter s[N];
+    appender a[N];
     pthread_t t[N];
     for (int i = 0; i < N; i++) {
-        s[i] = (submitter){ w, i, i % 2, 0 };
-        pthread_create(&t[i], NULL, submit_many, &s[i]);
+        a[i] = (appender){ l, i, 0 };
+        pthread_create(&t[i], NULL, append_many, &a[i]);
     }
     for (int i = 0; i < N; i++) {
         pthread_join(t[i], NULL);
-        assert_int_equal(s[i].errors, 0);
+        assert_int_equal(a[i].errors, 0);
     }
-    agw_usage_writer_stop(w); /* commits whatever is still queued */
+    agw_usage_log_close(l);
     assert_int_equal(count(f, "key_id >= 100"), N * 500);
+    remove_ring(f);
 }
 
-static void test_stats_count_commits(void **state)
+static int held_done;
+
+static void *append_held(void *arg)
+{
+    agw_usage_record r = sample(9, 9);
+    assert_int_equal(agw_usage_append(arg, &r, 1), AGW_OK);
+    __atomic_store_n(&held_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Past 7/8 of the ring new calls are refused and refused requests' records
+ * dropped; the rest is for records whose response waits for them, which wait
+ * for room when even that is gone. Without usage.required calls go on and
+ * records that find no room are dropped and counted. */
+static void test_full_ring(void **state)
 {
     fixture *f = *state;
-    agw_usage_writer *w = start(f, 50, 0);
-    for (int i = 0; i < 2000; i++) {
-        agw_usage_record r = sample(7, i);
-        assert_int_equal(agw_usage_submit(w, &r, 0), AGW_OK);
+    agw_usage_log *l = open_log(f, 16, 1, 0, 0);
+    agw_usage_record r = sample(3, 1);
+    for (int i = 0; i < 14; i++) {
+        assert_true(agw_usage_accepting(l));
+        assert_int_equal(agw_usage_append(l, &r, 0), AGW_OK);
     }
-    agw_usage_record last = sample(7, 99999);
-    assert_int_equal(agw_usage_submit(w, &last, 1), AGW_OK);
+    assert_false(agw_usage_accepting(l));
+    assert_int_equal(agw_usage_append(l, &r, 0), AGW_ETOOBIG); /* a refused request's */
+    assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK); /* 16: full */
+    held_done = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, append_held, l);
+    usleep(100000);
+    assert_int_equal(__atomic_load_n(&held_done, __ATOMIC_SEQ_CST), 0); /* waits for room */
+    int rc;
+    assert_int_equal(agw_usage_drain_once(l, agw_store_db(f->reader), &rc), 16);
+    pthread_join(t, NULL);
+    assert_int_equal(held_done, 1);
+    assert_int_equal(agw_usage_drain_once(l, agw_store_db(f->reader), &rc), 1);
+    agw_usage_count_rejected(l);
     agw_usage_stats st;
-    writer_stats(w, &st);
-    assert_int_equal(st.submitted, 2001);
-    assert_int_equal(st.committed, 2001);
-    assert_true(st.commits >= 1 && st.commits <= 2001 / 10);
-    agw_usage_writer_stop(w);
-    assert_int_equal(count(f, "key_id = 7"), 2001);
-    agw_usage_writer_stop(NULL);
+    agw_usage_log_stats(l, &st);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(st.written, 17);
+    assert_true(st.accepting);
+    agw_usage_log_close(l);
+
+    l = open_log(f, 16, 0, 0, 0); /* usage.required = false */
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    assert_true(agw_usage_accepting(l));
+    assert_int_equal(agw_usage_append(l, &r, 1), AGW_ETOOBIG); /* served, not recorded */
+    agw_usage_log_stats(l, &st);
+    assert_int_equal(st.dropped, 2); /* the same ring: its counters carry on */
+    agw_usage_log_close(l);
+    remove_ring(f);
 }
 
 /* Inserts `n` rows at Unix time `ts` through the reader connection. */
@@ -359,24 +417,23 @@ static void test_prune_in_batches(void **state)
     assert_true(sqlite3_get_autocommit(db)); /* every batch committed */
 }
 
-/* The writer prunes in the background with usage.retention_days; 0 keeps all. */
-static void test_writer_prunes_rows_older_than_the_window(void **state)
+/* The drainer prunes with usage.retention_days; 0 keeps all. */
+static void test_drainer_prunes_rows_older_than_the_window(void **state)
 {
     fixture *f = *state;
     int64_t now = agw_wall_s(), day = 86400;
     insert_at(f, now - 400 * day, 1200); /* more than two batches */
     insert_at(f, now - 31 * day, 10);
     insert_at(f, now - 29 * day, 10);
-    agw_usage_writer *keep = start(f, 0, 0); /* no retention set: keeps everything */
-    struct timespec tick = { 1, 500000000L };
+    agw_usage_log *keep = open_log(f, 64, 1, 1, 0); /* no retention: keeps everything */
+    struct timespec tick = { 0, 500000000L };
     nanosleep(&tick, NULL);
-    agw_usage_writer_stop(keep);
+    agw_usage_log_close(keep);
     assert_int_equal(count(f, NULL), 1220);
 
-    agw_usage_writer *w = start(f, 0, 0);
-    agw_usage_writer_set_retention(w, 30);
+    agw_usage_log *l = open_log(f, 64, 1, 1, 30);
     agw_usage_record r = sample(1, 7);
-    assert_int_equal(agw_usage_submit(w, &r, 1), AGW_OK);
+    assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
     for (int i = 0; i < 100 && count(f, NULL) != 11; i++) {
         struct timespec ms100 = { 0, 100000000L };
         nanosleep(&ms100, NULL);
@@ -385,18 +442,21 @@ static void test_writer_prunes_rows_older_than_the_window(void **state)
     char where[64];
     snprintf(where, sizeof where, "ts < %lld", (long long)(now - 30 * day));
     assert_int_equal(count(f, where), 0);
-    agw_usage_writer_stop(w);
+    agw_usage_log_close(l);
+    remove_ring(f);
 }
 
-static void test_start_fails_cleanly(void **state)
+static void test_open_fails_cleanly(void **state)
 {
     (void)state;
-    agw_usage_writer *w = (agw_usage_writer *)1;
+    agw_usage_log *l = (agw_usage_log *)1;
     char err[256] = "";
-    assert_int_not_equal(agw_usage_writer_start("/nonexistent-dir/x.db", 0, 0, &w, err, sizeof err),
+    agw_usage_log_opts o = { 64, 1, 1, 0 };
+    assert_int_not_equal(agw_usage_log_open("/nonexistent-dir/x.db", &o, &l, err, sizeof err),
                          AGW_OK);
-    assert_null(w);
+    assert_null(l);
     assert_true(err[0] != '\0');
+    agw_usage_log_close(NULL);
 }
 
 int main(void)
@@ -405,14 +465,15 @@ int main(void)
         cmocka_unit_test(test_tap_openai),
         cmocka_unit_test(test_tap_anthropic),
         cmocka_unit_test(test_record_names),
-        cmocka_unit_test_setup_teardown(test_durable_submit_is_committed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flush_interval, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batches_and_stop_loses_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stats_count_commits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_writer_prunes_rows_older_than_the_window, setup,
+        cmocka_unit_test_setup_teardown(test_append_then_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_batch_stored_twice_is_one_set_of_rows, setup,
                                         teardown),
-        cmocka_unit_test(test_start_fails_cleanly),
+        cmocka_unit_test_setup_teardown(test_drainer_stores_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_ring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drainer_prunes_rows_older_than_the_window, setup,
+                                        teardown),
+        cmocka_unit_test(test_open_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

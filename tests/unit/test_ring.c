@@ -1,0 +1,312 @@
+/* Unit tests for lib/state/ring: records come out in order, whole, through
+ * many laps of the slots; a full ring refuses; a slot left half-written (its
+ * writer dead, or stalled past AGW_RING_STALL_MS, or reserved and never
+ * claimed) is skipped without stalling the reader for ever, and a stalled
+ * writer whose slot was given up writes its record again; producers in
+ * several processes lose and duplicate nothing; another layout or size is
+ * refused; a reboot abandons what was being written. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* The module itself, so the tests can tear slots the way a crash would. */
+#include "state/ring.c"
+
+typedef struct {
+    char dir[64];
+    char path[128];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    strcpy(f->dir, "/tmp/agw-ring-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/u.db.usage", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    unlink(f->path);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static agw_ring *attach(fixture *f, uint32_t layout, uint32_t slots)
+{
+    agw_ring *r = NULL;
+    char err[256];
+    if (agw_ring_attach(f->path, layout, slots, &r, err, sizeof err) != AGW_OK)
+        fail_msg("attach: %s", err);
+    return r;
+}
+
+typedef struct {
+    uint32_t producer;
+    uint32_t n;
+    char text[40];
+} rec;
+
+static rec make(uint32_t producer, uint32_t n)
+{
+    rec x;
+    memset(&x, 0, sizeof x);
+    x.producer = producer;
+    x.n = n;
+    snprintf(x.text, sizeof x.text, "record %u of %u", n, producer);
+    return x;
+}
+
+static size_t read_all(agw_ring *r, agw_ring_entry *e, size_t max, uint64_t *torn)
+{
+    uint64_t next;
+    size_t n = agw_ring_read(r, e, max, &next, torn);
+    agw_ring_consume(r, next);
+    return n;
+}
+
+static void test_laps_and_full(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach(f, 7, 16);
+    assert_int_equal(agw_ring_capacity(r), 16);
+    agw_ring_entry *e = calloc(16, sizeof *e);
+    uint64_t torn, first = 0;
+    uint32_t expect = 0;
+    /* 10 laps: 15 bursts of 5, 11 and 16 records. */
+    uint32_t i = 0;
+    for (int round = 0; round < 15; round++) {
+        uint32_t burst = round % 3 == 0 ? 5 : round % 3 == 1 ? 11 : 16;
+        for (uint32_t k = 0; k < burst; k++, i++) {
+            rec x = make(1, i);
+            assert_int_equal(agw_ring_append(r, &x, sizeof x), AGW_OK);
+        }
+        if (burst == 16) {
+            rec x = make(1, 999);
+            assert_int_equal(agw_ring_append(r, &x, sizeof x), AGW_ETOOBIG); /* full */
+        }
+        assert_int_equal(agw_ring_used(r), burst);
+        size_t n = read_all(r, e, 16, &torn);
+        assert_int_equal(n, burst);
+        assert_int_equal(torn, 0);
+        for (size_t k = 0; k < n; k++, expect++) {
+            rec got;
+            assert_int_equal(e[k].len, sizeof got);
+            memcpy(&got, e[k].data, sizeof got);
+            assert_int_equal(got.n, expect);
+            rec want = make(1, expect);
+            assert_memory_equal(&got, &want, sizeof got);
+            if (!first)
+                first = e[k].seq;
+            assert_int_equal(e[k].seq, first + expect); /* consecutive sequences */
+        }
+        assert_int_equal(agw_ring_used(r), 0);
+    }
+    assert_int_equal(expect, 160);
+    /* Sequences start at the creation's wall clock in microseconds. */
+    assert_true(first > (uint64_t)agw_wall_s() * 1000000u - 600000000u);
+    char big[AGW_RING_PAYLOAD_MAX + 1] = { 0 };
+    assert_int_equal(agw_ring_append(r, big, sizeof big), AGW_EINVAL);
+    assert_int_equal(agw_ring_append(r, big, 0), AGW_EINVAL);
+    assert_int_equal(agw_ring_append(r, big, AGW_RING_PAYLOAD_MAX), AGW_OK);
+    free(e);
+    agw_ring_detach(r);
+}
+
+/* Reserves the next sequence as a producer's first step would, and returns
+ * its slot, as a producer killed right after would leave it. */
+static ring_slot *reserve(agw_ring *r, uint64_t *seq)
+{
+    *seq = atomic_fetch_add(&hdr(r)->head, 1);
+    return slot_of(r, *seq);
+}
+
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    return pid;
+}
+
+static void test_torn_slots(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach(f, 7, 16);
+    agw_ring_entry *e = calloc(16, sizeof *e);
+    uint64_t torn, seq;
+    rec a = make(2, 1), b = make(2, 2), c = make(2, 3);
+
+    /* A writer killed mid-copy: its pid is gone, the slot is skipped at once. */
+    assert_int_equal(agw_ring_append(r, &a, sizeof a), AGW_OK);
+    ring_slot *s = reserve(r, &seq);
+    atomic_store(&s->pid, (uint32_t)dead_pid());
+    atomic_store(&s->claimed_ns, agw_shm_now_ns());
+    atomic_store(&s->state, word(seq, PHASE_WRITING));
+    memset(s->data, 0xee, 10);
+    assert_int_equal(agw_ring_append(r, &b, sizeof b), AGW_OK);
+    assert_int_equal(read_all(r, e, 16, &torn), 2);
+    assert_int_equal(torn, 1);
+    assert_memory_equal(e[0].data, &a, sizeof a);
+    assert_memory_equal(e[1].data, &b, sizeof b);
+
+    /* A live writer in the middle of its copy: the reader waits for it... */
+    s = reserve(r, &seq);
+    atomic_store(&s->pid, (uint32_t)getpid());
+    atomic_store(&s->claimed_ns, agw_shm_now_ns());
+    atomic_store(&s->state, word(seq, PHASE_WRITING));
+    assert_int_equal(agw_ring_append(r, &c, sizeof c), AGW_OK);
+    assert_int_equal(read_all(r, e, 16, &torn), 0);
+    assert_int_equal(torn, 0);
+    assert_int_equal(agw_ring_used(r), 2);
+    /* ... and gives it up after AGW_RING_STALL_MS; its publish then fails. */
+    atomic_store(&s->claimed_ns, agw_shm_now_ns() - (AGW_RING_STALL_MS + 1) * 1000000ull);
+    assert_int_equal(read_all(r, e, 16, &torn), 1);
+    assert_int_equal(torn, 1);
+    assert_memory_equal(e[0].data, &c, sizeof c);
+    uint64_t writing = word(seq, PHASE_WRITING);
+    assert_false(atomic_compare_exchange_strong(&s->state, &writing, word(seq, PHASE_READY)));
+
+    /* Reserved and never claimed (killed between the two steps): only time
+     * tells, so the reader waits AGW_RING_STALL_MS from when it first saw it. */
+    s = reserve(r, &seq);
+    assert_int_equal(agw_ring_append(r, &a, sizeof a), AGW_OK);
+    assert_int_equal(read_all(r, e, 16, &torn), 0);
+    atomic_store(&hdr(r)->stall_since_ns,
+                 agw_shm_now_ns() - (AGW_RING_STALL_MS + 1) * 1000000ull);
+    assert_int_equal(read_all(r, e, 16, &torn), 1);
+    assert_int_equal(torn, 1);
+    assert_memory_equal(e[0].data, &a, sizeof a);
+    /* A writer that reserved it and wakes now finds it abandoned. */
+    uint64_t old = atomic_load(&s->state);
+    assert_true(old >> 2 >= seq);
+    assert_int_equal(agw_ring_used(r), 0);
+    free(e);
+    agw_ring_detach(r);
+}
+
+enum { PRODUCERS = 4, PER_PRODUCER = 5000 };
+
+/* Producers in four processes and a reader in this one, through a ring much
+ * smaller than what passes: every record arrives once, each producer's in
+ * its order. */
+static void test_producers_in_several_processes(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach(f, 7, 256);
+    pid_t kids[PRODUCERS];
+    for (uint32_t p = 0; p < PRODUCERS; p++) {
+        kids[p] = fork();
+        assert_true(kids[p] >= 0);
+        if (kids[p] == 0) {
+            agw_ring *mine = NULL;
+            char err[256];
+            if (agw_ring_attach(f->path, 7, 256, &mine, err, sizeof err) != AGW_OK)
+                _exit(2);
+            for (uint32_t i = 0; i < PER_PRODUCER; i++) {
+                rec x = make(p, i);
+                agw_err e;
+                while ((e = agw_ring_append(mine, &x, sizeof x)) == AGW_ETOOBIG)
+                    sched_yield();
+                if (e != AGW_OK)
+                    _exit(3);
+            }
+            agw_ring_detach(mine);
+            _exit(0);
+        }
+    }
+    uint32_t next_of[PRODUCERS] = { 0 };
+    agw_ring_entry *e = calloc(64, sizeof *e);
+    uint64_t last_seq = 0, torn;
+    size_t total = 0;
+    uint64_t t0 = agw_mono_ms();
+    while (total < PRODUCERS * PER_PRODUCER) {
+        assert_true(agw_mono_ms() - t0 < 60000);
+        size_t n = read_all(r, e, 64, &torn);
+        assert_int_equal(torn, 0);
+        for (size_t k = 0; k < n; k++) {
+            rec got;
+            memcpy(&got, e[k].data, sizeof got);
+            assert_true(got.producer < PRODUCERS);
+            assert_int_equal(got.n, next_of[got.producer]);
+            rec want = make(got.producer, got.n);
+            assert_memory_equal(&got, &want, sizeof got);
+            next_of[got.producer]++;
+            assert_true(e[k].seq > last_seq);
+            last_seq = e[k].seq;
+        }
+        total += n;
+        if (!n)
+            sched_yield();
+    }
+    for (int p = 0; p < PRODUCERS; p++) {
+        int st;
+        assert_int_equal(waitpid(kids[p], &st, 0), kids[p]);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        assert_int_equal(next_of[p], PER_PRODUCER);
+    }
+    assert_int_equal(agw_ring_used(r), 0);
+    free(e);
+    agw_ring_detach(r);
+}
+
+static void test_other_layout_refused_and_reboot(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach(f, 7, 16);
+    agw_ring *other = (agw_ring *)1;
+    char err[256] = "";
+    assert_int_equal(agw_ring_attach(f->path, 8, 16, &other, err, sizeof err), AGW_EINVAL);
+    assert_null(other);
+    assert_non_null(strstr(err, "remove the file"));
+    assert_int_equal(agw_ring_attach(f->path, 7, 32, &other, err, sizeof err), AGW_EINVAL);
+    assert_int_equal(agw_ring_attach(f->path, 7, 24, &other, err, sizeof err), AGW_EINVAL);
+
+    /* One record complete, one being written when the machine went down. */
+    rec a = make(3, 1);
+    assert_int_equal(agw_ring_append(r, &a, sizeof a), AGW_OK);
+    uint64_t seq;
+    ring_slot *s = reserve(r, &seq);
+    atomic_store(&s->pid, (uint32_t)getpid()); /* a pid that is alive after the reboot */
+    atomic_store(&s->claimed_ns, agw_shm_now_ns());
+    atomic_store(&s->state, word(seq, PHASE_WRITING));
+    memcpy(hdr(r)->boot_id, "an-earlier-boot", 16);
+    agw_ring_detach(r);
+    r = attach(f, 7, 16);
+    agw_ring_entry e[4];
+    uint64_t torn;
+    assert_int_equal(read_all(r, e, 4, &torn), 1); /* no wait for the dead boot's writer */
+    assert_memory_equal(e[0].data, &a, sizeof a);
+    assert_int_equal(agw_ring_used(r), 0);
+    agw_ring_detach(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_laps_and_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producers_in_several_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_layout_refused_and_reboot, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
