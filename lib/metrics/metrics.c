@@ -509,6 +509,10 @@ agw_err agw_metrics_render_usage(const agw_usage_stats *st, agw_buf *out)
         { "antigateway_usage_rows_written_total", "counter",
           "Usage rows the drainer committed to the database.",
           offsetof(agw_usage_stats, written) },
+        { "antigateway_usage_rows_already_stored_total", "counter",
+          "Usage records a drainer stored again after its predecessor died between its "
+          "commit and freeing them: recognised by their sequence number, no row added.",
+          offsetof(agw_usage_stats, already_stored) },
         { "antigateway_usage_drainer_errors_total", "counter",
           "Failed usage commits (database locked, disk full, I/O error); each is retried.",
           offsetof(agw_usage_stats, drainer_errors) },

@@ -175,8 +175,8 @@ AGW_WARN_UNUSED agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg
 
 /* The usage log's families (tenant/usage.h), appended after the registry's:
  * antigateway_usage_ring_records and _capacity (gauges), and the counters
- * antigateway_usage_rejected_total, _dropped_total, _rows_written_total and
- * antigateway_usage_drainer_errors_total. */
+ * antigateway_usage_rejected_total, _dropped_total, _rows_written_total,
+ * _rows_already_stored_total and _drainer_errors_total. */
 AGW_WARN_UNUSED agw_err agw_metrics_render_usage(const agw_usage_stats *st, agw_buf *out);
 
 #define AGW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"

@@ -235,6 +235,7 @@ enum {
     C_DRAINER_ERRORS,
     C_LAST_ERROR,
     C_DRAINER_PID,
+    C_ALREADY_STORED,
 };
 
 struct agw_usage_log {
@@ -305,6 +306,7 @@ void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out)
     out->drainer_errors = counter(l, C_DRAINER_ERRORS);
     out->last_error = (int)counter(l, C_LAST_ERROR);
     out->drainer_pid = (int64_t)counter(l, C_DRAINER_PID);
+    out->already_stored = counter(l, C_ALREADY_STORED);
     out->accepting = agw_usage_accepting(l);
 }
 
@@ -342,9 +344,16 @@ static int bind_record(sqlite3_stmt *st, const agw_usage_record *r, uint64_t seq
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n)
+/* Rows the last statement on `db` inserted (0: ignored, already stored). */
+static int inserted(sqlite3 *db)
+{
+    return sqlite3_changes(db);
+}
+
+int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t *stored)
 {
     sqlite3_stmt *st = NULL;
+    size_t added = 0;
     int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v3(db, INSERT_SQL, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
@@ -352,7 +361,8 @@ int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n)
         agw_usage_record r;
         memset(&r, 0, sizeof r);
         memcpy(&r, e[i].data, e[i].len < sizeof r ? e[i].len : sizeof r);
-        rc = bind_record(st, &r, e[i].seq);
+        if ((rc = bind_record(st, &r, e[i].seq)) == SQLITE_OK)
+            added += (size_t)inserted(db);
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK)
@@ -363,6 +373,8 @@ int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n)
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return keep != SQLITE_OK ? keep : rc;
     }
+    if (stored)
+        *stored = added;
     return SQLITE_OK;
 }
 
@@ -374,13 +386,15 @@ int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
     size_t n = agw_ring_read(l->ring, batch, AGW_USAGE_BATCH, &next, &torn);
     if (torn)
         add(l, C_DROPPED, torn);
-    if (n && (*rc = agw_usage_store_entries(db, batch, n)) != SQLITE_OK)
+    size_t stored = 0;
+    if (n && (*rc = agw_usage_store_entries(db, batch, n, &stored)) != SQLITE_OK)
         return -1;
     /* Only now: a drainer that dies before this line leaves the batch in the
      * ring, and its successor's INSERT OR IGNORE finds the rows there. */
     agw_ring_consume(l->ring, next);
     if (n) {
-        add(l, C_WRITTEN, n);
+        add(l, C_WRITTEN, stored);
+        add(l, C_ALREADY_STORED, n - stored);
         atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), 0);
     }
     return (int)n;

@@ -177,6 +177,8 @@ typedef struct {
     uint64_t rejected;          /* model calls refused with 503: the ring was full */
     uint64_t dropped;           /* records lost: no room without usage.required, or torn */
     uint64_t written;           /* rows the drainers committed */
+    uint64_t already_stored;    /* records stored again after a drainer died between its
+                                   commit and freeing their slots: ignored, no new row */
     uint64_t drainer_errors;    /* failed commits (each retried) */
     int last_error;             /* SQLite result code of the latest failure; 0 = none
                                    since the last success */
@@ -194,8 +196,9 @@ void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out);
 int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc);
 
 /* Stores `n` ring entries holding records, INSERT OR IGNORE keyed by their
- * sequence numbers, in one transaction. SQLITE_OK or the failing code. */
-int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n);
+ * sequence numbers, in one transaction. SQLITE_OK (with *stored, if not
+ * NULL, the rows that were not in the table yet) or the failing code. */
+int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t *stored);
 
 /* ---- retention ----
  *

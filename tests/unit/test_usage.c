@@ -265,10 +265,16 @@ static void test_a_batch_stored_twice_is_one_set_of_rows(void **state)
     uint64_t next, torn;
     assert_int_equal(agw_ring_read(l->ring, e, 16, &next, &torn), 10);
     sqlite3 *db = agw_store_db(f->reader);
-    assert_int_equal(agw_usage_store_entries(db, e, 10), SQLITE_OK);
+    size_t stored;
+    assert_int_equal(agw_usage_store_entries(db, e, 10, &stored), SQLITE_OK);
+    assert_int_equal(stored, 10);
     /* ... killed here: agw_ring_consume never ran. */
     int rc;
     assert_int_equal(agw_usage_drain_once(l, db, &rc), 10);
+    agw_usage_stats st;
+    agw_usage_log_stats(l, &st);
+    assert_int_equal(st.already_stored, 10);
+    assert_int_equal(st.written, 0);
     assert_int_equal(count(f, "key_id = 5"), 10);
     assert_int_equal(count(f, "key_id = 5 AND ring_seq IS NOT NULL"), 10);
     assert_int_equal(agw_ring_used(l->ring), 0);
