@@ -537,6 +537,16 @@ static void lead(agw_usage_log *l)
     atomic_store(agw_ring_counter(l->ring, C_DRAINER_PID), (uint64_t)getpid());
     agw_log_info("usage: this process stores the pool's usage records");
     while (!stopping(l)) {
+        /* The ring's file reaches the disk once a second at least while it
+         * holds records or has just been drained (the freed slots), so a
+         * power loss finds the records that were waiting in it, the database
+         * taking them or not. */
+        uint64_t now = agw_mono_ms();
+        if ((dirty || agw_ring_used(l->ring)) && now - last_sync_ms >= 1000) {
+            dirty = agw_ring_used(l->ring) > 0;
+            (void)agw_ring_sync(l->ring);
+            last_sync_ms = now;
+        }
         if (!store && !(store = open_drain_store(l))) {
             add(l, C_DRAINER_ERRORS, 1);
             atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), SQLITE_CANTOPEN);
@@ -563,16 +573,9 @@ static void lead(agw_usage_log *l)
         backoff_ms = 0;
         dirty |= n > 0;
         checkpoint(l, db, &last_ckpt_ms);
-        uint64_t now = agw_mono_ms();
+        now = agw_mono_ms();
         if (l->retention_days > 0 && now >= next_prune_ms)
             next_prune_ms = now + (prune_round(db, l->retention_days) ? 0 : AGW_USAGE_PRUNE_MS);
-        /* The ring's file reaches the disk once a second at least, so a
-         * power loss finds the records that were waiting in it. */
-        if (dirty && now - last_sync_ms >= 1000) {
-            (void)agw_ring_sync(l->ring);
-            last_sync_ms = now;
-            dirty = 0;
-        }
         if (n < AGW_USAGE_BATCH && nap(l, AGW_USAGE_POLL_MS))
             break;
     }

@@ -47,6 +47,11 @@ class Timeout(Exception):
     pass
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (a missing privilege or tool):
+    TAP's "ok N - name # SKIP <reason>"."""
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -322,6 +327,9 @@ def run_all(ctx):
             fn(ctx)
             signal.alarm(0)
             print("ok %d - %s (%.2fs)" % (i, name, time.monotonic() - start), flush=True)
+        except Skip as e:
+            signal.alarm(0)
+            print("ok %d - %s # SKIP %s" % (i, name, e), flush=True)
         except BaseException as e:  # one test's failure must not stop the others
             signal.alarm(0)
             failed += 1
