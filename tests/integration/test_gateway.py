@@ -320,13 +320,23 @@ def requests_by_status_class(ctx):
     return counts
 
 
-def newest_usage_status(ctx):
+def newest_usage_status(ctx, want):
+    """The newest usage row's (status, streamed) once it is `want`, or as it
+    is after 5 s: rows reach the database a few milliseconds after the
+    response (through the usage ring)."""
     import sqlite3
-    c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
-    try:
-        return c.execute("SELECT status, streamed FROM usage ORDER BY id DESC LIMIT 1").fetchone()
-    finally:
-        c.close()
+
+    def newest():
+        c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
+        try:
+            return c.execute("SELECT status, streamed FROM usage ORDER BY id DESC LIMIT 1"
+                             ).fetchone()
+        finally:
+            c.close()
+    end = time.time() + 5
+    while newest() != want and time.time() < end:
+        time.sleep(0.02)
+    return newest()
 
 
 @test()
@@ -342,13 +352,13 @@ def broken_streams_are_recorded_as_errors(ctx):
         before = requests_by_status_class(ctx)
         status, _, _ = ctx.gw.stream(path, body)
         eq(status, 200, "the head went out as 200: %s" % path)
-        eq(newest_usage_status(ctx), (502, 1), "usage row of a broken stream: %s" % path)
+        eq(newest_usage_status(ctx, (502, 1)), (502, 1), "usage row of a broken stream: %s" % path)
         after = requests_by_status_class(ctx)
         eq(after.get("5xx", 0) - before.get("5xx", 0), 1, "counted as 5xx: %s" % path)
         eq(after.get("2xx", 0), before.get("2xx", 0), "not as 2xx: %s" % path)
     before = requests_by_status_class(ctx)
     status, _, _ = ctx.gw.stream("/v1/chat/completions", chat(directive(events=3), stream=True))
-    eq(newest_usage_status(ctx), (200, 1), "a whole stream")
+    eq(newest_usage_status(ctx, (200, 1)), (200, 1), "a whole stream")
     eq(requests_by_status_class(ctx).get("2xx", 0) - before.get("2xx", 0), 1, "counted as 2xx")
 
 
@@ -518,14 +528,22 @@ def upstream_answer_form_follows_the_client(ctx):
 
 
 def usage_row(ctx, input_tokens):
+    """The newest row with `input_tokens`, waiting up to 5 s for it to
+    arrive through the usage ring."""
     import sqlite3
-    c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
-    try:
-        return c.execute("SELECT input_tokens, output_tokens, tokens_estimated FROM usage"
-                         " WHERE input_tokens = ? ORDER BY id DESC LIMIT 1",
-                         (input_tokens,)).fetchone()
-    finally:
-        c.close()
+
+    def row():
+        c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
+        try:
+            return c.execute("SELECT input_tokens, output_tokens, tokens_estimated FROM usage"
+                             " WHERE input_tokens = ? ORDER BY id DESC LIMIT 1",
+                             (input_tokens,)).fetchone()
+        finally:
+            c.close()
+    end = time.time() + 5
+    while row() is None and time.time() < end:
+        time.sleep(0.02)
+    return row()
 
 
 @test()

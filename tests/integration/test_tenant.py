@@ -786,10 +786,21 @@ def tpm_is_exact_across_the_pool(ctx):
     check(int(limited[0][1]["retry-after"]) >= 9, "Retry-After %r" % limited[0][1]["retry-after"])
     # Settled with the real counts: the rows hold them, and a cheaper request
     # is still refused while the bucket refills.
-    c = db(ctx)
-    rows = c.execute("SELECT input_tokens, output_tokens, status, tokens_estimated FROM usage"
-                     " WHERE key_id = ? AND status = 200", (k["id"],)).fetchall()
-    c.close()
+    def settled():
+        c = db(ctx)
+        try:
+            return c.execute("SELECT input_tokens, output_tokens, status, tokens_estimated"
+                             " FROM usage WHERE key_id = ? AND status = 200",
+                             (k["id"],)).fetchall()
+        finally:
+            c.close()
+    # Rows arrive through the usage ring, a few milliseconds after the answers.
+    rows = settled()
+    for _ in range(250):
+        if len(rows) >= 6:
+            break
+        time.sleep(0.02)
+        rows = settled()
     eq(len(rows), 6, "one usage row per admitted request")
     check(all(r[0] + r[1] == 2000 and r[3] == 0 for r in rows), "real counts: %r" % rows)
 
@@ -877,12 +888,23 @@ def usage_rows_and_admin_usage_totals(ctx):
                       body=chat("f " + directive(input_tokens=19, output_tokens=23),
                                 model="claude-sonnet-4-20250514"), key=k["key"])
     eq(s, 200, "converted OpenAI -> Anthropic")
-    c = db(ctx)
-    rows = c.execute("SELECT provider, model, status, input_tokens, output_tokens,"
-                     " cache_read_tokens, cache_write_tokens, streamed, tokens_estimated,"
-                     " ttft_ms IS NOT NULL, latency_ms >= 0, ts >= ? FROM usage"
-                     " WHERE key_id = ? ORDER BY id", (t0 - 1, k["id"])).fetchall()
-    c.close()
+    def stored():
+        c = db(ctx)
+        try:
+            return c.execute("SELECT provider, model, status, input_tokens, output_tokens,"
+                             " cache_read_tokens, cache_write_tokens, streamed,"
+                             " tokens_estimated, ttft_ms IS NOT NULL, latency_ms >= 0, ts >= ?"
+                             " FROM usage WHERE key_id = ? ORDER BY id",
+                             (t0 - 1, k["id"])).fetchall()
+        finally:
+            c.close()
+    # Rows arrive through the usage ring, a few milliseconds after the answers.
+    rows = stored()
+    for _ in range(250):
+        if len(rows) >= 6:
+            break
+        time.sleep(0.02)
+        rows = stored()
     eq(len(rows), 6, "one row per request: %r" % rows)
     eq(rows[0][:9], ("cfg-openai", "gpt-4o-mini", 200, 8, 7, 3, 0, 0, 0), "non-stream row")
     eq(rows[1][:9], ("cfg-openai", "gpt-4o-mini", 200, 13, 5, 0, 0, 1, 0), "stream row")
@@ -1017,12 +1039,21 @@ def sigkill_mid_stream_loses_no_completed_row(ctx):
     for _ in range(20):
         eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("after"), key=k["key"])[0], 200,
            "after the restart")
-    # Every completed response has its usage row, committed before its end.
-    c = db(ctx)
-    got = {r[0] for r in c.execute("SELECT output_tokens FROM usage WHERE key_id = ? AND"
-                                   " output_tokens >= 10000", (k["id"],))}
-    c.close()
-    missing = sorted(10000 + i for i in complete if 10000 + i not in got)
+    # Every completed response has its usage row: in the usage ring before
+    # its end, in the database once the drainer (maybe another process now)
+    # has stored it.
+    def missing_rows():
+        c = db(ctx)
+        got = {r[0] for r in c.execute("SELECT output_tokens FROM usage WHERE key_id = ? AND"
+                                       " output_tokens >= 10000", (k["id"],))}
+        c.close()
+        return sorted(10000 + i for i in complete if 10000 + i not in got)
+    missing = missing_rows()
+    for _ in range(250):
+        if not missing:
+            break
+        time.sleep(0.02)
+        missing = missing_rows()
     eq(missing, [], "usage rows of completed streams")
 
 
