@@ -370,6 +370,17 @@ uint64_t agw_mono_us(void)
 
 uint64_t agw_mono_ms(void) { return agw_mono_us() / 1000u; }
 
+void agw_mono_deadline(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
 int64_t agw_wall_s(void) { return (int64_t)time(NULL); }
 
 /* ---- ids ---- */

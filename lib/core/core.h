@@ -279,6 +279,10 @@ void agw_log(agw_log_level lvl, const char *fmt, ...) AGW_PRINTF(2, 3);
 uint64_t agw_mono_ms(void);  /* monotonic milliseconds */
 uint64_t agw_mono_us(void);  /* monotonic microseconds */
 int64_t agw_wall_s(void);    /* Unix time, seconds */
+struct timespec;
+/* *ts = CLOCK_MONOTONIC now + ms: the deadline for pthread_cond_timedwait on
+ * a condition variable whose clock is CLOCK_MONOTONIC. */
+void agw_mono_deadline(struct timespec *ts, unsigned ms);
 
 /* ---- ids ---- */
 

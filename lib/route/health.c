@@ -192,13 +192,7 @@ static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)
 static int nap(agw_health *h, long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    agw_mono_deadline(&ts, (unsigned)ms);
     pthread_mutex_lock(&h->mu);
     while (!h->stop && pthread_cond_timedwait(&h->cv, &h->mu, &ts) != ETIMEDOUT)
         ;

@@ -48,6 +48,7 @@ struct agw_ring {
     unsigned char *base;
     size_t size;
     uint32_t mask;
+    uint32_t pid;      /* getpid() at attach: no system call per append */
 };
 
 static ring_header *hdr(const agw_ring *r)
@@ -129,7 +130,7 @@ agw_err agw_ring_attach(const char *path, uint32_t layout, uint32_t slots, agw_r
         }
     }
     agw_err e = AGW_OK;
-    agw_ring r = { NULL, 0, slots - 1 };
+    agw_ring r = { NULL, 0, slots - 1, (uint32_t)getpid() };
     struct stat st;
     if (fstat(fd, &st) != 0) {
         snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
@@ -227,7 +228,6 @@ agw_err agw_ring_append(agw_ring *r, const void *rec, size_t len)
     if (len == 0 || len > AGW_RING_PAYLOAD_MAX)
         return AGW_EINVAL;
     ring_header *h = hdr(r);
-    uint32_t pid = (uint32_t)getpid();
     for (;;) {
         uint64_t seq = atomic_load_explicit(&h->head, memory_order_relaxed);
         do {
@@ -242,7 +242,7 @@ agw_err agw_ring_append(agw_ring *r, const void *rec, size_t len)
         uint64_t old = atomic_load_explicit(&s->state, memory_order_acquire);
         if (old >> 2 >= seq)
             continue; /* abandoned while unclaimed: take another sequence */
-        atomic_store_explicit(&s->pid, pid, memory_order_relaxed);
+        atomic_store_explicit(&s->pid, r->pid, memory_order_relaxed);
         atomic_store_explicit(&s->claimed_ns, agw_shm_now_ns(), memory_order_relaxed);
         if (!atomic_compare_exchange_strong_explicit(&s->state, &old, word(seq, PHASE_WRITING),
                                                      memory_order_acq_rel, memory_order_acquire))

@@ -82,7 +82,8 @@ typedef struct agw_ring agw_ring;
  * AGW_EIO for system errors (a disk too full to allocate the file included). */
 AGW_WARN_UNUSED agw_err agw_ring_attach(const char *path, uint32_t layout, uint32_t slots,
                                         agw_ring **out, char *err, size_t errlen);
-/* Unmaps. NULL is fine. */
+/* Unmaps. NULL is fine. A handle belongs to the process that attached it
+ * (it carries its pid): a child of fork() attaches its own. */
 void agw_ring_detach(agw_ring *r);
 
 /* ---- producers (any thread of any process) ---- */

@@ -245,7 +245,8 @@ struct agw_usage_log {
     char *db_path;
     char *lock_path;
     int retention_days;
-    agw_ring_entry *batch;      /* AGW_USAGE_BATCH entries: agw_usage_drain_once's copy */
+    agw_ring_entry *batch;      /* AGW_USAGE_BATCH entries: agw_usage_drain_once's copy,
+                                   allocated at its first call */
     /* the drainer thread */
     int draining;
     pthread_t thread;
@@ -380,6 +381,8 @@ int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size
 
 int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
 {
+    if (!l->batch) /* only the drainer's process needs it */
+        l->batch = xmalloc(AGW_USAGE_BATCH * sizeof *l->batch);
     agw_ring_entry *batch = l->batch;
     uint64_t next, torn;
     *rc = SQLITE_OK;
@@ -458,13 +461,7 @@ static int prune_round(sqlite3 *db, int days)
 static int nap(agw_usage_log *l, unsigned ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    agw_mono_deadline(&ts, ms);
     pthread_mutex_lock(&l->mu);
     while (!l->stop && pthread_cond_timedwait(&l->cv, &l->mu, &ts) != ETIMEDOUT)
         ;
@@ -636,7 +633,6 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
     l->required = opts->required;
     l->retention_days = opts->retention_days > 0 ? opts->retention_days : 0;
     l->db_path = xstrdup(db_path);
-    l->batch = xmalloc(AGW_USAGE_BATCH * sizeof *l->batch);
     l->lock_path = xmalloc(n);
     snprintf(l->lock_path, n, "%s.usage.lock", db_path);
     pthread_mutex_init(&l->mu, NULL);

@@ -70,6 +70,22 @@ def wait_for(pred, timeout, what):
     raise AssertionError("timed out waiting for " + what)
 
 
+def child_pids(ppid):
+    """The pids of the processes whose parent is `ppid` (a pool's multiwatch:
+    its workers), sorted."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == ppid:
+                    kids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return sorted(kids)
+
+
 def lighttpd_bin():
     return shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 

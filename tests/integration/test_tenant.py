@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, SANITIZER_MARKS, Gateway,  # noqa: E402
-                     Mock, bail, chat, check, check_log_clean, directive, eq, messages,
-                     run_suite, read_lines, sse_events, suite_setup, test, wait_for)
+                     Mock, bail, chat, check, check_log_clean, child_pids, directive, eq,
+                     messages, run_suite, read_lines, sse_events, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 4, 16
 ADMIN_KEY = "agw-admin-test-key-0123456789abcdef"
@@ -132,20 +132,6 @@ def bad(ctx, method, path, body, status, field, raw=None):
         eq(doc["error"].get("field"), field, "field named by %s %s %r" % (method, path, body or raw))
     eq(dump(ctx), before, "the database after a refused %s %s" % (method, path))
     return doc
-
-
-def child_pids(ppid):
-    kids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[1]) == ppid:
-                    kids.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return sorted(kids)
 
 
 def concurrent(n, fn):
