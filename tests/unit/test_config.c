@@ -268,6 +268,12 @@ static void test_range_bounds_accepted(void **state)
     agw_config_free(cfg);
     cfg = parse_ok("usage = { retention_days = 36500; };\n", "/b");
     assert_int_equal(cfg->usage.retention_days, 36500);
+    assert_int_equal(cfg->usage.required, 1); /* the defaults */
+    assert_int_equal(cfg->usage.ring_records, 65536);
+    agw_config_free(cfg);
+    cfg = parse_ok("usage = { required = false; ring_records = 16; };\n", "/b");
+    assert_int_equal(cfg->usage.required, 0);
+    assert_int_equal(cfg->usage.ring_records, 16);
     agw_config_free(cfg);
 
     /* A 64-bit literal inside the range is an integer too. */
@@ -392,6 +398,12 @@ static void test_err_out_of_range(void **state)
     expect_error("usage = { retention_days = 36501; };\n",
                  "(string):1: usage.retention_days: must be between 0 and 36500 (got 36501)");
     expect_error("usage = { keep_days = 1; };\n", "(string):1: usage.keep_days: unknown setting");
+    expect_error("usage = { required = 1; };\n",
+                 "(string):1: usage.required: must be true or false");
+    expect_error("usage = { ring_records = 1000; };\n",
+                 "(string):1: usage.ring_records: must be a power of two (got 1000)");
+    expect_error("usage = { ring_records = 8; };\n",
+                 "(string):1: usage.ring_records: must be between 16 and 4194304 (got 8)");
     expect_error("defaults = { health_check_seconds = 0; };\n",
                  "(string):1: defaults.health_check_seconds: must be between 1 and 86400 (got 0)");
     expect_error("providers = ( { name = \"a\"; type = \"openai\";\n weight = -1; } );\n",
