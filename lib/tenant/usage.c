@@ -281,7 +281,8 @@ agw_err agw_usage_append(agw_usage_log *l, const agw_usage_record *r, int held_e
         add(l, C_DROPPED, 1);
         return AGW_ETOOBIG;
     }
-    for (unsigned waited_ms = 0;; waited_ms++) {
+    uint64_t next_warn_ms = 0;
+    for (unsigned tries = 0;; tries++) {
         agw_err e = agw_ring_append(l->ring, r, sizeof *r);
         if (e != AGW_ETOOBIG)
             return e;
@@ -289,10 +290,14 @@ agw_err agw_usage_append(agw_usage_log *l, const agw_usage_record *r, int held_e
             add(l, C_DROPPED, 1);
             return AGW_ETOOBIG;
         }
-        if (waited_ms % 10000 == 0)
+        uint64_t now = agw_mono_ms();
+        if (now >= next_warn_ms) {
             agw_log_warn("usage: the ring is full; a response waits for room for its record");
-        struct timespec ms = { 0, 1000000L };
-        nanosleep(&ms, NULL);
+            next_warn_ms = now + 10000;
+        }
+        /* 1 ms at first, then 10 ms: many waiting threads must not spin. */
+        struct timespec pause = { 0, (tries < 10 ? 1 : 10) * 1000000L };
+        nanosleep(&pause, NULL);
     }
 }
 
