@@ -85,10 +85,10 @@ def rows_by_tag(path, lo, hi):
         c.close()
 
 
-def one_call(gw, tag, kind, results, timeout=60):
-    """A model call tagged `tag` (its row's output_tokens); results[tag] gets
-    True when its whole answer arrived."""
-    d = directive(output_tokens=tag, events=3)
+def one_call(gw, tag, kind, results, timeout=60, delay_ms=0):
+    """A model call tagged `tag` (its row's output_tokens), answered after
+    `delay_ms`; results[tag] gets True when its whole answer arrived."""
+    d = directive(output_tokens=tag, events=3, first_delay_ms=delay_ms)
     try:
         if kind == "stream":
             s, _, data = gw.call("POST", "/v1/chat/completions",
@@ -110,7 +110,7 @@ def one_call(gw, tag, kind, results, timeout=60):
 KINDS = ("json", "stream", "anthropic")
 
 
-def load(gw, first, n, workers, results, pace=0.0):
+def load(gw, first, n, workers, results, pace=0.0, delay_ms=0):
     """n calls tagged first..first+n-1 from `workers` client threads."""
     nxt = [first]
     lock = threading.Lock()
@@ -122,7 +122,7 @@ def load(gw, first, n, workers, results, pace=0.0):
                 if tag >= first + n:
                     return
                 nxt[0] += 1
-            one_call(gw, tag, KINDS[tag % 3], results)
+            one_call(gw, tag, KINDS[tag % 3], results, delay_ms=delay_ms)
             if pace:
                 time.sleep(pace)
     ts = [threading.Thread(target=worker) for _ in range(workers)]
@@ -153,10 +153,11 @@ def workers_killed_mid_run_lose_no_row(ctx):
     gw = ctx.gw
     pool = gw.pool_pid()
     results = {}
-    ts = load(gw, 100000, 1500, 24, results)
+    # Calls of 50 ms and more: every process has some in flight when it dies.
+    ts = load(gw, 100000, 1500, 48, results, delay_ms=50)
     killed = []
     for _ in range(3):
-        time.sleep(0.7)
+        time.sleep(0.5)
         kids = child_pids(pool)
         victim = kids[len(killed) % len(kids)]
         os.kill(victim, signal.SIGKILL)
@@ -166,6 +167,7 @@ def workers_killed_mid_run_lose_no_row(ctx):
     wait_for(lambda: len(child_pids(pool)) == PROCESSES, 20, "multiwatch to restart the children")
     done = check_rows(gw, results, 100000, 101500)
     check(len(done) >= 1200, "most calls completed: %d of 1500" % len(done))
+    check(len(done) < 1500, "the kills cut calls in flight")
     print("# %d of 1500 calls completed, %d cut by %d kills; every completed one has its row"
           % (len(done), 1500 - len(done), len(killed)))
 
