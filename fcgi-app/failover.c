@@ -155,16 +155,19 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .budget = agw_budget_process(),
     };
     agw_relay_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
-    agw_lb_slot *slot = agw_lb_slot_of(agw_request_lb(r), provider);
+    agw_lb *lb = agw_request_lb(r);
+    agw_lb_slot *slot = agw_lb_slot_of(lb, provider);
     agw_relay_result res;
-    agw_lb_begin(slot);
+    agw_lb_begin(lb, slot);
     uint64_t t0 = agw_mono_us();
     if (stream)
-        agw_metrics_stream_begin(r->metrics);
+        agw_lb_stream_begin(lb);
     agw_relay_run(r->worker->upstream, &rq, &sink, &res);
     r->upstream_us += agw_mono_us() - t0;
-    agw_meter_attempt(r->metrics, provider, &res, stream);
-    agw_lb_end(slot, lb_verdict(&res),
+    if (stream)
+        agw_lb_stream_end(lb);
+    agw_meter_attempt(r->metrics, provider, &res);
+    agw_lb_end(lb, slot, lb_verdict(&res),
                res.upstream_status >= 200 && res.upstream_status <= 299 ? res.first_byte_us : 0,
                cooldown_ms(cfg, &res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
     if (res.retryable) {
