@@ -12,6 +12,11 @@ static agw_json_ptr json_skip_ws(agw_json_ptr p, agw_json_ptr end)
     return p;
 }
 
+const char *agw_json_skip_ws(const char *p, const char *end)
+{
+    return (const char *)json_skip_ws((agw_json_ptr)p, (agw_json_ptr)end);
+}
+
 /* The value of 4 hex digits at p (end - p >= 4 checked by the caller), or -1. */
 static long json_hex4(agw_json_ptr p)
 {
