@@ -128,12 +128,14 @@ void agw_endpoint_metrics(agw_request *r)
                                "/metrics needs Authorization: Bearer <metrics.token>");
         return;
     }
-    agw_meter_health(r->metrics, agw_request_lb(r), r->cfg);
+    agw_lb *lb = agw_request_lb(r);
+    agw_meter_health(r->metrics, lb, r->cfg);
+    (void)agw_lb_reap(lb); /* what dead processes held is not in flight */
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
     agw_usage_stats us;
     agw_usage_log_stats(r->app->usage, &us);
-    if (agw_metrics_render(r->metrics, r->cfg, agw_shm_rate_limit_hits(r->app->shm), &b) !=
-            AGW_OK ||
+    if (agw_metrics_render(r->metrics, r->cfg, agw_shm_rate_limit_hits(r->app->shm),
+                           agw_lb_streams(lb), &b) != AGW_OK ||
         agw_metrics_render_usage(&us, &b) != AGW_OK)
         agw_request_error(r, 500, "metrics too large");
     else
@@ -145,7 +147,8 @@ void agw_endpoint_metrics(agw_request *r)
 /* ---- GET /health ---- */
 
 /* One provider's entry: the load balancer's view (lb.h), shared by the pool. */
-static agw_err health_entry(agw_buf *b, const agw_provider_cfg *p, agw_lb_slot *s, uint64_t now)
+static agw_err health_entry(agw_buf *b, const agw_provider_cfg *p, agw_lb *lb, agw_lb_slot *s,
+                            uint64_t now)
 {
     agw_err e;
     if ((e = agw_buf_append_str(b, AGW_STR_LIT("{\"name\":\""))) ||
@@ -162,7 +165,7 @@ static agw_err health_entry(agw_buf *b, const agw_provider_cfg *p, agw_lb_slot *
         "\"usable\":%s}",
         agw_provider_type_name(p->type), p->enabled ? "true" : "false",
         why ? "false" : "true", agw_lb_reason_name(why), (unsigned long long)cool_ms,
-        (unsigned long long)(s ? atomic_load(&s->in_flight) : 0),
+        (unsigned long long)agw_lb_in_flight(lb, s),
         (unsigned long long)(s ? atomic_load(&s->requests) : 0),
         (unsigned long long)(s ? atomic_load(&s->failures) : 0),
         (unsigned long long)(s ? atomic_load(&s->latency_ewma_us) / 1000u : 0),
@@ -175,6 +178,7 @@ void agw_endpoint_health(agw_request *r)
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     agw_lb *lb = agw_request_lb(r);
     uint64_t now = agw_shm_now_ns();
+    (void)agw_lb_reap(lb); /* what dead processes held is not in flight */
     size_t usable = 0, enabled = 0;
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
@@ -190,7 +194,7 @@ void agw_endpoint_health(agw_request *r)
     for (size_t i = 0; !e && i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
         if (!(i && (e = agw_buf_append(&b, ",", 1))))
-            e = health_entry(&b, p, agw_lb_slot_of(lb, agw_str_c(p->name)), now);
+            e = health_entry(&b, p, lb, agw_lb_slot_of(lb, agw_str_c(p->name)), now);
     }
     if (!e)
         e = agw_buf_appendf(&b,

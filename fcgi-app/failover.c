@@ -105,14 +105,33 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
                       agw_request_clip(r->path, 100), r->path.ptr);
 }
 
+/* A passthrough's reshape bridge (client protocol to itself), made only when
+ * the answer comes in the form the client did not ask for (relay.h): most
+ * answers do not, and need no bridge. `made` is freed by the caller. */
+typedef struct {
+    agw_proto proto;
+    int stream, include_usage;
+    agw_str client_model;
+    agw_bridge *made;
+} agw_failover_reshape;
+
+static const agw_codec *make_reshape(void *ud)
+{
+    agw_failover_reshape *rs = ud;
+    if (!rs->made)
+        rs->made = agw_bridge_new(rs->proto, rs->proto, rs->stream, rs->include_usage,
+                                  rs->client_model, agw_wall_s());
+    return agw_bridge_codec(rs->made);
+}
+
 /* How an attempt's answer reaches the client: `bridge` converts it (NULL for
- * a passthrough); a passthrough's `reshape` bridge (may be NULL) turns an
- * answer in the form the client did not ask for into the one it did;
+ * a passthrough); a passthrough's `reshape` (may be NULL) turns an answer in
+ * the form the client did not ask for into the one it did;
  * `drop_usage_chunk` (passthrough) keeps back the usage chunk the gateway
  * asked for on the client's behalf. */
 typedef struct {
     agw_bridge *bridge;
-    agw_bridge *reshape;
+    agw_failover_reshape *reshape;
     int drop_usage_chunk;
 } agw_failover_answer;
 
@@ -128,6 +147,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     agw_str provider = agw_str_c(route->provider->name);
     agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
+    agw_relay_lazy_codec lazy_reshape = { make_reshape, how->reshape };
     agw_usage_tap tap;
     agw_usage_tap_init(&tap, at->ops->proto);
     agw_relay_tap watch = { &tap, tap_event, tap_body };
@@ -147,23 +167,26 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .ping_ms = (long)cfg->server.sse_ping_s * 1000,
         .response_headers = agw_buf_view(&r->headers),
         .may_retry = at->may_retry,
-        .reshape = how->reshape ? agw_bridge_codec(how->reshape) : NULL,
+        .reshape = how->reshape ? &lazy_reshape : NULL,
         .drop_usage_chunk = how->drop_usage_chunk,
         .max_stream_bytes = cfg->server.max_stream_bytes,
         .max_stream_ms = (long)cfg->server.max_stream_s * 1000,
         .budget = agw_budget_process(),
     };
     agw_relay_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
-    agw_lb_slot *slot = agw_lb_slot_of(agw_request_lb(r), provider);
+    agw_lb *lb = agw_request_lb(r);
+    agw_lb_slot *slot = agw_lb_slot_of(lb, provider);
     agw_relay_result res;
-    agw_lb_begin(slot);
+    agw_lb_begin(lb, slot);
     uint64_t t0 = agw_mono_us();
     if (stream)
-        agw_metrics_stream_begin(r->metrics);
+        agw_lb_stream_begin(lb);
     agw_relay_run(r->worker->upstream, &rq, &sink, &res);
     r->upstream_us += agw_mono_us() - t0;
-    agw_meter_attempt(r->metrics, provider, &res, stream);
-    agw_lb_end(slot, lb_verdict(&res),
+    if (stream)
+        agw_lb_stream_end(lb);
+    agw_meter_attempt(r->metrics, provider, &res);
+    agw_lb_end(lb, slot, lb_verdict(&res),
                res.upstream_status >= 200 && res.upstream_status <= 299 ? res.first_byte_us : 0,
                cooldown_ms(cfg, &res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
     if (res.retryable) {
@@ -175,7 +198,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         agw_metrics_failover(r->metrics, route->provider->name);
         return 1;
     }
-    account(r, mc, &res, &tap, bridge ? bridge : how->reshape);
+    account(r, mc, &res, &tap, bridge ? bridge : how->reshape ? how->reshape->made : NULL);
     agw_meter_answer(r->metrics, cfg, &r->usage,
                      tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);
     agw_log_info("%s %.*s provider=%s model=%.*s%s status=%d stream=%d events=%lu bytes=%lu "
@@ -210,9 +233,7 @@ static agw_err insert_first_member(agw_str body, agw_str obj, agw_str member, ag
 {
     const char *end = body.ptr + body.len;
     const char *brace = memchr(obj.ptr, '{', (size_t)(end - obj.ptr));
-    const char *p = brace + 1;
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
+    const char *p = agw_json_skip_ws(brace + 1, end);
     int empty = p < end && *p == '}';
     agw_str at = { brace + 1, 0 };
     agw_buf with = AGW_BUF_INIT(member.len + 2);
@@ -315,6 +336,7 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
     int model_call = mc->op == at->ops->model_op;
     int stream = model_call ? mc->stream : 0;
     agw_failover_answer how = { NULL, NULL, 0 };
+    agw_failover_reshape reshape = { r->proto, 0, 0, mc->model, NULL };
     int client_usage = r->proto == AGW_PROTO_OPENAI && wants_usage_chunk(send);
     /* The gateway's token count needs the usage chunk: asked for here, kept
      * from the client by the relay. */
@@ -323,11 +345,13 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         send = agw_buf_view(&usage_body);
         how.drop_usage_chunk = 1;
     }
-    if (model_call)
-        how.reshape = agw_bridge_new(r->proto, r->proto, stream, client_usage, mc->model,
-                                     agw_wall_s());
+    if (model_call) {
+        reshape.stream = stream;
+        reshape.include_usage = client_usage;
+        how.reshape = &reshape;
+    }
     retry = relay_attempt(r, mc, at, &call, send, stream, &how);
-    agw_bridge_free(how.reshape);
+    agw_bridge_free(reshape.made);
 out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);

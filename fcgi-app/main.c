@@ -68,6 +68,7 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
         agw_store_close(store);
         return 1;
     }
+    agw_lb_join(&app->lb);
     e = agw_catalog_holder_new(cfg, app->shm, have_secrets ? secrets : NULL,
                                agw_store_db(store), &app->catalog, err, sizeof err);
     agw_store_close(store);

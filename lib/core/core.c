@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,6 +335,31 @@ int agw_log_level_parse(const char *name)
     return -1;
 }
 
+/* The pid in every log line, read once per process rather than with a
+ * system call per line; a forked child reads its own. */
+static _Atomic int log_pid;
+
+static void log_pid_forget(void)
+{
+    log_pid = 0;
+}
+
+static void log_pid_at_fork(void)
+{
+    pthread_atfork(NULL, NULL, log_pid_forget);
+}
+
+static int log_pid_get(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    int pid = log_pid;
+    if (!pid) {
+        pthread_once(&once, log_pid_at_fork);
+        log_pid = pid = (int)getpid();
+    }
+    return pid;
+}
+
 void agw_log(agw_log_level lvl, const char *fmt, ...)
 {
     static const char *tags[] = { "error", "warn", "info", "debug" };
@@ -345,7 +372,7 @@ void agw_log(agw_log_level lvl, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ antigw[%d] %s: ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), tags[lvl]);
+                     tm.tm_sec, ts.tv_nsec / 1000000, log_pid_get(), tags[lvl]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

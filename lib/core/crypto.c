@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -12,10 +13,38 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+/* SHA-256 runs on every request (the client key's hash). EVP_sha256()
+ * makes OpenSSL look the algorithm up again at each use, under a lock its
+ * whole process shares, and EVP_Digest allocates a context each time: the
+ * algorithm is fetched once per process and each thread keeps its context. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+
+static void sha256_ctx_free(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
+
+static void sha256_init(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256_md || pthread_key_create(&sha256_ctx_key, sha256_ctx_free) != 0)
+        agw_fatal(__FILE__, __LINE__, "SHA-256 unavailable");
+}
+
 void agw_sha256(agw_str data, unsigned char out[AGW_SHA256_LEN])
 {
+    pthread_once(&sha256_once, sha256_init);
+    EVP_MD_CTX *ctx = pthread_getspecific(sha256_ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (!ctx || pthread_setspecific(sha256_ctx_key, ctx) != 0)
+            agw_fatal(__FILE__, __LINE__, "SHA-256 context");
+    }
     unsigned int len = AGW_SHA256_LEN;
-    if (!EVP_Digest(data.ptr, data.len, out, &len, EVP_sha256(), NULL))
+    if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, data.ptr, data.len) != 1 || EVP_DigestFinal_ex(ctx, out, &len) != 1)
         agw_fatal(__FILE__, __LINE__, "SHA-256 failed");
 }
 

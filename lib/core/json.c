@@ -12,6 +12,11 @@ static agw_json_ptr json_skip_ws(agw_json_ptr p, agw_json_ptr end)
     return p;
 }
 
+const char *agw_json_skip_ws(const char *p, const char *end)
+{
+    return (const char *)json_skip_ws((agw_json_ptr)p, (agw_json_ptr)end);
+}
+
 /* The value of 4 hex digits at p (end - p >= 4 checked by the caller), or -1. */
 static long json_hex4(agw_json_ptr p)
 {
@@ -726,24 +731,35 @@ agw_err agw_json_duplicate_key(agw_str doc, agw_str *dup)
 {
     agw_json_iter it;
     agw_str k, v;
-    size_t n = 0, cap = 16;
+    enum { ON_STACK = 16 };
+    size_t n = 0, cap = ON_STACK;
     agw_err e = AGW_OK;
 
     if (dup)
         *dup = (agw_str){ NULL, 0 };
     if (agw_json_type_of(doc) != AGW_JSON_OBJECT || agw_json_iter_init(&it, doc) != AGW_OK)
         return AGW_EINVAL;
-    json_key *keys = xmalloc(cap * sizeof *keys);
+    /* Runs on every request body: the usual object's few members stay on
+     * the stack, only a larger one allocates. */
+    json_key keys_on_stack[ON_STACK];
+    size_t decoded_on_stack[ON_STACK];
+    json_key *keys = keys_on_stack;
     /* Escaped names are decoded one after the other into `names`; their
      * views are made once it stops growing (name.ptr NULL until then, with
      * the offset in `decoded`). */
     agw_buf names = AGW_BUF_INIT(doc.len + 1);
-    size_t *decoded = NULL;
+    size_t *decoded = decoded_on_stack;
     while (agw_json_iter_next(&it, &k, &v)) {
-        if (n == cap || !decoded) {
-            cap = n == cap ? cap * 2 : cap;
-            keys = xrealloc(keys, cap * sizeof *keys);
-            decoded = xrealloc(decoded, cap * sizeof *decoded);
+        if (n == cap) {
+            cap *= 2;
+            if (keys == keys_on_stack) {
+                keys = memcpy(xmalloc(cap * sizeof *keys), keys_on_stack, sizeof keys_on_stack);
+                decoded = memcpy(xmalloc(cap * sizeof *decoded), decoded_on_stack,
+                                 sizeof decoded_on_stack);
+            } else {
+                keys = xrealloc(keys, cap * sizeof *keys);
+                decoded = xrealloc(decoded, cap * sizeof *decoded);
+            }
         }
         keys[n].token = k;
         keys[n].name = (agw_str){ k.ptr + 1, k.len >= 2 ? k.len - 2 : 0 };
@@ -770,7 +786,9 @@ agw_err agw_json_duplicate_key(agw_str doc, agw_str *dup)
         }
 out:
     agw_buf_free(&names);
-    free(decoded);
-    free(keys);
+    if (keys != keys_on_stack) {
+        free(decoded);
+        free(keys);
+    }
     return e;
 }

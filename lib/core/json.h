@@ -80,6 +80,10 @@ AGW_WARN_UNUSED agw_err agw_json_find_path(agw_str doc, const char *const *path,
 /* The type of a value span, from its first byte after whitespace. */
 agw_json_type agw_json_type_of(agw_str value);
 
+/* The first byte at or after `p` (before `end`) that is not JSON whitespace
+ * (space, tab, CR, LF); `end` when there is none. */
+const char *agw_json_skip_ws(const char *p, const char *end);
+
 /* 1 when value (trimmed) is exactly that literal. */
 int agw_json_is_true(agw_str value);
 int agw_json_is_false(agw_str value);

@@ -1,10 +1,8 @@
 #include "metrics/meter.h"
 #include "route/models.h"
 
-void agw_meter_attempt(agw_metrics *m, agw_str provider, const agw_relay_result *res, int stream)
+void agw_meter_attempt(agw_metrics *m, agw_str provider, const agw_relay_result *res)
 {
-    if (stream)
-        agw_metrics_stream_end(m);
     int status = res->upstream_status;
     int c = -1;
     if (res->outcome == AGW_UPSTREAM_CONNECT)

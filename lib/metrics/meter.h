@@ -17,9 +17,8 @@
 #include "route/lb.h"
 #include "tenant/usage.h"
 
-/* One upstream attempt ended: the stream gauge (`stream`: it was counted by
- * agw_metrics_stream_begin) and, when it failed, its failure class. */
-void agw_meter_attempt(agw_metrics *m, agw_str provider, const agw_relay_result *res, int stream);
+/* One upstream attempt ended: when it failed, its failure class. */
+void agw_meter_attempt(agw_metrics *m, agw_str provider, const agw_relay_result *res);
 
 /* An answered call: its reported tokens, and its time to first token
  * (`ttft_us` 0: none) under its provider. */

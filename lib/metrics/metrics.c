@@ -204,16 +204,6 @@ void agw_metrics_failover(agw_metrics *m, const char *provider)
                               memory_order_relaxed);
 }
 
-void agw_metrics_stream_begin(agw_metrics *m)
-{
-    atomic_fetch_add_explicit(&m->streams_in_flight, 1, memory_order_relaxed);
-}
-
-void agw_metrics_stream_end(agw_metrics *m)
-{
-    atomic_fetch_sub_explicit(&m->streams_in_flight, 1, memory_order_relaxed);
-}
-
 /* ---- exposition ---- */
 
 static uint64_t load(_Atomic uint64_t *c)
@@ -373,7 +363,7 @@ static uint64_t health_of(agw_metrics *m, const agw_provider_cfg *p)
 }
 
 agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_limit_hits,
-                           agw_buf *out)
+                           uint64_t streams_in_flight, agw_buf *out)
 {
     agw_err e;
     const char *N;
@@ -453,7 +443,7 @@ agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_
     N = "antigateway_streams_in_flight";
     if ((e = family(out, N, "gauge", "Streamed answers in progress across the pool.")) ||
         (e = agw_buf_appendf(out, "%s %llu\n", N,
-                             (unsigned long long)load(&m->streams_in_flight))))
+                             (unsigned long long)streams_in_flight)))
         return e;
 
     N = "antigateway_failovers_total";

@@ -9,7 +9,7 @@
  * per-provider statistics). The region starts zeroed and zero is the valid
  * empty registry, so nothing is initialised. Sub-layout (one agw_metrics):
  *
- *     streams_in_flight, overflows    2 words
+ *     unused, overflows               2 words
  *     overhead                        one histogram (agw_metrics_hist)
  *     providers[AGW_METRICS_PROVIDERS] per-provider slots (name, health,
  *                                     failovers, upstream errors, TTFT)
@@ -20,9 +20,9 @@
  *
  * Every counter is an _Atomic uint64_t updated with relaxed fetch-add: no
  * lock anywhere, and a process that dies mid-request leaves every cell
- * consistent (it only misses its own increments). The exception is
- * streams_in_flight, a gauge: a process killed during a stream leaves it one
- * too high until the segment is recreated.
+ * consistent (it only misses its own increments). The gauge of streams in
+ * flight is not kept here: it lives in the load balancer's process table
+ * (lb.h), per process, so a process killed during a stream gives it back.
  *
  * Label slots: a slot's `state` word is 0 (empty), hash|BUSY (being claimed)
  * or hash|READY. A new label set is claimed by one compare-and-swap 0 ->
@@ -132,7 +132,7 @@ typedef struct {
 } agw_metrics_series;
 
 typedef struct agw_metrics {
-    _Atomic uint64_t streams_in_flight;
+    _Atomic uint64_t unused0;             /* streams in flight moved to lb.h's process table */
     _Atomic uint64_t overflows;           /* label sets sent to the overflow set */
     agw_metrics_hist overhead;
     agw_metrics_provider providers[AGW_METRICS_PROVIDERS];
@@ -163,15 +163,13 @@ void agw_metrics_set_health(agw_metrics *m, const char *provider, int up);
 /* For the failover loop: one failover away from `provider`. */
 void agw_metrics_failover(agw_metrics *m, const char *provider);
 
-/* antigateway_streams_in_flight: +1 when a stream starts, -1 when it ends. */
-void agw_metrics_stream_begin(agw_metrics *m);
-void agw_metrics_stream_end(agw_metrics *m);
-
 /* The Prometheus text exposition (format 0.0.4) of the registry, with
- * antigateway_provider_health for each provider of `cfg` and
- * antigateway_rate_limit_hits_total = `rate_limit_hits`. */
+ * antigateway_provider_health for each provider of `cfg`,
+ * antigateway_rate_limit_hits_total = `rate_limit_hits` and
+ * antigateway_streams_in_flight = `streams_in_flight` (agw_lb_streams). */
 AGW_WARN_UNUSED agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg,
-                                           uint64_t rate_limit_hits, agw_buf *out);
+                                           uint64_t rate_limit_hits, uint64_t streams_in_flight,
+                                           agw_buf *out);
 
 /* The usage log's families (tenant/usage.h), appended after the registry's:
  * antigateway_usage_ring_records and _capacity (gauges), and the counters

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -82,6 +83,14 @@ static void *worker_main(void *arg)
             continue;
         }
         o->handle(o->app, w, &req);
+        /* libfcgi ends a connection by shutting its side down and waiting
+         * (up to 2 s) for the web server to close first, so that request
+         * bytes still on their way cannot make the close a reset. Once the
+         * request's body was read to its end nothing more comes: a plain
+         * close saves the wait for the web server and three system calls
+         * per request. */
+        if (req.in && FCGX_HasSeenEOF(req.in) == EOF)
+            (void)FCGX_Detach(&req);
         FCGX_Finish_r(&req);
     }
     close(ep);

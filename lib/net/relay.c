@@ -291,6 +291,15 @@ too_big:
     return 1;
 }
 
+/* The same-protocol codec for an answer in the other form (relay.h), made
+ * now; NULL when the call has none. Called at most once per run: the result
+ * becomes r->codec. */
+static const agw_codec *reshape_codec(agw_relay_call *r)
+{
+    const agw_relay_lazy_codec *lazy = r->rq->reshape;
+    return lazy && lazy->make ? lazy->make(lazy->ud) : NULL;
+}
+
 static int is_event_stream(agw_str ct)
 {
     return ct.ptr && ct.len >= 17 && agw_str_eq_nocase((agw_str){ ct.ptr, 17 },
@@ -331,9 +340,9 @@ static int on_data(void *ud, const char *p, size_t n)
             r->mode = MODE_BODY;
         if (r->mode == MODE_ERROR)
             r->body.max = AGW_LIMIT_ERROR_BODY;
-        if (!r->codec && r->rq->reshape &&
+        if (!r->codec &&
             ((r->mode == MODE_STREAM && !r->rq->stream) || (r->mode == MODE_BODY && r->rq->stream)))
-            r->codec = r->rq->reshape;
+            r->codec = reshape_codec(r);
         if (r->mode == MODE_STREAM && (r->rq->stream || !r->codec)) {
             r->res->streamed = 1;
             if (!r->committed && send_head(r, 200, "text/event-stream; charset=utf-8", 1))
@@ -734,8 +743,8 @@ static void answer_outcome(agw_relay_call *r, const agw_upstream_result *ures, i
             send_error(r, 502, agw_str_c(AGW_RELAY_AUTH_MESSAGE), 1);
         return;
     }
-    if (r->mode == MODE_BODY && !r->codec && r->rq->reshape && r->rq->stream)
-        r->codec = r->rq->reshape; /* an empty answer to a stream request */
+    if (r->mode == MODE_BODY && !r->codec && r->rq->stream)
+        r->codec = reshape_codec(r); /* an empty answer to a stream request */
     if (r->codec)
         finish_converted(r, status);
     else

@@ -53,6 +53,14 @@ typedef struct {
     void (*body)(void *ud, agw_str body);
 } agw_relay_tap;
 
+/* A codec made only when needed: `make(ud)` is called at most once per
+ * relay run, when the answer needs the codec, and returns it (NULL: none,
+ * the answer passes as it is). The codec belongs to whoever made it. */
+typedef struct {
+    const agw_codec *(*make)(void *ud);
+    void *ud;
+} agw_relay_lazy_codec;
+
 typedef struct {
     agw_proto proto;            /* the client's protocol */
     const agw_codec *codec; /* NULL: same protocol, bytes pass through */
@@ -60,8 +68,9 @@ typedef struct {
      * client's protocol to itself, used when the upstream answers in the
      * other form than the client asked for: a JSON body to a stream request
      * becomes an SSE stream of that answer, a stream to a non-stream request
-     * is folded into one JSON object. Without it such answers pass as they are. */
-    const agw_codec *reshape;
+     * is folded into one JSON object. Without it such answers pass as they are.
+     * Made lazily: most answers come in the form asked for and need none. */
+    const agw_relay_lazy_codec *reshape;
     const agw_relay_tap *tap;   /* NULL: nobody watches */
     /* The caller flushes the end of a successful stream itself: the chunk
      * holding the terminal event ([DONE] / message_stop) is written but not

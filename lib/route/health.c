@@ -155,6 +155,10 @@ static void reclaim(agw_health *h, const agw_config *cfg)
     if (n)
         agw_log_info("health: freed %zu shared slot%s of removed providers", n, n == 1 ? "" : "s");
     free(names);
+    n = agw_lb_reap(h->lb);
+    if (n)
+        agw_log_warn("health: gave back what %zu dead process%s held in flight", n,
+                     n == 1 ? "" : "es");
 }
 
 static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)

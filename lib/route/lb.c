@@ -9,8 +9,11 @@ static_assert(sizeof(agw_lb_header) == 64, "lb header size");
 static_assert(sizeof(agw_lb_slot) == 128, "lb slot size");
 static_assert(sizeof(agw_lb_header) + AGW_LB_SLOTS * sizeof(agw_lb_slot) +
                       AGW_LB_RR_SLOTS * sizeof(agw_lb_rr) <=
-                  AGW_LB_REGION_BYTES,
-              "the load balancer must stay in its 64 KiB");
+                  AGW_LB_PROCS_OFF,
+              "the statistics must stay below the process table");
+static_assert(AGW_LB_PROCS_OFF + AGW_PROCS_BYTES <= AGW_LB_REGION_BYTES,
+              "the process table must stay in the load balancer's 64 KiB");
+static_assert(AGW_LB_CELL_STREAMS < AGW_PROCS_CELLS, "a cell per slot and one for streams");
 static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free in shared memory");
 static_assert(AGW_LB_REGION_BYTES <= AGW_SHM_BOOT_SCOPED_BYTES,
               "the load balancer's monotonic times must be cleared at a boot change");
@@ -41,9 +44,46 @@ agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len)
     lb->hdr = (agw_lb_header *)base;
     lb->slots = (agw_lb_slot *)(base + sizeof(agw_lb_header));
     lb->rr = (agw_lb_rr *)(base + sizeof(agw_lb_header) + AGW_LB_SLOTS * sizeof(agw_lb_slot));
+    lb->procs = agw_procs_bind(base + AGW_LB_PROCS_OFF, len - AGW_LB_PROCS_OFF);
+    lb->self = agw_procs_shared(lb->procs);
     uint64_t zero = 0;
     atomic_compare_exchange_strong(&lb->hdr->magic, &zero, AGW_LB_MAGIC);
     return AGW_OK;
+}
+
+void agw_lb_join(agw_lb *lb)
+{
+    if (lb && lb->procs)
+        lb->self = agw_procs_join(lb->procs);
+}
+
+size_t agw_lb_reap(agw_lb *lb)
+{
+    return lb ? agw_procs_reap(lb->procs) : 0;
+}
+
+uint64_t agw_lb_in_flight(agw_lb *lb, const agw_lb_slot *s)
+{
+    if (!lb || !lb->slots || !s)
+        return 0;
+    return agw_procs_sum(lb->procs, (size_t)(s - lb->slots));
+}
+
+void agw_lb_stream_begin(agw_lb *lb)
+{
+    if (lb && lb->self)
+        agw_procs_add(lb->self, AGW_LB_CELL_STREAMS, 1);
+}
+
+void agw_lb_stream_end(agw_lb *lb)
+{
+    if (lb && lb->self)
+        agw_procs_add(lb->self, AGW_LB_CELL_STREAMS, -1);
+}
+
+uint64_t agw_lb_streams(agw_lb *lb)
+{
+    return lb ? agw_procs_sum(lb->procs, AGW_LB_CELL_STREAMS) : 0;
 }
 
 /* FNV-1a 64 of `s`, low bit set (0 marks a free entry). */
@@ -162,7 +202,7 @@ size_t agw_lb_reclaim(agw_lb *lb, const agw_str *names, size_t n, uint64_t now_n
             atomic_store(&s->retired_ns, now_ns);
             atomic_compare_exchange_strong(&s->key, &k, k | KEY_RETIRING);
         } else if (now_ns - atomic_load(&s->retired_ns) >= grace_ns &&
-                   atomic_load(&s->in_flight) == 0) {
+                   agw_lb_in_flight(lb, s) == 0) {
             /* Zeroed while still retiring: a name that comes back meanwhile
              * takes the slot back (the exchange below then fails) and only
              * loses its old statistics. */
@@ -246,22 +286,22 @@ static uint64_t ewma_next(uint64_t ewma, uint64_t sample)
     return next > 0 ? (uint64_t)next : 1;
 }
 
-void agw_lb_begin(agw_lb_slot *s)
+void agw_lb_begin(agw_lb *lb, agw_lb_slot *s)
 {
     if (!s)
         return;
-    atomic_fetch_add(&s->in_flight, 1);
+    if (lb && lb->self)
+        agw_procs_add(lb->self, (size_t)(s - lb->slots), 1);
     atomic_fetch_add(&s->requests, 1);
 }
 
-void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cooldown_ms,
-                int health_on, uint64_t now_ns)
+void agw_lb_end(agw_lb *lb, agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us,
+                uint64_t cooldown_ms, int health_on, uint64_t now_ns)
 {
     if (!s)
         return;
-    uint64_t in = atomic_load(&s->in_flight);
-    while (in && !atomic_compare_exchange_weak(&s->in_flight, &in, in - 1))
-        ;
+    if (lb && lb->self)
+        agw_procs_add(lb->self, (size_t)(s - lb->slots), -1);
     if (ttfb_us) {
         uint64_t old = atomic_load(&s->latency_ewma_us);
         while (!atomic_compare_exchange_weak(&s->latency_ewma_us, &old,
@@ -354,14 +394,26 @@ static int by_weight(const agw_lb_candidate *a, const agw_lb_candidate *b)
     return a->weight > b->weight;
 }
 
-static int by_use(const agw_lb_candidate *a, const agw_lb_candidate *b)
+/* least-used: fewest attempts in flight across the pool (summed over the
+ * process table once per candidate), then fewest started. */
+static void sort_by_use(agw_lb *lb, const agw_lb_candidate *c, size_t n, size_t *order)
 {
-    uint64_t fa = load(a->slot, offsetof(agw_lb_slot, in_flight));
-    uint64_t fb = load(b->slot, offsetof(agw_lb_slot, in_flight));
-    if (fa != fb)
-        return fa < fb;
-    return load(a->slot, offsetof(agw_lb_slot, requests)) <
-           load(b->slot, offsetof(agw_lb_slot, requests));
+    uint64_t flying[AGW_ROUTE_MAX_CANDIDATES], started[AGW_ROUTE_MAX_CANDIDATES];
+    for (size_t i = 0; i < n; i++) {
+        flying[i] = agw_lb_in_flight(lb, c[i].slot);
+        started[i] = load(c[i].slot, offsetof(agw_lb_slot, requests));
+    }
+    for (size_t i = 1; i < n; i++) {
+        size_t v = order[i], j = i;
+        while (j > 0) {
+            size_t u = order[j - 1];
+            if (flying[v] != flying[u] ? flying[v] >= flying[u] : started[v] >= started[u])
+                break;
+            order[j] = u;
+            j--;
+        }
+        order[j] = v;
+    }
 }
 
 /* Draws order[] without replacement, each pick with probability
@@ -417,7 +469,7 @@ static void order_by(agw_lb *lb, agw_lb_strategy strategy, const agw_lb_candidat
         sort_by(c, n, order, by_weight);
         return;
     case AGW_LB_LEAST_USED:
-        sort_by(c, n, order, by_use);
+        sort_by_use(lb, c, n, order);
         return;
     case AGW_LB_SMART:
     case AGW_LB_WEIGHTED: {

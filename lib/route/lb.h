@@ -11,7 +11,15 @@
  *      0  agw_lb_header (64 bytes): magic AGW_LB_MAGIC, set once with CAS
  *     64  AGW_LB_SLOTS (128) provider slots of agw_lb_slot (128 bytes each)
  *  16448  AGW_LB_RR_SLOTS (256) round-robin counters of agw_lb_rr (16 bytes)
- *  20544  end (the static_assert keeps it under 64 KiB)
+ *  20544  end of the statistics (the static_assert keeps them under 32 KiB)
+ *  32768  AGW_LB_PROCS_OFF: the process table (state/procs.h), under 32 KiB
+ *
+ * What each process holds, in the process table, so a process that dies
+ * gives it back (procs.h): cell i of a row is the attempts of that process in
+ * flight to the provider of slot i (least-used orders by their sum), and cell
+ * AGW_LB_CELL_STREAMS its streams in flight (antigateway_streams_in_flight).
+ * Every antigw-fcgi process joins the table (agw_lb_join) before it serves;
+ * a process that did not join counts in the table's shared row.
  *
  * Provider slots are keyed by a 64-bit FNV-1a hash of the provider's name
  * with its low two bits set to 01 (so never 0). Lookup is linear probing
@@ -31,7 +39,8 @@
  * nothing in flight has its statistics zeroed and becomes free (key 2, a
  * tombstone: never 0, so the probe chains through it stay intact). An
  * attempt holds its slot pointer only from agw_lb_slot_of to agw_lb_end, far
- * shorter than the grace period, and its in_flight keeps the slot retiring.
+ * shorter than the grace period, and its in-flight count keeps the slot
+ * retiring. The prober also reaps the process table (agw_lb_reap).
  *
  * The region holds CLOCK_MONOTONIC times, which mean nothing after a reboot:
  * it lies inside the shm's boot-scoped bytes (AGW_SHM_BOOT_SCOPED_BYTES),
@@ -69,6 +78,7 @@
 #include "core/core.h"
 #include "provider/provider.h"
 #include "route/route.h"
+#include "state/procs.h"
 #include "state/shm.h"
 
 #include <stdatomic.h>
@@ -79,6 +89,8 @@
 #define AGW_LB_RR_SLOTS 256u
 #define AGW_LB_HALF_LIFE_MS 30000u /* the default; defaults.lb_half_life_seconds */
 #define AGW_LB_FAIL_LIMIT 3u
+#define AGW_LB_PROCS_OFF (32u << 10)
+#define AGW_LB_CELL_STREAMS AGW_LB_SLOTS /* the process table's streams cell */
 
 typedef enum {
     AGW_LB_WEIGHTED = 0,
@@ -90,7 +102,7 @@ typedef enum {
 
 typedef struct {
     _Atomic uint64_t key;               /* name hash; 0 = free */
-    _Atomic uint64_t in_flight;
+    _Atomic uint64_t unused0;           /* in-flight counts moved to the process table */
     _Atomic uint64_t requests;          /* attempts started */
     _Atomic uint64_t latency_ewma_us;   /* 0 = no sample yet */
     _Atomic uint64_t recent_429;        /* decaying, see above */
@@ -120,6 +132,8 @@ typedef struct {
     agw_lb_header *hdr;
     agw_lb_slot *slots;
     agw_lb_rr *rr;
+    agw_procs *procs;    /* the process table (procs.h) */
+    agw_procs_row *self; /* this process's row: the shared row until agw_lb_join */
 } agw_lb;
 
 /* Why a provider is out of the rotation: the value of agw_lb_slot.unhealthy,
@@ -139,6 +153,24 @@ agw_lb_reason agw_lb_unhealthy_reason(const agw_lb_slot *s);
 /* Binds `lb` to `region` (the shm reserved region, at least
  * AGW_LB_REGION_BYTES, zeroed when new). AGW_EINVAL when it is too small. */
 AGW_WARN_UNUSED agw_err agw_lb_bind(agw_lb *lb, void *region, size_t len);
+
+/* Makes this process's attempts and streams count in a row of its own
+ * (procs.h: agw_procs_join, which first reaps the rows of dead processes).
+ * Call once per process before threads start, after agw_lb_bind. */
+void agw_lb_join(agw_lb *lb);
+
+/* Gives back what dead processes held (agw_procs_reap); returns how many
+ * processes it reaped. Off the request path: the prober, /metrics, /health. */
+size_t agw_lb_reap(agw_lb *lb);
+
+/* The pool's attempts in flight to the provider of `s` (0 for NULL). */
+uint64_t agw_lb_in_flight(agw_lb *lb, const agw_lb_slot *s);
+
+/* antigateway_streams_in_flight: this process's +1 when a stream starts and
+ * -1 when it ends; agw_lb_streams is the pool's sum. */
+void agw_lb_stream_begin(agw_lb *lb);
+void agw_lb_stream_end(agw_lb *lb);
+uint64_t agw_lb_streams(agw_lb *lb);
 
 /* The slot of provider `name`, claimed if needed (taken back when it was
  * retiring); NULL when the table is full (or lb is NULL). */
@@ -165,15 +197,17 @@ typedef enum {
     AGW_LB_FAIL_AUTH,    /* 401/403: the provider refused the gateway's credentials */
 } agw_lb_result;
 
-void agw_lb_begin(agw_lb_slot *s);
+/* Counts an attempt to the provider of `s` (NULL: none) as in flight in
+ * this process's row until agw_lb_end. */
+void agw_lb_begin(agw_lb *lb, agw_lb_slot *s);
 /* Ends an attempt: `ttfb_us` feeds the EWMA when non-zero. A failure sets a
  * cooldown of `cooldown_ms` from `now_ns`; `health_on` lets
  * AGW_LB_FAIL_LIMIT consecutive failures mark the provider unhealthy, and
  * AGW_LB_FAIL_AUTH mark it at once (AGW_LB_REASON_AUTH_REJECTED): no request
  * can succeed until its key is fixed. AGW_LB_FAIL_AUTH counts as a failure
  * (recent_5xx, failures, cooldown) in any case. */
-void agw_lb_end(agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us, uint64_t cooldown_ms,
-                int health_on, uint64_t now_ns);
+void agw_lb_end(agw_lb *lb, agw_lb_slot *s, agw_lb_result r, uint64_t ttfb_us,
+                uint64_t cooldown_ms, int health_on, uint64_t now_ns);
 /* A probe's verdict: AGW_LB_REASON_NONE (passed) clears the mark, the
  * failure count and the cooldown; any other reason sets the mark to it. */
 void agw_lb_probe_result(agw_lb_slot *s, agw_lb_reason why, uint64_t now_ns);

@@ -311,13 +311,20 @@ static void reload(agw_catalog_holder *h, sqlite3 *db)
 const agw_catalog *agw_catalog_acquire(agw_catalog_holder *h, sqlite3 *db)
 {
     uint64_t gen = agw_shm_generation(h->shm);
-    pthread_mutex_lock(&h->mu);
-    int stale = h->current->generation != gen || h->current->base != h->base;
-    pthread_mutex_unlock(&h->mu);
-    if (stale && db)
-        reload(h, db);
+    /* One lock per request in the common case: the current catalog is
+     * fresh and taken at once. */
     pthread_mutex_lock(&h->mu);
     agw_catalog *c = h->current;
+    int stale = c->generation != gen || c->base != h->base;
+    if (!stale || !db) {
+        c->refs++;
+        pthread_mutex_unlock(&h->mu);
+        return c;
+    }
+    pthread_mutex_unlock(&h->mu);
+    reload(h, db);
+    pthread_mutex_lock(&h->mu);
+    c = h->current;
     c->refs++;
     pthread_mutex_unlock(&h->mu);
     return c;

@@ -8,6 +8,7 @@ provider fails whatever the request says while the others answer."""
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -399,6 +400,105 @@ def models_from_the_providers_lists_and_a_refused_key(ctx):
         gw.stop()
         mo.stop()
         ma.stop()
+
+
+def metric(gw, name):
+    s, _, d = gw.call("GET", "/metrics")
+    eq(s, 200, "/metrics")
+    m = re.search(r"^%s (\d+)$" % name, d.decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
+def in_flight(gw):
+    h = json.loads(gw.call("GET", "/health", key=ADMIN_KEY)[2])
+    return {v["name"]: v["in_flight"] for v in h["providers"]}
+
+
+def pool_workers(gw):
+    pid = gw.pool_pid()
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def streams_through(gw, n):
+    """Starts `n` streams; returns their threads and a list that holds each
+    one's outcome when it is done (a stream cut by a kill is an exception)."""
+    out = []
+
+    def one(i):
+        try:
+            out.append(ask(gw, "s%d" % i, stream=True)[0])
+        except Exception as e:  # noqa: BLE001: cut by the kill
+            out.append(repr(e))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, out
+
+
+@test(timeout=180)
+def a_killed_worker_gives_back_what_it_held(ctx):
+    # 24 streams of 3 s over two providers; one worker is SIGKILLed while it
+    # holds some of them. The streams gauge and both providers' in-flight
+    # counts must come back to 0 (what the dead process held is given back),
+    # and least-used must then share the traffic again: a count left behind
+    # would keep that provider out of it for good. Then the whole pool is
+    # killed mid-stream and started again on the same shared state.
+    p = Pool(ctx, "kw", [100, 100], "least-used")
+    gw = p.gw
+    try:
+        for m in p.mocks:
+            force(m, "events=20,delay_ms=150")
+        threads, out = streams_through(gw, 24)
+        wait_for(lambda: (metric(gw, "antigateway_streams_in_flight") or 0) >= 20, 15,
+                 "streams under way")
+        eq(sum(in_flight(gw).values()), metric(gw, "antigateway_streams_in_flight"),
+           "in flight = streams")
+        victim = pool_workers(gw)[0]
+        os.kill(victim, signal.SIGKILL)
+        for t in threads:
+            t.join(60)
+        eq(len(out), 24, "every stream ended")
+        cut = [o for o in out if o != 200]
+        check(0 < len(cut) <= THREADS, "streams cut by the kill: %d" % len(cut))
+        wait_for(lambda: metric(gw, "antigateway_streams_in_flight") == 0, 15,
+                 "streams gauge back to 0")
+        eq(in_flight(gw), {"kw0": 0, "kw1": 0}, "in flight back to 0")
+        wait_for(lambda: victim not in pool_workers(gw) and len(pool_workers(gw)) == PROCESSES,
+                 15, "multiwatch replaced the worker")
+        for m in p.mocks:
+            force(m)
+        got = many(gw, 100, 8)
+        eq(sorted(set(s for s, _, _ in got)), [200], "statuses")
+        shares = [sum(1 for _, who, _ in got if who == m.name) for m in p.mocks]
+        check(min(shares) >= 20, "least-used shares both providers: %r of 100" % shares)
+
+        # The whole pool killed mid-stream: nobody is left to notice, the
+        # pool started again on the same state file gives it all back.
+        for m in p.mocks:
+            force(m, "events=20,delay_ms=150")
+        threads, out = streams_through(gw, 16)
+        wait_for(lambda: (metric(gw, "antigateway_streams_in_flight") or 0) >= 12, 15,
+                 "streams under way again")
+        workers, mw = pool_workers(gw), gw.pool_pid()
+        os.kill(mw, signal.SIGKILL)
+        for w in workers:
+            os.kill(w, signal.SIGKILL)
+        for t in threads:
+            t.join(60)
+        wait_for(lambda: not any(os.path.exists("/proc/%d" % w) for w in workers + [mw]), 15,
+                 "the old pool gone")
+        gw.start_pool()
+        wait_for(lambda: gw.call("GET", "/health", key=None)[0] == 200, 15, "pool back")
+        eq(metric(gw, "antigateway_streams_in_flight"), 0, "streams gauge after a restart")
+        eq(in_flight(gw), {"kw0": 0, "kw1": 0}, "in flight after a restart")
+        for m in p.mocks:
+            force(m)
+        got = many(gw, 100, 8)
+        shares = [sum(1 for _, who, _ in got if who == m.name) for m in p.mocks]
+        check(min(shares) >= 20, "least-used after a restart: %r of 100" % shares)
+    finally:
+        p.close()
 
 
 def main():

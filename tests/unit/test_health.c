@@ -218,7 +218,7 @@ static void test_verdict_reaches_the_slot(void **state)
     assert_false(agw_lb_usable(s, 2));
     assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_AUTH_REJECTED);
     assert_string_equal(agw_lb_reason_name(agw_lb_unhealthy_reason(s)), "auth_rejected");
-    agw_lb_end(s, AGW_LB_FAIL_5XX, 0, 60000, 1, 2);
+    agw_lb_end(&lb, s, AGW_LB_FAIL_5XX, 0, 60000, 1, 2);
     agw_lb_probe_result(s, AGW_LB_REASON_NONE, 3);
     assert_true(agw_lb_usable(s, 4)); /* a passing probe clears the cooldown too */
     assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_NONE);

@@ -491,6 +491,17 @@ static void test_duplicate_key(void **state)
     assert_int_equal(agw_json_duplicate_key(agw_buf_view(&big), &dup), AGW_EINVAL);
     assert_true(agw_str_eq(dup, AGW_STR_LIT("\"k4999\"")));
     agw_buf_free(&big);
+    /* An escaped name among the first members (kept on the stack) still
+     * meets its twin once the members outgrow it. */
+    agw_buf mixed = AGW_BUF_INIT(4096);
+    assert_int_equal(agw_buf_append_str(&mixed, AGW_STR_LIT("{\"\\u0061\":0")), AGW_OK);
+    for (int i = 1; i < 20; i++)
+        assert_int_equal(agw_buf_appendf(&mixed, ",\"m%d\":%d", i, i), AGW_OK);
+    assert_int_equal(agw_buf_append_str(&mixed, AGW_STR_LIT(",\"a\":1}")), AGW_OK);
+    assert_int_equal(agw_json_duplicate_key(agw_buf_view(&mixed), &dup), AGW_EINVAL);
+    assert_true(agw_str_eq(dup, AGW_STR_LIT("\"a\"")) ||
+                agw_str_eq(dup, AGW_STR_LIT("\"\\u0061\"")));
+    agw_buf_free(&mixed);
 }
 
 static void test_iter(void **state)

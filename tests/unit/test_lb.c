@@ -41,9 +41,9 @@ static void test_reclaim_removed_names(void **state)
     agw_lb *lb = *state;
     agw_lb_slot *old = agw_lb_slot_of(lb, AGW_STR_LIT("old"));
     agw_lb_slot *keep = agw_lb_slot_of(lb, AGW_STR_LIT("keep"));
-    agw_lb_begin(old);
-    agw_lb_end(old, AGW_LB_FAIL_5XX, 1000, 60000, 1, 10);
-    agw_lb_begin(keep);
+    agw_lb_begin(lb, old);
+    agw_lb_end(lb, old, AGW_LB_FAIL_5XX, 1000, 60000, 1, 10);
+    agw_lb_begin(lb, keep);
     const agw_str live[] = { AGW_STR_LIT("keep") };
     const uint64_t grace = 1000;
     /* first pass: retiring, not freed */
@@ -55,11 +55,11 @@ static void test_reclaim_removed_names(void **state)
     assert_int_equal(atomic_load(&old->requests), 1);
     /* retiring again, with a request in flight: never freed */
     assert_int_equal(agw_lb_reclaim(lb, live, 1, 200, grace), 0);
-    agw_lb_begin(old);
+    agw_lb_begin(lb, old);
     assert_int_equal(agw_lb_reclaim(lb, live, 1, 200 + 10 * grace, grace), 0);
     assert_true(atomic_load(&old->key) & KEY_RETIRING);
     /* idle, but within the grace period: not yet */
-    agw_lb_end(old, AGW_LB_OK, 0, 0, 1, 300);
+    agw_lb_end(lb, old, AGW_LB_OK, 0, 0, 1, 300);
     assert_int_equal(agw_lb_reclaim(lb, live, 1, 200 + grace - 1, grace), 0);
     /* idle past the grace period: freed, statistics gone */
     assert_int_equal(agw_lb_reclaim(lb, live, 1, 200 + grace, grace), 1);
@@ -67,7 +67,7 @@ static void test_reclaim_removed_names(void **state)
     assert_int_equal(atomic_load(&old->requests), 0);
     assert_int_equal(atomic_load(&old->cooldown_until_ns), 0);
     /* the kept name's slot is untouched, in flight included */
-    assert_int_equal(atomic_load(&keep->in_flight), 1);
+    assert_int_equal(agw_lb_in_flight(lb, keep), 1);
     assert_false(atomic_load(&keep->key) & KEY_RETIRING);
     /* "old" comes back: a fresh slot, found again by the next lookup */
     agw_lb_slot *again = agw_lb_slot_of(lb, AGW_STR_LIT("old"));
@@ -91,8 +91,8 @@ static void test_reclaim_makes_room_for_renames(void **state)
             agw_lb_slot *s = agw_lb_slot_of(lb, names[i]);
             assert_non_null(s);
             assert_int_equal(atomic_load(&s->requests), 0);
-            agw_lb_begin(s);
-            agw_lb_end(s, AGW_LB_OK, 0, 0, 0, 1);
+            agw_lb_begin(lb, s);
+            agw_lb_end(lb, s, AGW_LB_OK, 0, 0, 0, 1);
         }
         /* two passes a grace period apart free the previous round's names */
         uint64_t t = (uint64_t)round * 100;
@@ -126,8 +126,8 @@ static void test_another_boot_resets_the_lb(void **state)
     void *region = agw_shm_reserved(shm, &len);
     assert_int_equal(agw_lb_bind(&lb, region, len), AGW_OK);
     agw_lb_slot *s = agw_lb_slot_of(&lb, AGW_STR_LIT("p"));
-    agw_lb_begin(s);
-    agw_lb_end(s, AGW_LB_FAIL_5XX, 5000, 60000, 1, UINT64_C(1) << 50); /* the old boot's clock */
+    agw_lb_begin(&lb, s);
+    agw_lb_end(&lb, s, AGW_LB_FAIL_5XX, 5000, 60000, 1, UINT64_C(1) << 50); /* the old boot's clock */
     agw_lb_probe_result(s, AGW_LB_REASON_AUTH_REJECTED, UINT64_C(1) << 50);
     agw_shm_detach(shm);
     /* the file now says another boot wrote it */
@@ -233,17 +233,17 @@ static void test_cooldown_and_health(void **state)
     agw_lb *lb = *state;
     agw_lb_slot *s = agw_lb_slot_of(lb, AGW_STR_LIT("x"));
     uint64_t now = 5000000000ull;
-    agw_lb_begin(s);
-    assert_int_equal(atomic_load(&s->in_flight), 1);
-    agw_lb_end(s, AGW_LB_FAIL_5XX, 0, 30000, 1, now);
-    assert_int_equal(atomic_load(&s->in_flight), 0);
+    agw_lb_begin(lb, s);
+    assert_int_equal(agw_lb_in_flight(lb, s), 1);
+    agw_lb_end(lb, s, AGW_LB_FAIL_5XX, 0, 30000, 1, now);
+    assert_int_equal(agw_lb_in_flight(lb, s), 0);
     assert_false(agw_lb_usable(s, now));
     assert_false(agw_lb_usable(s, now + 29999000000ull));
     assert_true(agw_lb_usable(s, now + 30000000000ull));
     /* three in a row: unhealthy until a probe passes */
-    agw_lb_end(s, AGW_LB_FAIL_429, 0, 0, 1, now);
+    agw_lb_end(lb, s, AGW_LB_FAIL_429, 0, 0, 1, now);
     assert_int_equal(atomic_load(&s->unhealthy), 0);
-    agw_lb_end(s, AGW_LB_FAIL_429, 0, 0, 1, now);
+    agw_lb_end(lb, s, AGW_LB_FAIL_429, 0, 0, 1, now);
     assert_int_equal(atomic_load(&s->unhealthy), 1);
     assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_CONSECUTIVE_FAILURES);
     assert_string_equal(agw_lb_reason_name(agw_lb_unhealthy_reason(s)), "consecutive_failures");
@@ -253,10 +253,10 @@ static void test_cooldown_and_health(void **state)
     /* without health checks failures only cool down */
     agw_lb_slot *t = agw_lb_slot_of(lb, AGW_STR_LIT("y"));
     for (int i = 0; i < 5; i++)
-        agw_lb_end(t, AGW_LB_FAIL_5XX, 0, 0, 0, now);
+        agw_lb_end(lb, t, AGW_LB_FAIL_5XX, 0, 0, 0, now);
     assert_int_equal(atomic_load(&t->unhealthy), 0);
     /* a success resets the run and feeds the EWMA */
-    agw_lb_end(t, AGW_LB_OK, 2000, 0, 0, now);
+    agw_lb_end(lb, t, AGW_LB_OK, 2000, 0, 0, now);
     assert_int_equal(atomic_load(&t->consecutive_failures), 0);
     assert_int_equal(atomic_load(&t->latency_ewma_us), 2000);
 }
@@ -268,15 +268,15 @@ static void test_auth_refusal(void **state)
     agw_lb *lb = *state;
     agw_lb_slot *s = agw_lb_slot_of(lb, AGW_STR_LIT("revoked"));
     uint64_t now = 5000000000ull;
-    agw_lb_begin(s);
-    agw_lb_end(s, AGW_LB_FAIL_AUTH, 0, 30000, 1, now);
+    agw_lb_begin(lb, s);
+    agw_lb_end(lb, s, AGW_LB_FAIL_AUTH, 0, 30000, 1, now);
     assert_int_equal(agw_lb_unhealthy_reason(s), AGW_LB_REASON_AUTH_REJECTED);
     assert_int_equal(atomic_load(&s->failures), 1);
     assert_false(agw_lb_usable(s, now + 3600000000000ull));
     agw_lb_probe_result(s, AGW_LB_REASON_NONE, now);
     assert_true(agw_lb_usable(s, now));
     agw_lb_slot *t = agw_lb_slot_of(lb, AGW_STR_LIT("revoked-no-probes"));
-    agw_lb_end(t, AGW_LB_FAIL_AUTH, 0, 30000, 0, now);
+    agw_lb_end(lb, t, AGW_LB_FAIL_AUTH, 0, 30000, 0, now);
     assert_int_equal(agw_lb_unhealthy_reason(t), AGW_LB_REASON_NONE);
     assert_int_equal(atomic_load(&t->failures), 1);
     assert_false(agw_lb_usable(t, now));
@@ -331,9 +331,9 @@ static void test_priority_and_least_used(void **state)
     assert_int_equal(order[0], 1);
     assert_int_equal(order[1], 0); /* equal weights keep their order */
     assert_int_equal(order[2], 2);
-    agw_lb_begin(sa);
-    agw_lb_begin(sb);
-    agw_lb_begin(sb);
+    agw_lb_begin(lb, sa);
+    agw_lb_begin(lb, sb);
+    agw_lb_begin(lb, sb);
     order_by(lb, AGW_LB_LEAST_USED, c, 3, 0, 0, order);
     assert_int_equal(order[0], 2);
     assert_int_equal(order[1], 0);
@@ -362,8 +362,8 @@ static void test_smart(void **state)
     assert_true(smart_score(&c[0], now) == 10000.0);
     double f = first_share(lb, c, now);
     assert_true(f > 0.47 && f < 0.53);
-    agw_lb_begin(sa);
-    agw_lb_end(sa, AGW_LB_FAIL_429, 0, 0, 0, now);
+    agw_lb_begin(lb, sa);
+    agw_lb_end(lb, sa, AGW_LB_FAIL_429, 0, 0, 0, now);
     /* one recent 429: 100 * 100 / 11 = 909, so a is first 909 / 10909 = 8.3 % */
     double s = smart_score(&c[0], now);
     assert_true(s > 909 && s < 910);
@@ -371,7 +371,7 @@ static void test_smart(void **state)
     assert_true(f > 0.07 && f < 0.10);
     /* after ten half-lives the 429 is forgotten; a slow b (EWMA 900 ms)
      * scores 10000 / 10 = 1000 against a's ~9990: a first ~91 % */
-    agw_lb_end(sb, AGW_LB_OK, 900000, 0, 0, now);
+    agw_lb_end(lb, sb, AGW_LB_OK, 900000, 0, 0, now);
     uint64_t later = now + 10ull * AGW_LB_HALF_LIFE_MS * 1000000ull;
     s = smart_score(&c[1], later);
     assert_true(s > 999 && s < 1001);
@@ -379,7 +379,7 @@ static void test_smart(void **state)
     assert_true(f > 0.89 && f < 0.93);
     /* the half-life is a setting */
     agw_lb_set_half_life(1000);
-    agw_lb_end(sa, AGW_LB_FAIL_5XX, 0, 0, 0, later);
+    agw_lb_end(lb, sa, AGW_LB_FAIL_5XX, 0, 0, 0, later);
     s = smart_score(&c[0], later + 1000000000ull);
     assert_true(s > 10000.0 / 6.1 && s < 10000.0 / 5.9); /* 1 + 10 * 0.5 */
     agw_lb_set_half_life(0);
@@ -431,7 +431,7 @@ static void test_order_candidates(void **state)
     /* max_attempts bounds the tries, not the list. */
     expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 3, now, "o1 o2 a1 | a2");
     /* A provider cooling down goes after every usable one, whatever its protocol. */
-    agw_lb_end(agw_lb_slot_of(lb, AGW_STR_LIT("o1")), AGW_LB_FAIL_5XX, 0, 30000, 0, now);
+    agw_lb_end(lb, agw_lb_slot_of(lb, AGW_STR_LIT("o1")), AGW_LB_FAIL_5XX, 0, 30000, 0, now);
     expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 8, now, "o2 a1 a2 o1");
     /* Round-robin rotates inside the group across calls. */
     char first[2][8];

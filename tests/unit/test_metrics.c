@@ -33,7 +33,7 @@ static void done(agw_metrics *m)
 static char *render(agw_metrics *m, const agw_config *cfg)
 {
     agw_buf b = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
-    assert_int_equal(agw_metrics_render(m, cfg, 7, &b), AGW_OK);
+    assert_int_equal(agw_metrics_render(m, cfg, 7, 1, &b), AGW_OK);
     size_t n;
     char *s = agw_buf_detach(&b, &n);
     return s ? s : xstrdup("");
@@ -218,9 +218,6 @@ static void exposition_format(void **state)
     agw_metrics_upstream_error(m, AGW_STR_LIT("alpha"), AGW_UPERR_STATUS_429);
     agw_metrics_failover(m, "alpha");
     agw_metrics_set_health(m, "beta", 0);
-    agw_metrics_stream_begin(m);
-    agw_metrics_stream_begin(m);
-    agw_metrics_stream_end(m);
 
     char *t = render(m, &cfg);
     const char *families[] = {

@@ -1057,6 +1057,31 @@ static void test_header_name_not_token_dropped(void **state)
 
 /* ---- the answer's form against the request's ---- */
 
+static const agw_codec *bridge_codec(void *ud)
+{
+    return agw_bridge_codec(ud);
+}
+
+/* A maker that only counts: the reshape codec must not be made for an
+ * answer in the form the request asked for. */
+static const agw_codec *count_makes(void *ud)
+{
+    ++*(int *)ud;
+    return NULL;
+}
+
+static void test_reshape_made_only_when_needed(void **state)
+{
+    fixture *f = *state;
+    int makes = 0;
+    agw_relay_lazy_codec lz = { count_makes, &makes };
+    f->rq.stream = 0;
+    f->rq.reshape = &lz;
+    run(f, "/json");
+    assert_int_equal(f->k.status, 200);
+    assert_int_equal(makes, 0);
+}
+
 /* A streaming client, a passthrough: the upstream answered one JSON object;
  * with a reshape codec the client gets that answer as a proper SSE stream. */
 static void test_json_answer_to_stream_request_is_streamed(void **state)
@@ -1064,7 +1089,8 @@ static void test_json_answer_to_stream_request_is_streamed(void **state)
     fixture *f = *state;
     agw_bridge *b = agw_bridge_new(AGW_PROTO_OPENAI, AGW_PROTO_OPENAI, 1, 0, AGW_STR_LIT("m"), 7);
     f->rq.stream = 1;
-    f->rq.reshape = agw_bridge_codec(b);
+    agw_relay_lazy_codec lz = { bridge_codec, b };
+    f->rq.reshape = &lz;
     run(f, "/json");
     assert_head(f, 200, SSE_CT, SSE_LINES "x-request-id: r2\r\n");
     assert_out(f, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
@@ -1112,7 +1138,8 @@ static void test_stream_answer_to_json_request_is_folded(void **state)
     fixture *f = *state;
     agw_bridge *b = agw_bridge_new(AGW_PROTO_OPENAI, AGW_PROTO_OPENAI, 0, 0, AGW_STR_LIT("m"), 7);
     f->rq.stream = 0;
-    f->rq.reshape = agw_bridge_codec(b);
+    agw_relay_lazy_codec lz = { bridge_codec, b };
+    f->rq.reshape = &lz;
     run(f, "/oa-stream-at-once");
     assert_int_equal(f->k.status, 200);
     assert_string_equal(f->k.ct, "application/json");
@@ -1321,6 +1348,7 @@ int main(void)
         T(test_non_stream_request_never_commits_early),
         cmocka_unit_test(test_header_passes),
         T(test_header_name_not_token_dropped),
+        T(test_reshape_made_only_when_needed),
         T(test_json_answer_to_stream_request_is_streamed),
         T(test_json_answer_converted_for_a_streaming_client),
         T(test_stream_answer_to_json_request_is_folded),

@@ -1,0 +1,234 @@
+#!/bin/bash
+# The gateway against the thinnest real gateway (lighttpd + libfcgi + libcurl
+# pass-through, "proxy") on one machine, in one run, as ratios. `make bench`
+# runs it with the binaries of the build tree; README "Benchmark" says more.
+#
+# It starts the gateway the way deploy/quickstart.sh does (deploy/pool.sh for
+# antigw-fcgi and antigw-admin, lighttpd on deploy/lighttpd.conf) on its own
+# port, in tenant mode with a key made through the admin API that has QPM and
+# TPM limits (high enough never to refuse, so the limiter runs on every call
+# without shaping the load), with an OpenAI-type and an Anthropic-type
+# provider on the bench mock upstream (127.0.0.1:9901). Then:
+#   1. the harness's run.sh (BENCH_HARNESS): the mock, the proxy and the
+#      gateway side by side, with the same pool size (P processes x T
+#      threads) for proxy and gateway: req/s at 64 connections, p50/p99 at
+#      one connection, one stream's timing, STREAMS concurrent streams;
+#   2. its own workloads against the gateway: an OpenAI client calling a
+#      model of the Anthropic provider (conversion) against the same call
+#      passed through, BIG_STREAMS (1024) concurrent streams through
+#      lighttpd, and the RSS of every antigw-fcgi process after a warm-up
+#      and after RSS_REQUESTS (100,000) more calls;
+# and prints the table of ratios with their targets.
+#
+# Environment:
+#   BENCH_HARNESS   the harness directory (run.sh, up.sh, mock-upstream.c,
+#                   post.lua, streams.py); required
+#   BENCH_WORK      work files (default /tmp/antigw-bench); the gateway's state
+#                   goes to $BENCH_WORK/antigw (wiped at each run)
+#   ANTIGW_BIN, ANTIGW_ADMIN_BIN   the binaries (make bench sets them)
+#   BENCH_PORT      the gateway's port (default 8190)
+#   P, T            processes and threads per process, for proxy and gateway (2, 64)
+#   ROUNDS, DUR     rounds (medians are reported) and seconds per measurement (3, 5s)
+#   STREAMS, BIG_STREAMS, RSS_REQUESTS   256, 1024, 100000
+#   BENCH_PERF      a file name: after the table, `perf record` (cpu-clock, call
+#                   graphs) samples the gateway's processes through one more
+#                   passthrough run and `perf report`'s top entries are printed
+# The ports of the harness (9901, 8181, 8182) must be free.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+: "${BENCH_HARNESS:?set BENCH_HARNESS to the harness directory (run.sh, up.sh, ...)}"
+BENCH_HARNESS=$(cd "$BENCH_HARNESS" && pwd)
+export BENCH_WORK=${BENCH_WORK:-/tmp/antigw-bench}
+ANTIGW_BIN=${ANTIGW_BIN:-$top/build/fcgi-app/antigw-fcgi}
+ANTIGW_ADMIN_BIN=${ANTIGW_ADMIN_BIN:-$top/build/admin-cgi/antigw-admin}
+PORT=${BENCH_PORT:-8190}
+export P=${P:-2}
+T=${T:-64}
+ROUNDS=${ROUNDS:-3} DUR=${DUR:-5s}
+STREAMS=${STREAMS:-256} BIG_STREAMS=${BIG_STREAMS:-1024} RSS_REQUESTS=${RSS_REQUESTS:-100000}
+ADMIN_KEY=agw-bench-admin-0123456789abcdef0123456789
+MOCK_PORT=9901
+
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+for f in run.sh up.sh down.sh mock-upstream.c post.lua streams.py; do
+    [ -e "$BENCH_HARNESS/$f" ] || die "$BENCH_HARNESS has no $f"
+done
+for b in lighttpd spawn-fcgi multiwatch wrk python3 curl gcc; do
+    command -v $b >/dev/null || die "missing $b (apt-get install lighttpd spawn-fcgi multiwatch wrk curl)"
+done
+[ -x "$ANTIGW_BIN" ] && [ -x "$ANTIGW_ADMIN_BIN" ] || die "build first: $ANTIGW_BIN"
+ulimit -n 16384 2>/dev/null || ulimit -n 4096
+
+gw=$BENCH_WORK/antigw
+url=http://127.0.0.1:$PORT
+mkdir -p "$BENCH_WORK"
+export ANTIGW_VAR=$gw ANTIGW_BIND=127.0.0.1 ANTIGW_PORT=$PORT ANTIGW_CONFIG=$gw/antigw.cfg
+
+pool() { ANTIGW_BIN=$ANTIGW_BIN ANTIGW_PROCESSES=$P ANTIGW_THREADS=$T "$top/deploy/pool.sh" "$@"; }
+admin_pool() {
+    ANTIGW_POOL_NAME=admin ANTIGW_BIN=$ANTIGW_ADMIN_BIN ANTIGW_PROCESSES=1 ANTIGW_THREADS=4 \
+        "$top/deploy/pool.sh" "$@"
+}
+mock_pid=
+mock_start() { # mock-upstream arguments
+    [ "$BENCH_WORK/mock" -nt "$BENCH_HARNESS/mock-upstream.c" ] ||
+        gcc -O2 -Wall -o "$BENCH_WORK/mock" "$BENCH_HARNESS/mock-upstream.c" || die "mock build"
+    "$BENCH_WORK/mock" -p $MOCK_PORT "$@" 2>>"$BENCH_WORK/mock.log" &
+    mock_pid=$!
+    sleep 0.3
+}
+mock_stop() { [ -n "$mock_pid" ] && kill "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null; mock_pid=; }
+gateway_stop() {
+    [ -f "$gw/run/lighttpd.pid" ] && kill "$(cat "$gw/run/lighttpd.pid")" 2>/dev/null
+    sleep 0.3
+    [ -d "$gw/run" ] && { pool stop >/dev/null; admin_pool stop >/dev/null; }
+    return 0
+}
+cleanup() { mock_stop; gateway_stop; }
+trap cleanup EXIT
+
+# ---- the gateway ----
+gateway_stop
+rm -rf "$gw"
+mkdir -p "$gw/run" "$gw/log" "$gw/www"
+chmod 700 "$gw"
+od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$gw/secret.key"
+chmod 600 "$gw/secret.key"
+# The shipped example (its log level and limits) with tenant mode on, no
+# health probes (the bench mock serves no model list) and the two providers.
+sed -e "s|^  admin_key = \"\";|  admin_key = \"$ADMIN_KEY\";|" \
+    -e 's|^  enabled = false;|  enabled = true;|' \
+    -e 's|^  health_check_enabled = true;|  health_check_enabled = false;|' \
+    -e "s|^  threads = [0-9]*;|  threads = $T;|" \
+    -e '/^providers = ( );$/d' "$top/antigw.cfg.example" > "$ANTIGW_CONFIG"
+cat >> "$ANTIGW_CONFIG" <<EOF
+secrets: { key_file = "secret.key"; };
+providers = (
+  { name = "bench-openai"; type = "openai"; base_url = "http://127.0.0.1:$MOCK_PORT/v1";
+    api_key = "sk-bench"; models = [ "gpt-*" ]; },
+  { name = "bench-anthropic"; type = "anthropic"; base_url = "http://127.0.0.1:$MOCK_PORT";
+    api_key = "sk-bench"; models = [ "claude-*" ]; }
+);
+EOF
+"$ANTIGW_BIN" --check-config -c "$ANTIGW_CONFIG" >/dev/null || die "configuration refused"
+pool start >/dev/null || die "pool did not start"
+admin_pool start >/dev/null || die "admin pool did not start"
+lighttpd -f "$top/deploy/lighttpd.conf" || die "lighttpd did not start (port $PORT free?)"
+for _ in $(seq 50); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+done
+[ "$code" = 200 ] || die "gateway not answering on $url/health ($code)"
+key=$(curl -s -H "Authorization: Bearer $ADMIN_KEY" \
+    -d '{"name":"bench","qpm":100000000,"tpm":1000000000}' "$url/admin/keys" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])') || die "no tenant key"
+gateway_pids() { # one per line
+    local mw
+    mw=$(cat "$gw/run/pool.pid")
+    tr -s ' ' '\n' < "/proc/$mw/task/$mw/children" | grep .
+}
+
+# ---- 1. the harness: proxy and gateway side by side ----
+harness_out=$BENCH_WORK/harness-table.txt
+GATEWAY_URL=$url GATEWAY_KEY=$key ROUNDS=$ROUNDS DUR=$DUR STREAMS=$STREAMS T1=$T T2=$T \
+    "$BENCH_HARNESS/run.sh" | tee "$harness_out"
+row() { awk -v n="$1" '$1 == n' "$harness_out"; }
+field() { row "$1" | awk -v i="$2" '{print $i}'; }
+gap() { row "$1" | sed -n 's/.*max_gap_ms=\([0-9.]*\).*/\1/p'; }
+
+# ---- 2. the project's own workloads ----
+med() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
+rps() { # body
+    WRK_HEADERS="Authorization: Bearer $key" WRK_BODY=$1 wrk -t1 -c64 -d"$DUR" \
+        -s "$BENCH_HARNESS/post.lua" "$url/v1/chat/completions" |
+        awk '/Requests\/sec/ {print $2}'
+}
+PASS_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
+CONV_BODY='{"model":"claude-3-5-haiku-20241022","messages":[{"role":"user","content":"Hello!"}]}'
+mock_start
+s=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $key" -d "$CONV_BODY" \
+    "$url/v1/chat/completions")
+[ "$s" = 200 ] || die "a converted call answered $s"
+pass=() conv=()
+for _ in $(seq "$ROUNDS"); do
+    pass+=("$(rps "$PASS_BODY")")
+    conv+=("$(rps "$CONV_BODY")")
+done
+PASS_RPS=$(printf '%s\n' "${pass[@]}" | med)
+CONV_RPS=$(printf '%s\n' "${conv[@]}" | med)
+
+# RSS: a warm-up, then RSS_REQUESTS more calls, the RSS of each process before and after.
+rss() { for p in $(gateway_pids); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done | paste -sd' '; }
+calls() { # n: wrk until n calls were answered
+    local left=$1 n
+    while [ "$left" -gt 0 ]; do
+        n=$(WRK_HEADERS="Authorization: Bearer $key" wrk -t1 -c64 -d3s -s "$BENCH_HARNESS/post.lua" \
+            "$url/v1/chat/completions" | awk '/requests in/ {print $1}')
+        [ "${n:-0}" -gt 0 ] || die "no answers while counting calls"
+        left=$((left - n))
+    done
+}
+calls 20000
+pids_before=$(gateway_pids | paste -sd' ')
+rss_before=$(rss)
+calls "$RSS_REQUESTS"
+pids_after=$(gateway_pids | paste -sd' ')
+rss_after=$(rss)
+[ "$pids_before" = "$pids_after" ] || die "a gateway process was replaced during the RSS run"
+RSS_GROWTH=$(python3 -c 'import sys
+b, a = [int(x) for x in sys.argv[1].split()], [int(x) for x in sys.argv[2].split()]
+print("%.2f" % max((y - x) * 100.0 / x for x, y in zip(b, a)))' "$rss_before" "$rss_after")
+
+if [ -n "${BENCH_PERF:-}" ]; then
+    perf record -q -F 2000 -e cpu-clock -g -p "$(gateway_pids | paste -sd,)" -o "$BENCH_PERF" \
+        -- sleep 6 2>"$BENCH_WORK/perf.log" &
+    perf_pid=$!
+    sleep 0.5
+    rps "$PASS_BODY" >/dev/null
+    wait $perf_pid
+fi
+mock_stop
+
+mock_start -n 20 -d 5000
+BIG=$(python3 "$BENCH_HARNESS/streams.py" "$url" /v1/chat/completions "$BIG_STREAMS" \
+    "Authorization: Bearer $key")
+mock_stop
+BIG_OK=$(sed -n 's/.*complete=\([0-9]*\).*/\1/p' <<< "$BIG")
+
+# ---- the table ----
+echo
+echo "gateway: $P processes x $T threads, tenant mode (key with QPM/TPM limits); proxy: the same pool size"
+echo "own workloads: passthrough ${PASS_RPS} req/s, conversion ${CONV_RPS} req/s; $BIG_STREAMS streams: $BIG"
+echo "RSS kB per process after the warm-up: $rss_before; after $RSS_REQUESTS more calls: $rss_after"
+STREAMS=$STREAMS python3 - "$(field proxy 2)" "$(field gateway 2)" "$(field proxy 3)" "$(field gateway 3)" \
+    "$(field proxy 4)" "$(field gateway 4)" "$PASS_RPS" "$CONV_RPS" "$(gap proxy)" \
+    "$(gap gateway)" "${BIG_OK:-0}" "$BIG_STREAMS" "$RSS_GROWTH" <<'EOF'
+import os, sys
+v = sys.argv[1:]
+def f(x):
+    try:
+        return float(x)
+    except ValueError:
+        return float("nan")
+(prps, grps, pp50, gp50, pp99, gp99, pas, conv, pgap, ggap, ok, n, growth) = map(f, v)
+rows = [
+    ("req/s c=64, passthrough, tenant key (vs proxy)", grps / prps, ">= 0.90", grps / prps >= 0.9),
+    ("p50 at c=1 (vs proxy)", gp50 / pp50, "<= 1.20", gp50 / pp50 <= 1.2),
+    ("p99 at c=1 (vs proxy)", gp99 / pp99, "<= 1.50", gp99 / pp99 <= 1.5),
+    ("conversion req/s (vs passthrough)", conv / pas, ">= 0.85", conv / pas >= 0.85),
+    ("%s streams: largest gap (vs proxy)" % os.environ["STREAMS"], ggap / pgap, "<= 1.50", ggap / pgap <= 1.5),
+    ("%d streams through lighttpd: complete" % n, ok / n, "= 1.00", ok == n),
+    ("RSS growth per process, % after warm-up", growth, "<= 1.00", growth <= 1.0),
+]
+print("%-48s %8s %8s  %s" % ("figure", "value", "target", "met"))
+for name, val, target, met in rows:
+    print("%-48s %8.2f %8s  %s" % (name, val, target, "yes" if met else "NO"))
+EOF
+if [ -n "${BENCH_PERF:-}" ]; then
+    echo
+    echo "profile of one passthrough run ($BENCH_PERF), self time:"
+    perf report -i "$BENCH_PERF" --no-children --sort symbol --stdio 2>/dev/null |
+        grep -E '^ +[0-9.]+%' | head -25
+fi
