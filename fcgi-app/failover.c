@@ -5,6 +5,7 @@
 #include "net/relay.h"
 #include "proto/anthropic.h"
 #include "proto/bridge.h"
+#include "provider/answer_rules.h"
 #include "proto/openai.h"
 #include "route/lb.h"
 
@@ -324,11 +325,23 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         send = agw_buf_view(&usage_body);
         how.drop_usage_chunk = 1;
     }
-    if (model_call)
+    /* A provider whose answers are rewritten gets the client's bytes too, but
+     * its answer goes through a bridge to the same protocol, with the
+     * sanitize stage in it. */
+    agw_sanitize_rules *rules = model_call ? agw_answer_sanitize_rules(at->route->provider) : NULL;
+    if (rules) {
+        how.bridge = agw_bridge_new(r->proto, r->proto, stream, client_usage, mc->model,
+                                    agw_wall_s());
+        agw_bridge_sanitize(how.bridge, rules);
+        how.drop_usage_chunk = 0;
+    } else if (model_call) {
         how.reshape = agw_bridge_new(r->proto, r->proto, stream, client_usage, mc->model,
                                      agw_wall_s());
+    }
     retry = relay_attempt(r, mc, at, &call, send, stream, &how);
+    agw_bridge_free(how.bridge);
     agw_bridge_free(how.reshape);
+    agw_sanitize_rules_free(rules);
 out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
@@ -349,6 +362,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     upstream_body.budget = agw_budget_process();
     agw_provider_call call;
     agw_bridge *bridge = NULL;
+    agw_sanitize_rules *rules = NULL;
     memset(&call, 0, sizeof call);
     char why[512];
     why[0] = '\0';
@@ -384,10 +398,13 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     }
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
                             agw_wall_s());
+    rules = agw_answer_sanitize_rules(at->route->provider);
+    agw_bridge_sanitize(bridge, rules);
     agw_failover_answer how = { bridge, NULL, 0 };
     retry = relay_attempt(r, mc, at, &call, agw_buf_view(&upstream_body), ir.stream, &how);
 out:
     agw_bridge_free(bridge);
+    agw_sanitize_rules_free(rules);
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
     agw_arena_free(&arena);

@@ -290,17 +290,110 @@ static agw_err load_provider_models(agw_config_loader *ld, const config_setting_
     return AGW_OK;
 }
 
+/* One string of a rule: 1 to AGW_CONFIG_RULE_MAX bytes of UTF-8 (empty
+ * allowed where `may_be_empty`). */
+static agw_err rule_string(agw_config_loader *ld, const config_setting_t *r, const char *key,
+                           const char *name, int may_be_empty, char **out)
+{
+    agw_err e = get_string(ld, r, key, name, out);
+    if (e || !*out)
+        return e;
+    const char *v = *out;
+    size_t n = strlen(v), i = 0;
+    char full[160];
+    snprintf(full, sizeof full, "%s%s", key, name);
+    if ((!n && !may_be_empty) || n > AGW_CONFIG_RULE_MAX)
+        return fail(ld, config_setting_get_member(r, name), full,
+                    "must be 1 to %d bytes", AGW_CONFIG_RULE_MAX);
+    while (i < n) {
+        size_t l = agw_utf8_len((const unsigned char *)v + i, n - i);
+        if (!l)
+            return fail(ld, config_setting_get_member(r, name), full, "is not valid UTF-8");
+        i += l;
+    }
+    return AGW_OK;
+}
+
+static int ascii_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* sanitize_rules = ( { replace = "..."; with = "..."; word = true; },
+ *                    { remove = "<x>"; until = "</x>"; } ) */
+static agw_err load_provider_rules(agw_config_loader *ld, const config_setting_t *p,
+                                   const char *prefix, agw_provider_cfg *out)
+{
+    static const char *const known[] = { "replace", "with", "word", "remove", "until", NULL };
+    char key[160];
+    snprintf(key, sizeof key, "%ssanitize_rules", prefix);
+    config_setting_t *list = config_setting_get_member(p, "sanitize_rules");
+    if (!list)
+        return AGW_OK;
+    if (!config_setting_is_list(list))
+        return fail(ld, list, key, "must be a list of groups ( { ... }, ... )");
+    int n = config_setting_length(list);
+    if (n > AGW_CONFIG_RULES_MAX)
+        return fail(ld, list, key, "has more than %d rules", AGW_CONFIG_RULES_MAX);
+    out->sanitize_rules = xcalloc((size_t)n + 1, sizeof *out->sanitize_rules);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *r = config_setting_get_elem(list, (unsigned)i);
+        char rkey[176];
+        snprintf(rkey, sizeof rkey, "%s[%d].", key, i);
+        agw_rule_cfg *rule = &out->sanitize_rules[out->n_sanitize_rules++];
+        int word = 0;
+        agw_err e;
+        if (!config_setting_is_group(r))
+            return fail(ld, r, key, "each rule must be a group { ... }");
+        if ((e = check_known(ld, r, rkey, known)) || (e = get_bool(ld, r, rkey, "word", &word)))
+            return e;
+        int replace = config_setting_get_member(r, "replace") != NULL;
+        int remove = config_setting_get_member(r, "remove") != NULL;
+        if (replace == remove)
+            return fail(ld, r, key, "each rule has either replace (with with) or remove "
+                                    "(with until)");
+        if (replace) {
+            if (config_setting_get_member(r, "until"))
+                return fail(ld, r, rkey, "until goes with remove, not replace");
+            rule->kind = word ? AGW_RULE_REPLACE_WORD : AGW_RULE_REPLACE;
+            if ((e = rule_string(ld, r, rkey, "replace", 0, &rule->pattern)) ||
+                (e = rule_string(ld, r, rkey, "with", 1, &rule->text)))
+                return e;
+            if (!rule->text)
+                rule->text = xstrdup("");
+            size_t len = strlen(rule->pattern);
+            if (word && (!ascii_alnum(rule->pattern[0]) || !ascii_alnum(rule->pattern[len - 1])))
+                return fail(ld, config_setting_get_member(r, "replace"), rkey,
+                            "a word rule's text must start and end with a letter or digit");
+        } else {
+            if (config_setting_get_member(r, "with") || word)
+                return fail(ld, r, rkey, "with and word go with replace, not remove");
+            rule->kind = AGW_RULE_REMOVE;
+            if ((e = rule_string(ld, r, rkey, "remove", 0, &rule->pattern)) ||
+                (e = rule_string(ld, r, rkey, "until", 0, &rule->text)))
+                return e;
+            if (!rule->text)
+                return fail(ld, r, rkey, "remove needs until (the end of the region)");
+        }
+    }
+    return AGW_OK;
+}
+
 static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
                              agw_provider_cfg *out)
 {
     static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
-                                         "enabled", "models", "default_model", NULL };
+                                         "enabled", "models", "default_model",
+                                         "continuation", "sanitize", "sanitize_defaults",
+                                         "sanitize_thinking", "sanitize_rules", NULL };
     char prefix[96], key[128];
     snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
     agw_err e;
     memset(out, 0, sizeof *out);
     out->weight = 100;
     out->enabled = 1;
+    out->continuation = out->sanitize = -1;
+    out->sanitize_defaults = 1;
     if (!config_setting_is_group(p)) {
         snprintf(key, sizeof key, "providers[%lu]", (unsigned long)idx);
         return fail(ld, p, key, "each provider must be a group { ... }");
@@ -342,6 +435,12 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
     if ((e = check_model_name(ld, config_setting_get_member(p, "default_model"), key,
                               out->default_model)))
         return e;
+    if ((e = get_bool(ld, p, prefix, "continuation", &out->continuation)) ||
+        (e = get_bool(ld, p, prefix, "sanitize", &out->sanitize)) ||
+        (e = get_bool(ld, p, prefix, "sanitize_defaults", &out->sanitize_defaults)) ||
+        (e = get_bool(ld, p, prefix, "sanitize_thinking", &out->sanitize_thinking)) ||
+        (e = load_provider_rules(ld, p, prefix, out)))
+        return e;
     return load_provider_models(ld, p, prefix, out);
 }
 
@@ -369,6 +468,8 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->defaults.max_attempts = 3;
     cfg->defaults.cooldown_seconds = 30;
     cfg->defaults.lb_half_life_seconds = 30;
+    cfg->continuation.max_rounds = 3;
+    cfg->continuation.max_output_chars = 200000;
     cfg->usage.retention_days = 90;
 }
 
@@ -566,6 +667,20 @@ static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
 }
 
 /* An empty key_file is the same as none. */
+static agw_err load_continuation(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "max_rounds", "max_output_chars", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "continuation", known, &g)) || !g)
+        return e;
+    if ((e = get_int_field(ld, g, "continuation.", "max_rounds", 0, 20,
+                           &cfg->continuation.max_rounds)))
+        return e;
+    return get_int_field(ld, g, "continuation.", "max_output_chars", 1, 100000000,
+                         &cfg->continuation.max_output_chars);
+}
+
 static agw_err load_secrets(agw_config_loader *ld, config_t *c, const char *base_dir,
                             agw_config *cfg)
 {
@@ -615,7 +730,7 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
 {
     static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
                                        "usage", "secrets", "metrics", "upstream", "providers",
-                                       NULL };
+                                       "continuation", NULL };
     agw_err e;
     if ((e = check_known(ld, config_root_setting(c), "", top)) ||
         (e = load_server(ld, c, cfg)) || (e = load_auth(ld, c, cfg)) ||
@@ -623,7 +738,7 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
         (e = load_tenant(ld, c, cfg)) || (e = load_usage(ld, c, cfg)) ||
         (e = load_secrets(ld, c, base_dir, cfg)) ||
         (e = load_metrics(ld, c, cfg)) || (e = load_upstream(ld, c, cfg)) ||
-        (e = load_providers(ld, c, cfg)))
+        (e = load_providers(ld, c, cfg)) || (e = load_continuation(ld, c, cfg)))
         return e;
     if (cfg->defaults.provider &&
         !agw_config_provider(cfg, agw_str_c(cfg->defaults.provider)))
@@ -692,6 +807,17 @@ agw_err agw_config_parse(const char *text, const char *base_dir, agw_config **ou
     return e;
 }
 
+void agw_config_rules_free(agw_provider_cfg *p)
+{
+    for (size_t j = 0; j < p->n_sanitize_rules; j++) {
+        free(p->sanitize_rules[j].pattern);
+        free(p->sanitize_rules[j].text);
+    }
+    free(p->sanitize_rules);
+    p->sanitize_rules = NULL;
+    p->n_sanitize_rules = 0;
+}
+
 agw_config *agw_config_ref(const agw_config *cfg)
 {
     agw_config *c = (agw_config *)cfg; /* the count is the one mutable member */
@@ -712,6 +838,7 @@ void agw_config_free(agw_config *cfg)
         for (size_t j = 0; j < p->n_models; j++)
             free(p->models[j]);
         free(p->models);
+        agw_config_rules_free(p);
     }
     free(cfg->providers);
     free(cfg->path);

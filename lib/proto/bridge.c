@@ -1,6 +1,7 @@
 #include "proto/bridge.h"
 #include "proto/anthropic.h"
 #include "proto/openai.h"
+#include "proto/sanitize.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,12 @@ struct agw_bridge {
     agw_anthropic_stream_encoder ae;
     agw_ir_fold fold;
     int64_t created;
+    /* where the upstream decoder's events go: on_ir_event, or the
+     * sanitize stage in front of it */
+    agw_ir_sink sink;
+    void *sink_ud;
+    agw_sanitize_stage sanitize;
+    int sanitizing;
 };
 
 /* The status an upstream error gets on its way to a client of `client`:
@@ -57,9 +64,9 @@ static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
     agw_bridge *b = ud;
     b->out = out;
     agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_stream_event(&b->od, data, on_ir_event, b, NULL, 0)
-                    : agw_anthropic_decode_stream_event(&b->ad, name, data, on_ir_event, b, NULL,
-                                                        0);
+                    ? agw_openai_decode_stream_event(&b->od, data, b->sink, b->sink_ud, NULL, 0)
+                    : agw_anthropic_decode_stream_event(&b->ad, name, data, b->sink, b->sink_ud,
+                                                        NULL, 0);
     return b->sink_err ? b->sink_err : e;
 }
 
@@ -100,8 +107,11 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     b->out = out;
     *status = 200;
     agw_err end = b->upstream == AGW_PROTO_OPENAI
-                      ? agw_openai_decode_stream_end(&b->od, on_ir_event, b)
+                      ? agw_openai_decode_stream_end(&b->od, b->sink, b->sink_ud)
                       : agw_anthropic_decode_stream_end(&b->ad);
+    /* A stream cut before its block ended still gets the text held back. */
+    if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
         return b->sink_err;
     if (end)
@@ -115,8 +125,10 @@ static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
     b->out = out;
     *status = 200;
     agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_response(body, on_ir_event, b, NULL, 0)
-                    : agw_anthropic_decode_response(body, on_ir_event, b, NULL, 0);
+                    ? agw_openai_decode_response(body, b->sink, b->sink_ud, NULL, 0)
+                    : agw_anthropic_decode_response(body, b->sink, b->sink_ud, NULL, 0);
+    if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
         return b->sink_err;
     if (e)
@@ -164,7 +176,30 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
     b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error };
+    b->sink = on_ir_event;
+    b->sink_ud = b;
     return b;
+}
+
+/* The decoder's events through the sanitize stage; a stop the encoder did
+ * not ask for is the stage's buffers failing. */
+static int on_sanitized_event(void *ud, const agw_ir_event *ev)
+{
+    agw_bridge *b = ud;
+    int stop = agw_sanitize_stage_event(&b->sanitize, ev);
+    if (stop && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
+    return stop;
+}
+
+void agw_bridge_sanitize(agw_bridge *b, const agw_sanitize_rules *rules)
+{
+    if (!rules || !agw_sanitize_rules_count(rules) || b->sanitizing)
+        return;
+    agw_sanitize_stage_init(&b->sanitize, rules, on_ir_event, b);
+    b->sanitizing = 1;
+    b->sink = on_sanitized_event;
+    b->sink_ud = b;
 }
 
 const agw_codec *agw_bridge_codec(agw_bridge *b)
@@ -186,6 +221,8 @@ void agw_bridge_free(agw_bridge *b)
     agw_openai_stream_encoder_free(&b->oe);
     agw_anthropic_stream_encoder_free(&b->ae);
     agw_ir_fold_free(&b->fold);
+    if (b->sanitizing)
+        agw_sanitize_stage_free(&b->sanitize);
     agw_arena_free(&b->arena);
     free(b);
 }

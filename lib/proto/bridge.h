@@ -20,6 +20,7 @@
 #include "proto/apierr.h"
 #include "proto/ir.h"
 #include "proto/codec.h"
+#include "proto/sanitize.h"
 
 typedef struct agw_bridge agw_bridge;
 
@@ -28,6 +29,11 @@ typedef struct agw_bridge agw_bridge;
 agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
                            int include_usage, agw_str client_model, int64_t created);
 const agw_codec *agw_bridge_codec(agw_bridge *b);
+/* Puts a sanitize stage (proto/sanitize.h) between the upstream's decoder
+ * and the client's encoder: the answer's text is rewritten by `rules`, which
+ * must outlive the bridge. Before the first event; NULL or an empty set
+ * changes nothing. */
+void agw_bridge_sanitize(agw_bridge *b, const agw_sanitize_rules *rules);
 /* Token counts the upstream reported so far (-1 where unknown). */
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);

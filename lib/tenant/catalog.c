@@ -52,6 +52,7 @@ static void free_db_provider(agw_provider_cfg *p)
     }
     agw_tenant_string_list_free(p->models, p->n_models);
     free(p->default_model);
+    agw_config_rules_free(p);
 }
 
 static void catalog_free(agw_catalog *c)
@@ -176,6 +177,8 @@ static int load_row(const agw_catalog_holder *h, const agw_config *base, sqlite3
     p->weight = sqlite3_column_int(st, 5);
     p->enabled = sqlite3_column_int(st, 6) != 0;
     p->default_model = agw_store_column_dup(st, 8);
+    p->continuation = p->sanitize = -1; /* the type's defaults */
+    p->sanitize_defaults = 1;
     return 1;
 }
 

@@ -390,6 +390,8 @@ class Handler(BaseHTTPRequestHandler):
         """The text deltas; their concatenation is the non-streamed content."""
         if d.flag("echo"):
             return [last_text]
+        if d.get("parts"):
+            return json.loads(bytes.fromhex(d.get("parts")).decode("utf-8"))
         word = d.get("text") or (SPLIT_DEFAULT_TEXT if d.flag("split") else "Hello")
         return [("" if i == 0 else " ") + word + str(i) for i in range(max(0, d.int("events", 3)))]
 
