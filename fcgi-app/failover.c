@@ -200,6 +200,8 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     }
     if (res.held && bridge)
         continue_answer(r, mc, at, how, stream, &res);
+    if (bridge)
+        r->usage.continuations = agw_bridge_rounds(bridge) - 1;
     account(r, mc, &res, &tap, bridge ? bridge : how->reshape);
     agw_meter_answer(r->metrics, cfg, &r->usage,
                      tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);
@@ -217,10 +219,15 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
 
 /* ---- what happens to the answer ---- */
 
-/* 1 when answers of this attempt's provider are continued. */
+/* 1 when answers of this attempt's provider are continued for this
+ * client: the key's override, else the provider's setting. */
 static int continues_answers(const agw_request *r, const agw_failover_attempt *at)
 {
-    return r->cfg->continuation.max_rounds > 0 && agw_answer_continues(at->route->provider);
+    if (r->cfg->continuation.max_rounds <= 0)
+        return 0;
+    if (r->key && r->key->continuation >= 0)
+        return r->key->continuation;
+    return agw_answer_continues(at->route->provider);
 }
 
 static void start_continuation(agw_bridge *b)

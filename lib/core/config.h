@@ -92,6 +92,23 @@ typedef struct {
     size_t n_sanitize_rules;
 } agw_provider_cfg;
 
+/* Why a rule is refused (NULL when it is fine), and in *field which of its
+ * strings ("replace", "with", "remove", "until"): the one check for
+ * antigw.cfg and the admin API. */
+const char *agw_config_rule_refused(agw_rule_kind kind, const char *pattern, const char *text,
+                                    const char **field);
+
+/* A provider's answer settings as the admin API takes and shows them, one
+ * JSON object: {"continuation": true|false|null, "sanitize": true|false|null,
+ * "sanitize_defaults": bool, "sanitize_thinking": bool, "sanitize_rules":
+ * [{"replace": "...", "with": "...", "word": bool} | {"remove": "...",
+ * "until": "..."}]} (members absent = defaults; null = the type's default).
+ * _from_json replaces p's settings (nothing changes and `why` says what is
+ * wrong on AGW_EINVAL); _to_json appends p's. */
+AGW_WARN_UNUSED agw_err agw_config_answers_from_json(agw_str json, agw_provider_cfg *p, char *why,
+                                                     size_t whylen);
+AGW_WARN_UNUSED agw_err agw_config_answers_to_json(const agw_provider_cfg *p, agw_buf *out);
+
 /* Frees p's sanitize rules and leaves it with none (for the owners of
  * provider entries built outside a configuration: the catalog). */
 void agw_config_rules_free(agw_provider_cfg *p);

@@ -1032,8 +1032,8 @@ static void test_answer_rules(void **state)
                  "(string):2: providers.p.sanitize_rules[0].: with and word go with replace, not "
                  "remove");
     expect_error(RULES("( { replace = \" Kiro\"; with = \"C\"; word = true; } )"),
-                 "(string):2: providers.p.sanitize_rules[0].: a word rule's text must start and "
-                 "end with a letter or digit");
+                 "(string):2: providers.p.sanitize_rules[0].replace: a word rule's text must "
+                 "start and end with a letter or digit");
     expect_error(RULES("( { replace = \"\"; with = \"C\"; } )"),
                  "(string):2: providers.p.sanitize_rules[0].replace: must be 1 to 256 bytes");
     expect_error(RULES("( { replace = \"a\"; with = \"C\"; regex = true; } )"),
@@ -1043,6 +1043,73 @@ static void test_answer_rules(void **state)
 #undef RULES
     expect_error("continuation = { max_rounds = 21; };\n",
                  "(string):1: continuation.max_rounds: must be between 0 and 20 (got 21)");
+}
+
+/* The admin API's JSON form of the answer settings: read, refused, written. */
+static void test_answers_json(void **state)
+{
+    (void)state;
+    agw_provider_cfg p = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    char why[256] = "";
+    static const char doc[] =
+        "{\"continuation\":true,\"sanitize\":null,\"sanitize_defaults\":false,"
+        "\"sanitize_thinking\":true,\"sanitize_rules\":[{\"replace\":\"Amazon Q\","
+        "\"with\":\"Claude\",\"word\":true},{\"replace\":\"\\u00e9\",\"with\":\"\"},"
+        "{\"remove\":\"<a>\",\"until\":\"</a>\"}]}";
+    assert_int_equal(agw_config_answers_from_json((agw_str){ doc, sizeof doc - 1 }, &p, why, sizeof why), AGW_OK);
+    assert_int_equal(p.continuation, 1);
+    assert_int_equal(p.sanitize, -1);
+    assert_int_equal(p.sanitize_defaults, 0);
+    assert_int_equal(p.sanitize_thinking, 1);
+    assert_int_equal(p.n_sanitize_rules, 3);
+    assert_int_equal(p.sanitize_rules[0].kind, AGW_RULE_REPLACE_WORD);
+    assert_string_equal(p.sanitize_rules[1].pattern, "\xc3\xa9");
+    assert_int_equal(p.sanitize_rules[2].kind, AGW_RULE_REMOVE);
+    agw_buf out = AGW_BUF_INIT(1 << 16);
+    assert_int_equal(agw_config_answers_to_json(&p, &out), AGW_OK);
+    assert_string_equal(out.data,
+                        "{\"continuation\":true,\"sanitize\":null,\"sanitize_defaults\":false,"
+                        "\"sanitize_thinking\":true,\"sanitize_rules\":[{\"replace\":\"Amazon Q\","
+                        "\"with\":\"Claude\",\"word\":true},{\"replace\":\"\xc3\xa9\",\"with\":\"\"},"
+                        "{\"remove\":\"<a>\",\"until\":\"</a>\"}]}");
+    /* what it wrote reads back the same */
+    agw_provider_cfg q = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    assert_int_equal(agw_config_answers_from_json(agw_buf_view(&out), &q, why, sizeof why), AGW_OK);
+    assert_int_equal(q.n_sanitize_rules, 3);
+    agw_config_rules_free(&q);
+    agw_buf_free(&out);
+
+    static const struct {
+        const char *doc, *why;
+    } bad[] = {
+        { "[]", "must be an object" },
+        { "{\"colour\":1}", "colour: unknown setting" },
+        { "{\"sanitize\":1}", "sanitize: must be true or false or null (the type's default)" },
+        { "{\"sanitize_thinking\":null}", "sanitize_thinking: must be true or false" },
+        { "{\"sanitize_rules\":{}}", "sanitize_rules: must be an array of rule objects" },
+        { "{\"sanitize_rules\":[1]}", "sanitize_rules[0]: must be an object" },
+        { "{\"sanitize_rules\":[{\"replace\":\"a\",\"regex\":true}]}",
+          "sanitize_rules[0].regex: unknown setting" },
+        { "{\"sanitize_rules\":[{\"with\":\"a\"}]}",
+          "sanitize_rules[0]: has either replace (with with) or remove (with until)" },
+        { "{\"sanitize_rules\":[{\"remove\":\"a\"}]}",
+          "sanitize_rules[0]: remove needs until (the end of the region)" },
+        { "{\"sanitize_rules\":[{\"replace\":\" x\",\"word\":true}]}",
+          "sanitize_rules[0].replace: a word rule's text must start and end with a letter or "
+          "digit" },
+        { "{\"sanitize_rules\":[{\"replace\":\"a\\u0000\"}]}",
+          "sanitize_rules[0]: replace, with, remove and until must be strings" },
+        { "{\"sanitize_rules\":[{\"replace\":\"\"}]}",
+          "sanitize_rules[0].replace: must be 1 to 256 bytes" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        assert_int_equal(agw_config_answers_from_json(agw_str_c(bad[i].doc), &p, why, sizeof why),
+                         AGW_EINVAL);
+        assert_string_equal(why, bad[i].why);
+        assert_int_equal(p.n_sanitize_rules, 3); /* unchanged */
+    }
+    agw_config_rules_free(&p);
 }
 
 int main(void)
@@ -1085,6 +1152,7 @@ int main(void)
         cmocka_unit_test(test_reference_counted),
         cmocka_unit_test(test_example_file_matches_defaults),
         cmocka_unit_test(test_answer_rules),
+        cmocka_unit_test(test_answers_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
