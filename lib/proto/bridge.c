@@ -187,24 +187,26 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     return b;
 }
 
-/* The decoder's events through the sanitize stage; a stop the encoder did
- * not ask for is the stage's buffers failing. */
-static int on_sanitized_event(void *ud, const agw_ir_event *ev)
+/* A stage's verdict on an event: a stop the encoder did not ask for (no
+ * sink_err yet) is the stage's buffers failing. */
+static int stage_result(agw_bridge *b, int stop)
 {
-    agw_bridge *b = ud;
-    int stop = agw_sanitize_stage_event(&b->sanitize, ev);
     if (stop && !b->sink_err)
         b->sink_err = AGW_ETOOBIG;
     return stop;
 }
 
+/* The decoder's events through the sanitize stage. */
+static int on_sanitized_event(void *ud, const agw_ir_event *ev)
+{
+    agw_bridge *b = ud;
+    return stage_result(b, agw_sanitize_stage_event(&b->sanitize, ev));
+}
+
 static int on_continued_event(void *ud, const agw_ir_event *ev)
 {
     agw_bridge *b = ud;
-    int stop = agw_continuation_event(&b->cont, ev);
-    if (stop && !b->sink_err)
-        b->sink_err = AGW_ETOOBIG;
-    return stop;
+    return stage_result(b, agw_continuation_event(&b->cont, ev));
 }
 
 /* The decoder feeds continuation, which feeds sanitize, which feeds the
