@@ -23,7 +23,7 @@
 static const char *const fields[] = { "name",      "enabled",   "allowed_models",
                                       "allowed_providers", "default_provider", "qpm_limit",
                                       "qpm",       "tpm_limit", "tpm",
-                                      "expires_at", "metadata", NULL };
+                                      "expires_at", "metadata", "continuation", NULL };
 
 typedef struct {
     int64_t id;
@@ -35,6 +35,7 @@ typedef struct {
     int64_t qpm, tpm;
     int64_t expires_at;                       /* 0 = never */
     char *metadata;                           /* JSON text; NULL = none */
+    int continuation;                         /* -1 = the provider's setting */
     int64_t created_at, updated_at;
 } agw_admin_key_row;
 
@@ -71,6 +72,7 @@ static int krow_read(sqlite3_stmt *st, void *row)
     k->metadata = agw_store_column_dup(st, 10);
     k->created_at = sqlite3_column_int64(st, 11);
     k->updated_at = sqlite3_column_int64(st, 12);
+    k->continuation = sqlite3_column_type(st, 13) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 13);
     return 1;
 }
 
@@ -106,6 +108,10 @@ static cJSON *row_json(const void *row)
     else
         cJSON_AddNullToObject(o, "expires_at");
     add_json_text(o, "metadata", k->metadata);
+    if (k->continuation >= 0)
+        cJSON_AddBoolToObject(o, "continuation", k->continuation);
+    else
+        cJSON_AddNullToObject(o, "continuation");
     cJSON_AddNumberToObject(o, "created_at", (double)k->created_at);
     cJSON_AddNumberToObject(o, "updated_at", (double)k->updated_at);
     return o;
@@ -118,7 +124,7 @@ static const agw_admin_resource keys = {
     .noun = "key",
     .select_sql = "SELECT id, name, key_prefix, enabled, allowed_models, allowed_providers,"
                   " default_provider, qpm_limit, tpm_limit, expires_at, metadata,"
-                  " created_at, updated_at FROM api_keys WHERE id = ?",
+                  " created_at, updated_at, continuation FROM api_keys WHERE id = ?",
     .ids_sql = "SELECT id FROM api_keys ORDER BY id",
     .name_sql = "SELECT 1 FROM api_keys WHERE name = ? AND id != ?",
     .delete_sql = "DELETE FROM api_keys WHERE id = ?",
@@ -251,6 +257,18 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int 
         free(k->metadata);
         k->metadata = text;
     }
+    /* null: the provider's setting (README, "Answers: continuation") */
+    const cJSON *cont = cJSON_GetObjectItemCaseSensitive(body, "continuation");
+    if (cont) {
+        if (!cJSON_IsBool(cont) && !cJSON_IsNull(cont)) {
+            agw_admin_fail(r, 400, "continuation",
+                           "'continuation' must be true, false or null (the provider's setting)");
+            return 0;
+        }
+        k->continuation = cJSON_IsNull(cont) ? -1 : cJSON_IsTrue(cont);
+    } else if (creating) {
+        k->continuation = -1;
+    }
     /* The key's first choice must be a provider it may use. */
     if (k->default_provider && k->allowed_providers) {
         char **list;
@@ -277,11 +295,12 @@ static int store(agw_admin_req *r, agw_admin_key_row *k, const unsigned char *ha
     const char *sql =
         hash ? "INSERT INTO api_keys(name, enabled, allowed_models, allowed_providers,"
                " default_provider, qpm_limit, tpm_limit, expires_at, metadata, created_at,"
-               " updated_at, key_hash, key_prefix)"
-               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)"
+               " updated_at, key_hash, key_prefix, continuation)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)"
              : "UPDATE api_keys SET name = ?1, enabled = ?2, allowed_models = ?3,"
                " allowed_providers = ?4, default_provider = ?5, qpm_limit = ?6, tpm_limit = ?7,"
-               " expires_at = ?8, metadata = ?9, updated_at = ?10 WHERE id = ?11";
+               " expires_at = ?8, metadata = ?9, updated_at = ?10, continuation = ?13"
+               " WHERE id = ?11";
     if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
         agw_admin_db_fail(r, "storing the key");
         return 0;
@@ -305,6 +324,10 @@ static int store(agw_admin_req *r, agw_admin_key_row *k, const unsigned char *ha
     } else {
         sqlite3_bind_int64(st, 11, k->id);
     }
+    if (k->continuation >= 0)
+        sqlite3_bind_int(st, 13, k->continuation);
+    else
+        sqlite3_bind_null(st, 13);
     return agw_admin_write(r, &keys, st, k->name, hash ? &k->id : NULL);
 }
 

@@ -33,6 +33,7 @@ typedef struct {
     int64_t weight;
     int enabled;
     int64_t created_at, updated_at;
+    char *answers;             /* JSON text; NULL = the type's defaults */
 } agw_admin_provider_row;
 
 static void prow_init(void *row)
@@ -50,6 +51,7 @@ static void prow_free(void *row)
     free(p->base_url);
     free(p->default_model);
     free(p->models);
+    free(p->answers);
     agw_buf_free(&p->secret_enc);
 }
 
@@ -75,6 +77,7 @@ static int prow_read(sqlite3_stmt *st, void *row)
     p->default_model = agw_store_column_dup(st, 9);
     p->created_at = sqlite3_column_int64(st, 10);
     p->updated_at = sqlite3_column_int64(st, 11);
+    p->answers = agw_store_column_dup(st, 12);
     return ok;
 }
 
@@ -130,6 +133,16 @@ static cJSON *provider_json(const char *id, const char *name, const char *type,
     return o;
 }
 
+/* "answers": what the gateway does to the provider's answers (README,
+ * "Answers"), in the form PUT .../answers takes. */
+static void add_answers(cJSON *o, const agw_provider_cfg *settings)
+{
+    agw_buf text = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+    cJSON *v = agw_config_answers_to_json(settings, &text) == AGW_OK ? cJSON_Parse(text.data) : NULL;
+    cJSON_AddItemToObject(o, "answers", v ? v : cJSON_CreateNull());
+    agw_buf_free(&text);
+}
+
 static cJSON *row_json(const void *row)
 {
     const agw_admin_provider_row *p = row;
@@ -139,6 +152,13 @@ static cJSON *row_json(const void *row)
     cJSON *o = provider_json(id, p->name, p->type, p->base_url,
                              p->secret_enc.len ? p->hint : NULL, (double)p->weight, p->enabled,
                              models ? models : cJSON_CreateArray(), p->default_model, 0);
+    agw_provider_cfg settings = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    char why[256];
+    if (p->answers && agw_config_answers_from_json(agw_str_c(p->answers), &settings, why,
+                                                   sizeof why) != AGW_OK)
+        agw_log_error("provider %s: unreadable answer settings (%s)", p->name, why);
+    add_answers(o, &settings);
+    agw_config_rules_free(&settings);
     cJSON_AddNumberToObject(o, "created_at", (double)p->created_at);
     cJSON_AddNumberToObject(o, "updated_at", (double)p->updated_at);
     return o;
@@ -155,6 +175,7 @@ static cJSON *cfg_json(const agw_provider_cfg *p)
     cJSON *o = provider_json(id, p->name, agw_provider_type_name(p->type), p->base_url,
                              p->api_key && p->api_key[0] ? hint : NULL, p->weight, p->enabled,
                              models, p->default_model, 1);
+    add_answers(o, p);
     cJSON_AddNullToObject(o, "created_at");
     cJSON_AddNullToObject(o, "updated_at");
     return o;
@@ -174,7 +195,8 @@ static void update(agw_admin_req *r, int64_t id);
 static const agw_admin_resource providers = {
     .noun = "provider",
     .select_sql = "SELECT id, name, type, base_url, secret_enc, secret_hint, weight, enabled,"
-                  " models, default_model, created_at, updated_at FROM providers WHERE id = ?",
+                  " models, default_model, created_at, updated_at, answers FROM providers"
+                  " WHERE id = ?",
     .ids_sql = "SELECT id FROM providers ORDER BY id",
     .name_sql = "SELECT id FROM providers WHERE name = ? AND id != ?",
     .delete_sql = "DELETE FROM providers WHERE id = ?",
@@ -462,8 +484,77 @@ out:
     prow_free(&p);
 }
 
+/* PUT /admin/providers/:id/answers: the provider's answer settings, the
+ * whole object at once (agw_config_answers_from_json reads it, as the
+ * catalog will); antigw.cfg's providers are read-only. */
+static void put_answers(agw_admin_req *r, agw_str id)
+{
+    static const char *const known[] = { "continuation", "sanitize", "sanitize_defaults",
+                                         "sanitize_thinking", "sanitize_rules", NULL };
+    if (strcmp(r->method, "PUT") != 0) {
+        agw_admin_method_not_allowed(r, "PUT");
+        return;
+    }
+    if (agw_str_starts(id, AGW_STR_LIT("cfg:"))) {
+        agw_admin_fail(r, 409, NULL, "provider '%.*s' is declared in %s and is read-only here: "
+                       "edit the file", (int)(id.len - 4 > 64 ? 64 : id.len - 4), id.ptr + 4,
+                       r->cfg->path);
+        return;
+    }
+    int64_t n = agw_admin_parse_id(id);
+    cJSON *body = agw_admin_body(r, known), *changed = NULL;
+    char *text = NULL;
+    agw_admin_provider_row p;
+    prow_init(&p);
+    if (!body)
+        goto out;
+    text = cJSON_PrintUnformatted(body);
+    agw_provider_cfg settings = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    char why[300];
+    if (agw_config_answers_from_json(agw_str_c(text), &settings, why, sizeof why) != AGW_OK) {
+        const char *colon = strchr(why, ':');
+        char field[64];
+        snprintf(field, sizeof field, "%.*s", colon ? (int)(colon - why) : 0, why);
+        agw_admin_fail(r, 400, colon ? field : NULL, "'answers' %s", why);
+        goto out;
+    }
+    agw_config_rules_free(&settings);
+    if (!n) {
+        agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'",
+                       (int)(id.len > 100 ? 100 : id.len), id.ptr);
+        goto out;
+    }
+    if (!agw_admin_begin_load(r, &providers, n, &p))
+        goto out;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db, "UPDATE providers SET answers = ?1, updated_at = ?2 WHERE id = ?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        agw_admin_db_fail(r, "storing the answer settings");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, agw_wall_s());
+    sqlite3_bind_int64(st, 3, n);
+    if (!agw_admin_write(r, &providers, st, p.name, NULL))
+        goto out;
+    changed = cJSON_CreateArray();
+    cJSON_AddItemToArray(changed, cJSON_CreateString("answers"));
+    agw_admin_finish(r, &providers, n, "update", agw_admin_audit_detail(p.name, changed), 200,
+                     NULL);
+out:
+    cJSON_free(text);
+    cJSON_Delete(body);
+    prow_free(&p);
+}
+
 void agw_admin_providers(agw_admin_req *r, agw_str rest)
 {
+    static const agw_str answers = AGW_STR_LIT("/answers");
+    if (rest.len > answers.len + 1 &&
+        agw_str_eq((agw_str){ rest.ptr + rest.len - answers.len, answers.len }, answers)) {
+        put_answers(r, (agw_str){ rest.ptr + 1, rest.len - 1 - answers.len });
+        return;
+    }
     /* rest is "" or starts with '/' */
     if (!agw_str_starts(rest, AGW_STR_LIT("/cfg:"))) {
         agw_admin_resource_serve(r, &providers, rest);

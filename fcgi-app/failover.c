@@ -5,6 +5,7 @@
 #include "net/relay.h"
 #include "proto/anthropic.h"
 #include "proto/bridge.h"
+#include "provider/answer_rules.h"
 #include "proto/openai.h"
 #include "route/lb.h"
 
@@ -135,12 +136,13 @@ typedef struct {
     int drop_usage_chunk;
 } agw_failover_answer;
 
-/* Sends the prepared upstream call through the relay, accounts for it and
- * logs the outcome. Returns 1 when the attempt failed without touching the
- * client and the next candidate should take the call. */
-static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at,
-                         const agw_provider_call *call, agw_str send, int stream,
-                         const agw_failover_answer *how)
+/* One upstream call through the relay, with the load balancer's and the
+ * metrics' bookkeeping of the call. `continued`: a continuation round of an
+ * answer already under way (relay.h); `may_retry`: failures that left the
+ * client untouched are reported, not answered. */
+static void run_relay(agw_request *r, const agw_failover_attempt *at, const agw_provider_call *call,
+                      agw_str send, int stream, const agw_failover_answer *how, agw_usage_tap *tap,
+                      int continued, int may_retry, agw_relay_result *res)
 {
     const agw_config *cfg = r->cfg;
     const agw_route *route = at->route;
@@ -148,9 +150,8 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_relay_lazy_codec lazy_reshape = { make_reshape, how->reshape };
-    agw_usage_tap tap;
-    agw_usage_tap_init(&tap, at->ops->proto);
-    agw_relay_tap watch = { &tap, tap_event, tap_body };
+    agw_usage_tap_init(tap, at->ops->proto);
+    agw_relay_tap watch = { tap, tap_event, tap_body };
     agw_relay_req rq = {
         .proto = r->proto,
         .codec = codec,
@@ -166,29 +167,50 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .commit_ms = cfg->server.stream_commit_ms,
         .ping_ms = (long)cfg->server.sse_ping_s * 1000,
         .response_headers = agw_buf_view(&r->headers),
-        .may_retry = at->may_retry,
+        .may_retry = may_retry,
         .reshape = how->reshape ? &lazy_reshape : NULL,
         .drop_usage_chunk = how->drop_usage_chunk,
         .max_stream_bytes = cfg->server.max_stream_bytes,
         .max_stream_ms = (long)cfg->server.max_stream_s * 1000,
         .budget = agw_budget_process(),
+        .continued = continued,
     };
     agw_relay_sink sink = { &r->conn, sink_head, sink_write, sink_flush, sink_gone };
     agw_lb *lb = agw_request_lb(r);
     agw_lb_slot *slot = agw_lb_slot_of(lb, provider);
-    agw_relay_result res;
     agw_lb_begin(lb, slot);
     uint64_t t0 = agw_mono_us();
     if (stream)
         agw_lb_stream_begin(lb);
-    agw_relay_run(r->worker->upstream, &rq, &sink, &res);
+    agw_relay_run(r->worker->upstream, &rq, &sink, res);
     r->upstream_us += agw_mono_us() - t0;
     if (stream)
         agw_lb_stream_end(lb);
-    agw_meter_attempt(r->metrics, provider, &res);
-    agw_lb_end(lb, slot, lb_verdict(&res),
-               res.upstream_status >= 200 && res.upstream_status <= 299 ? res.first_byte_us : 0,
-               cooldown_ms(cfg, &res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
+    agw_meter_attempt(r->metrics, provider, res);
+    agw_lb_end(lb, slot, lb_verdict(res),
+               res->upstream_status >= 200 && res->upstream_status <= 299 ? res->first_byte_us : 0,
+               cooldown_ms(cfg, res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
+}
+
+static void continue_answer(agw_request *r, const agw_model_call *mc,
+                            const agw_failover_attempt *at, const agw_failover_answer *how,
+                            int stream, agw_relay_result *res);
+
+/* Sends the prepared upstream call through the relay (and the continuation
+ * rounds its answer takes), accounts for it and logs the outcome. Returns 1
+ * when the attempt failed without touching the client and the next
+ * candidate should take the call. */
+static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at,
+                         const agw_provider_call *call, agw_str send, int stream,
+                         const agw_failover_answer *how)
+{
+    const agw_config *cfg = r->cfg;
+    const agw_route *route = at->route;
+    agw_bridge *bridge = how->bridge;
+    const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
+    agw_usage_tap tap;
+    agw_relay_result res;
+    run_relay(r, at, call, send, stream, how, &tap, 0, at->may_retry, &res);
     if (res.retryable) {
         agw_log_warn("%s %.*s provider=%s model=%.*s failed before the first byte (status=%d%s%s): "
                      "trying the next provider",
@@ -198,6 +220,10 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         agw_metrics_failover(r->metrics, route->provider->name);
         return 1;
     }
+    if (res.held && bridge)
+        continue_answer(r, mc, at, how, stream, &res);
+    if (bridge)
+        r->usage.continuations = agw_bridge_rounds(bridge) - 1;
     account(r, mc, &res, &tap, bridge ? bridge : how->reshape ? how->reshape->made : NULL);
     agw_meter_answer(r->metrics, cfg, &r->usage,
                      tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);
@@ -211,6 +237,25 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
                  res.client_gone ? " client_gone=1" : "", res.detail[0] ? " detail=" : "",
                  res.detail);
     return 0;
+}
+
+/* ---- what happens to the answer ---- */
+
+/* 1 when answers of this attempt's provider are continued for this
+ * client: the key's override, else the provider's setting. */
+static int continues_answers(const agw_request *r, const agw_failover_attempt *at)
+{
+    if (r->cfg->continuation.max_rounds <= 0)
+        return 0;
+    if (r->key && r->key->continuation >= 0)
+        return r->key->continuation;
+    return agw_answer_continues(at->route->provider);
+}
+
+static void start_continuation(agw_bridge *b)
+{
+    agw_bridge_continuation(b);
+    agw_bridge_round(b, 1);
 }
 
 /* ---- same protocol: the client's bytes ---- */
@@ -345,13 +390,27 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         send = agw_buf_view(&usage_body);
         how.drop_usage_chunk = 1;
     }
-    if (model_call) {
+    /* A provider whose answers are rewritten or continued gets the client's
+     * bytes too, but its answer goes through a bridge to the same protocol,
+     * with those stages in it. */
+    agw_sanitize_rules *rules = model_call ? agw_answer_sanitize_rules(at->route->provider) : NULL;
+    int continues = model_call && continues_answers(r, at);
+    if (rules || continues) {
+        how.bridge = agw_bridge_new(r->proto, r->proto, stream, client_usage, mc->model,
+                                    agw_wall_s());
+        agw_bridge_sanitize(how.bridge, rules);
+        if (continues)
+            start_continuation(how.bridge);
+        how.drop_usage_chunk = 0;
+    } else if (model_call) {
         reshape.stream = stream;
         reshape.include_usage = client_usage;
         how.reshape = &reshape;
     }
     retry = relay_attempt(r, mc, at, &call, send, stream, &how);
+    agw_bridge_free(how.bridge);
     agw_bridge_free(reshape.made);
+    agw_sanitize_rules_free(rules);
 out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
@@ -360,6 +419,23 @@ out:
 }
 
 /* ---- different protocols: through the IR ---- */
+
+/* The client's request decoded into the IR (AGW_EINVAL with `why`). */
+static agw_err decode_client(const agw_request *r, const agw_model_call *mc, agw_arena *arena,
+                             agw_ir_request *ir, char *why, size_t whylen)
+{
+    return r->proto == AGW_PROTO_OPENAI
+               ? agw_openai_decode_request(mc->body, arena, ir, why, whylen)
+               : agw_anthropic_decode_request(mc->body, arena, ir, why, whylen);
+}
+
+/* The IR request in the provider's protocol. */
+static agw_err encode_for(agw_proto upstream, const agw_ir_request *ir, agw_buf *out, char *why,
+                          size_t whylen)
+{
+    return upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(ir, out, why, whylen)
+                                        : agw_anthropic_encode_request(ir, out, why, whylen);
+}
 
 /* Decodes the client's request into the IR, encodes it for the provider, and
  * lets a bridge convert the answer back. */
@@ -372,12 +448,11 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     upstream_body.budget = agw_budget_process();
     agw_provider_call call;
     agw_bridge *bridge = NULL;
+    agw_sanitize_rules *rules = NULL;
     memset(&call, 0, sizeof call);
     char why[512];
     why[0] = '\0';
-    agw_err e = r->proto == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_request(mc->body, &arena, &ir, why, sizeof why)
-                    : agw_anthropic_decode_request(mc->body, &arena, &ir, why, sizeof why);
+    agw_err e = decode_client(r, mc, &arena, &ir, why, sizeof why);
     if (e) {
         agw_request_error(r, 400, "%s", why[0] ? why : "the request cannot be converted");
         goto out;
@@ -385,9 +460,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     ir.model = at->route->model;
     agw_proto upstream = at->ops->proto;
     why[0] = '\0';
-    e = upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
-                                     : agw_anthropic_encode_request(&ir, &upstream_body, why,
-                                                                    sizeof why);
+    e = encode_for(upstream, &ir, &upstream_body, why, sizeof why);
     if (e == AGW_EBUSY) {
         agw_request_busy(r);
         goto out;
@@ -407,14 +480,186 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     }
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
                             agw_wall_s());
+    rules = agw_answer_sanitize_rules(at->route->provider);
+    agw_bridge_sanitize(bridge, rules);
+    if (continues_answers(r, at))
+        start_continuation(bridge);
     agw_failover_answer how = { bridge, NULL, 0 };
     retry = relay_attempt(r, mc, at, &call, agw_buf_view(&upstream_body), ir.stream, &how);
 out:
     agw_bridge_free(bridge);
+    agw_sanitize_rules_free(rules);
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
     agw_arena_free(&arena);
     return retry;
+}
+
+/* ---- continuation: more rounds of one answer ---- */
+
+/* What a provider without assistant prefill is asked after the text so far. */
+#define CONTINUE_INSTRUCTION \
+    "Your previous message was cut off by the output limit. Continue it exactly where it " \
+    "stopped, from its last character: do not repeat any of it, do not start over, and do " \
+    "not add any preamble or commentary."
+
+/* `rq` with the answer so far appended as the assistant's turn (added to
+ * the client's own last assistant turn if it ends with one): the whole of
+ * it, or for a prefill provider all but trailing whitespace (the model
+ * refuses it there; *trimmed is what was left off). A provider without
+ * prefill also gets the instruction to go on, as the user's turn. */
+static void append_answer(agw_arena *a, agw_ir_request *rq, agw_str text, int prefill,
+                          agw_str *trimmed)
+{
+    size_t keep = text.len;
+    *trimmed = (agw_str){ text.ptr + text.len, 0 };
+    if (prefill) {
+        while (keep && strchr(" \t\r\n", text.ptr[keep - 1]))
+            keep--;
+        *trimmed = (agw_str){ text.ptr + keep, text.len - keep };
+    }
+    size_t n = rq->n_messages;
+    int join = n && rq->messages[n - 1].role == AGW_IR_ASSISTANT;
+    agw_ir_message *msgs = agw_arena_array(a, n + 2, sizeof *msgs);
+    memcpy(msgs, rq->messages, n * sizeof *msgs);
+    agw_ir_message *last = &msgs[join ? n - 1 : n];
+    agw_ir_block *blocks = agw_arena_array(a, (join ? last->n_blocks : 0) + 1, sizeof *blocks);
+    if (join)
+        memcpy(blocks, last->blocks, last->n_blocks * sizeof *blocks);
+    size_t nb = join ? last->n_blocks : 0;
+    memset(&blocks[nb], 0, sizeof blocks[nb]);
+    blocks[nb].kind = AGW_IR_TEXT;
+    blocks[nb].text = (agw_str){ text.ptr, keep };
+    *last = (agw_ir_message){ AGW_IR_ASSISTANT, blocks, nb + 1 };
+    n = join ? n : n + 1;
+    if (!prefill) {
+        agw_ir_block *ask = agw_arena_array(a, 1, sizeof *ask);
+        memset(ask, 0, sizeof *ask);
+        ask->kind = AGW_IR_TEXT;
+        ask->text = AGW_STR_LIT(CONTINUE_INSTRUCTION);
+        msgs[n++] = (agw_ir_message){ AGW_IR_USER, ask, 1 };
+    }
+    rq->messages = msgs;
+    rq->n_messages = n;
+}
+
+/* Whether the answer so far may take another round, and with how many
+ * output tokens (-1: the client set no cap, the provider's default). */
+static int round_allowed(const agw_config *cfg, const agw_bridge *b, int64_t client_max,
+                         int64_t *max_tokens)
+{
+    agw_str text = agw_bridge_text(b);
+    agw_ir_usage u = agw_bridge_usage(b);
+    int64_t used = u.output >= 0 ? u.output : (int64_t)(text.len / 4);
+    *max_tokens = client_max > 0 ? client_max - used : -1;
+    return agw_bridge_rounds(b) <= cfg->continuation.max_rounds &&
+           text.len < (size_t)cfg->continuation.max_output_chars &&
+           (client_max <= 0 || *max_tokens > 0);
+}
+
+/* Ends a held answer as it stands (stop max_tokens): no further round. */
+static void release_answer(agw_request *r, agw_bridge *bridge, int stream, agw_relay_result *res)
+{
+    agw_buf out = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
+    out.budget = agw_budget_process();
+    int status = 200;
+    agw_err e = agw_bridge_release(bridge, &out, &status);
+    if (stream) {
+        if (!e && out.len)
+            e = agw_fcgi_write(&r->conn, out.data, out.len);
+        (void)agw_fcgi_flush(&r->conn);
+    } else if (!e) {
+        if (!(e = agw_fcgi_head(&r->conn, status, "application/json", agw_buf_view(&r->headers))))
+            e = agw_fcgi_write(&r->conn, out.data, out.len);
+        res->status = status;
+    } else {
+        agw_request_error(r, e == AGW_EBUSY ? 503 : 502, "%s",
+                          e == AGW_EBUSY ? AGW_BUDGET_BUSY_MESSAGE
+                                         : "the answer could not be completed");
+        res->status = e == AGW_EBUSY ? 503 : 502;
+    }
+    res->complete = e == AGW_OK;
+    agw_buf_free(&out);
+}
+
+/* The first round's answer ended held: asks the same provider to go on, as
+ * often as the limits allow, each round streaming into the same answer. */
+static void continue_answer(agw_request *r, const agw_model_call *mc,
+                            const agw_failover_attempt *at, const agw_failover_answer *how,
+                            int stream, agw_relay_result *res)
+{
+    agw_bridge *bridge = how->bridge;
+    agw_arena arena = AGW_ARENA_INIT;
+    agw_ir_request base;
+    char why[256];
+    int prefill = at->ops->proto == AGW_PROTO_ANTHROPIC, answered = 0;
+    if (decode_client(r, mc, &arena, &base, why, sizeof why) != AGW_OK)
+        goto release;
+    base.model = at->route->model;
+    /* thinking cannot start in the middle of an assistant turn */
+    base.thinking = (agw_str){ NULL, 0 };
+    int64_t client_max = base.max_tokens;
+    while (res->held && !res->client_gone) {
+        int64_t max_tokens;
+        if (!round_allowed(r->cfg, bridge, client_max, &max_tokens))
+            break;
+        agw_ir_request rq = base;
+        agw_str trimmed;
+        append_answer(&arena, &rq, agw_bridge_text(bridge), prefill, &trimmed);
+        if (rq.messages[rq.n_messages - 1].blocks[0].text.len == 0 && prefill)
+            break; /* nothing but whitespace to continue from */
+        rq.max_tokens = max_tokens;
+        agw_buf body = AGW_BUF_INIT(r->cfg->server.max_body_bytes * 2 + AGW_LIMIT_UPSTREAM_BODY);
+        body.budget = agw_budget_process();
+        agw_provider_call call;
+        memset(&call, 0, sizeof call);
+        agw_client_hints hints = { NULL, NULL };
+        if (encode_for(at->ops->proto, &rq, &body, why, sizeof why) != AGW_OK ||
+            agw_provider_prepare(at->route->provider, at->ops->model_op, &hints, &call) !=
+                AGW_OK) {
+            agw_provider_call_free(&call);
+            agw_buf_free(&body);
+            break;
+        }
+        agw_bridge_skip(bridge, trimmed);
+        /* A round may always end held: if no round may follow, release ends
+         * it the way it would have ended. */
+        agw_bridge_round(bridge, 1);
+        agw_usage_tap tap;
+        agw_relay_result round;
+        /* A non-streaming client has been sent nothing: a failed round is
+         * reported, and it gets the answer so far. */
+        run_relay(r, at, &call, agw_buf_view(&body), stream, how, &tap, 1, !stream, &round);
+        agw_metrics_continuation(r->metrics, at->route->provider->name);
+        agw_provider_call_free(&call);
+        agw_buf_free(&body);
+        agw_log_info("%s %.*s provider=%s continuation round %d: status=%d%s%s",
+                     r->method, agw_request_clip(r->path, 100), r->path.ptr,
+                     at->route->provider->name, agw_bridge_rounds(bridge), round.status,
+                     round.detail[0] ? " detail=" : "", round.detail);
+        if (round.retryable)
+            break;
+        res->complete = round.complete;
+        res->held = round.held;
+        res->client_gone = round.client_gone;
+        res->bytes_out += round.bytes_out;
+        res->events += round.events;
+        if (!round.complete && !round.held) {
+            /* the relay answered the failure: an error event after what
+             * was streamed, or the error itself */
+            if (!stream)
+                res->status = round.status;
+            answered = 1;
+            break;
+        }
+        if (!stream && !round.held)
+            res->status = round.status;
+    }
+release:
+    if (!answered && !res->client_gone && agw_bridge_open(bridge))
+        release_answer(r, bridge, stream, res);
+    res->held = 0;
+    agw_arena_free(&arena);
 }
 
 void agw_failover_run(agw_request *r, agw_model_call *mc, size_t max_tries)

@@ -1,4 +1,5 @@
 #include "core/config.h"
+#include "core/json.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -290,17 +291,315 @@ static agw_err load_provider_models(agw_config_loader *ld, const config_setting_
     return AGW_OK;
 }
 
+static int ascii_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+_Static_assert(AGW_CONFIG_RULE_MAX == 256, "rule_string_refused's message names the limit");
+
+/* Why a rule string is refused, or NULL: 1 to AGW_CONFIG_RULE_MAX bytes (0
+ * allowed when `may_be_empty`) of well-formed UTF-8. */
+static const char *rule_string_refused(const char *v, int may_be_empty)
+{
+    size_t n = strlen(v), i = 0;
+    if ((!n && !may_be_empty) || n > AGW_CONFIG_RULE_MAX)
+        return "must be 1 to 256 bytes";
+    while (i < n) {
+        size_t l = agw_utf8_len((const unsigned char *)v + i, n - i);
+        if (!l)
+            return "is not valid UTF-8";
+        i += l;
+    }
+    return NULL;
+}
+
+const char *agw_config_rule_refused(agw_rule_kind kind, const char *pattern, const char *text,
+                                    const char **field)
+{
+    const char *why;
+    int remove = kind == AGW_RULE_REMOVE;
+    *field = remove ? "remove" : "replace";
+    if ((why = rule_string_refused(pattern, 0)))
+        return why;
+    *field = remove ? "until" : "with";
+    if ((why = rule_string_refused(text, !remove)))
+        return why;
+    *field = "replace";
+    size_t len = strlen(pattern);
+    if (kind == AGW_RULE_REPLACE_WORD && (!ascii_alnum(pattern[0]) || !ascii_alnum(pattern[len - 1])))
+        return "a word rule's text must start and end with a letter or digit";
+    return NULL;
+}
+
+/* sanitize_rules = ( { replace = "..."; with = "..."; word = true; },
+ *                    { remove = "<x>"; until = "</x>"; } ) */
+static agw_err load_provider_rules(agw_config_loader *ld, const config_setting_t *p,
+                                   const char *prefix, agw_provider_cfg *out)
+{
+    static const char *const known[] = { "replace", "with", "word", "remove", "until", NULL };
+    char key[160];
+    snprintf(key, sizeof key, "%ssanitize_rules", prefix);
+    config_setting_t *list = config_setting_get_member(p, "sanitize_rules");
+    if (!list)
+        return AGW_OK;
+    if (!config_setting_is_list(list))
+        return fail(ld, list, key, "must be a list of groups ( { ... }, ... )");
+    int n = config_setting_length(list);
+    if (n > AGW_CONFIG_RULES_MAX)
+        return fail(ld, list, key, "has more than %d rules", AGW_CONFIG_RULES_MAX);
+    out->sanitize_rules = xcalloc((size_t)n + 1, sizeof *out->sanitize_rules);
+    for (int i = 0; i < n; i++) {
+        config_setting_t *r = config_setting_get_elem(list, (unsigned)i);
+        char rkey[176];
+        snprintf(rkey, sizeof rkey, "%s[%d].", key, i);
+        agw_rule_cfg *rule = &out->sanitize_rules[out->n_sanitize_rules++];
+        int word = 0;
+        agw_err e;
+        if (!config_setting_is_group(r))
+            return fail(ld, r, key, "each rule must be a group { ... }");
+        if ((e = check_known(ld, r, rkey, known)) || (e = get_bool(ld, r, rkey, "word", &word)))
+            return e;
+        int replace = config_setting_get_member(r, "replace") != NULL;
+        int remove = config_setting_get_member(r, "remove") != NULL;
+        if (replace == remove)
+            return fail(ld, r, key, "each rule has either replace (with with) or remove "
+                                    "(with until)");
+        if (replace) {
+            if (config_setting_get_member(r, "until"))
+                return fail(ld, r, rkey, "until goes with remove, not replace");
+            rule->kind = word ? AGW_RULE_REPLACE_WORD : AGW_RULE_REPLACE;
+            if ((e = get_string(ld, r, rkey, "replace", &rule->pattern)) ||
+                (e = get_string(ld, r, rkey, "with", &rule->text)))
+                return e;
+            if (!rule->text)
+                rule->text = xstrdup("");
+        } else {
+            if (config_setting_get_member(r, "with") || word)
+                return fail(ld, r, rkey, "with and word go with replace, not remove");
+            rule->kind = AGW_RULE_REMOVE;
+            if ((e = get_string(ld, r, rkey, "remove", &rule->pattern)) ||
+                (e = get_string(ld, r, rkey, "until", &rule->text)))
+                return e;
+            if (!rule->text)
+                return fail(ld, r, rkey, "remove needs until (the end of the region)");
+        }
+        const char *field, *why = agw_config_rule_refused(rule->kind, rule->pattern, rule->text,
+                                                          &field);
+        if (why) {
+            char fkey[192];
+            snprintf(fkey, sizeof fkey, "%s%s", rkey, field);
+            return fail(ld, config_setting_get_member(r, field), fkey, "%s", why);
+        }
+    }
+    return AGW_OK;
+}
+
+/* ---- the same settings as JSON (the admin API's per-provider form) ---- */
+
+/* A member name as printf's "%.*s" arguments: the JSON token without its
+ * quotes, at most 64 bytes (names are only echoed in messages). */
+#define KEY_TEXT(k) (int)((k).len - 2 < 64 ? (k).len - 2 : 64), (k).ptr + 1
+
+static int json_bool_or_null(agw_str v, int *out)
+{
+    if (agw_json_is_true(v) || agw_json_is_false(v)) {
+        *out = agw_json_is_true(v);
+        return 1;
+    }
+    return agw_json_is_null(v) ? 0 : -1;
+}
+
+/* A string member of a rule object, decoded; NULL when absent. */
+static agw_err json_rule_string(agw_str rule, const char *name, char **out)
+{
+    agw_str v;
+    *out = NULL;
+    agw_err e = agw_json_find(rule, agw_str_c(name), &v);
+    if (e == AGW_ENOTFOUND)
+        return AGW_OK;
+    agw_buf b = AGW_BUF_INIT(AGW_CONFIG_RULE_MAX * 6 + 16);
+    if (e || agw_json_type_of(v) != AGW_JSON_STRING || agw_json_string_decode(v, &b) ||
+        (b.len && memchr(b.data, '\0', b.len))) {
+        agw_buf_free(&b);
+        return AGW_EINVAL;
+    }
+    *out = b.data ? agw_buf_detach(&b, NULL) : xstrdup("");
+    return AGW_OK;
+}
+
+agw_err agw_config_answers_from_json(agw_str json, agw_provider_cfg *p, char *why, size_t whylen)
+{
+    static const char *const known[] = { "continuation", "sanitize", "sanitize_defaults",
+                                         "sanitize_thinking", "sanitize_rules", NULL };
+    static const char *const rule_known[] = { "replace", "with", "word", "remove", "until", NULL };
+    agw_json_iter it, rit;
+    agw_str k, v;
+    agw_provider_cfg got = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    agw_err e = AGW_EINVAL;
+    if (agw_json_validate(json, 8, NULL, 0) != AGW_OK ||
+        agw_json_type_of(json) != AGW_JSON_OBJECT || agw_json_iter_init(&it, json) != AGW_OK) {
+        snprintf(why, whylen, "must be an object");
+        return AGW_EINVAL;
+    }
+    while (agw_json_iter_next(&it, &k, &v)) {
+        int known_key = 0;
+        for (size_t i = 0; known[i]; i++)
+            known_key |= agw_json_string_eq(k, agw_str_c(known[i]));
+        if (!known_key) {
+            snprintf(why, whylen, "%.*s: unknown setting", KEY_TEXT(k));
+            goto out;
+        }
+        int b, rc;
+        if (agw_json_string_eq(k, AGW_STR_LIT("sanitize_rules"))) {
+            if (agw_json_type_of(v) != AGW_JSON_ARRAY || agw_json_iter_init(&rit, v)) {
+                snprintf(why, whylen, "sanitize_rules: must be an array of rule objects");
+                goto out;
+            }
+            agw_str rule;
+            size_t n = 0;
+            while (agw_json_iter_next(&rit, NULL, &rule)) {
+                agw_json_iter fit;
+                agw_str fk, fv;
+                if (n >= AGW_CONFIG_RULES_MAX) {
+                    snprintf(why, whylen, "sanitize_rules: more than %d rules", AGW_CONFIG_RULES_MAX);
+                    goto out;
+                }
+                if (agw_json_type_of(rule) != AGW_JSON_OBJECT || agw_json_iter_init(&fit, rule)) {
+                    snprintf(why, whylen, "sanitize_rules[%lu]: must be an object", (unsigned long)n);
+                    goto out;
+                }
+                while (agw_json_iter_next(&fit, &fk, &fv)) {
+                    int ok = 0;
+                    for (size_t i = 0; rule_known[i]; i++)
+                        ok |= agw_json_string_eq(fk, agw_str_c(rule_known[i]));
+                    if (!ok) {
+                        snprintf(why, whylen, "sanitize_rules[%lu].%.*s: unknown setting",
+                                 (unsigned long)n, KEY_TEXT(fk));
+                        goto out;
+                    }
+                }
+                if (!got.sanitize_rules)
+                    got.sanitize_rules = xcalloc(AGW_CONFIG_RULES_MAX, sizeof *got.sanitize_rules);
+                agw_rule_cfg *r = &got.sanitize_rules[got.n_sanitize_rules++];
+                char *replace, *with, *remove, *until;
+                agw_str wv;
+                int word = 0;
+                if (agw_json_find(rule, AGW_STR_LIT("word"), &wv) == AGW_OK &&
+                    json_bool_or_null(wv, &word) < 0) {
+                    snprintf(why, whylen, "sanitize_rules[%lu].word: must be true or false",
+                             (unsigned long)n);
+                    goto out;
+                }
+                if (json_rule_string(rule, "replace", &replace) ||
+                    json_rule_string(rule, "with", &with) ||
+                    json_rule_string(rule, "remove", &remove) ||
+                    json_rule_string(rule, "until", &until)) {
+                    snprintf(why, whylen, "sanitize_rules[%lu]: replace, with, remove and until "
+                             "must be strings", (unsigned long)n);
+                    goto out;
+                }
+                const char *problem = NULL, *field = "replace";
+                if (!replace == !remove)
+                    problem = "has either replace (with with) or remove (with until)";
+                else if (replace && until)
+                    problem = "until goes with remove, not replace";
+                else if (remove && (with || word))
+                    problem = "with and word go with replace, not remove";
+                else if (remove && !until)
+                    problem = "remove needs until (the end of the region)";
+                if (!problem) {
+                    r->kind = remove ? AGW_RULE_REMOVE
+                                     : word ? AGW_RULE_REPLACE_WORD : AGW_RULE_REPLACE;
+                    r->pattern = remove ? remove : replace;
+                    r->text = remove ? until : (with ? with : xstrdup(""));
+                    remove = replace = until = with = NULL;
+                    problem = agw_config_rule_refused(r->kind, r->pattern, r->text, &field);
+                }
+                free(replace);
+                free(with);
+                free(remove);
+                free(until);
+                if (problem) {
+                    snprintf(why, whylen, "sanitize_rules[%lu]%s%s: %s", (unsigned long)n,
+                             r->pattern ? "." : "", r->pattern ? field : "", problem);
+                    goto out;
+                }
+                n++;
+            }
+            continue;
+        }
+        rc = json_bool_or_null(v, &b);
+        int nullable = agw_json_string_eq(k, AGW_STR_LIT("continuation")) ||
+                       agw_json_string_eq(k, AGW_STR_LIT("sanitize"));
+        if (rc < 0 || (rc == 0 && !nullable)) {
+            snprintf(why, whylen, "%.*s: must be true or false%s", KEY_TEXT(k),
+                     nullable ? " or null (the type's default)" : "");
+            goto out;
+        }
+        int val = rc ? b : -1;
+        if (agw_json_string_eq(k, AGW_STR_LIT("continuation")))
+            got.continuation = val;
+        else if (agw_json_string_eq(k, AGW_STR_LIT("sanitize")))
+            got.sanitize = val;
+        else if (agw_json_string_eq(k, AGW_STR_LIT("sanitize_defaults")))
+            got.sanitize_defaults = val;
+        else
+            got.sanitize_thinking = val;
+    }
+    agw_config_rules_free(p);
+    p->continuation = got.continuation;
+    p->sanitize = got.sanitize;
+    p->sanitize_defaults = got.sanitize_defaults;
+    p->sanitize_thinking = got.sanitize_thinking;
+    p->sanitize_rules = got.sanitize_rules;
+    p->n_sanitize_rules = got.n_sanitize_rules;
+    got.sanitize_rules = NULL;
+    got.n_sanitize_rules = 0;
+    e = AGW_OK;
+out:
+    agw_config_rules_free(&got);
+    return e;
+}
+
+agw_err agw_config_answers_to_json(const agw_provider_cfg *p, agw_buf *out)
+{
+    static const char *const tri[] = { "null", "false", "true" };
+    agw_err e = agw_buf_appendf(out, "{\"continuation\":%s,\"sanitize\":%s,"
+                                     "\"sanitize_defaults\":%s,\"sanitize_thinking\":%s,"
+                                     "\"sanitize_rules\":[",
+                                tri[p->continuation < 0 ? 0 : p->continuation ? 2 : 1],
+                                tri[p->sanitize < 0 ? 0 : p->sanitize ? 2 : 1],
+                                p->sanitize_defaults ? "true" : "false",
+                                p->sanitize_thinking ? "true" : "false");
+    for (size_t i = 0; !e && i < p->n_sanitize_rules; i++) {
+        const agw_rule_cfg *r = &p->sanitize_rules[i];
+        int remove = r->kind == AGW_RULE_REMOVE;
+        if ((e = agw_buf_appendf(out, "%s{\"%s\":\"", i ? "," : "", remove ? "remove" : "replace")) ||
+            (e = agw_buf_append_json_escaped(out, agw_str_c(r->pattern))) ||
+            (e = agw_buf_appendf(out, "\",\"%s\":\"", remove ? "until" : "with")) ||
+            (e = agw_buf_append_json_escaped(out, agw_str_c(r->text))) ||
+            (e = agw_buf_appendf(out, "\"%s}", r->kind == AGW_RULE_REPLACE_WORD ? ",\"word\":true" : "")))
+            break;
+    }
+    return e ? e : agw_buf_append(out, "]}", 2);
+}
+
 static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
                              agw_provider_cfg *out)
 {
     static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
-                                         "enabled", "models", "default_model", NULL };
+                                         "enabled", "models", "default_model",
+                                         "continuation", "sanitize", "sanitize_defaults",
+                                         "sanitize_thinking", "sanitize_rules", NULL };
     char prefix[96], key[128];
     snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
     agw_err e;
     memset(out, 0, sizeof *out);
     out->weight = 100;
     out->enabled = 1;
+    out->continuation = out->sanitize = -1;
+    out->sanitize_defaults = 1;
     if (!config_setting_is_group(p)) {
         snprintf(key, sizeof key, "providers[%lu]", (unsigned long)idx);
         return fail(ld, p, key, "each provider must be a group { ... }");
@@ -342,6 +641,12 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
     if ((e = check_model_name(ld, config_setting_get_member(p, "default_model"), key,
                               out->default_model)))
         return e;
+    if ((e = get_bool(ld, p, prefix, "continuation", &out->continuation)) ||
+        (e = get_bool(ld, p, prefix, "sanitize", &out->sanitize)) ||
+        (e = get_bool(ld, p, prefix, "sanitize_defaults", &out->sanitize_defaults)) ||
+        (e = get_bool(ld, p, prefix, "sanitize_thinking", &out->sanitize_thinking)) ||
+        (e = load_provider_rules(ld, p, prefix, out)))
+        return e;
     return load_provider_models(ld, p, prefix, out);
 }
 
@@ -369,6 +674,8 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->defaults.max_attempts = 3;
     cfg->defaults.cooldown_seconds = 30;
     cfg->defaults.lb_half_life_seconds = 30;
+    cfg->continuation.max_rounds = 3;
+    cfg->continuation.max_output_chars = 200000;
     cfg->usage.retention_days = 90;
     cfg->usage.required = 1;
     cfg->usage.ring_records = 65536;
@@ -577,6 +884,20 @@ static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
 }
 
 /* An empty key_file is the same as none. */
+static agw_err load_continuation(agw_config_loader *ld, config_t *c, agw_config *cfg)
+{
+    static const char *const known[] = { "max_rounds", "max_output_chars", NULL };
+    config_setting_t *g;
+    agw_err e;
+    if ((e = group(ld, c, "continuation", known, &g)) || !g)
+        return e;
+    if ((e = get_int_field(ld, g, "continuation.", "max_rounds", 0, 20,
+                           &cfg->continuation.max_rounds)))
+        return e;
+    return get_int_field(ld, g, "continuation.", "max_output_chars", 1, 100000000,
+                         &cfg->continuation.max_output_chars);
+}
+
 static agw_err load_secrets(agw_config_loader *ld, config_t *c, const char *base_dir,
                             agw_config *cfg)
 {
@@ -626,7 +947,7 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
 {
     static const char *const top[] = { "server", "auth", "database", "defaults", "tenant",
                                        "usage", "secrets", "metrics", "upstream", "providers",
-                                       NULL };
+                                       "continuation", NULL };
     agw_err e;
     if ((e = check_known(ld, config_root_setting(c), "", top)) ||
         (e = load_server(ld, c, cfg)) || (e = load_auth(ld, c, cfg)) ||
@@ -634,7 +955,7 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
         (e = load_tenant(ld, c, cfg)) || (e = load_usage(ld, c, cfg)) ||
         (e = load_secrets(ld, c, base_dir, cfg)) ||
         (e = load_metrics(ld, c, cfg)) || (e = load_upstream(ld, c, cfg)) ||
-        (e = load_providers(ld, c, cfg)))
+        (e = load_providers(ld, c, cfg)) || (e = load_continuation(ld, c, cfg)))
         return e;
     if (cfg->defaults.provider &&
         !agw_config_provider(cfg, agw_str_c(cfg->defaults.provider)))
@@ -703,6 +1024,17 @@ agw_err agw_config_parse(const char *text, const char *base_dir, agw_config **ou
     return e;
 }
 
+void agw_config_rules_free(agw_provider_cfg *p)
+{
+    for (size_t j = 0; j < p->n_sanitize_rules; j++) {
+        free(p->sanitize_rules[j].pattern);
+        free(p->sanitize_rules[j].text);
+    }
+    free(p->sanitize_rules);
+    p->sanitize_rules = NULL;
+    p->n_sanitize_rules = 0;
+}
+
 agw_config *agw_config_ref(const agw_config *cfg)
 {
     agw_config *c = (agw_config *)cfg; /* the count is the one mutable member */
@@ -723,6 +1055,7 @@ void agw_config_free(agw_config *cfg)
         for (size_t j = 0; j < p->n_models; j++)
             free(p->models[j]);
         free(p->models);
+        agw_config_rules_free(p);
     }
     free(cfg->providers);
     free(cfg->path);

@@ -53,6 +53,25 @@ int agw_provider_type_parse(const char *name);
  * both check names with this. */
 int agw_config_name_ok(const char *name);
 
+/* A rule that rewrites answer text, as configured (proto/sanitize.h gives
+ * its meaning): `pattern` and `text` are 1 to AGW_CONFIG_RULE_MAX bytes of
+ * well-formed UTF-8 (`text` may be empty for replacements); a word pattern
+ * starts and ends with an ASCII letter or digit. */
+typedef enum {
+    AGW_RULE_REPLACE = 0, /* pattern -> text, exact bytes */
+    AGW_RULE_REPLACE_WORD, /* pattern -> text, whole words, ASCII case ignored */
+    AGW_RULE_REMOVE,       /* from pattern to the first text after it */
+} agw_rule_kind;
+
+#define AGW_CONFIG_RULE_MAX 256
+#define AGW_CONFIG_RULES_MAX 48
+
+typedef struct {
+    agw_rule_kind kind;
+    char *pattern;
+    char *text;
+} agw_rule_cfg;
+
 typedef struct {
     char *name;          /* unique; agw_config_name_ok */
     agw_provider_type type;
@@ -63,7 +82,36 @@ typedef struct {
     char **models;       /* model names or glob patterns (fnmatch) */
     size_t n_models;
     char *default_model; /* may be NULL */
+    /* What the gateway does to this provider's answers; -1 = the type's
+     * default (both on for kiro only). */
+    int continuation;    /* continue answers cut by an output cap the client did not set */
+    int sanitize;        /* rewrite answer text by rules */
+    int sanitize_defaults; /* the type's own rules before the configured ones; default 1 */
+    int sanitize_thinking; /* thinking text too; default 0 */
+    agw_rule_cfg *sanitize_rules; /* after the type's own */
+    size_t n_sanitize_rules;
 } agw_provider_cfg;
+
+/* Why a rule is refused (NULL when it is fine), and in *field which of its
+ * strings ("replace", "with", "remove", "until"): the one check for
+ * antigw.cfg and the admin API. */
+const char *agw_config_rule_refused(agw_rule_kind kind, const char *pattern, const char *text,
+                                    const char **field);
+
+/* A provider's answer settings as the admin API takes and shows them, one
+ * JSON object: {"continuation": true|false|null, "sanitize": true|false|null,
+ * "sanitize_defaults": bool, "sanitize_thinking": bool, "sanitize_rules":
+ * [{"replace": "...", "with": "...", "word": bool} | {"remove": "...",
+ * "until": "..."}]} (members absent = defaults; null = the type's default).
+ * _from_json replaces p's settings (nothing changes and `why` says what is
+ * wrong on AGW_EINVAL); _to_json appends p's. */
+AGW_WARN_UNUSED agw_err agw_config_answers_from_json(agw_str json, agw_provider_cfg *p, char *why,
+                                                     size_t whylen);
+AGW_WARN_UNUSED agw_err agw_config_answers_to_json(const agw_provider_cfg *p, agw_buf *out);
+
+/* Frees p's sanitize rules and leaves it with none (for the owners of
+ * provider entries built outside a configuration: the catalog). */
+void agw_config_rules_free(agw_provider_cfg *p);
 
 typedef struct {
     char *path;          /* the file this was loaded from */
@@ -137,6 +185,11 @@ typedef struct {
     struct {
         char *key_file;  /* NULL when unset */
     } secrets;
+
+    struct {
+        int max_rounds;        /* follow-up calls per answer; default 3 */
+        int max_output_chars;  /* no round starts once the answer is this long; default 200000 */
+    } continuation;
 
     agw_provider_cfg *providers;
     size_t n_providers;

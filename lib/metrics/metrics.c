@@ -204,6 +204,12 @@ void agw_metrics_failover(agw_metrics *m, const char *provider)
                               memory_order_relaxed);
 }
 
+void agw_metrics_continuation(agw_metrics *m, const char *provider)
+{
+    atomic_fetch_add_explicit(&agw_metrics_provider_slot(m, agw_str_c(provider))->continuations, 1,
+                              memory_order_relaxed);
+}
+
 /* ---- exposition ---- */
 
 static uint64_t load(_Atomic uint64_t *c)
@@ -452,6 +458,17 @@ agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_
     FOR_PROVIDERS(m, p)
     {
         uint64_t v = load(&p->failovers);
+        if (v && (e = sample(out, N, "provider", provider_name(m, p), NULL, NULL, NULL, NULL, v)))
+            return e;
+    }
+
+    N = "antigateway_continuations_total";
+    if ((e = family(out, N, "counter",
+                    "Follow-up calls that continued an answer cut by an output cap.")))
+        return e;
+    FOR_PROVIDERS(m, p)
+    {
+        uint64_t v = load(&p->continuations);
         if (v && (e = sample(out, N, "provider", provider_name(m, p), NULL, NULL, NULL, NULL, v)))
             return e;
     }

@@ -118,6 +118,7 @@ typedef struct {
     char name[AGW_METRICS_NAME_MAX];
     _Atomic uint64_t health;              /* 0 never probed, 1 down, 2 up */
     _Atomic uint64_t failovers;
+    _Atomic uint64_t continuations;
     _Atomic uint64_t errors[AGW_UPERR_CLASSES];
     agw_metrics_hist ttft;
 } agw_metrics_provider;
@@ -162,6 +163,8 @@ void agw_metrics_upstream_error(agw_metrics *m, agw_str provider, agw_metrics_up
 void agw_metrics_set_health(agw_metrics *m, const char *provider, int up);
 /* For the failover loop: one failover away from `provider`. */
 void agw_metrics_failover(agw_metrics *m, const char *provider);
+/* One continuation round of an answer from `provider` (proto/continuation.h). */
+void agw_metrics_continuation(agw_metrics *m, const char *provider);
 
 /* The Prometheus text exposition (format 0.0.4) of the registry, with
  * antigateway_provider_health for each provider of `cfg`,

@@ -512,6 +512,7 @@ static void finish_converted(agw_relay_call *r, long status)
     } else {
         e = c->finish(c->ud, out, &final_status);
     }
+    r->res->held = e == AGW_OK && c->held && c->held(c->ud);
     if (r->rq->stream) {
         if (out->len)
             (void)client_write(r, out->data, out->len);
@@ -519,8 +520,12 @@ static void finish_converted(agw_relay_call *r, long status)
             r->res->complete = 1;
         else
             send_error_event(r, 502, AGW_STR_LIT("upstream stream ended before its final event"));
-        if (!(r->rq->hold_final && r->res->complete))
+        if (!(r->rq->hold_final && r->res->complete) || r->res->held)
             (void)r->sink->flush(r->sink->ud);
+        return;
+    }
+    if (r->res->held) {
+        r->res->complete = 1;
         return;
     }
     if (e == AGW_EBUSY) {
@@ -561,6 +566,7 @@ static void call_init(agw_relay_call *r, agw_upstream *u, const agw_relay_req *r
     r->sink = sink;
     r->res = res;
     r->codec = rq->codec;
+    r->committed = rq->continued && rq->stream;
     r->start_us = r->last_gone_check_us = agw_mono_us();
     agw_sse_init(&r->sse, AGW_LIMIT_SSE_EVENT);
     agw_buf_init(&r->body, AGW_LIMIT_UPSTREAM_BODY);

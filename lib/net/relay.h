@@ -107,6 +107,10 @@ typedef struct {
      * are held under (core.h agw_budget): when it has no room the client gets
      * 503 with AGW_BUDGET_BUSY_MESSAGE (core.h). */
     agw_budget *budget;
+    /* A continuation round (proto/continuation.h): an earlier call of this
+     * answer already sent a streaming client its head and events, so none
+     * is sent again and failures can only be error events. */
+    int continued;
 } agw_relay_req;
 
 /* What a client gets (502) for an upstream 401 or 403 in place of the body. */
@@ -127,6 +131,9 @@ typedef struct {
     int retryable;
     int upstream_status;        /* the upstream's status (0: no answer) */
     long retry_after_s;         /* the upstream's retry-after in seconds, or -1 */
+    /* The codec held the answer's end back for a continuation round: what
+     * the client got so far is flushed, nothing ended (complete is set). */
+    int held;
 } agw_relay_result;
 
 void agw_relay_run(agw_upstream *u, const agw_relay_req *rq, const agw_relay_sink *sink,

@@ -1,6 +1,8 @@
 #include "proto/bridge.h"
 #include "proto/anthropic.h"
 #include "proto/openai.h"
+#include "proto/continuation.h"
+#include "proto/sanitize.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,14 @@ struct agw_bridge {
     agw_anthropic_stream_encoder ae;
     agw_ir_fold fold;
     int64_t created;
+    /* where the upstream decoder's events go: on_ir_event, or the
+     * sanitize stage in front of it */
+    agw_ir_sink sink;
+    void *sink_ud;
+    agw_sanitize_stage sanitize;
+    int sanitizing;
+    agw_continuation cont;
+    int continuing;
 };
 
 /* The status an upstream error gets on its way to a client of `client`:
@@ -33,6 +43,9 @@ static int error_status(agw_proto client, int upstream_status)
         return 502;
     return upstream_status;
 }
+
+int agw_bridge_held(const agw_bridge *b);
+static int codec_held(void *ud);
 
 /* Every IR event from the upstream decoder lands here. */
 static int on_ir_event(void *ud, const agw_ir_event *ev)
@@ -57,9 +70,9 @@ static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
     agw_bridge *b = ud;
     b->out = out;
     agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_stream_event(&b->od, data, on_ir_event, b, NULL, 0)
-                    : agw_anthropic_decode_stream_event(&b->ad, name, data, on_ir_event, b, NULL,
-                                                        0);
+                    ? agw_openai_decode_stream_event(&b->od, data, b->sink, b->sink_ud, NULL, 0)
+                    : agw_anthropic_decode_stream_event(&b->ad, name, data, b->sink, b->sink_ud,
+                                                        NULL, 0);
     return b->sink_err ? b->sink_err : e;
 }
 
@@ -75,7 +88,7 @@ static agw_err fold_error_body(agw_bridge *b, agw_buf *out, int *status)
  * event went out as it came), the fold's encoding for the other. */
 static agw_err finish_answer(agw_bridge *b, agw_buf *out, int *status)
 {
-    if (b->client_stream)
+    if (b->client_stream || agw_bridge_held(b))
         return AGW_OK;
     if (b->fold.failed)
         return fold_error_body(b, out, status);
@@ -100,8 +113,11 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     b->out = out;
     *status = 200;
     agw_err end = b->upstream == AGW_PROTO_OPENAI
-                      ? agw_openai_decode_stream_end(&b->od, on_ir_event, b)
+                      ? agw_openai_decode_stream_end(&b->od, b->sink, b->sink_ud)
                       : agw_anthropic_decode_stream_end(&b->ad);
+    /* A stream cut before its block ended still gets the text held back. */
+    if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
         return b->sink_err;
     if (end)
@@ -115,8 +131,10 @@ static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
     b->out = out;
     *status = 200;
     agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_response(body, on_ir_event, b, NULL, 0)
-                    : agw_anthropic_decode_response(body, on_ir_event, b, NULL, 0);
+                    ? agw_openai_decode_response(body, b->sink, b->sink_ud, NULL, 0)
+                    : agw_anthropic_decode_response(body, b->sink, b->sink_ud, NULL, 0);
+    if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
         return b->sink_err;
     if (e)
@@ -163,8 +181,128 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
     agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
-    b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error };
+    b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error, codec_held };
+    b->sink = on_ir_event;
+    b->sink_ud = b;
     return b;
+}
+
+/* A stage's verdict on an event: a stop the encoder did not ask for (no
+ * sink_err yet) is the stage's buffers failing. */
+static int stage_result(agw_bridge *b, int stop)
+{
+    if (stop && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
+    return stop;
+}
+
+/* The decoder's events through the sanitize stage. */
+static int on_sanitized_event(void *ud, const agw_ir_event *ev)
+{
+    agw_bridge *b = ud;
+    return stage_result(b, agw_sanitize_stage_event(&b->sanitize, ev));
+}
+
+static int on_continued_event(void *ud, const agw_ir_event *ev)
+{
+    agw_bridge *b = ud;
+    return stage_result(b, agw_continuation_event(&b->cont, ev));
+}
+
+/* The decoder feeds continuation, which feeds sanitize, which feeds the
+ * encoder or the fold; each stage only when it is on. */
+static void chain(agw_bridge *b)
+{
+    agw_ir_sink after_cont = on_ir_event;
+    if (b->sanitizing) {
+        b->sanitize.next = on_ir_event;
+        b->sanitize.next_ud = b;
+        after_cont = on_sanitized_event;
+    }
+    b->sink = after_cont;
+    b->sink_ud = b;
+    if (b->continuing) {
+        b->cont.next = after_cont;
+        b->cont.next_ud = b;
+        b->sink = on_continued_event;
+    }
+}
+
+void agw_bridge_sanitize(agw_bridge *b, const agw_sanitize_rules *rules)
+{
+    if (!rules || !agw_sanitize_rules_count(rules) || b->sanitizing)
+        return;
+    agw_sanitize_stage_init(&b->sanitize, rules, on_ir_event, b);
+    b->sanitizing = 1;
+    chain(b);
+}
+
+void agw_bridge_continuation(agw_bridge *b)
+{
+    if (b->continuing)
+        return;
+    agw_continuation_init(&b->cont, on_ir_event, b);
+    b->continuing = 1;
+    chain(b);
+}
+
+void agw_bridge_round(agw_bridge *b, int allow)
+{
+    if (!b->continuing)
+        return;
+    if (agw_continuation_rounds(&b->cont) > 0) {
+        /* a new upstream answer: fresh decoders, the same encoder and fold */
+        agw_openai_stream_decoder_free(&b->od);
+        agw_anthropic_stream_decoder_free(&b->ad);
+        agw_openai_stream_decoder_init(&b->od);
+        agw_anthropic_stream_decoder_init(&b->ad);
+        b->sink_err = AGW_OK;
+    }
+    agw_continuation_round(&b->cont, allow);
+}
+
+int agw_bridge_held(const agw_bridge *b)
+{
+    return b->continuing && agw_continuation_held(&b->cont);
+}
+
+agw_str agw_bridge_text(const agw_bridge *b)
+{
+    return b->continuing ? agw_continuation_text(&b->cont) : (agw_str){ "", 0 };
+}
+
+void agw_bridge_skip(agw_bridge *b, agw_str ws)
+{
+    if (b->continuing)
+        agw_continuation_skip(&b->cont, ws);
+}
+
+int agw_bridge_rounds(const agw_bridge *b)
+{
+    return b->continuing ? agw_continuation_rounds(&b->cont) : 1;
+}
+
+int agw_bridge_open(const agw_bridge *b)
+{
+    return b->continuing && agw_continuation_open(&b->cont);
+}
+
+agw_err agw_bridge_release(agw_bridge *b, agw_buf *out, int *status)
+{
+    *status = 200;
+    if (!agw_bridge_open(b))
+        return AGW_OK;
+    b->out = out;
+    if (agw_continuation_release(&b->cont) && !b->sink_err)
+        b->sink_err = AGW_ETOOBIG;
+    if (b->sink_err)
+        return b->sink_err;
+    return finish_answer(b, out, status);
+}
+
+static int codec_held(void *ud)
+{
+    return agw_bridge_held(ud);
 }
 
 const agw_codec *agw_bridge_codec(agw_bridge *b)
@@ -174,7 +312,7 @@ const agw_codec *agw_bridge_codec(agw_bridge *b)
 
 agw_ir_usage agw_bridge_usage(const agw_bridge *b)
 {
-    return b->usage;
+    return b->continuing ? agw_continuation_usage(&b->cont) : b->usage;
 }
 
 void agw_bridge_free(agw_bridge *b)
@@ -186,6 +324,10 @@ void agw_bridge_free(agw_bridge *b)
     agw_openai_stream_encoder_free(&b->oe);
     agw_anthropic_stream_encoder_free(&b->ae);
     agw_ir_fold_free(&b->fold);
+    if (b->sanitizing)
+        agw_sanitize_stage_free(&b->sanitize);
+    if (b->continuing)
+        agw_continuation_free(&b->cont);
     agw_arena_free(&b->arena);
     free(b);
 }

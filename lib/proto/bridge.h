@@ -20,6 +20,7 @@
 #include "proto/apierr.h"
 #include "proto/ir.h"
 #include "proto/codec.h"
+#include "proto/sanitize.h"
 
 typedef struct agw_bridge agw_bridge;
 
@@ -28,7 +29,34 @@ typedef struct agw_bridge agw_bridge;
 agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
                            int include_usage, agw_str client_model, int64_t created);
 const agw_codec *agw_bridge_codec(agw_bridge *b);
-/* Token counts the upstream reported so far (-1 where unknown). */
+/* Puts a sanitize stage (proto/sanitize.h) between the upstream's decoder
+ * and the client's encoder: the answer's text is rewritten by `rules`, which
+ * must outlive the bridge. Before the first event; NULL or an empty set
+ * changes nothing. */
+void agw_bridge_sanitize(agw_bridge *b, const agw_sanitize_rules *rules);
+/* Puts a continuation stage (proto/continuation.h) in front of everything
+ * else: the answer may be made of several upstream answers, each a round
+ * started with agw_bridge_round. Before the first event. */
+void agw_bridge_continuation(agw_bridge *b);
+/* Starts a round (the first one too); `allow`: it may end held, waiting for
+ * the next. The bridge's codec then reads a new upstream answer. */
+void agw_bridge_round(agw_bridge *b, int allow);
+/* 1 when the last round ended held (the codec's `held` says the same). */
+int agw_bridge_held(const agw_bridge *b);
+/* The answer's text so far, as the provider wrote it ("" without
+ * continuation). */
+agw_str agw_bridge_text(const agw_bridge *b);
+/* See agw_continuation_skip. */
+void agw_bridge_skip(agw_bridge *b, agw_str ws);
+/* Rounds started (1 without continuation). */
+int agw_bridge_rounds(const agw_bridge *b);
+/* 1 when the answer has not ended (agw_continuation_open). */
+int agw_bridge_open(const agw_bridge *b);
+/* Ends an open answer as it is (stop max_tokens): appends the last events for
+ * a streaming client, the whole body and its status for the other. */
+AGW_WARN_UNUSED agw_err agw_bridge_release(agw_bridge *b, agw_buf *out, int *status);
+/* Token counts the upstream reported so far (with continuation: every
+ * round's, added up) (-1 where unknown). */
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);
 

@@ -31,6 +31,11 @@ typedef struct {
     agw_err (*response)(void *ud, agw_str body, agw_buf *out, int *status);
     /* A non-2xx upstream answer -> the client's status and error body. */
     agw_err (*error)(void *ud, int status, agw_str body, int *client_status, agw_buf *out);
+    /* NULL, or 1 when the answer's end is held back after finish/response
+     * for another upstream answer to continue it (proto/continuation.h):
+     * the relay then delivers what it has without ending the answer, and a
+     * non-streaming client gets nothing yet. */
+    int (*held)(void *ud);
 } agw_codec;
 
 #endif

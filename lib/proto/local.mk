@@ -12,4 +12,6 @@ lib_libantigw_a_SOURCES += \
 	lib/proto/anthropic_stream_decode.c lib/proto/anthropic_stream_encode.c \
 	lib/proto/anthropic_error.c \
 	lib/proto/bridge.c lib/proto/bridge.h \
-	lib/proto/codec.h
+	lib/proto/codec.h \
+	lib/proto/sanitize.c lib/proto/sanitize.h \
+	lib/proto/continuation.c lib/proto/continuation.h

@@ -75,7 +75,8 @@
 #include <stdatomic.h>
 
 #define AGW_SHM_MAGIC UINT64_C(0x314d48535747412e) /* ".AGWSHM1" little-endian */
-#define AGW_SHM_LAYOUT_VERSION 3u /* 3: metrics model labels of AGW_CONFIG_MODEL_MAX bytes */
+#define AGW_SHM_LAYOUT_VERSION 4u /* 3: metrics model labels of AGW_CONFIG_MODEL_MAX bytes;
+                                     4: continuations per provider */
 #define AGW_SHM_LIMIT_SLOTS 16384u
 #define AGW_SHM_RESERVED_BYTES (1u << 20)
 #define AGW_SHM_MUTEX_OFF 1024u

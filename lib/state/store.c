@@ -102,6 +102,13 @@ static const char *const migrations[] = {
      * before the ring. */
     "ALTER TABLE usage ADD COLUMN ring_seq INTEGER;"
     "CREATE UNIQUE INDEX usage_ring_seq ON usage(ring_seq) WHERE ring_seq IS NOT NULL;",
+    /* 6: what happens to answers: a provider's settings (JSON, see
+     * agw_config_answers_from_json; NULL = the type's defaults), a key's
+     * continuation override (NULL = the provider's setting), and the
+     * continuation rounds a usage row's answer took. */
+    "ALTER TABLE providers ADD COLUMN answers TEXT;"
+    "ALTER TABLE api_keys ADD COLUMN continuation INTEGER CHECK (continuation IN (0, 1));"
+    "ALTER TABLE usage ADD COLUMN continuations INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

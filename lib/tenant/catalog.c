@@ -52,6 +52,7 @@ static void free_db_provider(agw_provider_cfg *p)
     }
     agw_tenant_string_list_free(p->models, p->n_models);
     free(p->default_model);
+    agw_config_rules_free(p);
 }
 
 static void catalog_free(agw_catalog *c)
@@ -176,6 +177,18 @@ static int load_row(const agw_catalog_holder *h, const agw_config *base, sqlite3
     p->weight = sqlite3_column_int(st, 5);
     p->enabled = sqlite3_column_int(st, 6) != 0;
     p->default_model = agw_store_column_dup(st, 8);
+    p->continuation = p->sanitize = -1; /* the type's defaults */
+    p->sanitize_defaults = 1;
+    if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+        agw_str answers = { (const char *)sqlite3_column_text(st, 9),
+                            (size_t)sqlite3_column_bytes(st, 9) };
+        char why[256];
+        /* antigw-admin stores only settings this reads; anything else came
+         * from outside it and leaves the type's defaults */
+        if (agw_config_answers_from_json(answers, p, why, sizeof why) != AGW_OK)
+            agw_log_error("provider %s: unreadable answer settings (%s): the type's defaults "
+                          "apply", name, why);
+    }
     return 1;
 }
 
@@ -183,7 +196,7 @@ static agw_err build(const agw_catalog_holder *h, agw_config *base, sqlite3 *db,
                      agw_catalog **out, char *err, size_t errlen)
 {
     static const char sql[] = "SELECT id, name, type, base_url, secret_enc, weight, enabled, models,"
-                              " default_model FROM providers ORDER BY id";
+                              " default_model, answers FROM providers ORDER BY id";
     *out = NULL;
     sqlite3_stmt *st;
     /* One read transaction, so the list is one committed state. */

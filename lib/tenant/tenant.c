@@ -112,7 +112,7 @@ agw_err agw_tenant_key_load(sqlite3 *db, const unsigned char hash[AGW_SHA256_LEN
 {
     static const char sql[] =
         "SELECT id, name, enabled, expires_at, qpm_limit, tpm_limit, allowed_models,"
-        " allowed_providers, default_provider FROM api_keys WHERE key_hash = ?";
+        " allowed_providers, default_provider, continuation FROM api_keys WHERE key_hash = ?";
     *out = NULL;
     sqlite3_stmt *st;
     /* Prepared per call: the catalog caches each answer until the next
@@ -138,6 +138,8 @@ agw_err agw_tenant_key_load(sqlite3 *db, const unsigned char hash[AGW_SHA256_LEN
         k->limits.qpm = sqlite3_column_int64(st, 4);
         k->limits.tpm = sqlite3_column_int64(st, 5);
         k->default_provider = agw_store_column_dup(st, 8);
+        k->continuation = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1
+                                                                   : sqlite3_column_int(st, 9);
         if (list_column(st, 6, &k->allowed_models, &k->n_allowed_models) ||
             list_column(st, 7, &k->allowed_providers, &k->n_allowed_providers)) {
             /* Only antigw-admin writes these columns, and it writes valid

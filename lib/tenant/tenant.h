@@ -50,6 +50,7 @@ typedef struct {
     char **allowed_providers;   /* NULL = any; n_allowed_providers 0 = none */
     size_t n_allowed_providers;
     char *default_provider;     /* NULL = none */
+    int continuation;           /* -1: the provider's setting; 0 or 1 overrides it */
 } agw_tenant_key;
 
 /* The key whose hash is `hash`, from api_keys. AGW_ENOTFOUND when there is

@@ -224,7 +224,7 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body)
 
 /* The ring's record layout: the version of agw_usage_record's bytes and their
  * size (a change to either makes the pool refuse an old ring, ring.h). */
-#define RING_LAYOUT ((1u << 16) | (uint32_t)sizeof(agw_usage_record))
+#define RING_LAYOUT ((2u << 16) | (uint32_t)sizeof(agw_usage_record)) /* 2: continuations */
 static_assert(sizeof(agw_usage_record) <= AGW_RING_PAYLOAD_MAX, "a record fits a ring slot");
 
 /* The counters in the ring's header (agw_ring_counter). */
@@ -319,7 +319,7 @@ void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out)
 #define INSERT_SQL                                                                         \
     "INSERT OR IGNORE INTO usage(ts, key_id, provider, model, status, input_tokens,"       \
     " output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, streamed," \
-    " tokens_estimated, ring_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " tokens_estimated, ring_seq, continuations) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 static int bind_record(sqlite3_stmt *st, const agw_usage_record *r, uint64_t seq)
 {
@@ -345,6 +345,7 @@ static int bind_record(sqlite3_stmt *st, const agw_usage_record *r, uint64_t seq
     sqlite3_bind_int(st, 12, r->streamed != 0);
     sqlite3_bind_int(st, 13, r->tokens_estimated != 0);
     sqlite3_bind_int64(st, 14, (sqlite3_int64)seq);
+    sqlite3_bind_int(st, 15, r->continuations);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;

@@ -91,6 +91,8 @@ typedef struct {
     int64_t ttft_ms;            /* arrival to the first output token; -1 = none */
     int streamed;
     int tokens_estimated;       /* the counts are the gateway's estimate (see above) */
+    int continuations;          /* follow-up calls that continued the answer (README,
+                                   "Answers: continuation") */
 } agw_usage_record;
 
 /* Zeroes a record (ttft_ms = -1) and stamps ts. */

@@ -90,7 +90,14 @@ def main():
     work = make_workdir()
     openai = Mock(work, "openai", "--openai-key", OPENAI_KEY)
     anthropic = Mock(work, "anthropic", "--anthropic-key", ANTHROPIC_KEY)
-    gw = Gateway(work, standard_config(openai.port, anthropic.port), processes=2, threads=32)
+    cfg = standard_config(openai.port, anthropic.port)
+    # continuation.test.mjs: an Anthropic-type provider that continues cut answers
+    cfg = cfg.replace("providers = (\n", "providers = (\n"
+                      '  { name = "cont-anthropic"; type = "anthropic";\n'
+                      '    base_url = "http://127.0.0.1:%d"; api_key = "%s";\n'
+                      '    models = [ "cont-*" ]; continuation = true; },\n'
+                      % (anthropic.port, ANTHROPIC_KEY), 1)
+    gw = Gateway(work, cfg, processes=2, threads=32)
     rc = 1
     try:
         try:

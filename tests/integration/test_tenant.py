@@ -1196,6 +1196,92 @@ def pools_stop_cleanly_and_start_again(ctx):
     wait_for(lambda: admin(ctx, "GET", "/admin/keys/%d" % k["id"])[0] == 200, 10, "admin back")
 
 
+# ---- answer settings: per provider, per key ----
+
+def rounds_directive(*rs):
+    return directive(rounds=json.dumps([list(r) for r in rs]).encode().hex())
+
+
+def chat_calls(mock):
+    return [r for r in mock.requests() if r["path"] == "/v1/chat/completions"]
+
+
+@test(timeout=60)
+def answer_settings_per_provider_and_key(ctx):
+    body = {"name": "db-answers", "type": "openai",
+            "base_url": "http://127.0.0.1:%d/v1" % ctx.extra.port,
+            "api_key": DB_PROVIDER_KEY, "models": ["ans-*"]}
+    s, _, p = admin(ctx, "POST", "/admin/providers", body)
+    eq(s, 201, "create: %r" % (p,))
+    eq(p["answers"], {"continuation": None, "sanitize": None, "sanitize_defaults": True,
+                      "sanitize_thinking": False, "sanitize_rules": []}, "the type's defaults")
+    pid = p["id"]
+    plain = new_key(ctx, name="answers-plain")
+    eq(plain["continuation"], None, "a key follows the provider by default")
+    script = rounds_directive(["one "], ["two"])
+
+    def ask(key):
+        ctx.extra.reset()
+        s, _, d = ctx.gw.call("POST", "/v1/chat/completions",
+                              body=chat("hi Amazon Q " + script, model="ans-1"), key=key)
+        eq(s, 200, "status (%r)" % d)
+        return json.loads(d)["choices"][0]["message"]["content"], len(chat_calls(ctx.extra))
+
+    eq(ask(plain["key"]), ("one ", 1), "openai providers do not continue by default")
+    # the provider continues and rewrites, from the admin API
+    settings = {"continuation": True, "sanitize": True,
+                "sanitize_rules": [{"replace": "one", "with": "ONE", "word": True}]}
+    s, _, p = admin(ctx, "PUT", "/admin/providers/%s/answers" % pid, settings)
+    eq(s, 200, "put answers: %r" % (p,))
+    eq(p["answers"]["sanitize_rules"], [{"replace": "one", "with": "ONE", "word": True}], "rules")
+    wait_for(lambda: ask(plain["key"]) == ("ONE two", 2), 2.0, "the settings to apply")
+    # a key that says no continues nothing; one that says yes overrides a provider's no
+    never = new_key(ctx, name="answers-never", continuation=False)
+    eq(ask(never["key"]), ("ONE ", 1), "the key's override")
+    s, _, p = admin(ctx, "PUT", "/admin/providers/%s/answers" % pid, {"continuation": False})
+    eq(s, 200, "continuation off")
+    eq(p["answers"]["sanitize"], None, "a PUT replaces the whole settings object")
+    always = new_key(ctx, name="answers-always", continuation=True)
+    wait_for(lambda: ask(always["key"]) == ("one two", 2), 2.0, "key on, provider off")
+    s, _, k = admin(ctx, "PUT", "/admin/keys/%d" % always["id"], {"continuation": None})
+    eq((s, k["continuation"]), (200, None), "back to the provider's setting")
+    # the usage rows say how many rounds there were
+    c = db(ctx)
+    try:
+        rows = c.execute("SELECT continuations FROM usage WHERE provider = 'db-answers'"
+                         " ORDER BY id").fetchall()
+    finally:
+        c.close()
+    check((1,) in rows and (0,) in rows, "rounds in the usage rows: %r" % rows)
+    # the audit log names the change
+    c = db(ctx)
+    try:
+        detail = c.execute("SELECT detail FROM audit_log WHERE object_type = 'provider'"
+                           " AND object_id = ? ORDER BY id DESC LIMIT 1", (pid,)).fetchone()[0]
+    finally:
+        c.close()
+    eq(json.loads(detail)["fields"], ["answers"], "audit row")
+    ctx.answers_provider_id = pid
+
+
+@test()
+def answer_settings_bad_input_changes_nothing(ctx):
+    pid = getattr(ctx, "answers_provider_id", None)
+    check(pid, "answer_settings_per_provider_and_key ran first")
+    path = "/admin/providers/%s/answers" % pid
+    bad(ctx, "PUT", path, {"sanitize_rules": [{"replace": " x", "word": True}]}, 400,
+        "sanitize_rules[0].replace")
+    bad(ctx, "PUT", path, {"sanitize_rules": [{"remove": "<a>"}]}, 400, "sanitize_rules[0]")
+    bad(ctx, "PUT", path, {"continuation": "yes"}, 400, "continuation")
+    bad(ctx, "PUT", path, {"colour": True}, 400, "colour")
+    bad(ctx, "PUT", path, None, 400, False, raw=b"[1]")
+    bad(ctx, "POST", path, {}, 405, False)
+    bad(ctx, "PUT", "/admin/providers/cfg:cfg-openai/answers", {"continuation": True}, 409, False)
+    bad(ctx, "PUT", "/admin/providers/999999/answers", {"continuation": True}, 404, False)
+    bad(ctx, "POST", "/admin/keys", {"name": "k-bad-cont", "continuation": 1}, 400,
+        "continuation")
+
+
 def main():
     ctx = Ctx()
     why = suite_setup(ctx)

@@ -117,6 +117,36 @@ class Directives(dict):
         return self.int(key, 1 if default else 0) != 0
 
 
+def scripted(msgs):
+    """The text directives are read from, and the directives. Normally the
+    last message's. When an earlier message holds the directive and later
+    ones are the answer so far (a continuation request: the assistant's text,
+    maybe followed by an instruction), that message's; and with `rounds=HEX`
+    (the hex of a UTF-8 JSON list of rounds, each a list of text deltas) the
+    answer is the first round the assistant's text does not already hold:
+    ending in `length` unless it is the last round."""
+    texts = [content_text(m.get("content")) if isinstance(m, dict) else "" for m in msgs]
+    at = len(texts) - 1
+    while at > 0 and not DIRECTIVE_RE.search(texts[at]):
+        at -= 1
+    if at < 0:
+        return "", Directives.parse("")
+    d = Directives.parse(texts[at])
+    if d.get("rounds"):
+        rounds = json.loads(bytes.fromhex(d["rounds"]).decode("utf-8"))
+        said = "".join(texts[i] for i in range(at + 1, len(msgs))
+                       if isinstance(msgs[i], dict) and msgs[i].get("role") == "assistant")
+        k = 0
+        while k < len(rounds) and said.startswith("".join("".join(r) for r in rounds[:k + 1]).rstrip()):
+            k += 1
+        d["parts"] = json.dumps(rounds[k] if k < len(rounds) else []).encode("utf-8").hex()
+        if k < len(rounds) - 1:
+            d["finish"] = "length"
+        if d.get("fail_round") == str(k):
+            d["status"] = "500"
+    return texts[-1] if texts else "", d
+
+
 class State:
     """Everything the control API reports; guarded by one lock."""
 
@@ -390,6 +420,8 @@ class Handler(BaseHTTPRequestHandler):
         """The text deltas; their concatenation is the non-streamed content."""
         if d.flag("echo"):
             return [last_text]
+        if d.get("parts"):
+            return json.loads(bytes.fromhex(d.get("parts")).decode("utf-8"))
         word = d.get("text") or (SPLIT_DEFAULT_TEXT if d.flag("split") else "Hello")
         return [("" if i == 0 else " ") + word + str(i) for i in range(max(0, d.int("events", 3)))]
 
@@ -477,8 +509,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def openai_chat(self, req):
         msgs = req.get("messages") if isinstance(req.get("messages"), list) else []
-        last = content_text(msgs[-1].get("content")) if msgs and isinstance(msgs[-1], dict) else ""
-        d = Directives.parse(last)
+        last, d = scripted(msgs)
         if self.pre_response(d, req.get("stream") is True):
             return
         chars = sum(len(content_text(m.get("content"))) for m in msgs if isinstance(m, dict))
@@ -610,8 +641,7 @@ class Handler(BaseHTTPRequestHandler):
                                                    self.anthropic_input_chars(req) // 4 + 1)})
 
     def anthropic_messages(self, req):
-        last = self.anthropic_last(req)
-        d = Directives.parse(last)
+        last, d = scripted(req.get("messages") if isinstance(req.get("messages"), list) else [])
         if self.pre_response(d, req.get("stream") is True):
             return
         tool, thinking = d.get("tool"), d.flag("thinking")

@@ -991,6 +991,139 @@ static void test_example_file_matches_defaults(void **state)
     agw_config_free(cfg);
 }
 
+/* Answer rules: defaults, what a rule list reads as, and each refusal. */
+static void test_answer_rules(void **state)
+{
+    (void)state;
+    agw_config *cfg = parse_ok("providers = (\n"
+                               " { name = \"k\"; type = \"kiro\"; base_url = \"https://q.example\"; },\n"
+                               " { name = \"o\"; type = \"openai\"; continuation = true;\n"
+                               "   sanitize = true; sanitize_defaults = false; sanitize_thinking = true;\n"
+                               "   sanitize_rules = ( { replace = \"Amazon Q\"; with = \"Claude\"; word = true; },\n"
+                               "                      { replace = \"x\"; with = \"\"; },\n"
+                               "                      { remove = \"<a>\"; until = \"</a>\"; } ); } );\n"
+                               "continuation = { max_rounds = 5; max_output_chars = 1000; };\n",
+                               NULL);
+    const agw_provider_cfg *k = &cfg->providers[0], *o = &cfg->providers[1];
+    assert_int_equal(k->continuation, -1);
+    assert_int_equal(k->sanitize, -1);
+    assert_int_equal(k->sanitize_defaults, 1);
+    assert_int_equal(k->sanitize_thinking, 0);
+    assert_int_equal(k->n_sanitize_rules, 0);
+    assert_int_equal(o->continuation, 1);
+    assert_int_equal(o->sanitize, 1);
+    assert_int_equal(o->sanitize_defaults, 0);
+    assert_int_equal(o->sanitize_thinking, 1);
+    assert_int_equal(o->n_sanitize_rules, 3);
+    assert_int_equal(o->sanitize_rules[0].kind, AGW_RULE_REPLACE_WORD);
+    assert_string_equal(o->sanitize_rules[0].pattern, "Amazon Q");
+    assert_string_equal(o->sanitize_rules[0].text, "Claude");
+    assert_int_equal(o->sanitize_rules[1].kind, AGW_RULE_REPLACE);
+    assert_string_equal(o->sanitize_rules[1].text, "");
+    assert_int_equal(o->sanitize_rules[2].kind, AGW_RULE_REMOVE);
+    assert_string_equal(o->sanitize_rules[2].text, "</a>");
+    assert_int_equal(cfg->continuation.max_rounds, 5);
+    assert_int_equal(cfg->continuation.max_output_chars, 1000);
+    agw_config_free(cfg);
+
+#define RULES(r) "providers = ( { name = \"p\"; type = \"openai\";\n sanitize_rules = " r "; } );\n"
+    expect_error(RULES("5"),
+                 "(string):2: providers.p.sanitize_rules: must be a list of groups ( { ... }, ... )");
+    expect_error(RULES("( \"x\" )"),
+                 "(string):2: providers.p.sanitize_rules: each rule must be a group { ... }");
+    expect_error(RULES("( { replace = \"a\"; remove = \"b\"; until = \"c\"; } )"),
+                 "(string):2: providers.p.sanitize_rules: each rule has either replace (with "
+                 "with) or remove (with until)");
+    expect_error(RULES("( { with = \"a\"; } )"),
+                 "(string):2: providers.p.sanitize_rules: each rule has either replace (with "
+                 "with) or remove (with until)");
+    expect_error(RULES("( { remove = \"<a>\"; } )"),
+                 "(string):2: providers.p.sanitize_rules[0].: remove needs until (the end of the "
+                 "region)");
+    expect_error(RULES("( { remove = \"<a>\"; until = \"</a>\"; word = true; } )"),
+                 "(string):2: providers.p.sanitize_rules[0].: with and word go with replace, not "
+                 "remove");
+    expect_error(RULES("( { replace = \" Kiro\"; with = \"C\"; word = true; } )"),
+                 "(string):2: providers.p.sanitize_rules[0].replace: a word rule's text must "
+                 "start and end with a letter or digit");
+    expect_error(RULES("( { replace = \"\"; with = \"C\"; } )"),
+                 "(string):2: providers.p.sanitize_rules[0].replace: must be 1 to 256 bytes");
+    expect_error(RULES("( { replace = \"a\"; with = \"C\"; regex = true; } )"),
+                 "(string):2: providers.p.sanitize_rules[0].regex: unknown setting");
+    expect_error(RULES("( { replace = \"\\xff\"; with = \"C\"; } )"),
+                 "(string):2: providers.p.sanitize_rules[0].replace: is not valid UTF-8");
+#undef RULES
+    expect_error("continuation = { max_rounds = 21; };\n",
+                 "(string):1: continuation.max_rounds: must be between 0 and 20 (got 21)");
+}
+
+/* The admin API's JSON form of the answer settings: read, refused, written. */
+static void test_answers_json(void **state)
+{
+    (void)state;
+    agw_provider_cfg p = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    char why[256] = "";
+    static const char doc[] =
+        "{\"continuation\":true,\"sanitize\":null,\"sanitize_defaults\":false,"
+        "\"sanitize_thinking\":true,\"sanitize_rules\":[{\"replace\":\"Amazon Q\","
+        "\"with\":\"Claude\",\"word\":true},{\"replace\":\"\\u00e9\",\"with\":\"\"},"
+        "{\"remove\":\"<a>\",\"until\":\"</a>\"}]}";
+    assert_int_equal(agw_config_answers_from_json((agw_str){ doc, sizeof doc - 1 }, &p, why, sizeof why), AGW_OK);
+    assert_int_equal(p.continuation, 1);
+    assert_int_equal(p.sanitize, -1);
+    assert_int_equal(p.sanitize_defaults, 0);
+    assert_int_equal(p.sanitize_thinking, 1);
+    assert_int_equal(p.n_sanitize_rules, 3);
+    assert_int_equal(p.sanitize_rules[0].kind, AGW_RULE_REPLACE_WORD);
+    assert_string_equal(p.sanitize_rules[1].pattern, "\xc3\xa9");
+    assert_int_equal(p.sanitize_rules[2].kind, AGW_RULE_REMOVE);
+    agw_buf out = AGW_BUF_INIT(1 << 16);
+    assert_int_equal(agw_config_answers_to_json(&p, &out), AGW_OK);
+    assert_string_equal(out.data,
+                        "{\"continuation\":true,\"sanitize\":null,\"sanitize_defaults\":false,"
+                        "\"sanitize_thinking\":true,\"sanitize_rules\":[{\"replace\":\"Amazon Q\","
+                        "\"with\":\"Claude\",\"word\":true},{\"replace\":\"\xc3\xa9\",\"with\":\"\"},"
+                        "{\"remove\":\"<a>\",\"until\":\"</a>\"}]}");
+    /* what it wrote reads back the same */
+    agw_provider_cfg q = { .continuation = -1, .sanitize = -1, .sanitize_defaults = 1 };
+    assert_int_equal(agw_config_answers_from_json(agw_buf_view(&out), &q, why, sizeof why), AGW_OK);
+    assert_int_equal(q.n_sanitize_rules, 3);
+    agw_config_rules_free(&q);
+    agw_buf_free(&out);
+
+    static const struct {
+        const char *doc, *why;
+    } bad[] = {
+        { "[]", "must be an object" },
+        { "{\"colour\":1}", "colour: unknown setting" },
+        { "{\"sanitize\":1}", "sanitize: must be true or false or null (the type's default)" },
+        { "{\"sanitize_thinking\":null}", "sanitize_thinking: must be true or false" },
+        { "{\"sanitize_rules\":{}}", "sanitize_rules: must be an array of rule objects" },
+        { "{\"sanitize_rules\":[1]}", "sanitize_rules[0]: must be an object" },
+        { "{\"sanitize_rules\":[{\"replace\":\"a\",\"regex\":true}]}",
+          "sanitize_rules[0].regex: unknown setting" },
+        { "{\"sanitize_rules\":[{\"with\":\"a\"}]}",
+          "sanitize_rules[0]: has either replace (with with) or remove (with until)" },
+        { "{\"sanitize_rules\":[{\"remove\":\"a\"}]}",
+          "sanitize_rules[0]: remove needs until (the end of the region)" },
+        { "{\"sanitize_rules\":[{\"replace\":\" x\",\"word\":true}]}",
+          "sanitize_rules[0].replace: a word rule's text must start and end with a letter or "
+          "digit" },
+        { "{\"sanitize_rules\":[{\"replace\":\"a\\u0000\"}]}",
+          "sanitize_rules[0]: replace, with, remove and until must be strings" },
+        { "{\"sanitize_rules\":[{\"replace\":\"\"}]}",
+          "sanitize_rules[0].replace: must be 1 to 256 bytes" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        assert_int_equal(agw_config_answers_from_json(agw_str_c(bad[i].doc), &p, why, sizeof why),
+                         AGW_EINVAL);
+        assert_string_equal(why, bad[i].why);
+        assert_int_equal(p.n_sanitize_rules, 3); /* unchanged */
+    }
+    agw_config_rules_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1030,6 +1163,8 @@ int main(void)
         cmocka_unit_test(test_admin_key_hashed),
         cmocka_unit_test(test_reference_counted),
         cmocka_unit_test(test_example_file_matches_defaults),
+        cmocka_unit_test(test_answer_rules),
+        cmocka_unit_test(test_answers_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
