@@ -150,27 +150,22 @@ def upstream_requests(mock, path):
             if r["path"] == path]
 
 
-def usage_rows(ctx, n):
-    """The newest n usage rows (output_tokens, status), waiting for them."""
+def usage_row_with_rounds(ctx, provider, rounds):
+    """(output_tokens, status) of the newest usage row of `provider` whose
+    answer took `rounds` continuation rounds, waiting for it (rows reach the
+    database a moment after their response ends)."""
     deadline = time.time() + 10
     while True:
         c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
         try:
-            rows = c.execute("SELECT output_tokens, status, id FROM usage ORDER BY id DESC "
-                             "LIMIT ?", (n,)).fetchall()
+            row = c.execute("SELECT output_tokens, status FROM usage WHERE provider = ? AND"
+                            " continuations = ? ORDER BY id DESC LIMIT 1",
+                            (provider, rounds)).fetchone()
         finally:
             c.close()
-        if len(rows) >= n and rows[0][2] > ctx.last_usage_id or time.time() > deadline:
-            ctx.last_usage_id = rows[0][2] if rows else 0
-            return rows
-
-
-def mark_usage(ctx):
-    c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
-    try:
-        ctx.last_usage_id = c.execute("SELECT coalesce(max(id), 0) FROM usage").fetchone()[0]
-    finally:
-        c.close()
+        if row or time.time() > deadline:
+            return row
+        time.sleep(0.05)
 
 
 def text_blocks(content):
@@ -180,7 +175,6 @@ def text_blocks(content):
 @test()
 def anthropic_prefill_continuation_streams_one_message(ctx):
     ctx.anthropic.reset()
-    mark_usage(ctx)
     script = rounds(["Hello, ", "wor"], ["ld. This is ", "long. "], [" The", " end."])
     s, _, lines = ctx.gw.stream("/v1/messages", messages("go " + script, model="cont-claude-1",
                                                          stream=True))
@@ -203,8 +197,8 @@ def anthropic_prefill_continuation_streams_one_message(ctx):
     eq(sent[2]["messages"][-1]["content"], [{"type": "text", "text": "Hello, world. This is long."}],
        "round 3: prefill without its trailing whitespace, nothing repeated")
     eq([m["role"] for m in sent[2]["messages"]], ["user", "assistant"], "no instruction")
-    rows = usage_rows(ctx, 1)
-    eq(rows[0][:2], (12, 200), "one usage row with every round's tokens")
+    eq(usage_row_with_rounds(ctx, "cont-anthropic", 2), (12, 200),
+       "one usage row with every round's tokens, saying there were two more rounds")
 
 
 @test()
@@ -344,7 +338,6 @@ def main():
             % (ctx.openai.port, OPENAI_KEY, ctx.anthropic.port, ANTHROPIC_KEY))
     cfg = cfg.replace("providers = (\n", "providers = (\n" + cont, 1)
     cfg += "continuation: { max_rounds = 3; };\n"
-    ctx.last_usage_id = 0
     cfg += 'defaults: { health_check_enabled = false; };\n'
     ctx.gw = Gateway(ctx.work, cfg, processes=PROCESSES, threads=THREADS)
     return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic))

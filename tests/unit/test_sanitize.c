@@ -9,6 +9,9 @@
 
 #include <cmocka.h>
 
+#include "core/json.h"
+#include "core/sse.h"
+#include "proto/bridge.h"
 #include "proto/sanitize.h"
 
 /* ---- the rules on whole texts ---- */
@@ -327,6 +330,134 @@ static void test_unclosed_region_released(void **state)
     agw_sanitize_rules_free(r);
 }
 
+/* ---- through the bridge, in each client protocol ---- */
+
+typedef struct {
+    agw_proto client;
+    agw_buf text;
+} client_text_t;
+
+/* The text a client stream carries: OpenAI chunks' delta.content, Anthropic
+ * content_block_delta's delta.text. */
+static int on_client_event(void *ud, const agw_sse_event *ev)
+{
+    client_text_t *c = ud;
+    static const char *const openai_path[] = { "choices", NULL };
+    static const char *const anthropic_path[] = { "delta", "text", NULL };
+    agw_str v;
+    if (c->client == AGW_PROTO_OPENAI) {
+        agw_str choices, content;
+        agw_json_iter it;
+        if (agw_json_find_path(ev->data, openai_path, &choices) != AGW_OK ||
+            agw_json_iter_init(&it, choices) != AGW_OK || !agw_json_iter_next(&it, NULL, &v))
+            return 0;
+        static const char *const content_path[] = { "delta", "content", NULL };
+        if (agw_json_find_path(v, content_path, &content) != AGW_OK ||
+            agw_json_type_of(content) != AGW_JSON_STRING)
+            return 0;
+        assert_int_equal(agw_json_string_decode(content, &c->text), AGW_OK);
+        return 0;
+    }
+    if (agw_str_eq(ev->event, AGW_STR_LIT("content_block_delta")) &&
+        agw_json_find_path(ev->data, anthropic_path, &v) == AGW_OK)
+        assert_int_equal(agw_json_string_decode(v, &c->text), AGW_OK);
+    return 0;
+}
+
+/* An Anthropic upstream stream of `in` cut at `cuts`, through a bridge with
+ * the rules to a streaming client of `client`: the text it gets. */
+static void bridge_split(const agw_sanitize_rules *r, agw_proto client, agw_str in,
+                         const size_t *cuts, size_t n_cuts, agw_buf *got)
+{
+    agw_bridge *b = agw_bridge_new(client, AGW_PROTO_ANTHROPIC, 1, 0, AGW_STR_LIT("m"), 1);
+    agw_bridge_sanitize(b, r);
+    const agw_codec *c = agw_bridge_codec(b);
+    agw_buf out = AGW_BUF_INIT(1 << 20), data = AGW_BUF_INIT(1 << 16);
+#define EV(name, json) \
+    assert_int_equal(c->event(c->ud, AGW_STR_LIT(name), AGW_STR_LIT(json), &out), AGW_OK)
+    EV("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","
+                        "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\","
+                        "\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":1,"
+                        "\"output_tokens\":1}}}");
+    EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,"
+                              "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}");
+    size_t from = 0;
+    for (size_t i = 0; i <= n_cuts; i++) {
+        size_t to = i < n_cuts ? cuts[i] : in.len;
+        agw_buf_reset(&data);
+        assert_int_equal(agw_buf_append_str(&data, AGW_STR_LIT("{\"type\":\"content_block_delta\","
+                                                               "\"index\":0,\"delta\":{\"type\":"
+                                                               "\"text_delta\",\"text\":\"")),
+                         AGW_OK);
+        assert_int_equal(agw_buf_append_json_escaped(&data, (agw_str){ in.ptr + from, to - from }),
+                         AGW_OK);
+        assert_int_equal(agw_buf_append_str(&data, AGW_STR_LIT("\"}}")), AGW_OK);
+        assert_int_equal(c->event(c->ud, AGW_STR_LIT("content_block_delta"), agw_buf_view(&data),
+                                  &out),
+                         AGW_OK);
+        from = to;
+    }
+    EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}");
+    EV("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                        "\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}");
+    EV("message_stop", "{\"type\":\"message_stop\"}");
+#undef EV
+    int status = 0;
+    assert_int_equal(c->finish(c->ud, &out, &status), AGW_OK);
+    client_text_t ct = { client, AGW_BUF_INIT(1 << 16) };
+    agw_sse_parser p;
+    agw_sse_init(&p, 1 << 20);
+    assert_int_equal(agw_sse_feed(&p, out.data, out.len, on_client_event, &ct), AGW_OK);
+    agw_buf_reset(got);
+    assert_int_equal(agw_buf_append_str(got, agw_buf_view(&ct.text)), AGW_OK);
+    agw_sse_free(&p);
+    agw_buf_free(&ct.text);
+    agw_buf_free(&out);
+    agw_buf_free(&data);
+    agw_bridge_free(b);
+}
+
+/* Every split into two and three upstream events, for an OpenAI and an
+ * Anthropic client: the client's text is the rules applied to the whole. */
+static void test_every_split_in_both_client_protocols(void **state)
+{
+    (void)state;
+    agw_sanitize_rules *r = agw_sanitize_rules_kiro_default();
+    static const char *const texts[] = {
+        "I’m Kiro, Amazon Q Developer: ü",
+        "x<invoke name=\"a\">é</invoke>y<tool_call>{}</tool_call>",
+        "<function_calls>日本</function_calls>CodeWhisperer",
+    };
+    static const agw_proto clients[] = { AGW_PROTO_OPENAI, AGW_PROTO_ANTHROPIC };
+    agw_buf got = AGW_BUF_INIT(1 << 16), want = AGW_BUF_INIT(1 << 16);
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        agw_str in = agw_str_c(texts[t]);
+        agw_buf_reset(&want);
+        assert_int_equal(agw_sanitize_apply(r, in, &want), AGW_OK);
+        for (size_t k = 0; k < 2; k++)
+            for (size_t a = 1; a < in.len; a++) {
+                /* a cut inside a UTF-8 sequence cannot be a JSON string's end */
+                if ((in.ptr[a] & 0xC0) == 0x80)
+                    continue;
+                size_t one[1] = { a };
+                bridge_split(r, clients[k], in, one, 1, &got);
+                assert_true(agw_str_eq(agw_buf_view(&got), agw_buf_view(&want)));
+                for (size_t b2 = a + 1; b2 < in.len; b2++) {
+                    if ((in.ptr[b2] & 0xC0) == 0x80)
+                        continue;
+                    size_t two[2] = { a, b2 };
+                    bridge_split(r, clients[k], in, two, 2, &got);
+                    if (!agw_str_eq(agw_buf_view(&got), agw_buf_view(&want)))
+                        fail_msg("client %d, cuts %zu %zu: [%s] want [%s]", (int)clients[k], a,
+                                 b2, got.data, want.data);
+                }
+            }
+    }
+    agw_buf_free(&got);
+    agw_buf_free(&want);
+    agw_sanitize_rules_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_no_match_holds_nothing),
         cmocka_unit_test(test_only_text_is_touched),
         cmocka_unit_test(test_unclosed_region_released),
+        cmocka_unit_test(test_every_split_in_both_client_protocols),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
