@@ -15,7 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway,  # noqa: E402
-                     bail, chat, check, directive, eq, messages, refused_port, run_suite,
+                     bail, chat, check, directive, eq, messages, process_gone, refused_port,
+                     run_suite,
                      sse_events, standard_config, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 2, 32
@@ -845,7 +846,7 @@ def graceful_stop_finishes_streams_in_flight(ctx):
     eq(result.get("status"), 200, "status")
     eq(result["events"][-1], (None, "[DONE]"), "the stream in flight completed")
     check(took < 15, "the pool stopped in %.1fs" % took)
-    check(not os.path.exists("/proc/%d" % pid), "multiwatch exited")
+    check(process_gone(pid), "multiwatch exited")
     ctx.gw.start_pool()
     wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
 
