@@ -109,7 +109,7 @@ stop() {
         i=$((i + 1))
         if [ $i -gt "$wait_max" ]; then
             echo "$name pool still running after ${ANTIGW_STOP_WAIT:-30}s: killing it" >&2
-            kill -KILL -- "-$pgid" 2>/dev/null || true
+            kill -KILL "-$pgid" 2>/dev/null || true  # dash: no "--"
             break
         fi
         sleep 0.1

@@ -262,7 +262,8 @@ class Gateway:
         with open(conf, "wb") as f:
             f.write(subprocess.run([os.path.join(DEPLOY, "nginx", "render.sh")], env=self.env,
                                    check=True, stdout=subprocess.PIPE).stdout)
-        return ["nginx", "-e", os.path.join(self.var, "log", "nginx.log"), "-c", conf]
+        return ["nginx", "-e", os.path.join(self.var, "log", "nginx.log"), "-c", conf,
+                "-g", "daemon off;"]
 
     def web_log_text(self):
         name = {"lighttpd": "lighttpd.log", "caddy": "caddy.log", "nginx": "nginx.log"}.get(
