@@ -59,11 +59,40 @@ def pings_flow_while_the_upstream_is_silent(ctx):
     pings = [t for t, raw in lines if raw.startswith(b": ping") and data[1] < t < data[2]]
     check(len(pings) >= 2, "pings in the silence: %d (%r)" % (
         len(pings), [raw[:30] for _, raw in lines]))
-    check(pings[0] - data[1] < 1.6, "the first ping came %.2fs into the silence"
-          % (pings[0] - data[1]))
-    check(data[2] - pings[-1] > 0.3, "the last ping came %.2fs before the next event, not with it"
-          % (data[2] - pings[-1]))
+    # Held back, they would arrive together with the next event.
+    marks = [data[1]] + pings
+    gaps = [b - a for a, b in zip(marks, marks[1:])]
+    check(all(0.5 < g < 1.6 for g in gaps), "seconds between the event and each ping: %r" % gaps)
     eq(sse_events(lines)[-1], (None, "[DONE]"), "the stream ended cleanly")
+
+
+@test(timeout=40)
+def client_disconnect_stops_upstream_behind_caddy(ctx):
+    # Caddy 2.6 closes the FastCGI connection only after about five more
+    # events have failed to reach a departed client (measured: 5-6 writes,
+    # whatever their spacing), so the app, which learns of it when its next
+    # write fails, stops the upstream that many events later. The same
+    # check as client_disconnect_stops_upstream with events 100 ms apart,
+    # bounded by event count as well.
+    ctx.openai.reset()
+    closed_at = {}
+
+    def on_line(line, lines, conn):
+        if sum(1 for _, l in lines if l.startswith(b"data: {")) >= 3:
+            closed_at["t"] = time.time()
+            conn.sock.close()
+            return False
+    try:
+        ctx.gw.stream("/v1/chat/completions",
+                      chat(directive(events=100, delay_ms=100), stream=True), on_line=on_line)
+    except OSError:
+        pass
+    stats = wait_for(lambda: (lambda s: s if s["aborted"] else None)(ctx.openai.stats()), 10,
+                     "the upstream transfer to stop")
+    lag = stats["aborted"][0]["time"] - closed_at["t"]
+    check(lag < 1.0, "upstream stopped %.2fs after the client left" % lag)
+    check(stats["aborted"][0]["events_sent"] <= 10, "events sent: %d"
+          % stats["aborted"][0]["events_sent"])
 
 
 @test()
@@ -167,6 +196,9 @@ def main():
         harness._tests[:] = [t for t in harness._tests if t[0] not in POOL_TESTS]
     elif server != "lighttpd":  # the pool's own behaviour needs one run only
         harness._tests[:] = [t for t in harness._tests if t[0] != POOL_TESTS[2]]
+    drop = ("client_disconnect_stops_upstream" if server == "caddy"
+            else "client_disconnect_stops_upstream_behind_caddy")
+    harness._tests[:] = [t for t in harness._tests if t[0] != drop]
     ctx = tg.Ctx()
     why = suite_setup(ctx)
     if why:
