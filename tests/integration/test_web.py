@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -74,25 +73,9 @@ def client_disconnect_stops_upstream_behind_caddy(ctx):
     # write fails, stops the upstream that many events later. The same
     # check as client_disconnect_stops_upstream with events 100 ms apart,
     # bounded by event count as well.
-    ctx.openai.reset()
-    closed_at = {}
-
-    def on_line(line, lines, conn):
-        if sum(1 for _, l in lines if l.startswith(b"data: {")) >= 3:
-            closed_at["t"] = time.time()
-            conn.sock.close()
-            return False
-    try:
-        ctx.gw.stream("/v1/chat/completions",
-                      chat(directive(events=100, delay_ms=100), stream=True), on_line=on_line)
-    except OSError:
-        pass
-    stats = wait_for(lambda: (lambda s: s if s["aborted"] else None)(ctx.openai.stats()), 10,
-                     "the upstream transfer to stop")
-    lag = stats["aborted"][0]["time"] - closed_at["t"]
+    lag, sent = tg.leave_mid_stream(ctx, 100)
     check(lag < 1.0, "upstream stopped %.2fs after the client left" % lag)
-    check(stats["aborted"][0]["events_sent"] <= 10, "events sent: %d"
-          % stats["aborted"][0]["events_sent"])
+    check(sent <= 10, "events sent: %d" % sent)
 
 
 @test()
@@ -138,18 +121,14 @@ def ui_files_spa_fallback_and_cache(ctx):
     check("max-age=31536000" in cc and "immutable" in cc, "asset cache-control: %r" % cc)
     s, _, d = ctx.gw.call("GET", "/ui/assets/missing-00000000.js", key=None)
     eq(s, 404, "a missing asset is 404, not index.html")
+    s, h, _ = ctx.gw.call("GET", "/ui", key=None)
+    check(s in (301, 302) and h.get("location", "").endswith("/ui/"), "/ui redirects: %d %r"
+          % (s, h.get("location")))
 
 
 @test(timeout=60)
 def pool_restart_leaves_no_503_window(ctx):
-    result = {}
-
-    def long_stream():
-        s, _, lines = ctx.gw.stream("/v1/chat/completions",
-                                    chat(directive(events=10, delay_ms=100), stream=True))
-        result["status"], result["events"] = s, sse_events(lines)
-    t = threading.Thread(target=long_stream)
-    t.start()
+    t, result = tg.stream_in_background(ctx, 10)
     time.sleep(0.4)
     ctx.gw.stop_pool()
     # While the pool is down the server answers an error (not a hang).
