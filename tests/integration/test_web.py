@@ -47,6 +47,31 @@ def bearer_and_x_api_key_reach_the_app(ctx):
 
 
 @test()
+def chunked_upload_arrives_whole(ctx):
+    # A body sent without Content-Length (chunked, as HTTP/2 clients and
+    # streaming uploads do): the server must give the app all of it.
+    ctx.openai.reset()
+    body = json.dumps(chat("c" * (600 * 1024))).encode()
+
+    def pieces():
+        for i in range(0, len(body), 64 * 1024):
+            yield body[i:i + 64 * 1024]
+    c = ctx.gw.conn()
+    try:
+        c.request("POST", "/v1/chat/completions", body=pieces(), encode_chunked=True,
+                  headers={"Authorization": "Bearer " + CLIENT_KEY,
+                           "Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        r = c.getresponse()
+        data = r.read()
+    finally:
+        c.close()
+    eq(r.status, 200, "status: %r" % data[:200])
+    got = tg.body_of(tg.last_request(ctx.openai, "/v1/chat/completions"))
+    eq(len(got), len(body), "bytes the upstream got")
+    eq(got, body, "the body")
+
+
+@test()
 def pings_flow_while_the_upstream_is_silent(ctx):
     # The upstream sends its first event, then says nothing for 3 s; the
     # app pings every second (sse_ping_seconds = 1) and each ping must reach
