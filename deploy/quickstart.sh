@@ -1,7 +1,7 @@
 #!/bin/bash
 # AntiGateway quick start: everything from a fresh Debian 12 checkout.
 #
-#   deploy/quickstart.sh [start]   install packages, build, start lighttpd + the pool
+#   deploy/quickstart.sh [start]   install packages, build, start the web server + the pool
 #   deploy/quickstart.sh stop      stop them
 #   deploy/quickstart.sh status    what is running, and /health
 #   deploy/quickstart.sh reload    every process re-reads var/antigw.cfg (SIGHUP), no
@@ -9,7 +9,10 @@
 #   deploy/quickstart.sh check     install test packages, build, run every test
 #
 # Environment:
-#   ANTIGW_PORT         port for lighttpd (default 8080), on 127.0.0.1
+#   ANTIGW_PORT         port for the web server (default 8080), on 127.0.0.1
+#   ANTIGW_SERVER       the web server in front: lighttpd (default), apache, caddy or
+#                       nginx, run from its config in deploy/ (its Debian package is
+#                       installed if missing; the system's own sites are not touched)
 #   ANTIGW_API_KEY      the client key (default: generated once, kept in var/client-key)
 #   ANTIGW_ADMIN_KEY    the admin API key (default: generated once, printed once, kept in
 #                       var/admin-key)
@@ -28,6 +31,12 @@ var=$top/var
 # `status` looks at the right place), else 8080.
 port=${ANTIGW_PORT:-$(cat "$var/run/port" 2>/dev/null || echo 8080)}
 cmd=${1:-start}
+# The web server: ANTIGW_SERVER, else the one running (for stop/status), else lighttpd.
+server=${ANTIGW_SERVER:-$(cat "$var/run/server" 2>/dev/null || echo lighttpd)}
+case "$server" in
+lighttpd | apache | caddy | nginx) ;;
+*) printf 'quickstart: ANTIGW_SERVER must be lighttpd, apache, caddy or nginx\n' >&2; exit 1 ;;
+esac
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
@@ -45,6 +54,50 @@ ca-certificates sqlite3"
 # python3-cryptography: the tenant suite seals a provider key the way an older
 # release did (AES-256-GCM) to test its migration.
 TEST_PKGS="libcmocka-dev python3 python3-cryptography clang libclang-rt-dev prometheus"
+# The other web servers: the integration suite runs its web subset behind each
+# (tests/integration/test_web.py); fcgid is the shared-hosting recipe.
+WEB_TEST_PKGS="apache2 libapache2-mod-fcgid caddy nginx"
+# procps: pool.sh finds the pool's processes with pgrep.
+RUN_PKGS="$RUN_PKGS procps"
+
+# The Debian package of each web server.
+server_package() {
+    case "$1" in
+    apache) echo apache2 ;;
+    *) echo "$1" ;;
+    esac
+}
+
+# Web server packages without their system service: Debian starts each on
+# port 80 with its default site on install. A temporary policy-rc.d (when none
+# exists) keeps them from starting; the services are then disabled, so the
+# machine's own sites are never touched. An already installed server is left
+# as it is (install_packages skips it).
+install_servers() {
+    local missing=() p sudo=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    local policy=/usr/sbin/policy-rc.d made=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# deploy/quickstart.sh: no service starts while it installs\nexit 101\n' |
+            "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        made=1
+    fi
+    install_packages "${missing[@]}" || { [ $made = 0 ] || "${sudo[@]}" rm -f "$policy"; return 1; }
+    [ $made = 0 ] || "${sudo[@]}" rm -f "$policy"
+    if command -v systemctl >/dev/null; then
+        for p in "${missing[@]}"; do
+            case "$p" in
+            apache2 | nginx | caddy)
+                "${sudo[@]}" systemctl disable --now "$p" >/dev/null 2>&1 || true ;;
+            esac
+        done
+    fi
+}
 
 install_packages() {
     local missing=() p
@@ -189,16 +242,54 @@ admin_pool() { # pool.sh for antigw-admin: one process (multiwatch restarts it),
 
 lighttpd_bin() { command -v lighttpd || echo /usr/sbin/lighttpd; }
 
-lighttpd_running() {
-    [ -f "$var/run/lighttpd.pid" ] && kill -0 "$(cat "$var/run/lighttpd.pid")" 2>/dev/null
+export ANTIGW_DEPLOY=$top/deploy
+
+# The web server's pid file (each config writes its own under var/run).
+web_pidfile() { echo "$var/run/$1.pid"; }
+
+web_running() {
+    local f
+    f=$(web_pidfile "$1")
+    [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# Starts $server from its shipped config, in the background.
+web_start() {
+    local log=$var/log
+    case "$server" in
+    lighttpd)
+        "$(lighttpd_bin)" -tt -f "$top/deploy/lighttpd.conf" >/dev/null ||
+            die "lighttpd rejected deploy/lighttpd.conf"
+        "$(lighttpd_bin)" -f "$top/deploy/lighttpd.conf" ;;
+    apache)
+        apache2 -t -f "$top/deploy/apache/standalone.conf" 2>"$log/apache-check.log" ||
+            die "apache2 rejected deploy/apache/standalone.conf: $(cat "$log/apache-check.log")"
+        apache2 -f "$top/deploy/apache/standalone.conf" ;;
+    nginx)
+        "$top/deploy/nginx/render.sh" > "$var/run/nginx.conf"
+        nginx -t -q -e "$log/nginx.log" -c "$var/run/nginx.conf" ||
+            die "nginx rejected deploy/nginx/standalone.conf"
+        nginx -e "$log/nginx.log" -c "$var/run/nginx.conf" ;;
+    caddy)
+        mkdir -p "$var/run/caddy-home"
+        HOME=$var/run/caddy-home XDG_CONFIG_HOME=$var/run/caddy-home \
+            XDG_DATA_HOME=$var/run/caddy-home nohup caddy run --adapter caddyfile \
+            --config "$top/deploy/caddy/Caddyfile" --pidfile "$(web_pidfile caddy)" \
+            >>"$log/caddy.log" 2>&1 &
+        for _ in $(seq 50); do [ -s "$(web_pidfile caddy)" ] && break; sleep 0.1; done ;;
+    esac
 }
 
 stop_all() {
-    if lighttpd_running; then
-        kill "$(cat "$var/run/lighttpd.pid")" 2>/dev/null || true
-        for _ in $(seq 50); do lighttpd_running || break; sleep 0.1; done
-    fi
-    rm -f "$var/run/lighttpd.pid"
+    local s
+    for s in lighttpd apache caddy nginx; do
+        if web_running "$s"; then
+            kill "$(cat "$(web_pidfile "$s")")" 2>/dev/null || true
+            for _ in $(seq 50); do web_running "$s" || break; sleep 0.1; done
+        fi
+        rm -f "$(web_pidfile "$s")"
+    done
+    rm -f "$var/run/server"
     if [ -d "$var/run" ]; then
         "$top/deploy/pool.sh" stop
         admin_pool stop
@@ -208,9 +299,21 @@ stop_all() {
 
 start_all() {
     install_packages $RUN_PKGS
+    install_servers "$(server_package "$server")"
     build
     mkdir -p "$var/run" "$var/log" "$var/www"
     chmod 700 "$var"
+    # Run by root, Apache and nginx hand their workers to www-data: the
+    # sockets are then its group's, and var/ must let it pass to them.
+    if [ "$(id -u)" = 0 ] && { [ "$server" = apache ] || [ "$server" = nginx ]; }; then
+        export ANTIGW_WEB_USER=www-data ANTIGW_SOCKET_GROUP=www-data
+        chmod 711 "$var"
+        setpriv --reuid=www-data --regid=www-data --clear-groups -- test -x "$var/run" ||
+            die "www-data cannot reach $var/run (a parent folder is closed to it); run the quick start as another user, or from a checkout outside /root"
+    else
+        export ANTIGW_WEB_USER
+        ANTIGW_WEB_USER=$(id -un)
+    fi
     make_admin_key
     make_secret_key
     write_config
@@ -220,11 +323,9 @@ start_all() {
     stop_all
     "$top/deploy/pool.sh" start
     admin_pool start
-    "$(lighttpd_bin)" -tt -f "$top/deploy/lighttpd.conf" >/dev/null ||
-        die "lighttpd rejected deploy/lighttpd.conf"
     echo "$port" > "$var/run/port"
-    "$(lighttpd_bin)" -f "$top/deploy/lighttpd.conf" ||
-        die "lighttpd did not start; see $var/log/lighttpd.log (is port $port free?)"
+    echo "$server" > "$var/run/server"
+    web_start || die "$server did not start; see $var/log/ (is port $port free?)"
     local url="http://127.0.0.1:$port" code=""
     for _ in $(seq 50); do
         code=$(curl -s -o /dev/null -w '%{http_code}' "$url/health" || true)
@@ -234,7 +335,7 @@ start_all() {
     [ "$code" = 200 ] || [ "$code" = 503 ] || die "gateway not answering on $url/health (got '$code')"
     local key
     key=$(sed -n 's/^  api_key = "\(.*\)";$/\1/p' "$ANTIGW_CONFIG" | head -1)
-    say "AntiGateway is running at $url"
+    say "AntiGateway is running at $url (behind $server)"
     if grep -q '^  enabled = true;' "$ANTIGW_CONFIG"; then
         say "  tenant mode: clients use keys made through the admin API, e.g."
         say "    curl -s -H \"Authorization: Bearer \$(cat $var/admin-key)\" \\"
@@ -269,13 +370,13 @@ start_all() {
 
 status() {
     local url="http://127.0.0.1:$port"
-    if lighttpd_running; then say "lighttpd running (pid $(cat "$var/run/lighttpd.pid")) on $url"
-    else say "lighttpd stopped"; fi
+    if web_running "$server"; then say "$server running (pid $(cat "$(web_pidfile "$server")")) on $url"
+    else say "$server stopped"; fi
     local down=0
-    lighttpd_running || down=1
+    web_running "$server" || down=1
     ANTIGW_VAR=$var "$top/deploy/pool.sh" status || down=1
     ANTIGW_VAR=$var admin_pool status || down=1
-    if lighttpd_running; then
+    if web_running "$server"; then
         # The details (providers, traffic) need the admin key.
         say "health: $(curl -s -H "Authorization: Bearer $(admin_key 2>/dev/null || true)" "$url/health" ||
             echo unreachable)"
@@ -300,6 +401,7 @@ check() {
     # The tests start their own gateways; the quickstart's paths must not leak into them.
     unset ANTIGW_VAR ANTIGW_BIND ANTIGW_PORT ANTIGW_BIN ANTIGW_CONFIG
     install_packages $RUN_PKGS $TEST_PKGS
+    install_servers $WEB_TEST_PKGS
     install_node
     cd "$top"
     ./autogen.sh >/dev/null

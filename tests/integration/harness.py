@@ -1,6 +1,9 @@
-"""The integration harness: real lighttpd from deploy/lighttpd.conf, the real
-antigw-fcgi pool under spawn-fcgi + multiwatch (deploy/pool.sh), a real SQLite
-file, and mock upstreams on 127.0.0.1 (tests/mock/upstream.py).
+"""The integration harness: a real web server from its shipped deploy/ config
+(lighttpd by default; ANTIGW_WEB_SERVER or Gateway(server=...) picks apache,
+caddy, nginx, or fcgid: Apache + mod_fcgid spawning the app itself, the
+shared-hosting recipe), the real antigw-fcgi pool under spawn-fcgi +
+multiwatch (deploy/pool.sh), a real SQLite file, and mock upstreams on
+127.0.0.1 (tests/mock/upstream.py).
 
 Tests are plain functions registered with @test; each runs with a time limit,
 and the results are printed as TAP so automake counts every case. Standard
@@ -27,7 +30,17 @@ FCGI_BIN = os.path.join(BUILDDIR, "fcgi-app", "antigw-fcgi")
 ADMIN_BIN = os.path.join(BUILDDIR, "admin-cgi", "antigw-admin")
 MOCK = os.path.join(SRCDIR, "tests", "mock", "upstream.py")
 POOL = os.path.join(SRCDIR, "deploy", "pool.sh")
-LIGHTTPD_CONF = os.path.join(SRCDIR, "deploy", "lighttpd.conf")
+DEPLOY = os.path.join(SRCDIR, "deploy")
+LIGHTTPD_CONF = os.path.join(DEPLOY, "lighttpd.conf")
+WEB_SERVERS = ("lighttpd", "apache", "caddy", "nginx", "fcgid")
+# The binary each web server needs (server_missing()).
+WEB_SERVER_BINS = {"lighttpd": "lighttpd", "apache": "apache2", "caddy": "caddy",
+                   "nginx": "nginx", "fcgid": "apache2"}
+# Run as root, Apache and nginx hand their workers to this user, whose group
+# then owns the pool's sockets; mod_fcgid's site belongs to SITE_USER, and
+# Apache runs wholly as that user, as on a shared host.
+WEB_USER = "www-data"
+SITE_USER, SITE_GROUP = "nobody", "nogroup"
 
 CLIENT_KEY = "agw-test-client-key-0123456789"
 OPENAI_KEY = "sk-provider-openai-secret"
@@ -60,6 +73,16 @@ def free_port():
     return port
 
 
+def process_gone(pid):
+    """True when pid has exited: no such process, or a zombie its parent has
+    not reaped yet."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
 def wait_for(pred, timeout, what):
     end = time.time() + timeout
     while time.time() < end:
@@ -84,6 +107,29 @@ def child_pids(ppid):
             except (OSError, IndexError, ValueError):
                 pass
     return sorted(kids)
+
+
+def _user_name():
+    import pwd
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def site_owner():
+    """(uid, gid) of SITE_USER, who owns the mod_fcgid site when run as root."""
+    import grp
+    import pwd
+    return pwd.getpwnam(SITE_USER).pw_uid, grp.getgrnam(SITE_GROUP).gr_gid
+
+
+def server_missing(server):
+    """Why the suite cannot run behind `server`: its binary (or for fcgid,
+    mod_fcgid) is not installed. None when it is."""
+    binary = WEB_SERVER_BINS[server]
+    if not shutil.which(binary) and not os.path.exists("/usr/sbin/" + binary):
+        return "%s is not installed (deploy/quickstart.sh check installs it)" % binary
+    if server == "fcgid" and not os.path.exists("/usr/lib/apache2/modules/mod_fcgid.so"):
+        return "mod_fcgid is not installed (libapache2-mod-fcgid)"
+    return None
 
 
 def lighttpd_bin():
@@ -129,10 +175,22 @@ class Gateway:
     admin=True also antigw-admin on its own socket (its config needs
     auth.admin_key)."""
 
-    def __init__(self, workdir, config_text, processes=2, threads=32, admin=False):
-        self.var = os.path.join(workdir, "var")
-        for d in ("run", "log", "www"):
-            os.makedirs(os.path.join(self.var, d), exist_ok=True)
+    def __init__(self, workdir, config_text, processes=2, threads=32, admin=False, server=None):
+        self.server = server or os.environ.get("ANTIGW_WEB_SERVER") or "lighttpd"
+        check(self.server in WEB_SERVERS, "unknown web server " + self.server)
+        self.as_root = os.geteuid() == 0
+        if self.server == "fcgid":
+            # The shared-hosting layout: ~/antigateway (bin/, antigw.cfg, the
+            # database; here also run/ and log/) beside the web root
+            # ~/public_html, which holds .htaccess and the wrappers.
+            home = os.path.join(workdir, "home")
+            self.var = os.path.join(home, "antigateway")
+            self.www = os.path.join(home, "public_html")
+        else:
+            self.var = os.path.join(workdir, "var")
+            self.www = os.path.join(self.var, "www")
+        for d in (os.path.join(self.var, "run"), os.path.join(self.var, "log"), self.www):
+            os.makedirs(d, exist_ok=True)
         self.config = os.path.join(self.var, "antigw.cfg")
         with open(self.config, "w") as f:
             f.write(config_text)
@@ -142,42 +200,121 @@ class Gateway:
         self.env = dict(os.environ, ANTIGW_VAR=self.var, ANTIGW_BIND="127.0.0.1",
                         ANTIGW_PORT=str(self.port), ANTIGW_BIN=FCGI_BIN,
                         ANTIGW_CONFIG=self.config, ANTIGW_PROCESSES=str(processes),
-                        ANTIGW_THREADS=str(threads), ANTIGW_STOP_WAIT="20")
-        self.lighttpd = None
+                        ANTIGW_THREADS=str(threads), ANTIGW_STOP_WAIT="20",
+                        ANTIGW_DEPLOY=DEPLOY, ANTIGW_SITE=self.www)
+        if self.as_root and self.server in ("apache", "nginx"):
+            # The workers run as WEB_USER: the sockets are its group's, and
+            # the folders above them must let it pass.
+            self.env.update(ANTIGW_WEB_USER=WEB_USER, ANTIGW_SOCKET_GROUP=WEB_USER)
+            os.chmod(workdir, 0o711)
+        else:
+            self.env["ANTIGW_WEB_USER"] = _user_name()
+        self.lighttpd = None  # the web server's process, whichever it is
         self.admin = admin
         self.admin_env = dict(self.env, ANTIGW_POOL_NAME="admin", ANTIGW_BIN=ADMIN_BIN,
                               ANTIGW_PROCESSES="1", ANTIGW_THREADS="4")
+        if self.server == "fcgid":
+            self._make_site(workdir, home)
+
+    def _make_site(self, workdir, home):
+        """The shared-hosting site: the wrappers and .htaccess in the web
+        root, the binaries in ~/antigateway/bin; owned by SITE_USER when run
+        as root."""
+        bindir = os.path.join(self.var, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        for src in (FCGI_BIN, ADMIN_BIN):
+            shutil.copy(src, bindir)
+        hosting = os.path.join(DEPLOY, "shared-hosting")
+        shutil.copy(os.path.join(hosting, "htaccess"), os.path.join(self.www, ".htaccess"))
+        for w in ("antigw.fcgi", "admin.fcgi"):
+            shutil.copy(os.path.join(hosting, w), self.www)
+        if self.as_root:
+            os.chmod(workdir, 0o711)
+            for d, dirs, files in os.walk(home):
+                shutil.chown(d, SITE_USER, SITE_GROUP)
+                for f in files:
+                    shutil.chown(os.path.join(d, f), SITE_USER, SITE_GROUP)
 
     def start_admin(self):
-        subprocess.run([POOL, "start"], env=self.admin_env, check=True)
+        if self.server != "fcgid":  # mod_fcgid starts antigw-admin itself
+            subprocess.run([POOL, "start"], env=self.admin_env, check=True)
 
     def stop_admin(self):
-        subprocess.run([POOL, "stop"], env=self.admin_env, check=True)
+        if self.server != "fcgid":
+            subprocess.run([POOL, "stop"], env=self.admin_env, check=True)
 
     def admin_log_text(self):
+        if self.server == "fcgid":
+            return self.web_log_text()
         with open(os.path.join(self.var, "log", "admin.log"), errors="replace") as f:
             return f.read()
 
     def start_pool(self):
-        subprocess.run([POOL, "start"], env=self.env, check=True)
+        if self.server != "fcgid":  # mod_fcgid starts antigw-fcgi itself
+            subprocess.run([POOL, "start"], env=self.env, check=True)
 
     def stop_pool(self):
-        subprocess.run([POOL, "stop"], env=self.env, check=True)
+        if self.server != "fcgid":
+            subprocess.run([POOL, "stop"], env=self.env, check=True)
+
+    def web_command(self):
+        """The command line that runs the web server in the foreground from
+        its shipped config."""
+        run = os.path.join(self.var, "run")
+        if self.server == "lighttpd":
+            return [lighttpd_bin(), "-D", "-f", LIGHTTPD_CONF]
+        if self.server == "apache":
+            return ["apache2", "-DFOREGROUND", "-f", os.path.join(DEPLOY, "apache",
+                                                                  "standalone.conf")]
+        if self.server == "fcgid":
+            cmd = ["apache2", "-DFOREGROUND", "-f", os.path.join(DEPLOY, "shared-hosting",
+                                                                 "standalone.conf")]
+            if self.as_root:  # the whole server as the site's owner, as on a shared host
+                cmd = ["setpriv", "--reuid=" + SITE_USER, "--regid=" + SITE_GROUP,
+                       "--clear-groups", "--"] + cmd
+            return cmd
+        if self.server == "caddy":
+            home = os.path.join(run, "caddy-home")
+            os.makedirs(home, exist_ok=True)
+            self.env.update(HOME=home, XDG_CONFIG_HOME=home, XDG_DATA_HOME=home)
+            return ["caddy", "run", "--config", os.path.join(DEPLOY, "caddy", "Caddyfile"),
+                    "--adapter", "caddyfile"]
+        conf = os.path.join(run, "nginx.conf")
+        with open(conf, "wb") as f:
+            f.write(subprocess.run([os.path.join(DEPLOY, "nginx", "render.sh")], env=self.env,
+                                   check=True, stdout=subprocess.PIPE).stdout)
+        return ["nginx", "-e", os.path.join(self.var, "log", "nginx.log"), "-c", conf,
+                "-g", "daemon off;"]
+
+    def web_log_text(self):
+        name = {"lighttpd": "lighttpd.log", "caddy": "caddy.log", "nginx": "nginx.log"}.get(
+            self.server, "apache.log")
+        try:
+            with open(os.path.join(self.var, "log", name), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
 
     def start(self):
         self.start_pool()
         if self.admin:
             self.start_admin()
-        self.lighttpd = subprocess.Popen([lighttpd_bin(), "-D", "-f", LIGHTTPD_CONF], env=self.env)
+        cmd = self.web_command()
+        log = None
+        if self.server == "caddy":  # Caddy logs to stderr only
+            log = open(os.path.join(self.var, "log", "caddy.log"), "ab")
+        self.lighttpd = subprocess.Popen(cmd, env=self.env, stderr=log)
 
         def up():
+            check(self.lighttpd.poll() is None, "%s exited: %s" % (self.server,
+                                                                   self.web_log_text()[-2000:]))
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 c.request("GET", "/health")
                 return c.getresponse().status in (200, 503)
             except OSError:
                 return False
-        wait_for(up, 15, "gateway on port %d" % self.port)
+        wait_for(up, 15, "%s on port %d" % (self.server, self.port))
 
     def stop(self):
         if self.lighttpd:
@@ -195,6 +332,8 @@ class Gateway:
             return int(f.read())
 
     def log_text(self):
+        if self.server == "fcgid":  # mod_fcgid sends the app's stderr to Apache's log
+            return self.web_log_text()
         with open(os.path.join(self.var, "log", "fcgi.log"), errors="replace") as f:
             return f.read()
 

@@ -15,7 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ANTHROPIC_KEY, CLIENT_KEY, FCGI_BIN, OPENAI_KEY, Gateway,  # noqa: E402
-                     bail, chat, check, directive, eq, messages, refused_port, run_suite,
+                     bail, chat, check, directive, eq, messages, process_gone, refused_port,
+                     run_suite,
                      sse_events, standard_config, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 2, 32
@@ -643,8 +644,10 @@ def count_tokens_forwarded_or_estimated(ctx):
 
 # ---- the client leaving ----
 
-@test(timeout=40)
-def client_disconnect_stops_upstream(ctx):
+def leave_mid_stream(ctx, delay_ms):
+    """Reads 3 events of a 100-event stream (events delay_ms apart), then
+    closes the connection; returns (seconds from the close until the
+    upstream transfer stopped, events the upstream had sent)."""
     ctx.openai.reset()
     closed_at = {}
 
@@ -655,14 +658,20 @@ def client_disconnect_stops_upstream(ctx):
             return False
     try:
         ctx.gw.stream("/v1/chat/completions",
-                      chat(directive(events=100, delay_ms=200), stream=True), on_line=on_line)
+                      chat(directive(events=100, delay_ms=delay_ms), stream=True),
+                      on_line=on_line)
     except OSError:
         pass
     stats = wait_for(lambda: (lambda s: s if s["aborted"] else None)(ctx.openai.stats()), 10,
                      "the upstream transfer to stop")
-    lag = stats["aborted"][0]["time"] - closed_at["t"]
+    return stats["aborted"][0]["time"] - closed_at["t"], stats["aborted"][0]["events_sent"]
+
+
+@test(timeout=40)
+def client_disconnect_stops_upstream(ctx):
+    lag, sent = leave_mid_stream(ctx, 200)
     check(lag < 1.0, "upstream stopped %.2fs after the client left" % lag)
-    check(stats["aborted"][0]["events_sent"] < 20, "the stream was cut short")
+    check(sent < 20, "the stream was cut short")
     # Every worker still serves.
     for _ in range(PROCESSES * 4):
         eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"))[0], 200, "next request")
@@ -844,16 +853,23 @@ def database_is_created_with_wal(ctx):
     c.close()
 
 
-@test(timeout=60)
-def graceful_stop_finishes_streams_in_flight(ctx):
+def stream_in_background(ctx, events):
+    """Starts a stream of `events` events 100 ms apart on a thread; returns
+    (the thread, a dict that gets "status" and "events" when it ends)."""
     result = {}
 
     def long_stream():
         s, _, lines = ctx.gw.stream("/v1/chat/completions",
-                                    chat(directive(events=15, delay_ms=100), stream=True))
+                                    chat(directive(events=events, delay_ms=100), stream=True))
         result["status"], result["events"] = s, sse_events(lines)
     t = threading.Thread(target=long_stream)
     t.start()
+    return t, result
+
+
+@test(timeout=60)
+def graceful_stop_finishes_streams_in_flight(ctx):
+    t, result = stream_in_background(ctx, 15)
     time.sleep(0.5)
     pid = ctx.gw.pool_pid()
     stopped = time.monotonic()
@@ -863,7 +879,7 @@ def graceful_stop_finishes_streams_in_flight(ctx):
     eq(result.get("status"), 200, "status")
     eq(result["events"][-1], (None, "[DONE]"), "the stream in flight completed")
     check(took < 15, "the pool stopped in %.1fs" % took)
-    check(not os.path.exists("/proc/%d" % pid), "multiwatch exited")
+    check(process_gone(pid), "multiwatch exited")
     ctx.gw.start_pool()
     wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
 
