@@ -97,6 +97,12 @@ export const api = {
   del: <T>(path: string) => request<T>("DELETE", path),
 };
 
+/** A path segment of an id: encoded, but ':' kept as is ("cfg:<name>"
+ * ids of antigw.cfg's providers; the admin app matches paths undecoded). */
+export function seg(id: string | number): string {
+  return encodeURIComponent(String(id)).replace(/%3A/gi, ":");
+}
+
 /** Query string of the defined, non-empty values. */
 export function query(params: Record<string, string | number | null | undefined>): string {
   const q = new URLSearchParams();

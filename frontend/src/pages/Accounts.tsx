@@ -5,7 +5,7 @@
 // /admin/kiro/... and /admin/copilot/... endpoints.
 import { FormEvent, useEffect, useRef, useState } from "react";
 import { useQueryClient } from "@tanstack/react-query";
-import { ApiError, DeviceLogin, LoginState, Provider, SocialLogin, api } from "../api";
+import { ApiError, DeviceLogin, LoginState, Provider, SocialLogin, api, seg } from "../api";
 import { useI18n } from "../i18n";
 import { pollDelayMs, secondsLeft, toBase64 } from "../logic";
 import { CopyButton, Dialog, ErrorBox, Field, KeyValues, fieldError } from "../components/ui";
@@ -107,7 +107,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   const { t } = useI18n();
   const qc = useQueryClient();
   const name = provider.name;
-  const base = `/admin/kiro/${encodeURIComponent(name)}`;
+  const base = `/admin/kiro/${seg(name)}`;
   const [tab, setTab] = useState<"social" | "device" | "import">("social");
   const [err, setErr] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -119,7 +119,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   const [startUrl, setStartUrl] = useState("");
   const [region, setRegion] = useState("us-east-1");
   const [device, setDevice] = useState<DeviceLogin | null>(null);
-  const poll = useLoginPoll(device ? `/admin/kiro/login/${encodeURIComponent(device.id)}` : null, device?.interval ?? 5);
+  const poll = useLoginPoll(device ? `/admin/kiro/login/${seg(device.id)}` : null, device?.interval ?? 5);
   // import
   const [tokenFile, setTokenFile] = useState<File | null>(null);
   const [regFile, setRegFile] = useState<File | null>(null);
@@ -137,7 +137,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
     window.open(s.auth_url, "_blank", "noopener");
   });
   const finishSocial = (e: FormEvent) => { e.preventDefault(); run(async () => {
-    await api.post(`/admin/kiro/login/${encodeURIComponent(social!.id)}/complete`, { callback_url: callback.trim() });
+    await api.post(`/admin/kiro/login/${seg(social!.id)}/complete`, { callback_url: callback.trim() });
     setSocial(null); setCallback("");
     done(t("loginCompleted"));
   }); };
@@ -151,7 +151,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   const doImport = (e: FormEvent) => { e.preventDefault(); run(async () => {
     const body: Record<string, unknown> = { provider: name };
     if (dbFile) {
-      body.kiro_cli_db = toBase64(new Uint8Array(await dbFile.arrayBuffer()));
+      body.kiro_cli_db = toBase64(await readBytes(dbFile));
     } else if (tokenFile) {
       body.kiro_auth_token = await readJson(tokenFile, t);
       if (regFile) body.client_registration = await readJson(regFile, t);
@@ -234,9 +234,20 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   );
 }
 
+/** A file's bytes (FileReader: everywhere File is, older engines included). */
+function readBytes(f: File): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(new Uint8Array(r.result as ArrayBuffer));
+    r.onerror = () => reject(r.error);
+    r.readAsArrayBuffer(f);
+  });
+}
+
 async function readJson(f: File, t: ReturnType<typeof useI18n>["t"]): Promise<unknown> {
+  const bytes = await readBytes(f);
   try {
-    return JSON.parse(await f.text());
+    return JSON.parse(new TextDecoder().decode(bytes));
   } catch {
     throw new ApiError(400, "invalid_request_error", t("badJsonFile", { file: f.name }), null, null);
   }
@@ -247,7 +258,7 @@ export function CopilotDialog({ provider, onClose }: { provider: Provider; onClo
   const name = provider.name;
   const [device, setDevice] = useState<DeviceLogin | null>(null);
   const [err, setErr] = useState<unknown>(null);
-  const poll = useLoginPoll(device ? `/admin/copilot/login/${encodeURIComponent(device.id)}` : null, device?.interval ?? 5);
+  const poll = useLoginPoll(device ? `/admin/copilot/login/${seg(device.id)}` : null, device?.interval ?? 5);
   const qc = useQueryClient();
   useEffect(() => { if (poll.state?.status === "completed") qc.invalidateQueries({ queryKey: ["providers"] }); }, [poll.state?.status, qc]);
   const start = async () => {
@@ -266,7 +277,7 @@ export function CopilotDialog({ provider, onClose }: { provider: Provider; onClo
       {err ? <ErrorBox err={err} /> : null}
       {device && <DeviceCode login={device} url={device.verification_uri ?? device.verification_uri_complete ?? ""} />}
       {device && <LoginStatusLine state={poll.state} err={poll.err} />}
-      <AccountInfo base={`/admin/copilot/${encodeURIComponent(name)}`} />
+      <AccountInfo base={`/admin/copilot/${seg(name)}`} />
     </Dialog>
   );
 }

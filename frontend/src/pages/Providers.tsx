@@ -1,6 +1,6 @@
 import { FormEvent, useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { HealthAnswer, Provider, api } from "../api";
+import { HealthAnswer, Provider, api, seg } from "../api";
 import { useI18n } from "../i18n";
 import { FormError, ProviderForm, fmtInt, providerBody, providerForm } from "../logic";
 import { Badge, Dialog, ErrorBox, Field, FormAlert, Loading, fieldError } from "../components/ui";
@@ -24,7 +24,7 @@ export function Providers() {
   const [tests, setTests] = useState<Record<string, TestResult | "running">>({});
 
   const toggle = useMutation({
-    mutationFn: (p: Provider) => api.put(`/admin/providers/${encodeURIComponent(p.id)}`, { enabled: !p.enabled }),
+    mutationFn: (p: Provider) => api.put(`/admin/providers/${seg(p.id)}`, { enabled: !p.enabled }),
     onSuccess: () => qc.invalidateQueries({ queryKey: ["providers"] }),
     onError: (e) => setNotice((e as Error).message),
   });
@@ -34,7 +34,7 @@ export function Providers() {
     const started = performance.now();
     try {
       const r = await api.post<{ ok: boolean; status?: number; latency_ms?: number; message?: string; models?: number }>(
-        `/admin/providers/${encodeURIComponent(p.id)}/test`, {});
+        `/admin/providers/${seg(p.id)}/test`, {});
       setTests((s) => ({ ...s, [p.id]: { ok: r.ok, ms: r.latency_ms ?? Math.round(performance.now() - started),
                                           message: r.message ?? (r.status ? `HTTP ${r.status}` : "") } }));
     } catch (e) {
@@ -102,7 +102,7 @@ export function Providers() {
                                   onClose={() => setEditing(null)}
                                   onSaved={() => { setEditing(null); setNotice(t("saved")); }} />}
       {deleting && <ConfirmDelete what={t("provider")} name={deleting.name}
-                                  path={`/admin/providers/${encodeURIComponent(deleting.id)}`}
+                                  path={`/admin/providers/${seg(deleting.id)}`}
                                   invalidate={["providers"]}
                                   onClose={() => setDeleting(null)}
                                   onDone={() => { setDeleting(null); setNotice(t("deleted")); }} />}
@@ -120,7 +120,7 @@ function ProviderDialog({ provider, onClose, onSaved }: { provider?: Provider; o
   const set = <K extends keyof ProviderForm>(k: K, v: ProviderForm[K]) => setF((x) => ({ ...x, [k]: v }));
   const save = useMutation({
     mutationFn: (body: Record<string, unknown>) => provider
-      ? api.put(`/admin/providers/${encodeURIComponent(provider.id)}`, body)
+      ? api.put(`/admin/providers/${seg(provider.id)}`, body)
       : api.post("/admin/providers", body),
     onSuccess: () => { qc.invalidateQueries({ queryKey: ["providers"] }); onSaved(); },
     onError: setErr,
