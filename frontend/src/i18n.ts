@@ -59,6 +59,8 @@ export const en = {
   fromDatabase: "admin API",
   readOnlyHint: "Declared in antigw.cfg: edit the file and reload to change it.",
   confirmDelete: "Delete {what} \"{name}\"? This cannot be undone.",
+  objProvider: "provider",
+  objKey: "key",
   saved: "Saved.",
   deleted: "Deleted.",
   // dashboard
@@ -276,6 +278,8 @@ export const zh: Record<StringKey, string> = {
   fromDatabase: "管理 API",
   readOnlyHint: "在 antigw.cfg 中声明：修改该文件并重新加载才能更改。",
   confirmDelete: "删除{what}“{name}”？此操作无法撤销。",
+  objProvider: "提供商",
+  objKey: "密钥",
   saved: "已保存。",
   deleted: "已删除。",
   poolHealth: "连接池健康状况",

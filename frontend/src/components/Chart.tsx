@@ -1,6 +1,7 @@
 // A dependency-free SVG chart: bars or lines over labelled points, with a
 // y axis, a legend and a table-like <title> per point for screen readers
 // and hover. Enough for usage over time; keeps the bundle small.
+import { useEffect, useRef, useState } from "react";
 import { fmtCompact } from "../logic";
 
 export interface ChartSeries {
@@ -11,7 +12,17 @@ export interface ChartSeries {
 
 export function Chart(props: { labels: string[]; series: ChartSeries[]; kind?: "bar" | "line";
                                title: string; height?: number; shortLabel?: (l: string) => string }) {
-  const W = 640, H = props.height ?? 200, padL = 44, padR = 8, padT = 10, padB = 26;
+  // Drawn at the width it gets, so text stays at its size on any screen.
+  const ref = useRef<HTMLElement>(null);
+  const [W, setW] = useState(640);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    const ro = new ResizeObserver(() => setW(Math.max(240, Math.round(el.clientWidth))));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+  const H = props.height ?? 200, padL = 44, padR = 8, padT = 10, padB = 26;
   const n = props.labels.length;
   const max = Math.max(1, ...props.series.flatMap((s) => s.values));
   const niceMax = niceCeil(max);
@@ -19,11 +30,11 @@ export function Chart(props: { labels: string[]; series: ChartSeries[]; kind?: "
   const y = (v: number) => padT + (H - padT - padB) * (1 - v / niceMax);
   const bw = Math.max(1, ((W - padL - padR) / Math.max(1, n)) * 0.8 / props.series.length);
   const ticks = [0, niceMax / 2, niceMax];
-  const every = Math.max(1, Math.ceil(n / 8));
+  const every = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(W / 70))));
   const short = props.shortLabel ?? ((l: string) => l);
   return (
-    <figure className="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={props.title} preserveAspectRatio="none">
+    <figure className="chart" ref={ref}>
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={props.title}>
         {ticks.map((tv) => (
           <g key={tv}>
             <line x1={padL} x2={W - padR} y1={y(tv)} y2={y(tv)} className="grid" />

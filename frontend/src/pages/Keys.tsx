@@ -60,12 +60,12 @@ export function Keys() {
                     <td>{k.expires_at ? fmtTime(k.expires_at, lang) : <span className="muted">{t("never")}</span>}</td>
                     <td className="num">{fmtInt(u?.requests ?? 0, lang)}</td>
                     <td className="num">{fmtInt(u ? totalTokens(u) : 0, lang)}</td>
-                    <td className="actions">
+                    <td><div className="actions">
                       <button type="button" onClick={() => setEditing(k)}>{t("edit")}</button>
                       <button type="button" onClick={() => toggle.mutate(k)}>{k.enabled ? t("disable") : t("enable")}</button>
                       <Link className="button" to={`/usage?key_id=${k.id}`}>{t("viewUsage")}</Link>
                       <button type="button" className="danger" onClick={() => setDeleting(k)}>{t("delete")}</button>
-                    </td>
+                    </div></td>
                   </tr>
                 );
               })}
@@ -76,7 +76,7 @@ export function Keys() {
       {editing && <KeyDialog clientKey={editing === "new" ? undefined : editing} onClose={() => setEditing(null)}
                              onSaved={(k) => { setEditing(null); if (k.key) setShown(k); else setNotice(t("saved")); }} />}
       {shown && <ShownOnce k={shown} onClose={() => setShown(null)} />}
-      {deleting && <ConfirmDelete what={t("key")} name={deleting.name} path={`/admin/keys/${deleting.id}`}
+      {deleting && <ConfirmDelete what={t("objKey")} name={deleting.name} path={`/admin/keys/${deleting.id}`}
                                   invalidate={["keys"]} onClose={() => setDeleting(null)}
                                   onDone={() => { setDeleting(null); setNotice(t("deleted")); }} />}
     </div>

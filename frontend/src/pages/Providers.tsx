@@ -81,7 +81,7 @@ export function Providers() {
                           : t("testFailed", { name: p.name, msg: tr.message })}</div>}
                     </td>
                     <td>{p.read_only ? <span title={t("readOnlyHint")}>{t("fromConfig")}</span> : t("fromDatabase")}</td>
-                    <td className="actions">
+                    <td><div className="actions">
                       <button type="button" onClick={() => runTest(p)} disabled={tr === "running"}>{t("test")}</button>
                       {(p.type === "kiro" || p.type === "copilot") && (
                         <button type="button" onClick={() => setAccount(p)}>{t("accounts")}</button>)}
@@ -90,7 +90,7 @@ export function Providers() {
                         <button type="button" onClick={() => toggle.mutate(p)}>{p.enabled ? t("disable") : t("enable")}</button>
                         <button type="button" className="danger" onClick={() => setDeleting(p)}>{t("delete")}</button>
                       </>}
-                    </td>
+                    </div></td>
                   </tr>
                 );
               })}
@@ -101,7 +101,7 @@ export function Providers() {
       {editing && <ProviderDialog provider={editing === "new" ? undefined : editing}
                                   onClose={() => setEditing(null)}
                                   onSaved={() => { setEditing(null); setNotice(t("saved")); }} />}
-      {deleting && <ConfirmDelete what={t("provider")} name={deleting.name}
+      {deleting && <ConfirmDelete what={t("objProvider")} name={deleting.name}
                                   path={`/admin/providers/${seg(deleting.id)}`}
                                   invalidate={["providers"]}
                                   onClose={() => setDeleting(null)}

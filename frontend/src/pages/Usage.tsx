@@ -68,6 +68,9 @@ export function Usage() {
     labels = top.map((x) => label(x, g)); reqs = top.map((x) => x.requests); toks = top.map((x) => totalTokens(x));
   }
 
+  const shortLabel = g === "hour" ? (l: string) => l.slice(11, 16) : g === "day" ? (l: string) => l.slice(5)
+    : (l: string) => (l.length > 14 ? `${l.slice(0, 13)}…` : l);
+
   return (
     <div className="page" data-testid="usage">
       <div className="page-head"><h1>{t("navUsage")}</h1>
@@ -117,12 +120,14 @@ export function Usage() {
               <Stat name="p50" label={`${t("latency")} p50 / p95`}
                     v={`${usage.data.totals.latency_ms.p50 ?? "—"} / ${usage.data.totals.latency_ms.p95 ?? "—"} ms`} />
             </div>
-            {labels.length > 0 && <Chart title={t("chart")} labels={labels}
-              shortLabel={g === "hour" ? (l) => l.slice(5, 16).replace("T", " ") : g === "day" ? (l) => l.slice(5) : (l) => l.length > 12 ? `${l.slice(0, 11)}…` : l}
-              series={[{ name: t("requests"), values: reqs, color: "--c1" }]} />}
-            {labels.length > 0 && <Chart title={t("tokens")} kind={timeSeries ? "line" : "bar"} labels={labels} height={140}
-              shortLabel={g === "hour" ? (l) => l.slice(11, 16) : g === "day" ? (l) => l.slice(5) : (l) => l.length > 12 ? `${l.slice(0, 11)}…` : l}
-              series={[{ name: t("tokens"), values: toks, color: "--c2" }]} />}
+            {labels.length > 0 && (
+              <div className="charts">
+                <Chart title={t("requests")} labels={labels} shortLabel={shortLabel}
+                       series={[{ name: t("requests"), values: reqs, color: "--c1" }]} />
+                <Chart title={t("tokens")} kind={timeSeries ? "line" : "bar"} labels={labels} shortLabel={shortLabel}
+                       series={[{ name: t("tokens"), values: toks, color: "--c2" }]} />
+              </div>
+            )}
           </section>
           {g && (
             <div className="table-wrap card">
