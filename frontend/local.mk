@@ -55,3 +55,11 @@ clean-ui:
 .PHONY: install-ui uninstall-ui dist-ui clean-ui
 
 INTEGRATION_TESTS += tests/integration/run_ui.sh
+
+# Regenerates the screenshots README.md shows, from the e2e suite's run.
+UI_DOC_SHOTS = dashboard-light dashboard-dark providers-light keys-dark usage-light
+ui-screenshots:
+	ANTIGW_TEST_ONLY=ui_dark_mode_and_screenshots $(MAKE) check TESTS=tests/integration/run_ui.sh
+	$(MKDIR_P) '$(srcdir)/docs'
+	for s in $(UI_DOC_SHOTS); do cp frontend/screenshots/$$s.png '$(srcdir)/docs/ui-'$$s.png || exit 1; done
+.PHONY: ui-screenshots

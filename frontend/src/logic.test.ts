@@ -39,8 +39,8 @@ describe("time series", () => {
     expect(topGroups([g("a", 1, 0), g("b", 5, 0), g("c", 5, 9), g("d", 2, 0)], 3).map((x) => x.model)).toEqual(["c", "b", "d"]);
   });
   it("writes compact axis numbers", () => {
-    expect([fmtCompact(0), fmtCompact(999), fmtCompact(1500), fmtCompact(2_500_000), fmtCompact(3e9)])
-      .toEqual(["0", "999", "1.5k", "2.5M", "3G"]);
+    expect([fmtCompact(0), fmtCompact(2.5), fmtCompact(999), fmtCompact(1500), fmtCompact(2_500_000), fmtCompact(3e9)])
+      .toEqual(["0", "2.5", "999", "1.5k", "2.5M", "3G"]);
   });
 });
 

@@ -16,7 +16,7 @@ export function fmtCompact(n: number): string {
   if (a >= 1e9) return `${+(n / 1e9).toFixed(1)}G`;
   if (a >= 1e6) return `${+(n / 1e6).toFixed(1)}M`;
   if (a >= 1e3) return `${+(n / 1e3).toFixed(1)}k`;
-  return String(Math.round(n));
+  return String(+n.toFixed(1));
 }
 
 export function fmtTime(unix: number | null | undefined, lang: string): string {
