@@ -310,6 +310,9 @@ install_ui_packages() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         install_packages nodejs npm
     fi
+    # npm keeps its own record of what it installed: skip when it is newer than the lock.
+    [ "$top/frontend/node_modules/.package-lock.json" -nt "$top/frontend/package-lock.json" ] &&
+        return 0
     (cd "$top/frontend" && npm ci --prefer-offline --no-audit --no-fund >/dev/null) || {
         say "quickstart: npm ci in frontend/ failed: the admin UI is not built"
         return 1
