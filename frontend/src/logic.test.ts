@@ -89,6 +89,10 @@ describe("provider form", () => {
     expect(providerBody(f, provider)).toEqual({});
     expect(providerBody({ ...f, weight: "7", models: "gpt-*\no1" }, provider)).toEqual({ weight: 7, models: ["gpt-*", "o1"] });
     expect(providerBody({ ...f, api_key: "sk-new" }, provider)).toEqual({ api_key: "sk-new" });
+    // A GitHub token goes only to a Copilot provider.
+    expect(providerBody({ ...f, github_token: "gho_x" }, provider)).toEqual({});
+    const cp = { ...provider, type: "copilot" };
+    expect(providerBody({ ...providerForm(cp), github_token: "gho_x" }, cp)).toEqual({ github_token: "gho_x" });
     expect(providerBody({ ...f, default_model: " gpt-4o " }, provider)).toEqual({ default_model: "gpt-4o" });
     expect(providerBody({ ...providerForm({ ...provider, default_model: "x" }), default_model: "" },
                         { ...provider, default_model: "x" })).toEqual({ default_model: null });

@@ -187,6 +187,7 @@ export interface ProviderForm {
   enabled: boolean;
   models: string;
   default_model: string;
+  github_token: string; // copilot: a GitHub token instead of the device flow
 }
 
 export function providerForm(p?: Provider): ProviderForm {
@@ -199,6 +200,7 @@ export function providerForm(p?: Provider): ProviderForm {
     enabled: p?.enabled ?? true,
     models: listText(p?.models),
     default_model: p?.default_model ?? "",
+    github_token: "",
   };
 }
 
@@ -217,12 +219,14 @@ export function providerBody(f: ProviderForm, orig?: Provider): Record<string, u
   };
   if (f.base_url.trim()) full.base_url = f.base_url.trim();
   if (f.api_key) full.api_key = f.api_key;
+  if (f.github_token && f.type === "copilot") full.github_token = f.github_token;
   if (!orig) return full;
   const changed: Record<string, unknown> = {};
   if (full.name !== orig.name) changed.name = full.name;
   if (full.type !== orig.type) changed.type = full.type;
   if (f.base_url.trim() !== orig.base_url) changed.base_url = f.base_url.trim();
   if (f.api_key) changed.api_key = f.api_key;
+  if (full.github_token) changed.github_token = full.github_token;
   if (weight !== orig.weight) changed.weight = weight;
   if (f.enabled !== orig.enabled) changed.enabled = f.enabled;
   if (JSON.stringify(full.models) !== JSON.stringify(orig.models)) changed.models = full.models;

@@ -8,7 +8,7 @@ import { reasonText } from "./Dashboard";
 import { CopilotDialog, KiroDialog } from "./Accounts";
 
 const TYPES = ["openai", "anthropic", "kiro", "copilot"];
-const FIELDS = ["name", "type", "base_url", "api_key", "weight", "enabled", "models", "default_model"];
+const FIELDS = ["name", "type", "base_url", "api_key", "github_token", "weight", "enabled", "models", "default_model"];
 
 export interface TestResult { ok: boolean; ms: number; message: string }
 
@@ -156,6 +156,11 @@ function ProviderDialog({ provider, onClose, onSaved }: { provider?: Provider; o
                help={provider?.api_key_hint ? t("apiKeyKeep", { hint: provider.api_key_hint }) : undefined}>
           {(id, d) => <input id={id} aria-describedby={d} type="password" autoComplete="off" value={f.api_key} onChange={(e) => set("api_key", e.target.value)} />}
         </Field>
+        {f.type === "copilot" && (
+          <Field label={t("githubToken")} name="github_token" error={ferr("github_token")} help={t("githubTokenHelp")}>
+            {(id, d) => <input id={id} aria-describedby={d} type="password" autoComplete="off" value={f.github_token} onChange={(e) => set("github_token", e.target.value)} />}
+          </Field>
+        )}
         <div className="row2">
           <Field label={t("weight")} name="weight" error={ferr("weight")}>
             {(id, d) => <input id={id} aria-describedby={d} inputMode="numeric" value={f.weight} onChange={(e) => set("weight", e.target.value)} />}
