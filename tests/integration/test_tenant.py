@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, SANITIZER_MARKS, Gateway,  # noqa: E402
-                     Mock, bail, refused_port, chat, check, check_log_clean, directive, eq, messages,
+                     Mock, bail, chat, check, check_log_clean, directive, eq, messages,
                      run_suite, read_lines, sse_events, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 4, 16
@@ -1183,6 +1183,7 @@ def pools_stop_cleanly_and_start_again(ctx):
 def provider_test_makes_one_probe_call(ctx):
     """POST /admin/providers/:id/test: one model-list call with the key the
     pool would send, its verdict, and nothing written."""
+    from harness import refused_port
     before = dump(ctx)
     n = len([r for r in ctx.openai.requests() if r["path"].endswith("/models")])
     s, _, doc = admin(ctx, "POST", "/admin/providers/cfg:cfg-openai/test", {})
