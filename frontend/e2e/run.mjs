@@ -49,6 +49,8 @@ async function launch(opts = {}) {
   page.setDefaultTimeout(10_000);
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  // The web server's Content-Security-Policy must not block anything the UI does.
+  context.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) errors.push(m.text()); });
   return { browser, context, page, errors };
 }
 
@@ -78,6 +80,8 @@ const cases = {
     assert.equal(idx.status, 200, "a client-side route falls back to index.html");
     assert.match(idx.headers.get("content-type"), /^text\/html/);
     assert.equal(idx.headers.get("cache-control"), "no-cache");
+    assert.match(idx.headers.get("content-security-policy"), /default-src 'self'.*frame-ancestors 'none'/);
+    assert.equal(idx.headers.get("x-content-type-options"), "nosniff");
     const html = await idx.text();
     const assets = [...html.matchAll(/\/ui\/assets\/[^"]+/g)].map((m) => m[0]);
     assert.ok(assets.some((a) => a.endsWith(".js")) && assets.some((a) => a.endsWith(".css")), html);
