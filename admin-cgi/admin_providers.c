@@ -12,6 +12,7 @@
 #include "admin.h"
 
 #include "route/lb.h"
+#include "route/health.h"
 #include "tenant/catalog.h"
 
 #include <stdio.h>
@@ -547,20 +548,124 @@ out:
     prow_free(&p);
 }
 
-void agw_admin_providers(agw_admin_req *r, agw_str rest)
+/* POST /admin/providers/:id/test: one probe of the provider now, with the
+ * key the gateway would use (the catalog opens it as the pool does). The
+ * body is {} (strict, as every body); nothing is written, so no audit row. */
+static void test_provider(agw_admin_req *r, agw_str id)
 {
-    static const agw_str answers = AGW_STR_LIT("/answers");
-    if (rest.len > answers.len + 1 &&
-        agw_str_eq((agw_str){ rest.ptr + rest.len - answers.len, answers.len }, answers)) {
-        put_answers(r, (agw_str){ rest.ptr + 1, rest.len - 1 - answers.len });
+    static const char *const known[] = { NULL };
+    if (strcmp(r->method, "POST") != 0) {
+        agw_admin_method_not_allowed(r, "POST");
         return;
     }
+    cJSON *body = agw_admin_body(r, known);
+    if (!body)
+        return;
+    cJSON_Delete(body);
+    char name[AGW_CONFIG_NAME_MAX + 1];
+    if (agw_str_starts(id, AGW_STR_LIT("cfg:"))) {
+        if (id.len - 4 > AGW_CONFIG_NAME_MAX)
+            goto unknown;
+        memcpy(name, id.ptr + 4, id.len - 4);
+        name[id.len - 4] = '\0';
+        if (!agw_config_provider(r->cfg, agw_str_c(name)))
+            goto unknown;
+    } else {
+        int64_t n = agw_admin_parse_id(id);
+        agw_admin_provider_row row;
+        prow_init(&row);
+        int found = n ? agw_admin_load(r, &providers, n, &row) : 0;
+        if (found > 0)
+            snprintf(name, sizeof name, "%s", row.name);
+        prow_free(&row);
+        if (found < 0)
+            return;
+        if (!found)
+            goto unknown;
+    }
+    agw_catalog_holder *holder = NULL;
+    char err[AGW_ERR_LEN];
+    if (agw_catalog_holder_new(r->cfg, r->app->shm, r->app->secrets, r->db, &holder, err,
+                               sizeof err) != AGW_OK) {
+        agw_log_error("provider test: %s", err);
+        agw_admin_fail(r, 503, NULL, "the provider list could not be loaded; retry shortly");
+        return;
+    }
+    const agw_catalog *cat = agw_catalog_acquire(holder, r->db);
+    const agw_provider_cfg *p = agw_config_provider(agw_catalog_config(cat), agw_str_c(name));
+    if (!p) {
+        /* A database provider the catalog leaves out (catalog.h says why in the log). */
+        agw_admin_fail(r, 409, NULL, "provider '%s' is not in the gateway's routing table: "
+                       "see antigw-admin's log", name);
+    } else {
+        agw_health_test_result t;
+        agw_health_test(p, (long)r->cfg->defaults.health_check_timeout_seconds * 1000, &t);
+        if (!t.probed) {
+            agw_admin_fail(r, 409, NULL, "provider '%s' (%s) has no test call", name,
+                           agw_provider_type_name(p->type));
+        } else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "provider", name);
+            cJSON_AddBoolToObject(o, "ok", t.why == AGW_LB_REASON_NONE);
+            cJSON_AddStringToObject(o, "reason", agw_lb_reason_name(t.why));
+            if (t.status)
+                cJSON_AddNumberToObject(o, "status", (double)t.status);
+            else
+                cJSON_AddNullToObject(o, "status");
+            cJSON_AddNumberToObject(o, "latency_ms", (double)t.latency_ms);
+            if (t.models >= 0)
+                cJSON_AddNumberToObject(o, "models", (double)t.models);
+            else
+                cJSON_AddNullToObject(o, "models");
+            char msg[320];
+            if (t.why == AGW_LB_REASON_NONE)
+                snprintf(msg, sizeof msg, "HTTP %ld", t.status);
+            else if (t.why == AGW_LB_REASON_AUTH_REJECTED)
+                snprintf(msg, sizeof msg, "HTTP %ld: the provider refused the gateway's key",
+                         t.status);
+            else if (t.status)
+                snprintf(msg, sizeof msg, "HTTP %ld", t.status);
+            else
+                snprintf(msg, sizeof msg, "%s", t.detail[0] ? t.detail : "no answer");
+            cJSON_AddStringToObject(o, "message", msg);
+            agw_admin_reply(r, 200, o);
+        }
+    }
+    agw_catalog_release(holder, cat);
+    agw_catalog_holder_free(holder);
+    return;
+unknown:
+    agw_admin_fail(r, 404, NULL, "no provider with id '%.*s'", (int)(id.len > 100 ? 100 : id.len),
+                   id.ptr);
+}
+
+/* 1 when `rest` is "/<id><suffix>": *id is the id. */
+static int sub_resource(agw_str rest, agw_str suffix, agw_str *id)
+{
+    if (rest.len <= 1 + suffix.len ||
+        !agw_str_eq((agw_str){ rest.ptr + rest.len - suffix.len, suffix.len }, suffix))
+        return 0;
+    *id = (agw_str){ rest.ptr + 1, rest.len - 1 - suffix.len };
+    return 1;
+}
+
+void agw_admin_providers(agw_admin_req *r, agw_str rest)
+{
     /* rest is "" or starts with '/' */
+    agw_str id;
+    if (sub_resource(rest, AGW_STR_LIT("/answers"), &id)) {
+        put_answers(r, id);
+        return;
+    }
+    if (sub_resource(rest, AGW_STR_LIT("/test"), &id)) {
+        test_provider(r, id);
+        return;
+    }
     if (!agw_str_starts(rest, AGW_STR_LIT("/cfg:"))) {
         agw_admin_resource_serve(r, &providers, rest);
         return;
     }
-    agw_str id = { rest.ptr + 1, rest.len - 1 };
+    id = (agw_str){ rest.ptr + 1, rest.len - 1 };
     int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
     agw_str name = { id.ptr + 4, id.len - 4 };
     const agw_provider_cfg *p = agw_config_provider(r->cfg, name);

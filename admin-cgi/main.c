@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/core.h"
 #include "net/fcgi_server.h"
+#include "net/upstream.h"
 #include "state/shm.h"
 #include "state/store.h"
 
@@ -150,6 +151,7 @@ static void reload(void *app_ptr)
     __atomic_store_n(&app->admin_key, key, __ATOMIC_RELEASE);
     __atomic_store_n(&app->cfg, fresh, __ATOMIC_RELEASE);
     agw_log_set_level((agw_log_level)fresh->server.log_level);
+    agw_upstream_set_allow_link_local(fresh->upstream.allow_link_local);
     agw_log_info("reloaded %s", fresh->path);
 }
 
@@ -231,6 +233,12 @@ int main(int argc, char **argv)
         agw_log_info("re-sealed %d provider keys for their type and base_url origin", migrated);
         agw_shm_generation_bump(shm);
     }
+    /* The provider test (POST /admin/providers/:id/test) calls upstreams. */
+    if (agw_upstream_global_init() != AGW_OK) {
+        agw_log_error("libcurl could not be initialised");
+        goto out;
+    }
+    agw_upstream_set_allow_link_local(cfg->upstream.allow_link_local);
     agw_admin_app app = { cfg, admin_key, shm, have_secrets ? &secrets : NULL };
     size_t reserved_len;
     void *reserved = agw_shm_reserved(shm, &reserved_len);

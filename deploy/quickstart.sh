@@ -98,6 +98,8 @@ install_servers() {
         done
     fi
 }
+# chromium: the admin UI's end-to-end tests drive Debian's headless Chromium.
+TEST_PKGS="$TEST_PKGS chromium"
 
 install_packages() {
     local missing=() p
@@ -300,6 +302,7 @@ stop_all() {
 start_all() {
     install_packages $RUN_PKGS
     install_servers "$(server_package "$server")"
+    install_ui_packages || true
     build
     mkdir -p "$var/run" "$var/log" "$var/www"
     chmod 700 "$var"
@@ -364,6 +367,11 @@ start_all() {
         say "    OPENAI_API_KEY=sk-... deploy/quickstart.sh   (or ANTHROPIC_API_KEY=...)"
         say "    or edit the providers list in $ANTIGW_CONFIG and run deploy/quickstart.sh again"
     fi
+    if link_ui; then
+        say "  admin UI:    $url/ui/  (sign in with the admin key)"
+    else
+        say "  admin UI:    not built (needs Node.js and npm: see frontend/README.md)"
+    fi
     say "  config: $ANTIGW_CONFIG   logs: $var/log/"
     say "  stop:   deploy/quickstart.sh stop    status: deploy/quickstart.sh status"
 }
@@ -397,12 +405,38 @@ install_node() {
         die "npm ci in tests/sdk failed (is the npm registry reachable?)"
 }
 
+# The admin web UI (frontend/) is built by make when its npm packages are
+# installed; a failure here leaves the gateway without /ui/, nothing else.
+install_ui_packages() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        install_packages nodejs npm
+    fi
+    # npm keeps its own record of what it installed: skip when it is newer than the lock.
+    [ "$top/frontend/node_modules/.package-lock.json" -nt "$top/frontend/package-lock.json" ] &&
+        return 0
+    (cd "$top/frontend" && npm ci --prefer-offline --no-audit --no-fund >/dev/null) || {
+        say "quickstart: npm ci in frontend/ failed: the admin UI is not built"
+        return 1
+    }
+}
+
+# Serves the built UI at /ui/ (lighttpd.conf: ANTIGW_VAR/www/ui).
+link_ui() {
+    local dist=""
+    for d in "$top/build/frontend/dist" "$top/frontend/dist"; do
+        [ -f "$d/index.html" ] && { dist=$d; break; }
+    done
+    [ -n "$dist" ] || return 1
+    ln -sfn "$dist" "$var/www/ui"
+}
+
 check() {
     # The tests start their own gateways; the quickstart's paths must not leak into them.
     unset ANTIGW_VAR ANTIGW_BIND ANTIGW_PORT ANTIGW_BIN ANTIGW_CONFIG
     install_packages $RUN_PKGS $TEST_PKGS
     install_servers $WEB_TEST_PKGS
     install_node
+    install_ui_packages || die "the admin UI's packages are needed for its tests"
     cd "$top"
     ./autogen.sh >/dev/null
     # 1. The normal build and every test.

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,6 +142,36 @@ static agw_lb_reason probe(agw_upstream *u, const agw_provider_cfg *p, long time
     return v == AGW_PROBE_PASSED ? AGW_LB_REASON_NONE
            : v == AGW_PROBE_AUTH_REJECTED ? AGW_LB_REASON_AUTH_REJECTED
                                           : AGW_LB_REASON_PROBE_FAILED;
+}
+
+void agw_health_test(const agw_provider_cfg *p, long timeout_ms, agw_health_test_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->why = AGW_LB_REASON_NONE;
+    out->models = -1;
+    agw_upstream *u = agw_upstream_new();
+    uint64_t start_ms = agw_mono_ms(), deadline_ms = start_ms + (uint64_t)timeout_ms;
+    page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0 };
+    agw_upstream_result res;
+    if (get_page(u, p, NULL, deadline_ms, &pg, &res) == 0) {
+        out->probed = 1;
+        out->latency_ms = agw_mono_ms() - start_ms;
+        out->status = res.outcome == AGW_UPSTREAM_DONE ? res.status : 0;
+        snprintf(out->detail, sizeof out->detail, "%s", res.detail);
+        agw_probe_verdict v = res.outcome == AGW_UPSTREAM_DONE
+                                  ? agw_provider_ops_of(p->type)->probe_verdict(res.status)
+                                  : AGW_PROBE_FAILED;
+        out->why = v == AGW_PROBE_PASSED         ? AGW_LB_REASON_NONE
+                   : v == AGW_PROBE_AUTH_REJECTED ? AGW_LB_REASON_AUTH_REJECTED
+                                                  : AGW_LB_REASON_PROBE_FAILED;
+        agw_provider_models list = AGW_PROVIDER_MODELS_INIT;
+        if (v == AGW_PROBE_PASSED && read_list(u, p, deadline_ms, &pg, res.status, &list)) {
+            out->models = (long)list.n;
+            agw_provider_models_free(&list);
+        }
+    }
+    agw_buf_free(&pg.b);
+    agw_upstream_free(u);
 }
 
 /* Frees the shared slots of providers no longer configured (lb.h), at

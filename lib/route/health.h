@@ -45,4 +45,21 @@ AGW_WARN_UNUSED agw_err agw_health_start(const agw_config *cfg, agw_catalog_hold
 /* Stops and joins the thread (NULL: nothing). */
 void agw_health_stop(agw_health *h);
 
+/* What one probe found (agw_health_test). */
+typedef struct {
+    int probed;          /* 0: the type has nothing to probe with (no request made) */
+    agw_lb_reason why;   /* AGW_LB_REASON_NONE when it passed */
+    long status;         /* the HTTP status; 0 when no answer came */
+    uint64_t latency_ms; /* from the start to the end of the first answer */
+    long models;         /* ids in its model list; -1 when no list was read */
+    char detail[256];    /* what failed, in libcurl's words; "" when nothing did */
+} agw_health_test_result;
+
+/* One probe of `p` now, as the prober makes it (the same request, timeouts
+ * and verdict; at most `timeout_ms` in all), for an admin who wants to see a
+ * provider answer: it changes no shared state and stores no model list.
+ * Blocks the calling thread for the duration of the call. Needs
+ * agw_upstream_global_init to have run. */
+void agw_health_test(const agw_provider_cfg *p, long timeout_ms, agw_health_test_result *out);
+
 #endif

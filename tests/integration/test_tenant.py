@@ -1282,6 +1282,58 @@ def answer_settings_bad_input_changes_nothing(ctx):
         "continuation")
 
 
+@test(timeout=60)
+def provider_test_makes_one_probe_call(ctx):
+    """POST /admin/providers/:id/test: one model-list call with the key the
+    pool would send, its verdict, and nothing written."""
+    from harness import refused_port
+    before = dump(ctx)
+    n = len([r for r in ctx.openai.requests() if r["path"].endswith("/models")])
+    s, _, doc = admin(ctx, "POST", "/admin/providers/cfg:cfg-openai/test", {})
+    eq(s, 200, "test of a provider from antigw.cfg: %r" % (doc,))
+    eq((doc["provider"], doc["ok"], doc["reason"], doc["status"]), ("cfg-openai", True, "none", 200),
+       "verdict")
+    check(doc["latency_ms"] >= 0 and doc["models"] >= 1, "latency and model count: %r" % (doc,))
+    probes = [r for r in ctx.openai.requests() if r["path"].endswith("/models")]
+    eq(len(probes), n + 1, "calls at the mock")
+    eq([v for k, v in probes[-1]["headers"] if k.lower() == "authorization"],
+       ["Bearer " + OPENAI_KEY], "the provider's key went with it")
+    eq(dump(ctx), before, "the database after a test")
+    # A database provider whose key the upstream refuses; then one nobody answers.
+    s, _, p = admin(ctx, "POST", "/admin/providers", {
+        "name": "tested", "type": "openai", "api_key": "sk-wrong-key-for-the-test",
+        "base_url": "http://127.0.0.1:%d/v1" % ctx.extra.port, "models": ["tested-*"]})
+    eq(s, 201, "create")
+    s, _, doc = admin(ctx, "POST", "/admin/providers/%s/test" % p["id"], {})
+    eq((s, doc["ok"], doc["reason"], doc["status"]), (200, False, "auth_rejected", 401),
+       "a refused key: %r" % (doc,))
+    check("refused the gateway's key" in doc["message"], doc["message"])
+    s, _, _ = admin(ctx, "PUT", "/admin/providers/" + p["id"], {"api_key": DB_PROVIDER_KEY})
+    eq(s, 200, "fix the key")
+    s, _, doc = admin(ctx, "POST", "/admin/providers/%s/test" % p["id"], {})
+    eq((s, doc["ok"], doc["status"]), (200, True, 200), "the right key: %r" % (doc,))
+    dead = refused_port()
+    try:
+        s, _, _ = admin(ctx, "PUT", "/admin/providers/" + p["id"], {
+            "base_url": "http://127.0.0.1:%d/v1" % dead.getsockname()[1]})
+        eq(s, 200, "point it at a closed port")
+        s, _, doc = admin(ctx, "POST", "/admin/providers/%s/test" % p["id"], {})
+        eq((s, doc["ok"], doc["reason"], doc["status"]), (200, False, "probe_failed", None),
+           "nobody answers: %r" % (doc,))
+        check(doc["message"], "a message says why")
+    finally:
+        dead.close()
+    eq(admin(ctx, "DELETE", "/admin/providers/" + p["id"])[0], 200, "delete")
+    # Bad input: each refused, nothing changed.
+    bad(ctx, "POST", "/admin/providers/999999/test", {}, 404, None)
+    bad(ctx, "POST", "/admin/providers/cfg:nope/test", {}, 404, None)
+    bad(ctx, "POST", "/admin/providers/abc/test", {}, 404, None)
+    bad(ctx, "POST", "/admin/providers/cfg:cfg-openai/test", {"x": 1}, 400, "x")
+    bad(ctx, "POST", "/admin/providers/cfg:cfg-openai/test", None, 400, False, raw=b"{")
+    s, h, _ = admin(ctx, "GET", "/admin/providers/cfg:cfg-openai/test")
+    eq((s, h.get("allow")), (405, "POST"), "GET of a test")
+
+
 def main():
     ctx = Ctx()
     why = suite_setup(ctx)

@@ -1,0 +1,283 @@
+// Account dialogs of the subscription providers: Kiro (social sign-in,
+// Builder ID / Identity Center device flow, import of the Kiro IDE's token
+// file or the kiro-cli database, forced refresh, status, quota) and Copilot
+// (GitHub device flow, status, premium quota), on the admin app's
+// /admin/kiro/... and /admin/copilot/... endpoints.
+import { FormEvent, useEffect, useRef, useState } from "react";
+import { useQueryClient } from "@tanstack/react-query";
+import { ApiError, DeviceLogin, LoginState, Provider, SocialLogin, api, seg } from "../api";
+import { useI18n } from "../i18n";
+import { pollDelayMs, secondsLeft, toBase64 } from "../logic";
+import { CopyButton, Dialog, ErrorBox, Field, KeyValues, fieldError } from "../components/ui";
+
+/** Polls GET `path` until the login leaves "pending"; `slow_down` answers
+ * (a status of "pending" with slow_down: true) double the interval. */
+function useLoginPoll(path: string | null, interval: number) {
+  const [state, setState] = useState<LoginState | null>(null);
+  const [err, setErr] = useState<unknown>(null);
+  const slow = useRef(0);
+  useEffect(() => {
+    if (!path) return;
+    let stop = false, timer: ReturnType<typeof setTimeout>;
+    slow.current = 0;
+    setState({ status: "pending" });
+    setErr(null);
+    const tick = async () => {
+      try {
+        const s = await api.get<LoginState>(path);
+        if (stop) return;
+        if (s.slow_down) slow.current++;
+        setState(s);
+        if (s.status === "pending") timer = setTimeout(tick, pollDelayMs(interval, slow.current));
+      } catch (e) {
+        if (!stop) setErr(e);
+      }
+    };
+    timer = setTimeout(tick, pollDelayMs(interval));
+    return () => { stop = true; clearTimeout(timer); };
+  }, [path, interval]);
+  return { state, err };
+}
+
+function LoginStatusLine({ state, err }: { state: LoginState | null; err: unknown }) {
+  const { t } = useI18n();
+  if (err) return <ErrorBox err={err} />;
+  if (!state) return null;
+  const msg = state.error ?? state.message ?? "";
+  const text = state.status === "pending" ? t("loginPending") : state.status === "completed" ? t("loginCompleted")
+    : state.status === "expired" ? t("loginExpired") : state.status === "denied" ? t("loginDenied")
+    : t("loginError", { msg: String(msg) });
+  return <p className={`alert ${state.status === "completed" ? "ok" : state.status === "pending" ? "" : "error"}`}
+            role="status" data-testid="login-status" data-status={state.status}>{text}</p>;
+}
+
+function DeviceCode({ login, url }: { login: DeviceLogin; url: string }) {
+  const { t } = useI18n();
+  const [left, setLeft] = useState(() => secondsLeft(login.expires_at));
+  useEffect(() => {
+    const id = setInterval(() => setLeft(secondsLeft(login.expires_at)), 1000);
+    return () => clearInterval(id);
+  }, [login.expires_at]);
+  return (
+    <div className="device" data-testid="device-code">
+      <p>{t("deviceCodeHelp")}</p>
+      <div className="code-row">
+        <code className="user-code" data-testid="user-code">{login.user_code}</code>
+        <CopyButton text={login.user_code} />
+        <a className="button" href={url} target="_blank" rel="noopener noreferrer">{t("openPage")}</a>
+      </div>
+      <small className="muted">{url} · {t("expiresIn", { s: left })}</small>
+    </div>
+  );
+}
+
+/** Status and quota of an account, each shown on demand. */
+function AccountInfo({ base }: { base: string }) {
+  const { t } = useI18n();
+  const [status, setStatus] = useState<unknown>(null);
+  const [quota, setQuota] = useState<unknown>(null);
+  const [err, setErr] = useState<unknown>(null);
+  const load = async (what: "status" | "quota") => {
+    setErr(null);
+    try {
+      const v = await api.get<unknown>(`${base}/${what}`);
+      (what === "status" ? setStatus : setQuota)(v);
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  useEffect(() => { load("status"); }, [base]); // eslint-disable-line react-hooks/exhaustive-deps
+  return (
+    <section className="sub">
+      <div className="card-head">
+        <h3>{t("accountStatus")}</h3>
+        <div>
+          <button type="button" onClick={() => load("status")}>{t("retry")}</button>{" "}
+          <button type="button" onClick={() => load("quota")}>{t("quota")}</button>
+        </div>
+      </div>
+      {err ? <ErrorBox err={err} /> : null}
+      {status ? <div data-testid="account-status"><KeyValues data={status} /></div> : null}
+      {quota ? <div data-testid="account-quota"><h4>{t("quota")}</h4><KeyValues data={quota} /></div> : null}
+    </section>
+  );
+}
+
+export function KiroDialog({ provider, onClose }: { provider: Provider; onClose: () => void }) {
+  const { t } = useI18n();
+  const qc = useQueryClient();
+  const name = provider.name;
+  const base = `/admin/kiro/${seg(name)}`;
+  const [tab, setTab] = useState<"social" | "device" | "import">("social");
+  const [err, setErr] = useState<unknown>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  // social
+  const [social, setSocial] = useState<SocialLogin | null>(null);
+  const [callback, setCallback] = useState("");
+  // device
+  const [method, setMethod] = useState<"builder-id" | "idc">("builder-id");
+  const [startUrl, setStartUrl] = useState("");
+  const [region, setRegion] = useState("us-east-1");
+  const [device, setDevice] = useState<DeviceLogin | null>(null);
+  const poll = useLoginPoll(device ? `/admin/kiro/login/${seg(device.id)}` : null, device?.interval ?? 5);
+  // import
+  const [tokenFile, setTokenFile] = useState<File | null>(null);
+  const [regFile, setRegFile] = useState<File | null>(null);
+  const [dbFile, setDbFile] = useState<File | null>(null);
+
+  const done = (msg: string) => { setNotice(msg); qc.invalidateQueries({ queryKey: ["providers"] }); };
+  const run = async (fn: () => Promise<void>) => {
+    setErr(null); setNotice(null);
+    try { await fn(); } catch (e) { setErr(e); }
+  };
+
+  const startSocial = () => run(async () => {
+    const s = await api.post<SocialLogin>("/admin/kiro/login", { provider: name, method: "social" });
+    setSocial(s);
+    window.open(s.auth_url, "_blank", "noopener");
+  });
+  const finishSocial = (e: FormEvent) => { e.preventDefault(); run(async () => {
+    await api.post(`/admin/kiro/login/${seg(social!.id)}/complete`, { callback_url: callback.trim() });
+    setSocial(null); setCallback("");
+    done(t("loginCompleted"));
+  }); };
+  const startDevice = (e: FormEvent) => { e.preventDefault(); run(async () => {
+    const body: Record<string, unknown> = { provider: name, method };
+    if (method === "idc") { body.start_url = startUrl.trim(); body.region = region.trim(); }
+    setDevice(await api.post<DeviceLogin>("/admin/kiro/login", body));
+  }); };
+  useEffect(() => { if (poll.state?.status === "completed") qc.invalidateQueries({ queryKey: ["providers"] }); }, [poll.state?.status, qc]);
+
+  const doImport = (e: FormEvent) => { e.preventDefault(); run(async () => {
+    const body: Record<string, unknown> = { provider: name };
+    if (dbFile) {
+      body.kiro_cli_db = toBase64(await readBytes(dbFile));
+    } else if (tokenFile) {
+      body.kiro_auth_token = await readJson(tokenFile, t);
+      if (regFile) body.client_registration = await readJson(regFile, t);
+    } else {
+      throw new ApiError(400, "invalid_request_error", t("required"), "kiro_auth_token", null);
+    }
+    await api.post("/admin/kiro/import", body);
+    done(t("imported"));
+  }); };
+  const refresh = () => run(async () => { await api.post(`${base}/refresh`, {}); done(t("refreshed")); });
+
+  return (
+    <Dialog title={t("kiroTitle", { name })} onClose={onClose} wide testId="kiro-dialog">
+      <div className="tabs" role="tablist">
+        {(["social", "device", "import"] as const).map((k) => (
+          <button key={k} type="button" role="tab" aria-selected={tab === k} onClick={() => setTab(k)}>
+            {k === "social" ? t("kiroSocial") : k === "device" ? `${t("kiroBuilderId")} / ${t("kiroIdc")}` : t("kiroImport")}
+          </button>
+        ))}
+      </div>
+      {tab === "social" && (
+        <div role="tabpanel">
+          <p className="muted">{t("kiroSocialHelp")}</p>
+          <button type="button" onClick={startSocial}>{t("openSignIn")}</button>
+          {social && (
+            <form onSubmit={finishSocial}>
+              <p className="small muted"><a href={social.auth_url} target="_blank" rel="noopener noreferrer">{social.auth_url}</a></p>
+              <Field label={t("callbackUrl")} name="callback_url" error={fieldError(err, "callback_url")}>
+                {(id, d) => <input id={id} aria-describedby={d} value={callback} onChange={(e) => setCallback(e.target.value)} placeholder="http://localhost…" />}
+              </Field>
+              <button type="submit" className="primary" disabled={!callback.trim()}>{t("finishSignIn")}</button>
+            </form>
+          )}
+        </div>
+      )}
+      {tab === "device" && (
+        <div role="tabpanel">
+          <form onSubmit={startDevice}>
+            <div className="seg" role="radiogroup">
+              <label className="check"><input type="radio" name="kiro-method" checked={method === "builder-id"} onChange={() => setMethod("builder-id")} />{t("kiroBuilderId")}</label>
+              <label className="check"><input type="radio" name="kiro-method" checked={method === "idc"} onChange={() => setMethod("idc")} />{t("kiroIdc")}</label>
+            </div>
+            {method === "idc" && <div className="row2">
+              <Field label={t("startUrl")} name="start_url" error={fieldError(err, "start_url")}>
+                {(id, d) => <input id={id} aria-describedby={d} value={startUrl} onChange={(e) => setStartUrl(e.target.value)} placeholder="https://…awsapps.com/start" />}
+              </Field>
+              <Field label={t("region")} name="region" error={fieldError(err, "region")}>
+                {(id, d) => <input id={id} aria-describedby={d} value={region} onChange={(e) => setRegion(e.target.value)} />}
+              </Field>
+            </div>}
+            <button type="submit" className="primary">{t("startLogin")}</button>
+          </form>
+          {device && <DeviceCode login={device} url={device.verification_uri_complete ?? device.verification_uri ?? ""} />}
+          {device && <LoginStatusLine state={poll.state} err={poll.err} />}
+        </div>
+      )}
+      {tab === "import" && (
+        <form role="tabpanel" onSubmit={doImport}>
+          <p className="muted">{t("kiroImportHelp")}</p>
+          <Field label={t("tokenFile")} name="kiro_auth_token" error={fieldError(err, "kiro_auth_token")}>
+            {(id, d) => <input id={id} aria-describedby={d} type="file" accept=".json,application/json" onChange={(e) => setTokenFile(e.target.files?.[0] ?? null)} />}
+          </Field>
+          <Field label={t("clientRegistration")} name="client_registration" error={fieldError(err, "client_registration")}>
+            {(id, d) => <input id={id} aria-describedby={d} type="file" accept=".json,application/json" onChange={(e) => setRegFile(e.target.files?.[0] ?? null)} />}
+          </Field>
+          <Field label={t("cliDb")} name="kiro_cli_db" error={fieldError(err, "kiro_cli_db")}>
+            {(id, d) => <input id={id} aria-describedby={d} type="file" onChange={(e) => setDbFile(e.target.files?.[0] ?? null)} />}
+          </Field>
+          <button type="submit" className="primary">{t("importNow")}</button>
+        </form>
+      )}
+      {err && !(err instanceof ApiError && err.field && ["callback_url", "start_url", "region", "kiro_auth_token", "client_registration", "kiro_cli_db"].includes(err.field))
+        ? <ErrorBox err={err} /> : null}
+      {notice && <p className="alert ok" role="status" data-testid="account-notice">{notice}</p>}
+      <div className="dialog-actions left">
+        <button type="button" onClick={refresh}>{t("refreshNow")}</button>
+      </div>
+      <AccountInfo base={base} />
+    </Dialog>
+  );
+}
+
+/** A file's bytes (FileReader: everywhere File is, older engines included). */
+function readBytes(f: File): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(new Uint8Array(r.result as ArrayBuffer));
+    r.onerror = () => reject(r.error);
+    r.readAsArrayBuffer(f);
+  });
+}
+
+async function readJson(f: File, t: ReturnType<typeof useI18n>["t"]): Promise<unknown> {
+  const bytes = await readBytes(f);
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new ApiError(400, "invalid_request_error", t("badJsonFile", { file: f.name }), null, null);
+  }
+}
+
+export function CopilotDialog({ provider, onClose }: { provider: Provider; onClose: () => void }) {
+  const { t } = useI18n();
+  const name = provider.name;
+  const [device, setDevice] = useState<DeviceLogin | null>(null);
+  const [err, setErr] = useState<unknown>(null);
+  const poll = useLoginPoll(device ? `/admin/copilot/login/${seg(device.id)}` : null, device?.interval ?? 5);
+  const qc = useQueryClient();
+  useEffect(() => { if (poll.state?.status === "completed") qc.invalidateQueries({ queryKey: ["providers"] }); }, [poll.state?.status, qc]);
+  const start = async () => {
+    setErr(null);
+    try {
+      const d = await api.post<DeviceLogin>("/admin/copilot/login", { provider: name });
+      setDevice(d);
+      window.open(d.verification_uri ?? d.verification_uri_complete, "_blank", "noopener");
+    } catch (e) {
+      setErr(e);
+    }
+  };
+  return (
+    <Dialog title={t("copilotTitle", { name })} onClose={onClose} wide testId="copilot-dialog">
+      <button type="button" className="primary" onClick={start}>{t("copilotLogin")}</button>
+      {err ? <ErrorBox err={err} /> : null}
+      {device && <DeviceCode login={device} url={device.verification_uri ?? device.verification_uri_complete ?? ""} />}
+      {device && <LoginStatusLine state={poll.state} err={poll.err} />}
+      <AccountInfo base={`/admin/copilot/${seg(name)}`} />
+    </Dialog>
+  );
+}
