@@ -142,6 +142,9 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 #define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
 #define AGW_USAGE_WAL_RESET_BYTES (16u << 20)
 
+/* Ownership: a process opens one log at start and closes it after its
+ * request threads have stopped; agw_usage_append, agw_usage_accepting and
+ * the stats may be called from any thread meanwhile. */
 typedef struct agw_usage_log agw_usage_log;
 
 typedef struct {
