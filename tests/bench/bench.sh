@@ -160,7 +160,15 @@ PASS_RPS=$(printf '%s\n' "${pass[@]}" | med)
 CONV_RPS=$(printf '%s\n' "${conv[@]}" | med)
 
 # RSS: a warm-up, then RSS_REQUESTS more calls, the RSS of each process before and after.
-rss() { for p in $(gateway_pids); do awk '/^VmRSS/ {print $2}' "/proc/$p/status"; done | paste -sd' '; }
+rss() { # field of /proc/PID/status: VmRSS, or RssAnon (heap and stacks, without mapped files)
+    for p in $(gateway_pids); do awk -v f="$1:" '$1 == f {print $2}' "/proc/$p/status"; done |
+        paste -sd' '
+}
+growth() { # before after: the largest growth of one process, in %
+    python3 -c 'import sys
+b, a = [int(x) for x in sys.argv[1].split()], [int(x) for x in sys.argv[2].split()]
+print("%.2f" % max((y - x) * 100.0 / x for x, y in zip(b, a)))' "$1" "$2"
+}
 calls() { # n: wrk until n calls were answered
     local left=$1 n
     while [ "$left" -gt 0 ]; do
@@ -172,14 +180,13 @@ calls() { # n: wrk until n calls were answered
 }
 calls 20000
 pids_before=$(gateway_pids | paste -sd' ')
-rss_before=$(rss)
+rss_before=$(rss VmRSS) anon_before=$(rss RssAnon)
 calls "$RSS_REQUESTS"
 pids_after=$(gateway_pids | paste -sd' ')
-rss_after=$(rss)
+rss_after=$(rss VmRSS) anon_after=$(rss RssAnon)
 [ "$pids_before" = "$pids_after" ] || die "a gateway process was replaced during the RSS run"
-RSS_GROWTH=$(python3 -c 'import sys
-b, a = [int(x) for x in sys.argv[1].split()], [int(x) for x in sys.argv[2].split()]
-print("%.2f" % max((y - x) * 100.0 / x for x, y in zip(b, a)))' "$rss_before" "$rss_after")
+RSS_GROWTH=$(growth "$rss_before" "$rss_after")
+ANON_GROWTH=$(growth "$anon_before" "$anon_after")
 
 if [ -n "${BENCH_PERF:-}" ]; then
     perf record -q -F 2000 -e cpu-clock -g -p "$(gateway_pids | paste -sd,)" -o "$BENCH_PERF" \
@@ -202,6 +209,8 @@ echo
 echo "gateway: $P processes x $T threads, tenant mode (key with QPM/TPM limits); proxy: the same pool size"
 echo "own workloads: passthrough ${PASS_RPS} req/s, conversion ${CONV_RPS} req/s; $BIG_STREAMS streams: $BIG"
 echo "RSS kB per process after the warm-up: $rss_before; after $RSS_REQUESTS more calls: $rss_after"
+echo "  of which anonymous (heap, stacks; without mapped files such as the database's WAL index):"
+echo "  $anon_before; after: $anon_after (largest growth $ANON_GROWTH %)"
 STREAMS=$STREAMS python3 - "$(field proxy 2)" "$(field gateway 2)" "$(field proxy 3)" "$(field gateway 3)" \
     "$(field proxy 4)" "$(field gateway 4)" "$PASS_RPS" "$CONV_RPS" "$(gap proxy)" \
     "$(gap gateway)" "${BIG_OK:-0}" "$BIG_STREAMS" "$RSS_GROWTH" <<'EOF'

@@ -10,6 +10,8 @@
  *    member span of find_member leaves a valid document; splicing a new
  *    value over a found one leaves a valid document;
  *  - every string decodes to valid UTF-8 and compares equal to its decoding;
+ *  - agw_json_duplicate_key finds a repeated member name exactly when a
+ *    pairwise comparison of the decoded names does;
  *    agw_json_int64 agrees with strtoll;
  *  - find and iteration over invalid input stay in bounds (ASan).
  */
@@ -199,6 +201,38 @@ static int cjson_comparable(const char *s, size_t n)
     return 1;
 }
 
+/* agw_json_duplicate_key agrees with comparing every pair of decoded member
+ * names (objects of at most 256 members, to keep the pairs few). */
+static void check_duplicates(agw_str doc)
+{
+    agw_json_iter a, b;
+    agw_str ka, kb, va, vb, dup;
+    size_t i = 0, n = 0;
+    int found = 0;
+    if (agw_json_iter_init(&a, doc) != AGW_OK)
+        abort();
+    while (agw_json_iter_next(&a, &ka, &va))
+        n++;
+    if (n > 256)
+        return;
+    agw_err e = agw_json_duplicate_key(doc, &dup);
+    if (agw_json_iter_init(&a, doc) != AGW_OK)
+        abort();
+    while (!found && agw_json_iter_next(&a, &ka, &va)) {
+        agw_buf name = AGW_BUF_INIT(SIZE_MAX);
+        if (agw_json_string_decode(ka, &name) != AGW_OK || agw_json_iter_init(&b, doc) != AGW_OK)
+            abort();
+        for (size_t j = 0; !found && agw_json_iter_next(&b, &kb, &vb); j++)
+            found = j > i && agw_json_string_eq(kb, agw_buf_view(&name));
+        agw_buf_free(&name);
+        i++;
+    }
+    if ((e == AGW_OK) == found || (e != AGW_OK && e != AGW_EINVAL))
+        abort();
+    if (found && (dup.ptr < doc.ptr || dup.ptr + dup.len > doc.ptr + doc.len))
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     agw_str doc = { (const char *)data, size }, v, m;
@@ -249,6 +283,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (agw_json_find_path(doc, (const char *const[]){ "stream_options", "include_usage", NULL },
                                    &v) == AGW_OK && v.len == 0)
                 abort();
+            check_duplicates(doc);
         } else if (agw_json_find(doc, AGW_STR_LIT("model"), &v) != AGW_EINVAL) {
             abort();
         }
