@@ -39,7 +39,8 @@ typedef enum {
     EP_MODEL,
     EP_HEALTH,
     EP_EMBEDDINGS,
-    EP_METRICS
+    EP_METRICS,
+    EP_RESPONSES
 } agw_endpoint;
 
 /* Paths match exactly (no trailing slash is dropped: `/metrics/` is not
@@ -60,6 +61,7 @@ static const struct {
     { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
     { AGW_STR_LIT("/v1/embeddings"), EP_EMBEDDINGS, "POST", 1 },
     { AGW_STR_LIT("/metrics"), EP_METRICS, "GET", 0 },
+    { AGW_STR_LIT("/v1/responses"), EP_RESPONSES, "POST", 1 },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -87,6 +89,7 @@ static void endpoint_run(agw_request *r, agw_endpoint ep, agw_str rest)
     case EP_HEALTH: agw_endpoint_health(r); break;
     case EP_EMBEDDINGS: agw_endpoint_embeddings(r); break;
     case EP_METRICS: agw_endpoint_metrics(r); break;
+    case EP_RESPONSES: agw_endpoint_model_call(r, AGW_OP_RESPONSES); break;
     }
 }
 
@@ -166,6 +169,8 @@ void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
                        agw_fcgi_param(&r.conn, "HTTP_ANTHROPIC_VERSION"))
                   ? AGW_PROTO_ANTHROPIC
                   : AGW_PROTO_OPENAI;
+    if (agw_str_eq(r.path, AGW_STR_LIT("/v1/responses")))
+        r.proto = AGW_PROTO_RESPONSES;
     if (agw_request_cors(&r) != AGW_OK)
         agw_buf_reset(&r.headers);
 

@@ -6,6 +6,7 @@
 #include "proto/anthropic.h"
 #include "proto/bridge.h"
 #include "proto/openai.h"
+#include "proto/responses.h"
 #include "route/lb.h"
 
 #include <stdio.h>
@@ -15,6 +16,8 @@ typedef struct {
     const agw_route *route;
     const agw_provider_ops *ops;
     int may_retry;
+    agw_proto proto;           /* the wire protocol of the model call there */
+    agw_provider_op model_op;  /* and its operation */
 } agw_failover_attempt;
 
 /* ---- the sink that writes the relay to FastCGI ---- */
@@ -130,7 +133,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_usage_tap tap;
-    agw_usage_tap_init(&tap, at->ops->proto);
+    agw_usage_tap_init(&tap, at->proto);
     agw_relay_tap watch = { &tap, tap_event, tap_body };
     agw_relay_req rq = {
         .proto = r->proto,
@@ -304,6 +307,12 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         }
         send = agw_buf_view(&upstream_body);
     }
+    char why[512];
+    if (r->proto == AGW_PROTO_RESPONSES &&
+        agw_responses_check_stateless(mc->body, why, sizeof why) != AGW_OK) {
+        agw_request_error(r, 400, "%s", why);
+        goto out;
+    }
     agw_client_hints hints = {
         .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
         .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
@@ -313,7 +322,7 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         goto out;
     }
     /* Only model calls stream; count_tokens and embeddings answer one body. */
-    int model_call = mc->op == at->ops->model_op;
+    int model_call = mc->op == at->model_op;
     int stream = model_call ? mc->stream : 0;
     agw_failover_answer how = { NULL, NULL, 0 };
     int client_usage = r->proto == AGW_PROTO_OPENAI && wants_usage_chunk(send);
@@ -352,19 +361,30 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     memset(&call, 0, sizeof call);
     char why[512];
     why[0] = '\0';
-    agw_err e = r->proto == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_request(mc->body, &arena, &ir, why, sizeof why)
-                    : agw_anthropic_decode_request(mc->body, &arena, &ir, why, sizeof why);
+    agw_err e;
+    switch (r->proto) {
+    case AGW_PROTO_OPENAI:
+        e = agw_openai_decode_request(mc->body, &arena, &ir, why, sizeof why);
+        break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_decode_request(mc->body, &arena, &ir, why, sizeof why);
+        break;
+    default: e = agw_anthropic_decode_request(mc->body, &arena, &ir, why, sizeof why); break;
+    }
     if (e) {
         agw_request_error(r, 400, "%s", why[0] ? why : "the request cannot be converted");
         goto out;
     }
     ir.model = at->route->model;
-    agw_proto upstream = at->ops->proto;
+    agw_proto upstream = at->proto;
     why[0] = '\0';
-    e = upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
-                                     : agw_anthropic_encode_request(&ir, &upstream_body, why,
-                                                                    sizeof why);
+    switch (upstream) {
+    case AGW_PROTO_OPENAI: e = agw_openai_encode_request(&ir, &upstream_body, why, sizeof why); break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_encode_request(&ir, &upstream_body, why, sizeof why);
+        break;
+    default: e = agw_anthropic_encode_request(&ir, &upstream_body, why, sizeof why); break;
+    }
     if (e == AGW_EBUSY) {
         agw_request_busy(r);
         goto out;
@@ -378,7 +398,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     agw_client_hints hints = { NULL, NULL };
     if (r->proto == AGW_PROTO_ANTHROPIC)
         hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
-    if (agw_provider_prepare(at->route->provider, at->ops->model_op, &hints, &call) != AGW_OK) {
+    if (agw_provider_prepare(at->route->provider, at->model_op, &hints, &call) != AGW_OK) {
         agw_request_error(r, 400, "invalid anthropic-beta header");
         goto out;
     }
@@ -399,9 +419,18 @@ void agw_failover_run(agw_request *r, agw_model_call *mc, size_t max_tries)
     size_t n = mc->n_tries < max_tries ? mc->n_tries : max_tries;
     for (size_t i = 0; i < n; i++) {
         const agw_route *route = &mc->cands.r[i];
-        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n };
+        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n,
+                                    AGW_PROTO_OPENAI, AGW_OP_CHAT };
+        /* Model calls go where the provider serves that model; other
+         * operations (embeddings) keep the type's protocol. */
+        int model_call = mc->op == AGW_OP_CHAT || mc->op == AGW_OP_MESSAGES ||
+                         mc->op == AGW_OP_RESPONSES;
+        at.proto = model_call ? agw_provider_model_proto(route->provider, route->model)
+                              : at.ops->proto;
+        at.model_op = model_call ? agw_provider_model_op(route->provider, route->model)
+                                 : at.ops->model_op;
         agw_usage_record_names(&r->usage, agw_str_c(route->provider->name), route->model);
-        int retry = at.ops->proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+        int retry = at.proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
         if (!retry)
             break;
     }

@@ -63,6 +63,12 @@ typedef struct {
     char **models;       /* model names or glob patterns (fnmatch) */
     size_t n_models;
     char *default_model; /* may be NULL */
+    /* OpenAI type: api = "responses" sends every model call to the Responses
+     * API (/responses) instead of chat completions; responses_models (names
+     * or globs) does so for those models only. */
+    int responses_api;
+    char **responses_models;
+    size_t n_responses_models;
 } agw_provider_cfg;
 
 typedef struct {

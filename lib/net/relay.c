@@ -24,7 +24,7 @@ typedef struct {
     int committed;          /* the client's head is out */
     int saw_end;            /* the upstream's terminal event ([DONE] / message_stop) */
     int saw_error_event;    /* the upstream ended the stream with its own error event */
-    int saw_terminal;       /* a [DONE] or message_stop of either protocol (hold_final) */
+    int saw_terminal;       /* a [DONE], message_stop or response.completed (hold_final) */
     size_t events_in_chunk;
     uint64_t start_us, last_write_us, last_gone_check_us;
     agw_sse_parser sse;
@@ -134,6 +134,21 @@ static void send_error_event(agw_relay_call *r, int status, agw_str message)
     agw_buf_free(&ev);
 }
 
+/* An OpenAI Responses event's type: its `event:` name, or the data's "type"
+ * for a server that sends no names. */
+static agw_str responses_event_type(const agw_sse_event *ev)
+{
+    agw_str v;
+    if (ev->event.len)
+        return ev->event;
+    if (ev->data.len > 9 && ev->data.ptr[0] == '{' &&
+        agw_json_validate(ev->data, 64, NULL, 0) == AGW_OK &&
+        agw_json_find(ev->data, AGW_STR_LIT("type"), &v) == AGW_OK &&
+        agw_json_type_of(v) == AGW_JSON_STRING)
+        return (agw_str){ v.ptr + 1, v.len - 2 };
+    return (agw_str){ NULL, 0 };
+}
+
 static int on_event(void *ud, const agw_sse_event *ev)
 {
     agw_relay_call *r = ud;
@@ -141,8 +156,12 @@ static int on_event(void *ud, const agw_sse_event *ev)
     r->res->events++;
     if (r->rq->tap && r->rq->tap->event)
         r->rq->tap->event(r->rq->tap->ud, ev->event, ev->data);
+    agw_str rtype = r->rq->proto == AGW_PROTO_RESPONSES ? responses_event_type(ev)
+                                                         : (agw_str){ NULL, 0 };
+    int responses_end = agw_str_eq(rtype, AGW_STR_LIT("response.completed")) ||
+                        agw_str_eq(rtype, AGW_STR_LIT("response.incomplete"));
     if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")) ||
-        agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")))
+        agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")) || responses_end)
         r->saw_terminal = 1;
     if (r->codec) {
         const agw_codec *c = r->codec;
@@ -158,7 +177,13 @@ static int on_event(void *ud, const agw_sse_event *ev)
             client_write(r, r->converted.data, r->converted.len))
             return 1;
     }
-    if (r->rq->proto == AGW_PROTO_ANTHROPIC) {
+    if (r->rq->proto == AGW_PROTO_RESPONSES) {
+        if (responses_end)
+            r->saw_end = 1;
+        else if (agw_str_eq(rtype, AGW_STR_LIT("response.failed")) ||
+                 agw_str_eq(rtype, AGW_STR_LIT("error")))
+            r->saw_error_event = 1;
+    } else if (r->rq->proto == AGW_PROTO_ANTHROPIC) {
         if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")))
             r->saw_end = 1;
         else if (agw_str_eq(ev->event, AGW_STR_LIT("error")))

@@ -1,6 +1,7 @@
 #include "proto/bridge.h"
 #include "proto/anthropic.h"
 #include "proto/openai.h"
+#include "proto/responses.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,16 +19,18 @@ struct agw_bridge {
     agw_anthropic_stream_decoder ad;
     agw_openai_stream_encoder oe;
     agw_anthropic_stream_encoder ae;
+    agw_responses_stream_decoder rd;
+    agw_responses_stream_encoder re;
     agw_ir_fold fold;
     int64_t created;
 };
 
 /* The status an upstream error gets on its way to a client of `client`:
- * kept, except that an OpenAI client gets 503 for 529 and anything outside
+ * kept, except that an OpenAI client (chat or Responses) gets 503 for 529 and anything outside
  * 400..599 becomes 502. */
 static int error_status(agw_proto client, int upstream_status)
 {
-    if (client == AGW_PROTO_OPENAI && upstream_status == 529)
+    if ((client == AGW_PROTO_OPENAI || client == AGW_PROTO_RESPONSES) && upstream_status == 529)
         return 503;
     if (upstream_status < 400 || upstream_status > 599)
         return 502;
@@ -45,6 +48,8 @@ static int on_ir_event(void *ud, const agw_ir_event *ev)
         e = agw_ir_fold_add(&b->fold, ev);
     else if (b->client == AGW_PROTO_OPENAI)
         e = agw_openai_encode_stream_event(&b->oe, ev, b->out);
+    else if (b->client == AGW_PROTO_RESPONSES)
+        e = agw_responses_encode_stream_event(&b->re, ev, b->out);
     else
         e = agw_anthropic_encode_stream_event(&b->ae, ev, b->out);
     if (e && !b->sink_err)
@@ -56,10 +61,18 @@ static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
 {
     agw_bridge *b = ud;
     b->out = out;
-    agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_stream_event(&b->od, data, on_ir_event, b, NULL, 0)
-                    : agw_anthropic_decode_stream_event(&b->ad, name, data, on_ir_event, b, NULL,
-                                                        0);
+    agw_err e;
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI:
+        e = agw_openai_decode_stream_event(&b->od, data, on_ir_event, b, NULL, 0);
+        break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_decode_stream_event(&b->rd, name, data, on_ir_event, b, NULL, 0);
+        break;
+    default:
+        e = agw_anthropic_decode_stream_event(&b->ad, name, data, on_ir_event, b, NULL, 0);
+        break;
+    }
     return b->sink_err ? b->sink_err : e;
 }
 
@@ -79,10 +92,18 @@ static agw_err finish_answer(agw_bridge *b, agw_buf *out, int *status)
         return AGW_OK;
     if (b->fold.failed)
         return fold_error_body(b, out, status);
-    agw_err e = b->client == AGW_PROTO_OPENAI
-                    ? agw_openai_encode_response(&b->fold, b->client_model, b->created, out)
-                    : agw_anthropic_encode_response(&b->fold, b->client_model, (agw_str){ NULL, 0 },
-                                                    out);
+    agw_err e;
+    switch (b->client) {
+    case AGW_PROTO_OPENAI:
+        e = agw_openai_encode_response(&b->fold, b->client_model, b->created, out);
+        break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_encode_response(&b->fold, b->client_model, b->created, out);
+        break;
+    default:
+        e = agw_anthropic_encode_response(&b->fold, b->client_model, (agw_str){ NULL, 0 }, out);
+        break;
+    }
     if (e == AGW_EINVAL) {
         /* The upstream's answer does not make a valid response (a tool call
          * whose arguments are not JSON): a gateway error, not a client one. */
@@ -99,9 +120,12 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     agw_bridge *b = ud;
     b->out = out;
     *status = 200;
-    agw_err end = b->upstream == AGW_PROTO_OPENAI
-                      ? agw_openai_decode_stream_end(&b->od, on_ir_event, b)
-                      : agw_anthropic_decode_stream_end(&b->ad);
+    agw_err end;
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI: end = agw_openai_decode_stream_end(&b->od, on_ir_event, b); break;
+    case AGW_PROTO_RESPONSES: end = agw_responses_decode_stream_end(&b->rd); break;
+    default: end = agw_anthropic_decode_stream_end(&b->ad); break;
+    }
     if (b->sink_err)
         return b->sink_err;
     if (end)
@@ -114,9 +138,14 @@ static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
     agw_bridge *b = ud;
     b->out = out;
     *status = 200;
-    agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_response(body, on_ir_event, b, NULL, 0)
-                    : agw_anthropic_decode_response(body, on_ir_event, b, NULL, 0);
+    agw_err e;
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI: e = agw_openai_decode_response(body, on_ir_event, b, NULL, 0); break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_decode_response(body, on_ir_event, b, NULL, 0);
+        break;
+    default: e = agw_anthropic_decode_response(body, on_ir_event, b, NULL, 0); break;
+    }
     if (b->sink_err)
         return b->sink_err;
     if (e)
@@ -129,9 +158,9 @@ static agw_err codec_error(void *ud, int status, agw_str body, int *client_statu
     agw_bridge *b = ud;
     agw_str type = { NULL, 0 }, message = { NULL, 0 };
     agw_arena scratch = AGW_ARENA_INIT;
-    agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_error(body, &scratch, &type, &message)
-                    : agw_anthropic_decode_error(body, &scratch, &type, &message);
+    agw_err e = b->upstream == AGW_PROTO_ANTHROPIC
+                    ? agw_anthropic_decode_error(body, &scratch, &type, &message)
+                    : agw_openai_decode_error(body, &scratch, &type, &message);
     *client_status = error_status(b->client, status);
     agw_buf text = AGW_BUF_INIT(2048);
     if (e != AGW_OK || !message.len) {
@@ -162,6 +191,8 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     agw_anthropic_stream_decoder_init(&b->ad);
     agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
     agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
+    agw_responses_stream_decoder_init(&b->rd);
+    agw_responses_stream_encoder_init(&b->re, b->client_model, created);
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
     b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error };
     return b;
@@ -185,6 +216,8 @@ void agw_bridge_free(agw_bridge *b)
     agw_anthropic_stream_decoder_free(&b->ad);
     agw_openai_stream_encoder_free(&b->oe);
     agw_anthropic_stream_encoder_free(&b->ae);
+    agw_responses_stream_decoder_free(&b->rd);
+    agw_responses_stream_encoder_free(&b->re);
     agw_ir_fold_free(&b->fold);
     agw_arena_free(&b->arena);
     free(b);

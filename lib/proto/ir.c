@@ -79,6 +79,8 @@ void agw_ir_usage_merge(agw_ir_usage *into, const agw_ir_usage *from)
         into->cache_read = from->cache_read;
     if (from->cache_write >= 0)
         into->cache_write = from->cache_write;
+    if (from->reasoning >= 0)
+        into->reasoning = from->reasoning;
 }
 
 static agw_err append_counted(agw_ir_fold *f, agw_buf *b, agw_str s)

@@ -121,9 +121,10 @@ typedef struct {
     int64_t output;
     int64_t cache_read;
     int64_t cache_write;
+    int64_t reasoning;     /* the part of `output` spent reasoning (OpenAI reports it) */
 } agw_ir_usage;
 
-#define AGW_IR_USAGE_UNKNOWN { -1, -1, -1, -1 }
+#define AGW_IR_USAGE_UNKNOWN { -1, -1, -1, -1, -1 }
 
 typedef enum {
     AGW_IR_EV_MESSAGE_START = 0, /* id, model, usage (input side) */
