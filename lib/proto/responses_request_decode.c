@@ -437,29 +437,16 @@ static agw_err parse_item(reqdec *c, size_t i, agw_str item)
                  what, agw_wire_show(type, shown, sizeof shown));
 }
 
-/* The IR's user turns put tool results first (the Anthropic rule the other
- * codecs rely on). */
+/* The turns as built. (Tool results may stand after other blocks of a user
+ * turn: every encoder puts them first, as its protocol wants.) */
 static void finish_messages(reqdec *c, agw_ir_request *out)
 {
     out->messages = agw_arena_array(c->arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
     out->n_messages = c->n_msgs;
     for (size_t i = 0; i < c->n_msgs; i++) {
-        msgbuild *m = &c->msgs[i];
-        agw_ir_message *o = &out->messages[i];
-        o->role = m->role;
-        o->blocks = m->v;
-        o->n_blocks = m->n;
-        if (m->role != AGW_IR_USER)
-            continue;
-        agw_ir_block *nv = agw_arena_array(c->arena, m->n ? m->n : 1, sizeof *nv);
-        size_t k = 0;
-        for (size_t b = 0; b < m->n; b++)
-            if (m->v[b].kind == AGW_IR_TOOL_RESULT)
-                nv[k++] = m->v[b];
-        for (size_t b = 0; b < m->n; b++)
-            if (m->v[b].kind != AGW_IR_TOOL_RESULT)
-                nv[k++] = m->v[b];
-        o->blocks = nv;
+        out->messages[i].role = c->msgs[i].role;
+        out->messages[i].blocks = c->msgs[i].v;
+        out->messages[i].n_blocks = c->msgs[i].n;
     }
 }
 
@@ -470,7 +457,8 @@ static agw_err parse_input(reqdec *c, agw_str input, agw_ir_request *out)
     if (agw_json_type_of(input) == AGW_JSON_STRING) {
         agw_str s;
         AGW_WIRE_TRY(want_str(c, input, "input", &s));
-        turn_block(c, AGW_IR_USER)->text = s;
+        if (s.len)
+            turn_block(c, AGW_IR_USER)->text = s;
     } else {
         agw_json_iter it;
         agw_str item;

@@ -92,46 +92,63 @@ static void put_tool_result(agw_wire_writer *w, const agw_ir_block *blk)
     AGW_WIRE_W_LIT(w, "]}");
 }
 
-static agw_err enc_user(agw_wire_writer *w, const agw_ir_message *m, int *first, char *err,
-                        size_t errlen)
+/* User turns m[0..n): one function_call_output per tool result, then one
+ * user message with all their texts and images. */
+static agw_err enc_user(agw_wire_writer *w, const agw_ir_message *m, size_t n, int *first,
+                        char *err, size_t errlen)
 {
     size_t nparts = 0;
-    for (size_t i = 0; i < m->n_blocks; i++) {
-        const agw_ir_block *blk = &m->blocks[i];
-        switch (blk->kind) {
-        case AGW_IR_TOOL_RESULT:
-            for (size_t k = 0; k < blk->n_content; k++)
-                if (blk->content[k].kind != AGW_IR_TEXT && blk->content[k].kind != AGW_IR_IMAGE)
-                    return agw_wire_fail(err, errlen, "messages: tool results may only hold "
-                                                      "text and images for OpenAI models");
-            sep(w, first);
-            put_tool_result(w, blk);
-            break;
-        case AGW_IR_TEXT: nparts += blk->text.len != 0; break;
-        case AGW_IR_IMAGE: nparts++; break;
-        case AGW_IR_TOOL_USE:
-            return agw_wire_fail(err, errlen, "messages: tool_use blocks are only allowed in "
-                                              "assistant messages");
-        default: break; /* thinking in a user turn carries nothing for the model */
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < m[t].n_blocks; i++) {
+            const agw_ir_block *blk = &m[t].blocks[i];
+            switch (blk->kind) {
+            case AGW_IR_TOOL_RESULT:
+                for (size_t k = 0; k < blk->n_content; k++)
+                    if (blk->content[k].kind != AGW_IR_TEXT &&
+                        blk->content[k].kind != AGW_IR_IMAGE)
+                        return agw_wire_fail(err, errlen, "messages: tool results may only hold "
+                                                          "text and images for OpenAI models");
+                sep(w, first);
+                put_tool_result(w, blk);
+                break;
+            case AGW_IR_TEXT: nparts += blk->text.len != 0; break;
+            case AGW_IR_IMAGE: nparts++; break;
+            case AGW_IR_TOOL_USE:
+                return agw_wire_fail(err, errlen, "messages: tool_use blocks are only allowed in "
+                                                  "assistant messages");
+            default: break; /* thinking in a user turn carries nothing for the model */
+            }
         }
-    }
     if (!nparts)
         return AGW_OK;
     int pfirst = 1;
     sep(w, first);
     AGW_WIRE_W_LIT(w, "{\"type\":\"message\",\"role\":\"user\",\"content\":[");
-    for (size_t i = 0; i < m->n_blocks; i++) {
-        const agw_ir_block *blk = &m->blocks[i];
-        if (blk->kind == AGW_IR_TEXT && blk->text.len) {
-            sep(w, &pfirst);
-            put_input_text(w, blk->text);
-        } else if (blk->kind == AGW_IR_IMAGE) {
-            sep(w, &pfirst);
-            put_image_url(w, blk);
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < m[t].n_blocks; i++) {
+            const agw_ir_block *blk = &m[t].blocks[i];
+            if (blk->kind == AGW_IR_TEXT && blk->text.len) {
+                sep(w, &pfirst);
+                put_input_text(w, blk->text);
+            } else if (blk->kind == AGW_IR_IMAGE) {
+                sep(w, &pfirst);
+                put_image_url(w, blk);
+            }
         }
-    }
     AGW_WIRE_W_LIT(w, "]}");
     return AGW_OK;
+}
+
+/* 1 when an assistant turn has nothing the Responses API takes (only
+ * thinking, or empty texts). */
+static int assistant_empty(const agw_ir_message *m)
+{
+    for (size_t i = 0; i < m->n_blocks; i++)
+        if ((m->blocks[i].kind == AGW_IR_TEXT && m->blocks[i].text.len) ||
+            (m->blocks[i].kind != AGW_IR_TEXT && m->blocks[i].kind != AGW_IR_THINKING &&
+             m->blocks[i].kind != AGW_IR_REDACTED_THINKING))
+            return 0;
+    return 1;
 }
 
 static agw_err enc_assistant(agw_wire_writer *w, const agw_ir_message *m, int *first, char *err,
@@ -245,10 +262,24 @@ static agw_err encode_request(const agw_ir_request *rq, agw_buf *b, char *err, s
         agw_wire_w_raw(&w, "\"", 1);
     }
     AGW_WIRE_W_LIT(&w, ",\"input\":[");
-    for (size_t i = 0; i < rq->n_messages; i++)
-        AGW_WIRE_TRY(rq->messages[i].role == AGW_IR_USER
-                         ? enc_user(&w, &rq->messages[i], &first, err, errlen)
-                         : enc_assistant(&w, &rq->messages[i], &first, err, errlen));
+    for (size_t i = 0; i < rq->n_messages;) {
+        const agw_ir_message *m = &rq->messages[i];
+        if (m->role == AGW_IR_ASSISTANT) {
+            AGW_WIRE_TRY(enc_assistant(&w, m, &first, err, errlen));
+            i++;
+            continue;
+        }
+        /* User turns with only empty assistant turns between them become one
+         * user message, as they would read back. */
+        size_t n = 1;
+        while (i + n < rq->n_messages && (rq->messages[i + n].role == AGW_IR_USER ||
+                                          assistant_empty(&rq->messages[i + n])))
+            n++;
+        while (n > 1 && rq->messages[i + n - 1].role != AGW_IR_USER)
+            n--;
+        AGW_WIRE_TRY(enc_user(&w, m, n, &first, err, errlen));
+        i += n;
+    }
     agw_wire_w_raw(&w, "]", 1);
     enc_tools(&w, rq);
     if (rq->max_tokens >= 0) {

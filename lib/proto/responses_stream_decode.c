@@ -4,6 +4,7 @@
  * that are not obvious from the contract:
  *
  *  - The event's data `type` decides (the `event:` line repeats it).
+ *  - One IR block is open at a time: a block that starts closes the others.
  *  - A function call opens its IR block at output_item.added (clients want
  *    the name early); text and reasoning open theirs at their first delta,
  *    so a reasoning item without a summary (the common case) makes no empty
@@ -134,10 +135,16 @@ static void start_message(sdec *s, agw_str response)
     emit(s, &ev);
 }
 
+static void close_all(sdec *s);
+
+/* A new IR block for output item `oi`. Any other open block is closed
+ * first: the IR has one block open at a time, whatever the upstream
+ * interleaves. */
 static int open_block(sdec *s, int oi, agw_ir_block_kind kind, agw_str tool_id, agw_str name)
 {
     agw_responses_stream_decoder *d = s->d;
     agw_ir_event ev;
+    close_all(s);
     agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_START);
     ev.index = d->next_index++;
     ev.block = kind;
@@ -257,6 +264,7 @@ static agw_err emit_item(sdec *s, int oi, agw_str item)
             close_block(s, oi);
         } else if (b.len) {
             agw_ir_event ev;
+            close_all(s);
             agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_START);
             ev.index = s->d->next_index++;
             ev.block = AGW_IR_REDACTED_THINKING;
