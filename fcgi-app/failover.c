@@ -379,7 +379,9 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     agw_proto upstream = at->proto;
     why[0] = '\0';
     switch (upstream) {
-    case AGW_PROTO_OPENAI: e = agw_openai_encode_request(&ir, &upstream_body, why, sizeof why); break;
+    case AGW_PROTO_OPENAI:
+        e = agw_openai_encode_request(&ir, &upstream_body, why, sizeof why);
+        break;
     case AGW_PROTO_RESPONSES:
         e = agw_responses_encode_request(&ir, &upstream_body, why, sizeof why);
         break;

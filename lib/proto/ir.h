@@ -102,6 +102,10 @@ typedef struct {
     agw_str thinking;          /* Anthropic `thinking` config, raw JSON, or empty */
 } agw_ir_request;
 
+/* A zeroed block appended to the arena array *v of *n blocks (room for *cap),
+ * which grows by doubling in `a`: what request decoders build turns with. */
+agw_ir_block *agw_ir_push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap);
+
 /* ---- responses as events ---- */
 
 typedef enum {

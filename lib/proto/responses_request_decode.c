@@ -29,37 +29,20 @@ typedef struct {
 } msgbuild;
 
 typedef struct {
-    agw_arena *arena;
-    agw_buf scratch;
-    char *err;
-    size_t errlen;
+    agw_wire_reader rd;
     msgbuild *msgs;
     size_t n_msgs, cap_msgs;
     agw_ir_block *sys;
     size_t n_sys, cap_sys;
 } reqdec;
 
-#define DFAIL(c, ...) agw_wire_fail((c)->err, (c)->errlen, __VA_ARGS__)
-
-/* Grows an arena array by doubling (the old copy stays in the arena). */
-static void *grow(agw_arena *a, void *old, size_t n, size_t *cap, size_t elem)
-{
-    if (n < *cap)
-        return old;
-    *cap = *cap ? *cap * 2 : 4;
-    void *p = agw_arena_array(a, *cap, elem);
-    if (n)
-        memcpy(p, old, n * elem);
-    return p;
-}
-
-static agw_ir_block *push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap)
-{
-    *v = grow(a, *v, *n, cap, sizeof **v);
-    agw_ir_block *b = &(*v)[(*n)++];
-    memset(b, 0, sizeof *b);
-    return b;
-}
+#define DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
+/* The field readers of wire.h, on the decoder's reader. */
+#define want_str(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
+#define need_str(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
+#define want_bool(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
+#define want_num(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
+#define want_int(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
 
 /* A new block at the end of the turn of `role`: the last turn when it has
  * that role (consecutive items of one role merge into one turn). */
@@ -69,52 +52,12 @@ static agw_ir_block *turn_block(reqdec *c, agw_ir_role role)
     if (c->n_msgs && c->msgs[c->n_msgs - 1].role == role) {
         m = &c->msgs[c->n_msgs - 1];
     } else {
-        c->msgs = grow(c->arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
+        c->msgs = agw_wire_grow(c->rd.arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
         m = &c->msgs[c->n_msgs++];
         memset(m, 0, sizeof *m);
         m->role = role;
     }
-    return push_block(c->arena, &m->v, &m->n, &m->cap);
-}
-
-static agw_err want_str(reqdec *c, agw_str v, const char *what, agw_str *out)
-{
-    if (agw_json_type_of(v) != AGW_JSON_STRING ||
-        agw_wire_string(c->arena, &c->scratch, v, out) != AGW_OK)
-        return DFAIL(c, "%s: expected a string", what);
-    return AGW_OK;
-}
-
-static agw_err need_str(reqdec *c, agw_str v, const char *what, agw_str *out)
-{
-    if (!agw_wire_given(v))
-        return DFAIL(c, "%s: required", what);
-    return want_str(c, v, what, out);
-}
-
-static agw_err want_bool(reqdec *c, agw_str v, const char *what, int *out)
-{
-    if (agw_json_is_true(v))
-        *out = 1;
-    else if (agw_json_is_false(v))
-        *out = 0;
-    else
-        return DFAIL(c, "%s: expected a boolean", what);
-    return AGW_OK;
-}
-
-static agw_err want_num(reqdec *c, agw_str v, const char *what, double *out)
-{
-    if (!agw_wire_number(v, out) || !isfinite(*out))
-        return DFAIL(c, "%s: expected a number", what);
-    return AGW_OK;
-}
-
-static agw_err want_int(reqdec *c, agw_str v, const char *what, int64_t *out)
-{
-    if (agw_json_type_of(v) != AGW_JSON_NUMBER || agw_json_int64(v, out) != AGW_OK)
-        return DFAIL(c, "%s: expected an integer", what);
-    return AGW_OK;
+    return agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
 }
 
 /* ---- the stateless check ---- */
@@ -153,7 +96,6 @@ agw_err agw_responses_check_stateless(agw_str body, char *err, size_t errlen)
 static agw_err parse_image(reqdec *c, agw_str part, const char *where, agw_ir_block *b)
 {
     static const char *const keys[] = { "image_url", "file_id", "detail" };
-    static const agw_str b64 = AGW_STR_LIT(";base64");
     agw_str v[3], url;
     char what[160];
     agw_wire_collect(part, keys, 3, v, NULL);
@@ -163,30 +105,14 @@ static agw_err parse_image(reqdec *c, agw_str part, const char *where, agw_ir_bl
     snprintf(what, sizeof what, "%s.image_url", where);
     AGW_WIRE_TRY(need_str(c, v[0], what, &url));
     b->kind = AGW_IR_IMAGE;
-    if (url.len >= 5 && agw_str_eq_nocase((agw_str){ url.ptr, 5 }, AGW_STR_LIT("data:"))) {
-        const char *comma = memchr(url.ptr, ',', url.len);
-        if (!comma)
-            goto bad_data;
-        agw_str head = { url.ptr + 5, (size_t)(comma - url.ptr) - 5 };
-        if (head.len < b64.len ||
-            !agw_str_eq_nocase((agw_str){ head.ptr + head.len - b64.len, b64.len }, b64))
-            goto bad_data;
-        const char *semi = memchr(head.ptr, ';', head.len);
-        b->media_type = (agw_str){ head.ptr, (size_t)(semi - head.ptr) };
-        b->image_data = (agw_str){ comma + 1, url.len - (size_t)(comma + 1 - url.ptr) };
-        if (b->media_type.len == 0 || b->image_data.len == 0)
-            goto bad_data;
-        return AGW_OK;
+    switch (agw_wire_image_url(url, &b->media_type, &b->image_data)) {
+    case AGW_WIRE_IMAGE_DATA: return AGW_OK;
+    case AGW_WIRE_IMAGE_HTTP: b->image_is_url = 1; return AGW_OK;
+    case AGW_WIRE_IMAGE_BAD_DATA:
+        return DFAIL(c, "%s: expected a data URI of the form data:<media type>;base64,<data>",
+                     what);
+    default: return DFAIL(c, "%s: expected an http(s) URL or a base64 data URI", what);
     }
-    if ((url.len > 7 && agw_str_eq_nocase((agw_str){ url.ptr, 7 }, AGW_STR_LIT("http://"))) ||
-        (url.len > 8 && agw_str_eq_nocase((agw_str){ url.ptr, 8 }, AGW_STR_LIT("https://")))) {
-        b->image_is_url = 1;
-        b->image_data = url;
-        return AGW_OK;
-    }
-    return DFAIL(c, "%s: expected an http(s) URL or a base64 data URI", what);
-bad_data:
-    return DFAIL(c, "%s: expected a data URI of the form data:<media type>;base64,<data>", what);
 }
 
 /* Where a message's content goes. */
@@ -195,7 +121,7 @@ typedef enum { TO_SYSTEM, TO_USER, TO_ASSISTANT } content_dest;
 static agw_ir_block *dest_block(reqdec *c, content_dest d)
 {
     if (d == TO_SYSTEM)
-        return push_block(c->arena, &c->sys, &c->n_sys, &c->cap_sys);
+        return agw_ir_push_block(c->rd.arena, &c->sys, &c->n_sys, &c->cap_sys);
     return turn_block(c, d == TO_USER ? AGW_IR_USER : AGW_IR_ASSISTANT);
 }
 
@@ -311,7 +237,7 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
     if (agw_json_type_of(v[1]) == AGW_JSON_STRING) {
         AGW_WIRE_TRY(want_str(c, v[1], what, &s));
         if (s.len) {
-            b->content = agw_arena_array(c->arena, 1, sizeof *b->content);
+            b->content = agw_arena_array(c->rd.arena, 1, sizeof *b->content);
             memset(b->content, 0, sizeof *b->content);
             b->content[0].text = s;
             b->n_content = 1;
@@ -341,9 +267,9 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
             snprintf(tw, sizeof tw, "%s.text", at);
             AGW_WIRE_TRY(need_str(c, pv[1], tw, &s));
             if (s.len)
-                push_block(c->arena, &b->content, &b->n_content, &cap)->text = s;
+                agw_ir_push_block(c->rd.arena, &b->content, &b->n_content, &cap)->text = s;
         } else if (agw_str_eq(type, AGW_STR_LIT("input_image"))) {
-            AGW_WIRE_TRY(parse_image(c, part, at, push_block(c->arena, &b->content,
+            AGW_WIRE_TRY(parse_image(c, part, at, agw_ir_push_block(c->rd.arena, &b->content,
                                                              &b->n_content, &cap)));
         } else {
             return DFAIL(c, "%s: expected input_text or input_image", tw);
@@ -365,7 +291,7 @@ static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
         snprintf(what, sizeof what, "%s.encrypted_content", where);
         AGW_WIRE_TRY(want_str(c, v[1], what, &sig));
     }
-    agw_buf text = AGW_BUF_INIT(c->scratch.max);
+    agw_buf text = AGW_BUF_INIT(c->rd.scratch.max);
     agw_err e = AGW_OK;
     for (int k = 0; k < 3 && !e; k += 2) {
         agw_json_iter it;
@@ -398,7 +324,7 @@ static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
         agw_ir_block *b = turn_block(c, AGW_IR_ASSISTANT);
         if (text.len) {
             b->kind = AGW_IR_THINKING;
-            b->text = agw_arena_str(c->arena, agw_buf_view(&text));
+            b->text = agw_arena_str(c->rd.arena, agw_buf_view(&text));
             b->signature = sig;
         } else {
             b->kind = AGW_IR_REDACTED_THINKING;
@@ -441,7 +367,7 @@ static agw_err parse_item(reqdec *c, size_t i, agw_str item)
  * turn: every encoder puts them first, as its protocol wants.) */
 static void finish_messages(reqdec *c, agw_ir_request *out)
 {
-    out->messages = agw_arena_array(c->arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
+    out->messages = agw_arena_array(c->rd.arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
     out->n_messages = c->n_msgs;
     for (size_t i = 0; i < c->n_msgs; i++) {
         out->messages[i].role = c->msgs[i].role;
@@ -502,7 +428,7 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
                             "OpenAI Responses providers have it, and only function tools "
                             "convert to other protocols",
                          i, agw_wire_show(type, shown, sizeof shown));
-        out->tools = grow(c->arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
+        out->tools = agw_wire_grow(c->rd.arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
         agw_ir_tool *tool = &out->tools[out->n_tools++];
         memset(tool, 0, sizeof *tool);
         snprintf(what, sizeof what, "tools[%zu].name", i);
@@ -619,7 +545,7 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
         return DFAIL(c, "invalid JSON body: %s", verr);
     if (agw_json_type_of(body) != AGW_JSON_OBJECT)
         return DFAIL(c, "the request body must be a JSON object");
-    AGW_WIRE_TRY(agw_responses_check_stateless(body, c->err, c->errlen));
+    AGW_WIRE_TRY(agw_responses_check_stateless(body, c->rd.err, c->rd.errlen));
     agw_wire_collect(body, top_keys, K_COUNT, v, NULL);
 
     if (agw_wire_given(v[K_PROMPT]))
@@ -634,7 +560,7 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     if (agw_wire_given(v[K_INSTRUCTIONS])) {
         AGW_WIRE_TRY(want_str(c, v[K_INSTRUCTIONS], "instructions", &s));
         if (s.len)
-            push_block(c->arena, &c->sys, &c->n_sys, &c->cap_sys)->text = s;
+            agw_ir_push_block(c->rd.arena, &c->sys, &c->n_sys, &c->cap_sys)->text = s;
     }
     AGW_WIRE_TRY(parse_input(c, v[K_INPUT], out));
     out->system = c->sys;
@@ -686,13 +612,13 @@ agw_err agw_responses_decode_request(agw_str body, agw_arena *arena, agw_ir_requ
     out->max_tokens = -1;
     out->top_k = -1;
     memset(&c, 0, sizeof c);
-    c.arena = arena;
-    agw_buf_init(&c.scratch, body.len + 1);
-    c.err = err;
-    c.errlen = errlen;
+    c.rd.arena = arena;
+    agw_buf_init(&c.rd.scratch, body.len + 1);
+    c.rd.err = err;
+    c.rd.errlen = errlen;
     if (err && errlen)
         err[0] = '\0';
     agw_err e = decode_request(&c, body, out);
-    agw_buf_free(&c.scratch);
+    agw_buf_free(&c.rd.scratch);
     return e;
 }

@@ -20,7 +20,8 @@ static agw_err put_usage(agw_buf *b, const agw_ir_usage *u)
     int64_t rs = u->reasoning > 0 ? u->reasoning : 0;
     long long input = (long long)(in + cr + cw);
     return agw_buf_appendf(b,
-                           "{\"input_tokens\":%lld,\"input_tokens_details\":{\"cached_tokens\":%lld},"
+                           "{\"input_tokens\":%lld,\"input_tokens_details\":"
+                           "{\"cached_tokens\":%lld},"
                            "\"output_tokens\":%lld,\"output_tokens_details\":{\"reasoning_tokens\":"
                            "%lld},\"total_tokens\":%lld}",
                            input, (long long)cr, (long long)out, (long long)rs,
@@ -539,8 +540,10 @@ agw_err agw_responses_encode_response(const agw_ir_fold *f, agw_str model, int64
             break;
         case AGW_IR_THINKING:
         case AGW_IR_REDACTED_THINKING:
+            /* A redacted block's data is its encrypted content. */
             if ((e = make_item_id(&a, "rs_", id, n, &item_id)) == AGW_OK)
-                put_reasoning_item(&iw, item_id, b->kind == AGW_IR_THINKING ? text : AGW_STR_LIT(""),
+                put_reasoning_item(&iw, item_id,
+                                   b->kind == AGW_IR_THINKING ? text : AGW_STR_LIT(""),
                                    b->kind == AGW_IR_THINKING ? agw_buf_view(&b->signature) : text,
                                    1);
             break;

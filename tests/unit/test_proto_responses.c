@@ -237,8 +237,8 @@ static void test_stream_decode(void **state)
     agw_responses_stream_decoder d;
     evlog l = { AGW_BUF_INIT(1 << 20) };
     agw_responses_stream_decoder_init(&d);
-    feed(&d, &l, "{\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\","
-                 "\"model\":\"m\"}}", AGW_OK);
+    feed(&d, &l, "{\"type\":\"response.created\",\"sequence_number\":0,\"response\":"
+                 "{\"id\":\"resp_1\",\"model\":\"m\"}}", AGW_OK);
     feed(&d, &l, "{\"type\":\"response.output_item.added\",\"output_index\":0,\"item\":{\"type\":"
                  "\"reasoning\",\"id\":\"rs\",\"summary\":[]}}", AGW_OK);
     /* A reasoning item without a summary makes no block. */
