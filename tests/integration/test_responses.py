@@ -13,8 +13,9 @@ import sqlite3
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, bail, chat, check, directive, eq, messages, run_suite,  # noqa: E402
-                     sse_events, standard_config, suite_setup, test, wait_for)
+from harness import (OPENAI_KEY, Gateway, bail, chat, check, directive, eq, messages,  # noqa: E402
+                     refused_port, run_suite, sse_events, standard_config, suite_setup, test,
+                     wait_for)
 
 CODEX = "gpt-5-codex"      # mock-openai serves it through /v1/responses
 GPT = "gpt-4o-mini"        # mock-openai, chat completions
@@ -339,14 +340,45 @@ def anthropic_client_on_a_responses_provider(ctx):
     eq(up["stream"], True, "streamed upstream")
 
 
+# ---- failover ----
+
+@test()
+def failover_between_responses_providers(ctx):
+    # fo-* is served by a dead Responses provider (tried first: priority, the
+    # higher weight) and by the mock: the call moves on before its first byte.
+    ctx.openai.reset()
+    body = responses("hi " + directive(events=2, input_tokens=6161), model="fo-model",
+                     stream=True)
+    events = stream_events(ctx, body)
+    eq(events[-1][0], "response.completed", "the second provider answered")
+    sent = json.loads(sent_body(ctx.openai, "/v1/responses"))
+    eq(sent["model"], "fo-model", "the client's body went to the live provider")
+    row = wait_for(lambda: usage_row(ctx, 6161), 10, "the usage row")
+    eq(row[:3], ("live-resp", "fo-model", 200), "the answering provider is recorded")
+    s, _, text = ctx.gw.call("GET", "/metrics")
+    check(b'antigateway_failovers_total{provider="dead-resp"}' in text, "failover counted")
+
+
+def config(openai_port, anthropic_port, dead_port):
+    text = standard_config(openai_port, anthropic_port)
+    extra = ('  { name = "dead-resp"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";\n'
+             '    api = "responses"; weight = 1000; models = [ "fo-*" ]; },\n'
+             '  { name = "live-resp"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";\n'
+             '    api_key = "%s"; api = "responses"; weight = 1; models = [ "fo-*" ]; },\n'
+             % (dead_port, openai_port, OPENAI_KEY))
+    text = text.replace("providers = (\n", "providers = (\n" + extra, 1)
+    return text + 'defaults: { lb_strategy = "priority"; health_check_enabled = false; };\n'
+
+
 def main():
     ctx = Ctx()
     why = suite_setup(ctx)
     if why:
         return bail(why)
-    ctx.gw = Gateway(ctx.work, standard_config(ctx.openai.port, ctx.anthropic.port),
+    dead = refused_port()
+    ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port, dead.getsockname()[1]),
                      processes=2, threads=16)
-    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic))
+    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, dead))
 
 
 if __name__ == "__main__":
