@@ -113,6 +113,24 @@ def passthrough_stream_and_usage_row(ctx):
 
 
 @test()
+def passthrough_answer_in_the_form_asked(ctx):
+    # The upstream streams though the client did not ask: the gateway folds
+    # the stream into one response object; and the other way round.
+    s, h, data = ctx.gw.call("POST", "/v1/responses", body=responses(directive(events=2,
+                                                                               answer="sse")))
+    eq(s, 200, "status")
+    check(h["content-type"].startswith("application/json"), "a JSON answer: %r" % h)
+    doc = json.loads(data)
+    eq((doc["object"], doc["status"]), ("response", "completed"), "folded")
+    eq(doc["output"][0]["content"][0]["text"], "Hello0 Hello1", "text")
+    events = stream_events(ctx, responses(directive(events=2, answer="json"), stream=True))
+    check_sequence(events)
+    eq(events[-1][0], "response.completed", "a stream made of the JSON answer")
+    text = "".join(d["delta"] for n, d in events if n == "response.output_text.delta")
+    eq(text, "Hello0 Hello1", "its text")
+
+
+@test()
 def stateless_refusals_on_every_path(ctx):
     cases = [({"previous_response_id": "resp_1"}, "previous_response_id"),
              ({"background": True}, "background"),
