@@ -264,6 +264,11 @@ def bad_input_gets_400_in_the_responses_shape(ctx):
     s, _, data = ctx.gw.call("GET", "/v1/responses")
     eq(s, 405, "GET")
     error_of(data)
+    s, _, data = ctx.gw.call("GET", "/v1/responses/resp_123")
+    eq(s, 404, "retrieval")
+    err = error_of(data)
+    check("stateless" in err["message"] and "resp_123" in err["message"], err["message"])
+    eq(err["code"], "response_not_found", "code")
 
 
 @test()
