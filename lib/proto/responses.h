@@ -19,7 +19,8 @@
  *    with call_id as its id), function_call_output (a TOOL_RESULT) and
  *    reasoning (THINKING: the summary texts joined by a blank line, the
  *    encrypted_content as its signature; without a summary a
- *    REDACTED_THINKING carrying the encrypted_content). system and
+ *    REDACTED_THINKING carrying the encrypted_content; reasoning items
+ *    OpenAI issued are dropped, as no other provider can read them). system and
  *    developer messages and `instructions` join the IR system prompt.
  *  - reasoning.effort <-> the IR's Anthropic thinking config: minimal/none
  *    off, low 2048, medium 8192, high 24576 budget tokens, and back with the

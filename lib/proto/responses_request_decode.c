@@ -280,13 +280,22 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
 
 /* A reasoning item: its summary texts as thinking, encrypted_content as the
  * signature; one without a summary but with encrypted content is redacted
- * thinking; one with neither carries nothing and is dropped. */
+ * thinking; one with neither carries nothing and is dropped. So is one that
+ * OpenAI issued (an id not of the "rs_msg_" kind this gateway gives the
+ * thinking of Anthropic answers): its encrypted content means nothing to
+ * another provider, which would refuse it as a thinking signature. */
 static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
 {
-    static const char *const keys[] = { "summary", "encrypted_content", "content" };
-    agw_str v[3], sig = { NULL, 0 };
+    static const char *const keys[] = { "summary", "encrypted_content", "content", "id" };
+    agw_str v[4], sig = { NULL, 0 }, id = { NULL, 0 };
     char what[160];
-    agw_wire_collect(item, keys, 3, v, NULL);
+    agw_wire_collect(item, keys, 4, v, NULL);
+    if (agw_wire_given(v[3])) {
+        snprintf(what, sizeof what, "%s.id", where);
+        AGW_WIRE_TRY(want_str(c, v[3], what, &id));
+        if (!agw_str_starts(id, AGW_STR_LIT("rs_msg_")))
+            return AGW_OK;
+    }
     if (agw_wire_given(v[1])) {
         snprintf(what, sizeof what, "%s.encrypted_content", where);
         AGW_WIRE_TRY(want_str(c, v[1], what, &sig));

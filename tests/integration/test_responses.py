@@ -206,7 +206,7 @@ def tool_round_trip_to_anthropic(ctx):
     ctx.anthropic.reset()
     s, _, data = ctx.gw.call("POST", "/v1/responses", body=responses([
         {"role": "user", "content": "weather?"},
-        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "hm"}],
+        {"type": "reasoning", "id": "rs_msg_01_0", "summary": [{"type": "summary_text", "text": "hm"}],
          "encrypted_content": "c2ln"},
         {"type": "function_call", "call_id": "toolu_1", "name": "get_weather",
          "arguments": "{\"location\":\"Paris\"}"},

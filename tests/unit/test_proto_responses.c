@@ -71,7 +71,7 @@ static void test_decode_items(void **state)
                 "{\"role\":\"system\",\"content\":\"S\"},"
                 "{\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"hi\"},"
                 "{\"type\":\"input_image\",\"image_url\":\"data:image/png;base64,QUJD\"}]},"
-                "{\"type\":\"reasoning\",\"id\":\"rs\",\"summary\":[{\"type\":\"summary_text\","
+                "{\"type\":\"reasoning\",\"id\":\"rs_msg_1_0\",\"summary\":[{\"type\":\"summary_text\","
                 "\"text\":\"a\"},{\"type\":\"summary_text\",\"text\":\"b\"}],"
                 "\"encrypted_content\":\"SIG\"},"
                 "{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"\"},"
@@ -106,6 +106,29 @@ static void test_decode_items(void **state)
     assert_int_equal(rq->tool_choice, AGW_IR_TC_ANY);
     assert_int_equal(rq->parallel_tool_calls, 0);
     assert_int_equal(rq->stream, 1);
+    agw_arena_free(&d.arena);
+}
+
+static void test_decode_foreign_reasoning(void **state)
+{
+    (void)state;
+    dec_t d;
+    /* OpenAI's own reasoning items are dropped; an assistant turn of only
+     * those is no turn at all. */
+    assert_int_equal(dec(&d, "{\"input\":[{\"role\":\"user\",\"content\":\"a\"},"
+                             "{\"type\":\"reasoning\",\"id\":\"rs_68c1\",\"summary\":[{\"type\":"
+                             "\"summary_text\",\"text\":\"t\"}],\"encrypted_content\":\"gAAA\"},"
+                             "{\"role\":\"user\",\"content\":\"b\"}]}"),
+                     AGW_OK);
+    assert_int_equal(d.rq.n_messages, 1);
+    assert_int_equal(d.rq.messages[0].n_blocks, 2);
+    agw_arena_free(&d.arena);
+    /* Without an id the client vouches for it. */
+    assert_int_equal(dec(&d, "{\"input\":[{\"type\":\"reasoning\",\"summary\":[],"
+                             "\"encrypted_content\":\"R\"},{\"role\":\"user\",\"content\":\"b\"}]}"),
+                     AGW_OK);
+    assert_int_equal(d.rq.messages[0].blocks[0].kind, AGW_IR_REDACTED_THINKING);
+    assert_true(agw_str_eq(d.rq.messages[0].blocks[0].text, S("R")));
     agw_arena_free(&d.arena);
 }
 
@@ -494,6 +517,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stateless),
         cmocka_unit_test(test_decode_items),
+        cmocka_unit_test(test_decode_foreign_reasoning),
         cmocka_unit_test(test_decode_refusals),
         cmocka_unit_test(test_encode_request),
         cmocka_unit_test(test_stream_decode),
