@@ -34,6 +34,7 @@ typedef struct {
     agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
     int codec_failed;       /* the codec rejected the upstream's stream */
     int stop_status;        /* the status a stopped call answers, when not 502 */
+    int64_t next_seq;       /* Responses client: the sequence_number an error event of ours takes */
 } agw_relay_call;
 
 /* 1 when every byte of name is an RFC 9110 token character (section 5.6.2:
@@ -128,7 +129,7 @@ static void send_error(agw_relay_call *r, int status, agw_str message, int with_
 static void send_error_event(agw_relay_call *r, int status, agw_str message)
 {
     agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_SMALL);
-    if (agw_apierr_sse(&ev, r->rq->proto, status, message) == AGW_OK &&
+    if (agw_apierr_sse_numbered(&ev, r->rq->proto, status, message, r->next_seq) == AGW_OK &&
         client_write(r, ev.data, ev.len) == AGW_OK)
         (void)r->sink->flush(r->sink->ud);
     agw_buf_free(&ev);
@@ -147,6 +148,25 @@ static agw_str responses_event_type(const agw_sse_event *ev)
         agw_json_type_of(v) == AGW_JSON_STRING)
         return (agw_str){ v.ptr + 1, v.len - 2 };
     return (agw_str){ NULL, 0 };
+}
+
+/* The sequence_number after the last one in `p` (the numbered events
+ * written to a Responses client); `prev` when there is none. */
+static int64_t seq_after(const char *p, size_t n, int64_t prev)
+{
+    static const char key[] = "\"sequence_number\":";
+    const char *last = NULL;
+    for (const char *q = p; q && (size_t)(q - p) + sizeof key - 1 <= n;) {
+        q = memmem(q, n - (size_t)(q - p), key, sizeof key - 1);
+        if (q)
+            last = q++;
+    }
+    if (!last)
+        return prev;
+    int64_t v = 0;
+    for (const char *d = last + sizeof key - 1; d < p + n && *d >= '0' && *d <= '9'; d++)
+        v = v < INT64_MAX / 10 ? v * 10 + (*d - '0') : v;
+    return v + 1;
 }
 
 static int on_event(void *ud, const agw_sse_event *ev)
@@ -176,6 +196,10 @@ static int on_event(void *ud, const agw_sse_event *ev)
         if (r->converted.len && r->rq->stream &&
             client_write(r, r->converted.data, r->converted.len))
             return 1;
+        if (r->rq->proto == AGW_PROTO_RESPONSES)
+            r->next_seq = seq_after(r->converted.data, r->converted.len, r->next_seq);
+    } else if (r->rq->proto == AGW_PROTO_RESPONSES) {
+        r->next_seq = seq_after(ev->data.ptr, ev->data.len, r->next_seq);
     }
     if (r->rq->proto == AGW_PROTO_RESPONSES) {
         if (responses_end)

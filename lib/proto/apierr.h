@@ -37,6 +37,12 @@ AGW_WARN_UNUSED agw_err agw_apierr_body(agw_buf *out, agw_proto proto, int statu
  * "sequence_number"}. */
 AGW_WARN_UNUSED agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status, agw_str message);
 
+/* agw_apierr_sse for a stream whose events are numbered (OpenAI Responses:
+ * `seq` is the error event's sequence_number, one past the last event the
+ * client got); other protocols ignore it. agw_apierr_sse numbers it 0. */
+AGW_WARN_UNUSED agw_err agw_apierr_sse_numbered(agw_buf *out, agw_proto proto, int status,
+                                                agw_str message, int64_t seq);
+
 /* The reason phrase for a status ("Not Found"); "Unknown" for unusual codes. */
 const char *agw_http_reason(int status);
 

@@ -298,7 +298,9 @@ def broken_stream_ends_with_an_error_event(ctx):
         check(name in ("error", "response.failed"), "%s: ends with %r" % (model, name))
         eq(doc["type"], name, "type")
         if name == "error":
-            check(doc["message"] and "code" in doc and "sequence_number" in doc, "error: %r" % doc)
+            check(doc["message"] and doc["code"] == "server_error", "error: %r" % doc)
+        eq(doc["sequence_number"], json.loads(events[-2][1])["sequence_number"] + 1,
+           "%s: the last event is numbered after the others" % model)
 
 
 @test()

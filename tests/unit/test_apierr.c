@@ -194,6 +194,11 @@ static void test_sse_responses_exact(void **state)
     ASSERT_BYTES(b, "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\","
                     "\"message\":\"upstream \\\"broke\\\"\",\"param\":null,\"sequence_number\":0}\n\n");
     agw_buf_free(&b);
+    assert_int_equal(agw_apierr_sse_numbered(&b, AGW_PROTO_RESPONSES, 504, AGW_STR_LIT("slow"), 17),
+                     AGW_OK);
+    ASSERT_BYTES(b, "event: error\ndata: {\"type\":\"error\",\"code\":\"timeout_error\","
+                    "\"message\":\"slow\",\"param\":null,\"sequence_number\":17}\n\n");
+    agw_buf_free(&b);
     /* Bodies have OpenAI's shape. */
     assert_int_equal(agw_apierr_body(&b, AGW_PROTO_RESPONSES, 429, AGW_STR_LIT("slow"), NULL),
                      AGW_OK);
