@@ -39,7 +39,9 @@ typedef enum {
     EP_MODEL,
     EP_HEALTH,
     EP_EMBEDDINGS,
-    EP_METRICS
+    EP_METRICS,
+    EP_RESPONSES,
+    EP_RESPONSE_STORED
 } agw_endpoint;
 
 /* Paths match exactly (no trailing slash is dropped: `/metrics/` is not
@@ -60,6 +62,8 @@ static const struct {
     { AGW_STR_LIT("/health"), EP_HEALTH, "GET", 0 },
     { AGW_STR_LIT("/v1/embeddings"), EP_EMBEDDINGS, "POST", 1 },
     { AGW_STR_LIT("/metrics"), EP_METRICS, "GET", 0 },
+    { AGW_STR_LIT("/v1/responses"), EP_RESPONSES, "POST", 1 },
+    { AGW_STR_LIT("/v1/responses/"), EP_RESPONSE_STORED, "GET", 1 },
 };
 
 #define N_ROUTES (sizeof routes / sizeof routes[0])
@@ -87,6 +91,13 @@ static void endpoint_run(agw_request *r, agw_endpoint ep, agw_str rest)
     case EP_HEALTH: agw_endpoint_health(r); break;
     case EP_EMBEDDINGS: agw_endpoint_embeddings(r); break;
     case EP_METRICS: agw_endpoint_metrics(r); break;
+    case EP_RESPONSES: agw_endpoint_model_call(r, AGW_OP_RESPONSES); break;
+    case EP_RESPONSE_STORED:
+        agw_request_error_code(r, 404, "response_not_found",
+                               "this gateway is stateless and keeps no responses, so %.*s cannot "
+                               "be retrieved; send the whole conversation in `input` instead",
+                               agw_request_clip(rest, 100), rest.ptr);
+        break;
     }
 }
 
@@ -166,6 +177,8 @@ void agw_app_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
                        agw_fcgi_param(&r.conn, "HTTP_ANTHROPIC_VERSION"))
                   ? AGW_PROTO_ANTHROPIC
                   : AGW_PROTO_OPENAI;
+    if (agw_str_starts(r.path, AGW_STR_LIT("/v1/responses")))
+        r.proto = AGW_PROTO_RESPONSES;
     if (agw_request_cors(&r) != AGW_OK)
         agw_buf_reset(&r.headers);
 

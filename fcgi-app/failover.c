@@ -7,6 +7,7 @@
 #include "proto/bridge.h"
 #include "provider/answer_rules.h"
 #include "proto/openai.h"
+#include "proto/responses.h"
 #include "route/lb.h"
 
 #include <stdio.h>
@@ -16,6 +17,8 @@ typedef struct {
     const agw_route *route;
     const agw_provider_ops *ops;
     int may_retry;
+    agw_proto proto;           /* the wire protocol of the model call there */
+    agw_provider_op model_op;  /* and its operation */
 } agw_failover_attempt;
 
 /* ---- the sink that writes the relay to FastCGI ---- */
@@ -150,7 +153,7 @@ static void run_relay(agw_request *r, const agw_failover_attempt *at, const agw_
     agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_relay_lazy_codec lazy_reshape = { make_reshape, how->reshape };
-    agw_usage_tap_init(tap, at->ops->proto);
+    agw_usage_tap_init(tap, at->proto);
     agw_relay_tap watch = { tap, tap_event, tap_body };
     agw_relay_req rq = {
         .proto = r->proto,
@@ -369,6 +372,12 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         }
         send = agw_buf_view(&upstream_body);
     }
+    char why[512];
+    if (r->proto == AGW_PROTO_RESPONSES &&
+        agw_responses_check_stateless(mc->body, why, sizeof why) != AGW_OK) {
+        agw_request_error(r, 400, "%s", why);
+        goto out;
+    }
     agw_client_hints hints = {
         .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
         .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
@@ -378,7 +387,7 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
         goto out;
     }
     /* Only model calls stream; count_tokens and embeddings answer one body. */
-    int model_call = mc->op == at->ops->model_op;
+    int model_call = mc->op == at->model_op;
     int stream = model_call ? mc->stream : 0;
     agw_failover_answer how = { NULL, NULL, 0 };
     agw_failover_reshape reshape = { r->proto, 0, 0, mc->model, NULL };
@@ -424,17 +433,28 @@ out:
 static agw_err decode_client(const agw_request *r, const agw_model_call *mc, agw_arena *arena,
                              agw_ir_request *ir, char *why, size_t whylen)
 {
-    return r->proto == AGW_PROTO_OPENAI
-               ? agw_openai_decode_request(mc->body, arena, ir, why, whylen)
-               : agw_anthropic_decode_request(mc->body, arena, ir, why, whylen);
+    switch (r->proto) {
+    case AGW_PROTO_OPENAI:
+        return agw_openai_decode_request(mc->body, arena, ir, why, whylen);
+    case AGW_PROTO_RESPONSES:
+        return agw_responses_decode_request(mc->body, arena, ir, why, whylen);
+    default:
+        return agw_anthropic_decode_request(mc->body, arena, ir, why, whylen);
+    }
 }
 
 /* The IR request in the provider's protocol. */
 static agw_err encode_for(agw_proto upstream, const agw_ir_request *ir, agw_buf *out, char *why,
                           size_t whylen)
 {
-    return upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(ir, out, why, whylen)
-                                        : agw_anthropic_encode_request(ir, out, why, whylen);
+    switch (upstream) {
+    case AGW_PROTO_OPENAI:
+        return agw_openai_encode_request(ir, out, why, whylen);
+    case AGW_PROTO_RESPONSES:
+        return agw_responses_encode_request(ir, out, why, whylen);
+    default:
+        return agw_anthropic_encode_request(ir, out, why, whylen);
+    }
 }
 
 /* Decodes the client's request into the IR, encodes it for the provider, and
@@ -458,7 +478,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
         goto out;
     }
     ir.model = at->route->model;
-    agw_proto upstream = at->ops->proto;
+    agw_proto upstream = at->proto;
     why[0] = '\0';
     e = encode_for(upstream, &ir, &upstream_body, why, sizeof why);
     if (e == AGW_EBUSY) {
@@ -474,7 +494,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
     agw_client_hints hints = { NULL, NULL };
     if (r->proto == AGW_PROTO_ANTHROPIC)
         hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
-    if (agw_provider_prepare(at->route->provider, at->ops->model_op, &hints, &call) != AGW_OK) {
+    if (agw_provider_prepare(at->route->provider, at->model_op, &hints, &call) != AGW_OK) {
         agw_request_error(r, 400, "invalid anthropic-beta header");
         goto out;
     }
@@ -592,7 +612,7 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request base;
     char why[256];
-    int prefill = at->ops->proto == AGW_PROTO_ANTHROPIC, answered = 0;
+    int prefill = at->proto == AGW_PROTO_ANTHROPIC, answered = 0;
     if (decode_client(r, mc, &arena, &base, why, sizeof why) != AGW_OK)
         goto release;
     base.model = at->route->model;
@@ -614,8 +634,8 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
         agw_provider_call call;
         memset(&call, 0, sizeof call);
         agw_client_hints hints = { NULL, NULL };
-        if (encode_for(at->ops->proto, &rq, &body, why, sizeof why) != AGW_OK ||
-            agw_provider_prepare(at->route->provider, at->ops->model_op, &hints, &call) !=
+        if (encode_for(at->proto, &rq, &body, why, sizeof why) != AGW_OK ||
+            agw_provider_prepare(at->route->provider, at->model_op, &hints, &call) !=
                 AGW_OK) {
             agw_provider_call_free(&call);
             agw_buf_free(&body);
@@ -667,9 +687,18 @@ void agw_failover_run(agw_request *r, agw_model_call *mc, size_t max_tries)
     size_t n = mc->n_tries < max_tries ? mc->n_tries : max_tries;
     for (size_t i = 0; i < n; i++) {
         const agw_route *route = &mc->cands.r[i];
-        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n };
+        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n,
+                                    AGW_PROTO_OPENAI, AGW_OP_CHAT };
+        /* Model calls go where the provider serves that model; other
+         * operations (embeddings) keep the type's protocol. */
+        int model_call = mc->op == AGW_OP_CHAT || mc->op == AGW_OP_MESSAGES ||
+                         mc->op == AGW_OP_RESPONSES;
+        at.proto = model_call ? agw_provider_model_proto(route->provider, route->model)
+                              : at.ops->proto;
+        at.model_op = model_call ? agw_provider_model_op(route->provider, route->model)
+                                 : at.ops->model_op;
         agw_usage_record_names(&r->usage, agw_str_c(route->provider->name), route->model);
-        int retry = at.ops->proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+        int retry = at.proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
         if (!retry)
             break;
     }

@@ -28,6 +28,7 @@ static int key_allows(const agw_provider_cfg *p, const void *ud)
 static int route_model(agw_request *r, agw_model_call *mc)
 {
     const agw_config *cfg = r->cfg;
+    /* A Responses client, like a chat one, prefers OpenAI providers. */
     agw_provider_type prefer = r->proto == AGW_PROTO_ANTHROPIC ? AGW_PROVIDER_ANTHROPIC
                                                                : AGW_PROVIDER_OPENAI;
     agw_route_limits lim = { NULL, NULL, NULL };

@@ -267,18 +267,20 @@ static agw_err check_model_name(agw_config_loader *ld, const config_setting_t *a
     return AGW_OK;
 }
 
-static agw_err load_provider_models(agw_config_loader *ld, const config_setting_t *p,
-                                    const char *prefix, agw_provider_cfg *out)
+/* A provider's list of model names or patterns (`member`: "models" or
+ * "responses_models"). */
+static agw_err load_model_list(agw_config_loader *ld, const config_setting_t *p,
+                               const char *prefix, const char *member, char ***list, size_t *n_list)
 {
     char key[128];
-    snprintf(key, sizeof key, "%smodels", prefix);
-    config_setting_t *models = config_setting_get_member(p, "models");
+    snprintf(key, sizeof key, "%s%s", prefix, member);
+    config_setting_t *models = config_setting_get_member(p, member);
     if (!models)
         return AGW_OK;
     if (!config_setting_is_array(models) && !config_setting_is_list(models))
         return fail(ld, models, key, "must be a list of strings");
     int n = config_setting_length(models);
-    out->models = xcalloc((size_t)n + 1, sizeof *out->models);
+    *list = xcalloc((size_t)n + 1, sizeof **list);
     for (int i = 0; i < n; i++) {
         config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
         if (config_setting_type(m) != CONFIG_TYPE_STRING || !*config_setting_get_string(m))
@@ -286,7 +288,7 @@ static agw_err load_provider_models(agw_config_loader *ld, const config_setting_
         agw_err e = check_model_name(ld, m, key, config_setting_get_string(m));
         if (e)
             return e;
-        out->models[out->n_models++] = xstrdup(config_setting_get_string(m));
+        (*list)[(*n_list)++] = xstrdup(config_setting_get_string(m));
     }
     return AGW_OK;
 }
@@ -585,13 +587,51 @@ agw_err agw_config_answers_to_json(const agw_provider_cfg *p, agw_buf *out)
     return e ? e : agw_buf_append(out, "]}", 2);
 }
 
+static agw_err load_provider_models(agw_config_loader *ld, const config_setting_t *p,
+                                    const char *prefix, agw_provider_cfg *out)
+{
+    agw_err e = load_model_list(ld, p, prefix, "models", &out->models, &out->n_models);
+    if (e)
+        return e;
+    e = load_model_list(ld, p, prefix, "responses_models", &out->responses_models,
+                        &out->n_responses_models);
+    if (!e && out->n_responses_models && out->type != AGW_PROVIDER_OPENAI) {
+        char key[128];
+        snprintf(key, sizeof key, "%sresponses_models", prefix);
+        e = fail(ld, config_setting_get_member(p, "responses_models"), key,
+                 "the Responses API is only for providers of type openai");
+    }
+    return e;
+}
+
+/* api = "chat" (default) or "responses": which OpenAI API serves model calls. */
+static agw_err load_provider_api(agw_config_loader *ld, const config_setting_t *p,
+                                 const char *prefix, agw_provider_cfg *out)
+{
+    char key[128], *api = NULL;
+    agw_err e = get_string(ld, p, prefix, "api", &api);
+    if (e || !api)
+        return e;
+    const config_setting_t *at = config_setting_get_member(p, "api");
+    snprintf(key, sizeof key, "%sapi", prefix);
+    if (strcmp(api, "responses") == 0)
+        out->responses_api = 1;
+    else if (strcmp(api, "chat") != 0)
+        e = fail(ld, at, key, "must be chat or responses");
+    free(api);
+    if (!e && out->type != AGW_PROVIDER_OPENAI && out->responses_api)
+        e = fail(ld, at, key, "the Responses API is only for providers of type openai");
+    return e;
+}
+
 static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
                              agw_provider_cfg *out)
 {
     static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
-                                         "enabled", "models", "default_model",
-                                         "continuation", "sanitize", "sanitize_defaults",
-                                         "sanitize_thinking", "sanitize_rules", NULL };
+                                         "enabled", "models", "default_model", "api",
+                                         "responses_models", "continuation", "sanitize",
+                                         "sanitize_defaults", "sanitize_thinking",
+                                         "sanitize_rules", NULL };
     char prefix[96], key[128];
     snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
     agw_err e;
@@ -645,7 +685,8 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
         (e = get_bool(ld, p, prefix, "sanitize", &out->sanitize)) ||
         (e = get_bool(ld, p, prefix, "sanitize_defaults", &out->sanitize_defaults)) ||
         (e = get_bool(ld, p, prefix, "sanitize_thinking", &out->sanitize_thinking)) ||
-        (e = load_provider_rules(ld, p, prefix, out)))
+        (e = load_provider_rules(ld, p, prefix, out)) ||
+        (e = load_provider_api(ld, p, prefix, out)))
         return e;
     return load_provider_models(ld, p, prefix, out);
 }
@@ -1056,6 +1097,9 @@ void agw_config_free(agw_config *cfg)
             free(p->models[j]);
         free(p->models);
         agw_config_rules_free(p);
+        for (size_t j = 0; j < p->n_responses_models; j++)
+            free(p->responses_models[j]);
+        free(p->responses_models);
     }
     free(cfg->providers);
     free(cfg->path);

@@ -90,6 +90,12 @@ typedef struct {
     int sanitize_thinking; /* thinking text too; default 0 */
     agw_rule_cfg *sanitize_rules; /* after the type's own */
     size_t n_sanitize_rules;
+    /* OpenAI type: api = "responses" sends every model call to the Responses
+     * API (/responses) instead of chat completions; responses_models (names
+     * or globs) does so for those models only. */
+    int responses_api;
+    char **responses_models;
+    size_t n_responses_models;
 } agw_provider_cfg;
 
 /* Why a rule is refused (NULL when it is fine), and in *field which of its

@@ -24,7 +24,7 @@ typedef struct {
     int committed;          /* the client's head is out */
     int saw_end;            /* the upstream's terminal event ([DONE] / message_stop) */
     int saw_error_event;    /* the upstream ended the stream with its own error event */
-    int saw_terminal;       /* a [DONE] or message_stop of either protocol (hold_final) */
+    int saw_terminal;       /* a [DONE], message_stop or response.completed (hold_final) */
     size_t events_in_chunk;
     uint64_t start_us, last_write_us, last_gone_check_us;
     agw_sse_parser sse;
@@ -34,6 +34,7 @@ typedef struct {
     agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
     int codec_failed;       /* the codec rejected the upstream's stream */
     int stop_status;        /* the status a stopped call answers, when not 502 */
+    int64_t next_seq;       /* Responses client: the sequence_number an error event of ours takes */
 } agw_relay_call;
 
 /* 1 when every byte of name is an RFC 9110 token character (section 5.6.2:
@@ -128,10 +129,44 @@ static void send_error(agw_relay_call *r, int status, agw_str message, int with_
 static void send_error_event(agw_relay_call *r, int status, agw_str message)
 {
     agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_SMALL);
-    if (agw_apierr_sse(&ev, r->rq->proto, status, message) == AGW_OK &&
+    if (agw_apierr_sse_numbered(&ev, r->rq->proto, status, message, r->next_seq) == AGW_OK &&
         client_write(r, ev.data, ev.len) == AGW_OK)
         (void)r->sink->flush(r->sink->ud);
     agw_buf_free(&ev);
+}
+
+/* An OpenAI Responses event's type: its `event:` name, or the data's "type"
+ * for a server that sends no names. */
+static agw_str responses_event_type(const agw_sse_event *ev)
+{
+    agw_str v;
+    if (ev->event.len)
+        return ev->event;
+    if (ev->data.len > 9 && ev->data.ptr[0] == '{' &&
+        agw_json_validate(ev->data, 64, NULL, 0) == AGW_OK &&
+        agw_json_find(ev->data, AGW_STR_LIT("type"), &v) == AGW_OK &&
+        agw_json_type_of(v) == AGW_JSON_STRING)
+        return (agw_str){ v.ptr + 1, v.len - 2 };
+    return (agw_str){ NULL, 0 };
+}
+
+/* The sequence_number after the last one in `p` (the numbered events
+ * written to a Responses client); `prev` when there is none. */
+static int64_t seq_after(const char *p, size_t n, int64_t prev)
+{
+    static const char key[] = "\"sequence_number\":";
+    const char *last = NULL;
+    for (const char *q = p; q && (size_t)(q - p) + sizeof key - 1 <= n;) {
+        q = memmem(q, n - (size_t)(q - p), key, sizeof key - 1);
+        if (q)
+            last = q++;
+    }
+    if (!last)
+        return prev;
+    int64_t v = 0;
+    for (const char *d = last + sizeof key - 1; d < p + n && *d >= '0' && *d <= '9'; d++)
+        v = v < INT64_MAX / 10 ? v * 10 + (*d - '0') : v;
+    return v + 1;
 }
 
 static int on_event(void *ud, const agw_sse_event *ev)
@@ -141,8 +176,12 @@ static int on_event(void *ud, const agw_sse_event *ev)
     r->res->events++;
     if (r->rq->tap && r->rq->tap->event)
         r->rq->tap->event(r->rq->tap->ud, ev->event, ev->data);
+    agw_str rtype = r->rq->proto == AGW_PROTO_RESPONSES ? responses_event_type(ev)
+                                                         : (agw_str){ NULL, 0 };
+    int responses_end = agw_str_eq(rtype, AGW_STR_LIT("response.completed")) ||
+                        agw_str_eq(rtype, AGW_STR_LIT("response.incomplete"));
     if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")) ||
-        agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")))
+        agw_str_eq(ev->data, AGW_STR_LIT("[DONE]")) || responses_end)
         r->saw_terminal = 1;
     if (r->codec) {
         const agw_codec *c = r->codec;
@@ -157,8 +196,18 @@ static int on_event(void *ud, const agw_sse_event *ev)
         if (r->converted.len && r->rq->stream &&
             client_write(r, r->converted.data, r->converted.len))
             return 1;
+        if (r->rq->proto == AGW_PROTO_RESPONSES)
+            r->next_seq = seq_after(r->converted.data, r->converted.len, r->next_seq);
+    } else if (r->rq->proto == AGW_PROTO_RESPONSES) {
+        r->next_seq = seq_after(ev->data.ptr, ev->data.len, r->next_seq);
     }
-    if (r->rq->proto == AGW_PROTO_ANTHROPIC) {
+    if (r->rq->proto == AGW_PROTO_RESPONSES) {
+        if (responses_end)
+            r->saw_end = 1;
+        else if (agw_str_eq(rtype, AGW_STR_LIT("response.failed")) ||
+                 agw_str_eq(rtype, AGW_STR_LIT("error")))
+            r->saw_error_event = 1;
+    } else if (r->rq->proto == AGW_PROTO_ANTHROPIC) {
         if (agw_str_eq(ev->event, AGW_STR_LIT("message_stop")))
             r->saw_end = 1;
         else if (agw_str_eq(ev->event, AGW_STR_LIT("error")))

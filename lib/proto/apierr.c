@@ -53,7 +53,23 @@ agw_err agw_apierr_body(agw_buf *out, agw_proto proto, int status, agw_str messa
 
 agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status, agw_str message)
 {
+    return agw_apierr_sse_numbered(out, proto, status, message, 0);
+}
+
+agw_err agw_apierr_sse_numbered(agw_buf *out, agw_proto proto, int status, agw_str message,
+                                int64_t seq)
+{
     agw_err e;
+    if (proto == AGW_PROTO_RESPONSES) {
+        /* The Responses API's `error` event. */
+        if ((e = agw_buf_appendf(out, "event: error\ndata: {\"type\":\"error\",\"code\":\"%s\","
+                                      "\"message\":\"",
+                                 agw_apierr_type(proto, status))) ||
+            (e = agw_buf_append_json_escaped(out, message)))
+            return e;
+        return agw_buf_appendf(out, "\",\"param\":null,\"sequence_number\":%lld}\n\n",
+                               (long long)seq);
+    }
     if ((e = agw_buf_append_str(out, proto == AGW_PROTO_ANTHROPIC ? AGW_STR_LIT("event: error\ndata: ")
                                                                   : AGW_STR_LIT("data: "))) ||
         (e = agw_apierr_body(out, proto, status, message, NULL)))

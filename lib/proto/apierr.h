@@ -12,9 +12,17 @@
 
 #include "core/core.h"
 
-typedef enum { AGW_PROTO_OPENAI = 0, AGW_PROTO_ANTHROPIC } agw_proto;
+/* The client-facing protocols, which are also the wire protocols of
+ * providers. OpenAI Responses errors have OpenAI's body shape; its stream
+ * errors are typed `error` events. */
+typedef enum {
+    AGW_PROTO_OPENAI = 0,
+    AGW_PROTO_ANTHROPIC,
+    AGW_PROTO_RESPONSES,
+} agw_proto;
 
-/* The error `type` string the protocol uses for an HTTP status. */
+/* The error `type` string the protocol uses for an HTTP status (Responses:
+ * OpenAI's). */
 const char *agw_apierr_type(agw_proto proto, int status);
 
 /* Appends the JSON error body. `code` is OpenAI's machine-readable code
@@ -24,8 +32,16 @@ AGW_WARN_UNUSED agw_err agw_apierr_body(agw_buf *out, agw_proto proto, int statu
 
 /* Appends one SSE event that ends a stream with an error, in the protocol's
  * streaming shape: Anthropic `event: error`, OpenAI a `data:` line carrying an
- * {"error":{...}} object (which the OpenAI SDKs raise as an APIError). */
+ * {"error":{...}} object (which the OpenAI SDKs raise as an APIError), OpenAI
+ * Responses an `event: error` with {"type":"error","code","message","param",
+ * "sequence_number"}. */
 AGW_WARN_UNUSED agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status, agw_str message);
+
+/* agw_apierr_sse for a stream whose events are numbered (OpenAI Responses:
+ * `seq` is the error event's sequence_number, one past the last event the
+ * client got); other protocols ignore it. agw_apierr_sse numbers it 0. */
+AGW_WARN_UNUSED agw_err agw_apierr_sse_numbered(agw_buf *out, agw_proto proto, int status,
+                                                agw_str message, int64_t seq);
 
 /* The reason phrase for a status ("Not Found"); "Unknown" for unusual codes. */
 const char *agw_http_reason(int status);

@@ -3,6 +3,7 @@
 #include "proto/openai.h"
 #include "proto/continuation.h"
 #include "proto/sanitize.h"
+#include "proto/responses.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@ struct agw_bridge {
     agw_anthropic_stream_decoder ad;
     agw_openai_stream_encoder oe;
     agw_anthropic_stream_encoder ae;
+    agw_responses_stream_decoder rd;
+    agw_responses_stream_encoder re;
     agw_ir_fold fold;
     int64_t created;
     /* where the upstream decoder's events go: on_ir_event, or the
@@ -33,11 +36,11 @@ struct agw_bridge {
 };
 
 /* The status an upstream error gets on its way to a client of `client`:
- * kept, except that an OpenAI client gets 503 for 529 and anything outside
+ * kept, except that an OpenAI client (chat or Responses) gets 503 for 529 and anything outside
  * 400..599 becomes 502. */
 static int error_status(agw_proto client, int upstream_status)
 {
-    if (client == AGW_PROTO_OPENAI && upstream_status == 529)
+    if ((client == AGW_PROTO_OPENAI || client == AGW_PROTO_RESPONSES) && upstream_status == 529)
         return 503;
     if (upstream_status < 400 || upstream_status > 599)
         return 502;
@@ -58,6 +61,8 @@ static int on_ir_event(void *ud, const agw_ir_event *ev)
         e = agw_ir_fold_add(&b->fold, ev);
     else if (b->client == AGW_PROTO_OPENAI)
         e = agw_openai_encode_stream_event(&b->oe, ev, b->out);
+    else if (b->client == AGW_PROTO_RESPONSES)
+        e = agw_responses_encode_stream_event(&b->re, ev, b->out);
     else
         e = agw_anthropic_encode_stream_event(&b->ae, ev, b->out);
     if (e && !b->sink_err)
@@ -69,10 +74,18 @@ static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
 {
     agw_bridge *b = ud;
     b->out = out;
-    agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_stream_event(&b->od, data, b->sink, b->sink_ud, NULL, 0)
-                    : agw_anthropic_decode_stream_event(&b->ad, name, data, b->sink, b->sink_ud,
-                                                        NULL, 0);
+    agw_err e;
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI:
+        e = agw_openai_decode_stream_event(&b->od, data, b->sink, b->sink_ud, NULL, 0);
+        break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_decode_stream_event(&b->rd, name, data, b->sink, b->sink_ud, NULL, 0);
+        break;
+    default:
+        e = agw_anthropic_decode_stream_event(&b->ad, name, data, b->sink, b->sink_ud, NULL, 0);
+        break;
+    }
     return b->sink_err ? b->sink_err : e;
 }
 
@@ -92,10 +105,18 @@ static agw_err finish_answer(agw_bridge *b, agw_buf *out, int *status)
         return AGW_OK;
     if (b->fold.failed)
         return fold_error_body(b, out, status);
-    agw_err e = b->client == AGW_PROTO_OPENAI
-                    ? agw_openai_encode_response(&b->fold, b->client_model, b->created, out)
-                    : agw_anthropic_encode_response(&b->fold, b->client_model, (agw_str){ NULL, 0 },
-                                                    out);
+    agw_err e;
+    switch (b->client) {
+    case AGW_PROTO_OPENAI:
+        e = agw_openai_encode_response(&b->fold, b->client_model, b->created, out);
+        break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_encode_response(&b->fold, b->client_model, b->created, out);
+        break;
+    default:
+        e = agw_anthropic_encode_response(&b->fold, b->client_model, (agw_str){ NULL, 0 }, out);
+        break;
+    }
     if (e == AGW_EINVAL) {
         /* The upstream's answer does not make a valid response (a tool call
          * whose arguments are not JSON): a gateway error, not a client one. */
@@ -112,9 +133,12 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     agw_bridge *b = ud;
     b->out = out;
     *status = 200;
-    agw_err end = b->upstream == AGW_PROTO_OPENAI
-                      ? agw_openai_decode_stream_end(&b->od, b->sink, b->sink_ud)
-                      : agw_anthropic_decode_stream_end(&b->ad);
+    agw_err end;
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI: end = agw_openai_decode_stream_end(&b->od, b->sink, b->sink_ud); break;
+    case AGW_PROTO_RESPONSES: end = agw_responses_decode_stream_end(&b->rd); break;
+    default: end = agw_anthropic_decode_stream_end(&b->ad); break;
+    }
     /* A stream cut before its block ended still gets the text held back. */
     if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
         b->sink_err = AGW_ETOOBIG;
@@ -130,9 +154,14 @@ static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
     agw_bridge *b = ud;
     b->out = out;
     *status = 200;
-    agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_response(body, b->sink, b->sink_ud, NULL, 0)
-                    : agw_anthropic_decode_response(body, b->sink, b->sink_ud, NULL, 0);
+    agw_err e;
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI: e = agw_openai_decode_response(body, b->sink, b->sink_ud, NULL, 0); break;
+    case AGW_PROTO_RESPONSES:
+        e = agw_responses_decode_response(body, b->sink, b->sink_ud, NULL, 0);
+        break;
+    default: e = agw_anthropic_decode_response(body, b->sink, b->sink_ud, NULL, 0); break;
+    }
     if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
         b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
@@ -147,9 +176,9 @@ static agw_err codec_error(void *ud, int status, agw_str body, int *client_statu
     agw_bridge *b = ud;
     agw_str type = { NULL, 0 }, message = { NULL, 0 };
     agw_arena scratch = AGW_ARENA_INIT;
-    agw_err e = b->upstream == AGW_PROTO_OPENAI
-                    ? agw_openai_decode_error(body, &scratch, &type, &message)
-                    : agw_anthropic_decode_error(body, &scratch, &type, &message);
+    agw_err e = b->upstream == AGW_PROTO_ANTHROPIC
+                    ? agw_anthropic_decode_error(body, &scratch, &type, &message)
+                    : agw_openai_decode_error(body, &scratch, &type, &message);
     *client_status = error_status(b->client, status);
     agw_buf text = AGW_BUF_INIT(2048);
     if (e != AGW_OK || !message.len) {
@@ -180,6 +209,8 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     agw_anthropic_stream_decoder_init(&b->ad);
     agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
     agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
+    agw_responses_stream_decoder_init(&b->rd);
+    agw_responses_stream_encoder_init(&b->re, b->client_model, created);
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
     b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error, codec_held };
     b->sink = on_ir_event;
@@ -254,8 +285,10 @@ void agw_bridge_round(agw_bridge *b, int allow)
         /* a new upstream answer: fresh decoders, the same encoder and fold */
         agw_openai_stream_decoder_free(&b->od);
         agw_anthropic_stream_decoder_free(&b->ad);
+        agw_responses_stream_decoder_free(&b->rd);
         agw_openai_stream_decoder_init(&b->od);
         agw_anthropic_stream_decoder_init(&b->ad);
+        agw_responses_stream_decoder_init(&b->rd);
         b->sink_err = AGW_OK;
     }
     agw_continuation_round(&b->cont, allow);
@@ -323,6 +356,8 @@ void agw_bridge_free(agw_bridge *b)
     agw_anthropic_stream_decoder_free(&b->ad);
     agw_openai_stream_encoder_free(&b->oe);
     agw_anthropic_stream_encoder_free(&b->ae);
+    agw_responses_stream_decoder_free(&b->rd);
+    agw_responses_stream_encoder_free(&b->re);
     agw_ir_fold_free(&b->fold);
     if (b->sanitizing)
         agw_sanitize_stage_free(&b->sanitize);

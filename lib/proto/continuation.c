@@ -24,7 +24,8 @@ static int64_t add(int64_t a, int64_t b)
 static agw_ir_usage sum(agw_ir_usage a, agw_ir_usage b)
 {
     return (agw_ir_usage){ add(a.input, b.input), add(a.output, b.output),
-                           add(a.cache_read, b.cache_read), add(a.cache_write, b.cache_write) };
+                           add(a.cache_read, b.cache_read), add(a.cache_write, b.cache_write),
+                           add(a.reasoning, b.reasoning) };
 }
 
 void agw_continuation_round(agw_continuation *c, int allow)

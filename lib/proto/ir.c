@@ -1,4 +1,5 @@
 #include "proto/ir.h"
+#include "proto/wire.h"
 
 #include <stdlib.h>
 
@@ -22,6 +23,14 @@ agw_ir_stop agw_ir_stop_parse(agw_str name)
         if (agw_str_eq(name, agw_str_c(stop_names[i])))
             return (agw_ir_stop)i;
     return AGW_IR_STOP_NONE;
+}
+
+agw_ir_block *agw_ir_push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap)
+{
+    *v = agw_wire_grow(a, *v, *n, cap, sizeof **v);
+    agw_ir_block *b = &(*v)[(*n)++];
+    memset(b, 0, sizeof *b);
+    return b;
 }
 
 void agw_ir_event_init(agw_ir_event *ev, agw_ir_event_kind kind)
@@ -79,6 +88,8 @@ void agw_ir_usage_merge(agw_ir_usage *into, const agw_ir_usage *from)
         into->cache_read = from->cache_read;
     if (from->cache_write >= 0)
         into->cache_write = from->cache_write;
+    if (from->reasoning >= 0)
+        into->reasoning = from->reasoning;
 }
 
 static agw_err append_counted(agw_ir_fold *f, agw_buf *b, agw_str s)

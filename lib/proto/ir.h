@@ -102,6 +102,10 @@ typedef struct {
     agw_str thinking;          /* Anthropic `thinking` config, raw JSON, or empty */
 } agw_ir_request;
 
+/* A zeroed block appended to the arena array *v of *n blocks (room for *cap),
+ * which grows by doubling in `a`: what request decoders build turns with. */
+agw_ir_block *agw_ir_push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap);
+
 /* ---- responses as events ---- */
 
 typedef enum {
@@ -121,9 +125,10 @@ typedef struct {
     int64_t output;
     int64_t cache_read;
     int64_t cache_write;
+    int64_t reasoning;     /* the part of `output` spent reasoning (OpenAI reports it) */
 } agw_ir_usage;
 
-#define AGW_IR_USAGE_UNKNOWN { -1, -1, -1, -1 }
+#define AGW_IR_USAGE_UNKNOWN { -1, -1, -1, -1, -1 }
 
 typedef enum {
     AGW_IR_EV_MESSAGE_START = 0, /* id, model, usage (input side) */

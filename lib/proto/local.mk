@@ -11,6 +11,10 @@ lib_libantigw_a_SOURCES += \
 	lib/proto/anthropic_request_decode.c lib/proto/anthropic_request_encode.c \
 	lib/proto/anthropic_stream_decode.c lib/proto/anthropic_stream_encode.c \
 	lib/proto/anthropic_error.c \
+	lib/proto/responses.h lib/proto/responses_int.h \
+	lib/proto/responses_request_decode.c lib/proto/responses_request_encode.c \
+	lib/proto/responses_stream_decode.c lib/proto/responses_stream_encode.c \
+	lib/proto/responses_error.c \
 	lib/proto/bridge.c lib/proto/bridge.h \
 	lib/proto/codec.h \
 	lib/proto/sanitize.c lib/proto/sanitize.h \

@@ -30,4 +30,14 @@ const char *agw_openai_error_type(agw_str type, int status);
 AGW_WARN_UNUSED agw_err agw_openai_put_tool_call(agw_buf *b, agw_str id, agw_str name,
                                                  agw_str args);
 
+/* The o-series and gpt-5, gpt-5-mini...: the models with a reasoning effort
+ * (which refuse temperature, top_p and stop). gpt-5-chat-* is the
+ * non-reasoning chat model and takes ordinary sampling. */
+int agw_openai_reasoning_model(agw_str model);
+
+/* Anthropic's thinking config (raw JSON) -> an effort level by its budget
+ * (< 4096 low, < 16384 medium, else high; medium without one); NULL when
+ * thinking is off or absent. A static string. */
+const char *agw_openai_reasoning_effort(agw_str thinking);
+
 #endif

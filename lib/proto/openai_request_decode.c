@@ -31,42 +31,20 @@ typedef struct {
 } msgbuild;
 
 typedef struct {
-    agw_arena *arena;
-    agw_buf scratch;       /* escape decoding, reused */
-    char *err;
-    size_t errlen;
+    agw_wire_reader rd;
     msgbuild *msgs;
     size_t n_msgs, cap_msgs;
     agw_ir_block *sys;
     size_t n_sys, cap_sys;
 } reqdec;
 
-#define DFAIL(c, ...) agw_wire_fail((c)->err, (c)->errlen, __VA_ARGS__)
-
-/* Grows an arena array by doubling; the old copy is left to the arena, which
- * bounds the waste at the array's final size. */
-static void *grow(agw_arena *a, void *old, size_t n, size_t *cap, size_t elem)
-{
-    void *p;
-
-    if (n < *cap)
-        return old;
-    *cap = *cap ? *cap * 2 : 4;
-    p = agw_arena_array(a, *cap, elem);
-    if (n)
-        memcpy(p, old, n * elem);
-    return p;
-}
-
-static agw_ir_block *push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap)
-{
-    agw_ir_block *b;
-
-    *v = grow(a, *v, *n, cap, sizeof **v);
-    b = &(*v)[(*n)++];
-    memset(b, 0, sizeof *b);
-    return b;
-}
+#define DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
+/* The field readers of wire.h, on the decoder's reader. */
+#define want_str(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
+#define need_str(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
+#define want_bool(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
+#define want_num(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
+#define want_int(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
 
 /* The message blocks of `role` go into: the last one when it has the same
  * role (consecutive same-role messages merge), else a new one. */
@@ -76,53 +54,11 @@ static msgbuild *msg_for(reqdec *c, agw_ir_role role)
 
     if (c->n_msgs && c->msgs[c->n_msgs - 1].role == role)
         return &c->msgs[c->n_msgs - 1];
-    c->msgs = grow(c->arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
+    c->msgs = agw_wire_grow(c->rd.arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
     m = &c->msgs[c->n_msgs++];
     memset(m, 0, sizeof *m);
     m->role = role;
     return m;
-}
-
-/* The string at `v` or an error naming `what`. */
-static agw_err want_str(reqdec *c, agw_str v, const char *what, agw_str *out)
-{
-    if (agw_json_type_of(v) != AGW_JSON_STRING ||
-        agw_wire_string(c->arena, &c->scratch, v, out) != AGW_OK)
-        return DFAIL(c, "%s: expected a string", what);
-    return AGW_OK;
-}
-
-/* want_str for a member that must be given (not absent, not null). */
-static agw_err need_str(reqdec *c, agw_str v, const char *what, agw_str *out)
-{
-    if (!agw_wire_given(v))
-        return DFAIL(c, "%s: required", what);
-    return want_str(c, v, what, out);
-}
-
-static agw_err want_bool(reqdec *c, agw_str v, const char *what, int *out)
-{
-    if (agw_json_is_true(v))
-        *out = 1;
-    else if (agw_json_is_false(v))
-        *out = 0;
-    else
-        return DFAIL(c, "%s: expected a boolean", what);
-    return AGW_OK;
-}
-
-static agw_err want_num(reqdec *c, agw_str v, const char *what, double *out)
-{
-    if (!agw_wire_number(v, out) || !isfinite(*out))
-        return DFAIL(c, "%s: expected a number", what);
-    return AGW_OK;
-}
-
-static agw_err want_int(reqdec *c, agw_str v, const char *what, int64_t *out)
-{
-    if (agw_json_type_of(v) != AGW_JSON_NUMBER || agw_json_int64(v, out) != AGW_OK)
-        return DFAIL(c, "%s: expected an integer", what);
-    return AGW_OK;
 }
 
 /* Where a content array may be found; decides which part types it accepts. */
@@ -132,39 +68,17 @@ typedef enum { CT_SYSTEM, CT_USER, CT_ASSISTANT, CT_TOOL } content_kind;
  * or an http(s) URL, which Anthropic fetches itself. */
 static agw_err parse_image_url(reqdec *c, agw_str url, agw_ir_block *b, size_t i, size_t j)
 {
-    static const agw_str b64 = AGW_STR_LIT(";base64");
-
     b->kind = AGW_IR_IMAGE;
-    if (url.len >= 5 && agw_str_eq_nocase((agw_str){ url.ptr, 5 }, AGW_STR_LIT("data:"))) {
-        const char *comma = memchr(url.ptr, ',', url.len);
-        agw_str head, mt;
-        const char *semi;
-
-        if (!comma)
-            goto bad_data;
-        head = (agw_str){ url.ptr + 5, (size_t)(comma - url.ptr) - 5 };
-        if (head.len < b64.len ||
-            !agw_str_eq_nocase((agw_str){ head.ptr + head.len - b64.len, b64.len }, b64))
-            goto bad_data;
-        semi = memchr(head.ptr, ';', head.len);
-        mt = (agw_str){ head.ptr, (size_t)(semi - head.ptr) };
-        b->image_data = (agw_str){ comma + 1, url.len - (size_t)(comma + 1 - url.ptr) };
-        if (mt.len == 0 || b->image_data.len == 0)
-            goto bad_data;
-        b->media_type = mt;
-        return AGW_OK;
+    switch (agw_wire_image_url(url, &b->media_type, &b->image_data)) {
+    case AGW_WIRE_IMAGE_DATA: return AGW_OK;
+    case AGW_WIRE_IMAGE_HTTP: b->image_is_url = 1; return AGW_OK;
+    case AGW_WIRE_IMAGE_BAD_DATA:
+        return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected a data URI of the "
+                        "form data:<media type>;base64,<data>", i, j);
+    default:
+        return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected an http(s) URL or "
+                        "a base64 data URI", i, j);
     }
-    if ((url.len > 7 && agw_str_eq_nocase((agw_str){ url.ptr, 7 }, AGW_STR_LIT("http://"))) ||
-        (url.len > 8 && agw_str_eq_nocase((agw_str){ url.ptr, 8 }, AGW_STR_LIT("https://")))) {
-        b->image_is_url = 1;
-        b->image_data = url;
-        return AGW_OK;
-    }
-    return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected an http(s) URL or a "
-                    "base64 data URI", i, j);
-bad_data:
-    return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected a data URI of the form "
-                    "data:<media type>;base64,<data>", i, j);
 }
 
 /* A message's content (string or array of parts) appended to a block vector.
@@ -182,7 +96,7 @@ static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind 
         snprintf(what, sizeof what, "messages[%zu].content", i);
         AGW_WIRE_TRY(want_str(c, content, what, &s));
         if (s.len)
-            push_block(c->arena, v, n, cap)->text = s;
+            agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         return AGW_OK;
     }
     if (agw_json_type_of(content) != AGW_JSON_ARRAY)
@@ -201,13 +115,13 @@ static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind 
             snprintf(what, sizeof what, "messages[%zu].content[%zu].text", i, j);
             AGW_WIRE_TRY(want_str(c, pv[1], what, &s));
             if (s.len)
-                push_block(c->arena, v, n, cap)->text = s;
+                agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         } else if (ck == CT_ASSISTANT && agw_str_eq(type, AGW_STR_LIT("refusal"))) {
             /* A refusal the model gave earlier is what it said: keep it as text. */
             snprintf(what, sizeof what, "messages[%zu].content[%zu].refusal", i, j);
             AGW_WIRE_TRY(want_str(c, pv[3], what, &s));
             if (s.len)
-                push_block(c->arena, v, n, cap)->text = s;
+                agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         } else if (ck == CT_USER && agw_str_eq(type, AGW_STR_LIT("image_url"))) {
             agw_str url;
             snprintf(what, sizeof what, "messages[%zu].content[%zu].image_url.url", i, j);
@@ -215,7 +129,7 @@ static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind 
                 agw_json_find(pv[2], AGW_STR_LIT("url"), &url) != AGW_OK)
                 return DFAIL(c, "%s: required", what);
             AGW_WIRE_TRY(want_str(c, url, what, &s));
-            AGW_WIRE_TRY(parse_image_url(c, s, push_block(c->arena, v, n, cap), i, j));
+            AGW_WIRE_TRY(parse_image_url(c, s, agw_ir_push_block(c->rd.arena, v, n, cap), i, j));
         } else if (ck == CT_USER && (agw_str_eq(type, AGW_STR_LIT("input_audio")) ||
                                      agw_str_eq(type, AGW_STR_LIT("file")))) {
             return DFAIL(c, "%s: '%s' content parts are not supported for this model", what,
@@ -281,7 +195,7 @@ static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, msgbuild *m)
             AGW_WIRE_TRY(want_str(c, fv[1], what, &args));
         }
         AGW_WIRE_TRY(parse_arguments(c, args, i, j, &args));
-        b = push_block(c->arena, &m->v, &m->n, &m->cap);
+        b = agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
         b->kind = AGW_IR_TOOL_USE;
         b->tool_id = id;
         b->tool_name = name;
@@ -317,7 +231,7 @@ static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
         snprintf(what, sizeof what, "messages[%zu].refusal", i);
         AGW_WIRE_TRY(want_str(c, mv[MK_REFUSAL], what, &s));
         if (s.len)
-            push_block(c->arena, &m->v, &m->n, &m->cap)->text = s;
+            agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap)->text = s;
     }
     if (agw_wire_given(mv[MK_TOOL_CALLS]))
         AGW_WIRE_TRY(parse_tool_calls(c, i, mv[MK_TOOL_CALLS], m));
@@ -343,7 +257,7 @@ static agw_err parse_tool(reqdec *c, size_t i, const agw_str *mv)
         return DFAIL(c, "messages[%zu].content: required", i);
     AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_TOOL, &content, &n, &cap));
     m = msg_for(c, AGW_IR_USER);
-    b = push_block(c->arena, &m->v, &m->n, &m->cap);
+    b = agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
     b->kind = AGW_IR_TOOL_RESULT;
     b->tool_id = id;
     b->content = content;
@@ -397,7 +311,7 @@ static agw_err parse_message(reqdec *c, size_t i, agw_str msg)
  * "tool messages, then the user's message" means), the rest keeps its order. */
 static void finish_messages(reqdec *c, agw_ir_request *out)
 {
-    out->messages = agw_arena_array(c->arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
+    out->messages = agw_arena_array(c->rd.arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
     out->n_messages = c->n_msgs;
     for (size_t i = 0; i < c->n_msgs; i++) {
         msgbuild *m = &c->msgs[i];
@@ -415,7 +329,7 @@ static void finish_messages(reqdec *c, agw_ir_request *out)
                     reorder = 1;
             }
             if (reorder) {
-                agw_ir_block *nv = agw_arena_array(c->arena, m->n, sizeof *nv);
+                agw_ir_block *nv = agw_arena_array(c->rd.arena, m->n, sizeof *nv);
                 for (size_t b = 0; b < m->n; b++)
                     if (m->v[b].kind == AGW_IR_TOOL_RESULT)
                         nv[k++] = m->v[b];
@@ -454,7 +368,7 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
         if (agw_json_type_of(tv[1]) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu].function: expected an object", k);
         agw_wire_collect(tv[1], fn_keys, 4, fv, NULL);
-        out->tools = grow(c->arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
+        out->tools = agw_wire_grow(c->rd.arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
         tool = &out->tools[out->n_tools++];
         memset(tool, 0, sizeof *tool);
         snprintf(what, sizeof what, "tools[%zu].function.name", k);
@@ -525,13 +439,13 @@ static agw_err parse_stop(reqdec *c, agw_str v, agw_ir_request *out)
     char what[32];
 
     if (agw_json_type_of(v) == AGW_JSON_STRING) {
-        out->stop = agw_arena_array(c->arena, 1, sizeof *out->stop);
+        out->stop = agw_arena_array(c->rd.arena, 1, sizeof *out->stop);
         out->n_stop = 1;
         return want_str(c, v, "stop", &out->stop[0]);
     }
     if (agw_json_type_of(v) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v) != AGW_OK)
         return DFAIL(c, "stop: expected a string or an array of strings");
-    out->stop = agw_arena_array(c->arena, OAI_MAX_STOP, sizeof *out->stop);
+    out->stop = agw_arena_array(c->rd.arena, OAI_MAX_STOP, sizeof *out->stop);
     for (; agw_json_iter_next(&it, NULL, &el); k++) {
         if (k >= OAI_MAX_STOP)
             return DFAIL(c, "stop: more than %d sequences", OAI_MAX_STOP);
@@ -775,13 +689,13 @@ agw_err agw_openai_decode_request(agw_str body, agw_arena *arena, agw_ir_request
     out->max_tokens = -1;
     out->top_k = -1;
     memset(&c, 0, sizeof c);
-    c.arena = arena;
-    agw_buf_init(&c.scratch, body.len + 1);
-    c.err = err;
-    c.errlen = errlen;
+    c.rd.arena = arena;
+    agw_buf_init(&c.rd.scratch, body.len + 1);
+    c.rd.err = err;
+    c.rd.errlen = errlen;
     if (err && errlen)
         err[0] = '\0';
     e = decode_request(&c, body, out);
-    agw_buf_free(&c.scratch);
+    agw_buf_free(&c.rd.scratch);
     return e;
 }

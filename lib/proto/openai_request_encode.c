@@ -179,9 +179,8 @@ static int o_series(agw_str model)
     return model.len >= 2 && model.ptr[0] == 'o' && model.ptr[1] >= '0' && model.ptr[1] <= '9';
 }
 
-/* The o-series and gpt-5, gpt-5-mini...: the models with reasoning_effort.
- * gpt-5-chat-* is the non-reasoning chat model and takes ordinary sampling. */
-static int reasoning_model(agw_str model)
+/* openai_int.h */
+int agw_openai_reasoning_model(agw_str model)
 {
     if (o_series(model))
         return 1;
@@ -193,8 +192,8 @@ static int reasoning_model(agw_str model)
     return 1;
 }
 
-/* Anthropic's thinking budget -> an effort level; NULL when thinking is off. */
-static const char *reasoning_effort(agw_str thinking)
+/* openai_int.h */
+const char *agw_openai_reasoning_effort(agw_str thinking)
 {
     agw_str t, budget;
     int64_t n;
@@ -287,7 +286,7 @@ static agw_err enc_sampling(const agw_ir_request *rq, agw_buf *b, char *err, siz
     if (rq->max_tokens >= 0)
         AGW_WIRE_TRY(
             agw_buf_appendf(b, ",\"max_completion_tokens\":%lld", (long long)rq->max_tokens));
-    if (!reasoning_model(rq->model))
+    if (!agw_openai_reasoning_model(rq->model))
         AGW_WIRE_TRY(enc_free_sampling(rq, b, err, errlen));
     if (rq->user.len) {
         AGW_WIRE_TRY(AGW_WIRE_PUT(b, ",\"user\":"));
@@ -324,8 +323,8 @@ static agw_err encode_request(const agw_ir_request *rq, agw_buf *b, char *err, s
     AGW_WIRE_TRY(agw_buf_append(b, "]", 1));
     AGW_WIRE_TRY(enc_tools(rq, b));
     AGW_WIRE_TRY(enc_sampling(rq, b, err, errlen));
-    if (reasoning_model(rq->model)) {
-        const char *effort = reasoning_effort(rq->thinking);
+    if (agw_openai_reasoning_model(rq->model)) {
+        const char *effort = agw_openai_reasoning_effort(rq->thinking);
         if (effort)
             AGW_WIRE_TRY(agw_buf_appendf(b, ",\"reasoning_effort\":\"%s\"", effort));
     }

@@ -304,6 +304,9 @@ static void sd_usage(agw_openai_stream_decoder *d, agw_str u)
     }
     if (out >= 0)
         d->usage.output = out;
+    if (agw_json_find(u, AGW_STR_LIT("completion_tokens_details"), &det) == AGW_OK &&
+        agw_json_type_of(det) == AGW_JSON_OBJECT && usage_int(det, "reasoning_tokens") >= 0)
+        d->usage.reasoning = usage_int(det, "reasoning_tokens");
 }
 
 static agw_err sd_error(sdec *c, agw_str e)

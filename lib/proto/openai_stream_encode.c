@@ -13,20 +13,23 @@
  * tool_index has one slot each. */
 #define OAI_MAX_ENC_BLOCKS 256
 
-/* IR usage -> OpenAI's usage object (prompt_tokens counts cached tokens). */
+/* IR usage -> OpenAI's usage object (prompt_tokens counts cached tokens;
+ * reasoning_tokens 0 when the provider did not say). */
 static agw_err put_usage(agw_buf *b, const agw_ir_usage *u)
 {
     int64_t in = u->input > 0 ? u->input : 0;
     int64_t cr = u->cache_read > 0 ? u->cache_read : 0;
     int64_t cw = u->cache_write > 0 ? u->cache_write : 0;
     int64_t out = u->output > 0 ? u->output : 0;
+    int64_t rs = u->reasoning > 0 ? u->reasoning : 0;
     long long prompt = (long long)(in + cr + cw);
 
     return agw_buf_appendf(b,
                            "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
                            "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
-                           "\"completion_tokens_details\":{\"reasoning_tokens\":0}}",
-                           prompt, (long long)out, prompt + (long long)out, (long long)cr);
+                           "\"completion_tokens_details\":{\"reasoning_tokens\":%lld}}",
+                           prompt, (long long)out, prompt + (long long)out, (long long)cr,
+                           (long long)rs);
 }
 
 /* The IR's stop reason -> OpenAI's finish_reason. */

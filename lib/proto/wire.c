@@ -202,3 +202,85 @@ agw_err agw_wire_rollback(agw_buf *out, size_t start, agw_err e)
     }
     return e;
 }
+
+/* ---- reading a client request ---- */
+
+agw_err agw_wire_want_str(agw_wire_reader *r, agw_str v, const char *what, agw_str *out)
+{
+    if (agw_json_type_of(v) != AGW_JSON_STRING ||
+        agw_wire_string(r->arena, &r->scratch, v, out) != AGW_OK)
+        return agw_wire_fail(r->err, r->errlen, "%s: expected a string", what);
+    return AGW_OK;
+}
+
+agw_err agw_wire_need_str(agw_wire_reader *r, agw_str v, const char *what, agw_str *out)
+{
+    if (!agw_wire_given(v))
+        return agw_wire_fail(r->err, r->errlen, "%s: required", what);
+    return agw_wire_want_str(r, v, what, out);
+}
+
+agw_err agw_wire_want_bool(agw_wire_reader *r, agw_str v, const char *what, int *out)
+{
+    if (agw_json_is_true(v))
+        *out = 1;
+    else if (agw_json_is_false(v))
+        *out = 0;
+    else
+        return agw_wire_fail(r->err, r->errlen, "%s: expected a boolean", what);
+    return AGW_OK;
+}
+
+agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v, const char *what, double *out)
+{
+    if (!agw_wire_number(v, out) || !isfinite(*out))
+        return agw_wire_fail(r->err, r->errlen, "%s: expected a number", what);
+    return AGW_OK;
+}
+
+agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what, int64_t *out)
+{
+    if (agw_json_type_of(v) != AGW_JSON_NUMBER || agw_json_int64(v, out) != AGW_OK)
+        return agw_wire_fail(r->err, r->errlen, "%s: expected an integer", what);
+    return AGW_OK;
+}
+
+void *agw_wire_grow(agw_arena *a, void *old, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return old;
+    *cap = *cap ? *cap * 2 : 4;
+    void *p = agw_arena_array(a, *cap, elem);
+    if (n)
+        memcpy(p, old, n * elem);
+    return p;
+}
+
+agw_wire_image agw_wire_image_url(agw_str url, agw_str *media_type, agw_str *data)
+{
+    static const agw_str b64 = AGW_STR_LIT(";base64");
+    *media_type = *data = (agw_str){ NULL, 0 };
+    if (url.len >= 5 && agw_str_eq_nocase((agw_str){ url.ptr, 5 }, AGW_STR_LIT("data:"))) {
+        const char *comma = memchr(url.ptr, ',', url.len);
+        if (!comma)
+            return AGW_WIRE_IMAGE_BAD_DATA;
+        agw_str head = { url.ptr + 5, (size_t)(comma - url.ptr) - 5 };
+        if (head.len < b64.len ||
+            !agw_str_eq_nocase((agw_str){ head.ptr + head.len - b64.len, b64.len }, b64))
+            return AGW_WIRE_IMAGE_BAD_DATA;
+        const char *semi = memchr(head.ptr, ';', head.len);
+        agw_str mt = { head.ptr, (size_t)(semi - head.ptr) };
+        agw_str d = { comma + 1, url.len - (size_t)(comma + 1 - url.ptr) };
+        if (mt.len == 0 || d.len == 0)
+            return AGW_WIRE_IMAGE_BAD_DATA;
+        *media_type = mt;
+        *data = d;
+        return AGW_WIRE_IMAGE_DATA;
+    }
+    if ((url.len > 7 && agw_str_eq_nocase((agw_str){ url.ptr, 7 }, AGW_STR_LIT("http://"))) ||
+        (url.len > 8 && agw_str_eq_nocase((agw_str){ url.ptr, 8 }, AGW_STR_LIT("https://")))) {
+        *data = url;
+        return AGW_WIRE_IMAGE_HTTP;
+    }
+    return AGW_WIRE_IMAGE_BAD;
+}

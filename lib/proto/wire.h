@@ -100,6 +100,47 @@ AGW_WARN_UNUSED agw_err agw_wire_string_copy(agw_arena *a, agw_str tok, agw_str 
  * lowercase hex digits when id is empty. AGW_EIO when the RNG fails. */
 AGW_WARN_UNUSED agw_err agw_wire_make_id(agw_arena *a, agw_str prefix, agw_str id, agw_str *out);
 
+/* ---- reading a client request ---- */
+
+/* What a request decoder reads fields with: the arena decoded strings go to,
+ * a scratch buffer for escapes (reused), and the caller's message buffer. */
+typedef struct {
+    agw_arena *arena;
+    agw_buf scratch;
+    char *err;
+    size_t errlen;
+} agw_wire_reader;
+
+/* Field readers: the value at `v` or AGW_EINVAL with "<what>: expected a
+ * string" (a boolean, a finite number, an integer). need_str also refuses an
+ * absent or null value ("<what>: required"). Strings as agw_wire_string. */
+AGW_WARN_UNUSED agw_err agw_wire_want_str(agw_wire_reader *r, agw_str v, const char *what,
+                                          agw_str *out);
+AGW_WARN_UNUSED agw_err agw_wire_need_str(agw_wire_reader *r, agw_str v, const char *what,
+                                          agw_str *out);
+AGW_WARN_UNUSED agw_err agw_wire_want_bool(agw_wire_reader *r, agw_str v, const char *what,
+                                           int *out);
+AGW_WARN_UNUSED agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v, const char *what,
+                                          double *out);
+AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what,
+                                          int64_t *out);
+
+/* An arena array of n elements of `elem` bytes with room for one more: `old`
+ * itself while n < *cap, else a copy twice as large (the old one stays in
+ * the arena, which bounds the waste at the final size). */
+void *agw_wire_grow(agw_arena *a, void *old, size_t n, size_t *cap, size_t elem);
+
+/* An image URL as the OpenAI APIs take it. */
+typedef enum {
+    AGW_WIRE_IMAGE_DATA = 0, /* data:<media type>;base64,<data>: both views set */
+    AGW_WIRE_IMAGE_HTTP,     /* an http(s) URL: `data` is the URL */
+    AGW_WIRE_IMAGE_BAD_DATA, /* a data: URI of another form */
+    AGW_WIRE_IMAGE_BAD,      /* neither */
+} agw_wire_image;
+
+/* Reads `url` (views into it). */
+agw_wire_image agw_wire_image_url(agw_str url, agw_str *media_type, agw_str *data);
+
 /* ---- writing ---- */
 
 /* `s` as a quoted JSON string, escaped by agw_buf_append_json_escaped

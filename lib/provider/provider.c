@@ -3,6 +3,7 @@
 #include "core/json.h"
 
 #include <ctype.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,6 +16,40 @@ static const agw_provider_ops *const types[AGW_PROVIDER_TYPE_COUNT] = {
 const agw_provider_ops *agw_provider_ops_of(agw_provider_type t)
 {
     return (unsigned)t < AGW_PROVIDER_TYPE_COUNT ? types[t] : NULL;
+}
+
+/* 1 when `p`, an OpenAI provider, serves `model` through the Responses API. */
+static int uses_responses(const agw_provider_cfg *p, agw_str model)
+{
+    if (p->type != AGW_PROVIDER_OPENAI)
+        return 0;
+    if (p->responses_api)
+        return 1;
+    if (!p->n_responses_models)
+        return 0;
+    char *name = agw_str_dup(model);
+    int hit = 0;
+    for (size_t i = 0; !hit && i < p->n_responses_models; i++)
+        hit = strcmp(p->responses_models[i], name) == 0 ||
+              fnmatch(p->responses_models[i], name, 0) == 0;
+    free(name);
+    return hit;
+}
+
+agw_proto agw_provider_model_proto(const agw_provider_cfg *p, agw_str model)
+{
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    if (uses_responses(p, model))
+        return AGW_PROTO_RESPONSES;
+    return ops ? ops->proto : AGW_PROTO_OPENAI;
+}
+
+agw_provider_op agw_provider_model_op(const agw_provider_cfg *p, agw_str model)
+{
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    if (uses_responses(p, model))
+        return AGW_OP_RESPONSES;
+    return ops ? ops->model_op : AGW_OP_CHAT;
 }
 
 int agw_provider_callable(const agw_provider_cfg *p)

@@ -29,6 +29,7 @@ typedef enum {
     AGW_OP_COUNT_TOKENS, /* Anthropic messages/count_tokens */
     AGW_OP_MODELS,       /* list models */
     AGW_OP_EMBEDDINGS,   /* OpenAI embeddings (OpenAI-type providers only) */
+    AGW_OP_RESPONSES,    /* OpenAI Responses (OpenAI-type providers only) */
 } agw_provider_op;
 
 #define AGW_PROVIDER_MAX_HEADERS 8
@@ -103,6 +104,13 @@ typedef struct agw_provider_ops {
 /* The interface of a provider type; NULL for a type this gateway cannot call
  * yet (its model calls answer 501, probes skip it). */
 const agw_provider_ops *agw_provider_ops_of(agw_provider_type t);
+
+/* The wire protocol and operation of a model call of `model` (the name sent
+ * upstream) on `p`: the type's (ops->proto, ops->model_op), except for an
+ * OpenAI provider with api = "responses" or whose responses_models match
+ * the model, which is called through the Responses API. */
+agw_proto agw_provider_model_proto(const agw_provider_cfg *p, agw_str model);
+agw_provider_op agw_provider_model_op(const agw_provider_cfg *p, agw_str model);
 
 /* 1 when providers of `p`'s type can be called. */
 int agw_provider_callable(const agw_provider_cfg *p);

@@ -8,6 +8,7 @@ static const char *openai_path(agw_provider_op op)
     case AGW_OP_CHAT: return "/chat/completions";
     case AGW_OP_MODELS: return "/models";
     case AGW_OP_EMBEDDINGS: return "/embeddings";
+    case AGW_OP_RESPONSES: return "/responses";
     default: return NULL;
     }
 }

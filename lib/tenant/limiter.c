@@ -86,7 +86,8 @@ int64_t agw_limit_estimate(agw_str body)
 {
     int64_t est = (int64_t)((body.len + 3) / 4);
     static const agw_str names[] = { AGW_STR_LIT("max_completion_tokens"),
-                                     AGW_STR_LIT("max_tokens") };
+                                     AGW_STR_LIT("max_tokens"),
+                                     AGW_STR_LIT("max_output_tokens") };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         agw_str v;
         int64_t n;

@@ -22,8 +22,8 @@
  * exact under any concurrency, with no lock.
  *
  * TPM reserves an estimate at admission (agw_limit_estimate: a quarter of the
- * request body's bytes, rounded up, plus the request's max_tokens or
- * max_completion_tokens) and settles with the real count when the response
+ * request body's bytes, rounded up, plus the request's max_tokens,
+ * max_completion_tokens or max_output_tokens) and settles with the real count when the response
  * ends (input + cache read + cache write + output tokens as the provider
  * reported them): the difference is added to or taken from the bucket.
  *  - A request whose estimate exceeds N is refused (too_large in the ticket):

@@ -197,6 +197,48 @@ static void anthropic_event(agw_usage_tap *t, agw_str name, agw_str data)
     }
 }
 
+/* The Responses API's usage object: input_tokens includes the cached ones. */
+static void responses_usage(agw_usage_tap *t, agw_str usage)
+{
+    if (agw_json_type_of(usage) != AGW_JSON_OBJECT)
+        return;
+    int64_t in = int_at(usage, (const char *const[]){ "input_tokens", NULL });
+    int64_t out = int_at(usage, (const char *const[]){ "output_tokens", NULL });
+    int64_t cached =
+        int_at(usage, (const char *const[]){ "input_tokens_details", "cached_tokens", NULL });
+    if (cached < 0)
+        cached = 0;
+    if (in >= 0) {
+        t->usage.input = in >= cached ? in - cached : 0;
+        t->usage.cache_read = cached;
+        t->usage.cache_write = 0;
+    }
+    if (out >= 0)
+        t->usage.output = out;
+}
+
+/* Responses events name themselves in their data's "type". */
+static void responses_event(agw_usage_tap *t, agw_str data)
+{
+    agw_str type, v;
+    if (agw_json_find(data, AGW_STR_LIT("type"), &type) != AGW_OK ||
+        agw_json_type_of(type) != AGW_JSON_STRING)
+        return;
+    if (agw_json_string_eq(type, AGW_STR_LIT("response.completed")) ||
+        agw_json_string_eq(type, AGW_STR_LIT("response.incomplete")) ||
+        agw_json_string_eq(type, AGW_STR_LIT("response.failed"))) {
+        if (agw_json_find_path(data, (const char *const[]){ "response", "usage", NULL }, &v) ==
+            AGW_OK)
+            responses_usage(t, v);
+    } else if (agw_json_string_eq(type, AGW_STR_LIT("response.output_item.added"))) {
+        /* A function call's name: the first output of a call-only answer. */
+        if (agw_json_find_path(data, (const char *const[]){ "item", "name", NULL }, &v) == AGW_OK)
+            saw_output(t, string_len(v));
+    } else if (agw_json_find(data, AGW_STR_LIT("delta"), &v) == AGW_OK) {
+        saw_output(t, string_len(v) ? string_len(v) : 1);
+    }
+}
+
 void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data)
 {
     /* Events are the upstream's: check them before any lookup. */
@@ -204,6 +246,8 @@ void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data)
         return;
     if (t->proto == AGW_PROTO_OPENAI)
         openai_chunk(t, data);
+    else if (t->proto == AGW_PROTO_RESPONSES)
+        responses_event(t, data);
     else
         anthropic_event(t, name, data);
 }
@@ -216,6 +260,8 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body)
         return;
     if (t->proto == AGW_PROTO_OPENAI)
         openai_usage(t, v);
+    else if (t->proto == AGW_PROTO_RESPONSES)
+        responses_usage(t, v);
     else
         anthropic_usage(t, v);
 }

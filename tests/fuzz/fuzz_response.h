@@ -11,9 +11,10 @@
  *    with a kind that fits it, then one MESSAGE_DELTA with a stop reason and
  *    right after it MESSAGE_STOP; no pings; nothing after the end;
  *  - on AGW_OK the answer ended (MESSAGE_STOP or ERROR);
- *  - both stream encoders and the fold take every event (indexes under 256);
- *  - a finished fold encodes to valid JSON in both protocols, unless a tool
- *    call's input is not a JSON object (AGW_EINVAL, reported as a 502).
+ *  - the three stream encoders (OpenAI, Anthropic, Responses) and the fold
+ *    take every event (indexes under 256);
+ *  - a finished fold encodes to valid JSON in all three protocols, unless a
+ *    tool call's input is not a JSON object (AGW_EINVAL, reported as a 502).
  */
 #ifndef FUZZ_RESPONSE_H
 #define FUZZ_RESPONSE_H
@@ -25,6 +26,7 @@
 #include "core/json.h"
 #include "proto/anthropic.h"
 #include "proto/openai.h"
+#include "proto/responses.h"
 
 typedef agw_err (*fuzz_decode_fn)(agw_str body, agw_ir_sink sink, void *ud, char *err,
                                   size_t errlen);
@@ -33,6 +35,7 @@ typedef struct {
     fuzz_ir_checker chk;
     agw_openai_stream_encoder oe;
     agw_anthropic_stream_encoder ae;
+    agw_responses_stream_encoder re;
     agw_buf out;
     agw_ir_fold fold;
 } fuzz_state;
@@ -46,6 +49,8 @@ static int fuzz_sink(void *ud, const agw_ir_event *ev)
           "the OpenAI encoder takes every event");
     check(agw_anthropic_encode_stream_event(&s->ae, ev, &s->out) == AGW_OK || !small,
           "the Anthropic encoder takes every event");
+    check(agw_responses_encode_stream_event(&s->re, ev, &s->out) == AGW_OK || !small,
+          "the Responses encoder takes every event");
     check(agw_ir_fold_add(&s->fold, ev) == AGW_OK || !small, "the fold takes every event");
     return 0;
 }
@@ -58,7 +63,8 @@ static void fuzz_encodes(agw_err e, agw_buf *resp)
     agw_buf_reset(resp);
 }
 
-/* flags: FUZZ_IR_ANTHROPIC for the Anthropic decoder, 0 for OpenAI's. */
+/* flags: FUZZ_IR_ANTHROPIC for the Anthropic and Responses decoders, 0 for
+ * OpenAI's. */
 static int fuzz_response(fuzz_decode_fn decode, unsigned flags, const uint8_t *data, size_t size)
 {
     fuzz_state s;
@@ -69,6 +75,7 @@ static int fuzz_response(fuzz_decode_fn decode, unsigned flags, const uint8_t *d
     agw_ir_fold_init(&s.fold, 64u << 20);
     agw_openai_stream_encoder_init(&s.oe, size & 1, AGW_STR_LIT("gpt-4o"), 1700000000);
     agw_anthropic_stream_encoder_init(&s.ae, AGW_STR_LIT("claude"), AGW_STR_LIT("msg_1"));
+    agw_responses_stream_encoder_init(&s.re, AGW_STR_LIT("gpt-5"), 1700000000);
     agw_err e = decode((agw_str){ (const char *)data, size }, fuzz_sink, &s, err, sizeof err);
     check(e == AGW_OK || (e == AGW_EINVAL && err[0]), "OK, or EINVAL with a message");
     if (e == AGW_OK)
@@ -79,10 +86,12 @@ static int fuzz_response(fuzz_decode_fn decode, unsigned flags, const uint8_t *d
         fuzz_encodes(agw_anthropic_encode_response(&s.fold, AGW_STR_LIT("c"), AGW_STR_LIT("m"),
                                                    &resp),
                      &resp);
+        fuzz_encodes(agw_responses_encode_response(&s.fold, AGW_STR_LIT("r"), 1, &resp), &resp);
         agw_buf_free(&resp);
     }
     agw_openai_stream_encoder_free(&s.oe);
     agw_anthropic_stream_encoder_free(&s.ae);
+    agw_responses_stream_encoder_free(&s.re);
     agw_ir_fold_free(&s.fold);
     agw_buf_free(&s.out);
     return 0;

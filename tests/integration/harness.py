@@ -610,7 +610,8 @@ def standard_config(openai_port, anthropic_port, dead_port=None, **overrides):
     client key CLIENT_KEY, the SQLite file antigw.db in the working directory,
     and the providers
       mock-openai     (openai, http://127.0.0.1:openai_port/v1/, OPENAI_KEY)
-                      models gpt-4o-mini, gpt-*, o[0-9]*
+                      models gpt-4o-mini, gpt-*, o[0-9]*; the *-codex ones
+                      through its Responses API (responses_models)
       mock-anthropic  (anthropic, http://127.0.0.1:anthropic_port, ANTHROPIC_KEY)
                       models claude-sonnet-4-20250514, claude-*
       dead            (openai, http://127.0.0.1:dead_port/v1, models dead-*),
@@ -625,7 +626,8 @@ def standard_config(openai_port, anthropic_port, dead_port=None, **overrides):
                      if v is not None)
     providers = [
         '  { name = "mock-openai"; type = "openai"; base_url = "http://127.0.0.1:%d/v1/";\n'
-        '    api_key = "%s"; models = [ "gpt-4o-mini", "gpt-*", "o[0-9]*" ]; }'
+        '    api_key = "%s"; models = [ "gpt-4o-mini", "gpt-*", "o[0-9]*" ];\n'
+        '    responses_models = [ "*-codex" ]; }'
         % (openai_port, OPENAI_KEY),
         '  { name = "mock-anthropic"; type = "anthropic"; base_url = "http://127.0.0.1:%d";\n'
         '    api_key = "%s"; models = [ "claude-sonnet-4-20250514", "claude-*" ]; }'

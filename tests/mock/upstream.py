@@ -306,7 +306,8 @@ class Handler(BaseHTTPRequestHandler):
                   "/v1/embeddings": ("POST", self.openai_embeddings),
                   "/v1/models": ("GET", self.list_models),
                   "/v1/messages": ("POST", self.anthropic_messages),
-                  "/v1/messages/count_tokens": ("POST", self.anthropic_count_tokens)}
+                  "/v1/messages/count_tokens": ("POST", self.anthropic_count_tokens),
+                  "/v1/responses": ("POST", self.openai_responses)}
         if path not in routes:
             return self.api_error(api, 404, "Invalid URL (%s %s)" % (self.command, path), code=None)
         method, func = routes[path]
@@ -564,6 +565,125 @@ class Handler(BaseHTTPRequestHandler):
             events.append(chunk(None, choices=False))
         if not d.flag("no_done"):
             events.append(b"data: [DONE]\n\n")
+        self.stream(d, events, "text/event-stream; charset=utf-8")
+
+    # ---- OpenAI Responses -------------------------------------------------
+
+    @staticmethod
+    def responses_last(req):
+        """Text of the last user message of a Responses `input` (string or items)."""
+        inp = req.get("input")
+        if isinstance(inp, str):
+            return inp
+        if isinstance(inp, list):
+            for item in reversed(inp):
+                if isinstance(item, dict) and item.get("role") == "user":
+                    return content_text(item.get("content"))
+                if isinstance(item, dict) and item.get("type") == "function_call_output":
+                    out = item.get("output")
+                    return out if isinstance(out, str) else content_text(out)
+        return ""
+
+    def openai_responses(self, req):
+        """POST /v1/responses: a response object, or the typed event stream
+        (event: lines, sequence_number on every event) as the API reference
+        documents it. Directives: tool=NAME (a function call), thinking=1 (a
+        reasoning item with a summary first), finish=length (incomplete)."""
+        last = self.responses_last(req)
+        d = Directives.parse(last)
+        if self.pre_response(d, req.get("stream") is True):
+            return
+        tool, thinking = d.get("tool"), d.flag("thinking")
+        parts = self.tool_pieces() if tool else self.answer_parts(d, last)
+        u = self.usage_numbers(d, len(json.dumps(req.get("input"))), len(parts))
+        usage = {"input_tokens": u["input"] + u["cache_read"],
+                 "input_tokens_details": {"cached_tokens": u["cache_read"]},
+                 "output_tokens": u["output"],
+                 "output_tokens_details": {"reasoning_tokens": d.int("reasoning_tokens")},
+                 "total_tokens": u["input"] + u["cache_read"] + u["output"]}
+        incomplete = d.get("finish") == "length"
+        rid, model = "resp_mock%d" % self.seq, req.get("model", "mock-model")
+        created = int(time.time())
+
+        def response(status, output, with_usage):
+            return {"id": rid, "object": "response", "created_at": created, "status": status,
+                    "background": False, "error": None,
+                    "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+                    "instructions": req.get("instructions"), "max_output_tokens": req.get("max_output_tokens"),
+                    "model": model, "output": output, "parallel_tool_calls": True,
+                    "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+                    "store": req.get("store", True), "temperature": 1.0,
+                    "text": {"format": {"type": "text"}}, "tool_choice": req.get("tool_choice", "auto"),
+                    "tools": req.get("tools", []), "top_p": 1.0, "truncation": "disabled",
+                    "usage": usage if with_usage else None, "user": None, "metadata": {}}
+
+        items = []
+        if thinking:
+            items.append({"id": "rs_mock%d" % self.seq, "type": "reasoning",
+                          "summary": [{"type": "summary_text", "text": "".join(THINKING_DELTAS)}]})
+        if tool:
+            items.append({"id": "fc_mock%d" % self.seq, "type": "function_call", "status": "completed",
+                          "arguments": TOOL_ARGS, "call_id": "call_mock%d" % self.seq, "name": tool})
+        else:
+            items.append({"id": "msg_mock%d" % self.seq, "type": "message", "status": "completed",
+                          "content": [{"type": "output_text", "annotations": [], "logprobs": [],
+                                       "text": "".join(parts)}], "role": "assistant"})
+        final_status = "incomplete" if incomplete else "completed"
+        if not self.streams(d, req):
+            return self.send_json(200, response(final_status, items, True),
+                                  head_delay=d.int("head_then_delay_ms"))
+
+        seq = [0]
+
+        def ev(name, data):
+            obj = dict(type=name, sequence_number=seq[0], **data)
+            seq[0] += 1
+            return b"event: " + name.encode() + b"\ndata: " + dumps(obj) + b"\n\n"
+
+        events = [ev("response.created", {"response": response("in_progress", [], False)}),
+                  ev("response.in_progress", {"response": response("in_progress", [], False)})]
+        for oi, item in enumerate(items):
+            iid = item["id"]
+            if item["type"] == "reasoning":
+                events.append(ev("response.output_item.added", {"output_index": oi, "item": dict(item, summary=[])}))
+                events.append(ev("response.reasoning_summary_part.added", {
+                    "item_id": iid, "output_index": oi, "summary_index": 0,
+                    "part": {"type": "summary_text", "text": ""}}))
+                events += [ev("response.reasoning_summary_text.delta", {
+                    "item_id": iid, "output_index": oi, "summary_index": 0, "delta": t})
+                    for t in THINKING_DELTAS]
+                text = "".join(THINKING_DELTAS)
+                events.append(ev("response.reasoning_summary_text.done", {
+                    "item_id": iid, "output_index": oi, "summary_index": 0, "text": text}))
+                events.append(ev("response.reasoning_summary_part.done", {
+                    "item_id": iid, "output_index": oi, "summary_index": 0,
+                    "part": {"type": "summary_text", "text": text}}))
+            elif item["type"] == "function_call":
+                events.append(ev("response.output_item.added", {"output_index": oi, "item": dict(
+                    item, status="in_progress", arguments="")}))
+                events += [ev("response.function_call_arguments.delta", {
+                    "item_id": iid, "output_index": oi, "delta": p}) for p in parts]
+                events.append(ev("response.function_call_arguments.done", {
+                    "item_id": iid, "output_index": oi, "name": tool, "arguments": TOOL_ARGS}))
+            else:
+                text = item["content"][0]["text"]
+                events.append(ev("response.output_item.added", {"output_index": oi, "item": dict(
+                    item, status="in_progress", content=[])}))
+                events.append(ev("response.content_part.added", {
+                    "item_id": iid, "output_index": oi, "content_index": 0,
+                    "part": {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}}))
+                events += [ev("response.output_text.delta", {
+                    "item_id": iid, "output_index": oi, "content_index": 0, "delta": p,
+                    "logprobs": []}) for p in parts]
+                events.append(ev("response.output_text.done", {
+                    "item_id": iid, "output_index": oi, "content_index": 0, "text": text,
+                    "logprobs": []}))
+                events.append(ev("response.content_part.done", {
+                    "item_id": iid, "output_index": oi, "content_index": 0,
+                    "part": item["content"][0]}))
+            events.append(ev("response.output_item.done", {"output_index": oi, "item": item}))
+        if not d.flag("no_done"):
+            events.append(ev("response." + final_status, {"response": response(final_status, items, True)}))
         self.stream(d, events, "text/event-stream; charset=utf-8")
 
     def openai_embeddings(self, req):

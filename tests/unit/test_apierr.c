@@ -185,6 +185,28 @@ static void test_sse_openai_exact(void **state)
     agw_buf_free(&b);
 }
 
+static void test_sse_responses_exact(void **state)
+{
+    (void)state;
+    agw_buf b = AGW_BUF_INIT(4096);
+    assert_int_equal(agw_apierr_sse(&b, AGW_PROTO_RESPONSES, 502, AGW_STR_LIT("upstream \"broke\"")),
+                     AGW_OK);
+    ASSERT_BYTES(b, "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\","
+                    "\"message\":\"upstream \\\"broke\\\"\",\"param\":null,\"sequence_number\":0}\n\n");
+    agw_buf_free(&b);
+    assert_int_equal(agw_apierr_sse_numbered(&b, AGW_PROTO_RESPONSES, 504, AGW_STR_LIT("slow"), 17),
+                     AGW_OK);
+    ASSERT_BYTES(b, "event: error\ndata: {\"type\":\"error\",\"code\":\"timeout_error\","
+                    "\"message\":\"slow\",\"param\":null,\"sequence_number\":17}\n\n");
+    agw_buf_free(&b);
+    /* Bodies have OpenAI's shape. */
+    assert_int_equal(agw_apierr_body(&b, AGW_PROTO_RESPONSES, 429, AGW_STR_LIT("slow"), NULL),
+                     AGW_OK);
+    ASSERT_BYTES(b, "{\"error\":{\"message\":\"slow\",\"type\":\"rate_limit_error\","
+                    "\"param\":null,\"code\":null}}");
+    agw_buf_free(&b);
+}
+
 static void test_sse_anthropic_exact(void **state)
 {
     (void)state;
@@ -206,14 +228,14 @@ static void test_sse_message_cannot_break_event(void **state)
     /* Line breaks in the message must not end the event or inject fields:
      * the only raw newlines are the event's own. */
     static const char msg[] = "line1\nline2\r\n\ndata: [DONE]\r";
-    for (int proto = 0; proto < 2; proto++) {
+    for (int proto = 0; proto <= AGW_PROTO_RESPONSES; proto++) {
         agw_buf b = AGW_BUF_INIT(4096);
         assert_int_equal(agw_apierr_sse(&b, (agw_proto)proto, 500, (agw_str){ msg, sizeof msg - 1 }), AGW_OK);
         assert_null(memchr(b.data, '\r', b.len));
         size_t newlines = 0;
         for (size_t i = 0; i < b.len; i++)
             newlines += b.data[i] == '\n';
-        assert_int_equal(newlines, proto == AGW_PROTO_ANTHROPIC ? 3 : 2);
+        assert_int_equal(newlines, proto == AGW_PROTO_OPENAI ? 2 : 3);
         assert_memory_equal(b.data + b.len - 2, "\n\n", 2);
         assert_non_null(strstr(b.data, "line1\\nline2\\r\\n\\ndata: [DONE]\\r"));
         agw_buf_free(&b);
@@ -259,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_sse_anthropic_exact),
         cmocka_unit_test(test_sse_message_cannot_break_event),
         cmocka_unit_test(test_over_cap),
+        cmocka_unit_test(test_sse_responses_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

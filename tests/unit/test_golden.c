@@ -42,12 +42,24 @@
 #include "core/json.h"
 #include "proto/anthropic.h"
 #include "proto/openai.h"
+#include "proto/responses.h"
 #include "core/sse.h"
 
 #define DEFAULT_CREATED 1700000000
 #define MAX_DOC_DEPTH 256
 
-static const char *const directions[] = { "openai-to-anthropic", "anthropic-to-openai" };
+/* Each direction: its directory, the client's protocol, the provider's. */
+static const struct {
+    const char *name;
+    agw_proto client, upstream;
+} directions[] = {
+    { "openai-to-anthropic", AGW_PROTO_OPENAI, AGW_PROTO_ANTHROPIC },
+    { "anthropic-to-openai", AGW_PROTO_ANTHROPIC, AGW_PROTO_OPENAI },
+    { "responses-to-anthropic", AGW_PROTO_RESPONSES, AGW_PROTO_ANTHROPIC },
+    { "responses-to-openai", AGW_PROTO_RESPONSES, AGW_PROTO_OPENAI },
+    { "anthropic-to-responses", AGW_PROTO_ANTHROPIC, AGW_PROTO_RESPONSES },
+    { "openai-to-responses", AGW_PROTO_OPENAI, AGW_PROTO_RESPONSES },
+};
 
 typedef struct {
     char *dir;       /* the case directory */
@@ -667,6 +679,8 @@ out:
 static agw_err decode_request(agw_proto p, agw_str body, agw_arena *a, agw_ir_request *ir,
                               char *err, size_t errlen)
 {
+    if (p == AGW_PROTO_RESPONSES)
+        return agw_responses_decode_request(body, a, ir, err, errlen);
     return p == AGW_PROTO_OPENAI ? agw_openai_decode_request(body, a, ir, err, errlen)
                                  : agw_anthropic_decode_request(body, a, ir, err, errlen);
 }
@@ -674,13 +688,15 @@ static agw_err decode_request(agw_proto p, agw_str body, agw_arena *a, agw_ir_re
 static agw_err encode_request(agw_proto p, const agw_ir_request *ir, agw_buf *out, char *err,
                               size_t errlen)
 {
+    if (p == AGW_PROTO_RESPONSES)
+        return agw_responses_encode_request(ir, out, err, errlen);
     return p == AGW_PROTO_OPENAI ? agw_openai_encode_request(ir, out, err, errlen)
                                  : agw_anthropic_encode_request(ir, out, err, errlen);
 }
 
 static const char *proto_name(agw_proto p)
 {
-    return p == AGW_PROTO_OPENAI ? "OpenAI" : "Anthropic";
+    return p == AGW_PROTO_OPENAI ? "OpenAI" : p == AGW_PROTO_RESPONSES ? "Responses" : "Anthropic";
 }
 
 /* options.json -> o (defaults already in it). */
@@ -947,7 +963,7 @@ int main(void)
     int rc;
 
     for (size_t d = 0; d < sizeof directions / sizeof directions[0]; d++) {
-        char *ddir = path_join(root, directions[d]);
+        char *ddir = path_join(root, directions[d].name);
         DIR *dp = opendir(ddir);
         struct dirent *de;
         char **names = NULL;
@@ -973,16 +989,16 @@ int main(void)
         if (nn)
             qsort(names, nn, sizeof *names, cmp_names);
         for (size_t i = 0; i < nn; i++) {
-            size_t len = strlen(directions[d]) + strlen(names[i]) + 2;
+            size_t len = strlen(directions[d].name) + strlen(names[i]) + 2;
             if (n == cap) {
                 cap = cap ? cap * 2 : 64;
                 cases = xrealloc(cases, cap * sizeof *cases);
             }
             cases[n].dir = path_join(ddir, names[i]);
             cases[n].name = xmalloc(len);
-            snprintf(cases[n].name, len, "%s/%s", directions[d], names[i]);
-            cases[n].client = d == 0 ? AGW_PROTO_OPENAI : AGW_PROTO_ANTHROPIC;
-            cases[n].upstream = d == 0 ? AGW_PROTO_ANTHROPIC : AGW_PROTO_OPENAI;
+            snprintf(cases[n].name, len, "%s/%s", directions[d].name, names[i]);
+            cases[n].client = directions[d].client;
+            cases[n].upstream = directions[d].upstream;
             n++;
             free(names[i]);
         }

@@ -119,6 +119,32 @@ static void test_tap_openai(void **state)
     assert_int_equal(tap_reported(&t), 0);
 }
 
+static void test_tap_responses(void **state)
+{
+    (void)state;
+    agw_usage_tap t;
+    agw_usage_tap_init(&t, AGW_PROTO_RESPONSES);
+    agw_usage_tap_event(&t, AGW_STR_LIT("response.output_text.delta"),
+                        AGW_STR_LIT("{\"type\":\"response.output_text.delta\",\"delta\":\"Hello\"}"));
+    assert_int_equal(t.output_bytes, 5);
+    assert_true(t.first_output_us > 0);
+    assert_int_equal(tap_reported(&t), 0);
+    agw_usage_tap_event(&t, AGW_STR_LIT("response.completed"),
+                        AGW_STR_LIT("{\"type\":\"response.completed\",\"response\":{\"usage\":"
+                                    "{\"input_tokens\":30,\"input_tokens_details\":"
+                                    "{\"cached_tokens\":12},\"output_tokens\":7}}}"));
+    assert_int_equal(tap_reported(&t), 1);
+    assert_int_equal(t.usage.input, 18); /* cached ones kept apart */
+    assert_int_equal(t.usage.cache_read, 12);
+    assert_int_equal(t.usage.output, 7);
+
+    agw_usage_tap_init(&t, AGW_PROTO_RESPONSES);
+    agw_usage_tap_body(&t, AGW_STR_LIT("{\"object\":\"response\",\"usage\":{\"input_tokens\":3,"
+                                       "\"output_tokens\":4}}"));
+    assert_int_equal(t.usage.input, 3);
+    assert_int_equal(t.usage.output, 4);
+}
+
 static void test_tap_anthropic(void **state)
 {
     (void)state;
@@ -470,6 +496,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tap_openai),
         cmocka_unit_test(test_tap_anthropic),
+        cmocka_unit_test(test_tap_responses),
         cmocka_unit_test(test_record_names),
         cmocka_unit_test_setup_teardown(test_append_then_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_batch_stored_twice_is_one_set_of_rows, setup,

@@ -1,0 +1,633 @@
+/*
+ * responses_request_decode: an OpenAI Responses request body -> the IR
+ * (agw_responses_decode_request in responses.h, which lists the
+ * conventions), and the stateless check every Responses request passes.
+ *
+ * Read as the chat decoder reads: wire.h's collect over json.h spans, so
+ * strings keep their NULs and raw values (schemas, arguments) pass through
+ * byte for byte.
+ */
+#include "proto/responses_int.h"
+#include "proto/wire.h"
+
+#include "core/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Bounds on counts, so a hostile body cannot make the decoder allocate
+ * without limit. */
+#define RSP_MAX_ITEMS 10000
+#define RSP_MAX_TOOLS 1000
+#define RSP_MAX_PARTS 10000
+
+typedef struct {
+    agw_ir_role role;
+    agw_ir_block *v;
+    size_t n, cap;
+} msgbuild;
+
+typedef struct {
+    agw_wire_reader rd;
+    msgbuild *msgs;
+    size_t n_msgs, cap_msgs;
+    agw_ir_block *sys;
+    size_t n_sys, cap_sys;
+} reqdec;
+
+#define DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
+/* The field readers of wire.h, on the decoder's reader. */
+#define want_str(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
+#define need_str(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
+#define want_bool(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
+#define want_num(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
+#define want_int(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
+
+/* A new block at the end of the turn of `role`: the last turn when it has
+ * that role (consecutive items of one role merge into one turn). */
+static agw_ir_block *turn_block(reqdec *c, agw_ir_role role)
+{
+    msgbuild *m;
+    if (c->n_msgs && c->msgs[c->n_msgs - 1].role == role) {
+        m = &c->msgs[c->n_msgs - 1];
+    } else {
+        c->msgs = agw_wire_grow(c->rd.arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
+        m = &c->msgs[c->n_msgs++];
+        memset(m, 0, sizeof *m);
+        m->role = role;
+    }
+    return agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
+}
+
+/* ---- the stateless check ---- */
+
+agw_err agw_responses_check_stateless(agw_str body, char *err, size_t errlen)
+{
+    static const char *const keys[] = { "previous_response_id", "conversation", "background",
+                                        "store" };
+    agw_str v[4];
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, NULL, 0) != AGW_OK ||
+        agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return AGW_OK;
+    agw_wire_collect(body, keys, 4, v, NULL);
+    if (agw_wire_given(v[0]))
+        return agw_wire_fail(err, errlen,
+                             "previous_response_id: this gateway is stateless and keeps no "
+                             "responses; send the whole conversation in `input` instead");
+    if (agw_wire_given(v[1]))
+        return agw_wire_fail(err, errlen,
+                             "conversation: this gateway is stateless and keeps no "
+                             "conversations; send the whole conversation in `input` instead");
+    if (agw_json_is_true(v[2]))
+        return agw_wire_fail(err, errlen,
+                             "background: background responses need the server to keep them, "
+                             "and this gateway is stateless; stream the response instead");
+    if (agw_json_is_true(v[3]))
+        return agw_wire_fail(err, errlen,
+                             "store: this gateway is stateless and cannot store responses for "
+                             "retrieval; send store:false or leave it out");
+    return AGW_OK;
+}
+
+/* ---- input ---- */
+
+/* An input_image part -> an IMAGE block: a base64 data URI or an http(s) URL. */
+static agw_err parse_image(reqdec *c, agw_str part, const char *where, agw_ir_block *b)
+{
+    static const char *const keys[] = { "image_url", "file_id", "detail" };
+    agw_str v[3], url;
+    char what[160];
+    agw_wire_collect(part, keys, 3, v, NULL);
+    if (agw_wire_given(v[1]))
+        return DFAIL(c, "%s.file_id: uploaded files are not available through this gateway; "
+                        "send the image as a data URI or an https URL", where);
+    snprintf(what, sizeof what, "%s.image_url", where);
+    AGW_WIRE_TRY(need_str(c, v[0], what, &url));
+    b->kind = AGW_IR_IMAGE;
+    switch (agw_wire_image_url(url, &b->media_type, &b->image_data)) {
+    case AGW_WIRE_IMAGE_DATA: return AGW_OK;
+    case AGW_WIRE_IMAGE_HTTP: b->image_is_url = 1; return AGW_OK;
+    case AGW_WIRE_IMAGE_BAD_DATA:
+        return DFAIL(c, "%s: expected a data URI of the form data:<media type>;base64,<data>",
+                     what);
+    default: return DFAIL(c, "%s: expected an http(s) URL or a base64 data URI", what);
+    }
+}
+
+/* Where a message's content goes. */
+typedef enum { TO_SYSTEM, TO_USER, TO_ASSISTANT } content_dest;
+
+static agw_ir_block *dest_block(reqdec *c, content_dest d)
+{
+    if (d == TO_SYSTEM)
+        return agw_ir_push_block(c->rd.arena, &c->sys, &c->n_sys, &c->cap_sys);
+    return turn_block(c, d == TO_USER ? AGW_IR_USER : AGW_IR_ASSISTANT);
+}
+
+/* A message's content, a string or an array of parts. Empty texts carry
+ * nothing and are left out. */
+static agw_err parse_content(reqdec *c, agw_str content, const char *where, content_dest d)
+{
+    static const char *const keys[] = { "type", "text", "refusal" };
+    char what[256];
+    agw_str s;
+    if (agw_json_type_of(content) == AGW_JSON_STRING) {
+        snprintf(what, sizeof what, "%s.content", where);
+        AGW_WIRE_TRY(want_str(c, content, what, &s));
+        if (s.len)
+            dest_block(c, d)->text = s;
+        return AGW_OK;
+    }
+    agw_json_iter it;
+    if (agw_json_type_of(content) != AGW_JSON_ARRAY || agw_json_iter_init(&it, content) != AGW_OK)
+        return DFAIL(c, "%s.content: expected a string or an array of content parts", where);
+    agw_str part;
+    for (size_t j = 0; agw_json_iter_next(&it, NULL, &part); j++) {
+        agw_str v[3], type;
+        char at[160];
+        if (j >= RSP_MAX_PARTS)
+            return DFAIL(c, "%s.content: more than %d parts", where, RSP_MAX_PARTS);
+        snprintf(at, sizeof at, "%s.content[%zu]", where, j);
+        if (agw_json_type_of(part) != AGW_JSON_OBJECT)
+            return DFAIL(c, "%s: expected an object", at);
+        agw_wire_collect(part, keys, 3, v, NULL);
+        snprintf(what, sizeof what, "%s.type", at);
+        AGW_WIRE_TRY(need_str(c, v[0], what, &type));
+        int text_part = agw_str_eq(type, AGW_STR_LIT("input_text")) ||
+                        agw_str_eq(type, AGW_STR_LIT("output_text")) ||
+                        agw_str_eq(type, AGW_STR_LIT("text"));
+        if (text_part || agw_str_eq(type, AGW_STR_LIT("refusal"))) {
+            snprintf(what, sizeof what, "%s.%s", at, text_part ? "text" : "refusal");
+            AGW_WIRE_TRY(need_str(c, text_part ? v[1] : v[2], what, &s));
+            if (s.len)
+                dest_block(c, d)->text = s;
+        } else if (agw_str_eq(type, AGW_STR_LIT("input_image"))) {
+            if (d != TO_USER)
+                return DFAIL(c, "%s: images are only allowed in user messages", at);
+            AGW_WIRE_TRY(parse_image(c, part, at, dest_block(c, d)));
+        } else {
+            char shown[64];
+            return DFAIL(c, "%s.type: content type '%s' cannot be converted for this provider "
+                            "(input_text, input_image, output_text and refusal can)",
+                         at, agw_wire_show(type, shown, sizeof shown));
+        }
+    }
+    return AGW_OK;
+}
+
+static agw_err parse_message(reqdec *c, agw_str item, const char *where)
+{
+    static const char *const keys[] = { "role", "content" };
+    agw_str v[2], role;
+    char what[160];
+    agw_wire_collect(item, keys, 2, v, NULL);
+    snprintf(what, sizeof what, "%s.role", where);
+    AGW_WIRE_TRY(need_str(c, v[0], what, &role));
+    content_dest d;
+    if (agw_str_eq(role, AGW_STR_LIT("user")))
+        d = TO_USER;
+    else if (agw_str_eq(role, AGW_STR_LIT("assistant")))
+        d = TO_ASSISTANT;
+    else if (agw_str_eq(role, AGW_STR_LIT("system")) || agw_str_eq(role, AGW_STR_LIT("developer")))
+        d = TO_SYSTEM;
+    else
+        return DFAIL(c, "%s: expected user, assistant, system or developer", what);
+    if (!agw_wire_given(v[1]))
+        return DFAIL(c, "%s.content: required", where);
+    return parse_content(c, v[1], where, d);
+}
+
+static agw_err parse_function_call(reqdec *c, agw_str item, const char *where)
+{
+    static const char *const keys[] = { "call_id", "name", "arguments" };
+    agw_str v[3], args;
+    char what[160];
+    agw_wire_collect(item, keys, 3, v, NULL);
+    agw_ir_block *b = turn_block(c, AGW_IR_ASSISTANT);
+    b->kind = AGW_IR_TOOL_USE;
+    snprintf(what, sizeof what, "%s.call_id", where);
+    AGW_WIRE_TRY(need_str(c, v[0], what, &b->tool_id));
+    snprintf(what, sizeof what, "%s.name", where);
+    AGW_WIRE_TRY(need_str(c, v[1], what, &b->tool_name));
+    snprintf(what, sizeof what, "%s.arguments", where);
+    AGW_WIRE_TRY(need_str(c, v[2], what, &args));
+    args = agw_wire_trim(args);
+    if (args.len == 0)
+        args = AGW_STR_LIT("{}");
+    if (!agw_wire_object(args))
+        return DFAIL(c, "%s: expected a JSON object in a string", what);
+    b->tool_input = args;
+    return AGW_OK;
+}
+
+static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
+{
+    static const char *const keys[] = { "call_id", "output" };
+    agw_str v[2], s;
+    char what[160];
+    agw_wire_collect(item, keys, 2, v, NULL);
+    agw_ir_block *b = turn_block(c, AGW_IR_USER);
+    b->kind = AGW_IR_TOOL_RESULT;
+    snprintf(what, sizeof what, "%s.call_id", where);
+    AGW_WIRE_TRY(need_str(c, v[0], what, &b->tool_id));
+    snprintf(what, sizeof what, "%s.output", where);
+    if (!agw_wire_given(v[1]))
+        return DFAIL(c, "%s: required", what);
+    if (agw_json_type_of(v[1]) == AGW_JSON_STRING) {
+        AGW_WIRE_TRY(want_str(c, v[1], what, &s));
+        if (s.len) {
+            b->content = agw_arena_array(c->rd.arena, 1, sizeof *b->content);
+            memset(b->content, 0, sizeof *b->content);
+            b->content[0].text = s;
+            b->n_content = 1;
+        }
+        return AGW_OK;
+    }
+    /* An array of input_text / input_image parts. */
+    agw_json_iter it;
+    agw_str part;
+    size_t cap = 0;
+    if (agw_json_type_of(v[1]) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v[1]) != AGW_OK)
+        return DFAIL(c, "%s: expected a string or an array of content parts", what);
+    for (size_t j = 0; agw_json_iter_next(&it, NULL, &part); j++) {
+        static const char *const pk[] = { "type", "text" };
+        agw_str pv[2], type;
+        char at[180];
+        if (j >= RSP_MAX_PARTS)
+            return DFAIL(c, "%s: more than %d parts", what, RSP_MAX_PARTS);
+        snprintf(at, sizeof at, "%s[%zu]", what, j);
+        if (agw_json_type_of(part) != AGW_JSON_OBJECT)
+            return DFAIL(c, "%s: expected an object", at);
+        agw_wire_collect(part, pk, 2, pv, NULL);
+        char tw[200];
+        snprintf(tw, sizeof tw, "%s.type", at);
+        AGW_WIRE_TRY(need_str(c, pv[0], tw, &type));
+        if (agw_str_eq(type, AGW_STR_LIT("input_text"))) {
+            snprintf(tw, sizeof tw, "%s.text", at);
+            AGW_WIRE_TRY(need_str(c, pv[1], tw, &s));
+            if (s.len)
+                agw_ir_push_block(c->rd.arena, &b->content, &b->n_content, &cap)->text = s;
+        } else if (agw_str_eq(type, AGW_STR_LIT("input_image"))) {
+            AGW_WIRE_TRY(parse_image(c, part, at, agw_ir_push_block(c->rd.arena, &b->content,
+                                                             &b->n_content, &cap)));
+        } else {
+            return DFAIL(c, "%s: expected input_text or input_image", tw);
+        }
+    }
+    return AGW_OK;
+}
+
+/* A reasoning item: its summary texts as thinking, encrypted_content as the
+ * signature; one without a summary but with encrypted content is redacted
+ * thinking; one with neither carries nothing and is dropped. So is one that
+ * OpenAI issued (an id not of the "rs_msg_" kind this gateway gives the
+ * thinking of Anthropic answers): its encrypted content means nothing to
+ * another provider, which would refuse it as a thinking signature. */
+static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
+{
+    static const char *const keys[] = { "summary", "encrypted_content", "content", "id" };
+    agw_str v[4], sig = { NULL, 0 }, id = { NULL, 0 };
+    char what[160];
+    agw_wire_collect(item, keys, 4, v, NULL);
+    if (agw_wire_given(v[3])) {
+        snprintf(what, sizeof what, "%s.id", where);
+        AGW_WIRE_TRY(want_str(c, v[3], what, &id));
+        if (!agw_str_starts(id, AGW_STR_LIT("rs_msg_")))
+            return AGW_OK;
+    }
+    if (agw_wire_given(v[1])) {
+        snprintf(what, sizeof what, "%s.encrypted_content", where);
+        AGW_WIRE_TRY(want_str(c, v[1], what, &sig));
+    }
+    agw_buf text = AGW_BUF_INIT(c->rd.scratch.max);
+    agw_err e = AGW_OK;
+    for (int k = 0; k < 3 && !e; k += 2) {
+        agw_json_iter it;
+        agw_str part;
+        if (!agw_wire_given(v[k]))
+            continue;
+        snprintf(what, sizeof what, "%s.%s", where, k ? "content" : "summary");
+        if (agw_json_type_of(v[k]) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v[k]) != AGW_OK) {
+            e = DFAIL(c, "%s: expected an array", what);
+            break;
+        }
+        while (!e && agw_json_iter_next(&it, NULL, &part)) {
+            agw_str t, s;
+            if (agw_json_type_of(part) != AGW_JSON_OBJECT ||
+                agw_json_find(part, AGW_STR_LIT("text"), &t) != AGW_OK) {
+                e = DFAIL(c, "%s: expected parts with a text", what);
+                break;
+            }
+            if ((e = want_str(c, t, what, &s)) != AGW_OK)
+                break;
+            if (s.len && text.len)
+                e = agw_buf_append(&text, "\n\n", 2);
+            if (!e)
+                e = agw_buf_append_str(&text, s);
+        }
+        if (text.len)
+            break; /* the summary when there is one, else the raw content */
+    }
+    if (!e && (text.len || sig.len)) {
+        agw_ir_block *b = turn_block(c, AGW_IR_ASSISTANT);
+        if (text.len) {
+            b->kind = AGW_IR_THINKING;
+            b->text = agw_arena_str(c->rd.arena, agw_buf_view(&text));
+            b->signature = sig;
+        } else {
+            b->kind = AGW_IR_REDACTED_THINKING;
+            b->text = sig;
+        }
+    }
+    agw_buf_free(&text);
+    if (e == AGW_ETOOBIG)
+        e = DFAIL(c, "%s: too large", where);
+    return e;
+}
+
+static agw_err parse_item(reqdec *c, size_t i, agw_str item)
+{
+    char where[48], what[64], shown[64];
+    agw_str type = { NULL, 0 }, tv;
+    snprintf(where, sizeof where, "input[%zu]", i);
+    if (agw_json_type_of(item) != AGW_JSON_OBJECT)
+        return DFAIL(c, "%s: expected an object", where);
+    snprintf(what, sizeof what, "%s.type", where);
+    if (agw_json_find(item, AGW_STR_LIT("type"), &tv) == AGW_OK && agw_wire_given(tv))
+        AGW_WIRE_TRY(want_str(c, tv, what, &type));
+    if (!type.ptr || agw_str_eq(type, AGW_STR_LIT("message")))
+        return parse_message(c, item, where);
+    if (agw_str_eq(type, AGW_STR_LIT("function_call")))
+        return parse_function_call(c, item, where);
+    if (agw_str_eq(type, AGW_STR_LIT("function_call_output")))
+        return parse_call_output(c, item, where);
+    if (agw_str_eq(type, AGW_STR_LIT("reasoning")))
+        return parse_reasoning(c, item, where);
+    if (agw_str_eq(type, AGW_STR_LIT("item_reference")))
+        return DFAIL(c, "%s: item_reference needs stored items, and this gateway is stateless; "
+                        "send the item itself", where);
+    return DFAIL(c, "%s: item type '%s' cannot be converted for this provider (message, "
+                    "function_call, function_call_output and reasoning can)",
+                 what, agw_wire_show(type, shown, sizeof shown));
+}
+
+/* The turns as built. (Tool results may stand after other blocks of a user
+ * turn: every encoder puts them first, as its protocol wants.) */
+static void finish_messages(reqdec *c, agw_ir_request *out)
+{
+    out->messages = agw_arena_array(c->rd.arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
+    out->n_messages = c->n_msgs;
+    for (size_t i = 0; i < c->n_msgs; i++) {
+        out->messages[i].role = c->msgs[i].role;
+        out->messages[i].blocks = c->msgs[i].v;
+        out->messages[i].n_blocks = c->msgs[i].n;
+    }
+}
+
+static agw_err parse_input(reqdec *c, agw_str input, agw_ir_request *out)
+{
+    if (!agw_wire_given(input))
+        return DFAIL(c, "input: required");
+    if (agw_json_type_of(input) == AGW_JSON_STRING) {
+        agw_str s;
+        AGW_WIRE_TRY(want_str(c, input, "input", &s));
+        if (s.len)
+            turn_block(c, AGW_IR_USER)->text = s;
+    } else {
+        agw_json_iter it;
+        agw_str item;
+        size_t i = 0;
+        if (agw_json_type_of(input) != AGW_JSON_ARRAY || agw_json_iter_init(&it, input) != AGW_OK)
+            return DFAIL(c, "input: expected a string or an array of items");
+        for (; agw_json_iter_next(&it, NULL, &item); i++) {
+            if (i >= RSP_MAX_ITEMS)
+                return DFAIL(c, "input: more than %d items", RSP_MAX_ITEMS);
+            AGW_WIRE_TRY(parse_item(c, i, item));
+        }
+    }
+    if (c->n_msgs == 0)
+        return DFAIL(c, "input: expected at least one message with content");
+    finish_messages(c, out);
+    return AGW_OK;
+}
+
+/* ---- tools ---- */
+
+static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
+{
+    static const char *const keys[] = { "type", "name", "description", "parameters", "strict" };
+    agw_json_iter it;
+    agw_str t;
+    size_t i = 0, cap = 0;
+    if (agw_json_type_of(tools) != AGW_JSON_ARRAY || agw_json_iter_init(&it, tools) != AGW_OK)
+        return DFAIL(c, "tools: expected an array");
+    for (; agw_json_iter_next(&it, NULL, &t); i++) {
+        agw_str v[5], type;
+        char what[64], shown[64];
+        if (i >= RSP_MAX_TOOLS)
+            return DFAIL(c, "tools: more than %d tools", RSP_MAX_TOOLS);
+        if (agw_json_type_of(t) != AGW_JSON_OBJECT)
+            return DFAIL(c, "tools[%zu]: expected an object", i);
+        agw_wire_collect(t, keys, 5, v, NULL);
+        snprintf(what, sizeof what, "tools[%zu].type", i);
+        AGW_WIRE_TRY(need_str(c, v[0], what, &type));
+        if (!agw_str_eq(type, AGW_STR_LIT("function")))
+            return DFAIL(c, "tools[%zu]: tool type '%s' cannot be served by this provider: only "
+                            "OpenAI Responses providers have it, and only function tools "
+                            "convert to other protocols",
+                         i, agw_wire_show(type, shown, sizeof shown));
+        out->tools = agw_wire_grow(c->rd.arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
+        agw_ir_tool *tool = &out->tools[out->n_tools++];
+        memset(tool, 0, sizeof *tool);
+        snprintf(what, sizeof what, "tools[%zu].name", i);
+        AGW_WIRE_TRY(need_str(c, v[1], what, &tool->name));
+        if (tool->name.len == 0)
+            return DFAIL(c, "%s: must not be empty", what);
+        if (agw_wire_given(v[2])) {
+            snprintf(what, sizeof what, "tools[%zu].description", i);
+            AGW_WIRE_TRY(want_str(c, v[2], what, &tool->description));
+        }
+        if (agw_wire_given(v[3])) {
+            if (agw_json_type_of(v[3]) != AGW_JSON_OBJECT)
+                return DFAIL(c, "tools[%zu].parameters: expected an object", i);
+            tool->schema = v[3];
+        }
+    }
+    return AGW_OK;
+}
+
+static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
+{
+    agw_str s, type, name;
+    if (agw_json_type_of(v) == AGW_JSON_STRING) {
+        AGW_WIRE_TRY(want_str(c, v, "tool_choice", &s));
+        if (agw_str_eq(s, AGW_STR_LIT("auto")))
+            out->tool_choice = AGW_IR_TC_AUTO;
+        else if (agw_str_eq(s, AGW_STR_LIT("required")))
+            out->tool_choice = AGW_IR_TC_ANY;
+        else if (agw_str_eq(s, AGW_STR_LIT("none")))
+            out->tool_choice = AGW_IR_TC_NONE;
+        else
+            return DFAIL(c, "tool_choice: expected auto, required, none or an object");
+        return AGW_OK;
+    }
+    if (agw_json_type_of(v) != AGW_JSON_OBJECT ||
+        agw_json_find(v, AGW_STR_LIT("type"), &type) != AGW_OK)
+        return DFAIL(c, "tool_choice: expected auto, required, none or {\"type\":\"function\","
+                        "\"name\":...}");
+    if (!agw_json_string_eq(type, AGW_STR_LIT("function")))
+        return DFAIL(c, "tool_choice.type: only function tools can be chosen for this provider");
+    if (agw_json_find(v, AGW_STR_LIT("name"), &name) != AGW_OK)
+        return DFAIL(c, "tool_choice.name: required");
+    AGW_WIRE_TRY(want_str(c, name, "tool_choice.name", &out->tool_choice_name));
+    for (size_t i = 0; i < out->n_tools; i++)
+        if (agw_str_eq(out->tools[i].name, out->tool_choice_name)) {
+            out->tool_choice = AGW_IR_TC_TOOL;
+            return AGW_OK;
+        }
+    return DFAIL(c, "tool_choice.name: no function tool has that name");
+}
+
+/* ---- the rest ---- */
+
+/* reasoning.effort -> an Anthropic thinking config (responses.h). */
+static agw_err parse_reasoning_cfg(reqdec *c, agw_str v, agw_ir_request *out)
+{
+    agw_str effort, s;
+    if (agw_json_type_of(v) != AGW_JSON_OBJECT)
+        return DFAIL(c, "reasoning: expected an object");
+    if (agw_json_find(v, AGW_STR_LIT("effort"), &effort) != AGW_OK || !agw_wire_given(effort))
+        return AGW_OK;
+    AGW_WIRE_TRY(want_str(c, effort, "reasoning.effort", &s));
+    const char *cfg;
+    if (agw_str_eq(s, AGW_STR_LIT("minimal")) || agw_str_eq(s, AGW_STR_LIT("none")))
+        return AGW_OK;
+    if (agw_str_eq(s, AGW_STR_LIT("low")))
+        cfg = "{\"type\":\"enabled\",\"budget_tokens\":2048}";
+    else if (agw_str_eq(s, AGW_STR_LIT("medium")))
+        cfg = "{\"type\":\"enabled\",\"budget_tokens\":8192}";
+    else if (agw_str_eq(s, AGW_STR_LIT("high")) || agw_str_eq(s, AGW_STR_LIT("xhigh")))
+        cfg = "{\"type\":\"enabled\",\"budget_tokens\":24576}";
+    else
+        return DFAIL(c, "reasoning.effort: expected none, minimal, low, medium or high");
+    out->thinking = agw_str_c(cfg);
+    return AGW_OK;
+}
+
+static agw_err parse_text(reqdec *c, agw_str v)
+{
+    agw_str format, type;
+    if (agw_json_type_of(v) != AGW_JSON_OBJECT)
+        return DFAIL(c, "text: expected an object");
+    if (agw_json_find(v, AGW_STR_LIT("format"), &format) != AGW_OK || !agw_wire_given(format))
+        return AGW_OK;
+    if (agw_json_type_of(format) != AGW_JSON_OBJECT ||
+        agw_json_find(format, AGW_STR_LIT("type"), &type) != AGW_OK)
+        return DFAIL(c, "text.format.type: required");
+    if (agw_json_string_eq(type, AGW_STR_LIT("text")))
+        return AGW_OK;
+    if (agw_json_string_eq(type, AGW_STR_LIT("json_schema")) ||
+        agw_json_string_eq(type, AGW_STR_LIT("json_object")))
+        return DFAIL(c, "text.format: structured output (json_schema / json_object) cannot be "
+                        "served by this provider: only OpenAI Responses providers have it; "
+                        "describe the format in the prompt or use a tool");
+    return DFAIL(c, "text.format.type: expected text, json_schema or json_object");
+}
+
+enum {
+    K_MODEL, K_INPUT, K_INSTRUCTIONS, K_TOOLS, K_TOOL_CHOICE, K_PARALLEL, K_MAX_OUTPUT,
+    K_TEMPERATURE, K_TOP_P, K_STREAM, K_USER, K_REASONING, K_TEXT, K_TOP_LOGPROBS, K_PROMPT,
+    K_MAX_TOOL_CALLS, K_COUNT
+};
+static const char *const top_keys[K_COUNT] = {
+    "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+    "max_output_tokens", "temperature", "top_p", "stream", "user", "reasoning", "text",
+    "top_logprobs", "prompt", "max_tool_calls",
+};
+
+static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
+{
+    agw_str v[K_COUNT], s;
+    char verr[96];
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
+        return DFAIL(c, "invalid JSON body: %s", verr);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return DFAIL(c, "the request body must be a JSON object");
+    AGW_WIRE_TRY(agw_responses_check_stateless(body, c->rd.err, c->rd.errlen));
+    agw_wire_collect(body, top_keys, K_COUNT, v, NULL);
+
+    if (agw_wire_given(v[K_PROMPT]))
+        return DFAIL(c, "prompt: stored prompt templates are not available through this "
+                        "gateway; send the instructions and input themselves");
+    if (agw_wire_given(v[K_TOP_LOGPROBS]))
+        return DFAIL(c, "top_logprobs: not supported for this provider");
+    if (agw_wire_given(v[K_MAX_TOOL_CALLS]))
+        return DFAIL(c, "max_tool_calls: not supported for this provider");
+    if (agw_wire_given(v[K_MODEL]))
+        AGW_WIRE_TRY(want_str(c, v[K_MODEL], "model", &out->model));
+    if (agw_wire_given(v[K_INSTRUCTIONS])) {
+        AGW_WIRE_TRY(want_str(c, v[K_INSTRUCTIONS], "instructions", &s));
+        if (s.len)
+            agw_ir_push_block(c->rd.arena, &c->sys, &c->n_sys, &c->cap_sys)->text = s;
+    }
+    AGW_WIRE_TRY(parse_input(c, v[K_INPUT], out));
+    out->system = c->sys;
+    out->n_system = c->n_sys;
+    if (agw_wire_given(v[K_TOOLS]))
+        AGW_WIRE_TRY(parse_tools(c, v[K_TOOLS], out));
+    if (agw_wire_given(v[K_TOOL_CHOICE]) && out->n_tools)
+        AGW_WIRE_TRY(parse_tool_choice(c, v[K_TOOL_CHOICE], out));
+    if (agw_wire_given(v[K_PARALLEL])) {
+        int b = 0;
+        AGW_WIRE_TRY(want_bool(c, v[K_PARALLEL], "parallel_tool_calls", &b));
+        if (out->n_tools)
+            out->parallel_tool_calls = b;
+    }
+    if (agw_wire_given(v[K_MAX_OUTPUT])) {
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_OUTPUT], "max_output_tokens", &out->max_tokens));
+        if (out->max_tokens < 1)
+            return DFAIL(c, "max_output_tokens: must be at least 1");
+    }
+    if (agw_wire_given(v[K_TEMPERATURE])) {
+        AGW_WIRE_TRY(want_num(c, v[K_TEMPERATURE], "temperature", &out->temperature));
+        if (out->temperature < 0 || out->temperature > 2)
+            return DFAIL(c, "temperature: must be between 0 and 2");
+        out->has_temperature = 1;
+    }
+    if (agw_wire_given(v[K_TOP_P])) {
+        AGW_WIRE_TRY(want_num(c, v[K_TOP_P], "top_p", &out->top_p));
+        if (out->top_p < 0 || out->top_p > 1)
+            return DFAIL(c, "top_p: must be between 0 and 1");
+        out->has_top_p = 1;
+    }
+    if (agw_wire_given(v[K_STREAM]))
+        AGW_WIRE_TRY(want_bool(c, v[K_STREAM], "stream", &out->stream));
+    if (agw_wire_given(v[K_USER]))
+        AGW_WIRE_TRY(want_str(c, v[K_USER], "user", &out->user));
+    if (agw_wire_given(v[K_REASONING]))
+        AGW_WIRE_TRY(parse_reasoning_cfg(c, v[K_REASONING], out));
+    if (agw_wire_given(v[K_TEXT]))
+        AGW_WIRE_TRY(parse_text(c, v[K_TEXT]));
+    return AGW_OK;
+}
+
+agw_err agw_responses_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out,
+                                     char *err, size_t errlen)
+{
+    reqdec c;
+    memset(out, 0, sizeof *out);
+    out->parallel_tool_calls = -1;
+    out->max_tokens = -1;
+    out->top_k = -1;
+    memset(&c, 0, sizeof c);
+    c.rd.arena = arena;
+    agw_buf_init(&c.rd.scratch, body.len + 1);
+    c.rd.err = err;
+    c.rd.errlen = errlen;
+    if (err && errlen)
+        err[0] = '\0';
+    agw_err e = decode_request(&c, body, out);
+    agw_buf_free(&c.rd.scratch);
+    return e;
+}
