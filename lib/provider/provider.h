@@ -37,6 +37,10 @@ typedef struct {
     char *url;
     char *headers[AGW_PROVIDER_MAX_HEADERS + 1]; /* NULL-terminated "Name: value" */
     size_t n_headers;
+    /* The credential record version whose token authenticate() used
+     * (provider/credential.h); 0 for a static key. After a 401 the caller
+     * hands it to agw_cred_rejected() and retries once. */
+    uint64_t credential_version;
 } agw_provider_call;
 
 /* The client headers a provider call may carry over (NULL when absent). */
