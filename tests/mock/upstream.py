@@ -689,6 +689,12 @@ def main():
     cfg = ap.parse_args()
 
     server = MockServer(("127.0.0.1", cfg.port), cfg)  # bind + listen happen here
+    serve(server, cfg)
+
+
+def serve(server, cfg):
+    """Writes the port file, serves until SIGTERM or SIGINT, exits 0 (the
+    other mocks in tests/mock/ share it)."""
     port = server.server_address[1]
     if cfg.portfile:
         tmp = "%s.tmp.%d" % (cfg.portfile, os.getpid())
