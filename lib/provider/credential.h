@@ -213,6 +213,26 @@ typedef struct {
 /* The method named `name` for type `t`, or NULL. */
 const agw_cred_method *agw_cred_method_of(agw_provider_type t, const char *name);
 
+/* ---- for methods and logins: one small HTTP exchange ---- */
+
+#define AGW_CRED_HTTP_MAX_BODY (1u << 20) /* an auth service's answer */
+
+/* Sends one request (`body.ptr` NULL: GET; else POST) with `headers`
+ * (NULL-terminated "Name: value", may be NULL) and collects the answer's
+ * body (at most AGW_CRED_HTTP_MAX_BODY) into `resp`. AGW_OK with *status
+ * set for any complete answer; AGW_EIO (no answer, `why` says what
+ * happened in libcurl's words) otherwise. */
+AGW_WARN_UNUSED agw_err agw_cred_http(const char *url, const char *const *headers, agw_str body,
+                                      int timeout_ms, long *status, agw_buf *resp, char *why,
+                                      size_t whylen);
+
+/* The decoded string member `key` of JSON object `doc` as a malloc'd C
+ * string; NULL when `doc` is not an object, the member is missing, not a
+ * string, or holds a NUL. */
+char *agw_cred_json_string(agw_str doc, const char *key);
+/* The integer member `key` of `doc` in *out: 1 when there is one. */
+int agw_cred_json_int(agw_str doc, const char *key, int64_t *out);
+
 /* ---- login sessions ---- */
 
 #define AGW_CRED_LOGIN_TTL 600 /* seconds a session lives */
