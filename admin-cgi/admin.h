@@ -223,8 +223,4 @@ typedef struct {
 int agw_admin_query(agw_admin_req *r, agw_admin_param *params, size_t n);
 void agw_admin_query_free(agw_admin_param *params, size_t n);
 
-/* Unix seconds from "1717171717", "2024-05-31" or "2024-05-31T12:00:00Z"
- * (an offset like +02:00 instead of Z is honoured). -1 when invalid. */
-int64_t agw_admin_parse_time(const char *s);
-
 #endif

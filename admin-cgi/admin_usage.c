@@ -155,11 +155,11 @@ void agw_admin_usage(agw_admin_req *r)
         agw_admin_fail(r, 400, "key_id", "'key_id' must be a positive integer");
         goto out;
     }
-    if (p[P_FROM].value && (from = agw_admin_parse_time(p[P_FROM].value)) < 0) {
+    if (p[P_FROM].value && (from = agw_time_parse(p[P_FROM].value)) < 0) {
         agw_admin_fail(r, 400, "from", "'from' must be Unix seconds, YYYY-MM-DD or RFC 3339");
         goto out;
     }
-    if (p[P_TO].value && (to = agw_admin_parse_time(p[P_TO].value)) < 0) {
+    if (p[P_TO].value && (to = agw_time_parse(p[P_TO].value)) < 0) {
         agw_admin_fail(r, 400, "to", "'to' must be Unix seconds, YYYY-MM-DD or RFC 3339");
         goto out;
     }

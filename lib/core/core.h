@@ -280,6 +280,11 @@ uint64_t agw_mono_ms(void);  /* monotonic milliseconds */
 uint64_t agw_mono_us(void);  /* monotonic microseconds */
 int64_t agw_wall_s(void);    /* Unix time, seconds */
 
+/* Unix seconds from "1717171717", "2024-05-31" or "2024-05-31T12:00:00Z"
+ * (fractions of a second dropped; an offset like +02:00 instead of Z is
+ * honoured). -1 when invalid. */
+int64_t agw_time_parse(const char *s);
+
 /* ---- ids ---- */
 
 /* Fills `out` with 2*nbytes lowercase hex chars of cryptographic randomness plus a

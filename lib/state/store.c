@@ -95,6 +95,45 @@ static const char *const migrations[] = {
     "  fetched_at INTEGER NOT NULL,"  /* Unix seconds */
     "  PRIMARY KEY (provider, position)"
     ");",
+
+    /* 5: accounts that log in (Kiro, GitHub Copilot) and the login sessions
+     * that create them (provider/credential.h). The three secrets of an
+     * account are one AES-256-GCM blob, aad 'credential:'||provider; a
+     * session's secrets one blob, aad 'login:'||id. version counts stored
+     * tokens, so a process that saw a rejected token knows whether someone
+     * has refreshed since. At most one session per provider is pending. */
+    "CREATE TABLE credentials ("
+    "  provider TEXT PRIMARY KEY,"
+    "  method TEXT NOT NULL,"
+    "  secret_enc BLOB NOT NULL,"   /* {access_token, refresh_token, client_secret} sealed */
+    "  client_id TEXT,"
+    "  region TEXT,"
+    "  profile_arn TEXT,"
+    "  extra TEXT NOT NULL DEFAULT '{}',"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"  /* Unix seconds; 0 = unknown */
+    "  state TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok','needs_login')),"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  last_refresh INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE login_sessions ("
+    "  id TEXT PRIMARY KEY,"        /* 32 hex digits, 128 random bits */
+    "  provider TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','completed','expired','error')),"
+    "  public TEXT NOT NULL DEFAULT '{}',"
+    "  secret_enc BLOB NOT NULL,"
+    "  interval INTEGER NOT NULL DEFAULT 0,"
+    "  next_poll_at INTEGER NOT NULL DEFAULT 0,"  /* -1 once a code exchange took it */
+    "  expires_at INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  error TEXT"
+    ");"
+    "CREATE UNIQUE INDEX login_sessions_one_pending ON login_sessions(provider)"
+    "  WHERE status = 'pending';",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
