@@ -6,15 +6,23 @@
 #include "proto/anthropic.h"
 #include "proto/bridge.h"
 #include "proto/openai.h"
+#include "provider/credential.h"
 #include "route/lb.h"
 
 #include <stdio.h>
 
-/* One attempt: the candidate it goes to, and whether another may follow. */
+/* One attempt: the candidate it goes to, how the call goes there, and
+ * whether another may follow. */
 typedef struct {
     const agw_route *route;
     const agw_provider_ops *ops;
+    agw_provider_plan plan; /* the protocol and operation upstream */
     int may_retry;
+    /* The provider's credential may still be renewed once: a 401 is then
+     * reported (not answered, not held against the provider), and
+     * renew_version says which token it refused. */
+    int may_renew;
+    uint64_t renew_version;
 } agw_failover_attempt;
 
 /* ---- the sink that writes the relay to FastCGI ---- */
@@ -56,7 +64,8 @@ static agw_lb_result lb_verdict(const agw_relay_result *res)
         return AGW_LB_FAIL_AUTH;
     if (res->client_gone)
         return AGW_LB_OK;
-    if (res->upstream_status == 429)
+    /* 402: the account's quota is spent; it cools down like a rate limit. */
+    if (res->upstream_status == 429 || res->upstream_status == 402)
         return AGW_LB_FAIL_429;
     if (res->upstream_status >= 500 || res->outcome == AGW_UPSTREAM_CONNECT ||
         res->outcome == AGW_UPSTREAM_TIMEOUT || res->outcome == AGW_UPSTREAM_BROKEN)
@@ -120,7 +129,7 @@ typedef struct {
 /* Sends the prepared upstream call through the relay, accounts for it and
  * logs the outcome. Returns 1 when the attempt failed without touching the
  * client and the next candidate should take the call. */
-static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at,
+static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at,
                          const agw_provider_call *call, agw_str send, int stream,
                          const agw_failover_answer *how)
 {
@@ -130,7 +139,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_usage_tap tap;
-    agw_usage_tap_init(&tap, at->ops->proto);
+    agw_usage_tap_init(&tap, at->plan.proto);
     agw_relay_tap watch = { &tap, tap_event, tap_body };
     agw_relay_req rq = {
         .proto = r->proto,
@@ -148,6 +157,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
         .ping_ms = (long)cfg->server.sse_ping_s * 1000,
         .response_headers = agw_buf_view(&r->headers),
         .may_retry = at->may_retry,
+        .may_retry_auth = at->may_renew && call->credential_version != 0,
         .reshape = how->reshape ? agw_bridge_codec(how->reshape) : NULL,
         .drop_usage_chunk = how->drop_usage_chunk,
         .max_stream_bytes = cfg->server.max_stream_bytes,
@@ -164,9 +174,19 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     agw_relay_run(r->worker->upstream, &rq, &sink, &res);
     r->upstream_us += agw_mono_us() - t0;
     agw_meter_attempt(r->metrics, provider, &res, stream);
-    agw_lb_end(slot, lb_verdict(&res),
+    /* A refused token that can be renewed is not the provider's failure yet. */
+    int renew = res.retryable && res.upstream_status == 401 && at->may_renew &&
+                call->credential_version != 0;
+    if (renew)
+        at->renew_version = call->credential_version;
+    agw_lb_end(slot, renew ? AGW_LB_OK : lb_verdict(&res),
                res.upstream_status >= 200 && res.upstream_status <= 299 ? res.first_byte_us : 0,
                cooldown_ms(cfg, &res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
+    if (renew) {
+        agw_log_info("%s %.*s provider=%s: the upstream refused its token (401): renewing it",
+                     r->method, agw_request_clip(r->path, 100), r->path.ptr, route->provider->name);
+        return 1;
+    }
     if (res.retryable) {
         agw_log_warn("%s %.*s provider=%s model=%.*s failed before the first byte (status=%d%s%s): "
                      "trying the next provider",
@@ -188,6 +208,26 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
                  (unsigned long)((agw_mono_us() - r->start_us) / 1000),
                  res.client_gone ? " client_gone=1" : "", res.detail[0] ? " detail=" : "",
                  res.detail);
+    return 0;
+}
+
+/* The provider has no usable credential now (a token that cannot be had or
+ * renewed): the next candidate takes the call, or the client hears why.
+ * Returns 1 to fail over. */
+static int no_credential(agw_request *r, const agw_failover_attempt *at)
+{
+    const char *name = at->route->provider->name;
+    agw_log_warn("%s %.*s provider=%s has no usable credential%s", r->method,
+                 agw_request_clip(r->path, 100), r->path.ptr, name,
+                 at->may_retry ? ": trying the next provider" : "");
+    if (at->may_retry) {
+        agw_metrics_failover(r->metrics, name);
+        return 1;
+    }
+    agw_request_error_code(r, 503, "provider_credential_unavailable",
+                           "provider '%s' has no usable credential right now (see its status in "
+                           "the admin API)",
+                           name);
     return 0;
 }
 
@@ -279,12 +319,13 @@ static agw_err add_include_usage(agw_str body, agw_buf *out)
 
 /* The client's bytes go upstream untouched unless the model value changes
  * (a prefix stripped, a default filled in, or escapes in the name). */
-static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at)
+static int passthrough(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at)
 {
     int retry = 0;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
     agw_buf usage_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
-    upstream_body.budget = usage_body.budget = agw_budget_process();
+    agw_buf repaired_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
+    upstream_body.budget = usage_body.budget = repaired_body.budget = agw_budget_process();
     agw_provider_call call;
     memset(&call, 0, sizeof call);
     agw_str send = mc->body;
@@ -307,14 +348,33 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
     agw_client_hints hints = {
         .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
         .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
+        .body = send,
+        .body_proto = r->proto,
     };
-    if (agw_provider_prepare(at->route->provider, mc->op, &hints, &call) != AGW_OK) {
+    agw_err pe = agw_provider_prepare(at->route->provider, mc->op, &hints, &call);
+    if (pe == AGW_EIO) {
+        retry = no_credential(r, at);
+        goto out;
+    }
+    if (pe) {
         agw_request_error(r, 400, "invalid anthropic-version or anthropic-beta header");
         goto out;
     }
     /* Only model calls stream; count_tokens and embeddings answer one body. */
-    int model_call = mc->op == at->ops->model_op;
+    int model_call = mc->op == at->plan.op && (mc->op == AGW_OP_CHAT || mc->op == AGW_OP_MESSAGES);
     int stream = model_call ? mc->stream : 0;
+    if (model_call && at->ops->repair_body) {
+        agw_err re = at->ops->repair_body(mc->op, send, &repaired_body);
+        if (re == AGW_OK) {
+            send = agw_buf_view(&repaired_body);
+        } else if (re == AGW_EBUSY) {
+            agw_request_busy(r);
+            goto out;
+        } else if (re != AGW_ENOTFOUND) {
+            agw_request_error(r, 413, "request body too large after repairing its tool calls");
+            goto out;
+        }
+    }
     agw_failover_answer how = { NULL, NULL, 0 };
     int client_usage = r->proto == AGW_PROTO_OPENAI && wants_usage_chunk(send);
     /* The gateway's token count needs the usage chunk: asked for here, kept
@@ -333,6 +393,7 @@ out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
     agw_buf_free(&usage_body);
+    agw_buf_free(&repaired_body);
     return retry;
 }
 
@@ -340,7 +401,7 @@ out:
 
 /* Decodes the client's request into the IR, encodes it for the provider, and
  * lets a bridge convert the answer back. */
-static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at)
+static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at)
 {
     int retry = 0;
     agw_arena arena = AGW_ARENA_INIT;
@@ -360,7 +421,7 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
         goto out;
     }
     ir.model = at->route->model;
-    agw_proto upstream = at->ops->proto;
+    agw_proto upstream = at->plan.proto;
     why[0] = '\0';
     e = upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
                                      : agw_anthropic_encode_request(&ir, &upstream_body, why,
@@ -375,10 +436,15 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
                           at->route->provider->name);
         goto out;
     }
-    agw_client_hints hints = { NULL, NULL };
+    agw_client_hints hints = { NULL, NULL, agw_buf_view(&upstream_body), upstream };
     if (r->proto == AGW_PROTO_ANTHROPIC)
         hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
-    if (agw_provider_prepare(at->route->provider, at->ops->model_op, &hints, &call) != AGW_OK) {
+    agw_err pe = agw_provider_prepare(at->route->provider, at->plan.op, &hints, &call);
+    if (pe == AGW_EIO) {
+        retry = no_credential(r, at);
+        goto out;
+    }
+    if (pe) {
         agw_request_error(r, 400, "invalid anthropic-beta header");
         goto out;
     }
@@ -394,14 +460,54 @@ out:
     return retry;
 }
 
+/* The call cannot go where it routes: `why` from the provider's plan. */
+static void refuse_plan(agw_request *r, const agw_route *route, const char *why)
+{
+    agw_request_error_code(r, 400, "model_not_supported", "%s (provider '%s')",
+                           why[0] ? why : "the model cannot be called here",
+                           route->provider->name);
+}
+
 void agw_failover_run(agw_request *r, agw_model_call *mc, size_t max_tries)
 {
     size_t n = mc->n_tries < max_tries ? mc->n_tries : max_tries;
     for (size_t i = 0; i < n; i++) {
         const agw_route *route = &mc->cands.r[i];
-        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n };
+        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type),
+                                    { AGW_PROTO_OPENAI, mc->op }, i + 1 < n, 1, 0 };
+        at.plan.proto = at.ops->proto;
         agw_usage_record_names(&r->usage, agw_str_c(route->provider->name), route->model);
-        int retry = at.ops->proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+        if (mc->op == AGW_OP_CHAT || mc->op == AGW_OP_MESSAGES) {
+            char why[512] = "";
+            if (agw_provider_plan_call(route->provider, r->proto, route->model, &at.plan, why,
+                                       sizeof why) != AGW_OK) {
+                refuse_plan(r, route, why);
+                return;
+            }
+        }
+        int retry;
+        for (;;) {
+            retry = at.plan.proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+            if (!retry || !at.renew_version)
+                break;
+            /* A 401 on a token that can be renewed: renewed once (or taken
+             * from whoever renewed it meanwhile), then the call once more. */
+            char err[256] = "";
+            uint64_t v = at.renew_version;
+            at.renew_version = 0;
+            at.may_renew = 0;
+            if (agw_cred_rejected(route->provider, v, err, sizeof err) != AGW_OK) {
+                agw_log_warn("provider=%s: its token could not be renewed: %s",
+                             route->provider->name, err);
+                if (at.may_retry)
+                    break;
+                agw_request_error_code(r, 502, "provider_credential_unavailable",
+                                       "provider '%s' refused its token and it could not be "
+                                       "renewed",
+                                       route->provider->name);
+                return;
+            }
+        }
         if (!retry)
             break;
     }

@@ -609,13 +609,15 @@ static int provider_refused(int status)
 static int leave_for_failover(agw_relay_call *r, const agw_upstream_result *ures, int gone)
 {
     agw_relay_result *res = r->res;
-    if (!r->rq->may_retry || gone || r->committed || res->bytes_out != 0)
+    int auth_renewable = r->rq->may_retry_auth && ures->outcome == AGW_UPSTREAM_DONE &&
+                         res->upstream_status == 401;
+    if ((!r->rq->may_retry && !auth_renewable) || gone || r->committed || res->bytes_out != 0)
         return 0;
     if (!(ures->outcome == AGW_UPSTREAM_CONNECT || ures->outcome == AGW_UPSTREAM_TIMEOUT ||
           ures->outcome == AGW_UPSTREAM_BROKEN ||
           (ures->outcome == AGW_UPSTREAM_DONE &&
-           (res->upstream_status == 429 || res->upstream_status >= 500 ||
-            provider_refused(res->upstream_status)))))
+           (res->upstream_status == 402 || res->upstream_status == 429 ||
+            res->upstream_status >= 500 || provider_refused(res->upstream_status)))))
         return 0;
     res->retryable = 1;
     res->status = ures->outcome == AGW_UPSTREAM_TIMEOUT   ? 504

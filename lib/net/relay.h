@@ -83,8 +83,12 @@ typedef struct {
     /* Another provider can take the call (failover): a failure that left
      * the client untouched (nothing written, not even the SSE head) is not
      * answered but reported with res->retryable. Failures that qualify: a
-     * connect error, a timeout, a broken connection, a 401/403, a 429 or a 5xx. */
+     * connect error, a timeout, a broken connection, a 401/403, a 402 (the
+     * provider's account is out of quota), a 429 or a 5xx. */
     int may_retry;
+    /* Without may_retry, a 401 alone is still reported, not answered: the
+     * caller can renew the credential and send the call again. */
+    int may_retry_auth;
     /* A streamed answer (text/event-stream from the upstream) past either
      * limit is stopped, and ends with the protocol's error event (or a 502
      * when nothing went out yet); res->detail says which. 0: no limit. */

@@ -3,3 +3,9 @@ lib_libantigw_a_SOURCES += \
 	lib/provider/provider.c lib/provider/provider.h \
 	lib/provider/type_openai.c \
 	lib/provider/type_anthropic.c
+lib_libantigw_a_SOURCES += \
+	lib/provider/copilot_auth.c lib/provider/copilot_auth.h \
+	lib/provider/type_copilot.c
+lib_libantigw_a_SOURCES += \
+	lib/provider/credential.c lib/provider/credential.h \
+	lib/provider/kiro_auth.c lib/provider/kiro_auth.h

@@ -10,11 +10,23 @@
 static const agw_provider_ops *const types[AGW_PROVIDER_TYPE_COUNT] = {
     [AGW_PROVIDER_OPENAI] = &agw_provider_openai,
     [AGW_PROVIDER_ANTHROPIC] = &agw_provider_anthropic,
+    [AGW_PROVIDER_COPILOT] = &agw_provider_copilot,
 };
 
 const agw_provider_ops *agw_provider_ops_of(agw_provider_type t)
 {
     return (unsigned)t < AGW_PROVIDER_TYPE_COUNT ? types[t] : NULL;
+}
+
+agw_err agw_provider_plan_call(const agw_provider_cfg *p, agw_proto client, agw_str model,
+                               agw_provider_plan *out, char *why, size_t whylen)
+{
+    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+    if (!ops)
+        return AGW_EINVAL;
+    out->proto = ops->proto;
+    out->op = ops->model_op;
+    return ops->plan ? ops->plan(p, client, model, out, why, whylen) : AGW_OK;
 }
 
 int agw_provider_callable(const agw_provider_cfg *p)
@@ -102,9 +114,13 @@ agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
         agw_provider_call_free(out);
         return e;
     }
-    size_t n = strlen(p->base_url) + strlen(path) + 1;
+    /* The base authenticate() named, else the configured one. */
+    char *base = out->url;
+    const char *b = base ? base : p->base_url;
+    size_t n = strlen(b) + strlen(path) + 1;
     out->url = xmalloc(n);
-    snprintf(out->url, n, "%s%s", p->base_url, path);
+    snprintf(out->url, n, "%s%s", b, path);
+    free(base);
     return AGW_OK;
 }
 

@@ -31,7 +31,7 @@ typedef enum {
     AGW_OP_EMBEDDINGS,   /* OpenAI embeddings (OpenAI-type providers only) */
 } agw_provider_op;
 
-#define AGW_PROVIDER_MAX_HEADERS 8
+#define AGW_PROVIDER_MAX_HEADERS 16
 
 typedef struct {
     char *url;
@@ -47,7 +47,19 @@ typedef struct {
 typedef struct {
     const char *anthropic_version;
     const char *anthropic_beta;
+    /* The body going upstream and its protocol, for providers whose headers
+     * depend on what it holds (Copilot's X-Initiator and vision flag); an
+     * empty view when there is none. */
+    agw_str body;
+    agw_proto body_proto;
 } agw_client_hints;
+
+/* How one model call goes to a provider: the protocol of its body and the
+ * operation (endpoint) that takes it. */
+typedef struct {
+    agw_proto proto;
+    agw_provider_op op;
+} agw_provider_plan;
 
 /* What a health probe's answer says (agw_provider_ops.probe_verdict). */
 typedef enum {
@@ -81,7 +93,9 @@ typedef struct agw_provider_ops {
     const char *(*path)(agw_provider_op op);
     /* Adds the headers that carry the provider's credential. A static key
      * cannot fail; a token source that must refresh first may answer
-     * AGW_EIO (no usable token: the provider fails this call). */
+     * AGW_EIO (no usable token: the provider fails this call). A type whose
+     * API host comes with its credential sets c->url to that base (owned by
+     * the call); else base_url is the base. */
     agw_err (*authenticate)(const agw_provider_cfg *p, agw_provider_call *c);
     /* Adds the protocol headers `op` needs, from the client's hints where the
      * protocol lets a client choose. AGW_EINVAL when a hint cannot go into a
@@ -102,11 +116,33 @@ typedef struct agw_provider_ops {
      * NULL when the type has none. */
     const char *models_query;
     const char *models_after;
+    /* The protocol and operation of a model call for `model` from a client
+     * speaking `client`, for types that serve some models on several
+     * endpoints (Copilot: Claude models natively in Anthropic's protocol).
+     * AGW_EINVAL with `why` when the model cannot be served through this
+     * gateway (a 400 to the client). NULL: always proto and model_op. */
+    agw_err (*plan)(const agw_provider_cfg *p, agw_proto client, agw_str model,
+                    agw_provider_plan *out, char *why, size_t whylen);
+    /* For a provider without a models list of its own in the configuration:
+     * 1 when the account serves `model`, 0 when it does not, -1 when it
+     * cannot tell (routing then treats it as not listed). NULL: -1. */
+    int (*serves)(const agw_provider_cfg *p, agw_str model);
+    /* Fixes a body passed through in the client's protocol for `op` where
+     * the type refuses what clients send (Copilot: tool calls without their
+     * results). AGW_OK with the fixed body in `out` when it changed
+     * something; AGW_ENOTFOUND when the body goes as it is (byte for byte);
+     * AGW_EBUSY/AGW_ETOOBIG from `out`'s limits. NULL: always as it is. */
+    agw_err (*repair_body)(agw_provider_op op, agw_str body, agw_buf *out);
 } agw_provider_ops;
 
 /* The interface of a provider type; NULL for a type this gateway cannot call
  * yet (its model calls answer 501, probes skip it). */
 const agw_provider_ops *agw_provider_ops_of(agw_provider_type t);
+
+/* ops->plan, or the type's own protocol and model operation. */
+AGW_WARN_UNUSED agw_err agw_provider_plan_call(const agw_provider_cfg *p, agw_proto client,
+                                               agw_str model, agw_provider_plan *out, char *why,
+                                               size_t whylen);
 
 /* 1 when providers of `p`'s type can be called. */
 int agw_provider_callable(const agw_provider_cfg *p);
@@ -151,5 +187,6 @@ AGW_WARN_UNUSED agw_err agw_provider_parse_model_data(agw_str body, agw_provider
 /* The provider types (provider/type_*.c). */
 extern const agw_provider_ops agw_provider_openai;
 extern const agw_provider_ops agw_provider_anthropic;
+extern const agw_provider_ops agw_provider_copilot;
 
 #endif

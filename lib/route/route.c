@@ -1,5 +1,7 @@
 #include "route/route.h"
 
+#include "provider/provider.h"
+
 #include <fnmatch.h>
 #include <stdlib.h>
 
@@ -22,7 +24,10 @@ static int provider_serves(const agw_provider_cfg *p, agw_str model)
         if (agw_route_is_pattern(m) ? fnmatch(m, name, 0) == 0 : strcmp(m, name) == 0)
             return 1;
     }
-    return 0;
+    /* Without a list of its own, an account that knows its models says
+     * (a Copilot account serves what its plan offers). */
+    const agw_provider_ops *ops = p->n_models ? NULL : agw_provider_ops_of(p->type);
+    return ops && ops->serves && ops->serves(p, model) == 1;
 }
 
 /* Providers that can be filtered on, for the prefix steps. */
