@@ -5,6 +5,7 @@
 #include "net/relay.h"
 #include "proto/anthropic.h"
 #include "proto/bridge.h"
+#include "proto/kiro.h"
 #include "proto/openai.h"
 #include "provider/credential.h"
 #include "route/lb.h"
@@ -100,6 +101,8 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
     }
     agw_usage_record_answer(u, tap, got, res->status, res->streamed, mc->body.len, r->start_us,
                             mc->op != AGW_OP_COUNT_TOKENS);
+    if (bridge && agw_bridge_usage_estimated(bridge))
+        u->tokens_estimated = 1; /* the codec's estimate (Kiro reports no counts) */
     /* A stream that went out as 200 and then broke (a reset, no final event,
      * garbage) ended with the protocol's error event: it is recorded, and
      * counted in the metrics, as the 502 that event reports; the tokens it
@@ -231,6 +234,23 @@ static int no_credential(agw_request *r, const agw_failover_attempt *at)
     return 0;
 }
 
+/* The provider's URL and headers for this attempt. Returns 0 when the
+ * attempt ends here: answered, or (*retry) left to the next provider. */
+static int prepare_call(agw_request *r, const agw_failover_attempt *at, agw_provider_op op,
+                        const agw_client_hints *hints, agw_provider_call *call, int *retry)
+{
+    agw_err pe = agw_provider_prepare(at->route->provider, op, hints, call);
+    if (pe == AGW_EIO) {
+        *retry = no_credential(r, at);
+        return 0;
+    }
+    if (pe) {
+        agw_request_error(r, 400, "invalid anthropic-version or anthropic-beta header");
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- same protocol: the client's bytes ---- */
 
 /* body with the span `cut` (a view into it) replaced by `with`. */
@@ -351,15 +371,8 @@ static int passthrough(agw_request *r, const agw_model_call *mc, agw_failover_at
         .body = send,
         .body_proto = r->proto,
     };
-    agw_err pe = agw_provider_prepare(at->route->provider, mc->op, &hints, &call);
-    if (pe == AGW_EIO) {
-        retry = no_credential(r, at);
+    if (!prepare_call(r, at, mc->op, &hints, &call, &retry))
         goto out;
-    }
-    if (pe) {
-        agw_request_error(r, 400, "invalid anthropic-version or anthropic-beta header");
-        goto out;
-    }
     /* Only model calls stream; count_tokens and embeddings answer one body. */
     int model_call = mc->op == at->plan.op && (mc->op == AGW_OP_CHAT || mc->op == AGW_OP_MESSAGES);
     int stream = model_call ? mc->stream : 0;
@@ -422,10 +435,25 @@ static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attemp
     }
     ir.model = at->route->model;
     agw_proto upstream = at->plan.proto;
+    agw_client_hints hints = { NULL, NULL, { NULL, 0 }, upstream };
+    if (r->proto == AGW_PROTO_ANTHROPIC)
+        hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
+    /* Kiro's body carries the account's profile ARN, which comes with its
+     * credential: the call is prepared first. The others' headers may
+     * depend on the body (Copilot's): the body is encoded first. */
+    int body_first = upstream != AGW_PROTO_KIRO;
+    if (!body_first && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))
+        goto out;
     why[0] = '\0';
-    e = upstream == AGW_PROTO_OPENAI ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
-                                     : agw_anthropic_encode_request(&ir, &upstream_body, why,
-                                                                    sizeof why);
+    if (upstream == AGW_PROTO_KIRO) {
+        agw_kiro_request_opts ko = { agw_str_c(call.profile_arn ? call.profile_arn : ""),
+                                     { NULL, 0 } };
+        e = agw_kiro_encode_request(&ir, &ko, &upstream_body, why, sizeof why);
+    } else {
+        e = upstream == AGW_PROTO_OPENAI
+                ? agw_openai_encode_request(&ir, &upstream_body, why, sizeof why)
+                : agw_anthropic_encode_request(&ir, &upstream_body, why, sizeof why);
+    }
     if (e == AGW_EBUSY) {
         agw_request_busy(r);
         goto out;
@@ -436,20 +464,12 @@ static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attemp
                           at->route->provider->name);
         goto out;
     }
-    agw_client_hints hints = { NULL, NULL, agw_buf_view(&upstream_body), upstream };
-    if (r->proto == AGW_PROTO_ANTHROPIC)
-        hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
-    agw_err pe = agw_provider_prepare(at->route->provider, at->plan.op, &hints, &call);
-    if (pe == AGW_EIO) {
-        retry = no_credential(r, at);
+    hints.body = agw_buf_view(&upstream_body);
+    if (body_first && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))
         goto out;
-    }
-    if (pe) {
-        agw_request_error(r, 400, "invalid anthropic-beta header");
-        goto out;
-    }
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
                             agw_wall_s());
+    agw_bridge_set_request(bridge, &ir);
     agw_failover_answer how = { bridge, NULL, 0 };
     retry = relay_attempt(r, mc, at, &call, agw_buf_view(&upstream_body), ir.stream, &how);
 out:

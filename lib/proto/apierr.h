@@ -12,7 +12,9 @@
 
 #include "core/core.h"
 
-typedef enum { AGW_PROTO_OPENAI = 0, AGW_PROTO_ANTHROPIC } agw_proto;
+/* Kiro (CodeWhisperer) is only ever an upstream protocol: no client speaks it,
+ * so no error is ever shaped for it. */
+typedef enum { AGW_PROTO_OPENAI = 0, AGW_PROTO_ANTHROPIC, AGW_PROTO_KIRO } agw_proto;
 
 /* The error `type` string the protocol uses for an HTTP status. */
 const char *agw_apierr_type(agw_proto proto, int status);

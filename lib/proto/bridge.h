@@ -28,8 +28,17 @@ typedef struct agw_bridge agw_bridge;
 agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
                            int include_usage, agw_str client_model, int64_t created);
 const agw_codec *agw_bridge_codec(agw_bridge *b);
+/* The request the upstream was sent, for an upstream whose answer reads
+ * back in its terms (Kiro: tool names shortened on the way out, thinking
+ * asked in the prompt, the model's context window for usage). Read during
+ * the call only; call it before the answer's first byte. */
+void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq);
 /* Token counts the upstream reported so far (-1 where unknown). */
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
+/* 1 when those counts are the codec's estimate, not the upstream's (Kiro). */
+int agw_bridge_usage_estimated(const agw_bridge *b);
+/* Credits the upstream charged for the answer (Kiro's metering), 0 if none. */
+double agw_bridge_credits(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);
 
 #endif

@@ -13,3 +13,6 @@ lib_libantigw_a_SOURCES += \
 	lib/proto/anthropic_error.c \
 	lib/proto/bridge.c lib/proto/bridge.h \
 	lib/proto/codec.h
+lib_libantigw_a_SOURCES += \
+	lib/proto/kiro.h lib/proto/kiro_names.c \
+	lib/proto/kiro_request_encode.c lib/proto/kiro_stream_decode.c

@@ -7,5 +7,7 @@ lib_libantigw_a_SOURCES += \
 	lib/provider/copilot_auth.c lib/provider/copilot_auth.h \
 	lib/provider/type_copilot.c
 lib_libantigw_a_SOURCES += \
+	lib/provider/type_kiro.c
+lib_libantigw_a_SOURCES += \
 	lib/provider/credential.c lib/provider/credential.h \
 	lib/provider/kiro_auth.c lib/provider/kiro_auth.h

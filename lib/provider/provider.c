@@ -10,6 +10,7 @@
 static const agw_provider_ops *const types[AGW_PROVIDER_TYPE_COUNT] = {
     [AGW_PROVIDER_OPENAI] = &agw_provider_openai,
     [AGW_PROVIDER_ANTHROPIC] = &agw_provider_anthropic,
+    [AGW_PROVIDER_KIRO] = &agw_provider_kiro,
     [AGW_PROVIDER_COPILOT] = &agw_provider_copilot,
 };
 
@@ -158,6 +159,7 @@ agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after
 void agw_provider_call_free(agw_provider_call *c)
 {
     free(c->url);
+    free(c->profile_arn);
     for (size_t i = 0; i < c->n_headers; i++)
         free(c->headers[i]);
     memset(c, 0, sizeof *c);

@@ -41,6 +41,9 @@ typedef struct {
      * (provider/credential.h); 0 for a static key. After a 401 the caller
      * hands it to agw_cred_rejected() and retries once. */
     uint64_t credential_version;
+    /* Kiro: the account's profile ARN, which the request body carries
+     * (proto/kiro.h); NULL when none. */
+    char *profile_arn;
 } agw_provider_call;
 
 /* The client headers a provider call may carry over (NULL when absent). */
@@ -187,6 +190,7 @@ AGW_WARN_UNUSED agw_err agw_provider_parse_model_data(agw_str body, agw_provider
 /* The provider types (provider/type_*.c). */
 extern const agw_provider_ops agw_provider_openai;
 extern const agw_provider_ops agw_provider_anthropic;
+extern const agw_provider_ops agw_provider_kiro;
 extern const agw_provider_ops agw_provider_copilot;
 
 #endif

@@ -15,6 +15,8 @@ static const char *const kiro_models[] = {
     "claude-sonnet-4.5",
     "claude-sonnet-4",
     "claude-haiku-4.5",
+    "claude-opus-4.5",
+    "claude-opus-4.6",
     "claude-3.7-sonnet",
     NULL,
 };
