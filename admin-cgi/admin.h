@@ -210,6 +210,9 @@ void agw_admin_providers_bind(agw_lb *lb);
 void agw_admin_keys(agw_admin_req *r, agw_str rest);
 void agw_admin_usage(agw_admin_req *r);
 void agw_admin_audit_list(agw_admin_req *r);
+/* /admin/kiro/...: Kiro logins and accounts (admin_kiro.c); `rest` is the
+ * path after /admin/kiro. */
+void agw_admin_kiro(agw_admin_req *r, agw_str rest);
 
 /* ---- query strings ---- */
 

@@ -1,4 +1,5 @@
 #include "metrics/meter.h"
+#include "provider/credential.h"
 #include "route/models.h"
 
 void agw_meter_attempt(agw_metrics *m, agw_str provider, const agw_relay_result *res, int stream)
@@ -64,6 +65,7 @@ void agw_meter_health(agw_metrics *m, agw_lb *lb, const agw_config *cfg)
         const agw_provider_cfg *p = &cfg->providers[i];
         agw_lb_slot *slot = agw_lb_slot_of(lb, agw_str_c(p->name));
         if (slot)
-            agw_metrics_set_health(m, p->name, p->enabled && !atomic_load(&slot->unhealthy));
+            agw_metrics_set_health(m, p->name, p->enabled && !atomic_load(&slot->unhealthy) &&
+                                                   agw_cred_routable(p));
     }
 }

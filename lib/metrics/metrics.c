@@ -1,5 +1,7 @@
 #include "metrics/metrics.h"
 
+#include "provider/credential.h"
+
 #include <assert.h>
 #include <sched.h>
 #include <stddef.h>
@@ -425,6 +427,17 @@ agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_
     for (size_t i = 0; i < cfg->n_providers; i++)
         if ((e = sample(out, N, "provider", cfg->providers[i].name, NULL, NULL, NULL, NULL,
                         health_of(m, &cfg->providers[i]))))
+            return e;
+
+    N = "antigateway_provider_needs_login";
+    if ((e = family(out, N, "gauge",
+                    "1 when the account of a provider that logs in (kiro, copilot) has no "
+                    "usable login: its refresh token was refused, or it never logged in.")))
+        return e;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (agw_cred_type_logs_in(cfg->providers[i].type) &&
+            (e = sample(out, N, "provider", cfg->providers[i].name, NULL, NULL, NULL, NULL,
+                        !agw_cred_routable(&cfg->providers[i]))))
             return e;
 
     N = "antigateway_rate_limit_hits_total";

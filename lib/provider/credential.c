@@ -3,7 +3,6 @@
 #include "core/json.h"
 #include "net/upstream.h"
 #include "provider/copilot_auth.h"
-#include "provider/copilot_auth.h"
 #include "provider/kiro_auth.h"
 #include "proto/wire.h"
 #include "state/store.h"
@@ -164,6 +163,7 @@ const char *agw_login_status_name(agw_login_status s)
     case AGW_LOGIN_COMPLETED: return "completed";
     case AGW_LOGIN_EXPIRED: return "expired";
     case AGW_LOGIN_ERROR: return "error";
+    case AGW_LOGIN_DENIED: return "denied";
     case AGW_LOGIN_PENDING: break;
     }
     return "pending";
@@ -179,6 +179,8 @@ static agw_login_status login_status_parse(const char *s)
         return AGW_LOGIN_COMPLETED;
     if (strcmp(s, "expired") == 0)
         return AGW_LOGIN_EXPIRED;
+    if (strcmp(s, "denied") == 0)
+        return AGW_LOGIN_DENIED;
     return AGW_LOGIN_ERROR;
 }
 
@@ -821,21 +823,30 @@ agw_err agw_cred_refresh_now(const agw_provider_cfg *p, char *err, size_t errlen
     return e;
 }
 
-int agw_cred_routable(const agw_provider_cfg *p)
+const char *agw_cred_health(const agw_provider_cfg *p)
 {
     if (!agw_cred_type_logs_in(p->type) || !g.ready)
-        return 1;
+        return NULL;
     sqlite3 *h = db();
     sqlite3_stmt *st;
     if (!h || sqlite3_prepare_v2(h, "SELECT state FROM credentials WHERE provider = ?1", -1, &st,
                                  NULL) != SQLITE_OK)
-        return 1; /* the database failing is not the account's fault */
+        return NULL; /* the database failing is not the account's fault */
     sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
-    int ok = 0;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        ok = state_parse((const char *)sqlite3_column_text(st, 0)) == AGW_CRED_OK;
+    const char *says = "none";
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        says = agw_cred_state_name(state_parse((const char *)sqlite3_column_text(st, 0)));
+    else if (rc != SQLITE_DONE)
+        says = NULL;
     sqlite3_finalize(st);
-    return ok;
+    return says;
+}
+
+int agw_cred_routable(const agw_provider_cfg *p)
+{
+    const char *says = agw_cred_health(p);
+    return !says || strcmp(says, "ok") == 0;
 }
 
 long agw_cred_statuses(agw_cred_status *out, size_t cap)
@@ -1066,6 +1077,7 @@ agw_err agw_cred_login_update(const agw_cred_login *l, char *err, size_t errlen)
                                  " public = COALESCE(?3, public),"
                                  " secret_enc = COALESCE(?4, secret_enc),"
                                  " interval = CASE WHEN ?5 > 0 THEN ?5 ELSE interval END,"
+                                 " next_poll_at = CASE WHEN ?8 > 0 THEN ?8 ELSE next_poll_at END,"
                                  " updated_at = ?6 WHERE id = ?7",
                                  -1, &st, NULL) != SQLITE_OK) {
         wipe_buf(&sealed);
@@ -1081,6 +1093,7 @@ agw_err agw_cred_login_update(const agw_cred_login *l, char *err, size_t errlen)
     sqlite3_bind_int(st, 5, l->interval);
     sqlite3_bind_int64(st, 6, agw_wall_s());
     sqlite3_bind_text(st, 7, l->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, l->next_poll_at);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     wipe_buf(&sealed);

@@ -172,6 +172,10 @@ AGW_WARN_UNUSED agw_err agw_cred_refresh_now(const agw_provider_cfg *p, char *er
  * before agw_cred_setup() (nothing is known). */
 int agw_cred_routable(const agw_provider_cfg *p);
 
+/* What /health says of `p`'s account: "ok", "needs_login", "none" (never
+ * logged in); NULL for a type that does not log in, or before setup. */
+const char *agw_cred_health(const agw_provider_cfg *p);
+
 /* 1 when providers of type `t` authenticate through a credential record. */
 int agw_cred_type_logs_in(agw_provider_type t);
 
@@ -243,9 +247,10 @@ typedef enum {
     AGW_LOGIN_COMPLETED,
     AGW_LOGIN_EXPIRED,
     AGW_LOGIN_ERROR,
+    AGW_LOGIN_DENIED, /* the user declined (a device flow's access_denied) */
 } agw_login_status;
 
-/* "pending", "completed", "expired", "error". */
+/* "pending", "completed", "expired", "error", "denied". */
 const char *agw_login_status_name(agw_login_status s);
 
 typedef struct {
@@ -285,8 +290,9 @@ AGW_WARN_UNUSED agw_err agw_cred_login_get(const char *id, agw_cred_login *out, 
  * pending or already taken, -1 on a database failure. */
 int agw_cred_login_claim(const char *id, int next_interval);
 
-/* Ends or updates session `id`: its status, error (may be NULL), and, when
- * not NULL, new public/secret parts and interval. */
+/* Ends or updates session l->id: its status, error (may be NULL), and,
+ * when set (non-NULL, above 0), new public/secret parts, interval and
+ * next_poll_at. */
 AGW_WARN_UNUSED agw_err agw_cred_login_update(const agw_cred_login *l, char *err, size_t errlen);
 
 #endif

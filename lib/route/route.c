@@ -1,5 +1,6 @@
 #include "route/route.h"
 
+#include "provider/credential.h"
 #include "provider/provider.h"
 
 #include <fnmatch.h>
@@ -33,9 +34,12 @@ static int provider_serves(const agw_provider_cfg *p, agw_str model)
 /* Providers that can be filtered on, for the prefix steps. */
 typedef int (*provider_filter)(const agw_provider_cfg *p, const void *arg);
 
+/* An account that needs a new login (credential.h) is out of routing until
+ * an admin gives it one. */
 static int usable(const agw_provider_cfg *p, const agw_route_limits *lim)
 {
-    return p && p->enabled && (!lim || !lim->allowed || lim->allowed(p, lim->ud));
+    return p && p->enabled && (!lim || !lim->allowed || lim->allowed(p, lim->ud)) &&
+           agw_cred_routable(p);
 }
 
 static int is_type(const agw_provider_cfg *p, const void *arg)

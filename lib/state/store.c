@@ -122,7 +122,7 @@ static const char *const migrations[] = {
     "  id TEXT PRIMARY KEY,"        /* 32 hex digits, 128 random bits */
     "  provider TEXT NOT NULL,"
     "  kind TEXT NOT NULL,"
-    "  status TEXT NOT NULL CHECK (status IN ('pending','completed','expired','error')),"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','completed','expired','error','denied')),"
     "  public TEXT NOT NULL DEFAULT '{}',"
     "  secret_enc BLOB NOT NULL,"
     "  interval INTEGER NOT NULL DEFAULT 0,"
