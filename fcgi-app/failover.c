@@ -178,7 +178,7 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_
     r->upstream_us += agw_mono_us() - t0;
     agw_meter_attempt(r->metrics, provider, &res, stream);
     /* A refused token that can be renewed is not the provider's failure yet. */
-    int renew = res.retryable && res.upstream_status == 401 && at->may_renew &&
+    int renew = res.retryable && res.token_refused && at->may_renew &&
                 call->credential_version != 0;
     if (renew)
         at->renew_version = call->credential_version;
@@ -186,8 +186,9 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_
                res.upstream_status >= 200 && res.upstream_status <= 299 ? res.first_byte_us : 0,
                cooldown_ms(cfg, &res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
     if (renew) {
-        agw_log_info("%s %.*s provider=%s: the upstream refused its token (401): renewing it",
-                     r->method, agw_request_clip(r->path, 100), r->path.ptr, route->provider->name);
+        agw_log_info("%s %.*s provider=%s: the upstream refused its token (%d): renewing it",
+                     r->method, agw_request_clip(r->path, 100), r->path.ptr, route->provider->name,
+                     res.upstream_status);
         return 1;
     }
     if (res.retryable) {

@@ -86,8 +86,9 @@ typedef struct {
      * connect error, a timeout, a broken connection, a 401/403, a 402 (the
      * provider's account is out of quota), a 429 or a 5xx. */
     int may_retry;
-    /* Without may_retry, a 401 alone is still reported, not answered: the
-     * caller can renew the credential and send the call again. */
+    /* Without may_retry, a refused token (res->token_refused) is still
+     * reported, not answered: the caller can renew the credential and send
+     * the call again. */
     int may_retry_auth;
     /* A streamed answer (text/event-stream from the upstream) past either
      * limit is stopped, and ends with the protocol's error event (or a 502
@@ -121,6 +122,9 @@ typedef struct {
     /* rq->may_retry only: the call failed and the client got nothing. */
     int retryable;
     int upstream_status;        /* the upstream's status (0: no answer) */
+    /* The upstream refused the credential itself: a 401, or a 403 saying
+     * the token is invalid or expired (a renewed token may pass). */
+    int token_refused;
     long retry_after_s;         /* the upstream's retry-after in seconds, or -1 */
 } agw_relay_result;
 

@@ -30,7 +30,7 @@ CodeWhisperer API (Authorization: Bearer <an access token it issued>, else 401):
     POST /generateAssistantResponse -> an AWS event stream (real frames and CRCs):
              two assistantResponseEvents, a meteringEvent, a contextUsageEvent
 
-    kiro_auth.py --port 0 --portfile PATH [--name NAME] [--quiet]
+    kiro_auth.py --port 0 --portfile PATH [--secret S] [--name NAME] [--quiet]
 
 Control (never recorded): GET /_mock/requests, POST /_mock/reset, GET /_mock/stats
 (refreshes, social_refreshes, oidc_refreshes, exchanges, polls, early_polls, api_calls,
@@ -44,12 +44,15 @@ api_401, registrations), POST /_mock/config with a JSON object merged into the s
     working), profile_arn, profiles (list of ARNs ListAvailableProfiles names).
     POST /_mock/grant {access_token, refresh_token, expires_in} makes tokens valid
     (an account as the Kiro IDE would have it).
-Tokens are random: "kat-..." (access), "krt-..." (refresh), "kcs-..." (client secret).
+Tokens are random: "kat-..." (access), "krt-..." (refresh), "kcs-..." (client secret);
+with --secret S access tokens are "kat=N;exp=UNIX;r=R:<hmac-sha256 hex of the rest under S>",
+which kiro_api.py --secret S accepts until exp.
 """
 
 import argparse
 import base64
 import hashlib
+import hmac
 import json
 import os
 import struct
@@ -181,8 +184,14 @@ class Handler(upstream.Handler):
     def mint(self, st, kind, client=None, old_refresh=None):
         """New tokens (under st.lock); the refresh token rotates unless told not to."""
         st.next_id += 1
-        access = "kat-%d-%s" % (st.next_id, os.urandom(12).hex())
         ttl = int(st.settings["token_ttl"])
+        access = "kat-%d-%s" % (st.next_id, os.urandom(12).hex())
+        if self.server.cfg.secret:
+            # Signed so that kiro_api.py (same --secret) takes it too.
+            claims = "kat=%d;exp=%d;r=%s" % (st.next_id, int(time.time()) + ttl,
+                                             os.urandom(6).hex())
+            access = claims + ":" + hmac.new(self.server.cfg.secret.encode(), claims.encode(),
+                                             hashlib.sha256).hexdigest()
         st.access[access] = time.time() + ttl
         out = {"accessToken": access, "expiresIn": ttl}
         if old_refresh is None or st.settings["rotate"]:
@@ -395,6 +404,8 @@ def main():
     ap = argparse.ArgumentParser(description="Mock Kiro accounts service")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--portfile")
+    ap.add_argument("--secret", default="",
+                    help="sign access tokens as kiro_api.py --secret S takes them")
     ap.add_argument("--name", default="kiro-auth")
     ap.add_argument("--quiet", action="store_true")
     cfg = ap.parse_args()
