@@ -917,6 +917,8 @@ void agw_admin_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
         agw_admin_usage(&r);
     else if (agw_str_eq(r.path, AGW_STR_LIT("/admin/audit")))
         agw_admin_audit_list(&r);
+    else if (agw_str_starts(r.path, AGW_STR_LIT("/admin/copilot/")))
+        agw_admin_copilot(&r, (agw_str){ r.path.ptr + 14, r.path.len - 14 });
     else if (agw_str_starts(r.path, AGW_STR_LIT("/admin/kiro/")))
         agw_admin_kiro(&r, (agw_str){ r.path.ptr + 11, r.path.len - 11 });
     else

@@ -210,6 +210,12 @@ void agw_admin_providers_bind(agw_lb *lb);
 void agw_admin_keys(agw_admin_req *r, agw_str rest);
 void agw_admin_usage(agw_admin_req *r);
 void agw_admin_audit_list(agw_admin_req *r);
+/* GitHub Copilot logins and accounts (admin_copilot.c): `rest` follows
+ * /admin/copilot. */
+void agw_admin_copilot(agw_admin_req *r, agw_str rest);
+/* A PUT of `provider` whose body holds github_token: stores it (answered
+ * either way) and returns 1; 0 when the body has no github_token. */
+int agw_admin_copilot_set_token(agw_admin_req *r, const char *provider, const cJSON *body);
 /* /admin/kiro/...: Kiro logins and accounts (admin_kiro.c); `rest` is the
  * path after /admin/kiro. */
 void agw_admin_kiro(agw_admin_req *r, agw_str rest);

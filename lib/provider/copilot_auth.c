@@ -255,9 +255,9 @@ agw_err agw_copilot_exchange(const agw_provider_cfg *p, const char *github_token
                                              : expires - 300;
     if (refresh_at > expires - COPILOT_REFRESH_MARGIN_S)
         refresh_at = expires - COPILOT_REFRESH_MARGIN_S;
-    /* A token due at once would be exchanged on every call: it serves 10 s
+    /* A token due at once would be exchanged on every call: it serves 5 s
      * (or half its life, when shorter) first. */
-    int64_t least = (expires - now) / 2 < 10 ? (expires - now) / 2 : 10;
+    int64_t least = (expires - now) / 2 < 5 ? (expires - now) / 2 : 5;
     if (refresh_at < now + least)
         refresh_at = now + least;
     char *api_base = NULL;

@@ -136,6 +136,10 @@ typedef struct agw_provider_ops {
      * something; AGW_ENOTFOUND when the body goes as it is (byte for byte);
      * AGW_EBUSY/AGW_ETOOBIG from `out`'s limits. NULL: always as it is. */
     agw_err (*repair_body)(agw_provider_op op, agw_str body, agw_buf *out);
+    /* Appends the ids of the models the account serves, as this process
+     * last learnt them with its token (Copilot), for the model catalog.
+     * AGW_ENOTFOUND when it knows none. NULL: the prober's cached list. */
+    agw_err (*account_models)(const agw_provider_cfg *p, agw_provider_models *out);
 } agw_provider_ops;
 
 /* The interface of a provider type; NULL for a type this gateway cannot call

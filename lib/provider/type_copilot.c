@@ -330,4 +330,5 @@ const agw_provider_ops agw_provider_copilot = {
     .plan = copilot_plan,
     .serves = copilot_serves,
     .repair_body = copilot_repair_body,
+    .account_models = agw_copilot_models,
 };

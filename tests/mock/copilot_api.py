@@ -15,7 +15,8 @@ and its [[mock: ...]] directives, on Copilot's paths:
 Every call needs `Authorization: Bearer <copilot token>` where the token is one
 that github.py minted with the same --secret: "tid=N;exp=UNIX;sku=...:<hmac>".
 An expired or forged token gets 401 (what the real API answers when the
-half-hour token has run out).  A model the list does not hold gets 400
+half-hour token has run out).  POST /_mock/expire expires every token seen so
+far (tid below the next one); GET /_mock/rejected counts the 401s.  A model the list does not hold gets 400
 model_not_supported; a model served only by /responses gets 400
 unsupported_api_for_model on /chat/completions.  `status=402` answers
 quota_exceeded (directive or /_mock/force).
@@ -45,17 +46,25 @@ MODELS = [
 SERVED = {m for m, _, _ in MODELS}
 
 
+EXPIRED = {"below_tid": 0, "max_tid": 0, "rejected": 0}
+EXPIRED_LOCK = threading.Lock()
+
+
 def token_valid(secret, token):
-    """1 for a token github.py minted with `secret` whose exp is still ahead."""
+    """1 for a token github.py minted with `secret` whose exp is still ahead
+    and that POST /_mock/expire has not expired."""
     body, _, sig = token.rpartition(":")
     want = hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
     if not body or not hmac.compare_digest(sig, want):
         return False
     fields = dict(f.split("=", 1) for f in body.split(";") if "=" in f)
     try:
-        return int(fields.get("exp", "0")) > time.time()
+        tid, exp = int(fields.get("tid", "0")), int(fields.get("exp", "0"))
     except ValueError:
         return False
+    with EXPIRED_LOCK:
+        EXPIRED["max_tid"] = max(EXPIRED["max_tid"], tid)
+        return exp > time.time() and tid >= EXPIRED["below_tid"]
 
 
 class Handler(upstream.Handler):
@@ -70,6 +79,14 @@ class Handler(upstream.Handler):
             self.close_connection = True
             return self.send_json(400, {"error": {"message": "bad request body"}})
         self.conn_requests += 1
+        if path == "/_mock/expire" and self.command == "POST":
+            # Every token seen so far expires now, as a half-hour token does.
+            with EXPIRED_LOCK:
+                EXPIRED["below_tid"] = EXPIRED["max_tid"] + 1
+            return self.send_json(200, {"ok": True, "below_tid": EXPIRED["below_tid"]})
+        if path == "/_mock/rejected" and self.command == "GET":
+            with EXPIRED_LOCK:
+                return self.send_json(200, {"rejected": EXPIRED["rejected"]})
         if path == "/_mock" or path.startswith("/_mock/"):
             return self.control(path, body)
         self.record(body)
@@ -87,6 +104,8 @@ class Handler(upstream.Handler):
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not token_valid(self.server.cfg.secret, auth[7:]):
             # The real service answers a bare text body here.
+            with EXPIRED_LOCK:
+                EXPIRED["rejected"] += 1
             return self.send_body(401, b"unauthorized: token expired\n", "text/plain")
         req = {}
         if method == "POST":

@@ -26,7 +26,8 @@ merged into the settings:
     "access_denied" or "ok"; the last repeats; default ["ok"]), slow_down_interval (the
     interval slow_down returns; default interval + 5), token_ttl (s, 1800), refresh_in
     (s, 1500), api_url (endpoints.api), exchange_delay_ms, revoked (GitHub tokens the
-    exchange refuses with 401), login, plan, premium_remaining, premium_entitlement.
+    exchange refuses with 401), revoke_all (refuse every GitHub token), login, plan,
+    premium_remaining, premium_entitlement.
 A poll earlier than the interval allows (since the code's previous poll) counts in
 early_polls and answers slow_down, as GitHub does.
 """
@@ -47,7 +48,7 @@ from upstream import MockServer  # noqa: E402
 
 DEFAULTS = {"interval": 1, "expires_in": 900, "outcomes": ["ok"], "slow_down_interval": None,
             "token_ttl": 1800, "refresh_in": 1500, "api_url": "", "exchange_delay_ms": 0,
-            "revoked": [], "login": "octo-mock", "plan": "individual",
+            "revoked": [], "revoke_all": False, "login": "octo-mock", "plan": "individual",
             "premium_remaining": 250, "premium_entitlement": 300}
 
 
@@ -120,7 +121,7 @@ class Handler(upstream.Handler):
     def known(self, tok):
         st = self.server.state
         return tok is not None and (tok in st.tokens or tok in self.server.cfg.github_token) \
-            and tok not in st.settings["revoked"]
+            and tok not in st.settings["revoked"] and not st.settings["revoke_all"]
 
     # ---- device flow ------------------------------------------------------
 
