@@ -17,6 +17,7 @@
  */
 #include "admin.h"
 
+#include "proto/apierr.h"
 #include "provider/credential.h"
 #include "provider/kiro_auth.h"
 
@@ -28,6 +29,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Session times are whole seconds: a poll due at now + interval + this is
+ * never sooner than the interval (an earlier one earns slow_down). */
+#define POLL_MARGIN_S 1
 /* A login's or refresh's upstream calls: short, an admin is waiting. */
 #define KIRO_ADMIN_HTTP_MS 15000
 /* The largest credential file read from the server's disk. */
@@ -351,7 +355,7 @@ static void login_start(agw_admin_req *r)
         cJSON_AddStringToObject(sec, "client_secret", d.client_secret);
         cJSON_AddStringToObject(sec, "device_code", d.device_code);
         l.interval = d.interval;
-        l.next_poll_at = agw_wall_s() + d.interval;
+        l.next_poll_at = agw_wall_s() + d.interval + POLL_MARGIN_S;
         if (d.expires_in < AGW_CRED_LOGIN_TTL)
             cJSON_AddNumberToObject(pub, "device_expires_at", (double)(agw_wall_s() + d.expires_in));
         agw_kiro_device_free(&d);
@@ -438,7 +442,7 @@ static void device_poll(agw_admin_req *r, agw_cred_login *l, const agw_provider_
     case AGW_KIRO_POLL_SLOW_DOWN: {
         /* RFC 8628 §3.5: every later poll waits 5 s longer. */
         l->interval += 5;
-        l->next_poll_at = agw_wall_s() + l->interval;
+        l->next_poll_at = agw_wall_s() + l->interval + POLL_MARGIN_S;
         char *keep_pub = l->public_json, *keep_sec = l->secret_json;
         l->public_json = l->secret_json = NULL; /* unchanged */
         if (agw_cred_login_update(l, err, sizeof err) != AGW_OK)
@@ -470,7 +474,7 @@ static void login_status(agw_admin_req *r, const char *id)
     if (!load_session(r, id, &l))
         return;
     if (l.status == AGW_LOGIN_PENDING && l.interval > 0 &&
-        agw_cred_login_claim(id, l.interval) == 1) {
+        agw_cred_login_claim(id, l.interval + POLL_MARGIN_S) == 1) {
         kiro_provider kp;
         if (!find_kiro(r, l.provider, NULL, &kp)) {
             agw_cred_login_free(&l);
@@ -883,7 +887,8 @@ static void account_quota(agw_admin_req *r, const kiro_provider *kp)
                                   sizeof why);
         uint64_t v = t.version;
         agw_cred_token_free(&t);
-        if (!(e == AGW_EINVAL && status == 401 && attempt == 0))
+        if (!(e == AGW_EINVAL && attempt == 0 &&
+              agw_apierr_token_refused(status, agw_buf_view(&body))))
             break;
         /* A refused token: renewed once (or taken from whoever renewed it). */
         if ((e = agw_cred_rejected(&kp->cfg, v, err, sizeof err))) {

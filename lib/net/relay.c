@@ -1,6 +1,7 @@
 #include "net/relay.h"
 #include "core/json.h"
 #include "core/sse.h"
+#include "proto/apierr.h"
 
 #include <stdio.h>
 
@@ -660,20 +661,6 @@ static int provider_refused(int status)
     return status == 401 || status == 403;
 }
 
-/* The upstream refused the call's token itself (so a renewed token may
- * pass): a 401, or a 403 whose body says the token is invalid or expired
- * (Kiro and AWS answer a stale bearer token so). Any other 403 is a refusal
- * no new token changes, and renewing on those gets accounts suspended. */
-static int token_refused(const agw_relay_call *r, int status)
-{
-    if (status == 401)
-        return 1;
-    if (status != 403 || r->mode != MODE_ERROR || !r->body.data)
-        return 0;
-    const char *b = r->body.data;
-    return strcasestr(b, "token") && (strcasestr(b, "invalid") || strcasestr(b, "expired"));
-}
-
 /* Failover is possible only while the client has seen nothing at all: the
  * next provider's answer must be the first thing it gets. The failure is then
  * reported, not answered; res->status is what the client would have got. */
@@ -681,7 +668,9 @@ static int leave_for_failover(agw_relay_call *r, const agw_upstream_result *ures
 {
     agw_relay_result *res = r->res;
     res->token_refused = ures->outcome == AGW_UPSTREAM_DONE &&
-                         token_refused(r, res->upstream_status);
+                         agw_apierr_token_refused(res->upstream_status,
+                                                  r->mode == MODE_ERROR ? agw_buf_view(&r->body)
+                                                                        : (agw_str){ NULL, 0 });
     int auth_renewable = r->rq->may_retry_auth && res->token_refused;
     if ((!r->rq->may_retry && !auth_renewable) || gone || r->committed || res->bytes_out != 0)
         return 0;

@@ -29,6 +29,13 @@ AGW_WARN_UNUSED agw_err agw_apierr_body(agw_buf *out, agw_proto proto, int statu
  * {"error":{...}} object (which the OpenAI SDKs raise as an APIError). */
 AGW_WARN_UNUSED agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status, agw_str message);
 
+/* 1 when an upstream's error answer refuses the call's token itself, so a
+ * renewed token may pass: a 401, or a 403 whose body says the token is
+ * invalid or expired (Kiro and AWS answer a stale bearer token so). Any
+ * other 403 is a refusal no new token changes (renewing on those has got
+ * accounts suspended). `body` may be empty. */
+int agw_apierr_token_refused(long status, agw_str body);
+
 /* The reason phrase for a status ("Not Found"); "Unknown" for unusual codes. */
 const char *agw_http_reason(int status);
 

@@ -24,7 +24,7 @@ OIDC (AWS SSO OIDC):
              than the interval -> slow_down (interval + 5), as AWS does
     POST /token {clientId, clientSecret, grantType=refresh_token, refreshToken}
              -> {accessToken, refreshToken?, expiresIn, tokenType}; bad -> 400 invalid_grant
-CodeWhisperer API (Authorization: Bearer <an access token it issued>, else 401):
+CodeWhisperer API (Authorization: Bearer <an access token it issued>, else reject_status):
     POST /ListAvailableProfiles (x-amz-target ...ListAvailableProfiles) -> {profiles}
     GET  /getUsageLimits?origin&resourceType[&profileArn] -> {usageBreakdownList, ...}
     POST /generateAssistantResponse -> an AWS event stream (real frames and CRCs):
@@ -32,16 +32,19 @@ CodeWhisperer API (Authorization: Bearer <an access token it issued>, else 401):
 
     kiro_auth.py --port 0 --portfile PATH [--secret S] [--name NAME] [--quiet]
 
-Control (never recorded): GET /_mock/requests, POST /_mock/reset, GET /_mock/stats
+Control (never recorded): GET /_mock/requests, POST /_mock/reset, GET /_mock/secrets (every
+token, code and client secret it handed out, for leak checks), GET /_mock/stats
 (refreshes, social_refreshes, oidc_refreshes, exchanges, polls, early_polls, api_calls,
-api_401, registrations), POST /_mock/config with a JSON object merged into the settings:
+api_rejected, registrations), POST /_mock/config with a JSON object merged into the settings:
     interval (s, 1), expires_in (device code, s, 600), outcomes (successive device polls:
     "authorization_pending", "slow_down", "expired_token", "access_denied", "ok"; the
     last repeats; default ["ok"]), rotate (bool, true), token_ttl (s, 3600),
     refresh_delay_ms (each refresh waits this long first), refresh_status (forces a
     refresh answer's status, e.g. 500), revoked (refresh tokens refused with
     invalid_grant), revoke_access (bool: every access token issued so far stops
-    working), profile_arn, profiles (list of ARNs ListAvailableProfiles names).
+    working), profile_arn, profiles (list of ARNs ListAvailableProfiles names),
+    reject_status (what the API answers a bad bearer token: 403 with "The bearer token
+    included in the request is invalid." as the service does, or 401).
     POST /_mock/grant {access_token, refresh_token, expires_in} makes tokens valid
     (an account as the Kiro IDE would have it).
 Tokens are random: "kat-..." (access), "krt-..." (refresh), "kcs-..." (client secret);
@@ -70,7 +73,8 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEFAULT_ARN = "arn:aws:codewhisperer:us-east-1:123456789012:profile/MOCKPROFILE"
 DEFAULTS = {"interval": 1, "expires_in": 600, "outcomes": ["ok"], "rotate": True,
             "token_ttl": 3600, "refresh_delay_ms": 0, "refresh_status": 0, "revoked": [],
-            "revoke_access": False, "profile_arn": DEFAULT_ARN, "profiles": [DEFAULT_ARN]}
+            "revoke_access": False, "profile_arn": DEFAULT_ARN, "profiles": [DEFAULT_ARN],
+            "reject_status": 403}
 
 
 def b64url(raw):
@@ -100,9 +104,10 @@ class KiroAuthState(upstream.State):
         self.clients = {}        # clientId -> clientSecret
         self.codes = {}          # social code -> {challenge, redirect_uri}
         self.devices = {}        # deviceCode -> {client, polls, last_poll, issued, interval}
+        self.issued = []         # every token, code and client secret handed out
         self.counts = {k: 0 for k in ("refreshes", "social_refreshes", "oidc_refreshes",
                                       "exchanges", "polls", "early_polls", "api_calls",
-                                      "api_401", "registrations")}
+                                      "api_rejected", "registrations")}
         self.next_id = 0
 
 
@@ -172,6 +177,10 @@ class Handler(upstream.Handler):
                 if g.get("client_id"):
                     st.clients[g["client_id"]] = g.get("client_secret", "")
             return self.send_json(200, {"ok": True})
+        if path == "/_mock/secrets" and self.command == "GET":
+            with st.lock:
+                out = list(st.issued)
+            return self.send_json(200, out)
         if path == "/_mock/stats" and self.command == "GET":
             with st.lock:
                 out = dict(st.counts)
@@ -193,10 +202,12 @@ class Handler(upstream.Handler):
             access = claims + ":" + hmac.new(self.server.cfg.secret.encode(), claims.encode(),
                                              hashlib.sha256).hexdigest()
         st.access[access] = time.time() + ttl
+        st.issued.append(access)
         out = {"accessToken": access, "expiresIn": ttl}
         if old_refresh is None or st.settings["rotate"]:
             refresh = "krt-%d-%s" % (st.next_id, os.urandom(12).hex())
             st.refresh[refresh] = {"kind": kind, "client": client}
+            st.issued.append(refresh)
             if old_refresh is not None:
                 st.refresh.pop(old_refresh, None)
             out["refreshToken"] = refresh
@@ -210,10 +221,12 @@ class Handler(upstream.Handler):
             st.counts["api_calls"] += 1
             ok = tok is not None and st.access.get(tok, 0) > time.time()
             if not ok:
-                st.counts["api_401"] += 1
+                st.counts["api_rejected"] += 1
         if not ok:
-            self.send_json(401, {"__type": "com.amazon.aws.codewhisperer#UnauthorizedException",
-                                 "message": "The bearer token included in the request is invalid."})
+            # What the service answers a stale or unknown bearer token.
+            self.send_json(st.settings["reject_status"],
+                           {"__type": "com.amazon.aws.codewhisperer#AccessDeniedException",
+                            "message": "The bearer token included in the request is invalid."})
         return ok
 
     def refresh_common(self, st, kind, token, client=None):
@@ -253,6 +266,7 @@ class Handler(upstream.Handler):
             code = "kc-%d-%s" % (st.next_id, os.urandom(8).hex())
             redirect = q["redirect_uri"] + "/oauth/callback?login_option=google"
             st.codes[code] = {"challenge": q["code_challenge"], "redirect_uri": redirect}
+            st.issued.append(code)
         loc = "%s/oauth/callback?%s" % (q["redirect_uri"], urlencode(
             {"code": code, "state": q["state"], "login_option": "google"}))
         self.send_body(302, b"", "text/plain", headers=[("Location", loc)])
@@ -286,6 +300,7 @@ class Handler(upstream.Handler):
             st.next_id += 1
             cid = "kci-%d-%s" % (st.next_id, os.urandom(6).hex())
             st.clients[cid] = "kcs-%s" % os.urandom(16).hex()
+            st.issued.append(st.clients[cid])
             out = {"clientId": cid, "clientSecret": st.clients[cid],
                    "clientIdIssuedAt": int(time.time()),
                    "clientSecretExpiresAt": int(time.time()) + 90 * 86400}
@@ -302,6 +317,7 @@ class Handler(upstream.Handler):
                 return self.send_json(400, {"error": "invalid_client"})
             st.next_id += 1
             code = "kdc-%d-%s" % (st.next_id, os.urandom(8).hex())
+            st.issued.append(code)
             s = st.settings
             st.devices[code] = {"client": doc["clientId"], "polls": 0, "last_poll": 0.0,
                                 "issued": time.time(), "interval": s["interval"],
