@@ -5,6 +5,7 @@
 
 #define PRELUDE_LEN 12u /* total length, headers length, prelude CRC */
 #define MIN_FRAME 16u   /* the prelude and the message CRC */
+#define FEED_SLICE (64u << 10) /* input taken into the buffer at a time */
 
 static uint32_t crc_table[256];
 
@@ -43,8 +44,8 @@ void agw_es_decoder_init(agw_es_decoder *d, size_t max_frame)
 {
     memset(d, 0, sizeof *d);
     d->max_frame = max_frame ? max_frame : AGW_ES_MAX_FRAME;
-    /* A frame and the bytes of the read that completed it. */
-    agw_buf_init(&d->buf, d->max_frame + (1u << 20));
+    /* A frame and the slice of input that completed it. */
+    agw_buf_init(&d->buf, d->max_frame + FEED_SLICE);
 }
 
 void agw_es_decoder_free(agw_es_decoder *d)
@@ -142,12 +143,9 @@ static agw_err frame_length(agw_es_decoder *d, const unsigned char *p, size_t av
     return AGW_OK;
 }
 
-agw_err agw_es_feed(agw_es_decoder *d, const char *p, size_t n, agw_es_sink sink, void *ud)
+/* Frames complete in the buffer go to the sink; returns the first error. */
+static agw_err drain(agw_es_decoder *d, agw_es_sink sink, void *ud, int *stopped)
 {
-    if (d->failed)
-        return d->failed;
-    if (n && agw_buf_append(&d->buf, p, n) != AGW_OK)
-        return fail(d, AGW_ETOOBIG, "frame larger than the cap");
     size_t off = 0;
     agw_err e = AGW_OK;
     for (;;) {
@@ -165,12 +163,37 @@ agw_err agw_es_feed(agw_es_decoder *d, const char *p, size_t n, agw_es_sink sink
         agw_es_message m = { d->headers, count,
                              { (const char *)f + PRELUDE_LEN + hlen, len - MIN_FRAME - hlen } };
         off += len;
-        if (sink(ud, &m))
+        if (sink(ud, &m)) {
+            *stopped = 1;
             break;
+        }
     }
     if (off)
         agw_buf_consume(&d->buf, off);
     return e;
+}
+
+agw_err agw_es_feed(agw_es_decoder *d, const char *p, size_t n, agw_es_sink sink, void *ud)
+{
+    if (d->failed)
+        return d->failed;
+    /* In slices, so that the buffer holds at most one frame and a slice
+     * however much arrives at once. */
+    int stopped = 0;
+    do {
+        size_t k = n < FEED_SLICE ? n : FEED_SLICE;
+        if (k && agw_buf_append(&d->buf, p, k) != AGW_OK)
+            return fail(d, AGW_ETOOBIG, "frame larger than the cap");
+        p += k;
+        n -= k;
+        agw_err e = drain(d, sink, ud, &stopped);
+        if (e)
+            return e;
+    } while (n && !stopped);
+    /* A sink that stopped leaves the rest for the next feed. */
+    if (n && agw_buf_append(&d->buf, p, n) != AGW_OK)
+        return fail(d, AGW_ETOOBIG, "frame larger than the cap");
+    return AGW_OK;
 }
 
 agw_err agw_es_finish(agw_es_decoder *d)
