@@ -598,6 +598,17 @@ def invalid_grant_takes_the_account_out_of_routing(ctx):
     text = data.decode()
     check('antigateway_provider_needs_login{provider="kiro-dead"} 1' in text, "metrics: dead")
     check('antigateway_provider_needs_login{provider="kiro-live"} 0' in text, "metrics: live")
+    # Routing by type leaves out the dead account and those never logged in:
+    # no call even tries them (the pool would log "has no usable credential").
+    mark = len(ctx.gw.log_text())
+    for i in range(20):
+        s, _, data = ctx.gw.call("POST", "/v1/chat/completions",
+                                 body=chat("routed %d" % i, model="kiro/claude-sonnet-4.5"))
+        eq(s, 200, "a call routed by type: %s" % data[:200])
+    tried = ctx.gw.log_text()[mark:]
+    check("has no usable credential" not in tried, "a call tried an account without a token")
+    check("provider=kiro-dead" not in tried and "provider=kiro-bad" not in tried,
+          "the pool touched an account out of routing")
     # A forced refresh is tried (an admin asked) and says so.
     s, err = admin(ctx, "POST", "/admin/kiro/kiro-dead/refresh")
     eq(s, 409, "forced refresh of a dead account: %s" % err)
