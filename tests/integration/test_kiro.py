@@ -524,6 +524,37 @@ def usage_rows_are_estimated_and_streams_fine_in_parallel(ctx):
     check(all(r[1] == 1 and r[2] == 5000 and r[3] > 0 and r[4] == 200 for r in rows), rows[:3])
 
 
+@test(timeout=300)
+def official_sdks(ctx):
+    """tests/sdk/kiro.test.mjs: both SDKs, streamed and not, text, a two-turn
+    tool round trip, images, thinking, errors; the mock's records checked
+    field by field (the priority strategy sends every call to kiro-a)."""
+    import shutil
+    import test_sdk
+    reset(ctx)
+    node = shutil.which("node")
+    check(node, "node is not installed (deploy/quickstart.sh check installs it)")
+    where = test_sdk.sdk_dir_ready()
+    check(where, "npm ci in tests/sdk failed")
+    env = dict(os.environ, GATEWAY_URL="http://127.0.0.1:%d" % ctx.gw.port,
+               GATEWAY_KEY=CLIENT_KEY,
+               OPENAI_MOCK_URL="http://127.0.0.1:%d" % ctx.openai.port,
+               ANTHROPIC_MOCK_URL="http://127.0.0.1:%d" % ctx.anthropic.port,
+               KIRO_MOCK_URL="http://127.0.0.1:%d" % ctx.kiro_a.port,
+               KIRO_TOKEN=TOKEN_A, KIRO_PROFILE_ARN=ARN_A)
+    for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+              "ANTHROPIC_AUTH_TOKEN"):
+        env.pop(k, None)
+    r = subprocess.run([node, "--test", "--test-reporter=tap",
+                        os.path.join(where, "kiro.test.mjs")], cwd=where, env=env,
+                       capture_output=True, text=True, timeout=280)
+    passed = len(re.findall(r"^ok \d+ - kiro", r.stdout, re.M))
+    failed = [line for line in r.stdout.splitlines() if line.startswith("not ok")]
+    check(r.returncode == 0 and not failed and passed == 8,
+          "SDK tests: %d passed, failed %r:\n%s" % (passed, failed, r.stdout[-4000:]))
+    time.sleep(2.5)  # the last one throttled both accounts: let them cool down
+
+
 @test(timeout=30)
 def tokens_never_reach_a_log(ctx):
     for t in (TOKEN_A, TOKEN_B, "refresh-kiro-a"):

@@ -339,8 +339,10 @@ class Handler(upstream.Handler):
             kb = d.int("tool_kb")
             for n, name in enumerate(names):
                 tid = "tooluse_mock%d" % n
-                inp = json.dumps({"location": "Paris, France", "unit": "celsius",
-                                  "blob": "x" * (kb * 1024)}, separators=(",", ":"))
+                args = {"location": "Paris, France", "unit": "celsius"}
+                if kb:
+                    args["blob"] = "x" * (kb * 1024)
+                inp = json.dumps(args, separators=(",", ":"))
                 step = max(1, len(inp) // 4) if kb == 0 else 700
                 pieces = [inp[i:i + step] for i in range(0, len(inp), step)]
                 last = n == len(names) - 1
