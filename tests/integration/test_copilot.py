@@ -458,6 +458,34 @@ def embeddings(ctx):
         eq(got[0][0].get(k), v, k)
 
 
+@test(timeout=300)
+def official_sdks(ctx):
+    """tests/sdk/copilot.test.mjs: both SDKs, streamed and not, tools, images,
+    thinking, against the account cp1 (its calls reach copilot-a)."""
+    import shutil
+    import subprocess
+    import test_sdk
+    node = shutil.which("node")
+    check(node, "node is not installed (deploy/quickstart.sh check installs it)")
+    where = test_sdk.sdk_dir_ready()
+    check(where, "npm ci in tests/sdk failed")
+    env = dict(os.environ, GATEWAY_URL="http://127.0.0.1:%d" % ctx.gw.port,
+               GATEWAY_KEY=CLIENT_KEY,
+               OPENAI_MOCK_URL="http://127.0.0.1:%d" % ctx.openai.port,
+               ANTHROPIC_MOCK_URL="http://127.0.0.1:%d" % ctx.anthropic.port,
+               COPILOT_MOCK_URL="http://127.0.0.1:%d" % ctx.copilot_a.port)
+    for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+              "ANTHROPIC_AUTH_TOKEN"):
+        env.pop(k, None)
+    r = subprocess.run([node, "--test", "--test-reporter=tap",
+                        os.path.join(where, "copilot.test.mjs")], cwd=where, env=env,
+                       capture_output=True, text=True, timeout=280)
+    passed = len(re.findall(r"^ok \d+ - copilot", r.stdout, re.M))
+    failed = [line for line in r.stdout.splitlines() if line.startswith("not ok")]
+    check(r.returncode == 0 and not failed and passed == 6,
+          "SDK tests: %d passed, failed %r:\n%s" % (passed, failed, r.stdout[-4000:]))
+
+
 @test(timeout=30)
 def models_listed_from_the_account(ctx):
     s, _, d = ctx.gw.call("GET", "/v1/models")
