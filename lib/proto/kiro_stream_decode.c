@@ -93,7 +93,8 @@ static int start(feed_ctx *c)
     agw_ir_event_init(&ev, AGW_IR_EV_MESSAGE_START);
     if (agw_wire_make_id(&d->arena, AGW_STR_LIT("msg_"), (agw_str){ NULL, 0 }, &ev.id) != AGW_OK)
         ev.id = AGW_STR_LIT("msg_kiro");
-    ev.usage.input = d->input_estimate;
+    /* Kiro says how much of the context the request took only at the end:
+     * the input count goes with MESSAGE_DELTA. */
     ev.usage.output = 0;
     return emit(c, &ev);
 }
