@@ -159,12 +159,15 @@ static void test_no_key_no_credential_header(void **state)
 
 static void test_types_without_ops(void **state)
 {
-    /* kiro and copilot have no operations in this module (yet): EINVAL, not a
-     * half-built call. */
-    for (int op = AGW_OP_CHAT; op <= AGW_OP_MODELS; op++) {
-        expect_einval(prov(state, "ki"), (agw_provider_op)op, NULL);
-        expect_einval(prov(state, "cp"), (agw_provider_op)op, NULL);
-    }
+    /* An operation a type has no endpoint for is EINVAL, not a half-built
+     * call: Copilot counts no tokens (the gateway estimates them). */
+    expect_einval(prov(state, "cp"), AGW_OP_COUNT_TOKENS, NULL);
+    const agw_provider_ops *cp = agw_provider_ops_of(AGW_PROVIDER_COPILOT);
+    assert_non_null(cp);
+    assert_string_equal(cp->path(AGW_OP_CHAT), "/chat/completions");
+    assert_string_equal(cp->path(AGW_OP_MESSAGES), "/v1/messages");
+    assert_string_equal(cp->path(AGW_OP_EMBEDDINGS), "/embeddings");
+    assert_string_equal(cp->path(AGW_OP_MODELS), "/models");
 }
 
 static void test_interface_table(void **state)
@@ -202,9 +205,9 @@ static void test_interface_table(void **state)
         assert_int_equal(both[i]->probe_verdict(0), AGW_PROBE_FAILED);
         assert_non_null(both[i]->parse_models);
     }
-    /* Types this gateway cannot call yet, and values past the enum. */
-    assert_null(agw_provider_ops_of(AGW_PROVIDER_KIRO));
-    assert_null(agw_provider_ops_of(AGW_PROVIDER_COPILOT));
+    /* Every type can be called; values past the enum have no interface. */
+    assert_int_equal(agw_provider_ops_of(AGW_PROVIDER_KIRO)->type, AGW_PROVIDER_KIRO);
+    assert_int_equal(agw_provider_ops_of(AGW_PROVIDER_COPILOT)->type, AGW_PROVIDER_COPILOT);
     assert_null(agw_provider_ops_of(AGW_PROVIDER_TYPE_COUNT));
     assert_null(agw_provider_ops_of((agw_provider_type)-1));
 }
@@ -213,8 +216,8 @@ static void test_callable(void **state)
 {
     assert_true(agw_provider_callable(prov(state, "oa")));
     assert_true(agw_provider_callable(prov(state, "an")));
-    assert_false(agw_provider_callable(prov(state, "ki")));
-    assert_false(agw_provider_callable(prov(state, "cp")));
+    assert_true(agw_provider_callable(prov(state, "ki")));
+    assert_true(agw_provider_callable(prov(state, "cp")));
 }
 
 static void test_header_limit(void **state)
