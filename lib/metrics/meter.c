@@ -37,12 +37,15 @@ static agw_metrics_series *series_of(agw_metrics *m, const agw_config *cfg,
 void agw_meter_answer(agw_metrics *m, const agw_config *cfg, const agw_usage_record *u,
                       uint64_t ttft_us)
 {
+    agw_metrics_series *s = series_of(m, cfg, u);
     if (!u->tokens_estimated) {
-        agw_metrics_series *s = series_of(m, cfg, u);
         agw_metrics_count_tokens(s, AGW_TOKENS_INPUT, u->input_tokens);
         agw_metrics_count_tokens(s, AGW_TOKENS_OUTPUT, u->output_tokens);
         agw_metrics_count_tokens(s, AGW_TOKENS_CACHE_READ, u->cache_read_tokens);
         agw_metrics_count_tokens(s, AGW_TOKENS_CACHE_WRITE, u->cache_write_tokens);
+    } else {
+        agw_metrics_count_tokens_estimated(s, AGW_TOKENS_INPUT, u->input_tokens);
+        agw_metrics_count_tokens_estimated(s, AGW_TOKENS_OUTPUT, u->output_tokens);
     }
     if (ttft_us)
         agw_metrics_observe(&agw_metrics_provider_slot(m, agw_str_c(u->provider))->ttft,

@@ -522,6 +522,15 @@ def usage_rows_are_estimated_and_streams_fine_in_parallel(ctx):
     db.close()
     eq(len(rows), 24, "rows")
     check(all(r[1] == 1 and r[2] == 5000 and r[3] > 0 and r[4] == 200 for r in rows), rows[:3])
+    # /metrics: the estimates apart from the reported counts.
+    s, _, body = ctx.gw.call("GET", "/metrics", key=None)
+    eq(s, 200, "/metrics")
+    text = body.decode()
+    est = re.findall(r'^antigateway_tokens_estimated_total\{provider="kiro-a",model="[^"]*",'
+                     r'type="input"\} (\d+)$', text, re.M)
+    check(est and sum(int(x) for x in est) >= 24 * 5000, "estimated input: %r" % est)
+    check(not re.search(r'^antigateway_tokens_total\{provider="kiro-a"', text, re.M),
+          "no reported counts for Kiro")
 
 
 @test(timeout=300)
