@@ -103,6 +103,8 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
                             mc->op != AGW_OP_COUNT_TOKENS);
     if (bridge && agw_bridge_usage_estimated(bridge))
         u->tokens_estimated = 1; /* the codec's estimate (Kiro reports no counts) */
+    if (bridge)
+        u->credits = agw_bridge_credits(bridge);
     /* A stream that went out as 200 and then broke (a reset, no final event,
      * garbage) ended with the protocol's error event: it is recorded, and
      * counted in the metrics, as the 502 that event reports; the tokens it

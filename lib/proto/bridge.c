@@ -224,7 +224,7 @@ void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq)
 
 double agw_bridge_credits(const agw_bridge *b)
 {
-    return agw_kiro_stream_credits(&b->kd);
+    return b->upstream == AGW_PROTO_KIRO ? agw_kiro_stream_credits(&b->kd) : -1;
 }
 
 int agw_bridge_usage_estimated(const agw_bridge *b)

@@ -122,7 +122,7 @@ typedef struct {
     agw_buf tool_ids;          /* ids of finished calls, each followed by "\n" */
     int saw_tool, saw_length;
     double context_pct;        /* -1: not reported */
-    double credits;
+    double credits;            /* -1: no meteringEvent */
     uint64_t output_bytes;
     agw_err err;               /* sticky: the sink stopped, or a bad frame */
     char why[160];
@@ -143,7 +143,8 @@ AGW_WARN_UNUSED agw_err agw_kiro_decode_stream_bytes(agw_kiro_stream_decoder *d,
  * been emitted, AGW_EPEER when the sink stopped. */
 AGW_WARN_UNUSED agw_err agw_kiro_decode_stream_end(agw_kiro_stream_decoder *d, agw_ir_sink sink,
                                                    void *ud);
-/* Credits the answer was charged (meteringEvent), 0 when none. */
+/* Credits the answer was charged (the sum of its meteringEvents), -1 when
+ * it had none. */
 double agw_kiro_stream_credits(const agw_kiro_stream_decoder *d);
 void agw_kiro_stream_decoder_free(agw_kiro_stream_decoder *d);
 

@@ -29,6 +29,7 @@ void agw_kiro_stream_decoder_init(agw_kiro_stream_decoder *d, const agw_ir_reque
     agw_buf_init(&d->tool_ids, AGW_LIMIT_SMALL);
     d->open_index = -1;
     d->context_pct = -1;
+    d->credits = -1;
     d->context_window = 200000;
     d->input_estimate = -1;
     d->thinking_state = THINK_DONE;
@@ -499,7 +500,7 @@ static int on_frame(void *ud, const agw_es_message *m)
     if (agw_str_eq(et, AGW_STR_LIT("meteringEvent"))) {
         if (agw_json_find(p, AGW_STR_LIT("usage"), &v) == AGW_OK && agw_wire_number(v, &x) &&
             x >= 0 && x < 1e9)
-            d->credits += x;
+            d->credits = (d->credits < 0 ? 0 : d->credits) + x;
         return start(c);
     }
     /* messageStopEvent, supplementaryWebLinksEvent, codeReferenceEvent and

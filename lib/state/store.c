@@ -134,6 +134,10 @@ static const char *const migrations[] = {
     ");"
     "CREATE UNIQUE INDEX login_sessions_one_pending ON login_sessions(provider)"
     "  WHERE status = 'pending';",
+
+    /* 6: the credits a provider charged for a request (Kiro's metering);
+     * NULL where the provider reports none. */
+    "ALTER TABLE usage ADD COLUMN credits REAL;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -16,6 +16,7 @@ void agw_usage_record_init(agw_usage_record *r)
     memset(r, 0, sizeof *r);
     r->ts = agw_wall_s();
     r->ttft_ms = -1;
+    r->credits = -1;
 }
 
 static void copy_name(char *dst, size_t cap, agw_str s)
@@ -258,7 +259,7 @@ struct agw_usage_writer {
 #define INSERT_SQL                                                                         \
     "INSERT INTO usage(ts, key_id, provider, model, status, input_tokens, output_tokens,"  \
     " cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, streamed,"              \
-    " tokens_estimated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " tokens_estimated, credits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 /* One transaction for records [from, from + n). AGW_OK when committed. */
 static agw_err commit_rows(agw_usage_writer *w, uint64_t from, size_t n)
@@ -292,6 +293,10 @@ static agw_err commit_rows(agw_usage_writer *w, uint64_t from, size_t n)
             sqlite3_bind_null(st, 11);
         sqlite3_bind_int(st, 12, r->streamed != 0);
         sqlite3_bind_int(st, 13, r->tokens_estimated != 0);
+        if (r->credits >= 0)
+            sqlite3_bind_double(st, 14, r->credits);
+        else
+            sqlite3_bind_null(st, 14);
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc != SQLITE_DONE) {

@@ -61,6 +61,7 @@ typedef struct {
     int64_t ttft_ms;            /* arrival to the first output token; -1 = none */
     int streamed;
     int tokens_estimated;       /* the counts are the gateway's estimate (see above) */
+    double credits;             /* what the provider charged (Kiro's metering); < 0 = none */
 } agw_usage_record;
 
 /* Zeroes a record (ttft_ms = -1) and stamps ts. */

@@ -438,6 +438,7 @@ static void test_text_and_usage(void **state)
                      AGW_OK);
     agw_kiro_stream_decoder d;
     agw_kiro_stream_decoder_init(&d, &ir);
+    assert_true(agw_kiro_stream_credits(&d) < 0); /* none yet */
     rec_t r;
     memset(&r, 0, sizeof r);
     assert_int_equal(agw_kiro_decode_stream_bytes(&d, s.data, s.len, rec, &r), AGW_OK);
