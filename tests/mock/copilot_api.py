@@ -22,7 +22,6 @@ unsupported_api_for_model on /chat/completions.  `status=402` answers
 quota_exceeded (directive or /_mock/force).
 """
 
-import argparse
 import hashlib
 import hmac
 import os
@@ -70,26 +69,24 @@ def token_valid(secret, token):
 class Handler(upstream.Handler):
     server_version = "mock-copilot/1.0"
 
-    def dispatch(self):
-        self.seq = 0
-        path = self.path.split("?", 1)[0]
-        try:
-            body = self.read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return self.send_json(400, {"error": {"message": "bad request body"}})
-        self.conn_requests += 1
+    def copilot_control(self, path, body):
         if path == "/_mock/expire" and self.command == "POST":
             # Every token seen so far expires now, as a half-hour token does.
             with EXPIRED_LOCK:
                 EXPIRED["below_tid"] = EXPIRED["max_tid"] + 1
-            return self.send_json(200, {"ok": True, "below_tid": EXPIRED["below_tid"]})
+                out = {"ok": True, "below_tid": EXPIRED["below_tid"]}
+            return self.send_json(200, out)
         if path == "/_mock/rejected" and self.command == "GET":
             with EXPIRED_LOCK:
-                return self.send_json(200, {"rejected": EXPIRED["rejected"]})
-        if path == "/_mock" or path.startswith("/_mock/"):
-            return self.control(path, body)
-        self.record(body)
+                out = {"rejected": EXPIRED["rejected"]}
+            return self.send_json(200, out)
+        return self.control(path, body)
+
+    def dispatch(self):
+        got = self.begin_request(self.copilot_control)
+        if got is None:
+            return
+        path, body = got
         api = "anthropic" if path == "/v1/messages" else "openai"
         self.api = api
         routes = {"/chat/completions": ("POST", self.openai_chat),
@@ -155,24 +152,9 @@ class Handler(upstream.Handler):
         self.send_json(200, {"object": "list", "data": data})
 
 
-class Server(MockServer):
-    def __init__(self, addr, cfg):
-        self.cfg = cfg
-        self.state = upstream.State()
-        super(MockServer, self).__init__(addr, Handler)
-
-
-def main():
-    ap = argparse.ArgumentParser(description="Mock GitHub Copilot API")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--portfile")
-    ap.add_argument("--secret", required=True, help="shared with github.py: signs tokens")
-    ap.add_argument("--name", default="copilot")
-    ap.add_argument("--quiet", action="store_true")
-    cfg = ap.parse_args()
-    server = Server(("127.0.0.1", cfg.port), cfg)
-    upstream.serve(server, cfg)
-
-
 if __name__ == "__main__":
-    main()
+    upstream.run_mock(
+        "Mock GitHub Copilot API", "copilot",
+        lambda addr, cfg: MockServer(addr, cfg, Handler),
+        lambda ap: ap.add_argument("--secret", required=True,
+                                   help="shared with github.py: signs tokens"))

@@ -32,13 +32,11 @@ A poll earlier than the interval allows (since the code's previous poll) counts 
 early_polls and answers slow_down, as GitHub does.
 """
 
-import argparse
 import hashlib
 import hmac
 import json
 import os
 import sys
-import threading
 import time
 from urllib.parse import parse_qs
 
@@ -68,17 +66,10 @@ class Handler(upstream.Handler):
     server_version = "mock-github/1.0"
 
     def dispatch(self):
-        self.seq = 0
-        path = self.path.split("?", 1)[0]
-        try:
-            body = self.read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return self.send_json(400, {"message": "bad request body"})
-        self.conn_requests += 1
-        if path == "/_mock" or path.startswith("/_mock/"):
-            return self.github_control(path, body)
-        self.record(body)
+        got = self.begin_request(self.github_control)
+        if got is None:
+            return
+        path, body = got
         routes = {"/login/device/code": ("POST", self.device_code),
                   "/login/oauth/access_token": ("POST", self.access_token),
                   "/copilot_internal/v2/token": ("GET", self.copilot_token),
@@ -228,29 +219,14 @@ class Handler(upstream.Handler):
                                      "percent_remaining": 100.0 * rem / ent if ent else 0.0}}})
 
 
-class Server(MockServer):
-    def __init__(self, addr, cfg):
-        self.cfg = cfg
-        self.state = GitHubState()
-        super(MockServer, self).__init__(addr, Handler)
-
-
-def main():
-    ap = argparse.ArgumentParser(description="Mock GitHub (device flow, Copilot token)")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--portfile")
+def add_args(ap):
     ap.add_argument("--secret", required=True, help="shared with copilot_api.py")
     ap.add_argument("--api-url", default="", help="endpoints.api of the tokens it mints")
     ap.add_argument("--client-id", default="Iv1.b507a08c87ecfe98")
     ap.add_argument("--github-token", action="append", default=[],
                     help="a GitHub token the exchange accepts from the start (repeatable)")
-    ap.add_argument("--name", default="github")
-    ap.add_argument("--quiet", action="store_true")
-    cfg = ap.parse_args()
-    server = Server(("127.0.0.1", cfg.port), cfg)
-    upstream.serve(server, cfg)
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "github-mock"
-    main()
+    upstream.run_mock("Mock GitHub (device flow, Copilot token)", "github",
+                      lambda addr, cfg: MockServer(addr, cfg, Handler, GitHubState()), add_args)
