@@ -14,6 +14,10 @@
 #define COPILOT_REFRESH_MARGIN_S 60
 /* A process that found no record asks the database again after this long. */
 #define COPILOT_RECHECK_MS 2000
+/* A renewal that failed while the token still had this long to live lets
+ * the token serve, and this process tries again after COPILOT_RETRY_MS. */
+#define COPILOT_EXPIRY_SLACK_S 30
+#define COPILOT_RETRY_MS 10000
 
 /* ---- calls to GitHub and the Copilot API ---- */
 
@@ -345,6 +349,7 @@ typedef struct copilot_account {
     char name[AGW_CONFIG_NAME_MAX + 1];
     uint64_t version;      /* of the record the list came from; 0 = none read */
     uint64_t checked_ms;   /* when the database was last asked */
+    uint64_t retry_ms;     /* no renewal before this (after a failed one) */
     int known;             /* the record had a model list */
     copilot_model *models;
     size_t n;
@@ -433,6 +438,22 @@ static void account_learn(const char *name, uint64_t version, const char *extra)
     pthread_mutex_unlock(&accounts_mu);
 }
 
+/* 1 while this process waits after a failed renewal of `name`. */
+static int renewal_paused(const char *name)
+{
+    pthread_mutex_lock(&accounts_mu);
+    int paused = account_of(name)->retry_ms > agw_mono_ms();
+    pthread_mutex_unlock(&accounts_mu);
+    return paused;
+}
+
+static void pause_renewal(const char *name)
+{
+    pthread_mutex_lock(&accounts_mu);
+    account_of(name)->retry_ms = agw_mono_ms() + COPILOT_RETRY_MS;
+    pthread_mutex_unlock(&accounts_mu);
+}
+
 /* A number member of a JSON object text; `dflt` when absent. */
 static int64_t extra_number(const char *extra, const char *name, int64_t dflt)
 {
@@ -451,14 +472,25 @@ agw_err agw_copilot_access(const agw_provider_cfg *p, agw_cred_token *out, char 
     if (api)
         *api = NULL;
     agw_err e = agw_cred_access(p, out, err, errlen);
-    if (!e && agw_wall_s() >= extra_number(out->extra, "refresh_at", INT64_MAX)) {
+    int64_t now = agw_wall_s();
+    if (!e && now >= extra_number(out->extra, "refresh_at", INT64_MAX) &&
+        !renewal_paused(p->name)) {
         /* Due: one renewal of this version across the pool; whoever comes
          * second finds the version moved and takes the new token. */
         uint64_t v = out->version;
-        agw_cred_token_free(out);
-        e = agw_cred_rejected(p, v, err, errlen);
-        if (!e)
-            e = agw_cred_access(p, out, err, errlen);
+        int64_t expires = extra_number(out->extra, "expires_at", 0);
+        agw_err r = agw_cred_rejected(p, v, err, errlen);
+        if (r != AGW_OK && r != AGW_ENOTFOUND && expires > now + COPILOT_EXPIRY_SLACK_S) {
+            /* GitHub is out of reach for now: the token still serves. */
+            agw_log_warn("copilot provider %s: renewing its token failed (%s); the current one "
+                         "serves until it expires",
+                         p->name, err);
+            pause_renewal(p->name);
+        } else {
+            agw_cred_token_free(out);
+            memset(out, 0, sizeof *out);
+            e = r ? r : agw_cred_access(p, out, err, errlen);
+        }
     }
     if (e) {
         agw_cred_token_free(out);

@@ -561,6 +561,37 @@ def token_renewed_at_refresh_in(ctx):
     eq(ctx.copilot_a.get("rejected")["rejected"], rejected, "no 401 on the way")
 
 
+@test(timeout=60)
+def failed_renewal_keeps_the_valid_token(ctx):
+    github_config(ctx, refresh_in=61)
+    mock_post(ctx.copilot_a, "/_mock/expire")
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("x", model="gpt-4.1"))
+    eq(s, 200, d)
+    s, st, _ = admin(ctx, "GET", "/admin/copilot/cp1/status")
+    time.sleep(max(0, st["token_refresh_at"] - time.time()) + 1.2)
+    github_config(ctx, exchange_status=503)
+    try:
+        before = github_stats(ctx)
+        for _ in range(8):
+            s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("y", model="gpt-4.1"))
+            eq(s, 200, d)
+        after = github_stats(ctx)
+        eq(after["exchanges"], before["exchanges"])
+        check(1 <= after["failed_exchanges"] - before["failed_exchanges"] <= PROCESSES,
+              "renewal attempts in GitHub's outage: %r -> %r" % (before, after))
+        s, st, _ = admin(ctx, "GET", "/admin/copilot/cp1/status")
+        eq(st["state"], "ok")
+        check(st["last_error"] and "503" in st["last_error"], "last_error %r" % st["last_error"])
+    finally:
+        github_config(ctx, exchange_status=0, refresh_in=1500)
+    # A 401 renews at once, whatever the pause.
+    mock_post(ctx.copilot_a, "/_mock/expire")
+    n = github_stats(ctx)["exchanges"]
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("z", model="gpt-4.1"))
+    eq(s, 200, d)
+    eq(github_stats(ctx)["exchanges"], n + 1)
+
+
 @test(timeout=30)
 def github_token_from_the_admin(ctx):
     # A non-Copilot provider and mixed bodies are refused, and change nothing.

@@ -25,7 +25,9 @@ merged into the settings:
     device code answer: "authorization_pending", "slow_down", "expired_token",
     "access_denied" or "ok"; the last repeats; default ["ok"]), slow_down_interval (the
     interval slow_down returns; default interval + 5), token_ttl (s, 1800), refresh_in
-    (s, 1500), api_url (endpoints.api), exchange_delay_ms, revoked (GitHub tokens the
+    (s, 1500), api_url (endpoints.api), exchange_delay_ms, exchange_status (what every
+    exchange of a known token answers instead, counted in failed_exchanges; 0: none),
+    revoked (GitHub tokens the
     exchange refuses with 401), revoke_all (refuse every GitHub token), login, plan,
     premium_remaining, premium_entitlement.
 A poll earlier than the interval allows (since the code's previous poll) counts in
@@ -46,6 +48,7 @@ from upstream import MockServer  # noqa: E402
 
 DEFAULTS = {"interval": 1, "expires_in": 900, "outcomes": ["ok"], "slow_down_interval": None,
             "token_ttl": 1800, "refresh_in": 1500, "api_url": "", "exchange_delay_ms": 0,
+            "exchange_status": 0,
             "revoked": [], "revoke_all": False, "login": "octo-mock", "plan": "individual",
             "premium_remaining": 250, "premium_entitlement": 300}
 
@@ -57,6 +60,7 @@ class GitHubState(upstream.State):
         self.devices = {}        # device_code -> {polls, last_poll, issued, interval}
         self.tokens = set()      # GitHub tokens the device flow issued
         self.exchanges = 0
+        self.failed_exchanges = 0
         self.polls = 0
         self.early_polls = 0
         self.next_id = 0
@@ -94,7 +98,8 @@ class Handler(upstream.Handler):
             return self.send_json(200, out)
         if path == "/_mock/stats" and self.command == "GET":
             with st.lock:
-                out = {"exchanges": st.exchanges, "polls": st.polls,
+                out = {"exchanges": st.exchanges, "failed_exchanges": st.failed_exchanges,
+                       "polls": st.polls,
                        "early_polls": st.early_polls, "device_codes": len(st.devices),
                        "requests": len(st.records)}
             return self.send_json(200, out)
@@ -179,10 +184,15 @@ class Handler(upstream.Handler):
         with st.lock:
             ok = self.known(tok)
             s = dict(st.settings)
+            if ok and s["exchange_status"]:
+                st.failed_exchanges += 1
+                ok = None
             if ok:
                 st.exchanges += 1
                 st.next_id += 1
                 n = st.next_id
+        if ok is None:
+            return self.send_json(s["exchange_status"], {"message": "mock outage"})
         if not ok:
             return self.send_json(401, {"message": "Bad credentials",
                                         "documentation_url": "https://docs.github.com/rest"})
