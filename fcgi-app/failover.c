@@ -202,6 +202,10 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_
         agw_metrics_failover(r->metrics, route->provider->name);
         return 1;
     }
+    /* A stream the tap cannot read (Kiro's binary one): the bridge saw
+     * the first token. */
+    if (bridge && !tap.first_output_us)
+        tap.first_output_us = agw_bridge_first_output_us(bridge);
     account(r, mc, &res, &tap, bridge ? bridge : how->reshape);
     agw_meter_answer(r->metrics, cfg, &r->usage,
                      tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);

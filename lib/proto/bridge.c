@@ -20,6 +20,7 @@ struct agw_bridge {
     agw_kiro_stream_decoder kd;
     size_t emitted;                /* IR events that reached the encoder or the fold */
     int early_status;              /* an error before anything else (codec.h early_error) */
+    uint64_t first_output_us;      /* agw_mono_us() at the first content delta; 0 = none */
     agw_str early_message;         /* in arena */
     agw_openai_stream_encoder oe;
     agw_anthropic_stream_encoder ae;
@@ -52,6 +53,8 @@ static int on_ir_event(void *ud, const agw_ir_event *ev)
         return 1;
     }
     b->emitted++;
+    if (ev->kind == AGW_IR_EV_BLOCK_DELTA && !b->first_output_us)
+        b->first_output_us = agw_mono_us();
     agw_err e;
     if (!b->client_stream)
         e = agw_ir_fold_add(&b->fold, ev);
@@ -220,6 +223,11 @@ void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq)
 {
     agw_kiro_stream_decoder_free(&b->kd);
     agw_kiro_stream_decoder_init(&b->kd, rq);
+}
+
+uint64_t agw_bridge_first_output_us(const agw_bridge *b)
+{
+    return b->first_output_us;
 }
 
 double agw_bridge_credits(const agw_bridge *b)

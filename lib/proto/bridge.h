@@ -37,6 +37,9 @@ void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq);
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
 /* 1 when those counts are the codec's estimate, not the upstream's (Kiro). */
 int agw_bridge_usage_estimated(const agw_bridge *b);
+/* agw_mono_us() when the answer's first content arrived (the time to first
+ * token of a stream the relay cannot read itself, Kiro's); 0 before. */
+uint64_t agw_bridge_first_output_us(const agw_bridge *b);
 /* Credits the upstream charged for the answer (Kiro's metering), -1 if none. */
 double agw_bridge_credits(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);

@@ -35,18 +35,7 @@ typedef struct {
     size_t errlen;
 } enc;
 
-static agw_err enc_fail(enc *x, const char *fmt, ...) AGW_PRINTF(2, 3);
-
-static agw_err enc_fail(enc *x, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    agw_wire_vfail(x->err, x->errlen, fmt, ap);
-    va_end(ap);
-    if (x->w.e == AGW_OK)
-        x->w.e = AGW_EINVAL;
-    return x->w.e;
-}
+#define enc_fail(x, ...) agw_wire_w_fail(&(x)->w, (x)->err, (x)->errlen, __VA_ARGS__)
 
 /* Adjacent messages of one role merged into turns (arena arrays). */
 static turn *merge_turns(agw_arena *a, const agw_ir_request *rq, size_t extra, size_t *n_out)

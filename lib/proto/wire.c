@@ -202,3 +202,14 @@ agw_err agw_wire_rollback(agw_buf *out, size_t start, agw_err e)
     }
     return e;
 }
+
+agw_err agw_wire_w_fail(agw_wire_writer *w, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    agw_wire_vfail(err, errlen, fmt, ap);
+    va_end(ap);
+    if (w->e == AGW_OK)
+        w->e = AGW_EINVAL;
+    return w->e;
+}

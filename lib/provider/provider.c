@@ -64,9 +64,15 @@ void agw_provider_models_free(agw_provider_models *list)
 
 agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out)
 {
+    return agw_provider_parse_model_list(body, AGW_STR_LIT("data"), AGW_STR_LIT("id"), out);
+}
+
+agw_err agw_provider_parse_model_list(agw_str body, agw_str list, agw_str member,
+                                      agw_provider_models *out)
+{
     agw_str data, item, id;
     agw_json_iter it;
-    if (agw_json_find(body, AGW_STR_LIT("data"), &data) != AGW_OK ||
+    if (agw_json_find(body, list, &data) != AGW_OK ||
         agw_json_type_of(data) != AGW_JSON_ARRAY || agw_json_iter_init(&it, data) != AGW_OK)
         return AGW_EINVAL;
     agw_buf scratch = AGW_BUF_INIT(AGW_LIMIT_HEADER_LINE);
@@ -74,7 +80,7 @@ agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out)
         agw_str v;
         /* An entry without a readable id, or with one no URL or JSON could
          * carry back (control bytes), is skipped, not fatal. */
-        if (agw_json_find(item, AGW_STR_LIT("id"), &id) != AGW_OK ||
+        if (agw_json_find(item, member, &id) != AGW_OK ||
             agw_json_type_of(id) != AGW_JSON_STRING ||
             agw_json_string_view(id, &scratch, &v) != AGW_OK || v.len == 0 ||
             agw_str_has_ctl(v, 1))

@@ -190,6 +190,10 @@ agw_probe_verdict agw_provider_probe_status(long status);
  * and Anthropic's): appends the ids (out->next untouched). AGW_EINVAL when
  * there is no such array. */
 AGW_WARN_UNUSED agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out);
+/* The same for lists shaped {"<list>":[{"<member>":...},...]} (Kiro's
+ * {"models":[{"modelId":...}]}). */
+AGW_WARN_UNUSED agw_err agw_provider_parse_model_list(agw_str body, agw_str list, agw_str member,
+                                                      agw_provider_models *out);
 
 /* The provider types (provider/type_*.c). */
 extern const agw_provider_ops agw_provider_openai;

@@ -8,7 +8,6 @@
 #include "provider/provider.h"
 
 #include "core/crypto.h"
-#include "core/json.h"
 #include "provider/credential.h"
 #include "provider/kiro_auth.h"
 #include "proto/kiro.h"
@@ -90,27 +89,12 @@ static agw_err kiro_authenticate(const agw_provider_cfg *p, agw_provider_call *c
     return e;
 }
 
-/* {"models":[{"modelId":...,"tokenLimits":{...}},...],"nextToken"?} */
+/* {"models":[{"modelId":...,"tokenLimits":{...}},...]}: one page. */
 static agw_err kiro_parse_models(agw_str body, agw_provider_models *out)
 {
-    agw_str models, item, id, v;
-    agw_json_iter it;
     free(out->next);
     out->next = NULL;
-    if (agw_json_find(body, AGW_STR_LIT("models"), &models) != AGW_OK ||
-        agw_json_type_of(models) != AGW_JSON_ARRAY || agw_json_iter_init(&it, models) != AGW_OK)
-        return AGW_EINVAL;
-    agw_buf scratch = AGW_BUF_INIT(AGW_LIMIT_HEADER_LINE);
-    while (agw_json_iter_next(&it, NULL, &item)) {
-        if (agw_json_find(item, AGW_STR_LIT("modelId"), &id) != AGW_OK ||
-            agw_json_type_of(id) != AGW_JSON_STRING ||
-            agw_json_string_view(id, &scratch, &v) != AGW_OK || v.len == 0 ||
-            agw_str_has_ctl(v, 1))
-            continue;
-        agw_provider_models_add(out, v);
-    }
-    agw_buf_free(&scratch);
-    return AGW_OK;
+    return agw_provider_parse_model_list(body, AGW_STR_LIT("models"), AGW_STR_LIT("modelId"), out);
 }
 
 const agw_provider_ops agw_provider_kiro = {

@@ -520,13 +520,14 @@ def usage_rows_are_estimated_and_streams_fine_in_parallel(ctx):
     time.sleep(0.5)
     db = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"))
     rows = db.execute("SELECT provider, tokens_estimated, input_tokens, output_tokens, status, "
-                      "credits FROM usage WHERE provider LIKE 'kiro-%' ORDER BY id DESC LIMIT 24"
+                      "credits, ttft_ms FROM usage WHERE provider LIKE 'kiro-%' ORDER BY id DESC LIMIT 24"
                       ).fetchall()
     other = db.execute("SELECT credits FROM usage WHERE provider = 'mock-openai'").fetchall()
     db.close()
     eq(len(rows), 24, "rows")
     check(all(r[1] == 1 and r[2] == 5000 and r[3] > 0 and r[4] == 200 for r in rows), rows[:3])
     check(all(abs(r[5] - 0.0123) < 1e-9 for r in rows), "credits from meteringEvent: %r" % rows[:3])
+    check(all(r[6] is not None and r[6] >= 0 for r in rows), "time to first token: %r" % rows[:3])
     check(all(r[0] is None for r in other), "no credits where none were charged")
     s, doc = admin(ctx, "GET", "/admin/usage?provider=kiro-a")
     eq(s, 200, "admin usage")
