@@ -8,6 +8,7 @@
  *        out); while pending and due (its interval, raised by
  *        GitHub's slow_down, since the last poll), this request polls GitHub once,
  *        and on success exchanges the GitHub token and stores the account
+ *   GET  /admin/copilot/status               every Copilot provider's status, as below
  *   GET  /admin/copilot/{provider}/status    login, plan, token expiry, last refresh,
  *        last error, model count; never a token
  *   GET  /admin/copilot/{provider}/quota     premium interactions left (GitHub's
@@ -119,16 +120,14 @@ static void audit(agw_admin_req *r, const char *action, const char *provider)
 
 /* ---- the device flow ---- */
 
-/* "client_id=...&..." with the client id percent-encoded. */
-static void form_client(agw_buf *b, const agw_provider_cfg *p)
+/* Appends "<name>=<value percent-encoded>" (after '&' unless b is empty). */
+static agw_err form_field(agw_buf *b, const char *name, const char *value)
 {
-    agw_err e = agw_buf_append_str(b, AGW_STR_LIT("client_id="));
-    for (const unsigned char *c = (const unsigned char *)agw_provider_setting(
-             p, AGW_SET_GITHUB_CLIENT_ID);
-         !e && *c; c++)
+    agw_err e = agw_buf_appendf(b, "%s%s=", b->len ? "&" : "", name);
+    for (const unsigned char *c = (const unsigned char *)value; !e && *c; c++)
         e = isalnum(*c) || strchr("-._~", *c) ? agw_buf_append(b, (const char *)c, 1)
                                               : agw_buf_appendf(b, "%%%02X", *c);
-    (void)e; /* a short setting in a generous buffer */
+    return e;
 }
 
 static void login_start(agw_admin_req *r)
@@ -152,9 +151,11 @@ static void login_start(agw_admin_req *r)
     }
     if (!find_target(r, name, "provider", 0, &t))
         goto out;
-    form_client(&form, t.p);
-    if (agw_buf_append_str(&form, AGW_STR_LIT("&scope=read%3Auser")) != AGW_OK)
+    if (form_field(&form, "client_id", agw_provider_setting(t.p, AGW_SET_GITHUB_CLIENT_ID)) ||
+        form_field(&form, "scope", "read:user")) {
+        agw_admin_fail(r, 500, NULL, "the device-code request cannot be built");
         goto out;
+    }
     long status = 0;
     if (agw_copilot_github_form(t.p, "/login/device/code", form.data, COPILOT_ADMIN_TIMEOUT_MS,
                                 &answer, &status, err, sizeof err) != AGW_OK) {
@@ -325,13 +326,10 @@ static void poll_once(agw_admin_req *r, agw_cred_login *l)
                                   : NULL;
     agw_buf form = AGW_BUF_INIT(8192), answer = AGW_BUF_INIT(AGW_CRED_HTTP_MAX_BODY);
     agw_err e = device ? AGW_OK : AGW_EINVAL;
-    if (!e) {
-        form_client(&form, t.p);
-        e = agw_buf_appendf(&form, "&device_code=%s&grant_type=", device);
-        for (const char *c = GITHUB_DEVICE_GRANT; !e && *c; c++)
-            e = *c == ':' ? agw_buf_append_str(&form, AGW_STR_LIT("%3A"))
-                          : agw_buf_append(&form, c, 1);
-    }
+    if (!e && !(e = form_field(&form, "client_id",
+                               agw_provider_setting(t.p, AGW_SET_GITHUB_CLIENT_ID))) &&
+        !(e = form_field(&form, "device_code", device)))
+        e = form_field(&form, "grant_type", GITHUB_DEVICE_GRANT);
     if (e) {
         end_session(l, AGW_LOGIN_ERROR, "the session's device code cannot be read");
         goto out;
@@ -454,22 +452,19 @@ out:
 
 /* ---- one account ---- */
 
-static void account_status(agw_admin_req *r, const copilot_target *t)
+/* The status of account `name`; NULL (`err` says why) when its record
+ * cannot be read. */
+static cJSON *status_json(const char *name, char *err, size_t errlen)
 {
     agw_cred c;
-    char err[256] = "";
-    agw_err e = agw_cred_load(t->p->name, &c, err, sizeof err);
+    agw_err e = agw_cred_load(name, &c, err, errlen);
+    if (e && e != AGW_ENOTFOUND)
+        return NULL;
     cJSON *doc = cJSON_CreateObject();
-    cJSON_AddStringToObject(doc, "provider", t->p->name);
+    cJSON_AddStringToObject(doc, "provider", name);
     if (e == AGW_ENOTFOUND) {
         cJSON_AddBoolToObject(doc, "logged_in", 0);
-        agw_admin_reply(r, 200, doc);
-        return;
-    }
-    if (e) {
-        cJSON_Delete(doc);
-        agw_admin_fail(r, 500, NULL, "the account cannot be read: %s", err);
-        return;
+        return doc;
     }
     cJSON_AddBoolToObject(doc, "logged_in", 1);
     cJSON_AddStringToObject(doc, "state", agw_cred_state_name(c.state));
@@ -513,6 +508,55 @@ static void account_status(agw_admin_req *r, const copilot_target *t)
     free(sku);
     free(api);
     agw_cred_free(&c);
+    return doc;
+}
+
+static void account_status(agw_admin_req *r, const copilot_target *t)
+{
+    char err[256] = "";
+    cJSON *doc = status_json(t->p->name, err, sizeof err);
+    if (doc)
+        agw_admin_reply(r, 200, doc);
+    else
+        agw_admin_fail(r, 500, NULL, "the account cannot be read: %s", err);
+}
+
+/* GET /admin/copilot/status: every Copilot provider's status, antigw.cfg's
+ * first. */
+static void all_status(agw_admin_req *r)
+{
+    cJSON *data = cJSON_CreateArray();
+    char err[256] = "";
+    int ok = 1;
+    for (size_t i = 0; ok && i < r->cfg->n_providers; i++) {
+        const agw_provider_cfg *p = &r->cfg->providers[i];
+        cJSON *one = p->type == AGW_PROVIDER_COPILOT ? status_json(p->name, err, sizeof err) : NULL;
+        ok = p->type != AGW_PROVIDER_COPILOT || one;
+        if (one)
+            cJSON_AddItemToArray(data, one);
+    }
+    sqlite3_stmt *st = NULL;
+    if (ok && sqlite3_prepare_v2(r->db,
+                                 "SELECT name FROM providers WHERE type = 'copilot' ORDER BY id",
+                                 -1, &st, NULL) != SQLITE_OK) {
+        cJSON_Delete(data);
+        agw_admin_db_fail(r, "listing the copilot providers");
+        return;
+    }
+    while (ok && sqlite3_step(st) == SQLITE_ROW) {
+        cJSON *one = status_json((const char *)sqlite3_column_text(st, 0), err, sizeof err);
+        ok = one != NULL;
+        if (one)
+            cJSON_AddItemToArray(data, one);
+    }
+    sqlite3_finalize(st);
+    if (!ok) {
+        cJSON_Delete(data);
+        agw_admin_fail(r, 500, NULL, "an account cannot be read: %s", err);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddItemToObject(doc, "data", data);
     agw_admin_reply(r, 200, doc);
 }
 
@@ -621,6 +665,13 @@ void agw_admin_copilot(agw_admin_req *r, agw_str rest)
     if (agw_str_starts(rest, login) && rest.ptr[login.len] == '/') {
         if (get)
             login_status(r, (agw_str){ rest.ptr + login.len + 1, rest.len - login.len - 1 });
+        else
+            agw_admin_method_not_allowed(r, "GET");
+        return;
+    }
+    if (agw_str_eq(rest, AGW_STR_LIT("/status"))) {
+        if (get)
+            all_status(r);
         else
             agw_admin_method_not_allowed(r, "GET");
         return;

@@ -274,6 +274,11 @@ def quota(ctx):
     eq(q["premium_interactions"]["remaining"], 250)
     eq(q["premium_interactions"]["entitlement"], 300)
     no_secret_in("the quota", raw)
+    s, all_, raw = admin(ctx, "GET", "/admin/copilot/status")
+    eq(s, 200, raw)
+    eq([(a["provider"], a["logged_in"]) for a in all_["data"]],
+       [("cp1", True), ("cp2", True), ("cp3", False)])
+    no_secret_in("the statuses", raw)
 
 
 # ---- calls ----
