@@ -170,27 +170,45 @@ static int read_tokens(agw_str body, agw_cred *out)
     return 1;
 }
 
-/* The outcome of a refresh answer. */
-static agw_cred_outcome refresh_outcome(const char *step, agw_err e, long status, agw_str body,
-                                        agw_cred *out, char *why, size_t whylen)
+/* Sends a refresh whose JSON `body` (wiped and freed here; `built` is its
+ * writer's result) goes to setting `base_id`'s URL + `path`, and reads the
+ * answer into `out`: `step` names it in `why`. */
+static agw_cred_outcome refresh_call(const agw_provider_cfg *p, const agw_cred *cur,
+                                     agw_provider_setting_id base_id, const char *path,
+                                     const char *step, agw_buf *body, agw_err built,
+                                     agw_cred *out, int timeout_ms, char *why, size_t whylen)
 {
-    if (e) {
-        char detail[256];
-        snprintf(detail, sizeof detail, "%s", why);
-        snprintf(why, whylen, "%s: %s", step, detail);
-        return AGW_CRED_FAILED;
-    }
-    if (status >= 200 && status < 300) {
-        if (read_tokens(body, out))
-            return AGW_CRED_REFRESHED;
-        snprintf(why, whylen, "%s: HTTP %ld without an accessToken", step, status);
-        return AGW_CRED_FAILED;
-    }
+    char *base = agw_kiro_url(p, base_id, cur->region);
+    agw_buf url = AGW_BUF_INIT(AGW_LIMIT_SMALL), resp = AGW_BUF_INIT(0);
+    long status = 0;
+    agw_err e = built ? built : agw_buf_appendf(&url, "%s%s", base, path);
+    char detail[256] = "the request does not fit";
+    if (!e)
+        e = post_json(p, url.data, agw_buf_view(body), NULL, NULL, &resp, &status, timeout_ms,
+                      detail, sizeof detail);
+    agw_str answer = agw_buf_view(&resp);
+    agw_cred_outcome o = AGW_CRED_FAILED;
     char code[72];
-    error_code(body, code, sizeof code);
-    snprintf(why, whylen, "%s: HTTP %ld%s%s", step, status, code[0] ? " " : "", code);
-    return (status == 400 || status == 401) && is_invalid_grant(code) ? AGW_CRED_DEAD
-                                                                       : AGW_CRED_FAILED;
+    if (e) {
+        snprintf(why, whylen, "%s: %s", step, detail);
+    } else if (status >= 200 && status < 300) {
+        if (read_tokens(answer, out))
+            o = AGW_CRED_REFRESHED;
+        else
+            snprintf(why, whylen, "%s: HTTP %ld without an accessToken", step, status);
+    } else {
+        error_code(answer, code, sizeof code);
+        snprintf(why, whylen, "%s: HTTP %ld%s%s", step, status, code[0] ? " " : "", code);
+        if ((status == 400 || status == 401) && is_invalid_grant(code))
+            o = AGW_CRED_DEAD;
+    }
+    agw_wipe(body->data, body->cap);
+    agw_wipe(resp.data, resp.cap);
+    agw_buf_free(body);
+    agw_buf_free(&resp);
+    agw_buf_free(&url);
+    free(base);
+    return o;
 }
 
 static agw_cred_outcome refresh_social(const agw_provider_cfg *p, const agw_cred *cur,
@@ -200,29 +218,13 @@ static agw_cred_outcome refresh_social(const agw_provider_cfg *p, const agw_cred
         snprintf(why, whylen, "the account has no refresh token");
         return AGW_CRED_DEAD;
     }
-    char *base = agw_kiro_url(p, AGW_SET_KIRO_AUTH_URL, cur->region);
-    agw_buf url = AGW_BUF_INIT(AGW_LIMIT_SMALL), body = AGW_BUF_INIT(AGW_LIMIT_SMALL),
-            resp = AGW_BUF_INIT(0);
+    agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     agw_wire_writer w = AGW_WIRE_WRITER(&body);
     AGW_WIRE_W_LIT(&w, "{\"refreshToken\":");
     agw_wire_w_str(&w, agw_str_c(cur->refresh_token));
     AGW_WIRE_W_LIT(&w, "}");
-    long status = 0;
-    agw_err e = w.e ? w.e : agw_buf_appendf(&url, "%s/refreshToken", base);
-    if (!e)
-        e = post_json(p, url.data, agw_buf_view(&body), NULL, NULL, &resp, &status, timeout_ms,
-                      why, whylen);
-    else
-        snprintf(why, whylen, "the request does not fit");
-    agw_cred_outcome o =
-        refresh_outcome("social refresh", e, status, agw_buf_view(&resp), out, why, whylen);
-    agw_wipe(body.data, body.cap);
-    agw_wipe(resp.data, resp.cap);
-    agw_buf_free(&body);
-    agw_buf_free(&resp);
-    agw_buf_free(&url);
-    free(base);
-    return o;
+    return refresh_call(p, cur, AGW_SET_KIRO_AUTH_URL, "/refreshToken", "social refresh", &body,
+                        w.e, out, timeout_ms, why, whylen);
 }
 
 static agw_cred_outcome refresh_oidc(const agw_provider_cfg *p, const agw_cred *cur,
@@ -236,9 +238,7 @@ static agw_cred_outcome refresh_oidc(const agw_provider_cfg *p, const agw_cred *
         snprintf(why, whylen, "the account has no OIDC client registration: log in again");
         return AGW_CRED_DEAD;
     }
-    char *base = agw_kiro_url(p, AGW_SET_KIRO_OIDC_URL, cur->region);
-    agw_buf url = AGW_BUF_INIT(AGW_LIMIT_SMALL), body = AGW_BUF_INIT(AGW_LIMIT_SMALL),
-            resp = AGW_BUF_INIT(0);
+    agw_buf body = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     agw_wire_writer w = AGW_WIRE_WRITER(&body);
     AGW_WIRE_W_LIT(&w, "{\"clientId\":");
     agw_wire_w_str(&w, agw_str_c(cur->client_id));
@@ -247,22 +247,8 @@ static agw_cred_outcome refresh_oidc(const agw_provider_cfg *p, const agw_cred *
     AGW_WIRE_W_LIT(&w, ",\"grantType\":\"refresh_token\",\"refreshToken\":");
     agw_wire_w_str(&w, agw_str_c(cur->refresh_token));
     AGW_WIRE_W_LIT(&w, "}");
-    long status = 0;
-    agw_err e = w.e ? w.e : agw_buf_appendf(&url, "%s/token", base);
-    if (!e)
-        e = post_json(p, url.data, agw_buf_view(&body), NULL, NULL, &resp, &status, timeout_ms,
-                      why, whylen);
-    else
-        snprintf(why, whylen, "the request does not fit");
-    agw_cred_outcome o =
-        refresh_outcome("OIDC refresh", e, status, agw_buf_view(&resp), out, why, whylen);
-    agw_wipe(body.data, body.cap);
-    agw_wipe(resp.data, resp.cap);
-    agw_buf_free(&body);
-    agw_buf_free(&resp);
-    agw_buf_free(&url);
-    free(base);
-    return o;
+    return refresh_call(p, cur, AGW_SET_KIRO_OIDC_URL, "/token", "OIDC refresh", &body, w.e, out,
+                        timeout_ms, why, whylen);
 }
 
 const agw_cred_method agw_kiro_cred_social = { "social", AGW_PROVIDER_KIRO, refresh_social };
