@@ -446,8 +446,9 @@ static void test_order_candidates(void **state)
     assert_string_not_equal(first[0], first[1]);
     agw_config_free(cfg);
 
-    /* Kiro speaks neither client protocol: always in the other group, in
-     * config order under priority (new names: o1 above is cooling down). */
+    /* Kiro speaks neither client protocol: always in the other group, after
+     * the route's preferred type (OpenAI here) under priority (new names: o1
+     * above is cooling down). */
     cfg = parse_cfg("providers = (\n"
                     " { name = \"k3\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";"
                     "   models = [\"m\"]; },\n"
@@ -455,7 +456,7 @@ static void test_order_candidates(void **state)
                     " { name = \"a3\"; type = \"anthropic\"; models = [\"m\"]; }\n"
                     ");\n");
     expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 8, now, "o3 k3 a3");
-    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_ANTHROPIC, 8, now, "a3 k3 o3");
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_ANTHROPIC, 8, now, "a3 o3 k3");
     agw_config_free(cfg);
     /* No shared state: neutral statistics, the same grouping. */
     cfg = parse_cfg("providers = (\n"
