@@ -171,16 +171,9 @@ static agw_err fill_profile(const agw_provider_cfg *p, agw_cred *c, char *why, s
     if (c->profile_arn || strcmp(c->method, "idc") != 0 || !*c->access_token)
         return AGW_OK;
     char *arn = NULL;
-    agw_err e = agw_kiro_list_profiles(p, c->region, c->access_token, &arn, KIRO_ADMIN_HTTP_MS,
-                                       why, whylen);
-    if (!e) {
+    agw_err e = agw_kiro_list_profiles(p, c->access_token, &arn, KIRO_ADMIN_HTTP_MS, why, whylen);
+    if (!e)
         c->profile_arn = arn;
-        char *region = agw_kiro_arn_region(arn);
-        if (region) {
-            free(c->region);
-            c->region = region;
-        }
-    }
     return e;
 }
 

@@ -54,6 +54,14 @@ char *agw_kiro_api_base(const agw_provider_cfg *p, const char *region)
     return with_region(p->base_url, region);
 }
 
+char *agw_kiro_account_api_base(const agw_provider_cfg *p, const agw_cred_token *t)
+{
+    char *arn_region = agw_kiro_arn_region(t->profile_arn);
+    char *base = agw_kiro_api_base(p, arn_region ? arn_region : t->region);
+    free(arn_region);
+    return base;
+}
+
 char *agw_kiro_arn_region(const char *arn)
 {
     static const char prefix[] = "arn:aws:codewhisperer:";
@@ -155,11 +163,8 @@ static int read_tokens(agw_str body, agw_cred *out)
     if (arn && *arn) {
         free(out->profile_arn);
         out->profile_arn = arn;
-        char *region = agw_kiro_arn_region(arn);
-        if (region) {
-            free(out->region);
-            out->region = region;
-        }
+        if (!out->region) /* a login's region stays where it logged in */
+            out->region = agw_kiro_arn_region(arn);
     } else {
         free(arn);
     }
@@ -611,12 +616,11 @@ agw_kiro_poll agw_kiro_device_poll(const agw_provider_cfg *p, const char *region
 
 /* ---- the API's account calls ---- */
 
-agw_err agw_kiro_list_profiles(const agw_provider_cfg *p, const char *region,
-                               const char *access_token, char **arn, int timeout_ms, char *why,
-                               size_t whylen)
+agw_err agw_kiro_list_profiles(const agw_provider_cfg *p, const char *access_token, char **arn,
+                               int timeout_ms, char *why, size_t whylen)
 {
     *arn = NULL;
-    char *base = agw_kiro_api_base(p, region);
+    char *base = agw_kiro_api_base(p, NULL);
     agw_buf url = AGW_BUF_INIT(AGW_LIMIT_SMALL), resp = AGW_BUF_INIT(0);
     long status = 0;
     agw_err e = agw_buf_appendf(&url, "%s/ListAvailableProfiles", base);
@@ -662,7 +666,7 @@ agw_err agw_kiro_list_profiles(const agw_provider_cfg *p, const char *region,
 agw_err agw_kiro_usage_limits(const agw_provider_cfg *p, const agw_cred_token *t, agw_buf *body,
                               long *status, int timeout_ms, char *why, size_t whylen)
 {
-    char *base = agw_kiro_api_base(p, t->region);
+    char *base = agw_kiro_account_api_base(p, t);
     agw_buf url = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     agw_err e = agw_buf_appendf(&url, "%s/getUsageLimits?origin=AI_EDITOR&resourceType="
                                 "AGENTIC_REQUEST", base);

@@ -19,9 +19,12 @@
  * anything else → failed (tried again later).
  *
  * Every URL is a provider setting (antigw.cfg, agw_provider_setting) with
- * the defaults below; "{region}" in one stands for the account's region
- * (us-east-1 when it has none). The API base (ListAvailableProfiles,
- * getUsageLimits) is the provider's base_url, "{region}" likewise.
+ * the defaults below; "{region}" in one stands for the account's region,
+ * the record's `region`: where it logged in (the OIDC region of an IdC
+ * account; us-east-1 when it has none). The API base is the provider's
+ * base_url, "{region}" there being the profile ARN's region (an IdC
+ * account's profile may live elsewhere than its login); ListAvailableProfiles
+ * is asked at the default region's, as the IDE does.
  *
  * Nothing here logs a token or puts one in `why`: failures name the step,
  * the HTTP status and the OAuth error code.
@@ -46,6 +49,9 @@ extern const agw_cred_method agw_kiro_cred_builder_id;
 char *agw_kiro_url(const agw_provider_cfg *p, agw_provider_setting_id id, const char *region);
 /* The API base of `p` (base_url) for `region`. Malloc'd. */
 char *agw_kiro_api_base(const agw_provider_cfg *p, const char *region);
+/* The API base of the account `t`: the region of its profile ARN (where
+ * its profile lives), else its login region, else the default. Malloc'd. */
+char *agw_kiro_account_api_base(const agw_provider_cfg *p, const agw_cred_token *t);
 
 /* The region of a profile ARN (arn:aws:codewhisperer:REGION:...), malloc'd;
  * NULL when `arn` is not one. */
@@ -122,10 +128,11 @@ agw_kiro_poll agw_kiro_device_poll(const agw_provider_cfg *p, const char *region
                                    char *why, size_t whylen);
 
 /* The first profile ARN ListAvailableProfiles names for the account's
- * token; AGW_ENOTFOUND when it names none. */
-AGW_WARN_UNUSED agw_err agw_kiro_list_profiles(const agw_provider_cfg *p, const char *region,
-                                               const char *access_token, char **arn,
-                                               int timeout_ms, char *why, size_t whylen);
+ * token (asked at the default region's API base); AGW_ENOTFOUND when it
+ * names none. */
+AGW_WARN_UNUSED agw_err agw_kiro_list_profiles(const agw_provider_cfg *p, const char *access_token,
+                                               char **arn, int timeout_ms, char *why,
+                                               size_t whylen);
 
 /* getUsageLimits for the account: the service's JSON answer (2xx) in
  * `body`. AGW_EINVAL with `why` for a non-2xx answer

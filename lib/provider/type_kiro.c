@@ -48,9 +48,7 @@ static agw_err kiro_authenticate(const agw_provider_cfg *p, agw_provider_call *c
         agw_log_warn("provider %s: no usable Kiro token: %s", p->name, err);
         return AGW_EIO;
     }
-    char *arn_region = t.region && *t.region ? NULL : agw_kiro_arn_region(t.profile_arn);
-    c->url = agw_kiro_api_base(p, t.region && *t.region ? t.region : arn_region);
-    free(arn_region);
+    c->url = agw_kiro_account_api_base(p, &t);
     c->credential_version = t.version;
     if (t.profile_arn && *t.profile_arn)
         c->profile_arn = xstrdup(t.profile_arn);

@@ -332,7 +332,7 @@ def idc_device_flow_gets_its_profile_arn(ctx):
     ctx.mock.config(outcomes=["ok"], profiles=[arn])
     s, doc = admin(ctx, "POST", "/admin/kiro/login",
                    {"provider": "kiro-idc", "method": "idc",
-                    "start_url": "https://corp.awsapps.com/start", "region": "eu-central-1"})
+                    "start_url": "https://corp.awsapps.com/start", "region": "eu-west-1"})
     eq(s, 201, "start: %s" % doc)
     reg = [r for r in ctx.mock.call("GET", "requests") if r["path"] == "/client/register"][-1]
     body = json.loads(base64.b64decode(reg["body_b64"]))
@@ -341,7 +341,9 @@ def idc_device_flow_gets_its_profile_arn(ctx):
     got, _ = poll_until_done(ctx, doc["id"])
     eq(got["status"], "completed", "status")
     s, st = status_of(ctx, "kiro-idc")
-    eq((st["method"], st["profile_arn"], st["region"]), ("idc", arn, "eu-central-1"), "account")
+    # The login's region stays the account's (its OIDC refreshes go there); the
+    # profile's region is where its calls go.
+    eq((st["method"], st["profile_arn"], st["region"]), ("idc", arn, "eu-west-1"), "account")
     ctx.mock.config(profiles=["arn:aws:codewhisperer:us-east-1:123456789012:profile/MOCKPROFILE"])
 
 
