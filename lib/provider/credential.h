@@ -104,7 +104,7 @@ typedef struct {
     char *refresh_token;  /* secret; NULL when the method has none */
     char *client_id;      /* NULL when none */
     char *client_secret;  /* secret; NULL when none */
-    char *region;         /* NULL when none */
+    char *region;         /* where it logged in (OIDC, auth service); NULL = none */
     char *profile_arn;    /* NULL when none */
     char *extra;          /* a JSON object; NULL reads as {} */
     int64_t expires_at;   /* Unix seconds; 0 = unknown (refreshed only on rejection) */
@@ -140,7 +140,7 @@ AGW_WARN_UNUSED agw_err agw_cred_delete(const char *provider);
 typedef struct {
     char *access_token;   /* secret */
     char *profile_arn;    /* NULL when none */
-    char *region;         /* NULL when none */
+    char *region;         /* where it logged in (OIDC, auth service); NULL = none */
     char *extra;          /* JSON object text, never NULL */
     int64_t expires_at;
     uint64_t version;
