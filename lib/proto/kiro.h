@@ -32,8 +32,9 @@
  *    are declared (with an empty object schema), so the history stays valid.
  *  - Tool results: one per toolUseId (the first kept), content never empty,
  *    status "error" when the client marked is_error.
- *  - Sampling parameters, stop sequences and tool_choice have no field and
- *    are left out; max_tokens too (Kiro ends long answers with
+ *  - tool_choice none: the request's tools are left out, but those the
+ *    history used. Other tool_choice values, sampling parameters and stop
+ *    sequences have no field and are left out; max_tokens too (Kiro ends long answers with
  *    ContentLengthExceededException, reported as max_tokens).
  *
  * Answers (agw_kiro_stream_decoder): the bytes of the event stream in any

@@ -146,10 +146,26 @@ static int undeclared_first_use(const agw_ir_request *rq, const turn *t, size_t 
     return 1;
 }
 
+/* Whether the request's tool i goes to Kiro: always, but with tool_choice
+ * none (Kiro has no such switch) only when the history used it, which then
+ * needs it declared. */
+static int tool_offered(const agw_ir_request *rq, const turn *t, size_t n_turns, size_t i)
+{
+    if (rq->tool_choice != AGW_IR_TC_NONE)
+        return 1;
+    for (size_t k = 0; k < n_turns; k++)
+        for (size_t j = 0; j < t[k].n_blocks; j++)
+            if (t[k].blocks[j]->kind == AGW_IR_TOOL_USE &&
+                agw_str_eq(t[k].blocks[j]->tool_name, rq->tools[i].name))
+                return 1;
+    return 0;
+}
+
 static int any_tools(const agw_ir_request *rq, const turn *t, size_t n_turns)
 {
-    if (rq->n_tools)
-        return 1;
+    for (size_t i = 0; i < rq->n_tools; i++)
+        if (tool_offered(rq, t, n_turns, i))
+            return 1;
     for (size_t i = 0; i < n_turns; i++)
         for (size_t j = 0; j < t[i].n_blocks; j++)
             if (undeclared_first_use(rq, t, i, j))
@@ -164,6 +180,8 @@ static void w_tools(enc *x, const turn *t, size_t n_turns)
     int first = 1;
     AGW_WIRE_W_LIT(&x->w, "\"tools\":[");
     for (size_t i = 0; i < rq->n_tools; i++) {
+        if (!tool_offered(rq, t, n_turns, i))
+            continue;
         if (!first)
             AGW_WIRE_W_LIT(&x->w, ",");
         first = 0;

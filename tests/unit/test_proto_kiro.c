@@ -295,6 +295,27 @@ static void test_encode_turn_rules(void **state)
     snprintf(p, sizeof p, "%s.toolResults", ctx);
     assert_int_equal(jlen(d, p), 2);
 
+    /* tool_choice none: no tools offered, but those the history used. */
+    agw_buf_reset(&out);
+    encode_anthropic("{\"model\":\"claude-sonnet-4\",\"max_tokens\":10,\"tool_choice\":{\"type\":"
+                     "\"none\"},\"tools\":[{\"name\":\"a\",\"input_schema\":{}},{\"name\":\"b\","
+                     "\"input_schema\":{}}],\"messages\":[{\"role\":\"user\",\"content\":\"x\"},"
+                     "{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t1\","
+                     "\"name\":\"b\",\"input\":{}}]},{\"role\":\"user\",\"content\":[{\"type\":"
+                     "\"tool_result\",\"tool_use_id\":\"t1\",\"content\":\"ok\"}]}]}",
+                     &out, &a);
+    d = agw_buf_view(&out);
+    snprintf(p, sizeof p, "%s.tools", ctx);
+    assert_int_equal(jlen(d, p), 1);
+    snprintf(p, sizeof p, "%s.tools.0.toolSpecification.name", ctx);
+    assert_string_equal(jstr(d, p), "b");
+    agw_buf_reset(&out);
+    encode_anthropic("{\"model\":\"claude-sonnet-4\",\"max_tokens\":10,\"tool_choice\":{\"type\":"
+                     "\"none\"},\"tools\":[{\"name\":\"a\",\"input_schema\":{}}],\"messages\":"
+                     "[{\"role\":\"user\",\"content\":\"x\"}]}",
+                     &out, &a);
+    assert_string_equal(jstr(agw_buf_view(&out), ctx), "<absent>");
+
     /* A URL image cannot go to Kiro: refused with a message. */
     agw_ir_request ir2;
     assert_int_equal(
