@@ -131,6 +131,16 @@ agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
     return AGW_OK;
 }
 
+/* "?name=value" (or "&..." after another), the value percent-encoded. */
+static agw_err query_param(agw_buf *u, int after_another, const char *name, const char *value)
+{
+    agw_err e = agw_buf_appendf(u, "%c%s=", after_another ? '&' : '?', name);
+    for (const unsigned char *c = (const unsigned char *)value; !e && *c; c++)
+        e = isalnum(*c) || strchr("-._~", *c) ? agw_buf_append(u, (const char *)c, 1)
+                                              : agw_buf_appendf(u, "%%%02X", *c);
+    return e;
+}
+
 agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after,
                                     agw_provider_call *out)
 {
@@ -138,19 +148,21 @@ agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after
     if (e)
         return e;
     const agw_provider_ops *ops = agw_provider_ops_of(p->type);
-    if (!ops->models_query && !(after && ops->models_after))
+    const char *arn = ops->models_profile_param ? out->profile_arn : NULL;
+    if (!ops->models_query && !(after && ops->models_after) && !arn)
         return AGW_OK;
     agw_buf u = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     e = agw_buf_append_str(&u, agw_str_c(out->url));
     const char *q = ops->models_query;
+    int have_query = q != NULL;
     if (!e && q)
         e = agw_buf_append_str(&u, agw_str_c(q));
     if (!e && after && ops->models_after) {
-        e = agw_buf_appendf(&u, "%c%s=", q ? '&' : '?', ops->models_after);
-        for (const unsigned char *c = (const unsigned char *)after; !e && *c; c++)
-            e = isalnum(*c) || strchr("-._~", *c) ? agw_buf_append(&u, (const char *)c, 1)
-                                                  : agw_buf_appendf(&u, "%%%02X", *c);
+        e = query_param(&u, have_query, ops->models_after, after);
+        have_query = 1;
     }
+    if (!e && arn)
+        e = query_param(&u, have_query, ops->models_profile_param, arn);
     if (e) {
         agw_buf_free(&u);
         agw_provider_call_free(out);

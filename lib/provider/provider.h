@@ -119,6 +119,10 @@ typedef struct agw_provider_ops {
      * NULL when the type has none. */
     const char *models_query;
     const char *models_after;
+    /* The parameter that names the account's profile in the list's query,
+     * when the call has one (Kiro: profileArn, which IAM Identity Center
+     * accounts need); NULL: none. */
+    const char *models_profile_param;
     /* The protocol and operation of a model call for `model` from a client
      * speaking `client`, for types that serve some models on several
      * endpoints (Copilot: Claude models natively in Anthropic's protocol).

@@ -107,4 +107,5 @@ const agw_provider_ops agw_provider_kiro = {
     .parse_models = kiro_parse_models,
     .models_query = "?origin=AI_EDITOR",
     .models_after = NULL,
+    .models_profile_param = "profileArn",
 };

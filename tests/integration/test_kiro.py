@@ -497,8 +497,9 @@ def models_list_holds_the_live_list(ctx):
              "the prober's lists of both accounts")
     check("claude-opus-4.5" in ids(), "unprefixed too")
     reqs = [r for r in ctx.kiro_a.requests() if r["path"].startswith("/ListAvailableModels")]
-    if reqs:
-        check("origin=AI_EDITOR" in reqs[-1]["path"], reqs[-1]["path"])
+    check(reqs, "the prober asked kiro-a")
+    eq(reqs[-1]["path"], "/ListAvailableModels?origin=AI_EDITOR&profileArn=" +
+       ARN_A.replace(":", "%3A").replace("/", "%2F"), "the list's query")
 
 
 @test(timeout=30)
