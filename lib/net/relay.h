@@ -9,6 +9,12 @@
  *    the side only to know whether the stream ended properly.
  *  - A stream that breaks (reset, timeout, no terminal event) ends with an
  *    error event in the client's protocol, never a clean-looking end.
+ *  - With a codec that reads bytes (codec.h `bytes`: Kiro's binary event
+ *    stream), every 2xx answer is such a stream: its bytes go through the
+ *    codec, and the client's SSE head waits for the first converted bytes,
+ *    so an error the stream reports before any output (codec `early_error`)
+ *    is still answered with its own status, or, when another provider may
+ *    take the call and it is a 429 or 5xx, left to that provider.
  *  - A non-streamed 2xx answer is collected (capped), checked to be JSON and
  *    sent with its status; garbage becomes a 502 in the client's shape.
  *  - A non-2xx answer keeps its status, `retry-after` and the error body when
