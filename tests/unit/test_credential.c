@@ -472,6 +472,40 @@ static void test_forced_refresh(void **state)
     assert_null(agw_cred_health(&other));
 }
 
+static void *slow_refresh(void *arg)
+{
+    char err[AGW_ERR_LEN];
+    *(agw_err *)arg = agw_cred_refresh_now(&prov, err, sizeof err);
+    return NULL;
+}
+
+static void test_waiting_is_bounded(void **state)
+{
+    (void)state;
+    agw_cred_settings s = { db_path, &key, 0, 300, 5000 }; /* wait at most 300 ms */
+    assert_int_equal(agw_cred_setup(&s), AGW_OK);
+    atomic_store(&srv->delay_ms, 1500);
+    store_account("tok-old", agw_wall_s() - 10);
+    pthread_t th;
+    agw_err slow = AGW_EIO;
+    assert_int_equal(pthread_create(&th, NULL, slow_refresh, &slow), 0);
+    while (atomic_load(&srv->refreshes) == 0)
+        usleep(10000);
+    agw_cred_token t;
+    char err[AGW_ERR_LEN];
+    uint64_t t0 = agw_mono_ms();
+    assert_int_equal(agw_cred_access(&prov, &t, err, sizeof err), AGW_ETIMEOUT);
+    assert_true(agw_mono_ms() - t0 < 1200);
+    assert_non_null(strstr(err, "has not finished"));
+    pthread_join(th, NULL);
+    assert_int_equal(slow, AGW_OK);
+    /* The refresh it waited for is there now, and no second one was made. */
+    assert_int_equal(agw_cred_access(&prov, &t, err, sizeof err), AGW_OK);
+    assert_string_equal(t.access_token, "tok-1");
+    agw_cred_token_free(&t);
+    assert_int_equal(atomic_load(&srv->refreshes), 1);
+}
+
 static void test_no_key_no_tokens(void **state)
 {
     (void)state;
@@ -752,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_grant_needs_login, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_refresh_keeps_a_valid_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forced_refresh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_key_no_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_sessions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_token_file, setup, teardown),
