@@ -496,8 +496,12 @@ def models_list_holds_the_live_list(ctx):
     wait_for(lambda: "kiro/claude-opus-4.5" in ids() and "claude-opus-4.6" not in ids(), 15,
              "the prober's lists of both accounts")
     check("claude-opus-4.5" in ids(), "unprefixed too")
-    reqs = [r for r in ctx.kiro_a.requests() if r["path"].startswith("/ListAvailableModels")]
-    check(reqs, "the prober asked kiro-a")
+    ctx.kiro_a.reset()
+
+    def probes():
+        return [r for r in ctx.kiro_a.requests() if r["path"].startswith("/ListAvailableModels")]
+    wait_for(probes, 10, "the prober's next call of kiro-a's list")
+    reqs = probes()
     eq(reqs[-1]["path"], "/ListAvailableModels?origin=AI_EDITOR&profileArn=" +
        ARN_A.replace(":", "%3A").replace("/", "%2F"), "the list's query")
 
