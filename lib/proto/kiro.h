@@ -11,8 +11,9 @@
  * only shapes it takes:
  *  - The system prompt has no field: it becomes the first history pair (a
  *    user turn holding it, an assistant turn acknowledging it). When the
- *    client asked for thinking (Anthropic `thinking` of type enabled), the
- *    system text starts with <thinking_mode>enabled</thinking_mode>
+ *    client asked for thinking (Anthropic `thinking` of type enabled, or
+ *    OpenAI `reasoning_effort` minimal / low / medium / high: budgets 1024 /
+ *    2048 / 8192 / 24576), the system text starts with <thinking_mode>enabled</thinking_mode>
  *    <max_thinking_length>N</max_thinking_length>.
  *  - Turns alternate and start with a user turn: adjacent turns of one role
  *    merge; a leading assistant turn gets a user turn "Continue" before it;
@@ -89,6 +90,9 @@ agw_str agw_kiro_tool_name(agw_arena *a, agw_str name);
  * the conversation and invocation ids Kiro's clients send. AGW_EIO when the
  * RNG fails. */
 AGW_WARN_UNUSED agw_err agw_kiro_uuid(char out[37]);
+
+/* 1 when `rq` asks for thinking (see above). */
+int agw_kiro_thinking_asked(const agw_ir_request *rq);
 
 typedef struct {
     agw_str profile_arn;      /* empty: no profileArn member */

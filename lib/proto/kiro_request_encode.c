@@ -377,12 +377,23 @@ static void w_assistant(enc *x, const turn *t)
     AGW_WIRE_W_LIT(&x->w, "}}");
 }
 
-/* The thinking budget the client asked for (Anthropic `thinking` of type
- * enabled), or -1. */
-static int64_t thinking_budget(agw_str thinking)
+/* The thinking budget the client asked for, or -1: Anthropic `thinking` of
+ * type enabled, or OpenAI's reasoning_effort (the budgets the README's
+ * table maps back to low / medium / high). */
+static int64_t thinking_budget(const agw_ir_request *rq)
 {
-    agw_str type, budget;
+    agw_str thinking = rq->thinking, type, budget;
     double n;
+    if (rq->reasoning_effort.len) {
+        static const struct {
+            const char *effort;
+            int64_t budget;
+        } efforts[] = { { "minimal", 1024 }, { "low", 2048 }, { "medium", 8192 }, { "high", 24576 } };
+        for (size_t i = 0; i < sizeof efforts / sizeof efforts[0]; i++)
+            if (agw_str_eq(rq->reasoning_effort, agw_str_c(efforts[i].effort)))
+                return efforts[i].budget;
+        return -1; /* "none", or a value Kiro has no budget for */
+    }
     if (!thinking.len || agw_json_find(thinking, AGW_STR_LIT("type"), &type) != AGW_OK ||
         !agw_str_eq(agw_wire_trim(type), AGW_STR_LIT("\"enabled\"")))
         return -1;
@@ -392,12 +403,17 @@ static int64_t thinking_budget(agw_str thinking)
     return 16000;
 }
 
+int agw_kiro_thinking_asked(const agw_ir_request *rq)
+{
+    return thinking_budget(rq) > 0;
+}
+
 /* The system turn's text: the thinking switch, then the system blocks. */
 static agw_str system_text(enc *x)
 {
     const agw_ir_request *rq = x->rq;
     agw_buf b = AGW_BUF_INIT(SIZE_MAX);
-    int64_t budget = thinking_budget(rq->thinking);
+    int64_t budget = thinking_budget(rq);
     agw_err e = AGW_OK;
     if (budget > 0)
         e = agw_buf_appendf(&b,

@@ -35,9 +35,7 @@ void agw_kiro_stream_decoder_init(agw_kiro_stream_decoder *d, const agw_ir_reque
     d->thinking_state = THINK_DONE;
     if (!rq)
         return;
-    agw_str thinking = rq->thinking, type;
-    if (thinking.len && agw_json_find(thinking, AGW_STR_LIT("type"), &type) == AGW_OK &&
-        agw_str_eq(agw_wire_trim(type), AGW_STR_LIT("\"enabled\""))) {
+    if (agw_kiro_thinking_asked(rq)) {
         d->thinking_asked = 1;
         d->thinking_state = THINK_LOOKING;
     }

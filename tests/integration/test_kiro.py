@@ -365,6 +365,17 @@ def thinking_split_out_when_asked(ctx):
     eq(s, 200, "status")
     eq(doc["content"][0], {"type": "thinking", "thinking": "Let me reason.",
                            "signature": "sig-mock-1"}, "thinking block")
+    # OpenAI's reasoning_effort asks too: reasoning_content deltas.
+    s, _, chunks = openai_stream(ctx, chat("think " + directive(thinking=1), model=MODEL,
+                                           reasoning_effort="medium"))
+    eq(s, 200, "status")
+    deltas = [ch["delta"] for c in chunks for ch in c.get("choices", [])]
+    eq("".join(d.get("reasoning_content", "") for d in deltas), "Thinking it through.",
+       "reasoning_content")
+    eq("".join(d.get("content") or "" for d in deltas), "Hello0 Hello1 Hello2", "content")
+    _, kb = last_kiro_request(ctx.kiro_a)
+    check(kb["conversationState"]["history"][0]["userInputMessage"]["content"].startswith(
+        "<thinking_mode>enabled</thinking_mode><max_thinking_length>8192<"), "medium budget")
     # Not asked: the tags stay in the text, nothing about thinking goes upstream.
     s, _, doc = post(ctx, "/v1/messages", messages("t " + directive(thinking=1), model=MODEL))
     eq(s, 200, "status")

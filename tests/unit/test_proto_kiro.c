@@ -274,6 +274,22 @@ static void test_encode_turn_rules(void **state)
         jstr(d, "conversationState.currentMessage.userInputMessage.userInputMessageContext"),
         "<absent>");
 
+    /* OpenAI's reasoning_effort asks for thinking too. */
+    agw_ir_request ir3;
+    assert_int_equal(agw_openai_decode_request(
+                         AGW_STR_LIT("{\"model\":\"claude-sonnet-4\",\"reasoning_effort\":\"high\","
+                                     "\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}"),
+                         &a, &ir3, err, sizeof err),
+                     AGW_OK);
+    assert_true(agw_kiro_thinking_asked(&ir3));
+    agw_buf_reset(&out);
+    assert_int_equal(agw_kiro_encode_request(&ir3, NULL, &out, err, sizeof err), AGW_OK);
+    assert_string_equal(jstr(agw_buf_view(&out), "conversationState.history.0.userInputMessage.content"),
+                        "<thinking_mode>enabled</thinking_mode><max_thinking_length>24576"
+                        "</max_thinking_length>");
+    ir3.reasoning_effort = AGW_STR_LIT("none");
+    assert_false(agw_kiro_thinking_asked(&ir3));
+
     /* A history with tool turns but no tools declared: the tools are declared. */
     agw_buf_reset(&out);
     encode_anthropic("{\"model\":\"claude-sonnet-4\",\"max_tokens\":10,\"messages\":["
