@@ -107,7 +107,8 @@ AGW_WARN_UNUSED agw_err agw_kiro_encode_request(const agw_ir_request *rq,
 
 typedef struct {
     agw_es_decoder es;
-    agw_arena arena;
+    agw_arena arena;           /* what lives as long as the answer */
+    agw_arena frame;           /* what one frame's payload decodes to; freed after it */
     /* from the request */
     int thinking_asked;
     int64_t context_window;

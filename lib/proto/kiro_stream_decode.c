@@ -64,6 +64,7 @@ void agw_kiro_stream_decoder_free(agw_kiro_stream_decoder *d)
     agw_buf_free(&d->tool_input);
     agw_buf_free(&d->tool_ids);
     agw_arena_free(&d->arena);
+    agw_arena_free(&d->frame);
 }
 
 double agw_kiro_stream_credits(const agw_kiro_stream_decoder *d)
@@ -280,7 +281,7 @@ static agw_str member_string(feed_ctx *c, agw_str obj, const char *name)
     agw_str v, s = { NULL, 0 };
     if (agw_json_find(obj, agw_str_c(name), &v) == AGW_OK &&
         agw_json_type_of(v) == AGW_JSON_STRING &&
-        agw_wire_string_copy(&c->d->arena, v, &s) != AGW_OK)
+        agw_wire_string_copy(&c->d->frame, v, &s) != AGW_OK)
         s = (agw_str){ NULL, 0 };
     return s;
 }
@@ -335,7 +336,7 @@ static int tool_event(feed_ctx *c, agw_str p)
     agw_str input = { NULL, 0 }, v;
     if (agw_json_find(p, AGW_STR_LIT("input"), &v) == AGW_OK) {
         if (agw_json_type_of(v) == AGW_JSON_STRING) {
-            if (agw_wire_string_copy(&d->arena, v, &input) != AGW_OK)
+            if (agw_wire_string_copy(&d->frame, v, &input) != AGW_OK)
                 input = (agw_str){ NULL, 0 };
         } else if (agw_json_type_of(v) == AGW_JSON_OBJECT)
             input = agw_wire_trim(v);
@@ -458,7 +459,7 @@ static int exception(feed_ctx *c, const agw_es_message *m)
                 msg.len ? shown_m : "(no message)");
 }
 
-static int on_frame(void *ud, const agw_es_message *m)
+static int handle_frame(void *ud, const agw_es_message *m)
 {
     feed_ctx *c = ud;
     agw_kiro_stream_decoder *d = c->d;
@@ -504,6 +505,15 @@ static int on_frame(void *ud, const agw_es_message *m)
     /* messageStopEvent, supplementaryWebLinksEvent, codeReferenceEvent and
      * whatever comes next: nothing for the client. */
     return 0;
+}
+
+/* One frame; what its payload decoded to goes when it is done. */
+static int on_frame(void *ud, const agw_es_message *m)
+{
+    feed_ctx *c = ud;
+    int r = handle_frame(ud, m);
+    agw_arena_free(&c->d->frame);
+    return r;
 }
 
 agw_err agw_kiro_decode_stream_bytes(agw_kiro_stream_decoder *d, const char *p, size_t n,
