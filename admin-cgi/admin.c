@@ -763,64 +763,6 @@ int agw_admin_query(agw_admin_req *r, agw_admin_param *params, size_t n)
     return 1;
 }
 
-int64_t agw_admin_parse_time(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 40)
-        return -1;
-    int digits = 1;
-    for (size_t i = 0; i < n; i++)
-        digits &= isdigit((unsigned char)s[i]) != 0;
-    if (digits) {
-        if (n > 12)
-            return -1;
-        return strtoll(s, NULL, 10);
-    }
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    int consumed = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &consumed) != 3 ||
-        consumed != 10)
-        return -1;
-    const char *p = s + 10;
-    int offset = 0;
-    if (*p == 'T' || *p == 't' || *p == ' ') {
-        consumed = 0;
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 3 ||
-            consumed != 8)
-            return -1;
-        p += 9;
-        if (*p == '.') /* fractions of a second are dropped */
-            for (p++; isdigit((unsigned char)*p); p++)
-                ;
-        if (*p == 'Z' || *p == 'z') {
-            p++;
-        } else if (*p == '+' || *p == '-') {
-            int oh, om;
-            consumed = 0;
-            if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &consumed) != 2 || consumed != 5 || oh > 23 ||
-                om > 59)
-                return -1;
-            offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
-            p += 6;
-        } else {
-            return -1;
-        }
-    }
-    if (*p)
-        return -1;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
-        return -1;
-    int mday = tm.tm_mday, mon = tm.tm_mon;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1 || tm.tm_mday != mday || tm.tm_mon != mon - 1)
-        return -1; /* timegm normalised an impossible date like 02-30 */
-    return (int64_t)t - offset;
-}
-
 /* ---- failed admin keys, per client address ----
  *
  * Guessing the admin key is slowed down per client address (REMOTE_ADDR):
@@ -975,6 +917,10 @@ void agw_admin_handle(void *app_ptr, agw_server_worker *w, FCGX_Request *req)
         agw_admin_usage(&r);
     else if (agw_str_eq(r.path, AGW_STR_LIT("/admin/audit")))
         agw_admin_audit_list(&r);
+    else if (agw_str_starts(r.path, AGW_STR_LIT("/admin/copilot/")))
+        agw_admin_copilot(&r, (agw_str){ r.path.ptr + 14, r.path.len - 14 });
+    else if (agw_str_starts(r.path, AGW_STR_LIT("/admin/kiro/")))
+        agw_admin_kiro(&r, (agw_str){ r.path.ptr + 11, r.path.len - 11 });
     else
         agw_admin_fail(&r, 404, NULL, "no admin endpoint at %.*s",
                        (int)(r.path.len > 200 ? 200 : r.path.len), r.path.ptr);

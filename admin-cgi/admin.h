@@ -210,6 +210,15 @@ void agw_admin_providers_bind(agw_lb *lb);
 void agw_admin_keys(agw_admin_req *r, agw_str rest);
 void agw_admin_usage(agw_admin_req *r);
 void agw_admin_audit_list(agw_admin_req *r);
+/* GitHub Copilot logins and accounts (admin_copilot.c): `rest` follows
+ * /admin/copilot. */
+void agw_admin_copilot(agw_admin_req *r, agw_str rest);
+/* A PUT of `provider` whose body holds github_token: stores it (answered
+ * either way) and returns 1; 0 when the body has no github_token. */
+int agw_admin_copilot_set_token(agw_admin_req *r, const char *provider, const cJSON *body);
+/* /admin/kiro/...: Kiro logins and accounts (admin_kiro.c); `rest` is the
+ * path after /admin/kiro. */
+void agw_admin_kiro(agw_admin_req *r, agw_str rest);
 
 /* ---- query strings ---- */
 
@@ -222,9 +231,5 @@ typedef struct {
  * answered 400: an unknown or repeated parameter, or a bad escape. */
 int agw_admin_query(agw_admin_req *r, agw_admin_param *params, size_t n);
 void agw_admin_query_free(agw_admin_param *params, size_t n);
-
-/* Unix seconds from "1717171717", "2024-05-31" or "2024-05-31T12:00:00Z"
- * (an offset like +02:00 instead of Z is honoured). -1 when invalid. */
-int64_t agw_admin_parse_time(const char *s);
 
 #endif

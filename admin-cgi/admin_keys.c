@@ -229,7 +229,7 @@ static int apply(agw_admin_req *r, const cJSON *body, agw_admin_key_row *k, int 
         k->tpm = v;
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expires_at");
     if (exp && cJSON_IsString(exp)) {
-        int64_t t = agw_admin_parse_time(exp->valuestring);
+        int64_t t = agw_time_parse(exp->valuestring);
         if (t <= 0) {
             agw_admin_fail(r, 400, "expires_at",
                            "'expires_at' must be Unix seconds, an RFC 3339 time or null");

@@ -25,6 +25,10 @@
 
 static const char *const fields[] = { "name",    "type",   "base_url", "api_key",      "weight",
                                       "enabled", "models", "default_model", NULL };
+/* A PUT may instead set a Copilot account's GitHub token (admin_copilot.c). */
+static const char *const update_fields[] = { "name",    "type",   "base_url", "api_key",
+                                             "weight",  "enabled", "models", "default_model",
+                                             "github_token", NULL };
 
 typedef struct {
     int64_t id;
@@ -447,12 +451,20 @@ out:
 
 static void update(agw_admin_req *r, int64_t id)
 {
-    cJSON *body = agw_admin_body(r, fields), *changed = cJSON_CreateArray();
+    cJSON *body = agw_admin_body(r, update_fields), *changed = cJSON_CreateArray();
     agw_admin_provider_row p;
     prow_init(&p);
     const char *secret, *moved;
     char *kept = NULL;
     agw_admin_provider_row old = { 0 };
+    if (body && cJSON_GetObjectItemCaseSensitive(body, "github_token")) {
+        int found = agw_admin_load(r, &providers, id, &p);
+        if (found == 1)
+            agw_admin_copilot_set_token(r, p.name, body);
+        else if (found == 0)
+            agw_admin_fail(r, 404, NULL, "no provider with id %lld", (long long)id);
+        goto out;
+    }
     if (!body || !agw_admin_begin_load(r, &providers, id, &p))
         goto out;
     old.name = xstrdup(p.name);
@@ -674,7 +686,16 @@ void agw_admin_providers(agw_admin_req *r, agw_str rest)
                        (int)(id.len > 100 ? 100 : id.len), id.ptr);
     else if (get)
         agw_admin_reply(r, 200, cfg_json(p));
-    else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "DELETE") == 0)
+    else if (strcmp(r->method, "PUT") == 0) {
+        /* A credential is not configuration: a file's provider takes one. */
+        cJSON *body = agw_admin_body(r, update_fields);
+        if (body && !agw_admin_copilot_set_token(r, p->name, body))
+            agw_admin_fail(r, 409, NULL,
+                           "provider '%s' is declared in %s and is read-only here: edit the "
+                           "file",
+                           p->name, r->cfg->path);
+        cJSON_Delete(body);
+    } else if (strcmp(r->method, "DELETE") == 0)
         agw_admin_fail(r, 409, NULL,
                        "provider '%s' is declared in %s and is read-only here: edit the file",
                        p->name, r->cfg->path);

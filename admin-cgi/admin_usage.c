@@ -55,6 +55,12 @@ static cJSON *stats(sqlite3_stmt *st, int c)
     else
         cJSON_AddNumberToObject(o, "ttft_ms_avg",
                                 (double)(int64_t)(sqlite3_column_double(st, c) + 0.5));
+    c++;
+    /* Credits the providers charged (Kiro); null when none reported any. */
+    if (sqlite3_column_type(st, c) == SQLITE_NULL)
+        cJSON_AddNullToObject(o, "credits");
+    else
+        cJSON_AddNumberToObject(o, "credits", sqlite3_column_double(st, c));
     return o;
 }
 
@@ -68,7 +74,7 @@ static int prepare(agw_admin_req *r, const agw_admin_grouping *g, const agw_admi
     agw_err e = agw_buf_appendf(
         &sql,
         "WITH f AS (SELECT %s%s status, input_tokens, output_tokens, cache_read_tokens,"
-        " cache_write_tokens, streamed, tokens_estimated, latency_ms, ttft_ms,"
+        " cache_write_tokens, streamed, tokens_estimated, latency_ms, ttft_ms, credits,"
         " ROW_NUMBER() OVER (%s%s ORDER BY latency_ms) AS rn,"
         " COUNT(*) OVER (%s%s) AS n FROM usage WHERE 1",
         part ? part : "", part ? (two ? "," : " AS g1,") : "", part ? "PARTITION BY " : "",
@@ -94,7 +100,7 @@ static int prepare(agw_admin_req *r, const agw_admin_grouping *g, const agw_admi
             " MIN(CASE WHEN rn * 100 >= n * 90 THEN latency_ms END),"
             " MIN(CASE WHEN rn * 100 >= n * 95 THEN latency_ms END),"
             " MIN(CASE WHEN rn * 100 >= n * 99 THEN latency_ms END),"
-            " MAX(latency_ms), AVG(latency_ms), AVG(ttft_ms) FROM f%s%s%s",
+            " MAX(latency_ms), AVG(latency_ms), AVG(ttft_ms), SUM(credits) FROM f%s%s%s",
             !g ? "" : two ? "key_id, model," : "g1,", g ? " GROUP BY " : "",
             !g ? "" : two ? "key_id, model" : "g1", !g ? "" : two ? " ORDER BY key_id, model"
                                                                : " ORDER BY g1");
@@ -155,11 +161,11 @@ void agw_admin_usage(agw_admin_req *r)
         agw_admin_fail(r, 400, "key_id", "'key_id' must be a positive integer");
         goto out;
     }
-    if (p[P_FROM].value && (from = agw_admin_parse_time(p[P_FROM].value)) < 0) {
+    if (p[P_FROM].value && (from = agw_time_parse(p[P_FROM].value)) < 0) {
         agw_admin_fail(r, 400, "from", "'from' must be Unix seconds, YYYY-MM-DD or RFC 3339");
         goto out;
     }
-    if (p[P_TO].value && (to = agw_admin_parse_time(p[P_TO].value)) < 0) {
+    if (p[P_TO].value && (to = agw_time_parse(p[P_TO].value)) < 0) {
         agw_admin_fail(r, 400, "to", "'to' must be Unix seconds, YYYY-MM-DD or RFC 3339");
         goto out;
     }

@@ -17,6 +17,7 @@
 #include "core/core.h"
 #include "net/fcgi_server.h"
 #include "net/upstream.h"
+#include "provider/credential.h"
 #include "state/shm.h"
 #include "state/store.h"
 
@@ -239,6 +240,11 @@ int main(int argc, char **argv)
         goto out;
     }
     agw_upstream_set_allow_link_local(cfg->upstream.allow_link_local);
+    agw_cred_settings cs = { cfg->database.path, have_secrets ? &secrets : NULL, 0, 0, 0 };
+    if (agw_cred_setup(&cs) != AGW_OK) {
+        agw_log_error("credentials: cannot be set up");
+        goto out;
+    }
     agw_admin_app app = { cfg, admin_key, shm, have_secrets ? &secrets : NULL };
     size_t reserved_len;
     void *reserved = agw_shm_reserved(shm, &reserved_len);
@@ -259,6 +265,7 @@ int main(int argc, char **argv)
     code = agw_server_run(&opts);
     cfg = (agw_config *)app.cfg;
 out:
+    agw_cred_teardown();
     agw_shm_detach(shm);
     if (have_secrets)
         agw_secret_key_wipe(&secrets);

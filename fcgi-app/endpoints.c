@@ -6,6 +6,7 @@
 #include "failover.h"
 #include "metrics/meter.h"
 #include "proto/anthropic.h"
+#include "provider/credential.h"
 #include "route/lb.h"
 #include "route/models.h"
 
@@ -157,6 +158,11 @@ static agw_err health_entry(agw_buf *b, const agw_provider_cfg *p, agw_lb *lb, a
     uint64_t until = s ? atomic_load(&s->cooldown_until_ns) : 0;
     uint64_t cool_ms = until > now ? (until - now + 999999u) / 1000000u : 0;
     agw_lb_reason why = agw_lb_unhealthy_reason(s);
+    /* An account that logs in says whether it can: "needs_login" keeps it
+     * out of routing (credential.h). */
+    const char *login = agw_cred_health(p);
+    if (login && (e = agw_buf_appendf(b, "\",\"credential\":\"%s", login)))
+        return e;
     return agw_buf_appendf(
         b,
         "\",\"type\":\"%s\",\"enabled\":%s,\"healthy\":%s,\"reason\":\"%s\","
@@ -169,7 +175,7 @@ static agw_err health_entry(agw_buf *b, const agw_provider_cfg *p, agw_lb *lb, a
         (unsigned long long)(s ? atomic_load(&s->requests) : 0),
         (unsigned long long)(s ? atomic_load(&s->failures) : 0),
         (unsigned long long)(s ? atomic_load(&s->latency_ewma_us) / 1000u : 0),
-        p->enabled && agw_lb_usable(s, now) ? "true" : "false");
+        p->enabled && agw_lb_usable(s, now) && agw_cred_routable(p) ? "true" : "false");
 }
 
 void agw_endpoint_health(agw_request *r)
@@ -183,7 +189,8 @@ void agw_endpoint_health(agw_request *r)
     for (size_t i = 0; i < cfg->n_providers; i++) {
         const agw_provider_cfg *p = &cfg->providers[i];
         enabled += p->enabled != 0;
-        usable += p->enabled && agw_lb_usable(agw_lb_slot_of(lb, agw_str_c(p->name)), now);
+        usable += p->enabled && agw_lb_usable(agw_lb_slot_of(lb, agw_str_c(p->name)), now) &&
+                  agw_cred_routable(p);
     }
     /* A full usage ring refuses model calls (usage.h): unavailable too. */
     agw_usage_stats us;

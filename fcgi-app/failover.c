@@ -5,21 +5,35 @@
 #include "net/relay.h"
 #include "proto/anthropic.h"
 #include "proto/bridge.h"
+#include "proto/kiro.h"
 #include "provider/answer_rules.h"
 #include "proto/openai.h"
 #include "proto/responses.h"
+#include "provider/credential.h"
 #include "route/lb.h"
 
 #include <stdio.h>
 
-/* One attempt: the candidate it goes to, and whether another may follow. */
+/* One attempt: the candidate it goes to, how the call goes there, and
+ * whether another may follow. */
 typedef struct {
     const agw_route *route;
     const agw_provider_ops *ops;
+    agw_provider_plan plan; /* the protocol and operation upstream */
     int may_retry;
-    agw_proto proto;           /* the wire protocol of the model call there */
-    agw_provider_op model_op;  /* and its operation */
+    /* The provider's credential may still be renewed once: a 401 is then
+     * reported (not answered, not held against the provider), and
+     * renew_version says which token it refused. */
+    int may_renew;
+    uint64_t renew_version;
 } agw_failover_attempt;
+
+/* The operations of model calls (the others, count_tokens and embeddings,
+ * answer one body and keep the type's protocol). */
+static int is_model_op(agw_provider_op op)
+{
+    return op == AGW_OP_CHAT || op == AGW_OP_MESSAGES || op == AGW_OP_RESPONSES;
+}
 
 /* ---- the sink that writes the relay to FastCGI ---- */
 
@@ -60,7 +74,8 @@ static agw_lb_result lb_verdict(const agw_relay_result *res)
         return AGW_LB_FAIL_AUTH;
     if (res->client_gone)
         return AGW_LB_OK;
-    if (res->upstream_status == 429)
+    /* 402: the account's quota is spent; it cools down like a rate limit. */
+    if (res->upstream_status == 429 || res->upstream_status == 402)
         return AGW_LB_FAIL_429;
     if (res->upstream_status >= 500 || res->outcome == AGW_UPSTREAM_CONNECT ||
         res->outcome == AGW_UPSTREAM_TIMEOUT || res->outcome == AGW_UPSTREAM_BROKEN)
@@ -94,6 +109,10 @@ static void account(agw_request *r, const agw_model_call *mc, const agw_relay_re
     }
     agw_usage_record_answer(u, tap, got, res->status, res->streamed, mc->body.len, r->start_us,
                             mc->op != AGW_OP_COUNT_TOKENS);
+    if (bridge && agw_bridge_usage_estimated(bridge))
+        u->tokens_estimated = 1; /* the codec's estimate (Kiro reports no counts) */
+    if (bridge)
+        u->credits = agw_bridge_credits(bridge);
     /* A stream that went out as 200 and then broke (a reset, no final event,
      * garbage) ended with the protocol's error event: it is recorded, and
      * counted in the metrics, as the 502 that event reports; the tokens it
@@ -142,10 +161,12 @@ typedef struct {
 /* One upstream call through the relay, with the load balancer's and the
  * metrics' bookkeeping of the call. `continued`: a continuation round of an
  * answer already under way (relay.h); `may_retry`: failures that left the
- * client untouched are reported, not answered. */
-static void run_relay(agw_request *r, const agw_failover_attempt *at, const agw_provider_call *call,
-                      agw_str send, int stream, const agw_failover_answer *how, agw_usage_tap *tap,
-                      int continued, int may_retry, agw_relay_result *res)
+ * client untouched are reported, not answered. Returns 1 when the upstream
+ * refused a token that can be renewed (at->renew_version says which): not
+ * the provider's failure yet, and nothing was answered. */
+static int run_relay(agw_request *r, agw_failover_attempt *at, const agw_provider_call *call,
+                     agw_str send, int stream, const agw_failover_answer *how, agw_usage_tap *tap,
+                     int continued, int may_retry, agw_relay_result *res)
 {
     const agw_config *cfg = r->cfg;
     const agw_route *route = at->route;
@@ -153,7 +174,7 @@ static void run_relay(agw_request *r, const agw_failover_attempt *at, const agw_
     agw_bridge *bridge = how->bridge;
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_relay_lazy_codec lazy_reshape = { make_reshape, how->reshape };
-    agw_usage_tap_init(tap, at->proto);
+    agw_usage_tap_init(tap, at->plan.proto);
     agw_relay_tap watch = { tap, tap_event, tap_body };
     agw_relay_req rq = {
         .proto = r->proto,
@@ -171,6 +192,7 @@ static void run_relay(agw_request *r, const agw_failover_attempt *at, const agw_
         .ping_ms = (long)cfg->server.sse_ping_s * 1000,
         .response_headers = agw_buf_view(&r->headers),
         .may_retry = may_retry,
+        .may_retry_auth = at->may_renew && call->credential_version != 0,
         .reshape = how->reshape ? &lazy_reshape : NULL,
         .drop_usage_chunk = how->drop_usage_chunk,
         .max_stream_bytes = cfg->server.max_stream_bytes,
@@ -190,9 +212,19 @@ static void run_relay(agw_request *r, const agw_failover_attempt *at, const agw_
     if (stream)
         agw_lb_stream_end(lb);
     agw_meter_attempt(r->metrics, provider, res);
-    agw_lb_end(lb, slot, lb_verdict(res),
+    /* A refused token that can be renewed is not the provider's failure yet. */
+    int renew = res->retryable && res->token_refused && at->may_renew &&
+                call->credential_version != 0;
+    if (renew)
+        at->renew_version = call->credential_version;
+    agw_lb_end(lb, slot, renew ? AGW_LB_OK : lb_verdict(res),
                res->upstream_status >= 200 && res->upstream_status <= 299 ? res->first_byte_us : 0,
                cooldown_ms(cfg, res), cfg->defaults.health_check_enabled, agw_shm_now_ns());
+    if (renew)
+        agw_log_info("%s %.*s provider=%s: the upstream refused its token (%d): renewing it",
+                     r->method, agw_request_clip(r->path, 100), r->path.ptr,
+                     at->route->provider->name, res->upstream_status);
+    return renew;
 }
 
 static void continue_answer(agw_request *r, const agw_model_call *mc,
@@ -203,7 +235,7 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
  * rounds its answer takes), accounts for it and logs the outcome. Returns 1
  * when the attempt failed without touching the client and the next
  * candidate should take the call. */
-static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at,
+static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at,
                          const agw_provider_call *call, agw_str send, int stream,
                          const agw_failover_answer *how)
 {
@@ -213,7 +245,8 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     const agw_codec *codec = bridge ? agw_bridge_codec(bridge) : NULL;
     agw_usage_tap tap;
     agw_relay_result res;
-    run_relay(r, at, call, send, stream, how, &tap, 0, at->may_retry, &res);
+    if (run_relay(r, at, call, send, stream, how, &tap, 0, at->may_retry, &res))
+        return 1;
     if (res.retryable) {
         agw_log_warn("%s %.*s provider=%s model=%.*s failed before the first byte (status=%d%s%s): "
                      "trying the next provider",
@@ -225,6 +258,10 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
     }
     if (res.held && bridge)
         continue_answer(r, mc, at, how, stream, &res);
+    /* A stream the tap cannot read (Kiro's binary one): the bridge saw
+     * the first token. */
+    if (bridge && !tap.first_output_us)
+        tap.first_output_us = agw_bridge_first_output_us(bridge);
     if (bridge)
         r->usage.continuations = agw_bridge_rounds(bridge) - 1;
     account(r, mc, &res, &tap, bridge ? bridge : how->reshape ? how->reshape->made : NULL);
@@ -240,6 +277,43 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, const agw_fai
                  res.client_gone ? " client_gone=1" : "", res.detail[0] ? " detail=" : "",
                  res.detail);
     return 0;
+}
+
+/* The provider has no usable credential now (a token that cannot be had or
+ * renewed): the next candidate takes the call, or the client hears why.
+ * Returns 1 to fail over. */
+static int no_credential(agw_request *r, const agw_failover_attempt *at)
+{
+    const char *name = at->route->provider->name;
+    agw_log_warn("%s %.*s provider=%s has no usable credential%s", r->method,
+                 agw_request_clip(r->path, 100), r->path.ptr, name,
+                 at->may_retry ? ": trying the next provider" : "");
+    if (at->may_retry) {
+        agw_metrics_failover(r->metrics, name);
+        return 1;
+    }
+    agw_request_error_code(r, 503, "provider_credential_unavailable",
+                           "provider '%s' has no usable credential right now (see its status in "
+                           "the admin API)",
+                           name);
+    return 0;
+}
+
+/* The provider's URL and headers for this attempt. Returns 0 when the
+ * attempt ends here: answered, or (*retry) left to the next provider. */
+static int prepare_call(agw_request *r, const agw_failover_attempt *at, agw_provider_op op,
+                        const agw_client_hints *hints, agw_provider_call *call, int *retry)
+{
+    agw_err pe = agw_provider_prepare(at->route->provider, op, hints, call);
+    if (pe == AGW_EIO) {
+        *retry = no_credential(r, at);
+        return 0;
+    }
+    if (pe) {
+        agw_request_error(r, 400, "invalid anthropic-version or anthropic-beta header");
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- what happens to the answer ---- */
@@ -347,12 +421,13 @@ static agw_err add_include_usage(agw_str body, agw_buf *out)
 
 /* The client's bytes go upstream untouched unless the model value changes
  * (a prefix stripped, a default filled in, or escapes in the name). */
-static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at)
+static int passthrough(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at)
 {
     int retry = 0;
     agw_buf upstream_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
     agw_buf usage_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
-    upstream_body.budget = usage_body.budget = agw_budget_process();
+    agw_buf repaired_body = AGW_BUF_INIT(r->cfg->server.max_body_bytes + 1024);
+    upstream_body.budget = usage_body.budget = repaired_body.budget = agw_budget_process();
     agw_provider_call call;
     memset(&call, 0, sizeof call);
     agw_str send = mc->body;
@@ -381,14 +456,26 @@ static int passthrough(agw_request *r, const agw_model_call *mc, const agw_failo
     agw_client_hints hints = {
         .anthropic_version = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_VERSION"),
         .anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA"),
+        .body = send,
+        .body_proto = r->proto,
     };
-    if (agw_provider_prepare(at->route->provider, mc->op, &hints, &call) != AGW_OK) {
-        agw_request_error(r, 400, "invalid anthropic-version or anthropic-beta header");
+    if (!prepare_call(r, at, mc->op, &hints, &call, &retry))
         goto out;
-    }
     /* Only model calls stream; count_tokens and embeddings answer one body. */
-    int model_call = mc->op == at->model_op;
+    int model_call = mc->op == at->plan.op && is_model_op(mc->op);
     int stream = model_call ? mc->stream : 0;
+    if (model_call && at->ops->repair_body) {
+        agw_err re = at->ops->repair_body(mc->op, send, &repaired_body);
+        if (re == AGW_OK) {
+            send = agw_buf_view(&repaired_body);
+        } else if (re == AGW_EBUSY) {
+            agw_request_busy(r);
+            goto out;
+        } else if (re != AGW_ENOTFOUND) {
+            agw_request_error(r, 413, "request body too large after repairing its tool calls");
+            goto out;
+        }
+    }
     agw_failover_answer how = { NULL, NULL, 0 };
     agw_failover_reshape reshape = { r->proto, 0, 0, mc->model, NULL };
     int client_usage = r->proto == AGW_PROTO_OPENAI && wants_usage_chunk(send);
@@ -424,6 +511,7 @@ out:
     agw_provider_call_free(&call);
     agw_buf_free(&upstream_body);
     agw_buf_free(&usage_body);
+    agw_buf_free(&repaired_body);
     return retry;
 }
 
@@ -443,23 +531,37 @@ static agw_err decode_client(const agw_request *r, const agw_model_call *mc, agw
     }
 }
 
-/* The IR request in the provider's protocol. */
-static agw_err encode_for(agw_proto upstream, const agw_ir_request *ir, agw_buf *out, char *why,
-                          size_t whylen)
+/* The IR request in the provider's protocol; Kiro's carries the account's
+ * profile ARN, from its prepared `call`. */
+static agw_err encode_for(agw_proto upstream, const agw_provider_call *call,
+                          const agw_ir_request *ir, agw_buf *out, char *why, size_t whylen)
 {
     switch (upstream) {
     case AGW_PROTO_OPENAI:
         return agw_openai_encode_request(ir, out, why, whylen);
     case AGW_PROTO_RESPONSES:
         return agw_responses_encode_request(ir, out, why, whylen);
+    case AGW_PROTO_KIRO: {
+        agw_kiro_request_opts ko = { agw_str_c(call->profile_arn ? call->profile_arn : ""),
+                                     { NULL, 0 } };
+        return agw_kiro_encode_request(ir, &ko, out, why, whylen);
+    }
     default:
         return agw_anthropic_encode_request(ir, out, why, whylen);
     }
 }
 
+/* Kiro's body carries the account's profile ARN, which comes with its
+ * credential: its call is prepared first. The others' headers may depend
+ * on the body (Copilot's): their body is encoded first. */
+static int body_first(agw_proto upstream)
+{
+    return upstream != AGW_PROTO_KIRO;
+}
+
 /* Decodes the client's request into the IR, encodes it for the provider, and
  * lets a bridge convert the answer back. */
-static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_attempt *at)
+static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at)
 {
     int retry = 0;
     agw_arena arena = AGW_ARENA_INIT;
@@ -478,9 +580,14 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
         goto out;
     }
     ir.model = at->route->model;
-    agw_proto upstream = at->proto;
+    agw_proto upstream = at->plan.proto;
+    agw_client_hints hints = { NULL, NULL, { NULL, 0 }, upstream };
+    if (r->proto == AGW_PROTO_ANTHROPIC)
+        hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
+    if (!body_first(upstream) && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))
+        goto out;
     why[0] = '\0';
-    e = encode_for(upstream, &ir, &upstream_body, why, sizeof why);
+    e = encode_for(upstream, &call, &ir, &upstream_body, why, sizeof why);
     if (e == AGW_EBUSY) {
         agw_request_busy(r);
         goto out;
@@ -491,15 +598,12 @@ static int convert(agw_request *r, const agw_model_call *mc, const agw_failover_
                           at->route->provider->name);
         goto out;
     }
-    agw_client_hints hints = { NULL, NULL };
-    if (r->proto == AGW_PROTO_ANTHROPIC)
-        hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
-    if (agw_provider_prepare(at->route->provider, at->model_op, &hints, &call) != AGW_OK) {
-        agw_request_error(r, 400, "invalid anthropic-beta header");
+    hints.body = agw_buf_view(&upstream_body);
+    if (body_first(upstream) && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))
         goto out;
-    }
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
                             agw_wall_s());
+    agw_bridge_set_request(bridge, &ir);
     rules = agw_answer_sanitize_rules(at->route->provider);
     agw_bridge_sanitize(bridge, rules);
     if (continues_answers(r, at))
@@ -612,7 +716,11 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request base;
     char why[256];
-    int prefill = at->proto == AGW_PROTO_ANTHROPIC, answered = 0;
+    int prefill = at->plan.proto == AGW_PROTO_ANTHROPIC, answered = 0;
+    /* A round's refused token is a failed round: no renewal in the middle
+     * of an answer. */
+    agw_failover_attempt round_at = *at;
+    round_at.may_renew = 0;
     if (decode_client(r, mc, &arena, &base, why, sizeof why) != AGW_OK)
         goto release;
     base.model = at->route->model;
@@ -626,17 +734,24 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
         agw_ir_request rq = base;
         agw_str trimmed;
         append_answer(&arena, &rq, agw_bridge_text(bridge), prefill, &trimmed);
-        if (rq.messages[rq.n_messages - 1].blocks[0].text.len == 0 && prefill)
+        const agw_ir_message *last = &rq.messages[rq.n_messages - 1];
+        if (prefill && last->blocks[last->n_blocks - 1].text.len == 0)
             break; /* nothing but whitespace to continue from */
         rq.max_tokens = max_tokens;
         agw_buf body = AGW_BUF_INIT(r->cfg->server.max_body_bytes * 2 + AGW_LIMIT_UPSTREAM_BODY);
         body.budget = agw_budget_process();
         agw_provider_call call;
         memset(&call, 0, sizeof call);
-        agw_client_hints hints = { NULL, NULL };
-        if (encode_for(at->proto, &rq, &body, why, sizeof why) != AGW_OK ||
-            agw_provider_prepare(at->route->provider, at->model_op, &hints, &call) !=
-                AGW_OK) {
+        agw_proto upstream = at->plan.proto;
+        agw_client_hints hints = { NULL, NULL, { NULL, 0 }, upstream };
+        int ok = body_first(upstream) ||
+                 agw_provider_prepare(at->route->provider, at->plan.op, &hints, &call) == AGW_OK;
+        ok = ok && encode_for(upstream, &call, &rq, &body, why, sizeof why) == AGW_OK;
+        hints.body = agw_buf_view(&body);
+        ok = ok && (!body_first(upstream) ||
+                    agw_provider_prepare(at->route->provider, at->plan.op, &hints, &call) ==
+                        AGW_OK);
+        if (!ok) {
             agw_provider_call_free(&call);
             agw_buf_free(&body);
             break;
@@ -645,11 +760,13 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
         /* A round may always end held: if no round may follow, release ends
          * it the way it would have ended. */
         agw_bridge_round(bridge, 1);
+        agw_bridge_set_request(bridge, &rq);
         agw_usage_tap tap;
         agw_relay_result round;
         /* A non-streaming client has been sent nothing: a failed round is
          * reported, and it gets the answer so far. */
-        run_relay(r, at, &call, agw_buf_view(&body), stream, how, &tap, 1, !stream, &round);
+        (void)run_relay(r, &round_at, &call, agw_buf_view(&body), stream, how, &tap, 1, !stream,
+                        &round);
         agw_metrics_continuation(r->metrics, at->route->provider->name);
         agw_provider_call_free(&call);
         agw_buf_free(&body);
@@ -682,23 +799,56 @@ release:
     agw_arena_free(&arena);
 }
 
+/* The call cannot go where it routes: `why` from the provider's plan. */
+static void refuse_plan(agw_request *r, const agw_route *route, const char *why)
+{
+    agw_request_error_code(r, 400, "model_not_supported", "%s (provider '%s')",
+                           why[0] ? why : "the model cannot be called here",
+                           route->provider->name);
+}
+
 void agw_failover_run(agw_request *r, agw_model_call *mc, size_t max_tries)
 {
     size_t n = mc->n_tries < max_tries ? mc->n_tries : max_tries;
     for (size_t i = 0; i < n; i++) {
         const agw_route *route = &mc->cands.r[i];
-        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type), i + 1 < n,
-                                    AGW_PROTO_OPENAI, AGW_OP_CHAT };
+        agw_failover_attempt at = { route, agw_provider_ops_of(route->provider->type),
+                                    { AGW_PROTO_OPENAI, mc->op }, i + 1 < n, 1, 0 };
         /* Model calls go where the provider serves that model; other
-         * operations (embeddings) keep the type's protocol. */
-        int model_call = mc->op == AGW_OP_CHAT || mc->op == AGW_OP_MESSAGES ||
-                         mc->op == AGW_OP_RESPONSES;
-        at.proto = model_call ? agw_provider_model_proto(route->provider, route->model)
-                              : at.ops->proto;
-        at.model_op = model_call ? agw_provider_model_op(route->provider, route->model)
-                                 : at.ops->model_op;
+         * operations (embeddings, count_tokens) keep the type's protocol. */
+        at.plan.proto = at.ops->proto;
         agw_usage_record_names(&r->usage, agw_str_c(route->provider->name), route->model);
-        int retry = at.proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+        if (is_model_op(mc->op)) {
+            char why[512] = "";
+            if (agw_provider_plan_call(route->provider, r->proto, route->model, &at.plan, why,
+                                       sizeof why) != AGW_OK) {
+                refuse_plan(r, route, why);
+                return;
+            }
+        }
+        int retry;
+        for (;;) {
+            retry = at.plan.proto == r->proto ? passthrough(r, mc, &at) : convert(r, mc, &at);
+            if (!retry || !at.renew_version)
+                break;
+            /* A 401 on a token that can be renewed: renewed once (or taken
+             * from whoever renewed it meanwhile), then the call once more. */
+            char err[256] = "";
+            uint64_t v = at.renew_version;
+            at.renew_version = 0;
+            at.may_renew = 0;
+            if (agw_cred_rejected(route->provider, v, err, sizeof err) != AGW_OK) {
+                agw_log_warn("provider=%s: its token could not be renewed: %s",
+                             route->provider->name, err);
+                if (at.may_retry)
+                    break;
+                agw_request_error_code(r, 502, "provider_credential_unavailable",
+                                       "provider '%s' refused its token and it could not be "
+                                       "renewed",
+                                       route->provider->name);
+                return;
+            }
+        }
         if (!retry)
             break;
     }

@@ -12,6 +12,7 @@
 #include "route/health.h"
 #include "state/store.h"
 #include "net/upstream.h"
+#include "provider/credential.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,13 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
     agw_store *store = NULL;
     if (agw_store_open(cfg->database.path, &store, err, sizeof err) != AGW_OK) {
         agw_log_error("database: %s", err);
+        return 1;
+    }
+    /* Accounts that log in (Kiro, Copilot) read and renew their tokens there. */
+    agw_cred_settings cs = { cfg->database.path, have_secrets ? secrets : NULL, 0, 0, 0 };
+    if (agw_cred_setup(&cs) != AGW_OK) {
+        agw_log_error("credentials: cannot be set up");
+        agw_store_close(store);
         return 1;
     }
     char *state = agw_shm_path_for_db(cfg->database.path);
@@ -145,6 +153,7 @@ static void stop(agw_app *app, agw_secret_key *secrets)
     agw_usage_log_close(app->usage);
     agw_catalog_holder_free(app->catalog);
     agw_shm_detach(app->shm);
+    agw_cred_teardown();
     agw_secret_key_wipe(secrets);
 }
 

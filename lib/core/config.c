@@ -225,6 +225,88 @@ static agw_err check_provider_name(agw_config_loader *ld, const config_setting_t
                 "required, and may hold only letters, digits, '.', '_' and '-'");
 }
 
+/* The type-specific settings: key, the one type that reads it, default. */
+static const struct {
+    const char *name;
+    agw_provider_type type;
+    const char *dflt;
+} type_settings[AGW_PROVIDER_SETTING_COUNT] = {
+    [AGW_SET_GITHUB_URL] = { "github_url", AGW_PROVIDER_COPILOT, "https://github.com" },
+    [AGW_SET_GITHUB_API_URL] = { "github_api_url", AGW_PROVIDER_COPILOT,
+                                 "https://api.github.com" },
+    [AGW_SET_GITHUB_CLIENT_ID] = { "github_client_id", AGW_PROVIDER_COPILOT,
+                                   "Iv1.b507a08c87ecfe98" },
+    [AGW_SET_COPILOT_EDITOR_VERSION] = { "editor_version", AGW_PROVIDER_COPILOT,
+                                         "vscode/1.99.3" },
+    [AGW_SET_COPILOT_PLUGIN_VERSION] = { "editor_plugin_version", AGW_PROVIDER_COPILOT,
+                                         "copilot-chat/0.26.7" },
+    [AGW_SET_COPILOT_USER_AGENT] = { "user_agent", AGW_PROVIDER_COPILOT,
+                                     "GitHubCopilotChat/0.26.7" },
+    [AGW_SET_COPILOT_INTEGRATION_ID] = { "integration_id", AGW_PROVIDER_COPILOT, "vscode-chat" },
+    [AGW_SET_COPILOT_API_VERSION] = { "github_api_version", AGW_PROVIDER_COPILOT, "2025-04-01" },
+    [AGW_SET_COPILOT_INTENT] = { "openai_intent", AGW_PROVIDER_COPILOT, "conversation-panel" },
+    [AGW_SET_KIRO_VERSION] = { "kiro_version", AGW_PROVIDER_KIRO, "0.7.45" },
+    [AGW_SET_KIRO_SDK_VERSION] = { "aws_sdk_version", AGW_PROVIDER_KIRO, "1.0.34" },
+    [AGW_SET_KIRO_OS] = { "kiro_os", AGW_PROVIDER_KIRO, "linux" },
+    [AGW_SET_KIRO_NODE_VERSION] = { "kiro_node_version", AGW_PROVIDER_KIRO, "22.21.1" },
+    [AGW_SET_KIRO_AGENT_MODE] = { "kiro_agent_mode", AGW_PROVIDER_KIRO, "vibe" },
+    [AGW_SET_KIRO_AUTH_URL] = { "auth_url", AGW_PROVIDER_KIRO,
+                                "https://prod.{region}.auth.desktop.kiro.dev" },
+    [AGW_SET_KIRO_OIDC_URL] = { "oidc_url", AGW_PROVIDER_KIRO, "https://oidc.{region}.amazonaws.com" },
+    [AGW_SET_KIRO_SIGNIN_URL] = { "signin_url", AGW_PROVIDER_KIRO, "https://app.kiro.dev/signin" },
+    [AGW_SET_KIRO_START_URL] = { "builder_id_start_url", AGW_PROVIDER_KIRO,
+                                 "https://view.awsapps.com/start" },
+    [AGW_SET_KIRO_REDIRECT_URI] = { "login_redirect_uri", AGW_PROVIDER_KIRO,
+                                    "http://localhost:3128" },
+};
+
+const char *agw_provider_setting(const agw_provider_cfg *p, agw_provider_setting_id id)
+{
+    return p->settings[id] ? p->settings[id] : type_settings[id].dflt;
+}
+
+const char *agw_provider_setting_name(agw_provider_setting_id id)
+{
+    return type_settings[id].name;
+}
+
+/* The type-specific settings `p` sets: only its own type's, strings without
+ * control bytes; the URLs http(s) with a host, not link-local. */
+static agw_err load_provider_settings(agw_config_loader *ld, const config_setting_t *p,
+                                      const char *prefix, agw_provider_cfg *out)
+{
+    char key[160];
+    for (int i = 0; i < AGW_PROVIDER_SETTING_COUNT; i++) {
+        const config_setting_t *at = config_setting_get_member(p, type_settings[i].name);
+        if (!at)
+            continue;
+        snprintf(key, sizeof key, "%s%s", prefix, type_settings[i].name);
+        if (type_settings[i].type != out->type)
+            return fail(ld, at, key, "only a %s provider has this setting",
+                        agw_provider_type_name(type_settings[i].type));
+        agw_err e = get_string(ld, p, prefix, type_settings[i].name, &out->settings[i]);
+        if (e)
+            return e;
+        const char *v = out->settings[i];
+        if (!*v || agw_str_has_ctl(agw_str_c(v), 1))
+            return fail(ld, at, key, "must be a non-empty string without control characters");
+        if (i == AGW_SET_GITHUB_URL || i == AGW_SET_GITHUB_API_URL ||
+            i == AGW_SET_KIRO_AUTH_URL || i == AGW_SET_KIRO_OIDC_URL) {
+            size_t n = strlen(v);
+            while (n > 0 && out->settings[i][n - 1] == '/')
+                out->settings[i][--n] = '\0';
+            agw_buf origin = AGW_BUF_INIT(AGW_LIMIT_SMALL);
+            e = agw_config_url_origin(v, &origin, NULL);
+            agw_buf_free(&origin);
+            const char *why = e ? "must be an http:// or https:// URL with a host"
+                                : agw_config_base_url_refused(v, ld->allow_link_local);
+            if (why)
+                return fail(ld, at, key, "%s", why);
+        }
+    }
+    return AGW_OK;
+}
+
 /* Only the types with one public endpoint may leave base_url out. Trailing
  * slashes go so that endpoint paths can be appended as they are. */
 static agw_err load_provider_base_url(agw_config_loader *ld, const config_setting_t *p,
@@ -237,7 +319,14 @@ static agw_err load_provider_base_url(agw_config_loader *ld, const config_settin
             out->base_url = xstrdup("https://api.openai.com/v1");
         else if (out->type == AGW_PROVIDER_ANTHROPIC)
             out->base_url = xstrdup("https://api.anthropic.com");
-        else
+        else if (out->type == AGW_PROVIDER_KIRO)
+            /* {region}: the account's (its profile ARN's), us-east-1 without one. */
+            out->base_url = xstrdup("https://q.{region}.amazonaws.com");
+        else if (out->type == AGW_PROVIDER_COPILOT) {
+            /* The individual plan's host, until a token names the account's. */
+            out->base_url = xstrdup("https://api.githubcopilot.com");
+            out->base_url_from_token = 1;
+        } else
             return fail(ld, p, key, "required for this provider type");
     }
     size_t scheme = strncmp(out->base_url, "http://", 7) == 0    ? 7
@@ -627,11 +716,20 @@ static agw_err load_provider_api(agw_config_loader *ld, const config_setting_t *
 static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, size_t idx,
                              agw_provider_cfg *out)
 {
-    static const char *const known[] = { "name", "type", "base_url", "api_key", "weight",
-                                         "enabled", "models", "default_model", "api",
-                                         "responses_models", "continuation", "sanitize",
-                                         "sanitize_defaults", "sanitize_thinking",
-                                         "sanitize_rules", NULL };
+    static const char *const common[] = { "name", "type", "base_url", "api_key", "weight",
+                                          "enabled", "models", "default_model", "api",
+                                          "responses_models", "continuation", "sanitize",
+                                          "sanitize_defaults", "sanitize_thinking",
+                                          "sanitize_rules" };
+    /* The common keys, then every type-specific one (load_provider_settings
+     * refuses those of another type). */
+    const char *known[sizeof common / sizeof *common + AGW_PROVIDER_SETTING_COUNT + 1];
+    size_t nk = 0;
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++)
+        known[nk++] = common[i];
+    for (int i = 0; i < AGW_PROVIDER_SETTING_COUNT; i++)
+        known[nk++] = type_settings[i].name;
+    known[nk] = NULL;
     char prefix[96], key[128];
     snprintf(prefix, sizeof prefix, "providers[%lu].", (unsigned long)idx);
     agw_err e;
@@ -667,7 +765,8 @@ static agw_err load_provider(agw_config_loader *ld, const config_setting_t *p, s
         return fail(ld, at ? at : p, key, "must be openai, anthropic, kiro or copilot");
     }
     out->type = (agw_provider_type)t;
-    if ((e = load_provider_base_url(ld, p, prefix, out)))
+    if ((e = load_provider_base_url(ld, p, prefix, out)) ||
+        (e = load_provider_settings(ld, p, prefix, out)))
         return e;
     if (!out->api_key)
         out->api_key = xstrdup("");
@@ -1100,6 +1199,8 @@ void agw_config_free(agw_config *cfg)
         for (size_t j = 0; j < p->n_responses_models; j++)
             free(p->responses_models[j]);
         free(p->responses_models);
+        for (int j = 0; j < AGW_PROVIDER_SETTING_COUNT; j++)
+            free(p->settings[j]);
     }
     free(cfg->providers);
     free(cfg->path);

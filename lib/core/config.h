@@ -72,6 +72,33 @@ typedef struct {
     char *text;
 } agw_rule_cfg;
 
+/* Settings that only one provider type reads (its URLs and the version
+ * strings its client headers carry): keys of a provider's group in
+ * antigw.cfg, each with a default (PROVIDERS.md), refused on a provider of
+ * another type. Providers added through the admin API use the defaults. */
+typedef enum {
+    AGW_SET_GITHUB_URL = 0,         /* copilot: device flow; https://github.com */
+    AGW_SET_GITHUB_API_URL,         /* copilot: token exchange, user, quota; https://api.github.com */
+    AGW_SET_GITHUB_CLIENT_ID,       /* copilot: the OAuth app of the device flow */
+    AGW_SET_COPILOT_EDITOR_VERSION, /* copilot: editor-version */
+    AGW_SET_COPILOT_PLUGIN_VERSION, /* copilot: editor-plugin-version */
+    AGW_SET_COPILOT_USER_AGENT,     /* copilot: user-agent */
+    AGW_SET_COPILOT_INTEGRATION_ID, /* copilot: copilot-integration-id */
+    AGW_SET_COPILOT_API_VERSION,    /* copilot: x-github-api-version */
+    AGW_SET_COPILOT_INTENT,         /* copilot: openai-intent */
+    AGW_SET_KIRO_VERSION,           /* kiro: the KiroIDE version its user agents name */
+    AGW_SET_KIRO_SDK_VERSION,       /* kiro: the aws-sdk-js version its user agents name */
+    AGW_SET_KIRO_OS,                /* kiro: the os/ part of user-agent */
+    AGW_SET_KIRO_NODE_VERSION,      /* kiro: the md/nodejs# part of user-agent */
+    AGW_SET_KIRO_AGENT_MODE,        /* kiro: x-amzn-kiro-agent-mode */
+    AGW_SET_KIRO_AUTH_URL,          /* kiro: social token service; https://prod.{region}.auth.desktop.kiro.dev */
+    AGW_SET_KIRO_OIDC_URL,          /* kiro: AWS SSO OIDC; https://oidc.{region}.amazonaws.com */
+    AGW_SET_KIRO_SIGNIN_URL,        /* kiro: the social sign-in page; https://app.kiro.dev/signin */
+    AGW_SET_KIRO_START_URL,         /* kiro: Builder ID start URL; https://view.awsapps.com/start */
+    AGW_SET_KIRO_REDIRECT_URI,      /* kiro: the loopback sign-in callback; http://localhost:3128 */
+    AGW_PROVIDER_SETTING_COUNT
+} agw_provider_setting_id;
+
 typedef struct {
     char *name;          /* unique; agw_config_name_ok */
     agw_provider_type type;
@@ -96,6 +123,12 @@ typedef struct {
     int responses_api;
     char **responses_models;
     size_t n_responses_models;
+    /* Type-specific settings (agw_provider_setting_id); NULL = the default:
+     * read them with agw_provider_setting(). */
+    char *settings[AGW_PROVIDER_SETTING_COUNT];
+    /* copilot: base_url was left out, so calls go to the host the account's
+     * token names (endpoints.api), base_url being the fallback. */
+    int base_url_from_token;
 } agw_provider_cfg;
 
 /* Why a rule is refused (NULL when it is fine), and in *field which of its
@@ -118,6 +151,11 @@ AGW_WARN_UNUSED agw_err agw_config_answers_to_json(const agw_provider_cfg *p, ag
 /* Frees p's sanitize rules and leaves it with none (for the owners of
  * provider entries built outside a configuration: the catalog). */
 void agw_config_rules_free(agw_provider_cfg *p);
+
+/* p's value of setting `id`, its default when unset (never NULL). */
+const char *agw_provider_setting(const agw_provider_cfg *p, agw_provider_setting_id id);
+/* The antigw.cfg key of setting `id` ("github_url"). */
+const char *agw_provider_setting_name(agw_provider_setting_id id);
 
 typedef struct {
     char *path;          /* the file this was loaded from */

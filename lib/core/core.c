@@ -1,5 +1,6 @@
 #include "core/core.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -468,4 +469,62 @@ void agw_budget_give(agw_budget *b, size_t n)
 size_t agw_budget_used(const agw_budget *b)
 {
     return atomic_load(&((agw_budget *)b)->used);
+}
+
+int64_t agw_time_parse(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 40)
+        return -1;
+    int digits = 1;
+    for (size_t i = 0; i < n; i++)
+        digits &= isdigit((unsigned char)s[i]) != 0;
+    if (digits) {
+        if (n > 12)
+            return -1;
+        return strtoll(s, NULL, 10);
+    }
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int consumed = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &consumed) != 3 ||
+        consumed != 10)
+        return -1;
+    const char *p = s + 10;
+    int offset = 0;
+    if (*p == 'T' || *p == 't' || *p == ' ') {
+        consumed = 0;
+        if (sscanf(p + 1, "%2d:%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 3 ||
+            consumed != 8)
+            return -1;
+        p += 9;
+        if (*p == '.') /* fractions of a second are dropped */
+            for (p++; isdigit((unsigned char)*p); p++)
+                ;
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if (*p == '+' || *p == '-') {
+            int oh, om;
+            consumed = 0;
+            if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &consumed) != 2 || consumed != 5 || oh > 23 ||
+                om > 59)
+                return -1;
+            offset = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+            p += 6;
+        } else {
+            return -1;
+        }
+    }
+    if (*p)
+        return -1;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+        return -1;
+    int mday = tm.tm_mday, mon = tm.tm_mon;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != mday || tm.tm_mon != mon - 1)
+        return -1; /* timegm normalised an impossible date like 02-30 */
+    return (int64_t)t - offset;
 }

@@ -284,6 +284,11 @@ struct timespec;
  * a condition variable whose clock is CLOCK_MONOTONIC. */
 void agw_mono_deadline(struct timespec *ts, unsigned ms);
 
+/* Unix seconds from "1717171717", "2024-05-31" or "2024-05-31T12:00:00Z"
+ * (fractions of a second dropped; an offset like +02:00 instead of Z is
+ * honoured). -1 when invalid. */
+int64_t agw_time_parse(const char *s);
+
 /* ---- ids ---- */
 
 /* Fills `out` with 2*nbytes lowercase hex chars of cryptographic randomness plus a

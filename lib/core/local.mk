@@ -5,4 +5,5 @@ lib_libantigw_a_SOURCES += \
 	lib/core/sse.c lib/core/sse.h \
 	lib/core/crypto.c lib/core/crypto.h \
 	lib/core/config.c lib/core/config.h \
-	lib/core/cli.c lib/core/cli.h
+	lib/core/cli.c lib/core/cli.h \
+	lib/core/eventstream.c lib/core/eventstream.h

@@ -1,4 +1,5 @@
 #include "metrics/meter.h"
+#include "provider/credential.h"
 #include "route/models.h"
 
 void agw_meter_attempt(agw_metrics *m, agw_str provider, const agw_relay_result *res)
@@ -34,12 +35,15 @@ static agw_metrics_series *series_of(agw_metrics *m, const agw_config *cfg,
 void agw_meter_answer(agw_metrics *m, const agw_config *cfg, const agw_usage_record *u,
                       uint64_t ttft_us)
 {
+    agw_metrics_series *s = series_of(m, cfg, u);
     if (!u->tokens_estimated) {
-        agw_metrics_series *s = series_of(m, cfg, u);
         agw_metrics_count_tokens(s, AGW_TOKENS_INPUT, u->input_tokens);
         agw_metrics_count_tokens(s, AGW_TOKENS_OUTPUT, u->output_tokens);
         agw_metrics_count_tokens(s, AGW_TOKENS_CACHE_READ, u->cache_read_tokens);
         agw_metrics_count_tokens(s, AGW_TOKENS_CACHE_WRITE, u->cache_write_tokens);
+    } else {
+        agw_metrics_count_tokens_estimated(s, AGW_TOKENS_INPUT, u->input_tokens);
+        agw_metrics_count_tokens_estimated(s, AGW_TOKENS_OUTPUT, u->output_tokens);
     }
     if (ttft_us)
         agw_metrics_observe(&agw_metrics_provider_slot(m, agw_str_c(u->provider))->ttft,
@@ -62,6 +66,7 @@ void agw_meter_health(agw_metrics *m, agw_lb *lb, const agw_config *cfg)
         const agw_provider_cfg *p = &cfg->providers[i];
         agw_lb_slot *slot = agw_lb_slot_of(lb, agw_str_c(p->name));
         if (slot)
-            agw_metrics_set_health(m, p->name, p->enabled && !atomic_load(&slot->unhealthy));
+            agw_metrics_set_health(m, p->name, p->enabled && !atomic_load(&slot->unhealthy) &&
+                                                   agw_cred_routable(p));
     }
 }

@@ -1,5 +1,7 @@
 #include "metrics/metrics.h"
 
+#include "provider/credential.h"
+
 #include <assert.h>
 #include <sched.h>
 #include <stddef.h>
@@ -179,10 +181,21 @@ void agw_metrics_count_request(agw_metrics_series *s, int status)
     atomic_fetch_add_explicit(&s->requests[c], 1, memory_order_relaxed);
 }
 
-void agw_metrics_count_tokens(agw_metrics_series *s, agw_metrics_token_type t, int64_t n)
+static void add_tokens(_Atomic uint64_t *counters, agw_metrics_token_type t, int64_t n)
 {
     if (n > 0 && (unsigned)t < AGW_TOKENS_TYPES)
-        atomic_fetch_add_explicit(&s->tokens[t], (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&counters[t], (uint64_t)n, memory_order_relaxed);
+}
+
+void agw_metrics_count_tokens(agw_metrics_series *s, agw_metrics_token_type t, int64_t n)
+{
+    add_tokens(s->tokens, t, n);
+}
+
+void agw_metrics_count_tokens_estimated(agw_metrics_series *s, agw_metrics_token_type t,
+                                        int64_t n)
+{
+    add_tokens(s->tokens_estimated, t, n);
 }
 
 void agw_metrics_upstream_error(agw_metrics *m, agw_str provider, agw_metrics_uperr c)
@@ -349,6 +362,24 @@ static const char *series_model(agw_metrics *m, agw_metrics_series *s)
 {
     return s == &m->overflow_series ? AGW_METRICS_OTHER : s->model;
 }
+
+/* One token counter family: the reported counts, or the estimated ones. */
+static agw_err token_family(agw_buf *out, agw_metrics *m, const char *name, const char *help,
+                            int estimated)
+{
+    agw_err e = family(out, name, "counter", help);
+    FOR_SERIES(m, s)
+    {
+        for (size_t t = 0; !e && t < AGW_TOKENS_TYPES; t++) {
+            uint64_t v = load(estimated ? &s->tokens_estimated[t] : &s->tokens[t]);
+            if (v)
+                e = sample(out, name, "provider", series_provider(m, s), "model",
+                           series_model(m, s), "type", token_type[t], v);
+        }
+    }
+    return e;
+}
+
 static const char *provider_name(agw_metrics *m, agw_metrics_provider *p)
 {
     return p == &m->overflow_provider ? AGW_METRICS_OTHER : p->name;
@@ -400,19 +431,13 @@ agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_
             return e;
     }
 
-    N = "antigateway_tokens_total";
-    if ((e = family(out, N, "counter",
-                    "Tokens reported by providers, by provider, model and type.")))
+    if ((e = token_family(out, m, "antigateway_tokens_total",
+                          "Tokens reported by providers, by provider, model and type.", 0)) ||
+        (e = token_family(out, m, "antigateway_tokens_estimated_total",
+                          "Tokens the gateway estimated for answers that reported none (always "
+                          "for Kiro), by provider, model and type.",
+                          1)))
         return e;
-    FOR_SERIES(m, s)
-    {
-        for (size_t t = 0; t < AGW_TOKENS_TYPES; t++) {
-            uint64_t v = load(&s->tokens[t]);
-            if (v && (e = sample(out, N, "provider", series_provider(m, s), "model",
-                                 series_model(m, s), "type", token_type[t], v)))
-                return e;
-        }
-    }
 
     N = "antigateway_provider_health";
     if ((e = family(out, N, "gauge",
@@ -421,6 +446,17 @@ agw_err agw_metrics_render(agw_metrics *m, const agw_config *cfg, uint64_t rate_
     for (size_t i = 0; i < cfg->n_providers; i++)
         if ((e = sample(out, N, "provider", cfg->providers[i].name, NULL, NULL, NULL, NULL,
                         health_of(m, &cfg->providers[i]))))
+            return e;
+
+    N = "antigateway_provider_needs_login";
+    if ((e = family(out, N, "gauge",
+                    "1 when the account of a provider that logs in (kiro, copilot) has no "
+                    "usable login: its refresh token was refused, or it never logged in.")))
+        return e;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (agw_cred_type_logs_in(cfg->providers[i].type) &&
+            (e = sample(out, N, "provider", cfg->providers[i].name, NULL, NULL, NULL, NULL,
+                        !agw_cred_routable(&cfg->providers[i]))))
             return e;
 
     N = "antigateway_rate_limit_hits_total";

@@ -129,6 +129,9 @@ typedef struct {
     char model[AGW_METRICS_MODEL_MAX];
     _Atomic uint64_t requests[AGW_METRICS_STATUS_CLASSES];
     _Atomic uint64_t tokens[AGW_TOKENS_TYPES];
+    /* The gateway's estimates where the provider reported no counts (Kiro):
+     * antigateway_tokens_estimated_total, kept apart from the reported ones. */
+    _Atomic uint64_t tokens_estimated[AGW_TOKENS_TYPES];
     agw_metrics_hist duration;
 } agw_metrics_series;
 
@@ -157,6 +160,9 @@ void agw_metrics_observe(agw_metrics_hist *h, agw_metrics_buckets set, uint64_t 
 /* One model call answered with `status` (0 = no answer). */
 void agw_metrics_count_request(agw_metrics_series *s, int status);
 void agw_metrics_count_tokens(agw_metrics_series *s, agw_metrics_token_type t, int64_t n);
+/* Tokens the gateway estimated (antigateway_tokens_estimated_total). */
+void agw_metrics_count_tokens_estimated(agw_metrics_series *s, agw_metrics_token_type t,
+                                        int64_t n);
 void agw_metrics_upstream_error(agw_metrics *m, agw_str provider, agw_metrics_uperr c);
 
 /* For the health checker: the result of the last probe of `provider`. */

@@ -1,6 +1,7 @@
 #include "net/relay.h"
 #include "core/json.h"
 #include "core/sse.h"
+#include "proto/apierr.h"
 
 #include <stdio.h>
 
@@ -33,6 +34,8 @@ typedef struct {
     agw_buf converted;      /* codec output for the event being relayed */
     agw_buf pending;        /* passthrough: upstream bytes after the last complete event */
     int codec_failed;       /* the codec rejected the upstream's stream */
+    int binary;             /* the stream goes through codec->bytes (codec.h) */
+    int early_status;       /* codec->early_error, when it stopped the call for failover */
     int stop_status;        /* the status a stopped call answers, when not 502 */
     int64_t next_seq;       /* Responses client: the sequence_number an error event of ours takes */
 } agw_relay_call;
@@ -376,6 +379,37 @@ static int stream_over_limit(agw_relay_call *r)
     return 0;
 }
 
+/* Bytes of a stream that is not SSE, through the codec (codec.h `bytes`). */
+static int on_binary(agw_relay_call *r, const char *p, size_t n)
+{
+    const agw_codec *c = r->codec;
+    agw_buf_reset(&r->converted);
+    agw_err e = c->bytes(c->ud, p, n, &r->converted);
+    if (e) {
+        r->codec_failed = 1;
+        snprintf(r->res->detail, sizeof r->res->detail,
+                 "upstream stream could not be converted: %s", agw_strerror(e));
+        return 1;
+    }
+    agw_str msg;
+    int early = c->early_error ? c->early_error(c->ud, &msg) : 0;
+    if (early && !r->committed && r->rq->may_retry && (early == 429 || early >= 500)) {
+        r->early_status = early;
+        snprintf(r->res->detail, sizeof r->res->detail, "upstream stream error: %.*s",
+                 (int)(msg.len < 200 ? msg.len : 200), msg.ptr ? msg.ptr : "");
+        return 1;
+    }
+    if (!r->converted.len || !r->rq->stream)
+        return r->sink->gone(r->sink->ud);
+    r->res->events++;
+    if (!r->committed) {
+        r->res->streamed = 1;
+        if (send_head(r, 200, "text/event-stream; charset=utf-8", 1))
+            return 1;
+    }
+    return client_write(r, r->converted.data, r->converted.len) || r->sink->flush(r->sink->ud);
+}
+
 static int on_data(void *ud, const char *p, size_t n)
 {
     agw_relay_call *r = ud;
@@ -383,6 +417,8 @@ static int on_data(void *ud, const char *p, size_t n)
         long status = agw_upstream_status(r->u);
         if (status < 200 || status > 299)
             r->mode = MODE_ERROR;
+        else if (r->codec && r->codec->bytes)
+            r->mode = MODE_STREAM, r->binary = 1;
         else if (is_event_stream(agw_upstream_header(r->u, AGW_STR_LIT("content-type"))))
             r->mode = MODE_STREAM;
         else
@@ -392,7 +428,9 @@ static int on_data(void *ud, const char *p, size_t n)
         if (!r->codec &&
             ((r->mode == MODE_STREAM && !r->rq->stream) || (r->mode == MODE_BODY && r->rq->stream)))
             r->codec = reshape_codec(r);
-        if (r->mode == MODE_STREAM && (r->rq->stream || !r->codec)) {
+        /* A binary stream's head waits for its first converted bytes: an
+         * error before them can still be answered with its status. */
+        if (r->mode == MODE_STREAM && (r->rq->stream || !r->codec) && !r->binary) {
             r->res->streamed = 1;
             if (!r->committed && send_head(r, 200, "text/event-stream; charset=utf-8", 1))
                 return 1;
@@ -403,6 +441,8 @@ static int on_data(void *ud, const char *p, size_t n)
         r->stream_bytes += n;
         if (stream_over_limit(r))
             return 1;
+        if (r->binary)
+            return on_binary(r, p, n);
         r->events_in_chunk = 0;
         agw_err e = agw_sse_feed(&r->sse, p, n, on_event, r);
         if (r->codec_failed || (r->codec && r->sink->gone(r->sink->ud)))
@@ -560,6 +600,24 @@ static void finish_converted(agw_relay_call *r, long status)
         }
     } else {
         e = c->finish(c->ud, out, &final_status);
+        agw_str msg;
+        int early = c->early_error ? c->early_error(c->ud, &msg) : 0;
+        if (early) {
+            if (r->committed)
+                send_error_event(r, early, msg);
+            else
+                send_error(r, early, msg, 1);
+            return;
+        }
+    }
+    if (r->rq->stream && !r->committed) {
+        r->res->streamed = 1;
+        if (e == AGW_OK && send_head(r, 200, "text/event-stream; charset=utf-8", 1) != AGW_OK)
+            return;
+        if (e != AGW_OK) {
+            send_error(r, 502, AGW_STR_LIT("upstream stream ended before its final event"), 1);
+            return;
+        }
     }
     r->res->held = e == AGW_OK && c->held && c->held(c->ud);
     if (r->rq->stream) {
@@ -655,7 +713,7 @@ static void call_upstream(agw_relay_call *r, agw_upstream_result *ures)
     res->first_byte_us = ures->first_byte_us;
     if (!res->detail[0])
         snprintf(res->detail, sizeof res->detail, "%s", ures->detail);
-    res->upstream_status = (int)agw_upstream_status(r->u);
+    res->upstream_status = r->early_status ? r->early_status : (int)agw_upstream_status(r->u);
     res->retry_after_s = retry_after(r->u);
 }
 
@@ -673,13 +731,23 @@ static int provider_refused(int status)
 static int leave_for_failover(agw_relay_call *r, const agw_upstream_result *ures, int gone)
 {
     agw_relay_result *res = r->res;
-    if (!r->rq->may_retry || gone || r->committed || res->bytes_out != 0)
+    res->token_refused = ures->outcome == AGW_UPSTREAM_DONE &&
+                         agw_apierr_token_refused(res->upstream_status,
+                                                  r->mode == MODE_ERROR ? agw_buf_view(&r->body)
+                                                                        : (agw_str){ NULL, 0 });
+    int auth_renewable = r->rq->may_retry_auth && res->token_refused;
+    if ((!r->rq->may_retry && !auth_renewable) || gone || r->committed || res->bytes_out != 0)
         return 0;
+    if (r->early_status) {
+        res->retryable = 1;
+        res->status = r->early_status;
+        return 1;
+    }
     if (!(ures->outcome == AGW_UPSTREAM_CONNECT || ures->outcome == AGW_UPSTREAM_TIMEOUT ||
           ures->outcome == AGW_UPSTREAM_BROKEN ||
           (ures->outcome == AGW_UPSTREAM_DONE &&
-           (res->upstream_status == 429 || res->upstream_status >= 500 ||
-            provider_refused(res->upstream_status)))))
+           (res->upstream_status == 402 || res->upstream_status == 429 ||
+            res->upstream_status >= 500 || provider_refused(res->upstream_status)))))
         return 0;
     res->retryable = 1;
     res->status = ures->outcome == AGW_UPSTREAM_TIMEOUT   ? 504

@@ -9,6 +9,12 @@
  *    the side only to know whether the stream ended properly.
  *  - A stream that breaks (reset, timeout, no terminal event) ends with an
  *    error event in the client's protocol, never a clean-looking end.
+ *  - With a codec that reads bytes (codec.h `bytes`: Kiro's binary event
+ *    stream), every 2xx answer is such a stream: its bytes go through the
+ *    codec, and the client's SSE head waits for the first converted bytes,
+ *    so an error the stream reports before any output (codec `early_error`)
+ *    is still answered with its own status, or, when another provider may
+ *    take the call and it is a 429 or 5xx, left to that provider.
  *  - A non-streamed 2xx answer is collected (capped), checked to be JSON and
  *    sent with its status; garbage becomes a 502 in the client's shape.
  *  - A non-2xx answer keeps its status, `retry-after` and the error body when
@@ -92,8 +98,13 @@ typedef struct {
     /* Another provider can take the call (failover): a failure that left
      * the client untouched (nothing written, not even the SSE head) is not
      * answered but reported with res->retryable. Failures that qualify: a
-     * connect error, a timeout, a broken connection, a 401/403, a 429 or a 5xx. */
+     * connect error, a timeout, a broken connection, a 401/403, a 402 (the
+     * provider's account is out of quota), a 429 or a 5xx. */
     int may_retry;
+    /* Without may_retry, a refused token (res->token_refused) is still
+     * reported, not answered: the caller can renew the credential and send
+     * the call again. */
+    int may_retry_auth;
     /* A streamed answer (text/event-stream from the upstream) past either
      * limit is stopped, and ends with the protocol's error event (or a 502
      * when nothing went out yet); res->detail says which. 0: no limit. */
@@ -130,6 +141,9 @@ typedef struct {
     /* rq->may_retry only: the call failed and the client got nothing. */
     int retryable;
     int upstream_status;        /* the upstream's status (0: no answer) */
+    /* The upstream refused the credential itself: a 401, or a 403 saying
+     * the token is invalid or expired (a renewed token may pass). */
+    int token_refused;
     long retry_after_s;         /* the upstream's retry-after in seconds, or -1 */
     /* The codec held the answer's end back for a continuation round: what
      * the client got so far is flushed, nothing ended (complete is set). */

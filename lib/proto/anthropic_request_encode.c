@@ -52,18 +52,7 @@ static int message_kept(const agw_ir_message *m)
     return 0;
 }
 
-static agw_err enc_fail(enc *x, const char *fmt, ...) AGW_PRINTF(2, 3);
-
-static agw_err enc_fail(enc *x, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    agw_wire_vfail(x->err, x->errlen, fmt, ap);
-    va_end(ap);
-    if (x->w.e == AGW_OK)
-        x->w.e = AGW_EINVAL;
-    return x->w.e;
-}
+#define enc_fail(x, ...) agw_wire_w_fail(&(x)->w, (x)->err, (x)->errlen, __VA_ARGS__)
 
 /* The prompt-caching mark of a block or a tool, passed through. AGW_OK
  * unless it is not a JSON object: then the error (with a message), and the

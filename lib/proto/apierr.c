@@ -1,5 +1,7 @@
 #include "proto/apierr.h"
 
+#include <strings.h>
+
 const char *agw_apierr_type(agw_proto proto, int status)
 {
     if (proto == AGW_PROTO_ANTHROPIC) {
@@ -99,4 +101,22 @@ const char *agw_http_reason(int status)
     case 529: return "Overloaded";
     default: return "Unknown";
     }
+}
+
+/* Case-insensitive search of a NUL-free word in a view. */
+static int has_word(agw_str s, const char *w)
+{
+    size_t n = strlen(w);
+    for (size_t i = 0; i + n <= s.len; i++)
+        if (strncasecmp(s.ptr + i, w, n) == 0)
+            return 1;
+    return 0;
+}
+
+int agw_apierr_token_refused(long status, agw_str body)
+{
+    if (status == 401)
+        return 1;
+    return status == 403 && body.ptr && has_word(body, "token") &&
+           (has_word(body, "invalid") || has_word(body, "expired"));
 }

@@ -14,11 +14,13 @@
 
 /* The client-facing protocols, which are also the wire protocols of
  * providers. OpenAI Responses errors have OpenAI's body shape; its stream
- * errors are typed `error` events. */
+ * errors are typed `error` events. Kiro (CodeWhisperer) is only ever an
+ * upstream protocol: no client speaks it, so no error is ever shaped for it. */
 typedef enum {
     AGW_PROTO_OPENAI = 0,
     AGW_PROTO_ANTHROPIC,
     AGW_PROTO_RESPONSES,
+    AGW_PROTO_KIRO,
 } agw_proto;
 
 /* The error `type` string the protocol uses for an HTTP status (Responses:
@@ -42,6 +44,13 @@ AGW_WARN_UNUSED agw_err agw_apierr_sse(agw_buf *out, agw_proto proto, int status
  * client got); other protocols ignore it. agw_apierr_sse numbers it 0. */
 AGW_WARN_UNUSED agw_err agw_apierr_sse_numbered(agw_buf *out, agw_proto proto, int status,
                                                 agw_str message, int64_t seq);
+
+/* 1 when an upstream's error answer refuses the call's token itself, so a
+ * renewed token may pass: a 401, or a 403 whose body says the token is
+ * invalid or expired (Kiro and AWS answer a stale bearer token so). Any
+ * other 403 is a refusal no new token changes (renewing on those has got
+ * accounts suspended). `body` may be empty. */
+int agw_apierr_token_refused(long status, agw_str body);
 
 /* The reason phrase for a status ("Not Found"); "Unknown" for unusual codes. */
 const char *agw_http_reason(int status);

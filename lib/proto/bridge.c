@@ -1,5 +1,6 @@
 #include "proto/bridge.h"
 #include "proto/anthropic.h"
+#include "proto/kiro.h"
 #include "proto/openai.h"
 #include "proto/continuation.h"
 #include "proto/sanitize.h"
@@ -19,6 +20,11 @@ struct agw_bridge {
     agw_buf *out;                  /* where the current event's output goes */
     agw_openai_stream_decoder od;
     agw_anthropic_stream_decoder ad;
+    agw_kiro_stream_decoder kd;
+    size_t emitted;                /* IR events that reached the encoder or the fold */
+    int early_status;              /* an error before anything else (codec.h early_error) */
+    uint64_t first_output_us;      /* agw_mono_us() at the first content delta; 0 = none */
+    agw_str early_message;         /* in arena */
     agw_openai_stream_encoder oe;
     agw_anthropic_stream_encoder ae;
     agw_responses_stream_decoder rd;
@@ -56,6 +62,15 @@ static int on_ir_event(void *ud, const agw_ir_event *ev)
     agw_bridge *b = ud;
     if (ev->kind == AGW_IR_EV_MESSAGE_START || ev->kind == AGW_IR_EV_MESSAGE_DELTA)
         agw_ir_usage_merge(&b->usage, &ev->usage);
+    if (ev->kind == AGW_IR_EV_ERROR && !b->emitted && b->codec.early_error) {
+        /* Nothing went out yet: the relay answers it, or fails over. */
+        b->early_status = error_status(b->client, ev->status ? ev->status : 502);
+        b->early_message = agw_arena_str(&b->arena, ev->error_message);
+        return 1;
+    }
+    b->emitted++;
+    if (ev->kind == AGW_IR_EV_BLOCK_DELTA && !b->first_output_us)
+        b->first_output_us = agw_mono_us();
     agw_err e;
     if (!b->client_stream)
         e = agw_ir_fold_add(&b->fold, ev);
@@ -74,6 +89,8 @@ static agw_err codec_event(void *ud, agw_str name, agw_str data, agw_buf *out)
 {
     agw_bridge *b = ud;
     b->out = out;
+    if (b->upstream == AGW_PROTO_KIRO)
+        return AGW_EINVAL; /* its answers are event streams (codec_bytes) */
     agw_err e;
     switch (b->upstream) {
     case AGW_PROTO_OPENAI:
@@ -137,8 +154,11 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     switch (b->upstream) {
     case AGW_PROTO_OPENAI: end = agw_openai_decode_stream_end(&b->od, b->sink, b->sink_ud); break;
     case AGW_PROTO_RESPONSES: end = agw_responses_decode_stream_end(&b->rd); break;
+    case AGW_PROTO_KIRO: end = agw_kiro_decode_stream_end(&b->kd, b->sink, b->sink_ud); break;
     default: end = agw_anthropic_decode_stream_end(&b->ad); break;
     }
+    if (b->early_status)
+        return AGW_OK; /* the relay answers it (codec.h) */
     /* A stream cut before its block ended still gets the text held back. */
     if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
         b->sink_err = AGW_ETOOBIG;
@@ -149,11 +169,33 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     return finish_answer(b, out, status);
 }
 
+static agw_err codec_bytes(void *ud, const char *p, size_t n, agw_buf *out)
+{
+    agw_bridge *b = ud;
+    b->out = out;
+    agw_err e = agw_kiro_decode_stream_bytes(&b->kd, p, n, b->sink, b->sink_ud);
+    if (b->sink_err)
+        return b->sink_err;
+    return b->early_status ? AGW_OK : e;
+}
+
+static int codec_early_error(void *ud, agw_str *message)
+{
+    agw_bridge *b = ud;
+    *message = b->early_message;
+    return b->early_status;
+}
+
 static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
 {
     agw_bridge *b = ud;
     b->out = out;
     *status = 200;
+    if (b->upstream == AGW_PROTO_KIRO) {
+        /* An event stream that came whole (or empty). */
+        agw_err e = codec_bytes(ud, body.ptr, body.len, out);
+        return e ? e : codec_finish(ud, out, status);
+    }
     agw_err e;
     switch (b->upstream) {
     case AGW_PROTO_OPENAI: e = agw_openai_decode_response(body, b->sink, b->sink_ud, NULL, 0); break;
@@ -178,6 +220,8 @@ static agw_err codec_error(void *ud, int status, agw_str body, int *client_statu
     agw_arena scratch = AGW_ARENA_INIT;
     agw_err e = b->upstream == AGW_PROTO_ANTHROPIC
                     ? agw_anthropic_decode_error(body, &scratch, &type, &message)
+                : b->upstream == AGW_PROTO_KIRO
+                    ? agw_kiro_decode_error(body, &scratch, &status, &type, &message)
                     : agw_openai_decode_error(body, &scratch, &type, &message);
     *client_status = error_status(b->client, status);
     agw_buf text = AGW_BUF_INIT(2048);
@@ -207,15 +251,46 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     b->client_model = agw_arena_str(&b->arena, client_model);
     agw_openai_stream_decoder_init(&b->od);
     agw_anthropic_stream_decoder_init(&b->ad);
+    agw_kiro_stream_decoder_init(&b->kd, NULL);
     agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
     agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
     agw_responses_stream_decoder_init(&b->rd);
     agw_responses_stream_encoder_init(&b->re, b->client_model, created);
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
-    b->codec = (agw_codec){ b, codec_event, codec_finish, codec_response, codec_error, codec_held };
+    b->codec = (agw_codec){ .ud = b,
+                            .event = codec_event,
+                            .finish = codec_finish,
+                            .response = codec_response,
+                            .error = codec_error,
+                            .held = codec_held };
+    if (upstream == AGW_PROTO_KIRO) {
+        b->codec.bytes = codec_bytes;
+        b->codec.early_error = codec_early_error;
+    }
     b->sink = on_ir_event;
     b->sink_ud = b;
     return b;
+}
+
+void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq)
+{
+    agw_kiro_stream_decoder_free(&b->kd);
+    agw_kiro_stream_decoder_init(&b->kd, rq);
+}
+
+uint64_t agw_bridge_first_output_us(const agw_bridge *b)
+{
+    return b->first_output_us;
+}
+
+double agw_bridge_credits(const agw_bridge *b)
+{
+    return b->upstream == AGW_PROTO_KIRO ? agw_kiro_stream_credits(&b->kd) : -1;
+}
+
+int agw_bridge_usage_estimated(const agw_bridge *b)
+{
+    return b->upstream == AGW_PROTO_KIRO;
 }
 
 /* A stage's verdict on an event: a stop the encoder did not ask for (no
@@ -354,6 +429,7 @@ void agw_bridge_free(agw_bridge *b)
         return;
     agw_openai_stream_decoder_free(&b->od);
     agw_anthropic_stream_decoder_free(&b->ad);
+    agw_kiro_stream_decoder_free(&b->kd);
     agw_openai_stream_encoder_free(&b->oe);
     agw_anthropic_stream_encoder_free(&b->ae);
     agw_responses_stream_decoder_free(&b->rd);

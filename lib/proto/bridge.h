@@ -29,6 +29,11 @@ typedef struct agw_bridge agw_bridge;
 agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
                            int include_usage, agw_str client_model, int64_t created);
 const agw_codec *agw_bridge_codec(agw_bridge *b);
+/* The request the upstream was sent, for an upstream whose answer reads
+ * back in its terms (Kiro: tool names shortened on the way out, thinking
+ * asked in the prompt, the model's context window for usage). Read during
+ * the call only; call it before the answer's first byte. */
+void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq);
 /* Puts a sanitize stage (proto/sanitize.h) between the upstream's decoder
  * and the client's encoder: the answer's text is rewritten by `rules`, which
  * must outlive the bridge. Before the first event; NULL or an empty set
@@ -58,6 +63,13 @@ AGW_WARN_UNUSED agw_err agw_bridge_release(agw_bridge *b, agw_buf *out, int *sta
 /* Token counts the upstream reported so far (with continuation: every
  * round's, added up) (-1 where unknown). */
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
+/* 1 when those counts are the codec's estimate, not the upstream's (Kiro). */
+int agw_bridge_usage_estimated(const agw_bridge *b);
+/* agw_mono_us() when the answer's first content arrived (the time to first
+ * token of a stream the relay cannot read itself, Kiro's); 0 before. */
+uint64_t agw_bridge_first_output_us(const agw_bridge *b);
+/* Credits the upstream charged for the answer (Kiro's metering), -1 if none. */
+double agw_bridge_credits(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);
 
 #endif

@@ -36,6 +36,18 @@ typedef struct {
      * the relay then delivers what it has without ending the answer, and a
      * non-streaming client gets nothing yet. */
     int (*held)(void *ud);
+    /* NULL for upstreams that stream SSE. Otherwise (Kiro's binary AWS
+     * event stream) every 2xx answer is a stream read through this in place
+     * of `event`, whatever its content type: bytes in any split; appends
+     * what the client gets for them, as `event` does. `finish` ends it. */
+    agw_err (*bytes)(void *ud, const char *p, size_t n, agw_buf *out);
+    /* With `bytes`: the HTTP status of an error the upstream's stream
+     * reported before the answer produced anything (a throttling exception
+     * as its first frame), with its message in *message (valid until the
+     * codec is freed); 0 when there was none. Nothing of the answer went to
+     * the client then, so the relay answers that status itself, or lets
+     * another provider take the call. */
+    int (*early_error)(void *ud, agw_str *message);
 } agw_codec;
 
 #endif

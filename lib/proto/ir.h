@@ -100,6 +100,8 @@ typedef struct {
     int stream_usage;          /* an OpenAI client asked for the usage chunk */
     agw_str user;              /* OpenAI `user` / Anthropic metadata.user_id */
     agw_str thinking;          /* Anthropic `thinking` config, raw JSON, or empty */
+    agw_str reasoning_effort;  /* OpenAI `reasoning_effort` ("low" ...), decoded, or empty:
+                                  read by codecs whose thinking is a budget (Kiro's) */
 } agw_ir_request;
 
 /* A zeroed block appended to the arena array *v of *n blocks (room for *cap),

@@ -19,3 +19,6 @@ lib_libantigw_a_SOURCES += \
 	lib/proto/codec.h \
 	lib/proto/sanitize.c lib/proto/sanitize.h \
 	lib/proto/continuation.c lib/proto/continuation.h
+lib_libantigw_a_SOURCES += \
+	lib/proto/kiro.h lib/proto/kiro_names.c \
+	lib/proto/kiro_request_encode.c lib/proto/kiro_stream_decode.c

@@ -568,8 +568,6 @@ static agw_err check_ignored(reqdec *c, const agw_str *v)
         AGW_WIRE_TRY(want_str(c, v[K_SERVICE_TIER], "service_tier", &s));
     if (agw_wire_given(v[K_METADATA]) && agw_json_type_of(v[K_METADATA]) != AGW_JSON_OBJECT)
         return DFAIL(c, "metadata: expected an object");
-    if (agw_wire_given(v[K_REASONING_EFFORT]))
-        AGW_WIRE_TRY(want_str(c, v[K_REASONING_EFFORT], "reasoning_effort", &s));
     return AGW_OK;
 }
 
@@ -653,6 +651,9 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
 
     AGW_WIRE_TRY(check_unsupported(c, v));
     AGW_WIRE_TRY(check_ignored(c, v));
+    if (agw_wire_given(v[K_REASONING_EFFORT]))
+        AGW_WIRE_TRY(want_str(c, v[K_REASONING_EFFORT], "reasoning_effort",
+                              &out->reasoning_effort));
 
     /* The router may fill in a default model, so it is optional here. */
     if (agw_wire_given(v[K_MODEL]))

@@ -284,3 +284,14 @@ agw_wire_image agw_wire_image_url(agw_str url, agw_str *media_type, agw_str *dat
     }
     return AGW_WIRE_IMAGE_BAD;
 }
+
+agw_err agw_wire_w_fail(agw_wire_writer *w, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    agw_wire_vfail(err, errlen, fmt, ap);
+    va_end(ap);
+    if (w->e == AGW_OK)
+        w->e = AGW_EINVAL;
+    return w->e;
+}

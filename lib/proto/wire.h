@@ -172,6 +172,12 @@ typedef struct {
 
 #define AGW_WIRE_WRITER(buf) { (buf), AGW_OK }
 
+/* An encoder's refusal: the message into err (agw_wire_vfail) and the
+ * writer stopped with AGW_EINVAL, unless it had already failed; returns
+ * the writer's error. */
+agw_err agw_wire_w_fail(agw_wire_writer *w, char *err, size_t errlen, const char *fmt, ...)
+    AGW_PRINTF(4, 5);
+
 static inline void agw_wire_w_raw(agw_wire_writer *w, const char *p, size_t n)
 {
     if (w->e == AGW_OK)

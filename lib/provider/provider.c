@@ -11,6 +11,8 @@
 static const agw_provider_ops *const types[AGW_PROVIDER_TYPE_COUNT] = {
     [AGW_PROVIDER_OPENAI] = &agw_provider_openai,
     [AGW_PROVIDER_ANTHROPIC] = &agw_provider_anthropic,
+    [AGW_PROVIDER_KIRO] = &agw_provider_kiro,
+    [AGW_PROVIDER_COPILOT] = &agw_provider_copilot,
 };
 
 const agw_provider_ops *agw_provider_ops_of(agw_provider_type t)
@@ -36,20 +38,19 @@ static int uses_responses(const agw_provider_cfg *p, agw_str model)
     return hit;
 }
 
-agw_proto agw_provider_model_proto(const agw_provider_cfg *p, agw_str model)
+agw_err agw_provider_plan_call(const agw_provider_cfg *p, agw_proto client, agw_str model,
+                               agw_provider_plan *out, char *why, size_t whylen)
 {
     const agw_provider_ops *ops = agw_provider_ops_of(p->type);
-    if (uses_responses(p, model))
-        return AGW_PROTO_RESPONSES;
-    return ops ? ops->proto : AGW_PROTO_OPENAI;
-}
-
-agw_provider_op agw_provider_model_op(const agw_provider_cfg *p, agw_str model)
-{
-    const agw_provider_ops *ops = agw_provider_ops_of(p->type);
-    if (uses_responses(p, model))
-        return AGW_OP_RESPONSES;
-    return ops ? ops->model_op : AGW_OP_CHAT;
+    if (!ops)
+        return AGW_EINVAL;
+    out->proto = ops->proto;
+    out->op = ops->model_op;
+    if (uses_responses(p, model)) {
+        out->proto = AGW_PROTO_RESPONSES;
+        out->op = AGW_OP_RESPONSES;
+    }
+    return ops->plan ? ops->plan(p, client, model, out, why, whylen) : AGW_OK;
 }
 
 int agw_provider_callable(const agw_provider_cfg *p)
@@ -86,9 +87,15 @@ void agw_provider_models_free(agw_provider_models *list)
 
 agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out)
 {
+    return agw_provider_parse_model_list(body, AGW_STR_LIT("data"), AGW_STR_LIT("id"), out);
+}
+
+agw_err agw_provider_parse_model_list(agw_str body, agw_str list, agw_str member,
+                                      agw_provider_models *out)
+{
     agw_str data, item, id;
     agw_json_iter it;
-    if (agw_json_find(body, AGW_STR_LIT("data"), &data) != AGW_OK ||
+    if (agw_json_find(body, list, &data) != AGW_OK ||
         agw_json_type_of(data) != AGW_JSON_ARRAY || agw_json_iter_init(&it, data) != AGW_OK)
         return AGW_EINVAL;
     agw_buf scratch = AGW_BUF_INIT(AGW_LIMIT_HEADER_LINE);
@@ -96,7 +103,7 @@ agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out)
         agw_str v;
         /* An entry without a readable id, or with one no URL or JSON could
          * carry back (control bytes), is skipped, not fatal. */
-        if (agw_json_find(item, AGW_STR_LIT("id"), &id) != AGW_OK ||
+        if (agw_json_find(item, member, &id) != AGW_OK ||
             agw_json_type_of(id) != AGW_JSON_STRING ||
             agw_json_string_view(id, &scratch, &v) != AGW_OK || v.len == 0 ||
             agw_str_has_ctl(v, 1))
@@ -137,10 +144,24 @@ agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
         agw_provider_call_free(out);
         return e;
     }
-    size_t n = strlen(p->base_url) + strlen(path) + 1;
+    /* The base authenticate() named, else the configured one. */
+    char *base = out->url;
+    const char *b = base ? base : p->base_url;
+    size_t n = strlen(b) + strlen(path) + 1;
     out->url = xmalloc(n);
-    snprintf(out->url, n, "%s%s", p->base_url, path);
+    snprintf(out->url, n, "%s%s", b, path);
+    free(base);
     return AGW_OK;
+}
+
+/* "?name=value" (or "&..." after another), the value percent-encoded. */
+static agw_err query_param(agw_buf *u, int after_another, const char *name, const char *value)
+{
+    agw_err e = agw_buf_appendf(u, "%c%s=", after_another ? '&' : '?', name);
+    for (const unsigned char *c = (const unsigned char *)value; !e && *c; c++)
+        e = isalnum(*c) || strchr("-._~", *c) ? agw_buf_append(u, (const char *)c, 1)
+                                              : agw_buf_appendf(u, "%%%02X", *c);
+    return e;
 }
 
 agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after,
@@ -150,19 +171,21 @@ agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after
     if (e)
         return e;
     const agw_provider_ops *ops = agw_provider_ops_of(p->type);
-    if (!ops->models_query && !(after && ops->models_after))
+    const char *arn = ops->models_profile_param ? out->profile_arn : NULL;
+    if (!ops->models_query && !(after && ops->models_after) && !arn)
         return AGW_OK;
     agw_buf u = AGW_BUF_INIT(AGW_LIMIT_SMALL);
     e = agw_buf_append_str(&u, agw_str_c(out->url));
     const char *q = ops->models_query;
+    int have_query = q != NULL;
     if (!e && q)
         e = agw_buf_append_str(&u, agw_str_c(q));
     if (!e && after && ops->models_after) {
-        e = agw_buf_appendf(&u, "%c%s=", q ? '&' : '?', ops->models_after);
-        for (const unsigned char *c = (const unsigned char *)after; !e && *c; c++)
-            e = isalnum(*c) || strchr("-._~", *c) ? agw_buf_append(&u, (const char *)c, 1)
-                                                  : agw_buf_appendf(&u, "%%%02X", *c);
+        e = query_param(&u, have_query, ops->models_after, after);
+        have_query = 1;
     }
+    if (!e && arn)
+        e = query_param(&u, have_query, ops->models_profile_param, arn);
     if (e) {
         agw_buf_free(&u);
         agw_provider_call_free(out);
@@ -177,6 +200,7 @@ agw_err agw_provider_prepare_models(const agw_provider_cfg *p, const char *after
 void agw_provider_call_free(agw_provider_call *c)
 {
     free(c->url);
+    free(c->profile_arn);
     for (size_t i = 0; i < c->n_headers; i++)
         free(c->headers[i]);
     memset(c, 0, sizeof *c);

@@ -32,19 +32,38 @@ typedef enum {
     AGW_OP_RESPONSES,    /* OpenAI Responses (OpenAI-type providers only) */
 } agw_provider_op;
 
-#define AGW_PROVIDER_MAX_HEADERS 8
+#define AGW_PROVIDER_MAX_HEADERS 16
 
 typedef struct {
     char *url;
     char *headers[AGW_PROVIDER_MAX_HEADERS + 1]; /* NULL-terminated "Name: value" */
     size_t n_headers;
+    /* The credential record version whose token authenticate() used
+     * (provider/credential.h); 0 for a static key. After a 401 the caller
+     * hands it to agw_cred_rejected() and retries once. */
+    uint64_t credential_version;
+    /* Kiro: the account's profile ARN, which the request body carries
+     * (proto/kiro.h); NULL when none. */
+    char *profile_arn;
 } agw_provider_call;
 
 /* The client headers a provider call may carry over (NULL when absent). */
 typedef struct {
     const char *anthropic_version;
     const char *anthropic_beta;
+    /* The body going upstream and its protocol, for providers whose headers
+     * depend on what it holds (Copilot's X-Initiator and vision flag); an
+     * empty view when there is none. */
+    agw_str body;
+    agw_proto body_proto;
 } agw_client_hints;
+
+/* How one model call goes to a provider: the protocol of its body and the
+ * operation (endpoint) that takes it. */
+typedef struct {
+    agw_proto proto;
+    agw_provider_op op;
+} agw_provider_plan;
 
 /* What a health probe's answer says (agw_provider_ops.probe_verdict). */
 typedef enum {
@@ -78,7 +97,9 @@ typedef struct agw_provider_ops {
     const char *(*path)(agw_provider_op op);
     /* Adds the headers that carry the provider's credential. A static key
      * cannot fail; a token source that must refresh first may answer
-     * AGW_EIO (no usable token: the provider fails this call). */
+     * AGW_EIO (no usable token: the provider fails this call). A type whose
+     * API host comes with its credential sets c->url to that base (owned by
+     * the call); else base_url is the base. */
     agw_err (*authenticate)(const agw_provider_cfg *p, agw_provider_call *c);
     /* Adds the protocol headers `op` needs, from the client's hints where the
      * protocol lets a client choose. AGW_EINVAL when a hint cannot go into a
@@ -99,18 +120,45 @@ typedef struct agw_provider_ops {
      * NULL when the type has none. */
     const char *models_query;
     const char *models_after;
+    /* The parameter that names the account's profile in the list's query,
+     * when the call has one (Kiro: profileArn, which IAM Identity Center
+     * accounts need); NULL: none. */
+    const char *models_profile_param;
+    /* The protocol and operation of a model call for `model` from a client
+     * speaking `client`, for types that serve some models on several
+     * endpoints (Copilot: Claude models natively in Anthropic's protocol).
+     * AGW_EINVAL with `why` when the model cannot be served through this
+     * gateway (a 400 to the client). NULL: always proto and model_op. */
+    agw_err (*plan)(const agw_provider_cfg *p, agw_proto client, agw_str model,
+                    agw_provider_plan *out, char *why, size_t whylen);
+    /* For a provider without a models list of its own in the configuration:
+     * 1 when the account serves `model`, 0 when it does not, -1 when it
+     * cannot tell (routing then treats it as not listed). NULL: -1. */
+    int (*serves)(const agw_provider_cfg *p, agw_str model);
+    /* Fixes a body passed through in the client's protocol for `op` where
+     * the type refuses what clients send (Copilot: tool calls without their
+     * results). AGW_OK with the fixed body in `out` when it changed
+     * something; AGW_ENOTFOUND when the body goes as it is (byte for byte);
+     * AGW_EBUSY/AGW_ETOOBIG from `out`'s limits. NULL: always as it is. */
+    agw_err (*repair_body)(agw_provider_op op, agw_str body, agw_buf *out);
+    /* Appends the ids of the models the account serves, as this process
+     * last learnt them with its token (Copilot), for the model catalog.
+     * AGW_ENOTFOUND when it knows none. NULL: the prober's cached list. */
+    agw_err (*account_models)(const agw_provider_cfg *p, agw_provider_models *out);
 } agw_provider_ops;
 
 /* The interface of a provider type; NULL for a type this gateway cannot call
  * yet (its model calls answer 501, probes skip it). */
 const agw_provider_ops *agw_provider_ops_of(agw_provider_type t);
 
-/* The wire protocol and operation of a model call of `model` (the name sent
- * upstream) on `p`: the type's (ops->proto, ops->model_op), except for an
- * OpenAI provider with api = "responses" or whose responses_models match
- * the model, which is called through the Responses API. */
-agw_proto agw_provider_model_proto(const agw_provider_cfg *p, agw_str model);
-agw_provider_op agw_provider_model_op(const agw_provider_cfg *p, agw_str model);
+/* The protocol and operation of a model call of `model` (the name sent
+ * upstream) on `p` for a client of `client`: ops->plan, or the type's own
+ * protocol and model operation, except that an OpenAI provider with api =
+ * "responses", or whose responses_models match the model, is called through
+ * the Responses API. */
+AGW_WARN_UNUSED agw_err agw_provider_plan_call(const agw_provider_cfg *p, agw_proto client,
+                                               agw_str model, agw_provider_plan *out, char *why,
+                                               size_t whylen);
 
 /* 1 when providers of `p`'s type can be called. */
 int agw_provider_callable(const agw_provider_cfg *p);
@@ -151,9 +199,15 @@ agw_probe_verdict agw_provider_probe_status(long status);
  * and Anthropic's): appends the ids (out->next untouched). AGW_EINVAL when
  * there is no such array. */
 AGW_WARN_UNUSED agw_err agw_provider_parse_model_data(agw_str body, agw_provider_models *out);
+/* The same for lists shaped {"<list>":[{"<member>":...},...]} (Kiro's
+ * {"models":[{"modelId":...}]}). */
+AGW_WARN_UNUSED agw_err agw_provider_parse_model_list(agw_str body, agw_str list, agw_str member,
+                                                      agw_provider_models *out);
 
 /* The provider types (provider/type_*.c). */
 extern const agw_provider_ops agw_provider_openai;
 extern const agw_provider_ops agw_provider_anthropic;
+extern const agw_provider_ops agw_provider_kiro;
+extern const agw_provider_ops agw_provider_copilot;
 
 #endif

@@ -1,5 +1,6 @@
 #include "route/health.h"
 
+#include "provider/credential.h"
 #include "provider/provider.h"
 #include "route/models.h"
 #include "state/store.h"
@@ -40,6 +41,7 @@ struct agw_health {
 typedef struct {
     agw_buf b;
     int over;
+    uint64_t credential_version; /* of the token the page was asked with (credential.h) */
 } page;
 
 static int keep(void *ud, const char *p, size_t n)
@@ -78,6 +80,7 @@ static int get_page(agw_upstream *u, const agw_provider_cfg *p, const char *afte
         .ud = pg,
     };
     agw_upstream_perform(u, &rq, res);
+    pg->credential_version = call.credential_version;
     agw_provider_call_free(&call);
     return 0;
 }
@@ -123,11 +126,20 @@ static agw_lb_reason probe(agw_upstream *u, const agw_provider_cfg *p, long time
 {
     *listed = 0;
     uint64_t deadline_ms = agw_mono_ms() + (uint64_t)timeout_ms;
-    page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0 };
+    page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0, 0 };
     agw_upstream_result res;
     if (get_page(u, p, NULL, deadline_ms, &pg, &res) != 0) {
         agw_buf_free(&pg.b);
         return AGW_LB_REASON_NONE; /* nothing to probe with: not a reason to leave the rotation */
+    }
+    /* A token that ran out is renewed and asked with once more, as a call
+     * would; only a renewed token refused again says the account is. */
+    char why[256];
+    if (res.outcome == AGW_UPSTREAM_DONE && res.status == 401 && pg.credential_version &&
+        agw_cred_rejected(p, pg.credential_version, why, sizeof why) == AGW_OK &&
+        get_page(u, p, NULL, deadline_ms, &pg, &res) != 0) {
+        agw_buf_free(&pg.b);
+        return AGW_LB_REASON_NONE;
     }
     agw_probe_verdict v = res.outcome == AGW_UPSTREAM_DONE
                               ? agw_provider_ops_of(p->type)->probe_verdict(res.status)
@@ -151,7 +163,7 @@ void agw_health_test(const agw_provider_cfg *p, long timeout_ms, agw_health_test
     out->models = -1;
     agw_upstream *u = agw_upstream_new();
     uint64_t start_ms = agw_mono_ms(), deadline_ms = start_ms + (uint64_t)timeout_ms;
-    page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0 };
+    page pg = { AGW_BUF_INIT(PROBE_BODY_MAX), 0, 0 };
     agw_upstream_result res;
     if (get_page(u, p, NULL, deadline_ms, &pg, &res) == 0) {
         out->probed = 1;

@@ -533,7 +533,11 @@ size_t agw_lb_order_candidates(agw_lb *lb, agw_lb_strategy strategy, agw_proto c
         for (size_t i = 0; i < n_in; i++) {
             agw_lb_slot *slot = agw_lb_slot_of(lb, agw_str_c(in[i].provider->name));
             int ok = agw_lb_usable(slot, now);
-            int same = agw_provider_model_proto(in[i].provider, in[i].model) == client;
+            agw_provider_plan plan;
+            char why[8];
+            int same = agw_provider_plan_call(in[i].provider, client, in[i].model, &plan, why,
+                                              sizeof why) == AGW_OK &&
+                       plan.proto == client;
             if (group == 0 ? !(ok && same) : group == 1 ? !(ok && !same) : ok)
                 continue;
             c[n] = (agw_lb_candidate){ agw_str_c(in[i].provider->name), in[i].provider->weight,

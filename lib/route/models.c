@@ -15,6 +15,8 @@ static const char *const kiro_models[] = {
     "claude-sonnet-4.5",
     "claude-sonnet-4",
     "claude-haiku-4.5",
+    "claude-opus-4.5",
+    "claude-opus-4.6",
     "claude-3.7-sonnet",
     NULL,
 };
@@ -144,6 +146,11 @@ static agw_err discovered_load(sqlite3 *db, const agw_config *cfg, const agw_mod
         const agw_provider_cfg *p = &cfg->providers[i];
         if (!p->enabled || (f && f->provider_ok && !f->provider_ok(p, f->ud)))
             continue;
+        const agw_provider_ops *ops = agw_provider_ops_of(p->type);
+        if (ops && ops->account_models && ops->account_models(p, &d->lists[i]) == AGW_OK) {
+            d->found[i] = 1;
+            continue;
+        }
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, p->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, p->base_url ? p->base_url : "", -1, SQLITE_STATIC);
@@ -180,7 +187,8 @@ static void collect(const agw_config *cfg, const discovered *d, const agw_models
                 !(f && f->model_ok && !f->model_ok(agw_str_c(id), f->ud)))
                 add(es, prefix, id, p->name);
         }
-        for (const char *const *s = static_models(p->type); *s; s++)
+        /* The maintained list stands in for an account that named none. */
+        for (const char *const *s = static_models(p->type); !d->found[i] && *s; s++)
             if (!(f && f->model_ok && !f->model_ok(agw_str_c(*s), f->ud)))
                 add(es, prefix, *s, p->name);
     }

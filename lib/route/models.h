@@ -13,12 +13,13 @@
  *     it has no list (the fetch failed, no probe ran yet, or its type has no
  *     list endpoint): a declared name routes there whether the upstream
  *     lists it or not (a deployment alias, say); then, for a Kiro or Copilot
- *     provider, the maintained static list of its type (models.c);
+ *     provider without a list of its own, the maintained static list of its
+ *     type (models.c). A Copilot account's list is the one read with its
+ *     token (provider ops account_models), not the prober's;
  *  2. the same ids again with the provider type as prefix (`openai/…`,
  *     `anthropic/…`, `kiro/…`, `copilot/…`), which route to that type.
  * The static lists appear only when a provider of their type is listed:
- * without one, their ids would route nowhere. Models discovered from Copilot
- * at run time are not listed yet (no Copilot client exists).
+ * without one, their ids would route nowhere.
  *
  * The discovered lists are a cache in the database (table provider_models,
  * one row per model: provider name, the base_url it came from, position):

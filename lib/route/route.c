@@ -1,5 +1,8 @@
 #include "route/route.h"
 
+#include "provider/credential.h"
+#include "provider/provider.h"
+
 #include <fnmatch.h>
 #include <stdlib.h>
 
@@ -22,15 +25,21 @@ static int provider_serves(const agw_provider_cfg *p, agw_str model)
         if (agw_route_is_pattern(m) ? fnmatch(m, name, 0) == 0 : strcmp(m, name) == 0)
             return 1;
     }
-    return 0;
+    /* Without a list of its own, an account that knows its models says
+     * (a Copilot account serves what its plan offers). */
+    const agw_provider_ops *ops = p->n_models ? NULL : agw_provider_ops_of(p->type);
+    return ops && ops->serves && ops->serves(p, model) == 1;
 }
 
 /* Providers that can be filtered on, for the prefix steps. */
 typedef int (*provider_filter)(const agw_provider_cfg *p, const void *arg);
 
+/* An account that needs a new login (credential.h) is out of routing until
+ * an admin gives it one. */
 static int usable(const agw_provider_cfg *p, const agw_route_limits *lim)
 {
-    return p && p->enabled && (!lim || !lim->allowed || lim->allowed(p, lim->ud));
+    return p && p->enabled && (!lim || !lim->allowed || lim->allowed(p, lim->ud)) &&
+           agw_cred_routable(p);
 }
 
 static int is_type(const agw_provider_cfg *p, const void *arg)

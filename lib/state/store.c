@@ -102,7 +102,49 @@ static const char *const migrations[] = {
      * before the ring. */
     "ALTER TABLE usage ADD COLUMN ring_seq INTEGER;"
     "CREATE UNIQUE INDEX usage_ring_seq ON usage(ring_seq) WHERE ring_seq IS NOT NULL;",
-    /* 6: what happens to answers: a provider's settings (JSON, see
+    /* 6: accounts that log in (Kiro, GitHub Copilot) and the login sessions
+     * that create them (provider/credential.h). The three secrets of an
+     * account are one AES-256-GCM blob, aad 'credential:'||provider; a
+     * session's secrets one blob, aad 'login:'||id. version counts stored
+     * tokens, so a process that saw a rejected token knows whether someone
+     * has refreshed since. At most one session per provider is pending. */
+    "CREATE TABLE credentials ("
+    "  provider TEXT PRIMARY KEY,"
+    "  method TEXT NOT NULL,"
+    "  secret_enc BLOB NOT NULL,"   /* {access_token, refresh_token, client_secret} sealed */
+    "  client_id TEXT,"
+    "  region TEXT,"
+    "  profile_arn TEXT,"
+    "  extra TEXT NOT NULL DEFAULT '{}',"
+    "  expires_at INTEGER NOT NULL DEFAULT 0,"  /* Unix seconds; 0 = unknown */
+    "  state TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok','needs_login')),"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  last_refresh INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE login_sessions ("
+    "  id TEXT PRIMARY KEY,"        /* 32 hex digits, 128 random bits */
+    "  provider TEXT NOT NULL,"
+    "  kind TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('pending','completed','expired','error','denied')),"
+    "  public TEXT NOT NULL DEFAULT '{}',"
+    "  secret_enc BLOB NOT NULL,"
+    "  interval INTEGER NOT NULL DEFAULT 0,"
+    "  next_poll_at INTEGER NOT NULL DEFAULT 0,"  /* -1 once a code exchange took it */
+    "  expires_at INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  error TEXT"
+    ");"
+    "CREATE UNIQUE INDEX login_sessions_one_pending ON login_sessions(provider)"
+    "  WHERE status = 'pending';",
+
+    /* 7: the credits a provider charged for a request (Kiro's metering);
+     * NULL where the provider reports none. */
+    "ALTER TABLE usage ADD COLUMN credits REAL;",
+    /* 8: what happens to answers: a provider's settings (JSON, see
      * agw_config_answers_from_json; NULL = the type's defaults), a key's
      * continuation override (NULL = the provider's setting), and the
      * continuation rounds a usage row's answer took. */

@@ -21,6 +21,7 @@ void agw_usage_record_init(agw_usage_record *r)
     memset(r, 0, sizeof *r);
     r->ts = agw_wall_s();
     r->ttft_ms = -1;
+    r->credits = -1;
 }
 
 static void copy_name(char *dst, size_t cap, agw_str s)
@@ -270,7 +271,7 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body)
 
 /* The ring's record layout: the version of agw_usage_record's bytes and their
  * size (a change to either makes the pool refuse an old ring, ring.h). */
-#define RING_LAYOUT ((2u << 16) | (uint32_t)sizeof(agw_usage_record)) /* 2: continuations */
+#define RING_LAYOUT ((3u << 16) | (uint32_t)sizeof(agw_usage_record)) /* 3: continuations, credits */
 static_assert(sizeof(agw_usage_record) <= AGW_RING_PAYLOAD_MAX, "a record fits a ring slot");
 
 /* The counters in the ring's header (agw_ring_counter). */
@@ -365,7 +366,8 @@ void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out)
 #define INSERT_SQL                                                                         \
     "INSERT OR IGNORE INTO usage(ts, key_id, provider, model, status, input_tokens,"       \
     " output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, ttft_ms, streamed," \
-    " tokens_estimated, ring_seq, continuations) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " tokens_estimated, ring_seq, continuations, credits)"                                \
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 static int bind_record(sqlite3_stmt *st, const agw_usage_record *r, uint64_t seq)
 {
@@ -392,6 +394,10 @@ static int bind_record(sqlite3_stmt *st, const agw_usage_record *r, uint64_t seq
     sqlite3_bind_int(st, 13, r->tokens_estimated != 0);
     sqlite3_bind_int64(st, 14, (sqlite3_int64)seq);
     sqlite3_bind_int(st, 15, r->continuations);
+    if (r->credits >= 0)
+        sqlite3_bind_double(st, 16, r->credits);
+    else
+        sqlite3_bind_null(st, 16);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;

@@ -93,6 +93,7 @@ typedef struct {
     int tokens_estimated;       /* the counts are the gateway's estimate (see above) */
     int continuations;          /* follow-up calls that continued the answer (README,
                                    "Answers: continuation") */
+    double credits;             /* what the provider charged (Kiro's metering); < 0 = none */
 } agw_usage_record;
 
 /* Zeroes a record (ttft_ms = -1) and stamps ts. */

@@ -137,14 +137,15 @@ def lighttpd_bin():
 
 
 class Mock:
-    """One mock upstream process."""
+    """One mock upstream process: tests/mock/upstream.py, or `script` (another
+    mock of tests/mock/ taking the same --port/--portfile/--name/--quiet)."""
 
-    def __init__(self, workdir, name, *args):
+    def __init__(self, workdir, name, *args, script=MOCK):
         self.name = name
         portfile = os.path.join(workdir, name + ".port")
         self.log = open(os.path.join(workdir, name + ".log"), "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, MOCK, "--port", "0", "--portfile", portfile, "--name", name,
+            [sys.executable, script, "--port", "0", "--portfile", portfile, "--name", name,
              "--quiet"] + list(args), stdout=self.log, stderr=self.log)
         wait_for(lambda: os.path.exists(portfile), 10, "mock " + name)
         self.port = int(open(portfile).read())

@@ -174,10 +174,12 @@ class MockServer(ThreadingHTTPServer):
     request_queue_size = 256       # 50+ simultaneous streams connect at once
     allow_reuse_address = True
 
-    def __init__(self, addr, cfg):
+    def __init__(self, addr, cfg, handler=None, state=None):
+        """The other mocks of tests/mock/ pass their own Handler subclass and
+        State (subclass) instance."""
         self.cfg = cfg
-        self.state = State()
-        super().__init__(addr, Handler)
+        self.state = state if state is not None else State()
+        super().__init__(addr, handler or Handler)
 
     def get_request(self):
         # Overridden to count accepts (tests check connection reuse) and to
@@ -341,6 +343,25 @@ class Handler(BaseHTTPRequestHandler):
             self.api_error("openai", 401, "Incorrect API key provided.")
             return False
         return True
+
+    def begin_request(self, control):
+        """The start of a mock's dispatch: reads the body (a bad one is
+        answered 400), hands /_mock/* to control(path, body), records the
+        rest. Returns (path without the query, body), or None once answered."""
+        self.seq = 0
+        path = urlsplit(self.path).path
+        try:
+            body = self.read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            self.send_json(400, {"message": "bad request body"})
+            return None
+        self.conn_requests += 1
+        if path == "/_mock" or path.startswith("/_mock/"):
+            control(path, body)
+            return None
+        self.record(body)
+        return path, body
 
     def record(self, body):
         st = self.server.state
@@ -839,6 +860,27 @@ def main():
     cfg = ap.parse_args()
 
     server = MockServer(("127.0.0.1", cfg.port), cfg)  # bind + listen happen here
+    serve(server, cfg)
+
+
+def run_mock(description, name, make_server, add_args=None):
+    """main() of the other mocks: --port, --portfile, --name (default `name`),
+    --quiet and what add_args(parser) adds; make_server(addr, cfg) builds the
+    server, which then serves as serve() says."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    ap.add_argument("--portfile", help="written (atomically) once listening")
+    ap.add_argument("--name", default=name, help="label for logs")
+    ap.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    if add_args:
+        add_args(ap)
+    cfg = ap.parse_args()
+    serve(make_server(("127.0.0.1", cfg.port), cfg), cfg)
+
+
+def serve(server, cfg):
+    """Writes the port file, serves until SIGTERM or SIGINT, exits 0 (the
+    other mocks in tests/mock/ share it)."""
     port = server.server_address[1]
     if cfg.portfile:
         tmp = "%s.tmp.%d" % (cfg.portfile, os.getpid())

@@ -575,11 +575,46 @@ static void test_err_provider_base_url(void **state)
     /* The key goes into a request header: no CR/LF smuggling. */
     expect_error("providers = ( { name = \"p1\"; type = \"openai\"; api_key = \"sk\\r\\nX: y\"; } );\n",
                  "(string):1: providers.p1.api_key: must not contain control characters");
-    /* kiro and copilot have no public default endpoint. */
-    expect_error("providers = (\n { name = \"k\"; type = \"kiro\"; } );\n",
-                 "(string):2: providers.k.base_url: required for this provider type");
-    expect_error("providers = ( { name = \"c\"; type = \"copilot\"; } );\n",
-                 "(string):1: providers.c.base_url: required for this provider type");
+    /* Type-specific settings: only on their own type, URLs checked. */
+    expect_error("providers = ( { name = \"o\"; type = \"openai\"; github_url = \"https://g\"; } );\n",
+                 "(string):1: providers.o.github_url: only a copilot provider has this setting");
+    expect_error("providers = ( { name = \"c\"; type = \"copilot\"; github_api_url = \"ftp://g\"; } );\n",
+                 "(string):1: providers.c.github_api_url: must be an http:// or https:// URL with a host");
+    expect_error("providers = ( { name = \"c\"; type = \"copilot\"; github_url = \"http://169.254.169.254\"; } );\n",
+                 "(string):1: providers.c.github_url: points at a link-local or cloud metadata "
+                 "address (169.254.0.0/16, fe80::/10, fd00:ec2::254): set "
+                 "upstream.allow_link_local = true to allow it");
+    expect_error("providers = ( { name = \"c\"; type = \"copilot\"; editor_version = \"\"; } );\n",
+                 "(string):1: providers.c.editor_version: must be a non-empty string without control "
+                 "characters");
+}
+
+/* A Copilot provider may leave base_url out (the token names the host) and
+ * has a default for every setting it does not set. */
+static void test_copilot_settings(void **state)
+{
+    (void)state;
+    agw_config *cfg = NULL;
+    char err[AGW_ERR_LEN];
+    assert_int_equal(agw_config_parse("providers = (\n"
+                                      "  { name = \"c1\"; type = \"copilot\"; },\n"
+                                      "  { name = \"c2\"; type = \"copilot\"; base_url = \"http://127.0.0.1:9/\";\n"
+                                      "    github_api_url = \"http://127.0.0.1:8/\"; user_agent = \"UA/1\"; }\n"
+                                      ");\n",
+                                      "/tmp", &cfg, err, sizeof err),
+                     AGW_OK);
+    const agw_provider_cfg *c1 = &cfg->providers[0], *c2 = &cfg->providers[1];
+    assert_string_equal(c1->base_url, "https://api.githubcopilot.com");
+    assert_true(c1->base_url_from_token);
+    assert_string_equal(agw_provider_setting(c1, AGW_SET_GITHUB_URL), "https://github.com");
+    assert_string_equal(agw_provider_setting(c1, AGW_SET_GITHUB_API_URL), "https://api.github.com");
+    assert_string_equal(agw_provider_setting(c1, AGW_SET_COPILOT_INTEGRATION_ID), "vscode-chat");
+    assert_string_equal(c2->base_url, "http://127.0.0.1:9");
+    assert_false(c2->base_url_from_token);
+    assert_string_equal(agw_provider_setting(c2, AGW_SET_GITHUB_API_URL), "http://127.0.0.1:8");
+    assert_string_equal(agw_provider_setting(c2, AGW_SET_COPILOT_USER_AGENT), "UA/1");
+    assert_string_equal(agw_provider_setting_name(AGW_SET_GITHUB_API_URL), "github_api_url");
+    agw_config_free(cfg);
 }
 
 static void test_err_duplicate_provider(void **state)
@@ -1145,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_err_model_name_length),
         cmocka_unit_test(test_err_provider_type),
         cmocka_unit_test(test_err_provider_base_url),
+        cmocka_unit_test(test_copilot_settings),
         cmocka_unit_test(test_err_duplicate_provider),
         cmocka_unit_test(test_err_default_provider_missing),
         cmocka_unit_test(test_err_database_path_empty),

@@ -41,6 +41,7 @@
 #include "proto/bridge.c"
 #include "core/json.h"
 #include "proto/anthropic.h"
+#include "proto/kiro.h"
 #include "proto/openai.h"
 #include "proto/responses.h"
 #include "core/sse.h"
@@ -59,7 +60,13 @@ static const struct {
     { "responses-to-openai", AGW_PROTO_RESPONSES, AGW_PROTO_OPENAI },
     { "anthropic-to-responses", AGW_PROTO_ANTHROPIC, AGW_PROTO_RESPONSES },
     { "openai-to-responses", AGW_PROTO_OPENAI, AGW_PROTO_RESPONSES },
+    { "openai-to-kiro", AGW_PROTO_OPENAI, AGW_PROTO_KIRO },
+    { "anthropic-to-kiro", AGW_PROTO_ANTHROPIC, AGW_PROTO_KIRO },
 };
+
+/* What Kiro cases encode with, so that upstream_request.json is fixed. */
+#define GOLDEN_KIRO_ARN "arn:aws:codewhisperer:us-east-1:123456789012:profile/GOLDEN"
+#define GOLDEN_KIRO_CONVERSATION "00000000-0000-4000-8000-000000000000"
 
 typedef struct {
     char *dir;       /* the case directory */
@@ -362,7 +369,16 @@ static int jequal(agw_str want, agw_str got, jdiff *d)
     case AGW_JSON_STRING: {
         agw_buf a, b;
         int ok = decode_string(want, &a) && decode_string(got, &b);
-        if (ok && !agw_str_eq(agw_buf_view(&a), agw_buf_view(&b))) {
+        agw_str w = agw_buf_view(&a), g = agw_buf_view(&b);
+        /* "<generated:P>": an id the gateway makes up (random), P and more. */
+        if (ok && w.len > 12 && agw_str_starts(w, AGW_STR_LIT("<generated:")) &&
+            w.ptr[w.len - 1] == '>') {
+            agw_str prefix = { w.ptr + 11, w.len - 12 };
+            ok = g.len > prefix.len && agw_str_starts(g, prefix);
+            if (!ok)
+                snprintf(d->why, sizeof d->why, "expected an id starting with \"%s\", got \"%s\"",
+                         show(prefix, b1, sizeof b1), show(g, b2, sizeof b2));
+        } else if (ok && !agw_str_eq(agw_buf_view(&a), agw_buf_view(&b))) {
             snprintf(d->why, sizeof d->why, "expected \"%s\" (%zu bytes), got \"%s\" (%zu bytes)",
                      show(agw_buf_view(&a), b1, sizeof b1), a.len,
                      show(agw_buf_view(&b), b2, sizeof b2), b.len);
@@ -619,10 +635,12 @@ typedef struct {
 /* The bridge fed an upstream answer: `upstream_sse` as a stream, or when
  * `whole` is set, as one non-streamed JSON body. */
 static int run_bridge(run *r, agw_str upstream_sse, int whole, int client_stream,
-                      const bridge_opts *o, agw_buf *body, int *status)
+                      const bridge_opts *o, const agw_ir_request *ir, agw_buf *body, int *status)
 {
     agw_bridge *b = agw_bridge_new(r->gc->client, r->gc->upstream, client_stream,
                                    o->include_usage, o->model, o->created);
+    if (ir)
+        agw_bridge_set_request(b, ir);
     agw_sse_parser p = AGW_SSE_PARSER_INIT(AGW_LIMIT_SSE_EVENT);
     feed f = { agw_bridge_codec(b), AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY),
                AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY), AGW_OK, 0, 0 };
@@ -635,6 +653,38 @@ static int run_bridge(run *r, agw_str upstream_sse, int whole, int client_stream
         e = f.c->response(f.c->ud, upstream_sse, &f.out, status);
         if (e != AGW_OK) {
             failf(r, "%s: the bridge refused upstream_response.json: %s", mode, agw_strerror(e));
+            goto out;
+        }
+        goto done;
+    }
+    if (f.c->bytes) {
+        /* A binary stream (Kiro): fed in small pieces, as reads may cut it. */
+        for (size_t i = 0; i < upstream_sse.len; i += 7) {
+            agw_buf_reset(&f.converted);
+            size_t n = upstream_sse.len - i < 7 ? upstream_sse.len - i : 7;
+            e = f.c->bytes(f.c->ud, upstream_sse.ptr + i, n, &f.converted);
+            if (e == AGW_OK)
+                e = agw_buf_append_str(&f.out, agw_buf_view(&f.converted));
+            if (e != AGW_OK) {
+                failf(r, "%s: the bridge rejected the stream at byte %zu: %s", mode, i,
+                      agw_strerror(e));
+                goto out;
+            }
+        }
+        agw_buf_reset(&f.converted);
+        e = f.c->finish(f.c->ud, &f.converted, status);
+        agw_str msg;
+        int early = f.c->early_error(f.c->ud, &msg);
+        if (e == AGW_OK && early) {
+            /* What the relay answers for an error before any output. */
+            *status = early;
+            agw_buf_reset(&f.out);
+            e = agw_apierr_body(&f.out, r->gc->client, early, msg, NULL);
+        } else if (e == AGW_OK) {
+            e = agw_buf_append_str(&f.out, agw_buf_view(&f.converted));
+        }
+        if (e != AGW_OK) {
+            failf(r, "%s: the bridge's finish failed: %s", mode, agw_strerror(e));
             goto out;
         }
         goto done;
@@ -690,13 +740,63 @@ static agw_err encode_request(agw_proto p, const agw_ir_request *ir, agw_buf *ou
 {
     if (p == AGW_PROTO_RESPONSES)
         return agw_responses_encode_request(ir, out, err, errlen);
+    agw_kiro_request_opts ko = { AGW_STR_LIT(GOLDEN_KIRO_ARN),
+                                 AGW_STR_LIT(GOLDEN_KIRO_CONVERSATION) };
     return p == AGW_PROTO_OPENAI ? agw_openai_encode_request(ir, out, err, errlen)
+           : p == AGW_PROTO_KIRO ? agw_kiro_encode_request(ir, &ko, out, err, errlen)
                                  : agw_anthropic_encode_request(ir, out, err, errlen);
 }
 
 static const char *proto_name(agw_proto p)
 {
-    return p == AGW_PROTO_OPENAI ? "OpenAI" : p == AGW_PROTO_RESPONSES ? "Responses" : "Anthropic";
+    return p == AGW_PROTO_OPENAI      ? "OpenAI"
+           : p == AGW_PROTO_RESPONSES ? "Responses"
+           : p == AGW_PROTO_KIRO      ? "Kiro"
+                                      : "Anthropic";
+}
+
+/* upstream_events.txt -> the AWS event stream it describes: frames
+ * separated by a blank line, each "<event type>\n<JSON payload>" or
+ * "!<exception type>\n<JSON payload>" (an exception frame); a line
+ * "#garbage" stands for bytes that are no frame. */
+static agw_err kiro_frames(agw_str text, agw_buf *out)
+{
+    size_t off = 0;
+    while (off < text.len) {
+        const char *start = text.ptr + off, *sep = memmem(start, text.len - off, "\n\n", 2);
+        size_t n = sep ? (size_t)(sep - start) : text.len - off;
+        off += n + (sep ? 2 : 0);
+        agw_str f = trim((agw_str){ start, n });
+        if (!f.len)
+            continue;
+        if (agw_str_starts(f, AGW_STR_LIT("#garbage"))) {
+            agw_err e = agw_buf_append_str(out, AGW_STR_LIT("<html>not a frame</html>"));
+            if (e)
+                return e;
+            continue;
+        }
+        const char *nl = memchr(f.ptr, '\n', f.len);
+        if (!nl)
+            return AGW_EINVAL;
+        agw_str name = { f.ptr, (size_t)(nl - f.ptr) }, payload = trim((agw_str){ nl + 1,
+                                                                                 f.len - name.len - 1 });
+        int exc = name.ptr[0] == '!';
+        if (exc) {
+            name.ptr++;
+            name.len--;
+        }
+        agw_es_header h[3] = {
+            { exc ? AGW_STR_LIT(":exception-type") : AGW_STR_LIT(":event-type"), AGW_ES_STRING, 0,
+              name },
+            { AGW_STR_LIT(":content-type"), AGW_ES_STRING, 0, AGW_STR_LIT("application/json") },
+            { AGW_STR_LIT(":message-type"), AGW_ES_STRING, 0,
+              exc ? AGW_STR_LIT("exception") : AGW_STR_LIT("event") },
+        };
+        agw_err e = agw_es_encode(out, h, 3, payload);
+        if (e)
+            return e;
+    }
+    return AGW_OK;
 }
 
 /* options.json -> o (defaults already in it). */
@@ -813,7 +913,8 @@ static void test_case(void **state)
 {
     const golden_case *gc = *state;
     run r = { gc, 0 };
-    blob request, upstream_req, reject, stream, want_stream, want_response, up_error, whole;
+    blob request, upstream_req, reject, stream, want_stream, want_response, up_error, whole,
+        events;
     agw_arena arena = AGW_ARENA_INIT;
     agw_ir_request ir;
     agw_buf upstream_body = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
@@ -828,6 +929,16 @@ static void test_case(void **state)
     read_blob(&r, "client_stream.sse", &want_stream);
     read_blob(&r, "client_response.json", &want_response);
     read_blob(&r, "upstream_error.json", &up_error);
+    read_blob(&r, "upstream_events.txt", &events);
+    if (events.present) {
+        /* Kiro's answer, described as text and framed here (kiro_frames). */
+        agw_buf framed = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY);
+        if (stream.present || kiro_frames(blob_view(&events), &framed) != AGW_OK)
+            failf(&r, "upstream_events.txt: not frames (or given with upstream_stream.sse)");
+        free_blob(&stream);
+        stream.present = 1;
+        stream.data = agw_buf_detach(&framed, &stream.len);
+    }
 
     if (reject.present) {
         checks++;
@@ -878,7 +989,8 @@ static void test_case(void **state)
         agw_buf got = AGW_BUF_INIT(0);
         int status;
         checks++;
-        if (run_bridge(&r, blob_view(&stream), is_whole, 1, &o, &got, &status)) {
+        if (run_bridge(&r, blob_view(&stream), is_whole, 1, &o, request.present ? &ir : NULL, &got,
+                       &status)) {
             if (status != 200)
                 failf(&r, "streaming client: finish reported status %d", status);
             check_sse(&r, blob_view(&want_stream), agw_buf_view(&got));
@@ -889,7 +1001,8 @@ static void test_case(void **state)
         agw_buf got = AGW_BUF_INIT(0);
         int status, want_status = read_status(&r, "client_response_status", 200);
         checks++;
-        if (run_bridge(&r, blob_view(&stream), is_whole, 0, &o, &got, &status)) {
+        if (run_bridge(&r, blob_view(&stream), is_whole, 0, &o, request.present ? &ir : NULL, &got,
+                       &status)) {
             if (status != want_status)
                 failf(&r, "non-streaming client: status %d, expected %d", status, want_status);
             check_json(&r, "client_response.json", blob_view(&want_response),
@@ -914,6 +1027,7 @@ out:
     free_blob(&want_response);
     free_blob(&up_error);
     free_blob(&whole);
+    free_blob(&events);
     if (r.failures)
         fail_msg("%s: %d check(s) failed (details above)", gc->name, r.failures);
 }

@@ -417,15 +417,13 @@ static void test_order_candidates(void **state)
     agw_lb *lb = *state;
     agw_config *cfg = parse_cfg("providers = (\n"
                                 " { name = \"a1\"; type = \"anthropic\"; models = [\"m\"]; },\n"
-                                " { name = \"k1\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";"
-                                "   models = [\"m\"]; },\n"
                                 " { name = \"o1\"; type = \"openai\"; models = [\"m\"]; },\n"
                                 " { name = \"o2\"; type = \"openai\"; models = [\"m\"]; },\n"
                                 " { name = \"a2\"; type = \"anthropic\"; models = [\"m\"]; }\n"
                                 ");\n");
     uint64_t now = 5000000000ull;
-    /* The client's protocol first, then the other; kiro (not callable) is
-     * dropped; priority keeps the config order inside each group. */
+    /* The client's protocol first, then the other; priority keeps the
+     * config order inside each group. */
     expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 8, now, "o1 o2 a1 a2");
     expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_ANTHROPIC, 8, now, "a1 a2 o1 o2");
     /* max_attempts bounds the tries, not the list. */
@@ -448,14 +446,17 @@ static void test_order_candidates(void **state)
     assert_string_not_equal(first[0], first[1]);
     agw_config_free(cfg);
 
-    /* Only providers that cannot be called: the first stays, for its 501. */
+    /* Kiro speaks neither client protocol: always in the other group, after
+     * the route's preferred type (OpenAI here) under priority (new names: o1
+     * above is cooling down). */
     cfg = parse_cfg("providers = (\n"
-                    " { name = \"k1\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";"
+                    " { name = \"k3\"; type = \"kiro\"; base_url = \"http://127.0.0.1:1\";"
                     "   models = [\"m\"]; },\n"
-                    " { name = \"c1\"; type = \"copilot\"; base_url = \"http://127.0.0.1:1\";"
-                    "   models = [\"m\"]; }\n"
+                    " { name = \"o3\"; type = \"openai\"; models = [\"m\"]; },\n"
+                    " { name = \"a3\"; type = \"anthropic\"; models = [\"m\"]; }\n"
                     ");\n");
-    expect_order(lb, cfg, AGW_LB_SMART, AGW_PROTO_OPENAI, 8, now, "k1");
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_OPENAI, 8, now, "o3 k3 a3");
+    expect_order(lb, cfg, AGW_LB_PRIORITY, AGW_PROTO_ANTHROPIC, 8, now, "a3 o3 k3");
     agw_config_free(cfg);
     /* No shared state: neutral statistics, the same grouping. */
     cfg = parse_cfg("providers = (\n"

@@ -479,16 +479,26 @@ static void test_provider_api(void **state)
         "{ name = \"b\"; type = \"openai\"; base_url = \"http://h/v1\"; api = \"responses\"; },\n"
         "{ name = \"c\"; type = \"anthropic\"; base_url = \"http://h\"; } );\n";
     assert_int_equal(agw_config_parse(text, NULL, &cfg, err, sizeof err), AGW_OK);
-    assert_int_equal(agw_provider_model_proto(&cfg->providers[0], S("gpt-5.1-codex")),
-                     AGW_PROTO_RESPONSES);
-    assert_int_equal(agw_provider_model_op(&cfg->providers[0], S("gpt-5.1-codex")),
-                     AGW_OP_RESPONSES);
-    assert_int_equal(agw_provider_model_proto(&cfg->providers[0], S("gpt-4o")), AGW_PROTO_OPENAI);
-    assert_int_equal(agw_provider_model_op(&cfg->providers[0], S("gpt-4o")), AGW_OP_CHAT);
-    assert_int_equal(agw_provider_model_proto(&cfg->providers[1], S("anything")),
-                     AGW_PROTO_RESPONSES);
-    assert_int_equal(agw_provider_model_proto(&cfg->providers[2], S("claude")),
-                     AGW_PROTO_ANTHROPIC);
+    static const struct {
+        size_t provider;
+        const char *model;
+        agw_proto proto;
+        agw_provider_op op;
+    } plans[] = {
+        { 0, "gpt-5.1-codex", AGW_PROTO_RESPONSES, AGW_OP_RESPONSES },
+        { 0, "gpt-4o", AGW_PROTO_OPENAI, AGW_OP_CHAT },
+        { 1, "anything", AGW_PROTO_RESPONSES, AGW_OP_RESPONSES },
+        { 2, "claude", AGW_PROTO_ANTHROPIC, AGW_OP_MESSAGES },
+    };
+    for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+        agw_provider_plan plan;
+        char why[64];
+        assert_int_equal(agw_provider_plan_call(&cfg->providers[plans[i].provider], AGW_PROTO_OPENAI,
+                                                agw_str_c(plans[i].model), &plan, why, sizeof why),
+                         AGW_OK);
+        assert_int_equal(plan.proto, plans[i].proto);
+        assert_int_equal(plan.op, plans[i].op);
+    }
     agw_provider_call call;
     assert_int_equal(agw_provider_prepare(&cfg->providers[1], AGW_OP_RESPONSES, NULL, &call),
                      AGW_OK);

@@ -89,7 +89,7 @@ static void test_openai(void **state)
     expect_call(p, AGW_OP_MODELS, NULL, "https://oa.example/v1/models",
                 (const char *const[]){ "Authorization: Bearer sk-oa", NULL });
     /* Anthropic hints mean nothing to an OpenAI upstream. */
-    agw_client_hints h = { "2024-01-01", "tools-2024-04-04" };
+    agw_client_hints h = { .anthropic_version = "2024-01-01", .anthropic_beta = "tools-2024-04-04" };
     expect_call(p, AGW_OP_CHAT, &h, "https://oa.example/v1/chat/completions",
                 (const char *const[]){ "Authorization: Bearer sk-oa", "Content-Type: application/json",
                                        NULL });
@@ -104,11 +104,11 @@ static void test_anthropic_default_version(void **state)
                 (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
                                        "Content-Type: application/json", NULL });
     /* Hints present but empty: still the default version and no beta header. */
-    agw_client_hints empty = { "", "" };
+    agw_client_hints empty = { .anthropic_version = "", .anthropic_beta = "" };
     expect_call(p, AGW_OP_MESSAGES, &empty, "https://api.anthropic.com/v1/messages",
                 (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
                                        "Content-Type: application/json", NULL });
-    agw_client_hints none = { NULL, NULL };
+    agw_client_hints none = { .anthropic_version = NULL, .anthropic_beta = NULL };
     expect_call(p, AGW_OP_COUNT_TOKENS, &none, "https://api.anthropic.com/v1/messages/count_tokens",
                 (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
                                        "Content-Type: application/json", NULL });
@@ -120,13 +120,13 @@ static void test_anthropic_default_version(void **state)
 static void test_anthropic_client_hints(void **state)
 {
     const agw_provider_cfg *p = prov(state, "an");
-    agw_client_hints h = { "2024-10-22", "prompt-caching-2024-07-31,tools-2024-04-04" };
+    agw_client_hints h = { .anthropic_version = "2024-10-22", .anthropic_beta = "prompt-caching-2024-07-31,tools-2024-04-04" };
     expect_call(p, AGW_OP_MESSAGES, &h, "https://api.anthropic.com/v1/messages",
                 (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2024-10-22",
                                        "anthropic-beta: prompt-caching-2024-07-31,tools-2024-04-04",
                                        "Content-Type: application/json", NULL });
     /* A tab is allowed inside a header value. */
-    agw_client_hints tab = { NULL, "a\tb" };
+    agw_client_hints tab = { .anthropic_version = NULL, .anthropic_beta = "a\tb" };
     expect_call(p, AGW_OP_MODELS, &tab, "https://api.anthropic.com/v1/models",
                 (const char *const[]){ "x-api-key: sk-ant", "anthropic-version: 2023-06-01",
                                        "anthropic-beta: a\tb", NULL });
@@ -138,9 +138,9 @@ static void test_hint_injection_refused(void **state)
     static const char *const bad[] = { "2023-06-01\r\nX-Evil: 1", "2023-06-01\n", "\r", "a\x01z",
                                        "x\x7f", "x\x1b[0m" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        agw_client_hints v = { bad[i], NULL };
+        agw_client_hints v = { .anthropic_version = bad[i], .anthropic_beta = NULL };
         expect_einval(p, AGW_OP_MESSAGES, &v);
-        agw_client_hints b = { "2023-06-01", bad[i] };
+        agw_client_hints b = { .anthropic_version = "2023-06-01", .anthropic_beta = bad[i] };
         expect_einval(p, AGW_OP_MESSAGES, &b);
         expect_einval(p, AGW_OP_MODELS, &b);
     }
@@ -159,12 +159,15 @@ static void test_no_key_no_credential_header(void **state)
 
 static void test_types_without_ops(void **state)
 {
-    /* kiro and copilot have no operations in this module (yet): EINVAL, not a
-     * half-built call. */
-    for (int op = AGW_OP_CHAT; op <= AGW_OP_MODELS; op++) {
-        expect_einval(prov(state, "ki"), (agw_provider_op)op, NULL);
-        expect_einval(prov(state, "cp"), (agw_provider_op)op, NULL);
-    }
+    /* An operation a type has no endpoint for is EINVAL, not a half-built
+     * call: Copilot counts no tokens (the gateway estimates them). */
+    expect_einval(prov(state, "cp"), AGW_OP_COUNT_TOKENS, NULL);
+    const agw_provider_ops *cp = agw_provider_ops_of(AGW_PROVIDER_COPILOT);
+    assert_non_null(cp);
+    assert_string_equal(cp->path(AGW_OP_CHAT), "/chat/completions");
+    assert_string_equal(cp->path(AGW_OP_MESSAGES), "/v1/messages");
+    assert_string_equal(cp->path(AGW_OP_EMBEDDINGS), "/embeddings");
+    assert_string_equal(cp->path(AGW_OP_MODELS), "/models");
 }
 
 static void test_interface_table(void **state)
@@ -202,9 +205,9 @@ static void test_interface_table(void **state)
         assert_int_equal(both[i]->probe_verdict(0), AGW_PROBE_FAILED);
         assert_non_null(both[i]->parse_models);
     }
-    /* Types this gateway cannot call yet, and values past the enum. */
-    assert_null(agw_provider_ops_of(AGW_PROVIDER_KIRO));
-    assert_null(agw_provider_ops_of(AGW_PROVIDER_COPILOT));
+    /* Every type can be called; values past the enum have no interface. */
+    assert_int_equal(agw_provider_ops_of(AGW_PROVIDER_KIRO)->type, AGW_PROVIDER_KIRO);
+    assert_int_equal(agw_provider_ops_of(AGW_PROVIDER_COPILOT)->type, AGW_PROVIDER_COPILOT);
     assert_null(agw_provider_ops_of(AGW_PROVIDER_TYPE_COUNT));
     assert_null(agw_provider_ops_of((agw_provider_type)-1));
 }
@@ -213,8 +216,8 @@ static void test_callable(void **state)
 {
     assert_true(agw_provider_callable(prov(state, "oa")));
     assert_true(agw_provider_callable(prov(state, "an")));
-    assert_false(agw_provider_callable(prov(state, "ki")));
-    assert_false(agw_provider_callable(prov(state, "cp")));
+    assert_true(agw_provider_callable(prov(state, "ki")));
+    assert_true(agw_provider_callable(prov(state, "cp")));
 }
 
 static void test_header_limit(void **state)

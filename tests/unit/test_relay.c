@@ -3,7 +3,9 @@
  * 127.0.0.1. Streams byte-exact, broken streams ending in an error event in
  * the client's protocol, error statuses, timeouts, a departed client, the
  * early SSE commit, the response-header allow list, and the hooks tenant
- * mode uses (the usage tap, hold_final, own x-ratelimit-* headers). */
+ * mode uses (the usage tap, hold_final, own x-ratelimit-* headers), and a
+ * binary stream through a codec that reads bytes (Kiro's: converted, and a
+ * throttling exception before any output failed over or answered as 429). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +23,7 @@
 
 /* The module itself, so the tests reach its file-local functions. */
 #include "net/relay.c"
+#include "core/eventstream.h"
 #include "proto/bridge.h"
 #include "testsrv.h"
 
@@ -95,9 +98,49 @@ static char *join(const char *const *parts, int n)
     return s;
 }
 
+/* One AWS event-stream frame (Kiro's answers), appended to b. */
+static void kiro_frame(agw_buf *b, const char *type_header, const char *type, const char *msg_type,
+                       const char *payload)
+{
+    agw_es_header h[2] = { { agw_str_c(type_header), AGW_ES_STRING, 0, agw_str_c(type) },
+                           { AGW_STR_LIT(":message-type"), AGW_ES_STRING, 0, agw_str_c(msg_type) } };
+    if (agw_es_encode(b, h, 2, agw_str_c(payload)) != AGW_OK)
+        abort();
+}
+
+/* /kiro/text: two text events; /kiro/throttled: a throttling exception
+ * before anything else. Binary, sent in 5-byte chunks. */
+static int kiro_answer(int fd, const char *path)
+{
+    agw_buf b = AGW_BUF_INIT(1u << 20);
+    if (strcmp(path, "/kiro/throttled") == 0) {
+        kiro_frame(&b, ":exception-type", "ThrottlingException", "exception",
+                   "{\"message\":\"slow down\"}");
+    } else {
+        kiro_frame(&b, ":event-type", "assistantResponseEvent", "event", "{\"content\":\"Hel\"}");
+        kiro_frame(&b, ":event-type", "assistantResponseEvent", "event", "{\"content\":\"lo\"}");
+    }
+    int ret = testsrv_send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: "
+                                   "application/vnd.amazon.eventstream\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n");
+    for (size_t i = 0; !ret && i < b.len; i += 5) {
+        char chunk[64];
+        size_t n = b.len - i < 5 ? b.len - i : 5;
+        snprintf(chunk, sizeof chunk, "%zx\r\n", n);
+        ret = testsrv_send_str(fd, chunk) || testsrv_send_all(fd, b.data + i, n) ||
+              testsrv_send_str(fd, "\r\n");
+    }
+    if (!ret)
+        ret = testsrv_send_str(fd, "0\r\n\r\n");
+    agw_buf_free(&b);
+    return ret ? TESTSRV_CLOSE : TESTSRV_KEEP;
+}
+
 static int handle(testsrv *s, int fd, const testsrv_req *rq)
 {
     const char *p = rq->path;
+    if (strncmp(p, "/kiro/", 6) == 0)
+        return kiro_answer(fd, p);
     if (!strcmp(p, "/oa-stream")) {
         if (testsrv_send_str(fd, SSE_HEAD))
             return TESTSRV_CLOSE;
@@ -1308,6 +1351,62 @@ static int global_teardown(void **state)
     return 0;
 }
 
+/* ---- a binary stream through a codec that reads bytes (Kiro) ---- */
+
+static void test_kiro_stream_converted(void **state)
+{
+    fixture *f = *state;
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_ANTHROPIC, AGW_PROTO_KIRO, 1, 0, AGW_STR_LIT("m"), 1);
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.stream = 1;
+    f->rq.codec = agw_bridge_codec(b);
+    run(f, "/kiro/text");
+    agw_bridge_free(b);
+    assert_int_equal(f->res.status, 200);
+    assert_true(f->res.complete);
+    assert_true(f->res.streamed);
+    assert_int_equal(f->k.heads, 1);
+    assert_string_equal(f->k.ct, SSE_CT);
+    agw_str o = agw_buf_view(&f->k.out);
+    assert_non_null(memmem(o.ptr, o.len, "\"text\":\"Hel\"", 12));
+    assert_non_null(memmem(o.ptr, o.len, "event: message_stop", 19));
+}
+
+static void test_kiro_throttled_before_output_fails_over(void **state)
+{
+    fixture *f = *state;
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_ANTHROPIC, AGW_PROTO_KIRO, 1, 0, AGW_STR_LIT("m"), 1);
+    f->rq.proto = AGW_PROTO_ANTHROPIC;
+    f->rq.stream = 1;
+    f->rq.may_retry = 1;
+    f->rq.codec = agw_bridge_codec(b);
+    run(f, "/kiro/throttled");
+    agw_bridge_free(b);
+    /* Left to the next provider: nothing written, reported as the 429. */
+    assert_true(f->res.retryable);
+    assert_int_equal(f->res.status, 429);
+    assert_int_equal(f->res.upstream_status, 429);
+    assert_int_equal(f->k.heads, 0);
+    assert_int_equal(f->k.out.len, 0);
+}
+
+static void test_kiro_throttled_before_output_is_a_429(void **state)
+{
+    fixture *f = *state;
+    agw_bridge *b = agw_bridge_new(AGW_PROTO_OPENAI, AGW_PROTO_KIRO, 1, 0, AGW_STR_LIT("m"), 1);
+    f->rq.stream = 1;
+    f->rq.codec = agw_bridge_codec(b);
+    run(f, "/kiro/throttled");
+    agw_bridge_free(b);
+    /* The last provider: the status itself, in the client's shape, no SSE. */
+    assert_false(f->res.retryable);
+    assert_int_equal(f->res.status, 429);
+    assert_int_equal(f->k.heads, 1);
+    assert_string_equal(f->k.ct, "application/json");
+    assert_out(f, "{\"error\":{\"message\":\"upstream ThrottlingException: slow down\","
+                  "\"type\":\"rate_limit_error\",\"param\":null,\"code\":null}}");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1358,6 +1457,9 @@ int main(void)
         T(test_stream_over_max_bytes),
         T(test_stream_over_max_time),
         T(test_header_name_injection_end_to_end),
+        T(test_kiro_stream_converted),
+        T(test_kiro_throttled_before_output_fails_over),
+        T(test_kiro_throttled_before_output_is_a_429),
     };
 #undef T
     return cmocka_run_group_tests(tests, global_setup, global_teardown);

@@ -300,10 +300,10 @@ static void test_concurrent_first_open(void **state)
         }
         agw_store *s = open_ok(path);
         /* usage (1); providers, api_keys, audit_log (2); settings of 1 dropped
-         * (3); provider_models (4) */
+         * (3); provider_models (4); credentials, login_sessions (5) */
         assert_int_equal(query_int(agw_store_db(s), "SELECT count(*) FROM sqlite_master "
                                                     "WHERE type='table' AND name NOT LIKE 'sqlite_%'"),
-                         5);
+                         7);
         agw_store_close(s);
     }
     if (failures)

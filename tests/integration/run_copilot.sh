@@ -1,0 +1,4 @@
+#!/bin/sh
+# make check entry point for the Copilot suite (TAP on stdout).
+here=$(cd "$(dirname "$0")" && pwd)
+exec "${PYTHON3:-python3}" "$here/test_copilot.py"
