@@ -294,10 +294,11 @@ int agw_bridge_usage_estimated(const agw_bridge *b)
 }
 
 /* A stage's verdict on an event: a stop the encoder did not ask for (no
- * sink_err yet) is the stage's buffers failing. */
+ * sink_err yet) and that is not an early error (codec.h early_error) is
+ * the stage's buffers failing. */
 static int stage_result(agw_bridge *b, int stop)
 {
-    if (stop && !b->sink_err)
+    if (stop && !b->sink_err && !b->early_status)
         b->sink_err = AGW_ETOOBIG;
     return stop;
 }

@@ -191,7 +191,8 @@ def social_login_end_to_end(ctx):
     # The account serves calls through the pool.
     s, _, data = model_call(ctx, "kiro-social")
     eq(s, 200, "model call: %s" % data[:300])
-    check("Hello from Kiro" in json.loads(data)["choices"][0]["message"]["content"], data[:300])
+    # (the mock says "Hello from Kiro"; Kiro's default sanitize rules name it Claude)
+    check("Hello from Claude" in json.loads(data)["choices"][0]["message"]["content"], data[:300])
     s, st = status_of(ctx, "kiro-social")
     eq((s, st["state"], st["method"]), (200, "ok", "social"), "status")
     for k in ("expires_at", "profile_arn", "last_refresh", "last_error", "region"):

@@ -1245,14 +1245,17 @@ def answer_settings_per_provider_and_key(ctx):
     wait_for(lambda: ask(always["key"]) == ("one two", 2), 2.0, "key on, provider off")
     s, _, k = admin(ctx, "PUT", "/admin/keys/%d" % always["id"], {"continuation": None})
     eq((s, k["continuation"]), (200, None), "back to the provider's setting")
-    # the usage rows say how many rounds there were
-    c = db(ctx)
-    try:
-        rows = c.execute("SELECT continuations FROM usage WHERE provider = 'db-answers'"
-                         " ORDER BY id").fetchall()
-    finally:
-        c.close()
-    check((1,) in rows and (0,) in rows, "rounds in the usage rows: %r" % rows)
+    # the usage rows say how many rounds there were (rows reach the database
+    # a moment after their answers)
+    def rounds_seen():
+        c = db(ctx)
+        try:
+            rows = c.execute("SELECT continuations FROM usage WHERE provider = 'db-answers'"
+                             " ORDER BY id").fetchall()
+        finally:
+            c.close()
+        return (1,) in rows and (0,) in rows
+    wait_for(rounds_seen, 10.0, "usage rows with and without a continuation round")
     # the audit log names the change
     c = db(ctx)
     try:

@@ -41,6 +41,8 @@ user content of the history that has one): `[[mock: key=value, ...]]`.
 | `exception=TYPE` | an exception frame after the first text event |
 | `exception_first=TYPE` | an exception frame before anything else |
 | `length=1` | ContentLengthExceededException after the text |
+| `parts=HEX` | the text events exactly (hex of a UTF-8 JSON list of strings) |
+| `rounds=HEX` | an answer in rounds, for continuation (rounds_script) |
 | `status=C` | HTTP C with Kiro's error body (`throttle`: 429 ThrottlingException) |
 | `garbage=1` | bytes that are not a frame after the first frame |
 | `bad_crc=1` | the second frame's message CRC is wrong |
@@ -220,6 +222,30 @@ def directive_text(cur, history):
     return cur.get("content", "")
 
 
+def rounds_script(d, history):
+    """`rounds=HEX` (the hex of a UTF-8 JSON list of rounds, each a list of
+    text events), for continuation: the answer is the first round that the
+    assistant turns of the history after the directive's message do not
+    already hold, cut with ContentLengthExceededException unless it is the
+    last round."""
+    if not d.get("rounds"):
+        return
+    rounds = json.loads(bytes.fromhex(d["rounds"]).decode("utf-8"))
+    at = -1
+    for i, t in enumerate(history):
+        c = (t.get("userInputMessage") or {}).get("content", "")
+        if upstream.DIRECTIVE_RE.search(c):
+            at = i
+    said = "".join((t.get("assistantResponseMessage") or {}).get("content", "")
+                   for t in history[at + 1:]) if at >= 0 else ""
+    k = 0
+    while k < len(rounds) and said.startswith("".join("".join(r) for r in rounds[:k + 1]).rstrip()):
+        k += 1
+    d["parts"] = json.dumps(rounds[k] if k < len(rounds) else []).encode("utf-8").hex()
+    if k < len(rounds) - 1:
+        d["length"] = "1"
+
+
 # ---- the server -----------------------------------------------------------
 
 class Handler(upstream.Handler):
@@ -309,6 +335,7 @@ class Handler(upstream.Handler):
                     "__type": "com.amazon.aws.codewhisperer#ThrottlingException",
                     "message": "Rate exceeded", "reason": "USER_REQUEST_RATE_EXCEEDED"})
             return self.kiro_error(st, {"message": "mock error %d" % st, "reason": None})
+        rounds_script(d, cs.get("history", []))
         frames = self.script(d, cur)
         self.send_stream(d, frames)
 
@@ -327,6 +354,8 @@ class Handler(upstream.Handler):
             parts = ["Result: " + results[0]["content"][0]["text"]]
         elif d.flag("echo"):
             parts = [cur["content"]]
+        elif d.get("parts"):
+            parts = json.loads(bytes.fromhex(d["parts"]).decode("utf-8"))
         else:
             word = d.get("text") or "Hello"
             parts = [("" if i == 0 else " ") + word + str(i) for i in range(d.int("events", 3))]

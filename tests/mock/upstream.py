@@ -132,6 +132,9 @@ def scripted(msgs):
     if at < 0:
         return "", Directives.parse("")
     d = Directives.parse(texts[at])
+    if at < len(texts) - 1 and not d.get("rounds"):
+        # an earlier message's directive steers only a continuation
+        return texts[-1], Directives.parse(texts[-1])
     if d.get("rounds"):
         rounds = json.loads(bytes.fromhex(d["rounds"]).decode("utf-8"))
         said = "".join(texts[i] for i in range(at + 1, len(msgs))
