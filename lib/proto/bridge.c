@@ -159,8 +159,10 @@ static agw_err codec_finish(void *ud, agw_buf *out, int *status)
     }
     if (b->early_status)
         return AGW_OK; /* the relay answers it (codec.h) */
-    /* A stream cut before its block ended still gets the text held back. */
-    if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
+    /* A stream cut before its block ended still gets the text held back;
+     * an answer held for its next round keeps it (a match may go on there). */
+    if (b->sanitizing && !agw_bridge_held(b) && agw_sanitize_stage_flush(&b->sanitize) &&
+        !b->sink_err)
         b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
         return b->sink_err;
@@ -204,7 +206,8 @@ static agw_err codec_response(void *ud, agw_str body, agw_buf *out, int *status)
         break;
     default: e = agw_anthropic_decode_response(body, b->sink, b->sink_ud, NULL, 0); break;
     }
-    if (b->sanitizing && agw_sanitize_stage_flush(&b->sanitize) && !b->sink_err)
+    if (b->sanitizing && !agw_bridge_held(b) && agw_sanitize_stage_flush(&b->sanitize) &&
+        !b->sink_err)
         b->sink_err = AGW_ETOOBIG;
     if (b->sink_err)
         return b->sink_err;

@@ -597,6 +597,58 @@ def tokens_never_reach_a_log(ctx):
         check(t not in ctx.gw.admin_log_text(), "token in the admin log")
 
 
+# ---- continuation (on by default for Kiro) ----
+
+def rounds(*rs):
+    return directive(rounds=json.dumps([list(r) for r in rs]).encode().hex())
+
+
+def kiro_requests(mock):
+    return [json.loads(base64.b64decode(r["body_b64"])) for r in mock.requests()
+            if r["path"] == "/generateAssistantResponse"]
+
+
+@test(timeout=30)
+def cut_answers_continue_into_one_message(ctx):
+    reset(ctx)
+    s, _, events = anthropic_stream(ctx, messages("go " + rounds(["Once upon ", "a ti"],
+                                                                  ["me there was ", "a gateway."]),
+                                                  model=MODEL))
+    eq(s, 200, "status")
+    text = "".join(d["delta"].get("text", "") for n, d in events if n == "content_block_delta")
+    eq(text, "Once upon a time there was a gateway.", "one seamless text")
+    names = [n for n, _ in events if n != "ping"]
+    eq((names.count("message_start"), names.count("message_stop")), (1, 1), "one message")
+    eq([d["delta"]["stop_reason"] for n, d in events if n == "message_delta"], ["end_turn"],
+       "the last round's stop")
+    sent = kiro_requests(ctx.kiro_a)
+    eq(len(sent), 2, "two rounds")
+    cs = sent[1]["conversationState"]
+    eq(cs["history"][-1]["assistantResponseMessage"]["content"], "Once upon a ti",
+       "round 2: the answer so far as the assistant's turn")
+    cur = cs["currentMessage"]["userInputMessage"]["content"]
+    check(cur.startswith("Your previous message was cut off"), "then the instruction: %r" % cur)
+    check(json.dumps(sent[1]).count("Once upon a ti") == 1, "the text so far is sent once")
+
+
+@test(timeout=30)
+def continuation_seam_is_sanitized_and_bounded(ctx):
+    reset(ctx)
+    # Kiro's default rules see a name split between two rounds
+    s, _, doc = post(ctx, "/v1/chat/completions",
+                     chat("go " + rounds(["I am Ki"], ["ro, at your service."]), model=MODEL))
+    eq(s, 200, "status")
+    eq(doc["choices"][0]["message"]["content"], "I am Claude, at your service.", "seam")
+    # continuation.max_rounds (3 by default) follow-up calls, then the cut shows
+    reset(ctx)
+    s, _, doc = post(ctx, "/v1/chat/completions",
+                     chat("go " + rounds(*[["r%d " % i] for i in range(8)]), model=MODEL))
+    eq(s, 200, "status")
+    eq((doc["choices"][0]["message"]["content"], doc["choices"][0]["finish_reason"]),
+       ("r0 r1 r2 r3 ", "length"), "four calls, then cut")
+    eq(len(kiro_requests(ctx.kiro_a)), 4, "four calls")
+
+
 def main():
     ctx = Ctx()
     why = suite_setup(ctx)
