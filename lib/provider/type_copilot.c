@@ -22,6 +22,7 @@ static const char *copilot_path(agw_provider_op op)
     switch (op) {
     case AGW_OP_CHAT: return "/chat/completions";
     case AGW_OP_MESSAGES: return "/v1/messages";
+    case AGW_OP_RESPONSES: return "/responses";
     case AGW_OP_MODELS: return "/models";
     case AGW_OP_EMBEDDINGS: return "/embeddings";
     default: return NULL; /* count_tokens: the gateway's own estimate */
@@ -85,10 +86,38 @@ static int content_has(agw_str content, const char *const *kinds, int deep)
     return 0;
 }
 
+/* A Responses body's last input item: "user" when it is the user's own
+ * message (or `input` is a string), "agent" for a function_call_output and
+ * anything else. */
+static const char *responses_initiator(agw_str body)
+{
+    agw_str input, item, last = { NULL, 0 }, type, role;
+    agw_json_iter it;
+    if (agw_json_find(body, AGW_STR_LIT("input"), &input) != AGW_OK)
+        return "agent";
+    if (agw_json_type_of(input) == AGW_JSON_STRING)
+        return "user";
+    if (agw_json_type_of(input) != AGW_JSON_ARRAY || agw_json_iter_init(&it, input) != AGW_OK)
+        return "agent";
+    while (agw_json_iter_next(&it, NULL, &item))
+        last = item;
+    if (!last.ptr)
+        return "agent";
+    if (agw_json_find(last, AGW_STR_LIT("type"), &type) == AGW_OK &&
+        !agw_json_string_eq(type, AGW_STR_LIT("message")))
+        return "agent";
+    return agw_json_find(last, AGW_STR_LIT("role"), &role) == AGW_OK &&
+                   agw_json_string_eq(role, AGW_STR_LIT("user"))
+               ? "user"
+               : "agent";
+}
+
 /* "user" when the last message is the user's own text, else "agent". */
 static const char *initiator(agw_str body, agw_proto proto)
 {
     static const char *const tool_results[] = { "tool_result", NULL };
+    if (proto == AGW_PROTO_RESPONSES)
+        return responses_initiator(body);
     agw_str m = last_message(body), role, content;
     if (!m.ptr || agw_json_find(m, AGW_STR_LIT("role"), &role) != AGW_OK ||
         !agw_json_string_eq(role, AGW_STR_LIT("user")))
@@ -132,7 +161,8 @@ static agw_err copilot_extra_headers(agw_provider_op op, const agw_client_hints 
         if (!e && beta && *beta)
             e = agw_provider_call_header(c, "anthropic-beta: ", beta);
     }
-    if (e || (op != AGW_OP_CHAT && op != AGW_OP_MESSAGES) || !hints || !hints->body.len)
+    if (e || (op != AGW_OP_CHAT && op != AGW_OP_MESSAGES && op != AGW_OP_RESPONSES) || !hints ||
+        !hints->body.len)
         return e;
     e = agw_provider_call_header(c, "X-Initiator: ", initiator(hints->body, hints->body_proto));
     if (!e && has_images(hints->body))
@@ -149,14 +179,18 @@ static agw_err copilot_plan(const agw_provider_cfg *p, agw_proto client, agw_str
                             agw_provider_plan *out, char *why, size_t whylen)
 {
     int eps = agw_copilot_model_endpoints(p, model);
+    /* Models served by /responses (only, or also, for a Responses client)
+     * are called through the Responses API. */
+    if (eps > 0 && (eps & AGW_COPILOT_EP_RESPONSES) &&
+        (client == AGW_PROTO_RESPONSES || !(eps & (AGW_COPILOT_EP_CHAT | AGW_COPILOT_EP_MESSAGES)))) {
+        out->proto = AGW_PROTO_RESPONSES;
+        out->op = AGW_OP_RESPONSES;
+        return AGW_OK;
+    }
     if (eps > 0 && !(eps & (AGW_COPILOT_EP_CHAT | AGW_COPILOT_EP_MESSAGES))) {
         snprintf(why, whylen,
-                 eps & AGW_COPILOT_EP_RESPONSES
-                     ? "model '%.*s' is served by GitHub Copilot only through its /responses "
-                       "endpoint (the OpenAI Responses API), which this gateway does not call "
-                       "for Copilot yet"
-                     : "model '%.*s' is not a chat model on GitHub Copilot (use /v1/embeddings "
-                       "for an embeddings model)",
+                 "model '%.*s' is not a chat model on GitHub Copilot (use /v1/embeddings "
+                 "for an embeddings model)",
                  (int)(model.len > 200 ? 200 : model.len), model.ptr);
         return AGW_EINVAL;
     }

@@ -400,16 +400,36 @@ def anthropic_gpt_model_is_converted(ctx):
 
 
 @test(timeout=30)
-def responses_only_model_is_refused(ctx):
+def responses_only_model_goes_to_responses(ctx):
+    # gpt-5-codex is served by Copilot's /responses only: every client
+    # protocol reaches it there, converted (chat, messages) or as it is
     reset_copilot(ctx)
-    for path, body, hdrs in (("/v1/chat/completions", chat("x", model="gpt-5-codex"), {}),
-                             ("/v1/messages", messages("x", model="gpt-5-codex"),
-                              {"anthropic-version": "2023-06-01"})):
-        s, _, d = ctx.gw.call("POST", path, body=body, headers=hdrs)
-        eq(s, 400, d)
-        msg = json.dumps(json.loads(d))
-        check("gpt-5-codex" in msg and "/responses" in msg, msg)
-    eq(ctx.copilot_a.requests(), [], "nothing went upstream")
+    s, _, d = ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi codex", model="gpt-5-codex"))
+    eq(s, 200, d)
+    eq(json.loads(d)["choices"][0]["message"]["content"], "Hello0 Hello1 Hello2", "chat answer")
+    s, _, d = ctx.gw.call("POST", "/v1/messages", body=messages("hi codex", model="gpt-5-codex"),
+                          headers={"anthropic-version": "2023-06-01"})
+    eq(s, 200, d)
+    eq(json.loads(d)["content"][0]["text"], "Hello0 Hello1 Hello2", "messages answer")
+    body = {"model": "gpt-5-codex", "input": "hi codex directly"}
+    s, _, d = ctx.gw.call("POST", "/v1/responses", body=body)
+    eq(s, 200, d)
+    eq(json.loads(d)["object"], "response", "Responses answer")
+    got = calls(ctx.copilot_a, "/responses")
+    eq(len(got), 3, "each went to /responses")
+    for h, _ in got:
+        check_copilot_headers(h, "user")
+    eq(json.loads(got[2][1]), body, "the Responses client's body as it was sent")
+    eq(calls(ctx.copilot_a, "/chat/completions"), [], "nothing to /chat/completions")
+    # a tool result as the last input item is the agent's step
+    reset_copilot(ctx)
+    s, _, d = ctx.gw.call("POST", "/v1/responses", body={
+        "model": "gpt-5-codex",
+        "input": [{"role": "user", "content": "weather?"},
+                  {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": "c1", "output": "18 degrees"}]})
+    eq(s, 200, d)
+    eq(calls(ctx.copilot_a, "/responses")[0][0].get("x-initiator"), "agent", "tool output turn")
 
 
 @test(timeout=30)

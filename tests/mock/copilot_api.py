@@ -92,7 +92,8 @@ class Handler(upstream.Handler):
         routes = {"/chat/completions": ("POST", self.openai_chat),
                   "/embeddings": ("POST", self.openai_embeddings),
                   "/models": ("GET", self.copilot_models),
-                  "/v1/messages": ("POST", self.anthropic_messages)}
+                  "/v1/messages": ("POST", self.anthropic_messages),
+                  "/responses": ("POST", self.openai_responses)}
         if path not in routes:
             return self.api_error(api, 404, "Not Found (%s %s)" % (self.command, path), code=None)
         method, func = routes[path]
