@@ -649,6 +649,32 @@ def continuation_seam_is_sanitized_and_bounded(ctx):
     eq(len(kiro_requests(ctx.kiro_a)), 4, "four calls")
 
 
+@test(timeout=30)
+def responses_client_reaches_kiro(ctx):
+    # the fourth client protocol on the third upstream one, streamed and not
+    reset(ctx)
+    body = {"model": MODEL, "instructions": "be brief",
+            "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "hi " + directive(events=2, text="Yo")}]}]}
+    s, _, d = ctx.gw.call("POST", "/v1/responses", body=body)
+    eq(s, 200, d)
+    doc = json.loads(d)
+    eq((doc["object"], doc["status"]), ("response", "completed"), "a completed response")
+    texts = [c["text"] for item in doc["output"] if item["type"] == "message"
+             for c in item["content"] if c["type"] == "output_text"]
+    eq(texts, ["Yo0 Yo1"], "output text")
+    _, kb = last_kiro_request(ctx.kiro_a)
+    cs = kb["conversationState"]
+    eq(cs["history"][0]["userInputMessage"]["content"], "be brief", "instructions as the system pair")
+    s, _, lines = ctx.gw.stream("/v1/responses", dict(body, stream=True))
+    eq(s, 200, "status")
+    names = [n for n, _ in sse_events(lines)]
+    eq((names[0], names[-1]), ("response.created", "response.completed"), "typed events")
+    deltas = "".join(json.loads(dd)["delta"] for n, dd in sse_events(lines)
+                     if n == "response.output_text.delta")
+    eq(deltas, "Yo0 Yo1", "streamed text")
+
+
 def main():
     ctx = Ctx()
     why = suite_setup(ctx)
