@@ -581,7 +581,10 @@ static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attemp
     }
     ir.model = at->route->model;
     agw_proto upstream = at->plan.proto;
-    agw_client_hints hints = { NULL, NULL, { NULL, 0 }, upstream };
+    /* Who spoke last is read from the client's own body: a converted one can
+     * split an Anthropic turn of tool results and text into a tool message
+     * and a user message, which would read as the user's. */
+    agw_client_hints hints = { NULL, NULL, mc->body, r->proto };
     if (r->proto == AGW_PROTO_ANTHROPIC)
         hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
     if (!body_first(upstream) && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))

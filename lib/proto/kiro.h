@@ -118,6 +118,7 @@ typedef struct {
     size_t n_long_tools;
     /* the answer so far */
     int started, finished;     /* MESSAGE_START sent; MESSAGE_STOP or ERROR sent */
+    int frames;                /* frames read */
     int next_index, open_index;/* IR block indices; open_index -1: none */
     agw_ir_block_kind open_kind;
     int thinking_state;        /* 0 looking for <thinking>, 1 inside, 2 done or not asked */
@@ -145,7 +146,8 @@ AGW_WARN_UNUSED agw_err agw_kiro_decode_stream_bytes(agw_kiro_stream_decoder *d,
                                                      size_t n, agw_ir_sink sink, void *ud);
 /* The end of the stream: closes the answer (MESSAGE_DELTA with the stop
  * reason and usage, MESSAGE_STOP), or emits its ERROR for a cut-off tool
- * call or a stream that stopped inside a frame. AGW_OK when every event has
+ * call, a stream that stopped inside a frame or one without a single frame
+ * (Kiro always sends some). AGW_OK when every event has
  * been emitted, AGW_EPEER when the sink stopped. */
 AGW_WARN_UNUSED agw_err agw_kiro_decode_stream_end(agw_kiro_stream_decoder *d, agw_ir_sink sink,
                                                    void *ud);

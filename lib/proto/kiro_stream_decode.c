@@ -511,6 +511,7 @@ static int handle_frame(void *ud, const agw_es_message *m)
 static int on_frame(void *ud, const agw_es_message *m)
 {
     feed_ctx *c = ud;
+    c->d->frames++;
     int r = handle_frame(ud, m);
     agw_arena_free(&c->d->frame);
     return r;
@@ -535,6 +536,10 @@ agw_err agw_kiro_decode_stream_end(agw_kiro_stream_decoder *d, agw_ir_sink sink,
         return d->err;
     if (agw_es_finish(&d->es) != AGW_OK) {
         fail(&c, 502, "api_error", "upstream event stream ended inside a frame");
+        return d->err;
+    }
+    if (!d->frames) {
+        fail(&c, 502, "api_error", "upstream answered with an empty event stream");
         return d->err;
     }
     if (d->open_index >= 0 && d->open_kind == AGW_IR_TOOL_USE && !d->tool_stopped) {

@@ -22,3 +22,5 @@ lib_libantigw_a_SOURCES += \
 lib_libantigw_a_SOURCES += \
 	lib/proto/kiro.h lib/proto/kiro_names.c \
 	lib/proto/kiro_request_encode.c lib/proto/kiro_stream_decode.c
+lib_libantigw_a_SOURCES += \
+	lib/proto/copilot_messages.c lib/proto/copilot_messages.h

@@ -39,6 +39,30 @@ static const char *const *header_list(const agw_provider_call *c)
     return (const char *const *)c->headers;
 }
 
+/* The editor's headers, from p's settings: GitHub's API gets the first
+ * EDITOR_HEADERS_GITHUB of them, the Copilot API all. */
+static const struct {
+    const char *name;
+    agw_provider_setting_id id;
+} editor_headers[] = {
+    { "editor-version: ", AGW_SET_COPILOT_EDITOR_VERSION },
+    { "editor-plugin-version: ", AGW_SET_COPILOT_PLUGIN_VERSION },
+    { "user-agent: ", AGW_SET_COPILOT_USER_AGENT },
+    { "x-github-api-version: ", AGW_SET_COPILOT_API_VERSION },
+    { "copilot-integration-id: ", AGW_SET_COPILOT_INTEGRATION_ID },
+    { "openai-intent: ", AGW_SET_COPILOT_INTENT },
+};
+#define EDITOR_HEADERS_GITHUB 4
+
+static agw_err add_editor_headers(const agw_provider_cfg *p, size_t n, agw_provider_call *c)
+{
+    agw_err e = AGW_OK;
+    for (size_t i = 0; !e && i < n; i++)
+        e = agw_provider_call_header(c, editor_headers[i].name,
+                                     agw_provider_setting(p, editor_headers[i].id));
+    return e;
+}
+
 /* The common headers of GitHub's API. */
 static agw_err github_headers(const agw_provider_cfg *p, const char *github_token,
                               agw_provider_call *c)
@@ -46,19 +70,7 @@ static agw_err github_headers(const agw_provider_cfg *p, const char *github_toke
     agw_err e = agw_provider_call_header(c, "Accept: ", "application/json");
     if (!e && github_token)
         e = agw_provider_call_header(c, "Authorization: token ", github_token);
-    if (!e)
-        e = agw_provider_call_header(c, "editor-version: ",
-                                     agw_provider_setting(p, AGW_SET_COPILOT_EDITOR_VERSION));
-    if (!e)
-        e = agw_provider_call_header(c, "editor-plugin-version: ",
-                                     agw_provider_setting(p, AGW_SET_COPILOT_PLUGIN_VERSION));
-    if (!e)
-        e = agw_provider_call_header(c, "user-agent: ",
-                                     agw_provider_setting(p, AGW_SET_COPILOT_USER_AGENT));
-    if (!e)
-        e = agw_provider_call_header(c, "x-github-api-version: ",
-                                     agw_provider_setting(p, AGW_SET_COPILOT_API_VERSION));
-    return e;
+    return e ? e : add_editor_headers(p, EDITOR_HEADERS_GITHUB, c);
 }
 
 agw_err agw_copilot_client_headers(const agw_provider_cfg *p, agw_provider_call *c)
@@ -70,22 +82,8 @@ agw_err agw_copilot_client_headers(const agw_provider_cfg *p, agw_provider_call 
     /* A UUID version 4 made of the random hex digits. */
     snprintf(rid, sizeof rid, "%.8s-%.4s-4%.3s-a%.3s-%.12s", hex, hex + 8, hex + 12, hex + 15,
              hex + 18);
-    static const struct {
-        const char *name;
-        agw_provider_setting_id id;
-    } set[] = {
-        { "copilot-integration-id: ", AGW_SET_COPILOT_INTEGRATION_ID },
-        { "editor-version: ", AGW_SET_COPILOT_EDITOR_VERSION },
-        { "editor-plugin-version: ", AGW_SET_COPILOT_PLUGIN_VERSION },
-        { "user-agent: ", AGW_SET_COPILOT_USER_AGENT },
-        { "openai-intent: ", AGW_SET_COPILOT_INTENT },
-        { "x-github-api-version: ", AGW_SET_COPILOT_API_VERSION },
-    };
-    for (size_t i = 0; !e && i < sizeof set / sizeof *set; i++)
-        e = agw_provider_call_header(c, set[i].name, agw_provider_setting(p, set[i].id));
-    if (!e)
-        e = agw_provider_call_header(c, "x-request-id: ", rid);
-    return e;
+    e = add_editor_headers(p, sizeof editor_headers / sizeof *editor_headers, c);
+    return e ? e : agw_provider_call_header(c, "x-request-id: ", rid);
 }
 
 /* "<base><path>" in a fresh string. */

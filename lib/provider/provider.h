@@ -51,9 +51,9 @@ typedef struct {
 typedef struct {
     const char *anthropic_version;
     const char *anthropic_beta;
-    /* The body going upstream and its protocol, for providers whose headers
-     * depend on what it holds (Copilot's X-Initiator and vision flag); an
-     * empty view when there is none. */
+    /* The client's body (as it goes upstream when passed through) and its
+     * protocol, for providers whose headers depend on what it holds
+     * (Copilot's X-Initiator and vision flag); an empty view when none. */
     agw_str body;
     agw_proto body_proto;
 } agw_client_hints;

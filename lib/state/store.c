@@ -139,7 +139,20 @@ static const char *const migrations[] = {
     "  error TEXT"
     ");"
     "CREATE UNIQUE INDEX login_sessions_one_pending ON login_sessions(provider)"
-    "  WHERE status = 'pending';",
+    "  WHERE status = 'pending';"
+    /* A provider deleted or renamed through the admin API takes its account
+     * and sessions with it, in the same transaction: a sealed token is bound
+     * to the name it was stored under, and a new provider of that name must
+     * not inherit it. */
+    "CREATE TRIGGER providers_delete_account AFTER DELETE ON providers BEGIN"
+    "  DELETE FROM credentials WHERE provider = OLD.name;"
+    "  DELETE FROM login_sessions WHERE provider = OLD.name;"
+    "END;"
+    "CREATE TRIGGER providers_rename_account AFTER UPDATE OF name ON providers"
+    "  WHEN OLD.name <> NEW.name BEGIN"
+    "  DELETE FROM credentials WHERE provider = OLD.name;"
+    "  DELETE FROM login_sessions WHERE provider = OLD.name;"
+    "END;",
 
     /* 7: the credits a provider charged for a request (Kiro's metering);
      * NULL where the provider reports none. */

@@ -397,6 +397,23 @@ def anthropic_gpt_model_is_converted(ctx):
     eq(len(got), 1, "a GPT model for an Anthropic client goes to /chat/completions")
     eq(got[0][0].get("x-initiator"), "user")
     eq(json.loads(got[0][1])["messages"][-1]["content"], "hi gpt")
+    # A turn of tool results and text becomes a tool message and a user
+    # message upstream: still the agent's step.
+    reset_copilot(ctx)
+    body = {"model": "gpt-4.1", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "sunny"},
+                                     {"type": "text", "text": "<system-reminder>x</system-reminder>"}]}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}
+    s, _, d = ctx.gw.call("POST", "/v1/messages", body=body,
+                          headers={"anthropic-version": "2023-06-01"})
+    eq(s, 200, d)
+    got = calls(ctx.copilot_a, "/chat/completions")
+    eq(json.loads(got[0][1])["messages"][-1]["role"], "user")
+    eq(got[0][0].get("x-initiator"), "agent", "a converted tool-result turn")
 
 
 @test(timeout=30)

@@ -52,7 +52,6 @@ with --secret S access tokens are "kat=N;exp=UNIX;r=R:<hmac-sha256 hex of the re
 which kiro_api.py --secret S accepts until exp.
 """
 
-import argparse
 import base64
 import hashlib
 import hmac
@@ -115,18 +114,11 @@ class Handler(upstream.Handler):
     server_version = "mock-kiro-auth/1.0"
 
     def dispatch(self):
-        self.seq = 0
-        parts = urlsplit(self.path)
-        path, self.query = parts.path, parse_qs(parts.query)
-        try:
-            body = self.read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return self.send_json(400, {"message": "bad request body"})
-        self.conn_requests += 1
-        if path == "/_mock" or path.startswith("/_mock/"):
-            return self.kiro_control(path, body)
-        self.record(body)
+        got = self.begin_request(self.kiro_control)
+        if got is None:
+            return
+        path, body = got
+        self.query = parse_qs(urlsplit(self.path).query)
         routes = {"/signin": ("GET", self.signin),
                   "/oauth/token": ("POST", self.social_token),
                   "/refreshToken": ("POST", self.social_refresh),
@@ -409,24 +401,14 @@ class Handler(upstream.Handler):
         self.send_body(200, b"".join(events), "application/vnd.amazon.eventstream")
 
 
-class Server(MockServer):
-    def __init__(self, addr, cfg):
-        self.cfg = cfg
-        self.state = KiroAuthState()
-        super(MockServer, self).__init__(addr, Handler)
+def add_args(ap):
+    ap.add_argument("--secret", default="",
+                    help="sign access tokens as kiro_api.py --secret S takes them")
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Mock Kiro accounts service")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--portfile")
-    ap.add_argument("--secret", default="",
-                    help="sign access tokens as kiro_api.py --secret S takes them")
-    ap.add_argument("--name", default="kiro-auth")
-    ap.add_argument("--quiet", action="store_true")
-    cfg = ap.parse_args()
-    server = Server(("127.0.0.1", cfg.port), cfg)
-    upstream.serve(server, cfg)
+    upstream.run_mock("Mock Kiro accounts service", "kiro-auth",
+                      lambda addr, cfg: MockServer(addr, cfg, Handler, KiroAuthState()), add_args)
 
 
 if __name__ == "__main__":

@@ -291,18 +291,12 @@ class Handler(BaseHTTPRequestHandler):
     # ---- routing ----------------------------------------------------------
 
     def dispatch(self):
-        self.seq = 0
-        path = urlsplit(self.path).path
-        try:
-            body = self.read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            return self.send_json(400, {"error": {"message": "bad request body", "type":
-                                                  "invalid_request_error", "param": None, "code": None}})
-        self.conn_requests += 1
-        if path == "/_mock" or path.startswith("/_mock/"):
-            return self.control(path, body)
-        self.record(body)
+        got = self.begin_request(self.control, {"error": {
+            "message": "bad request body", "type": "invalid_request_error", "param": None,
+            "code": None}})
+        if got is None:
+            return
+        path, body = got
 
         is_anthropic = path.startswith("/v1/messages") or (
             path == "/v1/models" and "anthropic-version" in self.headers)
@@ -347,17 +341,18 @@ class Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def begin_request(self, control):
+    def begin_request(self, control, bad_body=None):
         """The start of a mock's dispatch: reads the body (a bad one is
-        answered 400), hands /_mock/* to control(path, body), records the
-        rest. Returns (path without the query, body), or None once answered."""
+        answered 400 with `bad_body`), hands /_mock/* to control(path, body),
+        records the rest. Returns (path without the query, body), or None
+        once answered."""
         self.seq = 0
         path = urlsplit(self.path).path
         try:
             body = self.read_body()
         except (ValueError, OSError):
             self.close_connection = True
-            self.send_json(400, {"message": "bad request body"})
+            self.send_json(400, bad_body or {"message": "bad request body"})
             return None
         self.conn_requests += 1
         if path == "/_mock" or path.startswith("/_mock/"):

@@ -264,6 +264,28 @@ static void test_sealed_and_bound(void **state)
     assert_null(strstr(err, "CANARY"));
     assert_int_equal(agw_cred_load("nobody", &c, err, sizeof err), AGW_ENOTFOUND);
 
+    /* A provider deleted or renamed in the admin API takes its account along. */
+    exec_sql("INSERT INTO providers (name, type, base_url, created_at, updated_at)"
+             " VALUES ('kiro-b', 'kiro', 'http://x', 0, 0)");
+    exec_sql("UPDATE providers SET name = 'kiro-c' WHERE name = 'kiro-b'");
+    assert_int_equal(agw_cred_load("kiro-b", &c, err, sizeof err), AGW_ENOTFOUND);
+    exec_sql("INSERT INTO credentials (provider, method, secret_enc, created_at, updated_at)"
+             " VALUES ('kiro-c', 'social', x'00', 0, 0)");
+    exec_sql("INSERT INTO login_sessions (id, provider, kind, status, secret_enc, expires_at,"
+             " created_at, updated_at) VALUES ('s', 'kiro-c', 'kiro-social', 'pending', x'00',"
+             " 0, 0, 0)");
+    exec_sql("DELETE FROM providers WHERE name = 'kiro-c'");
+    h = raw_db();
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT (SELECT count(*) FROM credentials WHERE"
+                                           " provider = 'kiro-c') + (SELECT count(*) FROM"
+                                           " login_sessions WHERE provider = 'kiro-c')",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+
     /* A second store replaces the account and bumps the version. */
     store_account("other", agw_wall_s() + 3600);
     assert_int_equal(agw_cred_load("kiro-a", &c, err, sizeof err), AGW_OK);

@@ -621,8 +621,13 @@ static void test_exceptions_and_garbage(void **state)
     ev(&s, "assistantResponseEvent", "{\"content\":");
     assert_int_equal(decode(PLAIN, agw_buf_view(&s), 0, &r), AGW_OK);
     assert_int_equal(r.n_errors, 1);
-    /* An empty stream is an empty answer. */
+    /* A stream without a frame is no answer (Kiro always sends some). */
     assert_int_equal(decode(PLAIN, (agw_str){ "", 0 }, 0, &r), AGW_OK);
+    assert_string_equal(r.log, "error 502 api_error: upstream answered with an empty event stream\n");
+    /* Frames that say nothing visible are an empty answer. */
+    agw_buf_reset(&s);
+    ev(&s, "contextUsageEvent", "{\"contextUsagePercentage\":1}");
+    assert_int_equal(decode(PLAIN, agw_buf_view(&s), 0, &r), AGW_OK);
     assert_string_equal(r.log, "start\nstop end_turn\nend\n");
     /* A sink that stops: AGW_EPEER. */
     agw_buf_reset(&s);
