@@ -25,41 +25,18 @@
 #define OAI_MAX_STOP 64           /* stop sequences (OpenAI itself allows 4) */
 
 typedef struct {
-    agw_ir_role role;
-    agw_ir_block *v;
-    size_t n, cap;
-} msgbuild;
-
-typedef struct {
     agw_wire_reader rd;
-    msgbuild *msgs;
-    size_t n_msgs, cap_msgs;
+    agw_wire_turns turns;
     agw_ir_block *sys;
     size_t n_sys, cap_sys;
 } reqdec;
 
-#define DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
-/* The field readers of wire.h, on the decoder's reader. */
-#define want_str(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
-#define need_str(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
-#define want_bool(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
-#define want_num(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
-#define want_int(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
-
-/* The message blocks of `role` go into: the last one when it has the same
- * role (consecutive same-role messages merge), else a new one. */
-static msgbuild *msg_for(reqdec *c, agw_ir_role role)
-{
-    msgbuild *m;
-
-    if (c->n_msgs && c->msgs[c->n_msgs - 1].role == role)
-        return &c->msgs[c->n_msgs - 1];
-    c->msgs = agw_wire_grow(c->rd.arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
-    m = &c->msgs[c->n_msgs++];
-    memset(m, 0, sizeof *m);
-    m->role = role;
-    return m;
-}
+#define DFAIL AGW_WIRE_DFAIL
+#define want_str AGW_WIRE_WANT_STR
+#define need_str AGW_WIRE_NEED_STR
+#define want_bool AGW_WIRE_WANT_BOOL
+#define want_num AGW_WIRE_WANT_NUM
+#define want_int AGW_WIRE_WANT_INT
 
 /* Where a content array may be found; decides which part types it accepts. */
 typedef enum { CT_SYSTEM, CT_USER, CT_ASSISTANT, CT_TOOL } content_kind;
@@ -157,7 +134,7 @@ static agw_err parse_arguments(reqdec *c, agw_str args, size_t i, size_t j, agw_
     return AGW_OK;
 }
 
-static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, msgbuild *m)
+static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, agw_wire_turn *m)
 {
     static const char *const call_keys[] = { "id", "type", "function" };
     static const char *const fn_keys[] = { "name", "arguments" };
@@ -213,7 +190,7 @@ static const char *const msg_keys[MK_COUNT] = {
 /* An assistant message: its content, refusal and tool calls, in that order. */
 static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
 {
-    msgbuild *m;
+    agw_wire_turn *m;
     agw_str s;
     char what[96];
     int fresh;
@@ -223,8 +200,8 @@ static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
                         "supported; use tool_calls", i);
     if (agw_wire_given(mv[MK_AUDIO]))
         return DFAIL(c, "messages[%zu].audio: audio is not supported for this model", i);
-    fresh = !(c->n_msgs && c->msgs[c->n_msgs - 1].role == AGW_IR_ASSISTANT);
-    m = msg_for(c, AGW_IR_ASSISTANT);
+    fresh = !(c->turns.n && c->turns.v[c->turns.n - 1].role == AGW_IR_ASSISTANT);
+    m = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_ASSISTANT);
     if (agw_wire_given(mv[MK_CONTENT]))
         AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_ASSISTANT, &m->v, &m->n, &m->cap));
     if (agw_wire_given(mv[MK_REFUSAL])) {
@@ -236,7 +213,7 @@ static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
     if (agw_wire_given(mv[MK_TOOL_CALLS]))
         AGW_WIRE_TRY(parse_tool_calls(c, i, mv[MK_TOOL_CALLS], m));
     if (fresh && m->n == 0)
-        c->n_msgs--; /* nothing in it: an empty turn is no turn */
+        c->turns.n--; /* nothing in it: an empty turn is no turn */
     return AGW_OK;
 }
 
@@ -248,7 +225,7 @@ static agw_err parse_tool(reqdec *c, size_t i, const agw_str *mv)
     agw_ir_block *content = NULL, *b;
     size_t n = 0, cap = 0;
     agw_str id;
-    msgbuild *m;
+    agw_wire_turn *m;
     char what[96];
 
     snprintf(what, sizeof what, "messages[%zu].tool_call_id", i);
@@ -256,7 +233,7 @@ static agw_err parse_tool(reqdec *c, size_t i, const agw_str *mv)
     if (!agw_wire_given(mv[MK_CONTENT]))
         return DFAIL(c, "messages[%zu].content: required", i);
     AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_TOOL, &content, &n, &cap));
-    m = msg_for(c, AGW_IR_USER);
+    m = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_USER);
     b = agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
     b->kind = AGW_IR_TOOL_RESULT;
     b->tool_id = id;
@@ -284,17 +261,17 @@ static agw_err parse_message(reqdec *c, size_t i, agw_str msg)
         return parse_content(c, i, mv[MK_CONTENT], CT_SYSTEM, &c->sys, &c->n_sys, &c->cap_sys);
     }
     if (agw_str_eq(role, AGW_STR_LIT("user"))) {
-        msgbuild *m;
+        agw_wire_turn *m;
         size_t before;
         int fresh;
         if (!agw_wire_given(mv[MK_CONTENT]))
             return DFAIL(c, "messages[%zu].content: required", i);
-        fresh = !(c->n_msgs && c->msgs[c->n_msgs - 1].role == AGW_IR_USER);
-        m = msg_for(c, AGW_IR_USER);
+        fresh = !(c->turns.n && c->turns.v[c->turns.n - 1].role == AGW_IR_USER);
+        m = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_USER);
         before = m->n;
         AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_USER, &m->v, &m->n, &m->cap));
         if (fresh && m->n == before)
-            c->n_msgs--; /* nothing in it: an empty turn is no turn */
+            c->turns.n--; /* nothing in it: an empty turn is no turn */
         return AGW_OK;
     }
     if (agw_str_eq(role, AGW_STR_LIT("assistant")))
@@ -305,41 +282,6 @@ static agw_err parse_message(reqdec *c, size_t i, agw_str msg)
         return DFAIL(c, "messages[%zu].role: the legacy 'function' role is not supported; use "
                         "'tool'", i);
     return DFAIL(c, "messages[%zu].role: unknown role", i);
-}
-
-/* Tool results go first in a user turn (what Anthropic requires, and what
- * "tool messages, then the user's message" means), the rest keeps its order. */
-static void finish_messages(reqdec *c, agw_ir_request *out)
-{
-    out->messages = agw_arena_array(c->rd.arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
-    out->n_messages = c->n_msgs;
-    for (size_t i = 0; i < c->n_msgs; i++) {
-        msgbuild *m = &c->msgs[i];
-        agw_ir_message *o = &out->messages[i];
-        o->role = m->role;
-        o->blocks = m->v;
-        o->n_blocks = m->n;
-        if (m->role == AGW_IR_USER) {
-            size_t k = 0;
-            int other = 0, reorder = 0;
-            for (size_t b = 0; b < m->n; b++) {
-                if (m->v[b].kind != AGW_IR_TOOL_RESULT)
-                    other = 1;
-                else if (other)
-                    reorder = 1;
-            }
-            if (reorder) {
-                agw_ir_block *nv = agw_arena_array(c->rd.arena, m->n, sizeof *nv);
-                for (size_t b = 0; b < m->n; b++)
-                    if (m->v[b].kind == AGW_IR_TOOL_RESULT)
-                        nv[k++] = m->v[b];
-                for (size_t b = 0; b < m->n; b++)
-                    if (m->v[b].kind != AGW_IR_TOOL_RESULT)
-                        nv[k++] = m->v[b];
-                o->blocks = nv;
-            }
-        }
-    }
 }
 
 static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
@@ -589,7 +531,7 @@ static agw_err parse_messages(reqdec *c, agw_str msgs, agw_ir_request *out)
     }
     if (i == 0)
         return DFAIL(c, "messages: expected at least one message");
-    finish_messages(c, out);
+    agw_wire_turns_finish(c->rd.arena, &c->turns, out);
     out->system = c->sys;
     out->n_system = c->n_sys;
     return AGW_OK;

@@ -23,40 +23,24 @@
 #define RSP_MAX_PARTS 10000
 
 typedef struct {
-    agw_ir_role role;
-    agw_ir_block *v;
-    size_t n, cap;
-} msgbuild;
-
-typedef struct {
     agw_wire_reader rd;
-    msgbuild *msgs;
-    size_t n_msgs, cap_msgs;
+    agw_wire_turns turns;
     agw_ir_block *sys;
     size_t n_sys, cap_sys;
 } reqdec;
 
-#define DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
-/* The field readers of wire.h, on the decoder's reader. */
-#define want_str(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
-#define need_str(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
-#define want_bool(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
-#define want_num(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
-#define want_int(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
+#define DFAIL AGW_WIRE_DFAIL
+#define want_str AGW_WIRE_WANT_STR
+#define need_str AGW_WIRE_NEED_STR
+#define want_bool AGW_WIRE_WANT_BOOL
+#define want_num AGW_WIRE_WANT_NUM
+#define want_int AGW_WIRE_WANT_INT
 
 /* A new block at the end of the turn of `role`: the last turn when it has
  * that role (consecutive items of one role merge into one turn). */
 static agw_ir_block *turn_block(reqdec *c, agw_ir_role role)
 {
-    msgbuild *m;
-    if (c->n_msgs && c->msgs[c->n_msgs - 1].role == role) {
-        m = &c->msgs[c->n_msgs - 1];
-    } else {
-        c->msgs = agw_wire_grow(c->rd.arena, c->msgs, c->n_msgs, &c->cap_msgs, sizeof *c->msgs);
-        m = &c->msgs[c->n_msgs++];
-        memset(m, 0, sizeof *m);
-        m->role = role;
-    }
+    agw_wire_turn *m = agw_wire_turn_for(c->rd.arena, &c->turns, role);
     return agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
 }
 
@@ -374,17 +358,6 @@ static agw_err parse_item(reqdec *c, size_t i, agw_str item)
 
 /* The turns as built. (Tool results may stand after other blocks of a user
  * turn: every encoder puts them first, as its protocol wants.) */
-static void finish_messages(reqdec *c, agw_ir_request *out)
-{
-    out->messages = agw_arena_array(c->rd.arena, c->n_msgs ? c->n_msgs : 1, sizeof *out->messages);
-    out->n_messages = c->n_msgs;
-    for (size_t i = 0; i < c->n_msgs; i++) {
-        out->messages[i].role = c->msgs[i].role;
-        out->messages[i].blocks = c->msgs[i].v;
-        out->messages[i].n_blocks = c->msgs[i].n;
-    }
-}
-
 static agw_err parse_input(reqdec *c, agw_str input, agw_ir_request *out)
 {
     if (!agw_wire_given(input))
@@ -406,9 +379,9 @@ static agw_err parse_input(reqdec *c, agw_str input, agw_ir_request *out)
             AGW_WIRE_TRY(parse_item(c, i, item));
         }
     }
-    if (c->n_msgs == 0)
+    if (c->turns.n == 0)
         return DFAIL(c, "input: expected at least one message with content");
-    finish_messages(c, out);
+    agw_wire_turns_finish(c->rd.arena, &c->turns, out);
     return AGW_OK;
 }
 

@@ -245,6 +245,50 @@ agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what, int64
     return AGW_OK;
 }
 
+agw_wire_turn *agw_wire_turn_for(agw_arena *a, agw_wire_turns *t, agw_ir_role role)
+{
+    if (t->n && t->v[t->n - 1].role == role)
+        return &t->v[t->n - 1];
+    t->v = agw_wire_grow(a, t->v, t->n, &t->cap, sizeof *t->v);
+    agw_wire_turn *m = &t->v[t->n++];
+    memset(m, 0, sizeof *m);
+    m->role = role;
+    return m;
+}
+
+void agw_wire_turns_finish(agw_arena *a, const agw_wire_turns *t, agw_ir_request *out)
+{
+    out->messages = agw_arena_array(a, t->n ? t->n : 1, sizeof *out->messages);
+    out->n_messages = t->n;
+    for (size_t i = 0; i < t->n; i++) {
+        const agw_wire_turn *m = &t->v[i];
+        agw_ir_message *o = &out->messages[i];
+        o->role = m->role;
+        o->blocks = m->v;
+        o->n_blocks = m->n;
+        if (m->role != AGW_IR_USER)
+            continue;
+        int other = 0, reorder = 0;
+        for (size_t b = 0; b < m->n; b++) {
+            if (m->v[b].kind != AGW_IR_TOOL_RESULT)
+                other = 1;
+            else if (other)
+                reorder = 1;
+        }
+        if (!reorder)
+            continue;
+        agw_ir_block *nv = agw_arena_array(a, m->n, sizeof *nv);
+        size_t k = 0;
+        for (size_t b = 0; b < m->n; b++)
+            if (m->v[b].kind == AGW_IR_TOOL_RESULT)
+                nv[k++] = m->v[b];
+        for (size_t b = 0; b < m->n; b++)
+            if (m->v[b].kind != AGW_IR_TOOL_RESULT)
+                nv[k++] = m->v[b];
+        o->blocks = nv;
+    }
+}
+
 void *agw_wire_grow(agw_arena *a, void *old, size_t n, size_t *cap, size_t elem)
 {
     if (n < *cap)

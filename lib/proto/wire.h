@@ -28,6 +28,7 @@
 #define AGW_PROTO_WIRE_H
 
 #include "core/core.h"
+#include "proto/ir.h"
 
 #include <stdarg.h>
 
@@ -124,6 +125,35 @@ AGW_WARN_UNUSED agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v, const c
                                           double *out);
 AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what,
                                           int64_t *out);
+
+/* What a request decoder whose state holds an agw_wire_reader named `rd`
+ * calls the readers with. */
+#define AGW_WIRE_DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
+#define AGW_WIRE_WANT_STR(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
+#define AGW_WIRE_NEED_STR(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
+#define AGW_WIRE_WANT_BOOL(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
+#define AGW_WIRE_WANT_NUM(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
+#define AGW_WIRE_WANT_INT(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
+
+/* The turns of a conversation a request decoder builds: consecutive
+ * messages of one role merge into one turn. Blocks and turns live in the
+ * decoder's arena. */
+typedef struct {
+    agw_ir_role role;
+    agw_ir_block *v;
+    size_t n, cap;
+} agw_wire_turn;
+
+typedef struct {
+    agw_wire_turn *v;
+    size_t n, cap;
+} agw_wire_turns;
+
+/* The last turn when it has `role`, else a new empty one at the end. */
+agw_wire_turn *agw_wire_turn_for(agw_arena *a, agw_wire_turns *t, agw_ir_role role);
+/* The turns as out->messages; in a user turn the tool results go first, the
+ * other blocks after them in their order (the order Anthropic requires). */
+void agw_wire_turns_finish(agw_arena *a, const agw_wire_turns *t, agw_ir_request *out);
 
 /* An arena array of n elements of `elem` bytes with room for one more: `old`
  * itself while n < *cap, else a copy twice as large (the old one stays in
