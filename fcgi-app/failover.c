@@ -552,8 +552,9 @@ static agw_err encode_for(agw_proto upstream, const agw_provider_call *call,
 }
 
 /* Kiro's body carries the account's profile ARN, which comes with its
- * credential: its call is prepared first. The others' headers may depend
- * on the body (Copilot's): their body is encoded first. */
+ * credential: its call is prepared before the body is encoded; the others'
+ * after, so that a request that cannot be expressed fails before a token is
+ * fetched. */
 static int body_first(agw_proto upstream)
 {
     return upstream != AGW_PROTO_KIRO;
@@ -584,7 +585,9 @@ static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attemp
     /* Who spoke last is read from the client's own body: a converted one can
      * split an Anthropic turn of tool results and text into a tool message
      * and a user message, which would read as the user's. */
-    agw_client_hints hints = { NULL, NULL, mc->body, r->proto };
+    /* Headers that depend on what the client sent (Copilot's X-Initiator)
+     * read the client's own body. */
+    agw_client_hints hints = { NULL, NULL, mc->body, r->proto, 0 };
     if (r->proto == AGW_PROTO_ANTHROPIC)
         hints.anthropic_beta = agw_fcgi_param(&r->conn, "HTTP_ANTHROPIC_BETA");
     if (!body_first(upstream) && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))
@@ -601,7 +604,6 @@ static int convert(agw_request *r, const agw_model_call *mc, agw_failover_attemp
                           at->route->provider->name);
         goto out;
     }
-    hints.body = agw_buf_view(&upstream_body);
     if (body_first(upstream) && !prepare_call(r, at, at->plan.op, &hints, &call, &retry))
         goto out;
     bridge = agw_bridge_new(r->proto, upstream, ir.stream, ir.stream_usage, mc->model,
@@ -746,11 +748,10 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
         agw_provider_call call;
         memset(&call, 0, sizeof call);
         agw_proto upstream = at->plan.proto;
-        agw_client_hints hints = { NULL, NULL, { NULL, 0 }, upstream };
+        agw_client_hints hints = { NULL, NULL, { NULL, 0 }, upstream, 1 };
         int ok = body_first(upstream) ||
                  agw_provider_prepare(at->route->provider, at->plan.op, &hints, &call) == AGW_OK;
         ok = ok && encode_for(upstream, &call, &rq, &body, why, sizeof why) == AGW_OK;
-        hints.body = agw_buf_view(&body);
         ok = ok && (!body_first(upstream) ||
                     agw_provider_prepare(at->route->provider, at->plan.op, &hints, &call) ==
                         AGW_OK);

@@ -56,6 +56,9 @@ typedef struct {
      * (Copilot's X-Initiator and vision flag); an empty view when none. */
     agw_str body;
     agw_proto body_proto;
+    /* The gateway's own follow-up call for the client (a continuation
+     * round, proto/continuation.h), not a turn the client sent. */
+    int followup;
 } agw_client_hints;
 
 /* How one model call goes to a provider: the protocol of its body and the

@@ -68,8 +68,11 @@ static agw_err copilot_extra_headers(agw_provider_op op, const agw_client_hints 
         if (!e && beta && *beta)
             e = agw_provider_call_header(c, "anthropic-beta: ", beta);
     }
-    if (e || (op != AGW_OP_CHAT && op != AGW_OP_MESSAGES && op != AGW_OP_RESPONSES) || !hints ||
-        !hints->body.len)
+    if (e || (op != AGW_OP_CHAT && op != AGW_OP_MESSAGES && op != AGW_OP_RESPONSES) || !hints)
+        return e;
+    if (hints->followup)
+        return agw_provider_call_header(c, "X-Initiator: ", "agent");
+    if (!hints->body.len)
         return e;
     e = agw_provider_call_header(c, "X-Initiator: ",
                                  agw_copilot_messages_initiator(hints->body, hints->body_proto));

@@ -217,10 +217,37 @@ static void test_repair(void **state)
     agw_buf_free(&out);
 }
 
+/* The gateway's own follow-up calls (continuation rounds) are the agent's,
+ * whatever their body says; Responses bodies are read by their input items. */
+static void test_initiator_followup_and_responses(void **state)
+{
+    (void)state;
+    agw_provider_call c;
+    memset(&c, 0, sizeof c);
+    agw_client_hints h = { .body = AGW_STR_LIT("{\"messages\":[{\"role\":\"user\",\"content\":\"go on\"}]}"),
+                           .body_proto = AGW_PROTO_OPENAI, .followup = 1 };
+    assert_int_equal(cp()->extra_headers(AGW_OP_CHAT, &h, &c), AGW_OK);
+    assert_string_equal(header(&c, "X-Initiator: "), "agent");
+    agw_provider_call_free(&c);
+    memset(&c, 0, sizeof c);
+    agw_client_hints none = { .followup = 1 };
+    assert_int_equal(cp()->extra_headers(AGW_OP_RESPONSES, &none, &c), AGW_OK);
+    assert_string_equal(header(&c, "X-Initiator: "), "agent");
+    agw_provider_call_free(&c);
+    expect_initiator(AGW_OP_RESPONSES, AGW_PROTO_RESPONSES, "{\"input\":\"hi\"}", "user");
+    expect_initiator(AGW_OP_RESPONSES, AGW_PROTO_RESPONSES,
+                     "{\"input\":[{\"role\":\"user\",\"content\":\"hi\"}]}", "user");
+    expect_initiator(AGW_OP_RESPONSES, AGW_PROTO_RESPONSES,
+                     "{\"input\":[{\"role\":\"user\",\"content\":\"w?\"},"
+                     "{\"type\":\"function_call_output\",\"call_id\":\"c\",\"output\":\"x\"}]}",
+                     "agent");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_initiator_openai),
+        cmocka_unit_test(test_initiator_followup_and_responses),
         cmocka_unit_test(test_initiator_anthropic),
         cmocka_unit_test(test_vision_and_versions),
         cmocka_unit_test(test_plan_without_a_model_list),
