@@ -180,6 +180,7 @@ class Gateway:
         self.server = server or os.environ.get("ANTIGW_WEB_SERVER") or "lighttpd"
         check(self.server in WEB_SERVERS, "unknown web server " + self.server)
         self.as_root = os.geteuid() == 0
+        self.deploy = DEPLOY
         if self.server == "fcgid":
             # The shared-hosting layout: ~/antigateway (bin/, antigw.cfg, the
             # database; here also run/ and log/) beside the web root
@@ -187,6 +188,11 @@ class Gateway:
             home = os.path.join(workdir, "home")
             self.var = os.path.join(home, "antigateway")
             self.www = os.path.join(home, "public_html")
+            if self.as_root:
+                # Apache runs as the site's owner, who may not read the
+                # source tree (a checkout under /root): the recipe's files
+                # are copied into the home it owns.
+                self.deploy = os.path.join(home, "deploy")
         else:
             self.var = os.path.join(workdir, "var")
             self.www = os.path.join(self.var, "www")
@@ -202,7 +208,7 @@ class Gateway:
                         ANTIGW_PORT=str(self.port), ANTIGW_BIN=FCGI_BIN,
                         ANTIGW_CONFIG=self.config, ANTIGW_PROCESSES=str(processes),
                         ANTIGW_THREADS=str(threads), ANTIGW_STOP_WAIT="20",
-                        ANTIGW_DEPLOY=DEPLOY, ANTIGW_SITE=self.www)
+                        ANTIGW_DEPLOY=self.deploy, ANTIGW_SITE=self.www)
         if self.as_root and self.server in ("apache", "nginx"):
             # The workers run as WEB_USER: the sockets are its group's, and
             # the folders above them must let it pass.
@@ -226,6 +232,8 @@ class Gateway:
         for src in (FCGI_BIN, ADMIN_BIN):
             shutil.copy(src, bindir)
         hosting = os.path.join(DEPLOY, "shared-hosting")
+        if self.deploy != DEPLOY:
+            shutil.copytree(hosting, os.path.join(self.deploy, "shared-hosting"))
         shutil.copy(os.path.join(hosting, "htaccess"), os.path.join(self.www, ".htaccess"))
         for w in ("antigw.fcgi", "admin.fcgi"):
             shutil.copy(os.path.join(hosting, w), self.www)
@@ -268,7 +276,7 @@ class Gateway:
             return ["apache2", "-DFOREGROUND", "-f", os.path.join(DEPLOY, "apache",
                                                                   "standalone.conf")]
         if self.server == "fcgid":
-            cmd = ["apache2", "-DFOREGROUND", "-f", os.path.join(DEPLOY, "shared-hosting",
+            cmd = ["apache2", "-DFOREGROUND", "-f", os.path.join(self.deploy, "shared-hosting",
                                                                  "standalone.conf")]
             if self.as_root:  # the whole server as the site's owner, as on a shared host
                 cmd = ["setpriv", "--reuid=" + SITE_USER, "--regid=" + SITE_GROUP,
