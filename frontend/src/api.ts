@@ -241,5 +241,9 @@ export interface LoginState {
   status: LoginStatus;
   error?: string | null;
   message?: string | null;
+  /** Seconds between the admin app's polls of the identity service
+   * (raised by a slow_down); Kiro sessions also say when the next is due. */
+  interval?: number;
+  poll_after?: number;
   [k: string]: unknown;
 }

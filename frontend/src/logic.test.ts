@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ClientKey, Provider, UsageGroup, UsageStats } from "./api";
 import {
-  FormError, bucketLabel, fillSeries, fmtCompact, keyBody, keyForm, parseList, parseWhole, pollDelayMs,
+  FormError, bucketLabel, fillSeries, fmtCompact, keyBody, keyForm, parseList, parseWhole, pollDelayMs, quotaSummary,
   providerBody, providerForm, secondsLeft, toBase64, topGroups, usageCsv,
 } from "./logic";
 
@@ -142,7 +142,19 @@ describe("key form", () => {
 
 describe("device flow helpers", () => {
   it("polls at the server's interval, slower after slow_down", () => {
-    expect([pollDelayMs(5), pollDelayMs(0), pollDelayMs(5, 1), pollDelayMs(5, 9)]).toEqual([5000, 5000, 10000, 80000]);
+    expect([pollDelayMs(null, 5), pollDelayMs(null, 0), pollDelayMs({ interval: 10 }, 5),
+            pollDelayMs({ interval: 10, poll_after: 3 }, 5), pollDelayMs({ poll_after: 0 }, 5)])
+      .toEqual([5000, 5000, 10000, 3000, 1000]);
+  });
+  it("sums up a quota: Copilot's premium interactions, Kiro's credits", () => {
+    expect(quotaSummary({ premium_interactions: { entitlement: 300, remaining: 250, percent_remaining: 83.3, unlimited: false } }))
+      .toEqual({ kind: "premium", left: 250, total: 300, unlimited: false });
+    expect(quotaSummary({ premium_interactions: { entitlement: null, remaining: null, unlimited: true } }))
+      .toEqual({ kind: "premium", left: 0, total: 0, unlimited: true });
+    expect(quotaSummary({ credits: { limit: 50, used: 12.5, next_reset: 1 }, usage: {} }))
+      .toEqual({ kind: "credits", left: 37.5, total: 50, unlimited: false });
+    expect([quotaSummary({ credits: null }), quotaSummary(null), quotaSummary({ premium_interactions: { remaining: null } })])
+      .toEqual([null, null, null]);
   });
   it("counts down to the expiry", () => {
     expect(secondsLeft(1000, 990.4)).toBe(10);

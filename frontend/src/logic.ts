@@ -317,10 +317,37 @@ export function secondsLeft(expiresAt: number, now = Date.now() / 1000): number 
   return Math.max(0, Math.round(expiresAt - now));
 }
 
-/** The poll delay of a device flow: the server's interval, at least 1 s;
- * doubled by `slow` rounds of slow_down. */
-export function pollDelayMs(interval: number, slow = 0): number {
-  return Math.max(1, interval || 5) * 1000 * 2 ** Math.min(slow, 4);
+/** The delay before the next status poll of a login: the admin app's
+ * `poll_after` (seconds until it asks the identity service again) when it
+ * says, else the session's `interval` (raised by the service's slow_down),
+ * else `fallback`; at least 1 s. */
+export function pollDelayMs(state: { poll_after?: unknown; interval?: unknown } | null,
+                            fallback: number): number {
+  const s = typeof state?.poll_after === "number" ? state.poll_after
+    : typeof state?.interval === "number" ? state.interval : fallback || 5;
+  return Math.max(1, s) * 1000;
+}
+
+/** What is left of an account's quota: Copilot's premium interactions
+ * ({premium_interactions: {remaining, entitlement, unlimited}}) or Kiro's
+ * credits ({credits: {limit, used}}); null when the answer has neither. */
+export function quotaSummary(q: unknown):
+    { kind: "premium" | "credits"; left: number; total: number; unlimited: boolean } | null {
+  if (!q || typeof q !== "object") return null;
+  const o = q as Record<string, unknown>;
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const prem = o.premium_interactions as Record<string, unknown> | null | undefined;
+  if (prem && typeof prem === "object") {
+    const left = num(prem.remaining), total = num(prem.entitlement);
+    if (prem.unlimited === true) return { kind: "premium", left: left ?? 0, total: total ?? 0, unlimited: true };
+    if (left !== null && total !== null) return { kind: "premium", left, total, unlimited: false };
+  }
+  const cr = o.credits as Record<string, unknown> | null | undefined;
+  if (cr && typeof cr === "object") {
+    const total = num(cr.limit), used = num(cr.used);
+    if (total !== null && used !== null) return { kind: "credits", left: Math.max(0, total - used), total, unlimited: false };
+  }
+  return null;
 }
 
 /** Base64 of bytes (an imported file), in chunks so a large file does not

@@ -4,6 +4,7 @@
 import { ReactNode, useEffect, useId, useRef, useState } from "react";
 import { ApiError } from "../api";
 import { useI18n } from "../i18n";
+import { fmtTime } from "../logic";
 
 export function Dialog(props: { title: string; onClose: () => void; children: ReactNode;
                                 wide?: boolean; testId?: string }) {
@@ -99,15 +100,20 @@ export function Badge({ ok, children }: { ok: boolean | "warn"; children: ReactN
   return <span className={`badge ${ok === "warn" ? "warn" : ok ? "ok" : "bad"}`}>{children}</span>;
 }
 
-/** A key/value list of an object the API returned (account status, quota). */
+/** A key/value list of an object the API returned (account status, quota);
+ * times (fields named *_at, last_refresh: Unix seconds) as local times. */
 export function KeyValues({ data }: { data: unknown }) {
+  const { lang } = useI18n();
   if (!data || typeof data !== "object") return <pre className="kv-raw">{JSON.stringify(data)}</pre>;
+  const when = (k: string, v: unknown) => typeof v === "number" && v > 0 && /(_at|^last_refresh)$/.test(k);
   return (
     <dl className="kv">
       {Object.entries(data as Record<string, unknown>).map(([k, v]) => (
-        <div key={k}>
+        <div key={k} data-key={k}>
           <dt>{k}</dt>
-          <dd>{v !== null && typeof v === "object" ? <code>{JSON.stringify(v)}</code> : String(v ?? "—")}</dd>
+          <dd>{v !== null && typeof v === "object" ? <code>{JSON.stringify(v)}</code>
+            : when(k, v) ? <time dateTime={new Date((v as number) * 1000).toISOString()}>{fmtTime(v as number, lang)}</time>
+            : String(v ?? "—")}</dd>
         </div>
       ))}
     </dl>
