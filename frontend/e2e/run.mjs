@@ -571,7 +571,7 @@ const cases = {
       assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'cfg-copilot'"), []);
       const dlg = await openAccount(page, "cfg-copilot", "copilot-dialog");
       await shown(dlg, "logged_in").waitFor();
-      assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "false");
+      assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "No");
       const opened = context.waitForEvent("page");
       await dlg.getByRole("button", { name: "Sign in with GitHub" }).click();
       // The code, as GitHub issued it and the session keeps it.
@@ -610,7 +610,7 @@ const cases = {
       const st = (await adminApi("GET", "/admin/copilot/cfg-copilot/status")).doc;
       assert.equal(st.logged_in, true);
       await dlg.locator("[data-testid=account-status] [data-key=github_login] dd", { hasText: "octo-mock" }).waitFor();
-      assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "true");
+      assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "Yes");
       assert.equal((await shown(dlg, "plan").textContent()).trim(), st.plan);
       assert.ok(st.token_expires_at > Date.now() / 1000, JSON.stringify(st));
       assert.equal(await shown(dlg, "token_expires_at").locator("time").getAttribute("datetime"),
@@ -621,7 +621,16 @@ const cases = {
       assert.deepEqual([q.remaining, q.entitlement], [250, 300]);
       assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
                    `Premium requests: ${q.remaining} left of ${q.entitlement}`);
-      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "copilot-dialog.png") });
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "copilot-dialog-light.png") });
+      // Reopened in the dark theme: the account as stored, no login running.
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      await page.getByTestId("theme").selectOption("dark");
+      await openAccount(page, "cfg-copilot", "copilot-dialog");
+      await shown(dlg, "github_login").waitFor();
+      assert.equal((await shown(dlg, "github_login").textContent()).trim(), "octo-mock");
+      assert.equal(await dlg.getByTestId("login-status").count(), 0);
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "copilot-dialog-dark.png") });
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();
@@ -695,7 +704,21 @@ const cases = {
       assert.ok(c && c.limit > 0, JSON.stringify(c));
       assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
                    `Credits: ${Math.round((c.limit - c.used) * 100) / 100} left of ${c.limit}`);
-      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog.png") });
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog-light.png") });
+      // Reopened in the dark theme and in Chinese: every label translated.
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      await page.getByTestId("theme").selectOption("dark");
+      await page.getByTestId("lang").selectOption("zh");
+      await page.locator("[data-testid=providers-table] tr[data-provider=cfg-kiro]").getByRole("button", { name: "账号" }).click();
+      await dlg.getByRole("heading", { name: "Kiro 账号：cfg-kiro" }).waitFor();
+      await dlg.locator("[data-key=method] dt", { hasText: "登录方式" }).waitFor();
+      assert.equal((await dlg.locator("[data-key=has_refresh_token] dd").textContent()).trim(), "是");
+      await dlg.getByRole("button", { name: "配额" }).click();
+      await dlg.getByTestId("quota-summary").waitFor();
+      assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
+                   `额度：剩余 ${Math.round((c.limit - c.used) * 100) / 100} / 共 ${c.limit}`);
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog-dark-zh.png") });
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -77,6 +77,11 @@ describe("Copilot dialog", () => {
     // The status is read again once signed in.
     await screen.findByText("octo");
     expect(screen.getByTestId("account-status").textContent).toContain("copilot_for_business");
+    // Labelled fields, flags as yes/no, times as times.
+    const row = (k: string) => screen.getByTestId("account-status").querySelector(`[data-key=${k}]`)!;
+    expect(row("github_login").querySelector("dt")!.textContent).toBe("GitHub user");
+    expect(row("logged_in").querySelector("dd")!.textContent).toBe("Yes");
+    expect(row("token_expires_at").querySelector("time")!.getAttribute("datetime")).toBe(new Date(1900000000 * 1000).toISOString());
     fireEvent.click(screen.getByRole("button", { name: "Quota" }));
     expect((await screen.findByTestId("quota-summary")).textContent).toBe("Premium requests: 250 left of 300");
   });

@@ -116,10 +116,10 @@ function AccountInfo({ base, version }: { base: string; version: number }) {
       {quota ? (
         <div data-testid="account-quota">
           <h4>{t("quota")}</h4>
-          {summary && <p data-testid="quota-summary">
-            {t(summary.kind === "premium" ? "premiumQuota" : "credits")}: {summary.unlimited ? t("unlimited")
-              : t("quotaLeft", { left: fmtNum(summary.left), total: fmtNum(summary.total) })}
-          </p>}
+          {summary && <p data-testid="quota-summary">{t("quotaLine", {
+            what: t(summary.kind === "premium" ? "premiumQuota" : "credits"),
+            amount: summary.unlimited ? t("unlimited")
+              : t("quotaLeft", { left: fmtNum(summary.left), total: fmtNum(summary.total) }) })}</p>}
           <KeyValues data={quota} />
         </div>) : null}
     </section>
