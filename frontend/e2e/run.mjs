@@ -704,6 +704,10 @@ const cases = {
       assert.ok(c && c.limit > 0, JSON.stringify(c));
       assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
                    `Credits: ${Math.round((c.limit - c.used) * 100) / 100} left of ${c.limit}`);
+      // The service's whole answer, folded away until asked for.
+      assert.equal(await dlg.getByTestId("quota-raw").locator("pre").isVisible(), false);
+      await dlg.getByTestId("quota-raw").locator("summary").click();
+      assert.match(await dlg.getByTestId("quota-raw").locator("pre").textContent(), /"usageBreakdownList"/);
       await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog-light.png") });
       // Reopened in the dark theme and in Chinese: every label translated.
       await page.keyboard.press("Escape");

@@ -101,6 +101,8 @@ function AccountInfo({ base, version }: { base: string; version: number }) {
   };
   useEffect(() => { load("status"); }, [base, version]); // eslint-disable-line react-hooks/exhaustive-deps
   const summary = quotaSummary(quota);
+  // Kiro's quota carries the service's whole answer: folded away.
+  const raw = quota && typeof quota === "object" ? (quota as Record<string, unknown>).usage : undefined;
   return (
     <section className="sub">
       <div className="card-head">
@@ -120,10 +122,18 @@ function AccountInfo({ base, version }: { base: string; version: number }) {
             what: t(summary.kind === "premium" ? "premiumQuota" : "credits"),
             amount: summary.unlimited ? t("unlimited")
               : t("quotaLeft", { left: fmtNum(summary.left), total: fmtNum(summary.total) }) })}</p>}
-          <KeyValues data={quota} />
+          <KeyValues data={withoutRaw(quota)} />
+          {raw !== undefined && <details data-testid="quota-raw"><summary>{t("fieldUsage")}</summary>
+            <pre className="kv-raw">{JSON.stringify(raw, null, 2)}</pre></details>}
         </div>) : null}
     </section>
   );
+}
+
+function withoutRaw(q: unknown): unknown {
+  if (!q || typeof q !== "object" || !("usage" in q)) return q;
+  const { usage: _usage, ...rest } = q as Record<string, unknown>;
+  return rest;
 }
 
 const fmtNum = (n: number) => String(Math.round(n * 100) / 100);
