@@ -729,6 +729,63 @@ const cases = {
     }
   },
 
+  async kiro_social_and_device_login() {
+    const KM = env("KIRO_MOCK");
+    await mockCtl(KM, "config", { outcomes: ["authorization_pending", "ok"], interval: 1 });
+    const { browser, context, page, errors } = await launch();
+    // Where the sign-in page sends the browser: Kiro's loopback callback,
+    // which nothing answers on the admin's machine either; the admin copies
+    // its address from the address bar.
+    const landed = new Promise((resolve) => context.on("request", (r) => {
+      if (r.url().startsWith("http://localhost:3128/oauth/callback?")) resolve(r.url());
+    }));
+    try {
+      await signIn(page, { preset: true });
+      const dlg = await openAccount(page, "cfg-kiro-login", "kiro-dialog");
+      await dlg.getByTestId("account-none").waitFor();
+      // Social sign-in: the page opens, its callback address is pasted back.
+      const opened = context.waitForEvent("page");
+      await dlg.getByRole("button", { name: "Open sign-in page" }).click();
+      const tab = await opened;
+      const callback = await landed;
+      await tab.close();
+      // A callback of another sign-in (its state changed): the API's message at the field.
+      const forged = callback.replace(/state=[^&]+/, "state=forged");
+      await dlg.getByLabel("Callback URL").fill(forged);
+      await dlg.getByRole("button", { name: "Finish sign-in" }).click();
+      const fieldErr = dlg.locator("[data-field=callback_url] .field-error");
+      await fieldErr.waitFor();
+      assert.match(await fieldErr.textContent(), /state/);
+      assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'cfg-kiro-login'"), []);
+      await dlg.getByLabel("Callback URL").fill(callback);
+      await dlg.getByRole("button", { name: "Finish sign-in" }).click();
+      await dlg.getByTestId("account-notice").filter({ hasText: "Signed in." }).waitFor();
+      await dlg.locator("[data-testid=account-status] [data-key=method] dd", { hasText: "social" }).waitFor();
+      assert.equal(db("SELECT method FROM credentials WHERE provider = 'cfg-kiro-login'")[0].method, "social");
+      // AWS Builder ID: the device flow, the code shown, polled to completion.
+      await dlg.getByRole("tab", { name: /Builder ID/ }).click();
+      await dlg.getByLabel("AWS Builder ID").check();
+      await dlg.getByRole("button", { name: "Start", exact: true }).click();
+      const code = (await dlg.getByTestId("user-code").textContent()).trim();
+      const sess = db("SELECT kind, public FROM login_sessions WHERE provider = 'cfg-kiro-login' AND status = 'pending'");
+      assert.equal(sess.length, 1);
+      assert.equal(sess[0].kind, "kiro-builder-id");
+      assert.equal(JSON.parse(sess[0].public).user_code, code);
+      assert.equal(await dlg.getByRole("link", { name: "Open page" }).getAttribute("href"),
+                   JSON.parse(sess[0].public).verification_uri_complete);
+      await dlg.locator("[data-testid=login-status][data-status=completed]").waitFor({ timeout: 20_000 });
+      await dlg.locator("[data-testid=account-status] [data-key=method] dd", { hasText: "builder-id" }).waitFor();
+      const cred = db("SELECT method, client_id FROM credentials WHERE provider = 'cfg-kiro-login'")[0];
+      assert.equal(cred.method, "builder-id");
+      assert.ok(cred.client_id, "the OIDC client is kept for refreshes");
+      assert.equal((await mockCtl(KM, "stats")).early_polls, 0, "no poll sooner than the interval");
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'login' AND object_id = 'cfg-kiro-login'")[0].n, 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  },
+
   async sign_in_slowed_down_after_wrong_keys() {
     const { browser, page, errors } = await launch();
     try {

@@ -58,10 +58,12 @@ providers = (
   { name = "cfg-copilot"; type = "copilot"; github_url = "%s"; github_api_url = "%s";
     models = [ "ui-copilot-*" ]; },
   { name = "cfg-kiro"; type = "kiro"; base_url = "%s"; auth_url = "%s"; oidc_url = "%s";
-    signin_url = "%s/signin"; models = [ "ui-kiro-*" ]; }
+    signin_url = "%s/signin"; models = [ "ui-kiro-*" ]; },
+  { name = "cfg-kiro-login"; type = "kiro"; base_url = "%s"; auth_url = "%s"; oidc_url = "%s";
+    signin_url = "%s/signin"; models = [ "ui-kiro-login-*" ]; }
 );
-""" % (ADMIN_KEY, ctx.openai.port, OPENAI_KEY, ctx.anthropic.port, ANTHROPIC_KEY, gh, gh, kiro,
-       kiro, kiro, kiro)
+""" % ((ADMIN_KEY, ctx.openai.port, OPENAI_KEY, ctx.anthropic.port, ANTHROPIC_KEY, gh, gh)
+       + (kiro,) * 8)
 
 
 class Ctx:
@@ -164,7 +166,7 @@ for _name in ("ui_is_served_with_cache_headers", "sign_in_wrong_right_sign_out",
               "dashboard_matches_admin_usage", "providers_crud_test_and_field_errors",
               "keys_crud_and_key_shown_once", "usage_filters_and_csv", "audit_log_pages",
               "keyboard_and_narrow_screen", "chinese_ui", "dark_mode_and_screenshots",
-              "copilot_device_flow", "kiro_import_refresh_quota",
+              "copilot_device_flow", "kiro_import_refresh_quota", "kiro_social_and_device_login",
               "sign_in_slowed_down_after_wrong_keys"):
     case(_name, 120 if _name == "dark_mode_and_screenshots" else 90)
 
