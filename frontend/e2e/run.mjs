@@ -591,6 +591,12 @@ const cases = {
       await dlg.getByTestId("device-code").getByRole("button", { name: "Copy" }).click();
       await dlg.getByTestId("device-code").getByRole("button", { name: "Copied" }).waitFor();
       assert.equal(await page.evaluate(() => navigator.clipboard.readText()), code);
+      // Closed while it runs and opened again: the same login, still polled
+      // (the admin app would refuse a second one for the account).
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      await openAccount(page, "cfg-copilot", "copilot-dialog");
+      assert.equal((await dlg.getByTestId("user-code").textContent()).trim(), code);
       // Polled until GitHub answers the token: completed.
       await dlg.locator("[data-testid=login-status][data-status=completed]").waitFor({ timeout: 20_000 });
       assert.equal((await dlg.getByTestId("login-status").textContent()).trim(), "Signed in.");

@@ -38,6 +38,7 @@ const prov = (name: string, type: string): Provider => ({
 });
 
 beforeEach(() => {
+  sessionStorage.clear();
   sessionStorage.setItem("antigw.adminKey", "k");
   HTMLDialogElement.prototype.showModal = function showModal(this: HTMLDialogElement) { this.open = true; };
   HTMLDialogElement.prototype.close = function close(this: HTMLDialogElement) { this.open = false; };
@@ -85,6 +86,29 @@ describe("Copilot dialog", () => {
     fireEvent.click(screen.getByRole("button", { name: "Quota" }));
     expect((await screen.findByTestId("quota-summary")).textContent).toBe("Premium requests: 250 left of 300");
   });
+
+  it("picks up a login still running when the dialog is opened again", async () => {
+    const calls = mockApi({
+      "GET /admin/copilot/gh/status": () => [200, loggedOut],
+      "POST /admin/copilot/login": () => [201, { id: "L9", provider: "gh", status: "pending", user_code: "RESU-ME00",
+                                                 verification_uri: "https://github.com/login/device",
+                                                 interval: 1, expires_at: Math.floor(Date.now() / 1000) + 900 }],
+      "GET /admin/copilot/login/L9": (_b, n) => [200, { id: "L9", status: n < 2 ? "pending" : "completed" }],
+    });
+    const first = wrap(<CopilotDialog provider={prov("gh", "copilot")} onClose={() => {}} />);
+    fireEvent.click(screen.getByRole("button", { name: "Sign in with GitHub" }));
+    await screen.findByTestId("user-code");
+    first.unmount();
+    wrap(<CopilotDialog provider={prov("gh", "copilot")} onClose={() => {}} />);
+    expect((await screen.findByTestId("user-code")).textContent).toBe("RESU-ME00");
+    await waitFor(() => expect(screen.getByTestId("login-status").dataset.status).toBe("completed"), { timeout: 5000 });
+    expect(calls.filter((c) => c.path === "/admin/copilot/login")).toHaveLength(1);
+    // Over: a dialog opened afterwards starts afresh.
+    cleanup();
+    wrap(<CopilotDialog provider={prov("gh", "copilot")} onClose={() => {}} />);
+    await screen.findByRole("button", { name: "Sign in with GitHub" });
+    expect(screen.queryByTestId("user-code")).toBeNull();
+  }, 10000);
 
   it("shows the API's error, a denied login, and an expired one (410)", async () => {
     mockApi({

@@ -42,6 +42,28 @@ function useLoginPoll(path: string | null, interval: number) {
   return { state, err };
 }
 
+/** The device login running for one account, kept in sessionStorage until it
+ * is over: the admin app allows one pending login per provider, so a dialog
+ * closed while it runs picks it up again when reopened (and keeps polling,
+ * which is what lets the admin app finish it) instead of being refused. */
+function usePendingDevice(kind: "kiro" | "copilot", provider: string, state: LoginState | null, err: unknown):
+    [DeviceLogin | null, (d: DeviceLogin) => void] {
+  const key = `antigw.login.${kind}.${provider}`;
+  const [device, setDevice] = useState<DeviceLogin | null>(() => {
+    try {
+      const d = JSON.parse(sessionStorage.getItem(key) ?? "null") as DeviceLogin | null;
+      return d && typeof d.id === "string" && secondsLeft(d.expires_at) > 0 ? d : null;
+    } catch {
+      return null;
+    }
+  });
+  useEffect(() => {
+    if (err || (state && state.status !== "pending")) sessionStorage.removeItem(key);
+  }, [state, err, key]);
+  const start = (d: DeviceLogin) => { sessionStorage.setItem(key, JSON.stringify(d)); setDevice(d); };
+  return [device, start];
+}
+
 function LoginStatusLine({ state, err }: { state: LoginState | null; err: unknown }) {
   const { t } = useI18n();
   if (err) return <ErrorBox err={err} />;
@@ -143,7 +165,8 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   const qc = useQueryClient();
   const name = provider.name;
   const base = `/admin/kiro/${seg(name)}`;
-  const [tab, setTab] = useState<"social" | "device" | "import">("social");
+  const [tab, setTab] = useState<"social" | "device" | "import">(
+    () => sessionStorage.getItem(`antigw.login.kiro.${provider.name}`) ? "device" : "social");
   const [err, setErr] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
   const [note, setNote] = useState<string | null>(null);
@@ -155,8 +178,10 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   const [method, setMethod] = useState<"builder-id" | "idc">("builder-id");
   const [startUrl, setStartUrl] = useState("");
   const [region, setRegion] = useState("us-east-1");
-  const [device, setDevice] = useState<DeviceLogin | null>(null);
-  const poll = useLoginPoll(device ? `/admin/kiro/login/${seg(device.id)}` : null, device?.interval ?? 5);
+  const [devicePath, setDevicePath] = useState<[string, number] | null>(null);
+  const poll = useLoginPoll(devicePath?.[0] ?? null, devicePath?.[1] ?? 5);
+  const [device, setDevice] = usePendingDevice("kiro", name, poll.state, poll.err);
+  useEffect(() => { setDevicePath(device ? [`/admin/kiro/login/${seg(device.id)}`, device.interval] : null); }, [device]);
   // import
   const [tokenFile, setTokenFile] = useState<File | null>(null);
   const [regFile, setRegFile] = useState<File | null>(null);
@@ -302,9 +327,11 @@ async function readJson(f: File, t: ReturnType<typeof useI18n>["t"]): Promise<un
 export function CopilotDialog({ provider, onClose }: { provider: Provider; onClose: () => void }) {
   const { t } = useI18n();
   const name = provider.name;
-  const [device, setDevice] = useState<DeviceLogin | null>(null);
   const [err, setErr] = useState<unknown>(null);
-  const poll = useLoginPoll(device ? `/admin/copilot/login/${seg(device.id)}` : null, device?.interval ?? 5);
+  const [devicePath, setDevicePath] = useState<[string, number] | null>(null);
+  const poll = useLoginPoll(devicePath?.[0] ?? null, devicePath?.[1] ?? 5);
+  const [device, setDevice] = usePendingDevice("copilot", name, poll.state, poll.err);
+  useEffect(() => { setDevicePath(device ? [`/admin/copilot/login/${seg(device.id)}`, device.interval] : null); }, [device]);
   const qc = useQueryClient();
   const [version, setVersion] = useState(0);
   useEffect(() => {
