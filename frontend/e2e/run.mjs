@@ -714,6 +714,26 @@ const cases = {
       assert.equal(await dlg.getByTestId("quota-raw").locator("pre").isVisible(), false);
       await dlg.getByTestId("quota-raw").locator("summary").click();
       assert.match(await dlg.getByTestId("quota-raw").locator("pre").textContent(), /"usageBreakdownList"/);
+      // kiro-cli's database file instead: the account is replaced by its.
+      const cliDb = path.join(env("WORK_DIR"), "kiro-cli-data.sqlite3");
+      const cliExp = now + 1800, cliArn = "arn:aws:codewhisperer:us-east-1:5:profile/UICLI";
+      const cliToken = { access_token: `ui-cli-access-${now}`, refresh_token: `ui-cli-refresh-${now}`,
+                         expires_at: new Date(cliExp * 1000).toISOString(), provider: "Github" };
+      await mockCtl(KM, "grant", { access_token: cliToken.access_token, refresh_token: cliToken.refresh_token });
+      const q = (v) => `'${JSON.stringify(v).replace(/'/g, "''")}'`;
+      execFileSync("sqlite3", [cliDb, "CREATE TABLE auth_kv (key TEXT PRIMARY KEY, value TEXT);" +
+        "CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB);" +
+        `INSERT INTO auth_kv VALUES ('kirocli:social:token', ${q(cliToken)});` +
+        `INSERT INTO state VALUES ('api.codewhisperer.profile', ${q({ arn: cliArn })});`]);
+      await dlg.getByLabel("kiro-cli database file").setInputFiles(cliDb);
+      await dlg.getByRole("button", { name: "Import", exact: true }).click();
+      await dlg.getByTestId("account-notice").filter({ hasText: "Credentials imported." }).waitFor();
+      await dlg.locator("[data-testid=account-status] [data-key=profile_arn] dd", { hasText: cliArn }).waitFor();
+      assert.equal(await shown(dlg, "expires_at").locator("time").getAttribute("datetime"),
+                   new Date(cliExp * 1000).toISOString());
+      assert.deepEqual(db("SELECT method, expires_at, profile_arn FROM credentials WHERE provider = 'cfg-kiro'"),
+                       [{ method: "social", expires_at: cliExp, profile_arn: cliArn }]);
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'import' AND object_id = 'cfg-kiro'")[0].n, 2);
       await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog-light.png") });
       // Reopened in the dark theme and in Chinese: every label translated.
       await page.keyboard.press("Escape");
