@@ -569,6 +569,13 @@ const cases = {
     try {
       await signIn(page, { preset: true });
       assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'cfg-copilot'"), []);
+      // No account yet: the pool says it waits for a login, and so does the page.
+      const prow = page.locator("[data-testid=providers-table] tr[data-provider=cfg-copilot]");
+      await goNav(page, "Providers");
+      await prow.filter({ hasText: "Needs login" }).waitFor();
+      const pool = async () => (await (await fetch(GW + "/health", { headers: { Authorization: `Bearer ${ADMIN_KEY}` } })).json())
+        .providers.find((p) => p.name === "cfg-copilot");
+      assert.equal((await pool()).credential, "none");
       const dlg = await openAccount(page, "cfg-copilot", "copilot-dialog");
       await shown(dlg, "logged_in").waitFor();
       assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "No");
@@ -637,6 +644,11 @@ const cases = {
       assert.equal((await shown(dlg, "github_login").textContent()).trim(), "octo-mock");
       assert.equal(await dlg.getByTestId("login-status").count(), 0);
       await page.screenshot({ path: path.join(env("SHOTS_DIR"), "copilot-dialog-dark.png") });
+      // Signed in: usable by the pool, and the page says so without a reload.
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      assert.equal((await pool()).credential, "ok");
+      await prow.filter({ hasNotText: "Needs login" }).waitFor();
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ClientKey, Provider, UsageGroup, UsageStats } from "./api";
 import {
-  FormError, bucketLabel, fillSeries, fmtCompact, keyBody, keyForm, parseList, parseWhole, pollDelayMs, quotaSummary,
+  FormError, bucketLabel, fillSeries, fmtCompact, keyBody, keyForm, parseList, needsLogin, parseWhole, pollDelayMs, quotaSummary,
   providerBody, providerForm, secondsLeft, toBase64, topGroups, usageCsv,
 } from "./logic";
 
@@ -145,6 +145,10 @@ describe("device flow helpers", () => {
     expect([pollDelayMs(null, 5), pollDelayMs(null, 0), pollDelayMs({ interval: 10 }, 5),
             pollDelayMs({ interval: 10, poll_after: 3 }, 5), pollDelayMs({ poll_after: 0 }, 5)])
       .toEqual([5000, 5000, 10000, 3000, 1000]);
+  });
+  it("tells an account waiting for a login from /health's credential", () => {
+    expect([needsLogin({ credential: "none" }), needsLogin({ credential: "needs_login" }), needsLogin({ credential: "ok" }),
+            needsLogin({}), needsLogin(undefined)]).toEqual([true, true, false, false, false]);
   });
   it("sums up a quota: Copilot's premium interactions, Kiro's credits", () => {
     expect(quotaSummary({ premium_interactions: { entitlement: 300, remaining: 250, percent_remaining: 83.3, unlimited: false } }))

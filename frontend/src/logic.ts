@@ -328,6 +328,12 @@ export function pollDelayMs(state: { poll_after?: unknown; interval?: unknown } 
   return Math.max(1, s) * 1000;
 }
 
+/** Whether a provider of /health's pool waits for an admin to sign in (or
+ * import) its account: it is out of routing until then. */
+export function needsLogin(s: { credential?: string } | null | undefined): boolean {
+  return typeof s?.credential === "string" && s.credential !== "ok";
+}
+
 /** What is left of an account's quota: Copilot's premium interactions
  * ({premium_interactions: {remaining, entitlement, unlimited}}) or Kiro's
  * credits ({credits: {limit, used}}); null when the answer has neither. */

@@ -192,6 +192,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
     setNote(typeof account?.note === "string" ? account.note : null);
     setVersion((v) => v + 1);
     qc.invalidateQueries({ queryKey: ["providers"] });
+    qc.invalidateQueries({ queryKey: ["health"] });
   };
   const run = async (fn: () => Promise<void>) => {
     setErr(null); setNotice(null); setNote(null);
@@ -217,6 +218,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
     if (poll.state?.status !== "completed") return;
     setVersion((v) => v + 1);
     qc.invalidateQueries({ queryKey: ["providers"] });
+    qc.invalidateQueries({ queryKey: ["health"] });
   }, [poll.state?.status, qc]);
 
   const doImport = (e: FormEvent) => { e.preventDefault(); run(async () => {
@@ -338,6 +340,7 @@ export function CopilotDialog({ provider, onClose }: { provider: Provider; onClo
     if (poll.state?.status !== "completed") return;
     setVersion((v) => v + 1);
     qc.invalidateQueries({ queryKey: ["providers"] });
+    qc.invalidateQueries({ queryKey: ["health"] });
   }, [poll.state?.status, qc]);
   const start = async () => {
     setErr(null);

@@ -2,7 +2,7 @@ import { FormEvent, useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HealthAnswer, Provider, api, seg } from "../api";
 import { useI18n } from "../i18n";
-import { FormError, ProviderForm, fmtInt, providerBody, providerForm } from "../logic";
+import { FormError, ProviderForm, fmtInt, needsLogin, providerBody, providerForm } from "../logic";
 import { Badge, Dialog, ErrorBox, Field, FormAlert, Loading, fieldError } from "../components/ui";
 import { reasonText } from "./Dashboard";
 import { CopilotDialog, KiroDialog } from "./Accounts";
@@ -73,7 +73,7 @@ export function Providers() {
                     <td>
                       {!p.enabled ? <Badge ok="warn">{t("disabled")}</Badge>
                         : <Badge ok={p.healthy !== false}>{p.healthy === false ? t("unhealthy") : t("healthy")}</Badge>}
-                      {p.needs_login && <> <Badge ok={false}>{t("needsLogin")}</Badge></>}
+                      {needsLogin(s) && <> <Badge ok={false}>{t("needsLogin")}</Badge></>}
                       {p.health_reason && p.health_reason !== "none" && <div className="muted small">{reasonText(t, p.health_reason)}</div>}
                       {s && s.requests > 0 && <div className="muted small">{t("ms", { n: s.latency_ewma_ms })}</div>}
                       {tr && <div className={`small ${tr === "running" ? "muted" : tr.ok ? "ok-text" : "bad-text"}`} role="status" data-testid="test-result">
