@@ -824,6 +824,52 @@ const cases = {
     }
   },
 
+  async copilot_provider_with_github_token() {
+    const { browser, page, errors } = await launch();
+    const dlg = () => page.locator("[data-testid=provider-dialog]");
+    const token = "ghu_uiProviderFormToken0123456789";
+    try {
+      await signIn(page, { preset: true });
+      await goNav(page, "Providers");
+      // A new Copilot provider with the GitHub token of an account the admin
+      // already has: the provider, then the token in a PUT of its own.
+      await page.getByRole("button", { name: "Add provider" }).click();
+      await dlg().getByLabel("Name").fill("ui-copilot-db");
+      await dlg().getByLabel("Type").selectOption("copilot");
+      await dlg().getByLabel("GitHub token (optional)").fill(token);
+      await dlg().getByLabel("Weight").fill("1");
+      // Without a base URL the admin app refuses it: its message at the field, nothing stored.
+      await dlg().getByRole("button", { name: "Create" }).click();
+      const fieldErr = dlg().locator("[data-field=base_url] .field-error");
+      await fieldErr.waitFor();
+      assert.equal((await fieldErr.textContent()).trim(), "'base_url' is required for type copilot");
+      assert.deepEqual(db("SELECT id FROM providers WHERE name = 'ui-copilot-db'"), []);
+      assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'ui-copilot-db'"), []);
+      await dlg().getByLabel("Base URL").fill("https://api.githubcopilot.com");
+      await dlg().getByRole("button", { name: "Create" }).click();
+      await dlg().waitFor({ state: "detached" });
+      await page.locator("[data-testid=providers-table] tr[data-provider=ui-copilot-db]").waitFor();
+      const row = db("SELECT id, type FROM providers WHERE name = 'ui-copilot-db'");
+      assert.equal(row[0].type, "copilot");
+      const cred = db("SELECT method, hex(secret_enc) AS sealed FROM credentials WHERE provider = 'ui-copilot-db'");
+      assert.equal(cred.length, 1, "the account's token is stored");
+      assert.equal(cred[0].method, "copilot");
+      assert.ok(!cred[0].sealed.includes(Buffer.from(token).toString("hex").toUpperCase()), "sealed");
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'set_github_token' AND object_id = 'ui-copilot-db'")[0].n, 1);
+      // Edited later with another field changed too: both are stored.
+      await page.locator("[data-testid=providers-table] tr[data-provider=ui-copilot-db]").getByRole("button", { name: "Edit" }).click();
+      await dlg().getByLabel("Weight").fill("4");
+      await dlg().getByLabel("GitHub token (optional)").fill(token + "x");
+      await dlg().getByRole("button", { name: "Save" }).click();
+      await dlg().waitFor({ state: "detached" });
+      assert.equal(db("SELECT weight FROM providers WHERE name = 'ui-copilot-db'")[0].weight, 4);
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'set_github_token' AND object_id = 'ui-copilot-db'")[0].n, 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  },
+
   async sign_in_slowed_down_after_wrong_keys() {
     const { browser, page, errors } = await launch();
     try {

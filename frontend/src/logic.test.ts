@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ClientKey, Provider, UsageGroup, UsageStats } from "./api";
 import {
-  FormError, bucketLabel, fillSeries, fmtCompact, keyBody, keyForm, parseList, needsLogin, parseWhole, pollDelayMs, quotaSummary,
+  FormError, bucketLabel, githubTokenBody, fillSeries, fmtCompact, keyBody, keyForm, parseList, needsLogin, parseWhole, pollDelayMs, quotaSummary,
   providerBody, providerForm, secondsLeft, toBase64, topGroups, usageCsv,
 } from "./logic";
 
@@ -89,10 +89,13 @@ describe("provider form", () => {
     expect(providerBody(f, provider)).toEqual({});
     expect(providerBody({ ...f, weight: "7", models: "gpt-*\no1" }, provider)).toEqual({ weight: 7, models: ["gpt-*", "o1"] });
     expect(providerBody({ ...f, api_key: "sk-new" }, provider)).toEqual({ api_key: "sk-new" });
-    // A GitHub token goes only to a Copilot provider.
+    // A GitHub token goes in a PUT of its own, and only to a Copilot provider.
     expect(providerBody({ ...f, github_token: "gho_x" }, provider)).toEqual({});
+    expect(githubTokenBody({ ...f, github_token: "gho_x" })).toBeNull();
     const cp = { ...provider, type: "copilot" };
-    expect(providerBody({ ...providerForm(cp), github_token: "gho_x" }, cp)).toEqual({ github_token: "gho_x" });
+    expect(providerBody({ ...providerForm(cp), github_token: "gho_x", weight: "3" }, cp)).toEqual({ weight: 3 });
+    expect(githubTokenBody({ ...providerForm(cp), github_token: "gho_x" })).toEqual({ github_token: "gho_x" });
+    expect(githubTokenBody(providerForm(cp))).toBeNull();
     expect(providerBody({ ...f, default_model: " gpt-4o " }, provider)).toEqual({ default_model: "gpt-4o" });
     expect(providerBody({ ...providerForm({ ...provider, default_model: "x" }), default_model: "" },
                         { ...provider, default_model: "x" })).toEqual({ default_model: null });

@@ -219,20 +219,25 @@ export function providerBody(f: ProviderForm, orig?: Provider): Record<string, u
   };
   if (f.base_url.trim()) full.base_url = f.base_url.trim();
   if (f.api_key) full.api_key = f.api_key;
-  if (f.github_token && f.type === "copilot") full.github_token = f.github_token;
   if (!orig) return full;
   const changed: Record<string, unknown> = {};
   if (full.name !== orig.name) changed.name = full.name;
   if (full.type !== orig.type) changed.type = full.type;
   if (f.base_url.trim() !== orig.base_url) changed.base_url = f.base_url.trim();
   if (f.api_key) changed.api_key = f.api_key;
-  if (full.github_token) changed.github_token = full.github_token;
   if (weight !== orig.weight) changed.weight = weight;
   if (f.enabled !== orig.enabled) changed.enabled = f.enabled;
   if (JSON.stringify(full.models) !== JSON.stringify(orig.models)) changed.models = full.models;
   if ((full.default_model ?? null) !== (orig.default_model ?? null))
     changed.default_model = full.default_model;
   return changed;
+}
+
+/** The PUT body that gives a Copilot provider's account a GitHub token, or
+ * null: the admin app takes it in a PUT of its own (neither in a create nor
+ * alongside other fields), so it is sent after the provider's fields. */
+export function githubTokenBody(f: ProviderForm): { github_token: string } | null {
+  return f.type === "copilot" && f.github_token ? { github_token: f.github_token } : null;
 }
 
 export interface KeyForm {

@@ -167,6 +167,7 @@ for _name in ("ui_is_served_with_cache_headers", "sign_in_wrong_right_sign_out",
               "keys_crud_and_key_shown_once", "usage_filters_and_csv", "audit_log_pages",
               "keyboard_and_narrow_screen", "chinese_ui", "dark_mode_and_screenshots",
               "copilot_device_flow", "kiro_import_refresh_quota", "kiro_social_and_device_login",
+              "copilot_provider_with_github_token",
               "sign_in_slowed_down_after_wrong_keys"):
     case(_name, 120 if _name == "dark_mode_and_screenshots" else 90)
 
