@@ -5,11 +5,13 @@
 // admin API. Exit status 0 when the case passed.
 //
 // Environment: UI_URL (…/ui/), GATEWAY_URL, ADMIN_KEY, DB_PATH, SHOTS_DIR,
-// CHROMIUM, EXTRA_UPSTREAM and EXTRA_KEY (a mock OpenAI upstream and its key).
+// CHROMIUM, EXTRA_UPSTREAM and EXTRA_KEY (a mock OpenAI upstream and its key),
+// GITHUB_MOCK and KIRO_MOCK (the mock GitHub and Kiro auth service of the
+// providers cfg-copilot and cfg-kiro), WORK_DIR (where files to upload go).
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import assert from "node:assert/strict";
 import path from "node:path";
 
@@ -70,6 +72,27 @@ async function signIn(page, { preset = false } = {}) {
 async function goNav(page, label) {
   await page.getByRole("navigation").getByRole("link", { name: label, exact: true }).click();
 }
+
+/** A control call of a mock service (tests/mock/): GET without a body. */
+async function mockCtl(base, what, body) {
+  const res = await fetch(`${base}/_mock/${what}`, body === undefined ? {}
+    : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  assert.equal(res.status, 200, `mock ${what}`);
+  return res.json();
+}
+
+/** The Account dialog of provider `name`, opened from the Providers page. */
+async function openAccount(page, name, testId) {
+  await goNav(page, "Providers");
+  await page.locator(`[data-testid=providers-table] tr[data-provider="${name}"]`)
+    .getByRole("button", { name: "Account" }).click();
+  const dlg = page.locator(`[data-testid=${testId}]`);
+  await dlg.waitFor();
+  return dlg;
+}
+
+/** The value shown for `key` in the dialog's account status. */
+const shown = (dlg, key) => dlg.locator(`[data-testid=account-status] [data-key=${key}] dd`);
 
 const note = (s) => console.log(s);
 const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
@@ -534,6 +557,319 @@ const cases = {
   },
 
   // Last: it blocks this address for wrong keys for the rest of the window.
+  async copilot_device_flow() {
+    const GH = env("GITHUB_MOCK");
+    // GitHub: the first poll finds the code not entered yet, the next one approved.
+    await mockCtl(GH, "config", { outcomes: ["authorization_pending", "ok"], interval: 1 });
+    const before = await mockCtl(GH, "stats");
+    const { browser, context, page, errors } = await launch({ permissions: ["clipboard-read", "clipboard-write"] });
+    // The verification page the dialog opens (the machine has no internet).
+    await context.route("https://github.com/**", (r) => r.fulfill({ status: 200, contentType: "text/html",
+                                                                    body: "<title>Device activation</title>" }));
+    try {
+      await signIn(page, { preset: true });
+      assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'cfg-copilot'"), []);
+      // No account yet: the pool says it waits for a login, and so does the page.
+      const prow = page.locator("[data-testid=providers-table] tr[data-provider=cfg-copilot]");
+      await goNav(page, "Providers");
+      await prow.filter({ hasText: "Needs login" }).waitFor();
+      const pool = async () => (await (await fetch(GW + "/health", { headers: { Authorization: `Bearer ${ADMIN_KEY}` } })).json())
+        .providers.find((p) => p.name === "cfg-copilot");
+      assert.equal((await pool()).credential, "none");
+      const dlg = await openAccount(page, "cfg-copilot", "copilot-dialog");
+      await shown(dlg, "logged_in").waitFor();
+      assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "No");
+      const opened = context.waitForEvent("page");
+      await dlg.getByRole("button", { name: "Sign in with GitHub" }).click();
+      // The code, as GitHub issued it and the session keeps it.
+      const code = (await dlg.getByTestId("user-code").textContent()).trim();
+      assert.match(code, /^MOCK-\d{4}$/);
+      const sess = db("SELECT id, status, public FROM login_sessions WHERE provider = 'cfg-copilot' ORDER BY created_at DESC LIMIT 1");
+      assert.equal(sess[0].status, "pending");
+      assert.equal(JSON.parse(sess[0].public).user_code, code);
+      assert.equal(await dlg.getByTestId("login-status").getAttribute("data-status"), "pending");
+      assert.equal((await dlg.getByTestId("login-status").textContent()).trim(), "Waiting for you to approve…");
+      // The verification page is opened, and linked.
+      const tab = await opened;
+      await tab.waitForLoadState();
+      assert.equal(tab.url(), "https://github.com/login/device");
+      assert.equal(await dlg.getByRole("link", { name: "Open page" }).getAttribute("href"), "https://github.com/login/device");
+      // Copyable.
+      await dlg.getByTestId("device-code").getByRole("button", { name: "Copy" }).click();
+      await dlg.getByTestId("device-code").getByRole("button", { name: "Copied" }).waitFor();
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), code);
+      // Closed while it runs and opened again: the same login, still polled
+      // (the admin app would refuse a second one for the account).
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      await openAccount(page, "cfg-copilot", "copilot-dialog");
+      assert.equal((await dlg.getByTestId("user-code").textContent()).trim(), code);
+      // Polled until GitHub answers the token: completed.
+      await dlg.locator("[data-testid=login-status][data-status=completed]").waitFor({ timeout: 20_000 });
+      assert.equal((await dlg.getByTestId("login-status").textContent()).trim(), "Signed in.");
+      const after = await mockCtl(GH, "stats");
+      assert.ok(after.polls - before.polls >= 2, `GitHub polled ${after.polls - before.polls} times`);
+      assert.equal(after.early_polls, before.early_polls, "no poll sooner than GitHub's interval");
+      // The database holds the account (its tokens sealed) and the audit row.
+      const cred = db("SELECT method, state, hex(secret_enc) AS sealed, extra FROM credentials WHERE provider = 'cfg-copilot'");
+      assert.equal(cred.length, 1);
+      assert.equal(cred[0].method, "copilot");
+      assert.equal(cred[0].state, "ok");
+      assert.equal(JSON.parse(cred[0].extra).login, "octo-mock");
+      assert.ok(!cred[0].sealed.includes(Buffer.from("gho_").toString("hex").toUpperCase()), "the GitHub token is sealed");
+      assert.equal(db(`SELECT status FROM login_sessions WHERE id = '${sess[0].id}'`)[0].status, "completed");
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'login' AND object_id = 'cfg-copilot'")[0].n, 1);
+      // The status is read again: login, plan, token expiry as the admin API says.
+      const st = (await adminApi("GET", "/admin/copilot/cfg-copilot/status")).doc;
+      assert.equal(st.logged_in, true);
+      await dlg.locator("[data-testid=account-status] [data-key=github_login] dd", { hasText: "octo-mock" }).waitFor();
+      assert.equal((await shown(dlg, "logged_in").textContent()).trim(), "Yes");
+      assert.equal((await shown(dlg, "plan").textContent()).trim(), st.plan);
+      assert.ok(st.token_expires_at > Date.now() / 1000, JSON.stringify(st));
+      assert.equal(await shown(dlg, "token_expires_at").locator("time").getAttribute("datetime"),
+                   new Date(st.token_expires_at * 1000).toISOString());
+      // Premium quota, from GitHub through the admin app.
+      await dlg.getByRole("button", { name: "Quota" }).click();
+      const q = (await adminApi("GET", "/admin/copilot/cfg-copilot/quota")).doc.premium_interactions;
+      assert.deepEqual([q.remaining, q.entitlement], [250, 300]);
+      assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
+                   `Premium requests: ${q.remaining} left of ${q.entitlement}`);
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "copilot-dialog-light.png") });
+      // Reopened in the dark theme: the account as stored, no login running.
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      await page.getByTestId("theme").selectOption("dark");
+      await openAccount(page, "cfg-copilot", "copilot-dialog");
+      await shown(dlg, "github_login").waitFor();
+      assert.equal((await shown(dlg, "github_login").textContent()).trim(), "octo-mock");
+      assert.equal(await dlg.getByTestId("login-status").count(), 0);
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "copilot-dialog-dark.png") });
+      // Signed in: usable by the pool, and the page says so without a reload.
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      assert.equal((await pool()).credential, "ok");
+      await prow.filter({ hasNotText: "Needs login" }).waitFor();
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  },
+
+  async kiro_import_refresh_quota() {
+    const KM = env("KIRO_MOCK");
+    const now = Math.floor(Date.now() / 1000);
+    const access = `ui-kiro-access-${now}`, refresh = `ui-kiro-refresh-${now}`;
+    await mockCtl(KM, "grant", { access_token: access, refresh_token: refresh });
+    // The Kiro IDE's file, as it writes it (milliseconds in expiresAt).
+    const token = { accessToken: access, refreshToken: refresh, expiresAt: new Date((now + 3600) * 1000).toISOString(),
+                    authMethod: "social", provider: "Google", profileArn: "arn:aws:codewhisperer:us-east-1:1:profile/UI" };
+    const good = path.join(env("WORK_DIR"), "kiro-auth-token.json");
+    writeFileSync(good, JSON.stringify(token));
+    const bad = path.join(env("WORK_DIR"), "bad", "kiro-auth-token.json");
+    mkdirSync(path.dirname(bad), { recursive: true });
+    const { refreshToken: _r, ...noRefresh } = token;
+    writeFileSync(bad, JSON.stringify(noRefresh));
+    const { browser, page, errors } = await launch();
+    try {
+      await signIn(page, { preset: true });
+      const dlg = await openAccount(page, "cfg-kiro", "kiro-dialog");
+      // No account yet: said so.
+      await dlg.getByTestId("account-none").waitFor();
+      await dlg.getByRole("tab", { name: "Import credentials" }).click();
+      // A file the admin app refuses: its message next to the field, nothing stored.
+      await dlg.getByLabel("kiro-auth-token.json").setInputFiles(bad);
+      await dlg.getByRole("button", { name: "Import", exact: true }).click();
+      const fieldErr = dlg.locator("[data-field=kiro_auth_token] .field-error");
+      await fieldErr.waitFor();
+      const api = await adminApi("POST", "/admin/kiro/import", { provider: "cfg-kiro", kiro_auth_token: noRefresh });
+      assert.equal(api.status, 400);
+      assert.equal(api.doc.error.field, "kiro_auth_token");
+      assert.equal((await fieldErr.textContent()).trim(), api.doc.error.message);
+      assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'cfg-kiro'"), []);
+      // The right file: imported, the note shown, the status read again.
+      await dlg.getByLabel("kiro-auth-token.json").setInputFiles(good);
+      await dlg.getByRole("button", { name: "Import", exact: true }).click();
+      await dlg.getByTestId("account-notice").waitFor();
+      assert.match(await dlg.getByTestId("account-notice").textContent(), /^Credentials imported\..*stale/);
+      await shown(dlg, "method").waitFor();
+      assert.equal((await shown(dlg, "method").textContent()).trim(), "social");
+      assert.equal((await shown(dlg, "state").textContent()).trim(), "ok");
+      assert.equal(await shown(dlg, "expires_at").locator("time").getAttribute("datetime"),
+                   new Date((now + 3600) * 1000).toISOString());
+      assert.equal(await dlg.getByTestId("account-none").count(), 0);
+      let cred = db("SELECT method, state, expires_at, profile_arn, version, last_refresh, hex(secret_enc) AS sealed FROM credentials WHERE provider = 'cfg-kiro'");
+      assert.equal(cred.length, 1);
+      assert.deepEqual([cred[0].method, cred[0].state, cred[0].expires_at, cred[0].profile_arn],
+                       ["social", "ok", now + 3600, token.profileArn]);
+      for (const secret of [access, refresh])
+        assert.ok(!cred[0].sealed.includes(Buffer.from(secret).toString("hex").toUpperCase()), "tokens are sealed");
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'import' AND object_id = 'cfg-kiro'")[0].n, 1);
+      // Forced refresh, against the mock Kiro auth service.
+      const s0 = await mockCtl(KM, "stats");
+      await dlg.getByRole("button", { name: "Refresh token now" }).click();
+      await dlg.getByTestId("account-notice").filter({ hasText: "Token refreshed." }).waitFor();
+      const s1 = await mockCtl(KM, "stats");
+      assert.equal(s1.social_refreshes - s0.social_refreshes, 1, "one refresh reached Kiro's auth service");
+      const cred2 = db("SELECT version, last_refresh, expires_at FROM credentials WHERE provider = 'cfg-kiro'")[0];
+      assert.ok(cred2.version > cred[0].version && cred2.last_refresh >= now, JSON.stringify(cred2));
+      await dlg.locator("[data-testid=account-status] [data-key=version] dd", { hasText: String(cred2.version) }).waitFor();
+      assert.equal(await shown(dlg, "last_refresh").locator("time").getAttribute("datetime"),
+                   new Date(cred2.last_refresh * 1000).toISOString());
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'refresh' AND object_id = 'cfg-kiro'")[0].n, 1);
+      // Quota: getUsageLimits through the admin app.
+      await dlg.getByRole("button", { name: "Quota" }).click();
+      const c = (await adminApi("GET", "/admin/kiro/cfg-kiro/quota")).doc.credits;
+      assert.ok(c && c.limit > 0, JSON.stringify(c));
+      assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
+                   `Credits: ${Math.round((c.limit - c.used) * 100) / 100} left of ${c.limit}`);
+      // The service's whole answer, folded away until asked for.
+      assert.equal(await dlg.getByTestId("quota-raw").locator("pre").isVisible(), false);
+      await dlg.getByTestId("quota-raw").locator("summary").click();
+      assert.match(await dlg.getByTestId("quota-raw").locator("pre").textContent(), /"usageBreakdownList"/);
+      // kiro-cli's database file instead: the account is replaced by its.
+      const cliDb = path.join(env("WORK_DIR"), "kiro-cli-data.sqlite3");
+      const cliExp = now + 1800, cliArn = "arn:aws:codewhisperer:us-east-1:5:profile/UICLI";
+      const cliToken = { access_token: `ui-cli-access-${now}`, refresh_token: `ui-cli-refresh-${now}`,
+                         expires_at: new Date(cliExp * 1000).toISOString(), provider: "Github" };
+      await mockCtl(KM, "grant", { access_token: cliToken.access_token, refresh_token: cliToken.refresh_token });
+      const q = (v) => `'${JSON.stringify(v).replace(/'/g, "''")}'`;
+      execFileSync("sqlite3", [cliDb, "CREATE TABLE auth_kv (key TEXT PRIMARY KEY, value TEXT);" +
+        "CREATE TABLE state (key TEXT PRIMARY KEY, value BLOB);" +
+        `INSERT INTO auth_kv VALUES ('kirocli:social:token', ${q(cliToken)});` +
+        `INSERT INTO state VALUES ('api.codewhisperer.profile', ${q({ arn: cliArn })});`]);
+      await dlg.getByLabel("kiro-cli database file").setInputFiles(cliDb);
+      await dlg.getByRole("button", { name: "Import", exact: true }).click();
+      await dlg.getByTestId("account-notice").filter({ hasText: "Credentials imported." }).waitFor();
+      await dlg.locator("[data-testid=account-status] [data-key=profile_arn] dd", { hasText: cliArn }).waitFor();
+      assert.equal(await shown(dlg, "expires_at").locator("time").getAttribute("datetime"),
+                   new Date(cliExp * 1000).toISOString());
+      assert.deepEqual(db("SELECT method, expires_at, profile_arn FROM credentials WHERE provider = 'cfg-kiro'"),
+                       [{ method: "social", expires_at: cliExp, profile_arn: cliArn }]);
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'import' AND object_id = 'cfg-kiro'")[0].n, 2);
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog-light.png") });
+      // Reopened in the dark theme and in Chinese: every label translated.
+      await page.keyboard.press("Escape");
+      await dlg.waitFor({ state: "detached" });
+      await page.getByTestId("theme").selectOption("dark");
+      await page.getByTestId("lang").selectOption("zh");
+      await page.locator("[data-testid=providers-table] tr[data-provider=cfg-kiro]").getByRole("button", { name: "账号" }).click();
+      await dlg.getByRole("heading", { name: "Kiro 账号：cfg-kiro" }).waitFor();
+      await dlg.locator("[data-key=method] dt", { hasText: "登录方式" }).waitFor();
+      assert.equal((await dlg.locator("[data-key=has_refresh_token] dd").textContent()).trim(), "是");
+      await dlg.getByRole("button", { name: "配额" }).click();
+      await dlg.getByTestId("quota-summary").waitFor();
+      assert.equal((await dlg.getByTestId("quota-summary").textContent()).trim(),
+                   `额度：剩余 ${Math.round((c.limit - c.used) * 100) / 100} / 共 ${c.limit}`);
+      await page.screenshot({ path: path.join(env("SHOTS_DIR"), "kiro-dialog-dark-zh.png") });
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  },
+
+  async kiro_social_and_device_login() {
+    const KM = env("KIRO_MOCK");
+    await mockCtl(KM, "config", { outcomes: ["authorization_pending", "ok"], interval: 1 });
+    const { browser, context, page, errors } = await launch();
+    // Where the sign-in page sends the browser: Kiro's loopback callback,
+    // which nothing answers on the admin's machine either; the admin copies
+    // its address from the address bar.
+    const landed = new Promise((resolve) => context.on("request", (r) => {
+      if (r.url().startsWith("http://localhost:3128/oauth/callback?")) resolve(r.url());
+    }));
+    try {
+      await signIn(page, { preset: true });
+      const dlg = await openAccount(page, "cfg-kiro-login", "kiro-dialog");
+      await dlg.getByTestId("account-none").waitFor();
+      // Social sign-in: the page opens, its callback address is pasted back.
+      const opened = context.waitForEvent("page");
+      await dlg.getByRole("button", { name: "Open sign-in page" }).click();
+      const tab = await opened;
+      const callback = await landed;
+      await tab.close();
+      // A callback of another sign-in (its state changed): the API's message at the field.
+      const forged = callback.replace(/state=[^&]+/, "state=forged");
+      await dlg.getByLabel("Callback URL").fill(forged);
+      await dlg.getByRole("button", { name: "Finish sign-in" }).click();
+      const fieldErr = dlg.locator("[data-field=callback_url] .field-error");
+      await fieldErr.waitFor();
+      assert.match(await fieldErr.textContent(), /state/);
+      assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'cfg-kiro-login'"), []);
+      await dlg.getByLabel("Callback URL").fill(callback);
+      await dlg.getByRole("button", { name: "Finish sign-in" }).click();
+      await dlg.getByTestId("account-notice").filter({ hasText: "Signed in." }).waitFor();
+      await dlg.locator("[data-testid=account-status] [data-key=method] dd", { hasText: "social" }).waitFor();
+      assert.equal(db("SELECT method FROM credentials WHERE provider = 'cfg-kiro-login'")[0].method, "social");
+      // AWS Builder ID: the device flow, the code shown, polled to completion.
+      await dlg.getByRole("tab", { name: /Builder ID/ }).click();
+      await dlg.getByLabel("AWS Builder ID").check();
+      await dlg.getByRole("button", { name: "Start", exact: true }).click();
+      const code = (await dlg.getByTestId("user-code").textContent()).trim();
+      const sess = db("SELECT kind, public FROM login_sessions WHERE provider = 'cfg-kiro-login' AND status = 'pending'");
+      assert.equal(sess.length, 1);
+      assert.equal(sess[0].kind, "kiro-builder-id");
+      assert.equal(JSON.parse(sess[0].public).user_code, code);
+      assert.equal(await dlg.getByRole("link", { name: "Open page" }).getAttribute("href"),
+                   JSON.parse(sess[0].public).verification_uri_complete);
+      await dlg.locator("[data-testid=login-status][data-status=completed]").waitFor({ timeout: 20_000 });
+      await dlg.locator("[data-testid=account-status] [data-key=method] dd", { hasText: "builder-id" }).waitFor();
+      const cred = db("SELECT method, client_id FROM credentials WHERE provider = 'cfg-kiro-login'")[0];
+      assert.equal(cred.method, "builder-id");
+      assert.ok(cred.client_id, "the OIDC client is kept for refreshes");
+      assert.equal((await mockCtl(KM, "stats")).early_polls, 0, "no poll sooner than the interval");
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'login' AND object_id = 'cfg-kiro-login'")[0].n, 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  },
+
+  async copilot_provider_with_github_token() {
+    const { browser, page, errors } = await launch();
+    const dlg = () => page.locator("[data-testid=provider-dialog]");
+    const token = "ghu_uiProviderFormToken0123456789";
+    try {
+      await signIn(page, { preset: true });
+      await goNav(page, "Providers");
+      // A new Copilot provider with the GitHub token of an account the admin
+      // already has: the provider, then the token in a PUT of its own.
+      await page.getByRole("button", { name: "Add provider" }).click();
+      await dlg().getByLabel("Name").fill("ui-copilot-db");
+      await dlg().getByLabel("Type").selectOption("copilot");
+      await dlg().getByLabel("GitHub token (optional)").fill(token);
+      await dlg().getByLabel("Weight").fill("1");
+      // Without a base URL the admin app refuses it: its message at the field, nothing stored.
+      await dlg().getByRole("button", { name: "Create" }).click();
+      const fieldErr = dlg().locator("[data-field=base_url] .field-error");
+      await fieldErr.waitFor();
+      assert.equal((await fieldErr.textContent()).trim(), "'base_url' is required for type copilot");
+      assert.deepEqual(db("SELECT id FROM providers WHERE name = 'ui-copilot-db'"), []);
+      assert.deepEqual(db("SELECT provider FROM credentials WHERE provider = 'ui-copilot-db'"), []);
+      await dlg().getByLabel("Base URL").fill("https://api.githubcopilot.com");
+      await dlg().getByRole("button", { name: "Create" }).click();
+      await dlg().waitFor({ state: "detached" });
+      await page.locator("[data-testid=providers-table] tr[data-provider=ui-copilot-db]").waitFor();
+      const row = db("SELECT id, type FROM providers WHERE name = 'ui-copilot-db'");
+      assert.equal(row[0].type, "copilot");
+      const cred = db("SELECT method, hex(secret_enc) AS sealed FROM credentials WHERE provider = 'ui-copilot-db'");
+      assert.equal(cred.length, 1, "the account's token is stored");
+      assert.equal(cred[0].method, "copilot");
+      assert.ok(!cred[0].sealed.includes(Buffer.from(token).toString("hex").toUpperCase()), "sealed");
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'set_github_token' AND object_id = 'ui-copilot-db'")[0].n, 1);
+      // Edited later with another field changed too: both are stored.
+      await page.locator("[data-testid=providers-table] tr[data-provider=ui-copilot-db]").getByRole("button", { name: "Edit" }).click();
+      await dlg().getByLabel("Weight").fill("4");
+      await dlg().getByLabel("GitHub token (optional)").fill(token + "x");
+      await dlg().getByRole("button", { name: "Save" }).click();
+      await dlg().waitFor({ state: "detached" });
+      assert.equal(db("SELECT weight FROM providers WHERE name = 'ui-copilot-db'")[0].weight, 4);
+      assert.equal(db("SELECT count(*) AS n FROM audit_log WHERE action = 'set_github_token' AND object_id = 'ui-copilot-db'")[0].n, 2);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+    }
+  },
+
   async sign_in_slowed_down_after_wrong_keys() {
     const { browser, page, errors } = await launch();
     try {

@@ -131,7 +131,6 @@ export interface Provider {
   read_only: boolean;
   healthy?: boolean;
   health_reason?: HealthReason;
-  needs_login?: boolean;
   created_at: number | null;
   updated_at: number | null;
 }
@@ -211,7 +210,9 @@ export interface PoolProvider {
   failures: number;
   latency_ewma_ms: number;
   usable: boolean;
-  needs_login?: boolean;
+  /** An account that logs in (Kiro, Copilot): "ok", "needs_login" (its
+   * refresh was refused) or "none" (no account yet); absent for the others. */
+  credential?: string;
 }
 
 export interface HealthAnswer {
@@ -241,5 +242,9 @@ export interface LoginState {
   status: LoginStatus;
   error?: string | null;
   message?: string | null;
+  /** Seconds between the admin app's polls of the identity service
+   * (raised by a slow_down); Kiro sessions also say when the next is due. */
+  interval?: number;
+  poll_after?: number;
   [k: string]: unknown;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ClientKey, Provider, UsageGroup, UsageStats } from "./api";
 import {
-  FormError, bucketLabel, fillSeries, fmtCompact, keyBody, keyForm, parseList, parseWhole, pollDelayMs,
+  FormError, bucketLabel, githubTokenBody, fillSeries, fmtCompact, keyBody, keyForm, parseList, needsLogin, parseWhole, pollDelayMs, quotaSummary,
   providerBody, providerForm, secondsLeft, toBase64, topGroups, usageCsv,
 } from "./logic";
 
@@ -89,10 +89,13 @@ describe("provider form", () => {
     expect(providerBody(f, provider)).toEqual({});
     expect(providerBody({ ...f, weight: "7", models: "gpt-*\no1" }, provider)).toEqual({ weight: 7, models: ["gpt-*", "o1"] });
     expect(providerBody({ ...f, api_key: "sk-new" }, provider)).toEqual({ api_key: "sk-new" });
-    // A GitHub token goes only to a Copilot provider.
+    // A GitHub token goes in a PUT of its own, and only to a Copilot provider.
     expect(providerBody({ ...f, github_token: "gho_x" }, provider)).toEqual({});
+    expect(githubTokenBody({ ...f, github_token: "gho_x" })).toBeNull();
     const cp = { ...provider, type: "copilot" };
-    expect(providerBody({ ...providerForm(cp), github_token: "gho_x" }, cp)).toEqual({ github_token: "gho_x" });
+    expect(providerBody({ ...providerForm(cp), github_token: "gho_x", weight: "3" }, cp)).toEqual({ weight: 3 });
+    expect(githubTokenBody({ ...providerForm(cp), github_token: "gho_x" })).toEqual({ github_token: "gho_x" });
+    expect(githubTokenBody(providerForm(cp))).toBeNull();
     expect(providerBody({ ...f, default_model: " gpt-4o " }, provider)).toEqual({ default_model: "gpt-4o" });
     expect(providerBody({ ...providerForm({ ...provider, default_model: "x" }), default_model: "" },
                         { ...provider, default_model: "x" })).toEqual({ default_model: null });
@@ -142,7 +145,23 @@ describe("key form", () => {
 
 describe("device flow helpers", () => {
   it("polls at the server's interval, slower after slow_down", () => {
-    expect([pollDelayMs(5), pollDelayMs(0), pollDelayMs(5, 1), pollDelayMs(5, 9)]).toEqual([5000, 5000, 10000, 80000]);
+    expect([pollDelayMs(null, 5), pollDelayMs(null, 0), pollDelayMs({ interval: 10 }, 5),
+            pollDelayMs({ interval: 10, poll_after: 3 }, 5), pollDelayMs({ poll_after: 0 }, 5)])
+      .toEqual([5000, 5000, 10000, 3000, 1000]);
+  });
+  it("tells an account waiting for a login from /health's credential", () => {
+    expect([needsLogin({ credential: "none" }), needsLogin({ credential: "needs_login" }), needsLogin({ credential: "ok" }),
+            needsLogin({}), needsLogin(undefined)]).toEqual([true, true, false, false, false]);
+  });
+  it("sums up a quota: Copilot's premium interactions, Kiro's credits", () => {
+    expect(quotaSummary({ premium_interactions: { entitlement: 300, remaining: 250, percent_remaining: 83.3, unlimited: false } }))
+      .toEqual({ kind: "premium", left: 250, total: 300, unlimited: false });
+    expect(quotaSummary({ premium_interactions: { entitlement: null, remaining: null, unlimited: true } }))
+      .toEqual({ kind: "premium", left: 0, total: 0, unlimited: true });
+    expect(quotaSummary({ credits: { limit: 50, used: 12.5, next_reset: 1 }, usage: {} }))
+      .toEqual({ kind: "credits", left: 37.5, total: 50, unlimited: false });
+    expect([quotaSummary({ credits: null }), quotaSummary(null), quotaSummary({ premium_interactions: { remaining: null } })])
+      .toEqual([null, null, null]);
   });
   it("counts down to the expiry", () => {
     expect(secondsLeft(1000, 990.4)).toBe(10);

@@ -219,20 +219,25 @@ export function providerBody(f: ProviderForm, orig?: Provider): Record<string, u
   };
   if (f.base_url.trim()) full.base_url = f.base_url.trim();
   if (f.api_key) full.api_key = f.api_key;
-  if (f.github_token && f.type === "copilot") full.github_token = f.github_token;
   if (!orig) return full;
   const changed: Record<string, unknown> = {};
   if (full.name !== orig.name) changed.name = full.name;
   if (full.type !== orig.type) changed.type = full.type;
   if (f.base_url.trim() !== orig.base_url) changed.base_url = f.base_url.trim();
   if (f.api_key) changed.api_key = f.api_key;
-  if (full.github_token) changed.github_token = full.github_token;
   if (weight !== orig.weight) changed.weight = weight;
   if (f.enabled !== orig.enabled) changed.enabled = f.enabled;
   if (JSON.stringify(full.models) !== JSON.stringify(orig.models)) changed.models = full.models;
   if ((full.default_model ?? null) !== (orig.default_model ?? null))
     changed.default_model = full.default_model;
   return changed;
+}
+
+/** The PUT body that gives a Copilot provider's account a GitHub token, or
+ * null: the admin app takes it in a PUT of its own (neither in a create nor
+ * alongside other fields), so it is sent after the provider's fields. */
+export function githubTokenBody(f: ProviderForm): { github_token: string } | null {
+  return f.type === "copilot" && f.github_token ? { github_token: f.github_token } : null;
 }
 
 export interface KeyForm {
@@ -317,10 +322,43 @@ export function secondsLeft(expiresAt: number, now = Date.now() / 1000): number 
   return Math.max(0, Math.round(expiresAt - now));
 }
 
-/** The poll delay of a device flow: the server's interval, at least 1 s;
- * doubled by `slow` rounds of slow_down. */
-export function pollDelayMs(interval: number, slow = 0): number {
-  return Math.max(1, interval || 5) * 1000 * 2 ** Math.min(slow, 4);
+/** The delay before the next status poll of a login: the admin app's
+ * `poll_after` (seconds until it asks the identity service again) when it
+ * says, else the session's `interval` (raised by the service's slow_down),
+ * else `fallback`; at least 1 s. */
+export function pollDelayMs(state: { poll_after?: unknown; interval?: unknown } | null,
+                            fallback: number): number {
+  const s = typeof state?.poll_after === "number" ? state.poll_after
+    : typeof state?.interval === "number" ? state.interval : fallback || 5;
+  return Math.max(1, s) * 1000;
+}
+
+/** Whether a provider of /health's pool waits for an admin to sign in (or
+ * import) its account: it is out of routing until then. */
+export function needsLogin(s: { credential?: string } | null | undefined): boolean {
+  return typeof s?.credential === "string" && s.credential !== "ok";
+}
+
+/** What is left of an account's quota: Copilot's premium interactions
+ * ({premium_interactions: {remaining, entitlement, unlimited}}) or Kiro's
+ * credits ({credits: {limit, used}}); null when the answer has neither. */
+export function quotaSummary(q: unknown):
+    { kind: "premium" | "credits"; left: number; total: number; unlimited: boolean } | null {
+  if (!q || typeof q !== "object") return null;
+  const o = q as Record<string, unknown>;
+  const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const prem = o.premium_interactions as Record<string, unknown> | null | undefined;
+  if (prem && typeof prem === "object") {
+    const left = num(prem.remaining), total = num(prem.entitlement);
+    if (prem.unlimited === true) return { kind: "premium", left: left ?? 0, total: total ?? 0, unlimited: true };
+    if (left !== null && total !== null) return { kind: "premium", left, total, unlimited: false };
+  }
+  const cr = o.credits as Record<string, unknown> | null | undefined;
+  if (cr && typeof cr === "object") {
+    const total = num(cr.limit), used = num(cr.used);
+    if (total !== null && used !== null) return { kind: "credits", left: Math.max(0, total - used), total, unlimited: false };
+  }
+  return null;
 }
 
 /** Base64 of bytes (an imported file), in chunks so a large file does not

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The admin web UI end to end: the built UI (frontend/dist) served at /ui/ by
 the real lighttpd from deploy/lighttpd.conf, antigw-admin and a pool of
-antigw-fcgi on a real SQLite file with mock upstreams, driven in Debian's
+antigw-fcgi on a real SQLite file with mock upstreams (OpenAI, Anthropic,
+GitHub and the Copilot API for a Copilot provider, Kiro's auth service and
+API for a Kiro one), driven in Debian's
 headless Chromium by playwright-core (frontend/e2e/run.mjs, one case per
 test below; each case checks the database with the sqlite3 tool). The
 first test runs the UI's unit tests (Vitest).
@@ -23,12 +25,18 @@ from harness import (ANTHROPIC_KEY, BUILDDIR, OPENAI_KEY, SRCDIR, Gateway, Mock,
                      bail, chat, check, eq, messages, run_suite, suite_setup, test, wait_for)
 
 ADMIN_KEY = "agw-admin-ui-test-key-0123456789abcdef"
+COPILOT_SECRET = "ui-copilot-mock-signing-secret"
+GITHUB = os.path.join(SRCDIR, "tests", "mock", "github.py")
+COPILOT = os.path.join(SRCDIR, "tests", "mock", "copilot_api.py")
+KIRO_AUTH = os.path.join(SRCDIR, "tests", "mock", "kiro_auth.py")
 FRONTEND = os.path.join(SRCDIR, "frontend")
 E2E = os.path.join(FRONTEND, "e2e", "run.mjs")
 SHOTS = os.path.join(BUILDDIR, "frontend", "screenshots")
 
 
-def config(openai_port, anthropic_port):
+def config(ctx):
+    gh = "http://127.0.0.1:%d" % ctx.github.port
+    kiro = "http://127.0.0.1:%d" % ctx.kiro.port
     return """
 server: {
   log_level = "info";
@@ -46,9 +54,16 @@ providers = (
   { name = "cfg-openai"; type = "openai"; base_url = "http://127.0.0.1:%d/v1";
     api_key = "%s"; models = [ "gpt-*" ]; },
   { name = "cfg-anthropic"; type = "anthropic"; base_url = "http://127.0.0.1:%d";
-    api_key = "%s"; models = [ "claude-*" ]; }
+    api_key = "%s"; models = [ "claude-*" ]; },
+  { name = "cfg-copilot"; type = "copilot"; github_url = "%s"; github_api_url = "%s";
+    models = [ "ui-copilot-*" ]; },
+  { name = "cfg-kiro"; type = "kiro"; base_url = "%s"; auth_url = "%s"; oidc_url = "%s";
+    signin_url = "%s/signin"; models = [ "ui-kiro-*" ]; },
+  { name = "cfg-kiro-login"; type = "kiro"; base_url = "%s"; auth_url = "%s"; oidc_url = "%s";
+    signin_url = "%s/signin"; models = [ "ui-kiro-login-*" ]; }
 );
-""" % (ADMIN_KEY, openai_port, OPENAI_KEY, anthropic_port, ANTHROPIC_KEY)
+""" % ((ADMIN_KEY, ctx.openai.port, OPENAI_KEY, ctx.anthropic.port, ANTHROPIC_KEY, gh, gh)
+       + (kiro,) * 8)
 
 
 class Ctx:
@@ -121,7 +136,8 @@ def run_case(ctx, name, timeout=90):
                GATEWAY_URL="http://127.0.0.1:%d" % ctx.gw.port, ADMIN_KEY=ADMIN_KEY,
                DB_PATH=os.path.join(ctx.gw.var, "antigw.db"), SHOTS_DIR=SHOTS,
                CHROMIUM=chromium_bin(), EXTRA_UPSTREAM="http://127.0.0.1:%d/v1" % ctx.extra.port,
-               EXTRA_KEY=ctx.extra_key)
+               EXTRA_KEY=ctx.extra_key, GITHUB_MOCK="http://127.0.0.1:%d" % ctx.github.port,
+               KIRO_MOCK="http://127.0.0.1:%d" % ctx.kiro.port, WORK_DIR=ctx.work)
     p = subprocess.run(["node", E2E, name], cwd=FRONTEND, env=env, capture_output=True,
                        text=True, timeout=timeout)
     for line in (p.stdout + p.stderr).splitlines():
@@ -150,6 +166,8 @@ for _name in ("ui_is_served_with_cache_headers", "sign_in_wrong_right_sign_out",
               "dashboard_matches_admin_usage", "providers_crud_test_and_field_errors",
               "keys_crud_and_key_shown_once", "usage_filters_and_csv", "audit_log_pages",
               "keyboard_and_narrow_screen", "chinese_ui", "dark_mode_and_screenshots",
+              "copilot_device_flow", "kiro_import_refresh_quota", "kiro_social_and_device_login",
+              "copilot_provider_with_github_token",
               "sign_in_slowed_down_after_wrong_keys"):
     case(_name, 120 if _name == "dark_mode_and_screenshots" else 90)
 
@@ -165,8 +183,11 @@ def main():
         return bail(why)
     ctx.extra_key = "sk-ui-extra-provider-key-0123"
     ctx.extra = Mock(ctx.work, "extra", "--openai-key", ctx.extra_key)
-    ctx.gw = Gateway(ctx.work, config(ctx.openai.port, ctx.anthropic.port), processes=2,
-                     threads=8, admin=True)
+    ctx.copilot = Mock(ctx.work, "copilot", "--secret", COPILOT_SECRET, script=COPILOT)
+    ctx.github = Mock(ctx.work, "github", "--secret", COPILOT_SECRET, "--api-url",
+                      "http://127.0.0.1:%d" % ctx.copilot.port, script=GITHUB)
+    ctx.kiro = Mock(ctx.work, "kiro-auth", script=KIRO_AUTH)
+    ctx.gw = Gateway(ctx.work, config(ctx), processes=2, threads=8, admin=True)
     with open(os.path.join(ctx.gw.var, "secret.key"), "w") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(base64.b16encode(os.urandom(32)).decode().lower() + "\n")
@@ -178,7 +199,8 @@ def main():
         wait_for(lambda: admin(ctx, "GET", "/admin/keys")[0] == 200, 10, "antigw-admin")
         seed_usage(ctx)
         time.sleep(0.2)
-    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, ctx.extra), ready=ready)
+    return run_suite(ctx, stop_after=(ctx.openai, ctx.anthropic, ctx.extra, ctx.copilot,
+                                                   ctx.github, ctx.kiro), ready=ready)
 
 
 if __name__ == "__main__":

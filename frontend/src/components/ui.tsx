@@ -3,7 +3,8 @@
 // API's message for it, a copy button, and load/error states.
 import { ReactNode, useEffect, useId, useRef, useState } from "react";
 import { ApiError } from "../api";
-import { useI18n } from "../i18n";
+import { StringKey, useI18n } from "../i18n";
+import { fmtTime } from "../logic";
 
 export function Dialog(props: { title: string; onClose: () => void; children: ReactNode;
                                 wide?: boolean; testId?: string }) {
@@ -99,15 +100,36 @@ export function Badge({ ok, children }: { ok: boolean | "warn"; children: ReactN
   return <span className={`badge ${ok === "warn" ? "warn" : ok ? "ok" : "bad"}`}>{children}</span>;
 }
 
-/** A key/value list of an object the API returned (account status, quota). */
+/** The label of each field of an account's status and quota the admin API
+ * answers; a field not listed shows its API name. */
+const FIELD_LABELS: Record<string, StringKey> = {
+  provider: "provider", logged_in: "fieldLoggedIn", state: "fieldState", github_login: "fieldGithubLogin",
+  plan: "fieldPlan", api_url: "fieldApiUrl", token_expires_at: "fieldTokenExpiresAt",
+  token_refresh_at: "fieldTokenRefreshAt", last_refresh: "fieldLastRefresh", last_error: "fieldLastError",
+  models: "models", method: "fieldMethod", expires_at: "fieldExpiresAt", profile_arn: "fieldProfileArn",
+  region: "region", has_refresh_token: "fieldHasRefreshToken", version: "fieldVersion",
+  quota_reset_date: "fieldQuotaResetDate", premium_interactions: "premiumQuota", credits: "credits",
+  usage: "fieldUsage",
+};
+
+/** A key/value list of an object the API returned (account status, quota):
+ * fields labelled in the UI's language (each row's data-key is the API's
+ * name), yes/no for flags, times (fields named *_at, last_refresh: Unix
+ * seconds) as local times. */
 export function KeyValues({ data }: { data: unknown }) {
+  const { t, lang } = useI18n();
   if (!data || typeof data !== "object") return <pre className="kv-raw">{JSON.stringify(data)}</pre>;
+  const when = (k: string, v: unknown) => typeof v === "number" && v > 0 && /(_at|^last_refresh)$/.test(k);
+  const value = (k: string, v: unknown) => v !== null && typeof v === "object" ? <code>{JSON.stringify(v)}</code>
+    : typeof v === "boolean" ? t(v ? "yes" : "no")
+    : when(k, v) ? <time dateTime={new Date((v as number) * 1000).toISOString()}>{fmtTime(v as number, lang)}</time>
+    : String(v ?? "—");
   return (
     <dl className="kv">
       {Object.entries(data as Record<string, unknown>).map(([k, v]) => (
-        <div key={k}>
-          <dt>{k}</dt>
-          <dd>{v !== null && typeof v === "object" ? <code>{JSON.stringify(v)}</code> : String(v ?? "—")}</dd>
+        <div key={k} data-key={k}>
+          <dt>{FIELD_LABELS[k] ? t(FIELD_LABELS[k]) : k}</dt>
+          <dd>{value(k, v)}</dd>
         </div>
       ))}
     </dl>

@@ -3,40 +3,65 @@
 // file or the kiro-cli database, forced refresh, status, quota) and Copilot
 // (GitHub device flow, status, premium quota), on the admin app's
 // /admin/kiro/... and /admin/copilot/... endpoints.
-import { FormEvent, useEffect, useRef, useState } from "react";
+import { FormEvent, useEffect, useState } from "react";
 import { useQueryClient } from "@tanstack/react-query";
 import { ApiError, DeviceLogin, LoginState, Provider, SocialLogin, api, seg } from "../api";
 import { useI18n } from "../i18n";
-import { pollDelayMs, secondsLeft, toBase64 } from "../logic";
+import { pollDelayMs, quotaSummary, secondsLeft, toBase64 } from "../logic";
 import { CopyButton, Dialog, ErrorBox, Field, KeyValues, fieldError } from "../components/ui";
 
-/** Polls GET `path` until the login leaves "pending"; `slow_down` answers
- * (a status of "pending" with slow_down: true) double the interval. */
+/** Polls GET `path` until the login leaves "pending", as often as the
+ * admin app says it will ask the identity service again (its poll_after or
+ * the session's interval, which a slow_down raises). A session past its
+ * time may answer 410: that is the "expired" state, not a failure. */
 function useLoginPoll(path: string | null, interval: number) {
   const [state, setState] = useState<LoginState | null>(null);
   const [err, setErr] = useState<unknown>(null);
-  const slow = useRef(0);
   useEffect(() => {
     if (!path) return;
     let stop = false, timer: ReturnType<typeof setTimeout>;
-    slow.current = 0;
     setState({ status: "pending" });
     setErr(null);
     const tick = async () => {
+      let s: LoginState;
       try {
-        const s = await api.get<LoginState>(path);
-        if (stop) return;
-        if (s.slow_down) slow.current++;
-        setState(s);
-        if (s.status === "pending") timer = setTimeout(tick, pollDelayMs(interval, slow.current));
+        s = await api.get<LoginState>(path);
       } catch (e) {
-        if (!stop) setErr(e);
+        if (stop) return;
+        if (e instanceof ApiError && e.status === 410) setState({ status: "expired", error: e.message });
+        else setErr(e);
+        return;
       }
+      if (stop) return;
+      setState(s);
+      if (s.status === "pending") timer = setTimeout(tick, pollDelayMs(s, interval));
     };
-    timer = setTimeout(tick, pollDelayMs(interval));
+    timer = setTimeout(tick, pollDelayMs(null, interval));
     return () => { stop = true; clearTimeout(timer); };
   }, [path, interval]);
   return { state, err };
+}
+
+/** The device login running for one account, kept in sessionStorage until it
+ * is over: the admin app allows one pending login per provider, so a dialog
+ * closed while it runs picks it up again when reopened (and keeps polling,
+ * which is what lets the admin app finish it) instead of being refused. */
+function usePendingDevice(kind: "kiro" | "copilot", provider: string, state: LoginState | null, err: unknown):
+    [DeviceLogin | null, (d: DeviceLogin) => void] {
+  const key = `antigw.login.${kind}.${provider}`;
+  const [device, setDevice] = useState<DeviceLogin | null>(() => {
+    try {
+      const d = JSON.parse(sessionStorage.getItem(key) ?? "null") as DeviceLogin | null;
+      return d && typeof d.id === "string" && secondsLeft(d.expires_at) > 0 ? d : null;
+    } catch {
+      return null;
+    }
+  });
+  useEffect(() => {
+    if (err || (state && state.status !== "pending")) sessionStorage.removeItem(key);
+  }, [state, err, key]);
+  const start = (d: DeviceLogin) => { sessionStorage.setItem(key, JSON.stringify(d)); setDevice(d); };
+  return [device, start];
 }
 
 function LoginStatusLine({ state, err }: { state: LoginState | null; err: unknown }) {
@@ -71,22 +96,35 @@ function DeviceCode({ login, url }: { login: DeviceLogin; url: string }) {
   );
 }
 
-/** Status and quota of an account, each shown on demand. */
-function AccountInfo({ base }: { base: string }) {
+/** Status and quota of an account, each shown on demand; the status is read
+ * again whenever `version` changes (after a login, an import, a refresh).
+ * An account not signed in yet (a 404 of the status or quota) is said so,
+ * not shown as a failure. */
+function AccountInfo({ base, version }: { base: string; version: number }) {
   const { t } = useI18n();
   const [status, setStatus] = useState<unknown>(null);
   const [quota, setQuota] = useState<unknown>(null);
+  const [none, setNone] = useState(false);
   const [err, setErr] = useState<unknown>(null);
   const load = async (what: "status" | "quota") => {
     setErr(null);
     try {
       const v = await api.get<unknown>(`${base}/${what}`);
+      setNone(false);
       (what === "status" ? setStatus : setQuota)(v);
     } catch (e) {
-      setErr(e);
+      if (e instanceof ApiError && e.status === 404) {
+        setNone(true);
+        if (what === "status") setStatus(null); else setQuota(null);
+      } else {
+        setErr(e);
+      }
     }
   };
-  useEffect(() => { load("status"); }, [base]); // eslint-disable-line react-hooks/exhaustive-deps
+  useEffect(() => { load("status"); }, [base, version]); // eslint-disable-line react-hooks/exhaustive-deps
+  const summary = quotaSummary(quota);
+  // Kiro's quota carries the service's whole answer: folded away.
+  const raw = quota && typeof quota === "object" ? (quota as Record<string, unknown>).usage : undefined;
   return (
     <section className="sub">
       <div className="card-head">
@@ -97,20 +135,42 @@ function AccountInfo({ base }: { base: string }) {
         </div>
       </div>
       {err ? <ErrorBox err={err} /> : null}
+      {none && <p className="muted" role="status" data-testid="account-none">{t("noAccountYet")}</p>}
       {status ? <div data-testid="account-status"><KeyValues data={status} /></div> : null}
-      {quota ? <div data-testid="account-quota"><h4>{t("quota")}</h4><KeyValues data={quota} /></div> : null}
+      {quota ? (
+        <div data-testid="account-quota">
+          <h4>{t("quota")}</h4>
+          {summary && <p data-testid="quota-summary">{t("quotaLine", {
+            what: t(summary.kind === "premium" ? "premiumQuota" : "credits"),
+            amount: summary.unlimited ? t("unlimited")
+              : t("quotaLeft", { left: fmtNum(summary.left), total: fmtNum(summary.total) }) })}</p>}
+          <KeyValues data={withoutRaw(quota)} />
+          {raw !== undefined && <details data-testid="quota-raw"><summary>{t("fieldUsage")}</summary>
+            <pre className="kv-raw">{JSON.stringify(raw, null, 2)}</pre></details>}
+        </div>) : null}
     </section>
   );
 }
+
+function withoutRaw(q: unknown): unknown {
+  if (!q || typeof q !== "object" || !("usage" in q)) return q;
+  const { usage: _usage, ...rest } = q as Record<string, unknown>;
+  return rest;
+}
+
+const fmtNum = (n: number) => String(Math.round(n * 100) / 100);
 
 export function KiroDialog({ provider, onClose }: { provider: Provider; onClose: () => void }) {
   const { t } = useI18n();
   const qc = useQueryClient();
   const name = provider.name;
   const base = `/admin/kiro/${seg(name)}`;
-  const [tab, setTab] = useState<"social" | "device" | "import">("social");
+  const [tab, setTab] = useState<"social" | "device" | "import">(
+    () => sessionStorage.getItem(`antigw.login.kiro.${provider.name}`) ? "device" : "social");
   const [err, setErr] = useState<unknown>(null);
   const [notice, setNotice] = useState<string | null>(null);
+  const [note, setNote] = useState<string | null>(null);
+  const [version, setVersion] = useState(0);
   // social
   const [social, setSocial] = useState<SocialLogin | null>(null);
   const [callback, setCallback] = useState("");
@@ -118,16 +178,24 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
   const [method, setMethod] = useState<"builder-id" | "idc">("builder-id");
   const [startUrl, setStartUrl] = useState("");
   const [region, setRegion] = useState("us-east-1");
-  const [device, setDevice] = useState<DeviceLogin | null>(null);
-  const poll = useLoginPoll(device ? `/admin/kiro/login/${seg(device.id)}` : null, device?.interval ?? 5);
+  const [devicePath, setDevicePath] = useState<[string, number] | null>(null);
+  const poll = useLoginPoll(devicePath?.[0] ?? null, devicePath?.[1] ?? 5);
+  const [device, setDevice] = usePendingDevice("kiro", name, poll.state, poll.err);
+  useEffect(() => { setDevicePath(device ? [`/admin/kiro/login/${seg(device.id)}`, device.interval] : null); }, [device]);
   // import
   const [tokenFile, setTokenFile] = useState<File | null>(null);
   const [regFile, setRegFile] = useState<File | null>(null);
   const [dbFile, setDbFile] = useState<File | null>(null);
 
-  const done = (msg: string) => { setNotice(msg); qc.invalidateQueries({ queryKey: ["providers"] }); };
+  const done = (msg: string, account?: { note?: string }) => {
+    setNotice(msg);
+    setNote(typeof account?.note === "string" ? account.note : null);
+    setVersion((v) => v + 1);
+    qc.invalidateQueries({ queryKey: ["providers"] });
+    qc.invalidateQueries({ queryKey: ["health"] });
+  };
   const run = async (fn: () => Promise<void>) => {
-    setErr(null); setNotice(null);
+    setErr(null); setNotice(null); setNote(null);
     try { await fn(); } catch (e) { setErr(e); }
   };
 
@@ -146,7 +214,12 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
     if (method === "idc") { body.start_url = startUrl.trim(); body.region = region.trim(); }
     setDevice(await api.post<DeviceLogin>("/admin/kiro/login", body));
   }); };
-  useEffect(() => { if (poll.state?.status === "completed") qc.invalidateQueries({ queryKey: ["providers"] }); }, [poll.state?.status, qc]);
+  useEffect(() => {
+    if (poll.state?.status !== "completed") return;
+    setVersion((v) => v + 1);
+    qc.invalidateQueries({ queryKey: ["providers"] });
+    qc.invalidateQueries({ queryKey: ["health"] });
+  }, [poll.state?.status, qc]);
 
   const doImport = (e: FormEvent) => { e.preventDefault(); run(async () => {
     const body: Record<string, unknown> = { provider: name };
@@ -158,8 +231,7 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
     } else {
       throw new ApiError(400, "invalid_request_error", t("required"), "kiro_auth_token", null);
     }
-    await api.post("/admin/kiro/import", body);
-    done(t("imported"));
+    done(t("imported"), await api.post<{ note?: string }>("/admin/kiro/import", body));
   }); };
   const refresh = () => run(async () => { await api.post(`${base}/refresh`, {}); done(t("refreshed")); });
 
@@ -225,11 +297,12 @@ export function KiroDialog({ provider, onClose }: { provider: Provider; onClose:
       )}
       {err && !(err instanceof ApiError && err.field && ["callback_url", "start_url", "region", "kiro_auth_token", "client_registration", "kiro_cli_db"].includes(err.field))
         ? <ErrorBox err={err} /> : null}
-      {notice && <p className="alert ok" role="status" data-testid="account-notice">{notice}</p>}
+      {notice && <p className="alert ok" role="status" data-testid="account-notice">{notice}
+        {note && <><br /><small>{note}</small></>}</p>}
       <div className="dialog-actions left">
         <button type="button" onClick={refresh}>{t("refreshNow")}</button>
       </div>
-      <AccountInfo base={base} />
+      <AccountInfo base={base} version={version} />
     </Dialog>
   );
 }
@@ -256,11 +329,19 @@ async function readJson(f: File, t: ReturnType<typeof useI18n>["t"]): Promise<un
 export function CopilotDialog({ provider, onClose }: { provider: Provider; onClose: () => void }) {
   const { t } = useI18n();
   const name = provider.name;
-  const [device, setDevice] = useState<DeviceLogin | null>(null);
   const [err, setErr] = useState<unknown>(null);
-  const poll = useLoginPoll(device ? `/admin/copilot/login/${seg(device.id)}` : null, device?.interval ?? 5);
+  const [devicePath, setDevicePath] = useState<[string, number] | null>(null);
+  const poll = useLoginPoll(devicePath?.[0] ?? null, devicePath?.[1] ?? 5);
+  const [device, setDevice] = usePendingDevice("copilot", name, poll.state, poll.err);
+  useEffect(() => { setDevicePath(device ? [`/admin/copilot/login/${seg(device.id)}`, device.interval] : null); }, [device]);
   const qc = useQueryClient();
-  useEffect(() => { if (poll.state?.status === "completed") qc.invalidateQueries({ queryKey: ["providers"] }); }, [poll.state?.status, qc]);
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    if (poll.state?.status !== "completed") return;
+    setVersion((v) => v + 1);
+    qc.invalidateQueries({ queryKey: ["providers"] });
+    qc.invalidateQueries({ queryKey: ["health"] });
+  }, [poll.state?.status, qc]);
   const start = async () => {
     setErr(null);
     try {
@@ -277,7 +358,7 @@ export function CopilotDialog({ provider, onClose }: { provider: Provider; onClo
       {err ? <ErrorBox err={err} /> : null}
       {device && <DeviceCode login={device} url={device.verification_uri ?? device.verification_uri_complete ?? ""} />}
       {device && <LoginStatusLine state={poll.state} err={poll.err} />}
-      <AccountInfo base={`/admin/copilot/${seg(name)}`} />
+      <AccountInfo base={`/admin/copilot/${seg(name)}`} version={version} />
     </Dialog>
   );
 }

@@ -2,7 +2,7 @@ import { useState } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { HealthAnswer, PoolProvider, Provider, UsageAnswer, api, query } from "../api";
 import { useI18n } from "../i18n";
-import { Bucket, bucketStart, fillSeries, fmtInt, pct, topGroups, totalTokens } from "../logic";
+import { Bucket, bucketStart, fillSeries, fmtInt, needsLogin, pct, topGroups, totalTokens } from "../logic";
 import { Chart } from "../components/Chart";
 import { Badge, ErrorBox, Loading } from "../components/ui";
 
@@ -55,7 +55,7 @@ export function Dashboard() {
                 {providers.data.data.map((p) => {
                   const s = pool.get(p.name);
                   const usable = s ? s.usable : p.enabled && p.healthy !== false;
-                  const needsLogin = p.needs_login || s?.needs_login;
+                  const waitsForLogin = needsLogin(s);
                   const reason = s?.reason ?? p.health_reason ?? "none";
                   return (
                     <tr key={p.id} data-provider={p.name}>
@@ -64,7 +64,7 @@ export function Dashboard() {
                       <td>
                         {!p.enabled ? <Badge ok="warn">{t("disabled")}</Badge>
                           : <Badge ok={usable}>{usable ? t("usable") : t("notUsable")}</Badge>}
-                        {needsLogin && <> <Badge ok={false}>{t("needsLogin")}</Badge></>}
+                        {waitsForLogin && <> <Badge ok={false}>{t("needsLogin")}</Badge></>}
                       </td>
                       <td>{reasonText(t, reason)}</td>
                       <td className="num">{s && s.cooldown_ms > 0 ? `${Math.ceil(s.cooldown_ms / 1000)} s` : "—"}</td>

@@ -2,7 +2,7 @@ import { FormEvent, useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { HealthAnswer, Provider, api, seg } from "../api";
 import { useI18n } from "../i18n";
-import { FormError, ProviderForm, fmtInt, providerBody, providerForm } from "../logic";
+import { FormError, ProviderForm, fmtInt, githubTokenBody, needsLogin, providerBody, providerForm } from "../logic";
 import { Badge, Dialog, ErrorBox, Field, FormAlert, Loading, fieldError } from "../components/ui";
 import { reasonText } from "./Dashboard";
 import { CopilotDialog, KiroDialog } from "./Accounts";
@@ -73,7 +73,7 @@ export function Providers() {
                     <td>
                       {!p.enabled ? <Badge ok="warn">{t("disabled")}</Badge>
                         : <Badge ok={p.healthy !== false}>{p.healthy === false ? t("unhealthy") : t("healthy")}</Badge>}
-                      {p.needs_login && <> <Badge ok={false}>{t("needsLogin")}</Badge></>}
+                      {needsLogin(s) && <> <Badge ok={false}>{t("needsLogin")}</Badge></>}
                       {p.health_reason && p.health_reason !== "none" && <div className="muted small">{reasonText(t, p.health_reason)}</div>}
                       {s && s.requests > 0 && <div className="muted small">{t("ms", { n: s.latency_ewma_ms })}</div>}
                       {tr && <div className={`small ${tr === "running" ? "muted" : tr.ok ? "ok-text" : "bad-text"}`} role="status" data-testid="test-result">
@@ -119,9 +119,12 @@ function ProviderDialog({ provider, onClose, onSaved }: { provider?: Provider; o
   const [err, setErr] = useState<unknown>(null);
   const set = <K extends keyof ProviderForm>(k: K, v: ProviderForm[K]) => setF((x) => ({ ...x, [k]: v }));
   const save = useMutation({
-    mutationFn: (body: Record<string, unknown>) => provider
-      ? api.put(`/admin/providers/${seg(provider.id)}`, body)
-      : api.post("/admin/providers", body),
+    mutationFn: async ({ body, token }: { body: Record<string, unknown>; token: { github_token: string } | null }) => {
+      let id = provider?.id;
+      if (!provider) id = (await api.post<Provider>("/admin/providers", body)).id;
+      else if (Object.keys(body).length) await api.put(`/admin/providers/${seg(provider.id)}`, body);
+      if (token && id !== undefined) await api.put(`/admin/providers/${seg(id)}`, token);
+    },
     onSuccess: () => { qc.invalidateQueries({ queryKey: ["providers"] }); onSaved(); },
     onError: setErr,
   });
@@ -129,9 +132,9 @@ function ProviderDialog({ provider, onClose, onSaved }: { provider?: Provider; o
     e.preventDefault();
     setErr(null);
     try {
-      const body = providerBody(f, provider);
-      if (provider && Object.keys(body).length === 0) return onClose();
-      save.mutate(body);
+      const body = providerBody(f, provider), token = githubTokenBody(f);
+      if (provider && Object.keys(body).length === 0 && !token) return onClose();
+      save.mutate({ body, token });
     } catch (x) {
       if (x instanceof FormError) setErr(x);
       else throw x;
