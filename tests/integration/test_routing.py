@@ -450,10 +450,12 @@ def a_killed_worker_gives_back_what_it_held(ctx):
         for m in p.mocks:
             force(m, "events=20,delay_ms=150")
         threads, out = streams_through(gw, 24)
-        wait_for(lambda: (metric(gw, "antigateway_streams_in_flight") or 0) >= 20, 15,
-                 "streams under way")
-        eq(sum(in_flight(gw).values()), metric(gw, "antigateway_streams_in_flight"),
-           "in flight = streams")
+        # the two counts move a moment apart while streams start: a moment
+        # when at least 20 are under way and both agree
+        def under_way():
+            streams = metric(gw, "antigateway_streams_in_flight") or 0
+            return streams >= 20 and sum(in_flight(gw).values()) == streams
+        wait_for(under_way, 15, "streams under way, in flight = streams")
         victim = pool_workers(gw)[0]
         os.kill(victim, signal.SIGKILL)
         for t in threads:
