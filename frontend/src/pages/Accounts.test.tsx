@@ -71,7 +71,8 @@ describe("Copilot dialog", () => {
     expect((await screen.findByTestId("user-code")).textContent).toBe("ABCD-1234");
     expect(window.open).toHaveBeenCalledWith("https://github.com/login/device", "_blank", "noopener");
     expect(screen.getByRole("link", { name: "Open page" }).getAttribute("href")).toBe("https://github.com/login/device");
-    expect(screen.getByTestId("login-status").dataset.status).toBe("pending");
+    // The status line appears with the first poll's answer.
+    expect((await screen.findByTestId("login-status")).dataset.status).toBe("pending");
     await waitFor(() => expect(screen.getByTestId("login-status").dataset.status).toBe("completed"), { timeout: 5000 });
     expect(calls.filter((c) => c.path === "/admin/copilot/login/L1").length).toBe(2);
     expect(calls.find((c) => c.path === "/admin/copilot/login")!.body).toEqual({ provider: "gh" });
