@@ -562,18 +562,7 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
         if (out->max_tokens < 1)
             return DFAIL(c, "max_output_tokens: must be at least 1");
     }
-    if (agw_wire_given(v[K_TEMPERATURE])) {
-        AGW_WIRE_TRY(want_num(c, v[K_TEMPERATURE], "temperature", &out->temperature));
-        if (out->temperature < 0 || out->temperature > 2)
-            return DFAIL(c, "temperature: must be between 0 and 2");
-        out->has_temperature = 1;
-    }
-    if (agw_wire_given(v[K_TOP_P])) {
-        AGW_WIRE_TRY(want_num(c, v[K_TOP_P], "top_p", &out->top_p));
-        if (out->top_p < 0 || out->top_p > 1)
-            return DFAIL(c, "top_p: must be between 0 and 1");
-        out->has_top_p = 1;
-    }
+    AGW_WIRE_TRY(agw_wire_read_sampling(&c->rd, v[K_TEMPERATURE], v[K_TOP_P], out));
     if (agw_wire_given(v[K_STREAM]))
         AGW_WIRE_TRY(want_bool(c, v[K_STREAM], "stream", &out->stream));
     if (agw_wire_given(v[K_USER]))

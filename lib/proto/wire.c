@@ -245,6 +245,24 @@ agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what, int64
     return AGW_OK;
 }
 
+agw_err agw_wire_read_sampling(agw_wire_reader *r, agw_str temperature, agw_str top_p,
+                               agw_ir_request *out)
+{
+    if (agw_wire_given(temperature)) {
+        AGW_WIRE_TRY(agw_wire_want_num(r, temperature, "temperature", &out->temperature));
+        if (out->temperature < 0 || out->temperature > 2)
+            return agw_wire_fail(r->err, r->errlen, "temperature: must be between 0 and 2");
+        out->has_temperature = 1;
+    }
+    if (agw_wire_given(top_p)) {
+        AGW_WIRE_TRY(agw_wire_want_num(r, top_p, "top_p", &out->top_p));
+        if (out->top_p < 0 || out->top_p > 1)
+            return agw_wire_fail(r->err, r->errlen, "top_p: must be between 0 and 1");
+        out->has_top_p = 1;
+    }
+    return AGW_OK;
+}
+
 agw_wire_turn *agw_wire_turn_for(agw_arena *a, agw_wire_turns *t, agw_ir_role role)
 {
     if (t->n && t->v[t->n - 1].role == role)

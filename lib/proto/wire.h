@@ -135,6 +135,12 @@ AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const c
 #define AGW_WIRE_WANT_NUM(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
 #define AGW_WIRE_WANT_INT(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
 
+/* OpenAI-style `temperature` (0..2) and `top_p` (0..1), either absent
+ * (empty or null views leave them unset in `out`): AGW_EINVAL with
+ * "<name>: must be between ..." for a value out of its range. */
+AGW_WARN_UNUSED agw_err agw_wire_read_sampling(agw_wire_reader *r, agw_str temperature,
+                                               agw_str top_p, agw_ir_request *out);
+
 /* The turns of a conversation a request decoder builds: consecutive
  * messages of one role merge into one turn. Blocks and turns live in the
  * decoder's arena. */
