@@ -97,12 +97,15 @@ static int read_body(agw_request *r, agw_model_call *mc)
                           agw_request_clip(dup, 100), dup.ptr);
         return 0;
     }
-    e = agw_json_find(mc->body, AGW_STR_LIT("model"), &mc->model_raw);
-    if (e == AGW_EINVAL) {
+    if (agw_json_type_of(mc->body) != AGW_JSON_OBJECT) {
         agw_request_error(r, 400, "request body must be a JSON object");
         return 0;
     }
-    if (e == AGW_ENOTFOUND) {
+    static const char *const names[] = { "model", "stream" };
+    agw_str top[2];
+    agw_json_collect(mc->body, names, 2, top, NULL);
+    mc->model_raw = top[0];
+    if (!mc->model_raw.ptr) {
         mc->model_raw = (agw_str){ NULL, 0 };
         mc->model = (agw_str){ "", 0 }; /* the provider's default (route.h) */
     } else {
@@ -121,9 +124,8 @@ static int read_body(agw_request *r, agw_model_call *mc)
         mc->model = agw_buf_view(&mc->model_buf);
     }
     agw_usage_record_names(&r->usage, AGW_STR_LIT(""), mc->model);
-    agw_str stream_raw;
-    if (agw_json_find(mc->body, AGW_STR_LIT("stream"), &stream_raw) == AGW_OK) {
-        agw_json_type t = agw_json_type_of(stream_raw);
+    if (top[1].ptr) {
+        agw_json_type t = agw_json_type_of(top[1]);
         if (t != AGW_JSON_TRUE && t != AGW_JSON_FALSE && t != AGW_JSON_NULL) {
             agw_request_error(r, 400, "'stream' must be a boolean");
             return 0;
@@ -187,18 +189,21 @@ int agw_model_call_prepare(agw_request *r, agw_model_call *mc)
 static void ratelimit_headers(agw_request *r)
 {
     const agw_limit_ticket *t = &r->ticket;
-    agw_err e = AGW_OK;
+    agw_buf *h = &r->headers;
+    int failed = 0;
     if (t->policy.qpm > 0)
-        e = agw_buf_appendf(&r->headers,
-                            "x-ratelimit-limit-requests: %lld\r\n"
-                            "x-ratelimit-remaining-requests: %lld\r\n",
-                            (long long)t->policy.qpm, (long long)t->remaining_requests);
-    if (!e && t->policy.tpm > 0)
-        e = agw_buf_appendf(&r->headers,
-                            "x-ratelimit-limit-tokens: %lld\r\n"
-                            "x-ratelimit-remaining-tokens: %lld\r\n",
-                            (long long)t->policy.tpm, (long long)t->remaining_tokens);
-    if (e)
+        failed = agw_buf_append_str(h, AGW_STR_LIT("x-ratelimit-limit-requests: ")) ||
+                 agw_buf_append_i64(h, t->policy.qpm) ||
+                 agw_buf_append_str(h, AGW_STR_LIT("\r\nx-ratelimit-remaining-requests: ")) ||
+                 agw_buf_append_i64(h, t->remaining_requests) ||
+                 agw_buf_append_str(h, AGW_STR_LIT("\r\n"));
+    if (!failed && t->policy.tpm > 0)
+        failed = agw_buf_append_str(h, AGW_STR_LIT("x-ratelimit-limit-tokens: ")) ||
+                 agw_buf_append_i64(h, t->policy.tpm) ||
+                 agw_buf_append_str(h, AGW_STR_LIT("\r\nx-ratelimit-remaining-tokens: ")) ||
+                 agw_buf_append_i64(h, t->remaining_tokens) ||
+                 agw_buf_append_str(h, AGW_STR_LIT("\r\n"));
+    if (failed)
         agw_buf_reset(&r->headers);
 }
 

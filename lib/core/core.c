@@ -109,6 +109,20 @@ agw_err agw_buf_append_str(agw_buf *b, agw_str s)
     return agw_buf_append(b, s.ptr, s.len);
 }
 
+agw_err agw_buf_append_i64(agw_buf *b, int64_t v)
+{
+    char digits[24];
+    char *p = digits + sizeof digits;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return agw_buf_append(b, p, (size_t)(digits + sizeof digits - p));
+}
+
 agw_err agw_buf_appendf(agw_buf *b, const char *fmt, ...)
 {
     char small[256];
@@ -320,6 +334,15 @@ char *agw_xstrdup(const char *s, const char *file, int line)
     return p;
 }
 
+char *agw_xstrcat(const char *a, const char *b, const char *file, int line)
+{
+    size_t na = strlen(a), nb = strlen(b) + 1;
+    char *p = agw_xmalloc(na + nb, file, line);
+    memcpy(p, a, na);
+    memcpy(p + na, b, nb);
+    return p;
+}
+
 /* ---- logging ---- */
 
 static volatile int log_level = AGW_LOG_INFO;
@@ -366,14 +389,42 @@ void agw_log(agw_log_level lvl, const char *fmt, ...)
     static const char *tags[] = { "error", "warn", "info", "debug" };
     if ((int)lvl > log_level)
         return;
+    /* The prefix up to the seconds changes once a second: formatting it
+     * costs more than the message, so each thread keeps its last one. */
+    static _Thread_local time_t prefix_sec = -1;
+    static _Thread_local char prefix[20]; /* "YYYY-MM-DDTHH:MM:SS" */
     char line[2048];
     struct timespec ts;
-    struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ antigw[%d] %s: ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, log_pid_get(), tags[lvl]);
+    if (ts.tv_sec != prefix_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(prefix, sizeof prefix, "%04u-%02u-%02uT%02u:%02u:%02u",
+                 (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
+                 (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u,
+                 (unsigned)tm.tm_min % 100u, (unsigned)tm.tm_sec % 100u);
+        prefix_sec = ts.tv_sec;
+    }
+    static _Thread_local int pid_of_text;
+    static _Thread_local char pid_text[32]; /* "Z antigw[<pid>] " */
+    static _Thread_local size_t pid_text_len;
+    int pid = log_pid_get();
+    if (pid != pid_of_text) {
+        pid_text_len = (size_t)snprintf(pid_text, sizeof pid_text, "Z antigw[%d] ", pid);
+        pid_of_text = pid;
+    }
+    long ms = ts.tv_nsec / 1000000;
+    size_t tag_len = strlen(tags[lvl]);
+    memcpy(line, prefix, 19);
+    line[19] = '.';
+    line[20] = (char)('0' + ms / 100);
+    line[21] = (char)('0' + ms / 10 % 10);
+    line[22] = (char)('0' + ms % 10);
+    memcpy(line + 23, pid_text, pid_text_len);
+    memcpy(line + 23 + pid_text_len, tags[lvl], tag_len);
+    int n = (int)(23 + pid_text_len + tag_len);
+    line[n++] = ':';
+    line[n++] = ' ';
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +48,23 @@ void agw_sha256(agw_str data, unsigned char out[AGW_SHA256_LEN])
     if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 ||
         EVP_DigestUpdate(ctx, data.ptr, data.len) != 1 || EVP_DigestFinal_ex(ctx, out, &len) != 1)
         agw_fatal(__FILE__, __LINE__, "SHA-256 failed");
+}
+
+void agw_sha256_recent(agw_str data, unsigned char out[AGW_SHA256_LEN])
+{
+    static _Thread_local unsigned char last[AGW_SHA256_RECENT_MAX];
+    static _Thread_local size_t last_len = SIZE_MAX;
+    static _Thread_local unsigned char last_digest[AGW_SHA256_LEN];
+    if (data.len == last_len && CRYPTO_memcmp(data.ptr, last, data.len) == 0) {
+        memcpy(out, last_digest, AGW_SHA256_LEN);
+        return;
+    }
+    agw_sha256(data, out);
+    if (data.len <= sizeof last) {
+        memcpy(last, data.ptr, data.len);
+        memcpy(last_digest, out, AGW_SHA256_LEN);
+        last_len = data.len;
+    }
 }
 
 int agw_secret_eq_sha256(agw_str given, const unsigned char want[AGW_SHA256_LEN])

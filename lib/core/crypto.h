@@ -20,6 +20,13 @@
 #define AGW_SHA256_LEN 32
 
 void agw_sha256(agw_str data, unsigned char out[AGW_SHA256_LEN]);
+/* The same for an input the calling thread hashes again and again (a client
+ * key on each of its requests): each thread keeps its last input of up to
+ * AGW_SHA256_RECENT_MAX bytes with its digest, and a repeat, compared in
+ * constant time, costs a copy instead of a hash. The input stays in that
+ * thread's memory until its next call with another one. */
+#define AGW_SHA256_RECENT_MAX 512
+void agw_sha256_recent(agw_str data, unsigned char out[AGW_SHA256_LEN]);
 
 /* 1 when the two secrets are equal. Both sides are hashed first and the digests
  * compared in constant time, so neither the content nor the length of the

@@ -318,6 +318,11 @@ static agw_json_ptr json_skip_string(agw_json_ptr p, agw_json_ptr end)
     }
 }
 
+/* The bytes json_skip_value stops at inside a container. */
+static const unsigned char json_structural[256] = {
+    ['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1,
+};
+
 /* p at the first byte of a value; returns past its last byte or NULL. */
 static agw_json_ptr json_skip_value(agw_json_ptr p, agw_json_ptr end)
 {
@@ -332,6 +337,10 @@ static agw_json_ptr json_skip_value(agw_json_ptr p, agw_json_ptr end)
     case '{':
     case '[':
         while (p < end) {
+            /* Most bytes of a container are none of these five. */
+            while (!json_structural[*p])
+                if (++p == end)
+                    return NULL;
             switch (*p) {
             case '"':
                 if (!(p = json_skip_string(p, end)))
@@ -459,6 +468,43 @@ agw_err agw_json_find_member(agw_str doc, agw_str key, agw_str *value, agw_str *
 agw_err agw_json_find(agw_str doc, agw_str key, agw_str *value)
 {
     return agw_json_find_member(doc, key, value, NULL);
+}
+
+void agw_json_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
+                      agw_str *unknown)
+{
+    /* Name lengths once, not once per member; keys without escapes (nearly
+     * all) are compared as raw bytes. */
+    enum { KNOWN_LENS = 64 };
+    size_t lens[KNOWN_LENS];
+    agw_json_iter it;
+    agw_str k, v;
+
+    for (size_t i = 0; i < n; i++) {
+        vals[i] = (agw_str){ NULL, 0 };
+        if (i < KNOWN_LENS)
+            lens[i] = strlen(names[i]);
+    }
+    if (unknown)
+        *unknown = (agw_str){ NULL, 0 };
+    if (agw_json_iter_init(&it, obj) != AGW_OK || it.close != '}')
+        return;
+    while (agw_json_iter_next(&it, &k, &v)) {
+        const char *inner = k.ptr + 1;
+        size_t inner_len = k.len >= 2 ? k.len - 2 : 0;
+        int plain = k.len >= 2 && !memchr(inner, '\\', inner_len);
+        size_t i;
+        for (i = 0; i < n; i++) {
+            size_t len = i < KNOWN_LENS ? lens[i] : strlen(names[i]);
+            if (plain ? inner_len == len && memcmp(inner, names[i], len) == 0
+                      : agw_json_string_eq(k, (agw_str){ names[i], len })) {
+                vals[i] = v;
+                break;
+            }
+        }
+        if (i == n && unknown && !unknown->ptr)
+            *unknown = k;
+    }
 }
 
 static agw_str json_trim(agw_str s)
@@ -670,6 +716,14 @@ int agw_json_string_eq(agw_str token, agw_str s)
     size_t left = s.len;
 
     if (!json_token_inner(token, &p, &end))
+        return 0;
+    /* An escape makes the raw bytes longer than what they stand for: a
+     * token no longer than s can only match byte for byte and unescaped,
+     * and a longer one only with an escape in it. */
+    size_t raw = (size_t)(end - p);
+    if (raw <= left)
+        return raw == left && (raw == 0 || memcmp(p, want, raw) == 0) && !memchr(p, '\\', raw);
+    if (!memchr(p, '\\', raw))
         return 0;
     for (;;) {
         agw_json_ptr bs = p < end ? memchr(p, '\\', (size_t)(end - p)) : NULL;

@@ -61,6 +61,14 @@ AGW_WARN_UNUSED agw_err agw_json_validate(agw_str doc, int max_depth, char *err,
  * AGW_EINVAL when doc is not an object. */
 AGW_WARN_UNUSED agw_err agw_json_find(agw_str doc, agw_str key, agw_str *value);
 
+/* Walks an object once: vals[k] gets the value of the LAST member named
+ * names[k] (last wins, as agw_json_find), {NULL, 0} when there is none, and
+ * *unknown (may be NULL) the key token of the first member not listed, or
+ * {NULL, 0}. One pass instead of one agw_json_find per name keeps big bodies
+ * linear. A non-object leaves every value absent. */
+void agw_json_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
+                      agw_str *unknown);
+
 /* agw_json_find, plus *member (may be NULL): a span that can be cut out of doc
  * to delete the member and leave a valid object. It runs from the comma before
  * the member through its value, or for a first member from its key through

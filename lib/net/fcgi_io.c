@@ -32,7 +32,16 @@ void agw_fcgi_conn_release(agw_fcgi_conn *c)
 
 const char *agw_fcgi_param(const agw_fcgi_conn *c, const char *name)
 {
-    return c->envp ? FCGX_GetParam(name, c->envp) : NULL;
+    /* FCGX_GetParam's strncmp call per entry, on a request's ~30 entries
+     * and a dozen lookups (several for headers that are absent), adds up:
+     * the first byte rules most entries out. */
+    if (!c->envp || !name[0])
+        return NULL;
+    size_t len = strlen(name);
+    for (char **p = c->envp; *p; p++)
+        if ((*p)[0] == name[0] && strncmp(*p + 1, name + 1, len - 1) == 0 && (*p)[len] == '=')
+            return *p + len + 1;
+    return NULL;
 }
 
 agw_str agw_fcgi_bearer(const agw_fcgi_conn *c)
@@ -126,13 +135,32 @@ agw_err agw_fcgi_head(agw_fcgi_conn *c, int status, const char *content_type, ag
         return AGW_EINVAL;
     c->head_sent = 1;
     c->status = status;
+    if (status < 100 || status > 999)
+        return AGW_EINVAL;
+    /* Put together by hand: this runs on every response, and snprintf
+     * costs more than the rest of the head. */
+    const char *reason = agw_http_reason(status);
+    size_t reason_len = strlen(reason), type_len = strlen(content_type);
     char line[256];
-    int n = snprintf(line, sizeof line, "Status: %d %s\r\nContent-Type: %s\r\n", status,
-                     agw_http_reason(status), content_type);
-    if (n < 0 || (size_t)n >= sizeof line)
+    if (reason_len + type_len > sizeof line - 32)
         return AGW_EINVAL; /* never write more than `line` holds */
+    size_t n = 0;
+    memcpy(line, "Status: ", 8);
+    n = 8;
+    line[n++] = (char)('0' + status / 100);
+    line[n++] = (char)('0' + status / 10 % 10);
+    line[n++] = (char)('0' + status % 10);
+    line[n++] = ' ';
+    memcpy(line + n, reason, reason_len);
+    n += reason_len;
+    memcpy(line + n, "\r\nContent-Type: ", 16);
+    n += 16;
+    memcpy(line + n, content_type, type_len);
+    n += type_len;
+    line[n++] = '\r';
+    line[n++] = '\n';
     agw_err e;
-    if ((e = agw_fcgi_write(c, line, (size_t)n)) || (e = agw_fcgi_write(c, headers.ptr, headers.len)))
+    if ((e = agw_fcgi_write(c, line, n)) || (e = agw_fcgi_write(c, headers.ptr, headers.len)))
         return e;
     return agw_fcgi_write(c, "\r\n", 2);
 }

@@ -580,7 +580,8 @@ static void finish_converted(agw_relay_call *r, long status)
     if (r->mode == MODE_BODY) {
         /* One JSON answer, whatever was asked: the codec makes the client's
          * form of it (a whole SSE stream for a streaming client). */
-        if (r->rq->tap && r->rq->tap->body)
+        if (r->rq->tap && r->rq->tap->body &&
+            agw_json_validate(agw_buf_view(&r->body), 512, NULL, 0) == AGW_OK)
             r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
         e = c->response(c->ud, agw_buf_view(&r->body), out, &final_status);
         if (e != AGW_OK) {
@@ -803,14 +804,16 @@ static void finish_stream(agw_relay_call *r)
 
 static void finish_body(agw_relay_call *r, long status)
 {
-    if (r->rq->tap && r->rq->tap->body)
-        r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
     if (agw_json_validate(agw_buf_view(&r->body), 512, NULL, 0) != AGW_OK) {
         if (r->committed)
             send_error_event(r, 502, AGW_STR_LIT("upstream answered with invalid JSON"));
         else
             send_error(r, 502, AGW_STR_LIT("upstream answered with invalid JSON"), 1);
-    } else if (r->committed) {
+        return;
+    }
+    if (r->rq->tap && r->rq->tap->body)
+        r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
+    if (r->committed) {
         /* The SSE head went out while we waited, but the upstream answered
          * with plain JSON: deliver it as one data event. */
         agw_buf ev = AGW_BUF_INIT(AGW_LIMIT_UPSTREAM_BODY + 64);

@@ -55,7 +55,8 @@ typedef struct {
     void *ud;
     /* Each SSE event of a streamed answer, as the upstream sent it. */
     void (*event)(void *ud, agw_str name, agw_str data);
-    /* A 2xx answer that was not a stream, once it is complete. */
+    /* A 2xx answer that was not a stream, once it is complete and known to
+     * be valid JSON (agw_json_validate, depth 512). */
     void (*body)(void *ud, agw_str body);
 } agw_relay_tap;
 

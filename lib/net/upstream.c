@@ -16,6 +16,9 @@ struct agw_upstream {
     size_t n_headers;
     long status;                    /* from the last status line seen */
     char errbuf[CURL_ERROR_SIZE];
+    /* The request headers of the last perform, kept for the next one: a
+     * handle mostly calls the same provider with the same headers. */
+    struct curl_slist *hdrs;
 
     /* per perform */
     const agw_upstream_req *rq;
@@ -50,6 +53,11 @@ agw_err agw_upstream_global_init(void)
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? AGW_OK : AGW_EIO;
 }
 
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow);
+static size_t on_header(char *p, size_t size, size_t n, void *ud);
+static size_t on_body(char *p, size_t size, size_t n, void *ud);
+
 agw_upstream *agw_upstream_new(void)
 {
     agw_upstream *u = xcalloc(1, sizeof *u);
@@ -57,6 +65,26 @@ agw_upstream *agw_upstream_new(void)
     if (!u->easy)
         agw_fatal(__FILE__, __LINE__, "curl_easy_init failed");
     agw_buf_init(&u->header_bytes, 64u << 10);
+    /* What every request of the handle shares is set once: agw_upstream_perform
+     * sets the rest, each option every time, so nothing of one request
+     * carries over to the next (no curl_easy_reset, whose cost is that of
+     * setting them all again). */
+    CURL *h = u->easy;
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, u->errbuf);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* gzip from providers, decoded here */
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, u);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, u);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, u);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     return u;
 }
 
@@ -65,6 +93,7 @@ void agw_upstream_free(agw_upstream *u)
     if (!u)
         return;
     curl_easy_cleanup(u->easy);
+    curl_slist_free_all(u->hdrs);
     agw_buf_free(&u->header_bytes);
     free(u);
 }
@@ -171,12 +200,21 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     return 0;
 }
 
+#define EXPECT_NONE "Expect:"
+
+/* 1 when `list` holds exactly `want` (NULL-terminated) and then EXPECT_NONE. */
+static int same_headers(const struct curl_slist *list, const char *const *want)
+{
+    for (const char *const *hp = want; hp && *hp; hp++, list = list->next)
+        if (!list || strcmp(list->data, *hp) != 0)
+            return 0;
+    return list && strcmp(list->data, EXPECT_NONE) == 0 && !list->next;
+}
+
 void agw_upstream_perform(agw_upstream *u, const agw_upstream_req *rq, agw_upstream_result *res)
 {
     CURL *h = u->easy;
     memset(res, 0, sizeof *res);
-    /* reset keeps live connections, the DNS cache and TLS sessions (curl_easy_reset(3)). */
-    curl_easy_reset(h);
     u->rq = rq;
     u->n_headers = 0;
     u->status = 0;
@@ -186,39 +224,28 @@ void agw_upstream_perform(agw_upstream *u, const agw_upstream_req *rq, agw_upstr
     u->first_byte_us = 0;
     u->stopped = u->idle_expired = 0;
 
-    struct curl_slist *hdrs = NULL;
-    for (const char *const *hp = rq->headers; hp && *hp; hp++)
-        hdrs = curl_slist_append(hdrs, *hp);
-    /* libcurl would send Expect: 100-continue for bodies over 1 MiB and wait up
-     * to a second for a 100 Continue that many servers never send. */
-    hdrs = curl_slist_append(hdrs, "Expect:");
-    if (!hdrs)
-        agw_fatal(__FILE__, __LINE__, "curl_slist_append failed");
+    if (!same_headers(u->hdrs, rq->headers)) {
+        curl_slist_free_all(u->hdrs);
+        struct curl_slist *hdrs = NULL;
+        for (const char *const *hp = rq->headers; hp && *hp; hp++)
+            if (!(hdrs = curl_slist_append(hdrs, *hp)))
+                agw_fatal(__FILE__, __LINE__, "curl_slist_append failed");
+        /* libcurl would send Expect: 100-continue for bodies over 1 MiB and
+         * wait up to a second for a 100 Continue that many servers never send. */
+        if (!(hdrs = curl_slist_append(hdrs, EXPECT_NONE)))
+            agw_fatal(__FILE__, __LINE__, "curl_slist_append failed");
+        u->hdrs = hdrs;
+    }
 
     curl_easy_setopt(h, CURLOPT_URL, rq->url);
-    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, u->errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, u->hdrs);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
-    if (rq->total_timeout_ms > 0)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, rq->total_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* gzip from providers, decoded here */
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, u);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, u);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, u);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, rq->total_timeout_ms > 0 ? rq->total_timeout_ms : 0L);
     if (rq->body.ptr) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body.ptr);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body.len);
+    } else {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
 
     CURLcode rc = curl_easy_perform(h);
@@ -226,7 +253,6 @@ void agw_upstream_perform(agw_upstream *u, const agw_upstream_req *rq, agw_upstr
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     res->status = status;
     res->first_byte_us = u->first_byte_us;
-    curl_slist_free_all(hdrs);
 
     if (rc == CURLE_OK) {
         res->outcome = AGW_UPSTREAM_DONE;

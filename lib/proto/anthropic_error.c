@@ -54,12 +54,12 @@ agw_err agw_anthropic_decode_error(agw_str body, agw_arena *arena, agw_str *type
     if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, NULL, 0) != AGW_OK ||
         agw_json_type_of(body) != AGW_JSON_OBJECT)
         return AGW_EINVAL;
-    agw_wire_collect(body, top_keys, 2, top, NULL);
+    agw_json_collect(body, top_keys, 2, top, NULL);
     if (top[0].ptr && !agw_json_string_eq(top[0], AGW_STR_LIT("error")))
         return AGW_EINVAL;
     if (agw_json_type_of(top[1]) != AGW_JSON_OBJECT)
         return AGW_EINVAL;
-    agw_wire_collect(top[1], er_keys, 2, er, NULL);
+    agw_json_collect(top[1], er_keys, 2, er, NULL);
     if (agw_json_type_of(er[0]) != AGW_JSON_STRING ||
         agw_json_type_of(er[1]) != AGW_JSON_STRING)
         return AGW_EINVAL;

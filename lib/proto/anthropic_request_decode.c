@@ -172,7 +172,7 @@ static agw_err decode_image_source(dec *d, agw_str src, const char *path, agw_ir
         return fail(d, "%s is required", p);
     if (agw_json_type_of(src) != AGW_JSON_OBJECT)
         return fail(d, "%s must be an object", p);
-    agw_wire_collect(src, f_keys, 4, f, NULL);
+    agw_json_collect(src, f_keys, 4, f, NULL);
     if ((e = get_str(d, f[0], p, "type", 1, &type)) != AGW_OK)
         return e;
     if (agw_str_eq(type, AGW_STR_LIT("base64"))) {
@@ -298,7 +298,7 @@ static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role rol
 
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
         return fail(d, "%s must be an object", path);
-    agw_wire_collect(v, block_keys, B_COUNT, f, NULL);
+    agw_json_collect(v, block_keys, B_COUNT, f, NULL);
     if ((e = get_str(d, f[B_TYPE], path, "type", 1, &type)) != AGW_OK)
         return e;
     if (where == IN_SYSTEM && !agw_str_eq(type, AGW_STR_LIT("text")))
@@ -375,7 +375,7 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
         snprintf(path, sizeof path, "messages[%zu]", i);
         if (agw_json_type_of(m) != AGW_JSON_OBJECT)
             return fail(d, "%s must be an object", path);
-        agw_wire_collect(m, f_keys, 2, f, NULL);
+        agw_json_collect(m, f_keys, 2, f, NULL);
         if ((e = get_str(d, f[0], path, "role", 1, &role)) != AGW_OK)
             return e;
         if (agw_str_eq(role, AGW_STR_LIT("user")))
@@ -441,7 +441,7 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
         snprintf(path, sizeof path, "tools[%zu]", i);
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
             return fail(d, "%s must be an object", path);
-        agw_wire_collect(t, f_keys, 6, f, NULL);
+        agw_json_collect(t, f_keys, 6, f, NULL);
         if ((e = get_str(d, f[0], path, "type", 0, &type)) != AGW_OK)
             return e;
         /* Server tools (web_search_..., bash_..., text_editor_...) run at
@@ -485,7 +485,7 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
         return fail(d, "tool_choice must be an object");
-    agw_wire_collect(v, f_keys, 3, f, NULL);
+    agw_json_collect(v, f_keys, 3, f, NULL);
     if ((e = get_str(d, f[0], "tool_choice", "type", 1, &type)) != AGW_OK ||
         (e = get_bool(d, f[2], "tool_choice", "disable_parallel_tool_use", &disable)) != AGW_OK)
         return e;
@@ -621,7 +621,7 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
     if (agw_json_type_of(body) != AGW_JSON_OBJECT)
         return fail(d, "the request body must be a JSON object");
 
-    agw_wire_collect(body, top_names, T_COUNT, f, &unknown);
+    agw_json_collect(body, top_names, T_COUNT, f, &unknown);
     if (unknown.ptr) {
         agw_buf_reset(&d->scratch);
         if ((e = agw_json_string_decode(unknown, &d->scratch)) != AGW_OK)
@@ -655,7 +655,7 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
         agw_str mf[1];
         if (agw_json_type_of(meta) != AGW_JSON_OBJECT)
             return fail(d, "metadata must be an object");
-        agw_wire_collect(meta, mf_keys, 1, mf, NULL);
+        agw_json_collect(meta, mf_keys, 1, mf, NULL);
         if ((e = get_str(d, mf[0], "metadata", "user_id", 0, &rq->user)) != AGW_OK)
             return e;
     }

@@ -99,7 +99,7 @@ static agw_err s_usage(sdec *s, agw_str v, agw_ir_usage *u)
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
         return sfail(s, "must be an object", "usage");
-    agw_wire_collect(v, f_keys, 4, f, NULL);
+    agw_json_collect(v, f_keys, 4, f, NULL);
     if ((e = s_count(s, f[0], "usage.input_tokens", &u->input)) != AGW_OK ||
         (e = s_count(s, f[1], "usage.output_tokens", &u->output)) != AGW_OK ||
         (e = s_count(s, f[2], "usage.cache_read_input_tokens", &u->cache_read)) != AGW_OK ||
@@ -128,10 +128,10 @@ static agw_err s_message_start(sdec *s, agw_str data)
 
     if (s->d->started)
         return agw_wire_fail(s->err, s->errlen, "upstream sent a second message_start");
-    agw_wire_collect(data, f_keys, 1, f, NULL);
+    agw_json_collect(data, f_keys, 1, f, NULL);
     if ((e = s_object(s, f[0], "message")) != AGW_OK)
         return e;
-    agw_wire_collect(f[0], m_keys, 3, m, NULL);
+    agw_json_collect(f[0], m_keys, 3, m, NULL);
     agw_ir_event_init(&ev, AGW_IR_EV_MESSAGE_START);
     if ((e = s_str(s, m[0], "message.id", 0, &ev.id)) != AGW_OK ||
         (e = s_str(s, m[1], "message.model", 0, &ev.model)) != AGW_OK ||
@@ -166,7 +166,7 @@ static agw_err s_block(sdec *s, agw_str blk, const char *where, int with_input, 
     *initial = *sig = (agw_str){ NULL, 0 };
     if ((e = s_object(s, blk, where)) != AGW_OK)
         return e;
-    agw_wire_collect(blk, b_keys, 8, b, NULL);
+    agw_json_collect(blk, b_keys, 8, b, NULL);
     if ((e = s_str(s, b[0], member_name(nb, sizeof nb, where, "type"), 1, &type)) != AGW_OK)
         return e;
     if (agw_str_eq(type, AGW_STR_LIT("text"))) {
@@ -236,7 +236,7 @@ static agw_err s_block_start(sdec *s, agw_str data)
     agw_ir_event ev;
     agw_err e;
 
-    agw_wire_collect(data, f_keys, 2, f, NULL);
+    agw_json_collect(data, f_keys, 2, f, NULL);
     agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_START);
     if ((e = s_index(s, f[0], &ev.index)) != AGW_OK ||
         (e = s_block(s, f[1], "content_block", 0, &ev, &initial, &sig)) != AGW_OK)
@@ -255,12 +255,12 @@ static agw_err s_block_delta(sdec *s, agw_str data)
     agw_str type;
     agw_err e;
 
-    agw_wire_collect(data, f_keys, 2, f, NULL);
+    agw_json_collect(data, f_keys, 2, f, NULL);
     agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_DELTA);
     if ((e = s_index(s, f[0], &ev.index)) != AGW_OK ||
         (e = s_object(s, f[1], "delta")) != AGW_OK)
         return e;
-    agw_wire_collect(f[1], dl_keys, 5, dl, NULL);
+    agw_json_collect(f[1], dl_keys, 5, dl, NULL);
     if ((e = s_str(s, dl[0], "delta.type", 1, &type)) != AGW_OK)
         return e;
     if (agw_str_eq(type, AGW_STR_LIT("text_delta"))) {
@@ -292,7 +292,7 @@ static agw_err s_block_stop(sdec *s, agw_str data)
     agw_ir_event ev;
     agw_err e;
 
-    agw_wire_collect(data, f_keys, 1, f, NULL);
+    agw_json_collect(data, f_keys, 1, f, NULL);
     agw_ir_event_init(&ev, AGW_IR_EV_BLOCK_STOP);
     if ((e = s_index(s, f[0], &ev.index)) != AGW_OK)
         return e;
@@ -309,12 +309,12 @@ static agw_err s_message_delta(sdec *s, agw_str data)
     agw_str reason;
     agw_err e;
 
-    agw_wire_collect(data, f_keys, 2, f, NULL);
+    agw_json_collect(data, f_keys, 2, f, NULL);
     agw_ir_event_init(&ev, AGW_IR_EV_MESSAGE_DELTA);
     if (agw_wire_given(f[0])) {
         if (agw_json_type_of(f[0]) != AGW_JSON_OBJECT)
             return sfail(s, "must be an object", "delta");
-        agw_wire_collect(f[0], dl_keys, 2, dl, NULL);
+        agw_json_collect(f[0], dl_keys, 2, dl, NULL);
         if ((e = s_str(s, dl[0], "delta.stop_reason", 0, &reason)) != AGW_OK ||
             (e = s_str(s, dl[1], "delta.stop_sequence", 0, &ev.stop_sequence)) != AGW_OK)
             return e;
@@ -334,10 +334,10 @@ static agw_err s_error(sdec *s, agw_str data)
     agw_ir_event ev;
     agw_err e;
 
-    agw_wire_collect(data, f_keys, 1, f, NULL);
+    agw_json_collect(data, f_keys, 1, f, NULL);
     if ((e = s_object(s, f[0], "error")) != AGW_OK)
         return e;
-    agw_wire_collect(f[0], er_keys, 2, er, NULL);
+    agw_json_collect(f[0], er_keys, 2, er, NULL);
     agw_ir_event_init(&ev, AGW_IR_EV_ERROR);
     if ((e = s_str(s, er[0], "error.type", 0, &ev.error_type)) != AGW_OK ||
         (e = s_str(s, er[1], "error.message", 0, &ev.error_message)) != AGW_OK)
@@ -396,7 +396,7 @@ static agw_err decode_event(sdec *s, agw_str event, agw_str data)
         static const char *const f_keys[] = { "type" };
         agw_str f[1], name;
 
-        agw_wire_collect(data, f_keys, 1, f, NULL);
+        agw_json_collect(data, f_keys, 1, f, NULL);
         if (agw_json_type_of(f[0]) != AGW_JSON_STRING)
             return AGW_OK;
         if ((e = agw_wire_string(&s->d->arena, &s->scratch, f[0], &name)) != AGW_OK)
@@ -506,7 +506,7 @@ static agw_err decode_response(sdec *s, agw_str body)
         return agw_wire_fail(s->err, s->errlen, "upstream answered with invalid JSON: %s", why);
     if (agw_json_type_of(body) != AGW_JSON_OBJECT)
         return agw_wire_fail(s->err, s->errlen, "upstream answer is not a JSON object");
-    agw_wire_collect(body, keys, 8, v, NULL);
+    agw_json_collect(body, keys, 8, v, NULL);
     if (agw_wire_given(v[1]) || agw_json_string_eq(v[0], AGW_STR_LIT("error"))) {
         s->name = "error";
         return s_error(s, body);

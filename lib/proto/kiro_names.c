@@ -108,7 +108,7 @@ agw_err agw_kiro_decode_error(agw_str body, agw_arena *arena, int *status, agw_s
     if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, NULL, 0) != AGW_OK ||
         agw_json_type_of(body) != AGW_JSON_OBJECT)
         return AGW_EINVAL;
-    agw_wire_collect(body, names, 4, v, NULL);
+    agw_json_collect(body, names, 4, v, NULL);
     agw_str msg = agw_json_type_of(v[0]) == AGW_JSON_STRING ? v[0] : v[1];
     agw_str aws_type = { NULL, 0 }, reason = { NULL, 0 };
     if (agw_json_type_of(msg) != AGW_JSON_STRING ||

@@ -90,7 +90,7 @@ agw_err agw_openai_decode_error(agw_str body, agw_arena *arena, agw_str *type, a
         agw_json_find(body, AGW_STR_LIT("error"), &eobj) != AGW_OK ||
         agw_json_type_of(eobj) != AGW_JSON_OBJECT)
         return AGW_EINVAL;
-    agw_wire_collect(eobj, keys, 3, v, NULL);
+    agw_json_collect(eobj, keys, 3, v, NULL);
     if (agw_wire_given(v[0]) && agw_json_type_of(v[0]) != AGW_JSON_STRING)
         return AGW_EINVAL;
     *message = (agw_str){ "", 0 };

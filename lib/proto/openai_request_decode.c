@@ -85,7 +85,7 @@ static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind 
             return DFAIL(c, "messages[%zu].content: more than %d parts", i, OAI_MAX_PARTS);
         if (agw_json_type_of(part) != AGW_JSON_OBJECT)
             return DFAIL(c, "messages[%zu].content[%zu]: expected an object", i, j);
-        agw_wire_collect(part, part_keys, 4, pv, NULL);
+        agw_json_collect(part, part_keys, 4, pv, NULL);
         snprintf(what, sizeof what, "messages[%zu].content[%zu].type", i, j);
         AGW_WIRE_TRY(need_str(c, pv[0], what, &type));
         if (agw_str_eq(type, AGW_STR_LIT("text"))) {
@@ -153,7 +153,7 @@ static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, agw_wire_tur
             return DFAIL(c, "messages[%zu].tool_calls: more than %d calls", i, OAI_MAX_TOOL_CALLS);
         if (agw_json_type_of(call) != AGW_JSON_OBJECT)
             return DFAIL(c, "messages[%zu].tool_calls[%zu]: expected an object", i, j);
-        agw_wire_collect(call, call_keys, 3, cv, NULL);
+        agw_json_collect(call, call_keys, 3, cv, NULL);
         snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].id", i, j);
         AGW_WIRE_TRY(need_str(c, cv[0], what, &id));
         if (agw_wire_given(cv[1])) {
@@ -164,7 +164,7 @@ static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, agw_wire_tur
         }
         if (agw_json_type_of(cv[2]) != AGW_JSON_OBJECT)
             return DFAIL(c, "messages[%zu].tool_calls[%zu].function: expected an object", i, j);
-        agw_wire_collect(cv[2], fn_keys, 2, fv, NULL);
+        agw_json_collect(cv[2], fn_keys, 2, fv, NULL);
         snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].function.name", i, j);
         AGW_WIRE_TRY(need_str(c, fv[0], what, &name));
         if (agw_wire_given(fv[1])) {
@@ -249,7 +249,7 @@ static agw_err parse_message(reqdec *c, size_t i, agw_str msg)
 
     if (agw_json_type_of(msg) != AGW_JSON_OBJECT)
         return DFAIL(c, "messages[%zu]: expected an object", i);
-    agw_wire_collect(msg, msg_keys, MK_COUNT, mv, NULL);
+    agw_json_collect(msg, msg_keys, MK_COUNT, mv, NULL);
     snprintf(what, sizeof what, "messages[%zu].role", i);
     AGW_WIRE_TRY(need_str(c, mv[MK_ROLE], what, &role));
 
@@ -302,14 +302,14 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
             return DFAIL(c, "tools: more than %d tools", OAI_MAX_TOOLS);
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu]: expected an object", k);
-        agw_wire_collect(t, tool_keys, 2, tv, NULL);
+        agw_json_collect(t, tool_keys, 2, tv, NULL);
         snprintf(what, sizeof what, "tools[%zu].type", k);
         AGW_WIRE_TRY(need_str(c, tv[0], what, &s));
         if (!agw_str_eq(s, AGW_STR_LIT("function")))
             return DFAIL(c, "%s: only 'function' tools are supported", what);
         if (agw_json_type_of(tv[1]) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu].function: expected an object", k);
-        agw_wire_collect(tv[1], fn_keys, 4, fv, NULL);
+        agw_json_collect(tv[1], fn_keys, 4, fv, NULL);
         out->tools = agw_wire_grow(c->rd.arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
         tool = &out->tools[out->n_tools++];
         memset(tool, 0, sizeof *tool);
@@ -578,7 +578,7 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
         return DFAIL(c, "invalid JSON body: %s", verr);
     if (agw_json_type_of(body) != AGW_JSON_OBJECT)
         return DFAIL(c, "the request body must be a JSON object");
-    agw_wire_collect(body, top_keys, K_COUNT, v, NULL);
+    agw_json_collect(body, top_keys, K_COUNT, v, NULL);
 
     AGW_WIRE_TRY(check_unsupported(c, v));
     AGW_WIRE_TRY(check_ignored(c, v));

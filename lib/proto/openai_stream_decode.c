@@ -175,10 +175,10 @@ static agw_err sd_tool_calls(sdec *c, agw_str calls)
 
         if (agw_json_type_of(call) != AGW_JSON_OBJECT)
             return SFAIL(c, "upstream sent a tool call that is not an object");
-        agw_wire_collect(call, call_keys, 3, cv, NULL);
+        agw_json_collect(call, call_keys, 3, cv, NULL);
         fv[0] = fv[1] = (agw_str){ NULL, 0 };
         if (agw_json_type_of(cv[2]) == AGW_JSON_OBJECT)
-            agw_wire_collect(cv[2], fn_keys, 2, fv, NULL);
+            agw_json_collect(cv[2], fn_keys, 2, fv, NULL);
         AGW_WIRE_TRY(sd_tool_slot(c, cv[0], cv[1], &slot));
         if (d->tool_blocks[slot] < 0) {
             agw_str id = { NULL, 0 }, name = { NULL, 0 };
@@ -240,14 +240,14 @@ static agw_err sd_choice(sdec *c, agw_str choice)
 
     if (agw_json_type_of(choice) != AGW_JSON_OBJECT)
         return AGW_OK;
-    agw_wire_collect(choice, keys, 4, v, NULL);
+    agw_json_collect(choice, keys, 4, v, NULL);
     if (agw_json_type_of(v[1]) != AGW_JSON_OBJECT)
         v[1] = v[3];
     /* We always ask for one choice; anything else is not ours to merge. */
     if (agw_wire_given(v[0]) && (agw_json_int64(v[0], &idx) != AGW_OK || idx != 0))
         return AGW_OK;
     if (agw_json_type_of(v[1]) == AGW_JSON_OBJECT) {
-        agw_wire_collect(v[1], dkeys, 5, dv, NULL);
+        agw_json_collect(v[1], dkeys, 5, dv, NULL);
         /* Servers that send both carry the same text in both. */
         AGW_WIRE_TRY(sd_text(c, AGW_IR_THINKING,
                              agw_json_type_of(dv[0]) == AGW_JSON_STRING && dv[0].len > 2 ? dv[0]
@@ -318,7 +318,7 @@ static agw_err sd_error(sdec *c, agw_str e)
 
     agw_ir_event_init(&ev, AGW_IR_EV_ERROR);
     if (agw_json_type_of(e) == AGW_JSON_OBJECT) {
-        agw_wire_collect(e, keys, 3, v, NULL);
+        agw_json_collect(e, keys, 3, v, NULL);
         if (agw_json_type_of(v[0]) == AGW_JSON_STRING)
             AGW_WIRE_TRY(agw_wire_string_copy(&c->d->arena, v[0], &ev.error_message));
     } else if (agw_json_type_of(e) == AGW_JSON_STRING) {
@@ -356,7 +356,7 @@ static agw_err sd_chunk(sdec *c, agw_str chunk)
     agw_str v[3], choice;
     agw_json_iter it;
 
-    agw_wire_collect(chunk, keys, 3, v, NULL);
+    agw_json_collect(chunk, keys, 3, v, NULL);
     if (agw_wire_given(v[0]))
         return sd_error(c, v[0]);
     AGW_WIRE_TRY(sd_start(c, chunk));

@@ -54,7 +54,7 @@ agw_err agw_responses_check_stateless(agw_str body, char *err, size_t errlen)
     if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, NULL, 0) != AGW_OK ||
         agw_json_type_of(body) != AGW_JSON_OBJECT)
         return AGW_OK;
-    agw_wire_collect(body, keys, 4, v, NULL);
+    agw_json_collect(body, keys, 4, v, NULL);
     if (agw_wire_given(v[0]))
         return agw_wire_fail(err, errlen,
                              "previous_response_id: this gateway is stateless and keeps no "
@@ -82,7 +82,7 @@ static agw_err parse_image(reqdec *c, agw_str part, const char *where, agw_ir_bl
     static const char *const keys[] = { "image_url", "file_id", "detail" };
     agw_str v[3], url;
     char what[160];
-    agw_wire_collect(part, keys, 3, v, NULL);
+    agw_json_collect(part, keys, 3, v, NULL);
     if (agw_wire_given(v[1]))
         return DFAIL(c, "%s.file_id: uploaded files are not available through this gateway; "
                         "send the image as a data URI or an https URL", where);
@@ -135,7 +135,7 @@ static agw_err parse_content(reqdec *c, agw_str content, const char *where, cont
         snprintf(at, sizeof at, "%s.content[%zu]", where, j);
         if (agw_json_type_of(part) != AGW_JSON_OBJECT)
             return DFAIL(c, "%s: expected an object", at);
-        agw_wire_collect(part, keys, 3, v, NULL);
+        agw_json_collect(part, keys, 3, v, NULL);
         snprintf(what, sizeof what, "%s.type", at);
         AGW_WIRE_TRY(need_str(c, v[0], what, &type));
         int text_part = agw_str_eq(type, AGW_STR_LIT("input_text")) ||
@@ -165,7 +165,7 @@ static agw_err parse_message(reqdec *c, agw_str item, const char *where)
     static const char *const keys[] = { "role", "content" };
     agw_str v[2], role;
     char what[160];
-    agw_wire_collect(item, keys, 2, v, NULL);
+    agw_json_collect(item, keys, 2, v, NULL);
     snprintf(what, sizeof what, "%s.role", where);
     AGW_WIRE_TRY(need_str(c, v[0], what, &role));
     content_dest d;
@@ -187,7 +187,7 @@ static agw_err parse_function_call(reqdec *c, agw_str item, const char *where)
     static const char *const keys[] = { "call_id", "name", "arguments" };
     agw_str v[3], args;
     char what[160];
-    agw_wire_collect(item, keys, 3, v, NULL);
+    agw_json_collect(item, keys, 3, v, NULL);
     agw_ir_block *b = turn_block(c, AGW_IR_ASSISTANT);
     b->kind = AGW_IR_TOOL_USE;
     snprintf(what, sizeof what, "%s.call_id", where);
@@ -210,7 +210,7 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
     static const char *const keys[] = { "call_id", "output" };
     agw_str v[2], s;
     char what[160];
-    agw_wire_collect(item, keys, 2, v, NULL);
+    agw_json_collect(item, keys, 2, v, NULL);
     agw_ir_block *b = turn_block(c, AGW_IR_USER);
     b->kind = AGW_IR_TOOL_RESULT;
     snprintf(what, sizeof what, "%s.call_id", where);
@@ -243,7 +243,7 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
         snprintf(at, sizeof at, "%s[%zu]", what, j);
         if (agw_json_type_of(part) != AGW_JSON_OBJECT)
             return DFAIL(c, "%s: expected an object", at);
-        agw_wire_collect(part, pk, 2, pv, NULL);
+        agw_json_collect(part, pk, 2, pv, NULL);
         char tw[200];
         snprintf(tw, sizeof tw, "%s.type", at);
         AGW_WIRE_TRY(need_str(c, pv[0], tw, &type));
@@ -273,7 +273,7 @@ static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
     static const char *const keys[] = { "summary", "encrypted_content", "content", "id" };
     agw_str v[4], sig = { NULL, 0 }, id = { NULL, 0 };
     char what[160];
-    agw_wire_collect(item, keys, 4, v, NULL);
+    agw_json_collect(item, keys, 4, v, NULL);
     if (agw_wire_given(v[3])) {
         snprintf(what, sizeof what, "%s.id", where);
         AGW_WIRE_TRY(want_str(c, v[3], what, &id));
@@ -402,7 +402,7 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
             return DFAIL(c, "tools: more than %d tools", RSP_MAX_TOOLS);
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu]: expected an object", i);
-        agw_wire_collect(t, keys, 5, v, NULL);
+        agw_json_collect(t, keys, 5, v, NULL);
         snprintf(what, sizeof what, "tools[%zu].type", i);
         AGW_WIRE_TRY(need_str(c, v[0], what, &type));
         if (!agw_str_eq(type, AGW_STR_LIT("function")))
@@ -528,7 +528,7 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     if (agw_json_type_of(body) != AGW_JSON_OBJECT)
         return DFAIL(c, "the request body must be a JSON object");
     AGW_WIRE_TRY(agw_responses_check_stateless(body, c->rd.err, c->rd.errlen));
-    agw_wire_collect(body, top_keys, K_COUNT, v, NULL);
+    agw_json_collect(body, top_keys, K_COUNT, v, NULL);
 
     if (agw_wire_given(v[K_PROMPT]))
         return DFAIL(c, "prompt: stored prompt templates are not available through this "

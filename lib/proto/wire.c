@@ -65,30 +65,6 @@ int agw_wire_given(agw_str v)
     return v.ptr != NULL && !agw_json_is_null(v);
 }
 
-void agw_wire_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
-                      agw_str *unknown)
-{
-    agw_json_iter it;
-    agw_str k, v;
-
-    for (size_t i = 0; i < n; i++)
-        vals[i] = (agw_str){ NULL, 0 };
-    if (unknown)
-        *unknown = (agw_str){ NULL, 0 };
-    if (agw_json_iter_init(&it, obj) != AGW_OK)
-        return;
-    while (agw_json_iter_next(&it, &k, &v)) {
-        size_t i;
-        for (i = 0; i < n; i++)
-            if (agw_json_string_eq(k, agw_str_c(names[i]))) {
-                vals[i] = v;
-                break;
-            }
-        if (i == n && unknown && !unknown->ptr)
-            *unknown = k;
-    }
-}
-
 int agw_wire_number(agw_str v, double *out)
 {
     char small[64];

@@ -68,14 +68,6 @@ agw_str agw_wire_trim(agw_str s);
  * null like an absent optional member, as their SDKs send it. */
 int agw_wire_given(agw_str v);
 
-/* Walks an object once: vals[k] gets the value of the LAST member named
- * names[k] (last wins, as in json.h), {NULL, 0} when there is none, and
- * *unknown (may be NULL) the key token of the first member not listed, or
- * {NULL, 0}. One pass instead of one agw_json_find per name keeps big bodies
- * linear. A non-object leaves every value absent. */
-void agw_wire_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
-                      agw_str *unknown);
-
 /* 1 when v (after whitespace) is a number token, with its value in *out;
  * a number beyond the range of a double reads as +-HUGE_VAL (not finite),
  * which the caller refuses or range-checks. 0 for anything else. */

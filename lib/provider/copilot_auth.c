@@ -86,15 +86,6 @@ agw_err agw_copilot_client_headers(const agw_provider_cfg *p, agw_provider_call 
     return e ? e : agw_provider_call_header(c, "x-request-id: ", rid);
 }
 
-/* "<base><path>" in a fresh string. */
-static char *join_url(const char *base, const char *path)
-{
-    size_t n = strlen(base) + strlen(path) + 1;
-    char *u = xmalloc(n);
-    snprintf(u, n, "%s%s", base, path);
-    return u;
-}
-
 agw_err agw_copilot_github_get(const agw_provider_cfg *p, const char *github_token,
                                const char *path, int timeout_ms, agw_buf *body, char *err,
                                size_t errlen)
@@ -107,7 +98,7 @@ agw_err agw_copilot_github_get(const agw_provider_cfg *p, const char *github_tok
         snprintf(err, errlen, "too many headers");
         return AGW_EIO;
     }
-    char *url = join_url(agw_provider_setting(p, AGW_SET_GITHUB_API_URL), path);
+    char *url = xstrcat(agw_provider_setting(p, AGW_SET_GITHUB_API_URL), path);
     long status = 0;
     e = fetch(url, header_list(&c), (agw_str){ NULL, 0 }, timeout_ms, body, &status, err, errlen);
     free(url);
@@ -139,7 +130,7 @@ agw_err agw_copilot_github_form(const agw_provider_cfg *p, const char *path, con
         snprintf(err, errlen, "too many headers");
         return AGW_EIO;
     }
-    char *url = join_url(agw_provider_setting(p, AGW_SET_GITHUB_URL), path);
+    char *url = xstrcat(agw_provider_setting(p, AGW_SET_GITHUB_URL), path);
     e = fetch(url, header_list(&c), agw_str_c(form), timeout_ms, body, status, err, errlen);
     free(url);
     agw_provider_call_free(&c);
@@ -205,7 +196,7 @@ static cJSON *read_models(const agw_provider_cfg *p, const char *api, const char
         e = agw_copilot_client_headers(p, &c);
     cJSON *models = NULL;
     if (!e) {
-        char *url = join_url(api, "/models");
+        char *url = xstrcat(api, "/models");
         agw_buf body = AGW_BUF_INIT(COPILOT_ANSWER_MAX);
         long status = 0;
         char why[256];

@@ -118,10 +118,7 @@ agw_err agw_provider_call_header(agw_provider_call *c, const char *name, const c
 {
     if (c->n_headers >= AGW_PROVIDER_MAX_HEADERS)
         return AGW_ETOOBIG;
-    size_t n = strlen(name) + strlen(value) + 1;
-    char *h = xmalloc(n);
-    snprintf(h, n, "%s%s", name, value);
-    c->headers[c->n_headers++] = h;
+    c->headers[c->n_headers++] = xstrcat(name, value);
     c->headers[c->n_headers] = NULL;
     return AGW_OK;
 }
@@ -147,9 +144,7 @@ agw_err agw_provider_prepare(const agw_provider_cfg *p, agw_provider_op op,
     /* The base authenticate() named, else the configured one. */
     char *base = out->url;
     const char *b = base ? base : p->base_url;
-    size_t n = strlen(b) + strlen(path) + 1;
-    out->url = xmalloc(n);
-    snprintf(out->url, n, "%s%s", b, path);
+    out->url = xstrcat(b, path);
     free(base);
     return AGW_OK;
 }

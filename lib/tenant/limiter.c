@@ -85,17 +85,17 @@ static uint64_t gcra_adjust(const agw_gcra *g, uint64_t tat, uint64_t now, int64
 int64_t agw_limit_estimate(agw_str body)
 {
     int64_t est = (int64_t)((body.len + 3) / 4);
-    static const agw_str names[] = { AGW_STR_LIT("max_completion_tokens"),
-                                     AGW_STR_LIT("max_tokens"),
-                                     AGW_STR_LIT("max_output_tokens") };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        agw_str v;
+    /* The first of these names that holds a positive count is the answer's
+     * bound. */
+    static const char *const names[] = { "max_completion_tokens", "max_tokens",
+                                          "max_output_tokens" };
+    enum { N_NAMES = sizeof names / sizeof names[0] };
+    agw_str found[N_NAMES];
+    agw_json_collect(body, names, N_NAMES, found, NULL);
+    for (size_t i = 0; i < N_NAMES; i++) {
         int64_t n;
-        if (agw_json_find(body, names[i], &v) == AGW_OK && agw_json_int64(v, &n) == AGW_OK &&
-            n > 0) {
-            est += n > AGW_LIMIT_MAX ? AGW_LIMIT_MAX : n;
-            break;
-        }
+        if (found[i].ptr && agw_json_int64(found[i], &n) == AGW_OK && n > 0)
+            return est + (n > AGW_LIMIT_MAX ? AGW_LIMIT_MAX : n);
     }
     return est;
 }

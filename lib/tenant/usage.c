@@ -81,49 +81,61 @@ void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto)
     t->usage = (agw_ir_usage)AGW_IR_USAGE_UNKNOWN;
 }
 
-static int64_t int_at(agw_str obj, const char *const *path)
+/* A token count: -1 when v is absent, not an integer, or negative. */
+static int64_t count_of(agw_str v)
 {
-    agw_str v;
     int64_t n;
-    if (agw_json_find_path(obj, path, &v) == AGW_OK && agw_json_int64(v, &n) == AGW_OK && n >= 0)
-        return n;
-    return -1;
+    return v.ptr && agw_json_int64(v, &n) == AGW_OK && n >= 0 ? n : -1;
 }
 
-/* OpenAI's usage object: prompt_tokens includes the cached ones, which the
- * record (Anthropic's convention) keeps apart. */
-static void openai_usage(agw_usage_tap *t, agw_str usage)
+/* A usage object whose input count includes the cached tokens, named in
+ * `details` (OpenAI's chat and Responses APIs): the record, in Anthropic's
+ * convention, keeps them apart. names: input, output, the details object. */
+static void usage_with_cached(agw_usage_tap *t, agw_str usage, const char *const names[3])
 {
+    static const char *const detail_names[] = { "cached_tokens" };
+    agw_str v[3], cached_v;
     if (agw_json_type_of(usage) != AGW_JSON_OBJECT)
         return;
-    int64_t prompt = int_at(usage, (const char *const[]){ "prompt_tokens", NULL });
-    int64_t completion = int_at(usage, (const char *const[]){ "completion_tokens", NULL });
-    int64_t cached =
-        int_at(usage, (const char *const[]){ "prompt_tokens_details", "cached_tokens", NULL });
+    agw_json_collect(usage, names, 3, v, NULL);
+    agw_json_collect(v[2], detail_names, 1, &cached_v, NULL);
+    int64_t in = count_of(v[0]), out = count_of(v[1]), cached = count_of(cached_v);
     if (cached < 0)
         cached = 0;
-    if (prompt >= 0) {
-        t->usage.input = prompt >= cached ? prompt - cached : 0;
+    if (in >= 0) {
+        t->usage.input = in >= cached ? in - cached : 0;
         t->usage.cache_read = cached;
         t->usage.cache_write = 0;
     }
-    if (completion >= 0)
-        t->usage.output = completion;
+    if (out >= 0)
+        t->usage.output = out;
+}
+
+static void openai_usage(agw_usage_tap *t, agw_str usage)
+{
+    static const char *const names[] = { "prompt_tokens", "completion_tokens",
+                                         "prompt_tokens_details" };
+    usage_with_cached(t, usage, names);
 }
 
 static void anthropic_usage(agw_usage_tap *t, agw_str usage)
 {
+    static const char *const names[] = { "input_tokens", "output_tokens",
+                                         "cache_read_input_tokens",
+                                         "cache_creation_input_tokens" };
+    agw_str v[4];
     if (agw_json_type_of(usage) != AGW_JSON_OBJECT)
         return;
-    int64_t v;
-    if ((v = int_at(usage, (const char *const[]){ "input_tokens", NULL })) >= 0)
-        t->usage.input = v;
-    if ((v = int_at(usage, (const char *const[]){ "output_tokens", NULL })) >= 0)
-        t->usage.output = v; /* cumulative in message_delta: the last one wins */
-    if ((v = int_at(usage, (const char *const[]){ "cache_read_input_tokens", NULL })) >= 0)
-        t->usage.cache_read = v;
-    if ((v = int_at(usage, (const char *const[]){ "cache_creation_input_tokens", NULL })) >= 0)
-        t->usage.cache_write = v;
+    agw_json_collect(usage, names, 4, v, NULL);
+    int64_t n;
+    if ((n = count_of(v[0])) >= 0)
+        t->usage.input = n;
+    if ((n = count_of(v[1])) >= 0)
+        t->usage.output = n; /* cumulative in message_delta: the last one wins */
+    if ((n = count_of(v[2])) >= 0)
+        t->usage.cache_read = n;
+    if ((n = count_of(v[3])) >= 0)
+        t->usage.cache_write = n;
 }
 
 static void saw_output(agw_usage_tap *t, size_t bytes)
@@ -201,21 +213,9 @@ static void anthropic_event(agw_usage_tap *t, agw_str name, agw_str data)
 /* The Responses API's usage object: input_tokens includes the cached ones. */
 static void responses_usage(agw_usage_tap *t, agw_str usage)
 {
-    if (agw_json_type_of(usage) != AGW_JSON_OBJECT)
-        return;
-    int64_t in = int_at(usage, (const char *const[]){ "input_tokens", NULL });
-    int64_t out = int_at(usage, (const char *const[]){ "output_tokens", NULL });
-    int64_t cached =
-        int_at(usage, (const char *const[]){ "input_tokens_details", "cached_tokens", NULL });
-    if (cached < 0)
-        cached = 0;
-    if (in >= 0) {
-        t->usage.input = in >= cached ? in - cached : 0;
-        t->usage.cache_read = cached;
-        t->usage.cache_write = 0;
-    }
-    if (out >= 0)
-        t->usage.output = out;
+    static const char *const names[] = { "input_tokens", "output_tokens",
+                                         "input_tokens_details" };
+    usage_with_cached(t, usage, names);
 }
 
 /* Responses events name themselves in their data's "type". */
@@ -256,8 +256,7 @@ void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data)
 void agw_usage_tap_body(agw_usage_tap *t, agw_str body)
 {
     agw_str v;
-    if (agw_json_validate(body, 512, NULL, 0) != AGW_OK ||
-        agw_json_find(body, AGW_STR_LIT("usage"), &v) != AGW_OK)
+    if (agw_json_find(body, AGW_STR_LIT("usage"), &v) != AGW_OK)
         return;
     if (t->proto == AGW_PROTO_OPENAI)
         openai_usage(t, v);

@@ -130,7 +130,8 @@ struct agw_usage_tap {
 void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto);
 /* One SSE event of a streamed answer. Never fails: what it cannot read it skips. */
 void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data);
-/* A complete non-streamed 2xx answer body. */
+/* A complete non-streamed 2xx answer body, already checked with
+ * agw_json_validate (the relay's tap hands over only such bodies). */
 void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 
 /* ---- the log ---- */

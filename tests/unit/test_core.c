@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -261,6 +262,28 @@ static void test_appendf_small(void **state)
     assert_int_equal(agw_buf_appendf(&b, "|%c", 'z'), AGW_OK);
     ASSERT_BUF(b, "42-x-7|z");
     agw_buf_free(&b);
+}
+
+static void test_append_i64(void **state)
+{
+    (void)state;
+    /* The same digits as printf's %lld, at both ends of the range. */
+    const int64_t values[] = { 0, 7, -7, 10, 999999999, 1000000000, -1000000000,
+                               INT64_MAX, INT64_MIN, INT64_MIN + 1 };
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        agw_buf b = AGW_BUF_INIT(64);
+        char want[32];
+        snprintf(want, sizeof want, "%lld", (long long)values[i]);
+        assert_int_equal(agw_buf_append_str(&b, AGW_STR_LIT("n=")), AGW_OK);
+        assert_int_equal(agw_buf_append_i64(&b, values[i]), AGW_OK);
+        assert_int_equal(b.len, 2 + strlen(want));
+        assert_memory_equal(b.data + 2, want, strlen(want));
+        agw_buf_free(&b);
+    }
+    /* Past the cap it fails like any append. */
+    agw_buf small = AGW_BUF_INIT(3);
+    assert_int_equal(agw_buf_append_i64(&small, 12345), AGW_ETOOBIG);
+    agw_buf_free(&small);
 }
 
 /* appendf formats into a 256-byte stack buffer first; outputs of 255, 256 and
@@ -708,6 +731,36 @@ static void test_log_line(void **state)
     assert_int_equal(out[19], '.');
 }
 
+static void log_one(void)
+{
+    agw_log_warn("tick");
+}
+
+/* The wall-clock second a log line names. */
+static time_t log_line_time(const char *line)
+{
+    struct tm tm = { 0 };
+    assert_non_null(strptime(line, "%Y-%m-%dT%H:%M:%S", &tm));
+    return timegm(&tm);
+}
+
+static void test_log_time_is_current(void **state)
+{
+    (void)state;
+    /* Each thread keeps its last formatted second: a line written a second
+     * after another must name the later second, and both the clock's. */
+    char a[512], b[512];
+    time_t before = time(NULL);
+    capture_stderr(log_one, a, sizeof a);
+    struct timespec pause = { 1, 100000000 };
+    nanosleep(&pause, NULL);
+    capture_stderr(log_one, b, sizeof b);
+    time_t after = time(NULL);
+    time_t ta = log_line_time(a), tb = log_line_time(b);
+    assert_true(ta >= before && ta <= after);
+    assert_true(tb >= ta + 1 && tb <= after);
+}
+
 static void log_long(void)
 {
     char msg[3000];
@@ -860,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_buf_growth_keeps_bytes),
         cmocka_unit_test(test_buf_append_str),
         cmocka_unit_test(test_appendf_small),
+        cmocka_unit_test(test_append_i64),
         cmocka_unit_test(test_appendf_growth),
         cmocka_unit_test(test_appendf_over_cap),
         cmocka_unit_test(test_json_escape_cases),
@@ -877,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_utf8_len),
         cmocka_unit_test(test_log_level_parse),
         cmocka_unit_test(test_log_line),
+        cmocka_unit_test(test_log_time_is_current),
         cmocka_unit_test(test_log_long_line_truncated),
         cmocka_unit_test(test_x_alloc),
         cmocka_unit_test(test_clocks),

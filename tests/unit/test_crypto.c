@@ -60,6 +60,29 @@ static void test_sha256_uses_view_length(void **state)
     assert_memory_not_equal(a, b, AGW_SHA256_LEN);
 }
 
+static void test_sha256_recent(void **state)
+{
+    (void)state;
+    /* The memo gives the digest agw_sha256 gives, for a repeat, for a new
+     * input of the same length, for another length, for one past the memo's
+     * size, and for the one before that again. */
+    char big[AGW_SHA256_RECENT_MAX + 1];
+    memset(big, 'k', sizeof big);
+    const agw_str inputs[] = {
+        AGW_STR_LIT("agw-0123456789abcdef"), AGW_STR_LIT("agw-0123456789abcdef"),
+        AGW_STR_LIT("agw-0123456789abcdeg"), AGW_STR_LIT("agw-0123"),
+        AGW_STR_LIT(""), (agw_str){ big, sizeof big }, (agw_str){ big, sizeof big },
+        AGW_STR_LIT("agw-0123"), (agw_str){ big, sizeof big - 1 },
+        (agw_str){ big, sizeof big - 1 },
+    };
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        unsigned char want[AGW_SHA256_LEN], got[AGW_SHA256_LEN];
+        agw_sha256(inputs[i], want);
+        agw_sha256_recent(inputs[i], got);
+        assert_memory_equal(got, want, AGW_SHA256_LEN);
+    }
+}
+
 static void test_secret_eq(void **state)
 {
     (void)state;
@@ -315,6 +338,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_sha256_uses_view_length),
+        cmocka_unit_test(test_sha256_recent),
         cmocka_unit_test(test_secret_eq),
         cmocka_unit_test(test_aead_round_trip),
         cmocka_unit_test(test_aead_known_vector),

@@ -358,6 +358,9 @@ static void test_head_statuses(void **state)
         { 429, "Status: 429 Too Many Requests\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n" },
         { 529, "Status: 529 Overloaded\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n" },
         { 299, "Status: 299 Unknown\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n" },
+        { 100, "Status: 100 Unknown\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n" },
+        { 999, "Status: 999 Unknown\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n" },
+        { 200, "Status: 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n\r\n" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fake_stream in, out;
@@ -369,6 +372,16 @@ static void test_head_statuses(void **state)
         agw_str got = writer_bytes(&out);
         assert_int_equal(got.len, strlen(cases[i].want));
         assert_memory_equal(got.ptr, cases[i].want, got.len);
+        writer_free(&out);
+    }
+    /* A status that is not three digits is refused, and nothing is written. */
+    static const int bad[] = { 0, 99, 1000, -200 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fake_stream in, out;
+        agw_fcgi_conn c;
+        conn_with_writer(&c, &in, &out, WR_OK);
+        assert_int_equal(agw_fcgi_head(&c, bad[i], "text/plain", (agw_str){ NULL, 0 }), AGW_EINVAL);
+        assert_int_equal(writer_bytes(&out).len, 0);
         writer_free(&out);
     }
 }

@@ -352,6 +352,22 @@ static void assert_decodes(const char *tok, size_t toklen, const char *want, siz
     agw_buf_free(&b);
 }
 
+static void test_string_eq_raw_bytes_are_not_the_value(void **state)
+{
+    (void)state;
+    /* A name equal to a token's raw bytes is not its value when the token
+     * holds an escape: "a\\b" stands for a\b, and "\u0041" for A. */
+    assert_false(agw_json_string_eq(V("\"a\\\\b\""), AGW_STR_LIT("a\\\\b")));
+    assert_true(agw_json_string_eq(V("\"a\\\\b\""), AGW_STR_LIT("a\\b")));
+    assert_false(agw_json_string_eq(V("\"\\u0041\""), AGW_STR_LIT("\\u0041")));
+    assert_true(agw_json_string_eq(V("\"\\u0041\""), AGW_STR_LIT("A")));
+    assert_true(agw_json_string_eq(V("\"\""), AGW_STR_LIT("")));
+    assert_false(agw_json_string_eq(V("\"\""), AGW_STR_LIT("x")));
+    assert_false(agw_json_string_eq(V("\"x\""), AGW_STR_LIT("")));
+    assert_false(agw_json_string_eq(V("\"usage\""), AGW_STR_LIT("usages")));
+    assert_false(agw_json_string_eq(V("\"usages\""), AGW_STR_LIT("usage")));
+}
+
 static void test_string_decode(void **state)
 {
     agw_buf b = AGW_BUF_INIT(1024);
@@ -618,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_find_member),
         cmocka_unit_test(test_find_path),
         cmocka_unit_test(test_string_decode),
+        cmocka_unit_test(test_string_eq_raw_bytes_are_not_the_value),
         cmocka_unit_test(test_types),
         cmocka_unit_test(test_int64),
         cmocka_unit_test(test_iter),

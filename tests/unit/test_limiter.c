@@ -163,6 +163,19 @@ static void test_estimate(void **state)
     assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + AGW_LIMIT_MAX);
     b = AGW_STR_LIT("{\"messages\":[{\"max_tokens\":9}]}"); /* only the top level counts */
     assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4));
+    /* The order of the names decides, not the order in the body; a name
+     * given twice counts with its last value; a useless first name falls
+     * through to the next. */
+    b = AGW_STR_LIT("{\"max_output_tokens\":7,\"max_tokens\":8,\"max_completion_tokens\":9}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + 9);
+    b = AGW_STR_LIT("{\"max_tokens\":8,\"max_tokens\":12}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + 12);
+    b = AGW_STR_LIT("{\"max_completion_tokens\":0,\"max_output_tokens\":30}");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + 30);
+    b = AGW_STR_LIT("{\"max_\\u0074okens\":40}"); /* an escaped name is the same name */
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4) + 40);
+    b = AGW_STR_LIT("[{\"max_tokens\":9}]");
+    assert_int_equal(agw_limit_estimate(b), (int64_t)((b.len + 3) / 4));
 }
 
 /* ---- admission ---- */

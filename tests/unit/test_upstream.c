@@ -430,6 +430,12 @@ static void test_idle_timeout(void **state)
     assert_string_equal(res.detail, "");
 }
 
+static int stop_past_600ms(void *ud, uint64_t idle_ms)
+{
+    (void)ud;
+    return idle_ms >= 600;
+}
+
 static void test_total_timeout(void **state)
 {
     fixture *f = *state;
@@ -449,6 +455,13 @@ static void test_total_timeout(void **state)
     assert_int_equal(res.outcome, AGW_UPSTREAM_TIMEOUT);
     assert_int_equal(res.status, 0);
     assert_true(res.detail[0] != '\0');
+
+    /* The next request on the handle has no total timeout: it runs past
+     * 300 ms until its own tick stops it. */
+    rq.total_timeout_ms = 0;
+    rq.on_tick = stop_past_600ms;
+    agw_upstream_perform(f->u, &rq, &res);
+    assert_int_equal(res.outcome, AGW_UPSTREAM_STOPPED);
 }
 
 static void test_connect_refused(void **state)
@@ -580,6 +593,49 @@ static void test_post_body_exact(void **state)
     assert_string_equal(f->s.last.method, "POST");
     assert_int_equal(f->s.last.body_len, 0);
     assert_non_null(strcasestr(f->s.last.head, "\r\nContent-Length: 0\r\n"));
+}
+
+static void test_requests_share_nothing(void **state)
+{
+    fixture *f = *state;
+    /* One handle, requests that differ in method, headers and timeouts:
+     * options are set once per handle and the rest every time, so each
+     * request must look exactly as if it were the handle's first. */
+    static const char *const ha[] = { "Content-Type: application/json", "X-One: 1", NULL };
+    static const char *const hb[] = { "Content-Type: application/json", "X-Two: 2", NULL };
+    static const char *const hc[] = { "Content-Type: application/json", NULL };
+    struct {
+        agw_str body;
+        const char *const *headers;
+        const char *method, *has, *lacks;
+    } steps[] = {
+        { AGW_STR_LIT("{\"a\":1}"), ha, "POST", "\r\nX-One: 1\r\n", "X-Two" },
+        { AGW_STR_LIT("{\"a\":1}"), ha, "POST", "\r\nX-One: 1\r\n", "X-Two" },
+        { NO_BODY, hb, "GET", "\r\nX-Two: 2\r\n", "X-One" },
+        { AGW_STR_LIT("{\"b\":2}"), hb, "POST", "\r\nX-Two: 2\r\n", "X-One" },
+        { AGW_STR_LIT("{}"), hc, "POST", "\r\nContent-Type: application/json\r\n", "X-T" },
+        { NO_BODY, NULL, "GET", "\r\nHost: ", "Content-Type" },
+        { AGW_STR_LIT("{\"c\":3}"), ha, "POST", "\r\nX-One: 1\r\n", "X-Two" },
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        collect *c = new_collect(f);
+        agw_upstream_result res;
+        perform(f, "/echo", steps[i].body, steps[i].headers, 5000, c, &res);
+        assert_int_equal(res.outcome, AGW_UPSTREAM_DONE);
+        assert_string_equal(f->s.last.method, steps[i].method);
+        assert_non_null(strcasestr(f->s.last.head, steps[i].has));
+        assert_null(strcasestr(f->s.last.head, steps[i].lacks));
+        assert_null(strcasestr(f->s.last.head, "\r\nExpect:"));
+        if (steps[i].body.ptr) {
+            assert_int_equal(f->s.last.body_len, steps[i].body.len);
+            assert_memory_equal(f->s.last.body, steps[i].body.ptr, steps[i].body.len);
+        } else {
+            assert_int_equal(f->s.last.body_len, 0);
+            assert_null(strcasestr(f->s.last.head, "Content-Length"));
+        }
+    }
+    /* Still one connection: setting options does not drop it. */
+    assert_int_equal(testsrv_get(&f->s, &f->s.accepts), 1);
 }
 
 static void test_interim_response_headers_dropped(void **state)
@@ -784,7 +840,8 @@ int main(void)
         T(test_keepalive_reuse),
         T(test_connection_close_not_reused),
         T(test_post_body_exact),
-        T(test_interim_response_headers_dropped),
+        T(test_requests_share_nothing),
+    T(test_interim_response_headers_dropped),
         T(test_no_body_response),
         T(test_bad_chunking),
         T(test_redirect_not_followed),
