@@ -56,7 +56,7 @@ typedef struct {
     /* Each SSE event of a streamed answer, as the upstream sent it. */
     void (*event)(void *ud, agw_str name, agw_str data);
     /* A 2xx answer that was not a stream, once it is complete and known to
-     * be valid JSON (agw_json_validate, depth 512). */
+     * be JSON: it passed agw_json_validate, or the codec converted it. */
     void (*body)(void *ud, agw_str body);
 } agw_relay_tap;
 

@@ -145,7 +145,14 @@ static agw_err s_message_start(sdec *s, agw_str data)
 /* A member name for messages: where + "." + name, in buf. */
 static const char *member_name(char *buf, size_t n, const char *where, const char *name)
 {
-    snprintf(buf, n, "%s.%s", where, name);
+    size_t a = strlen(where), b = strlen(name);
+    if (a + 1 + b < n) { /* always, with the decoder's names: no printf then */
+        memcpy(buf, where, a);
+        buf[a] = '.';
+        memcpy(buf + a + 1, name, b + 1);
+    } else {
+        snprintf(buf, n, "%s.%s", where, name);
+    }
     return buf;
 }
 

@@ -22,14 +22,22 @@ static agw_err put_usage(agw_buf *b, const agw_ir_usage *u)
     int64_t cw = u->cache_write > 0 ? u->cache_write : 0;
     int64_t out = u->output > 0 ? u->output : 0;
     int64_t rs = u->reasoning > 0 ? u->reasoning : 0;
-    long long prompt = (long long)(in + cr + cw);
+    int64_t prompt = in + cr + cw;
 
-    return agw_buf_appendf(b,
-                           "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
-                           "\"total_tokens\":%lld,\"prompt_tokens_details\":{\"cached_tokens\":%lld},"
-                           "\"completion_tokens_details\":{\"reasoning_tokens\":%lld}}",
-                           prompt, (long long)out, prompt + (long long)out, (long long)cr,
-                           (long long)rs);
+    /* Appends, not one printf: this is on every converted answer. */
+    agw_wire_writer w = AGW_WIRE_WRITER(b);
+    AGW_WIRE_W_LIT(&w, "{\"prompt_tokens\":");
+    agw_wire_w_int(&w, prompt);
+    AGW_WIRE_W_LIT(&w, ",\"completion_tokens\":");
+    agw_wire_w_int(&w, out);
+    AGW_WIRE_W_LIT(&w, ",\"total_tokens\":");
+    agw_wire_w_int(&w, prompt + out);
+    AGW_WIRE_W_LIT(&w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    agw_wire_w_int(&w, cr);
+    AGW_WIRE_W_LIT(&w, "},\"completion_tokens_details\":{\"reasoning_tokens\":");
+    agw_wire_w_int(&w, rs);
+    AGW_WIRE_W_LIT(&w, "}}");
+    return w.e;
 }
 
 /* The IR's stop reason -> OpenAI's finish_reason. */
@@ -272,8 +280,9 @@ agw_err agw_openai_encode_response(const agw_ir_fold *f, agw_str model, int64_t 
         e = agw_wire_put_jstr(out, id);
     agw_arena_free(&a);
     AGW_WIRE_TRY(e);
-    AGW_WIRE_TRY(agw_buf_appendf(out, ",\"object\":\"chat.completion\",\"created\":%lld,\"model\":",
-                                 (long long)created));
+    AGW_WIRE_TRY(AGW_WIRE_PUT(out, ",\"object\":\"chat.completion\",\"created\":"));
+    AGW_WIRE_TRY(agw_buf_append_i64(out, created));
+    AGW_WIRE_TRY(AGW_WIRE_PUT(out, ",\"model\":"));
     AGW_WIRE_TRY(agw_wire_put_jstr(out, model));
     AGW_WIRE_TRY(AGW_WIRE_PUT(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                                    "\"content\":"));
@@ -306,8 +315,9 @@ agw_err agw_openai_encode_response(const agw_ir_fold *f, agw_str model, int64_t 
         }
         AGW_WIRE_TRY(agw_buf_append(out, "]", 1));
     }
-    AGW_WIRE_TRY(agw_buf_appendf(out, "},\"logprobs\":null,\"finish_reason\":\"%s\"}],\"usage\":",
-                                 finish_name(f->stop)));
+    AGW_WIRE_TRY(AGW_WIRE_PUT(out, "},\"logprobs\":null,\"finish_reason\":\""));
+    AGW_WIRE_TRY(agw_buf_append_str(out, agw_str_c(finish_name(f->stop))));
+    AGW_WIRE_TRY(AGW_WIRE_PUT(out, "\"}],\"usage\":"));
     AGW_WIRE_TRY(put_usage(out, &f->usage));
     return agw_buf_append(out, "}", 1);
 }

@@ -243,7 +243,7 @@ static inline void agw_wire_w_str(agw_wire_writer *w, agw_str s)
 static inline void agw_wire_w_int(agw_wire_writer *w, int64_t v)
 {
     if (w->e == AGW_OK)
-        w->e = agw_buf_appendf(w->b, "%lld", (long long)v);
+        w->e = agw_buf_append_i64(w->b, v);
 }
 
 /* A finite double (agw_wire_put_double). */

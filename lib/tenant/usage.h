@@ -130,8 +130,9 @@ struct agw_usage_tap {
 void agw_usage_tap_init(agw_usage_tap *t, agw_proto proto);
 /* One SSE event of a streamed answer. Never fails: what it cannot read it skips. */
 void agw_usage_tap_event(agw_usage_tap *t, agw_str name, agw_str data);
-/* A complete non-streamed 2xx answer body, already checked with
- * agw_json_validate (the relay's tap hands over only such bodies). */
+/* A complete non-streamed 2xx answer body that is JSON (the relay's tap
+ * hands over only such bodies); its scanners stay within the bytes given
+ * whatever they hold. */
 void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 
 /* ---- the log ---- */
