@@ -251,6 +251,7 @@ static int nap(agw_health *h, long ms)
 static void *run(void *arg)
 {
     agw_health *h = arg;
+    pthread_setname_np(pthread_self(), "agw-prober"); /* as top -H and perf show it */
     char err[AGW_ERR_LEN];
     agw_store *store = NULL;
     agw_upstream *u = agw_upstream_new();

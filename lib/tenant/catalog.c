@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -24,8 +25,12 @@ struct agw_catalog {
     size_t n_db_providers;    /* owned: providers[n_cfg_providers ...] */
     int refs;                 /* under the holder's lock */
 
+    /* Lookups read the buckets without a lock: an entry is complete before
+     * it is published at the head of its bucket (release store), is never
+     * changed after, and lives as long as the catalog. keys_mu orders the
+     * writers. */
     pthread_mutex_t keys_mu;
-    agw_catalog_key_entry *buckets[KEY_BUCKETS];
+    _Atomic(agw_catalog_key_entry *) buckets[KEY_BUCKETS];
     size_t n_negative;        /* cached "no such key" entries */
 };
 
@@ -63,7 +68,7 @@ static void catalog_free(agw_catalog *c)
         free_db_provider(&c->providers[c->n_cfg_providers + i]);
     free(c->providers);
     for (size_t b = 0; b < KEY_BUCKETS; b++) {
-        agw_catalog_key_entry *e = c->buckets[b];
+        agw_catalog_key_entry *e = atomic_load_explicit(&c->buckets[b], memory_order_relaxed);
         while (e) {
             agw_catalog_key_entry *next = e->next;
             agw_tenant_key_free(e->key);
@@ -375,7 +380,9 @@ const agw_config *agw_catalog_config(const agw_catalog *c)
 static const agw_catalog_key_entry *cached(const agw_catalog *c, size_t b,
                                            const unsigned char hash[AGW_SHA256_LEN])
 {
-    for (const agw_catalog_key_entry *e = c->buckets[b]; e; e = e->next)
+    for (const agw_catalog_key_entry *e =
+             atomic_load_explicit(&((agw_catalog *)c)->buckets[b], memory_order_acquire);
+         e; e = e->next)
         if (memcmp(e->hash, hash, AGW_SHA256_LEN) == 0)
             return e;
     return NULL;
@@ -384,7 +391,7 @@ static const agw_catalog_key_entry *cached(const agw_catalog *c, size_t b,
 agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
                         const agw_tenant_key **out)
 {
-    /* The cache is the one mutable part of a catalog, behind its own lock. */
+    /* The cache is the one mutable part of a catalog (see buckets). */
     agw_catalog *c = (agw_catalog *)cc;
     *out = NULL;
     if (presented.len == 0 || presented.len > AGW_KEY_MAX_PRESENTED)
@@ -392,9 +399,7 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
     unsigned char hash[AGW_SHA256_LEN];
     agw_tenant_key_hash(presented, hash);
     size_t b = ((size_t)hash[0] << 8 | hash[1]) % KEY_BUCKETS;
-    pthread_mutex_lock(&c->keys_mu);
     const agw_catalog_key_entry *hit = cached(c, b, hash);
-    pthread_mutex_unlock(&c->keys_mu);
     if (hit) {
         *out = hit->key; /* entries live as long as the catalog */
         return hit->key ? AGW_OK : AGW_ENOTFOUND;
@@ -419,8 +424,8 @@ agw_err agw_catalog_key(const agw_catalog *cc, sqlite3 *db, agw_str presented,
         agw_catalog_key_entry *e = xcalloc(1, sizeof *e);
         memcpy(e->hash, hash, sizeof hash);
         e->key = k;
-        e->next = c->buckets[b];
-        c->buckets[b] = e;
+        e->next = atomic_load_explicit(&c->buckets[b], memory_order_relaxed);
+        atomic_store_explicit(&c->buckets[b], e, memory_order_release);
         c->n_negative += k == NULL;
     }
     pthread_mutex_unlock(&c->keys_mu);

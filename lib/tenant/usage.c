@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -408,7 +409,8 @@ static int inserted(sqlite3 *db)
     return sqlite3_changes(db);
 }
 
-int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t *stored)
+int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t yield_rows,
+                            size_t *stored)
 {
     sqlite3_stmt *st = NULL;
     size_t added = 0;
@@ -421,6 +423,8 @@ int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size
         memcpy(&r, e[i].data, e[i].len < sizeof r ? e[i].len : sizeof r);
         if ((rc = bind_record(st, &r, e[i].seq)) == SQLITE_OK)
             added += (size_t)inserted(db);
+        if (yield_rows && i % yield_rows == yield_rows - 1)
+            sched_yield();
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK)
@@ -447,7 +451,10 @@ int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
     if (torn)
         add(l, C_DROPPED, torn);
     size_t stored = 0;
-    if (n && (*rc = agw_usage_store_entries(db, batch, n, &stored)) != SQLITE_OK)
+    size_t yield_rows = agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_YIELD_BELOW
+                            ? AGW_USAGE_YIELD_ROWS
+                            : 0;
+    if (n && (*rc = agw_usage_store_entries(db, batch, n, yield_rows, &stored)) != SQLITE_OK)
         return -1;
     /* Only now: a drainer that dies before this line leaves the batch in the
      * ring, and its successor's INSERT OR IGNORE finds the rows there. */
@@ -653,6 +660,7 @@ static void lead(agw_usage_log *l)
 static void *drainer_main(void *arg)
 {
     agw_usage_log *l = arg;
+    pthread_setname_np(pthread_self(), "agw-drainer"); /* as top -H and perf show it */
     int fd = open(l->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         agw_log_error("usage drainer: %s: %s: this process will not store records",

@@ -139,8 +139,15 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 
 #define AGW_USAGE_RING_SLOTS 65536u   /* usage.ring_records default */
 #define AGW_USAGE_ADMIT_FILL 0.875    /* new model calls refused past this fill */
-#define AGW_USAGE_BATCH 512           /* rows per transaction at most */
-#define AGW_USAGE_POLL_MS 10          /* the drainer's nap when the ring is empty */
+#define AGW_USAGE_BATCH 1024          /* rows per transaction at most */
+#define AGW_USAGE_POLL_MS 10          /* the drainer's nap once the ring is drained */
+/* While the ring holds less than 1/AGW_USAGE_YIELD_BELOW of its capacity,
+ * the drainer yields its CPU after every AGW_USAGE_YIELD_ROWS rows: a batch
+ * then never holds a CPU that a request waits for long enough to show in
+ * the latency tail. Past that fill it catches up without yielding, so a busy
+ * pool cannot starve it into refusing calls. */
+#define AGW_USAGE_YIELD_ROWS 16
+#define AGW_USAGE_YIELD_BELOW 64
 #define AGW_USAGE_ELECT_MS 200        /* how often a follower tries to take the lock */
 #define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
 #define AGW_USAGE_WAL_RESET_BYTES (16u << 20)
@@ -204,9 +211,11 @@ void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out);
 int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc);
 
 /* Stores `n` ring entries holding records, INSERT OR IGNORE keyed by their
- * sequence numbers, in one transaction. SQLITE_OK (with *stored, if not
- * NULL, the rows that were not in the table yet) or the failing code. */
-int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t *stored);
+ * sequence numbers, in one transaction, offering the CPU to others after
+ * every `yield_rows` rows (0: never). SQLITE_OK (with *stored, if not NULL,
+ * the rows that were not in the table yet) or the failing code. */
+int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t yield_rows,
+                            size_t *stored);
 
 /* ---- retention ----
  *

@@ -459,11 +459,67 @@ static void test_concurrent_reloads(void **state)
     agw_catalog_holder_free(h);
 }
 
+/* Lookups take no lock while other threads add entries to the same cache:
+ * every answer is still right. */
+typedef struct {
+    fixture *f;
+    const agw_catalog *cat;
+    int id, failures;
+} looker;
+
+static void *look(void *arg)
+{
+    looker *l = arg;
+    agw_store *s;
+    char err[256];
+    if (agw_store_open(l->f->db, &s, err, sizeof err) != AGW_OK) {
+        l->failures++;
+        return NULL;
+    }
+    for (int i = 0; i < 400; i++) {
+        const agw_tenant_key *k;
+        const char *known = i % 2 ? "agw-alpha" : "agw-gamma";
+        if (agw_catalog_key(l->cat, agw_store_db(s), agw_str_c(known), &k) != AGW_OK ||
+            strcmp(k->name, known) != 0)
+            l->failures++;
+        char unknown[64];
+        snprintf(unknown, sizeof unknown, "agw-unknown-%d-%d", l->id, i % 100);
+        if (agw_catalog_key(l->cat, agw_store_db(s), agw_str_c(unknown), &k) != AGW_ENOTFOUND ||
+            k)
+            l->failures++;
+    }
+    agw_store_close(s);
+    return NULL;
+}
+
+static void test_concurrent_lookups(void **state)
+{
+    fixture *f = *state;
+    add_key(f, "agw-alpha", 1);
+    add_key(f, "agw-gamma", 1);
+    agw_catalog_holder *h = holder(f, &f->key);
+    const agw_catalog *cat = agw_catalog_acquire(h, db(f));
+    enum { N = 8 };
+    looker l[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        l[i] = (looker){ f, cat, i, 0 };
+        pthread_create(&t[i], NULL, look, &l[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(l[i].failures, 0);
+    }
+    agw_catalog_release(h, cat);
+    agw_catalog_holder_free(h);
+}
+
 int main(void)
 {
     agw_log_set_level(AGW_LOG_WARN); /* no line per reload */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_view_joins_config_and_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_lookups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_what_is_left_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_bound_to_its_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repointed_row_loses_its_key, setup, teardown),

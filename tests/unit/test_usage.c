@@ -292,7 +292,7 @@ static void test_a_batch_stored_twice_is_one_set_of_rows(void **state)
     assert_int_equal(agw_ring_read(l->ring, e, 16, &next, &torn), 10);
     sqlite3 *db = agw_store_db(f->reader);
     size_t stored;
-    assert_int_equal(agw_usage_store_entries(db, e, 10, &stored), SQLITE_OK);
+    assert_int_equal(agw_usage_store_entries(db, e, 10, 3, &stored), SQLITE_OK);
     assert_int_equal(stored, 10);
     /* ... killed here: agw_ring_consume never ran. */
     int rc;
