@@ -19,6 +19,7 @@ equal to the whole last-message text (directive included), byte for byte.
 
 import argparse
 import base64
+import faulthandler
 import hashlib
 import json
 import os
@@ -890,6 +891,9 @@ def serve(server, cfg):
 
     # serve_forever runs in a thread because shutdown() deadlocks if called
     # from the serving thread, and signal handlers run on the main thread.
+    # The harness asks for every thread's stack with SIGUSR1 when a mock
+    # does not stop in time.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
