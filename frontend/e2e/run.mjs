@@ -429,8 +429,15 @@ const cases = {
       // Filter by object.
       await page.getByLabel("Object type").selectOption("provider");
       await page.getByRole("button", { name: "Apply" }).click();
-      await page.waitForFunction(() => [...document.querySelectorAll("[data-testid=audit-table] tr[data-audit-id]")].every((r) => r.textContent.includes("provider")));
-      assert.deepEqual(await ids(), db("SELECT id FROM audit_log WHERE object_type = 'provider' ORDER BY id DESC LIMIT 25").map((r) => r.id));
+      // Wait for the filtered rows themselves: "every row says provider"
+      // also holds for the empty table shown while the page reloads.
+      const providerRows = db("SELECT id FROM audit_log WHERE object_type = 'provider' ORDER BY id DESC LIMIT 25").map((r) => r.id);
+      await page.waitForFunction(
+        (want) => JSON.stringify([...document.querySelectorAll("[data-testid=audit-table] tr[data-audit-id]")].map((r) => Number(r.dataset.auditId))) === JSON.stringify(want),
+        providerRows,
+      );
+      assert.ok((await page.$$eval("[data-testid=audit-table] tr[data-audit-id]", (tr) => tr.every((r) => r.textContent.includes("provider")))), "each row names a provider");
+      assert.deepEqual(await ids(), providerRows);
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();
