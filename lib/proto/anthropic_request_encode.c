@@ -78,16 +78,24 @@ static agw_err enc_text(enc *x, const agw_ir_block *b)
     return x->w.e;
 }
 
-static agw_err enc_image(enc *x, const agw_ir_block *b, const char *where)
+/* Where a block is, for messages: only formatted when one is refused, since
+ * a printf per block of every converted request costs more than the block. */
+typedef struct {
+    size_t msg, block;
+} block_at;
+#define AT_FMT "messages[%zu].content[%zu]"
+#define AT_ARGS(at) (at).msg, (at).block
+
+static agw_err enc_image(enc *x, const agw_ir_block *b, block_at at)
 {
     if (!b->image_data.len)
-        return enc_fail(x, "%s: an image has no data", where);
+        return enc_fail(x, AT_FMT ": an image has no data", AT_ARGS(at));
     if (b->image_is_url) {
         AGW_WIRE_W_LIT(&x->w, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
         agw_wire_w_str(&x->w, b->image_data);
     } else {
         if (!b->media_type.len)
-            return enc_fail(x, "%s: a base64 image has no media type", where);
+            return enc_fail(x, AT_FMT ": a base64 image has no media type", AT_ARGS(at));
         AGW_WIRE_W_LIT(&x->w,
                        "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
         agw_wire_w_str(&x->w, b->media_type);
@@ -101,7 +109,7 @@ static agw_err enc_image(enc *x, const agw_ir_block *b, const char *where)
     return x->w.e;
 }
 
-static agw_err enc_tool_result(enc *x, const agw_ir_block *b, const char *where)
+static agw_err enc_tool_result(enc *x, const agw_ir_block *b, block_at at)
 {
     int first = 1;
 
@@ -116,9 +124,9 @@ static agw_err enc_tool_result(enc *x, const agw_ir_block *b, const char *where)
         if (c->kind == AGW_IR_TEXT)
             enc_text(x, c);
         else if (c->kind == AGW_IR_IMAGE)
-            enc_image(x, c, where);
+            enc_image(x, c, at);
         else
-            return enc_fail(x, "%s: a tool_result may only hold text and images", where);
+            return enc_fail(x, AT_FMT ": a tool_result may only hold text and images", AT_ARGS(at));
     }
     if (!first)
         AGW_WIRE_W_LIT(&x->w, "]");
@@ -130,14 +138,14 @@ static agw_err enc_tool_result(enc *x, const agw_ir_block *b, const char *where)
     return x->w.e;
 }
 
-static agw_err enc_tool_use(enc *x, const agw_ir_block *b, const char *where)
+static agw_err enc_tool_use(enc *x, const agw_ir_block *b, block_at at)
 {
     agw_str input = b->tool_input.len ? b->tool_input : AGW_STR_LIT("{}");
     char nb[48];
 
     if (!agw_wire_object(input))
-        return enc_fail(x, "%s: the input of tool call %s is not a JSON object", where,
-                        agw_wire_show(b->tool_name, nb, sizeof nb));
+        return enc_fail(x, AT_FMT ": the input of tool call %s is not a JSON object",
+                        AT_ARGS(at), agw_wire_show(b->tool_name, nb, sizeof nb));
     AGW_WIRE_W_LIT(&x->w, "{\"type\":\"tool_use\",\"id\":");
     agw_wire_w_str(&x->w, b->tool_id);
     AGW_WIRE_W_LIT(&x->w, ",\"name\":");
@@ -150,17 +158,17 @@ static agw_err enc_tool_use(enc *x, const agw_ir_block *b, const char *where)
     return x->w.e;
 }
 
-static agw_err enc_block(enc *x, const agw_ir_block *b, const char *where)
+static agw_err enc_block(enc *x, const agw_ir_block *b, block_at at)
 {
     switch (b->kind) {
     case AGW_IR_TEXT:
         return enc_text(x, b);
     case AGW_IR_IMAGE:
-        return enc_image(x, b, where);
+        return enc_image(x, b, at);
     case AGW_IR_TOOL_RESULT:
-        return enc_tool_result(x, b, where);
+        return enc_tool_result(x, b, at);
     case AGW_IR_TOOL_USE:
-        return enc_tool_use(x, b, where);
+        return enc_tool_use(x, b, at);
     case AGW_IR_THINKING:
         AGW_WIRE_W_LIT(&x->w, "{\"type\":\"thinking\",\"thinking\":");
         agw_wire_w_str(&x->w, b->text);
@@ -174,7 +182,7 @@ static agw_err enc_block(enc *x, const agw_ir_block *b, const char *where)
         AGW_WIRE_W_LIT(&x->w, "}");
         return x->w.e;
     }
-    return enc_fail(x, "%s: unknown block kind", where);
+    return enc_fail(x, AT_FMT ": unknown block kind", AT_ARGS(at));
 }
 
 /* Refuses blocks that the API does not accept in a turn of that role. */
@@ -229,15 +237,13 @@ static agw_err enc_messages(enc *x, const agw_ir_request *rq)
                     continue;
                 for (size_t b = 0; b < m[k].n_blocks; b++) {
                     const agw_ir_block *blk = &m[k].blocks[b];
-                    char where[64];
                     if (!block_kept(blk) || (role == AGW_IR_USER &&
                                              (blk->kind == AGW_IR_TOOL_RESULT) != (pass == 0)))
                         continue;
-                    snprintf(where, sizeof where, "messages[%zu].content[%zu]", k, b);
                     if (!first)
                         AGW_WIRE_W_LIT(&x->w, ",");
                     first = 0;
-                    if (enc_block(x, blk, where) != AGW_OK)
+                    if (enc_block(x, blk, (block_at){ k, b }) != AGW_OK)
                         return x->w.e;
                 }
             }

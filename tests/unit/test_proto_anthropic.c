@@ -874,6 +874,8 @@ static void test_encode_rejections(void **state)
     agw_ir_block tr_bad[] = { tool_result("t1", nested_bad, 1, 0) };
     agw_ir_block img_nomt[] = { image_b64("", "AAAA") };
     agw_ir_block cc_bad[] = { { .kind = AGW_IR_TEXT, .text = S("x"), .cache_control = S("[]") } };
+    agw_ir_block tu_ok_user[] = { text(S("hi")) };
+    agw_ir_block tu_ok[] = { text(S("hello")) };
     agw_ir_message msgs[1];
     agw_ir_request rq;
     (void)state;
@@ -901,6 +903,16 @@ static void test_encode_rejections(void **state)
     expect_encode_fails(&rq, "messages[0].content[0]: a base64 image has no media type");
     msgs[0] = (agw_ir_message){ AGW_IR_USER, cc_bad, 1 };
     expect_encode_fails(&rq, "a cache_control mark is not a JSON object");
+
+    /* The place names the message and the block, in that order. */
+    agw_ir_block second_bad[] = { text(S("fine")), image_b64("", "AAAA") };
+    agw_ir_message two[3] = { { AGW_IR_USER, tu_ok_user, 1 }, { AGW_IR_ASSISTANT, tu_ok, 1 },
+                              { AGW_IR_USER, second_bad, 2 } };
+    rq.messages = two;
+    rq.n_messages = 3;
+    expect_encode_fails(&rq, "messages[2].content[1]: a base64 image has no media type");
+    rq.messages = msgs;
+    rq.n_messages = 1;
 
     agw_ir_block ok[] = { text(S("x")) };
     agw_ir_tool bad_schema[] = { { S("f"), S(""), S("[]"), S("") } };
