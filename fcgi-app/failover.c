@@ -231,10 +231,6 @@ static void continue_answer(agw_request *r, const agw_model_call *mc,
                             const agw_failover_attempt *at, const agw_failover_answer *how,
                             int stream, agw_relay_result *res);
 
-/* Sends the prepared upstream call through the relay (and the continuation
- * rounds its answer takes), accounts for it and logs the outcome. Returns 1
- * when the attempt failed without touching the client and the next
- * candidate should take the call. */
 /* The access line of one model call. Put together with appends rather than
  * one printf: it is written for every call, and printf's cost was a tenth
  * of the gateway's own work on a small call. */
@@ -269,6 +265,10 @@ static void log_answer(const agw_request *r, const agw_route *route, int convert
     agw_buf_free(&b);
 }
 
+/* Sends the prepared upstream call through the relay (and the continuation
+ * rounds its answer takes), accounts for it and logs the outcome. Returns 1
+ * when the attempt failed without touching the client and the next
+ * candidate should take the call. */
 static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_attempt *at,
                          const agw_provider_call *call, agw_str send, int stream,
                          const agw_failover_answer *how)

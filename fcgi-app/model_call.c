@@ -106,7 +106,6 @@ static int read_body(agw_request *r, agw_model_call *mc)
     agw_json_collect(mc->body, names, 2, top, NULL);
     mc->model_raw = top[0];
     if (!mc->model_raw.ptr) {
-        mc->model_raw = (agw_str){ NULL, 0 };
         mc->model = (agw_str){ "", 0 }; /* the provider's default (route.h) */
     } else {
         if (agw_json_type_of(mc->model_raw) != AGW_JSON_STRING) {
@@ -185,24 +184,29 @@ int agw_model_call_prepare(agw_request *r, agw_model_call *mc)
     return 1;
 }
 
+/* "x-ratelimit-limit-<what>: <limit>" and "x-ratelimit-remaining-<what>:
+ * <remaining>" lines. Non-zero when the buffer refused them. */
+static int ratelimit_pair(agw_buf *h, agw_str what, int64_t limit, int64_t remaining)
+{
+    return agw_buf_append_str(h, AGW_STR_LIT("x-ratelimit-limit-")) ||
+           agw_buf_append_str(h, what) || agw_buf_append_str(h, AGW_STR_LIT(": ")) ||
+           agw_buf_append_i64(h, limit) ||
+           agw_buf_append_str(h, AGW_STR_LIT("\r\nx-ratelimit-remaining-")) ||
+           agw_buf_append_str(h, what) || agw_buf_append_str(h, AGW_STR_LIT(": ")) ||
+           agw_buf_append_i64(h, remaining) || agw_buf_append_str(h, AGW_STR_LIT("\r\n"));
+}
+
 /* The key's limits as response headers. */
 static void ratelimit_headers(agw_request *r)
 {
     const agw_limit_ticket *t = &r->ticket;
-    agw_buf *h = &r->headers;
     int failed = 0;
     if (t->policy.qpm > 0)
-        failed = agw_buf_append_str(h, AGW_STR_LIT("x-ratelimit-limit-requests: ")) ||
-                 agw_buf_append_i64(h, t->policy.qpm) ||
-                 agw_buf_append_str(h, AGW_STR_LIT("\r\nx-ratelimit-remaining-requests: ")) ||
-                 agw_buf_append_i64(h, t->remaining_requests) ||
-                 agw_buf_append_str(h, AGW_STR_LIT("\r\n"));
+        failed = ratelimit_pair(&r->headers, AGW_STR_LIT("requests"), t->policy.qpm,
+                                t->remaining_requests);
     if (!failed && t->policy.tpm > 0)
-        failed = agw_buf_append_str(h, AGW_STR_LIT("x-ratelimit-limit-tokens: ")) ||
-                 agw_buf_append_i64(h, t->policy.tpm) ||
-                 agw_buf_append_str(h, AGW_STR_LIT("\r\nx-ratelimit-remaining-tokens: ")) ||
-                 agw_buf_append_i64(h, t->remaining_tokens) ||
-                 agw_buf_append_str(h, AGW_STR_LIT("\r\n"));
+        failed = ratelimit_pair(&r->headers, AGW_STR_LIT("tokens"), t->policy.tpm,
+                                t->remaining_tokens);
     if (failed)
         agw_buf_reset(&r->headers);
 }

@@ -144,9 +144,8 @@ agw_err agw_fcgi_head(agw_fcgi_conn *c, int status, const char *content_type, ag
     char line[256];
     if (reason_len + type_len > sizeof line - 32)
         return AGW_EINVAL; /* never write more than `line` holds */
-    size_t n = 0;
     memcpy(line, "Status: ", 8);
-    n = 8;
+    size_t n = 8;
     line[n++] = (char)('0' + status / 100);
     line[n++] = (char)('0' + status / 10 % 10);
     line[n++] = (char)('0' + status % 10);
