@@ -229,8 +229,12 @@ int main(int argc, char **argv)
         .worker_done = agw_app_worker_done,
         .reload = reload,
     };
+    /* An access line per call from every worker thread: buffered, see core.h. */
+    if (agw_log_buffer_start() != AGW_OK)
+        agw_log_warn("log lines are written one at a time: no thread for the log buffer");
     code = agw_server_run(&opts);
     stop(&app, &secrets); /* the drainer, if this process is it, stores what is complete */
+    agw_log_buffer_stop();
     agw_config_free(cfg);
     return code;
 }

@@ -290,6 +290,8 @@ void agw_arena_free(agw_arena *a)
 
 /* ---- memory ---- */
 
+static void log_drain_before_fatal(void);
+
 void agw_fatal(const char *file, int line, const char *fmt, ...)
 {
     char msg[512];
@@ -297,6 +299,7 @@ void agw_fatal(const char *file, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    log_drain_before_fatal();
     fprintf(stderr, "antigw: fatal at %s:%d: %s\n", file, line, msg);
     abort();
 }
@@ -384,6 +387,182 @@ static int log_pid_get(void)
     return pid;
 }
 
+/* Buffered lines (agw_log_buffer_start). Every write to stderr happens
+ * under log_write_lock, and each takes all that was buffered when it began,
+ * so lines reach the file in the order they were logged. Lock order:
+ * log_write_lock, then log_fill_lock. */
+enum { LOG_BUFFER_CAP = 256 * 1024, LOG_FLUSH_MS = 20 };
+static pthread_mutex_t log_write_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t log_fill_lock = PTHREAD_MUTEX_INITIALIZER; /* the four below */
+static char log_buffers[2][LOG_BUFFER_CAP];
+static char *log_fill = log_buffers[0], *log_spare = log_buffers[1];
+static size_t log_fill_len;
+static int log_buffering, log_flusher_stop;
+static _Atomic int log_buffering_hint; /* log_buffering, read without the lock */
+static pthread_cond_t log_flush_cond;
+static pthread_t log_flusher;
+
+static void log_write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere to report it */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Writes what is buffered; the caller holds log_write_lock. */
+static void log_drain(void)
+{
+    pthread_mutex_lock(&log_fill_lock);
+    char *full = log_fill;
+    size_t n = log_fill_len;
+    log_fill = log_spare;
+    log_spare = full;
+    log_fill_len = 0;
+    pthread_mutex_unlock(&log_fill_lock);
+    log_write_all(full, n);
+}
+
+/* What was logged before a fatal error, if the lock can be had: a thread
+ * that died holding it must not turn the error into a hang. */
+static void log_drain_before_fatal(void)
+{
+    if (pthread_mutex_trylock(&log_write_lock) == 0) {
+        log_drain();
+        pthread_mutex_unlock(&log_write_lock);
+    }
+}
+
+static void log_emit(agw_log_level lvl, const char *line, size_t len)
+{
+    if (!atomic_load_explicit(&log_buffering_hint, memory_order_relaxed)) {
+        /* One write() per line keeps lines from different threads whole. */
+        log_write_all(line, len);
+        return;
+    }
+    if (lvl >= AGW_LOG_INFO) {
+        pthread_mutex_lock(&log_fill_lock);
+        if (log_buffering && log_fill_len + len <= LOG_BUFFER_CAP) {
+            memcpy(log_fill + log_fill_len, line, len);
+            log_fill_len += len;
+            int half = log_fill_len > LOG_BUFFER_CAP / 2 && log_fill_len - len <= LOG_BUFFER_CAP / 2;
+            pthread_mutex_unlock(&log_fill_lock);
+            if (half)
+                pthread_cond_signal(&log_flush_cond);
+            return;
+        }
+        pthread_mutex_unlock(&log_fill_lock);
+    }
+    /* A warning or an error, or a full buffer: what came before it first. */
+    pthread_mutex_lock(&log_write_lock);
+    log_drain();
+    log_write_all(line, len);
+    pthread_mutex_unlock(&log_write_lock);
+}
+
+static void *log_flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "agw-logger"); /* as top -H and perf show it */
+    pthread_mutex_lock(&log_fill_lock);
+    while (!log_flusher_stop) {
+        struct timespec deadline;
+        agw_mono_deadline(&deadline, LOG_FLUSH_MS);
+        pthread_cond_timedwait(&log_flush_cond, &log_fill_lock, &deadline);
+        if (log_fill_len == 0)
+            continue;
+        pthread_mutex_unlock(&log_fill_lock);
+        pthread_mutex_lock(&log_write_lock);
+        log_drain();
+        pthread_mutex_unlock(&log_write_lock);
+        pthread_mutex_lock(&log_fill_lock);
+    }
+    pthread_mutex_unlock(&log_fill_lock);
+    return NULL;
+}
+
+/* fork() keeps only the calling thread: the child writes its own lines at
+ * once and leaves the parent's buffered ones to the parent. */
+static void log_fork_prepare(void)
+{
+    pthread_mutex_lock(&log_write_lock);
+    pthread_mutex_lock(&log_fill_lock);
+}
+
+static void log_fork_parent(void)
+{
+    pthread_mutex_unlock(&log_fill_lock);
+    pthread_mutex_unlock(&log_write_lock);
+}
+
+static void log_fork_child(void)
+{
+    log_buffering = 0;
+    atomic_store(&log_buffering_hint, 0);
+    log_fill_len = 0;
+    log_fork_parent();
+}
+
+static void log_fork_handlers(void)
+{
+    pthread_atfork(log_fork_prepare, log_fork_parent, log_fork_child);
+}
+
+agw_err agw_log_buffer_start(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, log_fork_handlers);
+    pthread_mutex_lock(&log_fill_lock);
+    if (log_buffering) {
+        pthread_mutex_unlock(&log_fill_lock);
+        return AGW_EINVAL;
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&log_flush_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    log_flusher_stop = 0;
+    if (pthread_create(&log_flusher, NULL, log_flusher_main, NULL) != 0) {
+        pthread_cond_destroy(&log_flush_cond);
+        pthread_mutex_unlock(&log_fill_lock);
+        return AGW_EIO;
+    }
+    log_buffering = 1;
+    atomic_store(&log_buffering_hint, 1);
+    pthread_mutex_unlock(&log_fill_lock);
+    return AGW_OK;
+}
+
+void agw_log_flush(void)
+{
+    pthread_mutex_lock(&log_write_lock);
+    log_drain();
+    pthread_mutex_unlock(&log_write_lock);
+}
+
+void agw_log_buffer_stop(void)
+{
+    pthread_mutex_lock(&log_fill_lock);
+    if (!log_buffering) {
+        pthread_mutex_unlock(&log_fill_lock);
+        return;
+    }
+    log_buffering = 0;
+    atomic_store(&log_buffering_hint, 0);
+    log_flusher_stop = 1;
+    pthread_cond_signal(&log_flush_cond);
+    pthread_mutex_unlock(&log_fill_lock);
+    pthread_join(log_flusher, NULL);
+    pthread_cond_destroy(&log_flush_cond);
+    agw_log_flush();
+}
+
 void agw_log(agw_log_level lvl, const char *fmt, ...)
 {
     static const char *tags[] = { "error", "warn", "info", "debug" };
@@ -433,9 +612,7 @@ void agw_log(agw_log_level lvl, const char *fmt, ...)
     if (len > sizeof line - 2)
         len = sizeof line - 2;
     line[len++] = '\n';
-    /* One write() per line keeps lines from different threads whole. */
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+    log_emit(lvl, line, len);
 }
 
 /* ---- clocks ---- */

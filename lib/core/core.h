@@ -273,6 +273,22 @@ agw_log_level agw_log_get_level(void);
 int agw_log_level_parse(const char *name);
 /* One line to stderr, prefixed with time, level and pid. Never pass secrets. */
 void agw_log(agw_log_level lvl, const char *fmt, ...) AGW_PRINTF(2, 3);
+/* Buffering, for a process that logs a line per request from many threads:
+ * one write() per line made them queue on the log file. From
+ * agw_log_buffer_start until agw_log_buffer_stop, info and debug lines go to
+ * a process-wide buffer that a thread of its own ("agw-logger") writes out
+ * every 20 ms, or sooner when it is half full. Warnings and errors are
+ * written at once, after every line logged before them, and so is a line
+ * that finds the buffer full; agw_fatal writes out what is buffered before
+ * its own line. What a process killed by a signal loses is the info and
+ * debug lines of its last 20 ms or so. The order of lines is kept. A child
+ * of fork() writes its lines at once. start returns AGW_EINVAL when
+ * buffering is already on, AGW_EIO when the thread cannot be started; stop
+ * writes out the rest and is a no-op when buffering is off. */
+agw_err agw_log_buffer_start(void);
+void agw_log_buffer_stop(void);
+/* Writes out what is buffered now. */
+void agw_log_flush(void);
 #define agw_log_error(...) agw_log(AGW_LOG_ERROR, __VA_ARGS__)
 #define agw_log_warn(...) agw_log(AGW_LOG_WARN, __VA_ARGS__)
 #define agw_log_info(...) agw_log(AGW_LOG_INFO, __VA_ARGS__)

@@ -1,5 +1,5 @@
 /* Unit tests for lib/core: the capped buffer, JSON string escaping, string
- * views, random ids, log levels and the log line format. */
+ * views, random ids, log levels, the log line format and buffered logging. */
 #include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -731,6 +731,105 @@ static void test_log_line(void **state)
     assert_int_equal(out[19], '.');
 }
 
+/* What the file behind `fd` holds, NUL-terminated, in a malloc'd buffer. */
+static char *file_text(int fd)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    assert_true(size >= 0);
+    char *text = malloc((size_t)size + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)size, 0), (ssize_t)size);
+    text[size] = '\0';
+    return text;
+}
+
+/* Where `needle` is in the file's text, or -1. */
+static long file_find(int fd, const char *needle)
+{
+    char *text = file_text(fd);
+    const char *at = strstr(text, needle);
+    long pos = at ? (long)(at - text) : -1;
+    free(text);
+    return pos;
+}
+
+enum { LOG_THREADS = 4, LOG_THREAD_LINES = 1500 };
+
+static void *log_lines(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char pad[101];
+    memset(pad, 'x', 100);
+    pad[100] = '\0';
+    for (int i = 0; i < LOG_THREAD_LINES; i++)
+        agw_log_info("thread %d line %05d %s", t, i, pad);
+    return NULL;
+}
+
+static void test_log_buffered(void **state)
+{
+    (void)state;
+    agw_log_level old = agw_log_get_level();
+    agw_log_set_level(AGW_LOG_INFO);
+    char path[] = "/tmp/agw-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
+
+    assert_int_equal(agw_log_buffer_start(), AGW_OK);
+    assert_int_equal(agw_log_buffer_start(), AGW_EINVAL);
+    /* A warning goes out at once, after the info lines logged before it. */
+    agw_log_info("first info");
+    agw_log_info("second info");
+    agw_log_warn("then a warning");
+    long a = file_find(fd, "info: first info\n"), b = file_find(fd, "info: second info\n");
+    long c = file_find(fd, "warn: then a warning\n");
+    assert_true(a >= 0 && a < b && b < c);
+    agw_log_info("flushed by hand");
+    agw_log_flush();
+    assert_true(file_find(fd, "info: flushed by hand\n") > c);
+    /* The logger thread writes an info line out on its own. */
+    agw_log_info("left to the logger");
+    long d = -1;
+    for (int i = 0; i < 400 && d < 0; i++) {
+        usleep(5000);
+        d = file_find(fd, "info: left to the logger\n");
+    }
+    assert_true(d > c);
+    /* Threads logging more than the buffer holds: every line, once, each
+     * thread's in its order. */
+    pthread_t th[LOG_THREADS];
+    for (int t = 0; t < LOG_THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, log_lines, (void *)(intptr_t)t), 0);
+    for (int t = 0; t < LOG_THREADS; t++)
+        pthread_join(th[t], NULL);
+    agw_log_buffer_stop();
+    agw_log_buffer_stop(); /* a no-op once off */
+    char *text = file_text(fd);
+    for (int t = 0; t < LOG_THREADS; t++) {
+        const char *from = text;
+        for (int i = 0; i < LOG_THREAD_LINES; i++) {
+            char want[64];
+            snprintf(want, sizeof want, "info: thread %d line %05d x", t, i);
+            const char *at = strstr(from, want);
+            assert_non_null(at);
+            assert_null(strstr(at + 1, want));
+            from = at;
+        }
+    }
+    free(text);
+    /* Off again: a line is written at once. */
+    agw_log_info("unbuffered again");
+    assert_true(file_find(fd, "info: unbuffered again\n") > d);
+
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    close(fd);
+    agw_log_set_level(old);
+}
+
 static void log_one(void)
 {
     agw_log_warn("tick");
@@ -933,6 +1032,7 @@ int main(void)
         cmocka_unit_test(test_log_line),
         cmocka_unit_test(test_log_time_is_current),
         cmocka_unit_test(test_log_long_line_truncated),
+        cmocka_unit_test(test_log_buffered),
         cmocka_unit_test(test_x_alloc),
         cmocka_unit_test(test_clocks),
     };
