@@ -202,6 +202,11 @@ void agw_ring_detach(agw_ring *r)
     free(r);
 }
 
+uint64_t agw_ring_head(const agw_ring *r)
+{
+    return atomic_load_explicit(&hdr(r)->head, memory_order_acquire);
+}
+
 uint64_t agw_ring_used(const agw_ring *r)
 {
     /* tail first: head read later is never behind it. */
@@ -323,7 +328,54 @@ void agw_ring_consume(agw_ring *r, uint64_t next)
     atomic_store_explicit(&hdr(r)->tail, next, memory_order_release);
 }
 
-agw_err agw_ring_sync(agw_ring *r)
+/* The slots from sequence `from` up to `to` (at most one lap) as at most two
+ * byte ranges of the file, the second for the part that wraps round to the
+ * first slot. Returns how many ranges (0..2). */
+typedef struct {
+    size_t offset, length;
+} byte_range;
+
+static int slot_ranges(const agw_ring *r, uint64_t from, uint64_t to, byte_range out[2])
 {
-    return msync(r->base, r->size, MS_SYNC) == 0 ? AGW_OK : AGW_EIO;
+    uint64_t slots = (uint64_t)r->mask + 1, count = to - from;
+    if (to <= from)
+        return 0;
+    if (count > slots)
+        count = slots;
+    uint64_t first = from & r->mask, before_wrap = slots - first;
+    uint64_t n1 = count < before_wrap ? count : before_wrap;
+    out[0].offset = AGW_RING_HEADER_BYTES + (size_t)first * AGW_RING_SLOT_BYTES;
+    out[0].length = (size_t)n1 * AGW_RING_SLOT_BYTES;
+    if (n1 == count)
+        return 1;
+    out[1].offset = AGW_RING_HEADER_BYTES;
+    out[1].length = (size_t)(count - n1) * AGW_RING_SLOT_BYTES;
+    return 2;
+}
+
+static int sync_bytes(agw_ring *r, size_t offset, size_t length)
+{
+    /* msync wants a page-aligned start; the mapping itself is one. */
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), lead = offset % page;
+    return msync(r->base + offset - lead, length + lead, MS_SYNC);
+}
+
+/* Not the whole file: every sync leaves the pages it wrote clean, and each
+ * process then takes a page fault on its next write to each of them (a few
+ * microseconds per call, measured, when the whole file was synced every
+ * second). Records older than `before` sit in pages that are full by then,
+ * so syncing them costs no fault; consumed slots are in the database. */
+agw_err agw_ring_sync(agw_ring *r, uint64_t before)
+{
+    ring_header *h = hdr(r);
+    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+    byte_range ranges[2];
+    int n = slot_ranges(r, tail, before < head ? before : head, ranges);
+    if (sync_bytes(r, 0, AGW_RING_HEADER_BYTES) != 0)
+        return AGW_EIO;
+    for (int i = 0; i < n; i++)
+        if (sync_bytes(r, ranges[i].offset, ranges[i].length) != 0)
+            return AGW_EIO;
+    return AGW_OK;
 }

@@ -45,7 +45,8 @@
  * safely stored; slots before `tail` are free for the next lap.
  *
  * Durability: the file's pages reach the disk when the kernel writes them
- * back, or at agw_ring_sync. After a reboot (the header's boot id differs)
+ * back, or, for the header and the records the caller names, at
+ * agw_ring_sync. After a reboot (the header's boot id differs)
  * the first attacher marks every slot between tail and head that is not READY
  * as abandoned, since the processes that were writing them are gone.
  *
@@ -93,6 +94,8 @@ void agw_ring_detach(agw_ring *r);
  * written); AGW_EINVAL for a bad length. */
 AGW_WARN_UNUSED agw_err agw_ring_append(agw_ring *r, const void *rec, size_t len);
 
+/* The sequence the next append will take. */
+uint64_t agw_ring_head(const agw_ring *r);
 /* Records appended and not yet consumed, and the slot count. */
 uint64_t agw_ring_used(const agw_ring *r);
 uint64_t agw_ring_capacity(const agw_ring *r);
@@ -118,7 +121,10 @@ size_t agw_ring_read(agw_ring *r, agw_ring_entry *out, size_t max, uint64_t *nex
                      uint64_t *torn);
 /* Frees every slot before `next` (a value agw_ring_read gave). */
 void agw_ring_consume(agw_ring *r, uint64_t next);
-/* Writes the mapping's dirty pages to the disk and waits (msync MS_SYNC). */
-agw_err agw_ring_sync(agw_ring *r);
+/* Writes the header and the slots of the records not yet consumed whose
+ * sequence is below `before` to the disk, and waits (msync MS_SYNC);
+ * agw_ring_head(r) as `before` takes every record appended so far. The rest
+ * of the file is left to the kernel's writeback. */
+agw_err agw_ring_sync(agw_ring *r, uint64_t before);
 
 #endif

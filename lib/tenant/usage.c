@@ -594,18 +594,26 @@ static void lead(agw_usage_log *l)
     agw_store *store = NULL;
     unsigned backoff_ms = 0;
     uint64_t last_ckpt_ms = 0, next_prune_ms = 0, last_sync_ms = agw_mono_ms();
-    int dirty = 0;
+    /* The ring's head at each of the last AGW_USAGE_SYNC_AGE_S ticks (one a
+     * second), oldest at `tick`. */
+    uint64_t heads[AGW_USAGE_SYNC_AGE_S];
+    unsigned tick = 0;
+    for (unsigned i = 0; i < AGW_USAGE_SYNC_AGE_S; i++)
+        heads[i] = agw_ring_head(l->ring);
     atomic_store(agw_ring_counter(l->ring, C_DRAINER_PID), (uint64_t)getpid());
     agw_log_info("usage: this process stores the pool's usage records");
     while (!stopping(l)) {
-        /* The ring's file reaches the disk once a second at least while it
-         * holds records or has just been drained (the freed slots), so a
-         * power loss finds the records that were waiting in it, the database
-         * taking them or not. */
+        /* Once a second: the records that have waited AGW_USAGE_SYNC_AGE_S
+         * seconds and are still not stored (the database is not taking
+         * them) reach the disk with the ring's header, so that a power loss
+         * finds them. */
         uint64_t now = agw_mono_ms();
-        if ((dirty || agw_ring_used(l->ring)) && now - last_sync_ms >= 1000) {
-            dirty = agw_ring_used(l->ring) > 0;
-            (void)agw_ring_sync(l->ring);
+        if (now - last_sync_ms >= 1000) {
+            uint64_t head = agw_ring_head(l->ring), before = heads[tick];
+            if (head - agw_ring_used(l->ring) < before)
+                (void)agw_ring_sync(l->ring, before);
+            heads[tick] = head;
+            tick = (tick + 1) % AGW_USAGE_SYNC_AGE_S;
             last_sync_ms = now;
         }
         if (!store && !(store = open_drain_store(l))) {
@@ -632,7 +640,6 @@ static void lead(agw_usage_log *l)
             continue;
         }
         backoff_ms = 0;
-        dirty |= n > 0;
         checkpoint(l, db, &last_ckpt_ms);
         now = agw_mono_ms();
         if (l->retention_days > 0 && now >= next_prune_ms)
@@ -653,7 +660,7 @@ static void lead(agw_usage_log *l)
         }
     }
     if (store)
-        (void)agw_ring_sync(l->ring);
+        (void)agw_ring_sync(l->ring, agw_ring_head(l->ring));
     agw_store_close(store);
 }
 

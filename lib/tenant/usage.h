@@ -148,6 +148,11 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
  * pool cannot starve it into refusing calls. */
 #define AGW_USAGE_YIELD_ROWS 16
 #define AGW_USAGE_YIELD_BELOW 64
+/* A record still waiting in the ring this many seconds after it was
+ * appended is written to the disk (agw_ring_sync) within the next second.
+ * Younger ones are not: each sync costs the requests a page fault per page
+ * it wrote, and a pool that saturates its CPUs runs a second or two behind. */
+#define AGW_USAGE_SYNC_AGE_S 5
 #define AGW_USAGE_ELECT_MS 200        /* how often a follower tries to take the lock */
 #define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
 #define AGW_USAGE_WAL_RESET_BYTES (16u << 20)

@@ -4,7 +4,8 @@
  * claimed) is skipped without stalling the reader for ever, and a stalled
  * writer whose slot was given up writes its record again; producers in
  * several processes lose and duplicate nothing; another layout or size is
- * refused; a reboot abandons what was being written. */
+ * refused; a reboot abandons what was being written; a sync covers the
+ * waiting records it is asked for, wrapped round or not. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,6 +128,59 @@ static void test_laps_and_full(void **state)
     assert_int_equal(agw_ring_append(r, big, sizeof big), AGW_EINVAL);
     assert_int_equal(agw_ring_append(r, big, 0), AGW_EINVAL);
     assert_int_equal(agw_ring_append(r, big, AGW_RING_PAYLOAD_MAX), AGW_OK);
+    free(e);
+    agw_ring_detach(r);
+}
+
+/* agw_ring_sync writes the header and the slots of the waiting records it
+ * is asked for, the part that wraps round included, and nothing else. */
+static void test_sync_ranges(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach(f, 7, 16);
+    const size_t H = AGW_RING_HEADER_BYTES, S = AGW_RING_SLOT_BYTES;
+    byte_range b[2] = { { 0, 0 }, { 0, 0 } };
+    uint64_t base = 1000 * 16; /* a multiple of 16: slot 0 */
+    assert_int_equal(slot_ranges(r, base + 3, base + 3, b), 0); /* empty */
+    assert_int_equal(slot_ranges(r, base + 3, base + 2, b), 0);
+    assert_int_equal(slot_ranges(r, base + 3, base + 7, b), 1);
+    assert_int_equal(b[0].offset, H + 3 * S);
+    assert_int_equal(b[0].length, 4 * S);
+    assert_int_equal(slot_ranges(r, base + 10, base + 16, b), 1); /* up to the last slot */
+    assert_int_equal(b[0].offset, H + 10 * S);
+    assert_int_equal(b[0].length, 6 * S);
+    assert_int_equal(slot_ranges(r, base + 10, base + 20, b), 2); /* 10..15, then 0..3 */
+    assert_int_equal(b[0].offset, H + 10 * S);
+    assert_int_equal(b[0].length, 6 * S);
+    assert_int_equal(b[1].offset, H);
+    assert_int_equal(b[1].length, 4 * S);
+    assert_int_equal(slot_ranges(r, base + 5, base + 21, b), 2); /* full: one lap */
+    assert_int_equal(b[0].length + b[1].length, 16 * S);
+    assert_int_equal(b[1].offset, H);
+    assert_int_equal(b[1].length, 5 * S);
+    assert_int_equal(slot_ranges(r, base + 5, base + 40, b), 2); /* never more than a lap */
+    assert_int_equal(b[0].length + b[1].length, 16 * S);
+
+    /* A real ring whose records wrap round: the two msyncs take page-aligned
+     * starts (slot 10 is not at a page boundary). */
+    agw_ring_entry *e = calloc(16, sizeof *e);
+    uint64_t torn;
+    for (uint32_t i = 0; i < 10; i++) {
+        rec x = make(2, i);
+        assert_int_equal(agw_ring_append(r, &x, sizeof x), AGW_OK);
+    }
+    assert_int_equal(read_all(r, e, 16, &torn), 10);
+    for (uint32_t i = 10; i < 20; i++) {
+        rec x = make(2, i);
+        assert_int_equal(agw_ring_append(r, &x, sizeof x), AGW_OK);
+    }
+    uint64_t head = agw_ring_head(r);
+    assert_int_equal(head - agw_ring_used(r), atomic_load(&hdr(r)->tail));
+    assert_int_equal(agw_ring_sync(r, head - 5), AGW_OK); /* the five youngest left out */
+    assert_int_equal(agw_ring_sync(r, head), AGW_OK);
+    assert_int_equal(agw_ring_sync(r, head + 100), AGW_OK); /* never past head */
+    assert_int_equal(read_all(r, e, 16, &torn), 10);
+    assert_int_equal(agw_ring_sync(r, head), AGW_OK); /* none waiting: the header only */
     free(e);
     agw_ring_detach(r);
 }
@@ -304,6 +358,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_laps_and_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producers_in_several_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_layout_refused_and_reboot, setup, teardown),
