@@ -46,6 +46,25 @@ static uint64_t json_swar_special(uint64_t v)
             ((v - JSON_ONES * 0x20) & ~v) | v) & JSON_HIGHS;
 }
 
+/* The first byte from p on that `special` flags, 8 bytes at a time; the
+ * last few bytes (fewer than 8) are left to the caller's byte loop, which
+ * stops where this one would. The lowest flagged byte of a word is always a
+ * true match: a false one can only follow a true one (the borrow of the
+ * zero-byte test runs upwards), and little-endian puts the first byte
+ * lowest. */
+static agw_json_ptr json_swar_scan(agw_json_ptr p, agw_json_ptr end,
+                                   uint64_t (*special)(uint64_t))
+{
+    while (end - p >= 8) {
+        uint64_t v, hit;
+        memcpy(&v, p, 8);
+        if ((hit = special(v)))
+            return p + (__builtin_ctzll(hit) >> 3);
+        p += 8;
+    }
+    return p;
+}
+
 static int json_plain(unsigned char c)
 {
     return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
@@ -59,15 +78,8 @@ static agw_json_ptr json_v_string(agw_json_ptr p, agw_json_ptr end, const char *
     for (;;) {
         unsigned char c;
 
-        /* Chat bodies are mostly long ASCII strings: skip 8 plain bytes at a
-         * time, then at most 7 one by one to reach the byte that stopped it. */
-        while (end - p >= 8) {
-            uint64_t v;
-            memcpy(&v, p, 8);
-            if (json_swar_special(v))
-                break;
-            p += 8;
-        }
+        /* Chat bodies are mostly long ASCII strings: 8 bytes at a time. */
+        p = json_swar_scan(p, end, json_swar_special);
         while (p < end && json_plain(*p))
             p++;
         if (p >= end) {
@@ -296,25 +308,31 @@ fail:
  * These trust the structure (brackets are only counted, not matched) but check
  * every bound, so unvalidated input gives nonsense, never a bad read. */
 
-/* p at the opening quote; returns past the closing quote or NULL. */
+/* Non-zero when any of the 8 bytes is '"' or '\\' (exact as a yes/no answer). */
+static uint64_t json_swar_quote_or_backslash(uint64_t v)
+{
+    uint64_t q = v ^ (JSON_ONES * '"');
+    uint64_t b = v ^ (JSON_ONES * '\\');
+    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b)) & JSON_HIGHS;
+}
+
+/* p at the opening quote; returns past the closing quote or NULL. A
+ * backslash takes the byte after it along (the escapes of a valid document
+ * are two bytes, or six for \u whose last four are hex digits). */
 static agw_json_ptr json_skip_string(agw_json_ptr p, agw_json_ptr end)
 {
-    agw_json_ptr content = p + 1;
-
-    p = content;
+    p++;
     for (;;) {
-        agw_json_ptr q = p < end ? memchr(p, '"', (size_t)(end - p)) : NULL;
-        size_t bs = 0;
-
-        if (!q)
+        p = json_swar_scan(p, end, json_swar_quote_or_backslash);
+        while (p < end && *p != '"' && *p != '\\')
+            p++;
+        if (p >= end)
             return NULL;
-        /* Escaped iff preceded by an odd run of backslashes. Runs before
-         * different quotes never overlap, so this stays linear. */
-        while (q - bs > content && q[-1 - (ptrdiff_t)bs] == '\\')
-            bs++;
-        if (bs % 2 == 0)
-            return q + 1;
-        p = q + 1;
+        if (*p == '"')
+            return p + 1;
+        if (end - p < 2)
+            return NULL;
+        p += 2;
     }
 }
 

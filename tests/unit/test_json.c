@@ -209,6 +209,41 @@ static void test_hostile_nesting_unvalidated(void **state)
     free(s);
 }
 
+/* Skipping strings: backslash runs of either parity, escaped quotes on both
+ * sides of an 8-byte step, \u escapes, and a document cut inside an escape. */
+static void test_find_past_escapes(void **state)
+{
+    static const char body[] =
+        "{\"a\":\"x\\\\\",\"b\":\"\\\\\\\"\\\\\",\"c\":\"0123456\\\"89abcdef\\\"0123456789\","
+        "\"d\":\"\\u0022\\\"\",\"e\":[\"]\\\\\",\"\\\"]\"],\"model\":\"m\"}";
+    agw_str d = { body, sizeof(body) - 1 }, v;
+    (void)state;
+    assert_int_equal(validate(d), AGW_OK);
+    assert_int_equal(agw_json_find(d, V("a"), &v), AGW_OK);
+    assert_span(v, S("\"x\\\\\""));
+    assert_int_equal(agw_json_find(d, V("b"), &v), AGW_OK);
+    assert_span(v, S("\"\\\\\\\"\\\\\""));
+    assert_int_equal(agw_json_find(d, V("c"), &v), AGW_OK);
+    assert_span(v, S("\"0123456\\\"89abcdef\\\"0123456789\""));
+    assert_int_equal(agw_json_find(d, V("d"), &v), AGW_OK);
+    assert_span(v, S("\"\\u0022\\\"\""));
+    assert_int_equal(agw_json_find(d, V("e"), &v), AGW_OK);
+    assert_span(v, S("[\"]\\\\\",\"\\\"]\"]"));
+    assert_int_equal(agw_json_find(d, V("model"), &v), AGW_OK);
+    assert_span(v, S("\"m\""));
+    /* Cut right after a backslash, or inside a long string: not found, and
+     * no byte past the end is read (the sanitizer run checks that). */
+    for (size_t cut = 1; cut < d.len; cut++) {
+        char *part = malloc(cut);
+        assert_non_null(part);
+        memcpy(part, body, cut);
+        agw_str p = { part, cut };
+        if (agw_json_find(p, V("model"), &v) == AGW_OK) /* the closing brace cut off */
+            assert_true(cut == d.len - 1 && v.ptr + v.len <= part + cut);
+        free(part);
+    }
+}
+
 static void test_find(void **state)
 {
     static const char body[] =
@@ -630,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_hostile_nesting_unvalidated),
+        cmocka_unit_test(test_find_past_escapes),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_find_member),
         cmocka_unit_test(test_find_path),

@@ -1,6 +1,7 @@
 /* Unit tests for lib/upstream against a small HTTP/1.1 server that runs in a
  * thread of this test on 127.0.0.1: status and headers, chunked streams,
- * resets, timeouts, stopping, keep-alive reuse and exact request bodies. */
+ * resets, timeouts, stopping, keep-alive reuse, exact request bodies and a
+ * proxy named by the environment. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +44,11 @@ static int handle(testsrv *s, int fd, const testsrv_req *rq)
         snprintf(buf, sizeof buf,
                  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Custom:   hello world  \r\n"
                  "x-request-id: req-123\r\nContent-Length: %lu\r\n\r\n%s",
+                 (unsigned long)strlen(ok_body), ok_body);
+        return testsrv_send_str(fd, buf) ? TESTSRV_CLOSE : TESTSRV_KEEP;
+    }
+    if (!strncmp(p, "http://proxied.invalid/", 23)) { /* asked as a proxy */
+        snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\nContent-Length: %lu\r\n\r\n%s",
                  (unsigned long)strlen(ok_body), ok_body);
         return testsrv_send_str(fd, buf) ? TESTSRV_CLOSE : TESTSRV_KEEP;
     }
@@ -293,6 +299,36 @@ static void assert_view(agw_str v, const char *want)
 /* ======================================================================
  * Tests
  * ====================================================================== */
+
+/* A handle made while http_proxy is set sends through that proxy, as
+ * libcurl does on its own (agw_upstream_new skips the lookup only when no
+ * proxy variable is set). */
+static void test_proxy_from_environment(void **state)
+{
+    fixture *f = *state;
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", f->s.port);
+    setenv("http_proxy", proxy, 1);
+    agw_upstream *u = agw_upstream_new();
+    collect *c = new_collect(f);
+    agw_upstream_req rq = {
+        .url = "http://proxied.invalid/ok",
+        .connect_timeout_ms = 5000,
+        .idle_timeout_ms = 5000,
+        .on_data = on_data,
+        .ud = c,
+    };
+    agw_upstream_result res;
+    agw_upstream_perform(u, &rq, &res);
+    unsetenv("http_proxy");
+    if (res.outcome != AGW_UPSTREAM_DONE)
+        fail_msg("through the proxy: outcome %d: %s", (int)res.outcome, res.detail);
+    assert_int_equal(res.status, 200);
+    assert_memory_equal(c->body.data, ok_body, strlen(ok_body));
+    assert_string_equal(f->s.last.path, "http://proxied.invalid/ok");
+    assert_non_null(strstr(f->s.last.head, "\r\nHost: proxied.invalid\r\n"));
+    agw_upstream_free(u);
+}
 
 static void test_get_200_with_length(void **state)
 {
@@ -848,6 +884,7 @@ int main(void)
         T(test_http10_until_close),
         T(test_only_http_schemes),
         T(test_gzip_decoded),
+        T(test_proxy_from_environment),
         T(test_many_headers),
         T(test_header_bytes_cap),
     };
