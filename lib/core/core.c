@@ -450,10 +450,11 @@ static void log_emit(agw_log_level lvl, const char *line, size_t len)
         if (log_buffering && log_fill_len + len <= LOG_BUFFER_CAP) {
             memcpy(log_fill + log_fill_len, line, len);
             log_fill_len += len;
-            int half = log_fill_len > LOG_BUFFER_CAP / 2 && log_fill_len - len <= LOG_BUFFER_CAP / 2;
-            pthread_mutex_unlock(&log_fill_lock);
-            if (half)
+            /* Signalled under the lock: buffering cannot have been stopped
+             * in between. */
+            if (log_fill_len > LOG_BUFFER_CAP / 2 && log_fill_len - len <= LOG_BUFFER_CAP / 2)
                 pthread_cond_signal(&log_flush_cond);
+            pthread_mutex_unlock(&log_fill_lock);
             return;
         }
         pthread_mutex_unlock(&log_fill_lock);
@@ -508,28 +509,30 @@ static void log_fork_child(void)
     log_fork_parent();
 }
 
-static void log_fork_handlers(void)
+/* Once per process: the fork handlers, and the condition variable (on the
+ * monotonic clock, as agw_mono_deadline wants), which is never destroyed so
+ * that buffering can be started again after a stop. */
+static void log_buffer_once(void)
 {
     pthread_atfork(log_fork_prepare, log_fork_parent, log_fork_child);
-}
-
-agw_err agw_log_buffer_start(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, log_fork_handlers);
-    pthread_mutex_lock(&log_fill_lock);
-    if (log_buffering) {
-        pthread_mutex_unlock(&log_fill_lock);
-        return AGW_EINVAL;
-    }
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&log_flush_cond, &attr);
     pthread_condattr_destroy(&attr);
+}
+
+agw_err agw_log_buffer_start(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, log_buffer_once);
+    pthread_mutex_lock(&log_fill_lock);
+    if (log_buffering) {
+        pthread_mutex_unlock(&log_fill_lock);
+        return AGW_EINVAL;
+    }
     log_flusher_stop = 0;
     if (pthread_create(&log_flusher, NULL, log_flusher_main, NULL) != 0) {
-        pthread_cond_destroy(&log_flush_cond);
         pthread_mutex_unlock(&log_fill_lock);
         return AGW_EIO;
     }
@@ -559,7 +562,6 @@ void agw_log_buffer_stop(void)
     pthread_cond_signal(&log_flush_cond);
     pthread_mutex_unlock(&log_fill_lock);
     pthread_join(log_flusher, NULL);
-    pthread_cond_destroy(&log_flush_cond);
     agw_log_flush();
 }
 
