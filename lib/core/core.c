@@ -397,8 +397,10 @@ static pthread_mutex_t log_fill_lock = PTHREAD_MUTEX_INITIALIZER; /* the four be
 static char log_buffers[2][LOG_BUFFER_CAP];
 static char *log_fill = log_buffers[0], *log_spare = log_buffers[1];
 static size_t log_fill_len;
-static int log_buffering, log_flusher_stop;
-static _Atomic int log_buffering_hint; /* log_buffering, read without the lock */
+static int log_flusher_stop;
+/* Changed under log_fill_lock; log_emit also reads it without the lock to
+ * take the unbuffered path at no cost when buffering is off. */
+static _Atomic int log_buffering;
 static pthread_cond_t log_flush_cond;
 static pthread_t log_flusher;
 
@@ -440,7 +442,7 @@ static void log_drain_before_fatal(void)
 
 static void log_emit(agw_log_level lvl, const char *line, size_t len)
 {
-    if (!atomic_load_explicit(&log_buffering_hint, memory_order_relaxed)) {
+    if (!atomic_load_explicit(&log_buffering, memory_order_relaxed)) {
         /* One write() per line keeps lines from different threads whole. */
         log_write_all(line, len);
         return;
@@ -466,6 +468,13 @@ static void log_emit(agw_log_level lvl, const char *line, size_t len)
     pthread_mutex_unlock(&log_write_lock);
 }
 
+void agw_log_flush(void)
+{
+    pthread_mutex_lock(&log_write_lock);
+    log_drain();
+    pthread_mutex_unlock(&log_write_lock);
+}
+
 static void *log_flusher_main(void *arg)
 {
     (void)arg;
@@ -478,9 +487,7 @@ static void *log_flusher_main(void *arg)
         if (log_fill_len == 0)
             continue;
         pthread_mutex_unlock(&log_fill_lock);
-        pthread_mutex_lock(&log_write_lock);
-        log_drain();
-        pthread_mutex_unlock(&log_write_lock);
+        agw_log_flush();
         pthread_mutex_lock(&log_fill_lock);
     }
     pthread_mutex_unlock(&log_fill_lock);
@@ -504,7 +511,6 @@ static void log_fork_parent(void)
 static void log_fork_child(void)
 {
     log_buffering = 0;
-    atomic_store(&log_buffering_hint, 0);
     log_fill_len = 0;
     log_fork_parent();
 }
@@ -537,16 +543,8 @@ agw_err agw_log_buffer_start(void)
         return AGW_EIO;
     }
     log_buffering = 1;
-    atomic_store(&log_buffering_hint, 1);
     pthread_mutex_unlock(&log_fill_lock);
     return AGW_OK;
-}
-
-void agw_log_flush(void)
-{
-    pthread_mutex_lock(&log_write_lock);
-    log_drain();
-    pthread_mutex_unlock(&log_write_lock);
 }
 
 void agw_log_buffer_stop(void)
@@ -557,7 +555,6 @@ void agw_log_buffer_stop(void)
         return;
     }
     log_buffering = 0;
-    atomic_store(&log_buffering_hint, 0);
     log_flusher_stop = 1;
     pthread_cond_signal(&log_flush_cond);
     pthread_mutex_unlock(&log_fill_lock);

@@ -364,7 +364,10 @@ static int sync_bytes(agw_ring *r, size_t offset, size_t length)
  * process then takes a page fault on its next write to each of them (a few
  * microseconds per call, measured, when the whole file was synced every
  * second). Records older than `before` sit in pages that are full by then,
- * so syncing them costs no fault; consumed slots are in the database. */
+ * so syncing them costs no fault; consumed slots are in the database. With
+ * none of them waiting, not even the header is written: it is on every
+ * append's path, and a stale tail on the disk only makes the consumer read
+ * stored records again (their sequences say so). */
 agw_err agw_ring_sync(agw_ring *r, uint64_t before)
 {
     ring_header *h = hdr(r);
@@ -372,6 +375,8 @@ agw_err agw_ring_sync(agw_ring *r, uint64_t before)
     uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     byte_range ranges[2];
     int n = slot_ranges(r, tail, before < head ? before : head, ranges);
+    if (n == 0)
+        return AGW_OK;
     if (sync_bytes(r, 0, AGW_RING_HEADER_BYTES) != 0)
         return AGW_EIO;
     for (int i = 0; i < n; i++)

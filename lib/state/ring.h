@@ -121,10 +121,11 @@ size_t agw_ring_read(agw_ring *r, agw_ring_entry *out, size_t max, uint64_t *nex
                      uint64_t *torn);
 /* Frees every slot before `next` (a value agw_ring_read gave). */
 void agw_ring_consume(agw_ring *r, uint64_t next);
-/* Writes the header and the slots of the records not yet consumed whose
- * sequence is below `before` to the disk, and waits (msync MS_SYNC);
- * agw_ring_head(r) as `before` takes every record appended so far. The rest
- * of the file is left to the kernel's writeback. */
+/* Writes the slots of the records not yet consumed whose sequence is below
+ * `before`, and the header, to the disk and waits (msync MS_SYNC); writes
+ * nothing when there is no such record. agw_ring_head(r) as `before` takes
+ * every record appended so far. The rest of the file is left to the
+ * kernel's writeback. */
 agw_err agw_ring_sync(agw_ring *r, uint64_t before);
 
 #endif

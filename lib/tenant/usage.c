@@ -609,10 +609,8 @@ static void lead(agw_usage_log *l)
          * finds them. */
         uint64_t now = agw_mono_ms();
         if (now - last_sync_ms >= 1000) {
-            uint64_t head = agw_ring_head(l->ring), before = heads[tick];
-            if (head - agw_ring_used(l->ring) < before)
-                (void)agw_ring_sync(l->ring, before);
-            heads[tick] = head;
+            (void)agw_ring_sync(l->ring, heads[tick]);
+            heads[tick] = agw_ring_head(l->ring);
             tick = (tick + 1) % AGW_USAGE_SYNC_AGE_S;
             last_sync_ms = now;
         }

@@ -441,11 +441,12 @@ def a_killed_worker_gives_back_what_it_held(ctx):
     # 28 streams of 3 s over two providers; one worker is SIGKILLed while it
     # holds some of them. Which process takes a connection depends on the
     # order the kernel keeps the idle workers in, so a worker may hold none:
-    # with 28 of the pool's 32 threads busy, every process holds at least 4. The streams gauge and both providers' in-flight
-    # counts must come back to 0 (what the dead process held is given back),
-    # and least-used must then share the traffic again: a count left behind
-    # would keep that provider out of it for good. Then the whole pool is
-    # killed mid-stream and started again on the same shared state.
+    # with 28 of the pool's 32 threads busy, every process holds at least 4.
+    # The streams gauge and both providers' in-flight counts must come back
+    # to 0 (what the dead process held is given back), and least-used must
+    # then share the traffic again: a count left behind would keep that
+    # provider out of it for good. Then the whole pool is killed mid-stream
+    # and started again on the same shared state.
     p = Pool(ctx, "kw", [100, 100], "least-used")
     gw = p.gw
     try:

@@ -180,7 +180,7 @@ static void test_sync_ranges(void **state)
     assert_int_equal(agw_ring_sync(r, head), AGW_OK);
     assert_int_equal(agw_ring_sync(r, head + 100), AGW_OK); /* never past head */
     assert_int_equal(read_all(r, e, 16, &torn), 10);
-    assert_int_equal(agw_ring_sync(r, head), AGW_OK); /* none waiting: the header only */
+    assert_int_equal(agw_ring_sync(r, head), AGW_OK); /* none waiting: nothing written */
     free(e);
     agw_ring_detach(r);
 }

@@ -268,11 +268,11 @@ static void url_of(const fixture *f, const char *path, char *out, size_t n)
     snprintf(out, n, "http://127.0.0.1:%d%s", f->s.port, path);
 }
 
-static void perform(fixture *f, const char *path, agw_str body, const char *const *headers,
-                    long idle_ms, collect *c, agw_upstream_result *res)
+/* One request on handle u to a whole URL. */
+static void perform_on(agw_upstream *u, const char *url, agw_str body,
+                       const char *const *headers, long idle_ms, collect *c,
+                       agw_upstream_result *res)
 {
-    char url[256];
-    url_of(f, path, url, sizeof url);
     agw_upstream_req rq = {
         .url = url,
         .headers = headers,
@@ -283,7 +283,16 @@ static void perform(fixture *f, const char *path, agw_str body, const char *cons
         .on_tick = on_tick,
         .ud = c,
     };
-    agw_upstream_perform(f->u, &rq, res);
+    agw_upstream_perform(u, &rq, res);
+}
+
+/* One request on the fixture's handle to `path` on its server. */
+static void perform(fixture *f, const char *path, agw_str body, const char *const *headers,
+                    long idle_ms, collect *c, agw_upstream_result *res)
+{
+    char url[256];
+    url_of(f, path, url, sizeof url);
+    perform_on(f->u, url, body, headers, idle_ms, c, res);
 }
 
 #define NO_BODY ((agw_str){ NULL, 0 })
@@ -311,15 +320,8 @@ static void test_proxy_from_environment(void **state)
     setenv("http_proxy", proxy, 1);
     agw_upstream *u = agw_upstream_new();
     collect *c = new_collect(f);
-    agw_upstream_req rq = {
-        .url = "http://proxied.invalid/ok",
-        .connect_timeout_ms = 5000,
-        .idle_timeout_ms = 5000,
-        .on_data = on_data,
-        .ud = c,
-    };
     agw_upstream_result res;
-    agw_upstream_perform(u, &rq, &res);
+    perform_on(u, "http://proxied.invalid/ok", NO_BODY, NULL, 5000, c, &res);
     unsetenv("http_proxy");
     if (res.outcome != AGW_UPSTREAM_DONE)
         fail_msg("through the proxy: outcome %d: %s", (int)res.outcome, res.detail);
