@@ -443,11 +443,11 @@ check() {
     rm -rf build-check build-asan
     mkdir -p build-check build-asan
     (cd build-check && ../configure -q --enable-werror && make -s -j"$(nproc)" &&
-        make -s -j2 check) || { tail -n 60 build-check/test-suite.log 2>/dev/null; return 1; }
+        make -s -j2 check) || { failures build-check; return 1; }
     # 2. The same suite under AddressSanitizer + UBSan.
     (cd build-asan && ../configure -q --enable-sanitizers &&
         make -s -j"$(nproc)" && make -s -j2 check) ||
-        { tail -n 60 build-asan/test-suite.log 2>/dev/null; return 1; }
+        { failures build-asan; return 1; }
     # 3. The parsers under libFuzzer, briefly.
     (cd build-check && make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-15}")
     # 4. The release tarball: builds and passes the suite from a read-only
@@ -456,6 +456,17 @@ check() {
         { tail -n 60 build-check/distcheck.log; return 1; }
     echo "distcheck: ok"
     summarize build-check plain && summarize build-asan sanitizers
+}
+
+# Prints what failed in a test run: each failing test's line with the report
+# under it (the "#" lines after "not ok", up to 60 of them), then the log's end.
+failures() {
+    local log=$1/test-suite.log
+    [ -f "$log" ] || return 0
+    awk '/^not ok /{n=0; on=1; print; next}
+         on && /^# / && n < 60 {n++; print; next}
+         {on=0}' "$log"
+    tail -n 20 "$log"
 }
 
 # Prints the totals of a test run as one "label: N passed, N failed" line.

@@ -367,8 +367,10 @@ class Gateway:
 
     def check_logs_clean(self):
         """Fails when the pool's log, or with admin=True antigw-admin's, holds
-        a sanitizer or crash report (check_log_clean)."""
+        a sanitizer or crash report, or the web server's log a failure of
+        its own (check_log_clean)."""
         check_log_clean("the pool's log", self.log_text())
+        check_log_clean("%s's log" % self.server, self.web_log_text(), WEB_SERVER_MARKS)
         if self.admin:
             check_log_clean("the admin log", self.admin_log_text())
 
@@ -482,13 +484,19 @@ def eq(got, want, what="value"):
 # (agw_fatal's "fatal at", multiwatch's "died to often").
 SANITIZER_MARKS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
 CRASH_MARKS = SANITIZER_MARKS + ("fatal at", "died to often")
+# What the web server logs when one of its own processes fails or dies: Apache
+# (and mod_fcgid, which ends the child on a lock failure) and nginx levels,
+# and Apache's note of a child killed by a signal.
+WEB_SERVER_MARKS = (":emerg]", ":alert]", "[emerg]", "[alert]", "exit signal")
 
 
 def check_log_clean(what, log, marks=CRASH_MARKS):
     """Fails on the first of `marks` in `log`: "<what> mentions <mark>", with
-    the log's tail."""
+    the first line that does and the log's tail."""
     for mark in marks:
-        check(mark not in log, "%s mentions %r:\n%s" % (what, mark, log[-3000:]))
+        if mark in log:
+            line = next(ln for ln in log.splitlines() if mark in ln)
+            check(False, "%s mentions %r:\n%s\n...\n%s" % (what, mark, line, log[-3000:]))
 
 
 def run_all(ctx):
