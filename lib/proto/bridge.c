@@ -242,6 +242,29 @@ static agw_err codec_error(void *ud, int status, agw_str body, int *client_statu
     return e;
 }
 
+/* A bridge makes only the decoder of its upstream's protocol and the encoder
+ * of its client's (as codec_event, codec_finish and on_ir_event choose them);
+ * the others stay zeroed and are never used or freed. */
+static void decoder_init(agw_bridge *b, const agw_ir_request *rq)
+{
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI: agw_openai_stream_decoder_init(&b->od); break;
+    case AGW_PROTO_RESPONSES: agw_responses_stream_decoder_init(&b->rd); break;
+    case AGW_PROTO_KIRO: agw_kiro_stream_decoder_init(&b->kd, rq); break;
+    default: agw_anthropic_stream_decoder_init(&b->ad); break;
+    }
+}
+
+static void decoder_free(agw_bridge *b)
+{
+    switch (b->upstream) {
+    case AGW_PROTO_OPENAI: agw_openai_stream_decoder_free(&b->od); break;
+    case AGW_PROTO_RESPONSES: agw_responses_stream_decoder_free(&b->rd); break;
+    case AGW_PROTO_KIRO: agw_kiro_stream_decoder_free(&b->kd); break;
+    default: agw_anthropic_stream_decoder_free(&b->ad); break;
+    }
+}
+
 agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
                            int include_usage, agw_str client_model, int64_t created)
 {
@@ -252,13 +275,18 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
     b->created = created;
     b->usage = (agw_ir_usage)AGW_IR_USAGE_UNKNOWN;
     b->client_model = agw_arena_str(&b->arena, client_model);
-    agw_openai_stream_decoder_init(&b->od);
-    agw_anthropic_stream_decoder_init(&b->ad);
-    agw_kiro_stream_decoder_init(&b->kd, NULL);
-    agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
-    agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
-    agw_responses_stream_decoder_init(&b->rd);
-    agw_responses_stream_encoder_init(&b->re, b->client_model, created);
+    decoder_init(b, NULL);
+    switch (client) {
+    case AGW_PROTO_OPENAI:
+        agw_openai_stream_encoder_init(&b->oe, include_usage, b->client_model, created);
+        break;
+    case AGW_PROTO_RESPONSES:
+        agw_responses_stream_encoder_init(&b->re, b->client_model, created);
+        break;
+    default:
+        agw_anthropic_stream_encoder_init(&b->ae, b->client_model, (agw_str){ NULL, 0 });
+        break;
+    }
     agw_ir_fold_init(&b->fold, AGW_LIMIT_UPSTREAM_BODY);
     b->codec = (agw_codec){ .ud = b,
                             .event = codec_event,
@@ -277,8 +305,10 @@ agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stre
 
 void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq)
 {
-    agw_kiro_stream_decoder_free(&b->kd);
-    agw_kiro_stream_decoder_init(&b->kd, rq);
+    if (b->upstream != AGW_PROTO_KIRO)
+        return; /* only Kiro's decoder reads the request */
+    decoder_free(b);
+    decoder_init(b, rq);
 }
 
 uint64_t agw_bridge_first_output_us(const agw_bridge *b)
@@ -361,13 +391,12 @@ void agw_bridge_round(agw_bridge *b, int allow)
     if (!b->continuing)
         return;
     if (agw_continuation_rounds(&b->cont) > 0) {
-        /* a new upstream answer: fresh decoders, the same encoder and fold */
-        agw_openai_stream_decoder_free(&b->od);
-        agw_anthropic_stream_decoder_free(&b->ad);
-        agw_responses_stream_decoder_free(&b->rd);
-        agw_openai_stream_decoder_init(&b->od);
-        agw_anthropic_stream_decoder_init(&b->ad);
-        agw_responses_stream_decoder_init(&b->rd);
+        /* a new upstream answer: a fresh decoder (Kiro's keeps what it
+         * learnt of the request), the same encoder and fold */
+        if (b->upstream != AGW_PROTO_KIRO) {
+            decoder_free(b);
+            decoder_init(b, NULL);
+        }
         b->sink_err = AGW_OK;
     }
     agw_continuation_round(&b->cont, allow);
@@ -431,13 +460,12 @@ void agw_bridge_free(agw_bridge *b)
 {
     if (!b)
         return;
-    agw_openai_stream_decoder_free(&b->od);
-    agw_anthropic_stream_decoder_free(&b->ad);
-    agw_kiro_stream_decoder_free(&b->kd);
-    agw_openai_stream_encoder_free(&b->oe);
-    agw_anthropic_stream_encoder_free(&b->ae);
-    agw_responses_stream_decoder_free(&b->rd);
-    agw_responses_stream_encoder_free(&b->re);
+    decoder_free(b);
+    switch (b->client) {
+    case AGW_PROTO_OPENAI: agw_openai_stream_encoder_free(&b->oe); break;
+    case AGW_PROTO_RESPONSES: agw_responses_stream_encoder_free(&b->re); break;
+    default: agw_anthropic_stream_encoder_free(&b->ae); break;
+    }
     agw_ir_fold_free(&b->fold);
     if (b->sanitizing)
         agw_sanitize_stage_free(&b->sanitize);
