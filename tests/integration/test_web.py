@@ -3,13 +3,15 @@
 integration suite (test_gateway.py's tests for streaming, client aborts, large
 bodies, both key headers, relayed errors, concurrency and a graceful pool
 stop) plus the web UI, the admin app, pings on a quiet stream, a chunked
-upload and a pool restart, run through the server named on the command line:
+upload, a pool restart and (Apache) its locks, run through the server named
+on the command line:
     test_web.py lighttpd|apache|caddy|nginx|fcgid
 fcgid is Apache + mod_fcgid from deploy/shared-hosting/, run wholly as an
 unprivileged user from a folder it owns, with mod_fcgid spawning the app."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,6 +175,23 @@ def pool_restart_leaves_no_503_window(ctx):
     eq(result["events"][-1], (None, "[DONE]"), "the stream in flight completed")
 
 
+@test()
+def apache_locks_are_not_fcntl(ctx):
+    # With fcntl locks, the kernel's deadlock check counts a threaded child as
+    # one owner and answers EDEADLK with no deadlock; mod_fcgid then ends the
+    # child with every stream it serves. Asked of Apache itself, from the
+    # shipped config (the failure it prevents is too rare to wait for).
+    cmd = [a for a in ctx.gw.web_command() if a != "-DFOREGROUND"]
+    i = cmd.index("-f")
+    out = subprocess.run(cmd[:i] + ["-t", "-D", "DUMP_RUN_CFG"] + cmd[i:], env=ctx.gw.env,
+                         capture_output=True, text=True)
+    eq(out.returncode, 0, "apache2 -t: " + out.stderr[-500:])
+    mutexes = [ln for ln in out.stdout.splitlines() if ln.startswith("Mutex ")]
+    check(any("mechanism=" in ln for ln in mutexes), "Apache lists its mutexes: %r" % out.stdout)
+    for ln in mutexes:
+        check(not re.search(r"mechanism=(fcntl|flock|file)", ln), "a file lock: " + ln)
+
+
 @test(timeout=60)
 def fcgid_graceful_restart_finishes_the_stream(ctx):
     # mod_fcgid has no pool to restart: Apache's graceful restart (SIGUSR1)
@@ -229,6 +248,8 @@ def not_behind(server):
         drop.update(POOL_TESTS)
     else:
         drop.add("fcgid_graceful_restart_finishes_the_stream")
+    if server not in ("apache", "fcgid"):
+        drop.add("apache_locks_are_not_fcntl")
     if server != "lighttpd":  # the pool's own behaviour needs one run only
         drop.add("orphaned_workers_are_found_and_stopped")
     # Caddy notices a departed client later: its own bound.
