@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.request
@@ -589,6 +590,24 @@ def run_suite(ctx, stop_after=(), ready=None):
         for thing in stop_after:
             (getattr(thing, "stop", None) or thing.close)()
         clean_up_workdir(ctx.work, failed == 0)
+    return exit_code(failed)
+
+
+def exit_code(failed):
+    """The suite's exit code: 1 if a test failed. A thread a test started and
+    left running (not a daemon) would keep the process, and `make check` with
+    it, from ever ending: after 5 s of grace the suite names such threads and
+    ends at once with 1."""
+    def left():
+        return [t for t in threading.enumerate()
+                if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    end = time.monotonic() + 5
+    while left() and time.monotonic() < end:
+        time.sleep(0.05)
+    if left():
+        print("# threads a test left running: " + ", ".join(t.name for t in left()), flush=True)
+        sys.stderr.flush()
+        os._exit(1)
     return 1 if failed else 0
 
 

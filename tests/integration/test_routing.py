@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CLIENT_KEY, Gateway, Mock, bail, chat, check, check_log_clean,  # noqa: E402
-                     clean_up_workdir, eq, free_port, make_workdir, pool_tools_missing, run_all,
-                     test, wait_for)
+                     clean_up_workdir, eq, exit_code, free_port, make_workdir,
+                     pool_tools_missing, run_all, test, wait_for)
 
 PROCESSES, THREADS = 4, 8
 ADMIN_KEY = "agw-routing-admin-key-0123456789abcdef"
@@ -518,7 +518,7 @@ def main():
         failed = run_all(ctx)
     finally:
         clean_up_workdir(ctx.work, failed == 0)
-    return 1 if failed else 0
+    return exit_code(failed)
 
 
 if __name__ == "__main__":

@@ -424,13 +424,13 @@ def wal_stays_under_its_limit(ctx):
             grown[0] += max(0, size - last)
             last = size
             time.sleep(0.02)
+    rows_before = metric(gw, "antigateway_usage_rows_written_total")
     helpers = [threading.Thread(target=reader, args=(0,)), threading.Thread(target=reader,
                                                                            args=(0.025,)),
                threading.Thread(target=watch)]
     for t in helpers:
         t.start()
     results = {}
-    rows_before = metric(gw, "antigateway_usage_rows_written_total")
     t0 = time.time()
     first, n = 1000000, 0
     try:
