@@ -13,6 +13,8 @@
 #      gateway side by side, with the same pool size (P processes x T
 #      threads) for proxy and gateway: req/s at 64 connections, p50/p99 at
 #      one connection, one stream's timing, STREAMS concurrent streams;
+#      then req/s at 64 connections of both again with wrk, lighttpd and
+#      the mock pinned (taskset), lighttpd on wrk's CPU and on another;
 #   2. its own workloads against the gateway: an OpenAI client calling a
 #      model of the Anthropic provider (conversion) against the same call
 #      passed through, BIG_STREAMS (1024) concurrent streams through
@@ -137,9 +139,47 @@ GATEWAY_URL=$url GATEWAY_KEY=$key ROUNDS=$ROUNDS DUR=$DUR STREAMS=$STREAMS T1=$T
 row() { awk -v n="$1" '$1 == n' "$harness_out"; }
 field() { row "$1" | awk -v i="$2" '{print $i}'; }
 gap() { row "$1" | sed -n 's/.*max_gap_ms=\([0-9.]*\).*/\1/p'; }
+med() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
+ratio() { # a b: b / a, or "-" when either is missing
+    python3 -c 'import sys
+try:
+    print("%.2f" % (float(sys.argv[2]) / float(sys.argv[1])))
+except (ValueError, ZeroDivisionError):
+    print("-")' "$1" "$2"
+}
+
+# ---- 1b. the same throughput with the event loops pinned ----
+# On few CPUs an unpinned run's ratio turns on whether the kernel puts wrk on
+# the CPU of the gateway's lighttpd (README "Benchmarks"). Here wrk runs on
+# CPU 0 and the mock on the last CPU, each lighttpd first on wrk's CPU, then
+# on the last; the pools are left to the kernel.
+PLACED=
+last=$(($(nproc) - 1))
+if [ "$last" -ge 1 ] && command -v taskset >/dev/null; then
+    placed_rps() { # url key lighttpd-pid cpu: req/s of one run at 64 connections
+        taskset -pc "$4" "$3" >/dev/null || die "taskset on lighttpd $3"
+        WRK_HEADERS="Authorization: Bearer $2" taskset -c 0 wrk -t1 -c64 -d"$DUR" \
+            -s "$BENCH_HARNESS/post.lua" "$1/v1/chat/completions" | awk '/Requests\/sec/ {print $2}'
+    }
+    T=$T "$BENCH_HARNESS/up.sh" >/dev/null 2>&1 || die "the harness's up.sh failed"
+    proxy_lighttpd=$(tail -n 1 "$BENCH_WORK/pids")
+    gw_lighttpd=$(cat "$gw/run/lighttpd.pid")
+    taskset -pc "$last" "$(head -n 1 "$BENCH_WORK/pids")" >/dev/null # the mock
+    for cpu in 0 "$last"; do
+        p=() g=()
+        for _ in $(seq "$ROUNDS"); do
+            p+=("$(placed_rps http://127.0.0.1:8182 sk-test "$proxy_lighttpd" "$cpu")")
+            g+=("$(placed_rps "$url" "$key" "$gw_lighttpd" "$cpu")")
+        done
+        pm=$(printf '%s\n' "${p[@]}" | med) gm=$(printf '%s\n' "${g[@]}" | med)
+        PLACED="$PLACED  lighttpd on CPU $cpu: proxy $pm, gateway $gm req/s (gateway/proxy $(ratio "$pm" "$gm"))
+"
+    done
+    taskset -pc "0-$last" "$gw_lighttpd" >/dev/null
+    "$BENCH_HARNESS/down.sh"
+fi
 
 # ---- 2. the project's own workloads ----
-med() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
 rps() { # body
     WRK_HEADERS="Authorization: Bearer $key" WRK_BODY=$1 wrk -t1 -c64 -d"$DUR" \
         -s "$BENCH_HARNESS/post.lua" "$url/v1/chat/completions" |
@@ -208,6 +248,8 @@ BIG_OK=$(sed -n 's/.*complete=\([0-9]*\).*/\1/p' <<< "$BIG")
 echo
 echo "gateway: $P processes x $T threads, tenant mode (key with QPM/TPM limits); proxy: the same pool size"
 echo "own workloads: passthrough ${PASS_RPS} req/s, conversion ${CONV_RPS} req/s; $BIG_STREAMS streams: $BIG"
+[ -n "$PLACED" ] && printf 'req/s at 64 connections, wrk on CPU 0 and the mock on CPU %s (medians of %s):\n%s' \
+    "$last" "$ROUNDS" "$PLACED"
 echo "RSS kB per process after the warm-up: $rss_before; after $RSS_REQUESTS more calls: $rss_after"
 echo "  of which anonymous (heap, stacks; without mapped files such as the database's WAL index):"
 echo "  $anon_before; after: $anon_after (largest growth $ANON_GROWTH %)"
