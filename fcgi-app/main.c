@@ -109,6 +109,8 @@ static const char *restart_only_change(const agw_config *old, const agw_config *
 {
     if (strcmp(old->database.path, fresh->database.path) != 0)
         return "database.path";
+    if (old->server.batch_scheduling != fresh->server.batch_scheduling)
+        return "server.batch_scheduling";
     if ((old->secrets.key_file == NULL) != (fresh->secrets.key_file == NULL) ||
         (old->secrets.key_file && strcmp(old->secrets.key_file, fresh->secrets.key_file) != 0))
         return "secrets.key_file";
@@ -223,6 +225,7 @@ int main(int argc, char **argv)
     agw_server_opts opts = {
         .threads = cfg->server.threads,
         .shutdown_grace_s = cfg->server.shutdown_grace_s,
+        .batch_scheduling = cfg->server.batch_scheduling,
         .app = &app,
         .handle = agw_app_handle,
         .worker_init = agw_app_worker_init,

@@ -795,6 +795,7 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->server.log_level = AGW_LOG_INFO;
     cfg->server.max_body_bytes = 10u << 20;
     cfg->server.threads = 16;
+    cfg->server.batch_scheduling = 1;
     cfg->server.connect_timeout_ms = 10000;
     cfg->server.idle_timeout_s = 300;
     cfg->server.sse_ping_s = 10;
@@ -832,6 +833,7 @@ agw_config *agw_config_defaults(const char *base_dir)
 static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
 {
     static const char *const known[] = { "log_level", "max_body_bytes", "threads",
+                                         "batch_scheduling",
                                          "connect_timeout_ms", "idle_timeout_seconds",
                                          "sse_ping_seconds", "stream_commit_ms",
                                          "shutdown_grace_seconds", "cors_origins",
@@ -868,6 +870,7 @@ static agw_err load_server(agw_config_loader *ld, config_t *c, agw_config *cfg)
                            &cfg->server.max_stream_s)))
         return e;
     if ((e = get_int_field(ld, g, "server.", "threads", 1, 1024, &cfg->server.threads)) ||
+        (e = get_bool(ld, g, "server.", "batch_scheduling", &cfg->server.batch_scheduling)) ||
         (e = get_int_field(ld, g, "server.", "connect_timeout_ms", 1, 600000,
                            &cfg->server.connect_timeout_ms)) ||
         (e = get_int_field(ld, g, "server.", "idle_timeout_seconds", 1, 86400,

@@ -164,6 +164,8 @@ typedef struct {
         int log_level;               /* agw_log_level; default info */
         size_t max_body_bytes;       /* default 10 MiB */
         int threads;                 /* worker threads per process; default 16 */
+        int batch_scheduling;        /* worker threads under SCHED_BATCH (fcgi_server.h);
+                                        default 1; applied at start only */
         int connect_timeout_ms;      /* upstream connect; default 10000 */
         int idle_timeout_s;          /* no upstream byte for this long aborts; default 300 */
         int sse_ping_s;              /* SSE comment to an idle client stream; default 10 */

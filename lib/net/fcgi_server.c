@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,11 +37,27 @@ int agw_server_fd0_listening(void)
     return getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
 }
 
+/* The calling worker's policy (the header's "Scheduling"). */
+static void worker_policy(const agw_server_opts *o, const agw_server_worker *w)
+{
+    if (!o->batch_scheduling)
+        return;
+    int rc = ENOTSUP;
+#ifdef SCHED_BATCH
+    struct sched_param param = { .sched_priority = 0 };
+    rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+#endif
+    if (rc != 0 && w->index == 0)
+        agw_log_warn("worker threads keep the normal scheduling policy (SCHED_BATCH: %s)",
+                     strerror(rc));
+}
+
 static void *worker_main(void *arg)
 {
     agw_server_worker *w = arg;
     const agw_server_opts *o = w->opts;
     FCGX_Request req;
+    worker_policy(o, w);
     w->state = o->worker_init ? o->worker_init(o->app, w->index) : NULL;
     if (FCGX_InitRequest(&req, 0, 0) != 0)
         agw_fatal(__FILE__, __LINE__, "FCGX_InitRequest failed");

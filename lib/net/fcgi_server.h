@@ -22,6 +22,19 @@
  * pool's processes, not to multiwatch.)
  * No signal ever lands in a thread blocked in a response write (which libfcgi
  * would turn into a truncated stream).
+ *
+ * Scheduling: with `batch_scheduling` each worker thread puts itself under
+ * SCHED_BATCH (Linux) before it serves: a worker woken by the web server or
+ * by a provider's bytes does not preempt the task running on its CPU, it
+ * runs when that task blocks or its slice ends. On a saturated machine the
+ * web server, the single process every request passes through, then keeps
+ * its CPU instead of being switched out for a worker at each wake-up, and
+ * the machine serves more requests per second (README "Benchmarks"). The
+ * cost is latency only while the CPUs are busy: a woken worker waits at most
+ * a scheduler slice. The main thread and threads the app
+ * started before agw_server_run keep the normal policy; threads a worker
+ * starts inherit its policy. Where the policy cannot be set, the workers
+ * run with the normal one and one warning is logged.
  */
 #ifndef AGW_FCGI_SERVER_H
 #define AGW_FCGI_SERVER_H
@@ -41,6 +54,7 @@ typedef void (*agw_server_reload_fn)(void *app);
 typedef struct {
     int threads;
     int shutdown_grace_s;
+    int batch_scheduling; /* 1: worker threads run under SCHED_BATCH (see above) */
     void *app;
     agw_server_request_fn handle;
     agw_server_worker_init_fn worker_init;

@@ -923,6 +923,77 @@ def pool_processes(ctx):
         return [int(x) for x in f.read().split()]
 
 
+def thread_policies(pid):
+    """[(tid, name, scheduling policy)] of one process's threads."""
+    out = []
+    for t in sorted(int(x) for x in os.listdir("/proc/%d/task" % pid)):
+        try:
+            with open("/proc/%d/task/%d/comm" % (pid, t)) as f:
+                out.append((t, f.read().strip(), os.sched_getscheduler(t)))
+        except OSError:
+            pass  # a thread that just ended
+    return out
+
+
+def check_policies(pids, threads, worker_policy):
+    """Each process: `threads` workers (the threads that carry the program's
+    name, besides the main one) under worker_policy; the main (signal) thread
+    and the named helper threads (log writer, usage drainer) under the normal
+    policy."""
+    for pid in pids:
+        seen = thread_policies(pid)
+        workers = [(t, pol) for t, name, pol in seen if name == "antigw-fcgi" and t != pid]
+        helpers = [(name, pol) for t, name, pol in seen if name.startswith("agw-")]
+        eq(len(workers), threads, "worker threads of %d: %r" % (pid, seen))
+        eq(sorted(set(pol for _, pol in workers)), [worker_policy],
+           "the workers' policy in %d: %r" % (pid, seen))
+        eq([pol for t, _, pol in seen if t == pid], [os.SCHED_OTHER], "the main thread's policy")
+        check("agw-logger" in [name for name, _ in helpers], "the log writer runs: %r" % seen)
+        eq(sorted(set(pol for _, pol in helpers)), [os.SCHED_OTHER],
+           "the helper threads' policy in %d: %r" % (pid, helpers))
+
+
+@test()
+def workers_run_under_batch_scheduling(ctx):
+    # The default: a woken worker does not preempt the web server (fcgi_server.h).
+    check_policies(pool_processes(ctx), THREADS, os.SCHED_BATCH)
+    s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi"))
+    eq(s, 200, "served by batch-scheduled workers")
+
+
+@test(timeout=90)
+def batch_scheduling_off_keeps_the_normal_policy(ctx):
+    work = os.path.join(ctx.work, "normal-sched")
+    os.makedirs(work, exist_ok=True)
+    gw = Gateway(work, standard_config(ctx.openai.port, ctx.anthropic.port, threads=2,
+                                       batch_scheduling=False), processes=1, threads=2)
+    gw.start()
+    try:
+        def pids():
+            with open("/proc/%d/task/%d/children" % (gw.pool_pid(), gw.pool_pid())) as f:
+                return [int(x) for x in f.read().split()]
+        check_policies(pids(), 2, os.SCHED_OTHER)
+        eq(gw.call("POST", "/v1/chat/completions", body=chat("hi"))[0], 200, "served")
+        # The policy is set when the workers start: a reload that changes it
+        # is refused whole, and says why.
+        with open(gw.config) as f:
+            text = f.read()
+        with open(gw.config, "w") as f:
+            f.write(text.replace("batch_scheduling = false;", "batch_scheduling = true;")
+                    .replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"'))
+        marker = len(gw.log_text())
+        for pid in pids():
+            os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: "server.batch_scheduling changed, which needs a restart"
+                 in gw.log_text()[marker:], 10, "the reload's refusal in the log")
+        check_policies(pids(), 2, os.SCHED_OTHER)
+        eq(gw.call("POST", "/v1/chat/completions", body=chat("hi", model="reloaded-x"))[0], 404,
+           "nothing of the refused file applies")
+    finally:
+        gw.stop()
+    gw.check_logs_clean()
+
+
 def hup_pool(ctx):
     pids = pool_processes(ctx)
     eq(len(pids), PROCESSES, "pool processes")

@@ -74,6 +74,7 @@ static const char full_cfg[] =
     "  log_level = \"debug\";\n"
     "  max_body_bytes = 2097152;\n"
     "  threads = 8;\n"
+    "  batch_scheduling = false;\n"
     "  connect_timeout_ms = 1500;\n"
     "  idle_timeout_seconds = 120;\n"
     "  sse_ping_seconds = 15;\n"
@@ -110,6 +111,7 @@ static void test_full_config(void **state)
     assert_int_equal(cfg->server.log_level, AGW_LOG_DEBUG);
     assert_int_equal(cfg->server.max_body_bytes, 2097152);
     assert_int_equal(cfg->server.threads, 8);
+    assert_int_equal(cfg->server.batch_scheduling, 0);
     assert_int_equal(cfg->server.connect_timeout_ms, 1500);
     assert_int_equal(cfg->server.idle_timeout_s, 120);
     assert_int_equal(cfg->server.sse_ping_s, 15);
@@ -171,6 +173,7 @@ static void check_defaults(const agw_config *cfg)
     assert_int_equal(cfg->server.log_level, AGW_LOG_INFO);
     assert_int_equal(cfg->server.max_body_bytes, 10u << 20);
     assert_int_equal(cfg->server.threads, 16);
+    assert_int_equal(cfg->server.batch_scheduling, 1);
     assert_int_equal(cfg->server.connect_timeout_ms, 10000);
     assert_int_equal(cfg->server.idle_timeout_s, 300);
     assert_int_equal(cfg->server.sse_ping_s, 10);
@@ -348,6 +351,8 @@ static void test_err_wrong_type(void **state)
     expect_error("server = { log_level = 3; };\n", "(string):1: server.log_level: must be a string");
     expect_error("auth = {\n\n api_key = 5; };\n", "(string):3: auth.api_key: must be a string");
     expect_error("tenant = { enabled = 1; };\n", "(string):1: tenant.enabled: must be true or false");
+    expect_error("server = { batch_scheduling = \"batch\"; };\n",
+                 "(string):1: server.batch_scheduling: must be true or false");
     expect_error("defaults = { health_check_enabled = \"yes\"; };\n",
                  "(string):1: defaults.health_check_enabled: must be true or false");
     expect_error("server = 5;\n", "(string):1: server: must be a group { ... }");
