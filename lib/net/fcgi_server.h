@@ -31,10 +31,10 @@
  * its CPU instead of being switched out for a worker at each wake-up, and
  * the machine serves more requests per second (README "Benchmarks"). The
  * cost is latency only while the CPUs are busy: a woken worker waits at most
- * a scheduler slice. The main thread and threads the app
- * started before agw_server_run keep the normal policy; threads a worker
- * starts inherit its policy. Where the policy cannot be set, the workers
- * run with the normal one and one warning is logged.
+ * a scheduler slice. The main thread and threads the app started before
+ * agw_server_run keep the normal policy; threads a worker starts inherit its
+ * policy. Where the policy cannot be set, the workers run with the normal one
+ * and one warning is logged.
  */
 #ifndef AGW_FCGI_SERVER_H
 #define AGW_FCGI_SERVER_H

@@ -357,6 +357,10 @@ class Gateway:
         with open(os.path.join(self.var, "run", "pool.pid")) as f:
             return int(f.read())
 
+    def pool_processes(self):
+        """The antigw-fcgi processes: the children of the pool's multiwatch."""
+        return child_pids(self.pool_pid())
+
     def log_text(self):
         # antigw-fcgi buffers info lines and writes them out every 20 ms
         # (core.h, agw_log_buffer_start): give the last ones time to land.

@@ -916,13 +916,6 @@ def concurrent_large_bodies_meet_the_memory_budget(ctx):
         eq(s, 200, "a large body after the burst")
 
 
-def pool_processes(ctx):
-    """The antigw-fcgi processes: multiwatch's children."""
-    pid = ctx.gw.pool_pid()
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-        return [int(x) for x in f.read().split()]
-
-
 def thread_policies(pid):
     """[(tid, name, scheduling policy)] of one process's threads."""
     out = []
@@ -956,7 +949,7 @@ def check_policies(pids, threads, worker_policy):
 @test()
 def workers_run_under_batch_scheduling(ctx):
     # The default: a woken worker does not preempt the web server (fcgi_server.h).
-    check_policies(pool_processes(ctx), THREADS, os.SCHED_BATCH)
+    check_policies(ctx.gw.pool_processes(), THREADS, os.SCHED_BATCH)
     s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi"))
     eq(s, 200, "served by batch-scheduled workers")
 
@@ -969,10 +962,7 @@ def batch_scheduling_off_keeps_the_normal_policy(ctx):
                                        batch_scheduling=False), processes=1, threads=2)
     gw.start()
     try:
-        def pids():
-            with open("/proc/%d/task/%d/children" % (gw.pool_pid(), gw.pool_pid())) as f:
-                return [int(x) for x in f.read().split()]
-        check_policies(pids(), 2, os.SCHED_OTHER)
+        check_policies(gw.pool_processes(), 2, os.SCHED_OTHER)
         eq(gw.call("POST", "/v1/chat/completions", body=chat("hi"))[0], 200, "served")
         # The policy is set when the workers start: a reload that changes it
         # is refused whole, and says why.
@@ -982,11 +972,11 @@ def batch_scheduling_off_keeps_the_normal_policy(ctx):
             f.write(text.replace("batch_scheduling = false;", "batch_scheduling = true;")
                     .replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"'))
         marker = len(gw.log_text())
-        for pid in pids():
+        for pid in gw.pool_processes():
             os.kill(pid, signal.SIGHUP)
         wait_for(lambda: "server.batch_scheduling changed, which needs a restart"
                  in gw.log_text()[marker:], 10, "the reload's refusal in the log")
-        check_policies(pids(), 2, os.SCHED_OTHER)
+        check_policies(gw.pool_processes(), 2, os.SCHED_OTHER)
         eq(gw.call("POST", "/v1/chat/completions", body=chat("hi", model="reloaded-x"))[0], 404,
            "nothing of the refused file applies")
     finally:
@@ -995,7 +985,7 @@ def batch_scheduling_off_keeps_the_normal_policy(ctx):
 
 
 def hup_pool(ctx):
-    pids = pool_processes(ctx)
+    pids = ctx.gw.pool_processes()
     eq(len(pids), PROCESSES, "pool processes")
     for pid in pids:
         os.kill(pid, signal.SIGHUP)
@@ -1036,7 +1026,7 @@ def sighup_reloads_the_configuration(ctx):
         t.join(20)
         eq(result.get("status"), 200, "the stream across the reload")
         eq(result["events"][-1], (None, "[DONE]"), "the stream in flight completed")
-        eq(sorted(pool_processes(ctx)), sorted(pids), "no process restarted")
+        eq(sorted(ctx.gw.pool_processes()), sorted(pids), "no process restarted")
         started = time.monotonic()
         s, _, _ = ctx.gw.call("POST", "/v1/chat/completions", body=chat("hi", model="sneaky-x"))
         eq(s, 502, "a provider resolving to a metadata address is not connected to")

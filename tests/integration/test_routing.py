@@ -414,12 +414,6 @@ def in_flight(gw):
     return {v["name"]: v["in_flight"] for v in h["providers"]}
 
 
-def pool_workers(gw):
-    pid = gw.pool_pid()
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-        return [int(x) for x in f.read().split()]
-
-
 def streams_through(gw, n):
     """Starts `n` streams; returns their threads and a list that holds each
     one's outcome when it is done (a stream cut by a kill is an exception)."""
@@ -460,7 +454,7 @@ def a_killed_worker_gives_back_what_it_held(ctx):
             streams = metric(gw, "antigateway_streams_in_flight") or 0
             return streams == total and sum(in_flight(gw).values()) == streams
         wait_for(under_way, 15, "streams under way, in flight = streams")
-        victim = pool_workers(gw)[0]
+        victim = gw.pool_processes()[0]
         os.kill(victim, signal.SIGKILL)
         for t in threads:
             t.join(60)
@@ -470,7 +464,7 @@ def a_killed_worker_gives_back_what_it_held(ctx):
         wait_for(lambda: metric(gw, "antigateway_streams_in_flight") == 0, 15,
                  "streams gauge back to 0")
         eq(in_flight(gw), {"kw0": 0, "kw1": 0}, "in flight back to 0")
-        wait_for(lambda: victim not in pool_workers(gw) and len(pool_workers(gw)) == PROCESSES,
+        wait_for(lambda: victim not in gw.pool_processes() and len(gw.pool_processes()) == PROCESSES,
                  15, "multiwatch replaced the worker")
         for m in p.mocks:
             force(m)
@@ -486,7 +480,7 @@ def a_killed_worker_gives_back_what_it_held(ctx):
         threads, out = streams_through(gw, 16)
         wait_for(lambda: (metric(gw, "antigateway_streams_in_flight") or 0) >= 12, 15,
                  "streams under way again")
-        workers, mw = pool_workers(gw), gw.pool_pid()
+        workers, mw = gw.pool_processes(), gw.pool_pid()
         os.kill(mw, signal.SIGKILL)
         for w in workers:
             os.kill(w, signal.SIGKILL)

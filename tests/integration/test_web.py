@@ -228,7 +228,7 @@ def app_processes(ctx):
 def orphaned_workers_are_found_and_stopped(ctx):
     env = ctx.gw.env
     leader = ctx.gw.pool_pid()
-    workers = [int(p) for p in open("/proc/%d/task/%d/children" % (leader, leader)).read().split()]
+    workers = ctx.gw.pool_processes()
     eq(len(workers), tg.PROCESSES, "workers")
     os.kill(leader, signal.SIGKILL)
     wait_for(lambda: process_gone(leader), 5, "multiwatch gone")
