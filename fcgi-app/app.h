@@ -26,6 +26,7 @@ typedef struct {
     const agw_config *cfg;         /* antigw.cfg as loaded at start (database.path, threads);
                                       requests use the catalog's view, which a reload renews */
     const char *config_path;       /* what SIGHUP reloads; NULL when started on the defaults */
+    int threads_from_cli;          /* -t was given: the file's server.threads is not read */
     int64_t started_at;            /* Unix time this process loaded its config */
     agw_shm *shm;                  /* the pool's shared segment: generation, limiter */
     agw_catalog_holder *catalog;   /* providers (config + database) and client keys */

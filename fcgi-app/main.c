@@ -140,6 +140,14 @@ static void reload(void *app_ptr)
         agw_config_free(fresh);
         return;
     }
+    if (app->threads_from_cli)
+        fresh->server.threads = app->cfg->server.threads;
+    agw_buf kept;
+    agw_buf_init(&kept, 4096);
+    if (agw_config_start_only_changes(app->cfg, fresh, AGW_CONFIG_READ_BY_GATEWAY, &kept))
+        agw_log_warn("reload: these settings keep their values until the pool restarts: %.*s",
+                     (int)kept.len, kept.data);
+    agw_buf_free(&kept);
     agw_config_hash_admin_key(fresh, getenv("ANTIGW_ADMIN_KEY"));
     agw_log_set_level((agw_log_level)fresh->server.log_level);
     agw_budget_set_limit(agw_budget_process(), fresh->server.max_memory_bytes);
@@ -214,7 +222,8 @@ int main(int argc, char **argv)
         agw_config_free(cfg);
         return 1;
     }
-    agw_app app = { .cfg = cfg, .config_path = path, .started_at = agw_wall_s() };
+    agw_app app = { .cfg = cfg, .config_path = path, .threads_from_cli = threads != 0,
+                    .started_at = agw_wall_s() };
     agw_secret_key secrets;
     int code = start(cfg, &app, &secrets);
     if (code) {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <libconfig.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1226,6 +1227,53 @@ const agw_provider_cfg *agw_config_provider(const agw_config *cfg, agw_str name)
         if (agw_str_eq(agw_str_c(cfg->providers[i].name), name))
             return &cfg->providers[i];
     return NULL;
+}
+
+/* Every one an int of agw_config; `name` is its key in antigw.cfg. */
+#define START_ONLY(name, field, readers, boolean) \
+    { name, offsetof(agw_config, field), readers, boolean }
+static const struct {
+    const char *name;
+    size_t offset;
+    unsigned readers;
+    int boolean;
+} start_only[] = {
+    START_ONLY("server.threads", server.threads, AGW_CONFIG_READ_BY_GATEWAY, 0),
+    START_ONLY("server.shutdown_grace_seconds", server.shutdown_grace_s,
+               AGW_CONFIG_READ_BY_GATEWAY | AGW_CONFIG_READ_BY_ADMIN, 0),
+    START_ONLY("defaults.health_check_enabled", defaults.health_check_enabled,
+               AGW_CONFIG_READ_BY_GATEWAY, 1),
+    START_ONLY("defaults.health_check_seconds", defaults.health_check_seconds,
+               AGW_CONFIG_READ_BY_GATEWAY, 0),
+    START_ONLY("defaults.lb_half_life_seconds", defaults.lb_half_life_seconds,
+               AGW_CONFIG_READ_BY_GATEWAY, 0),
+    START_ONLY("usage.retention_days", usage.retention_days, AGW_CONFIG_READ_BY_GATEWAY, 0),
+    START_ONLY("usage.required", usage.required, AGW_CONFIG_READ_BY_GATEWAY, 1),
+    START_ONLY("usage.ring_records", usage.ring_records, AGW_CONFIG_READ_BY_GATEWAY, 0),
+};
+#undef START_ONLY
+
+size_t agw_config_start_only_changes(const agw_config *running, const agw_config *fresh,
+                                     unsigned reader, agw_buf *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof start_only / sizeof start_only[0]; i++) {
+        if (!(start_only[i].readers & reader))
+            continue;
+        int was = *(const int *)((const char *)running + start_only[i].offset);
+        int now = *(const int *)((const char *)fresh + start_only[i].offset);
+        if (was == now)
+            continue;
+        agw_err e = start_only[i].boolean
+                        ? agw_buf_appendf(out, "%s%s (%s -> %s)", n ? ", " : "", start_only[i].name,
+                                          was ? "true" : "false", now ? "true" : "false")
+                        : agw_buf_appendf(out, "%s%s (%d -> %d)", n ? ", " : "", start_only[i].name,
+                                          was, now);
+        if (e != AGW_OK)
+            break;
+        n++;
+    }
+    return n;
 }
 
 void agw_config_hash_admin_key(agw_config *cfg, const char *env_key)

@@ -261,6 +261,20 @@ agw_config *agw_config_defaults(const char *base_dir);
 agw_config *agw_config_ref(const agw_config *cfg);
 void agw_config_free(agw_config *cfg);
 
+/* Settings a process reads once, at its start, into what it builds then
+ * (the worker threads, the usage ring and its drainer, the health prober,
+ * the load balancer's decay): a reload (SIGHUP) leaves them as they were and
+ * applies the rest of the file. (The few a reload refuses to change at all,
+ * database.path and the like, each program checks itself.) The bits say
+ * which program reads one. */
+#define AGW_CONFIG_READ_BY_GATEWAY 1u /* antigw-fcgi */
+#define AGW_CONFIG_READ_BY_ADMIN 2u   /* antigw-admin */
+/* Appends to `out` the names of the start-only settings read by `reader`
+ * (AGW_CONFIG_READ_BY_*) whose values differ between `running` and `fresh`,
+ * each as "name (old -> new)", separated by ", "; returns how many. */
+size_t agw_config_start_only_changes(const agw_config *running, const agw_config *fresh,
+                                     unsigned reader, agw_buf *out);
+
 /* Replaces auth.admin_key by its SHA-256 (auth.admin_key_sha256) and wipes
  * the key: for a process that checks the admin key but never needs to send
  * it. `env_key` (ANTIGW_ADMIN_KEY, may be NULL or "") wins over the file's,

@@ -984,6 +984,40 @@ def batch_scheduling_off_keeps_the_normal_policy(ctx):
     gw.check_logs_clean()
 
 
+@test(timeout=90)
+def reload_names_the_settings_it_cannot_change(ctx):
+    work = os.path.join(ctx.work, "start-only")
+    os.makedirs(work, exist_ok=True)
+    gw = Gateway(work, standard_config(ctx.openai.port, ctx.anthropic.port, threads=2,
+                                       shutdown_grace_seconds=30), processes=1, threads=2)
+    gw.start()
+    try:
+        with open(gw.config) as f:
+            text = f.read()
+        # The pool is started with -t, so the file's server.threads is not
+        # read at all and its change is no news; the grace period and the
+        # usage ring's retention are read once, at start; the new model
+        # applies at once.
+        with open(gw.config, "w") as f:
+            f.write(text.replace("threads = 2;", "threads = 9;")
+                    .replace("shutdown_grace_seconds = 30;", "shutdown_grace_seconds = 5;")
+                    .replace('database: { path = "antigw.db"; };',
+                             'database: { path = "antigw.db"; };\nusage: { retention_days = 7; };')
+                    .replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"'))
+        marker = len(gw.log_text())
+        for pid in gw.pool_processes():
+            os.kill(pid, signal.SIGHUP)
+        want = ("reload: these settings keep their values until the pool restarts: "
+                "server.shutdown_grace_seconds (30 -> 5), usage.retention_days (90 -> 7)\n")
+        wait_for(lambda: want in gw.log_text()[marker:], 10, "the warning in the log")
+        eq(gw.call("POST", "/v1/chat/completions", body=chat("hi", model="reloaded-x"))[0], 200,
+           "the rest of the file applies")
+        check("server.threads" not in gw.log_text()[marker:], "no word of server.threads")
+    finally:
+        gw.stop()
+    gw.check_logs_clean()
+
+
 def hup_pool(ctx):
     pids = ctx.gw.pool_processes()
     eq(len(pids), PROCESSES, "pool processes")

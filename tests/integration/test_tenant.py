@@ -348,6 +348,37 @@ def providers_crud_and_routing_without_restart(ctx):
 
 
 @test(timeout=60)
+def admin_reload_names_the_settings_it_cannot_change(ctx):
+    with open(ctx.gw.config) as f:
+        original = f.read()
+    admins = child_pids(int(open(os.path.join(ctx.gw.var, "run", "admin.pid")).read()))
+    check(admins, "antigw-admin runs")
+
+    def hup_admin(text):
+        with open(ctx.gw.config, "w") as f:
+            f.write(text)
+        marker = len(ctx.gw.admin_log_text())
+        for pid in admins:
+            os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: "reloaded " in ctx.gw.admin_log_text()[marker:], 10, "the reload")
+        return ctx.gw.admin_log_text()[marker:]
+    try:
+        # antigw-admin reads the grace period once, at start; the pool's own
+        # start-only settings (usage) are no concern of it.
+        log = hup_admin(original.replace("shutdown_grace_seconds = 20;",
+                                         "shutdown_grace_seconds = 3;")
+                        .replace("tenant: { enabled = true; };",
+                                 "tenant: { enabled = true; };\nusage: { retention_days = 5; };"))
+        check("reload: these settings keep their values until antigw-admin restarts: "
+              "server.shutdown_grace_seconds (20 -> 3)\n" in log, "the warning: %r" % log)
+        check("usage." not in log, "nothing about the pool's settings: %r" % log)
+        eq(admin(ctx, "GET", "/admin/providers")[0], 200, "the admin API answers")
+    finally:
+        log = hup_admin(original)
+    check("keep their values" not in log, "the file as at start: no warning: %r" % log)
+
+
+@test(timeout=60)
 def a_stream_in_flight_survives_its_provider_being_deleted(ctx):
     s, _, p = admin(ctx, "POST", "/admin/providers", {
         "name": "db-stream", "type": "openai", "base_url": "http://127.0.0.1:%d/v1" % ctx.extra.port,

@@ -1164,6 +1164,41 @@ static void test_answers_json(void **state)
     agw_config_rules_free(&p);
 }
 
+/* What a reload cannot change is named, with both values, for the program
+ * that reads it, and nothing else is. */
+static void test_start_only_changes(void **state)
+{
+    (void)state;
+    agw_config *running = parse_ok("server = { threads = 16; shutdown_grace_seconds = 60; };\n"
+                                   "usage = { required = true; retention_days = 90; };\n",
+                                   "/srv/gw");
+    agw_config *same = parse_ok("server = { threads = 16; log_level = \"debug\"; };\n"
+                                "defaults = { max_attempts = 5; };\n",
+                                "/srv/gw");
+    agw_config *fresh = parse_ok("server = { threads = 32; shutdown_grace_seconds = 5; };\n"
+                                 "usage = { required = false; retention_days = 90; };\n"
+                                 "defaults = { health_check_seconds = 7; };\n",
+                                 "/srv/gw");
+    agw_buf out;
+    agw_buf_init(&out, 4096);
+    assert_int_equal(agw_config_start_only_changes(running, same, AGW_CONFIG_READ_BY_GATEWAY,
+                                                   &out), 0);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(agw_config_start_only_changes(running, fresh, AGW_CONFIG_READ_BY_GATEWAY,
+                                                   &out), 4);
+    assert_string_equal(out.data, "server.threads (16 -> 32), server.shutdown_grace_seconds (60 -> 5), "
+                                  "defaults.health_check_seconds (60 -> 7), "
+                                  "usage.required (true -> false)");
+    agw_buf_reset(&out);
+    assert_int_equal(agw_config_start_only_changes(running, fresh, AGW_CONFIG_READ_BY_ADMIN,
+                                                   &out), 1);
+    assert_string_equal(out.data, "server.shutdown_grace_seconds (60 -> 5)");
+    agw_buf_free(&out);
+    agw_config_free(running);
+    agw_config_free(same);
+    agw_config_free(fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1203,6 +1238,7 @@ int main(void)
         cmocka_unit_test(test_url_origin),
         cmocka_unit_test(test_admin_key_hashed),
         cmocka_unit_test(test_reference_counted),
+        cmocka_unit_test(test_start_only_changes),
         cmocka_unit_test(test_example_file_matches_defaults),
         cmocka_unit_test(test_answer_rules),
         cmocka_unit_test(test_answers_json),
