@@ -361,6 +361,11 @@ class Gateway:
         """The antigw-fcgi processes: the children of the pool's multiwatch."""
         return child_pids(self.pool_pid())
 
+    def admin_processes(self):
+        """The antigw-admin processes: the children of the admin pool's multiwatch."""
+        with open(os.path.join(self.var, "run", "admin.pid")) as f:
+            return child_pids(int(f.read()))
+
     def log_text(self):
         # antigw-fcgi buffers info lines and writes them out every 20 ms
         # (core.h, agw_log_buffer_start): give the last ones time to land.

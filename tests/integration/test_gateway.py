@@ -916,6 +916,15 @@ def concurrent_large_bodies_meet_the_memory_budget(ctx):
         eq(s, 200, "a large body after the burst")
 
 
+def hup_pool(gw, processes):
+    """SIGHUP to each of the pool's `processes` processes; returns their pids."""
+    pids = gw.pool_processes()
+    eq(len(pids), processes, "pool processes")
+    for pid in pids:
+        os.kill(pid, signal.SIGHUP)
+    return pids
+
+
 def thread_policies(pid):
     """[(tid, name, scheduling policy)] of one process's threads."""
     out = []
@@ -972,8 +981,7 @@ def batch_scheduling_off_keeps_the_normal_policy(ctx):
             f.write(text.replace("batch_scheduling = false;", "batch_scheduling = true;")
                     .replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"'))
         marker = len(gw.log_text())
-        for pid in gw.pool_processes():
-            os.kill(pid, signal.SIGHUP)
+        hup_pool(gw, 1)
         wait_for(lambda: "server.batch_scheduling changed, which needs a restart"
                  in gw.log_text()[marker:], 10, "the reload's refusal in the log")
         check_policies(gw.pool_processes(), 2, os.SCHED_OTHER)
@@ -1005,8 +1013,7 @@ def reload_names_the_settings_it_cannot_change(ctx):
                              'database: { path = "antigw.db"; };\nusage: { retention_days = 7; };')
                     .replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"'))
         marker = len(gw.log_text())
-        for pid in gw.pool_processes():
-            os.kill(pid, signal.SIGHUP)
+        hup_pool(gw, 1)
         want = ("reload: these settings keep their values until the pool restarts: "
                 "server.shutdown_grace_seconds (30 -> 5), usage.retention_days (90 -> 7)\n")
         wait_for(lambda: want in gw.log_text()[marker:], 10, "the warning in the log")
@@ -1016,14 +1023,6 @@ def reload_names_the_settings_it_cannot_change(ctx):
     finally:
         gw.stop()
     gw.check_logs_clean()
-
-
-def hup_pool(ctx):
-    pids = ctx.gw.pool_processes()
-    eq(len(pids), PROCESSES, "pool processes")
-    for pid in pids:
-        os.kill(pid, signal.SIGHUP)
-    return pids
 
 
 @test(timeout=90)
@@ -1054,7 +1053,7 @@ def sighup_reloads_the_configuration(ctx):
         check(changed.count("reloaded-*") == 1 and "sneaky" in changed, "config edited")
         with open(ctx.gw.config, "w") as f:
             f.write(changed)
-        pids = hup_pool(ctx)
+        pids = hup_pool(ctx.gw, PROCESSES)
         wait_for(lambda: all(reloaded() == 200 for _ in range(8)), 10,
                  "every process to route by the new model list")
         t.join(20)
@@ -1070,7 +1069,7 @@ def sighup_reloads_the_configuration(ctx):
         # A file that does not load is refused; the running one stays.
         with open(ctx.gw.config, "w") as f:
             f.write(changed + "\nserver: { nonsense = 1; };\n")
-        hup_pool(ctx)
+        hup_pool(ctx.gw, PROCESSES)
         wait_for(lambda: ctx.gw.log_text()[marker:].count("reload refused") >= PROCESSES, 10,
                  "each process to refuse the bad file")
         check(all(reloaded() == 200 for _ in range(8)), "the last good configuration stays")
@@ -1078,7 +1077,7 @@ def sighup_reloads_the_configuration(ctx):
     finally:
         with open(ctx.gw.config, "w") as f:
             f.write(original)
-        hup_pool(ctx)
+        hup_pool(ctx.gw, PROCESSES)
     wait_for(lambda: all(reloaded() == 404 for _ in range(8)), 10, "back to the original")
 
 

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ADMIN_BIN, ANTHROPIC_KEY, OPENAI_KEY, SANITIZER_MARKS, Gateway,  # noqa: E402
-                     Mock, bail, chat, check, check_log_clean, child_pids, directive, eq,
+                     Mock, bail, chat, check, check_log_clean, directive, eq,
                      messages, run_suite, read_lines, sse_events, suite_setup, test, wait_for)
 
 PROCESSES, THREADS = 4, 16
@@ -351,7 +351,7 @@ def providers_crud_and_routing_without_restart(ctx):
 def admin_reload_names_the_settings_it_cannot_change(ctx):
     with open(ctx.gw.config) as f:
         original = f.read()
-    admins = child_pids(int(open(os.path.join(ctx.gw.var, "run", "admin.pid")).read()))
+    admins = ctx.gw.admin_processes()
     check(admins, "antigw-admin runs")
 
     def hup_admin(text):
@@ -1005,8 +1005,7 @@ def audit_log_records_changes_without_secrets(ctx):
 @test(timeout=90)
 def sigkill_mid_stream_loses_no_completed_row(ctx):
     k = new_key(ctx, name="survivor")
-    pool = ctx.gw.pool_pid()
-    kids = child_pids(pool)
+    kids = ctx.gw.pool_processes()
     eq(len(kids), PROCESSES, "children of multiwatch")
     n = PROCESSES * THREADS  # one long stream per worker thread: every process is mid-stream
     results = [None] * n
@@ -1051,7 +1050,8 @@ def sigkill_mid_stream_loses_no_completed_row(ctx):
                        for _, d in results[i][2][:-1] if json.loads(d)["choices"])
         eq(text, " ".join("Hello%d" % j for j in range(30)), "stream %d intact" % i)
     # The pool recovers: multiwatch restarts the child, new requests work.
-    wait_for(lambda: len(child_pids(pool)) == PROCESSES and victim not in child_pids(pool), 15,
+    wait_for(lambda: len(ctx.gw.pool_processes()) == PROCESSES
+             and victim not in ctx.gw.pool_processes(), 15,
              "multiwatch to restart the child")
     for _ in range(20):
         eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("after"), key=k["key"])[0], 200,

@@ -28,7 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CLIENT_KEY, SANITIZER_MARKS, Gateway, Skip, bail, chat, check,  # noqa: E402
-                     check_log_clean, child_pids, directive, eq, make_workdir, messages,
+                     check_log_clean, directive, eq, make_workdir, messages,
                      run_suite, standard_config, suite_setup, test, wait_for)
 
 PROCESSES = 4
@@ -151,20 +151,19 @@ def drainer_pid(gw):
 @test(timeout=120)
 def workers_killed_mid_run_lose_no_row(ctx):
     gw = ctx.gw
-    pool = gw.pool_pid()
     results = {}
     # Calls of 50 ms and more: every process has some in flight when it dies.
     ts = load(gw, 100000, 1500, 48, results, delay_ms=50)
     killed = []
     for _ in range(3):
         time.sleep(0.5)
-        kids = child_pids(pool)
+        kids = gw.pool_processes()
         victim = kids[len(killed) % len(kids)]
         os.kill(victim, signal.SIGKILL)
         killed.append(victim)
     for t in ts:
         t.join()
-    wait_for(lambda: len(child_pids(pool)) == PROCESSES, 20, "multiwatch to restart the children")
+    wait_for(lambda: len(gw.pool_processes()) == PROCESSES, 20, "multiwatch to restart the children")
     done = check_rows(gw, results, 100000, 101500)
     check(len(done) >= 1200, "most calls completed: %d of 1500" % len(done))
     check(len(done) < 1500, "the kills cut calls in flight")
