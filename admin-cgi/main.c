@@ -147,14 +147,9 @@ static void reload(void *app_ptr)
         agw_config_free(fresh);
         return;
     }
-    agw_buf kept;
-    agw_buf_init(&kept, 4096);
-    /* The configuration of the start: the first one retired, if any. */
-    const agw_config *started = n_retired ? retired[0] : app->cfg;
-    if (agw_config_start_only_changes(started, fresh, AGW_CONFIG_READ_BY_ADMIN, &kept))
-        agw_log_warn("reload: these settings keep their values until antigw-admin restarts: %.*s",
-                     (int)kept.len, kept.data);
-    agw_buf_free(&kept);
+    /* Compared with the configuration of the start: the first one retired, if any. */
+    agw_config_warn_start_only(n_retired ? retired[0] : app->cfg, fresh, AGW_CONFIG_READ_BY_ADMIN,
+                               "antigw-admin");
     retired = xrealloc(retired, (n_retired + 1) * sizeof *retired);
     retired[n_retired++] = (agw_config *)app->cfg;
     __atomic_store_n(&app->admin_key, key, __ATOMIC_RELEASE);

@@ -142,12 +142,7 @@ static void reload(void *app_ptr)
     }
     if (app->threads_from_cli)
         fresh->server.threads = app->cfg->server.threads;
-    agw_buf kept;
-    agw_buf_init(&kept, 4096);
-    if (agw_config_start_only_changes(app->cfg, fresh, AGW_CONFIG_READ_BY_GATEWAY, &kept))
-        agw_log_warn("reload: these settings keep their values until the pool restarts: %.*s",
-                     (int)kept.len, kept.data);
-    agw_buf_free(&kept);
+    agw_config_warn_start_only(app->cfg, fresh, AGW_CONFIG_READ_BY_GATEWAY, "the pool");
     agw_config_hash_admin_key(fresh, getenv("ANTIGW_ADMIN_KEY"));
     agw_log_set_level((agw_log_level)fresh->server.log_level);
     agw_budget_set_limit(agw_budget_process(), fresh->server.max_memory_bytes);

@@ -1276,6 +1276,17 @@ size_t agw_config_start_only_changes(const agw_config *running, const agw_config
     return n;
 }
 
+void agw_config_warn_start_only(const agw_config *running, const agw_config *fresh,
+                                unsigned reader, const char *restarts)
+{
+    agw_buf kept;
+    agw_buf_init(&kept, 4096);
+    if (agw_config_start_only_changes(running, fresh, reader, &kept))
+        agw_log_warn("reload: these settings keep their values until %s restarts: %.*s", restarts,
+                     (int)kept.len, kept.data);
+    agw_buf_free(&kept);
+}
+
 void agw_config_hash_admin_key(agw_config *cfg, const char *env_key)
 {
     const char *key = env_key && *env_key ? env_key : cfg->auth.admin_key;

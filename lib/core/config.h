@@ -274,6 +274,10 @@ void agw_config_free(agw_config *cfg);
  * each as "name (old -> new)", separated by ", "; returns how many. */
 size_t agw_config_start_only_changes(const agw_config *running, const agw_config *fresh,
                                      unsigned reader, agw_buf *out);
+/* A reload's warning: logs "reload: these settings keep their values until
+ * <restarts> restarts: <the changes above>", or nothing when there are none. */
+void agw_config_warn_start_only(const agw_config *running, const agw_config *fresh,
+                                unsigned reader, const char *restarts);
 
 /* Replaces auth.admin_key by its SHA-256 (auth.admin_key_sha256) and wipes
  * the key: for a process that checks the admin key but never needs to send
