@@ -30,6 +30,10 @@ const char *agw_openai_error_type(agw_str type, int status);
 AGW_WARN_UNUSED agw_err agw_openai_put_tool_call(agw_buf *b, agw_str id, agw_str name,
                                                  agw_str args);
 
+/* A string tool_choice of Chat Completions and of the Responses API ("auto",
+ * "none", "required") -> the IR's mode: 1, or 0 for any other string. */
+int agw_openai_tool_choice_mode(agw_str s, agw_ir_tool_choice *out);
+
 /* The o-series and gpt-5, gpt-5-mini...: the models with a reasoning effort
  * (which refuse temperature, top_p and stop). gpt-5-chat-* is the
  * non-reasoning chat model and takes ordinary sampling. */

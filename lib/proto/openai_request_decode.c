@@ -342,19 +342,26 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
     return AGW_OK;
 }
 
+int agw_openai_tool_choice_mode(agw_str s, agw_ir_tool_choice *out)
+{
+    if (agw_str_eq(s, AGW_STR_LIT("auto")))
+        *out = AGW_IR_TC_AUTO;
+    else if (agw_str_eq(s, AGW_STR_LIT("none")))
+        *out = AGW_IR_TC_NONE;
+    else if (agw_str_eq(s, AGW_STR_LIT("required")))
+        *out = AGW_IR_TC_ANY;
+    else
+        return 0;
+    return 1;
+}
+
 static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
 {
     agw_str s, fn, name;
 
     if (agw_json_type_of(v) == AGW_JSON_STRING) {
         AGW_WIRE_TRY(want_str(c, v, "tool_choice", &s));
-        if (agw_str_eq(s, AGW_STR_LIT("auto")))
-            out->tool_choice = AGW_IR_TC_AUTO;
-        else if (agw_str_eq(s, AGW_STR_LIT("none")))
-            out->tool_choice = AGW_IR_TC_NONE;
-        else if (agw_str_eq(s, AGW_STR_LIT("required")))
-            out->tool_choice = AGW_IR_TC_ANY;
-        else
+        if (!agw_openai_tool_choice_mode(s, &out->tool_choice))
             return DFAIL(c, "tool_choice: expected 'auto', 'none', 'required' or a function");
         return AGW_OK;
     }

@@ -435,13 +435,7 @@ static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
     agw_str s, type, name;
     if (agw_json_type_of(v) == AGW_JSON_STRING) {
         AGW_WIRE_TRY(want_str(c, v, "tool_choice", &s));
-        if (agw_str_eq(s, AGW_STR_LIT("auto")))
-            out->tool_choice = AGW_IR_TC_AUTO;
-        else if (agw_str_eq(s, AGW_STR_LIT("required")))
-            out->tool_choice = AGW_IR_TC_ANY;
-        else if (agw_str_eq(s, AGW_STR_LIT("none")))
-            out->tool_choice = AGW_IR_TC_NONE;
-        else
+        if (!agw_openai_tool_choice_mode(s, &out->tool_choice))
             return DFAIL(c, "tool_choice: expected auto, required, none or an object");
         return AGW_OK;
     }

@@ -109,6 +109,27 @@ static void test_decode_items(void **state)
     agw_arena_free(&d.arena);
 }
 
+static void test_decode_tool_choice_modes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *mode;
+        agw_ir_tool_choice want;
+    } cases[] = { { "auto", AGW_IR_TC_AUTO }, { "none", AGW_IR_TC_NONE },
+                  { "required", AGW_IR_TC_ANY } };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"input\":\"x\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
+                 "\"tool_choice\":\"%s\"}",
+                 cases[i].mode);
+        dec_t d;
+        assert_int_equal(dec(&d, body), AGW_OK);
+        assert_int_equal(d.rq.tool_choice, cases[i].want);
+        agw_arena_free(&d.arena);
+    }
+}
+
 static void test_decode_foreign_reasoning(void **state)
 {
     (void)state;
@@ -158,6 +179,9 @@ static void test_decode_refusals(void **state)
     expect_refused("{\"input\":\"x\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
                    "\"tool_choice\":{\"type\":\"function\",\"name\":\"g\"}}",
                    "no function tool has that name");
+    expect_refused("{\"input\":\"x\",\"tools\":[{\"type\":\"function\",\"name\":\"f\"}],"
+                   "\"tool_choice\":\"any\"}",
+                   "tool_choice: expected auto, required, none or an object");
     expect_refused("{\"input\":\"x\",\"temperature\":3}", "temperature");
     expect_refused("{\"input\":\"x\",\"prompt\":{\"id\":\"p\"}}", "prompt");
 }
@@ -527,6 +551,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stateless),
         cmocka_unit_test(test_decode_items),
+        cmocka_unit_test(test_decode_tool_choice_modes),
         cmocka_unit_test(test_decode_foreign_reasoning),
         cmocka_unit_test(test_decode_refusals),
         cmocka_unit_test(test_encode_request),
