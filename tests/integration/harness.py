@@ -353,8 +353,10 @@ class Gateway:
         if self.admin:
             self.stop_admin()
 
-    def pool_pid(self):
-        with open(os.path.join(self.var, "run", "pool.pid")) as f:
+    def pool_pid(self, name="pool"):
+        """The pid of a pool's multiwatch (deploy/pool.sh): run/pool.pid for the
+        antigw-fcgi pool, run/<name>.pid for one started with ANTIGW_POOL_NAME=<name>."""
+        with open(os.path.join(self.var, "run", name + ".pid")) as f:
             return int(f.read())
 
     def pool_processes(self):
@@ -363,8 +365,7 @@ class Gateway:
 
     def admin_processes(self):
         """The antigw-admin processes: the children of the admin pool's multiwatch."""
-        with open(os.path.join(self.var, "run", "admin.pid")) as f:
-            return child_pids(int(f.read()))
+        return child_pids(self.pool_pid("admin"))
 
     def log_text(self):
         # antigw-fcgi buffers info lines and writes them out every 20 ms
