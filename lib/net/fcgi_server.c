@@ -52,6 +52,77 @@ static void worker_policy(const agw_server_opts *o, const agw_server_worker *w)
                      strerror(rc));
 }
 
+/* Leader/followers: at most one worker of the process (the leader) waits in
+ * listen_ep for a connection; the idle others wait for their turn on
+ * turn_cond. */
+static int listen_ep = -1; /* fd 0 with EPOLLEXCLUSIVE and the stop pipe */
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_cond = PTHREAD_COND_INITIALIZER;
+static int has_leader; /* a worker waits in listen_ep */
+static int stopping;   /* the stop pipe was seen: no worker leads again */
+
+/* Waits until the calling worker leads; 0 once the server stops. */
+static int take_turn(void)
+{
+    pthread_mutex_lock(&turn_lock);
+    while (has_leader && !stopping)
+        pthread_cond_wait(&turn_cond, &turn_lock);
+    int lead = !stopping;
+    if (lead)
+        has_leader = 1;
+    pthread_mutex_unlock(&turn_lock);
+    return lead;
+}
+
+/* The leader hands its turn to a waiting worker, or with `stop` ends every
+ * worker's turns. */
+static void end_turn(int stop)
+{
+    pthread_mutex_lock(&turn_lock);
+    has_leader = 0;
+    if (stop) {
+        stopping = 1;
+        pthread_cond_broadcast(&turn_cond);
+    } else {
+        pthread_cond_signal(&turn_cond);
+    }
+    pthread_mutex_unlock(&turn_lock);
+}
+
+/* The leader's wait: 1 with a connection accepted into `req`, 0 on stop,
+ * -1 when listen_ep fails. */
+static int lead(agw_server_worker *w, FCGX_Request *req)
+{
+    for (;;) {
+        struct epoll_event ready[2];
+        int n = epoll_wait(listen_ep, ready, 2, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            agw_log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
+            return -1;
+        }
+        int incoming = 0;
+        for (int i = 0; i < n; i++) {
+            if (ready[i].data.fd == stop_pipe[0])
+                return 0;
+            incoming = 1;
+        }
+        if (!incoming)
+            continue;
+        int rc = FCGX_Accept_r(req);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
+            continue; /* another process's worker took the connection */
+        if (rc < 0) {
+            /* EMFILE/ENFILE and friends: back off instead of ending the thread. */
+            agw_log_error("worker %d: accept failed: %s", w->index, strerror(-rc));
+            usleep(100000);
+            continue;
+        }
+        return 1;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     agw_server_worker *w = arg;
@@ -61,45 +132,11 @@ static void *worker_main(void *arg)
     w->state = o->worker_init ? o->worker_init(o->app, w->index) : NULL;
     if (FCGX_InitRequest(&req, 0, 0) != 0)
         agw_fatal(__FILE__, __LINE__, "FCGX_InitRequest failed");
-    /* Each worker waits in its own epoll set with EPOLLEXCLUSIVE on the shared
-     * listening socket, so a new connection wakes one idle worker of the whole
-     * pool instead of every thread of every process (a plain poll() would wake
-     * them all, and 250 of 256 would find nothing to accept). */
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event listen_ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0 };
-    struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = stop_pipe[0] };
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, 0, &listen_ev) != 0 ||
-        epoll_ctl(ep, EPOLL_CTL_ADD, stop_pipe[0], &stop_ev) != 0)
-        agw_fatal(__FILE__, __LINE__, "epoll set-up failed: %s", strerror(errno));
-    for (;;) {
-        struct epoll_event ready[2];
-        int n = epoll_wait(ep, ready, 2, -1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            agw_log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
+    while (take_turn()) {
+        int got = lead(w, &req);
+        end_turn(got == 0);
+        if (got <= 0)
             break;
-        }
-        int stop = 0, incoming = 0;
-        for (int i = 0; i < n; i++) {
-            if (ready[i].data.fd == stop_pipe[0])
-                stop = 1;
-            else
-                incoming = 1;
-        }
-        if (stop)
-            break;
-        if (!incoming)
-            continue;
-        int rc = FCGX_Accept_r(&req);
-        if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
-            continue; /* another worker took the connection */
-        if (rc < 0) {
-            /* EMFILE/ENFILE and friends: back off instead of ending the thread. */
-            agw_log_error("worker %d: accept failed: %s", w->index, strerror(-rc));
-            usleep(100000);
-            continue;
-        }
         o->handle(o->app, w, &req);
         /* libfcgi ends a connection by shutting its side down and waiting
          * (up to 2 s) for the web server to close first, so that request
@@ -111,7 +148,6 @@ static void *worker_main(void *arg)
             (void)FCGX_Detach(&req);
         FCGX_Finish_r(&req);
     }
-    close(ep);
     FCGX_Free(&req, 1);
     if (o->worker_done)
         o->worker_done(o->app, w->state);
@@ -148,6 +184,16 @@ int agw_server_run(const agw_server_opts *o)
     }
     if (pipe2(stop_pipe, O_CLOEXEC) != 0) {
         agw_log_error("pipe: %s", strerror(errno));
+        return 1;
+    }
+    /* EPOLLEXCLUSIVE: a connection wakes the leader of one process, not the
+     * leaders of all. */
+    listen_ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event listen_ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0 };
+    struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = stop_pipe[0] };
+    if (listen_ep < 0 || epoll_ctl(listen_ep, EPOLL_CTL_ADD, 0, &listen_ev) != 0 ||
+        epoll_ctl(listen_ep, EPOLL_CTL_ADD, stop_pipe[0], &stop_ev) != 0) {
+        agw_log_error("epoll set-up failed: %s", strerror(errno));
         return 1;
     }
 
@@ -216,6 +262,7 @@ int agw_server_run(const agw_server_opts *o)
     for (int i = 0; i < o->threads; i++)
         pthread_join(workers[i].tid, NULL);
     free(workers);
+    close(listen_ep);
     agw_log_info("stopped");
     return code;
 }

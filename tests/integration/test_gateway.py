@@ -772,6 +772,10 @@ def one_megabyte_body_passes_intact(ctx):
 
 @test(timeout=60)
 def fifty_concurrent_streams_complete(ctx):
+    # Each stream lasts 0.5 s and the pool has a thread for each: served
+    # side by side they all end in about that time; a pool that let one
+    # thread per process take connections only as others finish (a lost
+    # hand-over of the lead, fcgi_server.h) would need 12.5 s.
     results = [None] * 50
 
     def one(i):
@@ -796,12 +800,35 @@ def fifty_concurrent_streams_complete(ctx):
         except Exception as e:  # recorded, asserted below
             results[i] = (False, repr(e))
     threads = [threading.Thread(target=one, args=(i,)) for i in range(50)]
+    began = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    took = time.monotonic() - began
     bad = [(i, r) for i, r in enumerate(results) if not r or not r[0]]
     eq(bad, [], "streams that failed")
+    check(took < 6, "50 streams of 0.5 s each took %.1f s together" % took)
+
+
+@test(timeout=60)
+def an_idle_pool_stops_at_once(ctx):
+    # Idle workers wait for their turn to take connections (fcgi_server.h);
+    # a stop must end those waits, not leave the process to its grace period.
+    for _ in range(20):
+        eq(ctx.gw.call("POST", "/v1/chat/completions", body=chat("x"))[0], 200, "status")
+    marker = len(ctx.gw.log_text())
+    pids = ctx.gw.pool_processes()
+    began = time.monotonic()
+    ctx.gw.stop_pool()
+    took = time.monotonic() - began
+    log = ctx.gw.log_text()[marker:]
+    check(took < 3, "the idle pool stopped in %.1f s" % took)
+    for pid in pids:
+        check("antigw[%d] info: stopped" % pid in log, "process %d says it stopped" % pid)
+    check("grace period over" not in log, "no process waited out its grace period")
+    ctx.gw.start_pool()
+    wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
 
 
 @test(timeout=60)
