@@ -52,38 +52,39 @@ static void worker_policy(const agw_server_opts *o, const agw_server_worker *w)
                      strerror(rc));
 }
 
-/* Leader/followers: at most one worker of the process (the leader) waits in
- * listen_ep for a connection; the idle others wait for their turn on
- * turn_cond. */
+/* Leaders/followers: at most SERVER_WAITERS workers of the process (the
+ * leaders) wait in listen_ep for a connection; the idle others wait for
+ * their turn on turn_cond. */
+enum { SERVER_WAITERS = 2 };
 static int listen_ep = -1; /* fd 0 with EPOLLEXCLUSIVE and the stop pipe */
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t turn_cond = PTHREAD_COND_INITIALIZER;
-static int has_leader; /* a worker waits in listen_ep */
-static int stopping;   /* the stop pipe was seen: no worker leads again */
+static int leaders;  /* workers that wait in listen_ep */
+static int stopping; /* the stop pipe was seen: no worker leads again */
 
 /* Waits until the calling worker leads; 0 once the server stops. */
 static int take_turn(void)
 {
     pthread_mutex_lock(&turn_lock);
-    while (has_leader && !stopping)
+    while (leaders >= SERVER_WAITERS && !stopping)
         pthread_cond_wait(&turn_cond, &turn_lock);
     int lead = !stopping;
     if (lead)
-        has_leader = 1;
+        leaders++;
     pthread_mutex_unlock(&turn_lock);
     return lead;
 }
 
-/* The leader hands its turn to a waiting worker, or with `stop` ends every
- * worker's turns. */
+/* A leader stops leading: it took a connection (a waiting worker takes its
+ * place when no leader is left) or, with `stop`, every worker's turns end. */
 static void end_turn(int stop)
 {
     pthread_mutex_lock(&turn_lock);
-    has_leader = 0;
+    leaders--;
     if (stop) {
         stopping = 1;
         pthread_cond_broadcast(&turn_cond);
-    } else {
+    } else if (leaders == 0) {
         pthread_cond_signal(&turn_cond);
     }
     pthread_mutex_unlock(&turn_lock);

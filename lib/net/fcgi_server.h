@@ -5,17 +5,19 @@
  * antigw-admin (the control plane, a few). One server per process: the stop
  * pipe and the live-worker count are process-wide.
  *
- * Accepting (leader/followers): at most one worker of a process, the
- * leader, waits for a connection, in the process's epoll set on {fd 0 with
+ * Accepting (leaders/followers): at most two workers of a process, the
+ * leaders, wait for a connection, in the process's epoll set on {fd 0 with
  * EPOLLEXCLUSIVE, a stop pipe}; the other idle workers wait on a condition
- * variable. The leader accepts (the listening socket is non-blocking: a
- * leader that loses the race to another process gets EAGAIN and waits
- * again), hands the lead to one waiting worker, then serves. So a connection
- * wakes one thread of the pool, and never sends a crowd of idle threads onto
- * a busy CPU's run queue to race for it: at 64 connections on a saturated
- * 2-CPU machine, one waiter per process instead of every idle thread was
- * worth 10 to 25 % more requests per second (README "Benchmarks"). A busy
- * worker that finishes while no one leads takes the lead itself.
+ * variable. A leader accepts (the listening socket is non-blocking: a leader
+ * that loses the race gets EAGAIN and waits again), then serves; the last
+ * leader to go wakes one waiting worker to lead in its place, and a worker
+ * that finishes while fewer than two lead becomes a leader itself. So a
+ * connection wakes one thread of the pool and never sends a crowd of idle
+ * threads onto a busy CPU's run queue to race for it: at 64 connections on
+ * a saturated 2-CPU machine the median of three alternating runs rose
+ * from 14.8k to 18.2k requests per second (README "Benchmarks"). Two leaders rather than one: with one, a
+ * lone connection woke two threads (the leader, then its successor), which
+ * cost about 40 µs at one connection.
  *
  * Stop protocol (no signal handler ever runs in a worker): every async
  * signal is blocked in every thread; the main thread takes TERM, INT, HUP,
