@@ -15,7 +15,7 @@
  * connection wakes one thread of the pool and never sends a crowd of idle
  * threads onto a busy CPU's run queue to race for it: at 64 connections on
  * a saturated 2-CPU machine the median of three alternating runs rose
- * from 14.8k to 18.2k requests per second (README "Benchmarks"). Two leaders rather than one: with one, a
+ * from 14.8k to 16.9k requests per second (README "Benchmarks"). Two leaders rather than one: with one, a
  * lone connection woke two threads (the leader, then its successor), which
  * cost about 40 µs at one connection.
  *
