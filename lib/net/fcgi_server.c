@@ -113,7 +113,7 @@ static int lead(agw_server_worker *w, FCGX_Request *req)
             continue;
         int rc = FCGX_Accept_r(req);
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
-            continue; /* another process's worker took the connection */
+            continue; /* another leader took the connection */
         if (rc < 0) {
             /* EMFILE/ENFILE and friends: back off instead of ending the thread. */
             agw_log_error("worker %d: accept failed: %s", w->index, strerror(-rc));
