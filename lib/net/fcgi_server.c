@@ -103,14 +103,10 @@ static int lead(agw_server_worker *w, FCGX_Request *req)
             agw_log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
             return -1;
         }
-        int incoming = 0;
-        for (int i = 0; i < n; i++) {
+        /* n > 0: no timeout was given. */
+        for (int i = 0; i < n; i++)
             if (ready[i].data.fd == stop_pipe[0])
                 return 0;
-            incoming = 1;
-        }
-        if (!incoming)
-            continue;
         int rc = FCGX_Accept_r(req);
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR)
             continue; /* another leader took the connection */

@@ -15,14 +15,15 @@
  * connection wakes one thread of the pool and never sends a crowd of idle
  * threads onto a busy CPU's run queue to race for it: at 64 connections on
  * a saturated 2-CPU machine the median of three alternating runs rose
- * from 14.8k to 16.9k requests per second (README "Benchmarks"). Two leaders rather than one: with one, a
- * lone connection woke two threads (the leader, then its successor), which
- * cost about 40 µs at one connection.
+ * from 14.8k to 16.9k requests per second (README "Benchmarks"). Two
+ * leaders rather than one: with one, a lone connection woke two threads
+ * (the leader, then its successor), which cost about 40 µs at one
+ * connection.
  *
  * Stop protocol (no signal handler ever runs in a worker): every async
  * signal is blocked in every thread; the main thread takes TERM, INT, HUP,
  * QUIT and USR1 (multiwatch's graceful signal) with sigwait. On stop the
- * pipe becomes readable: the leader sees it and ends every idle worker's
+ * pipe becomes readable: a leader sees it and ends every idle worker's
  * wait, busy workers finish their request, then the process exits 0. A
  * second signal, or shutdown_grace_s passing, exits at once.
  * SIGHUP is a reload, not a stop, when the app gives a `reload` hook: the
