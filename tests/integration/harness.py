@@ -283,6 +283,12 @@ class Gateway:
         if self.server != "fcgid":
             subprocess.run([POOL, "stop"], env=self.env, check=True)
 
+    def restart_pool(self, timeout=10):
+        """Starts the pool stopped by the caller and waits until /health
+        answers 200 (the pool serves and its providers are up)."""
+        self.start_pool()
+        wait_for(lambda: self.call("GET", "/health", key=None)[0] == 200, timeout, "pool back")
+
     def web_command(self):
         """The command line that runs the web server in the foreground from
         its shipped config."""

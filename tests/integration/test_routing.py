@@ -488,8 +488,7 @@ def a_killed_worker_gives_back_what_it_held(ctx):
             t.join(60)
         wait_for(lambda: not any(os.path.exists("/proc/%d" % w) for w in workers + [mw]), 15,
                  "the old pool gone")
-        gw.start_pool()
-        wait_for(lambda: gw.call("GET", "/health", key=None)[0] == 200, 15, "pool back")
+        gw.restart_pool(timeout=15)
         eq(metric(gw, "antigateway_streams_in_flight"), 0, "streams gauge after a restart")
         eq(in_flight(gw), {"kw0": 0, "kw1": 0}, "in flight after a restart")
         for m in p.mocks:

@@ -237,8 +237,7 @@ def orphaned_workers_are_found_and_stopped(ctx):
     check(st.returncode != 0 and "orphaned" in st.stdout + st.stderr, "status: %r" % (st,))
     subprocess.run([POOL, "stop"], env=env, check=True, timeout=40)
     wait_for(lambda: all(process_gone(w) for w in workers), 5, "the orphans to exit")
-    ctx.gw.start_pool()
-    wait_for(lambda: ctx.gw.call("GET", "/health", key=None)[0] == 200, 10, "pool back")
+    ctx.gw.restart_pool()
 
 
 def not_behind(server):
