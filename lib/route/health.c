@@ -219,13 +219,15 @@ static void probe_all(agw_health *h, agw_store *store, agw_upstream *u)
         int listed;
         agw_lb_reason why =
             probe(u, p, (long)cfg->defaults.health_check_timeout_seconds * 1000, &list, &listed);
+        /* The list is stored before the verdict is published, so that whoever
+         * sees the provider out (or back) also sees its list gone (or back). */
+        if (agw_models_cache_put(db, p, listed ? &list : NULL, agw_wall_s()) != AGW_OK)
+            agw_log_warn("health: provider %s: its model list was not stored", p->name);
         agw_lb_probe_result(s, why, agw_shm_now_ns());
         if (s && was != why)
             agw_log_info("health: provider %s is %s%s", p->name,
                          why == AGW_LB_REASON_NONE ? "healthy again" : "unhealthy: ",
                          why == AGW_LB_REASON_NONE ? "" : agw_lb_reason_name(why));
-        if (agw_models_cache_put(db, p, listed ? &list : NULL, agw_wall_s()) != AGW_OK)
-            agw_log_warn("health: provider %s: its model list was not stored", p->name);
         agw_provider_models_free(&list);
     }
     if (agw_models_cache_prune(db, cfg) != AGW_OK)
@@ -261,6 +263,11 @@ static void *run(void *arg)
                       strerror(errno));
     else if (agw_store_open(h->cfg->database.path, &store, err, sizeof err) != AGW_OK)
         agw_log_error("health: database: %s: no probes from this process", err);
+    else
+        /* A verdict waits for its list's write (probe_all); while the pool's
+         * writers hold the database, it waits a quarter second at most, and
+         * the list is written again at the next probe. */
+        sqlite3_busy_timeout(agw_store_db(store), 250);
     int leader = 0;
     long period_ms = (long)h->cfg->defaults.health_check_seconds * 1000L;
     while (fd >= 0 && store) {

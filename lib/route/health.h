@@ -26,7 +26,11 @@
  * with the type's parse_models (further pages with its cursor, at most 32,
  * each at most 4 MiB) and stored for GET /v1/models (models.h); anything
  * else forgets the stored list, so the catalog falls back to the literal
- * names. Lists of providers no longer configured are forgotten, and their
+ * names. The list is stored (or forgotten) before the verdict is published,
+ * so a reader that sees the verdict sees the list that came with it; the
+ * prober's connection waits at most 250 ms for the database, and a list it
+ * could not write is written at the next probe. Lists of providers no longer
+ * configured are forgotten, and their
  * shared slots reclaimed (agw_lb_reclaim, with one period as the grace).
  */
 #ifndef AGW_HEALTH_H
