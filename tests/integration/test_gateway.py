@@ -808,7 +808,11 @@ def fifty_concurrent_streams_complete(ctx):
     took = time.monotonic() - began
     bad = [(i, r) for i, r in enumerate(results) if not r or not r[0]]
     eq(bad, [], "streams that failed")
-    check(took < 4, "50 streams of 1 s each took %.1f s together" % took)
+    # mod_fcgid gives a process one request at a time and starts a process
+    # per waiting request, at its own pace (about 4 s for these 50); one at a
+    # time would take 50 s.
+    bound = 10 if ctx.gw.server == "fcgid" else 4
+    check(took < bound, "50 streams of 1 s each took %.1f s together" % took)
 
 
 @test(timeout=60)
