@@ -20,7 +20,8 @@
 #      passed through, BIG_STREAMS (1024) concurrent streams through
 #      lighttpd, and the RSS of every antigw-fcgi process after a warm-up
 #      and after RSS_REQUESTS (100,000) more calls;
-# and prints the table of ratios with their targets.
+# and prints the table of ratios with their targets (for the two throughput
+# ratios also each round's, as the rounds alternate the two sides).
 #
 # Environment:
 #   BENCH_HARNESS   the harness directory (run.sh, up.sh, mock-upstream.c,
@@ -136,6 +137,8 @@ gateway_pids() { # one per line
 harness_out=$BENCH_WORK/harness-table.txt
 GATEWAY_URL=$url GATEWAY_KEY=$key ROUNDS=$ROUNDS DUR=$DUR STREAMS=$STREAMS T1=$T T2=$T \
     "$BENCH_HARNESS/run.sh" | tee "$harness_out"
+# The harness's raw files of this run: w1-<target>-<round>.txt (64 connections).
+harness_raw=$(ls -1td "$BENCH_WORK"/results/*/ | head -n 1)
 row() { awk -v n="$1" '$1 == n' "$harness_out"; }
 field() { row "$1" | awk -v i="$2" '{print $i}'; }
 gap() { row "$1" | sed -n 's/.*max_gap_ms=\([0-9.]*\).*/\1/p'; }
@@ -196,6 +199,23 @@ for _ in $(seq "$ROUNDS"); do
     pass+=("$(rps "$PASS_BODY")")
     conv+=("$(rps "$CONV_BODY")")
 done
+# Each round's ratio beside the median's: the rounds alternate the two
+# sides, so their spread shows how far one run's median can land.
+round_ratios() { # "a1 a2 ..." "b1 b2 ...": b_i / a_i, comma-separated
+    python3 -c 'import sys
+a, b = sys.argv[1].split(), sys.argv[2].split()
+try:
+    print(",".join("%.2f" % (float(y) / float(x)) for x, y in zip(a, b)))
+except (ValueError, ZeroDivisionError):
+    print("-")' "$1" "$2"
+}
+harness_rps() { # target: its req/s at 64 connections, round by round
+    for r in $(seq "$ROUNDS"); do
+        awk '/Requests\/sec/ {print $2}' "$harness_raw/w1-$1-$r.txt" 2>/dev/null || echo -
+    done | paste -sd' '
+}
+PASS_ROUNDS=$(round_ratios "$(harness_rps proxy)" "$(harness_rps gateway)")
+CONV_ROUNDS=$(round_ratios "${pass[*]}" "${conv[*]}")
 PASS_RPS=$(printf '%s\n' "${pass[@]}" | med)
 CONV_RPS=$(printf '%s\n' "${conv[@]}" | med)
 
@@ -255,7 +275,7 @@ echo "  of which anonymous (heap, stacks; without mapped files such as the datab
 echo "  $anon_before; after: $anon_after (largest growth $ANON_GROWTH %)"
 STREAMS=$STREAMS python3 - "$(field proxy 2)" "$(field gateway 2)" "$(field proxy 3)" "$(field gateway 3)" \
     "$(field proxy 4)" "$(field gateway 4)" "$PASS_RPS" "$CONV_RPS" "$(gap proxy)" \
-    "$(gap gateway)" "${BIG_OK:-0}" "$BIG_STREAMS" "$RSS_GROWTH" <<'EOF'
+    "$(gap gateway)" "${BIG_OK:-0}" "$BIG_STREAMS" "$RSS_GROWTH" "$PASS_ROUNDS" "$CONV_ROUNDS" <<'EOF'
 import os, sys
 v = sys.argv[1:]
 def f(x):
@@ -263,19 +283,21 @@ def f(x):
         return float(x)
     except ValueError:
         return float("nan")
-(prps, grps, pp50, gp50, pp99, gp99, pas, conv, pgap, ggap, ok, n, growth) = map(f, v)
+pass_rounds, conv_rounds = v[13], v[14]
+(prps, grps, pp50, gp50, pp99, gp99, pas, conv, pgap, ggap, ok, n, growth) = map(f, v[:13])
 rows = [
-    ("req/s c=64, passthrough, tenant key (vs proxy)", grps / prps, ">= 0.90", grps / prps >= 0.9),
-    ("p50 at c=1 (vs proxy)", gp50 / pp50, "<= 1.20", gp50 / pp50 <= 1.2),
-    ("p99 at c=1 (vs proxy)", gp99 / pp99, "<= 1.50", gp99 / pp99 <= 1.5),
-    ("conversion req/s (vs passthrough)", conv / pas, ">= 0.85", conv / pas >= 0.85),
-    ("%s streams: largest gap (vs proxy)" % os.environ["STREAMS"], ggap / pgap, "<= 1.50", ggap / pgap <= 1.5),
-    ("%d streams through lighttpd: complete" % n, ok / n, "= 1.00", ok == n),
-    ("RSS growth per process, % after warm-up", growth, "<= 1.00", growth <= 1.0),
+    ("req/s c=64, passthrough, tenant key (vs proxy)", grps / prps, ">= 0.90", grps / prps >= 0.9,
+     pass_rounds),
+    ("p50 at c=1 (vs proxy)", gp50 / pp50, "<= 1.20", gp50 / pp50 <= 1.2, ""),
+    ("p99 at c=1 (vs proxy)", gp99 / pp99, "<= 1.50", gp99 / pp99 <= 1.5, ""),
+    ("conversion req/s (vs passthrough)", conv / pas, ">= 0.85", conv / pas >= 0.85, conv_rounds),
+    ("%s streams: largest gap (vs proxy)" % os.environ["STREAMS"], ggap / pgap, "<= 1.50", ggap / pgap <= 1.5, ""),
+    ("%d streams through lighttpd: complete" % n, ok / n, "= 1.00", ok == n, ""),
+    ("RSS growth per process, % after warm-up", growth, "<= 1.00", growth <= 1.0, ""),
 ]
-print("%-48s %8s %8s  %s" % ("figure", "value", "target", "met"))
-for name, val, target, met in rows:
-    print("%-48s %8.2f %8s  %s" % (name, val, target, "yes" if met else "NO"))
+print("%-48s %8s %8s  %-4s %s" % ("figure", "value", "target", "met", "each round"))
+for name, val, target, met, rounds in rows:
+    print("%-48s %8.2f %8s  %-4s %s" % (name, val, target, "yes" if met else "NO", rounds))
 EOF
 if [ -n "${BENCH_PERF:-}" ]; then
     echo
