@@ -30,8 +30,8 @@
  * so a reader that sees the verdict sees the list that came with it; the
  * prober's connection waits at most 250 ms for the database, and a list it
  * could not write is written at the next probe. Lists of providers no longer
- * configured are forgotten, and their
- * shared slots reclaimed (agw_lb_reclaim, with one period as the grace).
+ * configured are forgotten, and their shared slots reclaimed
+ * (agw_lb_reclaim, with one period as the grace).
  */
 #ifndef AGW_HEALTH_H
 #define AGW_HEALTH_H
