@@ -201,13 +201,14 @@ for _ in $(seq "$ROUNDS"); do
 done
 # Each round's ratio beside the median's: the rounds alternate the two
 # sides, so their spread shows how far one run's median can land.
-round_ratios() { # "a1 a2 ..." "b1 b2 ...": b_i / a_i, comma-separated
-    python3 -c 'import sys
-a, b = sys.argv[1].split(), sys.argv[2].split()
-try:
-    print(",".join("%.2f" % (float(y) / float(x)) for x, y in zip(a, b)))
-except (ValueError, ZeroDivisionError):
-    print("-")' "$1" "$2"
+round_ratios() { # "a1 a2 ..." "b1 b2 ...": ratio a_i b_i, comma-separated
+    local a b i out=()
+    read -ra a <<< "$1"
+    read -ra b <<< "$2"
+    for i in "${!a[@]}"; do
+        out+=("$(ratio "${a[i]}" "${b[i]:-}")")
+    done
+    (IFS=,; echo "${out[*]}")
 }
 harness_rps() { # target: its req/s at 64 connections, round by round
     for r in $(seq "$ROUNDS"); do
