@@ -37,6 +37,11 @@
 #                   graphs) samples the gateway's processes through one more
 #                   passthrough run and `perf report`'s top entries are printed
 # The ports of the harness (9901, 8181, 8182) must be free.
+#
+# `bench.sh up` only starts the gateway as above and leaves it running, for
+# profiling by hand: its URL and tenant key go to $BENCH_WORK/gateway (two
+# lines); the harness's up.sh starts the proxy and the mock beside it, and
+# `bench.sh down` stops the gateway.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -60,7 +65,7 @@ done
 for b in lighttpd spawn-fcgi multiwatch wrk python3 curl gcc; do
     command -v $b >/dev/null || die "missing $b (apt-get install lighttpd spawn-fcgi multiwatch wrk curl)"
 done
-[ -x "$ANTIGW_BIN" ] && [ -x "$ANTIGW_ADMIN_BIN" ] || die "build first: $ANTIGW_BIN"
+[ "${1:-}" = down ] || { [ -x "$ANTIGW_BIN" ] && [ -x "$ANTIGW_ADMIN_BIN" ]; } || die "build first: $ANTIGW_BIN"
 ulimit -n 16384 2>/dev/null || ulimit -n 4096
 
 gw=$BENCH_WORK/antigw
@@ -89,6 +94,11 @@ gateway_stop() {
     return 0
 }
 cleanup() { mock_stop; gateway_stop; }
+case ${1:-} in
+down) gateway_stop; exit 0 ;;
+up | '') ;;
+*) die "usage: bench.sh [up|down]" ;;
+esac
 trap cleanup EXIT
 
 # ---- the gateway ----
@@ -127,6 +137,12 @@ done
 key=$(curl -s -H "Authorization: Bearer $ADMIN_KEY" \
     -d '{"name":"bench","qpm":100000000,"tpm":1000000000}' "$url/admin/keys" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])') || die "no tenant key"
+if [ "${1:-}" = up ]; then
+    printf '%s\n%s\n' "$url" "$key" > "$BENCH_WORK/gateway"
+    trap - EXIT
+    echo "gateway on $url, its URL and tenant key in $BENCH_WORK/gateway"
+    exit 0
+fi
 gateway_pids() { # one per line
     local mw
     mw=$(cat "$gw/run/pool.pid")
