@@ -453,8 +453,10 @@ static void log_emit(agw_log_level lvl, const char *line, size_t len)
             memcpy(log_fill + log_fill_len, line, len);
             log_fill_len += len;
             /* Signalled under the lock: buffering cannot have been stopped
-             * in between. */
-            if (log_fill_len > LOG_BUFFER_CAP / 2 && log_fill_len - len <= LOG_BUFFER_CAP / 2)
+             * in between. The first line wakes the writer from its wait
+             * without a deadline; half full, it writes at once. */
+            if (log_fill_len == len ||
+                (log_fill_len > LOG_BUFFER_CAP / 2 && log_fill_len - len <= LOG_BUFFER_CAP / 2))
                 pthread_cond_signal(&log_flush_cond);
             pthread_mutex_unlock(&log_fill_lock);
             return;
@@ -481,11 +483,18 @@ static void *log_flusher_main(void *arg)
     pthread_setname_np(pthread_self(), "agw-logger"); /* as top -H and perf show it */
     pthread_mutex_lock(&log_fill_lock);
     while (!log_flusher_stop) {
+        /* Nothing buffered: sleep until a line comes (an idle process
+         * never wakes this thread), then give later lines LOG_FLUSH_MS to
+         * join it in one write. */
+        if (log_fill_len == 0) {
+            pthread_cond_wait(&log_flush_cond, &log_fill_lock);
+            continue;
+        }
         struct timespec deadline;
         agw_mono_deadline(&deadline, LOG_FLUSH_MS);
-        pthread_cond_timedwait(&log_flush_cond, &log_fill_lock, &deadline);
-        if (log_fill_len == 0)
-            continue;
+        while (!log_flusher_stop && log_fill_len <= LOG_BUFFER_CAP / 2 &&
+               pthread_cond_timedwait(&log_flush_cond, &log_fill_lock, &deadline) != ETIMEDOUT)
+            ;
         pthread_mutex_unlock(&log_fill_lock);
         agw_log_flush();
         pthread_mutex_lock(&log_fill_lock);

@@ -1,6 +1,7 @@
 /* Unit tests for lib/core: the capped buffer, JSON string escaping, string
  * views, random ids, log levels, the log line format and buffered logging. */
 #include <ctype.h>
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -766,6 +767,38 @@ static void *log_lines(void *arg)
     return NULL;
 }
 
+/* How often the thread named `name` of this process has gone to sleep on
+ * its own (voluntary_ctxt_switches in its status); -1 when there is none. */
+static long thread_sleeps(const char *name)
+{
+    long sleeps = -1;
+    DIR *tasks = opendir("/proc/self/task");
+    struct dirent *de;
+    while (tasks && sleeps < 0 && (de = readdir(tasks))) {
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int named = fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0 &&
+                    comm[strlen(name)] == '\n';
+        fclose(f);
+        if (!named)
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", de->d_name);
+        if (!(f = fopen(path, "r")))
+            continue;
+        char line[128];
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &sleeps) == 1)
+                break;
+        fclose(f);
+    }
+    if (tasks)
+        closedir(tasks);
+    return sleeps;
+}
+
 static void test_log_buffered(void **state)
 {
     (void)state;
@@ -798,6 +831,14 @@ static void test_log_buffered(void **state)
         d = file_find(fd, "info: left to the logger\n");
     }
     assert_true(d > c);
+    /* With nothing buffered the logger sleeps until a line comes: it must
+     * not wake every 20 ms in an idle process. */
+    usleep(50000);
+    long before = thread_sleeps("agw-logger");
+    usleep(300000);
+    long after = thread_sleeps("agw-logger");
+    assert_true(before >= 0);
+    assert_true(after - before <= 1);
     /* Threads logging more than the buffer holds: every line, once, each
      * thread's in its order. */
     pthread_t th[LOG_THREADS];
