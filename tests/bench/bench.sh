@@ -199,10 +199,15 @@ if [ "$last" -ge 1 ] && command -v taskset >/dev/null; then
 fi
 
 # ---- 2. the project's own workloads ----
+# wrk counts an error answer as a request: a run with any answer other than
+# 2xx prints no figure (and says why), and the caller stops the benchmark.
+answered_ok() { # wrk's output on stdin: its FIELD-th word of the line matching PATTERN
+    awk -v pat="$1" -v f="$2" '$0 ~ pat {v = $f} /Non-2xx/ {bad = $NF}
+        END {if (bad) print "bench: " bad " answers were not 2xx" > "/dev/stderr"; else print v}'
+}
 rps() { # body
     WRK_HEADERS="Authorization: Bearer $key" WRK_BODY=$1 wrk -t1 -c64 -d"$DUR" \
-        -s "$BENCH_HARNESS/post.lua" "$url/v1/chat/completions" |
-        awk '/Requests\/sec/ {print $2}'
+        -s "$BENCH_HARNESS/post.lua" "$url/v1/chat/completions" | answered_ok 'Requests/sec' 2
 }
 PASS_BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
 CONV_BODY='{"model":"claude-3-5-haiku-20241022","messages":[{"role":"user","content":"Hello!"}]}'
@@ -214,6 +219,7 @@ pass=() conv=()
 for _ in $(seq "$ROUNDS"); do
     pass+=("$(rps "$PASS_BODY")")
     conv+=("$(rps "$CONV_BODY")")
+    [ -n "${pass[-1]}" ] && [ -n "${conv[-1]}" ] || die "a throughput run had error answers"
 done
 # Each round's ratio beside the median's: the rounds alternate the two
 # sides, so their spread shows how far one run's median can land.
@@ -250,8 +256,8 @@ calls() { # n: wrk until n calls were answered
     local left=$1 n
     while [ "$left" -gt 0 ]; do
         n=$(WRK_HEADERS="Authorization: Bearer $key" wrk -t1 -c64 -d3s -s "$BENCH_HARNESS/post.lua" \
-            "$url/v1/chat/completions" | awk '/requests in/ {print $1}')
-        [ "${n:-0}" -gt 0 ] || die "no answers while counting calls"
+            "$url/v1/chat/completions" | answered_ok 'requests in' 1)
+        [ "${n:-0}" -gt 0 ] || die "no answers, or error answers, while counting calls"
         left=$((left - n))
     done
 }
