@@ -166,6 +166,12 @@ try:
 except (ValueError, ZeroDivisionError):
     print("-")' "$1" "$2"
 }
+# wrk counts an error answer as a request: a run with any answer other than
+# 2xx prints no figure (and says why), and the caller stops the benchmark.
+answered_ok() { # wrk's output on stdin: its FIELD-th word of the line matching PATTERN
+    awk -v pat="$1" -v f="$2" '$0 ~ pat {v = $f} /Non-2xx/ {bad = $NF}
+        END {if (bad) print "bench: " bad " answers were not 2xx" > "/dev/stderr"; else print v}'
+}
 
 # ---- 1b. the same throughput with the event loops pinned ----
 # On few CPUs an unpinned run's ratio turns on whether the kernel puts wrk on
@@ -178,7 +184,7 @@ if [ "$last" -ge 1 ] && command -v taskset >/dev/null; then
     placed_rps() { # url key lighttpd-pid cpu: req/s of one run at 64 connections
         taskset -pc "$4" "$3" >/dev/null || die "taskset on lighttpd $3"
         WRK_HEADERS="Authorization: Bearer $2" taskset -c 0 wrk -t1 -c64 -d"$DUR" \
-            -s "$BENCH_HARNESS/post.lua" "$1/v1/chat/completions" | awk '/Requests\/sec/ {print $2}'
+            -s "$BENCH_HARNESS/post.lua" "$1/v1/chat/completions" | answered_ok 'Requests/sec' 2
     }
     T=$T "$BENCH_HARNESS/up.sh" >/dev/null 2>&1 || die "the harness's up.sh failed"
     proxy_lighttpd=$(tail -n 1 "$BENCH_WORK/pids")
@@ -189,6 +195,7 @@ if [ "$last" -ge 1 ] && command -v taskset >/dev/null; then
         for _ in $(seq "$ROUNDS"); do
             p+=("$(placed_rps http://127.0.0.1:8182 sk-test "$proxy_lighttpd" "$cpu")")
             g+=("$(placed_rps "$url" "$key" "$gw_lighttpd" "$cpu")")
+            [ -n "${p[-1]}" ] && [ -n "${g[-1]}" ] || { "$BENCH_HARNESS/down.sh"; die "a pinned run had error answers"; }
         done
         pm=$(printf '%s\n' "${p[@]}" | med) gm=$(printf '%s\n' "${g[@]}" | med)
         PLACED="$PLACED  lighttpd on CPU $cpu: proxy $pm, gateway $gm req/s (gateway/proxy $(ratio "$pm" "$gm"))
@@ -199,12 +206,6 @@ if [ "$last" -ge 1 ] && command -v taskset >/dev/null; then
 fi
 
 # ---- 2. the project's own workloads ----
-# wrk counts an error answer as a request: a run with any answer other than
-# 2xx prints no figure (and says why), and the caller stops the benchmark.
-answered_ok() { # wrk's output on stdin: its FIELD-th word of the line matching PATTERN
-    awk -v pat="$1" -v f="$2" '$0 ~ pat {v = $f} /Non-2xx/ {bad = $NF}
-        END {if (bad) print "bench: " bad " answers were not 2xx" > "/dev/stderr"; else print v}'
-}
 rps() { # body
     WRK_HEADERS="Authorization: Bearer $key" WRK_BODY=$1 wrk -t1 -c64 -d"$DUR" \
         -s "$BENCH_HARNESS/post.lua" "$url/v1/chat/completions" | answered_ok 'Requests/sec' 2
