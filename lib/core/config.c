@@ -821,6 +821,7 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->usage.retention_days = 90;
     cfg->usage.required = 1;
     cfg->usage.ring_records = 65536;
+    cfg->usage.wal_reset_mib = 16;
 }
 
 agw_config *agw_config_defaults(const char *base_dir)
@@ -1010,7 +1011,8 @@ static agw_err load_tenant(agw_config_loader *ld, config_t *c, agw_config *cfg)
 
 static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
 {
-    static const char *const known[] = { "retention_days", "required", "ring_records", NULL };
+    static const char *const known[] = { "retention_days", "required", "ring_records",
+                                         "wal_reset_mib", NULL };
     config_setting_t *g;
     agw_err e;
     if ((e = group(ld, c, "usage", known, &g)) || !g)
@@ -1019,7 +1021,9 @@ static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
                            &cfg->usage.retention_days)) ||
         (e = get_bool(ld, g, "usage.", "required", &cfg->usage.required)) ||
         (e = get_int_field(ld, g, "usage.", "ring_records", 16, 1 << 22,
-                           &cfg->usage.ring_records)))
+                           &cfg->usage.ring_records)) ||
+        (e = get_int_field(ld, g, "usage.", "wal_reset_mib", 1, 48,
+                           &cfg->usage.wal_reset_mib)))
         return e;
     if (cfg->usage.ring_records & (cfg->usage.ring_records - 1))
         return fail(ld, config_setting_get_member(g, "ring_records"), "usage.ring_records",
@@ -1250,6 +1254,7 @@ static const struct {
     START_ONLY("usage.retention_days", usage.retention_days, AGW_CONFIG_READ_BY_GATEWAY, 0),
     START_ONLY("usage.required", usage.required, AGW_CONFIG_READ_BY_GATEWAY, 1),
     START_ONLY("usage.ring_records", usage.ring_records, AGW_CONFIG_READ_BY_GATEWAY, 0),
+    START_ONLY("usage.wal_reset_mib", usage.wal_reset_mib, AGW_CONFIG_READ_BY_GATEWAY, 0),
 };
 #undef START_ONLY
 

@@ -226,6 +226,7 @@ typedef struct {
         int required;       /* a full usage ring refuses model calls (503) rather than
                                serving them without records; default true */
         int ring_records;   /* slots of the usage ring (a power of two); default 65536 */
+        int wal_reset_mib;  /* the drainer empties the WAL once it passes this; default 16 */
     } usage;
 
     struct {

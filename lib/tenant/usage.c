@@ -292,6 +292,7 @@ struct agw_usage_log {
     char *db_path;
     char *lock_path;
     int retention_days;
+    uint64_t wal_reset_bytes;
     agw_ring_entry *batch;      /* AGW_USAGE_BATCH entries: agw_usage_drain_once's copy,
                                    allocated at its first call */
     /* the drainer thread */
@@ -570,13 +571,13 @@ static uint64_t wal_bytes(const agw_usage_log *l)
 }
 
 /* Between batches: a TRUNCATE checkpoint when the WAL has grown past
- * AGW_USAGE_WAL_RESET_BYTES (the only kind that empties it while writes go
+ * wal_reset_bytes (the only kind that empties it while writes go
  * on), else a PASSIVE one at most every second. */
 static void checkpoint(agw_usage_log *l, sqlite3 *db, uint64_t *last_ms)
 {
     uint64_t now = agw_mono_ms();
     int mode;
-    if (wal_bytes(l) > AGW_USAGE_WAL_RESET_BYTES)
+    if (wal_bytes(l) > l->wal_reset_bytes)
         mode = SQLITE_CHECKPOINT_TRUNCATE;
     else if (now - *last_ms >= 1000)
         mode = SQLITE_CHECKPOINT_PASSIVE;
@@ -702,6 +703,7 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
     l->admit_limit = (uint64_t)((double)agw_ring_capacity(ring) * AGW_USAGE_ADMIT_FILL);
     l->required = opts->required;
     l->retention_days = opts->retention_days > 0 ? opts->retention_days : 0;
+    l->wal_reset_bytes = opts->wal_reset_bytes ? opts->wal_reset_bytes : AGW_USAGE_WAL_RESET_BYTES;
     l->db_path = xstrdup(db_path);
     l->lock_path = xmalloc(n);
     snprintf(l->lock_path, n, "%s.usage.lock", db_path);

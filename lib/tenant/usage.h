@@ -58,11 +58,11 @@
  * refused calls, the dropped records and the drainer's errors.
  *
  * The WAL: the drainer's connection has SQLite's auto-checkpoint off; after
- * each batch, when the WAL file has grown past AGW_USAGE_WAL_RESET_BYTES, it
- * runs a TRUNCATE checkpoint (which waits, on the drainer's time, for
+ * each batch, when the WAL file has grown past the options' wal_reset_bytes,
+ * it runs a TRUNCATE checkpoint (which waits, on the drainer's time, for
  * readers of older snapshots, then empties the WAL), and otherwise a PASSIVE
- * one every second. The WAL so stays near AGW_USAGE_WAL_RESET_BYTES, far
- * below journal_size_limit (store.h), whatever the load.
+ * one every second. The WAL so stays near wal_reset_bytes, far below
+ * journal_size_limit (store.h), whatever the load.
  */
 #ifndef AGW_USAGE_H
 #define AGW_USAGE_H
@@ -160,7 +160,7 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 #define AGW_USAGE_SYNC_AGE_S 5
 #define AGW_USAGE_ELECT_MS 200        /* how often a follower tries to take the lock */
 #define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
-#define AGW_USAGE_WAL_RESET_BYTES (16u << 20)
+#define AGW_USAGE_WAL_RESET_BYTES (16u << 20) /* usage.wal_reset_mib default */
 
 /* Ownership: a process opens one log at start and closes it after its
  * request threads have stopped; agw_usage_append, agw_usage_accepting and
@@ -172,6 +172,7 @@ typedef struct {
     int required;               /* usage.required: refuse calls rather than lose records */
     int drain;                  /* run the drainer thread (its election included) */
     int retention_days;         /* 0 = keep every row */
+    uint64_t wal_reset_bytes;   /* 0 = AGW_USAGE_WAL_RESET_BYTES */
 } agw_usage_log_opts;
 
 /* Attaches the ring "<db_path>.usage" (creating it) and, with opts->drain,

@@ -273,10 +273,12 @@ static void test_range_bounds_accepted(void **state)
     assert_int_equal(cfg->usage.retention_days, 36500);
     assert_int_equal(cfg->usage.required, 1); /* the defaults */
     assert_int_equal(cfg->usage.ring_records, 65536);
+    assert_int_equal(cfg->usage.wal_reset_mib, 16);
     agw_config_free(cfg);
-    cfg = parse_ok("usage = { required = false; ring_records = 16; };\n", "/b");
+    cfg = parse_ok("usage = { required = false; ring_records = 16; wal_reset_mib = 1; };\n", "/b");
     assert_int_equal(cfg->usage.required, 0);
     assert_int_equal(cfg->usage.ring_records, 16);
+    assert_int_equal(cfg->usage.wal_reset_mib, 1);
     agw_config_free(cfg);
 
     /* A 64-bit literal inside the range is an integer too. */
@@ -409,6 +411,10 @@ static void test_err_out_of_range(void **state)
                  "(string):1: usage.ring_records: must be a power of two (got 1000)");
     expect_error("usage = { ring_records = 8; };\n",
                  "(string):1: usage.ring_records: must be between 16 and 4194304 (got 8)");
+    expect_error("usage = { wal_reset_mib = 0; };\n",
+                 "(string):1: usage.wal_reset_mib: must be between 1 and 48 (got 0)");
+    expect_error("usage = { wal_reset_mib = 64; };\n",
+                 "(string):1: usage.wal_reset_mib: must be between 1 and 48 (got 64)");
     expect_error("defaults = { health_check_seconds = 0; };\n",
                  "(string):1: defaults.health_check_seconds: must be between 1 and 86400 (got 0)");
     expect_error("providers = ( { name = \"a\"; type = \"openai\";\n weight = -1; } );\n",
@@ -1176,7 +1182,8 @@ static void test_start_only_changes(void **state)
                                 "defaults = { max_attempts = 5; };\n",
                                 "/srv/gw");
     agw_config *fresh = parse_ok("server = { threads = 32; shutdown_grace_seconds = 5; };\n"
-                                 "usage = { required = false; retention_days = 90; };\n"
+                                 "usage = { required = false; retention_days = 90;\n"
+                                 "          wal_reset_mib = 4; };\n"
                                  "defaults = { health_check_seconds = 7; };\n",
                                  "/srv/gw");
     agw_buf out;
@@ -1185,10 +1192,10 @@ static void test_start_only_changes(void **state)
                                                    &out), 0);
     assert_int_equal(out.len, 0);
     assert_int_equal(agw_config_start_only_changes(running, fresh, AGW_CONFIG_READ_BY_GATEWAY,
-                                                   &out), 4);
+                                                   &out), 5);
     assert_string_equal(out.data, "server.threads (16 -> 32), server.shutdown_grace_seconds (60 -> 5), "
                                   "defaults.health_check_seconds (60 -> 7), "
-                                  "usage.required (true -> false)");
+                                  "usage.required (true -> false), usage.wal_reset_mib (16 -> 4)");
     agw_buf_reset(&out);
     assert_int_equal(agw_config_start_only_changes(running, fresh, AGW_CONFIG_READ_BY_ADMIN,
                                                    &out), 1);

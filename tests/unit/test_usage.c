@@ -217,7 +217,7 @@ static agw_usage_log *open_log(fixture *f, uint32_t slots, int required, int dra
 {
     agw_usage_log *l = NULL;
     char err[256];
-    agw_usage_log_opts o = { slots, required, drain, days };
+    agw_usage_log_opts o = { slots, required, drain, days, 0 };
     if (agw_usage_log_open(f->db, &o, &l, err, sizeof err) != AGW_OK)
         fail_msg("log: %s", err);
     return l;
@@ -483,7 +483,7 @@ static void test_open_fails_cleanly(void **state)
     (void)state;
     agw_usage_log *l = (agw_usage_log *)1;
     char err[256] = "";
-    agw_usage_log_opts o = { 64, 1, 1, 0 };
+    agw_usage_log_opts o = { 64, 1, 1, 0, 0 };
     assert_int_not_equal(agw_usage_log_open("/nonexistent-dir/x.db", &o, &l, err, sizeof err),
                          AGW_OK);
     assert_null(l);
