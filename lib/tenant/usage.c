@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -452,7 +453,7 @@ int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
     if (torn)
         add(l, C_DROPPED, torn);
     size_t stored = 0;
-    size_t yield_rows = agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_YIELD_BELOW
+    size_t yield_rows = agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_IDLE_BELOW
                             ? AGW_USAGE_YIELD_ROWS
                             : 0;
     if (n && (*rc = agw_usage_store_entries(db, batch, n, yield_rows, &stored)) != SQLITE_OK)
@@ -589,12 +590,120 @@ static void checkpoint(agw_usage_log *l, sqlite3 *db, uint64_t *last_ms)
         agw_log_warn("usage drainer: checkpoint failed: %s", sqlite3_errmsg(db));
 }
 
+/* What one round of the drainer's work needs, whichever thread runs it. */
+typedef struct {
+    agw_usage_log *l;
+    sqlite3 *db;
+    uint64_t last_ckpt_ms, next_prune_ms;
+} drain_work;
+
+/* One round: a batch, then the checkpoint and the prune that are due.
+ * Returns the batch's size, or -1 (the SQLite code in *rc) when it failed. */
+static int drain_round(drain_work *w, int *rc)
+{
+    int n = agw_usage_drain_once(w->l, w->db, rc);
+    if (n < 0)
+        return n;
+    checkpoint(w->l, w->db, &w->last_ckpt_ms);
+    uint64_t now = agw_mono_ms();
+    if (w->l->retention_days > 0 && now >= w->next_prune_ms)
+        w->next_prune_ms =
+            now + (prune_round(w->db, w->l->retention_days) ? 0 : AGW_USAGE_PRUNE_MS);
+    return n;
+}
+
+/* The SCHED_IDLE helper (AGW_USAGE_IDLE_BELOW): runs a round when asked,
+ * while the drainer thread waits for it, so the two never use the
+ * connection at once. */
+typedef struct {
+    drain_work *work;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int asked, quit; /* under mu */
+    int n, rc;       /* the last round's result, under mu */
+} idle_helper;
+
+static void *idle_helper_main(void *arg)
+{
+    idle_helper *h = arg;
+    pthread_setname_np(pthread_self(), "agw-drain-idle");
+#ifdef SCHED_IDLE
+    struct sched_param none = { 0 };
+    int e = pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
+    if (e != 0)
+        agw_log_warn("usage drainer: SCHED_IDLE: %s; its rounds may delay requests", strerror(e));
+#endif
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->asked && !h->quit)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (h->quit)
+            break;
+        pthread_mutex_unlock(&h->mu);
+        int rc = SQLITE_OK;
+        int n = drain_round(h->work, &rc);
+        pthread_mutex_lock(&h->mu);
+        h->n = n;
+        h->rc = rc;
+        h->asked = 0;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* 0 when the helper runs; otherwise the drainer thread does every round. */
+static int idle_helper_start(idle_helper *h, drain_work *w)
+{
+    memset(h, 0, sizeof *h);
+    h->work = w;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    /* Created from the drainer thread, it inherits its blocked signals. */
+    int e = pthread_create(&h->thread, NULL, idle_helper_main, h);
+    if (e != 0) {
+        agw_log_warn("usage drainer: no idle helper thread (%s); its rounds may delay requests",
+                     strerror(e));
+        pthread_cond_destroy(&h->cv);
+        pthread_mutex_destroy(&h->mu);
+    }
+    return e;
+}
+
+static int idle_helper_round(idle_helper *h, int *rc)
+{
+    pthread_mutex_lock(&h->mu);
+    h->asked = 1;
+    pthread_cond_broadcast(&h->cv);
+    while (h->asked)
+        pthread_cond_wait(&h->cv, &h->mu);
+    int n = h->n;
+    *rc = h->rc;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+static void idle_helper_stop(idle_helper *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->quit = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->thread, NULL);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+}
+
 /* The elected process's work: drain, retry, checkpoint, prune, until stopped. */
 static void lead(agw_usage_log *l)
 {
     agw_store *store = NULL;
     unsigned backoff_ms = 0;
-    uint64_t last_ckpt_ms = 0, next_prune_ms = 0, last_sync_ms = agw_mono_ms();
+    uint64_t last_sync_ms = agw_mono_ms(), no_idle_until_ms = 0;
+    drain_work work = { .l = l };
+    idle_helper helper;
+    int have_helper = idle_helper_start(&helper, &work) == 0;
     /* The ring's head at each of the last AGW_USAGE_SYNC_AGE_S ticks (one a
      * second), oldest at `tick`. */
     uint64_t heads[AGW_USAGE_SYNC_AGE_S];
@@ -622,9 +731,14 @@ static void lead(agw_usage_log *l)
                 break;
             continue;
         }
-        sqlite3 *db = agw_store_db(store);
+        work.db = agw_store_db(store);
         int rc;
-        int n = agw_usage_drain_once(l, db, &rc);
+        int idle = have_helper && now >= no_idle_until_ms &&
+                   agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_IDLE_BELOW;
+        uint64_t round_start_ms = agw_mono_ms();
+        int n = idle ? idle_helper_round(&helper, &rc) : drain_round(&work, &rc);
+        if (idle && agw_mono_ms() - round_start_ms > AGW_USAGE_IDLE_SLOW_MS)
+            no_idle_until_ms = agw_mono_ms() + AGW_USAGE_IDLE_PAUSE_MS;
         if (n < 0) {
             add(l, C_DRAINER_ERRORS, 1);
             atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), (uint64_t)rc);
@@ -639,13 +753,11 @@ static void lead(agw_usage_log *l)
             continue;
         }
         backoff_ms = 0;
-        checkpoint(l, db, &last_ckpt_ms);
-        now = agw_mono_ms();
-        if (l->retention_days > 0 && now >= next_prune_ms)
-            next_prune_ms = now + (prune_round(db, l->retention_days) ? 0 : AGW_USAGE_PRUNE_MS);
         if (n < AGW_USAGE_BATCH && nap(l, AGW_USAGE_POLL_MS))
             break;
     }
+    if (have_helper)
+        idle_helper_stop(&helper);
     /* Stopping: store what is complete, for at most 2 s. */
     uint64_t until = agw_mono_ms() + 2000;
     while (store && agw_mono_ms() < until) {

@@ -146,13 +146,25 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
  * connections, with no change to the latency at one (README "Usage
  * records and what a crash can lose"). */
 #define AGW_USAGE_POLL_MS 50
-/* While the ring holds less than 1/AGW_USAGE_YIELD_BELOW of its capacity,
- * the drainer yields its CPU after every AGW_USAGE_YIELD_ROWS rows: a batch
- * then never holds a CPU that a request waits for long enough to show in
- * the latency tail. Past that fill it catches up without yielding, so a busy
- * pool cannot starve it into refusing calls. */
+/* While the ring holds less than 1/AGW_USAGE_IDLE_BELOW of its capacity,
+ * the drainer's work (batch, checkpoint, prune) runs on a helper thread
+ * under SCHED_IDLE, which a woken request thread preempts (request threads
+ * under SCHED_BATCH, server.batch_scheduling, preempt nothing else), and a
+ * batch yields its CPU after every AGW_USAGE_YIELD_ROWS rows: a batch then
+ * never holds a CPU that a request waits for long enough to show in the
+ * latency tail. Each half helps on its own; together they cut the p99 at
+ * one connection most (README "Usage records and what a crash can lose").
+ * Past that fill the drainer thread itself, under the normal policy, does
+ * the work without yielding, so CPUs saturated by the pool or by other
+ * programs cannot starve it into refusing calls (an unprivileged thread
+ * cannot leave SCHED_IDLE, hence two threads). A helper round that took
+ * longer than AGW_USAGE_IDLE_SLOW_MS (starved, or a long prune or
+ * checkpoint) sends the next AGW_USAGE_IDLE_PAUSE_MS of rounds to the
+ * drainer thread too. */
+#define AGW_USAGE_IDLE_BELOW 64
 #define AGW_USAGE_YIELD_ROWS 16
-#define AGW_USAGE_YIELD_BELOW 64
+#define AGW_USAGE_IDLE_SLOW_MS 500
+#define AGW_USAGE_IDLE_PAUSE_MS 10000
 /* A record still waiting in the ring this many seconds after it was
  * appended is written to the disk (agw_ring_sync) within the next second.
  * Younger ones are not: each sync costs the requests a page fault per page

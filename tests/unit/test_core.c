@@ -1,7 +1,6 @@
 /* Unit tests for lib/core: the capped buffer, JSON string escaping, string
  * views, random ids, log levels, the log line format and buffered logging. */
 #include <ctype.h>
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +15,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "threadproc.h"
 
 /* Exact-bytes check of a buffer against a literal (the literal may hold NULs). */
 #define ASSERT_BUF(b, lit)                                        \
@@ -771,31 +771,13 @@ static void *log_lines(void *arg)
  * its own (voluntary_ctxt_switches in its status); -1 when there is none. */
 static long thread_sleeps(const char *name)
 {
+    char status[4096];
     long sleeps = -1;
-    DIR *tasks = opendir("/proc/self/task");
-    struct dirent *de;
-    while (tasks && sleeps < 0 && (de = readdir(tasks))) {
-        char path[300], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        int named = fgets(comm, sizeof comm, f) && strncmp(comm, name, strlen(name)) == 0 &&
-                    comm[strlen(name)] == '\n';
-        fclose(f);
-        if (!named)
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", de->d_name);
-        if (!(f = fopen(path, "r")))
-            continue;
-        char line[128];
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "voluntary_ctxt_switches: %ld", &sleeps) == 1)
-                break;
-        fclose(f);
-    }
-    if (tasks)
-        closedir(tasks);
+    if (threadproc_read(name, "status", status, sizeof status) < 0)
+        return -1;
+    const char *p = strstr(status, "\nvoluntary_ctxt_switches:");
+    if (!p || sscanf(p, "\nvoluntary_ctxt_switches: %ld", &sleeps) != 1)
+        return -1;
     return sleeps;
 }
 

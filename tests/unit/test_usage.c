@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "state/store.h"
+#include "threadproc.h"
 /* The module itself, so the tests reach the log's ring. */
 #include "tenant/usage.c"
 
@@ -348,6 +349,42 @@ static void test_drainer_stores_everything(void **state)
     remove_ring(f);
 }
 
+/* The scheduling policy (field 41 of /proc's stat) of this process's thread
+ * named `name`; -1 when there is none. */
+static int thread_policy(const char *name)
+{
+    char stat[1024];
+    if (threadproc_read(name, "stat", stat, sizeof stat) < 0)
+        return -1;
+    char *p = strrchr(stat, ')'); /* the name may hold spaces */
+    int field = 2, policy = -1;
+    for (; p && *p; p++)
+        if (*p == ' ' && ++field == 41)
+            policy = atoi(p + 1);
+    return policy;
+}
+
+/* A nearly empty ring is stored by the helper under SCHED_IDLE, which the
+ * request threads preempt; the drainer thread keeps the normal policy, for
+ * the rounds of a fuller ring. */
+static void test_nearly_empty_ring_drains_on_an_idle_thread(void **state)
+{
+    fixture *f = *state;
+    agw_usage_log *l = open_log(f, 4096, 1, 1, 0);
+    for (int i = 0; i < 20; i++) {
+        agw_usage_record r = sample(7, i);
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    }
+    for (int i = 0; i < 500 && count(f, "key_id = 7") < 20; i++)
+        usleep(10000);
+    assert_int_equal(count(f, "key_id = 7"), 20);
+    assert_int_equal(thread_policy("agw-drain-idle"), SCHED_IDLE);
+    assert_int_equal(thread_policy("agw-drainer"), SCHED_OTHER);
+    agw_usage_log_close(l);
+    assert_int_equal(thread_policy("agw-drain-idle"), -1);
+    remove_ring(f);
+}
+
 static int held_done;
 
 static void *append_held(void *arg)
@@ -502,6 +539,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_batch_stored_twice_is_one_set_of_rows, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_drainer_stores_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nearly_empty_ring_drains_on_an_idle_thread, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_full_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drainer_prunes_rows_older_than_the_window, setup,
