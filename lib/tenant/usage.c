@@ -442,6 +442,13 @@ int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size
     return SQLITE_OK;
 }
 
+/* Fewer records wait than 1/AGW_USAGE_IDLE_BELOW of the ring: the drainer's
+ * work gives way to requests (usage.h). */
+static int nearly_empty(agw_usage_log *l)
+{
+    return agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_IDLE_BELOW;
+}
+
 int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
 {
     if (!l->batch) /* only the drainer's process needs it */
@@ -453,9 +460,7 @@ int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
     if (torn)
         add(l, C_DROPPED, torn);
     size_t stored = 0;
-    size_t yield_rows = agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_IDLE_BELOW
-                            ? AGW_USAGE_YIELD_ROWS
-                            : 0;
+    size_t yield_rows = nearly_empty(l) ? AGW_USAGE_YIELD_ROWS : 0;
     if (n && (*rc = agw_usage_store_entries(db, batch, n, yield_rows, &stored)) != SQLITE_OK)
         return -1;
     /* Only now: a drainer that dies before this line leaves the batch in the
@@ -733,8 +738,7 @@ static void lead(agw_usage_log *l)
         }
         work.db = agw_store_db(store);
         int rc;
-        int idle = have_helper && now >= no_idle_until_ms &&
-                   agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_IDLE_BELOW;
+        int idle = have_helper && now >= no_idle_until_ms && nearly_empty(l);
         uint64_t round_start_ms = agw_mono_ms();
         int n = idle ? idle_helper_round(&helper, &rc) : drain_round(&work, &rc);
         if (idle && agw_mono_ms() - round_start_ms > AGW_USAGE_IDLE_SLOW_MS)
