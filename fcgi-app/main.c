@@ -90,6 +90,7 @@ static int start(const agw_config *cfg, agw_app *app, agw_secret_key *secrets)
         .drain = 1,
         .retention_days = cfg->usage.retention_days,
         .wal_reset_bytes = (uint64_t)cfg->usage.wal_reset_mib << 20,
+        .ring_dir = cfg->usage.ring_dir,
     };
     if (agw_usage_log_open(cfg->database.path, &uo, &app->usage, err, sizeof err) != AGW_OK) {
         agw_log_error("usage ring: %s", err);

@@ -822,6 +822,7 @@ static void set_defaults(agw_config *cfg, const char *base_dir)
     cfg->usage.required = 1;
     cfg->usage.ring_records = 65536;
     cfg->usage.wal_reset_mib = 16;
+    cfg->usage.ring_dir = xstrdup(AGW_CONFIG_RING_DIR);
 }
 
 agw_config *agw_config_defaults(const char *base_dir)
@@ -1009,10 +1010,11 @@ static agw_err load_tenant(agw_config_loader *ld, config_t *c, agw_config *cfg)
     return AGW_OK;
 }
 
-static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
+static agw_err load_usage(agw_config_loader *ld, config_t *c, const char *base_dir,
+                          agw_config *cfg)
 {
     static const char *const known[] = { "retention_days", "required", "ring_records",
-                                         "wal_reset_mib", NULL };
+                                         "wal_reset_mib", "ring_dir", NULL };
     config_setting_t *g;
     agw_err e;
     if ((e = group(ld, c, "usage", known, &g)) || !g)
@@ -1028,6 +1030,14 @@ static agw_err load_usage(agw_config_loader *ld, config_t *c, agw_config *cfg)
     if (cfg->usage.ring_records & (cfg->usage.ring_records - 1))
         return fail(ld, config_setting_get_member(g, "ring_records"), "usage.ring_records",
                     "must be a power of two (got %d)", cfg->usage.ring_records);
+    char *dir = NULL;
+    if ((e = get_string(ld, g, "usage.", "ring_dir", &dir)))
+        return e;
+    if (dir) { /* "" stays "": the ring beside the database */
+        free(cfg->usage.ring_dir);
+        cfg->usage.ring_dir = dir[0] ? join_path(base_dir, dir) : xstrdup("");
+        free(dir);
+    }
     return AGW_OK;
 }
 
@@ -1100,7 +1110,7 @@ static agw_err load_tree(agw_config_loader *ld, config_t *c, const char *base_di
     if ((e = check_known(ld, config_root_setting(c), "", top)) ||
         (e = load_server(ld, c, cfg)) || (e = load_auth(ld, c, cfg)) ||
         (e = load_database(ld, c, base_dir, cfg)) || (e = load_defaults(ld, c, cfg)) ||
-        (e = load_tenant(ld, c, cfg)) || (e = load_usage(ld, c, cfg)) ||
+        (e = load_tenant(ld, c, cfg)) || (e = load_usage(ld, c, base_dir, cfg)) ||
         (e = load_secrets(ld, c, base_dir, cfg)) ||
         (e = load_metrics(ld, c, cfg)) || (e = load_upstream(ld, c, cfg)) ||
         (e = load_providers(ld, c, cfg)) || (e = load_continuation(ld, c, cfg)))
@@ -1222,6 +1232,7 @@ void agw_config_free(agw_config *cfg)
     free(cfg->defaults.model);
     free(cfg->defaults.lb_strategy);
     free(cfg->secrets.key_file);
+    free(cfg->usage.ring_dir);
     free(cfg);
 }
 

@@ -65,6 +65,8 @@ typedef enum {
 
 #define AGW_CONFIG_RULE_MAX 256
 #define AGW_CONFIG_RULES_MAX 48
+/* usage.ring_dir by default: a memory file system on every Linux system. */
+#define AGW_CONFIG_RING_DIR "/dev/shm"
 
 typedef struct {
     agw_rule_kind kind;
@@ -227,6 +229,8 @@ typedef struct {
                                serving them without records; default true */
         int ring_records;   /* slots of the usage ring (a power of two); default 65536 */
         int wal_reset_mib;  /* the drainer empties the WAL once it passes this; default 16 */
+        char *ring_dir;     /* where the ring lives (memory); "" beside the database; read at
+                               start; default AGW_CONFIG_RING_DIR */
     } usage;
 
     struct {

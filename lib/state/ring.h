@@ -44,11 +44,30 @@
  * The consumer advances `tail` (agw_ring_consume) only after what it read is
  * safely stored; slots before `tail` are free for the next lap.
  *
- * Durability: the file's pages reach the disk when the kernel writes them
- * back, or, for the header and the records the caller names, at
- * agw_ring_sync. After a reboot (the header's boot id differs)
- * the first attacher marks every slot between tail and head that is not READY
- * as abandoned, since the processes that were writing them are gone.
+ * Where it lives, and durability: the ring's file is either
+ *  - on a memory file system (tmpfs, such as /dev/shm), with an image file on
+ *    the disk: agw_ring_sync copies the header and the records the caller
+ *    names into the image, at the same offsets, and waits for the disk
+ *    (fdatasync). Nothing else of the ring ever reaches the disk, so
+ *    appending costs no page faults for the kernel's writeback (on a disk
+ *    file every write-back leaves each page write-protected, and every
+ *    process then takes a fault on its next record in each page). After a
+ *    reboot the memory file is gone and a new ring starts; what the image
+ *    holds is read back with agw_ring_open_image. agw_ring_sync overwrites
+ *    the image: the consumer reads it before its first sync;
+ *  - or on the disk itself (no image): its pages reach the disk when the
+ *    kernel writes them back, or, for the header and the records the caller
+ *    names, at agw_ring_sync (msync).
+ * After a reboot (the header's boot id differs) the first attacher of a ring
+ * still there marks every slot between tail and head that is not READY as
+ * abandoned, since the processes that were writing them are gone.
+ *
+ * Attachment: every process holds a shared flock on the ring's file while
+ * it has it attached. The last one to detach a ring that has an image
+ * removes the file when the ring is empty, so a stopped pool leaves no
+ * memory behind; a non-empty ring, or a pool that was killed, leaves it for
+ * the next start. Since the file may be in a directory other users can
+ * write, it must be a private (mode 0600) regular file of the effective user.
  *
  * Layout (offsets in bytes):
  *      0  header (agw_ring_header), its own 4 KiB
@@ -78,14 +97,36 @@
 typedef struct agw_ring agw_ring;
 
 /* Maps the ring at `path`, creating it with `slots` slots (a power of two,
- * AGW_RING_MIN_SLOTS..AGW_RING_MAX_SLOTS) when absent. A file with another
- * slot count or layout is refused (AGW_EINVAL) with `err` saying so;
- * AGW_EIO for system errors (a disk too full to allocate the file included). */
-AGW_WARN_UNUSED agw_err agw_ring_attach(const char *path, uint32_t layout, uint32_t slots,
-                                        agw_ring **out, char *err, size_t errlen);
-/* Unmaps. NULL is fine. A handle belongs to the process that attached it
- * (it carries its pid): a child of fork() attaches its own. */
+ * AGW_RING_MIN_SLOTS..AGW_RING_MAX_SLOTS) when absent. `image`: the disk
+ * file agw_ring_sync writes, or NULL to sync `path` itself (see "Where it
+ * lives"). A file with another slot count or layout, or not private to this
+ * user, is refused (AGW_EINVAL) with `err` saying so; AGW_EIO for system
+ * errors (a disk too full to allocate the file included). */
+AGW_WARN_UNUSED agw_err agw_ring_attach(const char *path, const char *image, uint32_t layout,
+                                        uint32_t slots, agw_ring **out, char *err,
+                                        size_t errlen);
+/* Maps an image agw_ring_sync wrote, of any slot count, for its consumer to
+ * read with agw_ring_read and agw_ring_consume like a ring (never append to
+ * it). Slots of its window that are not READY (not synced, or being written
+ * at the sync) are abandoned at once; *unsynced gets how many. Detaching it
+ * writes its header, with the tail consumed, to the disk. AGW_ENOTFOUND when
+ * there is no image or it was never written; AGW_EINVAL when it holds
+ * another layout; AGW_EIO for system errors. */
+AGW_WARN_UNUSED agw_err agw_ring_open_image(const char *path, uint32_t layout, agw_ring **out,
+                                            uint64_t *unsynced, char *err, size_t errlen);
+/* Unmaps (see "Attachment" for the removal of an empty ring). NULL is fine.
+ * A handle belongs to the process that attached it (it carries its pid and
+ * its lock): a child of fork() attaches its own. */
 void agw_ring_detach(agw_ring *r);
+
+/* 1 when the file of a ring with an image has lost its name (removed by
+ * hand, or by systemd-logind's RemoveIPC, which removes a user's files in
+ * /dev/shm when their last login session ends) while this process has it
+ * attached: processes that attach from now on get a new ring. 0 otherwise. */
+int agw_ring_removed(const agw_ring *r);
+/* 1 when no other process has the ring attached; this one then holds it
+ * alone until it detaches (nobody else can attach a removed ring). */
+int agw_ring_sole_user(agw_ring *r);
 
 /* ---- producers (any thread of any process) ---- */
 
@@ -122,10 +163,9 @@ size_t agw_ring_read(agw_ring *r, agw_ring_entry *out, size_t max, uint64_t *nex
 /* Frees every slot before `next` (a value agw_ring_read gave). */
 void agw_ring_consume(agw_ring *r, uint64_t next);
 /* Writes the slots of the records not yet consumed whose sequence is below
- * `before`, and the header, to the disk and waits (msync MS_SYNC); writes
- * nothing when there is no such record. agw_ring_head(r) as `before` takes
- * every record appended so far. The rest of the file is left to the
- * kernel's writeback. */
+ * `before`, and the header, to the disk (the image, or the ring's own file)
+ * and waits; writes nothing when there is no such record. agw_ring_head(r)
+ * as `before` takes every record appended so far. */
 agw_err agw_ring_sync(agw_ring *r, uint64_t before);
 
 #endif

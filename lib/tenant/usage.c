@@ -1,10 +1,12 @@
 #include "tenant/usage.h"
+#include "core/crypto.h"
 #include "core/json.h"
 #include "state/store.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -292,6 +294,8 @@ struct agw_usage_log {
     int required;
     char *db_path;
     char *lock_path;
+    char *image_path;           /* the ring's image on the disk; NULL: the ring is on it */
+    int ring_removed;           /* the drainer thread saw it (restart_if_ring_removed) */
     int retention_days;
     uint64_t wal_reset_bytes;
     agw_ring_entry *batch;      /* AGW_USAGE_BATCH entries: agw_usage_drain_once's copy,
@@ -541,6 +545,22 @@ static int nap(agw_usage_log *l, unsigned ms)
     return stop;
 }
 
+/* A removed ring file (ring.h) takes the pool apart: processes started from
+ * now on append to a new ring that the drainer, attached to the old one,
+ * never reads. So every process restarts (its supervisor starts a new one
+ * on the new ring); the last to leave the old ring stores what it holds
+ * (agw_usage_log_close). Checked by the drainer thread about once a second. */
+static void restart_if_ring_removed(agw_usage_log *l)
+{
+    if (l->ring_removed || !agw_ring_removed(l->ring))
+        return;
+    l->ring_removed = 1;
+    agw_log_error("usage: the ring's file was removed while in use (systemd-logind removes a "
+                  "user's files in /dev/shm when their last session ends: set usage.ring_dir "
+                  "to a directory of your own); restarting this process");
+    kill(getpid(), SIGTERM); /* the server's graceful stop */
+}
+
 static int stopping(agw_usage_log *l)
 {
     pthread_mutex_lock(&l->mu);
@@ -559,6 +579,9 @@ static agw_store *open_drain_store(agw_usage_log *l)
         agw_log_error("usage drainer: database: %s", err);
         return NULL;
     }
+    /* A short busy timeout: the drainer retries anyway, and between its
+     * attempts it syncs the records that wait (lead). */
+    sqlite3_busy_timeout(agw_store_db(store), AGW_USAGE_BUSY_MS);
     if (sqlite3_exec(agw_store_db(store), "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=FULL",
                      NULL, NULL, NULL) != SQLITE_OK) {
         agw_log_error("usage drainer: %s", sqlite3_errmsg(agw_store_db(store)));
@@ -700,6 +723,54 @@ static void idle_helper_stop(idle_helper *h)
     pthread_mutex_destroy(&h->mu);
 }
 
+/* Stores what the ring's image holds (records that waited for the database
+ * when the ring was last synced: after a reboot, the only copy), before this
+ * drainer's first sync overwrites it. 1 when done (or nothing to do), 0 to
+ * try again later, when the database takes rows again. */
+static int replay_image(agw_usage_log *l, sqlite3 *db, int *rc)
+{
+    *rc = SQLITE_OK;
+    if (!l->image_path)
+        return 1;
+    agw_ring *img;
+    uint64_t unsynced;
+    char err[AGW_ERR_LEN];
+    agw_err e = agw_ring_open_image(l->image_path, RING_LAYOUT, &img, &unsynced, err, sizeof err);
+    if (e == AGW_ENOTFOUND)
+        return 1;
+    if (e) {
+        /* Kept for whoever can read it; the next sync starts a new image. */
+        size_t n = strlen(l->image_path) + sizeof ".unread";
+        char *aside = xmalloc(n);
+        snprintf(aside, n, "%s.unread", l->image_path);
+        agw_log_error("usage: %s; moved to %s, its records are not stored", err, aside);
+        int moved = rename(l->image_path, aside) == 0;
+        free(aside);
+        return moved;
+    }
+    if (!l->batch)
+        l->batch = xmalloc(AGW_USAGE_BATCH * sizeof *l->batch);
+    size_t total = 0, stored_total = 0, n;
+    uint64_t next, torn;
+    while ((n = agw_ring_read(img, l->batch, AGW_USAGE_BATCH, &next, &torn)) > 0) {
+        size_t stored = 0;
+        if ((*rc = agw_usage_store_entries(db, l->batch, n, 0, &stored)) != SQLITE_OK)
+            break;
+        agw_ring_consume(img, next);
+        total += n;
+        stored_total += stored;
+    }
+    if (*rc == SQLITE_OK)
+        agw_ring_consume(img, next); /* past the slots it abandoned */
+    agw_ring_detach(img);
+    add(l, C_WRITTEN, stored_total);
+    add(l, C_ALREADY_STORED, total - stored_total);
+    if (total)
+        agw_log_info("usage: %s held %zu records (%zu new to the database, %llu slots not "
+                     "synced)", l->image_path, total, stored_total, (unsigned long long)unsynced);
+    return *rc == SQLITE_OK;
+}
+
 /* The elected process's work: drain, retry, checkpoint, prune, until stopped. */
 static void lead(agw_usage_log *l)
 {
@@ -707,10 +778,12 @@ static void lead(agw_usage_log *l)
     unsigned backoff_ms = 0;
     uint64_t last_sync_ms = agw_mono_ms(), no_idle_until_ms = 0;
     drain_work work = { .l = l };
+    int replayed = 0; /* the image read: agw_ring_sync may overwrite it */
     idle_helper helper;
     int have_helper = idle_helper_start(&helper, &work) == 0;
     /* The ring's head at each of the last AGW_USAGE_SYNC_AGE_S ticks (one a
-     * second), oldest at `tick`. */
+     * second, or one per second elapsed when an attempt took longer), oldest
+     * at `tick`. */
     uint64_t heads[AGW_USAGE_SYNC_AGE_S];
     unsigned tick = 0;
     for (unsigned i = 0; i < AGW_USAGE_SYNC_AGE_S; i++)
@@ -722,11 +795,18 @@ static void lead(agw_usage_log *l)
          * seconds and are still not stored (the database is not taking
          * them) reach the disk with the ring's header, so that a power loss
          * finds them. */
-        uint64_t now = agw_mono_ms();
-        if (now - last_sync_ms >= 1000) {
-            (void)agw_ring_sync(l->ring, heads[tick]);
-            heads[tick] = agw_ring_head(l->ring);
-            tick = (tick + 1) % AGW_USAGE_SYNC_AGE_S;
+        uint64_t now = agw_mono_ms(), seconds = (now - last_sync_ms) / 1000;
+        if (seconds && replayed) {
+            uint64_t before = 0;
+            for (uint64_t i = 0; i < seconds && i < AGW_USAGE_SYNC_AGE_S; i++) {
+                before = heads[tick];
+                heads[tick] = agw_ring_head(l->ring);
+                tick = (tick + 1) % AGW_USAGE_SYNC_AGE_S;
+            }
+            (void)agw_ring_sync(l->ring, before);
+        }
+        if (seconds) {
+            restart_if_ring_removed(l);
             last_sync_ms = now;
         }
         if (!store && !(store = open_drain_store(l))) {
@@ -738,6 +818,13 @@ static void lead(agw_usage_log *l)
         }
         work.db = agw_store_db(store);
         int rc;
+        if (!replayed && !(replayed = replay_image(l, work.db, &rc))) {
+            add(l, C_DRAINER_ERRORS, 1);
+            atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), (uint64_t)rc);
+            if (nap(l, AGW_USAGE_RETRY_MAX_MS))
+                break;
+            continue;
+        }
         int idle = have_helper && now >= no_idle_until_ms && nearly_empty(l);
         uint64_t round_start_ms = agw_mono_ms();
         int n = idle ? idle_helper_round(&helper, &rc) : drain_round(&work, &rc);
@@ -774,7 +861,7 @@ static void lead(agw_usage_log *l)
             nanosleep(&pause, NULL);
         }
     }
-    if (store)
+    if (store && replayed)
         (void)agw_ring_sync(l->ring, agw_ring_head(l->ring));
     agw_store_close(store);
 }
@@ -794,11 +881,27 @@ static void *drainer_main(void *arg)
             lead(l);
             break;
         }
+        restart_if_ring_removed(l);
         if (nap(l, AGW_USAGE_ELECT_MS))
             break;
     }
     close(fd); /* releases the lock */
     return NULL;
+}
+
+char *agw_usage_ring_path(const char *ring_dir, const char *db_path)
+{
+    char real[PATH_MAX];
+    const char *which = realpath(db_path, real) ? real : db_path;
+    unsigned char digest[AGW_SHA256_LEN];
+    agw_sha256(agw_str_c(which), digest);
+    size_t n = strlen(ring_dir) + sizeof "/antigw-0123456789abcdef.usage";
+    char *path = xmalloc(n);
+    int at = snprintf(path, n, "%s/antigw-", ring_dir);
+    for (int i = 0; i < 8; i++)
+        at += snprintf(path + at, n - (size_t)at, "%02x", digest[i]);
+    snprintf(path + at, n - (size_t)at, ".usage");
+    return path;
 }
 
 agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
@@ -807,15 +910,24 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
     *out = NULL;
     uint32_t slots = opts->ring_records ? opts->ring_records : AGW_USAGE_RING_SLOTS;
     size_t n = strlen(db_path) + sizeof ".usage.lock";
-    char *ring_path = xmalloc(n);
-    snprintf(ring_path, n, "%s.usage", db_path);
+    char *disk_path = xmalloc(n), *ring_path;
+    snprintf(disk_path, n, "%s.usage", db_path);
+    if (opts->ring_dir && opts->ring_dir[0]) {
+        ring_path = agw_usage_ring_path(opts->ring_dir, db_path);
+    } else {
+        ring_path = disk_path;
+        disk_path = NULL;
+    }
     agw_ring *ring;
-    agw_err e = agw_ring_attach(ring_path, RING_LAYOUT, slots, &ring, err, errlen);
+    agw_err e = agw_ring_attach(ring_path, disk_path, RING_LAYOUT, slots, &ring, err, errlen);
     free(ring_path);
-    if (e)
+    if (e) {
+        free(disk_path);
         return e;
+    }
     agw_usage_log *l = xcalloc(1, sizeof *l);
     l->ring = ring;
+    l->image_path = disk_path;
     l->admit_limit = (uint64_t)((double)agw_ring_capacity(ring) * AGW_USAGE_ADMIT_FILL);
     l->required = opts->required;
     l->retention_days = opts->retention_days > 0 ? opts->retention_days : 0;
@@ -847,6 +959,27 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
     return AGW_OK;
 }
 
+/* The last process attached to a removed ring: nobody else will ever read
+ * it, so it stores what is left (trying for AGW_USAGE_ORPHAN_MS). */
+static void store_the_rest(agw_usage_log *l)
+{
+    agw_store *store = open_drain_store(l);
+    uint64_t until = agw_mono_ms() + AGW_USAGE_ORPHAN_MS;
+    while (store && agw_ring_used(l->ring) > 0 && agw_mono_ms() < until) {
+        int rc;
+        if (agw_usage_drain_once(l, agw_store_db(store), &rc) <= 0) { /* failed, or torn */
+            struct timespec pause = { 0, 100 * 1000000L };
+            nanosleep(&pause, NULL);
+        }
+    }
+    agw_store_close(store);
+    if (agw_ring_used(l->ring) > 0)
+        agw_log_error("usage: %llu records of the removed ring could not be stored: lost",
+                      (unsigned long long)agw_ring_used(l->ring));
+    else
+        agw_log_info("usage: stored what the removed ring held");
+}
+
 void agw_usage_log_close(agw_usage_log *l)
 {
     if (!l)
@@ -858,11 +991,14 @@ void agw_usage_log_close(agw_usage_log *l)
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->thread, NULL);
     }
+    if (agw_ring_removed(l->ring) && agw_ring_used(l->ring) > 0 && agw_ring_sole_user(l->ring))
+        store_the_rest(l);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     agw_ring_detach(l->ring);
     free(l->db_path);
     free(l->lock_path);
+    free(l->image_path);
     free(l->batch);
     free(l);
 }

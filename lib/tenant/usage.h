@@ -15,8 +15,10 @@
  * request (agw_limit_estimate's quarter of the body bytes) and the output as
  * a quarter of the text and tool-argument bytes the stream carried.
  *
- * The log: every record goes into a ring in a file next to the database
- * ("<database.path>.usage", state/ring.h), shared by the pool. Appending is
+ * The log: every record goes into a ring in a file the pool maps
+ * (state/ring.h): in usage.ring_dir (a memory file system, /dev/shm by
+ * default; agw_usage_ring_path), imaged to "<database.path>.usage" on the
+ * disk; or, with ring_dir "", "<database.path>.usage" itself. Appending is
  * a few atomic operations and one copy, with no lock and no system call, and
  * the file outlives the process: a record appended by a worker that is
  * killed the next instant is still written. One process of the pool drains
@@ -166,11 +168,15 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 #define AGW_USAGE_IDLE_SLOW_MS 500
 #define AGW_USAGE_IDLE_PAUSE_MS 10000
 /* A record still waiting in the ring this many seconds after it was
- * appended is written to the disk (agw_ring_sync) within the next second.
- * Younger ones are not: each sync costs the requests a page fault per page
- * it wrote, and a pool that saturates its CPUs runs a second or two behind. */
+ * appended is written to the disk (agw_ring_sync) between the drainer's
+ * attempts: within a second, or within AGW_USAGE_BUSY_MS plus the retry
+ * backoff (AGW_USAGE_RETRY_MAX_MS) while the database refuses rows. Younger
+ * ones are not: a pool that saturates its CPUs runs a second or two behind,
+ * and syncing that backlog would cost the drainer for nothing. */
 #define AGW_USAGE_SYNC_AGE_S 5
+#define AGW_USAGE_BUSY_MS 1000        /* the drainer's SQLite busy timeout */
 #define AGW_USAGE_ELECT_MS 200        /* how often a follower tries to take the lock */
+#define AGW_USAGE_ORPHAN_MS 10000     /* the last user of a removed ring stores it for this long */
 #define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
 #define AGW_USAGE_WAL_RESET_BYTES (16u << 20) /* usage.wal_reset_mib default */
 
@@ -185,10 +191,18 @@ typedef struct {
     int drain;                  /* run the drainer thread (its election included) */
     int retention_days;         /* 0 = keep every row */
     uint64_t wal_reset_bytes;   /* 0 = AGW_USAGE_WAL_RESET_BYTES */
+    const char *ring_dir;       /* usage.ring_dir; NULL or "": the ring beside the database */
 } agw_usage_log_opts;
 
-/* Attaches the ring "<db_path>.usage" (creating it) and, with opts->drain,
- * starts the drainer thread. */
+/* The ring's file in ring_dir for the database at db_path (which need not
+ * exist): "<ring_dir>/antigw-<16 hex digits>.usage", the digits from the
+ * SHA-256 of db_path's real path. The caller frees it. */
+char *agw_usage_ring_path(const char *ring_dir, const char *db_path);
+
+/* Attaches the ring (creating it): with opts->ring_dir, the file
+ * agw_usage_ring_path names, imaged to "<db_path>.usage" on the disk;
+ * otherwise "<db_path>.usage" itself. With opts->drain, starts the drainer
+ * thread, whose first work is to store what the image holds. */
 AGW_WARN_UNUSED agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
                                            agw_usage_log **out, char *err, size_t errlen);
 

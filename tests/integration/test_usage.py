@@ -12,15 +12,20 @@ small tmpfs) lose no row while clients keep getting answers, and the rows
 arrive once the database takes them; a full ring answers new model calls with
 503 in the OpenAI and the Anthropic shape (/health and /metrics say why),
 while `usage.required = false` serves them and counts what it could not
-record; the WAL stays under its limit through a sustained run.
+record; the WAL stays under its limit through a sustained run; the ring
+lives in /dev/shm, records that waited reach its image on the disk, and a
+ring file removed under the pool (systemd-logind's RemoveIPC) restarts the
+pool onto a new one without losing a row.
 """
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -150,6 +155,27 @@ def drainer_pid(gw):
     return health(gw)[1]["usage"]["drainer_pid"]
 
 
+def ring_path(gw, ring_dir="/dev/shm"):
+    """The pool's ring in usage.ring_dir (agw_usage_ring_path)."""
+    digest = hashlib.sha256(os.path.realpath(db_path(gw)).encode()).hexdigest()
+    return os.path.join(ring_dir, "antigw-%s.usage" % digest[:16])
+
+
+def image_records(path):
+    """How many READY records the ring image at `path` (state/ring.h's
+    layout) holds between its tail and head."""
+    with open(path, "rb") as f:
+        data = f.read()
+    check(data[:8] == b"!AGWRNG1", "%s is a ring image" % path)
+    slots = struct.unpack_from("<I", data, 16)[0]
+    head, tail = struct.unpack_from("<Q", data, 128)[0], struct.unpack_from("<Q", data, 192)[0]
+    ready = 0
+    for seq in range(tail, head):
+        state = struct.unpack_from("<Q", data, 4096 + (seq % slots) * 512)[0]
+        ready += state == (seq << 2 | 2)
+    return ready
+
+
 @test(timeout=120)
 def workers_killed_mid_run_lose_no_row(ctx):
     gw = ctx.gw
@@ -238,11 +264,41 @@ def database_locked_for_30_s_loses_no_row(ctx):
               "the drainer's failed commits are counted")
         eq(health(gw)[1]["usage"]["last_error"], "database is locked", "/health says why")
         eq(rows_by_tag(db_path(gw), 300000, 300600), {}, "nothing stored while locked")
+        # They wait in the ring in memory, and, having waited more than
+        # 5 s, in its image on the disk too: what a power loss would leave.
+        check(os.path.exists(ring_path(gw)), "the ring lives in /dev/shm")
+        check(image_records(db_path(gw) + ".usage") >= 600,
+              "the waiting records are in the image on the disk")
     finally:
         locker.execute("ROLLBACK")
         locker.close()
     check_rows(gw, results, 300000, 300600)
     eq(health(gw)[1]["usage"]["last_error"], None, "the error clears")
+
+
+@test(timeout=120)
+def removed_ring_restarts_the_pool_and_loses_no_row(ctx):
+    # systemd-logind removes a user's /dev/shm files when their last session
+    # ends: the pool restarts onto a new ring, the last process on the old
+    # one stores what it held.
+    gw = ctx.gw
+    wait_for(lambda: drained(gw), 30, "an empty ring")
+    before = set(gw.pool_processes())
+    ring = ring_path(gw)
+    old_inode = os.stat(ring).st_ino
+    results = {}
+    ts = load(gw, 700000, 900, 12, results, pace=0.01, delay_ms=20)
+    time.sleep(1)
+    os.unlink(ring)
+    for t in ts:
+        t.join()
+    wait_for(lambda: len(gw.pool_processes()) == PROCESSES and
+             not before & set(gw.pool_processes()), 30, "every process restarted")
+    done = check_rows(gw, results, 700000, 700900)
+    check(len(done) >= 800, "most calls completed: %d of 900" % len(done))
+    check(os.stat(ring).st_ino != old_inode, "a new ring in its place")
+    check("ring's file was removed" in gw.log_text(), "the log says why the pool restarted")
+    print("# %d of 900 calls completed across the restart; every one has its row" % len(done))
 
 
 def mount_tmpfs(where, size):

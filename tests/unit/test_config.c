@@ -274,11 +274,20 @@ static void test_range_bounds_accepted(void **state)
     assert_int_equal(cfg->usage.required, 1); /* the defaults */
     assert_int_equal(cfg->usage.ring_records, 65536);
     assert_int_equal(cfg->usage.wal_reset_mib, 16);
+    assert_string_equal(cfg->usage.ring_dir, "/dev/shm");
     agw_config_free(cfg);
-    cfg = parse_ok("usage = { required = false; ring_records = 16; wal_reset_mib = 1; };\n", "/b");
+    cfg = parse_ok("usage = { required = false; ring_records = 16; wal_reset_mib = 1;\n"
+                   "  ring_dir = \"run/ring\"; };\n", "/b");
     assert_int_equal(cfg->usage.required, 0);
     assert_int_equal(cfg->usage.ring_records, 16);
     assert_int_equal(cfg->usage.wal_reset_mib, 1);
+    assert_string_equal(cfg->usage.ring_dir, "/b/run/ring"); /* beside the configuration */
+    agw_config_free(cfg);
+    cfg = parse_ok("usage = { ring_dir = \"\"; };\n", "/b"); /* beside the database */
+    assert_string_equal(cfg->usage.ring_dir, "");
+    agw_config_free(cfg);
+    cfg = agw_config_defaults("/b");
+    assert_string_equal(cfg->usage.ring_dir, "/dev/shm");
     agw_config_free(cfg);
 
     /* A 64-bit literal inside the range is an integer too. */
@@ -411,6 +420,7 @@ static void test_err_out_of_range(void **state)
                  "(string):1: usage.ring_records: must be a power of two (got 1000)");
     expect_error("usage = { ring_records = 8; };\n",
                  "(string):1: usage.ring_records: must be between 16 and 4194304 (got 8)");
+    expect_error("usage = { ring_dir = 1; };\n", "(string):1: usage.ring_dir: must be a string");
     expect_error("usage = { wal_reset_mib = 0; };\n",
                  "(string):1: usage.wal_reset_mib: must be between 1 and 48 (got 0)");
     expect_error("usage = { wal_reset_mib = 64; };\n",

@@ -5,7 +5,10 @@
  * writer whose slot was given up writes its record again; producers in
  * several processes lose and duplicate nothing; another layout or size is
  * refused; a reboot abandons what was being written; a sync covers the
- * waiting records it is asked for, wrapped round or not. */
+ * waiting records it is asked for, wrapped round or not; a ring with an
+ * image syncs into the image, which reads back as a ring; the last process
+ * to detach an empty ring with an image removes its file, and a file that is
+ * not private to the user is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +29,7 @@
 typedef struct {
     char dir[64];
     char path[128];
+    char image[128];
 } fixture;
 
 static int setup(void **state)
@@ -38,6 +43,7 @@ static int setup(void **state)
         return -1;
     }
     snprintf(f->path, sizeof f->path, "%s/u.db.usage", f->dir);
+    snprintf(f->image, sizeof f->image, "%s/u.db.image", f->dir);
     *state = f;
     return 0;
 }
@@ -46,6 +52,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     unlink(f->path);
+    unlink(f->image);
     rmdir(f->dir);
     free(f);
     return 0;
@@ -55,7 +62,7 @@ static agw_ring *attach(fixture *f, uint32_t layout, uint32_t slots)
 {
     agw_ring *r = NULL;
     char err[256];
-    if (agw_ring_attach(f->path, layout, slots, &r, err, sizeof err) != AGW_OK)
+    if (agw_ring_attach(f->path, NULL, layout, slots, &r, err, sizeof err) != AGW_OK)
         fail_msg("attach: %s", err);
     return r;
 }
@@ -274,7 +281,7 @@ static void test_producers_in_several_processes(void **state)
         if (kids[p] == 0) {
             agw_ring *mine = NULL;
             char err[256];
-            if (agw_ring_attach(f->path, 7, 256, &mine, err, sizeof err) != AGW_OK)
+            if (agw_ring_attach(f->path, NULL, 7, 256, &mine, err, sizeof err) != AGW_OK)
                 _exit(2);
             for (uint32_t i = 0; i < PER_PRODUCER; i++) {
                 rec x = make(p, i);
@@ -329,11 +336,11 @@ static void test_other_layout_refused_and_reboot(void **state)
     agw_ring *r = attach(f, 7, 16);
     agw_ring *other = (agw_ring *)1;
     char err[256] = "";
-    assert_int_equal(agw_ring_attach(f->path, 8, 16, &other, err, sizeof err), AGW_EINVAL);
+    assert_int_equal(agw_ring_attach(f->path, NULL, 8, 16, &other, err, sizeof err), AGW_EINVAL);
     assert_null(other);
     assert_non_null(strstr(err, "remove the file"));
-    assert_int_equal(agw_ring_attach(f->path, 7, 32, &other, err, sizeof err), AGW_EINVAL);
-    assert_int_equal(agw_ring_attach(f->path, 7, 24, &other, err, sizeof err), AGW_EINVAL);
+    assert_int_equal(agw_ring_attach(f->path, NULL, 7, 32, &other, err, sizeof err), AGW_EINVAL);
+    assert_int_equal(agw_ring_attach(f->path, NULL, 7, 24, &other, err, sizeof err), AGW_EINVAL);
 
     /* One record complete, one being written when the machine went down. */
     rec a = make(3, 1);
@@ -354,6 +361,121 @@ static void test_other_layout_refused_and_reboot(void **state)
     agw_ring_detach(r);
 }
 
+static agw_ring *attach_imaged(fixture *f, uint32_t slots)
+{
+    agw_ring *r = NULL;
+    char err[256];
+    if (agw_ring_attach(f->path, f->image, 7, slots, &r, err, sizeof err) != AGW_OK)
+        fail_msg("attach: %s", err);
+    return r;
+}
+
+/* With an image, a sync writes the waiting records it is asked for and the
+ * header into the image, not the ring's file; the image reads back as a
+ * ring holding exactly those records, and once read (its header written at
+ * detach) it holds none. */
+static void test_image_sync_and_read_back(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach_imaged(f, 16);
+    agw_ring *img = NULL;
+    uint64_t unsynced = 99;
+    char err[256] = "";
+    assert_int_equal(agw_ring_open_image(f->image, 7, &img, &unsynced, err, sizeof err),
+                     AGW_ENOTFOUND); /* no image yet */
+    agw_ring_entry *e = calloc(16, sizeof *e);
+    uint64_t torn;
+    for (uint32_t i = 0; i < 14; i++) { /* 14 records, the last 4 wrap round */
+        rec x = make(4, i);
+        assert_int_equal(agw_ring_append(r, &x, sizeof x), AGW_OK);
+    }
+    assert_int_equal(read_all(r, e, 4, &torn), 4); /* 0..3 stored */
+    for (uint32_t i = 14; i < 20; i++) {
+        rec x = make(4, i);
+        assert_int_equal(agw_ring_append(r, &x, sizeof x), AGW_OK);
+    }
+    uint64_t head = agw_ring_head(r);
+    assert_int_equal(agw_ring_sync(r, head - 3), AGW_OK); /* 4..16; 17..19 too young */
+    struct stat st;
+    assert_int_equal(stat(f->image, &st), 0);
+    assert_int_equal((size_t)st.st_size, AGW_RING_HEADER_BYTES + 16 * AGW_RING_SLOT_BYTES);
+
+    /* Another layout is refused. */
+    assert_int_equal(agw_ring_open_image(f->image, 8, &img, &unsynced, err, sizeof err),
+                     AGW_EINVAL);
+    assert_null(img);
+    assert_int_equal(agw_ring_open_image(f->image, 7, &img, &unsynced, err, sizeof err), AGW_OK);
+    assert_int_equal(unsynced, 3);
+    uint64_t next;
+    size_t n = agw_ring_read(img, e, 16, &next, &torn);
+    assert_int_equal(n, 13);
+    for (uint32_t i = 0; i < 13; i++) {
+        rec want = make(4, 4 + i);
+        assert_int_equal(e[i].seq, head - 16 + i);
+        assert_memory_equal(e[i].data, &want, sizeof want);
+    }
+    agw_ring_consume(img, next);
+    agw_ring_detach(img);
+    assert_int_equal(agw_ring_open_image(f->image, 7, &img, &unsynced, err, sizeof err), AGW_OK);
+    assert_int_equal(agw_ring_read(img, e, 16, &next, &torn), 0); /* read already */
+    agw_ring_detach(img);
+
+    /* The ring itself is untouched by all this: its 16 records are there. */
+    assert_int_equal(read_all(r, e, 16, &torn), 16);
+    free(e);
+    agw_ring_detach(r);
+}
+
+/* The last process to detach an empty ring that has an image removes the
+ * ring's file; one with records waiting, or without an image, stays. Two
+ * attachments of one process hold two locks, as two processes would. */
+static void test_last_detach_removes_an_empty_ring(void **state)
+{
+    fixture *f = *state;
+    agw_ring *a = attach_imaged(f, 16), *b = attach_imaged(f, 16);
+    rec x = make(5, 1);
+    assert_int_equal(agw_ring_append(a, &x, sizeof x), AGW_OK);
+    agw_ring_detach(a);
+    agw_ring_detach(b); /* the last one, but a record waits */
+    assert_int_equal(access(f->path, F_OK), 0);
+    a = attach_imaged(f, 16);
+    b = attach_imaged(f, 16);
+    agw_ring_entry e[4];
+    uint64_t torn;
+    assert_int_equal(read_all(a, e, 4, &torn), 1);
+    assert_memory_equal(e[0].data, &x, sizeof x);
+    agw_ring_detach(a);
+    assert_int_equal(access(f->path, F_OK), 0); /* b still has it */
+    agw_ring_detach(b);
+    assert_int_equal(access(f->path, F_OK), -1);
+
+    /* A new attachment creates the ring again, with higher sequences. */
+    a = attach_imaged(f, 16);
+    assert_true(agw_ring_head(a) > e[0].seq);
+    agw_ring_detach(a);
+
+    /* Without an image the file is the only copy: it stays. */
+    agw_ring *plain = attach(f, 7, 16);
+    agw_ring_detach(plain);
+    assert_int_equal(access(f->path, F_OK), 0);
+}
+
+static void test_file_of_others_refused(void **state)
+{
+    fixture *f = *state;
+    agw_ring *r = attach(f, 7, 16);
+    agw_ring_detach(r);
+    assert_int_equal(chmod(f->path, 0644), 0);
+    char err[256] = "";
+    assert_int_equal(agw_ring_attach(f->path, NULL, 7, 16, &r, err, sizeof err), AGW_EINVAL);
+    assert_null(r);
+    assert_non_null(strstr(err, "not a private file"));
+    assert_int_equal(chmod(f->path, 0600), 0);
+    assert_int_equal(symlink(f->path, f->image), 0); /* a link is never followed */
+    assert_int_equal(agw_ring_attach(f->image, NULL, 7, 16, &r, err, sizeof err), AGW_EIO);
+    assert_null(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +484,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_producers_in_several_processes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_layout_refused_and_reboot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_sync_and_read_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_detach_removes_an_empty_ring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_of_others_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

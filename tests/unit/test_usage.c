@@ -218,7 +218,7 @@ static agw_usage_log *open_log(fixture *f, uint32_t slots, int required, int dra
 {
     agw_usage_log *l = NULL;
     char err[256];
-    agw_usage_log_opts o = { slots, required, drain, days, 0 };
+    agw_usage_log_opts o = { slots, required, drain, days, 0, NULL };
     if (agw_usage_log_open(f->db, &o, &l, err, sizeof err) != AGW_OK)
         fail_msg("log: %s", err);
     return l;
@@ -515,12 +515,99 @@ static void test_drainer_prunes_rows_older_than_the_window(void **state)
     remove_ring(f);
 }
 
+static agw_usage_log *open_log_in(fixture *f, const char *ring_dir, int drain)
+{
+    agw_usage_log *l = NULL;
+    char err[256];
+    agw_usage_log_opts o = { 64, 1, drain, 0, 0, ring_dir };
+    if (agw_usage_log_open(f->db, &o, &l, err, sizeof err) != AGW_OK)
+        fail_msg("log: %s", err);
+    return l;
+}
+
+static void wait_rows(fixture *f, const char *where, long long want)
+{
+    for (int i = 0; i < 500 && count(f, where) < want; i++)
+        usleep(10000);
+    assert_int_equal(count(f, where), want);
+}
+
+/* With usage.ring_dir the ring lives there and only syncs reach the disk,
+ * in the image beside the database. After a reboot (the memory file gone)
+ * the next drainer stores what the image holds before anything else, once:
+ * rows already stored are not stored again. The last process to close an
+ * empty ring removes it. */
+static void test_ring_in_memory_with_an_image(void **state)
+{
+    fixture *f = *state;
+    char mem[160], image[160];
+    snprintf(mem, sizeof mem, "%s/mem", f->dir);
+    snprintf(image, sizeof image, "%s.usage", f->db);
+    assert_int_equal(mkdir(mem, 0700), 0);
+    char *ring = agw_usage_ring_path(mem, f->db);
+    assert_non_null(strstr(ring, "/mem/antigw-"));
+    assert_int_equal(strlen(strrchr(ring, '/')), strlen("/antigw-0123456789abcdef.usage"));
+
+    agw_usage_log *l = open_log_in(f, mem, 0);
+    assert_int_equal(access(ring, F_OK), 0);
+    assert_int_equal(access(image, F_OK), -1); /* nothing synced yet */
+    for (int i = 0; i < 5; i++) {
+        agw_usage_record r = sample(21, i);
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    }
+    assert_int_equal(agw_ring_sync(l->ring, agw_ring_head(l->ring)), AGW_OK);
+    assert_int_equal(access(image, F_OK), 0);
+    uint64_t first_head = agw_ring_head(l->ring);
+    agw_usage_log_close(l);
+    assert_int_equal(access(ring, F_OK), 0); /* records wait: kept */
+    assert_int_equal(unlink(ring), 0);         /* the reboot */
+
+    l = open_log_in(f, mem, 1);
+    assert_true(agw_ring_head(l->ring) > first_head); /* a new ring, above the old numbers */
+    wait_rows(f, "key_id = 21", 5);
+    for (int i = 0; i < 3; i++) {
+        agw_usage_record r = sample(22, i);
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    }
+    wait_rows(f, "key_id = 22", 3);
+    assert_int_equal(count(f, "ring_seq IS NOT NULL"), 8);
+    agw_usage_log_close(l);
+    assert_int_equal(access(ring, F_OK), -1); /* empty and the last: removed */
+
+    /* Synced, then stored, then the image read again at the next start:
+     * nothing is stored twice. */
+    l = open_log_in(f, mem, 0);
+    for (int i = 0; i < 2; i++) {
+        agw_usage_record r = sample(23, i);
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    }
+    assert_int_equal(agw_ring_sync(l->ring, agw_ring_head(l->ring)), AGW_OK);
+    int rc;
+    assert_int_equal(agw_usage_drain_once(l, agw_store_db(f->reader), &rc), 2);
+    agw_usage_log_close(l);
+    l = open_log_in(f, mem, 1);
+    agw_usage_stats st;
+    for (int i = 0; i < 500; i++) {
+        agw_usage_log_stats(l, &st);
+        if (st.already_stored >= 2)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.already_stored, 2);
+    assert_int_equal(count(f, "key_id = 23"), 2);
+    agw_usage_log_close(l);
+    free(ring);
+    unlink(image);
+    remove_ring(f);
+    rmdir(mem);
+}
+
 static void test_open_fails_cleanly(void **state)
 {
     (void)state;
     agw_usage_log *l = (agw_usage_log *)1;
     char err[256] = "";
-    agw_usage_log_opts o = { 64, 1, 1, 0, 0 };
+    agw_usage_log_opts o = { 64, 1, 1, 0, 0, NULL };
     assert_int_not_equal(agw_usage_log_open("/nonexistent-dir/x.db", &o, &l, err, sizeof err),
                          AGW_OK);
     assert_null(l);
@@ -545,6 +632,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drainer_prunes_rows_older_than_the_window, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ring_in_memory_with_an_image, setup, teardown),
         cmocka_unit_test(test_open_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
