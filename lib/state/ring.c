@@ -546,9 +546,20 @@ static agw_err write_image(agw_ring *r, const byte_range *ranges, int n)
         }
         r->image_fd = fd;
     }
+    /* The header without its boot id: should the image ever be attached as
+     * a ring (usage.ring_dir changed to ""), it is treated as a ring from
+     * another boot, whose slots that are not READY are nobody's. */
+    union {
+        ring_header h;
+        unsigned char b[AGW_RING_HEADER_BYTES];
+    } header;
+    memcpy(header.b, r->base, sizeof header.b);
+    memset(header.h.boot_id, 0, sizeof header.h.boot_id);
     for (int i = 0; i < n; i++)
         for (size_t done = 0; done < ranges[i].length;) {
-            ssize_t w = pwrite(r->image_fd, r->base + ranges[i].offset + done,
+            const unsigned char *from =
+                ranges[i].offset == 0 ? header.b : r->base + ranges[i].offset;
+            ssize_t w = pwrite(r->image_fd, from + done,
                                ranges[i].length - done, (off_t)(ranges[i].offset + done));
             if (w < 0 && errno == EINTR)
                 continue;
