@@ -891,8 +891,19 @@ static void *drainer_main(void *arg)
 
 char *agw_usage_ring_path(const char *ring_dir, const char *db_path)
 {
-    char real[PATH_MAX];
-    const char *which = realpath(db_path, real) ? real : db_path;
+    /* The directory's real path and the file's name: the same whether or
+     * not the database exists yet. */
+    const char *slash = strrchr(db_path, '/');
+    char dir[PATH_MAX], real[PATH_MAX], which[2 * PATH_MAX];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == db_path ? 1 : (int)(slash - db_path), db_path);
+    if (realpath(dir, real))
+        snprintf(which, sizeof which, "%s%s%s", real, strcmp(real, "/") ? "/" : "",
+                 slash ? slash + 1 : db_path);
+    else
+        snprintf(which, sizeof which, "%s", db_path);
     unsigned char digest[AGW_SHA256_LEN];
     agw_sha256(agw_str_c(which), digest);
     size_t n = strlen(ring_dir) + sizeof "/antigw-0123456789abcdef.usage";

@@ -196,7 +196,8 @@ typedef struct {
 
 /* The ring's file in ring_dir for the database at db_path (which need not
  * exist): "<ring_dir>/antigw-<16 hex digits>.usage", the digits from the
- * SHA-256 of db_path's real path. The caller frees it. */
+ * SHA-256 of db_path's real directory, '/' and its file name. The caller
+ * frees it. */
 char *agw_usage_ring_path(const char *ring_dir, const char *db_path);
 
 /* Attaches the ring (creating it): with opts->ring_dir, the file

@@ -157,7 +157,9 @@ def drainer_pid(gw):
 
 def ring_path(gw, ring_dir="/dev/shm"):
     """The pool's ring in usage.ring_dir (agw_usage_ring_path)."""
-    digest = hashlib.sha256(os.path.realpath(db_path(gw)).encode()).hexdigest()
+    path = db_path(gw)
+    real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    digest = hashlib.sha256(real.encode()).hexdigest()
     return os.path.join(ring_dir, "antigw-%s.usage" % digest[:16])
 
 
