@@ -140,7 +140,7 @@ static int private_file(const struct stat *st)
     return S_ISREG(st->st_mode) && st->st_uid == geteuid() && (st->st_mode & 077) == 0;
 }
 
-/* Checks a mapped header against what this program wants; 0 when it fits. */
+/* 1 when a header holds what this program wants: its layout, this slot count, this size. */
 static int header_fits(const ring_header *h, size_t size, uint32_t layout, uint32_t slots)
 {
     return h->version == AGW_RING_VERSION && h->layout == layout &&
