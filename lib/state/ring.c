@@ -195,7 +195,7 @@ static int open_locked(const char *path, size_t want, int *fd_out, int *creating
                 if (rc != 0) {
                     snprintf(err, errlen, "%s: cannot allocate %zu bytes: %s", path, want,
                              strerror(rc));
-                    (void)ftruncate(fd, 0);
+                    unlink(path); /* empty, and ours: nobody else attaches an empty file */
                     close(fd);
                     return AGW_EIO;
                 }

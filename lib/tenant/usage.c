@@ -932,6 +932,15 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
     agw_ring *ring;
     agw_err e = agw_ring_attach(ring_path, disk_path, RING_LAYOUT, slots, &ring, err, errlen);
     free(ring_path);
+    if (e == AGW_EIO && disk_path && errlen) {
+        /* A container's /dev/shm may be small (Docker's is 64 MiB). */
+        size_t used = strlen(err);
+        snprintf(err + used, errlen - used,
+                 " (the ring takes %u MiB of usage.ring_dir, %s: make room, or set "
+                 "usage.ring_dir elsewhere, or lower usage.ring_records)",
+                 (unsigned)(((uint64_t)slots * AGW_RING_SLOT_BYTES + AGW_RING_HEADER_BYTES +
+                             (1u << 20) - 1) >> 20), opts->ring_dir);
+    }
     if (e) {
         free(disk_path);
         return e;
