@@ -307,8 +307,9 @@ agw_err agw_ring_open_image(const char *path, uint32_t layout, agw_ring **out,
         e = AGW_EIO;
     } else if ((uint64_t)st.st_size < AGW_RING_HEADER_BYTES ||
                pread(fd, &head_copy, sizeof head_copy, 0) != (ssize_t)sizeof head_copy ||
-               atomic_load(&head_copy.magic) == 0) {
-        e = AGW_ENOTFOUND; /* allocated, never written */
+               atomic_load(&head_copy.magic) == 0 ||
+               atomic_load(&head_copy.head) == atomic_load(&head_copy.tail)) {
+        e = AGW_ENOTFOUND; /* allocated and never written, or holding nothing */
     } else if (atomic_load(&head_copy.magic) != AGW_RING_MAGIC ||
                head_copy.slots < AGW_RING_MIN_SLOTS || head_copy.slots > AGW_RING_MAX_SLOTS ||
                (head_copy.slots & (head_copy.slots - 1)) ||
@@ -547,8 +548,8 @@ static agw_err write_image(agw_ring *r, const byte_range *ranges, int n)
         r->image_fd = fd;
     }
     /* The header without its boot id: should the image ever be attached as
-     * a ring (usage.ring_dir changed to ""), it is treated as a ring from
-     * another boot, whose slots that are not READY are nobody's. */
+     * a ring, it counts as a ring from another boot, whose slots that are
+     * not READY are nobody's. */
     union {
         ring_header h;
         unsigned char b[AGW_RING_HEADER_BYTES];

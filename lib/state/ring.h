@@ -107,11 +107,13 @@ AGW_WARN_UNUSED agw_err agw_ring_attach(const char *path, const char *image, uin
                                         size_t errlen);
 /* Maps an image agw_ring_sync wrote, of any slot count, for its consumer to
  * read with agw_ring_read and agw_ring_consume like a ring (never append to
- * it). Slots of its window that are not READY (not synced, or being written
- * at the sync) are abandoned at once; *unsynced gets how many. Detaching it
- * writes its header, with the tail consumed, to the disk. AGW_ENOTFOUND when
- * there is no image or it was never written; AGW_EINVAL when it holds
- * another layout; AGW_EIO for system errors. */
+ * it); or a ring's own file, which its producers may still be appending to
+ * (a producer whose slot this abandons appends again). Slots of its window
+ * that are not READY (not synced, or being written) are abandoned at once;
+ * *unsynced gets how many. Detaching it writes its header, with the tail
+ * consumed, to the disk. AGW_ENOTFOUND when there is no such file, it was
+ * never written, or it holds no record (a header read, nothing mapped);
+ * AGW_EINVAL when it holds another layout; AGW_EIO for system errors. */
 AGW_WARN_UNUSED agw_err agw_ring_open_image(const char *path, uint32_t layout, agw_ring **out,
                                             uint64_t *unsynced, char *err, size_t errlen);
 /* Unmaps (see "Attachment" for the removal of an empty ring). NULL is fine.

@@ -294,7 +294,8 @@ struct agw_usage_log {
     int required;
     char *db_path;
     char *lock_path;
-    char *image_path;           /* the ring's image on the disk; NULL: the ring is on it */
+    char *image_path;           /* "<db>.usage.image": what a ring in memory syncs to */
+    char *beside_path;          /* "<db>.usage" when the ring is in memory, else NULL */
     int ring_removed;           /* the drainer thread saw it (restart_if_ring_removed) */
     int retention_days;
     uint64_t wal_reset_bytes;
@@ -723,28 +724,31 @@ static void idle_helper_stop(idle_helper *h)
     pthread_mutex_destroy(&h->mu);
 }
 
-/* Stores what the ring's image holds (records that waited for the database
- * when the ring was last synced: after a reboot, the only copy), before this
- * drainer's first sync overwrites it. 1 when done (or nothing to do), 0 to
- * try again later, when the database takes rows again. */
-static int replay_image(agw_usage_log *l, sqlite3 *db, int *rc)
+/* Stores what a ring file on the disk holds: the ring's image (records that
+ * waited for the database when the ring was last synced: after a reboot,
+ * the only copy), read before this drainer's first sync overwrites it; or a
+ * ring beside the database that processes of an earlier version, or with
+ * usage.ring_dir "", wrote (read again every second: such processes may
+ * still run). 1 when done (or nothing to do), 0 to try again later, when
+ * the database takes rows again. */
+static int replay(agw_usage_log *l, sqlite3 *db, const char *path, int *rc)
 {
     *rc = SQLITE_OK;
-    if (!l->image_path)
+    if (!path)
         return 1;
     agw_ring *img;
     uint64_t unsynced;
     char err[AGW_ERR_LEN];
-    agw_err e = agw_ring_open_image(l->image_path, RING_LAYOUT, &img, &unsynced, err, sizeof err);
+    agw_err e = agw_ring_open_image(path, RING_LAYOUT, &img, &unsynced, err, sizeof err);
     if (e == AGW_ENOTFOUND)
         return 1;
     if (e) {
         /* Kept for whoever can read it; the next sync starts a new image. */
-        size_t n = strlen(l->image_path) + sizeof ".unread";
+        size_t n = strlen(path) + sizeof ".unread";
         char *aside = xmalloc(n);
-        snprintf(aside, n, "%s.unread", l->image_path);
+        snprintf(aside, n, "%s.unread", path);
         agw_log_error("usage: %s; moved to %s, its records are not stored", err, aside);
-        int moved = rename(l->image_path, aside) == 0;
+        int moved = rename(path, aside) == 0;
         free(aside);
         return moved;
     }
@@ -767,7 +771,7 @@ static int replay_image(agw_usage_log *l, sqlite3 *db, int *rc)
     add(l, C_ALREADY_STORED, total - stored_total);
     if (total)
         agw_log_info("usage: %s held %zu records (%zu new to the database, %llu slots not "
-                     "synced)", l->image_path, total, stored_total, (unsigned long long)unsynced);
+                     "synced)", path, total, stored_total, (unsigned long long)unsynced);
     return *rc == SQLITE_OK;
 }
 
@@ -807,6 +811,8 @@ static void lead(agw_usage_log *l)
         }
         if (seconds) {
             restart_if_ring_removed(l);
+            if (replayed && store)
+                (void)replay(l, agw_store_db(store), l->beside_path, &(int){ 0 });
             last_sync_ms = now;
         }
         if (!store && !(store = open_drain_store(l))) {
@@ -818,7 +824,8 @@ static void lead(agw_usage_log *l)
         }
         work.db = agw_store_db(store);
         int rc;
-        if (!replayed && !(replayed = replay_image(l, work.db, &rc))) {
+        if (!replayed && !(replayed = replay(l, work.db, l->image_path, &rc) &&
+                                      replay(l, work.db, l->beside_path, &rc))) {
             add(l, C_DRAINER_ERRORS, 1);
             atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), (uint64_t)rc);
             if (nap(l, AGW_USAGE_RETRY_MAX_MS))
@@ -920,19 +927,22 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
 {
     *out = NULL;
     uint32_t slots = opts->ring_records ? opts->ring_records : AGW_USAGE_RING_SLOTS;
-    size_t n = strlen(db_path) + sizeof ".usage.lock";
-    char *disk_path = xmalloc(n), *ring_path;
-    snprintf(disk_path, n, "%s.usage", db_path);
-    if (opts->ring_dir && opts->ring_dir[0]) {
+    size_t n = strlen(db_path) + sizeof ".usage.image";
+    char *image_path = xmalloc(n), *beside_path = xmalloc(n), *ring_path;
+    snprintf(image_path, n, "%s.usage.image", db_path);
+    snprintf(beside_path, n, "%s.usage", db_path);
+    int in_memory = opts->ring_dir && opts->ring_dir[0];
+    if (in_memory) {
         ring_path = agw_usage_ring_path(opts->ring_dir, db_path);
     } else {
-        ring_path = disk_path;
-        disk_path = NULL;
+        ring_path = beside_path;
+        beside_path = NULL;
     }
     agw_ring *ring;
-    agw_err e = agw_ring_attach(ring_path, disk_path, RING_LAYOUT, slots, &ring, err, errlen);
+    agw_err e = agw_ring_attach(ring_path, in_memory ? image_path : NULL, RING_LAYOUT, slots,
+                                &ring, err, errlen);
     free(ring_path);
-    if (e == AGW_EIO && disk_path && errlen) {
+    if (e == AGW_EIO && in_memory && errlen) {
         /* A container's /dev/shm may be small (Docker's is 64 MiB). */
         size_t used = strlen(err);
         snprintf(err + used, errlen - used,
@@ -942,12 +952,14 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
                              (1u << 20) - 1) >> 20), opts->ring_dir);
     }
     if (e) {
-        free(disk_path);
+        free(image_path);
+        free(beside_path);
         return e;
     }
     agw_usage_log *l = xcalloc(1, sizeof *l);
     l->ring = ring;
-    l->image_path = disk_path;
+    l->image_path = image_path;
+    l->beside_path = beside_path;
     l->admit_limit = (uint64_t)((double)agw_ring_capacity(ring) * AGW_USAGE_ADMIT_FILL);
     l->required = opts->required;
     l->retention_days = opts->retention_days > 0 ? opts->retention_days : 0;
@@ -1019,6 +1031,7 @@ void agw_usage_log_close(agw_usage_log *l)
     free(l->db_path);
     free(l->lock_path);
     free(l->image_path);
+    free(l->beside_path);
     free(l->batch);
     free(l);
 }

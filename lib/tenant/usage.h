@@ -17,8 +17,11 @@
  *
  * The log: every record goes into a ring in a file the pool maps
  * (state/ring.h): in usage.ring_dir (a memory file system, /dev/shm by
- * default; agw_usage_ring_path), imaged to "<database.path>.usage" on the
- * disk; or, with ring_dir "", "<database.path>.usage" itself. Appending is
+ * default; agw_usage_ring_path), imaged to "<database.path>.usage.image" on
+ * the disk; or, with ring_dir "", "<database.path>.usage" itself. The
+ * drainer stores what the image holds before its first sync, and what a
+ * ring beside the database holds (left, or still written, by processes of
+ * an earlier version or with ring_dir "") then and every second. Appending is
  * a few atomic operations and one copy, with no lock and no system call, and
  * the file outlives the process: a record appended by a worker that is
  * killed the next instant is still written. One process of the pool drains
@@ -201,9 +204,10 @@ typedef struct {
 char *agw_usage_ring_path(const char *ring_dir, const char *db_path);
 
 /* Attaches the ring (creating it): with opts->ring_dir, the file
- * agw_usage_ring_path names, imaged to "<db_path>.usage" on the disk;
+ * agw_usage_ring_path names, imaged to "<db_path>.usage.image" on the disk;
  * otherwise "<db_path>.usage" itself. With opts->drain, starts the drainer
- * thread, whose first work is to store what the image holds. */
+ * thread, whose first work is to store what the image (and, with ring_dir,
+ * "<db_path>.usage") holds. */
 AGW_WARN_UNUSED agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
                                            agw_usage_log **out, char *err, size_t errlen);
 

@@ -269,7 +269,7 @@ def database_locked_for_30_s_loses_no_row(ctx):
         # They wait in the ring in memory, and, having waited more than
         # 5 s, in its image on the disk too: what a power loss would leave.
         check(os.path.exists(ring_path(gw)), "the ring lives in /dev/shm")
-        check(image_records(db_path(gw) + ".usage") >= 600,
+        check(image_records(db_path(gw) + ".usage.image") >= 600,
               "the waiting records are in the image on the disk")
     finally:
         locker.execute("ROLLBACK")

@@ -536,13 +536,14 @@ static void wait_rows(fixture *f, const char *where, long long want)
  * in the image beside the database. After a reboot (the memory file gone)
  * the next drainer stores what the image holds before anything else, once:
  * rows already stored are not stored again. The last process to close an
- * empty ring removes it. */
+ * empty ring removes it. A ring beside the database (an earlier version's)
+ * is drained too, also while its writers go on. */
 static void test_ring_in_memory_with_an_image(void **state)
 {
     fixture *f = *state;
     char mem[160], image[160];
     snprintf(mem, sizeof mem, "%s/mem", f->dir);
-    snprintf(image, sizeof image, "%s.usage", f->db);
+    snprintf(image, sizeof image, "%s.usage.image", f->db);
     assert_int_equal(mkdir(mem, 0700), 0);
     char *ring = agw_usage_ring_path(mem, f->db);
     assert_non_null(strstr(ring, "/mem/antigw-"));
@@ -595,6 +596,25 @@ static void test_ring_in_memory_with_an_image(void **state)
     }
     assert_int_equal(st.already_stored, 2);
     assert_int_equal(count(f, "key_id = 23"), 2);
+    agw_usage_log_close(l);
+
+    /* A ring beside the database, written by processes of an earlier
+     * version (or with ring_dir ""), which may still be running: its records
+     * are stored at the drainer's start and then every second. */
+    agw_usage_log *beside = open_log_in(f, NULL, 0);
+    for (int i = 0; i < 3; i++) {
+        agw_usage_record r = sample(24, i);
+        assert_int_equal(agw_usage_append(beside, &r, 1), AGW_OK);
+    }
+    l = open_log_in(f, mem, 1);
+    wait_rows(f, "key_id = 24", 3);
+    for (int i = 0; i < 2; i++) {
+        agw_usage_record r = sample(25, i);
+        assert_int_equal(agw_usage_append(beside, &r, 1), AGW_OK);
+    }
+    wait_rows(f, "key_id = 25", 2);
+    assert_int_equal(agw_ring_used(beside->ring), 0);
+    agw_usage_log_close(beside);
     agw_usage_log_close(l);
     free(ring);
     unlink(image);
