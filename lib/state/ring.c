@@ -152,8 +152,8 @@ static int header_fits(const ring_header *h, size_t size, uint32_t layout, uint3
  * it attached; an exclusive one (held by the caller on return) when it
  * needs creating. Retries when the file it opened was removed meanwhile (the
  * last process to detach an empty ring on a memory file system removes it). */
-static int open_locked(const char *path, size_t want, int *fd_out, int *creating, char *err,
-                       size_t errlen)
+static agw_err open_locked(const char *path, size_t want, int *fd_out, int *creating,
+                           char *err, size_t errlen)
 {
     for (int attempt = 0; attempt < 5000; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -346,7 +346,7 @@ void agw_ring_detach(agw_ring *r)
      * process (their shared locks would refuse this one): nothing in it is
      * worth the memory it holds. */
     struct stat mine, named;
-    if (r->image_path && agw_ring_used(r) == 0 && flock(r->fd, LOCK_EX | LOCK_NB) == 0 &&
+    if (r->image_path && agw_ring_used(r) == 0 && agw_ring_sole_user(r) &&
         agw_ring_used(r) == 0 && fstat(r->fd, &mine) == 0 && lstat(r->path, &named) == 0 &&
         mine.st_ino == named.st_ino && mine.st_dev == named.st_dev)
         unlink(r->path); /* only while the name is still this ring's */

@@ -454,29 +454,41 @@ static int nearly_empty(agw_usage_log *l)
     return agw_ring_used(l->ring) < agw_ring_capacity(l->ring) / AGW_USAGE_IDLE_BELOW;
 }
 
-int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
+/* One batch from `from` (the log's ring, or a ring file replay reads) into
+ * the database: read, store, and only then consume. -1 with *rc when the
+ * store failed (nothing consumed); otherwise how many records it read,
+ * *stored of them new rows. *torn gets the slots it abandoned either way. */
+static int store_batch(agw_usage_log *l, agw_ring *from, sqlite3 *db, size_t yield_rows,
+                       size_t *stored, uint64_t *torn, int *rc)
 {
     if (!l->batch) /* only the drainer's process needs it */
         l->batch = xmalloc(AGW_USAGE_BATCH * sizeof *l->batch);
-    agw_ring_entry *batch = l->batch;
-    uint64_t next, torn;
+    uint64_t next;
     *rc = SQLITE_OK;
-    size_t n = agw_ring_read(l->ring, batch, AGW_USAGE_BATCH, &next, &torn);
-    if (torn)
-        add(l, C_DROPPED, torn);
-    size_t stored = 0;
-    size_t yield_rows = nearly_empty(l) ? AGW_USAGE_YIELD_ROWS : 0;
-    if (n && (*rc = agw_usage_store_entries(db, batch, n, yield_rows, &stored)) != SQLITE_OK)
+    *stored = 0;
+    size_t n = agw_ring_read(from, l->batch, AGW_USAGE_BATCH, &next, torn);
+    if (n && (*rc = agw_usage_store_entries(db, l->batch, n, yield_rows, stored)) != SQLITE_OK)
         return -1;
     /* Only now: a drainer that dies before this line leaves the batch in the
      * ring, and its successor's INSERT OR IGNORE finds the rows there. */
-    agw_ring_consume(l->ring, next);
-    if (n) {
+    agw_ring_consume(from, next);
+    return (int)n;
+}
+
+int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc)
+{
+    size_t stored;
+    uint64_t torn;
+    size_t yield_rows = nearly_empty(l) ? AGW_USAGE_YIELD_ROWS : 0;
+    int n = store_batch(l, l->ring, db, yield_rows, &stored, &torn, rc);
+    if (torn)
+        add(l, C_DROPPED, torn);
+    if (n > 0) {
         add(l, C_WRITTEN, stored);
-        add(l, C_ALREADY_STORED, n - stored);
+        add(l, C_ALREADY_STORED, (size_t)n - stored);
         atomic_store(agw_ring_counter(l->ring, C_LAST_ERROR), 0);
     }
-    return (int)n;
+    return n;
 }
 
 int agw_usage_prune(sqlite3 *db, int64_t before, int batch)
@@ -752,20 +764,13 @@ static int replay(agw_usage_log *l, sqlite3 *db, const char *path, int *rc)
         free(aside);
         return moved;
     }
-    if (!l->batch)
-        l->batch = xmalloc(AGW_USAGE_BATCH * sizeof *l->batch);
-    size_t total = 0, stored_total = 0, n;
-    uint64_t next, torn;
-    while ((n = agw_ring_read(img, l->batch, AGW_USAGE_BATCH, &next, &torn)) > 0) {
-        size_t stored = 0;
-        if ((*rc = agw_usage_store_entries(db, l->batch, n, 0, &stored)) != SQLITE_OK)
-            break;
-        agw_ring_consume(img, next);
-        total += n;
+    size_t total = 0, stored_total = 0, stored;
+    uint64_t torn;
+    int n;
+    while ((n = store_batch(l, img, db, 0, &stored, &torn, rc)) > 0) {
+        total += (size_t)n;
         stored_total += stored;
     }
-    if (*rc == SQLITE_OK)
-        agw_ring_consume(img, next); /* past the slots it abandoned */
     agw_ring_detach(img);
     add(l, C_WRITTEN, stored_total);
     add(l, C_ALREADY_STORED, total - stored_total);
