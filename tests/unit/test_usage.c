@@ -622,6 +622,38 @@ static void test_ring_in_memory_with_an_image(void **state)
     rmdir(mem);
 }
 
+/* An image the drainer cannot read (another record layout, from another
+ * version) is moved aside with a message, not overwritten and not retried
+ * for ever: the drainer goes on storing the ring. */
+static void test_unreadable_image_is_moved_aside(void **state)
+{
+    fixture *f = *state;
+    char mem[160], image[160], aside[180];
+    snprintf(mem, sizeof mem, "%s/mem", f->dir);
+    snprintf(image, sizeof image, "%s.usage.image", f->db);
+    snprintf(aside, sizeof aside, "%s.unread", image);
+    assert_int_equal(mkdir(mem, 0700), 0);
+    agw_ring *other;
+    char err[256];
+    assert_int_equal(agw_ring_attach(image, NULL, RING_LAYOUT + 1, 16, &other, err, sizeof err),
+                     AGW_OK);
+    const char rec[] = "a record of another layout";
+    assert_int_equal(agw_ring_append(other, rec, sizeof rec), AGW_OK);
+    agw_ring_detach(other);
+
+    agw_usage_log *l = open_log_in(f, mem, 1);
+    agw_usage_record r = sample(26, 1);
+    assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    wait_rows(f, "key_id = 26", 1);
+    assert_int_equal(access(image, F_OK), -1);
+    assert_int_equal(access(aside, F_OK), 0);
+    agw_usage_log_close(l);
+    unlink(aside);
+    unlink(image);
+    remove_ring(f);
+    rmdir(mem);
+}
+
 static void test_open_fails_cleanly(void **state)
 {
     (void)state;
@@ -653,6 +685,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_drainer_prunes_rows_older_than_the_window, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ring_in_memory_with_an_image, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_image_is_moved_aside, setup, teardown),
         cmocka_unit_test(test_open_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
