@@ -240,6 +240,87 @@ struct agw_arena_chunk {
 };
 
 #define ARENA_CHUNK 16384u
+/* Chunks of ARENA_CHUNK bytes that a thread's freed arenas leave for its
+ * next ones. A converted call uses about five arenas at once; taking their
+ * chunks from malloc and back costs a lock on a malloc arena each time, which
+ * the pool's threads share. */
+#define ARENA_SPARES 8u
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* A spare chunk's bytes stay poisoned until it is handed out again, so a use
+ * after agw_arena_free is still caught. */
+#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define ARENA_POISON(p, n) ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+typedef struct {
+    agw_arena_chunk *head;
+    unsigned count;
+    int registered; /* spares_key has a value in this thread */
+} arena_spares;
+
+static _Thread_local arena_spares spares;
+static pthread_key_t spares_key;
+static int spares_key_made;
+static pthread_once_t spares_once = PTHREAD_ONCE_INIT;
+
+/* At a thread's exit: its spares go back to malloc. */
+static void spares_release(void *unused)
+{
+    (void)unused;
+    agw_arena_chunk *c = spares.head;
+    while (c) {
+        agw_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    spares.head = NULL;
+    spares.count = 0;
+    spares.registered = 0;
+}
+
+static void spares_key_create(void)
+{
+    spares_key_made = pthread_key_create(&spares_key, spares_release) == 0;
+}
+
+/* Keeps c for the thread's next arena; 0 when it must be freed instead. */
+static int spare_keep(agw_arena_chunk *c)
+{
+    if (c->size != ARENA_CHUNK || spares.count >= ARENA_SPARES)
+        return 0;
+    if (!spares.registered) {
+        /* The key's value only makes spares_release run at the thread's exit. */
+        pthread_once(&spares_once, spares_key_create);
+        if (!spares_key_made || pthread_setspecific(spares_key, &spares) != 0)
+            return 0;
+        spares.registered = 1;
+    }
+    ARENA_POISON(c->data, c->size);
+    c->next = spares.head;
+    spares.head = c;
+    spares.count++;
+    return 1;
+}
+
+static agw_arena_chunk *chunk_new(size_t size)
+{
+    agw_arena_chunk *c;
+    if (size == ARENA_CHUNK && (c = spares.head)) {
+        spares.head = c->next;
+        spares.count--;
+        ARENA_UNPOISON(c->data, c->size);
+    } else {
+        c = xmalloc(sizeof *c + size);
+        c->size = size;
+    }
+    c->used = 0;
+    return c;
+}
 
 void *agw_arena_alloc(agw_arena *a, size_t n)
 {
@@ -249,10 +330,7 @@ void *agw_arena_alloc(agw_arena *a, size_t n)
         n = align;
     agw_arena_chunk *c = a->head;
     if (!c || c->size - c->used < n) {
-        size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-        c = xmalloc(sizeof *c + size);
-        c->size = size;
-        c->used = 0;
+        c = chunk_new(n > ARENA_CHUNK ? n : ARENA_CHUNK);
         c->next = a->head;
         a->head = c;
     }
@@ -282,7 +360,8 @@ void agw_arena_free(agw_arena *a)
     agw_arena_chunk *c = a->head;
     while (c) {
         agw_arena_chunk *next = c->next;
-        free(c);
+        if (!spare_keep(c))
+            free(c);
         c = next;
     }
     a->head = NULL;
