@@ -268,7 +268,12 @@ static void decoder_free(agw_bridge *b)
 agw_bridge *agw_bridge_new(agw_proto client, agw_proto upstream, int client_stream,
                            int include_usage, agw_str client_model, int64_t created)
 {
-    agw_bridge *b = xcalloc(1, sizeof *b);
+    /* The bridge lives in its own arena's first chunk: a chunk the thread's
+     * last arena left is at hand, where a calloc of this size would take a
+     * malloc-arena lock. */
+    agw_arena arena = AGW_ARENA_INIT;
+    agw_bridge *b = agw_arena_alloc(&arena, sizeof *b);
+    b->arena = arena;
     b->client = client;
     b->upstream = upstream;
     b->client_stream = client_stream;
@@ -471,6 +476,6 @@ void agw_bridge_free(agw_bridge *b)
         agw_sanitize_stage_free(&b->sanitize);
     if (b->continuing)
         agw_continuation_free(&b->cont);
-    agw_arena_free(&b->arena);
-    free(b);
+    agw_arena arena = b->arena; /* b is in it */
+    agw_arena_free(&arena);
 }
