@@ -580,10 +580,8 @@ static void finish_converted(agw_relay_call *r, long status)
     if (r->mode == MODE_BODY) {
         /* One JSON answer, whatever was asked: the codec makes the client's
          * form of it (a whole SSE stream for a streaming client). */
+        /* The tap does not see it: the codec reads its usage (relay.h). */
         e = c->response(c->ud, agw_buf_view(&r->body), out, &final_status);
-        /* What the codec could convert was read as JSON already. */
-        if (e == AGW_OK && r->rq->tap && r->rq->tap->body)
-            r->rq->tap->body(r->rq->tap->ud, agw_buf_view(&r->body));
         if (e != AGW_OK) {
             int busy = e == AGW_EBUSY;
             agw_str msg = busy ? AGW_STR_LIT(AGW_BUDGET_BUSY_MESSAGE)

@@ -55,8 +55,9 @@ typedef struct {
     void *ud;
     /* Each SSE event of a streamed answer, as the upstream sent it. */
     void (*event)(void *ud, agw_str name, agw_str data);
-    /* A 2xx answer that was not a stream, once it is complete and known to
-     * be JSON: it passed agw_json_validate, or the codec converted it. */
+    /* A 2xx answer that was not a stream and that no codec converted, once
+     * it is complete and passed agw_json_validate. A codec that converts a
+     * whole answer reads its usage itself, so the tap is not given it. */
     void (*body)(void *ud, agw_str body);
 } agw_relay_tap;
 

@@ -902,7 +902,8 @@ def usage_rows_and_admin_usage_totals(ctx):
                       body=chat("e " + directive(status=500)), key=k["key"])
     eq(s, 500, "an upstream error")
     s, _, _ = gw.call("POST", "/v1/chat/completions",
-                      body=chat("f " + directive(input_tokens=19, output_tokens=23),
+                      body=chat("f " + directive(input_tokens=19, output_tokens=23, cache_read=4,
+                                                 cache_write=6),
                                 model="claude-sonnet-4-20250514"), key=k["key"])
     eq(s, 200, "converted OpenAI -> Anthropic")
     def stored():
@@ -933,7 +934,9 @@ def usage_rows_and_admin_usage_totals(ctx):
     eq((rows[3][2], rows[3][7], rows[3][8]), (200, 1, 0), "reported, not estimated")
     check(rows[3][4] > 0 and rows[3][3] > 0, "counts are not zero: %r" % (rows[3],))
     eq((rows[4][2], rows[4][3], rows[4][4]), (500, 0, 0), "error row")
-    eq(rows[5][:5], ("cfg-anthropic", "claude-sonnet-4-20250514", 200, 19, 23), "converted row")
+    # The converted answer's counts, cached ones included, come from its conversion.
+    eq(rows[5][:9], ("cfg-anthropic", "claude-sonnet-4-20250514", 200, 19, 23, 4, 6, 0, 0),
+       "converted row")
     check(all(r[10] and r[11] for r in rows), "latency and time")
 
     s, _, u = admin(ctx, "GET", "/admin/usage?key_id=%d" % k["id"])
@@ -941,7 +944,8 @@ def usage_rows_and_admin_usage_totals(ctx):
     t = u["totals"]
     eq((t["requests"], t["input_tokens"], t["output_tokens"], t["errors"], t["cache_read_tokens"],
         t["cache_write_tokens"], t["streamed"], t["estimated_token_counts"]),
-       (6, 8 + 13 + 17 + rows[3][3] + 19, 7 + 5 + 9 + rows[3][4] + 23, 1, 3, 2, 3, 0), "totals")
+       (6, 8 + 13 + 17 + rows[3][3] + 19, 7 + 5 + 9 + rows[3][4] + 23, 1, 3 + 4, 2 + 6, 3, 0),
+       "totals")
     lat = t["latency_ms"]
     check(lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"], "percentiles %r" % lat)
     for g, label in (("model", "model"), ("provider", "provider"), ("key", "key_id"),
