@@ -491,31 +491,30 @@ agw_err agw_json_find(agw_str doc, agw_str key, agw_str *value)
 void agw_json_collect(agw_str obj, const char *const *names, size_t n, agw_str *vals,
                       agw_str *unknown)
 {
-    /* Name lengths once, not once per member; keys without escapes (nearly
-     * all) are compared as raw bytes. */
-    enum { KNOWN_LENS = 64 };
-    size_t lens[KNOWN_LENS];
     agw_json_iter it;
     agw_str k, v;
 
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         vals[i] = (agw_str){ NULL, 0 };
-        if (i < KNOWN_LENS)
-            lens[i] = strlen(names[i]);
-    }
     if (unknown)
         *unknown = (agw_str){ NULL, 0 };
     if (agw_json_iter_init(&it, obj) != AGW_OK || it.close != '}')
         return;
     while (agw_json_iter_next(&it, &k, &v)) {
+        /* Keys without escapes (nearly all) are compared as raw bytes. The
+         * first byte sorts out most names; strnlen, and not the NUL after
+         * inner_len bytes, decides the length, as an unchecked key may hold a
+         * NUL that ends strncmp early. */
         const char *inner = k.ptr + 1;
         size_t inner_len = k.len >= 2 ? k.len - 2 : 0;
         int plain = k.len >= 2 && !memchr(inner, '\\', inner_len);
+        char first = inner_len ? inner[0] : '\0';
         size_t i;
         for (i = 0; i < n; i++) {
-            size_t len = i < KNOWN_LENS ? lens[i] : strlen(names[i]);
-            if (plain ? inner_len == len && memcmp(inner, names[i], len) == 0
-                      : agw_json_string_eq(k, (agw_str){ names[i], len })) {
+            const char *name = names[i];
+            if (plain ? name[0] == first && strncmp(name, inner, inner_len) == 0 &&
+                            strnlen(name, inner_len + 1) == inner_len
+                      : agw_json_string_eq(k, agw_str_c(name))) {
                 vals[i] = v;
                 break;
             }

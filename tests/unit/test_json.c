@@ -611,6 +611,50 @@ static void test_iter(void **state)
 
 /* Every strict prefix of a valid document is invalid, and validation never
  * reads past the view (checked under ASan by copying each prefix alone). */
+static void assert_view(agw_str v, const char *want)
+{
+    if (!want) {
+        assert_null(v.ptr);
+        return;
+    }
+    assert_non_null(v.ptr);
+    assert_int_equal(v.len, strlen(want));
+    assert_memory_equal(v.ptr, want, v.len);
+}
+
+static void test_collect(void **state)
+{
+    (void)state;
+    static const char *const names[] = { "type", "types", "", "t\"q", "model" };
+    agw_str v[5], unknown;
+
+    agw_json_collect(AGW_STR_LIT("{\"types\":1, \"typ\":2 ,\"type\":\"a\",\"\":[3],"
+                                 "\"t\\\"q\":4,\"ty\\u0070e\":\"b\"}"),
+                     names, 5, v, &unknown);
+    assert_view(v[0], "\"b\""); /* last wins, also when spelt with an escape */
+    assert_view(v[1], "1");
+    assert_view(v[2], "[3]");
+    assert_view(v[3], "4");
+    assert_view(v[4], NULL);
+    assert_view(unknown, "\"typ\"");
+
+    /* No member unknown; a non-object leaves everything absent. */
+    agw_json_collect(AGW_STR_LIT("{\"model\":\"m\"}"), names, 5, v, &unknown);
+    assert_view(v[4], "\"m\"");
+    assert_view(unknown, NULL);
+    agw_json_collect(AGW_STR_LIT("[\"type\"]"), names, 5, v, &unknown);
+    for (int i = 0; i < 5; i++)
+        assert_view(v[i], NULL);
+
+    /* Unchecked input: a key with a NUL inside matches no shorter name (and
+     * reads nothing past either). */
+    static const char doc[] = "{\"type\0xyz\":1,\"t\0\":2}";
+    agw_json_collect((agw_str){ doc, sizeof doc - 1 }, names, 5, v, &unknown);
+    assert_view(v[0], NULL);
+    assert_ptr_equal(unknown.ptr, doc + 1);
+    assert_int_equal(unknown.len, 10);
+}
+
 static void test_prefixes(void **state)
 {
     static const char body[] =
@@ -676,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_iter),
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_collect),
         cmocka_unit_test(test_string_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
