@@ -70,8 +70,9 @@ static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind 
     char what[96];
 
     if (agw_json_type_of(content) == AGW_JSON_STRING) {
-        snprintf(what, sizeof what, "messages[%zu].content", i);
-        AGW_WIRE_TRY(want_str(c, content, what, &s));
+        /* The common case: no path formatted unless it is needed. */
+        if (agw_wire_string(c->rd.arena, &c->rd.scratch, content, &s) != AGW_OK)
+            return DFAIL(c, "messages[%zu].content: expected a string", i);
         if (s.len)
             agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         return AGW_OK;
