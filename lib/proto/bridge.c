@@ -18,17 +18,21 @@ struct agw_bridge {
     agw_ir_usage usage;
     agw_err sink_err;              /* the first encoder/fold failure */
     agw_buf *out;                  /* where the current event's output goes */
-    agw_openai_stream_decoder od;
-    agw_anthropic_stream_decoder ad;
-    agw_kiro_stream_decoder kd;
+    union {                        /* the decoder of `upstream`'s protocol (decoder_init) */
+        agw_openai_stream_decoder od;
+        agw_anthropic_stream_decoder ad;
+        agw_kiro_stream_decoder kd;
+        agw_responses_stream_decoder rd;
+    };
     size_t emitted;                /* IR events that reached the encoder or the fold */
     int early_status;              /* an error before anything else (codec.h early_error) */
     uint64_t first_output_us;      /* agw_mono_us() at the first content delta; 0 = none */
     agw_str early_message;         /* in arena */
-    agw_openai_stream_encoder oe;
-    agw_anthropic_stream_encoder ae;
-    agw_responses_stream_decoder rd;
-    agw_responses_stream_encoder re;
+    union {                        /* the encoder of `client`'s protocol */
+        agw_openai_stream_encoder oe;
+        agw_anthropic_stream_encoder ae;
+        agw_responses_stream_encoder re;
+    };
     agw_ir_fold fold;
     int64_t created;
     /* where the upstream decoder's events go: on_ir_event, or the
@@ -243,8 +247,8 @@ static agw_err codec_error(void *ud, int status, agw_str body, int *client_statu
 }
 
 /* A bridge makes only the decoder of its upstream's protocol and the encoder
- * of its client's (as codec_event, codec_finish and on_ir_event choose them);
- * the others stay zeroed and are never used or freed. */
+ * of its client's (as codec_event, codec_finish and on_ir_event choose them):
+ * the decoders share their memory, and so do the encoders. */
 static void decoder_init(agw_bridge *b, const agw_ir_request *rq)
 {
     switch (b->upstream) {
