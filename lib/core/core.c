@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -700,6 +701,16 @@ void agw_log(agw_log_level lvl, const char *fmt, ...)
         len = sizeof line - 2;
     line[len++] = '\n';
     log_emit(lvl, line, len);
+}
+
+/* ---- files ---- */
+
+int agw_flock(int fd, int op)
+{
+    int rc;
+    while ((rc = flock(fd, op)) != 0 && errno == EINTR)
+        ;
+    return rc;
 }
 
 /* ---- clocks ---- */

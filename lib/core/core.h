@@ -312,6 +312,12 @@ void agw_mono_deadline(struct timespec *ts, unsigned ms);
  * honoured). -1 when invalid. */
 int64_t agw_time_parse(const char *s);
 
+/* ---- files ---- */
+
+/* flock(fd, op), taken again when a signal interrupts the wait: 0, or -1
+ * with errno set (EWOULDBLOCK for a LOCK_NB that found the lock held). */
+int agw_flock(int fd, int op);
+
 /* ---- ids ---- */
 
 /* Fills `out` with 2*nbytes lowercase hex chars of cryptographic randomness plus a

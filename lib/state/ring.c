@@ -125,14 +125,6 @@ static void recover_after_reboot(agw_ring *r, const char *boot_id)
     memcpy(hdr(r)->boot_id, boot_id, sizeof hdr(r)->boot_id);
 }
 
-static int lock_fd(int fd, int op)
-{
-    int rc;
-    while ((rc = flock(fd, op)) != 0 && errno == EINTR)
-        ;
-    return rc;
-}
-
 /* The ring's file may sit in a directory other users can write (/dev/shm):
  * it must be this user's own, private, regular file. */
 static int private_file(const struct stat *st)
@@ -170,7 +162,7 @@ static agw_err open_locked(const char *path, size_t want, int *fd_out, int *crea
             return AGW_EINVAL;
         }
         uint64_t magic = 0;
-        if (lock_fd(fd, LOCK_SH) != 0 || fstat(fd, &st) != 0) {
+        if (agw_flock(fd, LOCK_SH) != 0 || fstat(fd, &st) != 0) {
             snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
             close(fd);
             return AGW_EIO;
@@ -271,7 +263,7 @@ agw_err agw_ring_attach(const char *path, const char *image, uint32_t layout, ui
         munmap(r.base, r.size);
         goto fail;
     }
-    if (creating && lock_fd(fd, LOCK_SH) != 0) { /* created: now one user among others */
+    if (creating && agw_flock(fd, LOCK_SH) != 0) { /* created: now one user among others */
         snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
         munmap(r.base, r.size);
         e = AGW_EIO;

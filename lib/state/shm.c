@@ -150,12 +150,10 @@ agw_err agw_shm_attach(const char *path, agw_shm **out, char *err, size_t errlen
     agw_err e = AGW_OK;
     agw_shm s = { NULL, (size_t)TOTAL_BYTES };
     struct stat st;
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
-            close(fd);
-            return AGW_EIO;
-        }
+    if (agw_flock(fd, LOCK_EX) != 0) {
+        snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
+        close(fd);
+        return AGW_EIO;
     }
     if (fstat(fd, &st) != 0) {
         snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));

@@ -10,6 +10,10 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -935,6 +939,66 @@ static void test_x_alloc(void **state)
     free(p);
 }
 
+/* ---- files ---- */
+
+static volatile sig_atomic_t flock_signals;
+
+static void on_flock_signal(int sig)
+{
+    (void)sig;
+    flock_signals++;
+}
+
+typedef struct {
+    pthread_t waiter;
+    int held_fd;
+} flock_peer;
+
+/* Interrupts the waiter twice, then lets the lock go. */
+static void *flock_interrupter(void *arg)
+{
+    flock_peer *p = arg;
+    for (int i = 0; i < 2; i++) {
+        usleep(50000);
+        pthread_kill(p->waiter, SIGUSR1);
+    }
+    usleep(50000);
+    flock(p->held_fd, LOCK_UN);
+    return NULL;
+}
+
+/* A signal during the wait does not end it: agw_flock waits on for the lock. */
+static void test_flock_survives_signals(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/antigw-test-flock-XXXXXX";
+    int a = mkstemp(path);
+    assert_true(a >= 0);
+    int b = open(path, O_RDWR);
+    assert_true(b >= 0);
+    unlink(path);
+    /* No SA_RESTART: the signal makes flock fail with EINTR. */
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_flock_signal;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+
+    assert_int_equal(agw_flock(a, LOCK_EX), 0);
+    assert_int_equal(agw_flock(b, LOCK_EX | LOCK_NB), -1);
+    assert_int_equal(errno, EWOULDBLOCK);
+    flock_peer peer = { pthread_self(), a };
+    pthread_t t;
+    flock_signals = 0;
+    assert_int_equal(pthread_create(&t, NULL, flock_interrupter, &peer), 0);
+    assert_int_equal(agw_flock(b, LOCK_EX), 0);
+    assert_int_equal(flock_signals, 2);
+    pthread_join(t, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+    close(a);
+    close(b);
+}
+
 /* ---- arena ---- */
 
 static void test_arena_zeroed_across_chunks(void **state)
@@ -1167,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_arena_zeroed_across_chunks),
         cmocka_unit_test(test_arena_threads),
         cmocka_unit_test(test_arena_chunk_reused),
+        cmocka_unit_test(test_flock_survives_signals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
