@@ -154,11 +154,10 @@ agw_err agw_buf_append_json_escaped(agw_buf *b, agw_str s)
     size_t i = 0, run = 0;
     agw_err e;
     while (i < s.len) {
+        i += agw_json_plain_run(p + i, s.len - i);
+        if (i == s.len)
+            break;
         unsigned char c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            i++;
-            continue;
-        }
         size_t seq = c >= 0x80 ? agw_utf8_len(p + i, s.len - i) : 0;
         if (seq > 1) {
             i += seq;

@@ -103,6 +103,32 @@ static inline int agw_hex_value(int c)
     return -1;
 }
 
+/* How many bytes at the start of p[0..n) a JSON string holds as they are:
+ * printable ASCII other than '"' and '\\' (0x20-0x7F less those two). The one
+ * such scan: the JSON validator and the JSON string escaper use it. Chat
+ * texts are mostly long runs of these, so it looks at 8 bytes at a time. */
+static inline size_t agw_json_plain_run(const unsigned char *p, size_t n)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = ones * 0x80;
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        uint64_t v, q, bs, hit;
+        memcpy(&v, p + i, 8);
+        q = v ^ (ones * '"');
+        bs = v ^ (ones * '\\');
+        /* Zero-byte tests: exact as a yes/no answer, and the lowest flagged
+         * byte is a true one (a false one only follows a true one, as the
+         * borrow runs upwards, and little-endian puts the first byte lowest). */
+        hit = (((q - ones) & ~q) | ((bs - ones) & ~bs) | ((v - ones * 0x20) & ~v) | v) & highs;
+        if (hit)
+            return i + ((size_t)__builtin_ctzll(hit) >> 3);
+    }
+    for (; i < n; i++)
+        if (p[i] < 0x20 || p[i] >= 0x80 || p[i] == '"' || p[i] == '\\')
+            break;
+    return i;
+}
+
 /* The length (1-4) of the well-formed UTF-8 sequence at p, of which `avail`
  * bytes (>= 1) are readable; 0 when it is not one: a stray continuation byte,
  * an overlong form, a UTF-16 surrogate, a code point past U+10FFFF or a

@@ -32,44 +32,6 @@ static long json_hex4(agw_json_ptr p)
 
 /* ---- validation ---- */
 
-#define JSON_ONES UINT64_C(0x0101010101010101)
-#define JSON_HIGHS UINT64_C(0x8080808080808080)
-
-/* Non-zero when any of the 8 bytes is '"', '\\', a control character or
- * non-ASCII: the only bytes inside a string that need a closer look. The
- * zero-byte tests are exact as a yes/no answer, which is all that is used. */
-static uint64_t json_swar_special(uint64_t v)
-{
-    uint64_t q = v ^ (JSON_ONES * '"');
-    uint64_t b = v ^ (JSON_ONES * '\\');
-    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b) |
-            ((v - JSON_ONES * 0x20) & ~v) | v) & JSON_HIGHS;
-}
-
-/* The first byte from p on that `special` flags, 8 bytes at a time; the
- * last few bytes (fewer than 8) are left to the caller's byte loop, which
- * stops where this one would. The lowest flagged byte of a word is always a
- * true match: a false one can only follow a true one (the borrow of the
- * zero-byte test runs upwards), and little-endian puts the first byte
- * lowest. */
-static agw_json_ptr json_swar_scan(agw_json_ptr p, agw_json_ptr end,
-                                   uint64_t (*special)(uint64_t))
-{
-    while (end - p >= 8) {
-        uint64_t v, hit;
-        memcpy(&v, p, 8);
-        if ((hit = special(v)))
-            return p + (__builtin_ctzll(hit) >> 3);
-        p += 8;
-    }
-    return p;
-}
-
-static int json_plain(unsigned char c)
-{
-    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
-}
-
 /* p is just past the opening quote. Returns the byte past the closing quote,
  * or NULL with *why and *at set. */
 static agw_json_ptr json_v_string(agw_json_ptr p, agw_json_ptr end, const char **why,
@@ -78,10 +40,7 @@ static agw_json_ptr json_v_string(agw_json_ptr p, agw_json_ptr end, const char *
     for (;;) {
         unsigned char c;
 
-        /* Chat bodies are mostly long ASCII strings: 8 bytes at a time. */
-        p = json_swar_scan(p, end, json_swar_special);
-        while (p < end && json_plain(*p))
-            p++;
+        p += agw_json_plain_run(p, (size_t)(end - p));
         if (p >= end) {
             *why = "unterminated string";
             *at = end;
@@ -308,12 +267,23 @@ fail:
  * These trust the structure (brackets are only counted, not matched) but check
  * every bound, so unvalidated input gives nonsense, never a bad read. */
 
-/* Non-zero when any of the 8 bytes is '"' or '\\' (exact as a yes/no answer). */
-static uint64_t json_swar_quote_or_backslash(uint64_t v)
+/* The first '"' or '\\' from p on, 8 bytes at a time; the last few bytes
+ * (fewer than 8) are left to the caller's byte loop. The zero-byte tests are
+ * exact as a yes/no answer, and the lowest flagged byte of a word is a true
+ * match (as in agw_json_plain_run). */
+static agw_json_ptr json_swar_quote_or_backslash(agw_json_ptr p, agw_json_ptr end)
 {
-    uint64_t q = v ^ (JSON_ONES * '"');
-    uint64_t b = v ^ (JSON_ONES * '\\');
-    return (((q - JSON_ONES) & ~q) | ((b - JSON_ONES) & ~b)) & JSON_HIGHS;
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = ones * 0x80;
+    while (end - p >= 8) {
+        uint64_t v, q, b, hit;
+        memcpy(&v, p, 8);
+        q = v ^ (ones * '"');
+        b = v ^ (ones * '\\');
+        if ((hit = (((q - ones) & ~q) | ((b - ones) & ~b)) & highs))
+            return p + (__builtin_ctzll(hit) >> 3);
+        p += 8;
+    }
+    return p;
 }
 
 /* p at the opening quote; returns past the closing quote or NULL. A
@@ -323,7 +293,7 @@ static agw_json_ptr json_skip_string(agw_json_ptr p, agw_json_ptr end)
 {
     p++;
     for (;;) {
-        p = json_swar_scan(p, end, json_swar_quote_or_backslash);
+        p = json_swar_quote_or_backslash(p, end);
         while (p < end && *p != '"' && *p != '\\')
             p++;
         if (p >= end)

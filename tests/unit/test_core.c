@@ -920,6 +920,27 @@ static void test_log_long_line_truncated(void **state)
 
 /* ---- memory helpers and clocks (smoke: they must not lie) ---- */
 
+/* agw_json_plain_run stops at the first byte a JSON string cannot hold as
+ * it is, for every byte value, at every place in and across 8-byte words,
+ * also when more such bytes follow. */
+static void test_json_plain_run(void **state)
+{
+    (void)state;
+    unsigned char buf[21];
+    for (int c = 0; c < 256; c++) {
+        int plain = c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+        for (size_t k = 0; k < 20; k++) {
+            memset(buf, 'a', sizeof buf);
+            buf[k] = (unsigned char)c;
+            assert_int_equal(agw_json_plain_run(buf, 20), plain ? 20 : k);
+            buf[k + 1] = 0x01; /* a second stop right after the first */
+            assert_int_equal(agw_json_plain_run(buf, 20), plain ? (k + 1 < 20 ? k + 1 : 20) : k);
+            assert_int_equal(agw_json_plain_run(buf, k), k); /* n bounds the scan */
+        }
+    }
+    assert_int_equal(agw_json_plain_run((const unsigned char *)"", 0), 0);
+}
+
 static void test_x_alloc(void **state)
 {
     (void)state;
@@ -1226,6 +1247,7 @@ int main(void)
         cmocka_unit_test(test_log_time_is_current),
         cmocka_unit_test(test_log_long_line_truncated),
         cmocka_unit_test(test_log_buffered),
+        cmocka_unit_test(test_json_plain_run),
         cmocka_unit_test(test_x_alloc),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_arena_zeroed_across_chunks),
