@@ -292,13 +292,16 @@ static int relay_attempt(agw_request *r, const agw_model_call *mc, agw_failover_
     }
     if (res.held && bridge)
         continue_answer(r, mc, at, how, stream, &res);
-    /* A stream the tap cannot read (Kiro's binary one): the bridge saw
-     * the first token. */
-    if (bridge && !tap.first_output_us)
-        tap.first_output_us = agw_bridge_first_output_us(bridge);
+    /* What a codec converted the tap did not see (relay.h): the codec's
+     * bridge saw the first output and counted it. */
+    agw_bridge *read_by = bridge ? bridge : how->reshape ? how->reshape->made : NULL;
+    if (read_by && !tap.first_output_us)
+        tap.first_output_us = agw_bridge_first_output_us(read_by);
+    if (read_by && !tap.output_bytes)
+        tap.output_bytes = agw_bridge_output_bytes(read_by);
     if (bridge)
         r->usage.continuations = agw_bridge_rounds(bridge) - 1;
-    account(r, mc, &res, &tap, bridge ? bridge : how->reshape ? how->reshape->made : NULL);
+    account(r, mc, &res, &tap, read_by);
     agw_meter_answer(r->metrics, cfg, &r->usage,
                      tap.first_output_us > r->start_us ? tap.first_output_us - r->start_us : 0);
     if (agw_log_get_level() >= AGW_LOG_INFO)

@@ -177,7 +177,7 @@ static int on_event(void *ud, const agw_sse_event *ev)
     agw_relay_call *r = ud;
     r->events_in_chunk++;
     r->res->events++;
-    if (r->rq->tap && r->rq->tap->event)
+    if (r->rq->tap && r->rq->tap->event && !r->codec) /* a codec reads its own (relay.h) */
         r->rq->tap->event(r->rq->tap->ud, ev->event, ev->data);
     agw_str rtype = r->rq->proto == AGW_PROTO_RESPONSES ? responses_event_type(ev)
                                                          : (agw_str){ NULL, 0 };
@@ -580,7 +580,6 @@ static void finish_converted(agw_relay_call *r, long status)
     if (r->mode == MODE_BODY) {
         /* One JSON answer, whatever was asked: the codec makes the client's
          * form of it (a whole SSE stream for a streaming client). */
-        /* The tap does not see it: the codec reads its usage (relay.h). */
         e = c->response(c->ud, agw_buf_view(&r->body), out, &final_status);
         if (e != AGW_OK) {
             int busy = e == AGW_EBUSY;

@@ -50,14 +50,16 @@ typedef struct {
     int (*gone)(void *ud);
 } agw_relay_sink;
 
-/* Watches the upstream's answer without changing it (usage accounting). */
+/* Watches the upstream's answer without changing it (usage accounting).
+ * It sees only what goes out as the upstream sent it: an answer a codec
+ * converts (rq->codec, or a reshape) is read by the codec, whose decoder
+ * keeps the counts (bridge.h), so the tap is not given it. */
 typedef struct {
     void *ud;
     /* Each SSE event of a streamed answer, as the upstream sent it. */
     void (*event)(void *ud, agw_str name, agw_str data);
-    /* A 2xx answer that was not a stream and that no codec converted, once
-     * it is complete and passed agw_json_validate. A codec that converts a
-     * whole answer reads its usage itself, so the tap is not given it. */
+    /* A 2xx answer that was not a stream, once it is complete and passed
+     * agw_json_validate. */
     void (*body)(void *ud, agw_str body);
 } agw_relay_tap;
 

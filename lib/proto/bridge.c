@@ -26,7 +26,8 @@ struct agw_bridge {
     };
     size_t emitted;                /* IR events that reached the encoder or the fold */
     int early_status;              /* an error before anything else (codec.h early_error) */
-    uint64_t first_output_us;      /* agw_mono_us() at the first content delta; 0 = none */
+    uint64_t first_output_us;      /* agw_mono_us() at the first output; 0 = none */
+    int64_t output_bytes;          /* text, thinking and tool-call bytes that went on */
     agw_str early_message;         /* in arena */
     union {                        /* the encoder of `client`'s protocol */
         agw_openai_stream_encoder oe;
@@ -73,8 +74,23 @@ static int on_ir_event(void *ud, const agw_ir_event *ev)
         return 1;
     }
     b->emitted++;
-    if (ev->kind == AGW_IR_EV_BLOCK_DELTA && !b->first_output_us)
-        b->first_output_us = agw_mono_us();
+    /* Output as the usage tap counts it (usage.h): a delta, or the name
+     * that starts a tool call (the first output of a call-only answer). */
+    size_t out_bytes = 0;
+    int output = 0;
+    if (ev->kind == AGW_IR_EV_BLOCK_DELTA) {
+        output = 1;
+        if (ev->delta_kind != AGW_IR_DELTA_SIGNATURE)
+            out_bytes = ev->delta.len;
+    } else if (ev->kind == AGW_IR_EV_BLOCK_START && ev->block == AGW_IR_TOOL_USE) {
+        output = 1;
+        out_bytes = ev->tool_name.len;
+    }
+    if (output) {
+        b->output_bytes += (int64_t)out_bytes;
+        if (!b->first_output_us)
+            b->first_output_us = agw_mono_us();
+    }
     agw_err e;
     if (!b->client_stream)
         e = agw_ir_fold_add(&b->fold, ev);
@@ -323,6 +339,11 @@ void agw_bridge_set_request(agw_bridge *b, const agw_ir_request *rq)
 uint64_t agw_bridge_first_output_us(const agw_bridge *b)
 {
     return b->first_output_us;
+}
+
+int64_t agw_bridge_output_bytes(const agw_bridge *b)
+{
+    return b->output_bytes;
 }
 
 double agw_bridge_credits(const agw_bridge *b)

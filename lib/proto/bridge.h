@@ -65,9 +65,13 @@ AGW_WARN_UNUSED agw_err agw_bridge_release(agw_bridge *b, agw_buf *out, int *sta
 agw_ir_usage agw_bridge_usage(const agw_bridge *b);
 /* 1 when those counts are the codec's estimate, not the upstream's (Kiro). */
 int agw_bridge_usage_estimated(const agw_bridge *b);
-/* agw_mono_us() when the answer's first content arrived (the time to first
- * token of a stream the relay cannot read itself, Kiro's); 0 before. */
+/* agw_mono_us() when the answer's first output arrived (a delta, or a tool
+ * call's name): its time to first token, as the relay's usage tap does not
+ * read what a codec converts (relay.h); 0 before. */
 uint64_t agw_bridge_first_output_us(const agw_bridge *b);
+/* Bytes of text, thinking, tool-call names and argument text that went on so
+ * far: what a token estimate counts when the upstream reports no usage. */
+int64_t agw_bridge_output_bytes(const agw_bridge *b);
 /* Credits the upstream charged for the answer (Kiro's metering), -1 if none. */
 double agw_bridge_credits(const agw_bridge *b);
 void agw_bridge_free(agw_bridge *b);

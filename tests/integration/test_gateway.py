@@ -547,6 +547,63 @@ def usage_row(ctx, input_tokens):
     return row()
 
 
+def usage_rows_of(ctx, models):
+    """The usage rows of these models, one per model in the order given
+    (provider, input_tokens, output_tokens, tokens_estimated, ttft_ms,
+    streamed), waiting up to 5 s for them to arrive through the usage ring."""
+    import sqlite3
+
+    def rows():
+        c = sqlite3.connect(os.path.join(ctx.gw.var, "antigw.db"), timeout=10)
+        try:
+            got = {r[0]: r[1:] for r in c.execute(
+                "SELECT model, provider, input_tokens, output_tokens, tokens_estimated, ttft_ms,"
+                " streamed FROM usage WHERE model IN (%s)" % ",".join("?" * len(models)),
+                models)}
+            return [got[m] for m in models if m in got]
+        finally:
+            c.close()
+    end = time.time() + 5
+    got = rows()
+    while len(got) < len(models) and time.time() < end:
+        time.sleep(0.02)
+        got = rows()
+    return got
+
+
+@test()
+def converted_stream_usage_and_ttft(ctx):
+    # An answer a codec converts is read by the codec and not by the relay's
+    # usage tap (relay.h): the counts, the time to first token and, when the
+    # upstream reports no usage, the output that the estimate counts all come
+    # from the conversion. (Models of their own, to find the rows.)
+    head = {"anthropic-version": "2023-06-01"}
+    models = ["gpt-conv-usage-a", "claude-conv-usage-b", "gpt-conv-usage-c"]
+    s, _, lines = ctx.gw.stream("/v1/messages", messages(
+        directive(input_tokens=4331, output_tokens=17, first_delay_ms=30), model=models[0],
+        stream=True), headers=head)
+    eq(s, 200, "Anthropic client, OpenAI provider")
+    check(any(e == "message_stop" for e, _ in sse_events(lines)), "converted to the end")
+    s, _, lines = ctx.gw.stream("/v1/chat/completions", chat(
+        directive(input_tokens=4332, output_tokens=19), model=models[1], stream=True))
+    eq(s, 200, "OpenAI client, Anthropic provider")
+    # 43 bytes of text in 4 deltas, and no usage reported at all.
+    s, _, lines = ctx.gw.stream("/v1/messages", messages(
+        directive(no_usage=1, events=4, text="abcdefghi"), model=models[2], stream=True),
+        headers=head)
+    eq(s, 200, "an upstream that reports no usage")
+    rows = usage_rows_of(ctx, models)
+    eq(len(rows), 3, "one row per call: %r" % rows)
+    eq(rows[0][:4], ("mock-openai", 4331, 17, 0), "reported counts, converted from OpenAI")
+    eq(rows[1][:4], ("mock-anthropic", 4332, 19, 0), "reported counts, converted from Anthropic")
+    check(all(r[4] is not None and r[4] >= 0 and r[5] == 1 for r in rows),
+          "streamed, with a time to first token: %r" % rows)
+    check(rows[0][4] >= 30, "ttft counts the upstream's first delay: %r" % (rows[0],))
+    eq((rows[2][0], rows[2][3]), ("mock-openai", 1), "estimated")
+    eq(rows[2][2], (len("abcdefghi0 abcdefghi1 abcdefghi2 abcdefghi3") + 3) // 4,
+       "output estimated from the converted text")
+
+
 @test()
 def passthrough_stream_usage_is_exact(ctx):
     # The client did not ask for the usage chunk: the gateway asks upstream

@@ -561,7 +561,9 @@ class Handler(BaseHTTPRequestHandler):
                 usage=usage, system_fingerprint="fp_mock"), head_delay=d.int("head_then_delay_ms"))
 
         opts = req.get("stream_options")
-        with_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+        # no_usage=1: an OpenAI-compatible server that ignores include_usage
+        with_usage = (isinstance(opts, dict) and opts.get("include_usage") is True
+                      and not d.flag("no_usage"))
 
         def chunk(delta, finish_reason=None, choices=True):
             c = dict(head("chat.completion.chunk"), system_fingerprint="fp_mock",
