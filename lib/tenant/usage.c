@@ -158,28 +158,29 @@ static size_t string_len(agw_str v)
     return agw_json_type_of(v) == AGW_JSON_STRING && v.len >= 2 ? v.len - 2 : 0;
 }
 
+/* One walk of each object (agw_json_collect) rather than one
+ * agw_json_find per member: this runs for every event of a stream. */
 static void openai_chunk(agw_usage_tap *t, agw_str data)
 {
-    agw_str v, choice, k;
-    if (agw_json_find(data, AGW_STR_LIT("usage"), &v) == AGW_OK)
-        openai_usage(t, v);
+    static const char *const top_names[] = { "usage", "choices" };
+    static const char *const delta_names[] = { "content", "reasoning_content", "tool_calls" };
+    agw_str top[2], d[3], choice, delta, k;
     agw_json_iter it;
-    if (agw_json_find(data, AGW_STR_LIT("choices"), &v) != AGW_OK ||
-        agw_json_iter_init(&it, v) != AGW_OK)
+    agw_json_collect(data, top_names, 2, top, NULL);
+    if (top[0].ptr)
+        openai_usage(t, top[0]);
+    if (!top[1].ptr || agw_json_iter_init(&it, top[1]) != AGW_OK)
         return;
     while (agw_json_iter_next(&it, &k, &choice)) {
-        agw_str delta, s, calls;
         if (agw_json_find(choice, AGW_STR_LIT("delta"), &delta) != AGW_OK ||
             agw_json_type_of(delta) != AGW_JSON_OBJECT)
             continue;
-        if (agw_json_find(delta, AGW_STR_LIT("content"), &s) == AGW_OK)
-            saw_output(t, string_len(s));
-        if (agw_json_find(delta, AGW_STR_LIT("reasoning_content"), &s) == AGW_OK)
-            saw_output(t, string_len(s));
+        agw_json_collect(delta, delta_names, 3, d, NULL);
+        saw_output(t, string_len(d[0]));
+        saw_output(t, string_len(d[1]));
         agw_json_iter ci;
-        agw_str call;
-        if (agw_json_find(delta, AGW_STR_LIT("tool_calls"), &calls) == AGW_OK &&
-            agw_json_iter_init(&ci, calls) == AGW_OK)
+        agw_str call, s;
+        if (d[2].ptr && agw_json_iter_init(&ci, d[2]) == AGW_OK)
             while (agw_json_iter_next(&ci, NULL, &call))
                 if (agw_json_find_path(call, (const char *const[]){ "function", "arguments", NULL },
                                        &s) == AGW_OK)
@@ -198,14 +199,14 @@ static void anthropic_event(agw_usage_tap *t, agw_str name, agw_str data)
         if (agw_json_find(data, AGW_STR_LIT("usage"), &v) == AGW_OK)
             anthropic_usage(t, v);
     } else if (agw_str_eq(name, AGW_STR_LIT("content_block_delta"))) {
-        agw_str delta, s;
+        static const char *const fields[] = { "text", "partial_json", "thinking" };
+        agw_str delta, f[3];
         if (agw_json_find(data, AGW_STR_LIT("delta"), &delta) != AGW_OK)
             return;
-        static const agw_str fields[] = { AGW_STR_LIT("text"), AGW_STR_LIT("partial_json"),
-                                          AGW_STR_LIT("thinking") };
-        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-            if (agw_json_find(delta, fields[i], &s) == AGW_OK)
-                saw_output(t, string_len(s) ? string_len(s) : 1);
+        agw_json_collect(delta, fields, 3, f, NULL);
+        for (size_t i = 0; i < 3; i++)
+            if (f[i].ptr)
+                saw_output(t, string_len(f[i]) ? string_len(f[i]) : 1);
     } else if (agw_str_eq(name, AGW_STR_LIT("content_block_start"))) {
         /* A tool call's name arrives here: the first output of a tool-only answer. */
         if (agw_json_find_path(data, (const char *const[]){ "content_block", "name", NULL }, &v) ==

@@ -93,9 +93,13 @@ static void test_tap_openai(void **state)
     assert_true(t.first_output_us > 0);
     assert_int_equal(t.output_bytes, 5);
     agw_usage_tap_event(&t, (agw_str){ NULL, 0 },
+                        AGW_STR_LIT("{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":"
+                                    "\"xyz\"}},{\"index\":1,\"delta\":{\"content\":\"ab\"}}]}"));
+    assert_int_equal(t.output_bytes, 10); /* every choice, reasoning too */
+    agw_usage_tap_event(&t, (agw_str){ NULL, 0 },
                         AGW_STR_LIT("{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,"
                                     "\"function\":{\"arguments\":\"{\\\"a\\\":1}\"}}]}}]}"));
-    assert_true(t.output_bytes > 5);
+    assert_int_equal(t.output_bytes, 10 + (int64_t)strlen("{\\\"a\\\":1}"));
     agw_usage_tap_event(&t, (agw_str){ NULL, 0 }, AGW_STR_LIT("not json {"));
     agw_usage_tap_event(&t, (agw_str){ NULL, 0 }, AGW_STR_LIT("[DONE]"));
     assert_int_equal(tap_reported(&t), 0);
@@ -163,6 +167,24 @@ static void test_tap_anthropic(void **state)
                         AGW_STR_LIT("{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
                                     "{\"type\":\"text_delta\",\"text\":\"Hi\"}}"));
     assert_true(t.first_output_us > 0);
+    assert_int_equal(t.output_bytes, 2);
+    /* Each kind of delta, and the output bytes after it: an empty piece of
+     * a tool call's input still counts, a signature does not. */
+    static const struct {
+        const char *delta;
+        int64_t bytes_after;
+    } deltas[] = {
+        { "{\"type\":\"thinking_delta\",\"thinking\":\"abc\"}", 5 },
+        { "{\"type\":\"input_json_delta\",\"partial_json\":\"\"}", 6 },
+        { "{\"type\":\"signature_delta\",\"signature\":\"zz\"}", 6 },
+    };
+    for (size_t i = 0; i < sizeof deltas / sizeof deltas[0]; i++) {
+        char data[256];
+        snprintf(data, sizeof data,
+                 "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":%s}", deltas[i].delta);
+        agw_usage_tap_event(&t, AGW_STR_LIT("content_block_delta"), agw_str_c(data));
+        assert_int_equal(t.output_bytes, deltas[i].bytes_after);
+    }
     agw_usage_tap_event(&t, AGW_STR_LIT("message_delta"),
                         AGW_STR_LIT("{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}"));
     agw_usage_tap_event(&t, AGW_STR_LIT("message_delta"),
