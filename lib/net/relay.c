@@ -217,8 +217,11 @@ static int on_event(void *ud, const agw_sse_event *ev)
             r->saw_error_event = 1;
     } else if (agw_str_eq(ev->data, AGW_STR_LIT("[DONE]"))) {
         r->saw_end = 1;
-    } else if (ev->data.len > 9 && ev->data.ptr[0] == '{') {
-        /* OpenAI-compatible servers report mid-stream failures as {"error":...}. */
+    } else if (ev->data.len > 9 && ev->data.ptr[0] == '{' &&
+               memmem(ev->data.ptr, ev->data.len, "\"error\"", 7)) {
+        /* OpenAI-compatible servers report mid-stream failures as {"error":...}.
+         * The scan is for events that spell the name out (all of them in
+         * practice): the others are not walked member by member. */
         agw_str v;
         if (agw_json_find(ev->data, AGW_STR_LIT("error"), &v) == AGW_OK)
             r->saw_error_event = 1;
@@ -243,19 +246,20 @@ static size_t complete_events_len(const char *p, size_t n)
 }
 
 /* OpenAI's usage chunk: a data object with an empty `choices` and a `usage`
- * object. */
+ * object. This runs for every event of such a stream, so the cheap tests go
+ * first (the scanners stay within the bytes whatever they hold), and only a
+ * candidate is validated. */
 static int is_usage_chunk(agw_str data)
 {
     agw_str choices, usage, k, v;
     agw_json_iter it;
-    if (data.len < 2 || data.ptr[0] != '{' ||
-        agw_json_validate(data, 64, NULL, 0) != AGW_OK ||
-        agw_json_find(data, AGW_STR_LIT("choices"), &choices) != AGW_OK ||
-        agw_json_find(data, AGW_STR_LIT("usage"), &usage) != AGW_OK ||
-        agw_json_type_of(usage) != AGW_JSON_OBJECT ||
-        agw_json_iter_init(&it, choices) != AGW_OK)
-        return 0;
-    return agw_json_type_of(choices) == AGW_JSON_ARRAY && !agw_json_iter_next(&it, &k, &v);
+    return data.len >= 2 && data.ptr[0] == '{' &&
+           agw_json_find(data, AGW_STR_LIT("usage"), &usage) == AGW_OK &&
+           agw_json_type_of(usage) == AGW_JSON_OBJECT &&
+           agw_json_find(data, AGW_STR_LIT("choices"), &choices) == AGW_OK &&
+           agw_json_type_of(choices) == AGW_JSON_ARRAY &&
+           agw_json_iter_init(&it, choices) == AGW_OK && !agw_json_iter_next(&it, &k, &v) &&
+           agw_json_validate(data, 64, NULL, 0) == AGW_OK;
 }
 
 /* The length of the first event of p (through the blank line that ends it),
