@@ -470,7 +470,7 @@ static int log_pid_get(void)
  * under log_write_lock, and each takes all that was buffered when it began,
  * so lines reach the file in the order they were logged. Lock order:
  * log_write_lock, then log_fill_lock. */
-enum { LOG_BUFFER_CAP = 256 * 1024, LOG_FLUSH_MS = 20 };
+enum { LOG_BUFFER_CAP = 256 * 1024, LOG_FLUSH_MS = 100 };
 static pthread_mutex_t log_write_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t log_fill_lock = PTHREAD_MUTEX_INITIALIZER; /* the four below */
 static char log_buffers[2][LOG_BUFFER_CAP];

@@ -146,11 +146,14 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 #define AGW_USAGE_ADMIT_FILL 0.875    /* new model calls refused past this fill */
 #define AGW_USAGE_BATCH 1024          /* rows per transaction at most */
 /* The drainer's nap once the ring is drained. A commit's cost hardly
- * depends on its rows (the WAL frames of the pages it touched, the fsync):
- * 50 ms rather than 10 ms roughly halved the drainer's CPU per row at 64
- * connections, with no change to the latency at one (README "Usage
- * records and what a crash can lose"). */
-#define AGW_USAGE_POLL_MS 50
+ * depends on its rows (the WAL frames of the pages it touched, the fsync),
+ * and every round of the drainer is also a hand-over to its helper thread
+ * and CPU time that requests may have to preempt: 50 ms rather than 10 ms
+ * roughly halved the drainer's CPU per row at 64 connections, and 250 ms
+ * rather than 50 ms cut it by another quarter at one connection, where it
+ * is what stretches the latency tail (README "Usage records and what a
+ * crash can lose"). A row so reaches the database within about 250 ms. */
+#define AGW_USAGE_POLL_MS 250
 /* While the ring holds less than 1/AGW_USAGE_IDLE_BELOW of its capacity,
  * the drainer's work (batch, checkpoint, prune) runs on a helper thread
  * under SCHED_IDLE, which a woken request thread preempts (request threads
@@ -166,7 +169,9 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
  * longer than AGW_USAGE_IDLE_SLOW_MS (starved, or a long prune or
  * checkpoint) sends the next AGW_USAGE_IDLE_PAUSE_MS of rounds to the
  * drainer thread too. */
-#define AGW_USAGE_IDLE_BELOW 64
+/* 1/16 of the default ring (4,096 records) is what a 250-ms nap gathers at
+ * 16,000 calls a second: below that the helper does the steady work. */
+#define AGW_USAGE_IDLE_BELOW 16
 #define AGW_USAGE_YIELD_ROWS 16
 #define AGW_USAGE_IDLE_SLOW_MS 500
 #define AGW_USAGE_IDLE_PAUSE_MS 10000

@@ -374,9 +374,9 @@ class Gateway:
         return child_pids(self.pool_pid("admin"))
 
     def log_text(self):
-        # antigw-fcgi buffers info lines and writes them out every 20 ms
+        # antigw-fcgi buffers info lines and writes them out every 100 ms
         # (core.h, agw_log_buffer_start): give the last ones time to land.
-        time.sleep(0.1)
+        time.sleep(0.25)
         if self.server == "fcgid":  # mod_fcgid sends the app's stderr to Apache's log
             return self.web_log_text()
         with open(os.path.join(self.var, "log", "fcgi.log"), errors="replace") as f:

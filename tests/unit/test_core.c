@@ -819,7 +819,7 @@ static void test_log_buffered(void **state)
     }
     assert_true(d > c);
     /* With nothing buffered the logger sleeps until a line comes: it must
-     * not wake every 20 ms in an idle process. */
+     * not wake every 100 ms in an idle process. */
     usleep(50000);
     long before = thread_sleeps("agw-logger");
     usleep(300000);
