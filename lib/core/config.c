@@ -1244,51 +1244,69 @@ const agw_provider_cfg *agw_config_provider(const agw_config *cfg, agw_str name)
     return NULL;
 }
 
-/* Every one an int of agw_config; `name` is its key in antigw.cfg. */
-#define START_ONLY(name, field, readers, boolean) \
-    { name, offsetof(agw_config, field), readers, boolean }
+/* `name` is the setting's key in antigw.cfg; the field of agw_config an int
+ * (a number or a boolean) or a string. */
+enum start_only_kind { START_ONLY_NUMBER, START_ONLY_BOOLEAN, START_ONLY_STRING };
+#define START_ONLY(name, field, readers, kind) \
+    { name, offsetof(agw_config, field), readers, kind }
 static const struct {
     const char *name;
     size_t offset;
     unsigned readers;
-    int boolean;
+    enum start_only_kind kind;
 } start_only[] = {
-    START_ONLY("server.threads", server.threads, AGW_CONFIG_READ_BY_GATEWAY, 0),
+    START_ONLY("server.threads", server.threads, AGW_CONFIG_READ_BY_GATEWAY, START_ONLY_NUMBER),
     START_ONLY("server.shutdown_grace_seconds", server.shutdown_grace_s,
-               AGW_CONFIG_READ_BY_GATEWAY | AGW_CONFIG_READ_BY_ADMIN, 0),
+               AGW_CONFIG_READ_BY_GATEWAY | AGW_CONFIG_READ_BY_ADMIN, START_ONLY_NUMBER),
     START_ONLY("defaults.health_check_enabled", defaults.health_check_enabled,
-               AGW_CONFIG_READ_BY_GATEWAY, 1),
+               AGW_CONFIG_READ_BY_GATEWAY, START_ONLY_BOOLEAN),
     START_ONLY("defaults.health_check_seconds", defaults.health_check_seconds,
-               AGW_CONFIG_READ_BY_GATEWAY, 0),
+               AGW_CONFIG_READ_BY_GATEWAY, START_ONLY_NUMBER),
     START_ONLY("defaults.lb_half_life_seconds", defaults.lb_half_life_seconds,
-               AGW_CONFIG_READ_BY_GATEWAY, 0),
-    START_ONLY("usage.retention_days", usage.retention_days, AGW_CONFIG_READ_BY_GATEWAY, 0),
-    START_ONLY("usage.required", usage.required, AGW_CONFIG_READ_BY_GATEWAY, 1),
-    START_ONLY("usage.ring_records", usage.ring_records, AGW_CONFIG_READ_BY_GATEWAY, 0),
-    START_ONLY("usage.wal_reset_mib", usage.wal_reset_mib, AGW_CONFIG_READ_BY_GATEWAY, 0),
+               AGW_CONFIG_READ_BY_GATEWAY, START_ONLY_NUMBER),
+    START_ONLY("usage.retention_days", usage.retention_days, AGW_CONFIG_READ_BY_GATEWAY,
+               START_ONLY_NUMBER),
+    START_ONLY("usage.required", usage.required, AGW_CONFIG_READ_BY_GATEWAY, START_ONLY_BOOLEAN),
+    START_ONLY("usage.ring_records", usage.ring_records, AGW_CONFIG_READ_BY_GATEWAY,
+               START_ONLY_NUMBER),
+    START_ONLY("usage.wal_reset_mib", usage.wal_reset_mib, AGW_CONFIG_READ_BY_GATEWAY,
+               START_ONLY_NUMBER),
+    START_ONLY("usage.ring_dir", usage.ring_dir, AGW_CONFIG_READ_BY_GATEWAY, START_ONLY_STRING),
 };
 #undef START_ONLY
+
+/* Appends "name (old -> new)" when the setting differs; 1 when it did. */
+static int start_only_change(size_t i, const agw_config *running, const agw_config *fresh,
+                             size_t n, agw_buf *out)
+{
+    const char *was_at = (const char *)running + start_only[i].offset;
+    const char *now_at = (const char *)fresh + start_only[i].offset;
+    const char *sep = n ? ", " : "";
+    if (start_only[i].kind == START_ONLY_STRING) {
+        const char *was = *(char *const *)(const void *)was_at;
+        const char *now = *(char *const *)(const void *)now_at;
+        if (strcmp(was ? was : "", now ? now : "") == 0)
+            return 0;
+        return agw_buf_appendf(out, "%s%s (\"%s\" -> \"%s\")", sep, start_only[i].name,
+                               was ? was : "", now ? now : "") == AGW_OK;
+    }
+    int was = *(const int *)(const void *)was_at;
+    int now = *(const int *)(const void *)now_at;
+    if (was == now)
+        return 0;
+    if (start_only[i].kind == START_ONLY_BOOLEAN)
+        return agw_buf_appendf(out, "%s%s (%s -> %s)", sep, start_only[i].name,
+                               was ? "true" : "false", now ? "true" : "false") == AGW_OK;
+    return agw_buf_appendf(out, "%s%s (%d -> %d)", sep, start_only[i].name, was, now) == AGW_OK;
+}
 
 size_t agw_config_start_only_changes(const agw_config *running, const agw_config *fresh,
                                      unsigned reader, agw_buf *out)
 {
     size_t n = 0;
-    for (size_t i = 0; i < sizeof start_only / sizeof start_only[0]; i++) {
-        if (!(start_only[i].readers & reader))
-            continue;
-        int was = *(const int *)((const char *)running + start_only[i].offset);
-        int now = *(const int *)((const char *)fresh + start_only[i].offset);
-        if (was == now)
-            continue;
-        agw_err e = start_only[i].boolean
-                        ? agw_buf_appendf(out, "%s%s (%s -> %s)", n ? ", " : "", start_only[i].name,
-                                          was ? "true" : "false", now ? "true" : "false")
-                        : agw_buf_appendf(out, "%s%s (%d -> %d)", n ? ", " : "", start_only[i].name,
-                                          was, now);
-        if (e != AGW_OK)
-            break;
-        n++;
-    }
+    for (size_t i = 0; i < sizeof start_only / sizeof start_only[0]; i++)
+        if ((start_only[i].readers & reader) && start_only_change(i, running, fresh, n, out))
+            n++;
     return n;
 }
 

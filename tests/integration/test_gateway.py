@@ -1107,18 +1107,20 @@ def reload_names_the_settings_it_cannot_change(ctx):
             text = f.read()
         # The pool is started with -t, so the file's server.threads is not
         # read at all and its change is no news; the grace period and the
-        # usage ring's retention are read once, at start; the new model
-        # applies at once.
+        # usage ring's retention and place are read once, at start; the new
+        # model applies at once.
         with open(gw.config, "w") as f:
             f.write(text.replace("threads = 2;", "threads = 9;")
                     .replace("shutdown_grace_seconds = 30;", "shutdown_grace_seconds = 5;")
                     .replace('database: { path = "antigw.db"; };',
-                             'database: { path = "antigw.db"; };\nusage: { retention_days = 7; };')
+                             'database: { path = "antigw.db"; };\n'
+                             'usage: { retention_days = 7; ring_dir = ""; };')
                     .replace('"gpt-4o-mini", "gpt-*"', '"gpt-4o-mini", "reloaded-*", "gpt-*"'))
         marker = len(gw.log_text())
         hup_pool(gw, 1)
         want = ("reload: these settings keep their values until the pool restarts: "
-                "server.shutdown_grace_seconds (30 -> 5), usage.retention_days (90 -> 7)\n")
+                "server.shutdown_grace_seconds (30 -> 5), usage.retention_days (90 -> 7), "
+                'usage.ring_dir ("/dev/shm" -> "")\n')
         wait_for(lambda: want in gw.log_text()[marker:], 10, "the warning in the log")
         eq(gw.call("POST", "/v1/chat/completions", body=chat("hi", model="reloaded-x"))[0], 200,
            "the rest of the file applies")

@@ -1193,7 +1193,7 @@ static void test_start_only_changes(void **state)
                                 "/srv/gw");
     agw_config *fresh = parse_ok("server = { threads = 32; shutdown_grace_seconds = 5; };\n"
                                  "usage = { required = false; retention_days = 90;\n"
-                                 "          wal_reset_mib = 4; };\n"
+                                 "          wal_reset_mib = 4; ring_dir = \"ring\"; };\n"
                                  "defaults = { health_check_seconds = 7; };\n",
                                  "/srv/gw");
     agw_buf out;
@@ -1202,10 +1202,18 @@ static void test_start_only_changes(void **state)
                                                    &out), 0);
     assert_int_equal(out.len, 0);
     assert_int_equal(agw_config_start_only_changes(running, fresh, AGW_CONFIG_READ_BY_GATEWAY,
-                                                   &out), 5);
+                                                   &out), 6);
     assert_string_equal(out.data, "server.threads (16 -> 32), server.shutdown_grace_seconds (60 -> 5), "
                                   "defaults.health_check_seconds (60 -> 7), "
-                                  "usage.required (true -> false), usage.wal_reset_mib (16 -> 4)");
+                                  "usage.required (true -> false), usage.wal_reset_mib (16 -> 4), "
+                                  "usage.ring_dir (\"" AGW_CONFIG_RING_DIR "\" -> \"/srv/gw/ring\")");
+    /* "" (the ring beside the database) is a value like any other. */
+    agw_config *beside = parse_ok("usage = { ring_dir = \"\"; };\n", "/srv/gw");
+    agw_buf_reset(&out);
+    assert_int_equal(agw_config_start_only_changes(running, beside, AGW_CONFIG_READ_BY_GATEWAY,
+                                                   &out), 1);
+    assert_string_equal(out.data, "usage.ring_dir (\"" AGW_CONFIG_RING_DIR "\" -> \"\")");
+    agw_config_free(beside);
     agw_buf_reset(&out);
     assert_int_equal(agw_config_start_only_changes(running, fresh, AGW_CONFIG_READ_BY_ADMIN,
                                                    &out), 1);
