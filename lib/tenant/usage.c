@@ -781,6 +781,26 @@ static int replay(agw_usage_log *l, sqlite3 *db, const char *path, int *rc)
     return *rc == SQLITE_OK;
 }
 
+/* The last batches, through `store` (NULL: nothing to do), for at most `ms`:
+ * until no complete record is left or, with `everything`, until the ring is
+ * empty, waiting out slots still being written (agw_ring_read abandons
+ * them after AGW_RING_STALL_MS). A failed commit is tried again after a
+ * pause. */
+static void store_for(agw_usage_log *l, agw_store *store, uint64_t ms, int everything)
+{
+    uint64_t until = agw_mono_ms() + ms;
+    while (store && agw_mono_ms() < until) {
+        int rc;
+        int n = agw_usage_drain_once(l, agw_store_db(store), &rc);
+        if (n == 0 && (!everything || agw_ring_used(l->ring) == 0))
+            break;
+        if (n <= 0) {
+            struct timespec pause = { 0, 50 * 1000000L };
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
 /* The elected process's work: drain, retry, checkpoint, prune, until stopped. */
 static void lead(agw_usage_log *l)
 {
@@ -863,17 +883,7 @@ static void lead(agw_usage_log *l)
     if (have_helper)
         idle_helper_stop(&helper);
     /* Stopping: store what is complete, for at most 2 s. */
-    uint64_t until = agw_mono_ms() + 2000;
-    while (store && agw_mono_ms() < until) {
-        int rc;
-        int n = agw_usage_drain_once(l, agw_store_db(store), &rc);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            struct timespec pause = { 0, 50 * 1000000L };
-            nanosleep(&pause, NULL);
-        }
-    }
+    store_for(l, store, 2000, 0);
     if (store && replayed)
         (void)agw_ring_sync(l->ring, agw_ring_head(l->ring));
     agw_store_close(store);
@@ -1002,14 +1012,7 @@ agw_err agw_usage_log_open(const char *db_path, const agw_usage_log_opts *opts,
 static void store_the_rest(agw_usage_log *l)
 {
     agw_store *store = open_drain_store(l);
-    uint64_t until = agw_mono_ms() + AGW_USAGE_ORPHAN_MS;
-    while (store && agw_ring_used(l->ring) > 0 && agw_mono_ms() < until) {
-        int rc;
-        if (agw_usage_drain_once(l, agw_store_db(store), &rc) <= 0) { /* failed, or torn */
-            struct timespec pause = { 0, 100 * 1000000L };
-            nanosleep(&pause, NULL);
-        }
-    }
+    store_for(l, store, AGW_USAGE_ORPHAN_MS, 1);
     agw_store_close(store);
     if (agw_ring_used(l->ring) > 0)
         agw_log_error("usage: %llu records of the removed ring could not be stored: lost",
