@@ -53,33 +53,42 @@ static void worker_policy(const agw_server_opts *o, const agw_server_worker *w)
 }
 
 /* Leaders/followers: at most SERVER_WAITERS workers of the process (the
- * leaders) wait in listen_ep for a connection; the idle others wait for
- * their turn on turn_cond. */
+ * leaders) wait for a connection, each in an epoll set of its own (a
+ * "seat"); the idle others wait for their turn on turn_cond. A seat per
+ * leader: leaders sharing one set both woke for one connection about every
+ * third time, as a level-triggered set that hands out an event still ready
+ * wakes its next waiter too, and the second found nothing to accept. */
 enum { SERVER_WAITERS = 2 };
-static int listen_ep = -1; /* fd 0 with EPOLLEXCLUSIVE and the stop pipe */
+static int seat_ep[SERVER_WAITERS] = { -1, -1 }; /* fd 0 (EPOLLEXCLUSIVE), the stop pipe */
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t turn_cond = PTHREAD_COND_INITIALIZER;
-static int leaders;  /* workers that wait in listen_ep */
+static int seat_taken[SERVER_WAITERS]; /* under turn_lock */
+static int leaders;  /* seats taken */
 static int stopping; /* the stop pipe was seen: no worker leads again */
 
-/* Waits until the calling worker leads; 0 once the server stops. */
+/* Waits until the calling worker leads; its seat, or -1 once the server stops. */
 static int take_turn(void)
 {
     pthread_mutex_lock(&turn_lock);
     while (leaders >= SERVER_WAITERS && !stopping)
         pthread_cond_wait(&turn_cond, &turn_lock);
-    int lead = !stopping;
-    if (lead)
+    int seat = -1;
+    if (!stopping) {
+        for (seat = 0; seat_taken[seat]; seat++)
+            ;
+        seat_taken[seat] = 1;
         leaders++;
+    }
     pthread_mutex_unlock(&turn_lock);
-    return lead;
+    return seat;
 }
 
-/* A leader stops leading: it took a connection (a waiting worker takes its
+/* A leader leaves its seat: it took a connection (a waiting worker takes its
  * place when no leader is left) or, with `stop`, every worker's turns end. */
-static void end_turn(int stop)
+static void end_turn(int seat, int stop)
 {
     pthread_mutex_lock(&turn_lock);
+    seat_taken[seat] = 0;
     leaders--;
     if (stop) {
         stopping = 1;
@@ -90,13 +99,13 @@ static void end_turn(int stop)
     pthread_mutex_unlock(&turn_lock);
 }
 
-/* The leader's wait: 1 with a connection accepted into `req`, 0 on stop,
- * -1 when listen_ep fails. */
-static int lead(agw_server_worker *w, FCGX_Request *req)
+/* The leader's wait in its seat's set: 1 with a connection accepted into
+ * `req`, 0 on stop, -1 when the set fails. */
+static int lead(agw_server_worker *w, int ep, FCGX_Request *req)
 {
     for (;;) {
         struct epoll_event ready[2];
-        int n = epoll_wait(listen_ep, ready, 2, -1);
+        int n = epoll_wait(ep, ready, 2, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -129,9 +138,10 @@ static void *worker_main(void *arg)
     w->state = o->worker_init ? o->worker_init(o->app, w->index) : NULL;
     if (FCGX_InitRequest(&req, 0, 0) != 0)
         agw_fatal(__FILE__, __LINE__, "FCGX_InitRequest failed");
-    while (take_turn()) {
-        int got = lead(w, &req);
-        end_turn(got == 0);
+    int seat;
+    while ((seat = take_turn()) >= 0) {
+        int got = lead(w, seat_ep[seat], &req);
+        end_turn(seat, got == 0);
         if (got <= 0)
             break;
         o->handle(o->app, w, &req);
@@ -183,15 +193,17 @@ int agw_server_run(const agw_server_opts *o)
         agw_log_error("pipe: %s", strerror(errno));
         return 1;
     }
-    /* EPOLLEXCLUSIVE: a connection wakes the leader of one process, not the
-     * leaders of all. */
-    listen_ep = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event listen_ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0 };
-    struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = stop_pipe[0] };
-    if (listen_ep < 0 || epoll_ctl(listen_ep, EPOLL_CTL_ADD, 0, &listen_ev) != 0 ||
-        epoll_ctl(listen_ep, EPOLL_CTL_ADD, stop_pipe[0], &stop_ev) != 0) {
-        agw_log_error("epoll set-up failed: %s", strerror(errno));
-        return 1;
+    /* EPOLLEXCLUSIVE: a connection wakes one leader of one process, not
+     * every seat of every process. */
+    for (int i = 0; i < SERVER_WAITERS; i++) {
+        struct epoll_event listen_ev = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0 };
+        struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = stop_pipe[0] };
+        seat_ep[i] = epoll_create1(EPOLL_CLOEXEC);
+        if (seat_ep[i] < 0 || epoll_ctl(seat_ep[i], EPOLL_CTL_ADD, 0, &listen_ev) != 0 ||
+            epoll_ctl(seat_ep[i], EPOLL_CTL_ADD, stop_pipe[0], &stop_ev) != 0) {
+            agw_log_error("epoll set-up failed: %s", strerror(errno));
+            return 1;
+        }
     }
 
     agw_server_worker *workers = xcalloc((size_t)o->threads, sizeof *workers);
@@ -259,7 +271,8 @@ int agw_server_run(const agw_server_opts *o)
     for (int i = 0; i < o->threads; i++)
         pthread_join(workers[i].tid, NULL);
     free(workers);
-    close(listen_ep);
+    for (int i = 0; i < SERVER_WAITERS; i++)
+        close(seat_ep[i]);
     agw_log_info("stopped");
     return code;
 }
