@@ -55,9 +55,9 @@ static void worker_policy(const agw_server_opts *o, const agw_server_worker *w)
 /* Leaders/followers: at most SERVER_WAITERS workers of the process (the
  * leaders) wait for a connection, each in an epoll set of its own (a
  * "seat"); the idle others wait for their turn on turn_cond. A seat per
- * leader: leaders sharing one set both woke for one connection about every
- * third time, as a level-triggered set that hands out an event still ready
- * wakes its next waiter too, and the second found nothing to accept. */
+ * leader: leaders sharing one set both woke for each connection, as a
+ * level-triggered set that hands out an event still ready wakes its next
+ * waiter too, and the second found nothing to accept. */
 enum { SERVER_WAITERS = 2 };
 static int seat_ep[SERVER_WAITERS] = { -1, -1 }; /* fd 0 (EPOLLEXCLUSIVE), the stop pipe */
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
