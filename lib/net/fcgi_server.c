@@ -62,22 +62,20 @@ enum { SERVER_WAITERS = 2 };
 static int seat_ep[SERVER_WAITERS] = { -1, -1 }; /* fd 0 (EPOLLEXCLUSIVE), the stop pipe */
 static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t turn_cond = PTHREAD_COND_INITIALIZER;
-static int seat_taken[SERVER_WAITERS]; /* under turn_lock */
-static int leaders;  /* seats taken */
-static int stopping; /* the stop pipe was seen: no worker leads again */
+static unsigned seats_taken; /* bit i: seat i has its leader; under turn_lock */
+static int stopping;         /* the stop pipe was seen: no worker leads again */
 
 /* Waits until the calling worker leads; its seat, or -1 once the server stops. */
 static int take_turn(void)
 {
     pthread_mutex_lock(&turn_lock);
-    while (leaders >= SERVER_WAITERS && !stopping)
+    while (seats_taken == (1u << SERVER_WAITERS) - 1 && !stopping)
         pthread_cond_wait(&turn_cond, &turn_lock);
     int seat = -1;
     if (!stopping) {
-        for (seat = 0; seat_taken[seat]; seat++)
+        for (seat = 0; seats_taken & (1u << seat); seat++)
             ;
-        seat_taken[seat] = 1;
-        leaders++;
+        seats_taken |= 1u << seat;
     }
     pthread_mutex_unlock(&turn_lock);
     return seat;
@@ -88,12 +86,11 @@ static int take_turn(void)
 static void end_turn(int seat, int stop)
 {
     pthread_mutex_lock(&turn_lock);
-    seat_taken[seat] = 0;
-    leaders--;
+    seats_taken &= ~(1u << seat);
     if (stop) {
         stopping = 1;
         pthread_cond_broadcast(&turn_cond);
-    } else if (leaders == 0) {
+    } else if (seats_taken == 0) {
         pthread_cond_signal(&turn_cond);
     }
     pthread_mutex_unlock(&turn_lock);
