@@ -439,6 +439,8 @@ check() {
     install_ui_packages || die "the admin UI's packages are needed for its tests"
     cd "$top"
     ./autogen.sh >/dev/null
+    local rings_before
+    rings_before=$(usage_rings)
     # 1. The normal build and every test.
     rm -rf build-check build-asan
     mkdir -p build-check build-asan
@@ -456,7 +458,17 @@ check() {
     (cd build-check && make -s -j2 distcheck > distcheck.log 2>&1) ||
         { tail -n 60 build-check/distcheck.log; return 1; }
     echo "distcheck: ok"
-    summarize build-check plain && summarize build-asan sanitizers
+    summarize build-check plain && summarize build-asan sanitizers || return 1
+    # 5. The suites remove the usage rings of the pools they started (a
+    #    killed pool leaves its ring in /dev/shm for its next start).
+    local left
+    left=$(comm -13 <(echo "$rings_before") <(usage_rings))
+    [ -z "$left" ] || { echo "the tests left usage rings in /dev/shm:"; ls -l $left; return 1; }
+}
+
+# The usage rings in /dev/shm, one path a line, sorted.
+usage_rings() {
+    ls /dev/shm/antigw-*.usage 2>/dev/null | sort
 }
 
 # Prints what failed in a test run: each failing test's line with the report

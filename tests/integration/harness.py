@@ -10,6 +10,7 @@ and the results are printed as TAP so automake counts every case. Standard
 library only: the project's install step provides python3 and nothing else.
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -554,6 +555,28 @@ def make_workdir():
     return tempfile.mkdtemp(prefix="antigw-it-")
 
 
+def usage_ring_path(db, ring_dir="/dev/shm"):
+    """The usage ring in `ring_dir` of the pool whose database is `db`
+    (agw_usage_ring_path: named after the database's real path)."""
+    real = os.path.join(os.path.realpath(os.path.dirname(db)), os.path.basename(db))
+    digest = hashlib.sha256(real.encode()).hexdigest()
+    return os.path.join(ring_dir, "antigw-%s.usage" % digest[:16])
+
+
+def remove_workdir(work):
+    """Removes `work` and the usage rings in /dev/shm of the databases in it.
+    A pool that was killed, or stopped with records waiting, leaves its ring
+    for its next start to read: after a test nothing starts again, and the
+    rings would pile up in the machine's memory."""
+    for d, _, files in os.walk(work):
+        for f in files:
+            try:
+                os.unlink(usage_ring_path(os.path.join(d, f)))
+            except OSError:
+                pass
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def standard_mocks(ctx):
     """Starts ctx.openai and ctx.anthropic in ctx.work: the upstreams of
     standard_config()'s mock-openai and mock-anthropic, each requiring that
@@ -628,11 +651,11 @@ def exit_code(failed):
 
 
 def clean_up_workdir(work, passed, note=None):
-    """Removes the work directory after a run that passed, unless
+    """Removes the work directory (remove_workdir) after a run that passed, unless
     ANTIGW_KEEP_WORKDIR is set; otherwise says where it is kept, with
     note(text) (default: a TAP comment on stdout)."""
     if passed and not os.environ.get("ANTIGW_KEEP_WORKDIR"):
-        shutil.rmtree(work, ignore_errors=True)
+        remove_workdir(work)
     elif note:
         note("work directory kept: " + work)
     else:

@@ -18,11 +18,9 @@ ring file removed under the pool (systemd-logind's RemoveIPC) restarts the
 pool onto a new one without losing a row.
 """
 
-import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import struct
@@ -34,7 +32,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (CLIENT_KEY, SANITIZER_MARKS, Gateway, Skip, bail, chat, check,  # noqa: E402
                      check_log_clean, directive, eq, make_workdir, messages,
-                     run_suite, standard_config, suite_setup, test, wait_for)
+                     remove_workdir, run_suite, standard_config, suite_setup, test,
+                     usage_ring_path, wait_for)
 
 PROCESSES = 4
 THREADS = 16
@@ -155,12 +154,9 @@ def drainer_pid(gw):
     return health(gw)[1]["usage"]["drainer_pid"]
 
 
-def ring_path(gw, ring_dir="/dev/shm"):
-    """The pool's ring in usage.ring_dir (agw_usage_ring_path)."""
-    path = db_path(gw)
-    real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    digest = hashlib.sha256(real.encode()).hexdigest()
-    return os.path.join(ring_dir, "antigw-%s.usage" % digest[:16])
+def ring_path(gw):
+    """The pool's ring in /dev/shm."""
+    return usage_ring_path(db_path(gw))
 
 
 def image_records(path):
@@ -214,7 +210,7 @@ def drainer_killed_repeatedly_writes_every_row_once(ctx):
         check_log_clean("the drainer-kill pool's log", gw.log_text(), SANITIZER_MARKS)
     finally:
         gw.stop()
-    shutil.rmtree(work, ignore_errors=True)
+    remove_workdir(work)
 
 
 def drainer_kills(gw):
@@ -334,7 +330,7 @@ def full_disk_loses_no_row(ctx):
     try:
         mount_tmpfs(mnt, "12m")
     except Skip:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_workdir(work)
         raise
     gw = Gateway(work, config(ctx, db="disk/antigw.db", ring_records=4096), processes=2,
                  threads=8)
@@ -361,7 +357,7 @@ def full_disk_loses_no_row(ctx):
     finally:
         gw.stop()
         subprocess.run(["umount", "-l", mnt])
-        shutil.rmtree(work, ignore_errors=True)
+        remove_workdir(work)
 
 
 def busy_shape(status, data, proto):
@@ -420,7 +416,7 @@ def full_ring_refuses_calls_in_both_shapes(ctx):
         if locker:
             locker.close()
         gw.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_workdir(work)
 
 
 @test(timeout=120)
@@ -446,7 +442,7 @@ def usage_not_required_serves_and_counts_drops(ctx):
     finally:
         locker.close()
         gw.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_workdir(work)
 
 
 @test(timeout=330)
@@ -468,7 +464,7 @@ def wal_stays_under_its_limit(ctx):
         gw.check_logs_clean()
     finally:
         gw.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        remove_workdir(work)
 
 
 def wal_resets_under_load(gw):
