@@ -477,6 +477,9 @@ static char log_buffers[2][LOG_BUFFER_CAP];
 static char *log_fill = log_buffers[0], *log_spare = log_buffers[1];
 static size_t log_fill_len;
 static int log_flusher_stop;
+/* The writer waits for a first line, without a deadline: only then does a
+ * line have to wake it. */
+static int log_flusher_idle;
 /* Changed under log_fill_lock; log_emit also reads it without the lock to
  * take the unbuffered path at no cost when buffering is off. */
 static _Atomic int log_buffering;
@@ -532,9 +535,9 @@ static void log_emit(agw_log_level lvl, const char *line, size_t len)
             memcpy(log_fill + log_fill_len, line, len);
             log_fill_len += len;
             /* Signalled under the lock: buffering cannot have been stopped
-             * in between. The first line wakes the writer from its wait
-             * without a deadline; half full, it writes at once. */
-            if (log_fill_len == len ||
+             * in between. The first line wakes an idle writer; half full,
+             * the writer writes at once. */
+            if ((log_flusher_idle && log_fill_len == len) ||
                 (log_fill_len > LOG_BUFFER_CAP / 2 && log_fill_len - len <= LOG_BUFFER_CAP / 2))
                 pthread_cond_signal(&log_flush_cond);
             pthread_mutex_unlock(&log_fill_lock);
@@ -562,21 +565,27 @@ static void *log_flusher_main(void *arg)
     pthread_setname_np(pthread_self(), "agw-logger"); /* as top -H and perf show it */
     pthread_mutex_lock(&log_fill_lock);
     while (!log_flusher_stop) {
-        /* Nothing buffered: sleep until a line comes (an idle process
-         * never wakes this thread), then give later lines LOG_FLUSH_MS to
-         * join it in one write. */
-        if (log_fill_len == 0) {
+        /* Nothing buffered for a whole interval: sleep until a line comes
+         * (an idle process never wakes this thread). */
+        log_flusher_idle = 1;
+        while (!log_flusher_stop && log_fill_len == 0)
             pthread_cond_wait(&log_flush_cond, &log_fill_lock);
-            continue;
+        log_flusher_idle = 0;
+        /* Then write every LOG_FLUSH_MS while lines keep coming: only the
+         * deadline wakes this thread, once per write (a signal from the
+         * first line after each write made it two). */
+        while (!log_flusher_stop) {
+            struct timespec deadline;
+            agw_mono_deadline(&deadline, LOG_FLUSH_MS);
+            while (!log_flusher_stop && log_fill_len <= LOG_BUFFER_CAP / 2 &&
+                   pthread_cond_timedwait(&log_flush_cond, &log_fill_lock, &deadline) != ETIMEDOUT)
+                ;
+            if (log_fill_len == 0)
+                break;
+            pthread_mutex_unlock(&log_fill_lock);
+            agw_log_flush();
+            pthread_mutex_lock(&log_fill_lock);
         }
-        struct timespec deadline;
-        agw_mono_deadline(&deadline, LOG_FLUSH_MS);
-        while (!log_flusher_stop && log_fill_len <= LOG_BUFFER_CAP / 2 &&
-               pthread_cond_timedwait(&log_flush_cond, &log_fill_lock, &deadline) != ETIMEDOUT)
-            ;
-        pthread_mutex_unlock(&log_fill_lock);
-        agw_log_flush();
-        pthread_mutex_lock(&log_fill_lock);
     }
     pthread_mutex_unlock(&log_fill_lock);
     return NULL;

@@ -303,9 +303,10 @@ void agw_log(agw_log_level lvl, const char *fmt, ...) AGW_PRINTF(2, 3);
  * one write() per line made them queue on the log file. From
  * agw_log_buffer_start until agw_log_buffer_stop, info and debug lines go to
  * a process-wide buffer that a thread of its own ("agw-logger") writes out
- * 100 ms after the first line of a batch, or sooner when it is half full; it
- * sleeps while nothing is buffered, so an idle process never wakes it (it
- * woke 50 times a second before). Warnings and errors are
+ * 100 ms after the first line of a batch, or sooner when it is half full;
+ * while lines keep coming it writes every 100 ms, woken by its timer alone,
+ * and after 100 ms without a line it sleeps until the next one, so an idle
+ * process never wakes it. Warnings and errors are
  * written at once, after every line logged before them, and so is a line
  * that finds the buffer full; agw_fatal writes out what is buffered before
  * its own line. What a process killed by a signal loses is the info and

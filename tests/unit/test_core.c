@@ -819,13 +819,27 @@ static void test_log_buffered(void **state)
     }
     assert_true(d > c);
     /* With nothing buffered the logger sleeps until a line comes: it must
-     * not wake every 100 ms in an idle process. */
-    usleep(50000);
+     * not wake every 100 ms in an idle process (it looks once more 100 ms
+     * after its last write). */
+    usleep(150000);
     long before = thread_sleeps("agw-logger");
     usleep(300000);
     long after = thread_sleeps("agw-logger");
     assert_true(before >= 0);
     assert_true(after - before <= 1);
+    /* A line every 5 ms for a second or so: the logger writes every 100
+     * ms, woken by its deadline alone; a wake-up for the first line after
+     * each write would double the count. */
+    before = thread_sleeps("agw-logger");
+    uint64_t start_ms = agw_mono_ms();
+    for (int i = 0; i < 200; i++) {
+        agw_log_info("steady line %d", i);
+        usleep(5000);
+    }
+    long writes = (long)((agw_mono_ms() - start_ms) / 100);
+    after = thread_sleeps("agw-logger");
+    assert_true(after - before >= writes / 2);
+    assert_true(after - before <= writes + 3);
     /* Threads logging more than the buffer holds: every line, once, each
      * thread's in its order. */
     pthread_t th[LOG_THREADS];
