@@ -183,7 +183,9 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
  * and syncing that backlog would cost the drainer for nothing. */
 #define AGW_USAGE_SYNC_AGE_S 5
 #define AGW_USAGE_BUSY_MS 1000        /* the drainer's SQLite busy timeout */
-#define AGW_USAGE_ELECT_MS 200        /* how often a follower tries to take the lock */
+/* How often a follower tries to take the lock, and looks whether the ring's
+ * file was removed: a wake-up of every process but one, idle or not. */
+#define AGW_USAGE_ELECT_MS 1000
 #define AGW_USAGE_ORPHAN_MS 10000     /* the last user of a removed ring stores it for this long */
 #define AGW_USAGE_RETRY_MAX_MS 2000   /* longest wait before a failed commit is retried */
 #define AGW_USAGE_WAL_RESET_BYTES (16u << 20) /* usage.wal_reset_mib default */
