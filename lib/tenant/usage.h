@@ -146,9 +146,10 @@ void agw_usage_tap_body(agw_usage_tap *t, agw_str body);
 #define AGW_USAGE_ADMIT_FILL 0.875    /* new model calls refused past this fill */
 /* Rows per transaction at most: what a nap gathers below the helper's
  * threshold with the default ring (AGW_USAGE_IDLE_BELOW), so that one
- * round, one commit and one fsync take it all. 1024 took two to four at one
- * connection: each round a hand-over and a commit more, which the requests
- * then had to preempt. The drainer's copy of a batch is about 2 MiB. */
+ * round, one commit and one fsync take it all. 1024 took two at one
+ * connection (four at the threshold's rate): each round a hand-over and a
+ * commit more, which the requests then had to preempt. The drainer's copy
+ * of a batch is about 2 MiB. */
 #define AGW_USAGE_BATCH 4096
 /* The drainer's nap once the ring is drained. A commit's cost hardly
  * depends on its rows (the WAL frames of the pages it touched, the fsync),
