@@ -259,6 +259,10 @@ harness_c1() { # target, "99%" or "Max"
             "$harness_raw/w2-$1-$r.txt" 2>/dev/null || echo -
     done | paste -sd' '
 }
+c1_rounds() { # target: "p99/slowest" per round
+    paste -d/ <(harness_c1 "$1" 99% | tr ' ' '\n') <(harness_c1 "$1" Max | tr ' ' '\n') |
+        paste -sd' '
+}
 PASS_ROUNDS=$(round_ratios "$(harness_rps proxy)" "$(harness_rps gateway)")
 P99_ROUNDS=$(round_ratios "$(harness_c1 proxy 99%)" "$(harness_c1 gateway 99%)")
 CONV_ROUNDS=$(round_ratios "${pass[*]}" "${conv[*]}")
@@ -317,9 +321,7 @@ echo "own workloads: passthrough ${PASS_RPS} req/s, conversion ${CONV_RPS} req/s
 [ -n "$PLACED" ] && printf 'req/s at 64 connections, wrk on CPU 0 and the mock on CPU %s (medians of %s):\n%s' \
     "$last" "$ROUNDS" "$PLACED"
 echo "at 1 connection, round by round, wrk's p99 / slowest call in µs:" \
-    "proxy $(paste -d/ <(harness_c1 proxy 99% | tr ' ' '\n') <(harness_c1 proxy Max | tr ' ' '\n') |
-        paste -sd' '), gateway $(paste -d/ <(harness_c1 gateway 99% | tr ' ' '\n') \
-        <(harness_c1 gateway Max | tr ' ' '\n') | paste -sd' ')"
+    "proxy $(c1_rounds proxy), gateway $(c1_rounds gateway)"
 echo "RSS kB per process after the warm-up: $rss_before; after $RSS_REQUESTS more calls: $rss_after"
 echo "  of which anonymous (heap, stacks; without mapped files such as the database's WAL index):"
 echo "  $anon_before; after: $anon_after (largest growth $ANON_GROWTH %)"
