@@ -61,72 +61,60 @@ static agw_err fail(dec *d, const char *fmt, ...)
     return AGW_EINVAL;
 }
 
-/* Formats a field path for messages; one cut short ends in "...". Real
- * paths ("messages[9999].content[12].source.media_type") fit easily. */
-static const char *pathf(char *buf, size_t n, const char *fmt, ...) AGW_PRINTF(3, 4);
+/* fail with "<at><fmt ...>" (wire.h agw_wire_fail_at). */
+static agw_err fail_at(dec *d, const agw_wire_path *at, const char *fmt, ...) AGW_PRINTF(3, 4);
 
-static const char *pathf(char *buf, size_t n, const char *fmt, ...)
+static agw_err fail_at(dec *d, const agw_wire_path *at, const char *fmt, ...)
 {
     va_list ap;
-    int k;
-
     va_start(ap, fmt);
-    k = vsnprintf(buf, n, fmt, ap);
+    agw_wire_vfail_at(d->err, d->errlen, at, fmt, ap);
     va_end(ap);
-    if (k >= 0 && (size_t)k >= n && n > 4)
-        memcpy(buf + n - 4, "...", 4);
-    return buf;
+    return AGW_EINVAL;
 }
 
-/* "path.name", or "name" at the top level. */
-static const char *join(const char *path, const char *name, char *buf, size_t n)
-{
-    return pathf(buf, n, "%s%s%s", path, *path ? "." : "", name);
-}
+#define MEMBER AGW_WIRE_MEMBER
+#define ELEMENT AGW_WIRE_ELEMENT
 
 static int is_bool(agw_str v)
 {
     return agw_json_is_true(v) || agw_json_is_false(v);
 }
 
-static agw_err get_str(dec *d, agw_str v, const char *path, const char *name, int required,
+/* The member `name` of the value at `at` (NULL: the body). */
+static agw_err get_str(dec *d, agw_str v, const agw_wire_path *at, const char *name, int required,
                        agw_str *out)
 {
-    char p[160];
-
     if (!v.ptr) {
         if (required)
-            return fail(d, "%s is required", join(path, name, p, sizeof p));
+            return fail_at(d, MEMBER(at, name), " is required");
         return AGW_OK;
     }
     if (!required && agw_json_is_null(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_STRING)
-        return fail(d, "%s must be a string", join(path, name, p, sizeof p));
+        return fail_at(d, MEMBER(at, name), " must be a string");
     return agw_wire_string(d->arena, &d->scratch, v, out);
 }
 
 /* An optional object kept as its raw JSON text. */
-static agw_err get_raw_object(dec *d, agw_str v, const char *path, const char *name, agw_str *out)
+static agw_err get_raw_object(dec *d, agw_str v, const agw_wire_path *at, const char *name,
+                              agw_str *out)
 {
-    char p[160];
-
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
-        return fail(d, "%s must be an object", join(path, name, p, sizeof p));
+        return fail_at(d, MEMBER(at, name), " must be an object");
     *out = v;
     return AGW_OK;
 }
 
-static agw_err get_bool(dec *d, agw_str v, const char *path, const char *name, int *out)
+static agw_err get_bool(dec *d, agw_str v, const agw_wire_path *at, const char *name, int *out)
 {
-    char p[160];
-
     if (!agw_wire_given(v))
         return AGW_OK;
     if (!is_bool(v))
-        return fail(d, "%s must be a boolean", join(path, name, p, sizeof p));
+        return fail_at(d, MEMBER(at, name), " must be a boolean");
     *out = agw_json_is_true(v);
     return AGW_OK;
 }
@@ -156,22 +144,23 @@ static const char *const block_keys[B_COUNT] = {
     "is_error", "thinking", "signature", "data",
 };
 
-static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role role, int where,
-                            agw_ir_block *b);
+static agw_err decode_block(dec *d, agw_str v, const agw_wire_path *path, agw_ir_role role,
+                            int where, agw_ir_block *b);
 
-static agw_err decode_image_source(dec *d, agw_str src, const char *path, agw_ir_block *b)
+static agw_err decode_image_source(dec *d, agw_str src, const agw_wire_path *block,
+                                   agw_ir_block *b)
 {
     static const char *const f_keys[] = { "type", "media_type", "data", "url" };
+    const agw_wire_path *p = MEMBER(block, "source");
     agw_str f[4];
-    char p[160], tb[48];
+    char tb[48];
     agw_str type = { NULL, 0 };
     agw_err e;
 
-    join(path, "source", p, sizeof p);
     if (!src.ptr)
-        return fail(d, "%s is required", p);
+        return fail_at(d, p, " is required");
     if (agw_json_type_of(src) != AGW_JSON_OBJECT)
-        return fail(d, "%s must be an object", p);
+        return fail_at(d, p, " must be an object");
     agw_json_collect(src, f_keys, 4, f, NULL);
     if ((e = get_str(d, f[0], p, "type", 1, &type)) != AGW_OK)
         return e;
@@ -184,8 +173,8 @@ static agw_err decode_image_source(dec *d, agw_str src, const char *path, agw_ir
         b->image_is_url = 1;
         return get_str(d, f[3], p, "url", 1, &b->image_data);
     }
-    return fail(d, "%s: image source type %s cannot be converted", p,
-                agw_wire_show(type, tb, sizeof tb));
+    return fail_at(d, p, ": image source type %s cannot be converted",
+                   agw_wire_show(type, tb, sizeof tb));
 }
 
 /* The shortest JSON text a valid block can have: {"type":"text","text":""}. */
@@ -212,8 +201,8 @@ static size_t block_count(agw_str arr)
     return n;
 }
 
-static agw_err decode_blocks(dec *d, agw_str arr, const char *path, agw_ir_role role, int where,
-                             agw_ir_block **out, size_t *n_out)
+static agw_err decode_blocks(dec *d, agw_str arr, const agw_wire_path *at, agw_ir_role role,
+                             int where, agw_ir_block **out, size_t *n_out)
 {
     agw_json_iter it;
     agw_str v;
@@ -225,9 +214,7 @@ static agw_err decode_blocks(dec *d, agw_str arr, const char *path, agw_ir_role 
     if (agw_json_iter_init(&it, arr) != AGW_OK)
         return AGW_EINVAL;
     while (i < n && agw_json_iter_next(&it, NULL, &v)) {
-        char p[160];
-        pathf(p, sizeof p, "%s[%zu]", path, i);
-        if ((e = decode_block(d, v, p, role, where, &(*out)[i])) != AGW_OK)
+        if ((e = decode_block(d, v, ELEMENT(at, i), role, where, &(*out)[i])) != AGW_OK)
             return e;
         i++;
     }
@@ -244,36 +231,35 @@ static agw_err string_as_blocks(dec *d, agw_str v, agw_ir_block **out, size_t *n
 }
 
 /* A tool_use block; f holds the block's members by B_ index. */
-static agw_err decode_tool_use(dec *d, const agw_str *f, const char *path, agw_ir_role role,
-                               agw_ir_block *b)
+static agw_err decode_tool_use(dec *d, const agw_str *f, const agw_wire_path *path,
+                               agw_ir_role role, agw_ir_block *b)
 {
     agw_err e;
 
     b->kind = AGW_IR_TOOL_USE;
     if (role != AGW_IR_ASSISTANT)
-        return fail(d, "%s: tool_use blocks are only allowed in assistant messages", path);
+        return fail_at(d, path, ": tool_use blocks are only allowed in assistant messages");
     if ((e = get_str(d, f[B_ID], path, "id", 1, &b->tool_id)) != AGW_OK ||
         (e = get_str(d, f[B_NAME], path, "name", 1, &b->tool_name)) != AGW_OK)
         return e;
     if (!f[B_INPUT].ptr)
-        return fail(d, "%s.input is required", path);
+        return fail_at(d, MEMBER(path, "input"), " is required");
     if (agw_json_type_of(f[B_INPUT]) != AGW_JSON_OBJECT)
-        return fail(d, "%s.input must be an object", path);
+        return fail_at(d, MEMBER(path, "input"), " must be an object");
     b->tool_input = f[B_INPUT];
     return get_raw_object(d, f[B_CACHE], path, "cache_control", &b->cache_control);
 }
 
 /* A tool_result block, whose content is a string or text and image blocks. */
-static agw_err decode_tool_result(dec *d, const agw_str *f, const char *path, agw_ir_role role,
-                                  agw_ir_block *b)
+static agw_err decode_tool_result(dec *d, const agw_str *f, const agw_wire_path *path,
+                                  agw_ir_role role, agw_ir_block *b)
 {
     agw_str c = f[B_CONTENT];
-    char p[160];
     agw_err e;
 
     b->kind = AGW_IR_TOOL_RESULT;
     if (role != AGW_IR_USER)
-        return fail(d, "%s: tool_result blocks are only allowed in user messages", path);
+        return fail_at(d, path, ": tool_result blocks are only allowed in user messages");
     if ((e = get_str(d, f[B_TOOL_USE_ID], path, "tool_use_id", 1, &b->tool_id)) != AGW_OK ||
         (e = get_bool(d, f[B_IS_ERROR], path, "is_error", &b->is_error)) != AGW_OK ||
         (e = get_raw_object(d, f[B_CACHE], path, "cache_control", &b->cache_control)) != AGW_OK)
@@ -283,13 +269,13 @@ static agw_err decode_tool_result(dec *d, const agw_str *f, const char *path, ag
     if (agw_json_type_of(c) == AGW_JSON_STRING)
         return string_as_blocks(d, c, &b->content, &b->n_content);
     if (agw_json_type_of(c) != AGW_JSON_ARRAY)
-        return fail(d, "%s.content must be a string or an array", path);
-    return decode_blocks(d, c, join(path, "content", p, sizeof p), role, IN_TOOL_RESULT,
-                         &b->content, &b->n_content);
+        return fail_at(d, MEMBER(path, "content"), " must be a string or an array");
+    return decode_blocks(d, c, MEMBER(path, "content"), role, IN_TOOL_RESULT, &b->content,
+                         &b->n_content);
 }
 
-static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role role, int where,
-                            agw_ir_block *b)
+static agw_err decode_block(dec *d, agw_str v, const agw_wire_path *path, agw_ir_role role,
+                            int where, agw_ir_block *b)
 {
     agw_str f[B_COUNT];
     agw_str type = { NULL, 0 };
@@ -297,12 +283,12 @@ static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role rol
     agw_err e;
 
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
-        return fail(d, "%s must be an object", path);
+        return fail_at(d, path, " must be an object");
     agw_json_collect(v, block_keys, B_COUNT, f, NULL);
     if ((e = get_str(d, f[B_TYPE], path, "type", 1, &type)) != AGW_OK)
         return e;
     if (where == IN_SYSTEM && !agw_str_eq(type, AGW_STR_LIT("text")))
-        return fail(d, "%s.type must be \"text\" in system", path);
+        return fail_at(d, MEMBER(path, "type"), " must be \"text\" in system");
 
     if (agw_str_eq(type, AGW_STR_LIT("text"))) {
         b->kind = AGW_IR_TEXT;
@@ -313,14 +299,14 @@ static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role rol
     if (agw_str_eq(type, AGW_STR_LIT("image"))) {
         b->kind = AGW_IR_IMAGE;
         if (where == IN_MESSAGE && role != AGW_IR_USER)
-            return fail(d, "%s: image blocks are only allowed in user messages", path);
+            return fail_at(d, path, ": image blocks are only allowed in user messages");
         if ((e = decode_image_source(d, f[B_SOURCE], path, b)) != AGW_OK)
             return e;
         return get_raw_object(d, f[B_CACHE], path, "cache_control", &b->cache_control);
     }
     if (where == IN_TOOL_RESULT)
-        return fail(d, "%s: content block type %s cannot be converted", path,
-                    agw_wire_show(type, tb, sizeof tb));
+        return fail_at(d, path, ": content block type %s cannot be converted",
+                       agw_wire_show(type, tb, sizeof tb));
 
     if (agw_str_eq(type, AGW_STR_LIT("tool_use")))
         return decode_tool_use(d, f, path, role, b);
@@ -329,7 +315,7 @@ static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role rol
     if (agw_str_eq(type, AGW_STR_LIT("thinking"))) {
         b->kind = AGW_IR_THINKING;
         if (role != AGW_IR_ASSISTANT)
-            return fail(d, "%s: thinking blocks are only allowed in assistant messages", path);
+            return fail_at(d, path, ": thinking blocks are only allowed in assistant messages");
         if ((e = get_str(d, f[B_THINKING], path, "thinking", 1, &b->text)) != AGW_OK)
             return e;
         return get_str(d, f[B_SIGNATURE], path, "signature", 0, &b->signature);
@@ -337,12 +323,12 @@ static agw_err decode_block(dec *d, agw_str v, const char *path, agw_ir_role rol
     if (agw_str_eq(type, AGW_STR_LIT("redacted_thinking"))) {
         b->kind = AGW_IR_REDACTED_THINKING;
         if (role != AGW_IR_ASSISTANT)
-            return fail(d, "%s: redacted_thinking blocks are only allowed in assistant messages",
-                        path);
+            return fail_at(d, path,
+                           ": redacted_thinking blocks are only allowed in assistant messages");
         return get_str(d, f[B_DATA], path, "data", 1, &b->text);
     }
-    return fail(d, "%s: content block type %s cannot be converted", path,
-                agw_wire_show(type, tb, sizeof tb));
+    return fail_at(d, path, ": content block type %s cannot be converted",
+                   agw_wire_show(type, tb, sizeof tb));
 }
 
 static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
@@ -370,11 +356,10 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
         agw_str f[2];
         agw_ir_message *msg = &rq->messages[i];
         agw_str role = { NULL, 0 }, c;
-        char path[64], p[96];
+        const agw_wire_path *path = ELEMENT(AGW_WIRE_NAME("messages"), i);
 
-        snprintf(path, sizeof path, "messages[%zu]", i);
         if (agw_json_type_of(m) != AGW_JSON_OBJECT)
-            return fail(d, "%s must be an object", path);
+            return fail_at(d, path, " must be an object");
         agw_json_collect(m, f_keys, 2, f, NULL);
         if ((e = get_str(d, f[0], path, "role", 1, &role)) != AGW_OK)
             return e;
@@ -383,17 +368,17 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
         else if (agw_str_eq(role, AGW_STR_LIT("assistant")))
             msg->role = AGW_IR_ASSISTANT;
         else
-            return fail(d, "%s.role must be \"user\" or \"assistant\"", path);
+            return fail_at(d, MEMBER(path, "role"), " must be \"user\" or \"assistant\"");
         c = f[1];
         if (!c.ptr)
-            return fail(d, "%s.content is required", path);
+            return fail_at(d, MEMBER(path, "content"), " is required");
         if (agw_json_type_of(c) == AGW_JSON_STRING)
             e = string_as_blocks(d, c, &msg->blocks, &msg->n_blocks);
         else if (agw_json_type_of(c) == AGW_JSON_ARRAY)
-            e = decode_blocks(d, c, join(path, "content", p, sizeof p), msg->role, IN_MESSAGE,
+            e = decode_blocks(d, c, MEMBER(path, "content"), msg->role, IN_MESSAGE,
                               &msg->blocks, &msg->n_blocks);
         else
-            return fail(d, "%s.content must be a string or an array", path);
+            return fail_at(d, MEMBER(path, "content"), " must be a string or an array");
         if (e != AGW_OK)
             return e;
         i++;
@@ -409,7 +394,8 @@ static agw_err decode_system(dec *d, agw_str v, agw_ir_request *rq)
         return string_as_blocks(d, v, &rq->system, &rq->n_system);
     if (agw_json_type_of(v) != AGW_JSON_ARRAY)
         return fail(d, "system must be a string or an array");
-    return decode_blocks(d, v, "system", AGW_IR_USER, IN_SYSTEM, &rq->system, &rq->n_system);
+    return decode_blocks(d, v, AGW_WIRE_NAME("system"), AGW_IR_USER, IN_SYSTEM, &rq->system,
+                         &rq->n_system);
 }
 
 static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
@@ -436,26 +422,26 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
         agw_str f[6];
         agw_ir_tool *tool = &rq->tools[i];
         agw_str type = { NULL, 0 };
-        char path[32], tb[48];
+        const agw_wire_path *path = ELEMENT(AGW_WIRE_NAME("tools"), i);
+        char tb[48];
 
-        snprintf(path, sizeof path, "tools[%zu]", i);
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
-            return fail(d, "%s must be an object", path);
+            return fail_at(d, path, " must be an object");
         agw_json_collect(t, f_keys, 6, f, NULL);
         if ((e = get_str(d, f[0], path, "type", 0, &type)) != AGW_OK)
             return e;
         /* Server tools (web_search_..., bash_..., text_editor_...) run at
          * Anthropic; no other upstream can execute them. */
         if (type.ptr && !agw_str_eq(type, AGW_STR_LIT("custom")))
-            return fail(d, "%s: tool type %s cannot be converted", path,
-                        agw_wire_show(type, tb, sizeof tb));
+            return fail_at(d, path, ": tool type %s cannot be converted",
+                           agw_wire_show(type, tb, sizeof tb));
         if ((e = get_str(d, f[1], path, "name", 1, &tool->name)) != AGW_OK ||
             (e = get_str(d, f[2], path, "description", 0, &tool->description)) != AGW_OK)
             return e;
         if (!f[3].ptr)
-            return fail(d, "%s.input_schema is required", path);
+            return fail_at(d, MEMBER(path, "input_schema"), " is required");
         if (agw_json_type_of(f[3]) != AGW_JSON_OBJECT)
-            return fail(d, "%s.input_schema must be an object", path);
+            return fail_at(d, MEMBER(path, "input_schema"), " must be an object");
         tool->schema = f[3];
         if ((e = get_raw_object(d, f[4], path, "cache_control", &tool->cache_control)) !=
             AGW_OK)
@@ -464,9 +450,9 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
          * it is honest, dropping it would weaken what the client relies on. */
         if (agw_wire_given(f[5])) {
             if (!is_bool(f[5]))
-                return fail(d, "%s.strict must be a boolean", path);
+                return fail_at(d, MEMBER(path, "strict"), " must be a boolean");
             if (agw_json_is_true(f[5]))
-                return fail(d, "%s.strict cannot be converted", path);
+                return fail_at(d, MEMBER(path, "strict"), " cannot be converted");
         }
         i++;
     }
@@ -486,8 +472,8 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
         return fail(d, "tool_choice must be an object");
     agw_json_collect(v, f_keys, 3, f, NULL);
-    if ((e = get_str(d, f[0], "tool_choice", "type", 1, &type)) != AGW_OK ||
-        (e = get_bool(d, f[2], "tool_choice", "disable_parallel_tool_use", &disable)) != AGW_OK)
+    if ((e = get_str(d, f[0], AGW_WIRE_NAME("tool_choice"), "type", 1, &type)) != AGW_OK ||
+        (e = get_bool(d, f[2], AGW_WIRE_NAME("tool_choice"), "disable_parallel_tool_use", &disable)) != AGW_OK)
         return e;
     if (agw_str_eq(type, AGW_STR_LIT("auto")))
         rq->tool_choice = AGW_IR_TC_AUTO;
@@ -497,7 +483,7 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
         rq->tool_choice = AGW_IR_TC_NONE;
     else if (agw_str_eq(type, AGW_STR_LIT("tool"))) {
         rq->tool_choice = AGW_IR_TC_TOOL;
-        if ((e = get_str(d, f[1], "tool_choice", "name", 1, &rq->tool_choice_name)) != AGW_OK)
+        if ((e = get_str(d, f[1], AGW_WIRE_NAME("tool_choice"), "name", 1, &rq->tool_choice_name)) != AGW_OK)
             return e;
     } else
         return fail(d, "tool_choice.type must be \"auto\", \"any\", \"none\" or \"tool\"");
@@ -633,7 +619,7 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
         if (agw_wire_given(f[i]))
             return fail(d, "%s cannot be converted for a model of another provider", top_names[i]);
 
-    if ((e = get_str(d, f[T_MODEL], "", "model", 1, &rq->model)) != AGW_OK ||
+    if ((e = get_str(d, f[T_MODEL], NULL, "model", 1, &rq->model)) != AGW_OK ||
         (e = decode_messages(d, f[T_MESSAGES], rq)) != AGW_OK ||
         (e = get_count(d, f[T_MAX_TOKENS], "max_tokens", &rq->max_tokens)) != AGW_OK ||
         (e = decode_system(d, f[T_SYSTEM], rq)) != AGW_OK ||
@@ -644,8 +630,8 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
         (e = get_unit(d, f[T_TOP_P], "top_p", &rq->has_top_p, &rq->top_p)) != AGW_OK ||
         (e = get_count(d, f[T_TOP_K], "top_k", &rq->top_k)) != AGW_OK ||
         (e = decode_stop(d, f[T_STOP], rq)) != AGW_OK ||
-        (e = get_bool(d, f[T_STREAM], "", "stream", &rq->stream)) != AGW_OK ||
-        (e = get_raw_object(d, f[T_THINKING], "", "thinking", &rq->thinking)) != AGW_OK ||
+        (e = get_bool(d, f[T_STREAM], NULL, "stream", &rq->stream)) != AGW_OK ||
+        (e = get_raw_object(d, f[T_THINKING], NULL, "thinking", &rq->thinking)) != AGW_OK ||
         (e = decode_output_config(d, f[T_OUTPUT_CONFIG])) != AGW_OK)
         return e;
 
@@ -656,7 +642,7 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
         if (agw_json_type_of(meta) != AGW_JSON_OBJECT)
             return fail(d, "metadata must be an object");
         agw_json_collect(meta, mf_keys, 1, mf, NULL);
-        if ((e = get_str(d, mf[0], "metadata", "user_id", 0, &rq->user)) != AGW_OK)
+        if ((e = get_str(d, mf[0], AGW_WIRE_NAME("metadata"), "user_id", 0, &rq->user)) != AGW_OK)
             return e;
     }
     return AGW_OK;

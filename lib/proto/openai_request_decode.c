@@ -32,6 +32,7 @@ typedef struct {
 } reqdec;
 
 #define DFAIL AGW_WIRE_DFAIL
+#define DFAIL_AT AGW_WIRE_DFAIL_AT
 #define want_str AGW_WIRE_WANT_STR
 #define need_str AGW_WIRE_NEED_STR
 #define want_bool AGW_WIRE_WANT_BOOL
@@ -41,138 +42,137 @@ typedef struct {
 /* Where a content array may be found; decides which part types it accepts. */
 typedef enum { CT_SYSTEM, CT_USER, CT_ASSISTANT, CT_TOOL } content_kind;
 
-/* image_url.url -> an IMAGE block: a base64 data URI (data:<type>;base64,<data>)
- * or an http(s) URL, which Anthropic fetches itself. */
-static agw_err parse_image_url(reqdec *c, agw_str url, agw_ir_block *b, size_t i, size_t j)
+#define MEMBER AGW_WIRE_MEMBER
+#define ELEMENT AGW_WIRE_ELEMENT
+
+/* image_url.url (at `at`) -> an IMAGE block: a base64 data URI
+ * (data:<type>;base64,<data>) or an http(s) URL, which Anthropic fetches
+ * itself. */
+static agw_err parse_image_url(reqdec *c, agw_str url, agw_ir_block *b, const agw_wire_path *at)
 {
     b->kind = AGW_IR_IMAGE;
     switch (agw_wire_image_url(url, &b->media_type, &b->image_data)) {
     case AGW_WIRE_IMAGE_DATA: return AGW_OK;
     case AGW_WIRE_IMAGE_HTTP: b->image_is_url = 1; return AGW_OK;
     case AGW_WIRE_IMAGE_BAD_DATA:
-        return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected a data URI of the "
-                        "form data:<media type>;base64,<data>", i, j);
+        return DFAIL_AT(c, at, ": expected a data URI of the form data:<media type>;base64,<data>");
     default:
-        return DFAIL(c, "messages[%zu].content[%zu].image_url.url: expected an http(s) URL or "
-                        "a base64 data URI", i, j);
+        return DFAIL_AT(c, at, ": expected an http(s) URL or a base64 data URI");
     }
 }
 
-/* A message's content (string or array of parts) appended to a block vector.
- * Empty texts carry nothing and are left out. */
-static agw_err parse_content(reqdec *c, size_t i, agw_str content, content_kind ck,
-                             agw_ir_block **v, size_t *n, size_t *cap)
+/* A message's content (string or array of parts) appended to a block vector;
+ * `msg` is the message's path. Empty texts carry nothing and are left out. */
+static agw_err parse_content(reqdec *c, const agw_wire_path *msg, agw_str content,
+                             content_kind ck, agw_ir_block **v, size_t *n, size_t *cap)
 {
     static const char *const part_keys[] = { "type", "text", "image_url", "refusal" };
+    const agw_wire_path *at = MEMBER(msg, "content");
     agw_json_iter it;
     agw_str part, pv[4], type, s;
     size_t j = 0;
-    char what[96];
 
     if (agw_json_type_of(content) == AGW_JSON_STRING) {
-        /* The common case: no path formatted unless it is needed. */
         if (agw_wire_string(c->rd.arena, &c->rd.scratch, content, &s) != AGW_OK)
-            return DFAIL(c, "messages[%zu].content: expected a string", i);
+            return DFAIL_AT(c, at, ": expected a string");
         if (s.len)
             agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         return AGW_OK;
     }
     if (agw_json_type_of(content) != AGW_JSON_ARRAY)
-        return DFAIL(c, "messages[%zu].content: expected a string or an array of content parts", i);
+        return DFAIL_AT(c, at, ": expected a string or an array of content parts");
     if (agw_json_iter_init(&it, content) != AGW_OK)
-        return DFAIL(c, "messages[%zu].content: expected an array", i);
+        return DFAIL_AT(c, at, ": expected an array");
     for (; agw_json_iter_next(&it, NULL, &part); j++) {
+        const agw_wire_path *pat = ELEMENT(at, j);
         if (j >= OAI_MAX_PARTS)
-            return DFAIL(c, "messages[%zu].content: more than %d parts", i, OAI_MAX_PARTS);
+            return DFAIL_AT(c, at, ": more than %d parts", OAI_MAX_PARTS);
         if (agw_json_type_of(part) != AGW_JSON_OBJECT)
-            return DFAIL(c, "messages[%zu].content[%zu]: expected an object", i, j);
+            return DFAIL_AT(c, pat, ": expected an object");
         agw_json_collect(part, part_keys, 4, pv, NULL);
-        snprintf(what, sizeof what, "messages[%zu].content[%zu].type", i, j);
-        AGW_WIRE_TRY(need_str(c, pv[0], what, &type));
+        AGW_WIRE_TRY(need_str(c, pv[0], MEMBER(pat, "type"), &type));
         if (agw_str_eq(type, AGW_STR_LIT("text"))) {
-            snprintf(what, sizeof what, "messages[%zu].content[%zu].text", i, j);
-            AGW_WIRE_TRY(want_str(c, pv[1], what, &s));
+            AGW_WIRE_TRY(want_str(c, pv[1], MEMBER(pat, "text"), &s));
             if (s.len)
                 agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         } else if (ck == CT_ASSISTANT && agw_str_eq(type, AGW_STR_LIT("refusal"))) {
             /* A refusal the model gave earlier is what it said: keep it as text. */
-            snprintf(what, sizeof what, "messages[%zu].content[%zu].refusal", i, j);
-            AGW_WIRE_TRY(want_str(c, pv[3], what, &s));
+            AGW_WIRE_TRY(want_str(c, pv[3], MEMBER(pat, "refusal"), &s));
             if (s.len)
                 agw_ir_push_block(c->rd.arena, v, n, cap)->text = s;
         } else if (ck == CT_USER && agw_str_eq(type, AGW_STR_LIT("image_url"))) {
+            const agw_wire_path *uat = MEMBER(MEMBER(pat, "image_url"), "url");
             agw_str url;
-            snprintf(what, sizeof what, "messages[%zu].content[%zu].image_url.url", i, j);
             if (agw_json_type_of(pv[2]) != AGW_JSON_OBJECT ||
                 agw_json_find(pv[2], AGW_STR_LIT("url"), &url) != AGW_OK)
-                return DFAIL(c, "%s: required", what);
-            AGW_WIRE_TRY(want_str(c, url, what, &s));
-            AGW_WIRE_TRY(parse_image_url(c, s, agw_ir_push_block(c->rd.arena, v, n, cap), i, j));
+                return DFAIL_AT(c, uat, ": required");
+            AGW_WIRE_TRY(want_str(c, url, uat, &s));
+            AGW_WIRE_TRY(parse_image_url(c, s, agw_ir_push_block(c->rd.arena, v, n, cap), uat));
         } else if (ck == CT_USER && (agw_str_eq(type, AGW_STR_LIT("input_audio")) ||
                                      agw_str_eq(type, AGW_STR_LIT("file")))) {
-            return DFAIL(c, "%s: '%s' content parts are not supported for this model", what,
-                         type.ptr[0] == 'f' ? "file" : "input_audio");
+            return DFAIL_AT(c, MEMBER(pat, "type"),
+                            ": '%s' content parts are not supported for this model",
+                            type.ptr[0] == 'f' ? "file" : "input_audio");
         } else {
-            return DFAIL(c, "%s: unsupported content part type for this message role", what);
+            return DFAIL_AT(c, MEMBER(pat, "type"),
+                            ": unsupported content part type for this message role");
         }
     }
     return AGW_OK;
 }
 
-/* Tool call arguments: a JSON object in a string; "" means no arguments. */
-static agw_err parse_arguments(reqdec *c, agw_str args, size_t i, size_t j, agw_str *out)
+/* Tool call arguments (at `at`): a JSON object in a string; "" means no
+ * arguments. */
+static agw_err parse_arguments(reqdec *c, agw_str args, const agw_wire_path *at, agw_str *out)
 {
     if (args.len == 0) {
         *out = AGW_STR_LIT("{}");
         return AGW_OK;
     }
     if (agw_json_validate(args, AGW_WIRE_MAX_DEPTH, NULL, 0) != AGW_OK)
-        return DFAIL(c, "messages[%zu].tool_calls[%zu].function.arguments: not valid JSON", i, j);
+        return DFAIL_AT(c, at, ": not valid JSON");
     if (agw_json_type_of(args) != AGW_JSON_OBJECT)
-        return DFAIL(c, "messages[%zu].tool_calls[%zu].function.arguments: expected a JSON object",
-                     i, j);
+        return DFAIL_AT(c, at, ": expected a JSON object");
     *out = args;
     return AGW_OK;
 }
 
-static agw_err parse_tool_calls(reqdec *c, size_t i, agw_str calls, agw_wire_turn *m)
+static agw_err parse_tool_calls(reqdec *c, const agw_wire_path *msg, agw_str calls,
+                                agw_wire_turn *m)
 {
     static const char *const call_keys[] = { "id", "type", "function" };
     static const char *const fn_keys[] = { "name", "arguments" };
+    const agw_wire_path *at = MEMBER(msg, "tool_calls");
     agw_json_iter it;
     agw_str call, cv[3], fv[2], s;
     size_t j = 0;
-    char what[96];
 
     if (agw_json_type_of(calls) != AGW_JSON_ARRAY || agw_json_iter_init(&it, calls) != AGW_OK)
-        return DFAIL(c, "messages[%zu].tool_calls: expected an array", i);
+        return DFAIL_AT(c, at, ": expected an array");
     for (; agw_json_iter_next(&it, NULL, &call); j++) {
+        const agw_wire_path *cat = ELEMENT(at, j), *fat = MEMBER(cat, "function");
         agw_ir_block *b;
         agw_str id, name, args = { "", 0 };
 
         if (j >= OAI_MAX_TOOL_CALLS)
-            return DFAIL(c, "messages[%zu].tool_calls: more than %d calls", i, OAI_MAX_TOOL_CALLS);
+            return DFAIL_AT(c, at, ": more than %d calls", OAI_MAX_TOOL_CALLS);
         if (agw_json_type_of(call) != AGW_JSON_OBJECT)
-            return DFAIL(c, "messages[%zu].tool_calls[%zu]: expected an object", i, j);
+            return DFAIL_AT(c, cat, ": expected an object");
         agw_json_collect(call, call_keys, 3, cv, NULL);
-        snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].id", i, j);
-        AGW_WIRE_TRY(need_str(c, cv[0], what, &id));
+        AGW_WIRE_TRY(need_str(c, cv[0], MEMBER(cat, "id"), &id));
         if (agw_wire_given(cv[1])) {
-            snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].type", i, j);
-            AGW_WIRE_TRY(want_str(c, cv[1], what, &s));
+            AGW_WIRE_TRY(want_str(c, cv[1], MEMBER(cat, "type"), &s));
             if (!agw_str_eq(s, AGW_STR_LIT("function")))
-                return DFAIL(c, "%s: only 'function' tool calls are supported", what);
+                return DFAIL_AT(c, MEMBER(cat, "type"),
+                                ": only 'function' tool calls are supported");
         }
         if (agw_json_type_of(cv[2]) != AGW_JSON_OBJECT)
-            return DFAIL(c, "messages[%zu].tool_calls[%zu].function: expected an object", i, j);
+            return DFAIL_AT(c, fat, ": expected an object");
         agw_json_collect(cv[2], fn_keys, 2, fv, NULL);
-        snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].function.name", i, j);
-        AGW_WIRE_TRY(need_str(c, fv[0], what, &name));
-        if (agw_wire_given(fv[1])) {
-            snprintf(what, sizeof what, "messages[%zu].tool_calls[%zu].function.arguments", i, j);
-            AGW_WIRE_TRY(want_str(c, fv[1], what, &args));
-        }
-        AGW_WIRE_TRY(parse_arguments(c, args, i, j, &args));
+        AGW_WIRE_TRY(need_str(c, fv[0], MEMBER(fat, "name"), &name));
+        if (agw_wire_given(fv[1]))
+            AGW_WIRE_TRY(want_str(c, fv[1], MEMBER(fat, "arguments"), &args));
+        AGW_WIRE_TRY(parse_arguments(c, args, MEMBER(fat, "arguments"), &args));
         b = agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
         b->kind = AGW_IR_TOOL_USE;
         b->tool_id = id;
@@ -189,30 +189,28 @@ static const char *const msg_keys[MK_COUNT] = {
 };
 
 /* An assistant message: its content, refusal and tool calls, in that order. */
-static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
+static agw_err parse_assistant(reqdec *c, const agw_wire_path *msg, const agw_str *mv)
 {
     agw_wire_turn *m;
     agw_str s;
-    char what[96];
     int fresh;
 
     if (agw_wire_given(mv[MK_FUNCTION_CALL]))
-        return DFAIL(c, "messages[%zu].function_call: the legacy function_call is not "
-                        "supported; use tool_calls", i);
+        return DFAIL_AT(c, MEMBER(msg, "function_call"),
+                        ": the legacy function_call is not supported; use tool_calls");
     if (agw_wire_given(mv[MK_AUDIO]))
-        return DFAIL(c, "messages[%zu].audio: audio is not supported for this model", i);
+        return DFAIL_AT(c, MEMBER(msg, "audio"), ": audio is not supported for this model");
     fresh = !(c->turns.n && c->turns.v[c->turns.n - 1].role == AGW_IR_ASSISTANT);
     m = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_ASSISTANT);
     if (agw_wire_given(mv[MK_CONTENT]))
-        AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_ASSISTANT, &m->v, &m->n, &m->cap));
+        AGW_WIRE_TRY(parse_content(c, msg, mv[MK_CONTENT], CT_ASSISTANT, &m->v, &m->n, &m->cap));
     if (agw_wire_given(mv[MK_REFUSAL])) {
-        snprintf(what, sizeof what, "messages[%zu].refusal", i);
-        AGW_WIRE_TRY(want_str(c, mv[MK_REFUSAL], what, &s));
+        AGW_WIRE_TRY(want_str(c, mv[MK_REFUSAL], MEMBER(msg, "refusal"), &s));
         if (s.len)
             agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap)->text = s;
     }
     if (agw_wire_given(mv[MK_TOOL_CALLS]))
-        AGW_WIRE_TRY(parse_tool_calls(c, i, mv[MK_TOOL_CALLS], m));
+        AGW_WIRE_TRY(parse_tool_calls(c, msg, mv[MK_TOOL_CALLS], m));
     if (fresh && m->n == 0)
         c->turns.n--; /* nothing in it: an empty turn is no turn */
     return AGW_OK;
@@ -221,19 +219,17 @@ static agw_err parse_assistant(reqdec *c, size_t i, const agw_str *mv)
 /* A tool message: one tool result. Tool results are user content in the IR,
  * so consecutive tool messages and the user message after them become one
  * user turn. */
-static agw_err parse_tool(reqdec *c, size_t i, const agw_str *mv)
+static agw_err parse_tool(reqdec *c, const agw_wire_path *msg, const agw_str *mv)
 {
     agw_ir_block *content = NULL, *b;
     size_t n = 0, cap = 0;
     agw_str id;
     agw_wire_turn *m;
-    char what[96];
 
-    snprintf(what, sizeof what, "messages[%zu].tool_call_id", i);
-    AGW_WIRE_TRY(need_str(c, mv[MK_TOOL_CALL_ID], what, &id));
+    AGW_WIRE_TRY(need_str(c, mv[MK_TOOL_CALL_ID], MEMBER(msg, "tool_call_id"), &id));
     if (!agw_wire_given(mv[MK_CONTENT]))
-        return DFAIL(c, "messages[%zu].content: required", i);
-    AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_TOOL, &content, &n, &cap));
+        return DFAIL_AT(c, MEMBER(msg, "content"), ": required");
+    AGW_WIRE_TRY(parse_content(c, msg, mv[MK_CONTENT], CT_TOOL, &content, &n, &cap));
     m = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_USER);
     b = agw_ir_push_block(c->rd.arena, &m->v, &m->n, &m->cap);
     b->kind = AGW_IR_TOOL_RESULT;
@@ -243,46 +239,44 @@ static agw_err parse_tool(reqdec *c, size_t i, const agw_str *mv)
     return AGW_OK;
 }
 
-static agw_err parse_message(reqdec *c, size_t i, agw_str msg)
+static agw_err parse_message(reqdec *c, const agw_wire_path *msg, agw_str m)
 {
+    const agw_wire_path *rat = MEMBER(msg, "role");
     agw_str mv[MK_COUNT], role;
-    char what[96];
 
-    if (agw_json_type_of(msg) != AGW_JSON_OBJECT)
-        return DFAIL(c, "messages[%zu]: expected an object", i);
-    agw_json_collect(msg, msg_keys, MK_COUNT, mv, NULL);
-    snprintf(what, sizeof what, "messages[%zu].role", i);
-    AGW_WIRE_TRY(need_str(c, mv[MK_ROLE], what, &role));
+    if (agw_json_type_of(m) != AGW_JSON_OBJECT)
+        return DFAIL_AT(c, msg, ": expected an object");
+    agw_json_collect(m, msg_keys, MK_COUNT, mv, NULL);
+    AGW_WIRE_TRY(need_str(c, mv[MK_ROLE], rat, &role));
 
     if (agw_str_eq(role, AGW_STR_LIT("system")) || agw_str_eq(role, AGW_STR_LIT("developer"))) {
         /* The IR has one system prompt: system and developer messages join it
          * in order wherever they stand. */
         if (!agw_wire_given(mv[MK_CONTENT]))
-            return DFAIL(c, "messages[%zu].content: required", i);
-        return parse_content(c, i, mv[MK_CONTENT], CT_SYSTEM, &c->sys, &c->n_sys, &c->cap_sys);
+            return DFAIL_AT(c, MEMBER(msg, "content"), ": required");
+        return parse_content(c, msg, mv[MK_CONTENT], CT_SYSTEM, &c->sys, &c->n_sys, &c->cap_sys);
     }
     if (agw_str_eq(role, AGW_STR_LIT("user"))) {
-        agw_wire_turn *m;
+        agw_wire_turn *t;
         size_t before;
         int fresh;
         if (!agw_wire_given(mv[MK_CONTENT]))
-            return DFAIL(c, "messages[%zu].content: required", i);
+            return DFAIL_AT(c, MEMBER(msg, "content"), ": required");
         fresh = !(c->turns.n && c->turns.v[c->turns.n - 1].role == AGW_IR_USER);
-        m = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_USER);
-        before = m->n;
-        AGW_WIRE_TRY(parse_content(c, i, mv[MK_CONTENT], CT_USER, &m->v, &m->n, &m->cap));
-        if (fresh && m->n == before)
+        t = agw_wire_turn_for(c->rd.arena, &c->turns, AGW_IR_USER);
+        before = t->n;
+        AGW_WIRE_TRY(parse_content(c, msg, mv[MK_CONTENT], CT_USER, &t->v, &t->n, &t->cap));
+        if (fresh && t->n == before)
             c->turns.n--; /* nothing in it: an empty turn is no turn */
         return AGW_OK;
     }
     if (agw_str_eq(role, AGW_STR_LIT("assistant")))
-        return parse_assistant(c, i, mv);
+        return parse_assistant(c, msg, mv);
     if (agw_str_eq(role, AGW_STR_LIT("tool")))
-        return parse_tool(c, i, mv);
+        return parse_tool(c, msg, mv);
     if (agw_str_eq(role, AGW_STR_LIT("function")))
-        return DFAIL(c, "messages[%zu].role: the legacy 'function' role is not supported; use "
-                        "'tool'", i);
-    return DFAIL(c, "messages[%zu].role: unknown role", i);
+        return DFAIL_AT(c, rat, ": the legacy 'function' role is not supported; use 'tool'");
+    return DFAIL_AT(c, rat, ": unknown role");
 }
 
 static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
@@ -292,36 +286,32 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
     agw_json_iter it;
     agw_str t, tv[2], fv[4], s;
     size_t k = 0, cap = 0;
-    char what[64];
     int strict = 0;
 
     if (agw_json_type_of(tools) != AGW_JSON_ARRAY || agw_json_iter_init(&it, tools) != AGW_OK)
         return DFAIL(c, "tools: expected an array");
     for (; agw_json_iter_next(&it, NULL, &t); k++) {
+        const agw_wire_path *at = ELEMENT(AGW_WIRE_NAME("tools"), k), *fat = MEMBER(at, "function");
         agw_ir_tool *tool;
         if (k >= OAI_MAX_TOOLS)
             return DFAIL(c, "tools: more than %d tools", OAI_MAX_TOOLS);
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu]: expected an object", k);
         agw_json_collect(t, tool_keys, 2, tv, NULL);
-        snprintf(what, sizeof what, "tools[%zu].type", k);
-        AGW_WIRE_TRY(need_str(c, tv[0], what, &s));
+        AGW_WIRE_TRY(need_str(c, tv[0], MEMBER(at, "type"), &s));
         if (!agw_str_eq(s, AGW_STR_LIT("function")))
-            return DFAIL(c, "%s: only 'function' tools are supported", what);
+            return DFAIL_AT(c, MEMBER(at, "type"), ": only 'function' tools are supported");
         if (agw_json_type_of(tv[1]) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu].function: expected an object", k);
         agw_json_collect(tv[1], fn_keys, 4, fv, NULL);
         out->tools = agw_wire_grow(c->rd.arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
         tool = &out->tools[out->n_tools++];
         memset(tool, 0, sizeof *tool);
-        snprintf(what, sizeof what, "tools[%zu].function.name", k);
-        AGW_WIRE_TRY(need_str(c, fv[0], what, &tool->name));
+        AGW_WIRE_TRY(need_str(c, fv[0], MEMBER(fat, "name"), &tool->name));
         if (tool->name.len == 0)
-            return DFAIL(c, "%s: must not be empty", what);
-        if (agw_wire_given(fv[1])) {
-            snprintf(what, sizeof what, "tools[%zu].function.description", k);
-            AGW_WIRE_TRY(want_str(c, fv[1], what, &tool->description));
-        }
+            return DFAIL_AT(c, MEMBER(fat, "name"), ": must not be empty");
+        if (agw_wire_given(fv[1]))
+            AGW_WIRE_TRY(want_str(c, fv[1], MEMBER(fat, "description"), &tool->description));
         if (agw_wire_given(fv[2])) {
             if (agw_json_type_of(fv[2]) != AGW_JSON_OBJECT)
                 return DFAIL(c, "tools[%zu].function.parameters: expected an object", k);
@@ -333,10 +323,8 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
         }
         /* strict (structured outputs for arguments) has no IR field; the
          * call still works without the guarantee, so it is only type-checked. */
-        if (agw_wire_given(fv[3])) {
-            snprintf(what, sizeof what, "tools[%zu].function.strict", k);
-            AGW_WIRE_TRY(want_bool(c, fv[3], what, &strict));
-        }
+        if (agw_wire_given(fv[3]))
+            AGW_WIRE_TRY(want_bool(c, fv[3], MEMBER(fat, "strict"), &strict));
     }
     if (k == 0)
         return DFAIL(c, "tools: expected an array with at least one tool");
@@ -361,7 +349,7 @@ static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
     agw_str s, fn, name;
 
     if (agw_json_type_of(v) == AGW_JSON_STRING) {
-        AGW_WIRE_TRY(want_str(c, v, "tool_choice", &s));
+        AGW_WIRE_TRY(want_str(c, v, AGW_WIRE_NAME("tool_choice"), &s));
         if (!agw_openai_tool_choice_mode(s, &out->tool_choice))
             return DFAIL(c, "tool_choice: expected 'auto', 'none', 'required' or a function");
         return AGW_OK;
@@ -376,7 +364,7 @@ static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
         return DFAIL(c, "tool_choice.function: expected an object");
     if (agw_json_find(fn, AGW_STR_LIT("name"), &name) != AGW_OK)
         return DFAIL(c, "tool_choice.function.name: required");
-    AGW_WIRE_TRY(want_str(c, name, "tool_choice.function.name", &out->tool_choice_name));
+    AGW_WIRE_TRY(want_str(c, name, AGW_WIRE_NAME("tool_choice.function.name"), &out->tool_choice_name));
     out->tool_choice = AGW_IR_TC_TOOL;
     return AGW_OK;
 }
@@ -386,12 +374,11 @@ static agw_err parse_stop(reqdec *c, agw_str v, agw_ir_request *out)
     agw_json_iter it;
     agw_str el;
     size_t k = 0;
-    char what[32];
 
     if (agw_json_type_of(v) == AGW_JSON_STRING) {
         out->stop = agw_arena_array(c->rd.arena, 1, sizeof *out->stop);
         out->n_stop = 1;
-        return want_str(c, v, "stop", &out->stop[0]);
+        return want_str(c, v, AGW_WIRE_NAME("stop"), &out->stop[0]);
     }
     if (agw_json_type_of(v) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v) != AGW_OK)
         return DFAIL(c, "stop: expected a string or an array of strings");
@@ -399,8 +386,7 @@ static agw_err parse_stop(reqdec *c, agw_str v, agw_ir_request *out)
     for (; agw_json_iter_next(&it, NULL, &el); k++) {
         if (k >= OAI_MAX_STOP)
             return DFAIL(c, "stop: more than %d sequences", OAI_MAX_STOP);
-        snprintf(what, sizeof what, "stop[%zu]", k);
-        AGW_WIRE_TRY(want_str(c, el, what, &out->stop[k]));
+        AGW_WIRE_TRY(want_str(c, el, ELEMENT(AGW_WIRE_NAME("stop"), k), &out->stop[k]));
     }
     out->n_stop = k;
     return AGW_OK;
@@ -433,12 +419,12 @@ static agw_err check_unsupported(reqdec *c, const agw_str *v)
     int b = 0;
 
     if (agw_wire_given(v[K_N])) {
-        AGW_WIRE_TRY(want_int(c, v[K_N], "n", &n));
+        AGW_WIRE_TRY(want_int(c, v[K_N], AGW_WIRE_NAME("n"), &n));
         if (n != 1)
             return DFAIL(c, "n: only n=1 is supported for this model");
     }
     if (agw_wire_given(v[K_LOGPROBS])) {
-        AGW_WIRE_TRY(want_bool(c, v[K_LOGPROBS], "logprobs", &b));
+        AGW_WIRE_TRY(want_bool(c, v[K_LOGPROBS], AGW_WIRE_NAME("logprobs"), &b));
         if (b)
             return DFAIL(c, "logprobs: not supported for this model");
     }
@@ -451,12 +437,12 @@ static agw_err check_unsupported(reqdec *c, const agw_str *v)
             return DFAIL(c, "logit_bias: not supported for this model");
     }
     if (agw_wire_given(v[K_PRESENCE])) {
-        AGW_WIRE_TRY(want_num(c, v[K_PRESENCE], "presence_penalty", &x));
+        AGW_WIRE_TRY(want_num(c, v[K_PRESENCE], AGW_WIRE_NAME("presence_penalty"), &x));
         if (x != 0)
             return DFAIL(c, "presence_penalty: not supported for this model (only 0)");
     }
     if (agw_wire_given(v[K_FREQUENCY])) {
-        AGW_WIRE_TRY(want_num(c, v[K_FREQUENCY], "frequency_penalty", &x));
+        AGW_WIRE_TRY(want_num(c, v[K_FREQUENCY], AGW_WIRE_NAME("frequency_penalty"), &x));
         if (x != 0)
             return DFAIL(c, "frequency_penalty: not supported for this model (only 0)");
     }
@@ -511,11 +497,11 @@ static agw_err check_ignored(reqdec *c, const agw_str *v)
     agw_str s;
 
     if (agw_wire_given(v[K_SEED]))
-        AGW_WIRE_TRY(want_int(c, v[K_SEED], "seed", &n));
+        AGW_WIRE_TRY(want_int(c, v[K_SEED], AGW_WIRE_NAME("seed"), &n));
     if (agw_wire_given(v[K_STORE]))
-        AGW_WIRE_TRY(want_bool(c, v[K_STORE], "store", &b));
+        AGW_WIRE_TRY(want_bool(c, v[K_STORE], AGW_WIRE_NAME("store"), &b));
     if (agw_wire_given(v[K_SERVICE_TIER]))
-        AGW_WIRE_TRY(want_str(c, v[K_SERVICE_TIER], "service_tier", &s));
+        AGW_WIRE_TRY(want_str(c, v[K_SERVICE_TIER], AGW_WIRE_NAME("service_tier"), &s));
     if (agw_wire_given(v[K_METADATA]) && agw_json_type_of(v[K_METADATA]) != AGW_JSON_OBJECT)
         return DFAIL(c, "metadata: expected an object");
     return AGW_OK;
@@ -535,7 +521,7 @@ static agw_err parse_messages(reqdec *c, agw_str msgs, agw_ir_request *out)
     for (; agw_json_iter_next(&it, NULL, &msg); i++) {
         if (i >= OAI_MAX_MESSAGES)
             return DFAIL(c, "messages: more than %d messages", OAI_MAX_MESSAGES);
-        AGW_WIRE_TRY(parse_message(c, i, msg));
+        AGW_WIRE_TRY(parse_message(c, ELEMENT(AGW_WIRE_NAME("messages"), i), msg));
     }
     if (i == 0)
         return DFAIL(c, "messages: expected at least one message");
@@ -549,12 +535,12 @@ static agw_err parse_messages(reqdec *c, agw_str msgs, agw_ir_request *out)
 static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out)
 {
     if (agw_wire_given(v[K_MAX_TOKENS])) {
-        AGW_WIRE_TRY(want_int(c, v[K_MAX_TOKENS], "max_tokens", &out->max_tokens));
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_TOKENS], AGW_WIRE_NAME("max_tokens"), &out->max_tokens));
         if (out->max_tokens < 1)
             return DFAIL(c, "max_tokens: must be at least 1");
     }
     if (agw_wire_given(v[K_MAX_COMPLETION])) {
-        AGW_WIRE_TRY(want_int(c, v[K_MAX_COMPLETION], "max_completion_tokens", &out->max_tokens));
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_COMPLETION], AGW_WIRE_NAME("max_completion_tokens"), &out->max_tokens));
         if (out->max_tokens < 1)
             return DFAIL(c, "max_completion_tokens: must be at least 1");
     }
@@ -562,7 +548,7 @@ static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out
     if (agw_wire_given(v[K_STOP]))
         AGW_WIRE_TRY(parse_stop(c, v[K_STOP], out));
     if (agw_wire_given(v[K_STREAM]))
-        AGW_WIRE_TRY(want_bool(c, v[K_STREAM], "stream", &out->stream));
+        AGW_WIRE_TRY(want_bool(c, v[K_STREAM], AGW_WIRE_NAME("stream"), &out->stream));
     if (agw_wire_given(v[K_STREAM_OPTIONS])) {
         agw_str iu;
         int b = 0;
@@ -570,7 +556,7 @@ static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out
             return DFAIL(c, "stream_options: expected an object");
         if (agw_json_find(v[K_STREAM_OPTIONS], AGW_STR_LIT("include_usage"), &iu) == AGW_OK &&
             agw_wire_given(iu))
-            AGW_WIRE_TRY(want_bool(c, iu, "stream_options.include_usage", &b));
+            AGW_WIRE_TRY(want_bool(c, iu, AGW_WIRE_NAME("stream_options.include_usage"), &b));
         /* Only a stream has a usage chunk. */
         out->stream_usage = b && out->stream;
     }
@@ -591,12 +577,12 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     AGW_WIRE_TRY(check_unsupported(c, v));
     AGW_WIRE_TRY(check_ignored(c, v));
     if (agw_wire_given(v[K_REASONING_EFFORT]))
-        AGW_WIRE_TRY(want_str(c, v[K_REASONING_EFFORT], "reasoning_effort",
+        AGW_WIRE_TRY(want_str(c, v[K_REASONING_EFFORT], AGW_WIRE_NAME("reasoning_effort"),
                               &out->reasoning_effort));
 
     /* The router may fill in a default model, so it is optional here. */
     if (agw_wire_given(v[K_MODEL]))
-        AGW_WIRE_TRY(want_str(c, v[K_MODEL], "model", &out->model));
+        AGW_WIRE_TRY(want_str(c, v[K_MODEL], AGW_WIRE_NAME("model"), &out->model));
     AGW_WIRE_TRY(parse_messages(c, v[K_MESSAGES], out));
 
     if (agw_wire_given(v[K_TOOLS]))
@@ -608,13 +594,13 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     }
     if (agw_wire_given(v[K_PARALLEL])) {
         int b = 0;
-        AGW_WIRE_TRY(want_bool(c, v[K_PARALLEL], "parallel_tool_calls", &b));
+        AGW_WIRE_TRY(want_bool(c, v[K_PARALLEL], AGW_WIRE_NAME("parallel_tool_calls"), &b));
         if (out->n_tools)
             out->parallel_tool_calls = b;
     }
     AGW_WIRE_TRY(parse_generation(c, v, out));
     if (agw_wire_given(v[K_USER]))
-        AGW_WIRE_TRY(want_str(c, v[K_USER], "user", &out->user));
+        AGW_WIRE_TRY(want_str(c, v[K_USER], AGW_WIRE_NAME("user"), &out->user));
     return AGW_OK;
 }
 

@@ -30,6 +30,9 @@ typedef struct {
 } reqdec;
 
 #define DFAIL AGW_WIRE_DFAIL
+#define DFAIL_AT AGW_WIRE_DFAIL_AT
+#define MEMBER AGW_WIRE_MEMBER
+#define ELEMENT AGW_WIRE_ELEMENT
 #define want_str AGW_WIRE_WANT_STR
 #define need_str AGW_WIRE_NEED_STR
 #define want_bool AGW_WIRE_WANT_BOOL
@@ -76,26 +79,26 @@ agw_err agw_responses_check_stateless(agw_str body, char *err, size_t errlen)
 
 /* ---- input ---- */
 
-/* An input_image part -> an IMAGE block: a base64 data URI or an http(s) URL. */
-static agw_err parse_image(reqdec *c, agw_str part, const char *where, agw_ir_block *b)
+/* An input_image part (at `at`) -> an IMAGE block: a base64 data URI or an
+ * http(s) URL. */
+static agw_err parse_image(reqdec *c, agw_str part, const agw_wire_path *at, agw_ir_block *b)
 {
     static const char *const keys[] = { "image_url", "file_id", "detail" };
+    const agw_wire_path *uat = MEMBER(at, "image_url");
     agw_str v[3], url;
-    char what[160];
     agw_json_collect(part, keys, 3, v, NULL);
     if (agw_wire_given(v[1]))
-        return DFAIL(c, "%s.file_id: uploaded files are not available through this gateway; "
-                        "send the image as a data URI or an https URL", where);
-    snprintf(what, sizeof what, "%s.image_url", where);
-    AGW_WIRE_TRY(need_str(c, v[0], what, &url));
+        return DFAIL_AT(c, MEMBER(at, "file_id"),
+                        ": uploaded files are not available through this gateway; send the "
+                        "image as a data URI or an https URL");
+    AGW_WIRE_TRY(need_str(c, v[0], uat, &url));
     b->kind = AGW_IR_IMAGE;
     switch (agw_wire_image_url(url, &b->media_type, &b->image_data)) {
     case AGW_WIRE_IMAGE_DATA: return AGW_OK;
     case AGW_WIRE_IMAGE_HTTP: b->image_is_url = 1; return AGW_OK;
     case AGW_WIRE_IMAGE_BAD_DATA:
-        return DFAIL(c, "%s: expected a data URI of the form data:<media type>;base64,<data>",
-                     what);
-    default: return DFAIL(c, "%s: expected an http(s) URL or a base64 data URI", what);
+        return DFAIL_AT(c, uat, ": expected a data URI of the form data:<media type>;base64,<data>");
+    default: return DFAIL_AT(c, uat, ": expected an http(s) URL or a base64 data URI");
     }
 }
 
@@ -109,65 +112,63 @@ static agw_ir_block *dest_block(reqdec *c, content_dest d)
     return turn_block(c, d == TO_USER ? AGW_IR_USER : AGW_IR_ASSISTANT);
 }
 
-/* A message's content, a string or an array of parts. Empty texts carry
- * nothing and are left out. */
-static agw_err parse_content(reqdec *c, agw_str content, const char *where, content_dest d)
+/* A message's content (the message at `item`), a string or an array of
+ * parts. Empty texts carry nothing and are left out. */
+static agw_err parse_content(reqdec *c, agw_str content, const agw_wire_path *item,
+                             content_dest d)
 {
     static const char *const keys[] = { "type", "text", "refusal" };
-    char what[256];
+    const agw_wire_path *at = MEMBER(item, "content");
     agw_str s;
     if (agw_json_type_of(content) == AGW_JSON_STRING) {
-        snprintf(what, sizeof what, "%s.content", where);
-        AGW_WIRE_TRY(want_str(c, content, what, &s));
+        AGW_WIRE_TRY(want_str(c, content, at, &s));
         if (s.len)
             dest_block(c, d)->text = s;
         return AGW_OK;
     }
     agw_json_iter it;
     if (agw_json_type_of(content) != AGW_JSON_ARRAY || agw_json_iter_init(&it, content) != AGW_OK)
-        return DFAIL(c, "%s.content: expected a string or an array of content parts", where);
+        return DFAIL_AT(c, at, ": expected a string or an array of content parts");
     agw_str part;
     for (size_t j = 0; agw_json_iter_next(&it, NULL, &part); j++) {
+        const agw_wire_path *pat = ELEMENT(at, j);
         agw_str v[3], type;
-        char at[160];
         if (j >= RSP_MAX_PARTS)
-            return DFAIL(c, "%s.content: more than %d parts", where, RSP_MAX_PARTS);
-        snprintf(at, sizeof at, "%s.content[%zu]", where, j);
+            return DFAIL_AT(c, at, ": more than %d parts", RSP_MAX_PARTS);
         if (agw_json_type_of(part) != AGW_JSON_OBJECT)
-            return DFAIL(c, "%s: expected an object", at);
+            return DFAIL_AT(c, pat, ": expected an object");
         agw_json_collect(part, keys, 3, v, NULL);
-        snprintf(what, sizeof what, "%s.type", at);
-        AGW_WIRE_TRY(need_str(c, v[0], what, &type));
+        AGW_WIRE_TRY(need_str(c, v[0], MEMBER(pat, "type"), &type));
         int text_part = agw_str_eq(type, AGW_STR_LIT("input_text")) ||
                         agw_str_eq(type, AGW_STR_LIT("output_text")) ||
                         agw_str_eq(type, AGW_STR_LIT("text"));
         if (text_part || agw_str_eq(type, AGW_STR_LIT("refusal"))) {
-            snprintf(what, sizeof what, "%s.%s", at, text_part ? "text" : "refusal");
-            AGW_WIRE_TRY(need_str(c, text_part ? v[1] : v[2], what, &s));
+            AGW_WIRE_TRY(need_str(c, text_part ? v[1] : v[2],
+                                  MEMBER(pat, text_part ? "text" : "refusal"), &s));
             if (s.len)
                 dest_block(c, d)->text = s;
         } else if (agw_str_eq(type, AGW_STR_LIT("input_image"))) {
             if (d != TO_USER)
-                return DFAIL(c, "%s: images are only allowed in user messages", at);
-            AGW_WIRE_TRY(parse_image(c, part, at, dest_block(c, d)));
+                return DFAIL_AT(c, pat, ": images are only allowed in user messages");
+            AGW_WIRE_TRY(parse_image(c, part, pat, dest_block(c, d)));
         } else {
             char shown[64];
-            return DFAIL(c, "%s.type: content type '%s' cannot be converted for this provider "
+            return DFAIL_AT(c, MEMBER(pat, "type"),
+                            ": content type '%s' cannot be converted for this provider "
                             "(input_text, input_image, output_text and refusal can)",
-                         at, agw_wire_show(type, shown, sizeof shown));
+                            agw_wire_show(type, shown, sizeof shown));
         }
     }
     return AGW_OK;
 }
 
-static agw_err parse_message(reqdec *c, agw_str item, const char *where)
+static agw_err parse_message(reqdec *c, agw_str item, const agw_wire_path *at)
 {
     static const char *const keys[] = { "role", "content" };
+    const agw_wire_path *rat = MEMBER(at, "role");
     agw_str v[2], role;
-    char what[160];
     agw_json_collect(item, keys, 2, v, NULL);
-    snprintf(what, sizeof what, "%s.role", where);
-    AGW_WIRE_TRY(need_str(c, v[0], what, &role));
+    AGW_WIRE_TRY(need_str(c, v[0], rat, &role));
     content_dest d;
     if (agw_str_eq(role, AGW_STR_LIT("user")))
         d = TO_USER;
@@ -176,50 +177,45 @@ static agw_err parse_message(reqdec *c, agw_str item, const char *where)
     else if (agw_str_eq(role, AGW_STR_LIT("system")) || agw_str_eq(role, AGW_STR_LIT("developer")))
         d = TO_SYSTEM;
     else
-        return DFAIL(c, "%s: expected user, assistant, system or developer", what);
+        return DFAIL_AT(c, rat, ": expected user, assistant, system or developer");
     if (!agw_wire_given(v[1]))
-        return DFAIL(c, "%s.content: required", where);
-    return parse_content(c, v[1], where, d);
+        return DFAIL_AT(c, MEMBER(at, "content"), ": required");
+    return parse_content(c, v[1], at, d);
 }
 
-static agw_err parse_function_call(reqdec *c, agw_str item, const char *where)
+static agw_err parse_function_call(reqdec *c, agw_str item, const agw_wire_path *at)
 {
     static const char *const keys[] = { "call_id", "name", "arguments" };
+    const agw_wire_path *aat = MEMBER(at, "arguments");
     agw_str v[3], args;
-    char what[160];
     agw_json_collect(item, keys, 3, v, NULL);
     agw_ir_block *b = turn_block(c, AGW_IR_ASSISTANT);
     b->kind = AGW_IR_TOOL_USE;
-    snprintf(what, sizeof what, "%s.call_id", where);
-    AGW_WIRE_TRY(need_str(c, v[0], what, &b->tool_id));
-    snprintf(what, sizeof what, "%s.name", where);
-    AGW_WIRE_TRY(need_str(c, v[1], what, &b->tool_name));
-    snprintf(what, sizeof what, "%s.arguments", where);
-    AGW_WIRE_TRY(need_str(c, v[2], what, &args));
+    AGW_WIRE_TRY(need_str(c, v[0], MEMBER(at, "call_id"), &b->tool_id));
+    AGW_WIRE_TRY(need_str(c, v[1], MEMBER(at, "name"), &b->tool_name));
+    AGW_WIRE_TRY(need_str(c, v[2], aat, &args));
     args = agw_wire_trim(args);
     if (args.len == 0)
         args = AGW_STR_LIT("{}");
     if (!agw_wire_object(args))
-        return DFAIL(c, "%s: expected a JSON object in a string", what);
+        return DFAIL_AT(c, aat, ": expected a JSON object in a string");
     b->tool_input = args;
     return AGW_OK;
 }
 
-static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
+static agw_err parse_call_output(reqdec *c, agw_str item, const agw_wire_path *at)
 {
     static const char *const keys[] = { "call_id", "output" };
+    const agw_wire_path *oat = MEMBER(at, "output");
     agw_str v[2], s;
-    char what[160];
     agw_json_collect(item, keys, 2, v, NULL);
     agw_ir_block *b = turn_block(c, AGW_IR_USER);
     b->kind = AGW_IR_TOOL_RESULT;
-    snprintf(what, sizeof what, "%s.call_id", where);
-    AGW_WIRE_TRY(need_str(c, v[0], what, &b->tool_id));
-    snprintf(what, sizeof what, "%s.output", where);
+    AGW_WIRE_TRY(need_str(c, v[0], MEMBER(at, "call_id"), &b->tool_id));
     if (!agw_wire_given(v[1]))
-        return DFAIL(c, "%s: required", what);
+        return DFAIL_AT(c, oat, ": required");
     if (agw_json_type_of(v[1]) == AGW_JSON_STRING) {
-        AGW_WIRE_TRY(want_str(c, v[1], what, &s));
+        AGW_WIRE_TRY(want_str(c, v[1], oat, &s));
         if (s.len) {
             b->content = agw_arena_array(c->rd.arena, 1, sizeof *b->content);
             memset(b->content, 0, sizeof *b->content);
@@ -233,30 +229,26 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
     agw_str part;
     size_t cap = 0;
     if (agw_json_type_of(v[1]) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v[1]) != AGW_OK)
-        return DFAIL(c, "%s: expected a string or an array of content parts", what);
+        return DFAIL_AT(c, oat, ": expected a string or an array of content parts");
     for (size_t j = 0; agw_json_iter_next(&it, NULL, &part); j++) {
         static const char *const pk[] = { "type", "text" };
+        const agw_wire_path *pat = ELEMENT(oat, j), *tat = MEMBER(pat, "type");
         agw_str pv[2], type;
-        char at[180];
         if (j >= RSP_MAX_PARTS)
-            return DFAIL(c, "%s: more than %d parts", what, RSP_MAX_PARTS);
-        snprintf(at, sizeof at, "%s[%zu]", what, j);
+            return DFAIL_AT(c, oat, ": more than %d parts", RSP_MAX_PARTS);
         if (agw_json_type_of(part) != AGW_JSON_OBJECT)
-            return DFAIL(c, "%s: expected an object", at);
+            return DFAIL_AT(c, pat, ": expected an object");
         agw_json_collect(part, pk, 2, pv, NULL);
-        char tw[200];
-        snprintf(tw, sizeof tw, "%s.type", at);
-        AGW_WIRE_TRY(need_str(c, pv[0], tw, &type));
+        AGW_WIRE_TRY(need_str(c, pv[0], tat, &type));
         if (agw_str_eq(type, AGW_STR_LIT("input_text"))) {
-            snprintf(tw, sizeof tw, "%s.text", at);
-            AGW_WIRE_TRY(need_str(c, pv[1], tw, &s));
+            AGW_WIRE_TRY(need_str(c, pv[1], MEMBER(pat, "text"), &s));
             if (s.len)
                 agw_ir_push_block(c->rd.arena, &b->content, &b->n_content, &cap)->text = s;
         } else if (agw_str_eq(type, AGW_STR_LIT("input_image"))) {
-            AGW_WIRE_TRY(parse_image(c, part, at, agw_ir_push_block(c->rd.arena, &b->content,
-                                                             &b->n_content, &cap)));
+            AGW_WIRE_TRY(parse_image(c, part, pat, agw_ir_push_block(c->rd.arena, &b->content,
+                                                              &b->n_content, &cap)));
         } else {
-            return DFAIL(c, "%s: expected input_text or input_image", tw);
+            return DFAIL_AT(c, tat, ": expected input_text or input_image");
         }
     }
     return AGW_OK;
@@ -268,42 +260,38 @@ static agw_err parse_call_output(reqdec *c, agw_str item, const char *where)
  * OpenAI issued (an id not of the "rs_msg_" kind this gateway gives the
  * thinking of Anthropic answers): its encrypted content means nothing to
  * another provider, which would refuse it as a thinking signature. */
-static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
+static agw_err parse_reasoning(reqdec *c, agw_str item, const agw_wire_path *at)
 {
     static const char *const keys[] = { "summary", "encrypted_content", "content", "id" };
     agw_str v[4], sig = { NULL, 0 }, id = { NULL, 0 };
-    char what[160];
     agw_json_collect(item, keys, 4, v, NULL);
     if (agw_wire_given(v[3])) {
-        snprintf(what, sizeof what, "%s.id", where);
-        AGW_WIRE_TRY(want_str(c, v[3], what, &id));
+        AGW_WIRE_TRY(want_str(c, v[3], MEMBER(at, "id"), &id));
         if (!agw_str_starts(id, AGW_STR_LIT("rs_msg_")))
             return AGW_OK;
     }
-    if (agw_wire_given(v[1])) {
-        snprintf(what, sizeof what, "%s.encrypted_content", where);
-        AGW_WIRE_TRY(want_str(c, v[1], what, &sig));
-    }
+    if (agw_wire_given(v[1]))
+        AGW_WIRE_TRY(want_str(c, v[1], MEMBER(at, "encrypted_content"), &sig));
     agw_buf text = AGW_BUF_INIT(c->rd.scratch.max);
     agw_err e = AGW_OK;
     for (int k = 0; k < 3 && !e; k += 2) {
+        const agw_wire_path *kat = MEMBER(at, k ? "content" : "summary");
         agw_json_iter it;
         agw_str part;
         if (!agw_wire_given(v[k]))
             continue;
-        snprintf(what, sizeof what, "%s.%s", where, k ? "content" : "summary");
         if (agw_json_type_of(v[k]) != AGW_JSON_ARRAY || agw_json_iter_init(&it, v[k]) != AGW_OK) {
-            e = DFAIL(c, "%s: expected an array", what);
+            e = DFAIL_AT(c, kat, ": expected an array");
             break;
         }
         while (!e && agw_json_iter_next(&it, NULL, &part)) {
             agw_str t, s;
             if (agw_json_type_of(part) != AGW_JSON_OBJECT ||
                 agw_json_find(part, AGW_STR_LIT("text"), &t) != AGW_OK) {
-                e = DFAIL(c, "%s: expected parts with a text", what);
+                e = DFAIL_AT(c, kat, ": expected parts with a text");
                 break;
             }
-            if ((e = want_str(c, t, what, &s)) != AGW_OK)
+            if ((e = want_str(c, t, kat, &s)) != AGW_OK)
                 break;
             if (s.len && text.len)
                 e = agw_buf_append(&text, "\n\n", 2);
@@ -326,34 +314,33 @@ static agw_err parse_reasoning(reqdec *c, agw_str item, const char *where)
     }
     agw_buf_free(&text);
     if (e == AGW_ETOOBIG)
-        e = DFAIL(c, "%s: too large", where);
+        e = DFAIL_AT(c, at, ": too large");
     return e;
 }
 
 static agw_err parse_item(reqdec *c, size_t i, agw_str item)
 {
-    char where[48], what[64], shown[64];
+    const agw_wire_path *at = ELEMENT(AGW_WIRE_NAME("input"), i), *tat = MEMBER(at, "type");
+    char shown[64];
     agw_str type = { NULL, 0 }, tv;
-    snprintf(where, sizeof where, "input[%zu]", i);
     if (agw_json_type_of(item) != AGW_JSON_OBJECT)
-        return DFAIL(c, "%s: expected an object", where);
-    snprintf(what, sizeof what, "%s.type", where);
+        return DFAIL_AT(c, at, ": expected an object");
     if (agw_json_find(item, AGW_STR_LIT("type"), &tv) == AGW_OK && agw_wire_given(tv))
-        AGW_WIRE_TRY(want_str(c, tv, what, &type));
+        AGW_WIRE_TRY(want_str(c, tv, tat, &type));
     if (!type.ptr || agw_str_eq(type, AGW_STR_LIT("message")))
-        return parse_message(c, item, where);
+        return parse_message(c, item, at);
     if (agw_str_eq(type, AGW_STR_LIT("function_call")))
-        return parse_function_call(c, item, where);
+        return parse_function_call(c, item, at);
     if (agw_str_eq(type, AGW_STR_LIT("function_call_output")))
-        return parse_call_output(c, item, where);
+        return parse_call_output(c, item, at);
     if (agw_str_eq(type, AGW_STR_LIT("reasoning")))
-        return parse_reasoning(c, item, where);
+        return parse_reasoning(c, item, at);
     if (agw_str_eq(type, AGW_STR_LIT("item_reference")))
-        return DFAIL(c, "%s: item_reference needs stored items, and this gateway is stateless; "
-                        "send the item itself", where);
-    return DFAIL(c, "%s: item type '%s' cannot be converted for this provider (message, "
-                    "function_call, function_call_output and reasoning can)",
-                 what, agw_wire_show(type, shown, sizeof shown));
+        return DFAIL_AT(c, at, ": item_reference needs stored items, and this gateway is "
+                               "stateless; send the item itself");
+    return DFAIL_AT(c, tat, ": item type '%s' cannot be converted for this provider (message, "
+                            "function_call, function_call_output and reasoning can)",
+                    agw_wire_show(type, shown, sizeof shown));
 }
 
 /* The turns as built. (Tool results may stand after other blocks of a user
@@ -364,7 +351,7 @@ static agw_err parse_input(reqdec *c, agw_str input, agw_ir_request *out)
         return DFAIL(c, "input: required");
     if (agw_json_type_of(input) == AGW_JSON_STRING) {
         agw_str s;
-        AGW_WIRE_TRY(want_str(c, input, "input", &s));
+        AGW_WIRE_TRY(want_str(c, input, AGW_WIRE_NAME("input"), &s));
         if (s.len)
             turn_block(c, AGW_IR_USER)->text = s;
     } else {
@@ -396,15 +383,15 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
     if (agw_json_type_of(tools) != AGW_JSON_ARRAY || agw_json_iter_init(&it, tools) != AGW_OK)
         return DFAIL(c, "tools: expected an array");
     for (; agw_json_iter_next(&it, NULL, &t); i++) {
+        const agw_wire_path *at = ELEMENT(AGW_WIRE_NAME("tools"), i);
         agw_str v[5], type;
-        char what[64], shown[64];
+        char shown[64];
         if (i >= RSP_MAX_TOOLS)
             return DFAIL(c, "tools: more than %d tools", RSP_MAX_TOOLS);
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
             return DFAIL(c, "tools[%zu]: expected an object", i);
         agw_json_collect(t, keys, 5, v, NULL);
-        snprintf(what, sizeof what, "tools[%zu].type", i);
-        AGW_WIRE_TRY(need_str(c, v[0], what, &type));
+        AGW_WIRE_TRY(need_str(c, v[0], MEMBER(at, "type"), &type));
         if (!agw_str_eq(type, AGW_STR_LIT("function")))
             return DFAIL(c, "tools[%zu]: tool type '%s' cannot be served by this provider: only "
                             "OpenAI Responses providers have it, and only function tools "
@@ -413,14 +400,11 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
         out->tools = agw_wire_grow(c->rd.arena, out->tools, out->n_tools, &cap, sizeof *out->tools);
         agw_ir_tool *tool = &out->tools[out->n_tools++];
         memset(tool, 0, sizeof *tool);
-        snprintf(what, sizeof what, "tools[%zu].name", i);
-        AGW_WIRE_TRY(need_str(c, v[1], what, &tool->name));
+        AGW_WIRE_TRY(need_str(c, v[1], MEMBER(at, "name"), &tool->name));
         if (tool->name.len == 0)
-            return DFAIL(c, "%s: must not be empty", what);
-        if (agw_wire_given(v[2])) {
-            snprintf(what, sizeof what, "tools[%zu].description", i);
-            AGW_WIRE_TRY(want_str(c, v[2], what, &tool->description));
-        }
+            return DFAIL_AT(c, MEMBER(at, "name"), ": must not be empty");
+        if (agw_wire_given(v[2]))
+            AGW_WIRE_TRY(want_str(c, v[2], MEMBER(at, "description"), &tool->description));
         if (agw_wire_given(v[3])) {
             if (agw_json_type_of(v[3]) != AGW_JSON_OBJECT)
                 return DFAIL(c, "tools[%zu].parameters: expected an object", i);
@@ -434,7 +418,7 @@ static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
 {
     agw_str s, type, name;
     if (agw_json_type_of(v) == AGW_JSON_STRING) {
-        AGW_WIRE_TRY(want_str(c, v, "tool_choice", &s));
+        AGW_WIRE_TRY(want_str(c, v, AGW_WIRE_NAME("tool_choice"), &s));
         if (!agw_openai_tool_choice_mode(s, &out->tool_choice))
             return DFAIL(c, "tool_choice: expected auto, required, none or an object");
         return AGW_OK;
@@ -447,7 +431,7 @@ static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
         return DFAIL(c, "tool_choice.type: only function tools can be chosen for this provider");
     if (agw_json_find(v, AGW_STR_LIT("name"), &name) != AGW_OK)
         return DFAIL(c, "tool_choice.name: required");
-    AGW_WIRE_TRY(want_str(c, name, "tool_choice.name", &out->tool_choice_name));
+    AGW_WIRE_TRY(want_str(c, name, AGW_WIRE_NAME("tool_choice.name"), &out->tool_choice_name));
     for (size_t i = 0; i < out->n_tools; i++)
         if (agw_str_eq(out->tools[i].name, out->tool_choice_name)) {
             out->tool_choice = AGW_IR_TC_TOOL;
@@ -466,7 +450,7 @@ static agw_err parse_reasoning_cfg(reqdec *c, agw_str v, agw_ir_request *out)
         return DFAIL(c, "reasoning: expected an object");
     if (agw_json_find(v, AGW_STR_LIT("effort"), &effort) != AGW_OK || !agw_wire_given(effort))
         return AGW_OK;
-    AGW_WIRE_TRY(want_str(c, effort, "reasoning.effort", &s));
+    AGW_WIRE_TRY(want_str(c, effort, AGW_WIRE_NAME("reasoning.effort"), &s));
     const char *cfg;
     if (agw_str_eq(s, AGW_STR_LIT("minimal")) || agw_str_eq(s, AGW_STR_LIT("none")))
         return AGW_OK;
@@ -532,9 +516,9 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     if (agw_wire_given(v[K_MAX_TOOL_CALLS]))
         return DFAIL(c, "max_tool_calls: not supported for this provider");
     if (agw_wire_given(v[K_MODEL]))
-        AGW_WIRE_TRY(want_str(c, v[K_MODEL], "model", &out->model));
+        AGW_WIRE_TRY(want_str(c, v[K_MODEL], AGW_WIRE_NAME("model"), &out->model));
     if (agw_wire_given(v[K_INSTRUCTIONS])) {
-        AGW_WIRE_TRY(want_str(c, v[K_INSTRUCTIONS], "instructions", &s));
+        AGW_WIRE_TRY(want_str(c, v[K_INSTRUCTIONS], AGW_WIRE_NAME("instructions"), &s));
         if (s.len)
             agw_ir_push_block(c->rd.arena, &c->sys, &c->n_sys, &c->cap_sys)->text = s;
     }
@@ -547,20 +531,20 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
         AGW_WIRE_TRY(parse_tool_choice(c, v[K_TOOL_CHOICE], out));
     if (agw_wire_given(v[K_PARALLEL])) {
         int b = 0;
-        AGW_WIRE_TRY(want_bool(c, v[K_PARALLEL], "parallel_tool_calls", &b));
+        AGW_WIRE_TRY(want_bool(c, v[K_PARALLEL], AGW_WIRE_NAME("parallel_tool_calls"), &b));
         if (out->n_tools)
             out->parallel_tool_calls = b;
     }
     if (agw_wire_given(v[K_MAX_OUTPUT])) {
-        AGW_WIRE_TRY(want_int(c, v[K_MAX_OUTPUT], "max_output_tokens", &out->max_tokens));
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_OUTPUT], AGW_WIRE_NAME("max_output_tokens"), &out->max_tokens));
         if (out->max_tokens < 1)
             return DFAIL(c, "max_output_tokens: must be at least 1");
     }
     AGW_WIRE_TRY(agw_wire_read_sampling(&c->rd, v[K_TEMPERATURE], v[K_TOP_P], out));
     if (agw_wire_given(v[K_STREAM]))
-        AGW_WIRE_TRY(want_bool(c, v[K_STREAM], "stream", &out->stream));
+        AGW_WIRE_TRY(want_bool(c, v[K_STREAM], AGW_WIRE_NAME("stream"), &out->stream));
     if (agw_wire_given(v[K_USER]))
-        AGW_WIRE_TRY(want_str(c, v[K_USER], "user", &out->user));
+        AGW_WIRE_TRY(want_str(c, v[K_USER], AGW_WIRE_NAME("user"), &out->user));
     if (agw_wire_given(v[K_REASONING]))
         AGW_WIRE_TRY(parse_reasoning_cfg(c, v[K_REASONING], out));
     if (agw_wire_given(v[K_TEXT]))

@@ -27,6 +27,58 @@ agw_err agw_wire_fail(char *err, size_t errlen, const char *fmt, ...)
     return AGW_EINVAL;
 }
 
+/* Appends p's segments to buf from *len on; *len counts what did not fit too. */
+static void path_put(const agw_wire_path *p, char *buf, size_t n, size_t *len)
+{
+    int k;
+
+    if (p->up)
+        path_put(p->up, buf, n, len);
+    size_t at = *len < n ? *len : n;
+    if (p->name)
+        k = snprintf(buf + at, n - at, "%s%s", p->up ? "." : "", p->name);
+    else
+        k = snprintf(buf + at, n - at, "[%zu]", p->index);
+    if (k > 0)
+        *len += (size_t)k;
+}
+
+const char *agw_wire_path_str(const agw_wire_path *p, char *buf, size_t n)
+{
+    size_t len = 0;
+
+    if (n == 0)
+        return buf;
+    buf[0] = '\0';
+    path_put(p, buf, n, &len);
+    if (len >= n && n > 4)
+        memcpy(buf + n - 4, "...", 4);
+    return buf;
+}
+
+agw_err agw_wire_vfail_at(char *err, size_t errlen, const agw_wire_path *at, const char *fmt,
+                          va_list ap)
+{
+    size_t k;
+
+    if (!err || !errlen)
+        return AGW_EINVAL;
+    agw_wire_path_str(at, err, errlen);
+    k = strlen(err);
+    vsnprintf(err + k, errlen - k, fmt, ap);
+    return AGW_EINVAL;
+}
+
+agw_err agw_wire_fail_at(char *err, size_t errlen, const agw_wire_path *at, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    agw_wire_vfail_at(err, errlen, at, fmt, ap);
+    va_end(ap);
+    return AGW_EINVAL;
+}
+
 const char *agw_wire_show(agw_str s, char *buf, size_t n)
 {
     size_t i, lim = n > 4 ? n - 4 : 0;
@@ -181,43 +233,43 @@ agw_err agw_wire_rollback(agw_buf *out, size_t start, agw_err e)
 
 /* ---- reading a client request ---- */
 
-agw_err agw_wire_want_str(agw_wire_reader *r, agw_str v, const char *what, agw_str *out)
+agw_err agw_wire_want_str(agw_wire_reader *r, agw_str v, const agw_wire_path *at, agw_str *out)
 {
     if (agw_json_type_of(v) != AGW_JSON_STRING ||
         agw_wire_string(r->arena, &r->scratch, v, out) != AGW_OK)
-        return agw_wire_fail(r->err, r->errlen, "%s: expected a string", what);
+        return agw_wire_fail_at(r->err, r->errlen, at, ": expected a string");
     return AGW_OK;
 }
 
-agw_err agw_wire_need_str(agw_wire_reader *r, agw_str v, const char *what, agw_str *out)
+agw_err agw_wire_need_str(agw_wire_reader *r, agw_str v, const agw_wire_path *at, agw_str *out)
 {
     if (!agw_wire_given(v))
-        return agw_wire_fail(r->err, r->errlen, "%s: required", what);
-    return agw_wire_want_str(r, v, what, out);
+        return agw_wire_fail_at(r->err, r->errlen, at, ": required");
+    return agw_wire_want_str(r, v, at, out);
 }
 
-agw_err agw_wire_want_bool(agw_wire_reader *r, agw_str v, const char *what, int *out)
+agw_err agw_wire_want_bool(agw_wire_reader *r, agw_str v, const agw_wire_path *at, int *out)
 {
     if (agw_json_is_true(v))
         *out = 1;
     else if (agw_json_is_false(v))
         *out = 0;
     else
-        return agw_wire_fail(r->err, r->errlen, "%s: expected a boolean", what);
+        return agw_wire_fail_at(r->err, r->errlen, at, ": expected a boolean");
     return AGW_OK;
 }
 
-agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v, const char *what, double *out)
+agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v, const agw_wire_path *at, double *out)
 {
     if (!agw_wire_number(v, out) || !isfinite(*out))
-        return agw_wire_fail(r->err, r->errlen, "%s: expected a number", what);
+        return agw_wire_fail_at(r->err, r->errlen, at, ": expected a number");
     return AGW_OK;
 }
 
-agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what, int64_t *out)
+agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const agw_wire_path *at, int64_t *out)
 {
     if (agw_json_type_of(v) != AGW_JSON_NUMBER || agw_json_int64(v, out) != AGW_OK)
-        return agw_wire_fail(r->err, r->errlen, "%s: expected an integer", what);
+        return agw_wire_fail_at(r->err, r->errlen, at, ": expected an integer");
     return AGW_OK;
 }
 
@@ -225,13 +277,13 @@ agw_err agw_wire_read_sampling(agw_wire_reader *r, agw_str temperature, agw_str 
                                agw_ir_request *out)
 {
     if (agw_wire_given(temperature)) {
-        AGW_WIRE_TRY(agw_wire_want_num(r, temperature, "temperature", &out->temperature));
+        AGW_WIRE_TRY(agw_wire_want_num(r, temperature, AGW_WIRE_NAME("temperature"), &out->temperature));
         if (out->temperature < 0 || out->temperature > 2)
             return agw_wire_fail(r->err, r->errlen, "temperature: must be between 0 and 2");
         out->has_temperature = 1;
     }
     if (agw_wire_given(top_p)) {
-        AGW_WIRE_TRY(agw_wire_want_num(r, top_p, "top_p", &out->top_p));
+        AGW_WIRE_TRY(agw_wire_want_num(r, top_p, AGW_WIRE_NAME("top_p"), &out->top_p));
         if (out->top_p < 0 || out->top_p > 1)
             return agw_wire_fail(r->err, r->errlen, "top_p: must be between 0 and 1");
         out->has_top_p = 1;

@@ -54,6 +54,32 @@
 agw_err agw_wire_fail(char *err, size_t errlen, const char *fmt, ...) AGW_PRINTF(3, 4);
 agw_err agw_wire_vfail(char *err, size_t errlen, const char *fmt, va_list ap) AGW_PRINTF(3, 0);
 
+/* Where a field is in a request body ("messages[3].content[0].type"): a
+ * decoder builds the path on its stack as it descends, and it is written out
+ * only into a message, so a valid request formats no path at all. */
+typedef struct agw_wire_path {
+    const struct agw_wire_path *up; /* the enclosing value; NULL at the top */
+    const char *name;               /* a member's name, or NULL: element `index` of up */
+    size_t index;
+} agw_wire_path;
+
+/* Paths made in place, valid to the end of the enclosing block. A top-level
+ * name may hold dots ("stream_options.include_usage"). */
+#define AGW_WIRE_MEMBER(up, name) (&(const agw_wire_path){ (up), (name), 0 })
+#define AGW_WIRE_ELEMENT(up, i) (&(const agw_wire_path){ (up), NULL, (i) })
+#define AGW_WIRE_NAME(name) AGW_WIRE_MEMBER(NULL, (name))
+
+/* `p` written out into buf (n bytes, NUL-terminated; one cut short ends in
+ * "..."). Returns buf. */
+const char *agw_wire_path_str(const agw_wire_path *p, char *buf, size_t n);
+
+/* agw_wire_fail with the message "<path><fmt ...>": the text right after
+ * the path, as in ": required" or " must be a string". */
+agw_err agw_wire_fail_at(char *err, size_t errlen, const agw_wire_path *at, const char *fmt, ...)
+    AGW_PRINTF(4, 5);
+agw_err agw_wire_vfail_at(char *err, size_t errlen, const agw_wire_path *at, const char *fmt,
+                          va_list ap) AGW_PRINTF(4, 0);
+
 /* `s` made safe to quote in a message, in buf (n bytes): control bytes
  * become '?', and a string that does not fit is cut and ends in "...".
  * Returns buf. */
@@ -104,23 +130,25 @@ typedef struct {
     size_t errlen;
 } agw_wire_reader;
 
-/* Field readers: the value at `v` or AGW_EINVAL with "<what>: expected a
- * string" (a boolean, a finite number, an integer). need_str also refuses an
- * absent or null value ("<what>: required"). Strings as agw_wire_string. */
-AGW_WARN_UNUSED agw_err agw_wire_want_str(agw_wire_reader *r, agw_str v, const char *what,
-                                          agw_str *out);
-AGW_WARN_UNUSED agw_err agw_wire_need_str(agw_wire_reader *r, agw_str v, const char *what,
-                                          agw_str *out);
-AGW_WARN_UNUSED agw_err agw_wire_want_bool(agw_wire_reader *r, agw_str v, const char *what,
-                                           int *out);
-AGW_WARN_UNUSED agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v, const char *what,
-                                          double *out);
-AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const char *what,
-                                          int64_t *out);
+/* Field readers: the value at `v` (found at `at`) or AGW_EINVAL with
+ * "<at>: expected a string" (a boolean, a finite number, an integer).
+ * need_str also refuses an absent or null value ("<at>: required").
+ * Strings as agw_wire_string. */
+AGW_WARN_UNUSED agw_err agw_wire_want_str(agw_wire_reader *r, agw_str v,
+                                          const agw_wire_path *at, agw_str *out);
+AGW_WARN_UNUSED agw_err agw_wire_need_str(agw_wire_reader *r, agw_str v,
+                                          const agw_wire_path *at, agw_str *out);
+AGW_WARN_UNUSED agw_err agw_wire_want_bool(agw_wire_reader *r, agw_str v,
+                                           const agw_wire_path *at, int *out);
+AGW_WARN_UNUSED agw_err agw_wire_want_num(agw_wire_reader *r, agw_str v,
+                                          const agw_wire_path *at, double *out);
+AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v,
+                                          const agw_wire_path *at, int64_t *out);
 
 /* What a request decoder whose state holds an agw_wire_reader named `rd`
  * calls the readers with. */
 #define AGW_WIRE_DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
+#define AGW_WIRE_DFAIL_AT(c, at, ...) agw_wire_fail_at((c)->rd.err, (c)->rd.errlen, (at), __VA_ARGS__)
 #define AGW_WIRE_WANT_STR(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
 #define AGW_WIRE_NEED_STR(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
 #define AGW_WIRE_WANT_BOOL(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench.h"
 #include "proto/sanitize.h"
 
 static int sink(void *ud, const agw_ir_event *ev)
@@ -17,19 +17,6 @@ static int sink(void *ud, const agw_ir_event *ev)
     (void)ev;
     ++*(size_t *)ud;
     return 0;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Streams `n` deltas of a realistic answer (prose, code, an identity line,
@@ -51,13 +38,13 @@ static void run(const char *label, const agw_sanitize_rules *rules, size_t n)
     ev.delta_kind = AGW_IR_DELTA_TEXT;
     for (size_t i = 0; i < n; i++) {
         ev.delta = agw_str_c(words[(i * 7) % nw]);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = bench_now_ns();
         if (agw_sanitize_stage_event(&s, &ev))
             abort();
-        t[i] = now_ns() - t0;
+        t[i] = bench_now_ns() - t0;
     }
     agw_sanitize_stage_free(&s);
-    qsort(t, n, sizeof *t, cmp);
+    bench_sort(t, n);
     printf("%-22s events=%zu out=%zu p50=%llu ns p99=%llu ns held=%zu\n", label, n, out,
            (unsigned long long)t[n / 2], (unsigned long long)t[n * 99 / 100], s.held_events);
     free(t);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "proto/openai.h"
+#include "proto/wire.h"
 
 #define V(lit) ((agw_str){ "" lit, sizeof(lit) - 1 })
 
@@ -693,6 +694,33 @@ static void test_decode_bounds(void **state)
                     "{\"type\":\"function\",\"function\":{\"name\":\"f\"}}", 1001, "]}");
     dec_bad(b, "tools: more than 1000");
     free(b);
+}
+
+/* The paths in the decoders' messages are written out only on failure;
+ * how they are written, and cut short. */
+static void test_wire_paths(void **state)
+{
+    char buf[64], err[40];
+    (void)state;
+
+    const agw_wire_path *msg = AGW_WIRE_ELEMENT(AGW_WIRE_NAME("messages"), 12);
+    const agw_wire_path *type = AGW_WIRE_MEMBER(AGW_WIRE_ELEMENT(AGW_WIRE_MEMBER(msg, "content"), 3),
+                                                "type");
+    assert_string_equal(agw_wire_path_str(type, buf, sizeof buf), "messages[12].content[3].type");
+    assert_string_equal(agw_wire_path_str(AGW_WIRE_NAME("stream_options.include_usage"), buf,
+                                          sizeof buf),
+                        "stream_options.include_usage");
+    assert_string_equal(agw_wire_path_str(AGW_WIRE_ELEMENT(AGW_WIRE_NAME("stop"), 0), buf,
+                                          sizeof buf),
+                        "stop[0]");
+    /* too long for the buffer: cut, ending in "...", NUL-terminated */
+    assert_string_equal(agw_wire_path_str(type, buf, 16), "messages[12]...");
+    assert_string_equal(agw_wire_path_str(type, buf, 4), "mes");
+
+    assert_int_equal(agw_wire_fail_at(err, sizeof err, type, ": expected %s", "a string"),
+                     AGW_EINVAL);
+    assert_string_equal(err, "messages[12].content[3].type: expected "); /* 39 + NUL */
+    assert_int_equal(agw_wire_fail_at(NULL, 0, type, ": required"), AGW_EINVAL);
 }
 
 /* ======================================================================
@@ -1823,6 +1851,7 @@ int main(void)
         cmocka_unit_test(test_decode_strings),
         cmocka_unit_test(test_decode_rejections),
         cmocka_unit_test(test_decode_bounds),
+        cmocka_unit_test(test_wire_paths),
         cmocka_unit_test(test_encode_request_full),
         cmocka_unit_test(test_encode_request_choices),
         cmocka_unit_test(test_request_round_trip),
