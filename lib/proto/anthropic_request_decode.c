@@ -177,46 +177,26 @@ static agw_err decode_image_source(dec *d, agw_str src, const agw_wire_path *blo
                    agw_wire_show(type, tb, sizeof tb));
 }
 
-/* The shortest JSON text a valid block can have: {"type":"text","text":""}. */
-#define MIN_BLOCK_BYTES 25
-
-/* Blocks to allocate for an array: its elements up to and including the
- * first one too short to be a block (decoding fails there). An IR block is
- * far bigger than its JSON, so counting "{}," as blocks would let a 10 MB
- * body claim half a gigabyte; this keeps memory within a small multiple of
- * what valid blocks need. */
-static size_t block_count(agw_str arr)
-{
-    agw_json_iter it;
-    agw_str v;
-    size_t n = 0;
-
-    if (agw_json_iter_init(&it, arr) != AGW_OK)
-        return 0;
-    while (agw_json_iter_next(&it, NULL, &v)) {
-        n++;
-        if (v.len < MIN_BLOCK_BYTES)
-            break;
-    }
-    return n;
-}
-
 static agw_err decode_blocks(dec *d, agw_str arr, const agw_wire_path *at, agw_ir_role role,
                              int where, agw_ir_block **out, size_t *n_out)
 {
     agw_json_iter it;
     agw_str v;
-    size_t n = block_count(arr), i = 0;
+    size_t cap = 0;
     agw_err e;
 
-    *out = agw_arena_array(d->arena, n ? n : 1, sizeof **out);
-    *n_out = n;
+    /* The array grows with the blocks decoded, not with a count made first:
+     * one pass less over the content, and memory in proportion to valid
+     * blocks (decoding stops at the first invalid one). */
+    *out = NULL;
+    *n_out = 0;
     if (agw_json_iter_init(&it, arr) != AGW_OK)
         return AGW_EINVAL;
-    while (i < n && agw_json_iter_next(&it, NULL, &v)) {
-        if ((e = decode_block(d, v, ELEMENT(at, i), role, where, &(*out)[i])) != AGW_OK)
+    while (agw_json_iter_next(&it, NULL, &v)) {
+        const agw_wire_path *bat = ELEMENT(at, *n_out);
+        if ((e = decode_block(d, v, bat, role, where,
+                              agw_ir_push_block(d->arena, out, n_out, &cap))) != AGW_OK)
             return e;
-        i++;
     }
     return AGW_OK;
 }
@@ -335,28 +315,26 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
 {
     agw_json_iter it;
     agw_str m;
-    size_t n, i = 0;
+    size_t i = 0, cap = 0;
     agw_err e;
 
     if (!v.ptr)
         return fail(d, "messages is required");
     if (agw_json_type_of(v) != AGW_JSON_ARRAY)
         return fail(d, "messages must be an array");
-    n = array_len(v, MAX_MESSAGES);
-    if (n == 0)
-        return fail(d, "messages must not be empty");
-    if (n > MAX_MESSAGES)
-        return fail(d, "messages has more than %d entries", MAX_MESSAGES);
-    rq->messages = agw_arena_array(d->arena, n, sizeof *rq->messages);
-    rq->n_messages = n;
     if (agw_json_iter_init(&it, v) != AGW_OK)
         return AGW_EINVAL;
-    while (i < n && agw_json_iter_next(&it, NULL, &m)) {
+    while (agw_json_iter_next(&it, NULL, &m)) {
         static const char *const f_keys[] = { "role", "content" };
         agw_str f[2];
-        agw_ir_message *msg = &rq->messages[i];
         agw_str role = { NULL, 0 }, c;
         const agw_wire_path *path = ELEMENT(AGW_WIRE_NAME("messages"), i);
+
+        if (i >= MAX_MESSAGES)
+            return fail(d, "messages has more than %d entries", MAX_MESSAGES);
+        rq->messages = agw_wire_grow(d->arena, rq->messages, i, &cap, sizeof *rq->messages);
+        rq->n_messages = i + 1;
+        agw_ir_message *msg = &rq->messages[i];
 
         if (agw_json_type_of(m) != AGW_JSON_OBJECT)
             return fail_at(d, path, " must be an object");
@@ -383,6 +361,8 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
             return e;
         i++;
     }
+    if (i == 0)
+        return fail(d, "messages must not be empty");
     return AGW_OK;
 }
 
