@@ -311,14 +311,164 @@ static const unsigned char json_structural[256] = {
     ['"'] = 1, ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1,
 };
 
+/* ---- where the long values of one document end (json.h agw_json_skips) ---- */
+
+/* A value shorter than this is scanned: looking it up would cost as much. */
+#define SKIPS_MIN_VALUE 128
+/* A document shorter than this gets no record: its walks are cheap anyway. */
+#define SKIPS_MIN_DOC 8192
+/* Containers nested deeper than this are not recorded (they are scanned). */
+#define SKIPS_MAX_DEPTH 256
+
+typedef struct {
+    uint32_t start, end; /* offsets into the document */
+} json_skip_rec;
+
+struct agw_json_skips {
+    agw_json_ptr base;
+    size_t len;
+    uint64_t *starts; /* a bit per byte: a recorded value starts there */
+    json_skip_rec *v; /* sorted by start */
+    size_t n, cap;
+    agw_json_skips *prev; /* the record active before this one, restored at the end */
+};
+
+static _Thread_local agw_json_skips *json_skips_active;
+
+/* A new record starting at `from` (its end filled in later); its index, or
+ * -1 when memory is short. */
+static long json_skips_add(agw_json_skips *s, agw_json_ptr from)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        json_skip_rec *v = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n] = (json_skip_rec){ (uint32_t)(from - s->base), 0 };
+    return (long)s->n++;
+}
+
+static void json_skips_mark(agw_json_skips *s, size_t k, agw_json_ptr to)
+{
+    uint32_t off = s->v[k].start;
+    s->v[k].end = (uint32_t)(to - s->base);
+    s->starts[off >> 6] |= UINT64_C(1) << (off & 63);
+}
+
+agw_json_skips *agw_json_skips_begin(agw_str doc)
+{
+    return agw_json_skips_begin_with(doc, SKIPS_MIN_DOC, SKIPS_MIN_VALUE);
+}
+
+agw_json_skips *agw_json_skips_begin_with(agw_str doc, size_t min_doc, size_t min_value)
+{
+    if (doc.len < min_doc || doc.len >= UINT32_MAX)
+        return NULL;
+    agw_json_skips *s = calloc(1, sizeof *s);
+    if (!s || !(s->starts = calloc(doc.len / 64 + 1, sizeof *s->starts))) {
+        free(s);
+        return NULL;
+    }
+    s->base = (agw_json_ptr)doc.ptr;
+    s->len = doc.len;
+    /* Records are made where values start, so they come out sorted: a
+     * container gets one when it opens, which it gives back when it closes
+     * short (nothing inside it can have been recorded then). */
+    agw_json_ptr p = s->base, end = p + doc.len;
+    long open[SKIPS_MAX_DEPTH], k;
+    size_t depth = 0;
+    while (p < end) {
+        while (!json_structural[*p])
+            if (++p == end)
+                goto done;
+        switch (*p) {
+        case '"': {
+            agw_json_ptr q = json_skip_string(p, end);
+            if (!q)
+                goto done;
+            if ((size_t)(q - p) >= min_value) {
+                if ((k = json_skips_add(s, p)) < 0)
+                    goto fail;
+                json_skips_mark(s, (size_t)k, q);
+            }
+            p = q;
+            continue;
+        }
+        case '{':
+        case '[':
+            if (depth < SKIPS_MAX_DEPTH && (open[depth] = json_skips_add(s, p)) < 0)
+                goto fail;
+            depth++;
+            break;
+        default: /* '}' or ']' */
+            if (depth && --depth < SKIPS_MAX_DEPTH) {
+                k = open[depth];
+                if ((size_t)(p + 1 - (s->base + s->v[k].start)) >= min_value)
+                    json_skips_mark(s, (size_t)k, p + 1);
+                else
+                    s->n = (size_t)k;
+            }
+            break;
+        }
+        p++;
+    }
+done:
+    s->prev = json_skips_active;
+    json_skips_active = s;
+    return s;
+fail:
+    free(s->starts);
+    free(s->v);
+    free(s);
+    return NULL;
+}
+
+void agw_json_skips_end(agw_json_skips *s)
+{
+    if (!s)
+        return;
+    json_skips_active = s->prev;
+    free(s->starts);
+    free(s->v);
+    free(s);
+}
+
+/* Where the recorded value starting at p ends, or NULL: p starts no value
+ * of the active record, or the record says it ends past `end` (a view cut
+ * inside the value, which the scan must then refuse as it would anyway). */
+static agw_json_ptr json_skips_lookup(agw_json_ptr p, agw_json_ptr end)
+{
+    const agw_json_skips *s = json_skips_active;
+    if (!s || p < s->base || p >= s->base + s->len)
+        return NULL;
+    size_t off = (size_t)(p - s->base), lo = 0, hi = s->n;
+    if (!(s->starts[off >> 6] >> (off & 63) & 1))
+        return NULL;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].start < off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == s->n || s->v[lo].start != off || s->base + s->v[lo].end > end)
+        return NULL;
+    return s->base + s->v[lo].end;
+}
+
 /* p at the first byte of a value; returns past its last byte or NULL. */
 static agw_json_ptr json_skip_value(agw_json_ptr p, agw_json_ptr end)
 {
-    agw_json_ptr start = p;
+    agw_json_ptr start = p, known;
     size_t depth = 0;
 
     if (p >= end)
         return NULL;
+    if (json_skips_active && (known = json_skips_lookup(p, end)))
+        return known;
     switch (*p) {
     case '"':
         return json_skip_string(p, end);

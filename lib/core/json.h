@@ -56,6 +56,25 @@ typedef enum {
  * when err is not NULL and errlen > 0 (truncated to fit, NUL-terminated). */
 AGW_WARN_UNUSED agw_err agw_json_validate(agw_str doc, int max_depth, char *err, size_t errlen);
 
+/* A record of where the long values of one validated document end, so that
+ * walking it level by level does not scan every byte again at each level:
+ * while a record is active in a thread, that thread's iterators (and so
+ * collect, find and every walk over spans of the document) jump over a long
+ * value of the document instead of scanning it. agw_json_skips_begin builds
+ * the record in one pass over `doc`, which must have passed
+ * agw_json_validate and must outlive the record, and makes it active in the
+ * calling thread; agw_json_skips_end (NULL: nothing) frees it and makes the
+ * one active before it active again, so pairs nest. NULL (nothing changes)
+ * for a document too small to gain from it, or when memory is short.
+ * Results are the same with or without a record. */
+typedef struct agw_json_skips agw_json_skips;
+agw_json_skips *agw_json_skips_begin(agw_str doc);
+void agw_json_skips_end(agw_json_skips *s);
+/* The same with the thresholds chosen: no record for a document under
+ * min_doc bytes, and only values of at least min_value bytes recorded (for
+ * tests and fuzzing, which want every value recorded). */
+agw_json_skips *agw_json_skips_begin_with(agw_str doc, size_t min_doc, size_t min_value);
+
 /* Finds the top-level member `key` (raw bytes, not JSON-escaped) of the
  * object doc and sets *value to its value's span. AGW_ENOTFOUND when absent,
  * AGW_EINVAL when doc is not an object. */

@@ -572,20 +572,13 @@ static const char *const top_names[T_COUNT] = {
     "mcp_servers", "container", "output_format",
 };
 
-static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
+/* The members of a valid body. */
+static agw_err decode_members(dec *d, agw_str body, agw_ir_request *rq)
 {
     agw_str f[T_COUNT];
     agw_str unknown, meta;
-    char why[96], kb[48];
+    char kb[48];
     agw_err e;
-
-    e = agw_json_validate(body, AGW_WIRE_MAX_DEPTH, why, sizeof why);
-    if (e == AGW_ETOOBIG)
-        return fail(d, "the request body is nested too deeply");
-    if (e != AGW_OK)
-        return fail(d, "the request body is not valid JSON: %s", why);
-    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
-        return fail(d, "the request body must be a JSON object");
 
     agw_json_collect(body, top_names, T_COUNT, f, &unknown);
     if (unknown.ptr) {
@@ -626,6 +619,23 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
             return e;
     }
     return AGW_OK;
+}
+
+static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
+{
+    char why[96];
+    agw_err e = agw_json_validate(body, AGW_WIRE_MAX_DEPTH, why, sizeof why);
+
+    if (e == AGW_ETOOBIG)
+        return fail(d, "the request body is nested too deeply");
+    if (e != AGW_OK)
+        return fail(d, "the request body is not valid JSON: %s", why);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return fail(d, "the request body must be a JSON object");
+    agw_json_skips *skips = agw_json_skips_begin(body);
+    e = decode_members(d, body, rq);
+    agw_json_skips_end(skips);
+    return e;
 }
 
 agw_err agw_anthropic_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out,

@@ -563,17 +563,12 @@ static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out
     return AGW_OK;
 }
 
-static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
+/* The members of a valid body. */
+static agw_err decode_members(reqdec *c, agw_str body, agw_ir_request *out)
 {
     agw_str v[K_COUNT];
-    char verr[96];
 
-    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
-        return DFAIL(c, "invalid JSON body: %s", verr);
-    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
-        return DFAIL(c, "the request body must be a JSON object");
     agw_json_collect(body, top_keys, K_COUNT, v, NULL);
-
     AGW_WIRE_TRY(check_unsupported(c, v));
     AGW_WIRE_TRY(check_ignored(c, v));
     if (agw_wire_given(v[K_REASONING_EFFORT]))
@@ -602,6 +597,20 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     if (agw_wire_given(v[K_USER]))
         AGW_WIRE_TRY(want_str(c, v[K_USER], AGW_WIRE_NAME("user"), &out->user));
     return AGW_OK;
+}
+
+static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
+{
+    char verr[96];
+
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
+        return DFAIL(c, "invalid JSON body: %s", verr);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return DFAIL(c, "the request body must be a JSON object");
+    agw_json_skips *skips = agw_json_skips_begin(body);
+    agw_err e = decode_members(c, body, out);
+    agw_json_skips_end(skips);
+    return e;
 }
 
 agw_err agw_openai_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out, char *err,

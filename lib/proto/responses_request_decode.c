@@ -497,14 +497,10 @@ static const char *const top_keys[K_COUNT] = {
     "top_logprobs", "prompt", "max_tool_calls",
 };
 
-static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
+/* The members of a valid body. */
+static agw_err decode_members(reqdec *c, agw_str body, agw_ir_request *out)
 {
     agw_str v[K_COUNT], s;
-    char verr[96];
-    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
-        return DFAIL(c, "invalid JSON body: %s", verr);
-    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
-        return DFAIL(c, "the request body must be a JSON object");
     AGW_WIRE_TRY(agw_responses_check_stateless(body, c->rd.err, c->rd.errlen));
     agw_json_collect(body, top_keys, K_COUNT, v, NULL);
 
@@ -550,6 +546,19 @@ static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
     if (agw_wire_given(v[K_TEXT]))
         AGW_WIRE_TRY(parse_text(c, v[K_TEXT]));
     return AGW_OK;
+}
+
+static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
+{
+    char verr[96];
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
+        return DFAIL(c, "invalid JSON body: %s", verr);
+    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
+        return DFAIL(c, "the request body must be a JSON object");
+    agw_json_skips *skips = agw_json_skips_begin(body);
+    agw_err e = decode_members(c, body, out);
+    agw_json_skips_end(skips);
+    return e;
 }
 
 agw_err agw_responses_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out,

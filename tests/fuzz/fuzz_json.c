@@ -13,7 +13,8 @@
  *  - agw_json_duplicate_key finds a repeated member name exactly when a
  *    pairwise comparison of the decoded names does;
  *    agw_json_int64 agrees with strtoll;
- *  - find and iteration over invalid input stay in bounds (ASan).
+ *  - find and iteration over invalid input stay in bounds (ASan);
+ *  - a record of where the values end (agw_json_skips) changes no span.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -233,6 +234,50 @@ static void check_duplicates(agw_str doc)
         abort();
 }
 
+/* Every member and element span, depth first (at most `cap`), into out. */
+static size_t walk_spans(agw_str c, agw_str *out, size_t n, size_t cap, int depth)
+{
+    agw_json_iter it;
+    agw_str k, v;
+    if (depth > 32 || agw_json_iter_init(&it, c) != AGW_OK)
+        return n;
+    while (n + 2 <= cap && agw_json_iter_next(&it, &k, &v)) {
+        out[n++] = k;
+        out[n++] = v;
+        n = walk_spans(v, out, n, cap, depth + 1);
+    }
+    return n;
+}
+
+static void same_spans(const agw_str *a, size_t na, const agw_str *b, size_t nb)
+{
+    if (na != nb)
+        abort();
+    for (size_t j = 0; j < na; j++)
+        if (a[j].ptr != b[j].ptr || a[j].len != b[j].len)
+            abort();
+}
+
+/* A record of where the values end (agw_json_skips) changes no span: the
+ * walk with every value of two bytes or more recorded equals the walk
+ * without, also over a view that ends inside the document, and so does the
+ * walk under an outer record made active again when the inner one ends. */
+static void check_skips(agw_str doc)
+{
+    enum { CAP = 4096 };
+    static agw_str plain[CAP], inner[CAP], outer[CAP];
+    agw_str views[2] = { doc, { doc.ptr, doc.len / 2 } };
+    for (int i = 0; i < 2; i++) {
+        size_t n = walk_spans(views[i], plain, 0, CAP, 0);
+        agw_json_skips *o = agw_json_skips_begin_with(doc, 0, 64);
+        agw_json_skips *s = agw_json_skips_begin_with(doc, 0, 2);
+        same_spans(plain, n, inner, walk_spans(views[i], inner, 0, CAP, 0));
+        agw_json_skips_end(s);
+        same_spans(plain, n, outer, walk_spans(views[i], outer, 0, CAP, 0));
+        agw_json_skips_end(o);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     agw_str doc = { (const char *)data, size }, v, m;
@@ -263,6 +308,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (deep == AGW_OK) {
         agw_str trimmed;
+        check_skips(doc);
         if (agw_json_find_path(doc, (const char *const[]){ NULL }, &trimmed) != AGW_OK)
             abort();
         check_value(trimmed, 0);

@@ -701,6 +701,77 @@ static void test_string_view(void **state)
     agw_buf_free(&scratch);
 }
 
+/* A body the size agents send: long strings with escapes, nested arrays. */
+static agw_buf big_doc(void)
+{
+    agw_buf b = AGW_BUF_INIT(SIZE_MAX);
+    assert_int_equal(agw_buf_appendf(&b, "{\"model\":\"m\",\"messages\":["), AGW_OK);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(agw_buf_appendf(&b,
+                                         "%s{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                                         "\"text\":\"line %d\\n\\\"quoted\\\" %0200d\"},{\"a\":[[1],[2,{}]]}]}",
+                                         i ? "," : "", i, i),
+                         AGW_OK);
+    assert_int_equal(agw_buf_appendf(&b, "],\"model\":\"last\"}"), AGW_OK);
+    assert_int_equal(agw_json_validate(agw_buf_view(&b), 64, NULL, 0), AGW_OK);
+    return b;
+}
+
+/* Every member and element span of c, depth first, as "offset:length;". */
+static void walk(agw_str c, const char *base, agw_buf *out)
+{
+    agw_json_iter it;
+    agw_str k, v;
+    if (agw_json_iter_init(&it, c) != AGW_OK)
+        return;
+    while (agw_json_iter_next(&it, &k, &v)) {
+        assert_int_equal(agw_buf_appendf(out, "%td:%zu;%td:%zu;", k.ptr - base, k.len,
+                                         v.ptr - base, v.len),
+                         AGW_OK);
+        walk(v, base, out);
+    }
+}
+
+static void test_skips(void **state)
+{
+    (void)state;
+    agw_buf doc = big_doc(), plain = AGW_BUF_INIT(SIZE_MAX), fast = AGW_BUF_INIT(SIZE_MAX);
+    agw_str d = agw_buf_view(&doc), half = { d.ptr, d.len / 2 }, model;
+
+    /* small documents get no record */
+    assert_null(agw_json_skips_begin(AGW_STR_LIT("{\"a\":\"b\"}")));
+    agw_json_skips_end(NULL);
+
+    walk(d, d.ptr, &plain);
+    walk(half, d.ptr, &plain);
+    agw_json_skips *s = agw_json_skips_begin(d);
+    assert_non_null(s);
+    walk(d, d.ptr, &fast);
+    /* a view cut inside a long value: the record must not jump past its end */
+    walk(half, d.ptr, &fast);
+    assert_int_equal(agw_json_find(d, AGW_STR_LIT("model"), &model), AGW_OK);
+    assert_true(agw_str_eq(model, AGW_STR_LIT("\"last\"")));
+    agw_json_skips_end(s);
+    assert_true(plain.len > 10000);
+    assert_int_equal(plain.len, fast.len);
+    assert_memory_equal(plain.data, fast.data, plain.len);
+
+    /* pairs nest: the outer record is active again after the inner one */
+    fast.len = 0;
+    agw_json_skips *outer = agw_json_skips_begin_with(d, 0, 2);
+    agw_json_skips *inner = agw_json_skips_begin_with(d, 0, 300);
+    agw_json_skips_end(inner);
+    walk(d, d.ptr, &fast);
+    walk(half, d.ptr, &fast);
+    agw_json_skips_end(outer);
+    assert_int_equal(plain.len, fast.len);
+    assert_memory_equal(plain.data, fast.data, plain.len);
+
+    agw_buf_free(&doc);
+    agw_buf_free(&plain);
+    agw_buf_free(&fast);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -722,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_prefixes),
         cmocka_unit_test(test_collect),
         cmocka_unit_test(test_string_view),
+        cmocka_unit_test(test_skips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
