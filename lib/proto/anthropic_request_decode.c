@@ -644,11 +644,7 @@ agw_err agw_anthropic_decode_request(agw_str body, agw_arena *arena, agw_ir_requ
     dec d = { arena, AGW_BUF_INIT(body.len + 16), err, errlen };
     agw_err e;
 
-    memset(out, 0, sizeof *out);
-    out->max_tokens = -1;
-    out->top_k = -1;
-    out->parallel_tool_calls = -1;
-    out->tool_choice = AGW_IR_TC_UNSET;
+    agw_ir_request_init(out);
     e = decode_request(&d, body, out);
     agw_buf_free(&d.scratch);
     if (e != AGW_OK && e != AGW_EINVAL)

@@ -25,6 +25,15 @@ agw_ir_stop agw_ir_stop_parse(agw_str name)
     return AGW_IR_STOP_NONE;
 }
 
+void agw_ir_request_init(agw_ir_request *rq)
+{
+    memset(rq, 0, sizeof *rq);
+    rq->tool_choice = AGW_IR_TC_UNSET;
+    rq->parallel_tool_calls = -1;
+    rq->max_tokens = -1;
+    rq->top_k = -1;
+}
+
 agw_ir_block *agw_ir_push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap)
 {
     *v = agw_wire_grow(a, *v, *n, cap, sizeof **v);

@@ -104,6 +104,10 @@ typedef struct {
                                   read by codecs whose thinking is a budget (Kiro's) */
 } agw_ir_request;
 
+/* An empty request: nothing given, every "unset" field at its unset value.
+ * Where request decoders start. */
+void agw_ir_request_init(agw_ir_request *rq);
+
 /* A zeroed block appended to the arena array *v of *n blocks (room for *cap),
  * which grows by doubling in `a`: what request decoders build turns with. */
 agw_ir_block *agw_ir_push_block(agw_arena *a, agw_ir_block **v, size_t *n, size_t *cap);

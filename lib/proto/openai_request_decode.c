@@ -564,8 +564,9 @@ static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out
 }
 
 /* The members of a valid body. */
-static agw_err decode_members(reqdec *c, agw_str body, agw_ir_request *out)
+static agw_err decode_members(void *dec, agw_str body, agw_ir_request *out)
 {
+    reqdec *c = dec;
     agw_str v[K_COUNT];
 
     agw_json_collect(body, top_keys, K_COUNT, v, NULL);
@@ -599,38 +600,10 @@ static agw_err decode_members(reqdec *c, agw_str body, agw_ir_request *out)
     return AGW_OK;
 }
 
-static agw_err decode_request(reqdec *c, agw_str body, agw_ir_request *out)
-{
-    char verr[96];
-
-    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK)
-        return DFAIL(c, "invalid JSON body: %s", verr);
-    if (agw_json_type_of(body) != AGW_JSON_OBJECT)
-        return DFAIL(c, "the request body must be a JSON object");
-    agw_json_skips *skips = agw_json_skips_begin(body);
-    agw_err e = decode_members(c, body, out);
-    agw_json_skips_end(skips);
-    return e;
-}
-
 agw_err agw_openai_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out, char *err,
                                   size_t errlen)
 {
     reqdec c;
-    agw_err e;
-
-    memset(out, 0, sizeof *out);
-    out->parallel_tool_calls = -1;
-    out->max_tokens = -1;
-    out->top_k = -1;
     memset(&c, 0, sizeof c);
-    c.rd.arena = arena;
-    agw_buf_init(&c.rd.scratch, body.len + 1);
-    c.rd.err = err;
-    c.rd.errlen = errlen;
-    if (err && errlen)
-        err[0] = '\0';
-    e = decode_request(&c, body, out);
-    agw_buf_free(&c.rd.scratch);
-    return e;
+    return agw_wire_decode_request(&c.rd, arena, err, errlen, body, out, decode_members, &c);
 }

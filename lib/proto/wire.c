@@ -273,6 +273,34 @@ agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v, const agw_wire_path *at
     return AGW_OK;
 }
 
+agw_err agw_wire_decode_request(agw_wire_reader *r, agw_arena *arena, char *err, size_t errlen,
+                                agw_str body, agw_ir_request *out,
+                                agw_err (*members)(void *dec, agw_str body, agw_ir_request *out),
+                                void *dec)
+{
+    char verr[96];
+    agw_err e;
+
+    agw_ir_request_init(out);
+    r->arena = arena;
+    agw_buf_init(&r->scratch, body.len + 1);
+    r->err = err;
+    r->errlen = errlen;
+    if (err && errlen)
+        err[0] = '\0';
+    if (agw_json_validate(body, AGW_WIRE_MAX_DEPTH, verr, sizeof verr) != AGW_OK) {
+        e = agw_wire_fail(err, errlen, "invalid JSON body: %s", verr);
+    } else if (agw_json_type_of(body) != AGW_JSON_OBJECT) {
+        e = agw_wire_fail(err, errlen, "the request body must be a JSON object");
+    } else {
+        agw_json_skips *skips = agw_json_skips_begin(body);
+        e = members(dec, body, out);
+        agw_json_skips_end(skips);
+    }
+    agw_buf_free(&r->scratch);
+    return e;
+}
+
 agw_err agw_wire_read_sampling(agw_wire_reader *r, agw_str temperature, agw_str top_p,
                                agw_ir_request *out)
 {

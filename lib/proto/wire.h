@@ -155,6 +155,18 @@ AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v,
 #define AGW_WIRE_WANT_NUM(c, ...) agw_wire_want_num(&(c)->rd, __VA_ARGS__)
 #define AGW_WIRE_WANT_INT(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
 
+/* The frame of a request decoder whose messages are OpenAI's: `out` an
+ * empty request (agw_ir_request_init), `r` set up over `arena` and the caller's message buffer, `body`
+ * checked to be one JSON object ("invalid JSON body: ...", "the request body
+ * must be a JSON object"), then `members(dec, body, out)` run with a record
+ * of the body's long values active (json.h agw_json_skips), and r's scratch
+ * freed. Returns what members returned. */
+AGW_WARN_UNUSED agw_err agw_wire_decode_request(agw_wire_reader *r, agw_arena *arena, char *err,
+                                                size_t errlen, agw_str body, agw_ir_request *out,
+                                                agw_err (*members)(void *dec, agw_str body,
+                                                                   agw_ir_request *out),
+                                                void *dec);
+
 /* OpenAI-style `temperature` (0..2) and `top_p` (0..1), either absent
  * (empty or null views leave them unset in `out`): AGW_EINVAL with
  * "<name>: must be between ..." for a value out of its range. */
