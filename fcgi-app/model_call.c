@@ -14,6 +14,8 @@ void agw_model_call_init(agw_model_call *mc, agw_provider_op op)
 
 void agw_model_call_free(agw_model_call *mc)
 {
+    agw_json_skips_end(mc->skips);
+    mc->skips = NULL;
     agw_buf_free(&mc->model_buf);
 }
 
@@ -89,6 +91,7 @@ static int read_body(agw_request *r, agw_model_call *mc)
         agw_request_error(r, 400, "request body is not valid JSON: %s", why);
         return 0;
     }
+    mc->skips = agw_json_skips_begin(mc->body);
     /* A repeated member means whatever each reader wants: the gateway's
      * scanner takes the last, some upstream parsers the first. */
     agw_str dup;

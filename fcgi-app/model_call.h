@@ -4,7 +4,8 @@
  * routed and ordered, the key's restrictions and limits applied.
  *
  * An agw_model_call borrows the request's body and config; it owns
- * model_buf (the decoded model name), released with agw_model_call_free.
+ * model_buf (the decoded model name) and `skips`, released with
+ * agw_model_call_free, which must run in the thread that prepared it.
  */
 #ifndef AGW_MODEL_CALL_H
 #define AGW_MODEL_CALL_H
@@ -27,6 +28,10 @@ typedef struct {
     agw_str model;         /* the model name as the client meant it */
     int stream;
     agw_buf model_buf;     /* owns the decoded model name */
+    /* where the body's long values end, active in the handling thread from
+     * the body's validation on, so the walks that follow (checks, limits,
+     * decoders) skip them instead of scanning them (json.h) */
+    struct agw_json_skips *skips;
     agw_route_set cands;   /* the candidates in the order they are tried */
     size_t n_tries;        /* how many of cands are tried at most */
 } agw_model_call;

@@ -328,7 +328,8 @@ struct agw_json_skips {
     agw_json_ptr base;
     size_t len;
     uint64_t *starts; /* a bit per byte: a recorded value starts there */
-    json_skip_rec *v; /* sorted by start */
+    uint32_t *rank;   /* per word of starts: the bits set in the words before it */
+    json_skip_rec *v; /* sorted by start: v[i] is the value of the i-th bit set */
     size_t n, cap;
     agw_json_skips *prev; /* the record active before this one, restored at the end */
 };
@@ -367,6 +368,10 @@ agw_json_skips *agw_json_skips_begin_with(agw_str doc, size_t min_doc, size_t mi
 {
     if (doc.len < min_doc || doc.len >= UINT32_MAX)
         return NULL;
+    const agw_json_skips *a = json_skips_active;
+    if (a && (agw_json_ptr)doc.ptr >= a->base &&
+        (agw_json_ptr)doc.ptr + doc.len <= a->base + a->len)
+        return NULL; /* the active record covers it already */
     agw_json_skips *s = calloc(1, sizeof *s);
     if (!s || !(s->starts = calloc(doc.len / 64 + 1, sizeof *s->starts))) {
         free(s);
@@ -415,12 +420,20 @@ agw_json_skips *agw_json_skips_begin_with(agw_str doc, size_t min_doc, size_t mi
         }
         p++;
     }
-done:
+done:;
+    size_t words = doc.len / 64 + 1;
+    if (!(s->rank = malloc(words * sizeof *s->rank)))
+        goto fail;
+    for (size_t w = 0, before = 0; w < words; w++) {
+        s->rank[w] = (uint32_t)before;
+        before += (size_t)__builtin_popcountll(s->starts[w]);
+    }
     s->prev = json_skips_active;
     json_skips_active = s;
     return s;
 fail:
     free(s->starts);
+    free(s->rank);
     free(s->v);
     free(s);
     return NULL;
@@ -432,6 +445,7 @@ void agw_json_skips_end(agw_json_skips *s)
         return;
     json_skips_active = s->prev;
     free(s->starts);
+    free(s->rank);
     free(s->v);
     free(s);
 }
@@ -444,19 +458,14 @@ static agw_json_ptr json_skips_lookup(agw_json_ptr p, agw_json_ptr end)
     const agw_json_skips *s = json_skips_active;
     if (!s || p < s->base || p >= s->base + s->len)
         return NULL;
-    size_t off = (size_t)(p - s->base), lo = 0, hi = s->n;
-    if (!(s->starts[off >> 6] >> (off & 63) & 1))
+    size_t off = (size_t)(p - s->base), w = off >> 6;
+    uint64_t below = (UINT64_C(1) << (off & 63)) - 1;
+    if (!(s->starts[w] >> (off & 63) & 1))
         return NULL;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->v[mid].start < off)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == s->n || s->v[lo].start != off || s->base + s->v[lo].end > end)
+    size_t i = s->rank[w] + (size_t)__builtin_popcountll(s->starts[w] & below);
+    if (i >= s->n || s->v[i].start != off || s->base + s->v[i].end > end)
         return NULL;
-    return s->base + s->v[lo].end;
+    return s->base + s->v[i].end;
 }
 
 /* p at the first byte of a value; returns past its last byte or NULL. */

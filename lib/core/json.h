@@ -65,7 +65,8 @@ AGW_WARN_UNUSED agw_err agw_json_validate(agw_str doc, int max_depth, char *err,
  * agw_json_validate and must outlive the record, and makes it active in the
  * calling thread; agw_json_skips_end (NULL: nothing) frees it and makes the
  * one active before it active again, so pairs nest. NULL (nothing changes)
- * for a document too small to gain from it, or when memory is short.
+ * for a document too small to gain from it, one inside the document of the
+ * active record (which covers it already), or when memory is short.
  * Results are the same with or without a record. */
 typedef struct agw_json_skips agw_json_skips;
 agw_json_skips *agw_json_skips_begin(agw_str doc);
