@@ -440,6 +440,86 @@ def anthropic_client_reaches_openai_provider_streaming_tools(ctx):
     eq(sent["max_completion_tokens"], 256, "max_tokens")
 
 
+# Tool output as agents send it: code with quotes, backslashes, newlines,
+# tabs, non-ASCII and an escaped NUL, so that long strings hold escapes.
+def tool_output(i):
+    return ("#include \"module_%d.h\"\n\tint copy(char *d, const char *s) {\n"
+            "\t\twhile ((*d++ = *s++) != '\\0');\n\t}\n/* é 日本 \u0000 %s */" % (i, "x" * 150))
+
+
+@test()
+def long_conversations_convert_whole(ctx):
+    """Bodies of agent size (past the size from which the decoders jump over
+    long values instead of scanning them, 8 KB) convert whole both ways:
+    every tool call, result and text arrives upstream, in order, exact."""
+    rounds = 60
+    ctx.anthropic.reset()
+    msgs = [{"role": "system", "content": "be brief"}]
+    for i in range(rounds):
+        msgs.append({"role": "user", "content": [{"type": "text", "text": "step %d" % i}]})
+        msgs.append({"role": "assistant", "content": "reading",
+                     "tool_calls": [{"id": "call_%d_%s" % (i, k), "type": "function",
+                                     "function": {"name": "read_file",
+                                                  "arguments": json.dumps({"path": "f%d%s" % (i, k),
+                                                                           "pad": "y" * 140})}}
+                                    for k in "ab"]})
+        for k in "ab":
+            msgs.append({"role": "tool", "tool_call_id": "call_%d_%s" % (i, k),
+                         "content": tool_output(i) + k})
+    msgs.append({"role": "user", "content": "now the tests " + directive(events=1)})
+    body = {"model": "anthropic/claude-sonnet-4-20250514", "messages": msgs}
+    check(len(json.dumps(body)) > 40000, "a long body")
+    s, h, data = ctx.gw.call("POST", "/v1/chat/completions", body=body)
+    eq(s, 200, "status")
+    sent = json.loads(body_of(last_request(ctx.anthropic, "/v1/messages")))
+    eq(sent["system"], "be brief", "system")
+    uses = [b for m in sent["messages"] if m["role"] == "assistant" for b in m["content"]
+            if b["type"] == "tool_use"]
+    eq([(u["id"], u["input"]["path"]) for u in uses],
+       [("call_%d_%s" % (i, k), "f%d%s" % (i, k)) for i in range(rounds) for k in "ab"],
+       "every tool call, in order")
+
+    def text(c):
+        return c if isinstance(c, str) else "".join(b["text"] for b in c)
+    results = [(b["tool_use_id"], text(b["content"])) for m in sent["messages"]
+               if m["role"] == "user" and isinstance(m["content"], list)
+               for b in m["content"] if b["type"] == "tool_result"]
+    eq(results, [("call_%d_%s" % (i, k), tool_output(i) + k) for i in range(rounds) for k in "ab"],
+       "every tool result, exact")
+    eq(sent["messages"][-1]["content"][-1]["text"], "now the tests " + directive(events=1),
+       "the last user text")
+
+    # and back: an Anthropic client's long conversation to an OpenAI model
+    ctx.openai.reset()
+    amsgs = []
+    for i in range(rounds):
+        content = [{"type": "text", "text": "step %d" % i}]
+        if i:
+            content = [{"type": "tool_result", "tool_use_id": "toolu_%d" % (i - 1),
+                        "content": [{"type": "text", "text": tool_output(i)}]}] + content
+        amsgs.append({"role": "user", "content": content})
+        amsgs.append({"role": "assistant", "content": [
+            {"type": "text", "text": "reading"},
+            {"type": "tool_use", "id": "toolu_%d" % i, "name": "read_file",
+             "input": {"path": "f%d" % i, "nested": [[{"pad": "z" * 140}]]}}]})
+    amsgs.append({"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_%d" % (rounds - 1), "content": "done"},
+        {"type": "text", "text": "tests " + directive(events=1)}]})
+    s, h, data = ctx.gw.call("POST", "/v1/messages",
+                             body={"model": "gpt-4o-mini", "max_tokens": 64, "messages": amsgs},
+                             headers={"anthropic-version": "2023-06-01"})
+    eq(s, 200, "status")
+    sent = json.loads(body_of(last_request(ctx.openai, "/v1/chat/completions")))
+    calls = [c for m in sent["messages"] if m["role"] == "assistant" for c in m["tool_calls"]]
+    eq([(c["id"], json.loads(c["function"]["arguments"])) for c in calls],
+       [("toolu_%d" % i, {"path": "f%d" % i, "nested": [[{"pad": "z" * 140}]]})
+        for i in range(rounds)], "every tool call, in order, its input exact")
+    tools = [(m["tool_call_id"], text(m["content"])) for m in sent["messages"]
+             if m["role"] == "tool"]
+    eq(tools, [("toolu_%d" % (i - 1), tool_output(i)) for i in range(1, rounds)] +
+       [("toolu_%d" % (rounds - 1), "done")], "every tool result, exact")
+
+
 @test()
 def converted_errors_keep_status_and_shape(ctx):
     s, h, data = ctx.gw.call("POST", "/v1/chat/completions",
