@@ -450,6 +450,16 @@ void agw_json_skips_end(agw_json_skips *s)
     free(s);
 }
 
+size_t agw_json_skips_end_all(void)
+{
+    size_t n = 0;
+    while (json_skips_active) {
+        agw_json_skips_end(json_skips_active);
+        n++;
+    }
+    return n;
+}
+
 /* Where the recorded value starting at p ends, or NULL: p starts no value
  * of the active record, or the record says it ends past `end` (a view cut
  * inside the value, which the scan must then refuse as it would anyway). */

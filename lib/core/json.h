@@ -71,6 +71,10 @@ AGW_WARN_UNUSED agw_err agw_json_validate(agw_str doc, int max_depth, char *err,
 typedef struct agw_json_skips agw_json_skips;
 agw_json_skips *agw_json_skips_begin(agw_str doc);
 void agw_json_skips_end(agw_json_skips *s);
+/* Ends every record still active in the calling thread; how many there were.
+ * A record must not outlive its document, whose memory the next one may
+ * take: a server thread calls this once a request is over. */
+size_t agw_json_skips_end_all(void);
 /* The same with the thresholds chosen: no record for a document under
  * min_doc bytes, and only values of at least min_value bytes recorded (for
  * tests and fuzzing, which want every value recorded). */

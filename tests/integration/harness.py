@@ -499,9 +499,10 @@ def eq(got, want, what="value"):
 
 
 # What a sanitizer leaves in a log, and with them what a crash leaves
-# (agw_fatal's "fatal at", multiwatch's "died to often").
+# (agw_fatal's "fatal at", multiwatch's "died to often") and what a request
+# that left its body's record of long values behind does (dispatch.c).
 SANITIZER_MARKS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
-CRASH_MARKS = SANITIZER_MARKS + ("fatal at", "died to often")
+CRASH_MARKS = SANITIZER_MARKS + ("fatal at", "died to often", "outlived its call")
 # What the web server logs when one of its own processes fails or dies: Apache
 # (and mod_fcgid, which ends the child on a lock failure) and nginx levels,
 # and Apache's note of a child killed by a signal.

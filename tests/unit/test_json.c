@@ -774,6 +774,15 @@ static void test_skips(void **state)
     assert_int_equal(plain.len, fast.len);
     assert_memory_equal(plain.data, fast.data, plain.len);
 
+    /* what a server thread does after each request: nothing left active */
+    assert_int_equal(agw_json_skips_end_all(), 0);
+    assert_non_null(agw_json_skips_begin(d));
+    agw_buf other2 = big_doc();
+    assert_non_null(agw_json_skips_begin(agw_buf_view(&other2)));
+    assert_int_equal(agw_json_skips_end_all(), 2);
+    assert_int_equal(agw_json_skips_end_all(), 0);
+    agw_buf_free(&other2);
+
     agw_buf_free(&doc);
     agw_buf_free(&plain);
     agw_buf_free(&fast);
