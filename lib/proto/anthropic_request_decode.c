@@ -35,7 +35,6 @@
 #include "core/json.h"
 
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Bounds on counts, so a hostile body cannot make the decoder allocate

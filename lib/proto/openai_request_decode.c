@@ -13,7 +13,6 @@
 #include "core/json.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Bounds on counts: every input has one, so a hostile body cannot make the

@@ -13,7 +13,6 @@
 #include "core/json.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 /* Bounds on counts, so a hostile body cannot make the decoder allocate
