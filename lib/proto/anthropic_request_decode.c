@@ -441,6 +441,7 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
 static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
 {
     static const char *const f_keys[] = { "type", "name", "disable_parallel_tool_use" };
+    const agw_wire_path *at = AGW_WIRE_NAME("tool_choice");
     agw_str f[3];
     agw_str type = { NULL, 0 };
     int disable = -1;
@@ -451,8 +452,8 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
         return fail(d, "tool_choice must be an object");
     agw_json_collect(v, f_keys, 3, f, NULL);
-    if ((e = get_str(d, f[0], AGW_WIRE_NAME("tool_choice"), "type", 1, &type)) != AGW_OK ||
-        (e = get_bool(d, f[2], AGW_WIRE_NAME("tool_choice"), "disable_parallel_tool_use", &disable)) != AGW_OK)
+    if ((e = get_str(d, f[0], at, "type", 1, &type)) != AGW_OK ||
+        (e = get_bool(d, f[2], at, "disable_parallel_tool_use", &disable)) != AGW_OK)
         return e;
     if (agw_str_eq(type, AGW_STR_LIT("auto")))
         rq->tool_choice = AGW_IR_TC_AUTO;
@@ -462,7 +463,7 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
         rq->tool_choice = AGW_IR_TC_NONE;
     else if (agw_str_eq(type, AGW_STR_LIT("tool"))) {
         rq->tool_choice = AGW_IR_TC_TOOL;
-        if ((e = get_str(d, f[1], AGW_WIRE_NAME("tool_choice"), "name", 1, &rq->tool_choice_name)) != AGW_OK)
+        if ((e = get_str(d, f[1], at, "name", 1, &rq->tool_choice_name)) != AGW_OK)
             return e;
     } else
         return fail(d, "tool_choice.type must be \"auto\", \"any\", \"none\" or \"tool\"");

@@ -290,7 +290,8 @@ static agw_err parse_tools(reqdec *c, agw_str tools, agw_ir_request *out)
     if (agw_json_type_of(tools) != AGW_JSON_ARRAY || agw_json_iter_init(&it, tools) != AGW_OK)
         return DFAIL(c, "tools: expected an array");
     for (; agw_json_iter_next(&it, NULL, &t); k++) {
-        const agw_wire_path *at = ELEMENT(AGW_WIRE_NAME("tools"), k), *fat = MEMBER(at, "function");
+        const agw_wire_path *at = ELEMENT(AGW_WIRE_NAME("tools"), k);
+        const agw_wire_path *fat = MEMBER(at, "function");
         agw_ir_tool *tool;
         if (k >= OAI_MAX_TOOLS)
             return DFAIL(c, "tools: more than %d tools", OAI_MAX_TOOLS);
@@ -363,7 +364,8 @@ static agw_err parse_tool_choice(reqdec *c, agw_str v, agw_ir_request *out)
         return DFAIL(c, "tool_choice.function: expected an object");
     if (agw_json_find(fn, AGW_STR_LIT("name"), &name) != AGW_OK)
         return DFAIL(c, "tool_choice.function.name: required");
-    AGW_WIRE_TRY(want_str(c, name, AGW_WIRE_NAME("tool_choice.function.name"), &out->tool_choice_name));
+    AGW_WIRE_TRY(want_str(c, name, AGW_WIRE_NAME("tool_choice.function.name"),
+                          &out->tool_choice_name));
     out->tool_choice = AGW_IR_TC_TOOL;
     return AGW_OK;
 }
@@ -539,7 +541,8 @@ static agw_err parse_generation(reqdec *c, const agw_str *v, agw_ir_request *out
             return DFAIL(c, "max_tokens: must be at least 1");
     }
     if (agw_wire_given(v[K_MAX_COMPLETION])) {
-        AGW_WIRE_TRY(want_int(c, v[K_MAX_COMPLETION], AGW_WIRE_NAME("max_completion_tokens"), &out->max_tokens));
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_COMPLETION], AGW_WIRE_NAME("max_completion_tokens"),
+                              &out->max_tokens));
         if (out->max_tokens < 1)
             return DFAIL(c, "max_completion_tokens: must be at least 1");
     }

@@ -96,7 +96,8 @@ static agw_err parse_image(reqdec *c, agw_str part, const agw_wire_path *at, agw
     case AGW_WIRE_IMAGE_DATA: return AGW_OK;
     case AGW_WIRE_IMAGE_HTTP: b->image_is_url = 1; return AGW_OK;
     case AGW_WIRE_IMAGE_BAD_DATA:
-        return DFAIL_AT(c, uat, ": expected a data URI of the form data:<media type>;base64,<data>");
+        return DFAIL_AT(c, uat,
+                        ": expected a data URI of the form data:<media type>;base64,<data>");
     default: return DFAIL_AT(c, uat, ": expected an http(s) URL or a base64 data URI");
     }
 }
@@ -532,7 +533,8 @@ static agw_err decode_members(void *dec, agw_str body, agw_ir_request *out)
             out->parallel_tool_calls = b;
     }
     if (agw_wire_given(v[K_MAX_OUTPUT])) {
-        AGW_WIRE_TRY(want_int(c, v[K_MAX_OUTPUT], AGW_WIRE_NAME("max_output_tokens"), &out->max_tokens));
+        AGW_WIRE_TRY(want_int(c, v[K_MAX_OUTPUT], AGW_WIRE_NAME("max_output_tokens"),
+                              &out->max_tokens));
         if (out->max_tokens < 1)
             return DFAIL(c, "max_output_tokens: must be at least 1");
     }

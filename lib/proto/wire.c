@@ -305,7 +305,8 @@ agw_err agw_wire_read_sampling(agw_wire_reader *r, agw_str temperature, agw_str 
                                agw_ir_request *out)
 {
     if (agw_wire_given(temperature)) {
-        AGW_WIRE_TRY(agw_wire_want_num(r, temperature, AGW_WIRE_NAME("temperature"), &out->temperature));
+        AGW_WIRE_TRY(agw_wire_want_num(r, temperature, AGW_WIRE_NAME("temperature"),
+                                       &out->temperature));
         if (out->temperature < 0 || out->temperature > 2)
             return agw_wire_fail(r->err, r->errlen, "temperature: must be between 0 and 2");
         out->has_temperature = 1;

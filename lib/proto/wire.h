@@ -148,7 +148,8 @@ AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v,
 /* What a request decoder whose state holds an agw_wire_reader named `rd`
  * calls the readers with. */
 #define AGW_WIRE_DFAIL(c, ...) agw_wire_fail((c)->rd.err, (c)->rd.errlen, __VA_ARGS__)
-#define AGW_WIRE_DFAIL_AT(c, at, ...) agw_wire_fail_at((c)->rd.err, (c)->rd.errlen, (at), __VA_ARGS__)
+#define AGW_WIRE_DFAIL_AT(c, at, ...) \
+    agw_wire_fail_at((c)->rd.err, (c)->rd.errlen, (at), __VA_ARGS__)
 #define AGW_WIRE_WANT_STR(c, ...) agw_wire_want_str(&(c)->rd, __VA_ARGS__)
 #define AGW_WIRE_NEED_STR(c, ...) agw_wire_need_str(&(c)->rd, __VA_ARGS__)
 #define AGW_WIRE_WANT_BOOL(c, ...) agw_wire_want_bool(&(c)->rd, __VA_ARGS__)
@@ -156,11 +157,12 @@ AGW_WARN_UNUSED agw_err agw_wire_want_int(agw_wire_reader *r, agw_str v,
 #define AGW_WIRE_WANT_INT(c, ...) agw_wire_want_int(&(c)->rd, __VA_ARGS__)
 
 /* The frame of a request decoder whose messages are OpenAI's: `out` an
- * empty request (agw_ir_request_init), `r` set up over `arena` and the caller's message buffer, `body`
- * checked to be one JSON object ("invalid JSON body: ...", "the request body
- * must be a JSON object"), then `members(dec, body, out)` run with a record
- * of the body's long values active (json.h agw_json_skips), and r's scratch
- * freed. Returns what members returned. */
+ * empty request (agw_ir_request_init), `r` set up over `arena` and the
+ * caller's message buffer, `body` checked to be one JSON object ("invalid
+ * JSON body: ...", "the request body must be a JSON object"), then
+ * `members(dec, body, out)` run with a record of the body's long values
+ * active (json.h agw_json_skips), and r's scratch freed. Returns what
+ * members returned. */
 AGW_WARN_UNUSED agw_err agw_wire_decode_request(agw_wire_reader *r, agw_arena *arena, char *err,
                                                 size_t errlen, agw_str body, agw_ir_request *out,
                                                 agw_err (*members)(void *dec, agw_str body,

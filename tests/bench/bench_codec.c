@@ -112,7 +112,8 @@ int main(int argc, char **argv)
             agw_ir_request rq, rq2;
             anth.len = 0;
             uint64_t t0 = bench_now_ns();
-            agw_err e = agw_openai_decode_request(agw_buf_view(&body), &arena, &rq, err, sizeof err);
+            agw_err e =
+                agw_openai_decode_request(agw_buf_view(&body), &arena, &rq, err, sizeof err);
             uint64_t t1 = bench_now_ns();
             e = e ? e : agw_anthropic_encode_request(&rq, &anth, err, sizeof err);
             uint64_t t2 = bench_now_ns();

@@ -708,8 +708,9 @@ static agw_buf big_doc(void)
     assert_int_equal(agw_buf_appendf(&b, "{\"model\":\"m\",\"messages\":["), AGW_OK);
     for (int i = 0; i < 60; i++)
         assert_int_equal(agw_buf_appendf(&b,
-                                         "%s{\"role\":\"user\",\"content\":[{\"type\":\"text\","
-                                         "\"text\":\"line %d\\n\\\"quoted\\\" %0200d\"},{\"a\":[[1],[2,{}]]}]}",
+                                         "%s{\"role\":\"user\",\"content\":[{\"type\":"
+                                         "\"text\",\"text\":\"line %d\\n\\\"quoted\\\" "
+                                         "%0200d\"},{\"a\":[[1],[2,{}]]}]}",
                                          i ? "," : "", i, i),
                          AGW_OK);
     assert_int_equal(agw_buf_appendf(&b, "],\"model\":\"last\"}"), AGW_OK);

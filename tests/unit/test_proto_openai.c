@@ -704,8 +704,8 @@ static void test_wire_paths(void **state)
     (void)state;
 
     const agw_wire_path *msg = AGW_WIRE_ELEMENT(AGW_WIRE_NAME("messages"), 12);
-    const agw_wire_path *type = AGW_WIRE_MEMBER(AGW_WIRE_ELEMENT(AGW_WIRE_MEMBER(msg, "content"), 3),
-                                                "type");
+    const agw_wire_path *part = AGW_WIRE_ELEMENT(AGW_WIRE_MEMBER(msg, "content"), 3);
+    const agw_wire_path *type = AGW_WIRE_MEMBER(part, "type");
     assert_string_equal(agw_wire_path_str(type, buf, sizeof buf), "messages[12].content[3].type");
     assert_string_equal(agw_wire_path_str(AGW_WIRE_NAME("stream_options.include_usage"), buf,
                                           sizeof buf),
