@@ -348,6 +348,7 @@ class Handler(BaseHTTPRequestHandler):
         records the rest. Returns (path without the query, body), or None
         once answered."""
         self.seq = 0
+        self.record_entry = None
         path = urlsplit(self.path).path
         try:
             body = self.read_body()
@@ -367,11 +368,15 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             st.seq += 1
             self.seq = st.seq
-            st.records.append({
+            # sent_mono: CLOCK_MONOTONIC (the clients' time.monotonic()) after
+            # each streamed event left, so a test can tell a late event held in
+            # transit from one the mock sent late.
+            self.record_entry = {
                 "seq": st.seq, "time": time.time(), "method": self.command, "path": self.path,
                 "headers": [[k, v] for k, v in self.headers.items()],
                 "body_b64": base64.b64encode(body).decode(), "body_len": len(body),
-                "conn_id": self.conn_id})
+                "conn_id": self.conn_id, "sent_mono": []}
+            st.records.append(self.record_entry)
 
     def control(self, path, body=b""):
         """/_mock/* endpoints: no auth, never recorded."""
@@ -497,6 +502,8 @@ class Handler(BaseHTTPRequestHandler):
                     chunk(ev[cut:])
                 else:
                     chunk(ev)
+                if self.record_entry is not None:
+                    self.record_entry["sent_mono"].append(time.monotonic())
                 sent += 1
                 if i == 0 and d.flag("garbage"):
                     chunk(GARBAGE + (b"\r\n\r\n" if crlf else b"\n\n"))
