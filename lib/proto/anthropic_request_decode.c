@@ -42,35 +42,11 @@
 #define MAX_MESSAGES 10000
 #define MAX_TOOLS 1000
 
+/* The decoder's state: what it reads fields with (wire.h), failing through
+ * AGW_WIRE_DFAIL and AGW_WIRE_DFAIL_AT. */
 typedef struct {
-    agw_arena *arena;
-    agw_buf scratch;
-    char *err;
-    size_t errlen;
+    agw_wire_reader rd;
 } dec;
-
-static agw_err fail(dec *d, const char *fmt, ...) AGW_PRINTF(2, 3);
-
-static agw_err fail(dec *d, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    agw_wire_vfail(d->err, d->errlen, fmt, ap);
-    va_end(ap);
-    return AGW_EINVAL;
-}
-
-/* fail with "<at><fmt ...>" (wire.h agw_wire_fail_at). */
-static agw_err fail_at(dec *d, const agw_wire_path *at, const char *fmt, ...) AGW_PRINTF(3, 4);
-
-static agw_err fail_at(dec *d, const agw_wire_path *at, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    agw_wire_vfail_at(d->err, d->errlen, at, fmt, ap);
-    va_end(ap);
-    return AGW_EINVAL;
-}
 
 #define MEMBER AGW_WIRE_MEMBER
 #define ELEMENT AGW_WIRE_ELEMENT
@@ -86,14 +62,14 @@ static agw_err get_str(dec *d, agw_str v, const agw_wire_path *at, const char *n
 {
     if (!v.ptr) {
         if (required)
-            return fail_at(d, MEMBER(at, name), " is required");
+            return AGW_WIRE_DFAIL_AT(d, MEMBER(at, name), " is required");
         return AGW_OK;
     }
     if (!required && agw_json_is_null(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_STRING)
-        return fail_at(d, MEMBER(at, name), " must be a string");
-    return agw_wire_string(d->arena, &d->scratch, v, out);
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(at, name), " must be a string");
+    return agw_wire_string(d->rd.arena, &d->rd.scratch, v, out);
 }
 
 /* An optional object kept as its raw JSON text. */
@@ -103,7 +79,7 @@ static agw_err get_raw_object(dec *d, agw_str v, const agw_wire_path *at, const 
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
-        return fail_at(d, MEMBER(at, name), " must be an object");
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(at, name), " must be an object");
     *out = v;
     return AGW_OK;
 }
@@ -113,7 +89,7 @@ static agw_err get_bool(dec *d, agw_str v, const agw_wire_path *at, const char *
     if (!agw_wire_given(v))
         return AGW_OK;
     if (!is_bool(v))
-        return fail_at(d, MEMBER(at, name), " must be a boolean");
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(at, name), " must be a boolean");
     *out = agw_json_is_true(v);
     return AGW_OK;
 }
@@ -157,9 +133,9 @@ static agw_err decode_image_source(dec *d, agw_str src, const agw_wire_path *blo
     agw_err e;
 
     if (!src.ptr)
-        return fail_at(d, p, " is required");
+        return AGW_WIRE_DFAIL_AT(d, p, " is required");
     if (agw_json_type_of(src) != AGW_JSON_OBJECT)
-        return fail_at(d, p, " must be an object");
+        return AGW_WIRE_DFAIL_AT(d, p, " must be an object");
     agw_json_collect(src, f_keys, 4, f, NULL);
     if ((e = get_str(d, f[0], p, "type", 1, &type)) != AGW_OK)
         return e;
@@ -172,8 +148,8 @@ static agw_err decode_image_source(dec *d, agw_str src, const agw_wire_path *blo
         b->image_is_url = 1;
         return get_str(d, f[3], p, "url", 1, &b->image_data);
     }
-    return fail_at(d, p, ": image source type %s cannot be converted",
-                   agw_wire_show(type, tb, sizeof tb));
+    return AGW_WIRE_DFAIL_AT(d, p, ": image source type %s cannot be converted",
+                             agw_wire_show(type, tb, sizeof tb));
 }
 
 static agw_err decode_blocks(dec *d, agw_str arr, const agw_wire_path *at, agw_ir_role role,
@@ -194,7 +170,7 @@ static agw_err decode_blocks(dec *d, agw_str arr, const agw_wire_path *at, agw_i
     while (agw_json_iter_next(&it, NULL, &v)) {
         const agw_wire_path *bat = ELEMENT(at, *n_out);
         if ((e = decode_block(d, v, bat, role, where,
-                              agw_ir_push_block(d->arena, out, n_out, &cap))) != AGW_OK)
+                              agw_ir_push_block(d->rd.arena, out, n_out, &cap))) != AGW_OK)
             return e;
     }
     return AGW_OK;
@@ -203,10 +179,10 @@ static agw_err decode_blocks(dec *d, agw_str arr, const agw_wire_path *at, agw_i
 /* A text block holding a whole string value (message or tool_result content). */
 static agw_err string_as_blocks(dec *d, agw_str v, agw_ir_block **out, size_t *n_out)
 {
-    *out = agw_arena_array(d->arena, 1, sizeof **out);
+    *out = agw_arena_array(d->rd.arena, 1, sizeof **out);
     *n_out = 1;
     (*out)[0].kind = AGW_IR_TEXT;
-    return agw_wire_string(d->arena, &d->scratch, v, &(*out)[0].text);
+    return agw_wire_string(d->rd.arena, &d->rd.scratch, v, &(*out)[0].text);
 }
 
 /* A tool_use block; f holds the block's members by B_ index. */
@@ -217,14 +193,15 @@ static agw_err decode_tool_use(dec *d, const agw_str *f, const agw_wire_path *pa
 
     b->kind = AGW_IR_TOOL_USE;
     if (role != AGW_IR_ASSISTANT)
-        return fail_at(d, path, ": tool_use blocks are only allowed in assistant messages");
+        return AGW_WIRE_DFAIL_AT(d, path,
+                                 ": tool_use blocks are only allowed in assistant messages");
     if ((e = get_str(d, f[B_ID], path, "id", 1, &b->tool_id)) != AGW_OK ||
         (e = get_str(d, f[B_NAME], path, "name", 1, &b->tool_name)) != AGW_OK)
         return e;
     if (!f[B_INPUT].ptr)
-        return fail_at(d, MEMBER(path, "input"), " is required");
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "input"), " is required");
     if (agw_json_type_of(f[B_INPUT]) != AGW_JSON_OBJECT)
-        return fail_at(d, MEMBER(path, "input"), " must be an object");
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "input"), " must be an object");
     b->tool_input = f[B_INPUT];
     return get_raw_object(d, f[B_CACHE], path, "cache_control", &b->cache_control);
 }
@@ -238,7 +215,7 @@ static agw_err decode_tool_result(dec *d, const agw_str *f, const agw_wire_path 
 
     b->kind = AGW_IR_TOOL_RESULT;
     if (role != AGW_IR_USER)
-        return fail_at(d, path, ": tool_result blocks are only allowed in user messages");
+        return AGW_WIRE_DFAIL_AT(d, path, ": tool_result blocks are only allowed in user messages");
     if ((e = get_str(d, f[B_TOOL_USE_ID], path, "tool_use_id", 1, &b->tool_id)) != AGW_OK ||
         (e = get_bool(d, f[B_IS_ERROR], path, "is_error", &b->is_error)) != AGW_OK ||
         (e = get_raw_object(d, f[B_CACHE], path, "cache_control", &b->cache_control)) != AGW_OK)
@@ -248,7 +225,7 @@ static agw_err decode_tool_result(dec *d, const agw_str *f, const agw_wire_path 
     if (agw_json_type_of(c) == AGW_JSON_STRING)
         return string_as_blocks(d, c, &b->content, &b->n_content);
     if (agw_json_type_of(c) != AGW_JSON_ARRAY)
-        return fail_at(d, MEMBER(path, "content"), " must be a string or an array");
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "content"), " must be a string or an array");
     return decode_blocks(d, c, MEMBER(path, "content"), role, IN_TOOL_RESULT, &b->content,
                          &b->n_content);
 }
@@ -262,12 +239,12 @@ static agw_err decode_block(dec *d, agw_str v, const agw_wire_path *path, agw_ir
     agw_err e;
 
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
-        return fail_at(d, path, " must be an object");
+        return AGW_WIRE_DFAIL_AT(d, path, " must be an object");
     agw_json_collect(v, block_keys, B_COUNT, f, NULL);
     if ((e = get_str(d, f[B_TYPE], path, "type", 1, &type)) != AGW_OK)
         return e;
     if (where == IN_SYSTEM && !agw_str_eq(type, AGW_STR_LIT("text")))
-        return fail_at(d, MEMBER(path, "type"), " must be \"text\" in system");
+        return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "type"), " must be \"text\" in system");
 
     if (agw_str_eq(type, AGW_STR_LIT("text"))) {
         b->kind = AGW_IR_TEXT;
@@ -278,14 +255,14 @@ static agw_err decode_block(dec *d, agw_str v, const agw_wire_path *path, agw_ir
     if (agw_str_eq(type, AGW_STR_LIT("image"))) {
         b->kind = AGW_IR_IMAGE;
         if (where == IN_MESSAGE && role != AGW_IR_USER)
-            return fail_at(d, path, ": image blocks are only allowed in user messages");
+            return AGW_WIRE_DFAIL_AT(d, path, ": image blocks are only allowed in user messages");
         if ((e = decode_image_source(d, f[B_SOURCE], path, b)) != AGW_OK)
             return e;
         return get_raw_object(d, f[B_CACHE], path, "cache_control", &b->cache_control);
     }
     if (where == IN_TOOL_RESULT)
-        return fail_at(d, path, ": content block type %s cannot be converted",
-                       agw_wire_show(type, tb, sizeof tb));
+        return AGW_WIRE_DFAIL_AT(d, path, ": content block type %s cannot be converted",
+                                 agw_wire_show(type, tb, sizeof tb));
 
     if (agw_str_eq(type, AGW_STR_LIT("tool_use")))
         return decode_tool_use(d, f, path, role, b);
@@ -294,7 +271,8 @@ static agw_err decode_block(dec *d, agw_str v, const agw_wire_path *path, agw_ir
     if (agw_str_eq(type, AGW_STR_LIT("thinking"))) {
         b->kind = AGW_IR_THINKING;
         if (role != AGW_IR_ASSISTANT)
-            return fail_at(d, path, ": thinking blocks are only allowed in assistant messages");
+            return AGW_WIRE_DFAIL_AT(d, path,
+                                     ": thinking blocks are only allowed in assistant messages");
         if ((e = get_str(d, f[B_THINKING], path, "thinking", 1, &b->text)) != AGW_OK)
             return e;
         return get_str(d, f[B_SIGNATURE], path, "signature", 0, &b->signature);
@@ -302,12 +280,12 @@ static agw_err decode_block(dec *d, agw_str v, const agw_wire_path *path, agw_ir
     if (agw_str_eq(type, AGW_STR_LIT("redacted_thinking"))) {
         b->kind = AGW_IR_REDACTED_THINKING;
         if (role != AGW_IR_ASSISTANT)
-            return fail_at(d, path,
+            return AGW_WIRE_DFAIL_AT(d, path,
                            ": redacted_thinking blocks are only allowed in assistant messages");
         return get_str(d, f[B_DATA], path, "data", 1, &b->text);
     }
-    return fail_at(d, path, ": content block type %s cannot be converted",
-                   agw_wire_show(type, tb, sizeof tb));
+    return AGW_WIRE_DFAIL_AT(d, path, ": content block type %s cannot be converted",
+                             agw_wire_show(type, tb, sizeof tb));
 }
 
 static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
@@ -318,9 +296,9 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
     agw_err e;
 
     if (!v.ptr)
-        return fail(d, "messages is required");
+        return AGW_WIRE_DFAIL(d, "messages is required");
     if (agw_json_type_of(v) != AGW_JSON_ARRAY)
-        return fail(d, "messages must be an array");
+        return AGW_WIRE_DFAIL(d, "messages must be an array");
     if (agw_json_iter_init(&it, v) != AGW_OK)
         return AGW_EINVAL;
     while (agw_json_iter_next(&it, NULL, &m)) {
@@ -330,13 +308,13 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
         const agw_wire_path *path = ELEMENT(AGW_WIRE_NAME("messages"), i);
 
         if (i >= MAX_MESSAGES)
-            return fail(d, "messages has more than %d entries", MAX_MESSAGES);
-        rq->messages = agw_wire_grow(d->arena, rq->messages, i, &cap, sizeof *rq->messages);
+            return AGW_WIRE_DFAIL(d, "messages has more than %d entries", MAX_MESSAGES);
+        rq->messages = agw_wire_grow(d->rd.arena, rq->messages, i, &cap, sizeof *rq->messages);
         rq->n_messages = i + 1;
         agw_ir_message *msg = &rq->messages[i];
 
         if (agw_json_type_of(m) != AGW_JSON_OBJECT)
-            return fail_at(d, path, " must be an object");
+            return AGW_WIRE_DFAIL_AT(d, path, " must be an object");
         agw_json_collect(m, f_keys, 2, f, NULL);
         if ((e = get_str(d, f[0], path, "role", 1, &role)) != AGW_OK)
             return e;
@@ -345,23 +323,23 @@ static agw_err decode_messages(dec *d, agw_str v, agw_ir_request *rq)
         else if (agw_str_eq(role, AGW_STR_LIT("assistant")))
             msg->role = AGW_IR_ASSISTANT;
         else
-            return fail_at(d, MEMBER(path, "role"), " must be \"user\" or \"assistant\"");
+            return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "role"), " must be \"user\" or \"assistant\"");
         c = f[1];
         if (!c.ptr)
-            return fail_at(d, MEMBER(path, "content"), " is required");
+            return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "content"), " is required");
         if (agw_json_type_of(c) == AGW_JSON_STRING)
             e = string_as_blocks(d, c, &msg->blocks, &msg->n_blocks);
         else if (agw_json_type_of(c) == AGW_JSON_ARRAY)
             e = decode_blocks(d, c, MEMBER(path, "content"), msg->role, IN_MESSAGE,
                               &msg->blocks, &msg->n_blocks);
         else
-            return fail_at(d, MEMBER(path, "content"), " must be a string or an array");
+            return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "content"), " must be a string or an array");
         if (e != AGW_OK)
             return e;
         i++;
     }
     if (i == 0)
-        return fail(d, "messages must not be empty");
+        return AGW_WIRE_DFAIL(d, "messages must not be empty");
     return AGW_OK;
 }
 
@@ -372,7 +350,7 @@ static agw_err decode_system(dec *d, agw_str v, agw_ir_request *rq)
     if (agw_json_type_of(v) == AGW_JSON_STRING)
         return string_as_blocks(d, v, &rq->system, &rq->n_system);
     if (agw_json_type_of(v) != AGW_JSON_ARRAY)
-        return fail(d, "system must be a string or an array");
+        return AGW_WIRE_DFAIL(d, "system must be a string or an array");
     return decode_blocks(d, v, AGW_WIRE_NAME("system"), AGW_IR_USER, IN_SYSTEM, &rq->system,
                          &rq->n_system);
 }
@@ -387,11 +365,11 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_ARRAY)
-        return fail(d, "tools must be an array");
+        return AGW_WIRE_DFAIL(d, "tools must be an array");
     n = array_len(v, MAX_TOOLS);
     if (n > MAX_TOOLS)
-        return fail(d, "tools has more than %d entries", MAX_TOOLS);
-    rq->tools = agw_arena_array(d->arena, n ? n : 1, sizeof *rq->tools);
+        return AGW_WIRE_DFAIL(d, "tools has more than %d entries", MAX_TOOLS);
+    rq->tools = agw_arena_array(d->rd.arena, n ? n : 1, sizeof *rq->tools);
     rq->n_tools = n;
     if (agw_json_iter_init(&it, v) != AGW_OK)
         return AGW_EINVAL;
@@ -405,22 +383,22 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
         char tb[48];
 
         if (agw_json_type_of(t) != AGW_JSON_OBJECT)
-            return fail_at(d, path, " must be an object");
+            return AGW_WIRE_DFAIL_AT(d, path, " must be an object");
         agw_json_collect(t, f_keys, 6, f, NULL);
         if ((e = get_str(d, f[0], path, "type", 0, &type)) != AGW_OK)
             return e;
         /* Server tools (web_search_..., bash_..., text_editor_...) run at
          * Anthropic; no other upstream can execute them. */
         if (type.ptr && !agw_str_eq(type, AGW_STR_LIT("custom")))
-            return fail_at(d, path, ": tool type %s cannot be converted",
-                           agw_wire_show(type, tb, sizeof tb));
+            return AGW_WIRE_DFAIL_AT(d, path, ": tool type %s cannot be converted",
+                                     agw_wire_show(type, tb, sizeof tb));
         if ((e = get_str(d, f[1], path, "name", 1, &tool->name)) != AGW_OK ||
             (e = get_str(d, f[2], path, "description", 0, &tool->description)) != AGW_OK)
             return e;
         if (!f[3].ptr)
-            return fail_at(d, MEMBER(path, "input_schema"), " is required");
+            return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "input_schema"), " is required");
         if (agw_json_type_of(f[3]) != AGW_JSON_OBJECT)
-            return fail_at(d, MEMBER(path, "input_schema"), " must be an object");
+            return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "input_schema"), " must be an object");
         tool->schema = f[3];
         if ((e = get_raw_object(d, f[4], path, "cache_control", &tool->cache_control)) !=
             AGW_OK)
@@ -429,9 +407,9 @@ static agw_err decode_tools(dec *d, agw_str v, agw_ir_request *rq)
          * it is honest, dropping it would weaken what the client relies on. */
         if (agw_wire_given(f[5])) {
             if (!is_bool(f[5]))
-                return fail_at(d, MEMBER(path, "strict"), " must be a boolean");
+                return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "strict"), " must be a boolean");
             if (agw_json_is_true(f[5]))
-                return fail_at(d, MEMBER(path, "strict"), " cannot be converted");
+                return AGW_WIRE_DFAIL_AT(d, MEMBER(path, "strict"), " cannot be converted");
         }
         i++;
     }
@@ -450,7 +428,7 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
-        return fail(d, "tool_choice must be an object");
+        return AGW_WIRE_DFAIL(d, "tool_choice must be an object");
     agw_json_collect(v, f_keys, 3, f, NULL);
     if ((e = get_str(d, f[0], at, "type", 1, &type)) != AGW_OK ||
         (e = get_bool(d, f[2], at, "disable_parallel_tool_use", &disable)) != AGW_OK)
@@ -466,7 +444,8 @@ static agw_err decode_tool_choice(dec *d, agw_str v, agw_ir_request *rq)
         if ((e = get_str(d, f[1], at, "name", 1, &rq->tool_choice_name)) != AGW_OK)
             return e;
     } else
-        return fail(d, "tool_choice.type must be \"auto\", \"any\", \"none\" or \"tool\"");
+        return AGW_WIRE_DFAIL(d,
+                              "tool_choice.type must be \"auto\", \"any\", \"none\" or \"tool\"");
     if (disable >= 0)
         rq->parallel_tool_calls = !disable;
     return AGW_OK;
@@ -480,9 +459,9 @@ static agw_err get_unit(dec *d, agw_str v, const char *name, int *has, double *o
     if (!agw_wire_given(v))
         return AGW_OK;
     if (!agw_wire_number(v, &x))
-        return fail(d, "%s must be a number", name);
+        return AGW_WIRE_DFAIL(d, "%s must be a number", name);
     if (!(x >= 0.0 && x <= 1.0))
-        return fail(d, "%s must be between 0 and 1", name);
+        return AGW_WIRE_DFAIL(d, "%s must be between 0 and 1", name);
     *has = 1;
     *out = x;
     return AGW_OK;
@@ -496,9 +475,9 @@ static agw_err get_count(dec *d, agw_str v, const char *name, int64_t *out)
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_NUMBER || (e = agw_json_int64(v, out)) == AGW_EINVAL)
-        return fail(d, "%s must be an integer", name);
+        return AGW_WIRE_DFAIL(d, "%s must be an integer", name);
     if (e != AGW_OK || *out < 0)
-        return fail(d, "%s is out of range", name);
+        return AGW_WIRE_DFAIL(d, "%s is out of range", name);
     return AGW_OK;
 }
 
@@ -512,16 +491,16 @@ static agw_err decode_stop(dec *d, agw_str v, agw_ir_request *rq)
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_ARRAY)
-        return fail(d, "stop_sequences must be an array");
+        return AGW_WIRE_DFAIL(d, "stop_sequences must be an array");
     n = array_len(v, SIZE_MAX - 1);
-    rq->stop = agw_arena_array(d->arena, n ? n : 1, sizeof *rq->stop);
+    rq->stop = agw_arena_array(d->rd.arena, n ? n : 1, sizeof *rq->stop);
     rq->n_stop = n;
     if (agw_json_iter_init(&it, v) != AGW_OK)
         return AGW_EINVAL;
     while (i < n && agw_json_iter_next(&it, NULL, &s)) {
         if (agw_json_type_of(s) != AGW_JSON_STRING)
-            return fail(d, "stop_sequences[%zu] must be a string", i);
-        if ((e = agw_wire_string(d->arena, &d->scratch, s, &rq->stop[i])) != AGW_OK)
+            return AGW_WIRE_DFAIL(d, "stop_sequences[%zu] must be a string", i);
+        if ((e = agw_wire_string(d->rd.arena, &d->rd.scratch, s, &rq->stop[i])) != AGW_OK)
             return e;
         i++;
     }
@@ -538,18 +517,18 @@ static agw_err decode_output_config(dec *d, agw_str v)
     if (!agw_wire_given(v))
         return AGW_OK;
     if (agw_json_type_of(v) != AGW_JSON_OBJECT)
-        return fail(d, "output_config must be an object");
+        return AGW_WIRE_DFAIL(d, "output_config must be an object");
     if (agw_json_iter_init(&it, v) != AGW_OK)
         return AGW_EINVAL;
     /* effort trades cost for depth; only it can be dropped harmlessly. */
     while (agw_json_iter_next(&it, &k, &val)) {
         if (agw_json_string_eq(k, AGW_STR_LIT("effort")) || agw_json_is_null(val))
             continue;
-        agw_buf_reset(&d->scratch);
-        if ((e = agw_json_string_decode(k, &d->scratch)) != AGW_OK)
+        agw_buf_reset(&d->rd.scratch);
+        if ((e = agw_json_string_decode(k, &d->rd.scratch)) != AGW_OK)
             return e;
-        return fail(d, "output_config.%s cannot be converted",
-                    agw_wire_show(agw_buf_view(&d->scratch), kb, sizeof kb));
+        return AGW_WIRE_DFAIL(d, "output_config.%s cannot be converted",
+                              agw_wire_show(agw_buf_view(&d->rd.scratch), kb, sizeof kb));
     }
     return AGW_OK;
 }
@@ -582,15 +561,16 @@ static agw_err decode_members(dec *d, agw_str body, agw_ir_request *rq)
 
     agw_json_collect(body, top_names, T_COUNT, f, &unknown);
     if (unknown.ptr) {
-        agw_buf_reset(&d->scratch);
-        if ((e = agw_json_string_decode(unknown, &d->scratch)) != AGW_OK)
+        agw_buf_reset(&d->rd.scratch);
+        if ((e = agw_json_string_decode(unknown, &d->rd.scratch)) != AGW_OK)
             return e;
-        return fail(d, "unknown field %s",
-                    agw_wire_show(agw_buf_view(&d->scratch), kb, sizeof kb));
+        return AGW_WIRE_DFAIL(d, "unknown field %s",
+                              agw_wire_show(agw_buf_view(&d->rd.scratch), kb, sizeof kb));
     }
     for (size_t i = T_FIRST_REJECTED; i < T_COUNT; i++)
         if (agw_wire_given(f[i]))
-            return fail(d, "%s cannot be converted for a model of another provider", top_names[i]);
+            return AGW_WIRE_DFAIL(d, "%s cannot be converted for a model of another provider",
+                                  top_names[i]);
 
     if ((e = get_str(d, f[T_MODEL], NULL, "model", 1, &rq->model)) != AGW_OK ||
         (e = decode_messages(d, f[T_MESSAGES], rq)) != AGW_OK ||
@@ -613,7 +593,7 @@ static agw_err decode_members(dec *d, agw_str body, agw_ir_request *rq)
         static const char *const mf_keys[] = { "user_id" };
         agw_str mf[1];
         if (agw_json_type_of(meta) != AGW_JSON_OBJECT)
-            return fail(d, "metadata must be an object");
+            return AGW_WIRE_DFAIL(d, "metadata must be an object");
         agw_json_collect(meta, mf_keys, 1, mf, NULL);
         if ((e = get_str(d, mf[0], AGW_WIRE_NAME("metadata"), "user_id", 0, &rq->user)) != AGW_OK)
             return e;
@@ -627,11 +607,11 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
     agw_err e = agw_json_validate(body, AGW_WIRE_MAX_DEPTH, why, sizeof why);
 
     if (e == AGW_ETOOBIG)
-        return fail(d, "the request body is nested too deeply");
+        return AGW_WIRE_DFAIL(d, "the request body is nested too deeply");
     if (e != AGW_OK)
-        return fail(d, "the request body is not valid JSON: %s", why);
+        return AGW_WIRE_DFAIL(d, "the request body is not valid JSON: %s", why);
     if (agw_json_type_of(body) != AGW_JSON_OBJECT)
-        return fail(d, "the request body must be a JSON object");
+        return AGW_WIRE_DFAIL(d, "the request body must be a JSON object");
     agw_json_skips *skips = agw_json_skips_begin(body);
     e = decode_members(d, body, rq);
     agw_json_skips_end(skips);
@@ -641,12 +621,12 @@ static agw_err decode_request(dec *d, agw_str body, agw_ir_request *rq)
 agw_err agw_anthropic_decode_request(agw_str body, agw_arena *arena, agw_ir_request *out,
                                      char *err, size_t errlen)
 {
-    dec d = { arena, AGW_BUF_INIT(body.len + 16), err, errlen };
+    dec d = { { arena, AGW_BUF_INIT(body.len + 16), err, errlen } };
     agw_err e;
 
     agw_ir_request_init(out);
     e = decode_request(&d, body, out);
-    agw_buf_free(&d.scratch);
+    agw_buf_free(&d.rd.scratch);
     if (e != AGW_OK && e != AGW_EINVAL)
         e = agw_wire_fail(err, errlen, "the request could not be decoded (%s)", agw_strerror(e));
     return e;
