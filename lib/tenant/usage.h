@@ -266,9 +266,11 @@ void agw_usage_log_stats(agw_usage_log *l, agw_usage_stats *out);
 int agw_usage_drain_once(agw_usage_log *l, sqlite3 *db, int *rc);
 
 /* Stores `n` ring entries holding records, INSERT OR IGNORE keyed by their
- * sequence numbers, in one transaction, offering the CPU to others after
- * every `yield_rows` rows (0: never). SQLITE_OK (with *stored, if not NULL,
- * the rows that were not in the table yet) or the failing code. */
+ * sequence numbers, in one transaction (from 64 entries on, sixteen rows to
+ * a statement while sixteen are left), offering the CPU to others once at
+ * least `yield_rows` rows went in since it last did (0: never). SQLITE_OK
+ * (with *stored, if not NULL, the rows that were not in the table yet) or
+ * the failing code. */
 int agw_usage_store_entries(sqlite3 *db, const agw_ring_entry *e, size_t n, size_t yield_rows,
                             size_t *stored);
 

@@ -332,6 +332,81 @@ static void test_a_batch_stored_twice_is_one_set_of_rows(void **state)
     remove_ring(f);
 }
 
+/* Big batches go in sixteen rows to a statement: every field of every row
+ * lands in its own row, also when a batch stored again finds some of a
+ * statement's rows there already (those, and only those, are ignored). */
+static void test_rows_sixteen_to_a_statement_keep_their_fields(void **state)
+{
+    fixture *f = *state;
+    enum { N = 100 };
+    agw_usage_log *l = open_log(f, 128, 1, 0, 0);
+    for (int i = 0; i < N; i++) {
+        agw_usage_record r = sample(7, i);
+        char model[24];
+        snprintf(model, sizeof model, "model-%d", i);
+        agw_usage_record_names(&r, AGW_STR_LIT("prov"), agw_str_c(model));
+        r.input_tokens = 1000 + i;
+        r.latency_ms = 2000 + i;
+        r.ttft_ms = i % 3 ? 3000 + i : -1;
+        r.streamed = i & 1;
+        r.tokens_estimated = (i >> 1) & 1;
+        r.continuations = i % 4;
+        r.credits = i % 5 ? i * 0.5 : -1;
+        assert_int_equal(agw_usage_append(l, &r, 1), AGW_OK);
+    }
+    agw_ring_entry *e = calloc(N, sizeof *e);
+    uint64_t next, torn;
+    assert_int_equal(agw_ring_read(l->ring, e, N, &next, &torn), N);
+    sqlite3 *db = agw_store_db(f->reader);
+    size_t stored;
+    /* Entries 5..74 first: four statements of sixteen and six single rows. */
+    assert_int_equal(agw_usage_store_entries(db, e + 5, 70, 16, &stored), SQLITE_OK);
+    assert_int_equal(stored, 70);
+    /* Then all: of its six statements of sixteen, 0..15 and 64..79 find
+     * some of their rows there, the three between all of theirs, 80..95
+     * none; 96..99 go in one by one. */
+    assert_int_equal(agw_usage_store_entries(db, e, N, 16, &stored), SQLITE_OK);
+    assert_int_equal(stored, N - 70);
+    sqlite3_stmt *st;
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT ring_seq, output_tokens, input_tokens, latency_ms, ttft_ms,"
+                           " streamed, tokens_estimated, continuations, credits, model, key_id,"
+                           " provider, status FROM usage WHERE key_id = 7 ORDER BY ring_seq",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    int i = 0;
+    for (; sqlite3_step(st) == SQLITE_ROW; i++) {
+        assert_true(i < N);
+        assert_int_equal(sqlite3_column_int64(st, 0), (sqlite3_int64)e[i].seq);
+        assert_int_equal(sqlite3_column_int64(st, 1), i);
+        assert_int_equal(sqlite3_column_int64(st, 2), 1000 + i);
+        assert_int_equal(sqlite3_column_int64(st, 3), 2000 + i);
+        if (i % 3)
+            assert_int_equal(sqlite3_column_int64(st, 4), 3000 + i);
+        else
+            assert_int_equal(sqlite3_column_type(st, 4), SQLITE_NULL);
+        assert_int_equal(sqlite3_column_int(st, 5), i & 1);
+        assert_int_equal(sqlite3_column_int(st, 6), (i >> 1) & 1);
+        assert_int_equal(sqlite3_column_int(st, 7), i % 4);
+        if (i % 5)
+            assert_true(sqlite3_column_double(st, 8) == i * 0.5);
+        else
+            assert_int_equal(sqlite3_column_type(st, 8), SQLITE_NULL);
+        char model[24];
+        snprintf(model, sizeof model, "model-%d", i);
+        assert_string_equal((const char *)sqlite3_column_text(st, 9), model);
+        assert_int_equal(sqlite3_column_int64(st, 10), 7);
+        assert_string_equal((const char *)sqlite3_column_text(st, 11), "prov");
+        assert_int_equal(sqlite3_column_int(st, 12), 200);
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(i, N);
+    free(e);
+    agw_usage_log_close(l);
+    remove_ring(f);
+}
+
 typedef struct {
     agw_usage_log *l;
     int id;
@@ -698,6 +773,8 @@ int main(void)
         cmocka_unit_test(test_record_names),
         cmocka_unit_test_setup_teardown(test_append_then_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_batch_stored_twice_is_one_set_of_rows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rows_sixteen_to_a_statement_keep_their_fields, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_drainer_stores_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nearly_empty_ring_drains_on_an_idle_thread, setup,
