@@ -219,15 +219,23 @@ static agw_err migrate(sqlite3 *db, char *err, size_t errlen)
 }
 
 /* Switching a new file to WAL needs a moment alone with it, and SQLite
- * answers SQLITE_BUSY at once instead of waiting out busy_timeout; many
- * processes starting together would then fail. Retry for up to 5 s. */
+ * often answers SQLITE_BUSY at once instead of waiting out busy_timeout;
+ * many processes starting together would then fail. Retry, for
+ * STORE_WAL_WAIT_MS in all: an attempt can also wait in the busy handler (for
+ * a lock another connection holds while it is stuck), so each one gets only
+ * what is left of that time. A bound on attempts alone let 500 of them wait
+ * 5 s each. */
+#define STORE_WAL_WAIT_MS 5000
 static agw_err enable_wal(sqlite3 *db, char *err, size_t errlen)
 {
-    for (int attempt = 0;; attempt++) {
+    uint64_t deadline = agw_mono_ms() + STORE_WAL_WAIT_MS;
+    for (;;) {
+        uint64_t now = agw_mono_ms();
+        sqlite3_busy_timeout(db, now < deadline ? (int)(deadline - now) : 1);
         int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             return AGW_OK;
-        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt >= 500) {
+        if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || agw_mono_ms() >= deadline) {
             snprintf(err, errlen, "cannot enable WAL: %s", sqlite3_errmsg(db));
             return AGW_EIO;
         }
@@ -247,8 +255,8 @@ agw_err agw_store_open(const char *path, agw_store **out, char *err, size_t errl
         sqlite3_close(db);
         return AGW_EIO;
     }
-    sqlite3_busy_timeout(db, 5000);
     agw_err e = enable_wal(db, err, errlen);
+    sqlite3_busy_timeout(db, 5000);
     if (!e)
         e = exec(db,
                  "PRAGMA synchronous=NORMAL;"

@@ -244,18 +244,22 @@ static void test_not_a_database(void **state)
 
 typedef struct {
     const char *path;
-    pthread_barrier_t *barrier;
+    pthread_barrier_t *barrier; /* NULL: start at once */
     agw_err e;
     int version;
     char err[256];
+    uint64_t took_ms;
 } opener;
 
 static void *open_thread(void *arg)
 {
     opener *o = arg;
     agw_store *s = NULL;
-    pthread_barrier_wait(o->barrier);
+    if (o->barrier)
+        pthread_barrier_wait(o->barrier);
+    uint64_t start = agw_mono_ms();
     o->e = agw_store_open(o->path, &s, o->err, sizeof o->err);
+    o->took_ms = agw_mono_ms() - start;
     if (o->e == AGW_OK) {
         o->version = user_version(s->db);
         agw_store_close(s);
@@ -337,6 +341,11 @@ static void test_open_waits_for_writer_on_new_file(void **state)
     db_path(f, "busy.db", path, sizeof path);
     sqlite3 *raw = NULL;
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    /* As a pool process's own open: its COMMIT waits for the opener's
+     * momentary read lock. Without a timeout it could fail at once and keep
+     * the lock that blocks every new reader, and the open would wait it out
+     * in vain. */
+    sqlite3_busy_timeout(raw, 5000);
     assert_int_equal(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
     releaser r = { raw, -1 };
     pthread_t t;
@@ -352,6 +361,33 @@ static void test_open_waits_for_writer_on_new_file(void **state)
         fail_msg("open under a 200 ms lock failed: %d %s", (int)e, err);
     assert_int_equal(user_version(s->db), N_MIGRATIONS);
     agw_store_close(s);
+}
+
+/* A connection that keeps a new file locked (here, exclusively, so that no
+ * one can even read it): the open gives up after its 5 s for WAL, with a
+ * message, instead of retrying attempt after attempt of 5 s each. */
+static void test_open_gives_up_on_a_file_locked_for_good(void **state)
+{
+    fixture *f = *state;
+    char path[256];
+    db_path(f, "stuck.db", path, sizeof path);
+    sqlite3 *raw = NULL;
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    opener o = { .path = path };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_thread, &o), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    if (pthread_timedjoin_np(t, NULL, &until) != 0)
+        fail_msg("the open still waits for the locked file after 10 s");
+    assert_int_equal(o.e, AGW_EIO);
+    assert_string_equal(o.err, "cannot enable WAL: database is locked");
+    if (o.took_ms < 4900)
+        fail_msg("gave up after %llu ms, before its 5 s", (unsigned long long)o.took_ms);
+    assert_int_equal(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
 }
 
 static void test_two_connections_share_data(void **state)
@@ -542,6 +578,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_waits_for_writer_on_new_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_gives_up_on_a_file_locked_for_good, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_two_connections_share_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_unwritable_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_2_upgrades_a_version_1_file, setup,
