@@ -374,7 +374,12 @@ static void test_open_gives_up_on_a_file_locked_for_good(void **state)
     sqlite3 *raw = NULL;
     assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
     assert_int_equal(sqlite3_exec(raw, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
-    opener o = { .path = path };
+    /* Static: if the wait below gives up, the thread still writes here after
+     * this function has returned. */
+    static char path_kept[256];
+    static opener o;
+    snprintf(path_kept, sizeof path_kept, "%s", path);
+    o = (opener){ .path = path_kept };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, open_thread, &o), 0);
     struct timespec until;
